@@ -1,0 +1,45 @@
+# kumo: the two commands are `make up` (an all-in-one cloud) and `make test`.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMPS  := .stamps
+
+.PHONY: setup host venv proto lint test test-fast bench up clean image
+
+setup: host venv
+
+host:
+	scripts/setup-host.sh
+
+$(STAMPS)/venv: pyproject.toml
+	@mkdir -p $(STAMPS)
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(STAMPS)/venv
+
+proto: venv
+	scripts/gen-proto.sh
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/buf lint
+
+test: setup
+	$(BIN)/pytest -q -ra
+
+# The tests that need no libvirt guests: quick feedback while coding.
+test-fast: venv
+	$(BIN)/pytest -q -ra -m "not e2e"
+
+bench: setup
+	$(BIN)/python -m bench
+
+up: setup
+	$(BIN)/python -m controller.allinone
+
+clean:
+	rm -rf $(VENV) $(STAMPS) .kumo

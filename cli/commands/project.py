@@ -1,0 +1,90 @@
+"""kumo project create | list | show | delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from google.protobuf import field_mask_pb2
+from kumo.v1 import identity_pb2 as pb
+from kumo.v1 import identity_pb2_grpc
+
+from cli.client import list_all, resolve, session
+from cli.output import Format, OutputOpt, emit
+
+app = typer.Typer(no_args_is_help=True)
+
+COLUMNS = [("id", "id"), ("name", "name"), ("enabled", "enabled"), ("description", "description")]
+DETAIL = [*COLUMNS, ("created", "create_time"), ("updated", "update_time")]
+
+
+def stub():  # type: ignore[no-untyped-def]
+    return session().stub(identity_pb2_grpc.IdentityServiceStub)
+
+
+def find(s, ref: str) -> pb.Project:  # type: ignore[no-untyped-def]
+    return resolve(
+        "project",
+        ref,
+        lambda i: s.GetProject(pb.GetProjectRequest(id=i)),
+        lambda n: list(s.ListProjects(pb.ListProjectsRequest(name=n)).projects),
+    )
+
+
+@app.command()
+def create(
+    name: str,
+    description: Annotated[str, typer.Option(help="Free text")] = "",
+    output: OutputOpt = Format.table,
+) -> None:
+    """Create a project (admin)."""
+    emit(
+        stub().CreateProject(pb.CreateProjectRequest(project=pb.Project(name=name, description=description))),
+        output,
+        DETAIL,
+    )
+
+
+@app.command("list")
+def list_(output: OutputOpt = Format.table) -> None:
+    """List the projects you can see."""
+    s = stub()
+    emit(list_all(s.ListProjects, pb.ListProjectsRequest(page_size=500), "projects"), output, COLUMNS)
+
+
+@app.command()
+def show(project: str, output: OutputOpt = Format.table) -> None:
+    """Show a project by name or id."""
+    emit(find(stub(), project), output, DETAIL)
+
+
+@app.command()
+def set(
+    project: str,
+    name: Annotated[str | None, typer.Option(help="New name")] = None,
+    description: Annotated[str | None, typer.Option(help="New description")] = None,
+    enabled: Annotated[bool | None, typer.Option("--enable/--disable", help="Enable or disable")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Change a project's name, description or enabled flag (admin)."""
+    s = stub()
+    current = find(s, project)
+    changed = pb.Project(id=current.id)
+    paths = []
+    if name is not None:
+        changed.name, paths = name, [*paths, "name"]
+    if description is not None:
+        changed.description, paths = description, [*paths, "description"]
+    if enabled is not None:
+        changed.enabled, paths = enabled, [*paths, "enabled"]
+    req = pb.UpdateProjectRequest(project=changed, update_mask=field_mask_pb2.FieldMask(paths=paths))
+    emit(s.UpdateProject(req), output, DETAIL)
+
+
+@app.command()
+def delete(project: str) -> None:
+    """Delete a project (admin)."""
+    s = stub()
+    p = find(s, project)
+    s.DeleteProject(pb.DeleteProjectRequest(id=p.id))
+    typer.echo(f"deleted project {p.name} ({p.id})")

@@ -1,0 +1,53 @@
+"""`kumo`: the command-line client. One sub-app per resource in cli/commands/."""
+
+from __future__ import annotations
+
+import sys
+
+import grpc
+import typer
+
+from cli.commands import auth, project, role, user
+from cli.errors import CliError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="kumo: a small, fast IaaS cloud.",
+)
+auth.register(app)
+app.add_typer(project.app, name="project", help="Projects (tenants).")
+app.add_typer(user.app, name="user", help="Users.")
+app.add_typer(role.app, name="role", help="Role assignments: who may do what in which project.")
+
+
+def describe_rpc_error(exc: grpc.RpcError) -> str:
+    code = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return f"cannot reach the controller: {details}"
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return "the controller did not answer in time"
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return f"{details} (run 'kumo login')"
+    name = code.name if code is not None else "ERROR"
+    return f"{details} [{name}]"
+
+
+def main() -> None:
+    try:
+        app()
+    except CliError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    except grpc.RpcError as exc:
+        typer.echo(f"error: {describe_rpc_error(exc)}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The kumo controller: identity, images, volumes, networks, scheduling."""

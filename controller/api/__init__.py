@@ -1,0 +1,1 @@
+"""Thin gRPC servicers: validate, call the domain, build the response."""

@@ -1,0 +1,165 @@
+"""The one server interceptor: authenticates the caller, applies the policy
+table, hands the principal to the servicer, and turns domain errors into gRPC
+statuses (with google.rpc.ErrorInfo) in one place."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from controller.auth.policy import OPEN_PREFIXES, POLICY, Rule
+from controller.auth.principal import NodePrincipal, Principal
+from controller.errors import ERROR_DOMAIN, KumoError, PermissionDenied, Unauthenticated
+
+log = logging.getLogger("kumo.api")
+
+TokenAuthenticator = Callable[[str], Principal]
+NodeAuthenticator = Callable[[grpc.ServicerContext], NodePrincipal]
+
+
+class CallContext:
+    """The servicer's context: the gRPC context plus who is calling."""
+
+    __slots__ = ("_ctx", "node", "principal")
+
+    def __init__(self, ctx: grpc.ServicerContext, principal: Principal | None, node: NodePrincipal | None):
+        self._ctx = ctx
+        self.principal = principal
+        self.node = node
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ctx, name)
+
+
+def status_for(error: KumoError) -> grpc.Status:
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    return rpc_status.to_status(
+        status_pb2.Status(code=error.code.value[0], message=error.message, details=[detail])
+    )
+
+
+def _bearer(metadata: dict[str, str]) -> str:
+    value = metadata.get("authorization", "")
+    if not value:
+        raise Unauthenticated(
+            "no token: send 'authorization: Bearer <token>' (get one with Authenticate)",
+            reason="TOKEN_MISSING",
+        )
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("authorization metadata must be 'Bearer <token>'", reason="TOKEN_INVALID")
+    return token.strip()
+
+
+class ApiInterceptor(grpc.ServerInterceptor):
+    def __init__(
+        self,
+        token_auth: TokenAuthenticator,
+        node_auth: NodeAuthenticator | None = None,
+        policy: dict[str, Rule] = POLICY,
+        node_port: bool = False,
+    ) -> None:
+        self._token_auth = token_auth
+        self._node_auth = node_auth
+        self._policy = policy
+        self._node_port = node_port
+
+    def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
+        handler = continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or method.startswith(OPEN_PREFIXES):
+            return handler
+        metadata = {k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)}
+        rule = self._policy.get(method)
+
+        if handler.request_streaming and handler.response_streaming:
+            behavior, factory = handler.stream_stream, grpc.stream_stream_rpc_method_handler
+        elif handler.request_streaming:
+            behavior, factory = handler.stream_unary, grpc.stream_unary_rpc_method_handler
+        elif handler.response_streaming:
+            behavior, factory = handler.unary_stream, grpc.unary_stream_rpc_method_handler
+        else:
+            behavior, factory = handler.unary_unary, grpc.unary_unary_rpc_method_handler
+
+        def wrapped(request: Any, ctx: grpc.ServicerContext) -> Any:
+            start = time.perf_counter()
+            try:
+                call_ctx = self._authorize(method, rule, metadata, ctx)
+                result = behavior(request, call_ctx)
+                if handler.response_streaming:
+                    return self._guard_stream(method, result, ctx)
+                return result
+            except Exception as exc:
+                self._fail(method, exc, ctx)
+            finally:
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug(
+                        "rpc",
+                        extra={
+                            "method": method,
+                            "ms": round((time.perf_counter() - start) * 1000, 2),
+                        },
+                    )
+
+        return factory(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _authorize(self, method: str, rule: Rule | None, metadata: dict[str, str], ctx) -> CallContext:  # type: ignore[no-untyped-def]
+        if rule is None:
+            log.error("rpc has no policy entry; refusing", extra={"method": method})
+            raise PermissionDenied(f"{method} is not allowed by policy", reason="NO_POLICY")
+        if rule is Rule.NODE:
+            if not self._node_port or self._node_auth is None:
+                raise Unauthenticated("node RPCs are served on the node port with mutual TLS only")
+            return CallContext(ctx, None, self._node_auth(ctx))
+        if self._node_port:
+            raise PermissionDenied("the node port serves node RPCs only", reason="WRONG_PORT")
+        if rule is Rule.OPEN:
+            return CallContext(ctx, None, None)
+        principal = self._token_auth(_bearer(metadata))
+        need = rule.min_role
+        assert need is not None
+        if principal.role < need:
+            raise PermissionDenied(
+                f"{method.rsplit('/', 1)[-1]} needs the {need.name.lower()} role; "
+                f"you are {principal.role.name.lower()} on project {principal.project_name!r}",
+                reason="ROLE_REQUIRED",
+                required_role=need.name.lower(),
+            )
+        return CallContext(ctx, principal, None)
+
+    def _guard_stream(self, method: str, responses: Iterator[Any], ctx) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+        try:
+            yield from responses
+        except Exception as exc:
+            self._fail(method, exc, ctx)
+
+    @staticmethod
+    def _fail(method: str, exc: Exception, ctx) -> None:  # type: ignore[no-untyped-def]
+        if isinstance(exc, KumoError):
+            if isinstance(exc, Unauthenticated | PermissionDenied):
+                log.info(
+                    "rpc refused",
+                    extra={"method": method, "code": exc.code.name, "reason": exc.reason},
+                )
+            ctx.abort_with_status(status_for(exc))
+        if not ctx.is_active():
+            log.info("rpc ended by the client", extra={"method": method, "error": repr(exc)})
+            raise exc
+        log.exception("internal error", extra={"method": method})
+        ctx.abort(
+            grpc.StatusCode.INTERNAL,
+            f"internal error in {method} (the controller log has the details)",
+        )

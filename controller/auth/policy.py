@@ -1,0 +1,60 @@
+"""The policy table: for every RPC, who may call it. An RPC missing here is
+refused (tests/test_policy.py checks every RPC of every service is listed).
+
+OPEN  no token (login, node enrollment: they carry their own secret)
+READER/MEMBER/ADMIN  a valid bearer token with at least that role on its project
+NODE  a node's client certificate, on the mTLS node port only
+
+Finer checks that depend on the resource (whose project it is, changing one's
+own password) live in the domain code, which gets the principal."""
+
+from __future__ import annotations
+
+import enum
+
+from controller.auth.principal import Role
+
+
+class Rule(enum.Enum):
+    OPEN = "open"
+    READER = "reader"
+    MEMBER = "member"
+    ADMIN = "admin"
+    NODE = "node"
+
+    @property
+    def min_role(self) -> Role | None:
+        return {Rule.READER: Role.READER, Rule.MEMBER: Role.MEMBER, Rule.ADMIN: Role.ADMIN}.get(self)
+
+
+def _service(name: str, rules: dict[str, Rule]) -> dict[str, Rule]:
+    return {f"/kumo.v1.{name}/{method}": rule for method, rule in rules.items()}
+
+
+POLICY: dict[str, Rule] = {
+    **_service(
+        "IdentityService",
+        {
+            "Authenticate": Rule.OPEN,
+            "RevokeToken": Rule.READER,
+            "GetCurrentIdentity": Rule.READER,
+            "CreateProject": Rule.ADMIN,
+            "GetProject": Rule.READER,
+            "ListProjects": Rule.READER,
+            "UpdateProject": Rule.ADMIN,
+            "DeleteProject": Rule.ADMIN,
+            "CreateUser": Rule.ADMIN,
+            "GetUser": Rule.READER,
+            "ListUsers": Rule.READER,
+            "UpdateUser": Rule.ADMIN,
+            "DeleteUser": Rule.ADMIN,
+            "SetUserPassword": Rule.READER,
+            "CreateRoleAssignment": Rule.ADMIN,
+            "ListRoleAssignments": Rule.READER,
+            "DeleteRoleAssignment": Rule.ADMIN,
+        },
+    ),
+}
+
+# Infrastructure services every gRPC tool expects to reach without a token.
+OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")

@@ -1,0 +1,99 @@
+"""Controller settings: defaults < TOML file < KUMO_* environment < command-line flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class ControllerConfig:
+    data_dir: Path = Path(".kumo")
+    # Public API (users, CLI, other-language clients): TLS, bearer tokens.
+    listen: str = "0.0.0.0:7443"
+    # Node API (node sessions): mutual TLS with certificates from our CA.
+    node_listen: str = "0.0.0.0:7444"
+    # Empty: SQLite file in the data directory. Else e.g. postgresql://user@host/db.
+    database_url: str = ""
+    token_ttl_seconds: int = 3600
+    # Names and addresses put into the server certificate besides localhost.
+    server_names: list[str] = field(default_factory=lambda: [socket.gethostname()])
+    workers: int = 64
+    log_level: str = "INFO"
+    log_format: str = "json"  # json | text
+    # Images
+    image_max_upload_bytes: int = 20 * 1024**3
+    image_quota_count: int = 100
+    image_quota_bytes: int = 200 * 1024**3
+    # Nodes
+    node_grace_seconds: float = 30.0
+    node_heartbeat_seconds: float = 5.0
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.data_dir / "pki"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "kumo.db"
+
+
+def _coerce(value: Any, current: Any) -> Any:
+    if isinstance(current, bool):
+        if isinstance(value, str):
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        return bool(value)
+    if isinstance(current, int):
+        return int(value)
+    if isinstance(current, float):
+        return float(value)
+    if isinstance(current, Path):
+        return Path(value)
+    if isinstance(current, list):
+        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else list(value)
+    return str(value)
+
+
+def load_config(
+    config_file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> ControllerConfig:
+    """Builds the config. Unknown keys in the file are an error, so typos are not silent."""
+    env = os.environ if environ is None else environ
+    cfg = ControllerConfig()
+    if env.get("KUMO_DATA_DIR"):
+        cfg.data_dir = Path(env["KUMO_DATA_DIR"])
+    if overrides and overrides.get("data_dir"):
+        cfg.data_dir = Path(overrides["data_dir"])
+    names = {f.name for f in dataclasses.fields(cfg)}
+
+    path = config_file or (Path(env["KUMO_CONFIG"]) if env.get("KUMO_CONFIG") else None)
+    if path is None and (cfg.data_dir / "controller.toml").exists():
+        path = cfg.data_dir / "controller.toml"
+    if path is not None:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"{path}: unknown settings: {', '.join(sorted(unknown))}")
+        for key, value in data.items():
+            setattr(cfg, key, _coerce(value, getattr(cfg, key)))
+
+    for name in names:
+        env_key = f"KUMO_{name.upper()}"
+        if name != "data_dir" and env_key in env:
+            setattr(cfg, name, _coerce(env[env_key], getattr(cfg, name)))
+
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            if key not in names:
+                raise ValueError(f"unknown setting {key!r}")
+            setattr(cfg, key, _coerce(value, getattr(cfg, key)))
+    cfg.data_dir = cfg.data_dir.resolve()
+    return cfg

@@ -1,0 +1,49 @@
+"""The one database handle, bound at start to SQLite (WAL) or PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import peewee
+from playhouse.db_url import connect as connect_url
+
+db = peewee.DatabaseProxy()
+
+
+def open_database(url: str, sqlite_path: Path) -> peewee.Database:
+    if url:
+        database = connect_url(url)
+    else:
+        sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        database = peewee.SqliteDatabase(
+            str(sqlite_path),
+            pragmas={
+                "journal_mode": "wal",
+                "foreign_keys": 1,
+                "busy_timeout": 10000,
+                "synchronous": "normal",
+            },
+            check_same_thread=False,
+        )
+    db.initialize(database)
+    database.connect(reuse_if_open=True)
+    return database
+
+
+def is_sqlite() -> bool:
+    return isinstance(db.obj, peewee.SqliteDatabase)
+
+
+@contextmanager
+def write_transaction() -> Iterator[None]:
+    """A transaction that takes the write lock up front. On SQLite that means
+    BEGIN IMMEDIATE, so check-then-write sequences (quota, capacity, names)
+    cannot interleave; on PostgreSQL callers lock rows with SELECT ... FOR UPDATE."""
+    if is_sqlite():
+        with db.obj.atomic("IMMEDIATE"):
+            yield
+    else:
+        with db.obj.atomic():
+            yield

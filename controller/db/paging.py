@@ -1,0 +1,66 @@
+"""Keyset pagination shared by every List method: stable under inserts and
+deletes between pages, and O(page) however deep the page."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, TypeVar
+
+import peewee
+
+from controller.errors import InvalidArgument
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+M = TypeVar("M", bound=peewee.Model)
+
+
+def check_page_size(page_size: int) -> int:
+    if page_size < 0:
+        raise InvalidArgument(f"page_size must not be negative, got {page_size}")
+    if page_size > MAX_PAGE_SIZE:
+        raise InvalidArgument(f"page_size must be at most {MAX_PAGE_SIZE}, got {page_size}")
+    return page_size or DEFAULT_PAGE_SIZE
+
+
+def _encode(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+def _decode(token: str, width: int) -> list[Any]:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (ValueError, TypeError):
+        values = None
+    if not isinstance(values, list) or len(values) != width:
+        raise InvalidArgument("page_token is not one this server gave out")
+    return values
+
+
+def paginate(
+    query: peewee.ModelSelect,
+    keys: tuple[peewee.Field, ...],
+    page_size: int,
+    page_token: str,
+) -> tuple[list[Any], str]:
+    """Orders by `keys` (the last must be unique) and returns one page and the
+    token for the next ("" when this is the last)."""
+    size = check_page_size(page_size)
+    if page_token:
+        last = _decode(page_token, len(keys))
+        # (k1, k2, ...) > (v1, v2, ...) spelled out so SQLite and PostgreSQL agree.
+        cond = None
+        for i in reversed(range(len(keys))):
+            term = keys[i] > last[i]
+            for j in range(i):
+                term = (keys[j] == last[j]) & term
+            cond = term if cond is None else (term | cond)
+        query = query.where(cond)
+    rows = list(query.order_by(*keys).limit(size + 1))
+    if len(rows) <= size:
+        return rows, ""
+    rows = rows[:size]
+    tail = rows[-1]
+    return rows, _encode([getattr(tail, k.name) for k in keys])

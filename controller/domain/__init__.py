@@ -1,0 +1,1 @@
+"""Domain rules: ids, clock, policy decisions that depend on the resource."""
