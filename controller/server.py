@@ -13,7 +13,6 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from kumo.v1 import identity_pb2, identity_pb2_grpc
 
 from controller.auth.interceptor import ApiInterceptor
 from controller.auth.tokens import TokenSigner
@@ -22,6 +21,7 @@ from controller.db import migrations
 from controller.db.database import db, open_database
 from controller.domain.identity import Identity, admin_password_from_env
 from controller.pki import ensure_pki
+from kumo.v1 import identity_pb2, identity_pb2_grpc
 
 log = logging.getLogger("kumo.controller")
 
@@ -129,7 +129,9 @@ class Controller:
             "ca_file": str(self.cfg.pki_dir / "ca.crt"),
             "ca_fingerprint": self.pki.ca.fingerprint,
         }
-        (self.cfg.data_dir / "controller.json").write_text(json.dumps(info, indent=2) + "\n")
+        tmp = self.cfg.data_dir / "controller.json.tmp"
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
+        tmp.replace(self.cfg.data_dir / "controller.json")  # readers never see half a file
         log.info("controller serving", extra=info)
 
     node_authenticator = None  # set by the node feature

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+
 from kumo.v1 import identity_pb2 as idpb
 from kumo.v1 import identity_pb2_grpc
 

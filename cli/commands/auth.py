@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from kumo.v1 import identity_pb2 as pb
-from kumo.v1 import identity_pb2_grpc
 
 from cli import config
 from cli.client import Session, session
 from cli.errors import CliError
 from cli.output import Format, OutputOpt, emit, enum_label
+from kumo.v1 import identity_pb2 as pb
+from kumo.v1 import identity_pb2_grpc
 
 IDENTITY_COLUMNS = [
     ("user", "user_name"),

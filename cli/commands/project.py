@@ -6,11 +6,11 @@ from typing import Annotated
 
 import typer
 from google.protobuf import field_mask_pb2
-from kumo.v1 import identity_pb2 as pb
-from kumo.v1 import identity_pb2_grpc
 
 from cli.client import list_all, resolve, session
 from cli.output import Format, OutputOpt, emit
+from kumo.v1 import identity_pb2 as pb
+from kumo.v1 import identity_pb2_grpc
 
 app = typer.Typer(no_args_is_help=True)
 

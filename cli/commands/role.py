@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from kumo.v1 import identity_pb2 as pb
 
 from cli.client import list_all
 from cli.commands import project as project_cmd
 from cli.commands import user as user_cmd
 from cli.errors import CliError
 from cli.output import Format, OutputOpt, emit, enum_label
+from kumo.v1 import identity_pb2 as pb
 
 app = typer.Typer(no_args_is_help=True)
 

@@ -7,12 +7,12 @@ import os
 from typing import Annotated
 
 import typer
-from kumo.v1 import identity_pb2 as pb
 
 from cli.client import list_all, resolve
 from cli.commands import project as project_cmd
 from cli.errors import CliError
 from cli.output import Format, OutputOpt, emit
+from kumo.v1 import identity_pb2 as pb
 
 app = typer.Typer(no_args_is_help=True)
 

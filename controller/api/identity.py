@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from google.protobuf import empty_pb2
-from kumo.v1 import identity_pb2 as pb
-from kumo.v1 import identity_pb2_grpc
 
 from controller import validation as v
 from controller.api.convert import ts
@@ -13,6 +11,8 @@ from controller.auth.principal import Principal, Role
 from controller.db.models import Project, RoleAssignment, User
 from controller.domain.identity import Identity
 from controller.errors import InvalidArgument
+from kumo.v1 import identity_pb2 as pb
+from kumo.v1 import identity_pb2_grpc
 
 
 def project_pb(row: Project) -> pb.Project:
