@@ -21,3 +21,20 @@ def controller(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerP
 @pytest.fixture(scope="module")
 def admin(controller: ControllerProc) -> Client:
     return controller.login()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real PostgreSQL server, started once for the tests that need one."""
+    import shutil
+    import tempfile
+
+    from tests.pg import PostgresServer
+
+    # Not under pytest's tmp dir: its parents are 0700 root and the server runs as postgres.
+    base = Path(tempfile.mkdtemp(prefix="kumo-pg-"))
+    base.chmod(0o755)
+    server = PostgresServer(base / "pg").start()
+    yield server
+    server.stop()
+    shutil.rmtree(base, ignore_errors=True)
