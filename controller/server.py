@@ -84,6 +84,18 @@ class Controller:
                 identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
             )
         )
+        from controller.api.compute import ComputeServicer
+        from controller.domain.compute_catalog import ComputeCatalog
+        from kumo.v1 import compute_pb2, compute_pb2_grpc
+
+        self.compute_catalog = ComputeCatalog()
+        s.public.append(
+            (
+                compute_pb2_grpc.add_ComputeServiceServicer_to_server,
+                ComputeServicer(self.compute_catalog),
+                compute_pb2.DESCRIPTOR.services_by_name["ComputeService"].full_name,
+            )
+        )
 
     def _server(self, interceptor: ApiInterceptor, entries: list[tuple[Any, Any, str]]) -> grpc.Server:
         server = grpc.server(

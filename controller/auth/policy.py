@@ -54,6 +54,33 @@ POLICY: dict[str, Rule] = {
             "DeleteRoleAssignment": Rule.ADMIN,
         },
     ),
+    **_service(
+        "ComputeService",
+        {
+            "CreateFlavor": Rule.ADMIN,
+            "GetFlavor": Rule.READER,
+            "ListFlavors": Rule.READER,
+            "UpdateFlavor": Rule.ADMIN,
+            "DeleteFlavor": Rule.ADMIN,
+            "CreateKeypair": Rule.MEMBER,
+            "GetKeypair": Rule.READER,
+            "ListKeypairs": Rule.READER,
+            "DeleteKeypair": Rule.MEMBER,
+            "CreateServerGroup": Rule.MEMBER,
+            "GetServerGroup": Rule.READER,
+            "ListServerGroups": Rule.READER,
+            "DeleteServerGroup": Rule.MEMBER,
+            "CreateInstance": Rule.MEMBER,
+            "GetInstance": Rule.READER,
+            "ListInstances": Rule.READER,
+            "DeleteInstance": Rule.MEMBER,
+            "StartInstance": Rule.MEMBER,
+            "StopInstance": Rule.MEMBER,
+            "RebootInstance": Rule.MEMBER,
+            "GetConsoleOutput": Rule.READER,
+            "CreateInstanceSnapshot": Rule.MEMBER,
+        },
+    ),
 }
 
 # Infrastructure services every gRPC tool expects to reach without a token.

@@ -65,3 +65,46 @@ class IdempotencyKey(BaseModel):
 
     class Meta:
         primary_key = peewee.CompositeKey("request_id", "kind", "project_id")
+
+
+class Flavor(BaseModel):
+    id = peewee.CharField(primary_key=True, max_length=36)
+    name = peewee.CharField(max_length=64, unique=True)
+    description = peewee.TextField(default="")
+    vcpus = peewee.IntegerField()
+    ram_mb = peewee.IntegerField()
+    disk_gb = peewee.IntegerField()
+    is_public = peewee.BooleanField(default=True)
+    create_time = peewee.DoubleField()
+    update_time = peewee.DoubleField()
+
+
+class FlavorAccess(BaseModel):
+    flavor = peewee.ForeignKeyField(Flavor, on_delete="CASCADE", column_name="flavor_id")
+    project = peewee.ForeignKeyField(Project, on_delete="CASCADE", column_name="project_id")
+
+    class Meta:
+        primary_key = peewee.CompositeKey("flavor", "project")
+
+
+class Keypair(BaseModel):
+    id = peewee.CharField(primary_key=True, max_length=36)
+    user = peewee.ForeignKeyField(User, on_delete="CASCADE", column_name="user_id")
+    name = peewee.CharField(max_length=64)
+    public_key = peewee.TextField()
+    fingerprint = peewee.CharField(max_length=128)
+    create_time = peewee.DoubleField()
+
+    class Meta:
+        indexes = ((("user", "name"), True),)
+
+
+class ServerGroup(BaseModel):
+    id = peewee.CharField(primary_key=True, max_length=36)
+    project = peewee.ForeignKeyField(Project, on_delete="CASCADE", column_name="project_id")
+    name = peewee.CharField(max_length=64)
+    policy = peewee.IntegerField()
+    create_time = peewee.DoubleField()
+
+    class Meta:
+        indexes = ((("project", "name"), True),)

@@ -1,9 +1,11 @@
 """Versioned schema migrations.
 
 Each module here named mNNNN_<what>.py holds `STATEMENTS`, a list of portable
-SQL (SQLite and PostgreSQL). Versions are the NNNN numbers, contiguous from 1.
-Applied versions are recorded in schema_migrations; a start applies the rest,
-each in its own transaction. Never edit an applied migration: add a new one.
+SQL (SQLite and PostgreSQL). Versions are the NNNN numbers, unique and applied
+in order. Applied versions are recorded in schema_migrations; a start applies
+every version not recorded yet, each in its own transaction (so migrations
+written on parallel branches all apply). Never edit an applied migration: add
+a new one.
 """
 
 from __future__ import annotations
@@ -30,33 +32,35 @@ def discover() -> list[tuple[int, str, list[str]]]:
         found.append((int(m.group(1)), m.group(2), list(module.STATEMENTS)))
     found.sort()
     versions = [v for v, _, _ in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise RuntimeError(f"migration versions must be contiguous from 1, got {versions}")
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"two migrations share a version: {versions}")
     return found
 
 
-def current_version() -> int:
+def applied_versions() -> set[int]:
     if "schema_migrations" not in db.get_tables():
-        return 0
-    row = db.execute_sql("SELECT MAX(version) FROM schema_migrations").fetchone()
-    return int(row[0] or 0)
+        return set()
+    return {int(r[0]) for r in db.execute_sql("SELECT version FROM schema_migrations").fetchall()}
 
 
 def migrate() -> int:
-    """Brings the schema up to date; returns the version it ends at."""
+    """Brings the schema up to date; returns the highest version."""
     db.execute_sql(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version INTEGER PRIMARY KEY, name VARCHAR(100) NOT NULL,"
         " applied_at DOUBLE PRECISION NOT NULL)"
     )
     migrations = discover()
-    have = current_version()
-    if have > len(migrations):
+    have = applied_versions()
+    unknown = have - {v for v, _, _ in migrations}
+    if unknown:
         raise RuntimeError(
-            f"database schema is version {have}, newer than this code knows "
-            f"({len(migrations)}); refusing to start"
+            f"database has schema versions {sorted(unknown)} that this code does not know "
+            "(it is newer than this code); refusing to start"
         )
-    for version, name, statements in migrations[have:]:
+    for version, name, statements in migrations:
+        if version in have:
+            continue
         with db.atomic():
             for sql in statements:
                 db.execute_sql(sql)
@@ -67,4 +71,4 @@ def migrate() -> int:
                 (version, name, time.time()),
             )
         log.info("applied migration", extra={"version": version, "migration": name})
-    return len(migrations)
+    return max((v for v, _, _ in migrations), default=0)

@@ -1,0 +1,122 @@
+"""kumo flavor create | list | show | set | delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from google.protobuf import field_mask_pb2
+
+from cli.client import list_all, resolve, session
+from cli.commands import project as project_cmd
+from cli.output import Format, OutputOpt, emit
+from kumo.v1 import compute_pb2 as pb
+from kumo.v1 import compute_pb2_grpc
+
+app = typer.Typer(no_args_is_help=True)
+
+COLUMNS = [
+    ("id", "id"),
+    ("name", "name"),
+    ("vcpus", "vcpus"),
+    ("ram mb", "ram_mb"),
+    ("disk gb", "disk_gb"),
+    ("public", "is_public"),
+]
+DETAIL = [*COLUMNS, ("description", "description"), ("projects", "project_ids"), ("created", "create_time")]
+
+
+def stub():  # type: ignore[no-untyped-def]
+    return session().stub(compute_pb2_grpc.ComputeServiceStub)
+
+
+def find(s, ref: str) -> pb.Flavor:  # type: ignore[no-untyped-def]
+    return resolve(
+        "flavor",
+        ref,
+        lambda i: s.GetFlavor(pb.GetFlavorRequest(id=i)),
+        lambda n: list(s.ListFlavors(pb.ListFlavorsRequest(name=n)).flavors),
+    )
+
+
+def _project_ids(projects: list[str]) -> list[str]:
+    ident = project_cmd.stub()
+    return [project_cmd.find(ident, p).id for p in projects]
+
+
+@app.command()
+def create(
+    name: str,
+    vcpus: Annotated[int, typer.Option(help="Virtual CPUs")],
+    ram: Annotated[int, typer.Option(help="RAM in MiB")],
+    disk: Annotated[int, typer.Option(help="Root disk in GiB")] = 1,
+    private: Annotated[
+        bool, typer.Option("--private", help="Only for the projects given with --project")
+    ] = False,
+    project: Annotated[
+        list[str] | None, typer.Option(help="Project that may use a private flavor")
+    ] = None,
+    description: Annotated[str, typer.Option()] = "",
+    output: OutputOpt = Format.table,
+) -> None:
+    """Create a flavor (admin)."""
+    flavor = pb.Flavor(
+        name=name,
+        vcpus=vcpus,
+        ram_mb=ram,
+        disk_gb=disk,
+        is_public=not private,
+        description=description,
+        project_ids=_project_ids(project or []),
+    )
+    emit(stub().CreateFlavor(pb.CreateFlavorRequest(flavor=flavor)), output, DETAIL)
+
+
+@app.command("list")
+def list_(output: OutputOpt = Format.table) -> None:
+    """List the flavors you may use."""
+    s = stub()
+    emit(list_all(s.ListFlavors, pb.ListFlavorsRequest(page_size=500), "flavors"), output, COLUMNS)
+
+
+@app.command()
+def show(flavor: str, output: OutputOpt = Format.table) -> None:
+    """Show a flavor by name or id."""
+    emit(find(stub(), flavor), output, DETAIL)
+
+
+@app.command("set")
+def set_(
+    flavor: str,
+    description: Annotated[str | None, typer.Option()] = None,
+    public: Annotated[bool | None, typer.Option("--public/--private")] = None,
+    project: Annotated[
+        list[str] | None, typer.Option(help="Replace the projects of a private flavor")
+    ] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Change a flavor's description, visibility or project access (admin)."""
+    s = stub()
+    current = find(s, flavor)
+    changed = pb.Flavor(id=current.id)
+    paths = []
+    if description is not None:
+        changed.description = description
+        paths.append("description")
+    if public is not None:
+        changed.is_public = public
+        paths.append("is_public")
+    if project is not None:
+        changed.project_ids.extend(_project_ids(project))
+        paths.append("project_ids")
+    req = pb.UpdateFlavorRequest(flavor=changed, update_mask=field_mask_pb2.FieldMask(paths=paths))
+    emit(s.UpdateFlavor(req), output, DETAIL)
+
+
+@app.command()
+def delete(flavor: str) -> None:
+    """Delete a flavor (admin)."""
+    s = stub()
+    f = find(s, flavor)
+    s.DeleteFlavor(pb.DeleteFlavorRequest(id=f.id))
+    typer.echo(f"deleted flavor {f.name} ({f.id})")

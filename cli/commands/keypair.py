@@ -1,0 +1,92 @@
+"""kumo keypair create | import | list | show | delete."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.client import list_all, resolve
+from cli.commands.flavor import stub
+from cli.errors import CliError
+from cli.output import Format, OutputOpt, emit
+from kumo.v1 import compute_pb2 as pb
+
+app = typer.Typer(no_args_is_help=True)
+
+COLUMNS = [("id", "id"), ("name", "name"), ("fingerprint", "fingerprint")]
+DETAIL = [*COLUMNS, ("public key", "public_key"), ("created", "create_time")]
+
+
+def find(s, ref: str) -> pb.Keypair:  # type: ignore[no-untyped-def]
+    return resolve(
+        "keypair",
+        ref,
+        lambda i: s.GetKeypair(pb.GetKeypairRequest(id=i)),
+        lambda n: list(s.ListKeypairs(pb.ListKeypairsRequest(name=n)).keypairs),
+    )
+
+
+@app.command()
+def create(
+    name: str,
+    private_key_file: Annotated[
+        Path | None, typer.Option("--private-key-file", help="Write the new private key here (mode 0600)")
+    ] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Have the server make an ed25519 keypair; the private key is shown (or saved) once."""
+    if private_key_file is not None and private_key_file.exists():
+        raise CliError(f"{private_key_file} exists; not overwriting a private key")
+    kp = stub().CreateKeypair(pb.CreateKeypairRequest(keypair=pb.Keypair(name=name)))
+    if private_key_file is not None:
+        fd = os.open(private_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(kp.private_key)
+        kp.private_key = ""
+        typer.echo(f"private key written to {private_key_file}", err=True)
+    emit(kp, output, [*DETAIL, ("private key", "private_key")] if kp.private_key else DETAIL)
+
+
+@app.command("import")
+def import_(
+    name: str,
+    public_key_file: Annotated[
+        Path, typer.Option("--public-key", help="An OpenSSH public key file, e.g. ~/.ssh/id_ed25519.pub")
+    ],
+    output: OutputOpt = Format.table,
+) -> None:
+    """Import an existing public key."""
+    try:
+        line = public_key_file.read_text().strip()
+    except OSError as exc:
+        raise CliError(f"cannot read {public_key_file}: {exc.strerror}") from None
+    emit(
+        stub().CreateKeypair(pb.CreateKeypairRequest(keypair=pb.Keypair(name=name, public_key=line))),
+        output,
+        DETAIL,
+    )
+
+
+@app.command("list")
+def list_(output: OutputOpt = Format.table) -> None:
+    """List your keypairs."""
+    s = stub()
+    emit(list_all(s.ListKeypairs, pb.ListKeypairsRequest(page_size=500), "keypairs"), output, COLUMNS)
+
+
+@app.command()
+def show(keypair: str, output: OutputOpt = Format.table) -> None:
+    """Show a keypair by name or id."""
+    emit(find(stub(), keypair), output, DETAIL)
+
+
+@app.command()
+def delete(keypair: str) -> None:
+    """Delete one of your keypairs."""
+    s = stub()
+    k = find(s, keypair)
+    s.DeleteKeypair(pb.DeleteKeypairRequest(id=k.id))
+    typer.echo(f"deleted keypair {k.name} ({k.id})")

@@ -1,0 +1,74 @@
+"""kumo server-group create | list | show | delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cli.client import list_all, resolve
+from cli.commands.flavor import stub
+from cli.errors import CliError
+from cli.output import Format, OutputOpt, emit, enum_label
+from kumo.v1 import compute_pb2 as pb
+
+app = typer.Typer(no_args_is_help=True)
+
+COLUMNS = [
+    ("id", "id"),
+    ("name", "name"),
+    ("policy", "policy", enum_label("SERVER_GROUP_POLICY_")),
+    ("members", "member_ids"),
+]
+POLICIES = {
+    "affinity": pb.SERVER_GROUP_POLICY_AFFINITY,
+    "anti-affinity": pb.SERVER_GROUP_POLICY_ANTI_AFFINITY,
+}
+
+
+def find(s, ref: str) -> pb.ServerGroup:  # type: ignore[no-untyped-def]
+    return resolve(
+        "server group",
+        ref,
+        lambda i: s.GetServerGroup(pb.GetServerGroupRequest(id=i)),
+        lambda n: list(s.ListServerGroups(pb.ListServerGroupsRequest(name=n)).server_groups),
+    )
+
+
+@app.command()
+def create(
+    name: str,
+    policy: Annotated[str, typer.Option(help="affinity or anti-affinity")],
+    output: OutputOpt = Format.table,
+) -> None:
+    """Create a server group: its members go on one node (affinity) or all on different ones."""
+    if policy.lower() not in POLICIES:
+        raise CliError(f"unknown policy {policy!r}: use affinity or anti-affinity")
+    group = pb.ServerGroup(name=name, policy=POLICIES[policy.lower()])
+    emit(stub().CreateServerGroup(pb.CreateServerGroupRequest(server_group=group)), output, COLUMNS)
+
+
+@app.command("list")
+def list_(output: OutputOpt = Format.table) -> None:
+    """List your project's server groups."""
+    s = stub()
+    emit(
+        list_all(s.ListServerGroups, pb.ListServerGroupsRequest(page_size=500), "server_groups"),
+        output,
+        COLUMNS,
+    )
+
+
+@app.command()
+def show(group: str, output: OutputOpt = Format.table) -> None:
+    """Show a server group by name or id."""
+    emit(find(stub(), group), output, COLUMNS)
+
+
+@app.command()
+def delete(group: str) -> None:
+    """Delete a server group that has no members."""
+    s = stub()
+    g = find(s, group)
+    s.DeleteServerGroup(pb.DeleteServerGroupRequest(id=g.id))
+    typer.echo(f"deleted server group {g.name} ({g.id})")

@@ -1,0 +1,143 @@
+"""Queries for flavors, keypairs and server groups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import peewee
+
+from controller.db.database import db
+from controller.db.models import Flavor, FlavorAccess, Keypair, ServerGroup
+from controller.db.paging import paginate
+from controller.errors import AlreadyExists
+
+
+def _create(model: type[peewee.Model], kind: str, name: str, **fields: Any) -> Any:
+    try:
+        with db.atomic():
+            return model.create(name=name, **fields)
+    except peewee.IntegrityError:
+        raise AlreadyExists(
+            f"a {kind} named {name!r} already exists", reason=f"{kind.upper().replace(' ', '_')}_EXISTS"
+        ) from None
+
+
+# Flavors
+
+
+def insert_flavor(flavor_id: str, name: str, now: float, project_ids: list[str], **fields: Any) -> Flavor:
+    with db.atomic():
+        row = _create(Flavor, "flavor", name, id=flavor_id, create_time=now, update_time=now, **fields)
+        set_flavor_access(flavor_id, project_ids)
+    return row
+
+
+def get_flavor(flavor_id: str) -> Flavor | None:
+    return Flavor.get_or_none(Flavor.id == flavor_id)
+
+
+def flavor_access(flavor_id: str) -> list[str]:
+    return sorted(r.project_id for r in FlavorAccess.select().where(FlavorAccess.flavor == flavor_id))
+
+
+def set_flavor_access(flavor_id: str, project_ids: list[str]) -> None:
+    with db.atomic():
+        FlavorAccess.delete().where(FlavorAccess.flavor == flavor_id).execute()
+        if project_ids:
+            FlavorAccess.insert_many(
+                [{"flavor": flavor_id, "project": p} for p in sorted(set(project_ids))]
+            ).execute()
+
+
+def update_flavor(row: Flavor, fields: dict[str, Any], now: float) -> Flavor:
+    for key, value in fields.items():
+        setattr(row, key, value)
+    row.update_time = now
+    row.save()
+    return row
+
+
+def delete_flavor(flavor_id: str) -> int:
+    return Flavor.delete().where(Flavor.id == flavor_id).execute()
+
+
+def list_flavors(
+    page_size: int, page_token: str, name: str, project_id: str | None
+) -> tuple[list[Flavor], str]:
+    """project_id None: every flavor (admins); else public ones and those shared with it."""
+    query = Flavor.select()
+    if name:
+        query = query.where(Flavor.name == name)
+    if project_id is not None:
+        shared = FlavorAccess.select(FlavorAccess.flavor).where(FlavorAccess.project == project_id)
+        query = query.where(Flavor.is_public | Flavor.id.in_(shared))
+    return paginate(query, (Flavor.name, Flavor.id), page_size, page_token)
+
+
+# Keypairs
+
+
+def insert_keypair(
+    keypair_id: str, user_id: str, name: str, public_key: str, fingerprint: str, now: float
+) -> Keypair:
+    return _create(
+        Keypair,
+        "keypair",
+        name,
+        id=keypair_id,
+        user=user_id,
+        public_key=public_key,
+        fingerprint=fingerprint,
+        create_time=now,
+    )
+
+
+def get_keypair(keypair_id: str) -> Keypair | None:
+    return Keypair.get_or_none(Keypair.id == keypair_id)
+
+
+def find_keypair(user_id: str, name: str) -> Keypair | None:
+    return Keypair.get_or_none((Keypair.user == user_id) & (Keypair.name == name))
+
+
+def delete_keypair(keypair_id: str) -> int:
+    return Keypair.delete().where(Keypair.id == keypair_id).execute()
+
+
+def list_keypairs(page_size: int, page_token: str, name: str, user_id: str) -> tuple[list[Keypair], str]:
+    query = Keypair.select().where(Keypair.user == user_id)
+    if name:
+        query = query.where(Keypair.name == name)
+    return paginate(query, (Keypair.name, Keypair.id), page_size, page_token)
+
+
+# Server groups
+
+
+def insert_server_group(group_id: str, project_id: str, name: str, policy: int, now: float) -> ServerGroup:
+    return _create(
+        ServerGroup, "server group", name, id=group_id, project=project_id, policy=policy, create_time=now
+    )
+
+
+def get_server_group(group_id: str) -> ServerGroup | None:
+    return ServerGroup.get_or_none(ServerGroup.id == group_id)
+
+
+def delete_server_group(group_id: str) -> int:
+    return ServerGroup.delete().where(ServerGroup.id == group_id).execute()
+
+
+def list_server_groups(
+    page_size: int, page_token: str, name: str, project_id: str | None
+) -> tuple[list[ServerGroup], str]:
+    query = ServerGroup.select()
+    if project_id is not None:
+        query = query.where(ServerGroup.project == project_id)
+    if name:
+        query = query.where(ServerGroup.name == name)
+    return paginate(query, (ServerGroup.name, ServerGroup.id), page_size, page_token)
+
+
+def count_server_groups(project_id: str) -> int:
+    return ServerGroup.select().where(ServerGroup.project == project_id).count()
