@@ -1,0 +1,151 @@
+"""The scheduler: filters then weighers over node candidates, as Nova's filter
+scheduler does, but pure: it reads no database and claims nothing. The
+caller (domain/instances.py) claims the chosen node atomically and asks again
+when the claim loses a race."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from controller.errors import ResourceExhausted
+
+
+@dataclass(frozen=True)
+class Ratios:
+    """Allocation ratios: how far a node's real capacity may be overcommitted."""
+
+    cpu: float = 4.0
+    ram: float = 1.0
+    disk: float = 1.0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    node_id: str
+    name: str
+    ready: bool
+    enabled: bool
+    vcpus: int
+    ram_mb: int
+    disk_gb: int
+    vcpus_used: int = 0
+    ram_mb_used: int = 0
+    disk_gb_used: int = 0
+
+    def free(self, ratios: Ratios) -> tuple[float, float, float]:
+        return (
+            self.vcpus * ratios.cpu - self.vcpus_used,
+            self.ram_mb * ratios.ram - self.ram_mb_used,
+            self.disk_gb * ratios.disk - self.disk_gb_used,
+        )
+
+
+@dataclass(frozen=True)
+class Request:
+    vcpus: int
+    ram_mb: int
+    disk_gb: int
+    # Server group: its policy ("affinity" | "anti-affinity" | "") and the
+    # nodes its existing members are on.
+    group_policy: str = ""
+    group_nodes: frozenset[str] = frozenset()
+    # A volume or other resource that pins the instance to one node.
+    required_node: str = ""
+
+
+Filter = Callable[[Candidate, Request, Ratios], bool]
+
+
+def _ready(c: Candidate, r: Request, ratios: Ratios) -> bool:
+    return c.ready
+
+
+def _enabled(c: Candidate, r: Request, ratios: Ratios) -> bool:
+    return c.enabled
+
+
+def _cpu(c: Candidate, r: Request, ratios: Ratios) -> bool:
+    return c.free(ratios)[0] >= r.vcpus
+
+
+def _ram(c: Candidate, r: Request, ratios: Ratios) -> bool:
+    return c.free(ratios)[1] >= r.ram_mb
+
+
+def _disk(c: Candidate, r: Request, ratios: Ratios) -> bool:
+    return c.free(ratios)[2] >= r.disk_gb
+
+
+def _affinity(c: Candidate, r: Request, ratios: Ratios) -> bool:
+    if r.group_policy == "affinity" and r.group_nodes:
+        return c.node_id in r.group_nodes
+    return True
+
+
+def _anti_affinity(c: Candidate, r: Request, ratios: Ratios) -> bool:
+    if r.group_policy == "anti-affinity":
+        return c.node_id not in r.group_nodes
+    return True
+
+
+def _pinned(c: Candidate, r: Request, ratios: Ratios) -> bool:
+    return not r.required_node or c.node_id == r.required_node
+
+
+FILTERS: list[tuple[str, Filter]] = [
+    ("NodeReadyFilter", _ready),
+    ("NodeEnabledFilter", _enabled),
+    ("RequiredNodeFilter", _pinned),
+    ("VcpuFilter", _cpu),
+    ("RamFilter", _ram),
+    ("DiskFilter", _disk),
+    ("AffinityFilter", _affinity),
+    ("AntiAffinityFilter", _anti_affinity),
+]
+
+
+@dataclass
+class Outcome:
+    ranked: list[Candidate]
+    rejected: dict[str, int] = field(default_factory=dict)
+    considered: int = 0
+
+    def explain(self, r: Request) -> str:
+        wanted = f"{r.vcpus} vCPU, {r.ram_mb} MiB RAM, {r.disk_gb} GiB disk"
+        if self.considered == 0:
+            return f"no valid host for {wanted}: there are no nodes"
+        parts = [f"{name} rejected {n}" for name, n in self.rejected.items() if n]
+        return f"no valid host for {wanted}: {self.considered} node(s) considered; " + ", ".join(parts)
+
+
+def schedule(
+    candidates: Iterable[Candidate], request: Request, ratios: Ratios, weigher: str = "spread"
+) -> Outcome:
+    """Runs the filters in order (a node is counted against the first filter
+    that rejects it) and ranks the survivors, best first."""
+    outcome = Outcome(ranked=[], rejected={name: 0 for name, _ in FILTERS})
+    for cand in candidates:
+        outcome.considered += 1
+        for name, check in FILTERS:
+            if not check(cand, request, ratios):
+                outcome.rejected[name] += 1
+                break
+        else:
+            outcome.ranked.append(cand)
+
+    def free_share(c: Candidate) -> float:
+        cpu, ram, _ = c.free(ratios)
+        return ram / max(c.ram_mb * ratios.ram, 1) + cpu / max(c.vcpus * ratios.cpu, 1)
+
+    # spread: most free first; pack: least free first. Ties by name for stable results.
+    outcome.ranked.sort(key=lambda c: (-free_share(c) if weigher == "spread" else free_share(c), c.name))
+    return outcome
+
+
+def no_valid_host(outcome: Outcome, request: Request) -> ResourceExhausted:
+    return ResourceExhausted(
+        outcome.explain(request),
+        reason="NO_VALID_HOST",
+        **{f"rejected_by_{k}": v for k, v in outcome.rejected.items() if v},
+    )
