@@ -66,4 +66,5 @@ class Unavailable(KumoError):
 
 def not_found(kind: str, ident: str) -> NotFound:
     """The one message for a missing resource, also used for other projects'."""
-    return NotFound(f"{kind} {ident!r} not found", reason=f"{kind.upper()}_NOT_FOUND")
+    reason = kind.upper().replace(" ", "_")  # "server group" -> SERVER_GROUP_NOT_FOUND
+    return NotFound(f"{kind} {ident!r} not found", reason=f"{reason}_NOT_FOUND")

@@ -158,6 +158,9 @@ class ApiInterceptor(grpc.ServerInterceptor):
         if not ctx.is_active():
             log.info("rpc ended by the client", extra={"method": method, "error": repr(exc)})
             raise exc
+        if type(exc) is NotImplementedError:
+            # The generated base servicer's answer for an RPC in the .proto but not written yet.
+            ctx.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented by this controller")
         log.exception("internal error", extra={"method": method})
         ctx.abort(
             grpc.StatusCode.INTERNAL,

@@ -198,8 +198,10 @@ class Identity:
             raise Unauthenticated("token has been revoked; log in again", reason="TOKEN_REVOKED")
         if row.user_id != claims.user_id or row.project_id != claims.project_id:
             raise Unauthenticated("token is not valid", reason="TOKEN_INVALID")
-        if not user.enabled or not project.enabled:
-            raise Unauthenticated("user or project is disabled", reason="DISABLED")
+        if not user.enabled:
+            raise Unauthenticated(f"user {user.name!r} is disabled", reason="USER_DISABLED")
+        if not project.enabled:
+            raise Unauthenticated(f"project {project.name!r} is disabled", reason="PROJECT_DISABLED")
         role = store.highest_role(user.id, project.id)
         if role == 0:
             raise Unauthenticated(
@@ -337,7 +339,7 @@ class Identity:
             try:
                 self.hasher.verify(row.password_hash, current_password or "-")
             except (VerificationError, InvalidHashError):
-                raise PermissionDenied("current_password is wrong", reason="INVALID_CREDENTIALS") from None
+                raise PermissionDenied("current_password is wrong", reason="WRONG_CURRENT_PASSWORD") from None
         store.update_user(row, {"password_hash": self.hasher.hash(new_password)}, clock.now())
         store.revoke_user_tokens(row.id)
 

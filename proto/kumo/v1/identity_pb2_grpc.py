@@ -32,6 +32,11 @@ class IdentityServiceStub:
 
     Every RPC but Authenticate needs a bearer token in the `authorization`
     metadata entry: `authorization: Bearer <token>`.
+
+    Errors of every kumo service are canonical gRPC codes; those kumo raises
+    carry a google.rpc.ErrorInfo (domain "kumo.cloud", an UPPER_SNAKE_CASE
+    reason to branch on) in the google.rpc.Status sent in the
+    `grpc-status-details-bin` trailer. docs/api.md lists the reasons.
     """
 
     def __init__(self, channel):
@@ -133,6 +138,11 @@ class IdentityServiceServicer:
 
     Every RPC but Authenticate needs a bearer token in the `authorization`
     metadata entry: `authorization: Bearer <token>`.
+
+    Errors of every kumo service are canonical gRPC codes; those kumo raises
+    carry a google.rpc.ErrorInfo (domain "kumo.cloud", an UPPER_SNAKE_CASE
+    reason to branch on) in the google.rpc.Status sent in the
+    `grpc-status-details-bin` trailer. docs/api.md lists the reasons.
     """
 
     def Authenticate(self, request, context):
@@ -346,6 +356,11 @@ class IdentityService:
 
     Every RPC but Authenticate needs a bearer token in the `authorization`
     metadata entry: `authorization: Bearer <token>`.
+
+    Errors of every kumo service are canonical gRPC codes; those kumo raises
+    carry a google.rpc.ErrorInfo (domain "kumo.cloud", an UPPER_SNAKE_CASE
+    reason to branch on) in the google.rpc.Status sent in the
+    `grpc-status-details-bin` trailer. docs/api.md lists the reasons.
     """
 
     @staticmethod
