@@ -38,7 +38,12 @@ test-fast: venv
 bench: setup
 	$(BIN)/python -m bench
 
-up: setup
+# The guest test image (images/kumo-test.qcow2), built from Debian packages;
+# rebuilt only when missing or when its script or the kernel changed.
+image:
+	scripts/build-test-image.sh
+
+up: setup image
 	$(BIN)/python -m controller.allinone
 
 clean:

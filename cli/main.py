@@ -7,7 +7,7 @@ import sys
 import grpc
 import typer
 
-from cli.commands import auth, flavor, keypair, project, role, server_group, user
+from cli.commands import auth, flavor, image, keypair, node, project, role, server, server_group, user
 from cli.errors import CliError
 
 app = typer.Typer(
@@ -20,9 +20,12 @@ auth.register(app)
 app.add_typer(project.app, name="project", help="Projects (tenants).")
 app.add_typer(user.app, name="user", help="Users.")
 app.add_typer(role.app, name="role", help="Role assignments: who may do what in which project.")
+app.add_typer(image.app, name="image", help="Disk images: upload, download, share.")
 app.add_typer(flavor.app, name="flavor", help="Flavors: instance sizes.")
 app.add_typer(keypair.app, name="keypair", help="SSH keypairs for instances.")
 app.add_typer(server_group.app, name="server-group", help="Server groups: affinity and anti-affinity.")
+app.add_typer(server.app, name="server", help="Servers (instances): real guests on the nodes.")
+app.add_typer(node.app, name="node", help="Nodes (hypervisor hosts) and their join tokens (admin).")
 
 
 def describe_rpc_error(exc: grpc.RpcError) -> str:

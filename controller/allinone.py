@@ -1,16 +1,20 @@
 """`make up`: an all-in-one cloud on this machine, in the foreground.
 
-Starts the controller with its data in ./.kumo (or $KUMO_DATA_DIR) and prints
-how to log in. Ctrl-C stops everything."""
+Starts the controller with its data in ./.kumo (or $KUMO_DATA_DIR), enrolls
+this machine as a node with a fresh join token and runs its node daemon
+(libvirt driver; virt_type from $KUMO_VIRT_TYPE, default qemu: see
+controller/localnode.py), and prints how to log in. Ctrl-C stops everything."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
 from pathlib import Path
 
 from controller.config import load_config
+from controller.localnode import LocalNode, local_node_name
 from controller.logs import setup_logging
 from controller.server import Controller
 
@@ -45,6 +49,23 @@ def main() -> int:
     setup_logging(cfg.log_level, "text")
     ctl = Controller(cfg)
     ctl.start()
+    # The guest test image (`make image`): public in the admin project, ready to boot.
+    test_image = Path(__file__).resolve().parent.parent / "images" / "kumo-test.qcow2"
+    try:
+        ctl.images.seed(test_image, "kumo-test", disk_format=1)  # kumo.v1.DISK_FORMAT_QCOW2
+    except Exception:
+        logging.getLogger("kumo.allinone").exception("could not import %s", test_image)
+    node = LocalNode(ctl)
+    try:
+        node.ensure_joined()
+        node.start()
+        if node.wait_ready():
+            node_hint = f"{local_node_name()} READY ({node.virt_type}; log {node.log_path})"
+        else:
+            node_hint = f"{local_node_name()} NOT READY: see {node.log_path}"
+    except Exception as exc:  # the cloud is still useful without its node; say why
+        logging.getLogger("kumo.allinone").exception("the local node could not start")
+        node_hint = f"none: {exc}"
     pw_file = cfg.data_dir / "admin-password"
     if os.environ.get("KUMO_ADMIN_PASSWORD"):
         hint = "password from KUMO_ADMIN_PASSWORD"
@@ -52,10 +73,11 @@ def main() -> int:
         hint = f"password in {pw_file} (mode 0600)"
     else:
         hint = "password as set when the cloud was first made"
-    print(banner(ctl, hint), flush=True)
+    print(banner(ctl, hint).replace("\nLog in:", f"  node          {node_hint}\n\nLog in:", 1), flush=True)
     signal.signal(signal.SIGTERM, lambda *_: ctl._stop.set())
     signal.signal(signal.SIGINT, lambda *_: ctl._stop.set())
     ctl.wait()
+    node.stop()
     ctl.stop()
     return 0
 

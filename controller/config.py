@@ -30,9 +30,30 @@ class ControllerConfig:
     image_max_upload_bytes: int = 20 * 1024**3
     image_quota_count: int = 100
     image_quota_bytes: int = 200 * 1024**3
+    # An upload that sends nothing for this long is cancelled (back to QUEUED).
+    image_upload_idle_seconds: float = 300.0
+    # Image uploads and downloads at once (each holds an RPC worker); 0: workers / 2.
+    image_max_streams: int = 0
     # Nodes
     node_grace_seconds: float = 30.0
     node_heartbeat_seconds: float = 5.0
+    # Where nodes open their session (host:port), told to them at enrollment.
+    # Empty: node_listen's host (the host the node enrolled through when that
+    # is a wildcard) and the node port.
+    node_advertise: str = ""
+    # How often the controller logs node-session figures (0: never).
+    node_stats_log_seconds: float = 60.0
+    # Compute: allocation ratios (how far a node's real capacity may be
+    # overcommitted), the weigher (spread | pack), per-project quotas.
+    cpu_allocation_ratio: float = 4.0
+    ram_allocation_ratio: float = 1.0
+    disk_allocation_ratio: float = 1.0
+    scheduler_weigher: str = "spread"
+    quota_instances: int = 100
+    quota_vcpus: int = 200
+    quota_ram_mb: int = 512 * 1024
+    # How often what nodes observe is folded into instance states.
+    instance_sync_seconds: float = 1.0
 
     @property
     def pki_dir(self) -> Path:

@@ -11,15 +11,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from controller.auth.interceptor import ApiInterceptor
+from controller.auth.principal import NodePrincipal
 from controller.auth.tokens import TokenSigner
 from controller.config import ControllerConfig
 from controller.db import migrations
 from controller.db.database import db, open_database
 from controller.domain.identity import Identity, admin_password_from_env
+from controller.errors import Unauthenticated
 from controller.pki import ensure_pki
 from kumo.v1 import identity_pb2, identity_pb2_grpc
 
@@ -84,18 +88,15 @@ class Controller:
                 identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
             )
         )
-        from controller.api.compute import ComputeServicer
-        from controller.domain.compute_catalog import ComputeCatalog
-        from kumo.v1 import compute_pb2, compute_pb2_grpc
+        from controller.api.node import register as register_nodes
 
-        self.compute_catalog = ComputeCatalog()
-        s.public.append(
-            (
-                compute_pb2_grpc.add_ComputeServiceServicer_to_server,
-                ComputeServicer(self.compute_catalog),
-                compute_pb2.DESCRIPTOR.services_by_name["ComputeService"].full_name,
-            )
-        )
+        register_nodes(self)
+        from controller.api.images import register as register_images
+
+        register_images(self)
+        from controller.api.instances import register as register_compute
+
+        register_compute(self)
 
     def _server(self, interceptor: ApiInterceptor, entries: list[tuple[Any, Any, str]]) -> grpc.Server:
         server = grpc.server(
@@ -113,17 +114,19 @@ class Controller:
 
     def start(self) -> None:
         key_pair = [(self.pki.server_key_pem, self.pki.server_cert_pem)]
+        # The public port sends the CA with its certificate: a joining node reads
+        # it from the handshake and pins it by the fingerprint in its join token.
+        public_pair = [(self.pki.server_key_pem, self.pki.server_cert_pem + self.pki.ca.cert_pem)]
         public = self._server(ApiInterceptor(self.identity.principal_for), self.services.public)
-        self.port = public.add_secure_port(self.cfg.listen, grpc.ssl_server_credentials(key_pair))
+        self.port = public.add_secure_port(self.cfg.listen, grpc.ssl_server_credentials(public_pair))
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {self.cfg.listen}")
         public.start()
         self.public_server = public
         if self.services.node:
-            node = self._server(
-                ApiInterceptor(self.identity.principal_for, self.node_authenticator, node_port=True),
-                self.services.node,
-            )
+            from controller.nodeserver import AsyncNodeServer
+
+            node = AsyncNodeServer(self.services.node, self.node_authenticator, self.nodes.registry)
             creds = grpc.ssl_server_credentials(
                 key_pair, root_certificates=self.pki.ca.cert_pem, require_client_auth=True
             )
@@ -132,6 +135,7 @@ class Controller:
                 raise RuntimeError(f"cannot listen on {self.cfg.node_listen}")
             node.start()
             self.node_server = node
+        self.instances.start_sync()
         for _, _, name in self.services.public + self.services.node:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -146,12 +150,27 @@ class Controller:
         tmp.replace(self.cfg.data_dir / "controller.json")  # readers never see half a file
         log.info("controller serving", extra=info)
 
-    node_authenticator = None  # set by the node feature
+    def node_authenticator(self, ctx: Any) -> NodePrincipal:
+        """The node port's caller: the node named by its client certificate (the
+        TLS layer has checked it chains to our CA), if that node still exists
+        and the certificate is the one it enrolled with."""
+        auth = ctx.auth_context()
+        pems = auth.get("x509_pem_cert") or []
+        if not pems:
+            raise Unauthenticated("a node client certificate is required", reason="NO_CLIENT_CERT")
+        try:
+            cert = x509.load_pem_x509_certificate(pems[0])
+        except ValueError:
+            raise Unauthenticated("the client certificate cannot be read", reason="NO_CLIENT_CERT") from None
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        common_name = str(names[0].value) if names else ""
+        return self.nodes.authenticate(common_name, format(cert.serial_number, "x"))
 
     def stop(self, grace: float = 10.0) -> None:
         """Graceful: stop taking new RPCs, let running ones finish within `grace`."""
         self._stop.set()
         self.health.enter_graceful_shutdown()
+        self.instances.stop_sync()
         events = [s.stop(grace) for s in (self.public_server, self.node_server) if s is not None]
         for ev in events:
             ev.wait()

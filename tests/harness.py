@@ -150,6 +150,12 @@ class Client:
     def identity(self) -> Any:
         return self.stub(identity_pb2_grpc.IdentityServiceStub)
 
+    @property
+    def images(self) -> Any:
+        from kumo.v1 import image_pb2_grpc
+
+        return self.stub(image_pb2_grpc.ImageServiceStub)
+
 
 def rpc_error(fn: Any, *args: Any, **kw: Any) -> grpc.RpcError:
     """Calls fn expecting a gRPC error and returns it."""

@@ -53,9 +53,7 @@ def create(
     private: Annotated[
         bool, typer.Option("--private", help="Only for the projects given with --project")
     ] = False,
-    project: Annotated[
-        list[str] | None, typer.Option(help="Project that may use a private flavor")
-    ] = None,
+    project: Annotated[list[str] | None, typer.Option(help="Project that may use a private flavor")] = None,
     description: Annotated[str, typer.Option()] = "",
     output: OutputOpt = Format.table,
 ) -> None:

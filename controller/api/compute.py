@@ -12,7 +12,6 @@ from controller.db.models import Flavor, Keypair, ServerGroup
 from controller.domain.compute_catalog import ComputeCatalog
 from controller.errors import InvalidArgument
 from kumo.v1 import compute_pb2 as pb
-from kumo.v1 import compute_pb2_grpc
 
 
 def flavor_pb(row: Flavor) -> pb.Flavor:
@@ -47,8 +46,8 @@ def project_ids(values: list[str]) -> list[str]:
 
 
 class ComputeCatalogServicer:
-    """The flavor, keypair and server-group half of ComputeService; the
-    instance servicer inherits it so one class serves the whole service."""
+    """The flavor, keypair and server-group half of ComputeService;
+    controller/api/instances.py adds the instance half."""
 
     def __init__(self, catalog: ComputeCatalog) -> None:
         self.catalog = catalog
@@ -163,7 +162,3 @@ class ComputeCatalogServicer:
     ) -> empty_pb2.Empty:
         self.catalog.delete_server_group(context.principal, v.resource_id(request.id))
         return empty_pb2.Empty()
-
-
-class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceServicer):
-    """The whole ComputeService. Instance RPCs not implemented yet answer UNIMPLEMENTED."""

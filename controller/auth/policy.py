@@ -55,6 +55,46 @@ POLICY: dict[str, Rule] = {
         },
     ),
     **_service(
+        "ImageService",
+        {
+            # Whose image it is (private: own project; public: change by the
+            # owner or admins only) is checked in domain/images.py.
+            "CreateImage": Rule.MEMBER,
+            "GetImage": Rule.READER,
+            "ListImages": Rule.READER,
+            "UpdateImage": Rule.MEMBER,
+            "DeleteImage": Rule.MEMBER,
+            "UploadImageData": Rule.MEMBER,
+            "DownloadImageData": Rule.READER,
+        },
+    ),
+    **_service(
+        "NodeService",
+        {
+            "ListNodes": Rule.ADMIN,
+            "GetNode": Rule.ADMIN,
+            "DisableNode": Rule.ADMIN,
+            "EnableNode": Rule.ADMIN,
+            "DeleteNode": Rule.ADMIN,
+            "CreateJoinToken": Rule.ADMIN,
+            "ListJoinTokens": Rule.ADMIN,
+            "DeleteJoinToken": Rule.ADMIN,
+        },
+    ),
+    **_service(
+        "NodeAgentService",
+        {
+            # The join token is the credential (checked in the domain); the CA
+            # bundle is public.
+            "GetCaBundle": Rule.OPEN,
+            "Enroll": Rule.OPEN,
+            "Session": Rule.NODE,
+            "DownloadBlob": Rule.NODE,
+            "UploadSnapshot": Rule.NODE,
+            "ReportConsole": Rule.NODE,
+        },
+    ),
+    **_service(
         "ComputeService",
         {
             "CreateFlavor": Rule.ADMIN,

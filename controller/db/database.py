@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +11,7 @@ import peewee
 from playhouse.db_url import connect as connect_url
 
 db = peewee.DatabaseProxy()
+_sqlite_writer = threading.RLock()
 
 
 def open_database(url: str, sqlite_path: Path) -> peewee.Database:
@@ -42,7 +44,9 @@ def write_transaction() -> Iterator[None]:
     BEGIN IMMEDIATE, so check-then-write sequences (quota, capacity, names)
     cannot interleave; on PostgreSQL callers lock rows with SELECT ... FOR UPDATE."""
     if is_sqlite():
-        with db.obj.atomic("IMMEDIATE"):
+        # One writer at a time within the process: SQLite's busy handler polls,
+        # and under many concurrent writers it can starve one past busy_timeout.
+        with _sqlite_writer, db.obj.atomic("IMMEDIATE"):
             yield
     else:
         with db.obj.atomic():

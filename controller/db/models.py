@@ -108,3 +108,135 @@ class ServerGroup(BaseModel):
 
     class Meta:
         indexes = ((("project", "name"), True),)
+
+
+class Node(BaseModel):
+    """A hypervisor host. Liveness (status, last heartbeat, usage) is kept in
+    memory by the controller and written here in batches; see domain/nodes.py."""
+
+    id = peewee.CharField(primary_key=True, max_length=36)
+    name = peewee.CharField(max_length=64, unique=True)
+    enabled = peewee.BooleanField(default=True)
+    disabled_reason = peewee.TextField(default="")
+    # READY | DOWN: liveness as last written; an admin's disable is `enabled`.
+    status = peewee.CharField(max_length=16, default="DOWN")
+    cert_serial = peewee.CharField(max_length=64)
+    cert_expire_time = peewee.DoubleField()
+    join_token_id = peewee.CharField(max_length=36, default="")
+    address = peewee.CharField(max_length=255, default="")
+    hostname = peewee.CharField(max_length=255, default="")
+    vcpus = peewee.IntegerField(default=0)
+    memory_mb = peewee.BigIntegerField(default=0)
+    disk_gb = peewee.BigIntegerField(default=0)
+    virt_type = peewee.CharField(max_length=16, default="")
+    driver = peewee.CharField(max_length=32, default="")
+    arch = peewee.CharField(max_length=32, default="")
+    cpu_model = peewee.CharField(max_length=255, default="")
+    libvirt_version = peewee.CharField(max_length=32, default="")
+    qemu_version = peewee.CharField(max_length=32, default="")
+    agent_version = peewee.CharField(max_length=32, default="")
+    kernel = peewee.CharField(max_length=128, default="")
+    usage = peewee.TextField(default="{}")  # JSON of NodeUsage
+    desired_revision = peewee.BigIntegerField(default=1)
+    applied_revision = peewee.BigIntegerField(default=0)
+    last_heartbeat_time = peewee.DoubleField(default=0)
+    create_time = peewee.DoubleField()
+    update_time = peewee.DoubleField()
+
+
+class JoinToken(BaseModel):
+    """A node join token. Only the sha256 of its secret is kept."""
+
+    id = peewee.CharField(primary_key=True, max_length=36)
+    description = peewee.TextField(default="")
+    secret_hash = peewee.CharField(max_length=64)
+    max_uses = peewee.IntegerField()
+    uses = peewee.IntegerField(default=0)
+    expire_time = peewee.DoubleField()
+    create_time = peewee.DoubleField()
+    last_use_time = peewee.DoubleField(default=0)
+    creator_user_id = peewee.CharField(max_length=36, default="")
+
+
+class ImageBlob(BaseModel):
+    """One stored blob file (data_dir/images/blobs), named by the sha256 of its bytes."""
+
+    sha256 = peewee.CharField(primary_key=True, max_length=64)
+    size_bytes = peewee.BigIntegerField()
+    create_time = peewee.DoubleField()
+
+
+class Image(BaseModel):
+    id = peewee.CharField(primary_key=True, max_length=36)
+    project = peewee.ForeignKeyField(Project, on_delete="CASCADE", column_name="project_id")
+    name = peewee.CharField(max_length=64)
+    disk_format = peewee.IntegerField()  # kumo.v1.DiskFormat
+    visibility = peewee.IntegerField()  # kumo.v1.ImageVisibility
+    status = peewee.IntegerField()  # kumo.v1.ImageStatus
+    status_reason = peewee.TextField(default="")
+    size_bytes = peewee.BigIntegerField(default=0)
+    virtual_size_bytes = peewee.BigIntegerField(default=0)
+    # The blob's sha256 once ACTIVE; "" before.
+    checksum_sha256 = peewee.CharField(max_length=64, default="")
+    min_disk_gb = peewee.IntegerField(default=0)
+    min_ram_mb = peewee.IntegerField(default=0)
+    protected = peewee.BooleanField(default=False)
+    properties = peewee.TextField(default="{}")  # JSON object of strings
+    create_time = peewee.DoubleField()
+    update_time = peewee.DoubleField()
+    delete_time = peewee.DoubleField(default=0)
+
+
+class Instance(BaseModel):
+    """A guest. Sizes and the image's blob are copied in at create time: the
+    flavor or image may change or go while the instance lives."""
+
+    id = peewee.CharField(primary_key=True, max_length=36)
+    project = peewee.ForeignKeyField(Project, column_name="project_id")
+    user_id = peewee.CharField(max_length=36)
+    name = peewee.CharField(max_length=64)
+    image_id = peewee.CharField(max_length=36)
+    image_sha256 = peewee.CharField(max_length=64)
+    image_format = peewee.IntegerField()
+    image_size_bytes = peewee.BigIntegerField()
+    flavor_id = peewee.CharField(max_length=36)
+    keypair_id = peewee.CharField(max_length=36, default="")
+    public_key = peewee.TextField(default="")
+    server_group_id = peewee.CharField(max_length=36, default="")
+    node = peewee.ForeignKeyField(Node, column_name="node_id")
+    state = peewee.IntegerField()  # kumo.v1.InstanceState
+    power_state = peewee.CharField(max_length=16, default="")  # as last observed on the node
+    fault = peewee.TextField(default="")
+    task = peewee.CharField(max_length=32, default="")
+    vcpus = peewee.IntegerField()
+    ram_mb = peewee.IntegerField()
+    disk_gb = peewee.IntegerField()
+    user_data = peewee.TextField(default="")  # base64
+    reboot_generation = peewee.IntegerField(default=0)
+    reboot_hard = peewee.BooleanField(default=False)
+    snapshot_image_id = peewee.CharField(max_length=36, default="")
+    create_time = peewee.DoubleField()
+    update_time = peewee.DoubleField()
+    launch_time = peewee.DoubleField(default=0)
+
+    class Meta:
+        indexes = ((("project", "name"), True),)
+
+
+class NodeUsage(BaseModel):
+    """What instances claim on a node; the scheduler's claims update it with a
+    conditional UPDATE so two racing claims cannot both fit."""
+
+    node = peewee.ForeignKeyField(Node, primary_key=True, on_delete="CASCADE", column_name="node_id")
+    vcpus_used = peewee.IntegerField(default=0)
+    ram_mb_used = peewee.BigIntegerField(default=0)
+    disk_gb_used = peewee.BigIntegerField(default=0)
+    instances = peewee.IntegerField(default=0)
+
+
+class ConsoleLog(BaseModel):
+    instance = peewee.ForeignKeyField(
+        Instance, primary_key=True, on_delete="CASCADE", column_name="instance_id"
+    )
+    data = peewee.TextField()
+    update_time = peewee.DoubleField()

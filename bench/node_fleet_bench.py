@@ -1,0 +1,307 @@
+"""Node fleet: simulated nodes (the real agent with the fake hypervisor driver)
+enroll with a join token and heartbeat every 10 s into one controller process.
+
+The fleet grows 1,000 -> 5,000 -> 10,000 nodes. The nodes live in a few
+client processes (asyncio, one mTLS session per node), never in the
+controller's, so the controller's CPU and memory are its own. For each size:
+heartbeats handled per second, the time to process one as a node sees it
+(heartbeat sent -> ack received: controller queueing and handling included)
+and the controller's own handler time, the controller's CPU (% of one core)
+and resident memory. Set KUMO_BENCH_FLEET=1000,5000 to choose sizes."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import os
+import re
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HEARTBEAT_SECONDS = 10
+WORKERS = 4
+WINDOW_SECONDS = 20.0
+ENROLL_CONCURRENCY = 4
+# Each worker starts a node every CONNECT_SPACING s (all workers: WORKERS / CONNECT_SPACING nodes/s).
+CONNECT_SPACING = 0.04
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+# The client side: one process holding many simulated nodes.
+
+
+def worker(conn: Any, endpoint: str, token: str, fingerprint: str, index: int, log_dir: str = "") -> None:
+    import logging
+
+    from controller.logs import TextFormatter
+
+    _raise_fd_limit()
+    handler: logging.Handler = (
+        logging.FileHandler(Path(log_dir) / f"fleet-worker-{index}.log") if log_dir else logging.NullHandler()
+    )
+    handler.setFormatter(TextFormatter())
+    logging.getLogger().handlers[:] = [handler]
+    logging.getLogger().setLevel(logging.WARNING)
+    asyncio.run(_worker(conn, endpoint, token, fingerprint, index))
+
+
+async def _worker(conn: Any, endpoint: str, token: str, fingerprint: str, index: int) -> None:
+    import grpc
+
+    from controller.pki import key_pem, make_csr, new_key
+    from kumo.v1 import node_pb2 as pb
+    from kumo.v1 import node_pb2_grpc
+    from noded.agent import Agent
+    from noded.enroll import fetch_pinned_ca, join_address, split_address
+    from noded.hypervisor.fake import FakeDriver
+    from noded.state import Credentials, NodeIdentity
+
+    loop = asyncio.get_running_loop()
+    ca_pem = fetch_pinned_ca(endpoint, fingerprint)
+    public = grpc.aio.secure_channel(endpoint, grpc.ssl_channel_credentials(ca_pem))
+    stub = node_pb2_grpc.NodeAgentServiceStub(public)
+    agents: list[Agent] = []
+    tasks: list[asyncio.Task[None]] = []
+    rtts: list[float] = []
+    lags: list[float] = []
+    measuring = False
+
+    async def lag_probe() -> None:
+        # How late this process's loop runs: load-generator lag that inflates the RTTs.
+        while True:
+            start = time.monotonic()
+            await asyncio.sleep(0.05)
+            if measuring:
+                lags.append(time.monotonic() - start - 0.05)
+
+    probe = asyncio.create_task(lag_probe())
+
+    def on_rtt(seconds: float) -> None:
+        if measuring:
+            rtts.append(seconds)
+
+    async def enroll(n: int) -> Credentials:
+        name = f"sim-{index}-{n}"
+        key = new_key()
+        resp = await stub.Enroll(
+            pb.EnrollRequest(token=token, csr_pem=make_csr(key, name).decode(), name=name), timeout=120
+        )
+        ep = resp.node_endpoint
+        if ep.startswith(":"):
+            ep = join_address(split_address(endpoint)[0], int(ep[1:]))
+        return Credentials(
+            NodeIdentity(resp.node_id, name, endpoint, ep, time.time()),
+            key_pem(key),
+            resp.certificate_pem.encode(),
+            resp.ca_pem.encode(),
+        )
+
+    while True:
+        cmd, arg = await loop.run_in_executor(None, conn.recv)
+        if cmd == "grow":
+            start = len(agents)
+            sem = asyncio.Semaphore(ENROLL_CONCURRENCY)
+
+            async def one(n: int, sem: asyncio.Semaphore = sem) -> Credentials:
+                async with sem:
+                    return await enroll(n)
+
+            t0 = time.monotonic()
+            creds = await asyncio.gather(*(one(n) for n in range(start, start + arg)))
+            enroll_s = time.monotonic() - t0
+            new = []
+            for c in creds:
+                driver = FakeDriver(hostname=c.identity.name)
+                for g in range(4):  # a few guests per host, as a real fleet reports
+                    driver.add_guest(f"{c.identity.node_id[:8]}-{g}", vcpus=2, memory_mb=2048)
+                agent = Agent(c, driver, None, on_rtt=on_rtt, reconcile_seconds=300)
+                agents.append(agent)
+                new.append(agent)
+            t1 = time.monotonic()
+            for agent in new:
+                tasks.append(asyncio.create_task(agent.run()))
+                await asyncio.sleep(CONNECT_SPACING)  # nodes come up over time, not in one instant
+            await asyncio.gather(*(a.connected.wait() for a in new))
+            conn.send(("grown", {"enroll_s": enroll_s, "connect_s": time.monotonic() - t1}))
+        elif cmd == "measure":
+            rtts.clear()
+            lags.clear()
+            measuring = True
+            conn.send(("ok", None))
+        elif cmd == "collect":
+            measuring = False
+            reconnects = sum(a.sessions - 1 for a in agents)
+            conn.send(("rtts", {"rtts": list(rtts), "lags": list(lags), "reconnects": reconnects}))
+        elif cmd == "stop":
+            for a in agents:
+                a.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            probe.cancel()
+            await public.close()
+            conn.send(("stopped", None))
+            return
+
+
+# The controller side.
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+_STATS = re.compile(
+    r"node sessions .*?loop_lag_p99_ms=([\d.]+) .*?per_second=([\d.]+) handler_p50_us=([\d.]+) handler_p99_us=([\d.]+)"
+)
+
+
+def _server_stats(log: Path, since: int) -> tuple[int, list[tuple[float, float, float, float]]]:
+    """(per second, handler p50 us, handler p99 us, loop lag p99 ms) of each stats line after `since`."""
+    text = log.read_text(errors="replace")
+    out = [(float(m[2]), float(m[3]), float(m[4]), float(m[1])) for m in _STATS.finditer(text, since)]
+    return len(text), out
+
+
+def _pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(p * len(s)))]
+
+
+def main() -> None:
+    from kumo.v1 import node_pb2 as pb
+    from kumo.v1 import node_pb2_grpc
+    from tests.harness import ControllerProc
+
+    sizes = [int(x) for x in os.environ.get("KUMO_BENCH_FLEET", "1000,5000,10000").split(",") if x.strip()]
+    _raise_fd_limit()
+    tmp = Path(tempfile.mkdtemp(prefix="kumo-fleet-"))
+    data = tmp / "data"
+    data.mkdir()
+    ctl = ControllerProc(
+        data,
+        extra_env={
+            "KUMO_NODE_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
+            "KUMO_NODE_GRACE_SECONDS": "30",
+            "KUMO_NODE_STATS_LOG_SECONDS": "5",
+            "KUMO_WORKERS": "16",
+        },
+    ).start()
+    log = data.parent / f"{data.name}-controller.log"
+    pid = ctl.proc.pid  # type: ignore[union-attr]
+    ctx = mp.get_context("spawn")
+    procs, conns = [], []
+    try:
+        admin = ctl.login()
+        token = (
+            admin.stub(node_pb2_grpc.NodeServiceStub)
+            .CreateJoinToken(
+                pb.CreateJoinTokenRequest(join_token=pb.JoinToken(max_uses=sum([max(sizes)]) + 10))
+            )
+            .token
+        )
+        fingerprint = ctl.info["ca_fingerprint"]
+        for i in range(WORKERS):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(
+                target=worker, args=(child, ctl.endpoint, token, fingerprint, i, str(tmp)), daemon=True
+            )
+            p.start()
+            procs.append(p)
+            conns.append(parent)
+        print(
+            f"{'nodes':>6} {'hb/s':>6} {'rtt p50':>8} {'rtt p99':>8} {'handler p50':>11} {'handler p99':>11} "
+            f"{'ctl lag p99':>11} {'sim lag p99':>11} {'ctl CPU':>7} {'ctl RSS':>7} {'enroll/s':>8}",
+            flush=True,
+        )
+        have = 0
+        for size in sizes:
+            add = size - have
+            per = [add // WORKERS + (1 if i < add % WORKERS else 0) for i in range(WORKERS)]
+            t0 = time.monotonic()
+            for c, n in zip(conns, per, strict=True):
+                c.send(("grow", n))
+            grown = [c.recv()[1] for c in conns]
+            enroll_s = max(g["enroll_s"] for g in grown)
+            have = size
+            time.sleep(HEARTBEAT_SECONDS + 2)  # every node has heartbeated; the connect burst is over
+            for c in conns:
+                c.send(("measure", None))
+                c.recv()
+            log_pos, _ = _server_stats(log, 0)
+            cpu0, w0 = _cpu_seconds(pid), time.monotonic()
+            time.sleep(WINDOW_SECONDS)
+            cpu1, w1 = _cpu_seconds(pid), time.monotonic()
+            rss = _rss_mb(pid)
+            rtts: list[float] = []
+            lags: list[float] = []
+            reconnects = 0
+            for c in conns:
+                c.send(("collect", None))
+                got = c.recv()[1]
+                rtts.extend(got["rtts"])
+                lags.extend(got["lags"])
+                reconnects += got["reconnects"]
+            _, server = _server_stats(log, log_pos)
+            rate = len(rtts) / (w1 - w0)
+            h50 = statistics.median([s[1] for s in server]) if server else float("nan")
+            h99 = max((s[2] for s in server), default=float("nan"))
+            lag99 = max((s[3] for s in server), default=float("nan"))
+            print(
+                f"{size:>6} {rate:>6.0f} {_pct(rtts, 0.5) * 1000:>6.1f}ms {_pct(rtts, 0.99) * 1000:>6.1f}ms "
+                f"{h50:>9.0f}us {h99:>9.0f}us {lag99:>9.1f}ms {_pct(lags, 0.99) * 1000:>9.1f}ms "
+                f"{100 * (cpu1 - cpu0) / (w1 - w0):>6.0f}% {rss:>5.0f}MB {add / enroll_s:>8.0f}",
+                flush=True,
+            )
+            if reconnects:
+                print(f"       ({reconnects} session reconnects during the run)", flush=True)
+            print(
+                f"       (grew by {add} in {time.monotonic() - t0 - WINDOW_SECONDS - HEARTBEAT_SECONDS - 2:.1f} s)",
+                flush=True,
+            )
+        print(
+            "rtt: heartbeat sent -> ack received, as the node sees it; handler: the controller's time per "
+            "heartbeat (worst p99 of its 5 s windows); ctl lag: how late the controller's node loop runs "
+            "(worst p99 of its 5 s windows); sim lag: the same in the simulated nodes' processes (p99), "
+            "which inflates rtt; CPU in % of one core.",
+            flush=True,
+        )
+    finally:
+        for c in conns:
+            try:
+                c.send(("stop", None))
+            except (OSError, BrokenPipeError):
+                pass
+        for c in conns:
+            try:
+                if c.poll(30):
+                    c.recv()
+            except (OSError, EOFError):
+                pass
+        for p in procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+        ctl.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""kumo node list | show | disable | enable | delete, and kumo node token create | list | delete."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+import typer
+from google.protobuf import duration_pb2
+
+from cli.client import list_all, resolve, session
+from cli.errors import CliError
+from cli.output import Format, OutputOpt, emit, enum_label
+from kumo.v1 import node_pb2 as pb
+from kumo.v1 import node_pb2_grpc
+
+app = typer.Typer(no_args_is_help=True)
+token_app = typer.Typer(no_args_is_help=True)
+app.add_typer(token_app, name="token", help="Join tokens that let new hosts enroll.")
+
+COLUMNS = [
+    ("id", "id"),
+    ("name", "name"),
+    ("state", "state", enum_label("NODE_STATE_")),
+    ("vcpus", "inventory.vcpus"),
+    ("memory MiB", "inventory.memory_mb"),
+    ("disk GiB", "inventory.disk_gb"),
+    ("virt", "inventory.virt_type"),
+    ("guests", "usage.guests_running"),
+    ("last heartbeat", "last_heartbeat_time"),
+]
+DETAIL = [
+    ("id", "id"),
+    ("name", "name"),
+    ("state", "state", enum_label("NODE_STATE_")),
+    ("disabled reason", "disabled_reason"),
+    ("connected", "connected"),
+    ("address", "address"),
+    ("hostname", "inventory.hostname"),
+    ("vcpus", "inventory.vcpus"),
+    ("memory MiB", "inventory.memory_mb"),
+    ("disk GiB", "inventory.disk_gb"),
+    ("virt type", "inventory.virt_type"),
+    ("driver", "inventory.driver"),
+    ("arch", "inventory.arch"),
+    ("cpu model", "inventory.cpu_model"),
+    ("libvirt", "inventory.libvirt_version"),
+    ("qemu", "inventory.qemu_version"),
+    ("agent", "inventory.agent_version"),
+    ("kernel", "inventory.kernel"),
+    ("memory free MiB", "usage.memory_free_mb"),
+    ("disk free GiB", "usage.disk_free_gb"),
+    ("load", "usage.load_1m"),
+    ("guests running", "usage.guests_running"),
+    ("last heartbeat", "last_heartbeat_time"),
+    ("desired revision", "desired_revision"),
+    ("applied revision", "applied_revision"),
+    ("certificate serial", "certificate_serial"),
+    ("certificate expires", "certificate_expire_time"),
+    ("join token", "join_token_id"),
+    ("created", "create_time"),
+    ("updated", "update_time"),
+]
+TOKEN_COLUMNS = [
+    ("id", "id"),
+    ("state", "state", enum_label("JOIN_TOKEN_STATE_")),
+    ("uses", "uses"),
+    ("max uses", "max_uses"),
+    ("expires", "expire_time"),
+    ("description", "description"),
+]
+
+_TTL_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_ttl(text: str) -> int:
+    """'1h', '30m', '1h30m', '2d', '90s' or plain seconds -> seconds."""
+    text = text.strip().lower()
+    if text.isdigit():
+        return int(text)
+    m = _TTL_RE.match(text)
+    if not text or not m or not any(m.groups()):
+        raise CliError(f"--ttl {text!r} is not a duration: use e.g. 90s, 30m, 1h, 1h30m, 2d")
+    d, h, mi, s = (int(g or 0) for g in m.groups())
+    return d * 86400 + h * 3600 + mi * 60 + s
+
+
+def stub():  # type: ignore[no-untyped-def]
+    return session().stub(node_pb2_grpc.NodeServiceStub)
+
+
+def find(s, ref: str) -> pb.Node:  # type: ignore[no-untyped-def]
+    return resolve(
+        "node",
+        ref,
+        lambda i: s.GetNode(pb.GetNodeRequest(id=i)),
+        lambda n: list(s.ListNodes(pb.ListNodesRequest(name=n)).nodes),
+    )
+
+
+@app.command("list")
+def list_(output: OutputOpt = Format.table) -> None:
+    """List the nodes (admin)."""
+    s = stub()
+    emit(list_all(s.ListNodes, pb.ListNodesRequest(page_size=500), "nodes"), output, COLUMNS)
+
+
+@app.command()
+def show(node: str, output: OutputOpt = Format.table) -> None:
+    """Show a node by name or id (admin)."""
+    emit(find(stub(), node), output, DETAIL)
+
+
+@app.command()
+def disable(
+    node: str,
+    reason: Annotated[str, typer.Option(help="Why (shown with the node)")] = "",
+    output: OutputOpt = Format.table,
+) -> None:
+    """Take a node out of scheduling; its guests keep running (admin)."""
+    s = stub()
+    n = find(s, node)
+    emit(s.DisableNode(pb.DisableNodeRequest(id=n.id, reason=reason)), output, DETAIL)
+
+
+@app.command()
+def enable(node: str, output: OutputOpt = Format.table) -> None:
+    """Put a disabled node back into scheduling (admin)."""
+    s = stub()
+    n = find(s, node)
+    emit(s.EnableNode(pb.EnableNodeRequest(id=n.id)), output, DETAIL)
+
+
+@app.command()
+def delete(node: str) -> None:
+    """Forget a node that is disabled or down; its certificate stops working (admin)."""
+    s = stub()
+    n = find(s, node)
+    s.DeleteNode(pb.DeleteNodeRequest(id=n.id))
+    typer.echo(f"deleted node {n.name} ({n.id})")
+
+
+@token_app.command("create")
+def token_create(
+    ttl: Annotated[str, typer.Option(help="How long it is valid: 90s, 30m, 1h, 2d")] = "1h",
+    uses: Annotated[int, typer.Option(help="How many nodes may join with it")] = 1,
+    description: Annotated[str, typer.Option(help="Free text")] = "",
+    output: OutputOpt = Format.table,
+) -> None:
+    """Make a join token and print it (shown once) (admin)."""
+    if uses < 1:
+        raise CliError("--uses must be at least 1")
+    s = session()
+    resp = s.stub(node_pb2_grpc.NodeServiceStub).CreateJoinToken(
+        pb.CreateJoinTokenRequest(
+            join_token=pb.JoinToken(description=description, max_uses=uses),
+            ttl=duration_pb2.Duration(seconds=parse_ttl(ttl)),
+        )
+    )
+    if output is Format.table:
+        typer.echo(resp.token)
+        jt = resp.join_token
+        typer.echo(
+            f"token {jt.id}: {jt.max_uses} use(s), expires {jt.expire_time.ToJsonString()}. On the new host:\n"
+            f"  kumo-noded join {s.endpoint} <token>",
+            err=True,
+        )
+        return
+    emit(resp, output, [])
+
+
+@token_app.command("list")
+def token_list(output: OutputOpt = Format.table) -> None:
+    """List join tokens (their secrets are never shown again) (admin)."""
+    s = stub()
+    emit(
+        list_all(s.ListJoinTokens, pb.ListJoinTokensRequest(page_size=500), "join_tokens"),
+        output,
+        TOKEN_COLUMNS,
+    )
+
+
+@token_app.command("delete")
+def token_delete(token_id: Annotated[str, typer.Argument(help="The token's id")]) -> None:
+    """Delete a join token so it cannot be used (admin)."""
+    stub().DeleteJoinToken(pb.DeleteJoinTokenRequest(id=token_id))
+    typer.echo(f"deleted join token {token_id}")

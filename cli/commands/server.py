@@ -1,0 +1,210 @@
+"""kumo server create | list | show | delete | start | stop | reboot | console | snapshot."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.client import list_all, resolve
+from cli.commands.flavor import stub
+from cli.commands.server_group import find as find_group
+from cli.errors import CliError
+from cli.output import Format, OutputOpt, emit, enum_label
+from kumo.v1 import compute_pb2 as pb
+
+app = typer.Typer(no_args_is_help=True)
+
+state_label = enum_label("INSTANCE_STATE_")
+COLUMNS = [
+    ("id", "id"),
+    ("name", "name"),
+    ("state", "state", state_label),
+    ("task", "task"),
+    ("node", "node_id"),
+    ("vcpus", "vcpus"),
+    ("ram mb", "ram_mb"),
+]
+DETAIL = [
+    *COLUMNS,
+    ("disk gb", "disk_gb"),
+    ("image", "image_id"),
+    ("flavor", "flavor_id"),
+    ("keypair", "keypair_id"),
+    ("server group", "server_group_id"),
+    ("fault", "fault"),
+    ("created", "create_time"),
+    ("launched", "launch_time"),
+]
+STABLE = {pb.INSTANCE_STATE_ACTIVE, pb.INSTANCE_STATE_STOPPED, pb.INSTANCE_STATE_ERROR}
+WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait until the change is done, showing the state")]
+
+
+def find(s, ref: str) -> pb.Instance:  # type: ignore[no-untyped-def]
+    return resolve(
+        "server",
+        ref,
+        lambda i: s.GetInstance(pb.GetInstanceRequest(id=i)),
+        lambda n: list(s.ListInstances(pb.ListInstancesRequest(name=n)).instances),
+    )
+
+
+def wait(s, inst: pb.Instance, done, timeout: float = 600) -> pb.Instance:  # type: ignore[no-untyped-def]
+    """Polls until done(instance); prints each state it passes through."""
+    last = ""
+    deadline = time.monotonic() + timeout
+    while True:
+        label = state_label(pb.InstanceState.Name(inst.state)) + (f" ({inst.task})" if inst.task else "")
+        if label != last:
+            typer.echo(f"{inst.name}: {label}", err=True)
+            last = label
+        if done(inst):
+            if inst.state == pb.INSTANCE_STATE_ERROR:
+                raise CliError(f"server {inst.name} failed: {inst.fault or 'no reason given'}")
+            return inst
+        if time.monotonic() > deadline:
+            raise CliError(f"server {inst.name} is still {label} after {timeout:.0f} s")
+        time.sleep(1)
+        inst = s.GetInstance(pb.GetInstanceRequest(id=inst.id))
+
+
+@app.command()
+def create(
+    name: str,
+    image: Annotated[str, typer.Option(help="Image name or id")],
+    flavor: Annotated[str, typer.Option(help="Flavor name or id")],
+    key: Annotated[str | None, typer.Option(help="Keypair name or id")] = None,
+    user_data: Annotated[Path | None, typer.Option(help="A file given to the guest as user-data")] = None,
+    group: Annotated[str | None, typer.Option(help="Server group name or id")] = None,
+    wait_: WaitOpt = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Create a server (boots on a node the scheduler picks)."""
+    s = stub()
+    data = b""
+    if user_data is not None:
+        try:
+            data = user_data.read_bytes()
+        except OSError as exc:
+            raise CliError(f"cannot read {user_data}: {exc.strerror}") from None
+    req = pb.CreateInstanceRequest(
+        name=name,
+        image=image,
+        flavor=flavor,
+        keypair=key or "",
+        user_data=data,
+        server_group_id=find_group(s, group).id if group else "",
+    )
+    inst = s.CreateInstance(req)
+    if wait_:
+        inst = wait(s, inst, lambda i: i.state in STABLE)
+    emit(inst, output, DETAIL)
+
+
+@app.command("list")
+def list_(output: OutputOpt = Format.table) -> None:
+    """List servers (admins see every project's)."""
+    s = stub()
+    emit(list_all(s.ListInstances, pb.ListInstancesRequest(page_size=500), "instances"), output, COLUMNS)
+
+
+@app.command()
+def show(server: str, output: OutputOpt = Format.table) -> None:
+    """Show a server by name or id."""
+    emit(find(stub(), server), output, DETAIL)
+
+
+def _verb(server: str, call: str, request, target, wait_: bool, output: Format) -> None:  # type: ignore[no-untyped-def]
+    s = stub()
+    inst = find(s, server)
+    inst = getattr(s, call)(request(inst.id))
+    if wait_:
+        inst = wait(s, inst, target)
+    emit(inst, output, DETAIL)
+
+
+@app.command()
+def start(server: str, wait_: WaitOpt = False, output: OutputOpt = Format.table) -> None:
+    """Power a stopped server on."""
+    _verb(
+        server,
+        "StartInstance",
+        lambda i: pb.StartInstanceRequest(id=i),
+        lambda x: x.state in STABLE and not x.task,
+        wait_,
+        output,
+    )
+
+
+@app.command()
+def stop(server: str, wait_: WaitOpt = False, output: OutputOpt = Format.table) -> None:
+    """Shut a server down (ACPI, then power off)."""
+    _verb(
+        server,
+        "StopInstance",
+        lambda i: pb.StopInstanceRequest(id=i),
+        lambda x: x.state in STABLE and not x.task,
+        wait_,
+        output,
+    )
+
+
+@app.command()
+def reboot(
+    server: str,
+    hard: Annotated[bool, typer.Option("--hard", help="Reset instead of asking the guest")] = False,
+    wait_: WaitOpt = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Reboot a server (soft by default)."""
+    kind = pb.REBOOT_TYPE_HARD if hard else pb.REBOOT_TYPE_SOFT
+    _verb(
+        server,
+        "RebootInstance",
+        lambda i: pb.RebootInstanceRequest(id=i, type=kind),
+        lambda x: x.state in STABLE,
+        wait_,
+        output,
+    )
+
+
+@app.command()
+def delete(server: str, wait_: WaitOpt = False) -> None:
+    """Delete a server: its guest, disks and config drive go."""
+    s = stub()
+    inst = find(s, server)
+    s.DeleteInstance(pb.DeleteInstanceRequest(id=inst.id))
+    if wait_:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if not s.ListInstances(pb.ListInstancesRequest(name=inst.name)).instances:
+                break
+            time.sleep(1)
+        else:
+            raise CliError(f"server {inst.name} is still being deleted")
+    typer.echo(f"deleted server {inst.name} ({inst.id})")
+
+
+@app.command()
+def console(
+    server: str,
+    lines: Annotated[int, typer.Option("--lines", "-n", help="Only the last N lines (0: all)")] = 0,
+) -> None:
+    """Print the server's serial console log."""
+    s = stub()
+    inst = find(s, server)
+    typer.echo(s.GetConsoleOutput(pb.GetConsoleOutputRequest(id=inst.id, tail_lines=lines)).output)
+
+
+@app.command()
+def snapshot(
+    server: str,
+    name: Annotated[str, typer.Option(help="Name of the new image")],
+) -> None:
+    """Save the server's disk as a new image (uploaded by its node)."""
+    s = stub()
+    inst = find(s, server)
+    resp = s.CreateInstanceSnapshot(pb.CreateInstanceSnapshotRequest(id=inst.id, name=name))
+    typer.echo(f"snapshot of {inst.name} is image {name} ({resp.image_id}); it turns active when uploaded")

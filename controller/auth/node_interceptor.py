@@ -1,0 +1,113 @@
+"""The node port's interceptor (asyncio): the same policy table as the public
+port, but only NODE-rule RPCs pass, and the caller is the node named by the
+client certificate (checked by the controller's node authenticator). Domain
+errors become gRPC statuses exactly as on the public port."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from controller.auth.interceptor import CallContext, status_for
+from controller.auth.policy import OPEN_PREFIXES, POLICY, Rule
+from controller.auth.principal import NodePrincipal
+from controller.errors import KumoError, PermissionDenied, Unauthenticated
+
+log = logging.getLogger("kumo.api")
+
+
+class _AuthOnly:
+    """What the node authenticator may read of a call, taken on the event loop
+    so the (database) check can run in a worker thread."""
+
+    def __init__(self, auth: dict[str, list[bytes]]) -> None:
+        self._auth = auth
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return self._auth
+
+
+class AsyncNodeInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(
+        self,
+        node_auth: Callable[[Any], NodePrincipal] | None,
+        policy: dict[str, Rule] = POLICY,
+    ) -> None:
+        self._node_auth = node_auth
+        self._policy = policy
+
+    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or method.startswith(OPEN_PREFIXES):
+            return handler
+        rule = self._policy.get(method)
+        kw = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.response_streaming:
+            behavior = handler.stream_stream if handler.request_streaming else handler.unary_stream
+
+            async def streaming(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
+                try:
+                    call_ctx = await self._authorize(method, rule, ctx)
+                    async for item in behavior(request, call_ctx):
+                        yield item
+                except Exception as exc:
+                    await self._fail(method, exc, ctx)
+
+            factory = (
+                grpc.stream_stream_rpc_method_handler
+                if handler.request_streaming
+                else grpc.unary_stream_rpc_method_handler
+            )
+            return factory(streaming, **kw)
+
+        behavior = handler.stream_unary if handler.request_streaming else handler.unary_unary
+
+        async def unary(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
+            try:
+                call_ctx = await self._authorize(method, rule, ctx)
+                result = behavior(request, call_ctx)
+                return await result if inspect.isawaitable(result) else result
+            except Exception as exc:
+                await self._fail(method, exc, ctx)
+
+        factory = (
+            grpc.stream_unary_rpc_method_handler
+            if handler.request_streaming
+            else grpc.unary_unary_rpc_method_handler
+        )
+        return factory(unary, **kw)
+
+    async def _authorize(self, method: str, rule: Rule | None, ctx: grpc.aio.ServicerContext) -> CallContext:
+        if rule is None:
+            log.error("rpc has no policy entry; refusing", extra={"method": method})
+            raise PermissionDenied(f"{method} is not allowed by policy", reason="NO_POLICY")
+        if rule is not Rule.NODE:
+            raise PermissionDenied("the node port serves node RPCs only", reason="WRONG_PORT")
+        if self._node_auth is None:
+            raise Unauthenticated("node authentication is not configured")
+        auth = _AuthOnly(ctx.auth_context())
+        node = await asyncio.get_running_loop().run_in_executor(None, self._node_auth, auth)
+        return CallContext(ctx, None, node)
+
+    @staticmethod
+    async def _fail(method: str, exc: Exception, ctx: grpc.aio.ServicerContext) -> None:
+        if isinstance(exc, grpc.aio.AbortError):
+            raise exc
+        if isinstance(exc, KumoError):
+            if isinstance(exc, Unauthenticated | PermissionDenied):
+                log.info("rpc refused", extra={"method": method, "code": exc.code.name, "reason": exc.reason})
+            status = status_for(exc)
+            await ctx.abort(status.code, status.details, status.trailing_metadata)
+        log.exception("internal error", extra={"method": method})
+        await ctx.abort(
+            grpc.StatusCode.INTERNAL, f"internal error in {method} (the controller log has the details)"
+        )

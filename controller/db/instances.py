@@ -1,0 +1,163 @@
+"""Queries for instances, node usage claims and console logs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import peewee
+
+from controller.db.database import db
+from controller.db.models import ConsoleLog, Instance, Node, NodeUsage
+from controller.db.paging import paginate
+from controller.errors import AlreadyExists
+
+
+def insert_instance(**fields: Any) -> Instance:
+    try:
+        with db.atomic():
+            return Instance.create(**fields)
+    except peewee.IntegrityError:
+        raise AlreadyExists(
+            f"an instance named {fields['name']!r} already exists in this project", reason="INSTANCE_EXISTS"
+        ) from None
+
+
+def get_instance(instance_id: str) -> Instance | None:
+    return Instance.get_or_none(Instance.id == instance_id)
+
+
+def list_instances(
+    page_size: int, page_token: str, project_id: str | None, name: str = "", state: int = 0
+) -> tuple[list[Instance], str]:
+    query = Instance.select()
+    if project_id is not None:
+        query = query.where(Instance.project == project_id)
+    if name:
+        query = query.where(Instance.name == name)
+    if state:
+        query = query.where(Instance.state == state)
+    return paginate(query, (Instance.name, Instance.id), page_size, page_token)
+
+
+def update_instance(instance_id: str, fields: dict[str, Any], now: float) -> int:
+    return Instance.update(**fields, update_time=now).where(Instance.id == instance_id).execute()
+
+
+def update_instance_if(instance_id: str, expect_state: int, fields: dict[str, Any], now: float) -> int:
+    """Changes an instance only if it is still in `expect_state` (compare-and-set)."""
+    return (
+        Instance.update(**fields, update_time=now)
+        .where((Instance.id == instance_id) & (Instance.state == expect_state))
+        .execute()
+    )
+
+
+def delete_instance(instance_id: str) -> int:
+    return Instance.delete().where(Instance.id == instance_id).execute()
+
+
+def instances_on_node(node_id: str) -> list[Instance]:
+    return list(Instance.select().where(Instance.node == node_id).order_by(Instance.id))
+
+
+def count_on_node(node_id: str) -> int:
+    return Instance.select().where(Instance.node == node_id).count()
+
+
+def count_in_project(project_id: str) -> int:
+    return Instance.select().where(Instance.project == project_id).count()
+
+
+def project_usage(project_id: str) -> tuple[int, int, int]:
+    """(instances, vCPUs, RAM MiB) the project holds."""
+    row = (
+        Instance.select(
+            peewee.fn.COUNT(Instance.id),
+            peewee.fn.COALESCE(peewee.fn.SUM(Instance.vcpus), 0),
+            peewee.fn.COALESCE(peewee.fn.SUM(Instance.ram_mb), 0),
+        )
+        .where(Instance.project == project_id)
+        .tuples()
+        .get()
+    )
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def group_members(group_id: str) -> list[tuple[str, str]]:
+    """(instance id, node id) of a server group's instances."""
+    return list(
+        Instance.select(Instance.id, Instance.node).where(Instance.server_group_id == group_id).tuples()
+    )
+
+
+# Capacity
+
+
+def candidates() -> list[tuple[Any, ...]]:
+    """Every node with its capacity and what is claimed on it, as tuples:
+    (id, name, enabled, vcpus, memory_mb, disk_gb, vcpus_used, ram_mb_used, disk_gb_used)."""
+    return list(
+        Node.select(
+            Node.id,
+            Node.name,
+            Node.enabled,
+            Node.vcpus,
+            Node.memory_mb,
+            Node.disk_gb,
+            peewee.fn.COALESCE(NodeUsage.vcpus_used, 0),
+            peewee.fn.COALESCE(NodeUsage.ram_mb_used, 0),
+            peewee.fn.COALESCE(NodeUsage.disk_gb_used, 0),
+        )
+        .join(NodeUsage, peewee.JOIN.LEFT_OUTER, on=(NodeUsage.node == Node.id))
+        .tuples()
+    )
+
+
+def ensure_usage_row(node_id: str) -> None:
+    NodeUsage.insert(node=node_id).on_conflict_ignore().execute()
+
+
+def claim(node_id: str, vcpus: int, ram_mb: int, disk_gb: int, caps: tuple[float, float, float]) -> bool:
+    """Adds a claim to a node only if it still fits under `caps` (capacity
+    times allocation ratio). The check and the write are one statement, so
+    two racing claims cannot both fit, on SQLite or PostgreSQL."""
+    ensure_usage_row(node_id)
+    n = (
+        NodeUsage.update(
+            vcpus_used=NodeUsage.vcpus_used + vcpus,
+            ram_mb_used=NodeUsage.ram_mb_used + ram_mb,
+            disk_gb_used=NodeUsage.disk_gb_used + disk_gb,
+            instances=NodeUsage.instances + 1,
+        )
+        .where(
+            (NodeUsage.node == node_id)
+            & (NodeUsage.vcpus_used + vcpus <= caps[0])
+            & (NodeUsage.ram_mb_used + ram_mb <= caps[1])
+            & (NodeUsage.disk_gb_used + disk_gb <= caps[2])
+        )
+        .execute()
+    )
+    return n == 1
+
+
+def release(node_id: str, vcpus: int, ram_mb: int, disk_gb: int) -> None:
+    NodeUsage.update(
+        vcpus_used=NodeUsage.vcpus_used - vcpus,
+        ram_mb_used=NodeUsage.ram_mb_used - ram_mb,
+        disk_gb_used=NodeUsage.disk_gb_used - disk_gb,
+        instances=NodeUsage.instances - 1,
+    ).where(NodeUsage.node == node_id).execute()
+
+
+# Console logs
+
+
+def get_console(instance_id: str) -> str:
+    row = ConsoleLog.get_or_none(ConsoleLog.instance == instance_id)
+    return row.data if row else ""
+
+
+def put_console(instance_id: str, data: str, now: float) -> None:
+    ConsoleLog.insert(instance=instance_id, data=data, update_time=now).on_conflict(
+        conflict_target=[ConsoleLog.instance], update={ConsoleLog.data: data, ConsoleLog.update_time: now}
+    ).execute()

@@ -1,0 +1,216 @@
+"""Queries for nodes and join tokens. Heartbeat-driven writes come in batches
+(`flush`), one transaction for many nodes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import peewee
+
+from controller.db.database import db, write_transaction
+from controller.db.models import JoinToken, Node
+from controller.db.paging import paginate
+from controller.errors import AlreadyExists
+
+INVENTORY_COLUMNS = (
+    "hostname",
+    "vcpus",
+    "memory_mb",
+    "disk_gb",
+    "virt_type",
+    "driver",
+    "arch",
+    "cpu_model",
+    "libvirt_version",
+    "qemu_version",
+    "agent_version",
+    "kernel",
+)
+
+# Join tokens
+
+
+def insert_join_token(
+    token_id: str,
+    description: str,
+    secret_hash: str,
+    max_uses: int,
+    expire_time: float,
+    creator_user_id: str,
+    now: float,
+) -> JoinToken:
+    return JoinToken.create(
+        id=token_id,
+        description=description,
+        secret_hash=secret_hash,
+        max_uses=max_uses,
+        expire_time=expire_time,
+        creator_user_id=creator_user_id,
+        create_time=now,
+    )
+
+
+def get_join_token(token_id: str) -> JoinToken | None:
+    return JoinToken.get_or_none(JoinToken.id == token_id)
+
+
+def list_join_tokens(page_size: int, page_token: str) -> tuple[list[JoinToken], str]:
+    return paginate(JoinToken.select(), (JoinToken.create_time, JoinToken.id), page_size, page_token)
+
+
+def delete_join_token(token_id: str) -> int:
+    return JoinToken.delete().where(JoinToken.id == token_id).execute()
+
+
+def claim_join_token(token_id: str, now: float) -> bool:
+    """Uses the token once if it is still valid. One conditional UPDATE, so
+    two enrollments racing for the last use cannot both win."""
+    n = (
+        JoinToken.update(uses=JoinToken.uses + 1, last_use_time=now)
+        .where(
+            (JoinToken.id == token_id) & (JoinToken.uses < JoinToken.max_uses) & (JoinToken.expire_time > now)
+        )
+        .execute()
+    )
+    return n == 1
+
+
+def prune_join_tokens(before: float) -> int:
+    return JoinToken.delete().where(JoinToken.expire_time < before).execute()
+
+
+# Nodes
+
+
+def insert_node(
+    node_id: str, name: str, cert_serial: str, cert_expire: float, token_id: str, now: float
+) -> Node:
+    try:
+        with db.atomic():
+            return Node.create(
+                id=node_id,
+                name=name,
+                cert_serial=cert_serial,
+                cert_expire_time=cert_expire,
+                join_token_id=token_id,
+                create_time=now,
+                update_time=now,
+            )
+    except peewee.IntegrityError:
+        raise AlreadyExists(
+            f"a node named {name!r} already exists: delete it first or join with another --name",
+            reason="NODE_EXISTS",
+        ) from None
+
+
+def get_node(node_id: str) -> Node | None:
+    return Node.get_or_none(Node.id == node_id)
+
+
+def node_auth_row(node_id: str) -> tuple[str, bool] | None:
+    """(cert_serial, exists) for authenticating a session; one indexed lookup."""
+    # Plain SQL: this runs for every session a node opens (thousands at once
+    # after a controller restart), and peewee's query building costs more than
+    # the lookup.
+    row = db.execute_sql(f"SELECT cert_serial FROM node WHERE id = {db.param}", (node_id,)).fetchone()
+    return (row[0], True) if row else None
+
+
+def list_nodes(page_size: int, page_token: str, name: str = "") -> tuple[list[Node], str]:
+    query = Node.select()
+    if name:
+        query = query.where(Node.name == name)
+    return paginate(query, (Node.name, Node.id), page_size, page_token)
+
+
+def all_node_liveness() -> list[tuple[str, str, float, int]]:
+    """(id, status, last_heartbeat_time, applied_revision) of every node, for a controller start."""
+    return list(
+        Node.select(Node.id, Node.status, Node.last_heartbeat_time, Node.applied_revision).tuples().iterator()
+    )
+
+
+def set_enabled(node_id: str, enabled: bool, reason: str, now: float) -> int:
+    """Flips the admin flag and bumps the desired revision, in one statement."""
+    return (
+        Node.update(
+            enabled=enabled,
+            disabled_reason=reason,
+            desired_revision=Node.desired_revision + 1,
+            update_time=now,
+        )
+        .where(Node.id == node_id)
+        .execute()
+    )
+
+
+def delete_node(node_id: str) -> int:
+    return Node.delete().where(Node.id == node_id).execute()
+
+
+def bump_desired_revision(node_id: str, now: float) -> int:
+    """For features that change what a node should run: call in the same
+    transaction as the change, then notify the node's session."""
+    return (
+        Node.update(desired_revision=Node.desired_revision + 1, update_time=now)
+        .where(Node.id == node_id)
+        .execute()
+    )
+
+
+@dataclass
+class PendingWrites:
+    """What the node sessions changed since the last flush."""
+
+    # node id -> (last heartbeat wall time, usage JSON)
+    heartbeats: dict[str, tuple[float, str]]
+    # node id -> READY | DOWN
+    statuses: dict[str, str]
+    # node id -> inventory column values
+    inventories: dict[str, dict[str, Any]]
+    # node id -> (applied revision, address)
+    sessions: dict[str, tuple[int, str]]
+
+    def empty(self) -> bool:
+        return not (self.heartbeats or self.statuses or self.inventories or self.sessions)
+
+    def requeue(self, failed: PendingWrites) -> None:
+        """Puts writes that failed back, under the ones made since."""
+        for name in ("heartbeats", "statuses", "inventories", "sessions"):
+            mine = getattr(self, name)
+            for key, value in getattr(failed, name).items():
+                mine.setdefault(key, value)
+
+
+def _executemany(sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
+    rows = list(rows)
+    if not rows:
+        return
+    sql = sql.replace("?", db.param)
+    cursor = db.cursor()
+    cursor.executemany(sql, rows)
+
+
+def flush(pending: PendingWrites, now: float) -> None:
+    """Writes a batch of session changes in one transaction (rows of deleted
+    nodes match nothing and are skipped)."""
+    with write_transaction():
+        _executemany(
+            "UPDATE node SET last_heartbeat_time = ?, usage = ? WHERE id = ?",
+            ((t, usage, nid) for nid, (t, usage) in pending.heartbeats.items()),
+        )
+        _executemany(
+            "UPDATE node SET status = ?, update_time = ? WHERE id = ?",
+            ((status, now, nid) for nid, status in pending.statuses.items()),
+        )
+        _executemany(
+            "UPDATE node SET applied_revision = ?, address = ? WHERE id = ?",
+            ((rev, addr, nid) for nid, (rev, addr) in pending.sessions.items()),
+        )
+        cols = ", ".join(f"{c} = ?" for c in INVENTORY_COLUMNS)
+        _executemany(
+            f"UPDATE node SET {cols}, update_time = ? WHERE id = ?",
+            ((*(inv[c] for c in INVENTORY_COLUMNS), now, nid) for nid, inv in pending.inventories.items()),
+        )

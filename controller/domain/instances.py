@@ -1,0 +1,521 @@
+"""Instances: create (quota, schedule, atomic claim), the verbs that change
+what a node should run, and the sync that folds what nodes observe back into
+instance states (libvirt is the truth for power state).
+
+State and the node's desired state:
+- BUILDING, ACTIVE, REBOOTING: the node should run the guest;
+- STOPPED, or task "powering_off": the node should keep it stopped;
+- DELETING, ERROR: the guest is not in the node's desired state any more, so
+  the node removes it; a DELETING instance is forgotten (and its claim freed)
+  once its node no longer reports it.
+Every change to what a node should run bumps that node's desired revision in
+the same transaction and tells its session after the commit."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from controller import clock
+from controller.auth.principal import Principal, Role
+from controller.config import ControllerConfig
+from controller.db import identity as identity_store
+from controller.db import images as image_store
+from controller.db import instances as store
+from controller.db import nodes as node_store
+from controller.db.database import db, is_sqlite, write_transaction
+from controller.db.models import Instance, ServerGroup
+from controller.domain import desired_state
+from controller.domain.compute_catalog import GROUP_MEMBERS, ComputeCatalog
+from controller.domain.identity import PROJECT_IN_USE_CHECKS
+from controller.domain.images import ACTIVE as IMAGE_ACTIVE
+from controller.domain.images import Images
+from controller.domain.node_registry import READY
+from controller.domain.nodes import NODE_IN_USE_CHECKS, Nodes
+from controller.domain.scheduler import Candidate, Ratios, Request, no_valid_host, schedule
+from controller.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, not_found
+from controller.validation import is_uuid
+from kumo.v1 import compute_pb2 as cpb
+from kumo.v1 import image_pb2 as ipb
+from kumo.v1 import node_pb2 as npb
+
+log = logging.getLogger("kumo.compute")
+
+BUILDING = cpb.INSTANCE_STATE_BUILDING
+ACTIVE = cpb.INSTANCE_STATE_ACTIVE
+STOPPED = cpb.INSTANCE_STATE_STOPPED
+REBOOTING = cpb.INSTANCE_STATE_REBOOTING
+DELETING = cpb.INSTANCE_STATE_DELETING
+ERROR = cpb.INSTANCE_STATE_ERROR
+STATE_NAMES = {v: k.removeprefix("INSTANCE_STATE_").lower() for k, v in cpb.InstanceState.items()}
+
+POWERING_ON = "powering_on"
+POWERING_OFF = "powering_off"
+SNAPSHOTTING = "image_uploading"
+
+RUNNING = npb.GUEST_POWER_STATE_RUNNING
+OFF = (npb.GUEST_POWER_STATE_STOPPED, npb.GUEST_POWER_STATE_SHUTDOWN, npb.GUEST_POWER_STATE_CRASHED)
+MAX_USER_DATA = 64 * 1024
+CONSOLE_LIMIT = 1024 * 1024
+
+
+def desired_power(row: Instance) -> int:
+    if row.state == STOPPED and row.task != POWERING_ON:
+        return npb.DESIRED_POWER_STOPPED
+    if row.task == POWERING_OFF:
+        return npb.DESIRED_POWER_STOPPED
+    return npb.DESIRED_POWER_RUNNING
+
+
+def desired_instance(row: Instance) -> npb.DesiredInstance:
+    return npb.DesiredInstance(
+        id=row.id,
+        hostname=row.name,
+        image_id=row.image_id,
+        image_sha256=row.image_sha256,
+        image_format=row.image_format,
+        image_size_bytes=row.image_size_bytes,
+        vcpus=row.vcpus,
+        ram_mb=row.ram_mb,
+        disk_gb=row.disk_gb,
+        power=desired_power(row),
+        reboot_generation=row.reboot_generation,
+        reboot_hard=row.reboot_hard,
+        user_data=base64.b64decode(row.user_data) if row.user_data else b"",
+        public_keys=[row.public_key] if row.public_key else [],
+        snapshot_image_id=row.snapshot_image_id,
+    )
+
+
+def contribute(node_row: Any, state: npb.NodeDesiredState) -> None:
+    """The instances part of a node's desired state."""
+    for row in store.instances_on_node(node_row.id):
+        if row.state not in (DELETING, ERROR):
+            state.instances.append(desired_instance(row))
+
+
+@dataclass(frozen=True)
+class Quotas:
+    instances: int
+    vcpus: int
+    ram_mb: int
+
+
+class Instances:
+    def __init__(self, cfg: ControllerConfig, catalog: ComputeCatalog, images: Images, nodes: Nodes) -> None:
+        self.catalog = catalog
+        self.images = images
+        self.nodes = nodes
+        self.ratios = Ratios(cfg.cpu_allocation_ratio, cfg.ram_allocation_ratio, cfg.disk_allocation_ratio)
+        self.weigher = cfg.scheduler_weigher
+        self.quotas = Quotas(cfg.quota_instances, cfg.quota_vcpus, cfg.quota_ram_mb)
+        self.sync_period = cfg.instance_sync_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # Lookups
+
+    def _resolve(
+        self, kind: str, ref: str, by_id: Callable[[str], Any], by_name: Callable[[str], Any]
+    ) -> Any:
+        return by_id(ref) if is_uuid(ref) else by_name(ref)
+
+    def _image(self, caller: Principal, ref: str) -> Any:
+        def by_name(name: str) -> Any:
+            rows, _ = image_store.list_images(
+                2, "", None if caller.is_admin else caller.project_id, name=name, status=IMAGE_ACTIVE
+            )
+            if not rows:
+                raise not_found("image", name)
+            if len(rows) > 1:
+                raise InvalidArgument(f"more than one image is named {name!r}; use its id")
+            return rows[0]
+
+        row = self._resolve("image", ref, lambda i: self.images.get(caller, i), by_name)
+        if row.status != IMAGE_ACTIVE:
+            raise FailedPrecondition(f"image {row.name!r} is not active", reason="IMAGE_NOT_ACTIVE")
+        return row
+
+    def _flavor(self, caller: Principal, ref: str) -> Any:
+        def by_name(name: str) -> Any:
+            rows, _ = self.catalog.list_flavors(caller, 1, "", name)
+            if not rows:
+                raise not_found("flavor", name)
+            return rows[0]
+
+        return self._resolve("flavor", ref, lambda i: self.catalog.get_flavor(caller, i), by_name)
+
+    def get(self, caller: Principal, instance_id: str) -> Instance:
+        row = store.get_instance(instance_id)
+        if row is None or not caller.can_see(row.project_id):
+            raise not_found("instance", instance_id)
+        return row
+
+    def list(
+        self, caller: Principal, page_size: int, page_token: str, name: str, state: int
+    ) -> tuple[list[Instance], str]:
+        return store.list_instances(
+            page_size, page_token, None if caller.is_admin else caller.project_id, name, state
+        )
+
+    # Create
+
+    def create(
+        self,
+        caller: Principal,
+        name: str,
+        image_ref: str,
+        flavor_ref: str,
+        keypair_ref: str,
+        user_data: bytes,
+        group_id: str,
+        request_id: str,
+    ) -> Instance:
+        if request_id:
+            existing = identity_store.idempotent_lookup(request_id, "instance", caller.project_id)
+            if existing:
+                return self.get(caller, existing)
+        if len(user_data) > MAX_USER_DATA:
+            raise InvalidArgument(f"user_data must be at most {MAX_USER_DATA} bytes, got {len(user_data)}")
+        image = self._image(caller, image_ref)
+        flavor = self._flavor(caller, flavor_ref)
+        keypair = self.catalog.find_keypair(caller, keypair_ref) if keypair_ref else None
+        group = self.catalog.get_server_group(caller, group_id) if group_id else None
+        if flavor.ram_mb < image.min_ram_mb:
+            raise InvalidArgument(
+                f"flavor {flavor.name!r} has {flavor.ram_mb} MiB RAM; image {image.name!r} needs at least "
+                f"{image.min_ram_mb} MiB",
+                reason="FLAVOR_RAM_TOO_SMALL",
+            )
+        image_gb = math.ceil(image.virtual_size_bytes / 1024**3)
+        if flavor.disk_gb and flavor.disk_gb < max(image.min_disk_gb, image_gb):
+            raise InvalidArgument(
+                f"flavor {flavor.name!r} has a {flavor.disk_gb} GiB disk; image {image.name!r} needs at least "
+                f"{max(image.min_disk_gb, image_gb)} GiB",
+                reason="FLAVOR_DISK_TOO_SMALL",
+            )
+        disk_gb = max(flavor.disk_gb, image.min_disk_gb, image_gb)
+        req = Request(flavor.vcpus, flavor.ram_mb, disk_gb)
+
+        with write_transaction():
+            image_store.lock_project(caller.project_id)
+            self._check_quota(caller, flavor.vcpus, flavor.ram_mb)
+            if group is not None:
+                req = self._group_request(group, req)
+            chosen = self._place(req)
+            now = clock.now()
+            row = store.insert_instance(
+                id=clock.new_id(),
+                project=caller.project_id,
+                user_id=caller.user_id,
+                name=name,
+                image_id=image.id,
+                image_sha256=image.checksum_sha256,
+                image_format=image.disk_format,
+                image_size_bytes=image.size_bytes,
+                flavor_id=flavor.id,
+                keypair_id=keypair.id if keypair else "",
+                public_key=keypair.public_key if keypair else "",
+                server_group_id=group.id if group else "",
+                node=chosen,
+                state=BUILDING,
+                vcpus=flavor.vcpus,
+                ram_mb=flavor.ram_mb,
+                disk_gb=disk_gb,
+                user_data=base64.b64encode(user_data).decode(),
+                create_time=now,
+                update_time=now,
+            )
+            node_store.bump_desired_revision(chosen, now)
+            if request_id:
+                identity_store.idempotent_record(request_id, "instance", caller.project_id, row.id, now)
+        self.nodes.registry.notify_threadsafe(chosen)
+        log.info(
+            "instance scheduled", extra={"instance": row.id, "node": chosen, "project": caller.project_id}
+        )
+        return row
+
+    def _check_quota(self, caller: Principal, vcpus: int, ram_mb: int) -> None:
+        count, used_vcpus, used_ram = store.project_usage(caller.project_id)
+        q = self.quotas
+        for what, used, add, limit in (
+            ("instances", count, 1, q.instances),
+            ("vCPUs", used_vcpus, vcpus, q.vcpus),
+            ("RAM MiB", used_ram, ram_mb, q.ram_mb),
+        ):
+            if used + add > limit:
+                raise ResourceExhausted(
+                    f"quota exceeded for {what}: project {caller.project_name!r} uses {used} of {limit}, "
+                    f"this needs {add} more",
+                    reason="QUOTA_EXCEEDED",
+                    resource=what,
+                    limit=limit,
+                    used=used,
+                )
+
+    def _group_request(self, group: ServerGroup, req: Request) -> Request:
+        if not is_sqlite():  # serialise placements within one group
+            list(ServerGroup.select(ServerGroup.id).where(ServerGroup.id == group.id).for_update())
+        nodes = frozenset(node for _, node in store.group_members(group.id))
+        policy = "affinity" if group.policy == cpb.SERVER_GROUP_POLICY_AFFINITY else "anti-affinity"
+        return Request(req.vcpus, req.ram_mb, req.disk_gb, policy, nodes, req.required_node)
+
+    def _candidates(self) -> list[Candidate]:
+        """Nodes with capacity and claims; capacity from the live session when
+        there is one (the database copy is written in batches)."""
+        out = []
+        for node_id, name, enabled, vcpus, ram, disk, v_used, r_used, d_used in store.candidates():
+            live = self.nodes.registry.snapshot(node_id)
+            if live is not None and live.inventory is not None:
+                vcpus, ram, disk = live.inventory.vcpus, live.inventory.memory_mb, live.inventory.disk_gb
+            out.append(
+                Candidate(
+                    node_id,
+                    name,
+                    live is not None and live.status == READY,
+                    bool(enabled),
+                    int(vcpus),
+                    int(ram),
+                    int(disk),
+                    int(v_used),
+                    int(r_used),
+                    int(d_used),
+                )
+            )
+        return out
+
+    def _place(self, req: Request) -> str:
+        """Schedules and claims; a claim that loses a race tries the next node."""
+        outcome = schedule(self._candidates(), req, self.ratios, self.weigher)
+        for cand in outcome.ranked:
+            caps = (
+                cand.vcpus * self.ratios.cpu,
+                cand.ram_mb * self.ratios.ram,
+                cand.disk_gb * self.ratios.disk,
+            )
+            if store.claim(cand.node_id, req.vcpus, req.ram_mb, req.disk_gb, caps):
+                return cand.node_id
+        raise no_valid_host(outcome, req)
+
+    # Verbs
+
+    def _change(
+        self,
+        caller: Principal,
+        instance_id: str,
+        allowed: tuple[int, ...],
+        verb: str,
+        fields: Callable[[Instance], dict[str, Any]],
+    ) -> Instance:
+        with write_transaction():
+            row = self.get(caller, instance_id)
+            if row.state not in allowed or (row.task and row.task != SNAPSHOTTING):
+                busy = f" (busy: {row.task})" if row.task else ""
+                raise FailedPrecondition(
+                    f"cannot {verb} instance {row.name!r}: it is {STATE_NAMES.get(row.state)}{busy}",
+                    reason="INSTANCE_WRONG_STATE",
+                    state=STATE_NAMES.get(row.state),
+                )
+            now = clock.now()
+            store.update_instance(row.id, fields(row), now)
+            node_store.bump_desired_revision(row.node_id, now)
+        self.nodes.registry.notify_threadsafe(row.node_id)
+        return self.get(caller, instance_id)
+
+    def start(self, caller: Principal, instance_id: str) -> Instance:
+        return self._change(caller, instance_id, (STOPPED,), "start", lambda r: {"task": POWERING_ON})
+
+    def stop(self, caller: Principal, instance_id: str) -> Instance:
+        return self._change(caller, instance_id, (ACTIVE,), "stop", lambda r: {"task": POWERING_OFF})
+
+    def reboot(self, caller: Principal, instance_id: str, hard: bool) -> Instance:
+        return self._change(
+            caller,
+            instance_id,
+            (ACTIVE,),
+            "reboot",
+            lambda r: {"state": REBOOTING, "reboot_generation": r.reboot_generation + 1, "reboot_hard": hard},
+        )
+
+    def delete(self, caller: Principal, instance_id: str) -> Instance:
+        with write_transaction():
+            row = self.get(caller, instance_id)
+            if row.state == DELETING:
+                return row
+            now = clock.now()
+            store.update_instance(row.id, {"state": DELETING, "task": ""}, now)
+            node_store.bump_desired_revision(row.node_id, now)
+        self.nodes.registry.notify_threadsafe(row.node_id)
+        return self.get(caller, instance_id)
+
+    def console(self, caller: Principal, instance_id: str, tail_lines: int) -> str:
+        if tail_lines < 0:
+            raise InvalidArgument(f"tail_lines must not be negative, got {tail_lines}")
+        row = self.get(caller, instance_id)
+        text = store.get_console(row.id)
+        if tail_lines:
+            text = "\n".join(text.splitlines()[-tail_lines:])
+        return text
+
+    def snapshot(self, caller: Principal, instance_id: str, name: str) -> str:
+        row = self.get(caller, instance_id)
+        if row.state not in (ACTIVE, STOPPED) or row.task:
+            raise FailedPrecondition(
+                f"cannot snapshot instance {row.name!r}: it is {STATE_NAMES.get(row.state)}"
+                + (f" (busy: {row.task})" if row.task else ""),
+                reason="INSTANCE_WRONG_STATE",
+            )
+        owner = Principal(
+            caller.user_id, caller.user_name, row.project_id, caller.project_name, Role.MEMBER, "", 0.0
+        )
+        image = self.images.create(
+            owner,
+            {
+                "name": name,
+                "disk_format": ipb.DISK_FORMAT_QCOW2,
+                "visibility": ipb.IMAGE_VISIBILITY_PRIVATE,
+                "min_disk_gb": row.disk_gb,
+                "min_ram_mb": 0,
+            },
+            {"source_instance_id": row.id},
+            "",
+        )
+        with write_transaction():
+            now = clock.now()
+            if (
+                store.update_instance_if(
+                    row.id, row.state, {"task": SNAPSHOTTING, "snapshot_image_id": image.id}, now
+                )
+                != 1
+            ):
+                raise FailedPrecondition(
+                    f"instance {row.name!r} changed state; try again", reason="INSTANCE_WRONG_STATE"
+                )
+            node_store.bump_desired_revision(row.node_id, now)
+        self.nodes.registry.notify_threadsafe(row.node_id)
+        return image.id
+
+    # Node-facing
+
+    def node_may_read_blob(self, node_id: str, sha256: str) -> bool:
+        return any(r.image_sha256 == sha256 for r in store.instances_on_node(node_id))
+
+    def snapshot_target(self, node_id: str, instance_id: str, image_id: str) -> Instance:
+        row = store.get_instance(instance_id)
+        if row is None or row.node_id != node_id or not image_id or row.snapshot_image_id != image_id:
+            raise not_found("snapshot", f"{instance_id}/{image_id}")
+        return row
+
+    def report_console(self, node_id: str, instance_id: str, data: bytes) -> None:
+        row = store.get_instance(instance_id)
+        if row is None or row.node_id != node_id:
+            raise not_found("instance", instance_id)
+        store.put_console(row.id, data[-CONSOLE_LIMIT:].decode("utf-8", "replace"), clock.now())
+
+    # Sync: what nodes observe -> instance states
+
+    def start_sync(self) -> None:
+        self._thread = threading.Thread(target=self._sync_loop, name="instance-sync", daemon=True)
+        self._thread.start()
+
+    def stop_sync(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _sync_loop(self) -> None:
+        while not self._stop.wait(self.sync_period):
+            try:
+                self.sync_once()
+            except Exception:
+                log.exception("instance sync failed")
+            finally:
+                if not db.is_closed():
+                    db.close()
+
+    def sync_once(self) -> int:
+        """One pass over every instance; returns how many changed."""
+        changed = 0
+        by_node: dict[str, list[Instance]] = {}
+        for row in Instance.select():
+            by_node.setdefault(row.node_id, []).append(row)
+        for node_id, rows in by_node.items():
+            live = self.nodes.registry.snapshot(node_id)
+            guests = {g.instance_id: g for g in live.guests} if live is not None else {}
+            node_up = live is not None and live.connected
+            notify = False
+            for row in rows:
+                update, bump = self._observe(row, guests.get(row.id), node_up)
+                if update is None:
+                    continue
+                with write_transaction():
+                    now = clock.now()
+                    if update == "delete":
+                        if store.delete_instance(row.id):
+                            store.release(node_id, row.vcpus, row.ram_mb, row.disk_gb)
+                            log.info("instance deleted", extra={"instance": row.id})
+                    elif store.update_instance_if(row.id, row.state, update, now) == 1 and bump:
+                        node_store.bump_desired_revision(node_id, now)
+                        notify = True
+                changed += 1
+            if notify:
+                self.nodes.registry.notify_threadsafe(node_id)
+        return changed
+
+    def _observe(self, row: Instance, guest: npb.GuestStatus | None, node_up: bool) -> tuple[Any, bool]:
+        """(fields to change or "delete" or None, whether the node's desired state changes)."""
+        if row.state == DELETING:
+            return ("delete", False) if guest is None or not node_up else (None, False)
+        if guest is None:
+            return None, False
+        power = guest.power_state
+        update: dict[str, Any] = {}
+        bump = False
+        if guest.snapshot_done_image_id and guest.snapshot_done_image_id == row.snapshot_image_id:
+            update.update(task="", snapshot_image_id="")
+            bump = True
+            if guest.fault:
+                update["fault"] = guest.fault
+        if row.state == BUILDING:
+            if guest.fault:
+                return {"state": ERROR, "fault": guest.fault}, True
+            if power == RUNNING:
+                update.update(state=ACTIVE, launch_time=clock.now(), fault="")
+        elif row.state == REBOOTING:
+            if guest.reboot_generation >= row.reboot_generation and power == RUNNING:
+                update.update(state=ACTIVE)
+        elif row.task == POWERING_OFF and power in OFF:
+            update.update(state=STOPPED, task="")
+        elif row.task == POWERING_ON and power == RUNNING:
+            update.update(state=ACTIVE, task="")
+        elif not row.task or row.task == SNAPSHOTTING:
+            # No power change asked for: libvirt is the truth.
+            if row.state == ACTIVE and power in OFF:
+                update.update(state=STOPPED)
+                bump = True
+            elif row.state == STOPPED and power == RUNNING:
+                update.update(state=ACTIVE)
+                bump = True
+        if guest.fault and row.state != BUILDING and guest.fault != row.fault and "fault" not in update:
+            update["fault"] = guest.fault
+        if not update:
+            return None, False
+        return update, bump
+
+
+def _group_members(group_id: str) -> list[str]:
+    return [iid for iid, _ in store.group_members(group_id)]
+
+
+def register_hooks() -> None:
+    """Wires instances into the other features' extension points (once)."""
+    if contribute not in desired_state.CONTRIBUTORS:
+        desired_state.CONTRIBUTORS.append(contribute)
+        GROUP_MEMBERS.append(_group_members)
+        PROJECT_IN_USE_CHECKS.append(("instance", store.count_in_project))
+        NODE_IN_USE_CHECKS.append(("instance", store.count_on_node))

@@ -1,0 +1,304 @@
+"""Node rules: join tokens, enrollment, the admin's view and verbs (disable,
+enable, delete), node authentication and each node's desired state.
+
+Live state (READY/DOWN, last heartbeat, usage) is kept by the NodeRegistry on
+the node server's event loop; the views here combine it with the database row."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from controller import clock
+from controller.auth import jointoken
+from controller.auth.principal import NodePrincipal, Principal
+from controller.config import ControllerConfig
+from controller.db import nodes as store
+from controller.db.database import db, write_transaction
+from controller.db.models import JoinToken, Node
+from controller.domain import desired_state
+from controller.domain.node_registry import DOWN, READY, LiveView, NodeRegistry
+from controller.errors import FailedPrecondition, InvalidArgument, NotFound, Unauthenticated, not_found
+from controller.pki import CertificateAuthority
+from controller.validation import is_uuid
+from kumo.v1 import node_pb2 as pb
+
+log = logging.getLogger("kumo.nodes")
+
+DISABLED = "DISABLED"
+MIN_TTL = 1.0
+MAX_TTL = 30 * 86400.0
+DEFAULT_TTL = 3600.0
+MAX_USES = 100_000
+
+# Checks that a node holds nothing before it may be deleted: features that
+# place resources on nodes append (kind, count_fn(node_id) -> int).
+NODE_IN_USE_CHECKS: list[tuple[str, Callable[[str], int]]] = []
+
+
+def token_state(row: JoinToken, now: float) -> int:
+    if row.uses >= row.max_uses:
+        return pb.JOIN_TOKEN_STATE_USED_UP
+    if row.expire_time <= now:
+        return pb.JOIN_TOKEN_STATE_EXPIRED
+    return pb.JOIN_TOKEN_STATE_VALID
+
+
+@dataclass(frozen=True)
+class NodeView:
+    row: Node
+    state: str  # READY | DOWN | DISABLED
+    live: LiveView | None
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.live and self.live.connected)
+
+    @property
+    def last_heartbeat_time(self) -> float:
+        if self.live and self.live.last_seen_wall:
+            return max(self.live.last_seen_wall, self.row.last_heartbeat_time)
+        return self.row.last_heartbeat_time
+
+    @property
+    def applied_revision(self) -> int:
+        return self.live.applied_revision if self.live else self.row.applied_revision
+
+    @property
+    def address(self) -> str:
+        return (self.live.address if self.live and self.live.address else "") or self.row.address
+
+    def inventory(self) -> pb.NodeInventory:
+        if self.live and self.live.inventory is not None:
+            return self.live.inventory
+        return pb.NodeInventory(**{c: getattr(self.row, c) for c in store.INVENTORY_COLUMNS})
+
+    def usage(self) -> pb.NodeUsage:
+        if self.live and self.live.usage is not None:
+            return self.live.usage
+        try:
+            data = json.loads(self.row.usage or "{}")
+            return pb.NodeUsage(**data) if isinstance(data, dict) else pb.NodeUsage()
+        except (ValueError, TypeError):
+            return pb.NodeUsage()
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    node: Node
+    certificate_pem: bytes
+
+
+class Nodes:
+    def __init__(self, cfg: ControllerConfig, ca: CertificateAuthority) -> None:
+        self.cfg = cfg
+        self.ca = ca
+        self.registry = NodeRegistry(
+            cfg.node_grace_seconds, cfg.node_heartbeat_seconds, cfg.node_stats_log_seconds
+        )
+
+    # Join tokens
+
+    def create_join_token(
+        self, caller: Principal | None, description: str, max_uses: int, ttl: float
+    ) -> tuple[JoinToken, str]:
+        if max_uses < 0 or max_uses > MAX_USES:
+            raise InvalidArgument(f"join_token.max_uses must be between 1 and {MAX_USES}, got {max_uses}")
+        if not MIN_TTL <= ttl <= MAX_TTL:
+            raise InvalidArgument(
+                f"ttl must be between {MIN_TTL:g} s and {MAX_TTL / 86400:g} days, got {ttl:g} s"
+            )
+        now = clock.now()
+        token_id = clock.new_id()
+        secret = jointoken.new_secret()
+        row = store.insert_join_token(
+            token_id,
+            description,
+            jointoken.hash_secret(secret),
+            max_uses or 1,
+            now + ttl,
+            caller.user_id if caller else "",
+            now,
+        )
+        if secrets.randbelow(50) == 0:
+            store.prune_join_tokens(now - 86400)
+        log.info(
+            "join token created",
+            extra={"token_id": token_id, "max_uses": row.max_uses, "ttl": ttl},
+        )
+        return row, jointoken.format_token(token_id, secret, self.ca.fingerprint)
+
+    def list_join_tokens(self, page_size: int, page_token: str) -> tuple[list[JoinToken], str]:
+        return store.list_join_tokens(page_size, page_token)
+
+    def delete_join_token(self, token_id: str) -> None:
+        if store.delete_join_token(token_id) == 0:
+            raise NotFound(f"join token {token_id!r} not found", reason="JOIN_TOKEN_NOT_FOUND")
+
+    # Enrollment
+
+    def ca_bundle(self) -> tuple[bytes, str]:
+        return self.ca.cert_pem, self.ca.fingerprint
+
+    def _check_token(self, token: str) -> jointoken.ParsedJoinToken:
+        invalid = Unauthenticated(
+            "join token is not valid (unknown, deleted or a wrong secret)", reason="JOIN_TOKEN_INVALID"
+        )
+        try:
+            parsed = jointoken.parse_token(token)
+        except jointoken.JoinTokenFormatError as exc:
+            raise Unauthenticated(f"join token is malformed: {exc}", reason="JOIN_TOKEN_INVALID") from None
+        row = store.get_join_token(parsed.token_id)
+        if row is None or not jointoken.secret_matches(parsed.secret, row.secret_hash):
+            raise invalid
+        if parsed.ca_fingerprint != self.ca.fingerprint:
+            raise Unauthenticated(
+                "join token names another CA than this controller's", reason="JOIN_TOKEN_WRONG_CA"
+            )
+        self._refuse_unusable(row)
+        return parsed
+
+    @staticmethod
+    def _refuse_unusable(row: JoinToken | None) -> None:
+        if row is None:
+            raise Unauthenticated("join token was deleted", reason="JOIN_TOKEN_INVALID")
+        state = token_state(row, clock.now())
+        if state == pb.JOIN_TOKEN_STATE_USED_UP:
+            raise Unauthenticated(
+                f"join token has been used {row.uses} time(s), as many as it may be; make a new one",
+                reason="JOIN_TOKEN_USED_UP",
+            )
+        if state == pb.JOIN_TOKEN_STATE_EXPIRED:
+            raise Unauthenticated("join token has expired; make a new one", reason="JOIN_TOKEN_EXPIRED")
+
+    def enroll(self, token: str, csr_pem: str, name: str) -> Enrollment:
+        """Checks the token, signs the CSR and records the node; the token is
+        used (atomically) only if all of that succeeds."""
+        try:
+            csr = x509.load_pem_x509_csr(csr_pem.encode())
+        except ValueError:
+            raise InvalidArgument("csr_pem is not a PEM certificate signing request") from None
+        if not csr.is_signature_valid:
+            raise InvalidArgument("csr_pem's signature is not valid")
+        key = csr.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+            raise InvalidArgument("csr_pem must be for an EC P-256 key")
+        parsed = self._check_token(token)
+
+        node_id = clock.new_id()
+        serial = x509.random_serial_number()
+        cert_pem = self.ca.sign_node_csr(csr_pem.encode(), node_id, serial)
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        expire = cert.not_valid_after_utc.replace(tzinfo=datetime.UTC).timestamp()
+        now = clock.now()
+        with write_transaction():
+            if not store.claim_join_token(parsed.token_id, now):
+                self._refuse_unusable(store.get_join_token(parsed.token_id))
+                raise Unauthenticated("join token is no longer usable", reason="JOIN_TOKEN_USED_UP")
+            row = store.insert_node(node_id, name, format(serial, "x"), expire, parsed.token_id, now)
+        self.registry.enrolled_threadsafe(node_id)
+        log.info("node enrolled", extra={"node_id": node_id, "node": name, "token_id": parsed.token_id})
+        return Enrollment(row, cert_pem)
+
+    def node_endpoint(self, node_port: int) -> str:
+        """Where nodes open their session. An empty host means: the host the
+        node enrolled through (when the node port listens on every address)."""
+        if self.cfg.node_advertise:
+            return self.cfg.node_advertise
+        host = self.cfg.node_listen.rsplit(":", 1)[0].strip("[]")
+        if host in ("0.0.0.0", "::", ""):
+            host = ""
+        return f"[{host}]:{node_port}" if ":" in host else f"{host}:{node_port}"
+
+    # Node authentication (the node port's interceptor)
+
+    def authenticate(self, common_name: str, serial_hex: str) -> NodePrincipal:
+        if not is_uuid(common_name):
+            raise Unauthenticated("the client certificate does not name a node", reason="NOT_A_NODE")
+        found = store.node_auth_row(common_name)
+        if found is None:
+            raise Unauthenticated(
+                "this node is not enrolled (it may have been deleted); join it again", reason="NODE_UNKNOWN"
+            )
+        if found[0] != serial_hex:
+            raise Unauthenticated(
+                "this certificate is no longer the node's; join it again", reason="CERT_REVOKED"
+            )
+        return NodePrincipal(common_name, serial_hex)
+
+    # Desired state
+
+    def desired_state(self, node_id: str) -> tuple[int, pb.NodeDesiredState]:
+        """The node's desired state and its revision, read in one transaction."""
+        with db.atomic():
+            row = store.get_node(node_id)
+            if row is None:
+                raise Unauthenticated("this node has been deleted", reason="NODE_DELETED")
+            state = pb.NodeDesiredState(enabled=row.enabled)
+            for contribute in desired_state.CONTRIBUTORS:
+                contribute(row, state)
+            return row.desired_revision, state
+
+    # The admin's view
+
+    def _view(self, row: Node) -> NodeView:
+        live = self.registry.snapshot(row.id)
+        if not row.enabled:
+            state = DISABLED
+        elif live is not None:
+            state = live.status
+        else:
+            state = row.status if row.status in (READY, DOWN) else DOWN
+        return NodeView(row, state, live)
+
+    def _must(self, node_id: str) -> Node:
+        row = store.get_node(node_id)
+        if row is None:
+            raise not_found("node", node_id)
+        return row
+
+    def get_node(self, node_id: str) -> NodeView:
+        return self._view(self._must(node_id))
+
+    def list_nodes(self, page_size: int, page_token: str, name: str) -> tuple[list[NodeView], str]:
+        rows, token = store.list_nodes(page_size, page_token, name)
+        return [self._view(r) for r in rows], token
+
+    def set_enabled(self, node_id: str, enabled: bool, reason: str) -> NodeView:
+        with write_transaction():
+            row = self._must(node_id)
+            if row.enabled == enabled:
+                if enabled:
+                    raise FailedPrecondition(f"node {row.name!r} is not disabled", reason="NODE_NOT_DISABLED")
+                raise FailedPrecondition(
+                    f"node {row.name!r} is disabled already", reason="NODE_ALREADY_DISABLED"
+                )
+            store.set_enabled(row.id, enabled, "" if enabled else reason, clock.now())
+        self.registry.notify_threadsafe(node_id)
+        log.info("node enabled" if enabled else "node disabled", extra={"node_id": node_id})
+        return self.get_node(node_id)
+
+    def delete_node(self, node_id: str) -> None:
+        with write_transaction():
+            view = self._view(self._must(node_id))
+            if view.state == READY:
+                raise FailedPrecondition(
+                    f"node {view.row.name!r} is READY; disable it (or stop its daemon) before deleting it",
+                    reason="NODE_IN_SERVICE",
+                )
+            for kind, count in NODE_IN_USE_CHECKS:
+                n = count(node_id)
+                if n:
+                    raise FailedPrecondition(
+                        f"node {view.row.name!r} still has {n} {kind}(s)", reason="NODE_IN_USE"
+                    )
+            store.delete_node(node_id)
+        self.registry.forget_threadsafe(node_id)
+        log.info("node deleted", extra={"node_id": node_id, "node": view.row.name})

@@ -1,0 +1,106 @@
+"""The node port: a grpc.aio server on an event loop thread of its own.
+
+Node sessions are long-lived streams, thousands at once; a thread per stream
+(the public port's model) cannot hold them, a coroutine per stream can. The
+node registry's monitor and batch writer run on the same loop. The object
+quacks like the grpc.Server the controller expects (add_secure_port, start,
+stop returning an event)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from controller.auth.node_interceptor import AsyncNodeInterceptor
+from controller.auth.principal import NodePrincipal
+from controller.domain.node_registry import NodeRegistry
+
+log = logging.getLogger("kumo.controller")
+
+NODE_GRPC_OPTIONS = [
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.so_reuseport", 0),
+]
+
+
+class AsyncNodeServer:
+    def __init__(
+        self,
+        entries: list[tuple[Any, Any, str]],
+        node_auth: Callable[[Any], NodePrincipal] | None,
+        registry: NodeRegistry,
+    ) -> None:
+        self._entries = entries
+        self._registry = registry
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, name="node-server", daemon=True)
+        self._thread.start()
+        self._server: grpc.aio.Server = self._call(self._make(node_auth))
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_forever()
+
+    def _call(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    async def _make(self, node_auth: Callable[[Any], NodePrincipal] | None) -> grpc.aio.Server:
+        server = grpc.aio.server(
+            interceptors=[AsyncNodeInterceptor(node_auth)],
+            options=NODE_GRPC_OPTIONS,
+            maximum_concurrent_rpcs=None,
+        )
+        for add, servicer, _ in self._entries:
+            add(servicer, server)
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        names = [name for _, _, name in self._entries]
+        reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+        return server
+
+    def add_secure_port(self, address: str, credentials: grpc.ServerCredentials) -> int:
+        async def add() -> int:
+            return self._server.add_secure_port(address, credentials)
+
+        return self._call(add())
+
+    def start(self) -> None:
+        async def start() -> None:
+            await self._registry.start()
+            await self._server.start()
+            for _, _, name in self._entries:
+                await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+            await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
+
+        self._call(start())
+
+    def stop(self, grace: float | None) -> threading.Event:
+        """Ends every session (nodes reconnect to the next controller), writes
+        what is pending, then stops the loop. Returns an event set when done."""
+        done = threading.Event()
+
+        async def stop() -> None:
+            try:
+                await self._registry.shutdown()
+                await self._server.stop(min(grace or 0, 2.0))
+            finally:
+                done.set()
+
+        def finish(_: Any) -> None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+        future = asyncio.run_coroutine_threadsafe(stop(), self._loop)
+        future.add_done_callback(finish)
+        return done

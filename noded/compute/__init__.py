@@ -1,0 +1,52 @@
+"""Instances on this node: the image cache, guest disks and config drives, and
+the reconcile step that makes the hypervisor's guests match the desired state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+
+from kumo.v1 import node_pb2 as pb
+from kumo.v1 import node_pb2_grpc
+from noded.compute.image_cache import ImageCache
+from noded.compute.step import ComputeStep
+from noded.hypervisor.base import HypervisorDriver
+from noded.state import Credentials
+
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+]
+
+
+def make_compute(
+    creds: Credentials, driver: HypervisorDriver, instances_dir: Path, cache_dir: Path
+) -> ComputeStep:
+    """The instances step, talking to the controller's node port over mTLS
+    (a blocking channel of its own: the step runs in a worker thread)."""
+    channel = grpc.secure_channel(
+        creds.identity.node_endpoint,
+        grpc.ssl_channel_credentials(creds.ca_pem, creds.key_pem, creds.cert_pem),
+        options=CHANNEL_OPTIONS,
+    )
+    stub = node_pb2_grpc.NodeAgentServiceStub(channel)
+
+    def fetch(sha256: str, offset: int) -> Iterator[bytes]:
+        for msg in stub.DownloadBlob(pb.DownloadBlobRequest(sha256=sha256, offset=offset), timeout=3600):
+            yield msg.data
+
+    def upload(instance_id: str, image_id: str, chunks: Iterator[bytes]) -> None:
+        def messages() -> Iterator[pb.UploadSnapshotRequest]:
+            yield pb.UploadSnapshotRequest(instance_id=instance_id, image_id=image_id)
+            for data in chunks:
+                yield pb.UploadSnapshotRequest(data=data)
+
+        stub.UploadSnapshot(messages(), timeout=3600)
+
+    def report(instance_id: str, data: bytes) -> None:
+        stub.ReportConsole(pb.ReportConsoleRequest(instance_id=instance_id, data=data), timeout=30)
+
+    cache = ImageCache(cache_dir, fetch) if driver.needs_disks else None
+    return ComputeStep(instances_dir, cache, upload, report)

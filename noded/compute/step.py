@@ -1,0 +1,241 @@
+"""The instances reconcile step: make the hypervisor's guests match the
+desired instances, level-triggered. Per instance it keeps, in the instance's
+directory, what it applied (reboot generation, finished snapshot), so a noded
+restart adopts running guests and applies nothing twice.
+
+    <instances_dir>/<id>/disk.qcow2     overlay on the cached image
+    <instances_dir>/<id>/config.iso     NoCloud config drive (label cidata)
+    <instances_dir>/<id>/console.log    the serial console
+    <instances_dir>/<id>/state.json     reboot generation and snapshot applied
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from kumo.v1 import node_pb2 as pb
+from noded.compute import guest_files
+from noded.compute.image_cache import ImageCache
+from noded.hypervisor.base import RUNNING, Guest, HypervisorDriver, domain_name
+from noded.hypervisor.domain_xml import DiskSpec, GuestSpec
+
+log = logging.getLogger("kumo.noded.compute")
+
+POWER = {
+    "RUNNING": pb.GUEST_POWER_STATE_RUNNING,
+    "PAUSED": pb.GUEST_POWER_STATE_PAUSED,
+    "SHUTDOWN": pb.GUEST_POWER_STATE_SHUTDOWN,
+    "CRASHED": pb.GUEST_POWER_STATE_CRASHED,
+    "STOPPED": pb.GUEST_POWER_STATE_STOPPED,
+}
+STOP_TIMEOUT = 30.0
+CONSOLE_TAIL = 256 * 1024
+
+# upload(instance_id, image_id, chunks) sends a snapshot to the controller.
+Upload = Callable[[str, str, Iterator[bytes]], None]
+# report(instance_id, data) sends a console tail to the controller.
+Report = Callable[[str, bytes], None]
+
+
+class ComputeStep:
+    __name__ = "instances"
+
+    def __init__(
+        self, instances_dir: Path, cache: ImageCache | None, upload: Upload | None, report: Report | None
+    ) -> None:
+        self.dir = Path(instances_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        self.cache = cache
+        self.upload = upload
+        self.report = report
+        self.faults: dict[str, str] = {}
+        self.wanted: set[str] = set()
+        self._lock = threading.Lock()
+        self._console_sent: dict[str, tuple[int, float]] = {}
+
+    # Per-instance applied state
+
+    def _state_file(self, iid: str) -> Path:
+        return self.dir / iid / "state.json"
+
+    def applied(self, iid: str) -> dict[str, object]:
+        try:
+            return json.loads(self._state_file(iid).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _record(self, iid: str, **fields: object) -> None:
+        data = {**self.applied(iid), **fields}
+        tmp = self._state_file(iid).with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self._state_file(iid))
+
+    # The step
+
+    def __call__(self, desired: pb.NodeDesiredState, driver: HypervisorDriver) -> None:
+        want = {d.id: d for d in desired.instances}
+        have = {g.instance_id: g for g in driver.list_guests()}
+        with self._lock:
+            self.wanted = set(want)
+            for gone in set(self.faults) - set(want):
+                self.faults.pop(gone, None)
+        errors = []
+        for iid in sorted(set(have) - set(want)):
+            try:
+                driver.destroy_guest(iid)
+                log.info("guest removed", extra={"instance": iid})
+            except Exception as exc:
+                errors.append(f"remove {iid}: {exc}")
+        for leftover in self.dir.iterdir() if self.dir.exists() else []:
+            if leftover.is_dir() and leftover.name not in want and leftover.name not in have:
+                shutil.rmtree(leftover, ignore_errors=True)
+        for iid, d in want.items():
+            try:
+                self._ensure(d, have.get(iid), driver)
+                with self._lock:
+                    self.faults.pop(iid, None)
+            except Exception as exc:
+                log.warning("instance not as desired", extra={"instance": iid, "error": str(exc)})
+                with self._lock:
+                    self.faults[iid] = str(exc)[:1000]
+                errors.append(f"{iid}: {exc}")
+        if self.cache is not None:
+            self.cache.prune({d.image_sha256 for d in want.values()})
+        if errors:
+            raise RuntimeError("; ".join(errors)[:2000])
+
+    def _ensure(self, d: pb.DesiredInstance, guest: Guest | None, driver: HypervisorDriver) -> None:
+        idir = self.dir / d.id
+        if guest is None:
+            idir.mkdir(exist_ok=True)
+            os.chmod(idir, 0o755)
+            spec = self._spec(d, idir, driver)
+            driver.define_guest(spec)
+            if not self._state_file(d.id).exists():
+                self._record(d.id, reboot_generation=d.reboot_generation, snapshot_done="")
+            if d.power == pb.DESIRED_POWER_RUNNING:
+                driver.start_guest(d.id)
+            log.info("guest defined", extra={"instance": d.id, "power": pb.DesiredPower.Name(d.power)})
+            guest = next((g for g in driver.list_guests() if g.instance_id == d.id), None)
+            if guest is None:
+                return
+        running = guest.power_state == RUNNING
+        if d.power == pb.DESIRED_POWER_RUNNING and not running:
+            driver.start_guest(d.id)
+            self._record(d.id, reboot_generation=d.reboot_generation)
+        elif d.power == pb.DESIRED_POWER_STOPPED and running:
+            driver.stop_guest(d.id, STOP_TIMEOUT)
+        applied = self.applied(d.id)
+        if d.reboot_generation > int(applied.get("reboot_generation", 0) or 0):
+            if d.power == pb.DESIRED_POWER_RUNNING:
+                driver.reboot_guest(d.id, d.reboot_hard)
+            self._record(d.id, reboot_generation=d.reboot_generation)
+        if d.snapshot_image_id and applied.get("snapshot_done") != d.snapshot_image_id:
+            self._snapshot(d, idir)
+
+    def _spec(self, d: pb.DesiredInstance, idir: Path, driver: HypervisorDriver) -> GuestSpec:
+        disks: list[DiskSpec] = []
+        if driver.needs_disks:
+            if self.cache is None:
+                raise RuntimeError("no image cache on this node")
+            fmt = guest_files.FORMATS.get(d.image_format)
+            if fmt is None:
+                raise RuntimeError(f"unknown image format {d.image_format}")
+            disk, config = idir / "disk.qcow2", idir / "config.iso"
+            if not disk.exists():
+                base = self.cache.ensure(d.image_sha256, d.image_size_bytes)
+                guest_files.make_overlay(base, fmt, disk, d.disk_gb)
+            if not config.exists():
+                guest_files.make_config_drive(config, d.id, d.hostname, list(d.public_keys), d.user_data)
+            disks = [DiskSpec(disk, "qcow2", "vda"), DiskSpec(config, "raw", "vdb", read_only=True)]
+        return GuestSpec(
+            instance_id=d.id,
+            name=domain_name(d.id),
+            vcpus=d.vcpus,
+            ram_mb=d.ram_mb,
+            disks=disks,
+            console_log=idir / "console.log",
+            title=d.hostname,
+        )
+
+    def _snapshot(self, d: pb.DesiredInstance, idir: Path) -> None:
+        if self.upload is None:
+            raise RuntimeError("this node cannot upload snapshots")
+        flat = idir / "snapshot.qcow2"
+        try:
+            guest_files.flatten(idir / "disk.qcow2", flat)
+
+            def chunks() -> Iterator[bytes]:
+                with open(flat, "rb") as fh:
+                    while data := fh.read(1024 * 1024):
+                        yield data
+
+            self.upload(d.id, d.snapshot_image_id, chunks())
+            log.info("snapshot uploaded", extra={"instance": d.id, "image": d.snapshot_image_id})
+        except Exception as exc:
+            with self._lock:
+                self.faults[d.id] = f"snapshot failed: {exc}"[:1000]
+            log.warning("snapshot failed", extra={"instance": d.id, "error": str(exc)})
+        finally:
+            flat.unlink(missing_ok=True)
+            self._record(d.id, snapshot_done=d.snapshot_image_id)
+
+    # What the heartbeat says about guests
+
+    def report_guests(self, guests: list[Guest]) -> list[pb.GuestStatus]:
+        out = []
+        seen = set()
+        with self._lock:
+            faults = dict(self.faults)
+        for g in guests:
+            seen.add(g.instance_id)
+            applied = self.applied(g.instance_id)
+            out.append(
+                pb.GuestStatus(
+                    instance_id=g.instance_id,
+                    domain_name=g.domain_name,
+                    power_state=POWER.get(g.power_state, 0),
+                    vcpus=g.vcpus,
+                    memory_mb=g.memory_mb,
+                    reboot_generation=int(applied.get("reboot_generation", 0) or 0),
+                    fault=faults.get(g.instance_id, ""),
+                    snapshot_done_image_id=str(applied.get("snapshot_done", "")),
+                )
+            )
+        for iid, fault in faults.items():
+            if iid not in seen:
+                out.append(pb.GuestStatus(instance_id=iid, fault=fault))
+        return out
+
+    # Console logs
+
+    def send_consoles(self) -> None:
+        """Sends the tail of every console log that grew since last time."""
+        if self.report is None:
+            return
+        with self._lock:
+            wanted = set(self.wanted)
+        for iid in wanted:
+            path = self.dir / iid / "console.log"
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            mark = (st.st_size, st.st_mtime)
+            if self._console_sent.get(iid) == mark:
+                continue
+            with open(path, "rb") as fh:
+                fh.seek(max(0, st.st_size - CONSOLE_TAIL))
+                data = fh.read()
+            try:
+                self.report(iid, data)
+                self._console_sent[iid] = mark
+            except Exception as exc:
+                log.info("console report failed", extra={"instance": iid, "error": str(exc)})

@@ -1,0 +1,115 @@
+"""The hypervisor-driver interface: the node-local operations the agent and
+its reconcile loop need, behind one small abstract class.
+
+Two implementations: `libvirt_driver.LibvirtDriver` (real guests on
+qemu:///system) and `fake.FakeDriver` (in-memory, for simulated fleets and
+control-plane tests only). Features that run things on nodes (instances,
+images, disks, networks, volumes) add their operations here and to both
+implementations.
+
+Guests that kumo manages are libvirt domains named `kumo-<instance id>`; other
+domains on the host are left alone and not reported."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from noded.hypervisor.domain_xml import GuestSpec
+
+DOMAIN_PREFIX = "kumo-"
+
+# GuestStatus power states, by name (see kumo.v1.GuestPowerState).
+RUNNING = "RUNNING"
+PAUSED = "PAUSED"
+SHUTDOWN = "SHUTDOWN"
+CRASHED = "CRASHED"
+STOPPED = "STOPPED"
+
+
+class DriverError(Exception):
+    """A driver cannot do what was asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    hostname: str
+    vcpus: int
+    memory_mb: int
+    disk_gb: int  # size of the file system that holds instance disks
+    virt_type: str  # kvm | qemu
+    driver: str
+    arch: str
+    cpu_model: str
+    libvirt_version: str
+    qemu_version: str
+    kernel: str
+
+
+@dataclass(frozen=True)
+class HostUsage:
+    memory_free_mb: int
+    disk_free_gb: int
+    load_1m: float
+
+
+@dataclass(frozen=True)
+class Guest:
+    instance_id: str
+    domain_name: str
+    power_state: str
+    vcpus: int
+    memory_mb: int
+
+
+def domain_name(instance_id: str) -> str:
+    return f"{DOMAIN_PREFIX}{instance_id}"
+
+
+class HypervisorDriver(abc.ABC):
+    name: str = ""
+    # True when calls may block (the agent then runs them in a worker thread).
+    blocking: bool = True
+
+    @abc.abstractmethod
+    def host_facts(self) -> HostFacts:
+        """What the host has: CPUs, memory, disk for instances, versions."""
+
+    @abc.abstractmethod
+    def usage(self) -> HostUsage:
+        """What is free now."""
+
+    @abc.abstractmethod
+    def list_guests(self) -> list[Guest]:
+        """Every kumo guest the hypervisor has, as observed now."""
+
+    # Guests. `spec` is a noded.hypervisor.domain_xml.GuestSpec. Every call
+    # is idempotent: asking for what is already so does nothing.
+
+    # Whether guests need real disk files (image cache, overlay, config drive).
+    needs_disks: bool = True
+
+    @abc.abstractmethod
+    def define_guest(self, spec: GuestSpec) -> None:
+        """Makes the guest known to the hypervisor (persistently), not running."""
+
+    @abc.abstractmethod
+    def start_guest(self, instance_id: str) -> None:
+        """Powers the guest on."""
+
+    @abc.abstractmethod
+    def stop_guest(self, instance_id: str, timeout: float) -> None:
+        """Asks the guest to shut down (ACPI); powers it off after `timeout` s."""
+
+    @abc.abstractmethod
+    def reboot_guest(self, instance_id: str, hard: bool) -> None:
+        """Soft: ACPI reboot request; hard: reset the virtual machine."""
+
+    @abc.abstractmethod
+    def destroy_guest(self, instance_id: str) -> None:
+        """Powers the guest off and forgets it (its files are the caller's)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Releases connections."""

@@ -1,0 +1,274 @@
+"""The libvirt driver: real guests through libvirtd (qemu:///system).
+
+virt_type "kvm" (the production default) needs /dev/kvm; "qemu" is TCG, for
+machines without (or with broken nested) KVM. Host facts come from libvirt
+itself (getInfo, capabilities, versions) and from the file system that holds
+instance disks. libvirt connections are not shared between threads: the agent
+calls a driver from one worker thread at a time."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TypeVar
+
+import libvirt
+
+from noded.hypervisor.base import (
+    CRASHED,
+    DOMAIN_PREFIX,
+    PAUSED,
+    RUNNING,
+    SHUTDOWN,
+    STOPPED,
+    DriverError,
+    Guest,
+    HostFacts,
+    HostUsage,
+    HypervisorDriver,
+    domain_name,
+)
+from noded.hypervisor.domain_xml import GuestSpec, domain_xml
+
+T = TypeVar("T")
+VIRT_TYPES = ("kvm", "qemu")
+
+_POWER = {
+    libvirt.VIR_DOMAIN_RUNNING: RUNNING,
+    libvirt.VIR_DOMAIN_BLOCKED: RUNNING,
+    libvirt.VIR_DOMAIN_PAUSED: PAUSED,
+    libvirt.VIR_DOMAIN_PMSUSPENDED: PAUSED,
+    libvirt.VIR_DOMAIN_SHUTDOWN: SHUTDOWN,
+    libvirt.VIR_DOMAIN_SHUTOFF: STOPPED,
+    libvirt.VIR_DOMAIN_CRASHED: CRASHED,
+}
+
+
+def _version(n: int) -> str:
+    return f"{n // 1_000_000}.{(n // 1000) % 1000}.{n % 1000}"
+
+
+# libvirt prints errors to stderr by default; we raise them instead.
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+
+class LibvirtDriver(HypervisorDriver):
+    name = "libvirt"
+    blocking = True
+
+    def __init__(
+        self, uri: str = "qemu:///system", virt_type: str = "kvm", instances_dir: Path = Path(".")
+    ) -> None:
+        if virt_type not in VIRT_TYPES:
+            raise DriverError(f"virt_type must be kvm or qemu, got {virt_type!r}")
+        self.uri = uri
+        self.virt_type = virt_type
+        self.instances_dir = Path(instances_dir)
+        self.instances_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn: libvirt.virConnect | None = None
+        conn = self._connection()
+        self._check_virt_type(conn)
+
+    # Connection
+
+    def _connection(self) -> libvirt.virConnect:
+        if self._conn is not None:
+            try:
+                if self._conn.isAlive():
+                    return self._conn
+            except libvirt.libvirtError:
+                pass
+            self._conn = None
+        try:
+            self._conn = libvirt.open(self.uri)
+        except libvirt.libvirtError as exc:
+            raise DriverError(f"cannot connect to libvirt at {self.uri}: {exc.get_error_message()}") from None
+        return self._conn
+
+    def _call(self, fn: Callable[[libvirt.virConnect], T]) -> T:
+        """Runs fn on a live connection, reconnecting once if libvirtd went away."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                return fn(conn)
+            except libvirt.libvirtError:
+                if conn.isAlive():
+                    raise
+                self._conn = None
+                return fn(self._connection())
+
+    def _check_virt_type(self, conn: libvirt.virConnect) -> None:
+        arch = conn.getInfo()[0]
+        try:
+            conn.getDomainCapabilities(None, arch, None, self.virt_type, 0)
+        except libvirt.libvirtError as exc:
+            hint = " (is /dev/kvm there? use virt_type qemu for TCG)" if self.virt_type == "kvm" else ""
+            raise DriverError(
+                f"libvirt cannot run {self.virt_type} guests on this host{hint}: {exc.get_error_message()}"
+            ) from None
+
+    # Facts
+
+    def host_facts(self) -> HostFacts:
+        def facts(conn: libvirt.virConnect) -> HostFacts:
+            arch, memory_mb, cpus, *_ = conn.getInfo()
+            # getInfo counts NUMA-node memory only; the all-cells total also
+            # has memory added outside the nodes (e.g. hot-plugged).
+            total_kib = conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS, 0).get("total", 0)
+            memory_mb = max(int(memory_mb), int(total_kib) // 1024)
+            caps = ET.fromstring(conn.getCapabilities())
+            model = caps.findtext("./host/cpu/model") or ""
+            st = os.statvfs(self.instances_dir)
+            return HostFacts(
+                hostname=conn.getHostname(),
+                vcpus=int(cpus),
+                memory_mb=int(memory_mb),
+                disk_gb=st.f_blocks * st.f_frsize // 1024**3,
+                virt_type=self.virt_type,
+                driver=self.name,
+                arch=arch,
+                cpu_model=model,
+                libvirt_version=_version(conn.getLibVersion()),
+                qemu_version=_version(conn.getVersion()),
+                kernel=os.uname().release,
+            )
+
+        return self._call(facts)
+
+    def usage(self) -> HostUsage:
+        def usage(conn: libvirt.virConnect) -> HostUsage:
+            mem = conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS, 0)
+            free_kib = mem.get("free", 0) + mem.get("buffers", 0) + mem.get("cached", 0)
+            st = os.statvfs(self.instances_dir)
+            return HostUsage(
+                memory_free_mb=free_kib // 1024,
+                disk_free_gb=st.f_bavail * st.f_frsize // 1024**3,
+                load_1m=os.getloadavg()[0],
+            )
+
+        return self._call(usage)
+
+    def list_guests(self) -> list[Guest]:
+        def guests(conn: libvirt.virConnect) -> list[Guest]:
+            out = []
+            for dom in conn.listAllDomains(0):
+                name = dom.name()
+                if not name.startswith(DOMAIN_PREFIX):
+                    continue
+                try:
+                    state, max_kib, _mem, vcpus, _cpu_time = dom.info()
+                except libvirt.libvirtError:
+                    continue  # undefined while we looked
+                out.append(
+                    Guest(
+                        instance_id=name[len(DOMAIN_PREFIX) :],
+                        domain_name=name,
+                        power_state=_POWER.get(state, STOPPED),
+                        vcpus=int(vcpus),
+                        memory_mb=int(max_kib) // 1024,
+                    )
+                )
+            return out
+
+        return self._call(guests)
+
+    # Guests
+
+    def _domain(self, conn: libvirt.virConnect, instance_id: str) -> libvirt.virDomain | None:
+        try:
+            return conn.lookupByName(domain_name(instance_id))
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise
+
+    def _must(self, conn: libvirt.virConnect, instance_id: str) -> libvirt.virDomain:
+        dom = self._domain(conn, instance_id)
+        if dom is None:
+            raise DriverError(f"no libvirt domain for instance {instance_id}")
+        return dom
+
+    def define_guest(self, spec: GuestSpec) -> None:
+        xml = domain_xml(replace(spec, virt_type=self.virt_type))
+
+        def define(conn: libvirt.virConnect) -> None:
+            if self._domain(conn, spec.instance_id) is None:
+                try:
+                    conn.defineXML(xml)
+                except libvirt.libvirtError as exc:
+                    raise DriverError(f"libvirt refused the guest: {exc.get_error_message()}") from None
+
+        self._call(define)
+
+    def start_guest(self, instance_id: str) -> None:
+        def start(conn: libvirt.virConnect) -> None:
+            dom = self._must(conn, instance_id)
+            if not dom.isActive():
+                try:
+                    dom.create()
+                except libvirt.libvirtError as exc:
+                    raise DriverError(f"cannot start the guest: {exc.get_error_message()}") from None
+
+        self._call(start)
+
+    def stop_guest(self, instance_id: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            dom = self._must(self._connection(), instance_id)
+            if not dom.isActive():
+                return
+            try:
+                dom.shutdown()  # the ACPI power button
+            except libvirt.libvirtError:
+                pass
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not dom.isActive():
+                    return
+            time.sleep(0.5)
+        with self._lock:
+            try:
+                dom.destroy()
+            except libvirt.libvirtError:
+                if dom.isActive():
+                    raise
+
+    def reboot_guest(self, instance_id: str, hard: bool) -> None:
+        def reboot(conn: libvirt.virConnect) -> None:
+            dom = self._must(conn, instance_id)
+            if not dom.isActive():
+                dom.create()
+            elif hard:
+                dom.reset(0)
+            else:
+                dom.reboot(libvirt.VIR_DOMAIN_REBOOT_ACPI_POWER_BTN)
+
+        self._call(reboot)
+
+    def destroy_guest(self, instance_id: str) -> None:
+        def destroy(conn: libvirt.virConnect) -> None:
+            dom = self._domain(conn, instance_id)
+            if dom is None:
+                return
+            if dom.isActive():
+                dom.destroy()
+            dom.undefineFlags(
+                libvirt.VIR_DOMAIN_UNDEFINE_NVRAM if hasattr(libvirt, "VIR_DOMAIN_UNDEFINE_NVRAM") else 0
+            )
+
+        self._call(destroy)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                except libvirt.libvirtError:
+                    pass
+                self._conn = None

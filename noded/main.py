@@ -1,0 +1,205 @@
+"""`kumo-noded`: join a controller, then run the node agent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from controller.logs import setup_logging
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="The kumo node daemon."
+)
+
+StateDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir", help="Node state directory [env KUMO_NODED_STATE_DIR; default /var/lib/kumo-noded]"
+    ),
+]
+DriverOpt = Annotated[str, typer.Option("--driver", help="libvirt, or fake (simulations only)")]
+VirtTypeOpt = Annotated[
+    str, typer.Option("--virt-type", envvar="KUMO_VIRT_TYPE", help="kvm, or qemu (TCG, no /dev/kvm needed)")
+]
+UriOpt = Annotated[str, typer.Option("--libvirt-uri", help="libvirt connection URI")]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _state(state_dir: Path | None):  # type: ignore[no-untyped-def]
+    from noded.state import StateDir, default_state_dir
+
+    return StateDir(state_dir or default_state_dir())
+
+
+def _default_name() -> str:
+    name = socket.gethostname().split(".")[0]
+    return "".join(c if c.isalnum() or c in "._-" else "-" for c in name)[:63] or "node"
+
+
+@app.command()
+def join(
+    address: Annotated[str, typer.Argument(help="The controller's public address, HOST:PORT")],
+    token: Annotated[str, typer.Argument(help="A join token from `kumo node token create`")],
+    name: Annotated[str | None, typer.Option(help="Node name [default: the host name]")] = None,
+    state_dir: StateDirOpt = None,
+    node_endpoint: Annotated[
+        str, typer.Option(help="Override where to open the session (HOST:PORT of the node port)")
+    ] = "",
+    force: Annotated[bool, typer.Option(help="Join again even if this state dir has joined before")] = False,
+) -> None:
+    """Enroll this host with a controller (pins its CA by the token's fingerprint)."""
+    from noded.enroll import JoinError
+    from noded.enroll import join as do_join
+
+    state = _state(state_dir)
+    if state.joined() and not force:
+        raise _fail(
+            f"{state.path} already holds a joined node ({state.load().identity.name}); use --force to join anew"
+        )
+    try:
+        creds = do_join(address, token, name or _default_name(), node_endpoint)
+    except JoinError as exc:
+        raise _fail(str(exc)) from None
+    if force:
+        state.forget()
+    state.save(creds)
+    ident = creds.identity
+    typer.echo(f"joined as node {ident.name} ({ident.node_id}); session endpoint {ident.node_endpoint}")
+
+
+@app.command()
+def run(
+    state_dir: StateDirOpt = None,
+    driver: DriverOpt = "libvirt",
+    virt_type: VirtTypeOpt = "kvm",
+    libvirt_uri: UriOpt = "qemu:///system",
+    instances_dir: Annotated[
+        Path | None, typer.Option(help="Where instance disks live [state dir/instances]")
+    ] = None,
+    heartbeat_seconds: Annotated[
+        float | None, typer.Option(help="Heartbeat interval [default: what the controller says]")
+    ] = None,
+    reconcile_seconds: Annotated[float, typer.Option(help="Reconcile at least this often")] = 30.0,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING, ERROR")] = "INFO",
+    log_format: Annotated[str, typer.Option(help="json or text")] = "json",
+    fake_vcpus: Annotated[int, typer.Option(help="--driver fake: the simulated host's vCPUs")] = 32,
+    fake_memory_mb: Annotated[int, typer.Option(help="--driver fake: its RAM in MiB")] = 128 * 1024,
+    fake_disk_gb: Annotated[int, typer.Option(help="--driver fake: its disk in GiB")] = 2000,
+) -> None:
+    """Run the node agent: the session with the controller and the reconcile loop."""
+    from noded.agent import Agent, Fatal
+    from noded.hypervisor import DriverError, make_driver
+    from noded.state import StateError
+
+    setup_logging(log_level, log_format)
+    state = _state(state_dir)
+    try:
+        creds = state.load()
+    except StateError as exc:
+        raise _fail(str(exc)) from None
+    if heartbeat_seconds is not None and heartbeat_seconds <= 0:
+        raise _fail("--heartbeat-seconds must be positive")
+    try:
+        drv = make_driver(
+            driver,
+            virt_type,
+            libvirt_uri,
+            instances_dir or state.path / "instances",
+            fake_capacity=(fake_vcpus, fake_memory_mb, fake_disk_gb),
+        )
+    except DriverError as exc:
+        raise _fail(str(exc)) from None
+
+    from noded.compute import make_compute
+
+    compute = make_compute(creds, drv, instances_dir or state.path / "instances", state.path / "images")
+
+    async def main() -> None:
+        agent = Agent(
+            creds,
+            drv,
+            state,
+            heartbeat_seconds,
+            reconcile_seconds,
+            steps=[compute],
+            guest_reporter=compute.report_guests,
+            periodic=[(2.0, compute.send_consoles)],
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, agent.stop)
+        await agent.run()
+
+    try:
+        asyncio.run(main())
+    except Fatal as exc:
+        raise _fail(f"{exc}; join this host again (kumo-noded join --force)", 3) from None
+    finally:
+        drv.close()
+
+
+@app.command()
+def inventory(
+    driver: DriverOpt = "libvirt",
+    virt_type: VirtTypeOpt = "kvm",
+    libvirt_uri: UriOpt = "qemu:///system",
+    instances_dir: Annotated[Path, typer.Option(help="Where instance disks live")] = Path("."),
+) -> None:
+    """Print what this host would report (JSON)."""
+    from dataclasses import asdict
+
+    from noded.hypervisor import DriverError, make_driver
+
+    try:
+        drv = make_driver(driver, virt_type, libvirt_uri, instances_dir)
+        out = {"facts": asdict(drv.host_facts()), "usage": asdict(drv.usage())}
+        out["guests"] = [asdict(g) for g in drv.list_guests()]
+        drv.close()
+    except DriverError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(json.dumps(out, indent=2))
+
+
+@app.command()
+def status(state_dir: StateDirOpt = None) -> None:
+    """Print who this node is (from its state dir)."""
+    from dataclasses import asdict
+
+    from cryptography import x509
+
+    from noded.state import StateError
+
+    state = _state(state_dir)
+    try:
+        creds = state.load()
+    except StateError as exc:
+        raise _fail(str(exc)) from None
+    cert = x509.load_pem_x509_certificate(creds.cert_pem)
+    out = {
+        **asdict(creds.identity),
+        "certificate_serial": format(cert.serial_number, "x"),
+        "certificate_expires": cert.not_valid_after_utc.isoformat(),
+        "applied_revision": state.load_desired_revision(),
+    }
+    typer.echo(json.dumps(out, indent=2))
+
+
+def main() -> None:
+    os.umask(0o077)
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The reconcile loop: make the host match the desired state.
+
+Level-triggered, as kubelet and Nomad clients do it: each pass compares the
+whole desired state with what the host has and fixes the difference, so after
+a crash, a reconnect or a missed message the next pass simply does the right
+thing, and nothing is applied twice. A pass runs when the desired state
+changes and every `period` seconds anyway.
+
+Each feature adds a step: fn(desired, driver) that brings its part of the host
+in line (instances, images, disks, networks, volumes). A step raises to report
+a failure; the others still run, and the pass is retried next time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from google.protobuf.json_format import MessageToDict
+
+from kumo.v1 import node_pb2 as pb
+from noded.hypervisor.base import HypervisorDriver
+from noded.state import StateDir
+
+log = logging.getLogger("kumo.noded.reconcile")
+
+Step = Callable[[pb.NodeDesiredState, HypervisorDriver], None]
+
+
+@dataclass
+class PassResult:
+    revision: int
+    error: str
+
+
+def record_desired(state_dir: StateDir | None) -> Step:
+    """Keeps the last desired state on disk, for `kumo-noded status` and for
+    knowing what to keep running while the controller is away."""
+
+    def step(desired: pb.NodeDesiredState, _driver: HypervisorDriver) -> None:
+        if state_dir is not None:
+            state_dir.save_desired(Reconciler.current_revision, MessageToDict(desired))
+
+    return step
+
+
+class Reconciler:
+    current_revision = 0  # set for the duration of a pass (steps may read it)
+
+    def __init__(
+        self,
+        driver: HypervisorDriver,
+        steps: list[Step],
+        period: float = 30.0,
+        on_applied: Callable[[PassResult], Awaitable[None]] | None = None,
+    ) -> None:
+        self.driver = driver
+        self.steps = steps
+        self.period = period
+        self.on_applied = on_applied
+        self.desired: pb.NodeDesiredState | None = None
+        self.revision = 0
+        self.applied_revision = 0
+        self._wake = asyncio.Event()
+
+    def set_desired(self, state: pb.NodeDesiredState, revision: int) -> None:
+        self.desired, self.revision = state, revision
+        self._wake.set()
+
+    def _pass(self, desired: pb.NodeDesiredState, revision: int) -> str:
+        errors = []
+        Reconciler.current_revision = revision
+        for step in self.steps:
+            try:
+                step(desired, self.driver)
+            except Exception as exc:  # a step's failure must not stop the others
+                log.warning(
+                    "reconcile step failed", extra={"step": getattr(step, "__name__", "?"), "error": str(exc)}
+                )
+                errors.append(f"{getattr(step, '__name__', 'step')}: {exc}")
+        return "; ".join(errors)
+
+    async def run_once(self) -> PassResult | None:
+        if self.desired is None:
+            return None
+        desired, revision = self.desired, self.revision
+        if self.driver.blocking:
+            error = await asyncio.get_running_loop().run_in_executor(None, self._pass, desired, revision)
+        else:
+            error = self._pass(desired, revision)
+        if not error:
+            self.applied_revision = revision
+        result = PassResult(revision, error)
+        if self.on_applied is not None:
+            await self.on_applied(result)
+        return result
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.period)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await self.run_once()

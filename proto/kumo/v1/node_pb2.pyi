@@ -1,0 +1,460 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import empty_pb2 as _empty_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from kumo.v1 import image_pb2 as _image_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class NodeState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NODE_STATE_UNSPECIFIED: _ClassVar[NodeState]
+    NODE_STATE_READY: _ClassVar[NodeState]
+    NODE_STATE_DOWN: _ClassVar[NodeState]
+    NODE_STATE_DISABLED: _ClassVar[NodeState]
+
+class JoinTokenState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JOIN_TOKEN_STATE_UNSPECIFIED: _ClassVar[JoinTokenState]
+    JOIN_TOKEN_STATE_VALID: _ClassVar[JoinTokenState]
+    JOIN_TOKEN_STATE_EXPIRED: _ClassVar[JoinTokenState]
+    JOIN_TOKEN_STATE_USED_UP: _ClassVar[JoinTokenState]
+
+class GuestPowerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GUEST_POWER_STATE_UNSPECIFIED: _ClassVar[GuestPowerState]
+    GUEST_POWER_STATE_RUNNING: _ClassVar[GuestPowerState]
+    GUEST_POWER_STATE_PAUSED: _ClassVar[GuestPowerState]
+    GUEST_POWER_STATE_SHUTDOWN: _ClassVar[GuestPowerState]
+    GUEST_POWER_STATE_CRASHED: _ClassVar[GuestPowerState]
+    GUEST_POWER_STATE_STOPPED: _ClassVar[GuestPowerState]
+
+class DesiredPower(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DESIRED_POWER_UNSPECIFIED: _ClassVar[DesiredPower]
+    DESIRED_POWER_RUNNING: _ClassVar[DesiredPower]
+    DESIRED_POWER_STOPPED: _ClassVar[DesiredPower]
+NODE_STATE_UNSPECIFIED: NodeState
+NODE_STATE_READY: NodeState
+NODE_STATE_DOWN: NodeState
+NODE_STATE_DISABLED: NodeState
+JOIN_TOKEN_STATE_UNSPECIFIED: JoinTokenState
+JOIN_TOKEN_STATE_VALID: JoinTokenState
+JOIN_TOKEN_STATE_EXPIRED: JoinTokenState
+JOIN_TOKEN_STATE_USED_UP: JoinTokenState
+GUEST_POWER_STATE_UNSPECIFIED: GuestPowerState
+GUEST_POWER_STATE_RUNNING: GuestPowerState
+GUEST_POWER_STATE_PAUSED: GuestPowerState
+GUEST_POWER_STATE_SHUTDOWN: GuestPowerState
+GUEST_POWER_STATE_CRASHED: GuestPowerState
+GUEST_POWER_STATE_STOPPED: GuestPowerState
+DESIRED_POWER_UNSPECIFIED: DesiredPower
+DESIRED_POWER_RUNNING: DesiredPower
+DESIRED_POWER_STOPPED: DesiredPower
+
+class NodeInventory(_message.Message):
+    __slots__ = ("hostname", "vcpus", "memory_mb", "disk_gb", "virt_type", "driver", "arch", "cpu_model", "libvirt_version", "qemu_version", "agent_version", "kernel")
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    VCPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
+    DISK_GB_FIELD_NUMBER: _ClassVar[int]
+    VIRT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_FIELD_NUMBER: _ClassVar[int]
+    ARCH_FIELD_NUMBER: _ClassVar[int]
+    CPU_MODEL_FIELD_NUMBER: _ClassVar[int]
+    LIBVIRT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    QEMU_VERSION_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_FIELD_NUMBER: _ClassVar[int]
+    hostname: str
+    vcpus: int
+    memory_mb: int
+    disk_gb: int
+    virt_type: str
+    driver: str
+    arch: str
+    cpu_model: str
+    libvirt_version: str
+    qemu_version: str
+    agent_version: str
+    kernel: str
+    def __init__(self, hostname: _Optional[str] = ..., vcpus: _Optional[int] = ..., memory_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., virt_type: _Optional[str] = ..., driver: _Optional[str] = ..., arch: _Optional[str] = ..., cpu_model: _Optional[str] = ..., libvirt_version: _Optional[str] = ..., qemu_version: _Optional[str] = ..., agent_version: _Optional[str] = ..., kernel: _Optional[str] = ...) -> None: ...
+
+class NodeUsage(_message.Message):
+    __slots__ = ("memory_free_mb", "disk_free_gb", "load_1m", "guests_running", "guest_vcpus", "guest_memory_mb")
+    MEMORY_FREE_MB_FIELD_NUMBER: _ClassVar[int]
+    DISK_FREE_GB_FIELD_NUMBER: _ClassVar[int]
+    LOAD_1M_FIELD_NUMBER: _ClassVar[int]
+    GUESTS_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    GUEST_VCPUS_FIELD_NUMBER: _ClassVar[int]
+    GUEST_MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
+    memory_free_mb: int
+    disk_free_gb: int
+    load_1m: float
+    guests_running: int
+    guest_vcpus: int
+    guest_memory_mb: int
+    def __init__(self, memory_free_mb: _Optional[int] = ..., disk_free_gb: _Optional[int] = ..., load_1m: _Optional[float] = ..., guests_running: _Optional[int] = ..., guest_vcpus: _Optional[int] = ..., guest_memory_mb: _Optional[int] = ...) -> None: ...
+
+class Node(_message.Message):
+    __slots__ = ("id", "name", "state", "disabled_reason", "connected", "inventory", "usage", "last_heartbeat_time", "desired_revision", "applied_revision", "address", "certificate_serial", "certificate_expire_time", "join_token_id", "create_time", "update_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    DISABLED_REASON_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    INVENTORY_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    LAST_HEARTBEAT_TIME_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_SERIAL_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    JOIN_TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    state: NodeState
+    disabled_reason: str
+    connected: bool
+    inventory: NodeInventory
+    usage: NodeUsage
+    last_heartbeat_time: _timestamp_pb2.Timestamp
+    desired_revision: int
+    applied_revision: int
+    address: str
+    certificate_serial: str
+    certificate_expire_time: _timestamp_pb2.Timestamp
+    join_token_id: str
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[NodeState, str]] = ..., disabled_reason: _Optional[str] = ..., connected: _Optional[bool] = ..., inventory: _Optional[_Union[NodeInventory, _Mapping]] = ..., usage: _Optional[_Union[NodeUsage, _Mapping]] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., desired_revision: _Optional[int] = ..., applied_revision: _Optional[int] = ..., address: _Optional[str] = ..., certificate_serial: _Optional[str] = ..., certificate_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., join_token_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListNodesRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "name")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    name: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ListNodesResponse(_message.Message):
+    __slots__ = ("nodes", "next_page_token")
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[Node]
+    next_page_token: str
+    def __init__(self, nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetNodeRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class DisableNodeRequest(_message.Message):
+    __slots__ = ("id", "reason")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    reason: str
+    def __init__(self, id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class EnableNodeRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class DeleteNodeRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class JoinToken(_message.Message):
+    __slots__ = ("id", "description", "max_uses", "uses", "state", "expire_time", "create_time", "last_use_time", "creator_user_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    MAX_USES_FIELD_NUMBER: _ClassVar[int]
+    USES_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_USE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CREATOR_USER_ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    description: str
+    max_uses: int
+    uses: int
+    state: JoinTokenState
+    expire_time: _timestamp_pb2.Timestamp
+    create_time: _timestamp_pb2.Timestamp
+    last_use_time: _timestamp_pb2.Timestamp
+    creator_user_id: str
+    def __init__(self, id: _Optional[str] = ..., description: _Optional[str] = ..., max_uses: _Optional[int] = ..., uses: _Optional[int] = ..., state: _Optional[_Union[JoinTokenState, str]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_use_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., creator_user_id: _Optional[str] = ...) -> None: ...
+
+class CreateJoinTokenRequest(_message.Message):
+    __slots__ = ("join_token", "ttl")
+    JOIN_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    join_token: JoinToken
+    ttl: _duration_pb2.Duration
+    def __init__(self, join_token: _Optional[_Union[JoinToken, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class CreateJoinTokenResponse(_message.Message):
+    __slots__ = ("join_token", "token", "ca_fingerprint")
+    JOIN_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CA_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    join_token: JoinToken
+    token: str
+    ca_fingerprint: str
+    def __init__(self, join_token: _Optional[_Union[JoinToken, _Mapping]] = ..., token: _Optional[str] = ..., ca_fingerprint: _Optional[str] = ...) -> None: ...
+
+class ListJoinTokensRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListJoinTokensResponse(_message.Message):
+    __slots__ = ("join_tokens", "next_page_token")
+    JOIN_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    join_tokens: _containers.RepeatedCompositeFieldContainer[JoinToken]
+    next_page_token: str
+    def __init__(self, join_tokens: _Optional[_Iterable[_Union[JoinToken, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DeleteJoinTokenRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class GetCaBundleRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CaBundle(_message.Message):
+    __slots__ = ("ca_pem", "fingerprint")
+    CA_PEM_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    ca_pem: str
+    fingerprint: str
+    def __init__(self, ca_pem: _Optional[str] = ..., fingerprint: _Optional[str] = ...) -> None: ...
+
+class EnrollRequest(_message.Message):
+    __slots__ = ("token", "csr_pem", "name")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CSR_PEM_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    csr_pem: str
+    name: str
+    def __init__(self, token: _Optional[str] = ..., csr_pem: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class EnrollResponse(_message.Message):
+    __slots__ = ("node_id", "certificate_pem", "ca_pem", "node_endpoint")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    CA_PEM_FIELD_NUMBER: _ClassVar[int]
+    NODE_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    certificate_pem: str
+    ca_pem: str
+    node_endpoint: str
+    def __init__(self, node_id: _Optional[str] = ..., certificate_pem: _Optional[str] = ..., ca_pem: _Optional[str] = ..., node_endpoint: _Optional[str] = ...) -> None: ...
+
+class SessionRequest(_message.Message):
+    __slots__ = ("hello", "heartbeat", "ack")
+    HELLO_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    hello: NodeHello
+    heartbeat: Heartbeat
+    ack: DesiredStateAck
+    def __init__(self, hello: _Optional[_Union[NodeHello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., ack: _Optional[_Union[DesiredStateAck, _Mapping]] = ...) -> None: ...
+
+class NodeHello(_message.Message):
+    __slots__ = ("inventory", "applied_revision")
+    INVENTORY_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    inventory: NodeInventory
+    applied_revision: int
+    def __init__(self, inventory: _Optional[_Union[NodeInventory, _Mapping]] = ..., applied_revision: _Optional[int] = ...) -> None: ...
+
+class Heartbeat(_message.Message):
+    __slots__ = ("seq", "usage", "inventory", "guests")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    INVENTORY_FIELD_NUMBER: _ClassVar[int]
+    GUESTS_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    usage: NodeUsage
+    inventory: NodeInventory
+    guests: _containers.RepeatedCompositeFieldContainer[GuestStatus]
+    def __init__(self, seq: _Optional[int] = ..., usage: _Optional[_Union[NodeUsage, _Mapping]] = ..., inventory: _Optional[_Union[NodeInventory, _Mapping]] = ..., guests: _Optional[_Iterable[_Union[GuestStatus, _Mapping]]] = ...) -> None: ...
+
+class GuestStatus(_message.Message):
+    __slots__ = ("instance_id", "domain_name", "power_state", "vcpus", "memory_mb", "reboot_generation", "fault", "snapshot_done_image_id")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_NAME_FIELD_NUMBER: _ClassVar[int]
+    POWER_STATE_FIELD_NUMBER: _ClassVar[int]
+    VCPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
+    REBOOT_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    FAULT_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_DONE_IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    domain_name: str
+    power_state: GuestPowerState
+    vcpus: int
+    memory_mb: int
+    reboot_generation: int
+    fault: str
+    snapshot_done_image_id: str
+    def __init__(self, instance_id: _Optional[str] = ..., domain_name: _Optional[str] = ..., power_state: _Optional[_Union[GuestPowerState, str]] = ..., vcpus: _Optional[int] = ..., memory_mb: _Optional[int] = ..., reboot_generation: _Optional[int] = ..., fault: _Optional[str] = ..., snapshot_done_image_id: _Optional[str] = ...) -> None: ...
+
+class DesiredStateAck(_message.Message):
+    __slots__ = ("revision", "error")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    error: str
+    def __init__(self, revision: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
+class SessionResponse(_message.Message):
+    __slots__ = ("welcome", "desired_state", "heartbeat_ack")
+    WELCOME_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_STATE_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_ACK_FIELD_NUMBER: _ClassVar[int]
+    welcome: SessionWelcome
+    desired_state: DesiredStateUpdate
+    heartbeat_ack: HeartbeatAck
+    def __init__(self, welcome: _Optional[_Union[SessionWelcome, _Mapping]] = ..., desired_state: _Optional[_Union[DesiredStateUpdate, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ...) -> None: ...
+
+class SessionWelcome(_message.Message):
+    __slots__ = ("node_id", "heartbeat_interval", "grace_period")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    GRACE_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    heartbeat_interval: _duration_pb2.Duration
+    grace_period: _duration_pb2.Duration
+    def __init__(self, node_id: _Optional[str] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class HeartbeatAck(_message.Message):
+    __slots__ = ("seq",)
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    def __init__(self, seq: _Optional[int] = ...) -> None: ...
+
+class NodeDesiredState(_message.Message):
+    __slots__ = ("enabled", "instances")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    instances: _containers.RepeatedCompositeFieldContainer[DesiredInstance]
+    def __init__(self, enabled: _Optional[bool] = ..., instances: _Optional[_Iterable[_Union[DesiredInstance, _Mapping]]] = ...) -> None: ...
+
+class DesiredInstance(_message.Message):
+    __slots__ = ("id", "hostname", "image_sha256", "image_format", "image_size_bytes", "vcpus", "ram_mb", "disk_gb", "power", "reboot_generation", "reboot_hard", "user_data", "public_keys", "snapshot_image_id", "image_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    VCPUS_FIELD_NUMBER: _ClassVar[int]
+    RAM_MB_FIELD_NUMBER: _ClassVar[int]
+    DISK_GB_FIELD_NUMBER: _ClassVar[int]
+    POWER_FIELD_NUMBER: _ClassVar[int]
+    REBOOT_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    REBOOT_HARD_FIELD_NUMBER: _ClassVar[int]
+    USER_DATA_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEYS_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    hostname: str
+    image_sha256: str
+    image_format: _image_pb2.DiskFormat
+    image_size_bytes: int
+    vcpus: int
+    ram_mb: int
+    disk_gb: int
+    power: DesiredPower
+    reboot_generation: int
+    reboot_hard: bool
+    user_data: bytes
+    public_keys: _containers.RepeatedScalarFieldContainer[str]
+    snapshot_image_id: str
+    image_id: str
+    def __init__(self, id: _Optional[str] = ..., hostname: _Optional[str] = ..., image_sha256: _Optional[str] = ..., image_format: _Optional[_Union[_image_pb2.DiskFormat, str]] = ..., image_size_bytes: _Optional[int] = ..., vcpus: _Optional[int] = ..., ram_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., power: _Optional[_Union[DesiredPower, str]] = ..., reboot_generation: _Optional[int] = ..., reboot_hard: _Optional[bool] = ..., user_data: _Optional[bytes] = ..., public_keys: _Optional[_Iterable[str]] = ..., snapshot_image_id: _Optional[str] = ..., image_id: _Optional[str] = ...) -> None: ...
+
+class DownloadBlobRequest(_message.Message):
+    __slots__ = ("sha256", "offset")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    sha256: str
+    offset: int
+    def __init__(self, sha256: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class DownloadBlobResponse(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class UploadSnapshotRequest(_message.Message):
+    __slots__ = ("instance_id", "image_id", "data")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    image_id: str
+    data: bytes
+    def __init__(self, instance_id: _Optional[str] = ..., image_id: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class UploadSnapshotResponse(_message.Message):
+    __slots__ = ("image_id", "sha256")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    sha256: str
+    def __init__(self, image_id: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class ReportConsoleRequest(_message.Message):
+    __slots__ = ("instance_id", "data")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    data: bytes
+    def __init__(self, instance_id: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class DesiredStateUpdate(_message.Message):
+    __slots__ = ("revision", "full", "base_revision", "state", "removed_ids")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    FULL_FIELD_NUMBER: _ClassVar[int]
+    BASE_REVISION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_IDS_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    full: bool
+    base_revision: int
+    state: NodeDesiredState
+    removed_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, revision: _Optional[int] = ..., full: _Optional[bool] = ..., base_revision: _Optional[int] = ..., state: _Optional[_Union[NodeDesiredState, _Mapping]] = ..., removed_ids: _Optional[_Iterable[str]] = ...) -> None: ...

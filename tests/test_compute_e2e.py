@@ -1,0 +1,189 @@
+"""End to end with real libvirt and qemu (TCG) on this machine: a server from
+the test image prints its own instance-id; stop, start, reboot; a snapshot
+boots a second server; delete leaves no domain, disk or config drive."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from kumo.v1 import compute_pb2 as pb
+from kumo.v1 import compute_pb2_grpc, image_pb2_grpc
+from kumo.v1 import image_pb2 as ipb
+from tests.harness import ROOT, Client, ControllerProc
+from tests.nodeutil import NodedProc, make_token, nodes, run_noded, wait_for
+from tests.test_images import make_image
+
+pytestmark = pytest.mark.e2e
+
+IMAGE = ROOT / "images" / "kumo-test.qcow2"
+MARKER = "KUMO-TEST-IMAGE-BOOTED"
+
+
+def compute(client: Client):  # type: ignore[no-untyped-def]
+    return client.stub(compute_pb2_grpc.ComputeServiceStub)
+
+
+def virsh(*args: str) -> str:
+    return subprocess.run(["virsh", "-c", "qemu:///system", *args], capture_output=True, text=True).stdout
+
+
+@pytest.fixture(scope="module")
+def cloud() -> Iterator[dict]:
+    start = subprocess.run([str(ROOT / "scripts" / "start-libvirt.sh")], capture_output=True, text=True)
+    assert start.returncode == 0, f"libvirtd must run for this test: {start.stderr}"
+    built = subprocess.run(
+        [str(ROOT / "scripts" / "build-test-image.sh"), str(IMAGE)], capture_output=True, text=True
+    )
+    assert built.returncode == 0, built.stderr
+    # Under /var/tmp with 0755: qemu runs as libvirt-qemu and must reach the disks.
+    base = Path(tempfile.mkdtemp(prefix="kumo-e2e-", dir="/var/tmp"))
+    base.chmod(0o755)
+    data = base / "ctl"
+    data.mkdir()
+    ctl = ControllerProc(
+        data, extra_env={"KUMO_NODE_HEARTBEAT_SECONDS": "1", "KUMO_INSTANCE_SYNC_SECONDS": "0.3"}
+    )
+    ctl.start()
+    node = None
+    try:
+        admin = ctl.login()
+        state = base / "node"
+        joined = run_noded(
+            ["join", ctl.endpoint, make_token(admin), "--name", "e2e-host", "--state-dir", str(state)]
+        )
+        assert joined.returncode == 0, joined.stderr
+        node = NodedProc(state, ["--virt-type", "qemu", "--reconcile-seconds", "5"]).start()
+        wait_for(
+            lambda: any(n.state == 1 for n in nodes(admin).ListNodes(_list_nodes()).nodes), what="node READY"
+        )
+        image = make_image(admin, "kumo-test", IMAGE.read_bytes(), ipb.DISK_FORMAT_QCOW2)
+        compute(admin).CreateFlavor(
+            pb.CreateFlavorRequest(
+                flavor=pb.Flavor(name="e2e.small", vcpus=1, ram_mb=256, disk_gb=1, is_public=True)
+            )
+        )
+        yield {"ctl": ctl, "admin": admin, "image": image, "state": state, "node": node}
+    finally:
+        if node is not None:
+            node.stop()
+        ctl.stop()
+        for line in virsh("list", "--all", "--name").split():
+            if line.startswith("kumo-"):
+                virsh("destroy", line)
+                virsh("undefine", line)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _list_nodes():  # type: ignore[no-untyped-def]
+    from kumo.v1 import node_pb2
+
+    return node_pb2.ListNodesRequest()
+
+
+def wait_state(client: Client, iid: str, state: int, timeout: float = 120) -> pb.Instance:
+    def check() -> pb.Instance | None:
+        inst = compute(client).GetInstance(pb.GetInstanceRequest(id=iid))
+        assert inst.state != pb.INSTANCE_STATE_ERROR, inst.fault
+        return inst if inst.state == state else None
+
+    return wait_for(check, timeout=timeout, step=0.3, what=f"{iid} {pb.InstanceState.Name(state)}")
+
+
+def console(client: Client, iid: str) -> str:
+    return compute(client).GetConsoleOutput(pb.GetConsoleOutputRequest(id=iid)).output
+
+
+def wait_console(client: Client, iid: str, pattern: str, count: int = 1, timeout: float = 120) -> str:
+    try:
+        return wait_for(
+            lambda: (text := console(client, iid)) and len(re.findall(pattern, text)) >= count and text,
+            timeout=timeout,
+            step=0.5,
+            what=f"{pattern!r} x{count} on {iid}'s console",
+        )
+    except AssertionError as exc:
+        lines = [
+            ln
+            for ln in console(client, iid).splitlines()
+            if "KUMO" in ln or ln.startswith(("instance-id", "host"))
+        ]
+        raise AssertionError(f"{exc}; the console's kumo lines:\n" + "\n".join(lines[-60:])) from None
+
+
+def wait_gone(client: Client, iid: str) -> None:
+    def gone() -> bool:
+        try:
+            compute(client).GetInstance(pb.GetInstanceRequest(id=iid))
+        except grpc.RpcError as exc:
+            return exc.code() == grpc.StatusCode.NOT_FOUND
+        return False
+
+    wait_for(gone, timeout=90, what=f"{iid} deleted")
+
+
+def test_server_lifecycle_snapshot_and_cleanup(cloud: dict) -> None:
+    admin: Client = cloud["admin"]
+    c = compute(admin)
+    inst = c.CreateInstance(pb.CreateInstanceRequest(name="vm1", image="kumo-test", flavor="e2e.small"))
+    wait_state(admin, inst.id, pb.INSTANCE_STATE_ACTIVE)
+    text = wait_console(admin, inst.id, rf"instance-id: {inst.id}")
+    assert "hostname: vm1" in text
+    assert f"kumo-{inst.id}" in virsh("list", "--name")
+
+    c.StopInstance(pb.StopInstanceRequest(id=inst.id))
+    wait_state(admin, inst.id, pb.INSTANCE_STATE_STOPPED)
+    assert f"kumo-{inst.id}" not in virsh("list", "--name")  # not running
+    c.StartInstance(pb.StartInstanceRequest(id=inst.id))
+    wait_state(admin, inst.id, pb.INSTANCE_STATE_ACTIVE)
+    # Each boot prints its instance-id once /init is through (acpid up), so
+    # the next power action waits for it rather than cutting a boot short.
+    booted = rf"instance-id: {inst.id}"
+    wait_console(admin, inst.id, booted, count=2)
+    c.RebootInstance(pb.RebootInstanceRequest(id=inst.id, type=pb.REBOOT_TYPE_HARD))
+    wait_state(admin, inst.id, pb.INSTANCE_STATE_ACTIVE)
+    wait_console(admin, inst.id, booted, count=3)
+    c.RebootInstance(pb.RebootInstanceRequest(id=inst.id, type=pb.REBOOT_TYPE_SOFT))
+    text = wait_console(admin, inst.id, booted, count=4)
+    assert "KUMO-POWEROFF" in text.split(MARKER)[-2], "a soft reboot goes through the guest's ACPI handler"
+    wait_state(admin, inst.id, pb.INSTANCE_STATE_ACTIVE)
+
+    snap_id = c.CreateInstanceSnapshot(pb.CreateInstanceSnapshotRequest(id=inst.id, name="vm1-snap")).image_id
+    images = admin.stub(image_pb2_grpc.ImageServiceStub)
+    snap = wait_for(
+        lambda: (
+            (i := images.GetImage(ipb.GetImageRequest(id=snap_id))).status == ipb.IMAGE_STATUS_ACTIVE and i
+        ),
+        timeout=120,
+        what="snapshot image ACTIVE",
+    )
+    assert snap.disk_format == ipb.DISK_FORMAT_QCOW2 and snap.size_bytes > 0
+    wait_for(
+        lambda: compute(admin).GetInstance(pb.GetInstanceRequest(id=inst.id)).task == "", what="task cleared"
+    )
+
+    second = c.CreateInstance(pb.CreateInstanceRequest(name="vm2", image=snap_id, flavor="e2e.small"))
+    wait_state(admin, second.id, pb.INSTANCE_STATE_ACTIVE)
+    wait_console(admin, second.id, rf"instance-id: {second.id}")
+
+    instances_dir = cloud["state"] / "instances"
+    for iid in (inst.id, second.id):
+        assert (instances_dir / iid / "disk.qcow2").exists()
+        assert (instances_dir / iid / "config.iso").exists()
+        c.DeleteInstance(pb.DeleteInstanceRequest(id=iid))
+    for iid in (inst.id, second.id):
+        wait_gone(admin, iid)
+        wait_for(
+            lambda iid=iid: not (instances_dir / iid).exists(), timeout=30, what="instance files removed"
+        )
+        assert f"kumo-{iid}" not in virsh("list", "--all", "--name")
+    # The node downloaded the test image once and the snapshot once.
+    log = cloud["node"].log()
+    assert log.count("image cached") == 2, log[-2000:]

@@ -1,0 +1,427 @@
+"""Instances against a small fleet of real kumo-noded processes with the fake
+hypervisor driver (the control plane for real; the guests simulated, since
+this machine cannot run dozens of qemu guests): lifecycle, capacity claims
+under racing creates, anti-affinity, quotas, and every RPC's bad input."""
+
+from __future__ import annotations
+
+import collections
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from kumo.v1 import compute_pb2 as pb
+from kumo.v1 import compute_pb2_grpc
+from kumo.v1 import identity_pb2 as idpb
+from kumo.v1 import image_pb2 as ipb
+from tests.harness import Client, ControllerProc, make_user, rpc_error
+from tests.nodeutil import NodedProc, make_token, nodes, run_noded, wait_for
+from tests.test_images import make_image
+
+UNKNOWN = "00000000-0000-4000-8000-000000000000"
+NODES = 3  # each: 2 vCPUs (x4 ratio = 8), 4096 MiB (x1), 50 GiB
+
+
+def compute(client: Client):  # type: ignore[no-untyped-def]
+    return client.stub(compute_pb2_grpc.ComputeServiceStub)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    base = tmp_path_factory.mktemp("fleet")
+    data = base / "ctl"
+    data.mkdir()
+    ctl = ControllerProc(
+        data,
+        extra_env={
+            "KUMO_NODE_HEARTBEAT_SECONDS": "1",
+            "KUMO_INSTANCE_SYNC_SECONDS": "0.3",
+            "KUMO_QUOTA_INSTANCES": "1000",
+            "KUMO_QUOTA_VCPUS": "1000",
+            "KUMO_QUOTA_RAM_MB": "10000000",
+        },
+    ).start()
+    admin = ctl.login()
+    procs = []
+    try:
+        for i in range(NODES):
+            state = base / f"node{i}"
+            joined = run_noded(
+                ["join", ctl.endpoint, make_token(admin), "--name", f"fake{i}", "--state-dir", str(state)]
+            )
+            assert joined.returncode == 0, joined.stderr
+            procs.append(
+                NodedProc(
+                    state,
+                    [
+                        "--driver",
+                        "fake",
+                        "--fake-vcpus",
+                        "2",
+                        "--fake-memory-mb",
+                        "4096",
+                        "--fake-disk-gb",
+                        "50",
+                    ],
+                ).start()
+            )
+        wait_for(
+            lambda: sum(n.state == 1 for n in nodes(admin).ListNodes(idpb_list()).nodes) == NODES,
+            what="fake nodes READY",
+        )
+        image_file = base / "tiny.qcow2"
+        subprocess.run(
+            ["qemu-img", "create", "-f", "qcow2", str(image_file), "64M"], check=True, capture_output=True
+        )
+        image = make_image(
+            admin,
+            "tiny",
+            image_file.read_bytes(),
+            ipb.DISK_FORMAT_QCOW2,
+            visibility=ipb.IMAGE_VISIBILITY_PUBLIC,
+        )
+        flavor = compute(admin).CreateFlavor(
+            pb.CreateFlavorRequest(
+                flavor=pb.Flavor(name="m1.tiny", vcpus=1, ram_mb=1024, disk_gb=1, is_public=True)
+            )
+        )
+        yield {"ctl": ctl, "admin": admin, "image": image, "flavor": flavor, "procs": procs}
+    finally:
+        for p in procs:
+            p.stop()
+        ctl.stop()
+
+
+def idpb_list():  # type: ignore[no-untyped-def]
+    from kumo.v1 import node_pb2
+
+    return node_pb2.ListNodesRequest()
+
+
+def create_req(fleet: dict, name: str, **kw) -> pb.CreateInstanceRequest:  # type: ignore[no-untyped-def]
+    return pb.CreateInstanceRequest(name=name, image=fleet["image"].id, flavor="m1.tiny", **kw)
+
+
+def wait_state(client: Client, instance_id: str, state: int, timeout: float = 30) -> pb.Instance:
+    return wait_for(
+        lambda: (
+            (i := compute(client).GetInstance(pb.GetInstanceRequest(id=instance_id))).state == state and i
+        ),
+        timeout=timeout,
+        what=f"instance in {pb.InstanceState.Name(state)}",
+    )
+
+
+def wait_gone(client: Client, instance_id: str, timeout: float = 30) -> None:
+    def gone() -> bool:
+        try:
+            compute(client).GetInstance(pb.GetInstanceRequest(id=instance_id))
+        except grpc.RpcError as exc:
+            return exc.code() == grpc.StatusCode.NOT_FOUND
+        return False
+
+    wait_for(gone, timeout=timeout, what="instance deleted")
+
+
+def delete_all(client: Client) -> None:
+    c = compute(client)
+    for inst in c.ListInstances(pb.ListInstancesRequest(page_size=1000)).instances:
+        c.DeleteInstance(pb.DeleteInstanceRequest(id=inst.id))
+    for inst in c.ListInstances(pb.ListInstancesRequest(page_size=1000)).instances:
+        wait_gone(client, inst.id)
+
+
+def test_lifecycle_on_a_fake_node(fleet: dict) -> None:
+    admin = fleet["admin"]
+    c = compute(admin)
+    inst = c.CreateInstance(create_req(fleet, "life", user_data=b"#!/bin/sh\necho hi\n"))
+    assert inst.state == pb.INSTANCE_STATE_BUILDING and inst.node_id
+    assert (inst.vcpus, inst.ram_mb, inst.disk_gb) == (1, 1024, 1)
+    active = wait_state(admin, inst.id, pb.INSTANCE_STATE_ACTIVE)
+    assert active.launch_time.seconds > 0
+    assert (
+        rpc_error(c.StartInstance, pb.StartInstanceRequest(id=inst.id)).code()
+        == grpc.StatusCode.FAILED_PRECONDITION
+    )
+    c.StopInstance(pb.StopInstanceRequest(id=inst.id))
+    wait_state(admin, inst.id, pb.INSTANCE_STATE_STOPPED)
+    err = rpc_error(c.StopInstance, pb.StopInstanceRequest(id=inst.id))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "stopped" in err.details()
+    assert (
+        rpc_error(c.RebootInstance, pb.RebootInstanceRequest(id=inst.id)).code()
+        == grpc.StatusCode.FAILED_PRECONDITION
+    )
+    c.StartInstance(pb.StartInstanceRequest(id=inst.id))
+    wait_state(admin, inst.id, pb.INSTANCE_STATE_ACTIVE)
+    rebooting = c.RebootInstance(pb.RebootInstanceRequest(id=inst.id, type=pb.REBOOT_TYPE_HARD))
+    assert rebooting.state == pb.INSTANCE_STATE_REBOOTING
+    wait_state(admin, inst.id, pb.INSTANCE_STATE_ACTIVE)
+    # A retried create with the same request_id makes nothing new.
+    first = c.CreateInstance(create_req(fleet, "idem", request_id="r-1"))
+    again = c.CreateInstance(create_req(fleet, "idem", request_id="r-1"))
+    assert first.id == again.id
+    dup = rpc_error(c.CreateInstance, create_req(fleet, "idem"))
+    assert dup.code() == grpc.StatusCode.ALREADY_EXISTS
+    deleting = c.DeleteInstance(pb.DeleteInstanceRequest(id=inst.id))
+    assert deleting.state == pb.INSTANCE_STATE_DELETING
+    wait_gone(admin, inst.id)
+    delete_all(admin)
+
+
+def test_racing_creates_never_overcommit(fleet: dict) -> None:
+    admin = fleet["admin"]
+    capacity = NODES * 4  # RAM bound: 4096 MiB / 1024 MiB per node
+    clients = [fleet["ctl"].login() for _ in range(6)]
+    barrier = threading.Barrier(len(clients))
+    results: list[grpc.StatusCode] = []
+    messages: list[str] = []
+    lock = threading.Lock()
+
+    def worker(k: int, client: Client) -> None:
+        barrier.wait()
+        for j in range(capacity * 3 // len(clients)):
+            try:
+                compute(client).CreateInstance(create_req(fleet, f"race-{k}-{j}"))
+                outcome = grpc.StatusCode.OK
+            except grpc.RpcError as exc:
+                outcome = exc.code()
+                with lock:
+                    messages.append(exc.details())
+            with lock:
+                results.append(outcome)
+
+    threads = [threading.Thread(target=worker, args=(k, c)) for k, c in enumerate(clients)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert len(results) == capacity * 3
+    assert results.count(grpc.StatusCode.OK) == capacity, collections.Counter(results)
+    assert results.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == capacity * 2
+    assert any("RamFilter rejected 3" in m for m in messages), messages[:3]
+    per_node = collections.Counter(
+        i.node_id for i in compute(admin).ListInstances(pb.ListInstancesRequest(page_size=1000)).instances
+    )
+    assert sorted(per_node.values()) == [4, 4, 4], per_node
+    delete_all(admin)
+
+
+def test_anti_affinity_spreads_and_fails_cleanly(fleet: dict) -> None:
+    admin = fleet["admin"]
+    c = compute(admin)
+    group = c.CreateServerGroup(
+        pb.CreateServerGroupRequest(
+            server_group=pb.ServerGroup(name="apart", policy=pb.SERVER_GROUP_POLICY_ANTI_AFFINITY)
+        )
+    )
+    made = [c.CreateInstance(create_req(fleet, f"apart-{i}", server_group_id=group.id)) for i in range(NODES)]
+    assert len({m.node_id for m in made}) == NODES
+    err = rpc_error(c.CreateInstance, create_req(fleet, "apart-x", server_group_id=group.id))
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert f"AntiAffinityFilter rejected {NODES}" in err.details()
+    assert sorted(c.GetServerGroup(pb.GetServerGroupRequest(id=group.id)).member_ids) == sorted(
+        m.id for m in made
+    )
+    busy = rpc_error(c.DeleteServerGroup, pb.DeleteServerGroupRequest(id=group.id))
+    assert busy.code() == grpc.StatusCode.FAILED_PRECONDITION
+    affinity = c.CreateServerGroup(
+        pb.CreateServerGroupRequest(
+            server_group=pb.ServerGroup(name="together", policy=pb.SERVER_GROUP_POLICY_AFFINITY)
+        )
+    )
+    a = [c.CreateInstance(create_req(fleet, f"tog-{i}", server_group_id=affinity.id)) for i in range(2)]
+    assert a[0].node_id == a[1].node_id
+    delete_all(admin)
+    c.DeleteServerGroup(pb.DeleteServerGroupRequest(id=group.id))
+
+
+def test_quota_and_tenancy(fleet: dict, tmp_path: Path) -> None:
+    admin, ctl = fleet["admin"], fleet["ctl"]
+    pa = admin.identity.CreateProject(idpb.CreateProjectRequest(project=idpb.Project(name="cq-a")))
+    pb_ = admin.identity.CreateProject(idpb.CreateProjectRequest(project=idpb.Project(name="cq-b")))
+    make_user(admin, pa.id, "cq-alice", idpb.ROLE_MEMBER)
+    make_user(admin, pa.id, "cq-reader", idpb.ROLE_READER)
+    make_user(admin, pb_.id, "cq-bob", idpb.ROLE_MEMBER)
+    alice, reader, bob = (ctl.login(u, "password-123") for u in ("cq-alice", "cq-reader", "cq-bob"))
+    mine = compute(alice).CreateInstance(create_req(fleet, "mine"))
+    for fn, req in [
+        (compute(bob).GetInstance, pb.GetInstanceRequest(id=mine.id)),
+        (compute(bob).DeleteInstance, pb.DeleteInstanceRequest(id=mine.id)),
+        (compute(bob).StopInstance, pb.StopInstanceRequest(id=mine.id)),
+        (compute(bob).GetConsoleOutput, pb.GetConsoleOutputRequest(id=mine.id)),
+        (compute(bob).CreateInstanceSnapshot, pb.CreateInstanceSnapshotRequest(id=mine.id, name="steal")),
+    ]:
+        assert rpc_error(fn, req).code() == grpc.StatusCode.NOT_FOUND, type(req).__name__
+    assert compute(bob).ListInstances(pb.ListInstancesRequest()).instances == []
+    assert [i.id for i in compute(reader).ListInstances(pb.ListInstancesRequest()).instances] == [mine.id]
+    for fn, req in [
+        (compute(reader).CreateInstance, create_req(fleet, "r")),
+        (compute(reader).DeleteInstance, pb.DeleteInstanceRequest(id=mine.id)),
+        (compute(reader).RebootInstance, pb.RebootInstanceRequest(id=mine.id)),
+    ]:
+        assert rpc_error(fn, req).code() == grpc.StatusCode.PERMISSION_DENIED
+    # Project B's keypair and server group are not A's to use.
+    kp = compute(bob).CreateKeypair(pb.CreateKeypairRequest(keypair=pb.Keypair(name="bk")))
+    grp = compute(bob).CreateServerGroup(
+        pb.CreateServerGroupRequest(
+            server_group=pb.ServerGroup(name="bg", policy=pb.SERVER_GROUP_POLICY_AFFINITY)
+        )
+    )
+    assert (
+        rpc_error(compute(alice).CreateInstance, create_req(fleet, "x1", keypair=kp.id)).code()
+        == grpc.StatusCode.NOT_FOUND
+    )
+    assert rpc_error(
+        compute(alice).CreateInstance, create_req(fleet, "x2", server_group_id=grp.id)
+    ).code() == (grpc.StatusCode.NOT_FOUND)
+    compute(alice).DeleteInstance(pb.DeleteInstanceRequest(id=mine.id))
+    wait_gone(alice, mine.id)
+
+
+def test_bad_input_and_missing_things(fleet: dict) -> None:
+    admin = fleet["admin"]
+    c = compute(admin)
+    invalid, missing = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
+    cases = [
+        (create_req(fleet, ""), invalid),
+        (create_req(fleet, "bad name!"), invalid),
+        (create_req(fleet, "x" * 10_000), invalid),
+        (pb.CreateInstanceRequest(name="noimg", flavor="m1.tiny"), invalid),
+        (pb.CreateInstanceRequest(name="noflv", image=fleet["image"].id), invalid),
+        (create_req(fleet, "big-ud", user_data=b"x" * 100_000), invalid),
+        (create_req(fleet, "badgrp", server_group_id="nope"), invalid),
+        (pb.CreateInstanceRequest(name="i1", image=UNKNOWN, flavor="m1.tiny"), missing),
+        (pb.CreateInstanceRequest(name="i2", image="no-such-image", flavor="m1.tiny"), missing),
+        (pb.CreateInstanceRequest(name="i3", image=fleet["image"].id, flavor="no-such-flavor"), missing),
+        (create_req(fleet, "i4", keypair="no-such-key"), missing),
+        (create_req(fleet, "i5", server_group_id=UNKNOWN), missing),
+    ]
+    for req, code in cases:
+        assert rpc_error(c.CreateInstance, req).code() == code, req
+    for fn, req in [
+        (c.GetInstance, pb.GetInstanceRequest(id="nope")),
+        (c.ListInstances, pb.ListInstancesRequest(page_size=-1)),
+        (c.ListInstances, pb.ListInstancesRequest(state=99)),
+        (c.RebootInstance, pb.RebootInstanceRequest(id=UNKNOWN, type=7)),
+        (c.GetConsoleOutput, pb.GetConsoleOutputRequest(id=UNKNOWN, tail_lines=-1)),
+        (c.CreateInstanceSnapshot, pb.CreateInstanceSnapshotRequest(id=UNKNOWN, name="bad name!")),
+    ]:
+        assert rpc_error(fn, req).code() == invalid, req
+    for fn, req in [
+        (c.GetInstance, pb.GetInstanceRequest(id=UNKNOWN)),
+        (c.DeleteInstance, pb.DeleteInstanceRequest(id=UNKNOWN)),
+        (c.StartInstance, pb.StartInstanceRequest(id=UNKNOWN)),
+        (c.StopInstance, pb.StopInstanceRequest(id=UNKNOWN)),
+        (c.RebootInstance, pb.RebootInstanceRequest(id=UNKNOWN)),
+        (c.GetConsoleOutput, pb.GetConsoleOutputRequest(id=UNKNOWN)),
+        (c.CreateInstanceSnapshot, pb.CreateInstanceSnapshotRequest(id=UNKNOWN, name="snap")),
+    ]:
+        assert rpc_error(fn, req).code() == missing, req
+    # A flavor smaller than the image needs.
+    big = compute(admin).CreateFlavor(
+        pb.CreateFlavorRequest(
+            flavor=pb.Flavor(name="m1.huge", vcpus=64, ram_mb=1024, disk_gb=1, is_public=True)
+        )
+    )
+    err = rpc_error(
+        c.CreateInstance, pb.CreateInstanceRequest(name="huge", image=fleet["image"].id, flavor=big.id)
+    )
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "VcpuFilter rejected" in err.details()
+
+
+def test_quota_exceeded_says_which(tmp_path: Path) -> None:
+    """Quotas are checked before scheduling, so a controller with no nodes shows them."""
+    data = tmp_path / "q"
+    data.mkdir()
+    ctl = ControllerProc(data, extra_env={"KUMO_QUOTA_VCPUS": "0"}).start()
+    try:
+        admin = ctl.login()
+        image_file = tmp_path / "q.qcow2"
+        subprocess.run(
+            ["qemu-img", "create", "-f", "qcow2", str(image_file), "16M"], check=True, capture_output=True
+        )
+        image = make_image(admin, "q", image_file.read_bytes(), ipb.DISK_FORMAT_QCOW2)
+        compute(admin).CreateFlavor(
+            pb.CreateFlavorRequest(
+                flavor=pb.Flavor(name="m1.q", vcpus=1, ram_mb=128, disk_gb=1, is_public=True)
+            )
+        )
+        err = rpc_error(
+            compute(admin).CreateInstance, pb.CreateInstanceRequest(name="q", image=image.id, flavor="m1.q")
+        )
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "quota exceeded for vCPUs" in err.details()
+    finally:
+        ctl.stop()
+    # With quota but no nodes: no valid host, and it says there are none.
+    data2 = tmp_path / "q2"
+    data2.mkdir()
+    ctl = ControllerProc(data2).start()
+    try:
+        admin = ctl.login()
+        image = make_image(admin, "q", image_file.read_bytes(), ipb.DISK_FORMAT_QCOW2)
+        compute(admin).CreateFlavor(
+            pb.CreateFlavorRequest(
+                flavor=pb.Flavor(name="m1.q", vcpus=1, ram_mb=128, disk_gb=1, is_public=True)
+            )
+        )
+        err = rpc_error(
+            compute(admin).CreateInstance, pb.CreateInstanceRequest(name="q", image=image.id, flavor="m1.q")
+        )
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "there are no nodes" in err.details()
+    finally:
+        ctl.stop()
+
+
+def test_server_cli(fleet: dict, tmp_path: Path) -> None:
+    import json
+
+    from tests.harness import ADMIN_PASSWORD, run_cli
+
+    ctl = fleet["ctl"]
+    env = {"KUMO_CONFIG_DIR": str(tmp_path / "cfg")}
+    login = run_cli(
+        [
+            "login",
+            "--endpoint",
+            ctl.endpoint,
+            "--ca-file",
+            ctl.ca_file,
+            "--user",
+            "admin",
+            "--password-stdin",
+        ],
+        env,
+        input=ADMIN_PASSWORD + "\n",
+    )
+    assert login.returncode == 0, login.stderr
+
+    def kumo(*args: str, ok: bool = True):  # type: ignore[no-untyped-def]
+        result = run_cli(list(args), env)
+        assert (result.returncode == 0) == ok, f"kumo {' '.join(args)}: {result.stderr}"
+        assert "Traceback" not in result.stderr
+        return result
+
+    made = kumo(
+        "server", "create", "cli-vm", "--image", "tiny", "--flavor", "m1.tiny", "--wait", "-o", "json"
+    )
+    assert json.loads(made.stdout)["state"] == "INSTANCE_STATE_ACTIVE"
+    assert "cli-vm: building" in made.stderr and "cli-vm: active" in made.stderr
+    assert "cli-vm" in kumo("server", "list").stdout
+    assert json.loads(kumo("server", "show", "cli-vm", "-o", "json").stdout)["name"] == "cli-vm"
+    stopped = kumo("server", "stop", "cli-vm", "--wait", "-o", "json")
+    assert json.loads(stopped.stdout)["state"] == "INSTANCE_STATE_STOPPED"
+    again = kumo("server", "stop", "cli-vm", ok=False)
+    assert "stopped" in again.stderr and "FAILED_PRECONDITION" in again.stderr
+    assert (
+        json.loads(kumo("server", "start", "cli-vm", "--wait", "-o", "json").stdout)["state"]
+        == "INSTANCE_STATE_ACTIVE"
+    )
+    kumo("server", "reboot", "cli-vm", "--hard", "--wait")
+    kumo("server", "console", "cli-vm")
+    missing = kumo("server", "create", "x", "--image", "no-such", "--flavor", "m1.tiny", ok=False)
+    assert "image 'no-such' not found" in missing.stderr
+    assert "deleted server cli-vm" in kumo("server", "delete", "cli-vm", "--wait").stdout
+    assert "not found" in kumo("server", "show", "cli-vm", ok=False).stderr
