@@ -19,6 +19,31 @@ from controller.logs import setup_logging
 from controller.server import Controller
 
 
+# Flavors an all-in-one cloud starts with (name, vCPUs, RAM MiB, disk GiB).
+DEFAULT_FLAVORS = [("m1.tiny", 1, 256, 1), ("m1.small", 1, 1024, 10), ("m1.medium", 2, 2048, 20)]
+
+
+def seed_flavors(ctl: Controller) -> None:
+    """Makes the default flavors that do not exist yet (public)."""
+    from controller.db import compute as store
+
+    for name, vcpus, ram, disk in DEFAULT_FLAVORS:
+        rows, _ = store.list_flavors(1, "", name, None)
+        if not rows:
+            ctl.compute_catalog.create_flavor(
+                {
+                    "name": name,
+                    "description": "default",
+                    "vcpus": vcpus,
+                    "ram_mb": ram,
+                    "disk_gb": disk,
+                    "is_public": True,
+                },
+                [],
+                "",
+            )
+
+
 def banner(ctl: Controller, password_hint: str) -> str:
     info = ctl.cfg
     endpoint = f"127.0.0.1:{ctl.port}"
@@ -32,6 +57,10 @@ def banner(ctl: Controller, password_hint: str) -> str:
             "",
             "Log in:",
             f"  .venv/bin/kumo login --endpoint {endpoint} --ca-file {info.pki_dir / 'ca.crt'} --user admin",
+            "",
+            "Boot a guest and read its console:",
+            "  .venv/bin/kumo server create demo --image kumo-test --flavor m1.tiny --wait",
+            "  .venv/bin/kumo server console demo",
             "",
             "Ctrl-C stops the cloud.",
             "",
@@ -55,6 +84,7 @@ def main() -> int:
         ctl.images.seed(test_image, "kumo-test", disk_format=1)  # kumo.v1.DISK_FORMAT_QCOW2
     except Exception:
         logging.getLogger("kumo.allinone").exception("could not import %s", test_image)
+    seed_flavors(ctl)
     node = LocalNode(ctl)
     try:
         node.ensure_joined()
