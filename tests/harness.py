@@ -20,6 +20,14 @@ from kumo.v1 import identity_pb2 as idpb
 from kumo.v1 import identity_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def die_with_parent() -> None:
+    """preexec_fn for test daemons: SIGTERM them when the test process dies,
+    so a killed pytest or benchmark leaves no controller or node behind."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 ADMIN_PASSWORD = "admin-secret-pw"
 
 
@@ -82,6 +90,7 @@ class ControllerProc:
             env=self.env(),
             stdout=log,
             stderr=log,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while not info_file.exists():

@@ -19,7 +19,7 @@ import grpc
 from controller import pki
 from kumo.v1 import node_pb2 as pb
 from kumo.v1 import node_pb2_grpc
-from tests.harness import ROOT, Client, ControllerProc
+from tests.harness import ROOT, Client, ControllerProc, die_with_parent
 
 
 def nodes(client: Client) -> Any:
@@ -158,6 +158,7 @@ class NodedProc:
             env=noded_env(),
             stdout=log,
             stderr=log,
+            preexec_fn=die_with_parent,
         )
         return self
 

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -172,6 +173,19 @@ def test_server_lifecycle_snapshot_and_cleanup(cloud: dict) -> None:
     second = c.CreateInstance(pb.CreateInstanceRequest(name="vm2", image=snap_id, flavor="e2e.small"))
     wait_state(admin, second.id, pb.INSTANCE_STATE_ACTIVE)
     wait_console(admin, second.id, rf"instance-id: {second.id}")
+
+    # A noded restart leaves running guests running and adopts them.
+    boots = console(admin, second.id).count(MARKER)
+    cloud["node"].stop()
+    assert f"kumo-{second.id}" in virsh("list", "--name"), "the guest outlives its node daemon"
+    cloud["node"].start()
+    wait_for(
+        lambda: any(n.state == 1 for n in nodes(admin).ListNodes(_list_nodes()).nodes),
+        what="node READY again",
+    )
+    time.sleep(5)  # the reconnected node has its desired state and has reconciled by now
+    assert wait_state(admin, second.id, pb.INSTANCE_STATE_ACTIVE)
+    assert console(admin, second.id).count(MARKER) == boots, "adopted, not rebooted"
 
     instances_dir = cloud["state"] / "instances"
     for iid in (inst.id, second.id):

@@ -37,6 +37,10 @@ STATE = {"READY": pb.NODE_STATE_READY, "DOWN": pb.NODE_STATE_DOWN, "DISABLED": p
 MAX_CSR = 16 * 1024
 MAX_GUESTS = 10_000
 HELLO_TIMEOUT = 30.0
+# Sessions being opened at once (hello, welcome, full desired state). When a
+# whole fleet reconnects, finishing some opens beats starting all of them and
+# finishing none before the nodes give up and retry.
+MAX_OPENING = 128
 
 
 def node_pb(view: NodeView) -> pb.Node:
@@ -192,23 +196,44 @@ class NodeSessionServicer(node_pb2_grpc.NodeAgentServiceServicer):
     def __init__(self, nodes: Nodes) -> None:
         self.nodes = nodes
         self.registry = nodes.registry
+        self.opening = asyncio.Semaphore(MAX_OPENING)
 
     async def Session(
         self, request_iterator: AsyncIterator[pb.SessionRequest], context: CallContext
     ) -> AsyncIterator[pb.SessionResponse]:
         node_id = context.node.node_id
+        await self.opening.acquire()
+        opening = True
+
+        def opened() -> None:
+            nonlocal opening
+            if opening:
+                opening = False
+                self.opening.release()
+
         try:
             first = await asyncio.wait_for(anext(aiter(request_iterator)), HELLO_TIMEOUT)
         except StopAsyncIteration:
+            opened()
             return
         except TimeoutError:
+            opened()
             log.info("node sent no hello", extra={"node_id": node_id, "timeout": HELLO_TIMEOUT})
             raise InvalidArgument(f"no hello within {HELLO_TIMEOUT:g} s") from None
-        if first.WhichOneof("kind") != "hello":
-            raise InvalidArgument("the first message of a session must be a hello", reason="HELLO_REQUIRED")
-        _check_inventory(first.hello.inventory)
-        if first.hello.applied_revision < 0:
-            raise InvalidArgument("hello.applied_revision must not be negative")
+        except BaseException:
+            opened()
+            raise
+        try:
+            if first.WhichOneof("kind") != "hello":
+                raise InvalidArgument(
+                    "the first message of a session must be a hello", reason="HELLO_REQUIRED"
+                )
+            _check_inventory(first.hello.inventory)
+            if first.hello.applied_revision < 0:
+                raise InvalidArgument("hello.applied_revision must not be negative")
+        except BaseException:
+            opened()
+            raise
 
         session = self.registry.open_session(node_id, first.hello, context.peer())
         reader = asyncio.create_task(self._read(session, request_iterator))
@@ -230,9 +255,11 @@ class NodeSessionServicer(node_pb2_grpc.NodeAgentServiceServicer):
                     update = await self._desired_update(session)
                     if update is not None:
                         yield pb.SessionResponse(desired_state=update)
+                    opened()  # the full state is out: the session is open
                 else:
                     yield item
         finally:
+            opened()
             reader.cancel()
             self.registry.close_session(session)
 

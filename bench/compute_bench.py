@@ -1,0 +1,280 @@
+"""Compute: scheduling throughput and boot latency.
+
+1. Scheduling: 1,000 simulated nodes (the real agent with the fake driver, in
+   client processes of their own) heartbeat into one controller; clients
+   create 5,000 instances as fast as the controller places them. Prints
+   placements per second and p50/p99 CreateInstance latency (placement is the
+   claim committed: the call returns BUILDING). Anchors: Nova's scheduler
+   ~4 placements/s, Kubernetes ~100 pods/s at 5,000 nodes; goal 500/s.
+2. Boot latency of one real TCG guest: CreateInstance to the test image's
+   marker on its serial console, next to `virsh create` of the same domain XML
+   on copies of the same disks, and the ratio (kumo's overhead).
+
+KUMO_BENCH_NODES, KUMO_BENCH_INSTANCES and KUMO_BENCH_CLIENTS change the sizes."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+MARKER = b"KUMO-TEST-IMAGE-BOOTED"
+
+
+def _pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p * len(values)))] if values else float("nan")
+
+
+def _client_proc(conn: Any, endpoint: str, ca: bytes, token: str, image: str, names: list[str]) -> None:
+    import grpc
+
+    from kumo.v1 import compute_pb2 as pb
+    from kumo.v1 import compute_pb2_grpc
+
+    stub = compute_pb2_grpc.ComputeServiceStub(
+        grpc.secure_channel(endpoint, grpc.ssl_channel_credentials(ca))
+    )
+    md = [("authorization", f"Bearer {token}")]
+    conn.send("ready")
+    conn.recv()
+    lat, errors = [], 0
+    for name in names:
+        t = time.perf_counter()
+        try:
+            stub.CreateInstance(
+                pb.CreateInstanceRequest(name=name, image=image, flavor="b.small"), metadata=md, timeout=120
+            )
+            lat.append(time.perf_counter() - t)
+        except grpc.RpcError:
+            errors += 1
+    conn.send((lat, errors))
+
+
+def scheduling() -> None:
+    from bench.node_fleet_bench import _raise_fd_limit, worker
+    from kumo.v1 import compute_pb2 as pb
+    from kumo.v1 import compute_pb2_grpc, node_pb2_grpc
+    from kumo.v1 import image_pb2 as ipb
+    from kumo.v1 import node_pb2 as npb
+    from tests.harness import ControllerProc
+    from tests.test_images import make_image
+
+    n_nodes = int(os.environ.get("KUMO_BENCH_NODES", "1000"))
+    n_inst = int(os.environ.get("KUMO_BENCH_INSTANCES", "5000"))
+    n_clients = int(os.environ.get("KUMO_BENCH_CLIENTS", "8"))
+    _raise_fd_limit()
+    tmp = Path(tempfile.mkdtemp(prefix="kumo-sched-"))
+    data = tmp / "data"
+    data.mkdir()
+    ctl = ControllerProc(
+        data,
+        extra_env={
+            "KUMO_NODE_HEARTBEAT_SECONDS": "10",
+            "KUMO_WORKERS": "32",
+            "KUMO_QUOTA_INSTANCES": "1000000",
+            "KUMO_QUOTA_VCPUS": "1000000",
+            "KUMO_QUOTA_RAM_MB": "1000000000",
+            "KUMO_NODE_STATS_LOG_SECONDS": "0",
+            "KUMO_INSTANCE_SYNC_SECONDS": "5",
+        },
+    ).start()
+    ctx = mp.get_context("spawn")
+    procs: list[Any] = []
+    conns: list[Any] = []
+    try:
+        admin = ctl.login()
+        token = (
+            admin.stub(node_pb2_grpc.NodeServiceStub)
+            .CreateJoinToken(npb.CreateJoinTokenRequest(join_token=npb.JoinToken(max_uses=n_nodes + 10)))
+            .token
+        )
+        workers = 4
+        for i in range(workers):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(
+                target=worker, args=(child, ctl.endpoint, token, ctl.info["ca_fingerprint"], i), daemon=True
+            )
+            p.start()
+            procs.append(p)
+            conns.append(parent)
+        t0 = time.monotonic()
+        for i, c in enumerate(conns):
+            c.send(("grow", n_nodes // workers + (1 if i < n_nodes % workers else 0)))
+        for c in conns:
+            c.recv()
+        print(
+            f"{n_nodes} simulated nodes enrolled and connected in {time.monotonic() - t0:.0f} s", flush=True
+        )
+        nodes = admin.stub(node_pb2_grpc.NodeServiceStub)
+        while sum(
+            x.state == npb.NODE_STATE_READY
+            for x in nodes.ListNodes(npb.ListNodesRequest(page_size=1000)).nodes
+        ) < min(n_nodes, 1000):
+            time.sleep(1)
+        img = tmp / "tiny.qcow2"
+        subprocess.run(
+            ["qemu-img", "create", "-f", "qcow2", str(img), "64M"], check=True, capture_output=True
+        )
+        image = make_image(admin, "bench", img.read_bytes(), ipb.DISK_FORMAT_QCOW2)
+        admin.stub(compute_pb2_grpc.ComputeServiceStub).CreateFlavor(
+            pb.CreateFlavorRequest(
+                flavor=pb.Flavor(name="b.small", vcpus=1, ram_mb=512, disk_gb=1, is_public=True)
+            )
+        )
+        # Clients in processes of their own, so the client side is not the bottleneck.
+        clients, cconns = [], []
+        for k in range(n_clients):
+            parent, child = ctx.Pipe()
+            names = [f"b-{k}-{j}" for j in range(n_inst // n_clients)]
+            p = ctx.Process(
+                target=_client_proc,
+                args=(child, ctl.endpoint, ctl.ca_pem, admin.token, image.id, names),
+                daemon=True,
+            )
+            p.start()
+            clients.append(p)
+            cconns.append(parent)
+        for c in cconns:
+            c.recv()
+        start = time.perf_counter()
+        for c in cconns:
+            c.send("go")
+        lat: list[float] = []
+        errors = 0
+        for c in cconns:
+            got, err = c.recv()
+            lat.extend(got)
+            errors += err
+        wall = time.perf_counter() - start
+        print(
+            f"scheduling: {len(lat)} instances on {n_nodes} nodes with {n_clients} clients in {wall:.1f} s: "
+            f"{len(lat) / wall:.0f} placements/s; CreateInstance p50 {_pct(lat, 0.5) * 1000:.1f} ms, "
+            f"p99 {_pct(lat, 0.99) * 1000:.1f} ms; {errors} errors",
+            flush=True,
+        )
+        for p in clients:
+            p.join(5)
+    finally:
+        for c in conns:
+            try:
+                c.send(("stop", None))
+                c.poll(30) and c.recv()
+            except (OSError, EOFError, BrokenPipeError):
+                pass
+        for p in procs:
+            p.join(5)
+            if p.is_alive():
+                p.kill()
+        ctl.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _wait_marker(path: Path, timeout: float = 300) -> float:
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        try:
+            if MARKER in path.read_bytes():
+                return time.perf_counter()
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise TimeoutError(f"no marker in {path}")
+
+
+def boot_latency() -> None:
+    from kumo.v1 import compute_pb2 as pb
+    from kumo.v1 import compute_pb2_grpc, node_pb2_grpc
+    from kumo.v1 import image_pb2 as ipb
+    from kumo.v1 import node_pb2 as npb
+    from tests.harness import ControllerProc
+    from tests.nodeutil import NodedProc, make_token, run_noded
+    from tests.test_images import make_image
+
+    image_file = ROOT / "images" / "kumo-test.qcow2"
+    subprocess.run(
+        [str(ROOT / "scripts" / "build-test-image.sh"), str(image_file)], check=True, capture_output=True
+    )
+    subprocess.run([str(ROOT / "scripts" / "start-libvirt.sh")], check=True, capture_output=True)
+    base = Path(tempfile.mkdtemp(prefix="kumo-boot-", dir="/var/tmp"))
+    base.chmod(0o755)
+    (base / "ctl").mkdir()
+    ctl = ControllerProc(
+        base / "ctl", extra_env={"KUMO_NODE_HEARTBEAT_SECONDS": "1", "KUMO_INSTANCE_SYNC_SECONDS": "0.2"}
+    ).start()
+    node = None
+    virsh = ["virsh", "-c", "qemu:///system"]
+    try:
+        admin = ctl.login()
+        state = base / "node"
+        run_noded(["join", ctl.endpoint, make_token(admin), "--name", "bench", "--state-dir", str(state)])
+        node = NodedProc(state, ["--virt-type", "qemu"]).start()
+        nodes = admin.stub(node_pb2_grpc.NodeServiceStub)
+        while not any(x.state == npb.NODE_STATE_READY for x in nodes.ListNodes(npb.ListNodesRequest()).nodes):
+            time.sleep(0.2)
+        image = make_image(admin, "kumo-test", image_file.read_bytes(), ipb.DISK_FORMAT_QCOW2)
+        c = admin.stub(compute_pb2_grpc.ComputeServiceStub)
+        c.CreateFlavor(
+            pb.CreateFlavorRequest(flavor=pb.Flavor(name="t", vcpus=1, ram_mb=256, disk_gb=1, is_public=True))
+        )
+        # A first guest warms the node's image cache (a download is not boot latency).
+        warm = c.CreateInstance(pb.CreateInstanceRequest(name="warm", image=image.id, flavor="t"))
+        _wait_marker(state / "instances" / warm.id / "console.log", 600)
+        c.DeleteInstance(pb.DeleteInstanceRequest(id=warm.id))
+        kumo_s, virsh_s = [], []
+        for i in range(3):
+            t0 = time.perf_counter()
+            inst = c.CreateInstance(pb.CreateInstanceRequest(name=f"boot{i}", image=image.id, flavor="t"))
+            kumo_s.append(_wait_marker(state / "instances" / inst.id / "console.log") - t0)
+            # The same domain XML on copies of the same disks, started by virsh.
+            xml = subprocess.run(
+                [*virsh, "dumpxml", f"kumo-{inst.id}"], capture_output=True, text=True, check=True
+            ).stdout
+            twin = base / f"twin{i}"
+            twin.mkdir()
+            twin.chmod(0o755)
+            idir = state / "instances" / inst.id
+            for f in ("disk.qcow2", "config.iso"):
+                shutil.copy(idir / f, twin / f)
+            xml = xml.replace(str(idir), str(twin)).replace(f"kumo-{inst.id}", f"twin-{i}")
+            xml = "\n".join(ln for ln in xml.splitlines() if "<uuid>" not in ln)
+            (twin / "d.xml").write_text(xml)
+            t0 = time.perf_counter()
+            subprocess.run([*virsh, "create", str(twin / "d.xml")], check=True, capture_output=True)
+            virsh_s.append(_wait_marker(twin / "console.log") - t0)
+            subprocess.run([*virsh, "destroy", f"twin-{i}"], capture_output=True)
+            c.DeleteInstance(pb.DeleteInstanceRequest(id=inst.id))
+        k, v = statistics.median(kumo_s), statistics.median(virsh_s)
+        print(
+            f"boot latency (TCG, median of 3): kumo API call -> console marker {k:.2f} s; "
+            f"virsh create -> marker {v:.2f} s; ratio {k / v:.2f} (kumo overhead {k - v:.2f} s)",
+            flush=True,
+        )
+    finally:
+        if node is not None:
+            node.stop()
+        ctl.stop()
+        out = subprocess.run([*virsh, "list", "--all", "--name"], capture_output=True, text=True).stdout
+        for name in out.split():
+            if name.startswith(("kumo-", "twin-")):
+                subprocess.run([*virsh, "destroy", name], capture_output=True)
+                subprocess.run([*virsh, "undefine", name], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def main() -> None:
+    boot_latency()
+    scheduling()
+
+
+if __name__ == "__main__":
+    threading.current_thread().name = "bench"
+    main()
