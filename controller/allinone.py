@@ -18,7 +18,6 @@ from controller.localnode import LocalNode, local_node_name
 from controller.logs import setup_logging
 from controller.server import Controller
 
-
 # Flavors an all-in-one cloud starts with (name, vCPUs, RAM MiB, disk GiB).
 DEFAULT_FLAVORS = [("m1.tiny", 1, 256, 1), ("m1.small", 1, 1024, 10), ("m1.medium", 2, 2048, 20)]
 

@@ -37,7 +37,16 @@ from controller.domain.images import ACTIVE as IMAGE_ACTIVE
 from controller.domain.images import Images
 from controller.domain.node_registry import READY
 from controller.domain.nodes import NODE_IN_USE_CHECKS, Nodes
-from controller.domain.scheduler import Candidate, Ratios, Request, no_valid_host, schedule
+from controller.domain.scheduler import (
+    Candidate,
+    Outcome,
+    Ratios,
+    Request,
+    affinity_ok,
+    anti_affinity_ok,
+    no_valid_host,
+    schedule,
+)
 from controller.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, not_found
 from controller.validation import is_uuid
 from kumo.v1 import compute_pb2 as cpb
@@ -202,12 +211,17 @@ class Instances:
         disk_gb = max(flavor.disk_gb, image.min_disk_gb, image_gb)
         req = Request(flavor.vcpus, flavor.ram_mb, disk_gb)
 
+        # Rank nodes outside the write lock (reads do not block in WAL mode);
+        # the claim inside it re-checks capacity and group membership, so a
+        # ranking that went stale meanwhile costs a retry, never an overcommit.
+        ranked_for = self._group_request(group, req) if group is not None else req
+        outcome = schedule(self._candidates(), ranked_for, self.ratios, self.weigher)
         with write_transaction():
             image_store.lock_project(caller.project_id)
             self._check_quota(caller, flavor.vcpus, flavor.ram_mb)
             if group is not None:
-                req = self._group_request(group, req)
-            chosen = self._place(req)
+                req = self._group_request(group, req, lock=True)
+            chosen = self._claim(outcome, req)
             now = clock.now()
             row = store.insert_instance(
                 id=clock.new_id(),
@@ -258,8 +272,8 @@ class Instances:
                     used=used,
                 )
 
-    def _group_request(self, group: ServerGroup, req: Request) -> Request:
-        if not is_sqlite():  # serialise placements within one group
+    def _group_request(self, group: ServerGroup, req: Request, lock: bool = False) -> Request:
+        if lock and not is_sqlite():  # serialise placements within one group
             list(ServerGroup.select(ServerGroup.id).where(ServerGroup.id == group.id).for_update())
         nodes = frozenset(node for _, node in store.group_members(group.id))
         policy = "affinity" if group.policy == cpb.SERVER_GROUP_POLICY_AFFINITY else "anti-affinity"
@@ -289,10 +303,12 @@ class Instances:
             )
         return out
 
-    def _place(self, req: Request) -> str:
-        """Schedules and claims; a claim that loses a race tries the next node."""
-        outcome = schedule(self._candidates(), req, self.ratios, self.weigher)
+    def _claim(self, outcome: Outcome, req: Request) -> str:
+        """Claims the best ranked node that still fits, in the write transaction;
+        a node that lost its room (or its place in the group) meanwhile is skipped."""
         for cand in outcome.ranked:
+            if not (affinity_ok(cand, req, self.ratios) and anti_affinity_ok(cand, req, self.ratios)):
+                continue
             caps = (
                 cand.vcpus * self.ratios.cpu,
                 cand.ram_mb * self.ratios.ram,

@@ -77,13 +77,13 @@ def _disk(c: Candidate, r: Request, ratios: Ratios) -> bool:
     return c.free(ratios)[2] >= r.disk_gb
 
 
-def _affinity(c: Candidate, r: Request, ratios: Ratios) -> bool:
+def affinity_ok(c: Candidate, r: Request, ratios: Ratios) -> bool:
     if r.group_policy == "affinity" and r.group_nodes:
         return c.node_id in r.group_nodes
     return True
 
 
-def _anti_affinity(c: Candidate, r: Request, ratios: Ratios) -> bool:
+def anti_affinity_ok(c: Candidate, r: Request, ratios: Ratios) -> bool:
     if r.group_policy == "anti-affinity":
         return c.node_id not in r.group_nodes
     return True
@@ -100,8 +100,8 @@ FILTERS: list[tuple[str, Filter]] = [
     ("VcpuFilter", _cpu),
     ("RamFilter", _ram),
     ("DiskFilter", _disk),
-    ("AffinityFilter", _affinity),
-    ("AntiAffinityFilter", _anti_affinity),
+    ("AffinityFilter", affinity_ok),
+    ("AntiAffinityFilter", anti_affinity_ok),
 ]
 
 
