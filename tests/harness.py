@@ -28,6 +28,8 @@ def die_with_parent() -> None:
     import ctypes
 
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 ADMIN_PASSWORD = "admin-secret-pw"
 
 
