@@ -93,10 +93,11 @@ def group_members(group_id: str) -> list[tuple[str, str]]:
 # Capacity
 
 
-def candidates() -> list[tuple[Any, ...]]:
-    """Every node with its capacity and what is claimed on it, as tuples:
-    (id, name, enabled, vcpus, memory_mb, disk_gb, vcpus_used, ram_mb_used, disk_gb_used)."""
-    return list(
+def candidates(only: list[str] | None = None) -> list[tuple[Any, ...]]:
+    """Every node (or those in `only`) with its capacity and what is claimed on
+    it, as tuples: (id, name, enabled, vcpus, memory_mb, disk_gb, vcpus_used,
+    ram_mb_used, disk_gb_used)."""
+    query = (
         Node.select(
             Node.id,
             Node.name,
@@ -111,6 +112,9 @@ def candidates() -> list[tuple[Any, ...]]:
         .join(NodeUsage, peewee.JOIN.LEFT_OUTER, on=(NodeUsage.node == Node.id))
         .tuples()
     )
+    if only is not None:
+        query = query.where(Node.id.in_(only))
+    return list(query)
 
 
 def ensure_usage_row(node_id: str) -> None:

@@ -336,6 +336,12 @@ class NodeRegistry:
             pending.pop(node_id, None)  # type: ignore[attr-defined]
         self._heartbeat_dirty.discard(node_id)
 
+    def capacities(self) -> dict[str, tuple[bool, pb.NodeInventory | None]]:
+        """Every known node's (READY?, inventory), under one lock: what the
+        scheduler needs, without a snapshot per node."""
+        with self._lock:
+            return {nid: (live.status == READY, live.inventory) for nid, live in self.live.items()}
+
     def snapshot(self, node_id: str) -> LiveView | None:
         with self._lock:
             live = self.live.get(node_id)
