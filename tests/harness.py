@@ -220,3 +220,14 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def cli_login(
+    ctl: ControllerProc, config_dir: Path, user: str = "admin", password: str = ADMIN_PASSWORD
+) -> subprocess.CompletedProcess:
+    """`kumo login` through the real CLI into config_dir (password on stdin)."""
+    return run_cli(
+        ["login", "--endpoint", ctl.endpoint, "--ca-file", ctl.ca_file, "--user", user, "--password-stdin"],
+        {"KUMO_CONFIG_DIR": str(config_dir)},
+        input=password + "\n",
+    )

@@ -13,7 +13,15 @@ from google.protobuf import field_mask_pb2
 from kumo.v1 import compute_pb2 as pb
 from kumo.v1 import compute_pb2_grpc
 from kumo.v1 import identity_pb2 as idpb
-from tests.harness import ADMIN_PASSWORD, Client, ControllerProc, error_reason, make_user, rpc_error, run_cli
+from tests.harness import (
+    Client,
+    ControllerProc,
+    cli_login,
+    error_reason,
+    make_user,
+    rpc_error,
+    run_cli,
+)
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 
@@ -189,20 +197,7 @@ def test_server_groups(world) -> None:  # type: ignore[no-untyped-def]
 
 def test_cli_flavor_keypair_group(controller: ControllerProc, tmp_path: Path) -> None:
     env = {"KUMO_CONFIG_DIR": str(tmp_path / "cfg")}
-    login = run_cli(
-        [
-            "login",
-            "--endpoint",
-            controller.endpoint,
-            "--ca-file",
-            controller.ca_file,
-            "--user",
-            "admin",
-            "--password-stdin",
-        ],
-        env,
-        input=ADMIN_PASSWORD + "\n",
-    )
+    login = cli_login(controller, tmp_path / "cfg")
     assert login.returncode == 0, login.stderr
     made = run_cli(
         ["flavor", "create", "cli.tiny", "--vcpus", "1", "--ram", "128", "--disk", "1", "-o", "json"], env

@@ -378,24 +378,11 @@ def test_quota_exceeded_says_which(tmp_path: Path) -> None:
 def test_server_cli(fleet: dict, tmp_path: Path) -> None:
     import json
 
-    from tests.harness import ADMIN_PASSWORD, run_cli
+    from tests.harness import cli_login, run_cli
 
     ctl = fleet["ctl"]
     env = {"KUMO_CONFIG_DIR": str(tmp_path / "cfg")}
-    login = run_cli(
-        [
-            "login",
-            "--endpoint",
-            ctl.endpoint,
-            "--ca-file",
-            ctl.ca_file,
-            "--user",
-            "admin",
-            "--password-stdin",
-        ],
-        env,
-        input=ADMIN_PASSWORD + "\n",
-    )
+    login = cli_login(ctl, tmp_path / "cfg")
     assert login.returncode == 0, login.stderr
 
     def kumo(*args: str, ok: bool = True):  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ import yaml
 
 from controller.auth import jointoken
 from kumo.v1 import identity_pb2 as idpb
-from tests.harness import ADMIN_PASSWORD, Client, ControllerProc, make_user, run_cli
+from tests.harness import Client, ControllerProc, cli_login, make_user, run_cli
 from tests.nodeutil import enroll, make_token
 
 
@@ -24,20 +24,7 @@ def kumo(controller: ControllerProc, tmp_path_factory: pytest.TempPathFactory): 
             assert result.returncode == 0, f"kumo {' '.join(args)}: {result.stderr}"
         return result
 
-    login = run_cli(
-        [
-            "login",
-            "--endpoint",
-            controller.endpoint,
-            "--ca-file",
-            controller.ca_file,
-            "--user",
-            "admin",
-            "--password-stdin",
-        ],
-        {"KUMO_CONFIG_DIR": str(cfg)},
-        input=ADMIN_PASSWORD + "\n",
-    )
+    login = cli_login(controller, cfg)
     assert login.returncode == 0, login.stderr
     return run
 

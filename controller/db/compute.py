@@ -4,30 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import peewee
-
-from controller.db.database import db
+from controller.db.database import db, insert_unique
 from controller.db.models import Flavor, FlavorAccess, Keypair, ServerGroup
 from controller.db.paging import paginate
-from controller.errors import AlreadyExists
-
-
-def _create(model: type[peewee.Model], kind: str, name: str, **fields: Any) -> Any:
-    try:
-        with db.atomic():
-            return model.create(name=name, **fields)
-    except peewee.IntegrityError:
-        raise AlreadyExists(
-            f"a {kind} named {name!r} already exists", reason=f"{kind.upper().replace(' ', '_')}_EXISTS"
-        ) from None
-
 
 # Flavors
 
 
 def insert_flavor(flavor_id: str, name: str, now: float, project_ids: list[str], **fields: Any) -> Flavor:
     with db.atomic():
-        row = _create(Flavor, "flavor", name, id=flavor_id, create_time=now, update_time=now, **fields)
+        row = insert_unique(Flavor, "flavor", name, id=flavor_id, create_time=now, update_time=now, **fields)
         set_flavor_access(flavor_id, project_ids)
     return row
 
@@ -80,7 +66,7 @@ def list_flavors(
 def insert_keypair(
     keypair_id: str, user_id: str, name: str, public_key: str, fingerprint: str, now: float
 ) -> Keypair:
-    return _create(
+    return insert_unique(
         Keypair,
         "keypair",
         name,
@@ -115,7 +101,7 @@ def list_keypairs(page_size: int, page_token: str, name: str, user_id: str) -> t
 
 
 def insert_server_group(group_id: str, project_id: str, name: str, policy: int, now: float) -> ServerGroup:
-    return _create(
+    return insert_unique(
         ServerGroup, "server group", name, id=group_id, project=project_id, policy=policy, create_time=now
     )
 

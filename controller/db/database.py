@@ -6,9 +6,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import peewee
 from playhouse.db_url import connect as connect_url
+
+from controller.errors import AlreadyExists
 
 db = peewee.DatabaseProxy()
 _sqlite_writer = threading.RLock()
@@ -51,3 +54,15 @@ def write_transaction() -> Iterator[None]:
     else:
         with db.obj.atomic():
             yield
+
+
+def insert_unique(model: type[peewee.Model], kind: str, name: str, **fields: Any) -> Any:
+    """Inserts a row whose name is unique; the database decides who wins a
+    race, and the loser gets ALREADY_EXISTS naming the kind."""
+    try:
+        with db.atomic():
+            return model.create(name=name, **fields)
+    except peewee.IntegrityError:
+        raise AlreadyExists(
+            f"a {kind} named {name!r} already exists", reason=f"{kind.upper().replace(' ', '_')}_EXISTS"
+        ) from None

@@ -6,21 +6,10 @@ from typing import Any
 
 import peewee
 
-from controller.db.database import db
+from controller.db.database import db, insert_unique
 from controller.db.models import IdempotencyKey, Project, RoleAssignment, Token, User
 from controller.db.paging import paginate
 from controller.errors import AlreadyExists
-
-
-def _insert_unique(model: type[peewee.Model], kind: str, name: str, **fields: Any) -> Any:
-    """Inserts a row whose name is unique; the database decides who wins a race."""
-    try:
-        with db.atomic():
-            return model.create(name=name, **fields)
-    except peewee.IntegrityError:
-        raise AlreadyExists(
-            f"a {kind} named {name!r} already exists", reason=f"{kind.upper()}_EXISTS"
-        ) from None
 
 
 def _update_unique(row: peewee.Model, kind: str, fields: dict[str, Any]) -> Any:
@@ -48,7 +37,7 @@ def find_project(name: str) -> Project | None:
 
 
 def insert_project(project_id: str, name: str, description: str, enabled: bool, now: float) -> Project:
-    return _insert_unique(
+    return insert_unique(
         Project,
         "project",
         name,
@@ -95,7 +84,7 @@ def count_users() -> int:
 
 
 def insert_user(user_id: str, name: str, password_hash: str, now: float, **fields: Any) -> User:
-    return _insert_unique(
+    return insert_unique(
         User,
         "user",
         name,
