@@ -1,0 +1,91 @@
+"""`make up` end to end: one READY node, default flavors, the test image, and
+the boot command it prints boots a real guest (libvirt, qemu TCG).
+
+In a module of its own: every kumo node daemon on a host reconciles all of the
+host's kumo guests, so no other test's node may be running at the same time."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.harness import ROOT
+from tests.nodeutil import wait_for
+from tests.test_compute_e2e import virsh
+
+pytestmark = pytest.mark.e2e
+
+
+def test_make_up_boots_a_guest_with_the_printed_command() -> None:
+    """`make up` (controller.allinone): one READY node, default flavors, the
+    test image, and the command it prints boots a guest."""
+    import signal
+    import sys
+
+    from tests.harness import run_cli
+    from tests.nodeutil import free_port, noded_env
+
+    base = Path(tempfile.mkdtemp(prefix="kumo-up-", dir="/var/tmp"))
+    base.chmod(0o755)
+    data = base / "kumo"
+    port, node_port = free_port(), free_port()
+    env = noded_env()
+    env.update(
+        {
+            "KUMO_DATA_DIR": str(data),
+            "KUMO_LISTEN": f"127.0.0.1:{port}",
+            "KUMO_NODE_LISTEN": f"127.0.0.1:{node_port}",
+            "KUMO_ADMIN_PASSWORD": "allinone-pw-2",
+            "KUMO_VIRT_TYPE": "qemu",
+            "KUMO_NODE_HEARTBEAT_SECONDS": "1",
+        }
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controller.allinone"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines: list[str] = []
+        deadline = time.monotonic() + 120
+        assert proc.stdout is not None
+        while time.monotonic() < deadline and not any("Ctrl-C stops the cloud." in ln for ln in lines):
+            lines.append(proc.stdout.readline())
+        text = "".join(lines)
+        assert "READY (qemu" in text, text
+        login = next(ln.strip() for ln in lines if "kumo login" in ln)
+        boot = next(ln.strip() for ln in lines if "kumo server create" in ln)
+        cfg = {"KUMO_CONFIG_DIR": str(base / "cfg")}
+        args = [*login.split()[1:], "--password-stdin"]
+        assert run_cli(args, cfg, input="allinone-pw-2\n").returncode == 0
+        made = run_cli(boot.split()[1:], cfg, timeout=300)
+        assert made.returncode == 0, made.stderr
+        assert "demo: active" in made.stderr
+        shown = run_cli(["server", "show", "demo", "-o", "json"], cfg)
+        iid = __import__("json").loads(shown.stdout)["id"]
+        wait_for(
+            lambda: f"instance-id: {iid}" in run_cli(["server", "console", "demo"], cfg).stdout,
+            timeout=120,
+            step=1,
+            what="the demo guest's instance-id on its console",
+        )
+        assert run_cli(["server", "delete", "demo", "--wait"], cfg).returncode == 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        for name in virsh("list", "--all", "--name").split():
+            if name.startswith("kumo-"):
+                virsh("destroy", name)
+                virsh("undefine", name)
+        shutil.rmtree(base, ignore_errors=True)
