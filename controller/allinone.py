@@ -43,6 +43,15 @@ def seed_flavors(ctl: Controller) -> None:
             )
 
 
+def blocks_qemu(path: Path) -> Path | None:
+    """The first directory on the way to `path` that others cannot pass
+    through: qemu runs as its own user and must reach the guests' disks."""
+    for p in [path, *path.parents]:
+        if p.exists() and not p.stat().st_mode & 0o001:
+            return p
+    return None
+
+
 def banner(ctl: Controller, password_hint: str) -> str:
     info = ctl.cfg
     endpoint = f"127.0.0.1:{ctl.port}"
@@ -102,7 +111,14 @@ def main() -> int:
         hint = f"password in {pw_file} (mode 0600)"
     else:
         hint = "password as set when the cloud was first made"
-    print(banner(ctl, hint).replace("\nLog in:", f"  node          {node_hint}\n\nLog in:", 1), flush=True)
+    text = banner(ctl, hint).replace("\nLog in:", f"  node          {node_hint}\n\nLog in:", 1)
+    blocked = blocks_qemu(cfg.data_dir)
+    if blocked is not None:
+        text += (
+            f"\nWARNING: {blocked} is not searchable by other users, so qemu cannot open the guests' "
+            f"disks below it: chmod o+x {blocked}, or set KUMO_DATA_DIR elsewhere.\n"
+        )
+    print(text, flush=True)
     signal.signal(signal.SIGTERM, lambda *_: ctl._stop.set())
     signal.signal(signal.SIGINT, lambda *_: ctl._stop.set())
     ctl.wait()
