@@ -131,9 +131,8 @@ class Instances:
 
     # Lookups
 
-    def _resolve(
-        self, kind: str, ref: str, by_id: Callable[[str], Any], by_name: Callable[[str], Any]
-    ) -> Any:
+    @staticmethod
+    def _resolve(ref: str, by_id: Callable[[str], Any], by_name: Callable[[str], Any]) -> Any:
         return by_id(ref) if is_uuid(ref) else by_name(ref)
 
     def _image(self, caller: Principal, ref: str) -> Any:
@@ -147,7 +146,7 @@ class Instances:
                 raise InvalidArgument(f"more than one image is named {name!r}; use its id")
             return rows[0]
 
-        row = self._resolve("image", ref, lambda i: self.images.get(caller, i), by_name)
+        row = self._resolve(ref, lambda i: self.images.get(caller, i), by_name)
         if row.status != IMAGE_ACTIVE:
             raise FailedPrecondition(f"image {row.name!r} is not active", reason="IMAGE_NOT_ACTIVE")
         return row
@@ -159,7 +158,7 @@ class Instances:
                 raise not_found("flavor", name)
             return rows[0]
 
-        return self._resolve("flavor", ref, lambda i: self.catalog.get_flavor(caller, i), by_name)
+        return self._resolve(ref, lambda i: self.catalog.get_flavor(caller, i), by_name)
 
     def get(self, caller: Principal, instance_id: str) -> Instance:
         row = store.get_instance(instance_id)

@@ -59,6 +59,7 @@ class ComputeStep:
         self.wanted: set[str] = set()
         self._lock = threading.Lock()
         self._console_sent: dict[str, tuple[int, float]] = {}
+        self._applied: dict[str, dict[str, object]] = {}
 
     # Per-instance applied state
 
@@ -66,16 +67,27 @@ class ComputeStep:
         return self.dir / iid / "state.json"
 
     def applied(self, iid: str) -> dict[str, object]:
+        """What was applied to a guest: read from disk once (after a restart),
+        then kept in memory, since every heartbeat asks for every guest."""
+        with self._lock:
+            cached = self._applied.get(iid)
+        if cached is not None:
+            return cached
         try:
-            return json.loads(self._state_file(iid).read_text())
+            data = json.loads(self._state_file(iid).read_text())
         except (OSError, ValueError):
             return {}
+        with self._lock:
+            self._applied[iid] = data
+        return data
 
     def _record(self, iid: str, **fields: object) -> None:
         data = {**self.applied(iid), **fields}
         tmp = self._state_file(iid).with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, self._state_file(iid))
+        with self._lock:
+            self._applied[iid] = data
 
     # The step
 
@@ -96,6 +108,8 @@ class ComputeStep:
         for leftover in self.dir.iterdir() if self.dir.exists() else []:
             if leftover.is_dir() and leftover.name not in want and leftover.name not in have:
                 shutil.rmtree(leftover, ignore_errors=True)
+                with self._lock:
+                    self._applied.pop(leftover.name, None)
         for iid, d in want.items():
             try:
                 self._ensure(d, have.get(iid), driver)
