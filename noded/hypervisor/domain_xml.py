@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from xml.sax.saxutils import quoteattr
+from xml.sax.saxutils import escape, quoteattr
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,12 @@ class GuestSpec:
     virt_type: str = "kvm"
     nics: list[str] = field(default_factory=list)  # raw <interface> XML, added by networks
     title: str = ""
+    # Which node daemon manages the guest (its instances directory): several
+    # node daemons on one host (tests, make up) each see only their own guests.
+    owner: str = ""
+
+
+OWNER_NS = "https://kumo.cloud/xmlns/noded/1"
 
 
 def _disk(d: DiskSpec) -> str:
@@ -50,6 +56,9 @@ def domain_xml(spec: GuestSpec) -> str:
   <name>{spec.name}</name>
   <uuid>{spec.instance_id}</uuid>
   <title>{spec.title or spec.name}</title>
+  <metadata>
+    <kumo:owner xmlns:kumo={quoteattr(OWNER_NS)}>{escape(spec.owner)}</kumo:owner>
+  </metadata>
   <memory unit='MiB'>{spec.ram_mb}</memory>
   <vcpu>{spec.vcpus}</vcpu>
   <os>

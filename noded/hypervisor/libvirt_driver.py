@@ -33,7 +33,7 @@ from noded.hypervisor.base import (
     HypervisorDriver,
     domain_name,
 )
-from noded.hypervisor.domain_xml import GuestSpec, domain_xml
+from noded.hypervisor.domain_xml import OWNER_NS, GuestSpec, domain_xml
 
 T = TypeVar("T")
 VIRT_TYPES = ("kvm", "qemu")
@@ -159,7 +159,7 @@ class LibvirtDriver(HypervisorDriver):
             out = []
             for dom in conn.listAllDomains(0):
                 name = dom.name()
-                if not name.startswith(DOMAIN_PREFIX):
+                if not name.startswith(DOMAIN_PREFIX) or not self._owned(dom):
                     continue
                 try:
                     state, max_kib, _mem, vcpus, _cpu_time = dom.info()
@@ -180,6 +180,20 @@ class LibvirtDriver(HypervisorDriver):
 
     # Guests
 
+    @property
+    def owner(self) -> str:
+        return str(self.instances_dir.resolve())
+
+    def _owned(self, dom: libvirt.virDomain) -> bool:
+        """Whether this node daemon manages the domain (guests defined before
+        owners were recorded have none, and count as ours)."""
+        try:
+            xml = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, OWNER_NS, 0)
+        except libvirt.libvirtError:
+            return True
+        owner = ET.fromstring(xml).text or ""
+        return owner in ("", self.owner)
+
     def _domain(self, conn: libvirt.virConnect, instance_id: str) -> libvirt.virDomain | None:
         try:
             return conn.lookupByName(domain_name(instance_id))
@@ -195,7 +209,7 @@ class LibvirtDriver(HypervisorDriver):
         return dom
 
     def define_guest(self, spec: GuestSpec) -> None:
-        xml = domain_xml(replace(spec, virt_type=self.virt_type))
+        xml = domain_xml(replace(spec, virt_type=self.virt_type, owner=self.owner))
 
         def define(conn: libvirt.virConnect) -> None:
             if self._domain(conn, spec.instance_id) is None:

@@ -228,7 +228,7 @@ class DeleteServerGroupRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class Instance(_message.Message):
-    __slots__ = ("id", "name", "project_id", "user_id", "image_id", "flavor_id", "keypair_id", "server_group_id", "node_id", "state", "fault", "vcpus", "ram_mb", "disk_gb", "task", "create_time", "update_time", "launch_time")
+    __slots__ = ("id", "name", "project_id", "user_id", "image_id", "flavor_id", "keypair_id", "server_group_id", "node_id", "state", "fault", "vcpus", "ram_mb", "disk_gb", "task", "create_time", "update_time", "launch_time", "nics", "volume_ids", "boot_volume_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -247,6 +247,9 @@ class Instance(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     LAUNCH_TIME_FIELD_NUMBER: _ClassVar[int]
+    NICS_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_IDS_FIELD_NUMBER: _ClassVar[int]
+    BOOT_VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     project_id: str
@@ -265,10 +268,35 @@ class Instance(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     launch_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., image_id: _Optional[str] = ..., flavor_id: _Optional[str] = ..., keypair_id: _Optional[str] = ..., server_group_id: _Optional[str] = ..., node_id: _Optional[str] = ..., state: _Optional[_Union[InstanceState, str]] = ..., fault: _Optional[str] = ..., vcpus: _Optional[int] = ..., ram_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., task: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., launch_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    nics: _containers.RepeatedCompositeFieldContainer[InstanceNic]
+    volume_ids: _containers.RepeatedScalarFieldContainer[str]
+    boot_volume_id: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., image_id: _Optional[str] = ..., flavor_id: _Optional[str] = ..., keypair_id: _Optional[str] = ..., server_group_id: _Optional[str] = ..., node_id: _Optional[str] = ..., state: _Optional[_Union[InstanceState, str]] = ..., fault: _Optional[str] = ..., vcpus: _Optional[int] = ..., ram_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., task: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., launch_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., nics: _Optional[_Iterable[_Union[InstanceNic, _Mapping]]] = ..., volume_ids: _Optional[_Iterable[str]] = ..., boot_volume_id: _Optional[str] = ...) -> None: ...
+
+class InstanceNic(_message.Message):
+    __slots__ = ("port_id", "network_id", "mac_address", "ip_addresses")
+    PORT_ID_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    MAC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    IP_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    port_id: str
+    network_id: str
+    mac_address: str
+    ip_addresses: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, port_id: _Optional[str] = ..., network_id: _Optional[str] = ..., mac_address: _Optional[str] = ..., ip_addresses: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class NetworkRequest(_message.Message):
+    __slots__ = ("network", "port_id", "fixed_ip")
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    PORT_ID_FIELD_NUMBER: _ClassVar[int]
+    FIXED_IP_FIELD_NUMBER: _ClassVar[int]
+    network: str
+    port_id: str
+    fixed_ip: str
+    def __init__(self, network: _Optional[str] = ..., port_id: _Optional[str] = ..., fixed_ip: _Optional[str] = ...) -> None: ...
 
 class CreateInstanceRequest(_message.Message):
-    __slots__ = ("name", "image", "flavor", "keypair", "user_data", "server_group_id", "request_id")
+    __slots__ = ("name", "image", "flavor", "keypair", "user_data", "server_group_id", "request_id", "networks", "security_groups", "boot_volume")
     NAME_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     FLAVOR_FIELD_NUMBER: _ClassVar[int]
@@ -276,6 +304,9 @@ class CreateInstanceRequest(_message.Message):
     USER_DATA_FIELD_NUMBER: _ClassVar[int]
     SERVER_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    SECURITY_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    BOOT_VOLUME_FIELD_NUMBER: _ClassVar[int]
     name: str
     image: str
     flavor: str
@@ -283,7 +314,10 @@ class CreateInstanceRequest(_message.Message):
     user_data: bytes
     server_group_id: str
     request_id: str
-    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., flavor: _Optional[str] = ..., keypair: _Optional[str] = ..., user_data: _Optional[bytes] = ..., server_group_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    networks: _containers.RepeatedCompositeFieldContainer[NetworkRequest]
+    security_groups: _containers.RepeatedScalarFieldContainer[str]
+    boot_volume: str
+    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., flavor: _Optional[str] = ..., keypair: _Optional[str] = ..., user_data: _Optional[bytes] = ..., server_group_id: _Optional[str] = ..., request_id: _Optional[str] = ..., networks: _Optional[_Iterable[_Union[NetworkRequest, _Mapping]]] = ..., security_groups: _Optional[_Iterable[str]] = ..., boot_volume: _Optional[str] = ...) -> None: ...
 
 class GetInstanceRequest(_message.Message):
     __slots__ = ("id",)

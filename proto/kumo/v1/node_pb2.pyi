@@ -60,7 +60,7 @@ DESIRED_POWER_RUNNING: DesiredPower
 DESIRED_POWER_STOPPED: DesiredPower
 
 class NodeInventory(_message.Message):
-    __slots__ = ("hostname", "vcpus", "memory_mb", "disk_gb", "virt_type", "driver", "arch", "cpu_model", "libvirt_version", "qemu_version", "agent_version", "kernel")
+    __slots__ = ("hostname", "vcpus", "memory_mb", "disk_gb", "virt_type", "driver", "arch", "cpu_model", "libvirt_version", "qemu_version", "agent_version", "kernel", "tunnel_ip")
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     VCPUS_FIELD_NUMBER: _ClassVar[int]
     MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +73,7 @@ class NodeInventory(_message.Message):
     QEMU_VERSION_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     KERNEL_FIELD_NUMBER: _ClassVar[int]
+    TUNNEL_IP_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     vcpus: int
     memory_mb: int
@@ -85,7 +86,8 @@ class NodeInventory(_message.Message):
     qemu_version: str
     agent_version: str
     kernel: str
-    def __init__(self, hostname: _Optional[str] = ..., vcpus: _Optional[int] = ..., memory_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., virt_type: _Optional[str] = ..., driver: _Optional[str] = ..., arch: _Optional[str] = ..., cpu_model: _Optional[str] = ..., libvirt_version: _Optional[str] = ..., qemu_version: _Optional[str] = ..., agent_version: _Optional[str] = ..., kernel: _Optional[str] = ...) -> None: ...
+    tunnel_ip: str
+    def __init__(self, hostname: _Optional[str] = ..., vcpus: _Optional[int] = ..., memory_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., virt_type: _Optional[str] = ..., driver: _Optional[str] = ..., arch: _Optional[str] = ..., cpu_model: _Optional[str] = ..., libvirt_version: _Optional[str] = ..., qemu_version: _Optional[str] = ..., agent_version: _Optional[str] = ..., kernel: _Optional[str] = ..., tunnel_ip: _Optional[str] = ...) -> None: ...
 
 class NodeUsage(_message.Message):
     __slots__ = ("memory_free_mb", "disk_free_gb", "load_1m", "guests_running", "guest_vcpus", "guest_memory_mb")
@@ -298,19 +300,33 @@ class NodeHello(_message.Message):
     def __init__(self, inventory: _Optional[_Union[NodeInventory, _Mapping]] = ..., applied_revision: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("seq", "usage", "inventory", "guests")
+    __slots__ = ("seq", "usage", "inventory", "guests", "volumes")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     INVENTORY_FIELD_NUMBER: _ClassVar[int]
     GUESTS_FIELD_NUMBER: _ClassVar[int]
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
     seq: int
     usage: NodeUsage
     inventory: NodeInventory
     guests: _containers.RepeatedCompositeFieldContainer[GuestStatus]
-    def __init__(self, seq: _Optional[int] = ..., usage: _Optional[_Union[NodeUsage, _Mapping]] = ..., inventory: _Optional[_Union[NodeInventory, _Mapping]] = ..., guests: _Optional[_Iterable[_Union[GuestStatus, _Mapping]]] = ...) -> None: ...
+    volumes: _containers.RepeatedCompositeFieldContainer[VolumeStatus]
+    def __init__(self, seq: _Optional[int] = ..., usage: _Optional[_Union[NodeUsage, _Mapping]] = ..., inventory: _Optional[_Union[NodeInventory, _Mapping]] = ..., guests: _Optional[_Iterable[_Union[GuestStatus, _Mapping]]] = ..., volumes: _Optional[_Iterable[_Union[VolumeStatus, _Mapping]]] = ...) -> None: ...
+
+class VolumeStatus(_message.Message):
+    __slots__ = ("volume_id", "size_gb", "snapshot_ids", "fault")
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_GB_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_IDS_FIELD_NUMBER: _ClassVar[int]
+    FAULT_FIELD_NUMBER: _ClassVar[int]
+    volume_id: str
+    size_gb: int
+    snapshot_ids: _containers.RepeatedScalarFieldContainer[str]
+    fault: str
+    def __init__(self, volume_id: _Optional[str] = ..., size_gb: _Optional[int] = ..., snapshot_ids: _Optional[_Iterable[str]] = ..., fault: _Optional[str] = ...) -> None: ...
 
 class GuestStatus(_message.Message):
-    __slots__ = ("instance_id", "domain_name", "power_state", "vcpus", "memory_mb", "reboot_generation", "fault", "snapshot_done_image_id")
+    __slots__ = ("instance_id", "domain_name", "power_state", "vcpus", "memory_mb", "reboot_generation", "fault", "snapshot_done_image_id", "attached_volume_ids")
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     DOMAIN_NAME_FIELD_NUMBER: _ClassVar[int]
     POWER_STATE_FIELD_NUMBER: _ClassVar[int]
@@ -319,6 +335,7 @@ class GuestStatus(_message.Message):
     REBOOT_GENERATION_FIELD_NUMBER: _ClassVar[int]
     FAULT_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_DONE_IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTACHED_VOLUME_IDS_FIELD_NUMBER: _ClassVar[int]
     instance_id: str
     domain_name: str
     power_state: GuestPowerState
@@ -327,7 +344,8 @@ class GuestStatus(_message.Message):
     reboot_generation: int
     fault: str
     snapshot_done_image_id: str
-    def __init__(self, instance_id: _Optional[str] = ..., domain_name: _Optional[str] = ..., power_state: _Optional[_Union[GuestPowerState, str]] = ..., vcpus: _Optional[int] = ..., memory_mb: _Optional[int] = ..., reboot_generation: _Optional[int] = ..., fault: _Optional[str] = ..., snapshot_done_image_id: _Optional[str] = ...) -> None: ...
+    attached_volume_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, instance_id: _Optional[str] = ..., domain_name: _Optional[str] = ..., power_state: _Optional[_Union[GuestPowerState, str]] = ..., vcpus: _Optional[int] = ..., memory_mb: _Optional[int] = ..., reboot_generation: _Optional[int] = ..., fault: _Optional[str] = ..., snapshot_done_image_id: _Optional[str] = ..., attached_volume_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DesiredStateAck(_message.Message):
     __slots__ = ("revision", "error")
@@ -364,15 +382,135 @@ class HeartbeatAck(_message.Message):
     def __init__(self, seq: _Optional[int] = ...) -> None: ...
 
 class NodeDesiredState(_message.Message):
-    __slots__ = ("enabled", "instances")
+    __slots__ = ("enabled", "instances", "networks", "ports", "security_groups", "volumes")
     ENABLED_FIELD_NUMBER: _ClassVar[int]
     INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    SECURITY_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
     enabled: bool
     instances: _containers.RepeatedCompositeFieldContainer[DesiredInstance]
-    def __init__(self, enabled: _Optional[bool] = ..., instances: _Optional[_Iterable[_Union[DesiredInstance, _Mapping]]] = ...) -> None: ...
+    networks: _containers.RepeatedCompositeFieldContainer[DesiredNetwork]
+    ports: _containers.RepeatedCompositeFieldContainer[DesiredPort]
+    security_groups: _containers.RepeatedCompositeFieldContainer[DesiredSecurityGroup]
+    volumes: _containers.RepeatedCompositeFieldContainer[DesiredVolume]
+    def __init__(self, enabled: _Optional[bool] = ..., instances: _Optional[_Iterable[_Union[DesiredInstance, _Mapping]]] = ..., networks: _Optional[_Iterable[_Union[DesiredNetwork, _Mapping]]] = ..., ports: _Optional[_Iterable[_Union[DesiredPort, _Mapping]]] = ..., security_groups: _Optional[_Iterable[_Union[DesiredSecurityGroup, _Mapping]]] = ..., volumes: _Optional[_Iterable[_Union[DesiredVolume, _Mapping]]] = ...) -> None: ...
+
+class DesiredNetwork(_message.Message):
+    __slots__ = ("id", "vni", "mtu", "external_routable", "subnets", "peers")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    VNI_FIELD_NUMBER: _ClassVar[int]
+    MTU_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_ROUTABLE_FIELD_NUMBER: _ClassVar[int]
+    SUBNETS_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    vni: int
+    mtu: int
+    external_routable: bool
+    subnets: _containers.RepeatedCompositeFieldContainer[DesiredSubnet]
+    peers: _containers.RepeatedCompositeFieldContainer[OverlayPeer]
+    def __init__(self, id: _Optional[str] = ..., vni: _Optional[int] = ..., mtu: _Optional[int] = ..., external_routable: _Optional[bool] = ..., subnets: _Optional[_Iterable[_Union[DesiredSubnet, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[OverlayPeer, _Mapping]]] = ...) -> None: ...
+
+class DesiredSubnet(_message.Message):
+    __slots__ = ("id", "cidr", "ip_version", "gateway_ip", "dns_servers")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CIDR_FIELD_NUMBER: _ClassVar[int]
+    IP_VERSION_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_IP_FIELD_NUMBER: _ClassVar[int]
+    DNS_SERVERS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    cidr: str
+    ip_version: int
+    gateway_ip: str
+    dns_servers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., cidr: _Optional[str] = ..., ip_version: _Optional[int] = ..., gateway_ip: _Optional[str] = ..., dns_servers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class OverlayPeer(_message.Message):
+    __slots__ = ("node_id", "tunnel_ip", "mac_addresses")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    TUNNEL_IP_FIELD_NUMBER: _ClassVar[int]
+    MAC_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    tunnel_ip: str
+    mac_addresses: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node_id: _Optional[str] = ..., tunnel_ip: _Optional[str] = ..., mac_addresses: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DesiredPort(_message.Message):
+    __slots__ = ("id", "network_id", "mac_address", "fixed_ips", "instance_id", "security_group_ids")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    MAC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    FIXED_IPS_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    SECURITY_GROUP_IDS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    network_id: str
+    mac_address: str
+    fixed_ips: _containers.RepeatedCompositeFieldContainer[FixedIp]
+    instance_id: str
+    security_group_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., network_id: _Optional[str] = ..., mac_address: _Optional[str] = ..., fixed_ips: _Optional[_Iterable[_Union[FixedIp, _Mapping]]] = ..., instance_id: _Optional[str] = ..., security_group_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class FixedIp(_message.Message):
+    __slots__ = ("subnet_id", "ip_address")
+    SUBNET_ID_FIELD_NUMBER: _ClassVar[int]
+    IP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    subnet_id: str
+    ip_address: str
+    def __init__(self, subnet_id: _Optional[str] = ..., ip_address: _Optional[str] = ...) -> None: ...
+
+class DesiredSecurityGroup(_message.Message):
+    __slots__ = ("id", "rules", "member_ips")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_IPS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    rules: _containers.RepeatedCompositeFieldContainer[DesiredSecurityGroupRule]
+    member_ips: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., rules: _Optional[_Iterable[_Union[DesiredSecurityGroupRule, _Mapping]]] = ..., member_ips: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DesiredSecurityGroupRule(_message.Message):
+    __slots__ = ("id", "direction", "ip_version", "protocol", "port_range_min", "port_range_max", "remote_cidr", "remote_group_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    IP_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    PORT_RANGE_MIN_FIELD_NUMBER: _ClassVar[int]
+    PORT_RANGE_MAX_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_CIDR_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    direction: str
+    ip_version: int
+    protocol: str
+    port_range_min: int
+    port_range_max: int
+    remote_cidr: str
+    remote_group_id: str
+    def __init__(self, id: _Optional[str] = ..., direction: _Optional[str] = ..., ip_version: _Optional[int] = ..., protocol: _Optional[str] = ..., port_range_min: _Optional[int] = ..., port_range_max: _Optional[int] = ..., remote_cidr: _Optional[str] = ..., remote_group_id: _Optional[str] = ...) -> None: ...
+
+class DesiredVolume(_message.Message):
+    __slots__ = ("id", "size_gb", "image_sha256", "image_format", "image_size_bytes", "source_snapshot_id", "snapshot_ids")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_GB_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_IDS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    size_gb: int
+    image_sha256: str
+    image_format: _image_pb2.DiskFormat
+    image_size_bytes: int
+    source_snapshot_id: str
+    snapshot_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., size_gb: _Optional[int] = ..., image_sha256: _Optional[str] = ..., image_format: _Optional[_Union[_image_pb2.DiskFormat, str]] = ..., image_size_bytes: _Optional[int] = ..., source_snapshot_id: _Optional[str] = ..., snapshot_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DesiredInstance(_message.Message):
-    __slots__ = ("id", "hostname", "image_sha256", "image_format", "image_size_bytes", "vcpus", "ram_mb", "disk_gb", "power", "reboot_generation", "reboot_hard", "user_data", "public_keys", "snapshot_image_id", "image_id")
+    __slots__ = ("id", "hostname", "image_sha256", "image_format", "image_size_bytes", "vcpus", "ram_mb", "disk_gb", "power", "reboot_generation", "reboot_hard", "user_data", "public_keys", "snapshot_image_id", "image_id", "port_ids", "volume_ids", "boot_volume_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     IMAGE_SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -388,6 +526,9 @@ class DesiredInstance(_message.Message):
     PUBLIC_KEYS_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
     IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    PORT_IDS_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_IDS_FIELD_NUMBER: _ClassVar[int]
+    BOOT_VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     hostname: str
     image_sha256: str
@@ -403,7 +544,10 @@ class DesiredInstance(_message.Message):
     public_keys: _containers.RepeatedScalarFieldContainer[str]
     snapshot_image_id: str
     image_id: str
-    def __init__(self, id: _Optional[str] = ..., hostname: _Optional[str] = ..., image_sha256: _Optional[str] = ..., image_format: _Optional[_Union[_image_pb2.DiskFormat, str]] = ..., image_size_bytes: _Optional[int] = ..., vcpus: _Optional[int] = ..., ram_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., power: _Optional[_Union[DesiredPower, str]] = ..., reboot_generation: _Optional[int] = ..., reboot_hard: _Optional[bool] = ..., user_data: _Optional[bytes] = ..., public_keys: _Optional[_Iterable[str]] = ..., snapshot_image_id: _Optional[str] = ..., image_id: _Optional[str] = ...) -> None: ...
+    port_ids: _containers.RepeatedScalarFieldContainer[str]
+    volume_ids: _containers.RepeatedScalarFieldContainer[str]
+    boot_volume_id: str
+    def __init__(self, id: _Optional[str] = ..., hostname: _Optional[str] = ..., image_sha256: _Optional[str] = ..., image_format: _Optional[_Union[_image_pb2.DiskFormat, str]] = ..., image_size_bytes: _Optional[int] = ..., vcpus: _Optional[int] = ..., ram_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., power: _Optional[_Union[DesiredPower, str]] = ..., reboot_generation: _Optional[int] = ..., reboot_hard: _Optional[bool] = ..., user_data: _Optional[bytes] = ..., public_keys: _Optional[_Iterable[str]] = ..., snapshot_image_id: _Optional[str] = ..., image_id: _Optional[str] = ..., port_ids: _Optional[_Iterable[str]] = ..., volume_ids: _Optional[_Iterable[str]] = ..., boot_volume_id: _Optional[str] = ...) -> None: ...
 
 class DownloadBlobRequest(_message.Message):
     __slots__ = ("sha256", "offset")
