@@ -8,6 +8,11 @@ import grpc
 import typer
 
 from cli.commands import auth, flavor, image, keypair, node, project, role, server, server_group, user
+from cli.commands import network as network_cmd
+from cli.commands import port as port_cmd
+from cli.commands import security_group as security_group_cmd
+from cli.commands import subnet as subnet_cmd
+from cli.commands import volume as volume_cmd
 from cli.errors import CliError
 
 app = typer.Typer(
@@ -25,6 +30,11 @@ app.add_typer(flavor.app, name="flavor", help="Flavors: instance sizes.")
 app.add_typer(keypair.app, name="keypair", help="SSH keypairs for instances.")
 app.add_typer(server_group.app, name="server-group", help="Server groups: affinity and anti-affinity.")
 app.add_typer(server.app, name="server", help="Servers (instances): real guests on the nodes.")
+app.add_typer(volume_cmd.app, name="volume", help="Volumes: disks to attach to servers, snapshots.")
+app.add_typer(network_cmd.app, name="network", help="Networks: virtual L2 segments across nodes.")
+app.add_typer(subnet_cmd.app, name="subnet", help="Subnets: address ranges of a network.")
+app.add_typer(port_cmd.app, name="port", help="Ports: a NIC's MAC and fixed IPs on a network.")
+app.add_typer(security_group_cmd.app, name="security-group", help="Security groups and their rules.")
 app.add_typer(node.app, name="node", help="Nodes (hypervisor hosts) and their join tokens (admin).")
 
 

@@ -54,6 +54,10 @@ class ControllerConfig:
     quota_ram_mb: int = 512 * 1024
     # How often what nodes observe is folded into instance states.
     instance_sync_seconds: float = 1.0
+    # Volumes: per-project quotas (volumes, their total GiB, volume snapshots).
+    quota_volumes: int = 10
+    quota_volume_gb: int = 1000
+    quota_volume_snapshots: int = 10
 
     @property
     def pki_dir(self) -> Path:

@@ -97,6 +97,12 @@ class Controller:
         from controller.api.instances import register as register_compute
 
         register_compute(self)
+        from controller.api.networks import register as register_networks
+
+        register_networks(self)
+        from controller.api.volumes import register as register_volumes
+
+        register_volumes(self)
 
     def _server(self, interceptor: ApiInterceptor, entries: list[tuple[Any, Any, str]]) -> grpc.Server:
         server = grpc.server(
@@ -136,6 +142,7 @@ class Controller:
             node.start()
             self.node_server = node
         self.instances.start_sync()
+        self.volumes.start_sync()
         for _, _, name in self.services.public + self.services.node:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -171,6 +178,7 @@ class Controller:
         self._stop.set()
         self.health.enter_graceful_shutdown()
         self.instances.stop_sync()
+        self.volumes.stop_sync()
         events = [s.stop(grace) for s in (self.public_server, self.node_server) if s is not None]
         for ev in events:
             ev.wait()

@@ -79,7 +79,7 @@ _POWER = {
 }
 
 
-def inventory_pb(f: HostFacts) -> pb.NodeInventory:
+def inventory_pb(f: HostFacts, tunnel_ip: str = "") -> pb.NodeInventory:
     return pb.NodeInventory(
         hostname=f.hostname[:255],
         vcpus=f.vcpus,
@@ -93,6 +93,7 @@ def inventory_pb(f: HostFacts) -> pb.NodeInventory:
         qemu_version=f.qemu_version,
         agent_version=__version__,
         kernel=f.kernel[:128],
+        tunnel_ip=tunnel_ip,
     )
 
 
@@ -142,20 +143,26 @@ class Agent:
         reconcile_seconds: float = 30.0,
         steps: list[Step] | None = None,
         guest_reporter: Callable[[list[Guest]], list[pb.GuestStatus]] | None = None,
+        volume_reporter: Callable[[], list[pb.VolumeStatus]] | None = None,
         periodic: list[tuple[float, Callable[[], None]]] | None = None,
         on_rtt: Callable[[float], None] | None = None,
         facts_refresh_seconds: float = 60.0,
+        tunnel_ip: str = "",
     ) -> None:
         self.creds = creds
         self.driver = driver
         # What heartbeats say about guests (the compute feature adds faults,
         # reboot generations, snapshots); and blocking chores run every N s.
         self.guest_reporter = guest_reporter or (lambda guests: [guest_pb(g) for g in guests])
+        # What heartbeats say about volumes (from memory: no I/O in the event loop).
+        self.volume_reporter = volume_reporter or list
         self.periodic = periodic or []
         self.state_dir = state_dir
         self.heartbeat_override = heartbeat_seconds
         self.on_rtt = on_rtt
         self.facts_refresh = facts_refresh_seconds
+        # This node's VXLAN underlay address, for the controller's overlay peers.
+        self.tunnel_ip = tunnel_ip
         self.backoff = Backoff()
         self.reconciler = Reconciler(
             driver,
@@ -256,7 +263,8 @@ class Agent:
                 call,
                 pb.SessionRequest(
                     hello=pb.NodeHello(
-                        inventory=inventory_pb(self._facts), applied_revision=self.reconciler.applied_revision
+                        inventory=inventory_pb(self._facts, self.tunnel_ip),
+                        applied_revision=self.reconciler.applied_revision,
                     )
                 ),
             )
@@ -329,13 +337,18 @@ class Agent:
         while True:
             seq += 1
             usage, guests = await self._driver(self._observe)
-            hb = pb.Heartbeat(seq=seq, usage=usage_pb(usage, guests), guests=self.guest_reporter(guests))
+            hb = pb.Heartbeat(
+                seq=seq,
+                usage=usage_pb(usage, guests),
+                guests=self.guest_reporter(guests),
+                volumes=self.volume_reporter(),
+            )
             if time.monotonic() - last_facts >= self.facts_refresh:
                 last_facts = time.monotonic()
                 facts = await self._driver(self.driver.host_facts)
                 if facts != self._facts:
                     self._facts = facts
-                    hb.inventory.CopyFrom(inventory_pb(facts))
+                    hb.inventory.CopyFrom(inventory_pb(facts, self.tunnel_ip))
             self._sent[seq] = time.perf_counter()
             async with self._write_lock:
                 await _write(call, pb.SessionRequest(heartbeat=hb))

@@ -97,6 +97,10 @@ def run(
     fake_vcpus: Annotated[int, typer.Option(help="--driver fake: the simulated host's vCPUs")] = 32,
     fake_memory_mb: Annotated[int, typer.Option(help="--driver fake: its RAM in MiB")] = 128 * 1024,
     fake_disk_gb: Annotated[int, typer.Option(help="--driver fake: its disk in GiB")] = 2000,
+    tunnel_ip: Annotated[
+        str,
+        typer.Option(help="VXLAN underlay address [the local address of the connection to the controller]"),
+    ] = "",
 ) -> None:
     """Run the node agent: the session with the controller and the reconcile loop."""
     from noded.agent import Agent, Fatal
@@ -126,6 +130,19 @@ def run(
 
     compute = make_compute(creds, drv, instances_dir or state.path / "instances", state.path / "images")
 
+    from noded.storage import make_volumes
+
+    # Volumes beside the instances directory (qemu must reach both).
+    volumes = make_volumes(drv, (instances_dir or state.path / "instances").parent / "volumes", compute.cache)
+    compute.storage = volumes.backend
+
+    from noded.network import NetworkStep
+    from noded.network.step import default_tunnel_ip
+
+    tunnel = tunnel_ip or default_tunnel_ip(creds.identity.node_endpoint)
+    # Bridges, DHCP and rules are for real guests: a fake node has none.
+    networks = [NetworkStep(state.path, tunnel)] if driver == "libvirt" else []
+
     async def main() -> None:
         agent = Agent(
             creds,
@@ -133,9 +150,11 @@ def run(
             state,
             heartbeat_seconds,
             reconcile_seconds,
-            steps=[compute],
+            steps=[volumes, *networks, compute],
             guest_reporter=compute.report_guests,
+            volume_reporter=volumes.report,
             periodic=[(2.0, compute.send_consoles)],
+            tunnel_ip=tunnel,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

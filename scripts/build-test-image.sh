@@ -12,9 +12,10 @@
 #   KUMO-TEST-IMAGE-BOOTED              once userspace runs
 #   instance-id: <id> / hostname: <n>   from a config drive labelled cidata or
 #                                       config-2 (ISO9660 or vfat, disk or cdrom)
-#   KUMO-IP: <addr>                     when DHCP on eth0 gets a lease
+#   KUMO-IP: <addr>                     when DHCP on eth0 gets a lease (once per address)
 #   KUMO-DISKS: vda vdb ...             at start and whenever the set changes
-# and powers off on an ACPI power-button press. It never exits.
+# serves `instance-id: <id>` over HTTP on TCP port 80 (busybox httpd, for
+# security-group tests) and powers off on an ACPI power-button press. It never exits.
 #
 # Idempotent: rebuilds only when OUT is missing, or this script or the kernel
 # changed (a stamp file OUT.stamp remembers both). Needs no root, but Debian's
@@ -43,7 +44,7 @@ fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 root=$work/initramfs
-mkdir -p "$root"/{bin,dev,proc,sys,run,tmp,mnt/config,etc/acpi/PWRF,lib/modules}
+mkdir -p "$root"/{bin,dev,proc,sys,run,tmp,mnt/config,etc/acpi/PWRF,lib/modules,www}
 
 cp "$busybox" "$root/bin/busybox"
 for applet in $("$busybox" --list); do
@@ -91,9 +92,13 @@ case "$1" in
     fi
     : > /etc/resolv.conf
     for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
-    # udhcpc does not pass its stdout on to this script: write to the console.
+    # udhcpc does not pass its stdout on to this script: write to the console,
+    # once per address (a renewal of the same lease says nothing).
     if [ "$interface" = eth0 ]; then tag="KUMO-IP"; else tag="KUMO-IP-$interface"; fi
-    echo "$tag: $ip" > /dev/console ;;
+    if [ "$(cat "/run/ip-$interface" 2>/dev/null)" != "$ip" ]; then
+      echo "$ip" > "/run/ip-$interface"
+      echo "$tag: $ip" > /dev/console
+    fi ;;
 esac
 exit 0
 EOF
@@ -158,6 +163,7 @@ config_drive() {
         echo "KUMO-CONFIG-DRIVE: $dev"
         echo "instance-id: $id"
         echo "hostname: $host"
+        echo "instance-id: $id" > /www/index.html
         [ -n "$host" ] && hostname "$host"
         if [ -f /mnt/config/user-data ] && head -c 2 /mnt/config/user-data | grep -q '^#!'; then
           cp /mnt/config/user-data /tmp/user-data && chmod +x /tmp/user-data
@@ -187,6 +193,9 @@ dhcp() {
 }
 
 ifconfig lo 127.0.0.1 up 2>/dev/null
+# A TCP service for security-group tests: GET / answers the instance-id.
+echo "instance-id: unknown" > /www/index.html
+httpd -p 80 -h /www
 dhcp
 config_drive &
 

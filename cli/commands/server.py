@@ -35,9 +35,16 @@ DETAIL = [
     ("keypair", "keypair_id"),
     ("server group", "server_group_id"),
     ("fault", "fault"),
+    ("nics", "nics", lambda nics: "; ".join(_nic(n) for n in nics or [])),
     ("created", "create_time"),
     ("launched", "launch_time"),
 ]
+
+
+def _nic(n: dict) -> str:  # type: ignore[type-arg]
+    return f"{n.get('mac_address', '')} {','.join(n.get('ip_addresses', []))} (port {n.get('port_id', '')})"
+
+
 STABLE = {pb.INSTANCE_STATE_ACTIVE, pb.INSTANCE_STATE_STOPPED, pb.INSTANCE_STATE_ERROR}
 WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait until the change is done, showing the state")]
 
@@ -73,15 +80,29 @@ def wait(s, inst: pb.Instance, done, timeout: float = 600) -> pb.Instance:  # ty
 @app.command()
 def create(
     name: str,
-    image: Annotated[str, typer.Option(help="Image name or id")],
     flavor: Annotated[str, typer.Option(help="Flavor name or id")],
+    image: Annotated[str | None, typer.Option(help="Image name or id (or --boot-volume)")] = None,
     key: Annotated[str | None, typer.Option(help="Keypair name or id")] = None,
     user_data: Annotated[Path | None, typer.Option(help="A file given to the guest as user-data")] = None,
     group: Annotated[str | None, typer.Option(help="Server group name or id")] = None,
+    boot_volume: Annotated[
+        str | None, typer.Option(help="Boot from this volume (name or id) instead of an image")
+    ] = None,
+    network: Annotated[
+        list[str] | None, typer.Option(help="A NIC on this network, name or id (repeatable, in NIC order)")
+    ] = None,
+    port: Annotated[
+        list[str] | None, typer.Option(help="A NIC on this existing port id (repeatable)")
+    ] = None,
+    security_group: Annotated[
+        list[str] | None, typer.Option(help="Security group for the new ports (repeatable; default: default)")
+    ] = None,
     wait_: WaitOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """Create a server (boots on a node the scheduler picks)."""
+    if bool(image) == bool(boot_volume):
+        raise CliError("give --image or --boot-volume (one of the two)")
     s = stub()
     data = b""
     if user_data is not None:
@@ -91,11 +112,15 @@ def create(
             raise CliError(f"cannot read {user_data}: {exc.strerror}") from None
     req = pb.CreateInstanceRequest(
         name=name,
-        image=image,
+        image=image or "",
+        boot_volume=boot_volume or "",
         flavor=flavor,
         keypair=key or "",
         user_data=data,
         server_group_id=find_group(s, group).id if group else "",
+        networks=[pb.NetworkRequest(network=n) for n in network or []]
+        + [pb.NetworkRequest(port_id=p) for p in port or []],
+        security_groups=security_group or [],
     )
     inst = s.CreateInstance(req)
     if wait_:

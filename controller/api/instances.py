@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf import empty_pb2
@@ -32,8 +32,27 @@ if TYPE_CHECKING:
 
 BLOB_CHUNK = 1024 * 1024
 
+# Features that add to an instance's message (NICs, volumes) append
+# fn(rows, messages): it fills all the messages of a page at once (one query
+# per feature per page, not per instance).
+INSTANCE_PB_HOOKS: list[Callable[[list[Instance], list[pb.Instance]], None]] = []
+# Features that take extra CreateInstance fields append fn(request) -> dict of
+# checked options, handed to the domain's CREATE_HOOKS (domain/instances.py).
+CREATE_OPTIONS: list[Callable[[pb.CreateInstanceRequest], dict[str, Any]]] = []
+
+
+def instance_pbs(rows: list[Instance]) -> list[pb.Instance]:
+    msgs = [_instance_pb(r) for r in rows]
+    for hook in INSTANCE_PB_HOOKS:
+        hook(rows, msgs)
+    return msgs
+
 
 def instance_pb(row: Instance) -> pb.Instance:
+    return instance_pbs([row])[0]
+
+
+def _instance_pb(row: Instance) -> pb.Instance:
     return pb.Instance(
         id=row.id,
         name=row.name,
@@ -76,12 +95,13 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
         row = self.instances.create(
             context.principal,
             v.name(request.name),
-            _ref(request.image, "image"),
+            "" if request.boot_volume and not request.image else _ref(request.image, "image"),
             _ref(request.flavor, "flavor"),
             request.keypair and _ref(request.keypair, "keypair"),
             request.user_data,
             v.optional_id(request.server_group_id, "server_group_id"),
             v.request_id(request.request_id),
+            options={k: val for fn in CREATE_OPTIONS for k, val in fn(request).items()},
         )
         return instance_pb(row)
 
@@ -98,7 +118,7 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
         rows, token = self.instances.list(
             context.principal, request.page_size, request.page_token, request.name, request.state
         )
-        return pb.ListInstancesResponse(instances=[instance_pb(r) for r in rows], next_page_token=token)
+        return pb.ListInstancesResponse(instances=instance_pbs(rows), next_page_token=token)
 
     def DeleteInstance(self, request: pb.DeleteInstanceRequest, context: CallContext) -> pb.Instance:
         return instance_pb(self.instances.delete(context.principal, v.resource_id(request.id)))

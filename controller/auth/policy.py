@@ -121,6 +121,54 @@ POLICY: dict[str, Rule] = {
             "CreateInstanceSnapshot": Rule.MEMBER,
         },
     ),
+    **_service(
+        "VolumeService",
+        {
+            # Whose volume or instance it is is checked in domain/volumes.py.
+            "CreateVolume": Rule.MEMBER,
+            "GetVolume": Rule.READER,
+            "ListVolumes": Rule.READER,
+            "UpdateVolume": Rule.MEMBER,
+            "DeleteVolume": Rule.MEMBER,
+            "ExtendVolume": Rule.MEMBER,
+            "AttachVolume": Rule.MEMBER,
+            "DetachVolume": Rule.MEMBER,
+            "CreateVolumeSnapshot": Rule.MEMBER,
+            "GetVolumeSnapshot": Rule.READER,
+            "ListVolumeSnapshots": Rule.READER,
+            "DeleteVolumeSnapshot": Rule.MEMBER,
+        },
+    ),
+    **_service(
+        "NetworkService",
+        {
+            # Whose network, port or group it is (shared networks: read and
+            # make ports by every project; change by the owner) is checked in
+            # domain/networks.py; shared and external_routable are admin-only there.
+            "CreateNetwork": Rule.MEMBER,
+            "GetNetwork": Rule.READER,
+            "ListNetworks": Rule.READER,
+            "UpdateNetwork": Rule.MEMBER,
+            "DeleteNetwork": Rule.MEMBER,
+            "CreateSubnet": Rule.MEMBER,
+            "GetSubnet": Rule.READER,
+            "ListSubnets": Rule.READER,
+            "UpdateSubnet": Rule.MEMBER,
+            "DeleteSubnet": Rule.MEMBER,
+            "CreatePort": Rule.MEMBER,
+            "GetPort": Rule.READER,
+            "ListPorts": Rule.READER,
+            "UpdatePort": Rule.MEMBER,
+            "DeletePort": Rule.MEMBER,
+            "CreateSecurityGroup": Rule.MEMBER,
+            "GetSecurityGroup": Rule.READER,
+            "ListSecurityGroups": Rule.READER,
+            "UpdateSecurityGroup": Rule.MEMBER,
+            "DeleteSecurityGroup": Rule.MEMBER,
+            "CreateSecurityGroupRule": Rule.MEMBER,
+            "DeleteSecurityGroupRule": Rule.MEMBER,
+        },
+    ),
 }
 
 # Infrastructure services every gRPC tool expects to reach without a token.

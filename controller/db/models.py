@@ -240,3 +240,154 @@ class ConsoleLog(BaseModel):
     )
     data = peewee.TextField()
     update_time = peewee.DoubleField()
+
+
+class Volume(BaseModel):
+    """A block volume on one node (local backend). `claimed_gb` is the disk it
+    holds in node_usage, released when the row goes."""
+
+    id = peewee.CharField(primary_key=True, max_length=36)
+    project = peewee.ForeignKeyField(Project, column_name="project_id")
+    name = peewee.CharField(max_length=64)
+    description = peewee.TextField(default="")
+    size_gb = peewee.BigIntegerField()
+    state = peewee.IntegerField()  # kumo.v1.VolumeState
+    fault = peewee.TextField(default="")
+    node = peewee.ForeignKeyField(Node, column_name="node_id")
+    claimed_gb = peewee.BigIntegerField(default=0)
+    source_image_id = peewee.CharField(max_length=36, default="")
+    image_sha256 = peewee.CharField(max_length=64, default="")
+    image_format = peewee.IntegerField(default=0)
+    image_size_bytes = peewee.BigIntegerField(default=0)
+    source_snapshot_id = peewee.CharField(max_length=36, default="")
+    # Not a foreign key: the instance row goes first, then the volume sync
+    # makes the volume AVAILABLE again.
+    instance_id = peewee.CharField(max_length=36, default="")
+    device = peewee.CharField(max_length=16, default="")
+    boot = peewee.BooleanField(default=False)
+    attach_time = peewee.DoubleField(default=0)
+    create_time = peewee.DoubleField()
+    update_time = peewee.DoubleField()
+
+    class Meta:
+        indexes = ((("project", "name"), True),)
+
+
+class VolumeSnapshot(BaseModel):
+    id = peewee.CharField(primary_key=True, max_length=36)
+    project = peewee.ForeignKeyField(Project, column_name="project_id")
+    name = peewee.CharField(max_length=64)
+    description = peewee.TextField(default="")
+    volume = peewee.ForeignKeyField(Volume, column_name="volume_id")
+    node_id = peewee.CharField(max_length=36)
+    size_gb = peewee.BigIntegerField()
+    state = peewee.IntegerField()  # kumo.v1.VolumeSnapshotState
+    fault = peewee.TextField(default="")
+    create_time = peewee.DoubleField()
+    update_time = peewee.DoubleField()
+
+    class Meta:
+        indexes = ((("project", "name"), True),)
+
+
+class Network(BaseModel):
+    id = peewee.CharField(primary_key=True, max_length=36)
+    project = peewee.ForeignKeyField(Project, column_name="project_id")
+    name = peewee.CharField(max_length=64)
+    description = peewee.TextField(default="")
+    shared = peewee.BooleanField(default=False)
+    external_routable = peewee.BooleanField(default=False)
+    mtu = peewee.IntegerField()
+    vni = peewee.IntegerField(unique=True)
+    create_time = peewee.DoubleField()
+    update_time = peewee.DoubleField()
+
+    class Meta:
+        indexes = ((("project", "name"), True),)
+
+
+class Subnet(BaseModel):
+    id = peewee.CharField(primary_key=True, max_length=36)
+    network = peewee.ForeignKeyField(Network, on_delete="CASCADE", column_name="network_id")
+    name = peewee.CharField(max_length=64)
+    description = peewee.TextField(default="")
+    ip_version = peewee.IntegerField()
+    cidr = peewee.CharField(max_length=64)
+    gateway_ip = peewee.CharField(max_length=45, default="")
+    allocation_pools = peewee.TextField(default="[]")  # JSON [[start, end], ...]
+    dns_servers = peewee.TextField(default="[]")  # JSON list
+    create_time = peewee.DoubleField()
+    update_time = peewee.DoubleField()
+
+    class Meta:
+        indexes = ((("network", "name"), True),)
+
+
+class Port(BaseModel):
+    """A NIC's MAC and addresses. instance_id is a plain column (no foreign
+    key): the port outlives the instance row only until the instance's gone
+    hook unbinds or deletes it, in the same transaction."""
+
+    id = peewee.CharField(primary_key=True, max_length=36)
+    project = peewee.ForeignKeyField(Project, column_name="project_id")
+    network = peewee.ForeignKeyField(Network, on_delete="CASCADE", column_name="network_id")
+    name = peewee.CharField(max_length=64, default="")
+    description = peewee.TextField(default="")
+    mac_address = peewee.CharField(max_length=17, unique=True)
+    instance_id = peewee.CharField(max_length=36, default="", index=True)
+    nic_index = peewee.IntegerField(default=0)
+    # Made by CreateInstance for a `network` request: deleted with the instance.
+    auto_delete = peewee.BooleanField(default=False)
+    create_time = peewee.DoubleField()
+    update_time = peewee.DoubleField()
+
+
+class IpAllocation(BaseModel):
+    """One handed-out address; the primary key (subnet, address) is what makes
+    a double allocation impossible, whatever races."""
+
+    subnet = peewee.ForeignKeyField(Subnet, column_name="subnet_id")
+    ip_address = peewee.CharField(max_length=45)
+    port = peewee.ForeignKeyField(Port, on_delete="CASCADE", column_name="port_id")
+
+    class Meta:
+        primary_key = peewee.CompositeKey("subnet", "ip_address")
+
+
+class SecurityGroup(BaseModel):
+    id = peewee.CharField(primary_key=True, max_length=36)
+    project = peewee.ForeignKeyField(Project, on_delete="CASCADE", column_name="project_id")
+    name = peewee.CharField(max_length=64)
+    description = peewee.TextField(default="")
+    is_default = peewee.BooleanField(default=False)
+    create_time = peewee.DoubleField()
+    update_time = peewee.DoubleField()
+
+    class Meta:
+        indexes = ((("project", "name"), True),)
+
+
+class SecurityGroupRule(BaseModel):
+    id = peewee.CharField(primary_key=True, max_length=36)
+    security_group = peewee.ForeignKeyField(
+        SecurityGroup, on_delete="CASCADE", column_name="security_group_id", backref="rules"
+    )
+    direction = peewee.CharField(max_length=8)  # "ingress" | "egress"
+    ip_version = peewee.IntegerField()
+    protocol = peewee.CharField(max_length=8, default="")
+    port_range_min = peewee.IntegerField(default=0)
+    port_range_max = peewee.IntegerField(default=0)
+    remote_cidr = peewee.CharField(max_length=64, default="")
+    remote_group = peewee.ForeignKeyField(
+        SecurityGroup, null=True, on_delete="CASCADE", column_name="remote_group_id", backref="+"
+    )
+    description = peewee.TextField(default="")
+    create_time = peewee.DoubleField()
+
+
+class PortSecurityGroup(BaseModel):
+    port = peewee.ForeignKeyField(Port, on_delete="CASCADE", column_name="port_id")
+    security_group = peewee.ForeignKeyField(SecurityGroup, column_name="security_group_id")
+
+    class Meta:
+        primary_key = peewee.CompositeKey("port", "security_group")

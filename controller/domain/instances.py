@@ -18,7 +18,7 @@ import logging
 import math
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +74,23 @@ CONSOLE_LIMIT = 1024 * 1024
 # On fleets over twice this size, a create ranks this many random READY nodes.
 SAMPLE = 64
 
+# Features that give an instance more at create time (NICs, volumes) append a
+# hook fn(caller, options) -> bind or None. It runs before the write
+# transaction: it resolves and checks what `options` (the create's extra
+# fields) ask for, so its errors change nothing. bind(row) runs inside the
+# transaction that inserts the instance, so its failure rolls the whole create
+# back; it returns the ids of other nodes whose desired revision it bumped,
+# told after the commit.
+CreateBind = Callable[[Instance], set[str]]
+CREATE_HOOKS: list[Callable[[Principal, Mapping[str, Any]], CreateBind | None]] = []
+# When an instance's row is finally deleted (its node let it go): fn(row) runs
+# in that transaction and returns the ids of nodes whose desired revision it
+# bumped, told after the commit.
+GONE_HOOKS: list[Callable[[Instance], set[str]]] = []
+# Other features whose resources on a node use an image blob (volumes made
+# from images) append fn(node_id, sha256) -> bool for DownloadBlob.
+BLOB_READERS: list[Callable[[str, str], bool]] = []
+
 
 def desired_power(row: Instance) -> int:
     if row.state == STOPPED and row.task != POWERING_ON:
@@ -126,6 +143,8 @@ class Instances:
         self.weigher = cfg.scheduler_weigher
         self.quotas = Quotas(cfg.quota_instances, cfg.quota_vcpus, cfg.quota_ram_mb)
         self.sync_period = cfg.instance_sync_seconds
+        # Set by the volume feature (domain/volumes.py): boot_source(caller, ref).
+        self.boot_volumes: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -185,6 +204,7 @@ class Instances:
         user_data: bytes,
         group_id: str,
         request_id: str,
+        options: Mapping[str, Any] | None = None,
     ) -> Instance:
         if request_id:
             existing = identity_store.idempotent_lookup(request_id, "instance", caller.project_id)
@@ -192,7 +212,9 @@ class Instances:
                 return self.get(caller, existing)
         if len(user_data) > MAX_USER_DATA:
             raise InvalidArgument(f"user_data must be at most {MAX_USER_DATA} bytes, got {len(user_data)}")
-        image = self._image(caller, image_ref)
+        boot_ref = (options or {}).get("boot_volume", "")
+        boot = self.boot_volumes.boot_source(caller, boot_ref) if boot_ref and self.boot_volumes else None
+        image = boot.image if boot is not None else self._image(caller, image_ref)
         flavor = self._flavor(caller, flavor_ref)
         keypair = self.catalog.find_keypair(caller, keypair_ref) if keypair_ref else None
         group = self.catalog.get_server_group(caller, group_id) if group_id else None
@@ -210,7 +232,10 @@ class Instances:
                 reason="FLAVOR_DISK_TOO_SMALL",
             )
         disk_gb = max(flavor.disk_gb, image.min_disk_gb, image_gb)
-        req = Request(flavor.vcpus, flavor.ram_mb, disk_gb)
+        if boot is not None:  # boots from its volume (claimed by the volume): no root disk here
+            disk_gb = 0
+        req = Request(flavor.vcpus, flavor.ram_mb, disk_gb, required_node=boot.volume.node_id if boot else "")
+        binds = [b for hook in CREATE_HOOKS if (b := hook(caller, options or {})) is not None]
 
         # Rank nodes outside the write lock (reads do not block in WAL mode);
         # the claim inside it re-checks capacity and group membership, so a
@@ -220,6 +245,8 @@ class Instances:
         outcome = schedule(self._candidates(sample), ranked_for, self.ratios, self.weigher)
         with write_transaction():
             image_store.lock_project(caller.project_id)
+            if boot is not None:  # lock order: project, volume, node usage, node
+                self.boot_volumes.lock(boot.volume.id)
             self._check_quota(caller, flavor.vcpus, flavor.ram_mb)
             if group is not None:
                 req = self._group_request(group, req, lock=True)
@@ -255,9 +282,13 @@ class Instances:
                 update_time=now,
             )
             node_store.bump_desired_revision(chosen, now)
+            others: set[str] = set()
+            for bind in binds:
+                others |= bind(row)
             if request_id:
                 identity_store.idempotent_record(request_id, "instance", caller.project_id, row.id, now)
-        self.nodes.registry.notify_threadsafe(chosen)
+        for node_id in {chosen, *others}:
+            self.nodes.registry.notify_threadsafe(node_id)
         log.info(
             "instance scheduled", extra={"instance": row.id, "node": chosen, "project": caller.project_id}
         )
@@ -438,7 +469,9 @@ class Instances:
     # Node-facing
 
     def node_may_read_blob(self, node_id: str, sha256: str) -> bool:
-        return any(r.image_sha256 == sha256 for r in store.instances_on_node(node_id))
+        if any(r.image_sha256 == sha256 for r in store.instances_on_node(node_id)):
+            return True
+        return any(reader(node_id, sha256) for reader in BLOB_READERS)
 
     def snapshot_target(self, node_id: str, instance_id: str, image_id: str) -> Instance:
         row = store.get_instance(instance_id)
@@ -484,6 +517,7 @@ class Instances:
             guests = {g.instance_id: g for g in live.guests} if live is not None else {}
             node_up = live is not None and live.connected
             notify = False
+            others: set[str] = set()
             for row in rows:
                 update, bump = self._observe(row, guests.get(row.id), node_up)
                 if update is None:
@@ -493,6 +527,8 @@ class Instances:
                     if update == "delete":
                         if store.delete_instance(row.id):
                             store.release(node_id, row.vcpus, row.ram_mb, row.disk_gb)
+                            for gone in GONE_HOOKS:
+                                others |= gone(row)
                             log.info("instance deleted", extra={"instance": row.id})
                     elif store.update_instance_if(row.id, row.state, update, now) == 1 and bump:
                         node_store.bump_desired_revision(node_id, now)
@@ -500,6 +536,8 @@ class Instances:
                 changed += 1
             if notify:
                 self.nodes.registry.notify_threadsafe(node_id)
+            for other in others:
+                self.nodes.registry.notify_threadsafe(other)
         return changed
 
     def _observe(self, row: Instance, guest: npb.GuestStatus | None, node_up: bool) -> tuple[Any, bool]:

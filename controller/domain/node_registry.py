@@ -75,6 +75,9 @@ class Live:
     applied_revision: int = 0
     address: str = ""
     session: Session | None = None
+    volumes: list[pb.VolumeStatus] = field(default_factory=list)
+    # A heartbeat came since this controller started (so `volumes` is real).
+    heard: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,10 @@ class LiveView:
     guests: tuple[pb.GuestStatus, ...]
     applied_revision: int
     address: str
+    # The volumes the node reported in its last heartbeat; `heard`: there
+    # was one since this controller started (else `volumes` is just empty).
+    volumes: tuple[pb.VolumeStatus, ...] = ()
+    heard: bool = False
 
 
 def usage_json(usage: pb.NodeUsage | None) -> str:
@@ -261,6 +268,8 @@ class NodeRegistry:
         with self._lock:
             live.usage = hb.usage
             live.guests = list(hb.guests)
+            live.volumes = list(hb.volumes)
+            live.heard = True
             if hb.HasField("inventory"):
                 live.inventory = hb.inventory
                 self._pending.inventories[live.node_id] = inventory_columns(hb.inventory)
@@ -356,6 +365,8 @@ class NodeRegistry:
                 tuple(live.guests),
                 live.applied_revision,
                 live.address,
+                volumes=tuple(live.volumes),
+                heard=live.heard,
             )
 
     def counts(self) -> dict[str, int]:

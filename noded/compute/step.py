@@ -18,12 +18,17 @@ import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kumo.v1 import node_pb2 as pb
 from noded.compute import guest_files
 from noded.compute.image_cache import ImageCache
-from noded.hypervisor.base import RUNNING, Guest, HypervisorDriver, domain_name
+from noded.hypervisor.base import RUNNING, Guest, HypervisorDriver, disk_serial, domain_name
 from noded.hypervisor.domain_xml import DiskSpec, GuestSpec
+from noded.network import guest as guest_net
+
+if TYPE_CHECKING:
+    from noded.storage.backend import StorageBackend
 
 log = logging.getLogger("kumo.noded.compute")
 
@@ -36,6 +41,18 @@ POWER = {
 }
 STOP_TIMEOUT = 30.0
 CONSOLE_TAIL = 256 * 1024
+# How long a guest may take to release a hot-unplugged volume.
+DETACH_TIMEOUT = 30.0
+
+
+def disk_target(index: int) -> str:
+    """The virtio disk name for an index: 0 -> vda, 2 -> vdc, 26 -> vdaa."""
+    name, n = "", index + 1
+    while n:
+        n, r = divmod(n - 1, 26)
+        name = chr(97 + r) + name
+    return "vd" + name
+
 
 # upload(instance_id, image_id, chunks) sends a snapshot to the controller.
 Upload = Callable[[str, str, Iterator[bytes]], None]
@@ -60,6 +77,11 @@ class ComputeStep:
         self._lock = threading.Lock()
         self._console_sent: dict[str, tuple[int, float]] = {}
         self._applied: dict[str, dict[str, object]] = {}
+        # Where volumes live (set by noded.main with the volumes step's backend).
+        self.storage: StorageBackend | None = None
+        # The desired ports and networks of the current pass: a guest's NICs.
+        self._ports: dict[str, pb.DesiredPort] = {}
+        self._networks: dict[str, pb.DesiredNetwork] = {}
 
     # Per-instance applied state
 
@@ -93,6 +115,8 @@ class ComputeStep:
 
     def __call__(self, desired: pb.NodeDesiredState, driver: HypervisorDriver) -> None:
         want = {d.id: d for d in desired.instances}
+        self._ports = {p.id: p for p in desired.ports}
+        self._networks = {n.id: n for n in desired.networks}
         have = {g.instance_id: g for g in driver.list_guests()}
         with self._lock:
             self.wanted = set(want)
@@ -153,22 +177,92 @@ class ComputeStep:
             self._record(d.id, reboot_generation=d.reboot_generation)
         if d.snapshot_image_id and applied.get("snapshot_done") != d.snapshot_image_id:
             self._snapshot(d, idir)
+        self._reconcile_volumes(d, driver)
+
+    # Volumes
+
+    def _volume_disk(self, volume_id: str, target: str) -> DiskSpec:
+        if self.storage is None:
+            raise RuntimeError("this node has no volume storage")
+        if not self.storage.exists(volume_id):
+            raise RuntimeError(f"volume {volume_id} is not on this node (yet)")
+        return self.storage.disk_source(volume_id).disk(target, disk_serial(volume_id))
+
+    def _volume_disks(self, d: pb.DesiredInstance) -> list[DiskSpec]:
+        """The attached volumes at define time, in order from vdc on (missing
+        ones are attached later, by _reconcile_volumes)."""
+        out = []
+        for i, vid in enumerate(v for v in d.volume_ids if v != d.boot_volume_id):
+            if self.storage is not None and self.storage.exists(vid):
+                out.append(self._volume_disk(vid, disk_target(2 + i)))
+        return out
+
+    def _reconcile_volumes(self, d: pb.DesiredInstance, driver: HypervisorDriver) -> None:
+        """Attaches the desired volumes and detaches the others, live and in
+        the definition, on every pass: attach and detach survive a noded
+        restart, and a guest reboot keeps its definition's disks."""
+        wanted = [v for v in d.volume_ids if v != d.boot_volume_id]
+        boot = disk_serial(d.boot_volume_id) if d.boot_volume_id else ""
+        before = [str(v) for v in self.applied(d.id).get("volumes", []) or []]  # type: ignore[attr-defined]
+        known = {disk_serial(v): v for v in [*before, *wanted]}
+        want = {disk_serial(v): v for v in wanted}
+        have = {a.serial: a for a in driver.attached_disks(d.id) if a.serial != boot}
+        try:
+            for serial in sorted(set(have) - set(want)):
+                driver.detach_disk(d.id, serial, DETACH_TIMEOUT)
+                log.info("volume detached", extra={"instance": d.id, "volume": known.get(serial, serial)})
+                del have[serial]
+            used = {"vda", "vdb"} | {a.target for a in have.values()}
+            for index, (serial, vid) in enumerate(want.items()):
+                a = have.get(serial)
+                if a is not None and a.live:
+                    continue
+                if a is not None:
+                    target = a.target
+                elif (target := disk_target(2 + index)) in used:  # its place in the list, else the first free
+                    target = next(t for i in range(2, 2 + 26 * 27) if (t := disk_target(i)) not in used)
+                # Idempotent: a stopped guest's disk already in its definition stays as is.
+                driver.attach_disk(d.id, self._volume_disk(vid, target))
+                used.add(target)
+                if a is None:
+                    log.info("volume attached", extra={"instance": d.id, "volume": vid, "target": target})
+        finally:
+            now = [
+                known[a.serial] for a in driver.attached_disks(d.id) if a.serial != boot and a.serial in known
+            ]
+            if (self.applied(d.id).get("volumes") or []) != now:
+                self._record(d.id, volumes=now)
 
     def _spec(self, d: pb.DesiredInstance, idir: Path, driver: HypervisorDriver) -> GuestSpec:
         disks: list[DiskSpec] = []
         if driver.needs_disks:
-            if self.cache is None:
-                raise RuntimeError("no image cache on this node")
-            fmt = guest_files.FORMATS.get(d.image_format)
-            if fmt is None:
-                raise RuntimeError(f"unknown image format {d.image_format}")
             disk, config = idir / "disk.qcow2", idir / "config.iso"
-            if not disk.exists():
+            if not d.boot_volume_id and not disk.exists():  # from a volume: no overlay, no image
+                if self.cache is None:
+                    raise RuntimeError("no image cache on this node")
+                fmt = guest_files.FORMATS.get(d.image_format)
+                if fmt is None:
+                    raise RuntimeError(f"unknown image format {d.image_format}")
                 base = self.cache.ensure(d.image_sha256, d.image_size_bytes)
                 guest_files.make_overlay(base, fmt, disk, d.disk_gb)
             if not config.exists():
-                guest_files.make_config_drive(config, d.id, d.hostname, list(d.public_keys), d.user_data)
-            disks = [DiskSpec(disk, "qcow2", "vda"), DiskSpec(config, "raw", "vdb", read_only=True)]
+                guest_files.make_config_drive(
+                    config,
+                    d.id,
+                    d.hostname,
+                    list(d.public_keys),
+                    d.user_data,
+                    network_config=guest_net.network_config(d, self._ports),
+                )
+            root = (
+                self._volume_disk(d.boot_volume_id, "vda")
+                if d.boot_volume_id
+                else DiskSpec(disk, "qcow2", "vda")
+            )
+            disks = [root, DiskSpec(config, "raw", "vdb", read_only=True)]
+        elif d.boot_volume_id:
+            disks = [self._volume_disk(d.boot_volume_id, "vda")]
+        disks += self._volume_disks(d)
         return GuestSpec(
             instance_id=d.id,
             name=domain_name(d.id),
@@ -177,6 +271,8 @@ class ComputeStep:
             disks=disks,
             console_log=idir / "console.log",
             title=d.hostname,
+            # Real guests only: a fake node has no bridges.
+            nics=guest_net.interfaces(d, self._ports, self._networks) if driver.needs_disks else [],
         )
 
     def _snapshot(self, d: pb.DesiredInstance, idir: Path) -> None:
@@ -184,7 +280,12 @@ class ComputeStep:
             raise RuntimeError("this node cannot upload snapshots")
         flat = idir / "snapshot.qcow2"
         try:
-            guest_files.flatten(idir / "disk.qcow2", flat)
+            if d.boot_volume_id:  # booted from a volume: its current content (crash-consistent)
+                if self.storage is None:
+                    raise RuntimeError("this node has no volume storage")
+                self.storage.export_qcow2(d.boot_volume_id, flat, live=True)
+            else:
+                guest_files.flatten(idir / "disk.qcow2", flat)
 
             def chunks() -> Iterator[bytes]:
                 with open(flat, "rb") as fh:
@@ -221,6 +322,7 @@ class ComputeStep:
                     reboot_generation=int(applied.get("reboot_generation", 0) or 0),
                     fault=faults.get(g.instance_id, ""),
                     snapshot_done_image_id=str(applied.get("snapshot_done", "")),
+                    attached_volume_ids=[str(v) for v in applied.get("volumes", []) or []],  # type: ignore[attr-defined]
                 )
             )
         for iid, fault in faults.items():

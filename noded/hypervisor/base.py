@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from noded.hypervisor.domain_xml import GuestSpec
+    from noded.hypervisor.domain_xml import DiskSpec, GuestSpec
 
 DOMAIN_PREFIX = "kumo-"
 
@@ -62,6 +62,21 @@ class Guest:
     power_state: str
     vcpus: int
     memory_mb: int
+
+
+@dataclass(frozen=True)
+class AttachedDisk:
+    """A disk with a serial (a volume) in a guest's persistent definition."""
+
+    serial: str
+    target: str  # vda (a boot volume), vdc, ...
+    source: str  # file path, or pool/image of a network disk
+    live: bool  # also attached to the running guest now
+
+
+def disk_serial(volume_id: str) -> str:
+    """The <serial> a volume's disk carries (virtio-blk keeps 20 bytes)."""
+    return volume_id[:20]
 
 
 def domain_name(instance_id: str) -> str:
@@ -110,6 +125,27 @@ class HypervisorDriver(abc.ABC):
     @abc.abstractmethod
     def destroy_guest(self, instance_id: str) -> None:
         """Powers the guest off and forgets it (its files are the caller's)."""
+
+    # Volumes: disks identified by their serial, attached live (when the
+    # guest runs) and in the persistent definition. Idempotent too.
+
+    @abc.abstractmethod
+    def attach_disk(self, instance_id: str, disk: DiskSpec) -> None:
+        """Adds the disk (by disk.serial) to the definition and, when running, live."""
+
+    @abc.abstractmethod
+    def detach_disk(self, instance_id: str, serial: str, timeout: float) -> None:
+        """Unplugs the disk live, waiting up to `timeout` s for the guest to
+        release it (DriverError if it does not), then drops it from the
+        definition: a disk the guest still holds never looks detached."""
+
+    @abc.abstractmethod
+    def attached_disks(self, instance_id: str) -> list[AttachedDisk]:
+        """The disks with a serial in the guest's persistent definition."""
+
+    @abc.abstractmethod
+    def resize_disk(self, instance_id: str, serial: str, size_bytes: int) -> None:
+        """Grows a disk of a running guest through the hypervisor, so the guest sees it."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Releases connections."""

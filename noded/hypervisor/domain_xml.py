@@ -9,12 +9,27 @@ from xml.sax.saxutils import escape, quoteattr
 
 
 @dataclass(frozen=True)
+class NetworkDisk:
+    """A disk served over the network (Ceph RBD, ...): libvirt's
+    <disk type='network'>, for shared storage backends."""
+
+    protocol: str  # rbd
+    name: str  # pool/image
+    hosts: tuple[tuple[str, int], ...] = ()
+    auth_username: str = ""
+    secret_uuid: str = ""  # a libvirt secret (usage type ceph) holding the key
+
+
+@dataclass(frozen=True)
 class DiskSpec:
     path: Path
     fmt: str  # qcow2 | raw: always explicit, never probed
     target: str  # vda, vdb, ...
     read_only: bool = False
+    # Volumes carry their id (truncated to 20 chars): attachments are found
+    # by it across noded restarts.
     serial: str = ""
+    network: NetworkDisk | None = None  # set: `path` is unused
 
 
 @dataclass(frozen=True)
@@ -36,20 +51,37 @@ class GuestSpec:
 OWNER_NS = "https://kumo.cloud/xmlns/noded/1"
 
 
-def _disk(d: DiskSpec) -> str:
+def _source(d: DiskSpec) -> tuple[str, str]:
+    """The disk type and its <source> (and <auth>) elements."""
+    n = d.network
+    if n is None:
+        return "file", f"<source file={quoteattr(str(d.path))}/>"
+    hosts = "".join(f"<host name={quoteattr(h)} port='{int(p)}'/>" for h, p in n.hosts)
+    src = f"<source protocol={quoteattr(n.protocol)} name={quoteattr(n.name)}>{hosts}</source>"
+    if n.auth_username:
+        src = (
+            f"<auth username={quoteattr(n.auth_username)}>"
+            f"<secret type='ceph' uuid={quoteattr(n.secret_uuid)}/></auth>\n      " + src
+        )
+    return "network", src
+
+
+def disk_xml(d: DiskSpec) -> str:
+    """One <disk> element (also what hot-plug attaches)."""
     ro = "\n      <readonly/>" if d.read_only else ""
-    serial = f"\n      <serial>{d.serial}</serial>" if d.serial else ""
+    serial = f"\n      <serial>{escape(d.serial)}</serial>" if d.serial else ""
+    kind, source = _source(d)
     return f"""
-    <disk type='file' device='disk'>
+    <disk type='{kind}' device='disk'>
       <driver name='qemu' type={quoteattr(d.fmt)} cache='none' discard='unmap'/>
-      <source file={quoteattr(str(d.path))}/>
+      {source}
       <target dev={quoteattr(d.target)} bus='virtio'/>{ro}{serial}
     </disk>"""
 
 
 def domain_xml(spec: GuestSpec) -> str:
     cpu = "<cpu mode='host-passthrough'/>" if spec.virt_type == "kvm" else ""
-    disks = "".join(_disk(d) for d in spec.disks)
+    disks = "".join(disk_xml(d) for d in spec.disks)
     nics = "".join("\n    " + n for n in spec.nics)
     log = quoteattr(str(spec.console_log))
     return f"""<domain type={quoteattr(spec.virt_type)}>

@@ -9,6 +9,7 @@ import threading
 from noded.hypervisor.base import (
     RUNNING,
     STOPPED,
+    AttachedDisk,
     DriverError,
     Guest,
     HostFacts,
@@ -16,7 +17,7 @@ from noded.hypervisor.base import (
     HypervisorDriver,
     domain_name,
 )
-from noded.hypervisor.domain_xml import GuestSpec
+from noded.hypervisor.domain_xml import DiskSpec, GuestSpec
 
 
 class FakeDriver(HypervisorDriver):
@@ -47,6 +48,8 @@ class FakeDriver(HypervisorDriver):
         )
         self._lock = threading.Lock()
         self._guests: dict[str, Guest] = {}
+        # instance id -> serial -> (disk, size in bytes if resized live)
+        self._disks: dict[str, dict[str, tuple[DiskSpec, int]]] = {}
 
     def host_facts(self) -> HostFacts:
         return self.facts
@@ -75,6 +78,7 @@ class FakeDriver(HypervisorDriver):
     def remove_guest(self, instance_id: str) -> None:
         with self._lock:
             self._guests.pop(instance_id, None)
+            self._disks.pop(instance_id, None)
 
     # The guest operations, in memory.
 
@@ -91,6 +95,7 @@ class FakeDriver(HypervisorDriver):
                 self._guests[spec.instance_id] = Guest(
                     spec.instance_id, spec.name, STOPPED, spec.vcpus, spec.ram_mb
                 )
+                self._disks[spec.instance_id] = {d.serial: (d, 0) for d in spec.disks if d.serial}
 
     def start_guest(self, instance_id: str) -> None:
         self._set(instance_id, RUNNING)
@@ -103,3 +108,45 @@ class FakeDriver(HypervisorDriver):
 
     def destroy_guest(self, instance_id: str) -> None:
         self.remove_guest(instance_id)
+
+    # Volumes: the definition's disks, in memory (live = the guest runs).
+
+    def _guest_disks(self, instance_id: str) -> dict[str, tuple[DiskSpec, int]]:
+        if instance_id not in self._guests:
+            raise DriverError(f"no guest {instance_id}")
+        return self._disks.setdefault(instance_id, {})
+
+    def attach_disk(self, instance_id: str, disk: DiskSpec) -> None:
+        with self._lock:
+            disks = self._guest_disks(instance_id)
+            if disk.serial not in disks:
+                if any(d.target == disk.target for d, _ in disks.values()):
+                    raise DriverError(f"target {disk.target} is taken on {instance_id}")
+                disks[disk.serial] = (disk, 0)
+
+    def detach_disk(self, instance_id: str, serial: str, timeout: float) -> None:
+        with self._lock:
+            self._guest_disks(instance_id).pop(serial, None)
+
+    def attached_disks(self, instance_id: str) -> list[AttachedDisk]:
+        with self._lock:
+            running = (
+                self._guests[instance_id].power_state == RUNNING if instance_id in self._guests else False
+            )
+            disks = self._disks.get(instance_id, {})
+            return [
+                AttachedDisk(serial, d.target, d.network.name if d.network else str(d.path), running)
+                for serial, (d, _) in sorted(disks.items(), key=lambda kv: kv[1][0].target)
+            ]
+
+    def resize_disk(self, instance_id: str, serial: str, size_bytes: int) -> None:
+        with self._lock:
+            disks = self._guest_disks(instance_id)
+            if serial not in disks:
+                raise DriverError(f"no disk {serial} on {instance_id}")
+            disks[serial] = (disks[serial][0], size_bytes)
+
+    def live_size(self, instance_id: str, serial: str) -> int:
+        """For tests: the size a live resize gave the disk (0: none)."""
+        with self._lock:
+            return self._disks.get(instance_id, {}).get(serial, (None, 0))[1]

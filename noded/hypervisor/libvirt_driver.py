@@ -26,6 +26,7 @@ from noded.hypervisor.base import (
     RUNNING,
     SHUTDOWN,
     STOPPED,
+    AttachedDisk,
     DriverError,
     Guest,
     HostFacts,
@@ -33,7 +34,7 @@ from noded.hypervisor.base import (
     HypervisorDriver,
     domain_name,
 )
-from noded.hypervisor.domain_xml import OWNER_NS, GuestSpec, domain_xml
+from noded.hypervisor.domain_xml import OWNER_NS, DiskSpec, GuestSpec, disk_xml, domain_xml
 
 T = TypeVar("T")
 VIRT_TYPES = ("kvm", "qemu")
@@ -51,6 +52,32 @@ _POWER = {
 
 def _version(n: int) -> str:
     return f"{n // 1_000_000}.{(n // 1000) % 1000}.{n % 1000}"
+
+
+def _serial_disks(xml: str) -> dict[str, ET.Element]:
+    """serial -> <disk> element, for the disks of a domain XML that have one."""
+    out = {}
+    for disk in ET.fromstring(xml).findall("./devices/disk"):
+        serial = disk.findtext("serial")
+        if serial:
+            out[serial] = disk
+    return out
+
+
+def _target(disk: ET.Element) -> str:
+    target = disk.find("target")
+    return target.get("dev", "") if target is not None else ""
+
+
+def _source(disk: ET.Element) -> str:
+    src = disk.find("source")
+    if src is None:
+        return ""
+    return src.get("file") or src.get("dev") or src.get("name") or ""
+
+
+# How often a detach that the guest has not completed is asked for again.
+DETACH_RETRY = 5.0
 
 
 # libvirt prints errors to stderr by default; we raise them instead.
@@ -277,6 +304,90 @@ class LibvirtDriver(HypervisorDriver):
             )
 
         self._call(destroy)
+
+    # Volumes
+
+    def _disks(self, dom: libvirt.virDomain, live: bool) -> dict[str, ET.Element]:
+        if live and not dom.isActive():
+            return {}
+        return _serial_disks(dom.XMLDesc(0 if live else libvirt.VIR_DOMAIN_XML_INACTIVE))
+
+    def attach_disk(self, instance_id: str, disk: DiskSpec) -> None:
+        xml = disk_xml(disk)
+
+        def attach(conn: libvirt.virConnect) -> None:
+            dom = self._must(conn, instance_id)
+            flags = 0
+            if disk.serial not in self._disks(dom, live=False):
+                flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
+            if dom.isActive() and disk.serial not in self._disks(dom, live=True):
+                flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+            if flags:
+                try:
+                    dom.attachDeviceFlags(xml, flags)
+                except libvirt.libvirtError as exc:
+                    raise DriverError(f"cannot attach {disk.serial}: {exc.get_error_message()}") from None
+
+        self._call(attach)
+
+    def detach_disk(self, instance_id: str, serial: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        asked = 0.0
+        while True:
+            with self._lock:
+                dom = self._domain(self._connection(), instance_id)
+                if dom is None:
+                    return
+                live = self._disks(dom, live=True).get(serial)
+                if live is None:
+                    break
+                if time.monotonic() - asked >= DETACH_RETRY:
+                    asked = time.monotonic()
+                    try:
+                        dom.detachDeviceFlags(
+                            ET.tostring(live, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE
+                        )
+                    except libvirt.libvirtError:
+                        pass  # e.g. an unplug already in progress: keep watching
+            if time.monotonic() > deadline:
+                raise DriverError(f"the guest did not release disk {serial} within {timeout:g} s")
+            time.sleep(0.2)
+        # Released by the running guest (or it is not running): drop it from the definition.
+        with self._lock:
+            config = self._disks(dom, live=False).get(serial)
+            if config is not None:
+                try:
+                    dom.detachDeviceFlags(
+                        ET.tostring(config, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_CONFIG
+                    )
+                except libvirt.libvirtError as exc:
+                    raise DriverError(f"cannot detach {serial}: {exc.get_error_message()}") from None
+
+    def attached_disks(self, instance_id: str) -> list[AttachedDisk]:
+        def attached(conn: libvirt.virConnect) -> list[AttachedDisk]:
+            dom = self._domain(conn, instance_id)
+            if dom is None:
+                return []
+            live = self._disks(dom, live=True)
+            return [
+                AttachedDisk(serial, _target(d), _source(d), serial in live)
+                for serial, d in self._disks(dom, live=False).items()
+            ]
+
+        return self._call(attached)
+
+    def resize_disk(self, instance_id: str, serial: str, size_bytes: int) -> None:
+        def resize(conn: libvirt.virConnect) -> None:
+            dom = self._must(conn, instance_id)
+            disk = self._disks(dom, live=True).get(serial)
+            if disk is None:
+                raise DriverError(f"disk {serial} is not attached to the running guest {instance_id}")
+            try:
+                dom.blockResize(_target(disk), size_bytes, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+            except libvirt.libvirtError as exc:
+                raise DriverError(f"cannot resize {serial}: {exc.get_error_message()}") from None
+
+        self._call(resize)
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,110 @@
+"""kumo network create | list | show | set | delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from google.protobuf import field_mask_pb2
+
+from cli.client import list_all, resolve, session
+from cli.output import Format, OutputOpt, emit
+from kumo.v1 import network_pb2 as pb
+from kumo.v1 import network_pb2_grpc
+
+app = typer.Typer(no_args_is_help=True)
+
+COLUMNS = [
+    ("id", "id"),
+    ("name", "name"),
+    ("project", "project_id"),
+    ("shared", "shared"),
+    ("nat", "external_routable"),
+    ("mtu", "mtu"),
+    ("vni", "vni"),
+    ("subnets", "subnet_ids"),
+]
+DETAIL = [*COLUMNS, ("description", "description"), ("created", "create_time"), ("updated", "update_time")]
+
+
+def stub():  # type: ignore[no-untyped-def]
+    return session().stub(network_pb2_grpc.NetworkServiceStub)
+
+
+def find(s, ref: str) -> pb.Network:  # type: ignore[no-untyped-def]
+    return resolve(
+        "network",
+        ref,
+        lambda i: s.GetNetwork(pb.GetNetworkRequest(id=i)),
+        lambda n: list(s.ListNetworks(pb.ListNetworksRequest(name=n)).networks),
+    )
+
+
+@app.command()
+def create(
+    name: str,
+    mtu: Annotated[int, typer.Option(help="MTU; 0 means 1450")] = 0,
+    shared: Annotated[bool, typer.Option("--shared", help="Usable by every project (admin)")] = False,
+    external: Annotated[
+        bool, typer.Option("--external-routable", help="Outbound NAT through the host (admin)")
+    ] = False,
+    description: Annotated[str, typer.Option()] = "",
+    output: OutputOpt = Format.table,
+) -> None:
+    """Create a network in your project."""
+    network = pb.Network(
+        name=name, mtu=mtu, shared=shared, external_routable=external, description=description
+    )
+    emit(stub().CreateNetwork(pb.CreateNetworkRequest(network=network)), output, DETAIL)
+
+
+@app.command("list")
+def list_(output: OutputOpt = Format.table) -> None:
+    """List your project's networks and the shared ones."""
+    emit(list_all(stub().ListNetworks, pb.ListNetworksRequest(page_size=500), "networks"), output, COLUMNS)
+
+
+@app.command()
+def show(network: str, output: OutputOpt = Format.table) -> None:
+    """Show a network by name or id."""
+    emit(find(stub(), network), output, DETAIL)
+
+
+@app.command("set")
+def set_(
+    network: str,
+    name: Annotated[str | None, typer.Option()] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+    mtu: Annotated[int | None, typer.Option()] = None,
+    shared: Annotated[bool | None, typer.Option("--shared/--no-shared", help="(admin)")] = None,
+    external: Annotated[
+        bool | None, typer.Option("--external-routable/--no-external-routable", help="(admin)")
+    ] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Change a network."""
+    s = stub()
+    current = find(s, network)
+    changed = pb.Network(id=current.id)
+    paths = []
+    for field, value in (
+        ("name", name),
+        ("description", description),
+        ("mtu", mtu),
+        ("shared", shared),
+        ("external_routable", external),
+    ):
+        if value is not None:
+            setattr(changed, field, value)
+            paths.append(field)
+    req = pb.UpdateNetworkRequest(network=changed, update_mask=field_mask_pb2.FieldMask(paths=paths))
+    emit(s.UpdateNetwork(req), output, DETAIL)
+
+
+@app.command()
+def delete(network: str) -> None:
+    """Delete a network with its subnets and unbound ports."""
+    s = stub()
+    n = find(s, network)
+    s.DeleteNetwork(pb.DeleteNetworkRequest(id=n.id))
+    typer.echo(f"deleted network {n.name} ({n.id})")

@@ -1,0 +1,139 @@
+"""kumo port create | list | show | set | delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from google.protobuf import field_mask_pb2
+
+from cli.client import is_uuid, list_all, resolve
+from cli.commands.network import find as find_network
+from cli.commands.network import stub
+from cli.commands.subnet import find as find_subnet
+from cli.output import Format, OutputOpt, emit, enum_label
+from kumo.v1 import network_pb2 as pb
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def _ips(value: list[dict]) -> str:  # type: ignore[type-arg]
+    return ", ".join(f.get("ip_address", "") for f in value or [])
+
+
+COLUMNS = [
+    ("id", "id"),
+    ("name", "name"),
+    ("network", "network_id"),
+    ("mac", "mac_address"),
+    ("ips", "fixed_ips", _ips),
+    ("state", "state", enum_label("PORT_STATE_")),
+    ("instance", "instance_id"),
+]
+DETAIL = [
+    *COLUMNS,
+    ("fixed ips", "fixed_ips"),
+    ("security groups", "security_group_ids"),
+    ("node", "node_id"),
+    ("project", "project_id"),
+    ("description", "description"),
+    ("created", "create_time"),
+]
+
+
+def find(s, ref: str) -> pb.Port:  # type: ignore[no-untyped-def]
+    return resolve(
+        "port",
+        ref,
+        lambda i: s.GetPort(pb.GetPortRequest(id=i)),
+        lambda n: list(s.ListPorts(pb.ListPortsRequest(name=n)).ports),
+    )
+
+
+def _fixed_ip(s, value: str) -> pb.PortFixedIp:  # type: ignore[no-untyped-def]
+    """ADDRESS, SUBNET, or SUBNET=ADDRESS."""
+    subnet, sep, ip = value.partition("=")
+    if sep:
+        return pb.PortFixedIp(subnet_id=find_subnet(s, subnet).id, ip_address=ip)
+    if is_uuid(value) or not any(c in value for c in ".:"):
+        return pb.PortFixedIp(subnet_id=find_subnet(s, value).id)
+    return pb.PortFixedIp(ip_address=value)
+
+
+@app.command()
+def create(
+    network: Annotated[str, typer.Option(help="Network name or id")],
+    name: Annotated[str, typer.Option()] = "",
+    fixed_ip: Annotated[
+        list[str] | None, typer.Option(help="ADDRESS, SUBNET or SUBNET=ADDRESS (repeatable)")
+    ] = None,
+    security_group: Annotated[
+        list[str] | None, typer.Option(help="Security group name or id (repeatable; default: default)")
+    ] = None,
+    description: Annotated[str, typer.Option()] = "",
+    output: OutputOpt = Format.table,
+) -> None:
+    """Create a port (a MAC and fixed IPs) on a network."""
+    s = stub()
+    port = pb.Port(
+        name=name,
+        network_id=find_network(s, network).id,
+        fixed_ips=[_fixed_ip(s, f) for f in fixed_ip or []],
+        security_group_ids=security_group or [],
+        description=description,
+    )
+    emit(s.CreatePort(pb.CreatePortRequest(port=port)), output, DETAIL)
+
+
+@app.command("list")
+def list_(
+    network: Annotated[str | None, typer.Option(help="Only this network's")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """List your project's ports."""
+    s = stub()
+    req = pb.ListPortsRequest(page_size=500, network_id=find_network(s, network).id if network else "")
+    emit(list_all(s.ListPorts, req, "ports"), output, COLUMNS)
+
+
+@app.command()
+def show(port: str, output: OutputOpt = Format.table) -> None:
+    """Show a port by name or id."""
+    emit(find(stub(), port), output, DETAIL)
+
+
+@app.command("set")
+def set_(
+    port: str,
+    name: Annotated[str | None, typer.Option()] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+    security_group: Annotated[
+        list[str] | None, typer.Option(help="Replace the security groups (repeatable)")
+    ] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Change a port's name, description or security groups."""
+    s = stub()
+    current = find(s, port)
+    changed = pb.Port(id=current.id)
+    paths = []
+    if name is not None:
+        changed.name = name
+        paths.append("name")
+    if description is not None:
+        changed.description = description
+        paths.append("description")
+    if security_group is not None:
+        changed.security_group_ids.extend(security_group)
+        paths.append("security_group_ids")
+    req = pb.UpdatePortRequest(port=changed, update_mask=field_mask_pb2.FieldMask(paths=paths))
+    emit(s.UpdatePort(req), output, DETAIL)
+
+
+@app.command()
+def delete(port: str) -> None:
+    """Delete a port that is not bound to an instance."""
+    s = stub()
+    p = find(s, port)
+    s.DeletePort(pb.DeletePortRequest(id=p.id))
+    typer.echo(f"deleted port {p.id}")

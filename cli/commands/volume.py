@@ -1,0 +1,281 @@
+"""kumo volume create | list | show | set | delete | extend | attach | detach,
+and kumo volume snapshot create | list | show | delete."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+from google.protobuf import field_mask_pb2
+
+from cli.client import list_all, resolve, session
+from cli.commands import server as server_cmd
+from cli.errors import CliError
+from cli.output import Format, OutputOpt, emit, enum_label
+from kumo.v1 import volume_pb2 as pb
+from kumo.v1 import volume_pb2_grpc
+
+app = typer.Typer(no_args_is_help=True)
+snapshot_app = typer.Typer(no_args_is_help=True)
+app.add_typer(snapshot_app, name="snapshot", help="Volume snapshots: copies kept on the volume's node.")
+
+state_label = enum_label("VOLUME_STATE_")
+snap_label = enum_label("VOLUME_SNAPSHOT_STATE_")
+COLUMNS = [
+    ("id", "id"),
+    ("name", "name"),
+    ("size gb", "size_gb"),
+    ("state", "state", state_label),
+    ("server", "instance_id"),
+    ("device", "device"),
+    ("node", "node_id"),
+]
+DETAIL = [
+    *COLUMNS,
+    ("bootable", "bootable"),
+    ("boot", "boot"),
+    ("image", "source_image_id"),
+    ("snapshot", "source_snapshot_id"),
+    ("description", "description"),
+    ("fault", "fault"),
+    ("created", "create_time"),
+    ("updated", "update_time"),
+]
+SNAP_COLUMNS = [
+    ("id", "id"),
+    ("name", "name"),
+    ("volume", "volume_id"),
+    ("size gb", "size_gb"),
+    ("state", "state", snap_label),
+]
+SNAP_DETAIL = [*SNAP_COLUMNS, ("node", "node_id"), ("description", "description"), ("fault", "fault")]
+STABLE = {pb.VOLUME_STATE_AVAILABLE, pb.VOLUME_STATE_IN_USE, pb.VOLUME_STATE_ERROR}
+WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait until the change is done, showing the state")]
+
+
+def stub():  # type: ignore[no-untyped-def]
+    return session().stub(volume_pb2_grpc.VolumeServiceStub)
+
+
+def find(s, ref: str) -> pb.Volume:  # type: ignore[no-untyped-def]
+    return resolve(
+        "volume",
+        ref,
+        lambda i: s.GetVolume(pb.GetVolumeRequest(id=i)),
+        lambda n: list(s.ListVolumes(pb.ListVolumesRequest(name=n)).volumes),
+    )
+
+
+def find_snapshot(s, ref: str) -> pb.VolumeSnapshot:  # type: ignore[no-untyped-def]
+    return resolve(
+        "volume snapshot",
+        ref,
+        lambda i: s.GetVolumeSnapshot(pb.GetVolumeSnapshotRequest(id=i)),
+        lambda n: list(s.ListVolumeSnapshots(pb.ListVolumeSnapshotsRequest(name=n)).snapshots),
+    )
+
+
+def wait(s, vol: pb.Volume, done, timeout: float = 600) -> pb.Volume:  # type: ignore[no-untyped-def]
+    """Polls until done(volume); prints each state it passes through."""
+    last = ""
+    deadline = time.monotonic() + timeout
+    while True:
+        label = state_label(pb.VolumeState.Name(vol.state))
+        if label != last:
+            typer.echo(f"{vol.name}: {label}", err=True)
+            last = label
+        if done(vol):
+            if vol.state == pb.VOLUME_STATE_ERROR:
+                raise CliError(f"volume {vol.name} failed: {vol.fault or 'no reason given'}")
+            return vol
+        if time.monotonic() > deadline:
+            raise CliError(f"volume {vol.name} is still {label} after {timeout:.0f} s")
+        time.sleep(0.5)
+        vol = s.GetVolume(pb.GetVolumeRequest(id=vol.id))
+
+
+def _wait_gone(what: str, name: str, get) -> None:  # type: ignore[no-untyped-def]
+    import grpc
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            get()
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return
+            raise
+        time.sleep(0.5)
+    raise CliError(f"{what} {name} is still being deleted")
+
+
+@app.command()
+def create(
+    name: str,
+    size: Annotated[
+        int, typer.Option(help="Size in GiB (0 with --image or --snapshot: just big enough)")
+    ] = 0,
+    image: Annotated[str | None, typer.Option(help="Start with this image's content (name or id)")] = None,
+    snapshot: Annotated[
+        str | None, typer.Option(help="Start with this snapshot's content (name or id)")
+    ] = None,
+    description: Annotated[str, typer.Option()] = "",
+    wait_: WaitOpt = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Create a volume (on a node with room; from a snapshot: on the snapshot's node)."""
+    s = stub()
+    vol = pb.Volume(name=name, size_gb=size, description=description, source_image_id=image or "")
+    if snapshot:
+        vol.source_snapshot_id = find_snapshot(s, snapshot).id
+    made = s.CreateVolume(pb.CreateVolumeRequest(volume=vol))
+    if wait_:
+        made = wait(s, made, lambda v: v.state in STABLE)
+    emit(made, output, DETAIL)
+
+
+@app.command("list")
+def list_(output: OutputOpt = Format.table) -> None:
+    """List volumes (admins see every project's)."""
+    s = stub()
+    emit(list_all(s.ListVolumes, pb.ListVolumesRequest(page_size=500), "volumes"), output, COLUMNS)
+
+
+@app.command()
+def show(volume: str, output: OutputOpt = Format.table) -> None:
+    """Show a volume by name or id."""
+    emit(find(stub(), volume), output, DETAIL)
+
+
+@app.command("set")
+def set_(
+    volume: str,
+    name: Annotated[str | None, typer.Option(help="New name")] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Rename a volume or change its description."""
+    s = stub()
+    current = find(s, volume)
+    changed = pb.Volume(id=current.id)
+    paths = []
+    if name is not None:
+        changed.name = name
+        paths.append("name")
+    if description is not None:
+        changed.description = description
+        paths.append("description")
+    req = pb.UpdateVolumeRequest(volume=changed, update_mask=field_mask_pb2.FieldMask(paths=paths))
+    emit(s.UpdateVolume(req), output, DETAIL)
+
+
+@app.command()
+def delete(volume: str, wait_: WaitOpt = False) -> None:
+    """Delete a volume (not while attached or while it has snapshots)."""
+    s = stub()
+    vol = find(s, volume)
+    s.DeleteVolume(pb.DeleteVolumeRequest(id=vol.id))
+    if wait_:
+        _wait_gone("volume", vol.name, lambda: s.GetVolume(pb.GetVolumeRequest(id=vol.id)))
+    typer.echo(f"deleted volume {vol.name} ({vol.id})")
+
+
+@app.command()
+def extend(
+    volume: str,
+    size: Annotated[int, typer.Option(help="New size in GiB (larger than now)")],
+    wait_: WaitOpt = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Grow a volume (available or in use)."""
+    s = stub()
+    vol = s.ExtendVolume(pb.ExtendVolumeRequest(id=find(s, volume).id, new_size_gb=size))
+    if wait_:
+        vol = wait(s, vol, lambda v: v.state in STABLE)
+    emit(vol, output, DETAIL)
+
+
+@app.command()
+def attach(
+    volume: str,
+    server: Annotated[str, typer.Argument(help="Server name or id (on the volume's node)")],
+    wait_: WaitOpt = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Attach a volume to a running or stopped server."""
+    s = stub()
+    vol = find(s, volume)
+    inst = server_cmd.find(server_cmd.stub(), server)
+    vol = s.AttachVolume(pb.AttachVolumeRequest(id=vol.id, instance_id=inst.id))
+    if wait_:
+        vol = wait(s, vol, lambda v: v.state in STABLE)
+    emit(vol, output, DETAIL)
+
+
+@app.command()
+def detach(volume: str, wait_: WaitOpt = False, output: OutputOpt = Format.table) -> None:
+    """Detach a volume from its server (not a boot volume)."""
+    s = stub()
+    vol = s.DetachVolume(pb.DetachVolumeRequest(id=find(s, volume).id))
+    if wait_:
+        vol = wait(s, vol, lambda v: v.state in STABLE)
+    emit(vol, output, DETAIL)
+
+
+@snapshot_app.command("create")
+def snapshot_create(
+    name: str,
+    volume: Annotated[str, typer.Option(help="Volume name or id")],
+    description: Annotated[str, typer.Option()] = "",
+    wait_: WaitOpt = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Snapshot a volume (available or in use)."""
+    s = stub()
+    vol = find(s, volume)
+    snap = s.CreateVolumeSnapshot(
+        pb.CreateVolumeSnapshotRequest(
+            snapshot=pb.VolumeSnapshot(name=name, volume_id=vol.id, description=description)
+        )
+    )
+    if wait_:
+        deadline = time.monotonic() + 600
+        while snap.state == pb.VOLUME_SNAPSHOT_STATE_CREATING:
+            if time.monotonic() > deadline:
+                raise CliError(f"volume snapshot {name} is still being made")
+            time.sleep(0.5)
+            snap = s.GetVolumeSnapshot(pb.GetVolumeSnapshotRequest(id=snap.id))
+        if snap.state == pb.VOLUME_SNAPSHOT_STATE_ERROR:
+            raise CliError(f"volume snapshot {name} failed: {snap.fault or 'no reason given'}")
+    emit(snap, output, SNAP_DETAIL)
+
+
+@snapshot_app.command("list")
+def snapshot_list(
+    volume: Annotated[str | None, typer.Option(help="Only this volume's snapshots")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """List volume snapshots."""
+    s = stub()
+    req = pb.ListVolumeSnapshotsRequest(page_size=500, volume_id=find(s, volume).id if volume else "")
+    emit(list_all(s.ListVolumeSnapshots, req, "snapshots"), output, SNAP_COLUMNS)
+
+
+@snapshot_app.command("show")
+def snapshot_show(snapshot: str, output: OutputOpt = Format.table) -> None:
+    """Show a volume snapshot by name or id."""
+    emit(find_snapshot(stub(), snapshot), output, SNAP_DETAIL)
+
+
+@snapshot_app.command("delete")
+def snapshot_delete(snapshot: str, wait_: WaitOpt = False) -> None:
+    """Delete a volume snapshot."""
+    s = stub()
+    snap = find_snapshot(s, snapshot)
+    s.DeleteVolumeSnapshot(pb.DeleteVolumeSnapshotRequest(id=snap.id))
+    if wait_:
+        _wait_gone(
+            "volume snapshot", snap.name, lambda: s.GetVolumeSnapshot(pb.GetVolumeSnapshotRequest(id=snap.id))
+        )
+    typer.echo(f"deleted volume snapshot {snap.name} ({snap.id})")

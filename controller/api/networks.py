@@ -1,0 +1,477 @@
+"""NetworkService: networks, subnets, ports, security groups; and the
+CreateInstance fields that ask for NICs (networks, security_groups)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf import empty_pb2
+
+from controller import validation as v
+from controller.api.convert import ts
+from controller.auth.interceptor import CallContext
+from controller.db.models import Instance, Network, Port, SecurityGroup, SecurityGroupRule, Subnet
+from controller.domain.networks import (
+    EGRESS,
+    INGRESS,
+    PROTOCOLS,
+    Networks,
+    NicRequest,
+    parse_cidr,
+    register_hooks,
+    subnet_pools,
+)
+from controller.domain.networks import check_subnet as check_subnet_fields
+from controller.errors import InvalidArgument
+from kumo.v1 import compute_pb2 as cpb
+from kumo.v1 import network_pb2 as pb
+from kumo.v1 import network_pb2_grpc
+
+if TYPE_CHECKING:
+    from controller.server import Controller
+
+MAX_NICS = 16
+MAX_GROUPS = 16
+DIRECTIONS = {
+    pb.SECURITY_GROUP_RULE_DIRECTION_INGRESS: INGRESS,
+    pb.SECURITY_GROUP_RULE_DIRECTION_EGRESS: EGRESS,
+}
+DIRECTION_ENUM = {name: value for value, name in DIRECTIONS.items()}
+
+
+def _ref(value: str, field: str) -> str:
+    if not value:
+        raise InvalidArgument(f"{field} is required (an id or a name)")
+    if len(value) > 255:
+        raise InvalidArgument(f"{field} must be at most 255 characters")
+    return value
+
+
+def _group_refs(values: list[str], field: str) -> list[str]:
+    if len(values) > MAX_GROUPS:
+        raise InvalidArgument(f"at most {MAX_GROUPS} {field}, got {len(values)}")
+    return [_ref(g, f"{field}[{i}]") for i, g in enumerate(values)]
+
+
+def _optional_name(value: str, field: str) -> str:
+    return v.name(value, field) if value else ""
+
+
+def nic_options(request: cpb.CreateInstanceRequest) -> dict[str, Any]:
+    """CreateInstance's `networks` and `security_groups`, checked."""
+    if len(request.networks) > MAX_NICS:
+        raise InvalidArgument(f"at most {MAX_NICS} networks, got {len(request.networks)}")
+    nics = []
+    for i, n in enumerate(request.networks):
+        where = f"networks[{i}]"
+        if n.port_id:
+            if n.network or n.fixed_ip:
+                raise InvalidArgument(f"{where}: give either port_id or network (with fixed_ip), not both")
+            nics.append(NicRequest(port_id=v.resource_id(n.port_id, f"{where}.port_id")))
+            continue
+        if not n.network:
+            raise InvalidArgument(f"{where}: network or port_id is required")
+        fixed = ""
+        if n.fixed_ip:
+            try:
+                fixed = str(ipaddress.ip_address(n.fixed_ip))
+            except ValueError:
+                raise InvalidArgument(f"{where}.fixed_ip {n.fixed_ip[:64]!r} is not an IP address") from None
+        nics.append(NicRequest(network=_ref(n.network, f"{where}.network"), fixed_ip=fixed))
+    return {
+        "networks": nics,
+        "security_groups": _group_refs(list(request.security_groups), "security_groups"),
+    }
+
+
+class NetworkServicer(network_pb2_grpc.NetworkServiceServicer):
+    def __init__(self, networks: Networks) -> None:
+        self.networks = networks
+
+    # Conversions
+
+    def network_pb(self, row: Network) -> pb.Network:
+        return self.network_pbs([row])[0]
+
+    def network_pbs(self, rows: list[Network]) -> list[pb.Network]:
+        subnets = self.networks.subnet_ids([r.id for r in rows])
+        return [self._network_pb(r, subnets.get(r.id, [])) for r in rows]
+
+    @staticmethod
+    def _network_pb(row: Network, subnet_ids: list[str]) -> pb.Network:
+        return pb.Network(
+            id=row.id,
+            name=row.name,
+            project_id=row.project_id,
+            description=row.description,
+            shared=row.shared,
+            external_routable=row.external_routable,
+            mtu=row.mtu,
+            vni=row.vni,
+            subnet_ids=subnet_ids,
+            create_time=ts(row.create_time),
+            update_time=ts(row.update_time),
+        )
+
+    def subnet_pb(self, row: Subnet) -> pb.Subnet:
+        import json
+
+        return pb.Subnet(
+            id=row.id,
+            name=row.name,
+            project_id=self.networks.subnet_project(row),
+            network_id=row.network_id,
+            description=row.description,
+            ip_version=row.ip_version,
+            cidr=row.cidr,
+            gateway_ip=row.gateway_ip,
+            allocation_pools=[pb.AllocationPool(start=str(a), end=str(b)) for a, b in subnet_pools(row)],
+            dns_servers=json.loads(row.dns_servers),
+            create_time=ts(row.create_time),
+            update_time=ts(row.update_time),
+        )
+
+    def port_pbs(self, rows: list[Port]) -> list[pb.Port]:
+        ips, groups, nodes = self.networks.port_details(rows)
+        return [
+            pb.Port(
+                id=r.id,
+                name=r.name,
+                project_id=r.project_id,
+                network_id=r.network_id,
+                description=r.description,
+                mac_address=r.mac_address,
+                fixed_ips=[pb.PortFixedIp(subnet_id=s, ip_address=ip) for s, ip in ips.get(r.id, [])],
+                security_group_ids=groups.get(r.id, []),
+                instance_id=r.instance_id,
+                node_id=nodes.get(r.instance_id, "") if r.instance_id else "",
+                state=pb.PORT_STATE_ACTIVE if r.instance_id else pb.PORT_STATE_DOWN,
+                create_time=ts(r.create_time),
+                update_time=ts(r.update_time),
+            )
+            for r in rows
+        ]
+
+    @staticmethod
+    def rule_pb(r: SecurityGroupRule) -> pb.SecurityGroupRule:
+        return pb.SecurityGroupRule(
+            id=r.id,
+            security_group_id=r.security_group_id,
+            direction=DIRECTION_ENUM[r.direction],
+            ip_version=r.ip_version,
+            protocol=r.protocol,
+            port_range_min=r.port_range_min,
+            port_range_max=r.port_range_max,
+            remote_cidr=r.remote_cidr,
+            remote_group_id=r.remote_group_id or "",
+            description=r.description,
+            create_time=ts(r.create_time),
+        )
+
+    def group_pbs(self, rows: list[SecurityGroup]) -> list[pb.SecurityGroup]:
+        rules = self.networks.rules(r.id for r in rows)
+        return [
+            pb.SecurityGroup(
+                id=r.id,
+                name=r.name,
+                project_id=r.project_id,
+                description=r.description,
+                rules=[self.rule_pb(x) for x in rules.get(r.id, [])],
+                is_default=r.is_default,
+                create_time=ts(r.create_time),
+                update_time=ts(r.update_time),
+            )
+            for r in rows
+        ]
+
+    # Networks
+
+    def CreateNetwork(self, request: pb.CreateNetworkRequest, context: CallContext) -> pb.Network:
+        n = request.network
+        fields = {
+            "name": v.name(n.name, "network.name"),
+            "description": v.text(n.description, "network.description"),
+            "shared": n.shared,
+            "external_routable": n.external_routable,
+            "mtu": n.mtu,
+        }
+        row = self.networks.create_network(context.principal, fields, v.request_id(request.request_id))
+        return self.network_pb(row)
+
+    def GetNetwork(self, request: pb.GetNetworkRequest, context: CallContext) -> pb.Network:
+        return self.network_pb(self.networks.get_network(context.principal, v.resource_id(request.id)))
+
+    def ListNetworks(self, request: pb.ListNetworksRequest, context: CallContext) -> pb.ListNetworksResponse:
+        if request.name:
+            v.name(request.name)
+        rows, token = self.networks.list_networks(
+            context.principal, request.page_size, request.page_token, request.name
+        )
+        return pb.ListNetworksResponse(networks=self.network_pbs(rows), next_page_token=token)
+
+    def UpdateNetwork(self, request: pb.UpdateNetworkRequest, context: CallContext) -> pb.Network:
+        n = request.network
+        paths = v.update_mask(
+            request.update_mask.paths, {"name", "description", "mtu", "shared", "external_routable"}
+        )
+        fields: dict[str, Any] = {}
+        if "name" in paths:
+            fields["name"] = v.name(n.name, "network.name")
+        if "description" in paths:
+            fields["description"] = v.text(n.description, "network.description")
+        for key in ("mtu", "shared", "external_routable"):
+            if key in paths:
+                fields[key] = getattr(n, key)
+        row = self.networks.update_network(context.principal, v.resource_id(n.id, "network.id"), fields)
+        return self.network_pb(row)
+
+    def DeleteNetwork(self, request: pb.DeleteNetworkRequest, context: CallContext) -> empty_pb2.Empty:
+        self.networks.delete_network(context.principal, v.resource_id(request.id))
+        return empty_pb2.Empty()
+
+    # Subnets
+
+    def CreateSubnet(self, request: pb.CreateSubnetRequest, context: CallContext) -> pb.Subnet:
+        s = request.subnet
+        name = v.name(s.name, "subnet.name")
+        network_id = v.resource_id(s.network_id, "subnet.network_id")
+        if not s.cidr:
+            raise InvalidArgument("subnet.cidr is required, e.g. 10.0.0.0/24")
+        fields = check_subnet_fields(
+            s.cidr,
+            s.ip_version,
+            s.gateway_ip,
+            [(p.start, p.end) for p in s.allocation_pools],
+            list(s.dns_servers),
+        )
+        row = self.networks.create_subnet(
+            context.principal,
+            network_id,
+            name,
+            v.text(s.description, "subnet.description"),
+            fields,
+            v.request_id(request.request_id),
+        )
+        return self.subnet_pb(row)
+
+    def GetSubnet(self, request: pb.GetSubnetRequest, context: CallContext) -> pb.Subnet:
+        return self.subnet_pb(self.networks.get_subnet(context.principal, v.resource_id(request.id)))
+
+    def ListSubnets(self, request: pb.ListSubnetsRequest, context: CallContext) -> pb.ListSubnetsResponse:
+        if request.name:
+            v.name(request.name)
+        rows, token = self.networks.list_subnets(
+            context.principal,
+            request.page_size,
+            request.page_token,
+            request.name,
+            v.optional_id(request.network_id, "network_id"),
+        )
+        return pb.ListSubnetsResponse(subnets=[self.subnet_pb(r) for r in rows], next_page_token=token)
+
+    def UpdateSubnet(self, request: pb.UpdateSubnetRequest, context: CallContext) -> pb.Subnet:
+        s = request.subnet
+        paths = v.update_mask(request.update_mask.paths, {"name", "description", "dns_servers"})
+        fields: dict[str, Any] = {}
+        if "name" in paths:
+            fields["name"] = v.name(s.name, "subnet.name")
+        if "description" in paths:
+            fields["description"] = v.text(s.description, "subnet.description")
+        if "dns_servers" in paths:
+            fields["dns_servers"] = list(s.dns_servers)
+        row = self.networks.update_subnet(context.principal, v.resource_id(s.id, "subnet.id"), fields)
+        return self.subnet_pb(row)
+
+    def DeleteSubnet(self, request: pb.DeleteSubnetRequest, context: CallContext) -> empty_pb2.Empty:
+        self.networks.delete_subnet(context.principal, v.resource_id(request.id))
+        return empty_pb2.Empty()
+
+    # Ports
+
+    def CreatePort(self, request: pb.CreatePortRequest, context: CallContext) -> pb.Port:
+        p = request.port
+        if p.mac_address or p.instance_id or p.node_id:
+            raise InvalidArgument("port.mac_address, instance_id and node_id are output only")
+        if len(p.fixed_ips) > 8:
+            raise InvalidArgument(f"at most 8 fixed_ips, got {len(p.fixed_ips)}")
+        fixed = [
+            (v.optional_id(f.subnet_id, f"port.fixed_ips[{i}].subnet_id"), f.ip_address)
+            for i, f in enumerate(p.fixed_ips)
+        ]
+        row = self.networks.create_port(
+            context.principal,
+            v.resource_id(p.network_id, "port.network_id"),
+            _optional_name(p.name, "port.name"),
+            v.text(p.description, "port.description"),
+            fixed,
+            _group_refs(list(p.security_group_ids), "port.security_group_ids"),
+            v.request_id(request.request_id),
+        )
+        return self.port_pbs([row])[0]
+
+    def GetPort(self, request: pb.GetPortRequest, context: CallContext) -> pb.Port:
+        return self.port_pbs([self.networks.get_port(context.principal, v.resource_id(request.id))])[0]
+
+    def ListPorts(self, request: pb.ListPortsRequest, context: CallContext) -> pb.ListPortsResponse:
+        if request.name:
+            v.name(request.name)
+        rows, token = self.networks.list_ports(
+            context.principal,
+            request.page_size,
+            request.page_token,
+            request.name,
+            v.optional_id(request.network_id, "network_id"),
+            v.optional_id(request.instance_id, "instance_id"),
+        )
+        return pb.ListPortsResponse(ports=self.port_pbs(rows), next_page_token=token)
+
+    def UpdatePort(self, request: pb.UpdatePortRequest, context: CallContext) -> pb.Port:
+        p = request.port
+        paths = v.update_mask(request.update_mask.paths, {"name", "description", "security_group_ids"})
+        fields: dict[str, Any] = {}
+        if "name" in paths:
+            fields["name"] = _optional_name(p.name, "port.name")
+        if "description" in paths:
+            fields["description"] = v.text(p.description, "port.description")
+        groups = (
+            _group_refs(list(p.security_group_ids), "port.security_group_ids")
+            if "security_group_ids" in paths
+            else None
+        )
+        row = self.networks.update_port(context.principal, v.resource_id(p.id, "port.id"), fields, groups)
+        return self.port_pbs([row])[0]
+
+    def DeletePort(self, request: pb.DeletePortRequest, context: CallContext) -> empty_pb2.Empty:
+        self.networks.delete_port(context.principal, v.resource_id(request.id))
+        return empty_pb2.Empty()
+
+    # Security groups
+
+    def CreateSecurityGroup(
+        self, request: pb.CreateSecurityGroupRequest, context: CallContext
+    ) -> pb.SecurityGroup:
+        g = request.security_group
+        row = self.networks.create_group(
+            context.principal,
+            v.name(g.name, "security_group.name"),
+            v.text(g.description, "security_group.description"),
+            v.request_id(request.request_id),
+        )
+        return self.group_pbs([row])[0]
+
+    def GetSecurityGroup(self, request: pb.GetSecurityGroupRequest, context: CallContext) -> pb.SecurityGroup:
+        return self.group_pbs([self.networks.get_group(context.principal, v.resource_id(request.id))])[0]
+
+    def ListSecurityGroups(
+        self, request: pb.ListSecurityGroupsRequest, context: CallContext
+    ) -> pb.ListSecurityGroupsResponse:
+        if request.name:
+            v.name(request.name)
+        rows, token = self.networks.list_groups(
+            context.principal, request.page_size, request.page_token, request.name
+        )
+        return pb.ListSecurityGroupsResponse(security_groups=self.group_pbs(rows), next_page_token=token)
+
+    def UpdateSecurityGroup(
+        self, request: pb.UpdateSecurityGroupRequest, context: CallContext
+    ) -> pb.SecurityGroup:
+        g = request.security_group
+        paths = v.update_mask(request.update_mask.paths, {"name", "description"})
+        fields: dict[str, Any] = {}
+        if "name" in paths:
+            fields["name"] = v.name(g.name, "security_group.name")
+        if "description" in paths:
+            fields["description"] = v.text(g.description, "security_group.description")
+        row = self.networks.update_group(context.principal, v.resource_id(g.id, "security_group.id"), fields)
+        return self.group_pbs([row])[0]
+
+    def DeleteSecurityGroup(
+        self, request: pb.DeleteSecurityGroupRequest, context: CallContext
+    ) -> empty_pb2.Empty:
+        self.networks.delete_group(context.principal, v.resource_id(request.id))
+        return empty_pb2.Empty()
+
+    def CreateSecurityGroupRule(
+        self, request: pb.CreateSecurityGroupRuleRequest, context: CallContext
+    ) -> pb.SecurityGroupRule:
+        r = request.rule
+        if r.direction not in DIRECTIONS:
+            raise InvalidArgument("rule.direction must be INGRESS or EGRESS")
+        if r.protocol not in PROTOCOLS:
+            raise InvalidArgument(
+                f"rule.protocol must be one of tcp, udp, icmp, icmpv6 or empty, got {r.protocol!r}"
+            )
+        if r.remote_cidr and r.remote_group_id:
+            raise InvalidArgument("rule.remote_cidr and rule.remote_group_id: give at most one")
+        version = r.ip_version
+        remote_cidr = ""
+        if r.remote_cidr:
+            net = parse_cidr(r.remote_cidr, "rule.remote_cidr")
+            remote_cidr = str(net)
+            if version and version != net.version:
+                raise InvalidArgument(f"rule.remote_cidr is IPv{net.version}, ip_version says {version}")
+            version = net.version
+        version = version or 4
+        if version not in (4, 6):
+            raise InvalidArgument(f"rule.ip_version must be 4 or 6, got {r.ip_version}")
+        if (r.protocol == "icmp" and version == 6) or (r.protocol == "icmpv6" and version == 4):
+            raise InvalidArgument(f"rule.protocol {r.protocol} does not go with IPv{version}")
+        lo, hi = r.port_range_min, r.port_range_max
+        if lo or hi:
+            if r.protocol not in ("tcp", "udp"):
+                raise InvalidArgument("rule.port_range_min/max are for tcp and udp only")
+            if not (1 <= lo <= hi <= 65535):
+                raise InvalidArgument(f"rule port range must be 1 <= min <= max <= 65535, got {lo}-{hi}")
+        fields = {
+            "security_group": v.resource_id(r.security_group_id, "rule.security_group_id"),
+            "direction": DIRECTIONS[r.direction],
+            "ip_version": version,
+            "protocol": r.protocol,
+            "port_range_min": lo,
+            "port_range_max": hi,
+            "remote_cidr": remote_cidr,
+            "remote_group": v.optional_id(r.remote_group_id, "rule.remote_group_id") or None,
+            "description": v.text(r.description, "rule.description"),
+        }
+        return self.rule_pb(self.networks.create_rule(context.principal, fields))
+
+    def DeleteSecurityGroupRule(
+        self, request: pb.DeleteSecurityGroupRuleRequest, context: CallContext
+    ) -> empty_pb2.Empty:
+        self.networks.delete_rule(context.principal, v.resource_id(request.id))
+        return empty_pb2.Empty()
+
+
+def fill_nics(networks: Networks, rows: list[Instance], msgs: list[cpb.Instance]) -> None:
+    """INSTANCE_PB_HOOKS entry: the instances' NICs, for a page in one go."""
+    nics = networks.nics([r.id for r in rows])
+    for row, msg in zip(rows, msgs, strict=True):
+        for n in nics.get(row.id, []):
+            msg.nics.append(
+                cpb.InstanceNic(
+                    port_id=n.port_id,
+                    network_id=n.network_id,
+                    mac_address=n.mac_address,
+                    ip_addresses=n.ip_addresses,
+                )
+            )
+
+
+def register(ctl: Controller) -> None:
+    """Plugs networks into the controller (after compute)."""
+    from controller.api import instances as instances_api
+    from controller.domain.networks import Networks as NetworksDomain
+
+    ctl.networks = NetworksDomain(ctl.nodes)
+    register_hooks(ctl.networks)
+    if nic_options not in instances_api.CREATE_OPTIONS:
+        instances_api.CREATE_OPTIONS.append(nic_options)
+        instances_api.INSTANCE_PB_HOOKS.append(lambda rows, msgs: fill_nics(ctl.networks, rows, msgs))
+    ctl.services.public.append(
+        (
+            network_pb2_grpc.add_NetworkServiceServicer_to_server,
+            NetworkServicer(ctl.networks),
+            pb.DESCRIPTOR.services_by_name["NetworkService"].full_name,
+        )
+    )

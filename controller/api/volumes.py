@@ -1,0 +1,217 @@
+"""VolumeService (volumes and volume snapshots) and the wiring of volumes into
+the controller and into CreateInstance (boot_volume) and Instance messages."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf import empty_pb2
+
+from controller import validation as v
+from controller.api import instances as instances_api
+from controller.api.convert import ts
+from controller.auth.interceptor import CallContext
+from controller.db import volumes as store
+from controller.db.models import Instance, Volume, VolumeSnapshot
+from controller.domain.volumes import ATTACHED_STATES, Volumes, register_hooks
+from controller.errors import InvalidArgument
+from kumo.v1 import compute_pb2 as cpb
+from kumo.v1 import volume_pb2 as pb
+from kumo.v1 import volume_pb2_grpc
+
+if TYPE_CHECKING:
+    from controller.server import Controller
+
+MAX_REF = 255
+
+
+def volume_pb(row: Volume) -> pb.Volume:
+    return pb.Volume(
+        id=row.id,
+        name=row.name,
+        project_id=row.project_id,
+        size_gb=row.size_gb,
+        state=row.state,
+        source_image_id=row.source_image_id,
+        source_snapshot_id=row.source_snapshot_id,
+        node_id=row.node_id,
+        instance_id=row.instance_id,
+        device=row.device,
+        bootable=bool(row.source_image_id),
+        boot=row.boot,
+        fault=row.fault,
+        create_time=ts(row.create_time),
+        update_time=ts(row.update_time),
+        description=row.description,
+    )
+
+
+def snapshot_pb(row: VolumeSnapshot) -> pb.VolumeSnapshot:
+    return pb.VolumeSnapshot(
+        id=row.id,
+        name=row.name,
+        project_id=row.project_id,
+        volume_id=row.volume_id,
+        size_gb=row.size_gb,
+        state=row.state,
+        fault=row.fault,
+        description=row.description,
+        create_time=ts(row.create_time),
+        update_time=ts(row.update_time),
+        node_id=row.node_id,
+    )
+
+
+def _ref(value: str, field: str) -> str:
+    """An id or a name of something the request points at ("" when not given)."""
+    if len(value) > MAX_REF:
+        raise InvalidArgument(f"{field} must be at most {MAX_REF} characters")
+    if any(ord(c) < 32 for c in value):
+        raise InvalidArgument(f"{field} must not contain control characters")
+    return value
+
+
+class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
+    def __init__(self, volumes: Volumes) -> None:
+        self.volumes = volumes
+
+    def CreateVolume(self, request: pb.CreateVolumeRequest, context: CallContext) -> pb.Volume:
+        vol = request.volume
+        row = self.volumes.create(
+            context.principal,
+            v.name(vol.name, "volume.name"),
+            v.text(vol.description, "volume.description"),
+            vol.size_gb,
+            _ref(vol.source_image_id, "volume.source_image_id"),
+            _ref(vol.source_snapshot_id, "volume.source_snapshot_id"),
+            v.request_id(request.request_id),
+        )
+        return volume_pb(row)
+
+    def GetVolume(self, request: pb.GetVolumeRequest, context: CallContext) -> pb.Volume:
+        return volume_pb(self.volumes.get(context.principal, v.resource_id(request.id)))
+
+    def ListVolumes(self, request: pb.ListVolumesRequest, context: CallContext) -> pb.ListVolumesResponse:
+        if request.name:
+            v.name(request.name)
+        if request.state and request.state not in pb.VolumeState.values():
+            raise InvalidArgument(f"state {request.state} is not a VolumeState")
+        rows, token = self.volumes.list(
+            context.principal, request.page_size, request.page_token, request.name, request.state
+        )
+        return pb.ListVolumesResponse(volumes=[volume_pb(r) for r in rows], next_page_token=token)
+
+    def UpdateVolume(self, request: pb.UpdateVolumeRequest, context: CallContext) -> pb.Volume:
+        vol = request.volume
+        paths = v.update_mask(request.update_mask.paths, {"name", "description"})
+        fields: dict[str, Any] = {}
+        if "name" in paths:
+            fields["name"] = v.name(vol.name, "volume.name")
+        if "description" in paths:
+            fields["description"] = v.text(vol.description, "volume.description")
+        return volume_pb(self.volumes.update(context.principal, v.resource_id(vol.id, "volume.id"), fields))
+
+    def DeleteVolume(self, request: pb.DeleteVolumeRequest, context: CallContext) -> empty_pb2.Empty:
+        self.volumes.delete(context.principal, v.resource_id(request.id))
+        return empty_pb2.Empty()
+
+    def ExtendVolume(self, request: pb.ExtendVolumeRequest, context: CallContext) -> pb.Volume:
+        return volume_pb(
+            self.volumes.extend(context.principal, v.resource_id(request.id), request.new_size_gb)
+        )
+
+    def AttachVolume(self, request: pb.AttachVolumeRequest, context: CallContext) -> pb.Volume:
+        return volume_pb(
+            self.volumes.attach(
+                context.principal,
+                v.resource_id(request.id),
+                v.resource_id(request.instance_id, "instance_id"),
+            )
+        )
+
+    def DetachVolume(self, request: pb.DetachVolumeRequest, context: CallContext) -> pb.Volume:
+        return volume_pb(self.volumes.detach(context.principal, v.resource_id(request.id)))
+
+    def CreateVolumeSnapshot(
+        self, request: pb.CreateVolumeSnapshotRequest, context: CallContext
+    ) -> pb.VolumeSnapshot:
+        snap = request.snapshot
+        if not snap.volume_id:
+            raise InvalidArgument("snapshot.volume_id is required (a volume id or name)")
+        row = self.volumes.create_snapshot(
+            context.principal,
+            v.name(snap.name, "snapshot.name"),
+            v.text(snap.description, "snapshot.description"),
+            _ref(snap.volume_id, "snapshot.volume_id"),
+            v.request_id(request.request_id),
+        )
+        return snapshot_pb(row)
+
+    def GetVolumeSnapshot(
+        self, request: pb.GetVolumeSnapshotRequest, context: CallContext
+    ) -> pb.VolumeSnapshot:
+        return snapshot_pb(self.volumes.get_snapshot(context.principal, v.resource_id(request.id)))
+
+    def ListVolumeSnapshots(
+        self, request: pb.ListVolumeSnapshotsRequest, context: CallContext
+    ) -> pb.ListVolumeSnapshotsResponse:
+        if request.name:
+            v.name(request.name)
+        rows, token = self.volumes.list_snapshots(
+            context.principal,
+            request.page_size,
+            request.page_token,
+            request.name,
+            v.optional_id(request.volume_id, "volume_id"),
+        )
+        return pb.ListVolumeSnapshotsResponse(snapshots=[snapshot_pb(r) for r in rows], next_page_token=token)
+
+    def DeleteVolumeSnapshot(
+        self, request: pb.DeleteVolumeSnapshotRequest, context: CallContext
+    ) -> empty_pb2.Empty:
+        self.volumes.delete_snapshot(context.principal, v.resource_id(request.id))
+        return empty_pb2.Empty()
+
+
+# CreateInstance and Instance messages
+
+
+def boot_volume_option(request: cpb.CreateInstanceRequest) -> dict[str, Any]:
+    if not request.boot_volume:
+        return {}
+    if request.image:
+        raise InvalidArgument("set image or boot_volume, not both")
+    return {"boot_volume": _ref(request.boot_volume, "boot_volume")}
+
+
+def fill_instance_volumes(rows: list[Instance], msgs: list[cpb.Instance]) -> None:
+    """Instance.volume_ids (attach order) and boot_volume_id, one query per page."""
+    by_instance: dict[str, list[Any]] = {}
+    for vol in store.volumes_of_instances([r.id for r in rows]):
+        by_instance.setdefault(vol.instance_id, []).append(vol)
+    for row, msg in zip(rows, msgs, strict=True):
+        for vol in by_instance.get(row.id, []):
+            if vol.boot:
+                msg.boot_volume_id = vol.id
+            elif vol.state in ATTACHED_STATES:
+                msg.volume_ids.append(vol.id)
+
+
+def _replace(hooks: list[Any], fn: Any) -> None:
+    hooks[:] = [h for h in hooks if getattr(h, "__name__", "") != fn.__name__]
+    hooks.append(fn)
+
+
+def register(ctl: Controller) -> None:
+    """Plugs volumes into the controller (after compute)."""
+    ctl.volumes = Volumes(ctl.cfg, ctl.instances, ctl.nodes)
+    register_hooks(ctl.volumes)
+    _replace(instances_api.CREATE_OPTIONS, boot_volume_option)
+    _replace(instances_api.INSTANCE_PB_HOOKS, fill_instance_volumes)
+    ctl.services.public.append(
+        (
+            volume_pb2_grpc.add_VolumeServiceServicer_to_server,
+            VolumeServicer(ctl.volumes),
+            pb.DESCRIPTOR.services_by_name["VolumeService"].full_name,
+        )
+    )

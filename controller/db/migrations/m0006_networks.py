@@ -1,0 +1,82 @@
+"""Networks, subnets, ports, IP allocations (IPAM), security groups and rules.
+
+The unique keys are what keeps IPAM honest under races: an address is one row
+of ip_allocation keyed by (subnet_id, ip_address), a MAC is unique on port, a
+VNI unique on network, so two controllers racing cannot hand out one twice."""
+
+STATEMENTS = [
+    """CREATE TABLE network (
+        id VARCHAR(36) PRIMARY KEY,
+        project_id VARCHAR(36) NOT NULL REFERENCES project(id),
+        name VARCHAR(64) NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        shared BOOLEAN NOT NULL DEFAULT FALSE,
+        external_routable BOOLEAN NOT NULL DEFAULT FALSE,
+        mtu INTEGER NOT NULL,
+        vni INTEGER NOT NULL UNIQUE,
+        create_time DOUBLE PRECISION NOT NULL,
+        update_time DOUBLE PRECISION NOT NULL,
+        UNIQUE (project_id, name))""",
+    """CREATE TABLE subnet (
+        id VARCHAR(36) PRIMARY KEY,
+        network_id VARCHAR(36) NOT NULL REFERENCES network(id) ON DELETE CASCADE,
+        name VARCHAR(64) NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        ip_version INTEGER NOT NULL,
+        cidr VARCHAR(64) NOT NULL,
+        gateway_ip VARCHAR(45) NOT NULL DEFAULT '',
+        allocation_pools TEXT NOT NULL DEFAULT '[]',
+        dns_servers TEXT NOT NULL DEFAULT '[]',
+        create_time DOUBLE PRECISION NOT NULL,
+        update_time DOUBLE PRECISION NOT NULL,
+        UNIQUE (network_id, name))""",
+    """CREATE TABLE port (
+        id VARCHAR(36) PRIMARY KEY,
+        project_id VARCHAR(36) NOT NULL REFERENCES project(id),
+        network_id VARCHAR(36) NOT NULL REFERENCES network(id) ON DELETE CASCADE,
+        name VARCHAR(64) NOT NULL DEFAULT '',
+        description TEXT NOT NULL DEFAULT '',
+        mac_address VARCHAR(17) NOT NULL UNIQUE,
+        instance_id VARCHAR(36) NOT NULL DEFAULT '',
+        nic_index INTEGER NOT NULL DEFAULT 0,
+        auto_delete BOOLEAN NOT NULL DEFAULT FALSE,
+        create_time DOUBLE PRECISION NOT NULL,
+        update_time DOUBLE PRECISION NOT NULL)""",
+    "CREATE INDEX port_network ON port (network_id)",
+    "CREATE INDEX port_instance ON port (instance_id)",
+    "CREATE INDEX port_project ON port (project_id)",
+    """CREATE TABLE ip_allocation (
+        subnet_id VARCHAR(36) NOT NULL REFERENCES subnet(id),
+        ip_address VARCHAR(45) NOT NULL,
+        port_id VARCHAR(36) NOT NULL REFERENCES port(id) ON DELETE CASCADE,
+        PRIMARY KEY (subnet_id, ip_address))""",
+    "CREATE INDEX ip_allocation_port ON ip_allocation (port_id)",
+    """CREATE TABLE security_group (
+        id VARCHAR(36) PRIMARY KEY,
+        project_id VARCHAR(36) NOT NULL REFERENCES project(id) ON DELETE CASCADE,
+        name VARCHAR(64) NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        is_default BOOLEAN NOT NULL DEFAULT FALSE,
+        create_time DOUBLE PRECISION NOT NULL,
+        update_time DOUBLE PRECISION NOT NULL,
+        UNIQUE (project_id, name))""",
+    """CREATE TABLE security_group_rule (
+        id VARCHAR(36) PRIMARY KEY,
+        security_group_id VARCHAR(36) NOT NULL REFERENCES security_group(id) ON DELETE CASCADE,
+        direction VARCHAR(8) NOT NULL,
+        ip_version INTEGER NOT NULL,
+        protocol VARCHAR(8) NOT NULL DEFAULT '',
+        port_range_min INTEGER NOT NULL DEFAULT 0,
+        port_range_max INTEGER NOT NULL DEFAULT 0,
+        remote_cidr VARCHAR(64) NOT NULL DEFAULT '',
+        remote_group_id VARCHAR(36) REFERENCES security_group(id) ON DELETE CASCADE,
+        description TEXT NOT NULL DEFAULT '',
+        create_time DOUBLE PRECISION NOT NULL)""",
+    "CREATE INDEX security_group_rule_group ON security_group_rule (security_group_id)",
+    "CREATE INDEX security_group_rule_remote ON security_group_rule (remote_group_id)",
+    """CREATE TABLE port_security_group (
+        port_id VARCHAR(36) NOT NULL REFERENCES port(id) ON DELETE CASCADE,
+        security_group_id VARCHAR(36) NOT NULL REFERENCES security_group(id),
+        PRIMARY KEY (port_id, security_group_id))""",
+    "CREATE INDEX port_security_group_group ON port_security_group (security_group_id)",
+]

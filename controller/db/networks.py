@@ -1,0 +1,516 @@
+"""Queries for networks, subnets, ports, IP allocations and security groups.
+
+Every insert that takes something unique (a name, a VNI, a MAC, an address)
+runs in a savepoint, so a clash fails only that statement and the caller's
+transaction can go on and try the next candidate (PostgreSQL aborts the whole
+transaction on a failed statement otherwise)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import peewee
+
+from controller.db.database import db
+from controller.db.models import (
+    Instance,
+    IpAllocation,
+    Network,
+    Port,
+    PortSecurityGroup,
+    SecurityGroup,
+    SecurityGroupRule,
+    Subnet,
+)
+from controller.db.paging import paginate
+from controller.errors import AlreadyExists
+
+# Networks
+
+
+def insert_network(fields: dict[str, Any]) -> Network | None:
+    """The new network, or None when its VNI was taken meanwhile (pick another).
+    A taken name is ALREADY_EXISTS."""
+    try:
+        with db.atomic():
+            return Network.create(**fields)
+    except peewee.IntegrityError:
+        if Network.get_or_none((Network.project == fields["project"]) & (Network.name == fields["name"])):
+            raise AlreadyExists(
+                f"a network named {fields['name']!r} already exists", reason="NETWORK_EXISTS"
+            ) from None
+        return None
+
+
+def get_network(network_id: str) -> Network | None:
+    return Network.get_or_none(Network.id == network_id)
+
+
+def find_networks(name: str, project_id: str | None) -> list[Network]:
+    """By name: the project's own first, then shared ones (all, for admins)."""
+    query = Network.select().where(Network.name == name)
+    if project_id is not None:
+        query = query.where((Network.project == project_id) | Network.shared)
+    rows = list(query.limit(10))
+    rows.sort(key=lambda r: (r.project_id != project_id, r.id))
+    return rows
+
+
+def list_networks(
+    page_size: int, page_token: str, name: str, project_id: str | None
+) -> tuple[list[Network], str]:
+    """project_id None: every network (admins); else its own and shared ones."""
+    query = Network.select()
+    if project_id is not None:
+        query = query.where((Network.project == project_id) | Network.shared)
+    if name:
+        query = query.where(Network.name == name)
+    return paginate(query, (Network.name, Network.id), page_size, page_token)
+
+
+def update_network(network_id: str, fields: dict[str, Any], now: float) -> None:
+    try:
+        with db.atomic():
+            Network.update(**fields, update_time=now).where(Network.id == network_id).execute()
+    except peewee.IntegrityError:
+        raise AlreadyExists(
+            f"a network named {fields.get('name')!r} already exists", reason="NETWORK_EXISTS"
+        ) from None
+
+
+def delete_network(network_id: str) -> None:
+    """Deletes its ports (with their addresses), subnets and the network."""
+    ports = Port.select(Port.id).where(Port.network == network_id)
+    IpAllocation.delete().where(IpAllocation.port.in_(ports)).execute()
+    PortSecurityGroup.delete().where(PortSecurityGroup.port.in_(ports)).execute()
+    Port.delete().where(Port.network == network_id).execute()
+    Subnet.delete().where(Subnet.network == network_id).execute()
+    Network.delete().where(Network.id == network_id).execute()
+
+
+def count_networks(project_id: str) -> int:
+    return Network.select().where(Network.project == project_id).count()
+
+
+def lock_network(network_id: str) -> None:
+    """On PostgreSQL: serialise changes to one network's subnets (overlap checks)."""
+    if not isinstance(db.obj, peewee.SqliteDatabase):
+        list(Network.select(Network.id).where(Network.id == network_id).for_update())
+
+
+# Subnets
+
+
+def insert_subnet(fields: dict[str, Any]) -> Subnet:
+    try:
+        with db.atomic():
+            return Subnet.create(**fields)
+    except peewee.IntegrityError:
+        raise AlreadyExists(
+            f"a subnet named {fields['name']!r} already exists on this network", reason="SUBNET_EXISTS"
+        ) from None
+
+
+def get_subnet(subnet_id: str) -> Subnet | None:
+    return Subnet.get_or_none(Subnet.id == subnet_id)
+
+
+def subnets_of(network_ids: Iterable[str]) -> list[Subnet]:
+    ids = list(set(network_ids))
+    if not ids:
+        return []
+    return list(Subnet.select().where(Subnet.network.in_(ids)).order_by(Subnet.create_time, Subnet.id))
+
+
+def list_subnets(
+    page_size: int, page_token: str, name: str, network_id: str, project_id: str | None
+) -> tuple[list[Subnet], str]:
+    """project_id None: every subnet; else those of its own and shared networks."""
+    query = Subnet.select()
+    if project_id is not None:
+        visible = Network.select(Network.id).where((Network.project == project_id) | Network.shared)
+        query = query.where(Subnet.network.in_(visible))
+    if network_id:
+        query = query.where(Subnet.network == network_id)
+    if name:
+        query = query.where(Subnet.name == name)
+    return paginate(query, (Subnet.name, Subnet.id), page_size, page_token)
+
+
+def update_subnet(subnet_id: str, fields: dict[str, Any], now: float) -> None:
+    try:
+        with db.atomic():
+            Subnet.update(**fields, update_time=now).where(Subnet.id == subnet_id).execute()
+    except peewee.IntegrityError:
+        raise AlreadyExists(
+            f"a subnet named {fields.get('name')!r} already exists on this network", reason="SUBNET_EXISTS"
+        ) from None
+
+
+def delete_subnet(subnet_id: str) -> int:
+    return Subnet.delete().where(Subnet.id == subnet_id).execute()
+
+
+def count_allocations(subnet_id: str) -> int:
+    return IpAllocation.select().where(IpAllocation.subnet == subnet_id).count()
+
+
+# Ports and addresses
+
+
+def insert_port(fields: dict[str, Any]) -> Port | None:
+    """The new port, or None when its MAC was taken meanwhile (pick another)."""
+    try:
+        with db.atomic():
+            return Port.create(**fields)
+    except peewee.IntegrityError:
+        return None
+
+
+def allocated(subnet_id: str) -> set[str]:
+    return {
+        r[0]
+        for r in IpAllocation.select(IpAllocation.ip_address).where(IpAllocation.subnet == subnet_id).tuples()
+    }
+
+
+def is_allocated(subnet_id: str, ip: str) -> bool:
+    return (
+        IpAllocation.select()
+        .where((IpAllocation.subnet == subnet_id) & (IpAllocation.ip_address == ip))
+        .exists()
+    )
+
+
+def allocate(subnet_id: str, ip: str, port_id: str) -> bool:
+    """Takes one address for a port; False when another port holds it (the
+    primary key decides, also between racing controllers)."""
+    try:
+        with db.atomic():
+            IpAllocation.insert(subnet=subnet_id, ip_address=ip, port=port_id).execute()
+        return True
+    except peewee.IntegrityError:
+        return False
+
+
+def get_port(port_id: str) -> Port | None:
+    return Port.get_or_none(Port.id == port_id)
+
+
+def list_ports(
+    page_size: int,
+    page_token: str,
+    project_id: str | None,
+    name: str = "",
+    network_id: str = "",
+    instance_id: str = "",
+) -> tuple[list[Port], str]:
+    query = Port.select()
+    if project_id is not None:
+        query = query.where(Port.project == project_id)
+    if name:
+        query = query.where(Port.name == name)
+    if network_id:
+        query = query.where(Port.network == network_id)
+    if instance_id:
+        query = query.where(Port.instance_id == instance_id)
+    return paginate(query, (Port.create_time, Port.id), page_size, page_token)
+
+
+def update_port(port_id: str, fields: dict[str, Any], now: float) -> None:
+    Port.update(**fields, update_time=now).where(Port.id == port_id).execute()
+
+
+def set_port_groups(port_id: str, group_ids: list[str]) -> None:
+    PortSecurityGroup.delete().where(PortSecurityGroup.port == port_id).execute()
+    if group_ids:
+        PortSecurityGroup.insert_many(
+            [{"port": port_id, "security_group": g} for g in dict.fromkeys(group_ids)]
+        ).execute()
+
+
+def bind_port(port_id: str, instance_id: str, nic_index: int, now: float) -> bool:
+    """Binds a port only if it is still unbound (compare-and-set)."""
+    n = (
+        Port.update(instance_id=instance_id, nic_index=nic_index, update_time=now)
+        .where((Port.id == port_id) & (Port.instance_id == ""))
+        .execute()
+    )
+    return n == 1
+
+
+def delete_port(port_id: str) -> int:
+    IpAllocation.delete().where(IpAllocation.port == port_id).execute()
+    PortSecurityGroup.delete().where(PortSecurityGroup.port == port_id).execute()
+    return Port.delete().where(Port.id == port_id).execute()
+
+
+def release_instance_ports(instance_id: str, now: float) -> list[Port]:
+    """The instance is gone: deletes the ports made for it, unbinds the ones
+    it was given. Returns the ports it had (to know whom to tell)."""
+    ports = list(Port.select().where(Port.instance_id == instance_id))
+    for p in ports:
+        if p.auto_delete:
+            delete_port(p.id)
+        else:
+            Port.update(instance_id="", nic_index=0, update_time=now).where(Port.id == p.id).execute()
+    return ports
+
+
+def network_port_ids(network_id: str) -> list[str]:
+    return [r[0] for r in Port.select(Port.id).where(Port.network == network_id).tuples()]
+
+
+def count_foreign_ports(network_id: str, project_id: str) -> int:
+    """Ports of other projects on a (shared) network."""
+    return Port.select().where((Port.network == network_id) & (Port.project != project_id)).count()
+
+
+def count_ports(project_id: str) -> int:
+    return Port.select().where(Port.project == project_id).count()
+
+
+def count_bound_ports(network_id: str) -> int:
+    return Port.select().where((Port.network == network_id) & (Port.instance_id != "")).count()
+
+
+def port_ips(port_ids: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
+    """port id -> [(subnet id, address)], in subnet order."""
+    ids = list(set(port_ids))
+    out: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    if not ids:
+        return out
+    query = (
+        IpAllocation.select(IpAllocation.port, IpAllocation.subnet, IpAllocation.ip_address)
+        .join(Subnet)
+        .where(IpAllocation.port.in_(ids))
+        .order_by(Subnet.ip_version, Subnet.create_time, IpAllocation.ip_address)
+        .tuples()
+    )
+    for port_id, subnet_id, ip in query:
+        out[port_id].append((subnet_id, ip))
+    return out
+
+
+def port_groups(port_ids: Iterable[str]) -> dict[str, list[str]]:
+    ids = list(set(port_ids))
+    out: dict[str, list[str]] = defaultdict(list)
+    if not ids:
+        return out
+    query = (
+        PortSecurityGroup.select(PortSecurityGroup.port, PortSecurityGroup.security_group)
+        .where(PortSecurityGroup.port.in_(ids))
+        .order_by(PortSecurityGroup.security_group)
+        .tuples()
+    )
+    for port_id, group_id in query:
+        out[port_id].append(group_id)
+    return out
+
+
+def ports_of_instances(instance_ids: Iterable[str]) -> dict[str, list[Port]]:
+    """instance id -> its ports in NIC order."""
+    ids = list(set(instance_ids))
+    out: dict[str, list[Port]] = defaultdict(list)
+    if not ids:
+        return out
+    for p in Port.select().where(Port.instance_id.in_(ids)).order_by(Port.nic_index, Port.id):
+        out[p.instance_id].append(p)
+    return out
+
+
+def instance_nodes(instance_ids: Iterable[str]) -> dict[str, str]:
+    ids = list(set(instance_ids))
+    if not ids:
+        return {}
+    return dict(Instance.select(Instance.id, Instance.node).where(Instance.id.in_(ids)).tuples())
+
+
+# Which nodes care
+
+
+def nodes_with_ports(network_ids: Iterable[str] = (), group_ids: Iterable[str] = ()) -> set[str]:
+    """Nodes running instances with a port on one of the networks, or in one of
+    the groups, or in a group with a rule whose remote is one of the groups:
+    the nodes whose desired state changes when those change."""
+    nets, groups = list(set(network_ids)), list(set(group_ids))
+    conds = []
+    if nets:
+        conds.append(Port.network.in_(nets))
+    if groups:
+        referencing = SecurityGroupRule.select(SecurityGroupRule.security_group).where(
+            SecurityGroupRule.remote_group.in_(groups)
+        )
+        members = PortSecurityGroup.select(PortSecurityGroup.port).where(
+            PortSecurityGroup.security_group.in_(groups) | PortSecurityGroup.security_group.in_(referencing)
+        )
+        conds.append(Port.id.in_(members))
+    if not conds:
+        return set()
+    cond = conds[0] if len(conds) == 1 else (conds[0] | conds[1])
+    bound = Port.select(Port.instance_id).where(cond & (Port.instance_id != ""))
+    return {r[0] for r in Instance.select(Instance.node).where(Instance.id.in_(bound)).distinct().tuples()}
+
+
+# Desired state
+
+
+def node_ports(node_id: str, skip_states: tuple[int, ...]) -> list[Port]:
+    """Ports bound to the node's instances that the node should run."""
+    live = Instance.select(Instance.id).where((Instance.node == node_id) & Instance.state.not_in(skip_states))
+    return list(Port.select().where(Port.instance_id.in_(live)).order_by(Port.id))
+
+
+def peer_ports(
+    network_ids: list[str], node_id: str, skip_states: tuple[int, ...]
+) -> list[tuple[str, str, str]]:
+    """(network id, node id, MAC) of the networks' ports on other nodes."""
+    if not network_ids:
+        return []
+    return list(
+        Port.select(Port.network, Instance.node, Port.mac_address)
+        .join(Instance, on=(Port.instance_id == Instance.id))
+        .where(
+            Port.network.in_(network_ids) & (Instance.node != node_id) & Instance.state.not_in(skip_states)
+        )
+        .order_by(Instance.node, Port.mac_address)
+        .tuples()
+    )
+
+
+def networks_by_id(network_ids: Iterable[str]) -> list[Network]:
+    ids = list(set(network_ids))
+    if not ids:
+        return []
+    return list(Network.select().where(Network.id.in_(ids)).order_by(Network.id))
+
+
+def group_member_ips(group_ids: Iterable[str]) -> dict[str, list[str]]:
+    """group id -> the addresses of every port in it, cloud-wide."""
+    ids = list(set(group_ids))
+    out: dict[str, list[str]] = defaultdict(list)
+    if not ids:
+        return out
+    query = (
+        PortSecurityGroup.select(PortSecurityGroup.security_group, IpAllocation.ip_address)
+        .join(IpAllocation, on=(IpAllocation.port == PortSecurityGroup.port))
+        .where(PortSecurityGroup.security_group.in_(ids))
+        .order_by(PortSecurityGroup.security_group, IpAllocation.ip_address)
+        .tuples()
+    )
+    for group_id, ip in query:
+        out[group_id].append(ip)
+    return out
+
+
+# Security groups
+
+
+def insert_group(fields: dict[str, Any]) -> SecurityGroup:
+    try:
+        with db.atomic():
+            return SecurityGroup.create(**fields)
+    except peewee.IntegrityError:
+        raise AlreadyExists(
+            f"a security group named {fields['name']!r} already exists", reason="SECURITY_GROUP_EXISTS"
+        ) from None
+
+
+def get_group(group_id: str) -> SecurityGroup | None:
+    return SecurityGroup.get_or_none(SecurityGroup.id == group_id)
+
+
+def find_group(project_id: str, name: str) -> SecurityGroup | None:
+    return SecurityGroup.get_or_none((SecurityGroup.project == project_id) & (SecurityGroup.name == name))
+
+
+def default_group(project_id: str) -> SecurityGroup | None:
+    return SecurityGroup.get_or_none((SecurityGroup.project == project_id) & SecurityGroup.is_default)
+
+
+def insert_default_group(fields: dict[str, Any], rules: list[dict[str, Any]]) -> SecurityGroup | None:
+    """The default group with its rules, or None when a racing call made it first."""
+    try:
+        with db.atomic():
+            row = SecurityGroup.create(**fields)
+            SecurityGroupRule.insert_many(rules).execute()
+            return row
+    except peewee.IntegrityError:
+        return None
+
+
+def list_groups(
+    page_size: int, page_token: str, name: str, project_id: str | None
+) -> tuple[list[SecurityGroup], str]:
+    query = SecurityGroup.select()
+    if project_id is not None:
+        query = query.where(SecurityGroup.project == project_id)
+    if name:
+        query = query.where(SecurityGroup.name == name)
+    return paginate(query, (SecurityGroup.name, SecurityGroup.id), page_size, page_token)
+
+
+def update_group(group_id: str, fields: dict[str, Any], now: float) -> None:
+    try:
+        with db.atomic():
+            SecurityGroup.update(**fields, update_time=now).where(SecurityGroup.id == group_id).execute()
+    except peewee.IntegrityError:
+        raise AlreadyExists(
+            f"a security group named {fields.get('name')!r} already exists", reason="SECURITY_GROUP_EXISTS"
+        ) from None
+
+
+def delete_group(group_id: str) -> int:
+    SecurityGroupRule.delete().where(
+        (SecurityGroupRule.security_group == group_id) | (SecurityGroupRule.remote_group == group_id)
+    ).execute()
+    return SecurityGroup.delete().where(SecurityGroup.id == group_id).execute()
+
+
+def count_group_ports(group_id: str) -> int:
+    return PortSecurityGroup.select().where(PortSecurityGroup.security_group == group_id).count()
+
+
+def count_groups(project_id: str) -> int:
+    """The project's groups other than its default one (that goes with it)."""
+    return (
+        SecurityGroup.select()
+        .where((SecurityGroup.project == project_id) & ~SecurityGroup.is_default)
+        .count()
+    )
+
+
+def groups_by_id(group_ids: Iterable[str]) -> list[SecurityGroup]:
+    ids = list(set(group_ids))
+    if not ids:
+        return []
+    return list(SecurityGroup.select().where(SecurityGroup.id.in_(ids)).order_by(SecurityGroup.id))
+
+
+def rules_of(group_ids: Iterable[str]) -> dict[str, list[SecurityGroupRule]]:
+    ids = list(set(group_ids))
+    out: dict[str, list[SecurityGroupRule]] = defaultdict(list)
+    if not ids:
+        return out
+    query = (
+        SecurityGroupRule.select()
+        .where(SecurityGroupRule.security_group.in_(ids))
+        .order_by(SecurityGroupRule.create_time, SecurityGroupRule.id)
+    )
+    for r in query:
+        out[r.security_group_id].append(r)
+    return out
+
+
+def insert_rule(fields: dict[str, Any]) -> SecurityGroupRule:
+    return SecurityGroupRule.create(**fields)
+
+
+def get_rule(rule_id: str) -> SecurityGroupRule | None:
+    return SecurityGroupRule.get_or_none(SecurityGroupRule.id == rule_id)
+
+
+def delete_rule(rule_id: str) -> int:
+    return SecurityGroupRule.delete().where(SecurityGroupRule.id == rule_id).execute()

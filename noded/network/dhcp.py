@@ -1,0 +1,151 @@
+"""DHCP for a network: one dnsmasq per bridge that answers only the ports it
+is told about (a static lease per port: MAC -> fixed IP) and does nothing
+else (no DNS, no leases for unknown MACs, no config file of the host's).
+
+Files, under <state dir>/network/dhcp/:
+    <net>.pid    dnsmasq's pid (it runs as a daemon, so a noded restart adopts it)
+    <net>.hosts  the static leases, re-read on SIGHUP when ports change
+    <net>.args   the command line it was started with: a change restarts it
+    <net>.log    its log (DHCP requests and answers)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import time
+from pathlib import Path
+
+from kumo.v1 import node_pb2 as pb
+from noded.network.cmd import NetworkError, run
+
+LEASE_TIME = "1h"
+
+
+class Dhcp:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+
+    def _files(self, short: str) -> tuple[Path, Path, Path, Path]:
+        d = self.dir
+        return d / f"{short}.pid", d / f"{short}.hosts", d / f"{short}.args", d / f"{short}.log"
+
+    def pid(self, short: str) -> int | None:
+        """dnsmasq's pid when it runs (checked against its command line, so a
+        reused pid is never taken for ours)."""
+        pidfile = self._files(short)[0]
+        try:
+            pid = int(pidfile.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return None
+        if f"--pid-file={pidfile}".encode() not in cmdline:
+            return None
+        return pid
+
+    def ensure(
+        self,
+        short: str,
+        bridge: str,
+        net: pb.DesiredNetwork,
+        ports: list[pb.DesiredPort],
+        mtu: int,
+        restart: bool = False,
+    ) -> bool:
+        """Runs dnsmasq for the network's IPv4 subnets that have a gateway (the
+        bridge needs an address in a subnet to serve it). False: nothing to serve."""
+        pidfile, hosts, argsfile, logfile = self._files(short)
+        args = self._args(bridge, net, mtu, pidfile, hosts, logfile)
+        if args is None:
+            self.stop(short)
+            return False
+        self.dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o755)  # dnsmasq drops to nobody and re-reads the hosts file
+        lines = []
+        v4 = {s.id for s in net.subnets if s.ip_version == 4 or ":" not in s.cidr}
+        for p in sorted(ports, key=lambda p: p.mac_address):
+            for ip in p.fixed_ips:
+                if ip.subnet_id in v4:
+                    lines.append(f"{p.mac_address.lower()},{ip.ip_address}\n")
+                    break
+        text = "".join(lines)
+        hosts_changed = not hosts.exists() or hosts.read_text() != text
+        if hosts_changed:
+            tmp = hosts.with_suffix(".tmp")
+            tmp.write_text(text)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, hosts)
+        joined = "\0".join(args)
+        pid = self.pid(short)
+        if pid is not None and not restart and argsfile.exists() and argsfile.read_text() == joined:
+            if hosts_changed:
+                os.kill(pid, signal.SIGHUP)
+            return True
+        self._kill(short)
+        argsfile.write_text(joined)
+        run(args)
+        deadline = time.monotonic() + 5
+        while self.pid(short) is None:
+            if time.monotonic() > deadline:
+                raise NetworkError(f"dnsmasq for {bridge} did not start; see {logfile}")
+            time.sleep(0.05)
+        return True
+
+    def _args(
+        self, bridge: str, net: pb.DesiredNetwork, mtu: int, pidfile: Path, hosts: Path, logfile: Path
+    ) -> list[str] | None:
+        args = [
+            "dnsmasq",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--port=0",  # no DNS
+            "--bind-interfaces",
+            f"--interface={bridge}",
+            "--except-interface=lo",
+            f"--pid-file={pidfile}",
+            f"--dhcp-hostsfile={hosts}",
+            "--dhcp-ignore=tag:!known",  # no lease for a MAC that is not a port
+            "--leasefile-ro",  # the leases are static: nothing to remember
+            "--dhcp-authoritative",
+            "--log-dhcp",
+            f"--log-facility={logfile}",
+            f"--dhcp-option=option:mtu,{mtu}",
+        ]
+        served = 0
+        for i, s in enumerate(net.subnets):
+            cidr = ipaddress.ip_network(s.cidr, strict=False)
+            if cidr.version != 4 or not s.gateway_ip:
+                continue
+            served += 1
+            tag = f"s{i}"
+            args.append(f"--dhcp-range=set:{tag},{cidr.network_address},static,{cidr.netmask},{LEASE_TIME}")
+            args.append(f"--dhcp-option=tag:{tag},option:router,{s.gateway_ip}")
+            dns = [d for d in s.dns_servers if ":" not in d]
+            # Empty: say no DNS server rather than let dnsmasq offer itself.
+            args.append(f"--dhcp-option=tag:{tag},option:dns-server" + "".join(f",{d}" for d in dns))
+        return args if served else None
+
+    def stop(self, short: str) -> None:
+        """Stops the network's dnsmasq and removes its files."""
+        self._kill(short)
+        for f in self._files(short):
+            f.unlink(missing_ok=True)
+
+    def _kill(self, short: str) -> None:
+        pid = self.pid(short)
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + 5
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+
+    def running(self) -> list[str]:
+        """The networks (short ids) with a dnsmasq state file here."""
+        if not self.dir.exists():
+            return []
+        return sorted({p.stem for p in self.dir.glob("*.args")} | {p.stem for p in self.dir.glob("*.pid")})

@@ -1,0 +1,224 @@
+"""nftables for this node daemon's networks, as two tables it owns whole
+(named after the daemon, so several daemons on one host never touch each
+other's rules) and replaces atomically in one `nft -f` transaction:
+
+- `bridge kumo_<owner>` (stateless, sees each frame's bridge port):
+  anti-spoofing (a port sends only from its MAC and fixed IPs; DHCP discovery
+  from 0.0.0.0 is allowed), and what must not cross the VXLAN: DHCP (each node
+  answers for its own ports) and ARP for or from the gateway addresses (each
+  node's bridge owns the gateway address for its own ports).
+- `inet kumo_<owner>` (stateful: bridged IP reaches the inet hooks through
+  br_netfilter, so conntrack works; this kernel has no bridge conntrack):
+  security groups per port, matched by the port's fixed IPs on its bridge
+  (trustworthy once anti-spoofing ran), and outbound NAT. No routing between
+  two networks on the host; of the host itself, guests reach only DHCP and
+  ICMP (their gateway). Ingress is
+  default-drop except the rules, replies (established/related), DHCP and
+  IPv6 neighbour discovery; egress likewise except that allowed packets go on
+  to the destination port's ingress chain (`return`, not `accept`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from kumo.v1 import node_pb2 as pb
+from noded.network.cmd import run
+
+
+@dataclass
+class NetPlan:
+    short: str
+    bridge: str
+    vxlan: str  # "" when the network has no peers
+    cidrs: list[str]
+    gateways: list[str]
+    external_routable: bool
+
+
+@dataclass
+class PortPlan:
+    short: str
+    tap: str
+    bridge: str
+    mac: str
+    ips: list[str]
+    security_group_ids: list[str] = field(default_factory=list)
+
+
+def _set(items: list[str]) -> str:
+    return "{ " + ", ".join(items) + " }"
+
+
+def _v4(ips: list[str]) -> list[str]:
+    return [i for i in ips if ipaddress.ip_address(i).version == 4]
+
+
+def _v6(ips: list[str]) -> list[str]:
+    return [i for i in ips if ipaddress.ip_address(i).version == 6]
+
+
+def _rule(
+    r: pb.DesiredSecurityGroupRule, groups: dict[str, pb.DesiredSecurityGroup], verdict: str
+) -> str | None:
+    """One security group rule as an nft rule; None when it can match nothing
+    (a remote group with no member of the rule's IP version)."""
+    version = r.ip_version or 4
+    fam = "ip" if version == 4 else "ip6"
+    parts = ["meta nfproto ipv4" if version == 4 else "meta nfproto ipv6"]
+    side = "saddr" if r.direction == "ingress" else "daddr"
+    if r.remote_cidr:
+        parts.append(f"{fam} {side} {ipaddress.ip_network(r.remote_cidr, strict=False)}")
+    elif r.remote_group_id:
+        group = groups.get(r.remote_group_id)
+        members = [
+            m for m in (group.member_ips if group else []) if ipaddress.ip_address(m).version == version
+        ]
+        if not members:
+            return None
+        parts.append(f"{fam} {side} {_set(members)}")
+    proto = r.protocol.lower()
+    if proto in ("tcp", "udp"):
+        parts.append(f"meta l4proto {proto}")
+        lo, hi = r.port_range_min, r.port_range_max
+        if lo or hi:
+            lo, hi = lo or hi, hi or lo
+            parts.append(f"th dport {lo}-{hi}" if lo != hi else f"th dport {lo}")
+    elif proto == "icmp":
+        parts.append("meta l4proto icmp")
+    elif proto in ("icmpv6", "ipv6-icmp"):
+        parts.append("meta l4proto ipv6-icmp")
+    elif proto:
+        parts.append(f"meta l4proto {proto}")
+    parts.append(verdict)
+    return " ".join(parts)
+
+
+ND_IN = "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert } accept"
+ND_OUT = "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit } return"
+
+
+def render(
+    table: str, nets: list[NetPlan], ports: list[PortPlan], groups: dict[str, pb.DesiredSecurityGroup]
+) -> str:
+    """The whole nft script: both tables, made anew in one transaction."""
+    b: list[str] = []  # bridge table body
+    b.append("  chain prerouting {\n    type filter hook prerouting priority -200; policy accept;")
+    for p in ports:
+        b.append(f'    iifname "{p.tap}" jump spoof_{p.short}')
+    for n in nets:
+        if n.vxlan:
+            b.append(f'    iifname "{n.vxlan}" jump overlay_{n.short}')
+    b.append("  }")
+    for hook in ("forward", "output"):
+        b.append(f"  chain {hook}_ {{\n    type filter hook {hook} priority -200; policy accept;")
+        for n in nets:
+            if n.vxlan:
+                b.append(f'    oifname "{n.vxlan}" jump overlay_{n.short}')
+        b.append("  }")
+    for p in ports:
+        v4, v6 = _v4(p.ips), _v6(p.ips)
+        b.append(f"  chain spoof_{p.short} {{")
+        b.append(f"    ether saddr != {p.mac} drop")
+        b.append(f"    ether type arp arp saddr ether != {p.mac} drop")
+        b.append(f"    ether type arp arp saddr ip != {_set(['0.0.0.0', *v4])} drop")
+        b.append("    ether type ip ip saddr 0.0.0.0 udp sport 68 udp dport 67 return")
+        if v4:
+            b.append(f"    ether type ip ip saddr != {_set(v4)} drop")
+        else:
+            b.append("    ether type ip drop")
+        b.append(f"    ether type ip6 ip6 saddr != {_set(['::', 'fe80::/10', *v6])} drop")
+        b.append("  }")
+    for n in nets:
+        if not n.vxlan:
+            continue
+        b.append(f"  chain overlay_{n.short} {{")
+        b.append("    ether type ip udp dport { 67, 68 } drop")
+        b.append("    ether type ip6 udp dport { 546, 547 } drop")
+        gw4 = _v4(n.gateways)
+        if gw4:
+            b.append(f"    ether type arp arp saddr ip {_set(gw4)} drop")
+            b.append(f"    ether type arp arp daddr ip {_set(gw4)} drop")
+        b.append("  }")
+
+    i: list[str] = []  # inet table body
+    chains: dict[str, list[str]] = {"forward": [], "input": [], "output": []}
+    for n in nets:
+        chains["input"].append(f'iifname "{n.bridge}" udp sport 68 udp dport 67 accept')
+        chains["output"].append(f'oifname "{n.bridge}" udp sport 67 udp dport 68 accept')
+    for hook in chains:
+        chains[hook].append("ct state established,related accept")
+    bridges = [n.bridge for n in nets]
+    if len(bridges) > 1:
+        # The host routes (for NAT), but never from one network to another.
+        for n in nets:
+            others = [f'"{b}"' for b in bridges if b != n.bridge]
+            chains["forward"].append(f'iifname "{n.bridge}" oifname {_set(others)} drop')
+    for p in ports:
+        for fam, ips in (("ip", _v4(p.ips)), ("ip6", _v6(p.ips))):
+            if not ips:
+                continue
+            src = f'iifname "{p.bridge}" {fam} saddr {_set(ips)} jump egress_{p.short}'
+            dst = f'oifname "{p.bridge}" {fam} daddr {_set(ips)} jump ingress_{p.short}'
+            chains["forward"] += [src, dst]
+            chains["input"].append(src)
+            chains["output"].append(dst)
+    if bridges:
+        # Of the host itself, guests reach DHCP (above) and ping their gateway;
+        # nothing else (its services are not theirs), whatever their egress rules.
+        names = _set([f'"{b}"' for b in bridges])
+        chains["input"].append(f"iifname {names} meta l4proto {{ icmp, ipv6-icmp }} accept")
+        chains["input"].append(f"iifname {names} drop")
+    for hook, rules in chains.items():
+        i.append(f"  chain {hook}_ {{\n    type filter hook {hook} priority 0; policy accept;")
+        i += [f"    {r}" for r in rules]
+        i.append("  }")
+    for p in ports:
+        ingress = ["udp sport 67 udp dport 68 accept", ND_IN]
+        egress = ["udp sport 68 udp dport 67 return", ND_OUT]
+        for gid in p.security_group_ids:
+            g = groups.get(gid)
+            for r in g.rules if g else []:
+                if r.direction == "ingress":
+                    line = _rule(r, groups, "accept")
+                    if line:
+                        ingress.append(line)
+                elif r.direction == "egress":
+                    line = _rule(r, groups, "return")
+                    if line:
+                        egress.append(line)
+        i.append(f"  chain ingress_{p.short} {{")
+        i += [f"    {r}" for r in ingress] + ["    drop", "  }"]
+        i.append(f"  chain egress_{p.short} {{")
+        i += [f"    {r}" for r in egress] + ["    drop", "  }"]
+    nat = [n for n in nets if n.external_routable]
+    if nat:
+        i.append("  chain postrouting_ {\n    type nat hook postrouting priority srcnat; policy accept;")
+        for n in nat:
+            for c in n.cidrs:
+                net = ipaddress.ip_network(c, strict=False)
+                if net.version == 4:
+                    i.append(f'    oifname != "{n.bridge}" ip saddr {net} ip daddr != {net} masquerade')
+        i.append("  }")
+
+    out = []
+    for family, body in (("bridge", b), ("inet", i)):
+        # "add, delete, define" in one transaction: an atomic whole-table replace.
+        out.append(f"table {family} {table}\ndelete table {family} {table}")
+        out.append(f"table {family} {table} {{\n" + "\n".join(body) + "\n}")
+    return "\n".join(out) + "\n"
+
+
+def apply(script: str) -> None:
+    run(["nft", "-f", "-"], stdin=script)
+
+
+def exists(table: str) -> bool:
+    return run(["nft", "list", "table", "inet", table], check=False).returncode == 0
+
+
+def remove(table: str) -> None:
+    for family in ("bridge", "inet"):
+        if run(["nft", "list", "table", family, table], check=False).returncode == 0:
+            run(["nft", "delete", "table", family, table])

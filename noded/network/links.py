@@ -1,0 +1,123 @@
+"""Bridges, their gateway addresses, and VXLAN devices with their forwarding
+entries, through iproute2 (`ip`, `bridge`). Every function is idempotent:
+it reads what the kernel has and changes only the difference."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from noded.network.cmd import NetworkError, run, run_json
+
+VXLAN_PORT = 4789
+ZERO_MAC = "00:00:00:00:00:00"
+
+
+def link(name: str) -> dict[str, Any] | None:
+    """The device's details (`ip -d -j link show`), or None when it does not exist."""
+    out = run_json(["ip", "-d", "-j", "link", "show", "dev", name])
+    return out[0] if out else None
+
+
+def delete_link(name: str) -> None:
+    if link(name) is not None:
+        run(["ip", "link", "del", "dev", name])
+
+
+def ensure_bridge(name: str, mtu: int, alias: str) -> bool:
+    """A bridge without STP (a leaf: nothing loops), passing bridged IP to the
+    inet netfilter hooks (br_netfilter), where security groups are stateful.
+    True when it was made now."""
+    have = link(name)
+    if have is not None and have.get("ifalias", "") != alias:
+        raise NetworkError(f"{name} exists and is not ours ({have.get('ifalias', '')!r}); not touching it")
+    if have is None:
+        bridge_opts = [
+            "stp_state",
+            "0",
+            "forward_delay",
+            "0",
+            "nf_call_iptables",
+            "1",
+            "nf_call_ip6tables",
+            "1",
+        ]
+        run(["ip", "link", "add", name, "type", "bridge", *bridge_opts])
+        run(["ip", "link", "set", "dev", name, "alias", alias])
+        have = link(name) or {}
+        made = True
+    else:
+        made = False
+    if have.get("mtu") != mtu:
+        run(["ip", "link", "set", "dev", name, "mtu", str(mtu)])
+    if "UP" not in have.get("flags", []):
+        run(["ip", "link", "set", "dev", name, "up"])
+    return made
+
+
+def ensure_addresses(name: str, wanted: set[str]) -> None:
+    """Exactly `wanted` (addr/prefix) as global addresses on the device
+    (link-local IPv6 addresses are the kernel's and stay)."""
+    out = run_json(["ip", "-j", "addr", "show", "dev", name]) or []
+    have = set()
+    for ifc in out:
+        for a in ifc.get("addr_info", []):
+            if a.get("scope") == "global":
+                have.add(str(ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}")))
+    wanted = {str(ipaddress.ip_interface(w)) for w in wanted}
+    for extra in sorted(have - wanted):
+        run(["ip", "addr", "del", extra, "dev", name])
+    for missing in sorted(wanted - have):
+        # nodad: the gateway address is ours by construction; no 1 s wait for DAD.
+        extra_flags = ["nodad"] if ":" in missing else []
+        run(["ip", "addr", "add", missing, "dev", name, *extra_flags])
+
+
+def set_master(name: str, bridge: str) -> None:
+    run(["ip", "link", "set", "dev", name, "master", bridge, "up"])
+
+
+def ensure_vxlan(name: str, vni: int, local: str, bridge: str, mtu: int, alias: str) -> None:
+    """A VXLAN device enslaved to the bridge; remade when its VNI or local
+    address changed (the kernel cannot change them in place). `nolearning`:
+    where remote MACs live comes from the controller, not from flooding."""
+    have = link(name)
+    if have is not None:
+        data = have.get("linkinfo", {}).get("info_data", {})
+        if have.get("ifalias", "") != alias:
+            raise NetworkError(f"{name} exists and is not ours; not touching it")
+        if data.get("id") != vni or data.get("local") != local:
+            run(["ip", "link", "del", "dev", name])
+            have = None
+    if have is None:
+        vxlan_opts = ["id", str(vni), "local", local, "dstport", str(VXLAN_PORT), "nolearning"]
+        run(["ip", "link", "add", name, "type", "vxlan", *vxlan_opts])
+        run(["ip", "link", "set", "dev", name, "alias", alias])
+        have = link(name) or {}
+    if have.get("mtu") != mtu:
+        run(["ip", "link", "set", "dev", name, "mtu", str(mtu)])
+    if have.get("master") != bridge:
+        run(["ip", "link", "set", "dev", name, "master", bridge])
+    if "UP" not in have.get("flags", []):
+        run(["ip", "link", "set", "dev", name, "up"])
+
+
+def fdb_entries(vxlan: str) -> set[tuple[str, str]]:
+    """(mac, remote tunnel ip) forwarding entries of a VXLAN device."""
+    out = run_json(["bridge", "-j", "fdb", "show", "dev", vxlan]) or []
+    return {(e["mac"].lower(), e["dst"]) for e in out if e.get("dst") and "master" not in e}
+
+
+def ensure_fdb(vxlan: str, wanted: set[tuple[str, str]]) -> None:
+    """Exactly `wanted` on the device: the all-zero MAC once per peer (where
+    broadcast and unknown unicast go: head-end replication), and each remote
+    port's MAC to its node."""
+    have = fdb_entries(vxlan)
+    for mac, dst in sorted(have - wanted):
+        run(["bridge", "fdb", "del", mac, "dev", vxlan, "dst", dst], check=False)
+    for mac, dst in sorted(wanted - have):
+        if mac == ZERO_MAC:
+            run(["bridge", "fdb", "append", mac, "dev", vxlan, "dst", dst])
+        else:
+            # One node holds a MAC: replace moves it when the port moved.
+            run(["bridge", "fdb", "replace", mac, "dev", vxlan, "dst", dst, "self", "permanent"])

@@ -1,0 +1,42 @@
+"""Kernel names of what the node makes for a network. Pure functions of the
+network or port id, so the instances step (which names the guest's tap device)
+and the network step (which matches it in nftables) agree without talking.
+Linux interface names have at most 15 characters."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+ID_CHARS = 10
+
+
+def short(ident: str) -> str:
+    """10 hex characters for an id: a UUID's own first characters (readable:
+    `ip link` shows which network it is), else a hash."""
+    hexed = re.sub(r"[^0-9a-f]", "", ident.lower())
+    if len(hexed) >= ID_CHARS and len(hexed) == len(ident.replace("-", "")):
+        return hexed[:ID_CHARS]
+    return hashlib.sha256(ident.encode()).hexdigest()[:ID_CHARS]
+
+
+def bridge_name(network_id: str) -> str:
+    return f"kb-{short(network_id)}"
+
+
+def vxlan_name(network_id: str) -> str:
+    return f"kv-{short(network_id)}"
+
+
+def tap_name(port_id: str) -> str:
+    return f"tp-{short(port_id)}"
+
+
+def owner_tag(state_path: str) -> str:
+    """Which node daemon made a device or table: several daemons may run on
+    one host (tests, `make up`), and each removes only its own things."""
+    return hashlib.sha256(state_path.encode()).hexdigest()[:8]
+
+
+def table_name(owner: str) -> str:
+    return f"kumo_{owner}"

@@ -1,0 +1,238 @@
+"""The networks reconcile step: make this host's bridges, DHCP servers, VXLAN
+devices and nftables match the desired networks, ports and security groups.
+Level-triggered and idempotent like every step: each pass reads what the
+kernel has and changes the difference.
+
+It removes only what this node daemon made, as recorded in
+<state dir>/network/owned.json before making it (several node daemons can
+share a host in tests); devices carry the alias `kumo <owner> <network id>`,
+and a device with the right name but another owner is left alone (an error)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from kumo.v1 import node_pb2 as pb
+from noded.hypervisor.base import HypervisorDriver
+from noded.network import firewall, links
+from noded.network.cmd import NetworkError
+from noded.network.dhcp import Dhcp
+from noded.network.names import bridge_name, owner_tag, short, table_name, tap_name, vxlan_name
+
+log = logging.getLogger("kumo.noded.network")
+
+# What a network without an MTU gets: room for the VXLAN header (50 bytes)
+# on a 1500-byte underlay, so a network can span nodes later without change.
+DEFAULT_MTU = 1450
+
+
+def effective_mtu(net: pb.DesiredNetwork) -> int:
+    return net.mtu or DEFAULT_MTU
+
+
+def default_tunnel_ip(endpoint: str) -> str:
+    """The local address this host uses to reach the controller (HOST:PORT):
+    the underlay address other nodes most likely reach it by. Empty if unknown."""
+    host, _, port = endpoint.rpartition(":")
+    host = host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(host, int(port or 0), type=socket.SOCK_DGRAM)
+        family, _, _, _, addr = infos[0]
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect(addr)  # UDP: picks the route and source address, sends nothing
+            return str(s.getsockname()[0])
+    except (OSError, ValueError, IndexError):
+        return ""
+
+
+class NetworkStep:
+    __name__ = "networks"
+
+    def __init__(self, state_dir: Path, tunnel_ip: str = "") -> None:
+        state_dir = Path(state_dir)
+        self.dir = state_dir / "network"
+        self.owner = owner_tag(str(state_dir.resolve()))
+        self.table = table_name(self.owner)
+        self.dhcp = Dhcp(self.dir / "dhcp")
+        self.tunnel_ip = tunnel_ip
+        self._fw_applied = ""
+
+    # What this daemon made
+
+    @property
+    def _owned_file(self) -> Path:
+        return self.dir / "owned.json"
+
+    def owned(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self._owned_file.read_text())
+        except (OSError, ValueError):
+            data = {}
+        data.setdefault("networks", {})
+        data.setdefault("table", False)
+        return data
+
+    def _save(self, owned: dict[str, Any]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        tmp = self._owned_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(owned, indent=1, sort_keys=True))
+        os.replace(tmp, self._owned_file)
+
+    def _alias(self, network_id: str) -> str:
+        return f"kumo {self.owner} {network_id}"
+
+    # The step
+
+    def __call__(self, desired: pb.NodeDesiredState, driver: HypervisorDriver | None = None) -> None:
+        nets = {n.id: n for n in desired.networks}
+        owned = self.owned()
+        errors: list[str] = []
+        for nid in sorted(set(owned["networks"]) - set(nets)):
+            try:
+                self._teardown(nid, owned)
+                log.info("network removed", extra={"network": nid})
+            except Exception as exc:
+                errors.append(f"remove network {nid}: {exc}")
+        wanted_dhcp = {short(nid) for nid in nets}
+        for stale in set(self.dhcp.running()) - wanted_dhcp:
+            self.dhcp.stop(stale)
+        ports_by_net: dict[str, list[pb.DesiredPort]] = {}
+        for p in desired.ports:
+            ports_by_net.setdefault(p.network_id, []).append(p)
+        plans: list[firewall.NetPlan] = []
+        for nid, n in sorted(nets.items()):
+            # Its ports keep their rules even when the network is not all there.
+            plans.append(self._plan(n))
+            try:
+                self._ensure(n, ports_by_net.get(nid, []), owned)
+            except Exception as exc:
+                log.warning("network not as desired", extra={"network": nid, "error": str(exc)})
+                errors.append(f"network {nid}: {exc}")
+        try:
+            self._firewall(plans, desired, owned)
+        except Exception as exc:
+            errors.append(f"firewall: {exc}")
+        if errors:
+            raise NetworkError("; ".join(errors)[:2000])
+
+    def _peers(self, n: pb.DesiredNetwork) -> list[pb.OverlayPeer]:
+        return [p for p in n.peers if p.tunnel_ip and p.tunnel_ip != self.tunnel_ip]
+
+    def _plan(self, n: pb.DesiredNetwork) -> firewall.NetPlan:
+        return firewall.NetPlan(
+            short=short(n.id),
+            bridge=bridge_name(n.id),
+            vxlan=vxlan_name(n.id) if self._peers(n) else "",
+            cidrs=[sub.cidr for sub in n.subnets],
+            gateways=[sub.gateway_ip for sub in n.subnets if sub.gateway_ip],
+            external_routable=n.external_routable,
+        )
+
+    def _ensure(self, n: pb.DesiredNetwork, ports: list[pb.DesiredPort], owned: dict[str, Any]) -> None:
+        s, br, vx = short(n.id), bridge_name(n.id), vxlan_name(n.id)
+        mtu = effective_mtu(n)
+        alias = self._alias(n.id)
+        if n.id not in owned["networks"]:
+            owned["networks"][n.id] = {"bridge": br, "vxlan": vx}
+            self._save(owned)  # before making anything: a crash leaves nothing unrecorded
+        made = links.ensure_bridge(br, mtu, alias)
+        addresses = set()
+        for sub in n.subnets:
+            if sub.gateway_ip:
+                prefix = ipaddress.ip_network(sub.cidr, strict=False).prefixlen
+                addresses.add(f"{sub.gateway_ip}/{prefix}")
+        links.ensure_addresses(br, addresses)
+        peers = self._peers(n)
+        if peers:
+            if not self.tunnel_ip:
+                raise NetworkError("the network spans nodes but this node has no tunnel IP (--tunnel-ip)")
+            if not 0 < n.vni < 2**24:
+                raise NetworkError(f"VNI {n.vni} is out of range")
+            links.ensure_vxlan(vx, n.vni, self.tunnel_ip, br, mtu, alias)
+            fdb = set()
+            for p in peers:
+                fdb.add((links.ZERO_MAC, p.tunnel_ip))
+                fdb |= {(m.lower(), p.tunnel_ip) for m in p.mac_addresses}
+            links.ensure_fdb(vx, fdb)
+        else:
+            self._delete_ours(vx, alias)
+        if n.external_routable:
+            _enable_forwarding()
+        # A new bridge: a dnsmasq bound to the one before it serves nothing.
+        self.dhcp.ensure(s, br, n, ports, mtu, restart=made)
+        for p in ports:
+            # A guest's tap outlives a bridge made anew (host reboot, manual
+            # cleanup): put it back on the bridge.
+            tap = links.link(tap_name(p.id))
+            if tap is not None and tap.get("master") != br:
+                links.set_master(tap_name(p.id), br)
+
+    def _delete_ours(self, name: str, alias: str) -> None:
+        have = links.link(name)
+        if have is not None and have.get("ifalias", "") == alias:
+            links.delete_link(name)
+
+    def _teardown(self, nid: str, owned: dict[str, Any]) -> None:
+        entry = owned["networks"][nid]
+        self.dhcp.stop(short(nid))
+        alias = self._alias(nid)
+        self._delete_ours(entry.get("vxlan", vxlan_name(nid)), alias)
+        self._delete_ours(entry.get("bridge", bridge_name(nid)), alias)
+        del owned["networks"][nid]
+        self._save(owned)
+
+    def _firewall(
+        self, plans: list[firewall.NetPlan], desired: pb.NodeDesiredState, owned: dict[str, Any]
+    ) -> None:
+        by_bridge = {p.short: p for p in plans}
+        ports = []
+        for p in desired.ports:
+            net = by_bridge.get(short(p.network_id))
+            if net is None:
+                continue
+            ports.append(
+                firewall.PortPlan(
+                    short=short(p.id),
+                    tap=tap_name(p.id),
+                    bridge=net.bridge,
+                    mac=p.mac_address.lower(),
+                    ips=[ip.ip_address for ip in p.fixed_ips],
+                    security_group_ids=list(p.security_group_ids),
+                )
+            )
+        if not plans and not ports:
+            if owned["table"]:
+                firewall.remove(self.table)
+                owned["table"] = False
+                self._save(owned)
+            self._fw_applied = ""
+            return
+        groups = {g.id: g for g in desired.security_groups}
+        script = firewall.render(self.table, plans, ports, groups)
+        if script == self._fw_applied and firewall.exists(self.table):
+            return
+        if not owned["table"]:
+            owned["table"] = True
+            self._save(owned)
+        firewall.apply(script)
+        self._fw_applied = script
+        log.info("firewall applied", extra={"table": self.table, "ports": len(ports)})
+
+    def teardown_all(self) -> None:
+        """Removes everything this daemon made (tests; decommissioning a node)."""
+        self(pb.NodeDesiredState())
+
+
+def _enable_forwarding() -> None:
+    """Routing for outbound NAT. Turned on, never off: other things on the
+    host may rely on it."""
+    path = Path("/proc/sys/net/ipv4/ip_forward")
+    if path.read_text().strip() != "1":
+        path.write_text("1\n")

@@ -1,0 +1,148 @@
+"""Helpers for the network tests: network namespaces as hosts and guests,
+and running the node's network step inside a namespace, as noded would."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from kumo.v1 import node_pb2 as pb
+from tests.harness import ROOT
+
+UDHCPC_SCRIPT = """#!/bin/sh
+case "$1" in
+  bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" dev "$interface"
+    for r in $router; do ip route replace default via "$r" dev "$interface"; break; done
+    echo "LEASE $ip ROUTER $router DNS $dns MTU $mtu" ;;
+esac
+exit 0
+"""
+
+
+def need_root_networking() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces, bridges, nftables)")
+    for tool in ("ip", "bridge", "nft", "dnsmasq", "busybox"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"needs {tool} (see scripts/apt-packages.txt)")
+
+
+def sh(*args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc
+
+
+def ns(name: str, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return sh("ip", "netns", "exec", name, *args, check=check, timeout=timeout)
+
+
+class Namespaces:
+    """Namespaces made by a test, removed with everything in them (the
+    processes started in them first: a dnsmasq would keep one alive)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def add(self, name: str) -> str:
+        sh("ip", "netns", "del", name, check=False)
+        sh("ip", "netns", "add", name)
+        self.names.append(name)
+        ns(name, "ip", "link", "set", "lo", "up")
+        return name
+
+    def cleanup(self) -> None:
+        for name in reversed(self.names):
+            pids = sh("ip", "netns", "pids", name, check=False).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+            sh("ip", "netns", "del", name, check=False)
+        self.names.clear()
+
+
+def state_dir(prefix: str) -> Path:
+    """A node state dir that dnsmasq (dropping to nobody) can read below."""
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
+    d.chmod(0o755)
+    return d
+
+
+RUNNER = """
+import sys
+from pathlib import Path
+from kumo.v1 import node_pb2 as pb
+from noded.network import NetworkStep
+desired = pb.NodeDesiredState.FromString(Path(sys.argv[3]).read_bytes())
+NetworkStep(Path(sys.argv[1]), sys.argv[2])(desired)
+"""
+
+
+def apply_in(netns: str | None, state: Path, desired: pb.NodeDesiredState, tunnel_ip: str = "") -> None:
+    """Runs the network step once in a namespace (None: this host), in a
+    fresh process as a restarted noded would: all it knows is its state dir."""
+    blob = state / "desired.bin"
+    blob.write_bytes(desired.SerializeToString())
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}:{ROOT / 'proto'}")
+    cmd = [sys.executable, "-c", RUNNER, str(state), tunnel_ip, str(blob)]
+    if netns:
+        cmd = ["ip", "netns", "exec", netns, *cmd]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+    assert proc.returncode == 0, f"network step failed in {netns or 'host'}: {proc.stderr[-3000:]}"
+
+
+def add_guest(host_ns: str | None, guest_ns: str, tap: str, bridge: str, mac: str, mtu: int) -> None:
+    """A "guest": a namespace whose eth0 is a veth whose other end (named like
+    the guest's tap) is a port of the bridge, as libvirt would attach it."""
+    sh("ip", "link", "add", tap, "type", "veth", "peer", "name", "eth0", "netns", guest_ns)
+    if host_ns:
+        sh("ip", "link", "set", tap, "netns", host_ns)
+    where = ["ip", "netns", "exec", host_ns] if host_ns else []
+    sh(*where, "ip", "link", "set", tap, "mtu", str(mtu), "master", bridge, "up")
+    ns(guest_ns, "ip", "link", "set", "eth0", "address", mac, "mtu", str(mtu), "up")
+
+
+def dhcp(guest_ns: str, script_dir: Path) -> str:
+    """The address the guest gets by DHCP on eth0 (busybox udhcpc), or ""."""
+    script = script_dir / "udhcpc.sh"
+    script.write_text(UDHCPC_SCRIPT)
+    script.chmod(0o755)
+    proc = ns(
+        guest_ns,
+        "busybox",
+        "udhcpc",
+        "-i",
+        "eth0",
+        "-n",
+        "-q",
+        "-f",
+        "-t",
+        "5",
+        "-T",
+        "1",
+        "-s",
+        str(script),
+        check=False,
+        timeout=30,
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("LEASE "):
+            return line.split()[1]
+    return ""
+
+
+def ping(netns: str | None, addr: str, count: int = 1) -> bool:
+    where = ["ip", "netns", "exec", netns] if netns else []
+    return sh(*where, "ping", "-c", str(count), "-W", "1", addr, check=False).returncode == 0

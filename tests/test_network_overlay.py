@@ -1,0 +1,279 @@
+"""Overlay: two "hosts" made of network namespaces on this machine, joined by a
+veth underlay, each running the node's network step (in a fresh process, as
+noded would). A guest port on each host (a veth into a further namespace,
+attached to the bridge with the port's MAC) gets its fixed IP by DHCP from its
+own host and reaches the other across VXLAN; a third network, same subnet but
+another VNI, stays isolated; security groups decide; teardown leaves nothing.
+Needs root; no libvirt."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kumo.v1 import node_pb2 as pb
+from noded.network import bridge_name, tap_name
+from tests import netutil
+from tests.netutil import apply_in, ns, ping
+
+N1 = "a1a1a1a1-0000-4000-8000-000000000001"
+N3 = "a3a3a3a3-0000-4000-8000-000000000003"
+SUBNET = "10.61.0.0/24"  # on both networks: tenants may overlap, VNIs keep them apart
+UNDERLAY = {"a": "198.51.100.1", "b": "198.51.100.2"}
+PORTS = {  # name: (host, network, mac, ip)
+    "a1": ("a", N1, "52:54:00:61:00:a1", "10.61.0.10"),
+    "b1": ("b", N1, "52:54:00:61:00:b1", "10.61.0.11"),
+    "a3": ("a", N3, "52:54:00:61:00:a3", "10.61.0.12"),
+    "b3": ("b", N3, "52:54:00:61:00:b3", "10.61.0.13"),
+}
+SG = "5a5a5a5a-0000-4000-8000-0000000000aa"
+
+
+def port_id(name: str) -> str:
+    return f"{name}{name}{name}{name}-0000-4000-8000-0000000000{name}"
+
+
+def desired(host: str, icmp: bool = True) -> pb.NodeDesiredState:
+    other = "b" if host == "a" else "a"
+    rules = [pb.DesiredSecurityGroupRule(id="e4", direction="egress", ip_version=4)]
+    if icmp:
+        rules.append(
+            pb.DesiredSecurityGroupRule(id="icmp", direction="ingress", ip_version=4, protocol="icmp")
+        )
+    state = pb.NodeDesiredState(
+        security_groups=[
+            pb.DesiredSecurityGroup(id=SG, rules=rules, member_ips=[p[3] for p in PORTS.values()])
+        ]
+    )
+    for net, vni in ((N1, 4101), (N3, 4103)):
+        remote_macs = [mac for h, n, mac, _ in PORTS.values() if h == other and n == net]
+        state.networks.append(
+            pb.DesiredNetwork(
+                id=net,
+                vni=vni,
+                mtu=1450,
+                subnets=[
+                    pb.DesiredSubnet(id=f"sub-{vni}", cidr=SUBNET, ip_version=4, gateway_ip="10.61.0.1")
+                ],
+                peers=[
+                    pb.OverlayPeer(
+                        node_id=f"node-{other}", tunnel_ip=UNDERLAY[other], mac_addresses=remote_macs
+                    )
+                ],
+            )
+        )
+    for name, (h, net, mac, ip) in PORTS.items():
+        if h == host:
+            state.ports.append(
+                pb.DesiredPort(
+                    id=port_id(name),
+                    network_id=net,
+                    mac_address=mac,
+                    fixed_ips=[pb.FixedIp(subnet_id=f"sub-{4101 if net == N1 else 4103}", ip_address=ip)],
+                    instance_id=f"vm-{name}",
+                    security_group_ids=[SG],
+                )
+            )
+    return state
+
+
+@pytest.fixture
+def world() -> Iterator[dict]:
+    netutil.need_root_networking()
+    spaces = netutil.Namespaces()
+    states = {h: netutil.state_dir(f"kumo-ovl-{h}-") for h in UNDERLAY}
+    try:
+        for h in UNDERLAY:
+            spaces.add(f"kbt-host{h}")
+        for name in PORTS:
+            spaces.add(f"kbt-g{name}")
+        netutil.sh("ip", "link", "add", "kbt-ua", "type", "veth", "peer", "name", "kbt-ub")
+        for h in UNDERLAY:
+            netutil.sh("ip", "link", "set", f"kbt-u{h}", "netns", f"kbt-host{h}")
+            ns(f"kbt-host{h}", "ip", "addr", "add", f"{UNDERLAY[h]}/24", "dev", f"kbt-u{h}")
+            ns(f"kbt-host{h}", "ip", "link", "set", f"kbt-u{h}", "up")
+        yield {"states": states}
+    finally:
+        spaces.cleanup()
+        for d in states.values():
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def host_state(h: str) -> tuple[list[str], str, str]:
+    links = ns(f"kbt-host{h}", "ip", "-br", "link").stdout
+    ours = [line.split()[0].split("@")[0] for line in links.splitlines() if line.startswith(("kb-", "kv-"))]
+    rules = ns(f"kbt-host{h}", "nft", "list", "ruleset").stdout
+    pids = netutil.sh("ip", "netns", "pids", f"kbt-host{h}").stdout.strip()
+    return ours, rules, pids
+
+
+def test_overlay_joins_two_hosts_and_keeps_networks_apart(world: dict, tmp_path: Path) -> None:
+    states = world["states"]
+    for h in UNDERLAY:
+        apply_in(f"kbt-host{h}", states[h], desired(h), UNDERLAY[h])
+    for name, (h, net, mac, _) in PORTS.items():
+        netutil.add_guest(
+            f"kbt-host{h}", f"kbt-g{name}", tap_name(port_id(name)), bridge_name(net), mac, 1450
+        )
+
+    # Each guest gets exactly its port's fixed IP, from its own host.
+    for name, (_, _, _, ip) in PORTS.items():
+        assert netutil.dhcp(f"kbt-g{name}", tmp_path) == ip, f"guest {name} did not get {ip} by DHCP"
+    log_b = next((states["b"] / "network" / "dhcp").glob("*.log"), None)
+    b_logs = "".join(p.read_text() for p in (states["b"] / "network" / "dhcp").glob("*.log"))
+    assert log_b is not None and PORTS["b1"][2] in b_logs
+    assert PORTS["a1"][2] not in b_logs, "DHCP crossed the overlay"
+
+    # Each guest's gateway is its own host's bridge: ARP for it does not cross.
+    for name in ("a1", "b1"):
+        h = PORTS[name][0]
+        assert ping(f"kbt-g{name}", "10.61.0.1")
+        neigh = ns(f"kbt-g{name}", "ip", "neigh", "show", "10.61.0.1").stdout
+        bridge_mac = json.loads(ns(f"kbt-host{h}", "ip", "-j", "link", "show", bridge_name(N1)).stdout)[0]
+        assert bridge_mac["address"] in neigh, f"{name}'s gateway answered from elsewhere: {neigh}"
+
+    # Same network, two hosts: L2 across VXLAN.
+    assert ping("kbt-ga1", PORTS["b1"][3], count=2)
+    assert ping("kbt-gb3", PORTS["a3"][3], count=2)
+    # Another VNI, same subnet: isolated, on the other host and on the same one.
+    assert not ping("kbt-ga1", PORTS["b3"][3])
+    assert not ping("kbt-ga1", PORTS["a3"][3])
+
+    # Idempotent: a second pass (a restarted noded) changes nothing that breaks traffic.
+    apply_in("kbt-hosta", states["a"], desired("a"), UNDERLAY["a"])
+    assert ping("kbt-ga1", PORTS["b1"][3])
+
+    # Security group without the ICMP rule: the ping is dropped (ingress on b).
+    apply_in("kbt-hostb", states["b"], desired("b", icmp=False), UNDERLAY["b"])
+    assert not ping("kbt-ga1", PORTS["b1"][3])
+    apply_in("kbt-hostb", states["b"], desired("b", icmp=True), UNDERLAY["b"])
+    assert ping("kbt-ga1", PORTS["b1"][3])
+
+    # Anti-spoofing: a guest that takes another address is dropped at its port.
+    ns("kbt-ga1", "ip", "addr", "add", "10.61.0.99/24", "dev", "eth0")
+    spoof = netutil.sh(
+        "ip",
+        "netns",
+        "exec",
+        "kbt-ga1",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "1",
+        "-I",
+        "10.61.0.99",
+        PORTS["b1"][3],
+        check=False,
+    )
+    assert spoof.returncode != 0, "a spoofed source address went through"
+
+    # Teardown: nothing is left on either host.
+    for h in UNDERLAY:
+        apply_in(f"kbt-host{h}", states[h], pb.NodeDesiredState(), UNDERLAY[h])
+        links, rules, pids = host_state(h)
+        assert links == [], f"host {h} kept {links}"
+        assert "kumo_" not in rules, rules
+        assert pids == "", f"host {h} kept processes {pids}"
+
+
+def test_outbound_nat_and_no_routing_between_networks(tmp_path: Path) -> None:
+    """An external-routable network reaches the outside through the host,
+    masqueraded (the outside has no route back to the guest's subnet); two
+    networks on one host are not routed to each other; of the host itself a
+    guest reaches only DHCP and ICMP. In namespaces: ip_forward is theirs."""
+    netutil.need_root_networking()
+    spaces = netutil.Namespaces()
+    state = netutil.state_dir("kumo-nat-")
+    nat, other = "a5a5a5a5-0000-4000-8000-000000000005", "a6a6a6a6-0000-4000-8000-000000000006"
+    nat_port, other_port = port_id("a5"), port_id("a6")
+
+    def desired_nat(external: bool) -> pb.NodeDesiredState:
+        out = pb.NodeDesiredState(
+            security_groups=[
+                pb.DesiredSecurityGroup(
+                    id=SG,
+                    rules=[
+                        pb.DesiredSecurityGroupRule(id="e4", direction="egress", ip_version=4),
+                        pb.DesiredSecurityGroupRule(id="i4", direction="ingress", ip_version=4),
+                    ],
+                )
+            ]
+        )
+        for nid, third, pid, mac, ext in (
+            (nat, 65, nat_port, "52:54:00:65:00:0a", external),
+            (other, 66, other_port, "52:54:00:66:00:0a", False),
+        ):
+            out.networks.append(
+                pb.DesiredNetwork(
+                    id=nid,
+                    vni=third,
+                    external_routable=ext,
+                    subnets=[
+                        pb.DesiredSubnet(
+                            id=f"s{third}",
+                            cidr=f"10.{third}.0.0/24",
+                            ip_version=4,
+                            gateway_ip=f"10.{third}.0.1",
+                        )
+                    ],
+                )
+            )
+            out.ports.append(
+                pb.DesiredPort(
+                    id=pid,
+                    network_id=nid,
+                    mac_address=mac,
+                    fixed_ips=[pb.FixedIp(subnet_id=f"s{third}", ip_address=f"10.{third}.0.10")],
+                    security_group_ids=[SG],
+                )
+            )
+        return out
+
+    try:
+        host, g5, g6, outside = (spaces.add(n) for n in ("kbt-nh", "kbt-ng5", "kbt-ng6", "kbt-nx"))
+        netutil.sh("ip", "link", "add", "kbt-nh0", "type", "veth", "peer", "name", "kbt-nx0")
+        netutil.sh("ip", "link", "set", "kbt-nh0", "netns", host)
+        netutil.sh("ip", "link", "set", "kbt-nx0", "netns", outside)
+        ns(host, "ip", "addr", "add", "198.51.100.65/30", "dev", "kbt-nh0")
+        ns(host, "ip", "link", "set", "kbt-nh0", "up")
+        ns(outside, "ip", "addr", "add", "198.51.100.66/30", "dev", "kbt-nx0")
+        ns(outside, "ip", "link", "set", "kbt-nx0", "up")
+        apply_in(host, state, desired_nat(True))
+        netutil.add_guest(host, g5, tap_name(nat_port), bridge_name(nat), "52:54:00:65:00:0a", 1450)
+        netutil.add_guest(host, g6, tap_name(other_port), bridge_name(other), "52:54:00:66:00:0a", 1450)
+        assert netutil.dhcp(g5, tmp_path) == "10.65.0.10"
+        assert netutil.dhcp(g6, tmp_path) == "10.66.0.10"
+        assert ns(host, "cat", "/proc/sys/net/ipv4/ip_forward").stdout.strip() == "1"
+        assert "masquerade" in ns(host, "nft", "list", "ruleset").stdout
+        assert ping(g5, "198.51.100.66", count=2), "no way out through NAT"
+        assert ping(g5, "10.65.0.1")  # its gateway
+        assert not ping(g5, "10.66.0.10"), "the host routed between two networks"
+        assert not ping(g6, "198.51.100.66"), "a network without NAT got out"
+        # A TCP service of the host (listening on all addresses) is out of reach.
+        listener = subprocess.Popen(
+            ["ip", "netns", "exec", host, "busybox", "nc", "-ll", "-p", "2222", "-e", "/bin/true"]
+        )
+        try:
+            time.sleep(0.3)
+            reach = ns(outside, "busybox", "nc", "-w", "2", "198.51.100.65", "2222", check=False, timeout=10)
+            assert reach.returncode == 0, "the host's test service does not answer at all"
+            probe = ns(g5, "busybox", "nc", "-w", "2", "10.65.0.1", "2222", check=False, timeout=10)
+            assert probe.returncode != 0, "a guest reached a service of its host"
+        finally:
+            listener.kill()
+            listener.wait()
+        apply_in(host, state, desired_nat(False))
+        assert "masquerade" not in ns(host, "nft", "list", "ruleset").stdout
+        assert not ping(g5, "198.51.100.66")
+        apply_in(host, state, pb.NodeDesiredState())
+        assert "kumo_" not in ns(host, "nft", "list", "ruleset").stdout
+    finally:
+        spaces.cleanup()
+        shutil.rmtree(state, ignore_errors=True)

@@ -1,0 +1,67 @@
+"""IPAM on PostgreSQL with two controllers racing on one database: the unique
+keys decide, no address is handed out twice, the losers get
+RESOURCE_EXHAUSTED."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+
+from kumo.v1 import network_pb2 as pb
+from tests.harness import ControllerProc, error_reason
+from tests.test_networks import make_network, make_port, make_subnet, net
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(scope="module")
+def two_controllers(postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ControllerProc]]:  # type: ignore[no-untyped-def]
+    url = postgres.create_database("kumo_networks")
+    procs = []
+    try:
+        for i in range(2):
+            data = tmp_path_factory.mktemp(f"pgnet{i}") / "data"
+            data.mkdir()
+            procs.append(ControllerProc(data, extra_args=["--database-url", url]).start())
+        yield procs
+    finally:
+        for p in procs:
+            p.stop()
+
+
+def test_racing_port_creates_on_two_controllers(two_controllers: list[ControllerProc]) -> None:
+    admins = [c.login() for c in two_controllers]
+    n = make_network(admins[0], "pg-race")
+    make_subnet(admins[0], n.id, "pg-tiny", "10.61.0.0/29")  # 5 usable addresses
+    clients = [two_controllers[i % 2].login() for i in range(12)]
+    barrier = threading.Barrier(len(clients))
+    results: list[Any] = []
+    lock = threading.Lock()
+
+    def worker(client: Any) -> None:
+        barrier.wait()
+        try:
+            out: Any = make_port(client, n.id).fixed_ips[0].ip_address
+        except grpc.RpcError as exc:
+            out = (exc.code(), error_reason(exc))
+        with lock:
+            results.append(out)
+
+    threads = [threading.Thread(target=worker, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ips = [r for r in results if isinstance(r, str)]
+    assert len(ips) == 5 and len(set(ips)) == 5, results
+    assert [r for r in results if not isinstance(r, str)] == [
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, "IP_POOL_EXHAUSTED")
+    ] * 7
+    ports = net(admins[1]).ListPorts(pb.ListPortsRequest(network_id=n.id)).ports
+    assert sorted(p.fixed_ips[0].ip_address for p in ports) == sorted(ips)
+    assert len({p.mac_address for p in ports}) == 5
+    net(admins[1]).DeleteNetwork(pb.DeleteNetworkRequest(id=n.id))
