@@ -43,6 +43,42 @@ def seed_flavors(ctl: Controller) -> None:
             )
 
 
+# The network an all-in-one cloud starts with: shared, with outbound NAT, so a
+# guest gets an address by DHCP and can reach out. KUMO_UP_NETWORK_CIDR moves it
+# when the default clashes with a network this host is on.
+DEFAULT_NETWORK = "kumo-net"
+DEFAULT_CIDR = "10.199.0.0/24"
+
+
+def seed_network(ctl: Controller, cidr: str) -> None:
+    """Makes the shared default network and its subnet unless it exists."""
+    from controller.auth.principal import Principal, Role
+    from controller.db import identity as identity_store
+    from controller.domain.networks import check_subnet
+
+    project = identity_store.find_project("admin")
+    if project is None:
+        return
+    admin = Principal("", "system", project.id, project.name, Role.ADMIN, "", 0.0)
+    rows, _ = ctl.networks.list_networks(admin, 1, "", DEFAULT_NETWORK)
+    if rows:
+        return
+    net = ctl.networks.create_network(
+        admin,
+        {
+            "name": DEFAULT_NETWORK,
+            "description": "default (make up)",
+            "shared": True,
+            "external_routable": True,
+            "mtu": 0,
+        },
+        "",
+    )
+    ctl.networks.create_subnet(
+        admin, net.id, f"{DEFAULT_NETWORK}-v4", "", check_subnet(cidr, 4, "", [], []), ""
+    )
+
+
 def blocks_qemu(path: Path) -> Path | None:
     """The first directory on the way to `path` that others cannot pass
     through: qemu runs as its own user and must reach the guests' disks."""
@@ -66,9 +102,11 @@ def banner(ctl: Controller, password_hint: str) -> str:
             "Log in:",
             f"  .venv/bin/kumo login --endpoint {endpoint} --ca-file {info.pki_dir / 'ca.crt'} --user admin",
             "",
-            "Boot a guest and read its console:",
-            "  .venv/bin/kumo server create demo --image kumo-test --flavor m1.tiny --wait",
+            f"Boot a guest on the shared network {DEFAULT_NETWORK} and read its console:",
+            f"  .venv/bin/kumo server create demo --image kumo-test --flavor m1.tiny --network {DEFAULT_NETWORK} --wait",
             "  .venv/bin/kumo server console demo",
+            "Let the host ping it (the default security group admits only its own members):",
+            "  .venv/bin/kumo security-group rule create default --protocol icmp",
             "",
             "Ctrl-C stops the cloud.",
             "",
@@ -93,6 +131,10 @@ def main() -> int:
     except Exception:
         logging.getLogger("kumo.allinone").exception("could not import %s", test_image)
     seed_flavors(ctl)
+    try:
+        seed_network(ctl, os.environ.get("KUMO_UP_NETWORK_CIDR", DEFAULT_CIDR))
+    except Exception:
+        logging.getLogger("kumo.allinone").exception("could not make the default network")
     node = LocalNode(ctl)
     try:
         node.ensure_joined()

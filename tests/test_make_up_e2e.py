@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from noded.network.names import bridge_name
 from tests.harness import ROOT
 from tests.nodeutil import wait_for
 from tests.test_compute_e2e import virsh
@@ -77,7 +78,35 @@ def test_make_up_boots_a_guest_with_the_printed_command() -> None:
             step=1,
             what="the demo guest's instance-id on its console",
         )
+        # The shared default network: the guest got its port's address by DHCP,
+        # and the host reaches it once the default group admits ICMP.
+        ip = __import__("json").loads(shown.stdout)["nics"][0]["ip_addresses"][0]
+        assert ip.startswith("10.199.0."), ip
+        wait_for(
+            lambda: f"KUMO-IP: {ip}" in run_cli(["server", "console", "demo"], cfg).stdout,
+            timeout=120,
+            step=1,
+            what=f"KUMO-IP: {ip} on the demo guest's console",
+        )
+        rule = ["security-group", "rule", "create", "default", "--protocol", "icmp"]
+        assert run_cli(rule, cfg).returncode == 0
+        wait_for(
+            lambda: subprocess.run(["ping", "-c1", "-W1", ip], capture_output=True).returncode == 0,
+            timeout=60,
+            step=1,
+            what=f"the host pinging the guest at {ip}",
+        )
+        net = __import__("json").loads(run_cli(["network", "show", "kumo-net", "-o", "json"], cfg).stdout)
+        bridge = bridge_name(net["id"])
+        assert subprocess.run(["ip", "link", "show", bridge], capture_output=True).returncode == 0
         assert run_cli(["server", "delete", "demo", "--wait"], cfg).returncode == 0
+        # No port of the network is left on the node: its bridge and DHCP go.
+        wait_for(
+            lambda: subprocess.run(["ip", "link", "show", bridge], capture_output=True).returncode != 0,
+            timeout=60,
+            step=1,
+            what=f"bridge {bridge} removed",
+        )
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -85,7 +114,8 @@ def test_make_up_boots_a_guest_with_the_printed_command() -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
         for name in virsh("list", "--all", "--name").split():
-            if name.startswith("kumo-"):
+            # Only this cloud's guests: other node daemons may run on this host.
+            if name.startswith("kumo-") and str(base) in virsh("dumpxml", name):
                 virsh("destroy", name)
                 virsh("undefine", name)
         shutil.rmtree(base, ignore_errors=True)

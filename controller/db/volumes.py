@@ -183,8 +183,11 @@ def all_snapshots() -> list[VolumeSnapshot]:
     return list(VolumeSnapshot.select())
 
 
-def count_snapshots_of(volume_id: str) -> int:
-    return VolumeSnapshot.select().where(VolumeSnapshot.volume == volume_id).count()
+def count_snapshots_of(volume_id: str, state: int | None = None) -> int:
+    query = VolumeSnapshot.select().where(VolumeSnapshot.volume == volume_id)
+    if state is not None:
+        query = query.where(VolumeSnapshot.state == state)
+    return query.count()
 
 
 def count_snapshots_in_project(project_id: str) -> int:

@@ -440,7 +440,7 @@ class Images:
                     yield data
 
         image = self.upload(caller, UploadHeader(row.id, expected_size=size), chunks())
-        log.info("image seeded", extra={"image": image.id, "name": name, "path": str(path)})
+        log.info("image seeded", extra={"image": image.id, "image_name": name, "path": str(path)})
         return image
 
     # Download

@@ -17,7 +17,6 @@ import base64
 import logging
 import math
 import random
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +28,7 @@ from controller.db import identity as identity_store
 from controller.db import images as image_store
 from controller.db import instances as store
 from controller.db import nodes as node_store
-from controller.db.database import db, is_sqlite, write_transaction
+from controller.db.database import is_sqlite, write_transaction
 from controller.db.models import Instance, ServerGroup
 from controller.domain import desired_state
 from controller.domain.compute_catalog import GROUP_MEMBERS, ComputeCatalog
@@ -37,6 +36,7 @@ from controller.domain.identity import PROJECT_IN_USE_CHECKS
 from controller.domain.images import ACTIVE as IMAGE_ACTIVE
 from controller.domain.images import Images
 from controller.domain.nodes import NODE_IN_USE_CHECKS, Nodes
+from controller.domain.periodic import Periodic
 from controller.domain.scheduler import (
     Candidate,
     Outcome,
@@ -145,8 +145,7 @@ class Instances:
         self.sync_period = cfg.instance_sync_seconds
         # Set by the volume feature (domain/volumes.py): boot_source(caller, ref).
         self.boot_volumes: Any = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._sync = Periodic("instance-sync", self.sync_period, self.sync_once, log)
 
     # Lookups
 
@@ -488,23 +487,10 @@ class Instances:
     # Sync: what nodes observe -> instance states
 
     def start_sync(self) -> None:
-        self._thread = threading.Thread(target=self._sync_loop, name="instance-sync", daemon=True)
-        self._thread.start()
+        self._sync.start()
 
     def stop_sync(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-
-    def _sync_loop(self) -> None:
-        while not self._stop.wait(self.sync_period):
-            try:
-                self.sync_once()
-            except Exception:
-                log.exception("instance sync failed")
-            finally:
-                if not db.is_closed():
-                    db.close()
+        self._sync.stop()
 
     def sync_once(self) -> int:
         """One pass over every instance; returns how many changed."""

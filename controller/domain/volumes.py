@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -48,6 +47,7 @@ from controller.domain import instances as instances_mod
 from controller.domain.identity import PROJECT_IN_USE_CHECKS
 from controller.domain.instances import Instances
 from controller.domain.nodes import NODE_IN_USE_CHECKS, Nodes
+from controller.domain.periodic import Periodic
 from controller.domain.scheduler import Request, no_valid_host, schedule
 from controller.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ResourceExhausted, not_found
 from controller.validation import is_uuid
@@ -115,8 +115,7 @@ class Volumes:
         self.ratios = instances.ratios
         self.quotas = Quotas(cfg.quota_volumes, cfg.quota_volume_gb, cfg.quota_volume_snapshots)
         self.sync_period = cfg.instance_sync_seconds
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._sync = Periodic("volume-sync", self.sync_period, self.sync_once, log)
 
     # Lookups
 
@@ -333,8 +332,16 @@ class Volumes:
                 raise _wrong_state(row, "delete")
             n = store.count_snapshots_of(row.id)
             if n:
+                going = store.count_snapshots_of(row.id, SNAP_DELETING)
+                hint = (
+                    f"wait until the node has removed {'it' if going == 1 else 'them'}"
+                    if going == n
+                    else "delete them first"
+                )
                 raise FailedPrecondition(
-                    f"volume {row.name!r} has {n} snapshot(s); delete them first",
+                    f"volume {row.name!r} has {n} snapshot(s)"
+                    + (f", {going} being deleted" if going else "")
+                    + f"; {hint}",
                     reason="VOLUME_HAS_SNAPSHOTS",
                 )
             now = clock.now()
@@ -619,23 +626,10 @@ class Volumes:
     # Sync: what nodes observe -> volume and snapshot states
 
     def start_sync(self) -> None:
-        self._thread = threading.Thread(target=self._sync_loop, name="volume-sync", daemon=True)
-        self._thread.start()
+        self._sync.start()
 
     def stop_sync(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-
-    def _sync_loop(self) -> None:
-        while not self._stop.wait(self.sync_period):
-            try:
-                self.sync_once()
-            except Exception:
-                log.exception("volume sync failed")
-            finally:
-                if not db.is_closed():
-                    db.close()
+        self._sync.stop()
 
     def sync_once(self) -> int:
         """One pass over every volume and snapshot; returns how many changed.

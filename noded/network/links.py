@@ -5,6 +5,8 @@ it reads what the kernel has and changes only the difference."""
 from __future__ import annotations
 
 import ipaddress
+import subprocess
+from pathlib import Path
 from typing import Any
 
 from noded.network.cmd import NetworkError, run, run_json
@@ -24,6 +26,19 @@ def delete_link(name: str) -> None:
         run(["ip", "link", "del", "dev", name])
 
 
+def require_br_netfilter() -> None:
+    """Security groups are enforced on bridged traffic only through
+    br_netfilter: without it every port would be open, so refuse instead."""
+    if Path("/proc/sys/net/bridge").is_dir():
+        return
+    subprocess.run(["modprobe", "br_netfilter"], capture_output=True, check=False)
+    if not Path("/proc/sys/net/bridge").is_dir():
+        raise NetworkError(
+            "the br_netfilter kernel module is not loaded and modprobe could not load it; "
+            "security groups cannot be enforced without it"
+        )
+
+
 def ensure_bridge(name: str, mtu: int, alias: str) -> bool:
     """A bridge without STP (a leaf: nothing loops), passing bridged IP to the
     inet netfilter hooks (br_netfilter), where security groups are stateful.
@@ -32,6 +47,7 @@ def ensure_bridge(name: str, mtu: int, alias: str) -> bool:
     if have is not None and have.get("ifalias", "") != alias:
         raise NetworkError(f"{name} exists and is not ours ({have.get('ifalias', '')!r}); not touching it")
     if have is None:
+        require_br_netfilter()
         bridge_opts = [
             "stp_state",
             "0",
