@@ -49,6 +49,11 @@ def _cell(row: dict[str, Any], col: Column) -> str:
     return str(value)
 
 
+def deleted(kind: str, item: Any) -> None:
+    """What a delete command prints: "deleted <kind> <name> (<id>)"."""
+    typer.echo(f"deleted {kind} {item.name} ({item.id})")
+
+
 def emit(data: Message | Sequence[Message] | dict[str, Any], fmt: Format, columns: Sequence[Column]) -> None:
     many = isinstance(data, list | tuple)
     rows = [to_dict(m) if isinstance(m, Message) else m for m in (data if many else [data])]  # type: ignore[union-attr]

@@ -9,7 +9,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,6 +204,40 @@ def make_user(
         idpb.CreateRoleAssignmentRequest(user_id=user.id, project_id=project_id, role=role)
     )
     return user
+
+
+def two_tenants(controller: ControllerProc, admin: Client, prefix: str) -> dict[str, Any]:
+    """Projects `prefix`-a and `prefix`-b: in a, alice (member) and reader
+    (reader); in b, bob (member); each user logged in."""
+    a = admin.identity.CreateProject(idpb.CreateProjectRequest(project=idpb.Project(name=f"{prefix}-a")))
+    b = admin.identity.CreateProject(idpb.CreateProjectRequest(project=idpb.Project(name=f"{prefix}-b")))
+    make_user(admin, a.id, f"{prefix}-alice", idpb.ROLE_MEMBER)
+    make_user(admin, a.id, f"{prefix}-reader", idpb.ROLE_READER)
+    make_user(admin, b.id, f"{prefix}-bob", idpb.ROLE_MEMBER)
+    return {
+        "a": a,
+        "b": b,
+        "alice": controller.login(f"{prefix}-alice", "password-123"),
+        "reader": controller.login(f"{prefix}-reader", "password-123"),
+        "bob": controller.login(f"{prefix}-bob", "password-123"),
+    }
+
+
+def race(worker: Callable[..., object], args: Iterable[tuple[Any, ...]]) -> None:
+    """Calls `worker(*a)` for each `a` of `args`, each in its own thread, all
+    released together by a barrier; returns when all are done."""
+    todo = list(args)
+    barrier = threading.Barrier(len(todo))
+
+    def run(*a: Any) -> None:
+        barrier.wait()
+        worker(*a)
+
+    threads = [threading.Thread(target=run, args=a) for a in todo]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def run_cli(

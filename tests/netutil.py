@@ -3,6 +3,7 @@ and running the node's network step inside a namespace, as noded would."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,7 +76,9 @@ class Namespaces:
 
 
 def state_dir(prefix: str) -> Path:
-    """A node state dir that dnsmasq (dropping to nobody) can read below."""
+    """A fresh directory under /var/tmp with 0755 (pytest's own are 0700
+    root), for node state that dnsmasq (dropping to nobody) and qemu
+    (libvirt-qemu) must reach below."""
     d = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
     d.chmod(0o755)
     return d
@@ -88,6 +92,14 @@ from noded.network import NetworkStep
 desired = pb.NodeDesiredState.FromString(Path(sys.argv[3]).read_bytes())
 NetworkStep(Path(sys.argv[1]), sys.argv[2])(desired)
 """
+
+
+def desired_subnet(sid: str, cidr: str, **kw: Any) -> pb.DesiredSubnet:
+    """A subnet of the desired state, its gateway the first address of `cidr`."""
+    net = ipaddress.ip_network(cidr)
+    return pb.DesiredSubnet(
+        id=sid, cidr=cidr, ip_version=net.version, gateway_ip=str(net.network_address + 1), **kw
+    )
 
 
 def apply_in(netns: str | None, state: Path, desired: pb.NodeDesiredState, tunnel_ip: str = "") -> None:

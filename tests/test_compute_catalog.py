@@ -12,15 +12,14 @@ from google.protobuf import field_mask_pb2
 
 from kumo.v1 import compute_pb2 as pb
 from kumo.v1 import compute_pb2_grpc
-from kumo.v1 import identity_pb2 as idpb
 from tests.harness import (
     Client,
     ControllerProc,
     cli_login,
     error_reason,
-    make_user,
     rpc_error,
     run_cli,
+    two_tenants,
 )
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
@@ -32,18 +31,7 @@ def compute(client: Client):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def world(controller: ControllerProc, admin: Client) -> dict[str, object]:
-    a = admin.identity.CreateProject(idpb.CreateProjectRequest(project=idpb.Project(name="cat-a")))
-    b = admin.identity.CreateProject(idpb.CreateProjectRequest(project=idpb.Project(name="cat-b")))
-    make_user(admin, a.id, "cat-alice", idpb.ROLE_MEMBER)
-    make_user(admin, a.id, "cat-reader", idpb.ROLE_READER)
-    make_user(admin, b.id, "cat-bob", idpb.ROLE_MEMBER)
-    return {
-        "a": a,
-        "b": b,
-        "alice": controller.login("cat-alice", "password-123"),
-        "reader": controller.login("cat-reader", "password-123"),
-        "bob": controller.login("cat-bob", "password-123"),
-    }
+    return two_tenants(controller, admin, "cat")
 
 
 def flavor(name: str, **kw) -> pb.CreateFlavorRequest:  # type: ignore[no-untyped-def]

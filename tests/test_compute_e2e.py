@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
@@ -18,13 +15,13 @@ import pytest
 from kumo.v1 import compute_pb2 as pb
 from kumo.v1 import compute_pb2_grpc, image_pb2_grpc
 from kumo.v1 import image_pb2 as ipb
-from tests.harness import ROOT, Client, ControllerProc
-from tests.nodeutil import NodedProc, make_token, nodes, run_noded, wait_for
-from tests.test_images import make_image
+from tests.cloudutil import destroy_guests, libvirt_and_test_image, libvirt_cloud, ready_nodes, virsh
+from tests.harness import Client
+from tests.netutil import state_dir
+from tests.nodeutil import wait_for
 
 pytestmark = pytest.mark.e2e
 
-IMAGE = ROOT / "images" / "kumo-test.qcow2"
 MARKER = "KUMO-TEST-IMAGE-BOOTED"
 
 
@@ -32,61 +29,16 @@ def compute(client: Client):  # type: ignore[no-untyped-def]
     return client.stub(compute_pb2_grpc.ComputeServiceStub)
 
 
-def virsh(*args: str) -> str:
-    return subprocess.run(["virsh", "-c", "qemu:///system", *args], capture_output=True, text=True).stdout
-
-
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[dict]:
-    start = subprocess.run([str(ROOT / "scripts" / "start-libvirt.sh")], capture_output=True, text=True)
-    assert start.returncode == 0, f"libvirtd must run for this test: {start.stderr}"
-    built = subprocess.run(
-        [str(ROOT / "scripts" / "build-test-image.sh"), str(IMAGE)], capture_output=True, text=True
-    )
-    assert built.returncode == 0, built.stderr
-    # Under /var/tmp with 0755: qemu runs as libvirt-qemu and must reach the disks.
-    base = Path(tempfile.mkdtemp(prefix="kumo-e2e-", dir="/var/tmp"))
-    base.chmod(0o755)
-    data = base / "ctl"
-    data.mkdir()
-    ctl = ControllerProc(
-        data, extra_env={"KUMO_NODE_HEARTBEAT_SECONDS": "1", "KUMO_INSTANCE_SYNC_SECONDS": "0.3"}
-    )
-    ctl.start()
-    node = None
+    libvirt_and_test_image()
+    base = state_dir("kumo-e2e-")
     try:
-        admin = ctl.login()
-        state = base / "node"
-        joined = run_noded(
-            ["join", ctl.endpoint, make_token(admin), "--name", "e2e-host", "--state-dir", str(state)]
-        )
-        assert joined.returncode == 0, joined.stderr
-        node = NodedProc(state, ["--virt-type", "qemu", "--reconcile-seconds", "5"]).start()
-        wait_for(
-            lambda: any(n.state == 1 for n in nodes(admin).ListNodes(_list_nodes()).nodes), what="node READY"
-        )
-        image = make_image(admin, "kumo-test", IMAGE.read_bytes(), ipb.DISK_FORMAT_QCOW2)
-        compute(admin).CreateFlavor(
-            pb.CreateFlavorRequest(
-                flavor=pb.Flavor(name="e2e.small", vcpus=1, ram_mb=256, disk_gb=1, is_public=True)
-            )
-        )
-        yield {"ctl": ctl, "admin": admin, "image": image, "state": state, "node": node}
+        with libvirt_cloud(base, "e2e-host", "e2e.small", reconcile_seconds=5) as c:
+            yield c
     finally:
-        if node is not None:
-            node.stop()
-        ctl.stop()
-        for line in virsh("list", "--all", "--name").split():
-            if line.startswith("kumo-"):
-                virsh("destroy", line)
-                virsh("undefine", line)
+        destroy_guests(str(base))
         shutil.rmtree(base, ignore_errors=True)
-
-
-def _list_nodes():  # type: ignore[no-untyped-def]
-    from kumo.v1 import node_pb2
-
-    return node_pb2.ListNodesRequest()
 
 
 def wait_state(client: Client, iid: str, state: int, timeout: float = 120) -> pb.Instance:
@@ -179,10 +131,7 @@ def test_server_lifecycle_snapshot_and_cleanup(cloud: dict) -> None:
     cloud["node"].stop()
     assert f"kumo-{second.id}" in virsh("list", "--name"), "the guest outlives its node daemon"
     cloud["node"].start()
-    wait_for(
-        lambda: any(n.state == 1 for n in nodes(admin).ListNodes(_list_nodes()).nodes),
-        what="node READY again",
-    )
+    wait_for(lambda: ready_nodes(admin), what="node READY again")
     time.sleep(5)  # the reconnected node has its desired state and has reconciled by now
     assert wait_state(admin, second.id, pb.INSTANCE_STATE_ACTIVE)
     assert console(admin, second.id).count(MARKER) == boots, "adopted, not rebooted"

@@ -18,8 +18,9 @@ from kumo.v1 import compute_pb2 as pb
 from kumo.v1 import compute_pb2_grpc
 from kumo.v1 import identity_pb2 as idpb
 from kumo.v1 import image_pb2 as ipb
-from tests.harness import Client, ControllerProc, make_user, rpc_error
-from tests.nodeutil import NodedProc, make_token, nodes, run_noded, wait_for
+from tests.cloudutil import fake_cloud
+from tests.harness import Client, ControllerProc, make_user, race, rpc_error
+from tests.nodeutil import wait_for
 from tests.test_images import make_image
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
@@ -32,74 +33,17 @@ def compute(client: Client):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    base = tmp_path_factory.mktemp("fleet")
-    data = base / "ctl"
-    data.mkdir()
-    ctl = ControllerProc(
-        data,
-        extra_env={
-            "KUMO_NODE_HEARTBEAT_SECONDS": "1",
-            "KUMO_INSTANCE_SYNC_SECONDS": "0.3",
-            "KUMO_QUOTA_INSTANCES": "1000",
-            "KUMO_QUOTA_VCPUS": "1000",
-            "KUMO_QUOTA_RAM_MB": "10000000",
-        },
-    ).start()
-    admin = ctl.login()
-    procs = []
-    try:
-        for i in range(NODES):
-            state = base / f"node{i}"
-            joined = run_noded(
-                ["join", ctl.endpoint, make_token(admin), "--name", f"fake{i}", "--state-dir", str(state)]
-            )
-            assert joined.returncode == 0, joined.stderr
-            procs.append(
-                NodedProc(
-                    state,
-                    [
-                        "--driver",
-                        "fake",
-                        "--fake-vcpus",
-                        "2",
-                        "--fake-memory-mb",
-                        "4096",
-                        "--fake-disk-gb",
-                        "50",
-                    ],
-                ).start()
-            )
-        wait_for(
-            lambda: sum(n.state == 1 for n in nodes(admin).ListNodes(idpb_list()).nodes) == NODES,
-            what="fake nodes READY",
-        )
-        image_file = base / "tiny.qcow2"
-        subprocess.run(
-            ["qemu-img", "create", "-f", "qcow2", str(image_file), "64M"], check=True, capture_output=True
-        )
-        image = make_image(
-            admin,
-            "tiny",
-            image_file.read_bytes(),
-            ipb.DISK_FORMAT_QCOW2,
-            visibility=ipb.IMAGE_VISIBILITY_PUBLIC,
-        )
-        flavor = compute(admin).CreateFlavor(
-            pb.CreateFlavorRequest(
-                flavor=pb.Flavor(name="m1.tiny", vcpus=1, ram_mb=1024, disk_gb=1, is_public=True)
-            )
-        )
-        yield {"ctl": ctl, "admin": admin, "image": image, "flavor": flavor, "procs": procs}
-    finally:
-        for p in procs:
-            p.stop()
-        ctl.stop()
-
-
-def idpb_list():  # type: ignore[no-untyped-def]
-    from kumo.v1 import node_pb2
-
-    return node_pb2.ListNodesRequest()
+    env = {
+        "KUMO_NODE_HEARTBEAT_SECONDS": "1",
+        "KUMO_INSTANCE_SYNC_SECONDS": "0.3",
+        "KUMO_QUOTA_INSTANCES": "1000",
+        "KUMO_QUOTA_VCPUS": "1000",
+        "KUMO_QUOTA_RAM_MB": "10000000",
+    }
+    with fake_cloud(tmp_path_factory.mktemp("fleet"), NODES, "fake", env) as c:
+        image = c.public_image("tiny")
+        flavor = c.flavor("m1.tiny", vcpus=1, ram_mb=1024)
+        yield {"ctl": c.ctl, "admin": c.admin, "image": image, "flavor": flavor, "procs": c.procs}
 
 
 def create_req(fleet: dict, name: str, **kw) -> pb.CreateInstanceRequest:  # type: ignore[no-untyped-def]
@@ -176,13 +120,11 @@ def test_racing_creates_never_overcommit(fleet: dict) -> None:
     admin = fleet["admin"]
     capacity = NODES * 4  # RAM bound: 4096 MiB / 1024 MiB per node
     clients = [fleet["ctl"].login() for _ in range(6)]
-    barrier = threading.Barrier(len(clients))
     results: list[grpc.StatusCode] = []
     messages: list[str] = []
     lock = threading.Lock()
 
     def worker(k: int, client: Client) -> None:
-        barrier.wait()
         for j in range(capacity * 3 // len(clients)):
             try:
                 compute(client).CreateInstance(create_req(fleet, f"race-{k}-{j}"))
@@ -194,9 +136,7 @@ def test_racing_creates_never_overcommit(fleet: dict) -> None:
             with lock:
                 results.append(outcome)
 
-    threads = [threading.Thread(target=worker, args=(k, c)) for k, c in enumerate(clients)]
-    [t.start() for t in threads]
-    [t.join() for t in threads]
+    race(worker, enumerate(clients))
     assert len(results) == capacity * 3
     assert results.count(grpc.StatusCode.OK) == capacity, collections.Counter(results)
     assert results.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == capacity * 2

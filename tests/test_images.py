@@ -19,7 +19,7 @@ from google.protobuf import field_mask_pb2
 from kumo import imagewire
 from kumo.v1 import identity_pb2 as idpb
 from kumo.v1 import image_pb2 as pb
-from tests.harness import ROOT, Client, ControllerProc, error_reason, make_user, rpc_error
+from tests.harness import ROOT, Client, ControllerProc, error_reason, make_user, rpc_error, two_tenants
 
 MIB = 1024 * 1024
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
@@ -112,18 +112,7 @@ def assert_no_temp_files(ctl: ControllerProc, timeout: float = 10) -> None:
 
 @pytest.fixture(scope="module")
 def world(controller: ControllerProc, admin: Client) -> dict:
-    a = admin.identity.CreateProject(idpb.CreateProjectRequest(project=idpb.Project(name="img-a")))
-    b = admin.identity.CreateProject(idpb.CreateProjectRequest(project=idpb.Project(name="img-b")))
-    make_user(admin, a.id, "img-alice", idpb.ROLE_MEMBER)
-    make_user(admin, a.id, "img-reader", idpb.ROLE_READER)
-    make_user(admin, b.id, "img-bob", idpb.ROLE_MEMBER)
-    return {
-        "a": a,
-        "b": b,
-        "alice": controller.login("img-alice", "password-123"),
-        "reader": controller.login("img-reader", "password-123"),
-        "bob": controller.login("img-bob", "password-123"),
-    }
+    return two_tenants(controller, admin, "img")
 
 
 # Upload and download

@@ -11,27 +11,24 @@ import re
 import shutil
 import socket
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kumo.v1 import compute_pb2 as pb
-from kumo.v1 import image_pb2 as ipb
 from kumo.v1 import network_pb2 as npb
 from kumo.v1 import network_pb2_grpc
 from noded.network import bridge_name, tap_name
 from noded.network.names import owner_tag, table_name
-from tests.harness import ROOT, Client, ControllerProc
-from tests.netutil import need_root_networking, ping
-from tests.nodeutil import NodedProc, make_token, nodes, run_noded, wait_for
-from tests.test_compute_e2e import _list_nodes, compute, virsh, wait_console, wait_gone, wait_state
-from tests.test_images import make_image
+from tests.cloudutil import destroy_guests, libvirt_and_test_image, libvirt_cloud, virsh
+from tests.harness import Client
+from tests.netutil import need_root_networking, ping, state_dir
+from tests.nodeutil import wait_for
+from tests.test_compute_e2e import compute, wait_console, wait_gone, wait_state
 
 pytestmark = pytest.mark.e2e
 
-IMAGE = ROOT / "images" / "kumo-test.qcow2"
 CIDR, GATEWAY = "10.214.9.0/24", "10.214.9.1"
 
 
@@ -42,48 +39,14 @@ def net(client: Client):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[dict]:
     need_root_networking()
-    start = subprocess.run([str(ROOT / "scripts" / "start-libvirt.sh")], capture_output=True, text=True)
-    assert start.returncode == 0, f"libvirtd must run for this test: {start.stderr}"
-    built = subprocess.run(
-        [str(ROOT / "scripts" / "build-test-image.sh"), str(IMAGE)], capture_output=True, text=True
-    )
-    assert built.returncode == 0, built.stderr
-    # Under /var/tmp with 0755: qemu (libvirt-qemu) and dnsmasq (nobody) read below.
-    base = Path(tempfile.mkdtemp(prefix="kumo-nete2e-", dir="/var/tmp"))
-    base.chmod(0o755)
-    data = base / "ctl"
-    data.mkdir()
-    ctl = ControllerProc(
-        data, extra_env={"KUMO_NODE_HEARTBEAT_SECONDS": "1", "KUMO_INSTANCE_SYNC_SECONDS": "0.3"}
-    )
-    ctl.start()
-    node = None
+    libvirt_and_test_image()
+    base = state_dir("kumo-nete2e-")
     state = base / "node"
     try:
-        admin = ctl.login()
-        joined = run_noded(
-            ["join", ctl.endpoint, make_token(admin), "--name", "net-e2e-host", "--state-dir", str(state)]
-        )
-        assert joined.returncode == 0, joined.stderr
-        node = NodedProc(state, ["--virt-type", "qemu", "--reconcile-seconds", "3"]).start()
-        wait_for(
-            lambda: any(n.state == 1 for n in nodes(admin).ListNodes(_list_nodes()).nodes), what="node READY"
-        )
-        image = make_image(admin, "kumo-test", IMAGE.read_bytes(), ipb.DISK_FORMAT_QCOW2)
-        compute(admin).CreateFlavor(
-            pb.CreateFlavorRequest(
-                flavor=pb.Flavor(name="net.small", vcpus=1, ram_mb=256, disk_gb=1, is_public=True)
-            )
-        )
-        yield {"ctl": ctl, "admin": admin, "image": image, "state": state, "node": node}
+        with libvirt_cloud(base, "net-e2e-host", "net.small", reconcile_seconds=3) as c:
+            yield c
     finally:
-        if node is not None:
-            node.stop()
-        ctl.stop()
-        for line in virsh("list", "--all", "--name").split():
-            if line.startswith("kumo-") and str(state) in virsh("dumpxml", line):
-                virsh("destroy", line)
-                virsh("undefine", line)
+        destroy_guests(str(state))
         # What a failed test may have left of the node's networks.
         from noded.network import NetworkStep
 

@@ -34,19 +34,8 @@ def network(nid: str = NET, third: int = 7, external: bool = False, peers: int =
         mtu=1400,
         external_routable=external,
         subnets=[
-            pb.DesiredSubnet(
-                id=f"v4-{third}",
-                cidr=f"10.213.{third}.0/24",
-                ip_version=4,
-                gateway_ip=f"10.213.{third}.1",
-                dns_servers=["10.213.0.53"],
-            ),
-            pb.DesiredSubnet(
-                id=f"v6-{third}",
-                cidr=f"fd00:213:{third}::/64",
-                ip_version=6,
-                gateway_ip=f"fd00:213:{third}::1",
-            ),
+            netutil.desired_subnet(f"v4-{third}", f"10.213.{third}.0/24", dns_servers=["10.213.0.53"]),
+            netutil.desired_subnet(f"v6-{third}", f"fd00:213:{third}::/64"),
         ],
         peers=[pb.OverlayPeer(node_id="peer", tunnel_ip="203.0.113.9", mac_addresses=["52:54:00:ee:00:09"])][
             :peers

@@ -58,9 +58,7 @@ def desired(host: str, icmp: bool = True) -> pb.NodeDesiredState:
                 id=net,
                 vni=vni,
                 mtu=1450,
-                subnets=[
-                    pb.DesiredSubnet(id=f"sub-{vni}", cidr=SUBNET, ip_version=4, gateway_ip="10.61.0.1")
-                ],
+                subnets=[netutil.desired_subnet(f"sub-{vni}", SUBNET)],
                 peers=[
                     pb.OverlayPeer(
                         node_id=f"node-{other}", tunnel_ip=UNDERLAY[other], mac_addresses=remote_macs
@@ -215,14 +213,7 @@ def test_outbound_nat_and_no_routing_between_networks(tmp_path: Path) -> None:
                     id=nid,
                     vni=third,
                     external_routable=ext,
-                    subnets=[
-                        pb.DesiredSubnet(
-                            id=f"s{third}",
-                            cidr=f"10.{third}.0.0/24",
-                            ip_version=4,
-                            gateway_ip=f"10.{third}.0.1",
-                        )
-                    ],
+                    subnets=[netutil.desired_subnet(f"s{third}", f"10.{third}.0.0/24")],
                 )
             )
             out.ports.append(

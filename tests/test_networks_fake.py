@@ -6,7 +6,6 @@ leaving nothing behind."""
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,11 @@ import pytest
 
 from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import identity_pb2 as idpb
-from kumo.v1 import image_pb2 as ipb
 from kumo.v1 import network_pb2 as pb
-from kumo.v1 import node_pb2
-from tests.harness import Client, ControllerProc, error_reason, make_user, rpc_error
-from tests.nodeutil import NodedProc, make_token, nodes, run_noded, wait_for
+from tests.cloudutil import fake_cloud
+from tests.harness import Client, error_reason, make_user, rpc_error
+from tests.nodeutil import wait_for
 from tests.test_compute_fake import compute, wait_gone
-from tests.test_images import make_image
 from tests.test_networks import make_network, make_port, make_subnet, mask, net
 
 NODES = 2
@@ -30,73 +27,16 @@ NODES = 2
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    base = tmp_path_factory.mktemp("netfleet")
-    data = base / "ctl"
-    data.mkdir()
-    ctl = ControllerProc(
-        data,
-        extra_env={
-            "KUMO_NODE_HEARTBEAT_SECONDS": "1",
-            "KUMO_INSTANCE_SYNC_SECONDS": "0.3",
-            "KUMO_QUOTA_INSTANCES": "6",
-        },
-    ).start()
-    admin = ctl.login()
-    procs: list[NodedProc] = []
-    states: dict[str, Path] = {}
-    try:
-        for i in range(NODES):
-            state = base / f"node{i}"
-            joined = run_noded(
-                ["join", ctl.endpoint, make_token(admin), "--name", f"netfake{i}", "--state-dir", str(state)]
-            )
-            assert joined.returncode == 0, joined.stderr
-            procs.append(
-                NodedProc(
-                    state,
-                    [
-                        "--driver",
-                        "fake",
-                        "--fake-vcpus",
-                        "2",
-                        "--fake-memory-mb",
-                        "4096",
-                        "--fake-disk-gb",
-                        "50",
-                    ],
-                ).start()
-            )
-        listed = wait_for(
-            lambda: (
-                (ns := nodes(admin).ListNodes(node_pb2.ListNodesRequest()).nodes)
-                and sum(n.state == node_pb2.NODE_STATE_READY for n in ns) == NODES
-                and ns
-            ),
-            what="fake nodes READY",
-        )
-        for n in listed:
-            states[n.id] = base / f"node{n.name.removeprefix('netfake')}"
-        image_file = base / "tiny.qcow2"
-        subprocess.run(
-            ["qemu-img", "create", "-f", "qcow2", str(image_file), "64M"], check=True, capture_output=True
-        )
-        image = make_image(
-            admin,
-            "tiny",
-            image_file.read_bytes(),
-            ipb.DISK_FORMAT_QCOW2,
-            visibility=ipb.IMAGE_VISIBILITY_PUBLIC,
-        )
-        compute(admin).CreateFlavor(
-            cpb.CreateFlavorRequest(
-                flavor=cpb.Flavor(name="m1.tiny", vcpus=1, ram_mb=512, disk_gb=1, is_public=True)
-            )
-        )
-        compute(admin).CreateFlavor(
-            cpb.CreateFlavorRequest(
-                flavor=cpb.Flavor(name="m1.huge", vcpus=64, ram_mb=512, disk_gb=1, is_public=True)
-            )
-        )
+    env = {
+        "KUMO_NODE_HEARTBEAT_SECONDS": "1",
+        "KUMO_INSTANCE_SYNC_SECONDS": "0.3",
+        "KUMO_QUOTA_INSTANCES": "6",
+    }
+    with fake_cloud(tmp_path_factory.mktemp("netfleet"), NODES, "netfake", env) as c:
+        image = c.public_image("tiny")
+        c.flavor("m1.tiny", vcpus=1, ram_mb=512)
+        c.flavor("m1.huge", vcpus=64, ram_mb=512)
+        admin, ctl = c.admin, c.ctl
         a = admin.identity.CreateProject(idpb.CreateProjectRequest(project=idpb.Project(name="nf-a")))
         b = admin.identity.CreateProject(idpb.CreateProjectRequest(project=idpb.Project(name="nf-b")))
         make_user(admin, a.id, "nf-alice", idpb.ROLE_MEMBER)
@@ -105,14 +45,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             "ctl": ctl,
             "admin": admin,
             "image": image,
-            "states": states,
+            "states": c.node_states,
             "alice": ctl.login("nf-alice", "password-123"),
             "bob": ctl.login("nf-bob", "password-123"),
         }
-    finally:
-        for p in procs:
-            p.stop()
-        ctl.stop()
 
 
 def server(fleet: dict[str, Any], name: str, **kw: Any) -> cpb.CreateInstanceRequest:

@@ -4,16 +4,14 @@ RESOURCE_EXHAUSTED."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from typing import Any
 
 import grpc
 import pytest
 
 from kumo.v1 import network_pb2 as pb
-from tests.harness import ControllerProc, error_reason
-from tests.test_networks import make_network, make_port, make_subnet, net
+from tests.harness import ControllerProc
+from tests.test_networks import make_network, make_subnet, net, racing_ports
 
 pytestmark = pytest.mark.postgres
 
@@ -38,29 +36,9 @@ def test_racing_port_creates_on_two_controllers(two_controllers: list[Controller
     n = make_network(admins[0], "pg-race")
     make_subnet(admins[0], n.id, "pg-tiny", "10.61.0.0/29")  # 5 usable addresses
     clients = [two_controllers[i % 2].login() for i in range(12)]
-    barrier = threading.Barrier(len(clients))
-    results: list[Any] = []
-    lock = threading.Lock()
-
-    def worker(client: Any) -> None:
-        barrier.wait()
-        try:
-            out: Any = make_port(client, n.id).fixed_ips[0].ip_address
-        except grpc.RpcError as exc:
-            out = (exc.code(), error_reason(exc))
-        with lock:
-            results.append(out)
-
-    threads = [threading.Thread(target=worker, args=(c,)) for c in clients]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    ips = [r for r in results if isinstance(r, str)]
-    assert len(ips) == 5 and len(set(ips)) == 5, results
-    assert [r for r in results if not isinstance(r, str)] == [
-        (grpc.StatusCode.RESOURCE_EXHAUSTED, "IP_POOL_EXHAUSTED")
-    ] * 7
+    ips, losers = racing_ports(clients, n.id)
+    assert len(ips) == 5 and len(set(ips)) == 5, (ips, losers)
+    assert losers == [(grpc.StatusCode.RESOURCE_EXHAUSTED, "IP_POOL_EXHAUSTED")] * 7
     ports = net(admins[1]).ListPorts(pb.ListPortsRequest(network_id=n.id)).ports
     assert sorted(p.fixed_ips[0].ip_address for p in ports) == sorted(ips)
     assert len({p.mac_address for p in ports}) == 5

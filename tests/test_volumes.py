@@ -20,13 +20,14 @@ import pytest
 from google.protobuf import field_mask_pb2
 
 from kumo.v1 import compute_pb2 as cpb
-from kumo.v1 import compute_pb2_grpc, node_pb2, volume_pb2_grpc
 from kumo.v1 import identity_pb2 as idpb
 from kumo.v1 import image_pb2 as ipb
+from kumo.v1 import node_pb2, volume_pb2_grpc
 from kumo.v1 import volume_pb2 as pb
-from tests.harness import Client, ControllerProc, cli_login, error_reason, make_user, rpc_error, run_cli
-from tests.nodeutil import NodedProc, make_token, nodes, run_noded, wait_for
-from tests.test_images import make_image
+from tests.cloudutil import fake_cloud
+from tests.harness import Client, cli_login, error_reason, make_user, race, rpc_error, run_cli
+from tests.nodeutil import nodes, wait_for
+from tests.test_compute_fake import compute, wait_gone, wait_state
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 NODES = 2
@@ -40,85 +41,21 @@ def volumes(client: Client) -> Any:
     return client.stub(volume_pb2_grpc.VolumeServiceStub)
 
 
-def compute(client: Client) -> Any:
-    return client.stub(compute_pb2_grpc.ComputeServiceStub)
-
-
 @contextlib.contextmanager
 def start_cloud(base: Path, extra_args: list[str] | None = None) -> Iterator[dict]:
     """A controller (SQLite, or what `extra_args` say) and NODES fake nodes."""
-    data = base / "ctl"
-    data.mkdir()
-    ctl = ControllerProc(
-        data,
-        extra_env={
-            "KUMO_NODE_HEARTBEAT_SECONDS": "0.5",
-            "KUMO_INSTANCE_SYNC_SECONDS": "0.2",
-            "KUMO_QUOTA_VOLUMES": str(QUOTA_VOLUMES),
-            "KUMO_QUOTA_VOLUME_GB": str(QUOTA_GB),
-            "KUMO_QUOTA_VOLUME_SNAPSHOTS": str(QUOTA_SNAPSHOTS),
-        },
-        extra_args=extra_args or [],
-    ).start()
-    admin = ctl.login()
-    procs = []
-    try:
-        for i in range(NODES):
-            state = base / f"node{i}"
-            joined = run_noded(
-                ["join", ctl.endpoint, make_token(admin), "--name", f"vfake{i}", "--state-dir", str(state)]
-            )
-            assert joined.returncode == 0, joined.stderr
-            procs.append(
-                NodedProc(
-                    state,
-                    [
-                        "--driver",
-                        "fake",
-                        "--fake-vcpus",
-                        "2",
-                        "--fake-memory-mb",
-                        "4096",
-                        "--fake-disk-gb",
-                        str(NODE_DISK_GB),
-                    ],
-                ).start()
-            )
-        wait_for(
-            lambda: (
-                sum(n.state == 1 for n in nodes(admin).ListNodes(node_pb2.ListNodesRequest()).nodes) == NODES
-            ),
-            what="fake nodes READY",
-        )
-        image_file = base / "tiny.qcow2"
-        subprocess.run(
-            ["qemu-img", "create", "-f", "qcow2", str(image_file), "64M"], check=True, capture_output=True
-        )
-        image = make_image(
-            admin,
-            "vtiny",
-            image_file.read_bytes(),
-            ipb.DISK_FORMAT_QCOW2,
-            visibility=ipb.IMAGE_VISIBILITY_PUBLIC,
-        )
-        big = make_image(
-            admin,
-            "vbig",
-            image_file.read_bytes(),
-            ipb.DISK_FORMAT_QCOW2,
-            visibility=ipb.IMAGE_VISIBILITY_PUBLIC,
-            min_disk_gb=5,
-        )
-        compute(admin).CreateFlavor(
-            cpb.CreateFlavorRequest(
-                flavor=cpb.Flavor(name="v.tiny", vcpus=1, ram_mb=512, disk_gb=1, is_public=True)
-            )
-        )
-        yield {"ctl": ctl, "admin": admin, "image": image, "big": big, "procs": procs}
-    finally:
-        for p in procs:
-            p.stop()
-        ctl.stop()
+    env = {
+        "KUMO_NODE_HEARTBEAT_SECONDS": "0.5",
+        "KUMO_INSTANCE_SYNC_SECONDS": "0.2",
+        "KUMO_QUOTA_VOLUMES": str(QUOTA_VOLUMES),
+        "KUMO_QUOTA_VOLUME_GB": str(QUOTA_GB),
+        "KUMO_QUOTA_VOLUME_SNAPSHOTS": str(QUOTA_SNAPSHOTS),
+    }
+    with fake_cloud(base, NODES, "vfake", env, disk_gb=NODE_DISK_GB, extra_args=extra_args) as c:
+        image = c.public_image("vtiny")
+        big = c.public_image("vbig", min_disk_gb=5)
+        c.flavor("v.tiny", vcpus=1, ram_mb=512)
+        yield {"ctl": c.ctl, "admin": c.admin, "image": image, "big": big, "procs": c.procs}
 
 
 @pytest.fixture(scope="module")
@@ -170,29 +107,16 @@ def wait_volume_gone(client: Client, volume_id: str) -> None:
     wait_for(lambda: gone(volumes(client).GetVolume, pb.GetVolumeRequest(id=volume_id)), what="volume gone")
 
 
-def wait_instance(client: Client, instance_id: str, state: int, timeout: float = 30) -> cpb.Instance:
-    return wait_for(
-        lambda: (
-            (i := compute(client).GetInstance(cpb.GetInstanceRequest(id=instance_id))).state == state and i
-        ),
-        timeout=timeout,
-        what=f"instance in {cpb.InstanceState.Name(state)}",
-    )
-
-
 def server(client: Client, name: str, **kw: Any) -> cpb.Instance:
     if "boot_volume" not in kw:
         kw.setdefault("image", "vtiny")
     inst = compute(client).CreateInstance(cpb.CreateInstanceRequest(name=name, flavor="v.tiny", **kw))
-    return wait_instance(client, inst.id, cpb.INSTANCE_STATE_ACTIVE)
+    return wait_state(client, inst.id, cpb.INSTANCE_STATE_ACTIVE)
 
 
 def delete_server(client: Client, instance_id: str) -> None:
     compute(client).DeleteInstance(cpb.DeleteInstanceRequest(id=instance_id))
-    wait_for(
-        lambda: gone(compute(client).GetInstance, cpb.GetInstanceRequest(id=instance_id)),
-        what="instance gone",
-    )
+    wait_gone(client, instance_id)
 
 
 def volume_on(cloud: dict, client: Client, node_id: str, name: str) -> pb.Volume:
@@ -499,7 +423,7 @@ def test_attach_detach_and_wrong_states(cloud: dict) -> None:
     assert list(compute(member).GetInstance(cpb.GetInstanceRequest(id=vm.id)).volume_ids) == []
     # To a stopped server as well.
     compute(member).StopInstance(cpb.StopInstanceRequest(id=vm.id))
-    wait_instance(member, vm.id, cpb.INSTANCE_STATE_STOPPED)
+    wait_state(member, vm.id, cpb.INSTANCE_STATE_STOPPED)
     v.AttachVolume(pb.AttachVolumeRequest(id=vol.id, instance_id=vm.id))
     wait_volume(member, vol.id, pb.VOLUME_STATE_IN_USE)
     # Deleting the server frees its volumes.
@@ -545,7 +469,6 @@ def test_racing_attaches_exactly_one_wins(cloud: dict) -> None:
     for round_ in range(3):
         vol = volume_on(cloud, member, node_id, f"race{round_}")
         made.append(vol)
-        barrier = threading.Barrier(len(vms))
         results: list[tuple[str, Any]] = []
         lock = threading.Lock()
 
@@ -553,11 +476,9 @@ def test_racing_attaches_exactly_one_wins(cloud: dict) -> None:
             client: Client,
             vm: cpb.Instance,
             vol_id: str = vol.id,
-            barrier: threading.Barrier = barrier,
             results: list[tuple[str, Any]] = results,
             lock: Any = lock,
         ) -> None:
-            barrier.wait()
             try:
                 got = volumes(client).AttachVolume(pb.AttachVolumeRequest(id=vol_id, instance_id=vm.id))
                 outcome: tuple[str, Any] = ("ok", got.instance_id)
@@ -566,9 +487,7 @@ def test_racing_attaches_exactly_one_wins(cloud: dict) -> None:
             with lock:
                 results.append(outcome)
 
-        threads = [threading.Thread(target=attach, args=(c, vm)) for c, vm in zip(clients, vms, strict=True)]
-        [t.start() for t in threads]
-        [t.join() for t in threads]
+        race(attach, zip(clients, vms, strict=True))
         winners = [r for r in results if r[0] == "ok"]
         assert len(winners) == 1, results
         assert all(r == ("FAILED_PRECONDITION", "VOLUME_WRONG_STATE") for r in results if r[0] != "ok"), (
@@ -783,12 +702,10 @@ def test_quotas(cloud: dict) -> None:
 def test_racing_creates_respect_the_quota(cloud: dict) -> None:
     member, _, _ = tenant(cloud, "qrace")
     clients = [cloud["ctl"].login(member.who.user_name, "password-123") for _ in range(4)]
-    barrier = threading.Barrier(len(clients))
     ok: list[str] = []
     lock = threading.Lock()
 
     def worker(k: int, client: Client) -> None:
-        barrier.wait()
         for j in range(4):
             try:
                 vol = create(client, f"qr-{k}-{j}", size=1)
@@ -797,9 +714,7 @@ def test_racing_creates_respect_the_quota(cloud: dict) -> None:
             except grpc.RpcError as exc:
                 assert error_reason(exc) == "QUOTA_EXCEEDED", exc.details()
 
-    threads = [threading.Thread(target=worker, args=(k, c)) for k, c in enumerate(clients)]
-    [t.start() for t in threads]
-    [t.join() for t in threads]
+    race(worker, enumerate(clients))
     assert len(ok) == QUOTA_VOLUMES
     for vid in ok:
         volumes(member).DeleteVolume(pb.DeleteVolumeRequest(id=vid))
@@ -891,13 +806,11 @@ def test_racing_creates_never_overcommit_a_node(cloud: dict) -> None:
     """Volumes claim node disk like instances do: racing creates of big
     volumes from several projects fill the nodes but never past their disk."""
     tenants = [tenant(cloud, f"fill{i}")[0] for i in range(4)]
-    barrier = threading.Barrier(len(tenants))
     made: list[tuple[Client, pb.Volume]] = []
     refused: list[str] = []
     lock = threading.Lock()
 
     def worker(k: int, client: Client) -> None:
-        barrier.wait()
         for j in range(2):
             try:
                 vol = create(client, f"fill-{k}-{j}", size=40)
@@ -907,9 +820,7 @@ def test_racing_creates_never_overcommit_a_node(cloud: dict) -> None:
                 with lock:
                     refused.append(error_reason(exc))
 
-    threads = [threading.Thread(target=worker, args=(k, c)) for k, c in enumerate(tenants)]
-    [t.start() for t in threads]
-    [t.join() for t in threads]
+    race(worker, enumerate(tenants))
     assert len(made) + len(refused) == 8
     assert set(refused) <= {"NO_VALID_HOST"}, refused
     per_node: dict[str, int] = {}

@@ -14,7 +14,6 @@ import hashlib
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,17 +26,21 @@ from noded.compute.image_cache import ImageCache
 from noded.compute.step import ComputeStep
 from noded.hypervisor.base import disk_serial
 from noded.storage import make_volumes
-from tests.harness import ROOT, Client, ControllerProc
-from tests.nodeutil import NodedProc, make_token, nodes, run_noded, wait_for
+from tests.cloudutil import (
+    TEST_IMAGE,
+    destroy_guests,
+    libvirt_and_test_image,
+    libvirt_cloud,
+    ready_nodes,
+    virsh,
+)
+from tests.harness import Client
+from tests.netutil import state_dir
+from tests.nodeutil import wait_for
 
 pytestmark = pytest.mark.e2e
 
-IMAGE = ROOT / "images" / "kumo-test.qcow2"
 MiB = 1024**2
-
-
-def virsh(*args: str) -> str:
-    return subprocess.run(["virsh", "-c", "qemu:///system", *args], capture_output=True, text=True).stdout
 
 
 def qemu_io(path: Path, cmd: str) -> subprocess.CompletedProcess:
@@ -61,22 +64,12 @@ def disks_lines(text: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[Path]:
-    start = subprocess.run([str(ROOT / "scripts" / "start-libvirt.sh")], capture_output=True, text=True)
-    assert start.returncode == 0, f"libvirtd must run for this test: {start.stderr}"
-    built = subprocess.run(
-        [str(ROOT / "scripts" / "build-test-image.sh"), str(IMAGE)], capture_output=True, text=True
-    )
-    assert built.returncode == 0, built.stderr
-    # Under /var/tmp with 0755: qemu runs as libvirt-qemu and must reach the disks.
-    base = Path(tempfile.mkdtemp(prefix="kumo-vol-e2e-", dir="/var/tmp"))
-    base.chmod(0o755)
+    libvirt_and_test_image()
+    base = state_dir("kumo-vol-e2e-")
     try:
         yield base
     finally:
-        for line in virsh("list", "--all", "--name").split():
-            if line.startswith("kumo-") and str(base) in virsh("dumpxml", line):
-                virsh("destroy", line)
-                virsh("undefine", line)
+        destroy_guests(str(base))
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -86,7 +79,7 @@ def host() -> Iterator[Path]:
 def test_node_hotplug_extend_snapshot_reboot_restart(host: Path) -> None:
     from noded.hypervisor.libvirt_driver import LibvirtDriver
 
-    img = IMAGE.read_bytes()
+    img = TEST_IMAGE.read_bytes()
     sha = hashlib.sha256(img).hexdigest()
     base = host / "node-only"
     cache = ImageCache(base / "images", lambda _s, offset: iter([img[offset:]]))
@@ -187,42 +180,9 @@ def _vol_api():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def cloud(host: Path) -> Iterator[dict]:
-    from kumo.v1 import compute_pb2 as cpb
-    from kumo.v1 import compute_pb2_grpc
-    from tests.test_images import make_image
-
     _vol_api()
-    data = host / "ctl"
-    data.mkdir()
-    ctl = ControllerProc(
-        data, extra_env={"KUMO_NODE_HEARTBEAT_SECONDS": "1", "KUMO_INSTANCE_SYNC_SECONDS": "0.3"}
-    )
-    ctl.start()
-    node = None
-    try:
-        admin = ctl.login()
-        state = host / "node"
-        joined = run_noded(
-            ["join", ctl.endpoint, make_token(admin), "--name", "vol-e2e", "--state-dir", str(state)]
-        )
-        assert joined.returncode == 0, joined.stderr
-        node = NodedProc(state, ["--virt-type", "qemu", "--reconcile-seconds", "3"]).start()
-        wait_for(lambda: _node_ready(admin), what="node READY")
-        make_image(admin, "kumo-test", IMAGE.read_bytes(), ipb.DISK_FORMAT_QCOW2)
-        admin.stub(compute_pb2_grpc.ComputeServiceStub).CreateFlavor(
-            cpb.CreateFlavorRequest(
-                flavor=cpb.Flavor(name="vol.small", vcpus=1, ram_mb=256, disk_gb=1, is_public=True)
-            )
-        )
-        yield {"ctl": ctl, "admin": admin, "state": state, "node": node}
-    finally:
-        if node is not None:
-            node.stop()
-        ctl.stop()
-
-
-def _node_ready(admin: Client) -> bool:
-    return any(n.state == 1 for n in nodes(admin).ListNodes(npb.ListNodesRequest()).nodes)
+    with libvirt_cloud(host, "vol-e2e", "vol.small", reconcile_seconds=3) as c:
+        yield c
 
 
 class Api:
@@ -386,7 +346,7 @@ def test_volumes_through_the_controller(cloud: dict) -> None:
     reports = len(disks_lines(api.console(a.id)))
     cloud["node"].stop()
     cloud["node"].start()
-    wait_for(lambda: _node_ready(api.admin), what="node READY again")
+    wait_for(lambda: ready_nodes(api.admin), what="node READY again")
     time.sleep(6)  # reconciled by now
     assert api.volume(copy.id).state == vpb.VOLUME_STATE_IN_USE
     assert len(disks_lines(api.console(a.id))) == reports, "not unplugged and plugged again"

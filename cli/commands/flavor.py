@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from google.protobuf import field_mask_pb2
 
 from cli.client import list_all, resolve, session
 from cli.commands import project as project_cmd
-from cli.output import Format, OutputOpt, emit
+from cli.output import Format, OutputOpt, deleted, emit
+from cli.updates import mask
 from kumo.v1 import compute_pb2 as pb
 from kumo.v1 import compute_pb2_grpc
 
@@ -95,20 +95,10 @@ def set_(
 ) -> None:
     """Change a flavor's description, visibility or project access (admin)."""
     s = stub()
-    current = find(s, flavor)
-    changed = pb.Flavor(id=current.id)
-    paths = []
-    if description is not None:
-        changed.description = description
-        paths.append("description")
-    if public is not None:
-        changed.is_public = public
-        paths.append("is_public")
-    if project is not None:
-        changed.project_ids.extend(_project_ids(project))
-        paths.append("project_ids")
-    req = pb.UpdateFlavorRequest(flavor=changed, update_mask=field_mask_pb2.FieldMask(paths=paths))
-    emit(s.UpdateFlavor(req), output, DETAIL)
+    changed = pb.Flavor(id=find(s, flavor).id)
+    project_ids = _project_ids(project) if project is not None else None
+    fields = mask(changed, description=description, is_public=public, project_ids=project_ids)
+    emit(s.UpdateFlavor(pb.UpdateFlavorRequest(flavor=changed, update_mask=fields)), output, DETAIL)
 
 
 @app.command()
@@ -117,4 +107,4 @@ def delete(flavor: str) -> None:
     s = stub()
     f = find(s, flavor)
     s.DeleteFlavor(pb.DeleteFlavorRequest(id=f.id))
-    typer.echo(f"deleted flavor {f.name} ({f.id})")
+    deleted("flavor", f)

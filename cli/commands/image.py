@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 import grpc
 import typer
-from google.protobuf import field_mask_pb2
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -28,7 +27,8 @@ from rich.progress import (
 from cli import transfer
 from cli.client import Session, list_all, resolve, session
 from cli.errors import CliError
-from cli.output import Format, OutputOpt, emit, enum_label
+from cli.output import Format, OutputOpt, deleted, emit, enum_label
+from cli.updates import mask
 from kumo.v1 import image_pb2 as pb
 from kumo.v1 import image_pb2_grpc
 
@@ -336,35 +336,28 @@ def set(
 ) -> None:
     """Change an image's name, visibility, protection, minimums or properties."""
     images = stub()
-    current = find(images, image)
-    changed = pb.Image(id=current.id)
-    paths: list[str] = []
-    if name is not None:
-        changed.name = name
-        paths.append("name")
+    changed = pb.Image(id=find(images, image).id)
+    visibility = None
     if public is not None:
-        changed.visibility = pb.IMAGE_VISIBILITY_PUBLIC if public else pb.IMAGE_VISIBILITY_PRIVATE
-        paths.append("visibility")
-    if protected is not None:
-        changed.protected = protected
-        paths.append("protected")
-    if min_disk is not None:
-        changed.min_disk_gb = min_disk
-        paths.append("min_disk_gb")
-    if min_ram is not None:
-        changed.min_ram_mb = min_ram
-        paths.append("min_ram_mb")
+        visibility = pb.IMAGE_VISIBILITY_PUBLIC if public else pb.IMAGE_VISIBILITY_PRIVATE
+    fields = mask(
+        changed,
+        name=name,
+        visibility=visibility,
+        protected=protected,
+        min_disk_gb=min_disk,
+        min_ram_mb=min_ram,
+    )
     for key, value in _properties(prop).items():
         changed.properties[key] = value
-        paths.append(f"properties.{key}")
+        fields.paths.append(f"properties.{key}")
     for key in unset or []:
         if key in changed.properties:
             raise CliError(f"--property and --unset-property both name {key!r}")
-        paths.append(f"properties.{key}")
-    if not paths:
+        fields.paths.append(f"properties.{key}")
+    if not fields.paths:
         raise CliError("nothing to change: give at least one option (see --help)")
-    req = pb.UpdateImageRequest(image=changed, update_mask=field_mask_pb2.FieldMask(paths=paths))
-    emit(images.UpdateImage(req), output, DETAIL)
+    emit(images.UpdateImage(pb.UpdateImageRequest(image=changed, update_mask=fields)), output, DETAIL)
 
 
 @app.command()
@@ -374,4 +367,4 @@ def delete(images_: Annotated[list[str], typer.Argument(metavar="IMAGE...", help
     for ref in images_:
         found = find(images, ref)
         images.DeleteImage(pb.DeleteImageRequest(id=found.id))
-        typer.echo(f"deleted image {found.name} ({found.id})")
+        deleted("image", found)

@@ -11,7 +11,7 @@ import typer
 from cli.client import list_all, resolve
 from cli.commands.flavor import stub
 from cli.errors import CliError
-from cli.output import Format, OutputOpt, emit
+from cli.output import Format, OutputOpt, deleted, emit
 from kumo.v1 import compute_pb2 as pb
 
 app = typer.Typer(no_args_is_help=True)
@@ -89,4 +89,4 @@ def delete(keypair: str) -> None:
     s = stub()
     k = find(s, keypair)
     s.DeleteKeypair(pb.DeleteKeypairRequest(id=k.id))
-    typer.echo(f"deleted keypair {k.name} ({k.id})")
+    deleted("keypair", k)

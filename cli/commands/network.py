@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from google.protobuf import field_mask_pb2
 
 from cli.client import list_all, resolve, session
-from cli.output import Format, OutputOpt, emit
+from cli.output import Format, OutputOpt, deleted, emit
+from cli.updates import mask
 from kumo.v1 import network_pb2 as pb
 from kumo.v1 import network_pb2_grpc
 
@@ -84,21 +84,11 @@ def set_(
 ) -> None:
     """Change a network."""
     s = stub()
-    current = find(s, network)
-    changed = pb.Network(id=current.id)
-    paths = []
-    for field, value in (
-        ("name", name),
-        ("description", description),
-        ("mtu", mtu),
-        ("shared", shared),
-        ("external_routable", external),
-    ):
-        if value is not None:
-            setattr(changed, field, value)
-            paths.append(field)
-    req = pb.UpdateNetworkRequest(network=changed, update_mask=field_mask_pb2.FieldMask(paths=paths))
-    emit(s.UpdateNetwork(req), output, DETAIL)
+    changed = pb.Network(id=find(s, network).id)
+    fields = mask(
+        changed, name=name, description=description, mtu=mtu, shared=shared, external_routable=external
+    )
+    emit(s.UpdateNetwork(pb.UpdateNetworkRequest(network=changed, update_mask=fields)), output, DETAIL)
 
 
 @app.command()
@@ -107,4 +97,4 @@ def delete(network: str) -> None:
     s = stub()
     n = find(s, network)
     s.DeleteNetwork(pb.DeleteNetworkRequest(id=n.id))
-    typer.echo(f"deleted network {n.name} ({n.id})")
+    deleted("network", n)

@@ -10,7 +10,7 @@ from google.protobuf import duration_pb2
 
 from cli.client import list_all, resolve, session
 from cli.errors import CliError
-from cli.output import Format, OutputOpt, emit, enum_label
+from cli.output import Format, OutputOpt, deleted, emit, enum_label
 from kumo.v1 import node_pb2 as pb
 from kumo.v1 import node_pb2_grpc
 
@@ -137,7 +137,7 @@ def delete(node: str) -> None:
     s = stub()
     n = find(s, node)
     s.DeleteNode(pb.DeleteNodeRequest(id=n.id))
-    typer.echo(f"deleted node {n.name} ({n.id})")
+    deleted("node", n)
 
 
 @token_app.command("create")

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from google.protobuf import field_mask_pb2
 
 from cli.client import is_uuid, list_all, resolve
 from cli.commands.network import find as find_network
 from cli.commands.network import stub
 from cli.commands.subnet import find as find_subnet
 from cli.output import Format, OutputOpt, emit, enum_label
+from cli.updates import mask
 from kumo.v1 import network_pb2 as pb
 
 app = typer.Typer(no_args_is_help=True)
@@ -114,20 +114,9 @@ def set_(
 ) -> None:
     """Change a port's name, description or security groups."""
     s = stub()
-    current = find(s, port)
-    changed = pb.Port(id=current.id)
-    paths = []
-    if name is not None:
-        changed.name = name
-        paths.append("name")
-    if description is not None:
-        changed.description = description
-        paths.append("description")
-    if security_group is not None:
-        changed.security_group_ids.extend(security_group)
-        paths.append("security_group_ids")
-    req = pb.UpdatePortRequest(port=changed, update_mask=field_mask_pb2.FieldMask(paths=paths))
-    emit(s.UpdatePort(req), output, DETAIL)
+    changed = pb.Port(id=find(s, port).id)
+    fields = mask(changed, name=name, description=description, security_group_ids=security_group)
+    emit(s.UpdatePort(pb.UpdatePortRequest(port=changed, update_mask=fields)), output, DETAIL)
 
 
 @app.command()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from google.protobuf import field_mask_pb2
 
 from cli.client import list_all, resolve, session
-from cli.output import Format, OutputOpt, emit
+from cli.output import Format, OutputOpt, deleted, emit
+from cli.updates import mask
 from kumo.v1 import identity_pb2 as pb
 from kumo.v1 import identity_pb2_grpc
 
@@ -68,17 +68,9 @@ def set(
 ) -> None:
     """Change a project's name, description or enabled flag (admin)."""
     s = stub()
-    current = find(s, project)
-    changed = pb.Project(id=current.id)
-    paths = []
-    if name is not None:
-        changed.name, paths = name, [*paths, "name"]
-    if description is not None:
-        changed.description, paths = description, [*paths, "description"]
-    if enabled is not None:
-        changed.enabled, paths = enabled, [*paths, "enabled"]
-    req = pb.UpdateProjectRequest(project=changed, update_mask=field_mask_pb2.FieldMask(paths=paths))
-    emit(s.UpdateProject(req), output, DETAIL)
+    changed = pb.Project(id=find(s, project).id)
+    fields = mask(changed, name=name, description=description, enabled=enabled)
+    emit(s.UpdateProject(pb.UpdateProjectRequest(project=changed, update_mask=fields)), output, DETAIL)
 
 
 @app.command()
@@ -87,4 +79,4 @@ def delete(project: str) -> None:
     s = stub()
     p = find(s, project)
     s.DeleteProject(pb.DeleteProjectRequest(id=p.id))
-    typer.echo(f"deleted project {p.name} ({p.id})")
+    deleted("project", p)

@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from google.protobuf import field_mask_pb2
 
 from cli.client import list_all, resolve
 from cli.commands.network import stub
 from cli.errors import CliError
-from cli.output import Format, OutputOpt, emit, enum_label
+from cli.output import Format, OutputOpt, deleted, emit, enum_label
+from cli.updates import mask
 from kumo.v1 import network_pb2 as pb
 
 app = typer.Typer(no_args_is_help=True)
@@ -84,19 +84,12 @@ def set_(
 ) -> None:
     """Rename a security group or change its description."""
     s = stub()
-    current = find(s, group)
-    changed = pb.SecurityGroup(id=current.id)
-    paths = []
-    if name is not None:
-        changed.name = name
-        paths.append("name")
-    if description is not None:
-        changed.description = description
-        paths.append("description")
-    req = pb.UpdateSecurityGroupRequest(
-        security_group=changed, update_mask=field_mask_pb2.FieldMask(paths=paths)
+    changed = pb.SecurityGroup(id=find(s, group).id)
+    fields = mask(changed, name=name, description=description)
+    _show(
+        s.UpdateSecurityGroup(pb.UpdateSecurityGroupRequest(security_group=changed, update_mask=fields)),
+        output,
     )
-    _show(s.UpdateSecurityGroup(req), output)
 
 
 @app.command()
@@ -105,7 +98,7 @@ def delete(group: str) -> None:
     s = stub()
     g = find(s, group)
     s.DeleteSecurityGroup(pb.DeleteSecurityGroupRequest(id=g.id))
-    typer.echo(f"deleted security group {g.name} ({g.id})")
+    deleted("security group", g)
 
 
 @rule_app.command("create")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +11,8 @@ from cli.client import list_all, resolve
 from cli.commands.flavor import stub
 from cli.commands.server_group import find as find_group
 from cli.errors import CliError
-from cli.output import Format, OutputOpt, emit, enum_label
+from cli.output import Format, OutputOpt, deleted, emit, enum_label
+from cli.waiting import gone, settle
 from kumo.v1 import compute_pb2 as pb
 
 app = typer.Typer(no_args_is_help=True)
@@ -58,23 +58,21 @@ def find(s, ref: str) -> pb.Instance:  # type: ignore[no-untyped-def]
     )
 
 
-def wait(s, inst: pb.Instance, done, timeout: float = 600) -> pb.Instance:  # type: ignore[no-untyped-def]
+def _state(inst: pb.Instance) -> str:
+    return state_label(pb.InstanceState.Name(inst.state)) + (f" ({inst.task})" if inst.task else "")
+
+
+def wait(s, inst: pb.Instance, done) -> pb.Instance:  # type: ignore[no-untyped-def]
     """Polls until done(instance); prints each state it passes through."""
-    last = ""
-    deadline = time.monotonic() + timeout
-    while True:
-        label = state_label(pb.InstanceState.Name(inst.state)) + (f" ({inst.task})" if inst.task else "")
-        if label != last:
-            typer.echo(f"{inst.name}: {label}", err=True)
-            last = label
-        if done(inst):
-            if inst.state == pb.INSTANCE_STATE_ERROR:
-                raise CliError(f"server {inst.name} failed: {inst.fault or 'no reason given'}")
-            return inst
-        if time.monotonic() > deadline:
-            raise CliError(f"server {inst.name} is still {label} after {timeout:.0f} s")
-        time.sleep(1)
-        inst = s.GetInstance(pb.GetInstanceRequest(id=inst.id))
+    return settle(
+        "server",
+        inst,
+        lambda i: s.GetInstance(pb.GetInstanceRequest(id=i.id)),
+        done,
+        pb.INSTANCE_STATE_ERROR,
+        label=_state,
+        interval=1,
+    )
 
 
 @app.command()
@@ -202,14 +200,13 @@ def delete(server: str, wait_: WaitOpt = False) -> None:
     inst = find(s, server)
     s.DeleteInstance(pb.DeleteInstanceRequest(id=inst.id))
     if wait_:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if not s.ListInstances(pb.ListInstancesRequest(name=inst.name)).instances:
-                break
-            time.sleep(1)
-        else:
-            raise CliError(f"server {inst.name} is still being deleted")
-    typer.echo(f"deleted server {inst.name} ({inst.id})")
+        gone(
+            "server",
+            inst.name,
+            lambda: not s.ListInstances(pb.ListInstancesRequest(name=inst.name)).instances,
+            interval=1,
+        )
+    deleted("server", inst)
 
 
 @app.command()

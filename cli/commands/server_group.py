@@ -9,7 +9,7 @@ import typer
 from cli.client import list_all, resolve
 from cli.commands.flavor import stub
 from cli.errors import CliError
-from cli.output import Format, OutputOpt, emit, enum_label
+from cli.output import Format, OutputOpt, deleted, emit, enum_label
 from kumo.v1 import compute_pb2 as pb
 
 app = typer.Typer(no_args_is_help=True)
@@ -71,4 +71,4 @@ def delete(group: str) -> None:
     s = stub()
     g = find(s, group)
     s.DeleteServerGroup(pb.DeleteServerGroupRequest(id=g.id))
-    typer.echo(f"deleted server group {g.name} ({g.id})")
+    deleted("server group", g)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from google.protobuf import field_mask_pb2
 
 from cli.client import list_all, resolve
 from cli.commands.network import find as find_network
 from cli.commands.network import stub
 from cli.errors import CliError
-from cli.output import Format, OutputOpt, emit
+from cli.output import Format, OutputOpt, deleted, emit
+from cli.updates import mask
 from kumo.v1 import network_pb2 as pb
 
 app = typer.Typer(no_args_is_help=True)
@@ -102,20 +102,9 @@ def set_(
 ) -> None:
     """Change a subnet's name, description or DNS servers."""
     s = stub()
-    current = find(s, subnet)
-    changed = pb.Subnet(id=current.id)
-    paths = []
-    if name is not None:
-        changed.name = name
-        paths.append("name")
-    if description is not None:
-        changed.description = description
-        paths.append("description")
-    if dns is not None:
-        changed.dns_servers.extend(dns)
-        paths.append("dns_servers")
-    req = pb.UpdateSubnetRequest(subnet=changed, update_mask=field_mask_pb2.FieldMask(paths=paths))
-    emit(s.UpdateSubnet(req), output, DETAIL)
+    changed = pb.Subnet(id=find(s, subnet).id)
+    fields = mask(changed, name=name, description=description, dns_servers=dns)
+    emit(s.UpdateSubnet(pb.UpdateSubnetRequest(subnet=changed, update_mask=fields)), output, DETAIL)
 
 
 @app.command()
@@ -124,4 +113,4 @@ def delete(subnet: str) -> None:
     s = stub()
     sub = find(s, subnet)
     s.DeleteSubnet(pb.DeleteSubnetRequest(id=sub.id))
-    typer.echo(f"deleted subnet {sub.name} ({sub.id})")
+    deleted("subnet", sub)

@@ -11,7 +11,7 @@ import typer
 from cli.client import list_all, resolve
 from cli.commands import project as project_cmd
 from cli.errors import CliError
-from cli.output import Format, OutputOpt, emit
+from cli.output import Format, OutputOpt, deleted, emit
 from kumo.v1 import identity_pb2 as pb
 
 app = typer.Typer(no_args_is_help=True)
@@ -86,7 +86,7 @@ def delete(user: str) -> None:
     s = project_cmd.stub()
     u = find(s, user)
     s.DeleteUser(pb.DeleteUserRequest(id=u.id))
-    typer.echo(f"deleted user {u.name} ({u.id})")
+    deleted("user", u)
 
 
 @app.command("set-password")

@@ -3,16 +3,15 @@ and kumo volume snapshot create | list | show | delete."""
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 import typer
-from google.protobuf import field_mask_pb2
 
 from cli.client import list_all, resolve, session
 from cli.commands import server as server_cmd
-from cli.errors import CliError
-from cli.output import Format, OutputOpt, emit, enum_label
+from cli.output import Format, OutputOpt, deleted, emit, enum_label
+from cli.updates import mask
+from cli.waiting import gone, not_found, settle
 from kumo.v1 import volume_pb2 as pb
 from kumo.v1 import volume_pb2_grpc
 
@@ -76,38 +75,19 @@ def find_snapshot(s, ref: str) -> pb.VolumeSnapshot:  # type: ignore[no-untyped-
     )
 
 
-def wait(s, vol: pb.Volume, done, timeout: float = 600) -> pb.Volume:  # type: ignore[no-untyped-def]
-    """Polls until done(volume); prints each state it passes through."""
-    last = ""
-    deadline = time.monotonic() + timeout
-    while True:
-        label = state_label(pb.VolumeState.Name(vol.state))
-        if label != last:
-            typer.echo(f"{vol.name}: {label}", err=True)
-            last = label
-        if done(vol):
-            if vol.state == pb.VOLUME_STATE_ERROR:
-                raise CliError(f"volume {vol.name} failed: {vol.fault or 'no reason given'}")
-            return vol
-        if time.monotonic() > deadline:
-            raise CliError(f"volume {vol.name} is still {label} after {timeout:.0f} s")
-        time.sleep(0.5)
-        vol = s.GetVolume(pb.GetVolumeRequest(id=vol.id))
-
-
-def _wait_gone(what: str, name: str, get) -> None:  # type: ignore[no-untyped-def]
-    import grpc
-
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            get()
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                return
-            raise
-        time.sleep(0.5)
-    raise CliError(f"{what} {name} is still being deleted")
+def _show_result(s, vol: pb.Volume, wait_: bool, output: Format) -> None:  # type: ignore[no-untyped-def]
+    """Shows the volume a change returned; with --wait, once it is no longer changing (printing each
+    state it passes through)."""
+    if wait_:
+        vol = settle(
+            "volume",
+            vol,
+            lambda v: s.GetVolume(pb.GetVolumeRequest(id=v.id)),
+            lambda v: v.state in STABLE,
+            pb.VOLUME_STATE_ERROR,
+            label=lambda v: state_label(pb.VolumeState.Name(v.state)),
+        )
+    emit(vol, output, DETAIL)
 
 
 @app.command()
@@ -129,10 +109,7 @@ def create(
     vol = pb.Volume(name=name, size_gb=size, description=description, source_image_id=image or "")
     if snapshot:
         vol.source_snapshot_id = find_snapshot(s, snapshot).id
-    made = s.CreateVolume(pb.CreateVolumeRequest(volume=vol))
-    if wait_:
-        made = wait(s, made, lambda v: v.state in STABLE)
-    emit(made, output, DETAIL)
+    _show_result(s, s.CreateVolume(pb.CreateVolumeRequest(volume=vol)), wait_, output)
 
 
 @app.command("list")
@@ -157,17 +134,9 @@ def set_(
 ) -> None:
     """Rename a volume or change its description."""
     s = stub()
-    current = find(s, volume)
-    changed = pb.Volume(id=current.id)
-    paths = []
-    if name is not None:
-        changed.name = name
-        paths.append("name")
-    if description is not None:
-        changed.description = description
-        paths.append("description")
-    req = pb.UpdateVolumeRequest(volume=changed, update_mask=field_mask_pb2.FieldMask(paths=paths))
-    emit(s.UpdateVolume(req), output, DETAIL)
+    changed = pb.Volume(id=find(s, volume).id)
+    fields = mask(changed, name=name, description=description)
+    emit(s.UpdateVolume(pb.UpdateVolumeRequest(volume=changed, update_mask=fields)), output, DETAIL)
 
 
 @app.command()
@@ -177,8 +146,8 @@ def delete(volume: str, wait_: WaitOpt = False) -> None:
     vol = find(s, volume)
     s.DeleteVolume(pb.DeleteVolumeRequest(id=vol.id))
     if wait_:
-        _wait_gone("volume", vol.name, lambda: s.GetVolume(pb.GetVolumeRequest(id=vol.id)))
-    typer.echo(f"deleted volume {vol.name} ({vol.id})")
+        gone("volume", vol.name, not_found(lambda: s.GetVolume(pb.GetVolumeRequest(id=vol.id))))
+    deleted("volume", vol)
 
 
 @app.command()
@@ -190,10 +159,9 @@ def extend(
 ) -> None:
     """Grow a volume (available or in use)."""
     s = stub()
-    vol = s.ExtendVolume(pb.ExtendVolumeRequest(id=find(s, volume).id, new_size_gb=size))
-    if wait_:
-        vol = wait(s, vol, lambda v: v.state in STABLE)
-    emit(vol, output, DETAIL)
+    _show_result(
+        s, s.ExtendVolume(pb.ExtendVolumeRequest(id=find(s, volume).id, new_size_gb=size)), wait_, output
+    )
 
 
 @app.command()
@@ -207,20 +175,14 @@ def attach(
     s = stub()
     vol = find(s, volume)
     inst = server_cmd.find(server_cmd.stub(), server)
-    vol = s.AttachVolume(pb.AttachVolumeRequest(id=vol.id, instance_id=inst.id))
-    if wait_:
-        vol = wait(s, vol, lambda v: v.state in STABLE)
-    emit(vol, output, DETAIL)
+    _show_result(s, s.AttachVolume(pb.AttachVolumeRequest(id=vol.id, instance_id=inst.id)), wait_, output)
 
 
 @app.command()
 def detach(volume: str, wait_: WaitOpt = False, output: OutputOpt = Format.table) -> None:
     """Detach a volume from its server (not a boot volume)."""
     s = stub()
-    vol = s.DetachVolume(pb.DetachVolumeRequest(id=find(s, volume).id))
-    if wait_:
-        vol = wait(s, vol, lambda v: v.state in STABLE)
-    emit(vol, output, DETAIL)
+    _show_result(s, s.DetachVolume(pb.DetachVolumeRequest(id=find(s, volume).id)), wait_, output)
 
 
 @snapshot_app.command("create")
@@ -240,14 +202,14 @@ def snapshot_create(
         )
     )
     if wait_:
-        deadline = time.monotonic() + 600
-        while snap.state == pb.VOLUME_SNAPSHOT_STATE_CREATING:
-            if time.monotonic() > deadline:
-                raise CliError(f"volume snapshot {name} is still being made")
-            time.sleep(0.5)
-            snap = s.GetVolumeSnapshot(pb.GetVolumeSnapshotRequest(id=snap.id))
-        if snap.state == pb.VOLUME_SNAPSHOT_STATE_ERROR:
-            raise CliError(f"volume snapshot {name} failed: {snap.fault or 'no reason given'}")
+        snap = settle(
+            "volume snapshot",
+            snap,
+            lambda x: s.GetVolumeSnapshot(pb.GetVolumeSnapshotRequest(id=x.id)),
+            lambda x: x.state != pb.VOLUME_SNAPSHOT_STATE_CREATING,
+            pb.VOLUME_SNAPSHOT_STATE_ERROR,
+            stalled=lambda _: f"volume snapshot {name} is still being made",
+        )
     emit(snap, output, SNAP_DETAIL)
 
 
@@ -275,7 +237,6 @@ def snapshot_delete(snapshot: str, wait_: WaitOpt = False) -> None:
     snap = find_snapshot(s, snapshot)
     s.DeleteVolumeSnapshot(pb.DeleteVolumeSnapshotRequest(id=snap.id))
     if wait_:
-        _wait_gone(
-            "volume snapshot", snap.name, lambda: s.GetVolumeSnapshot(pb.GetVolumeSnapshotRequest(id=snap.id))
-        )
-    typer.echo(f"deleted volume snapshot {snap.name} ({snap.id})")
+        absent = not_found(lambda: s.GetVolumeSnapshot(pb.GetVolumeSnapshotRequest(id=snap.id)))
+        gone("volume snapshot", snap.name, absent)
+    deleted("volume snapshot", snap)

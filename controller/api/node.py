@@ -252,6 +252,7 @@ class NodeSessionServicer(node_pb2_grpc.NodeAgentServiceServicer):
                     return
                 if item is RESYNC:
                     session.resync_pending = False
+                    session.resynced()
                     update = await self._desired_update(session)
                     if update is not None:
                         yield pb.SessionResponse(desired_state=update)

@@ -167,6 +167,30 @@ def _free_addresses(row: Subnet, taken: set[str]) -> Iterator[str]:
             ip += 1
 
 
+# Pools bigger than this are probed at a few random addresses before being
+# scanned: reading every taken address of a big subnet, inside the write
+# transaction, costs far more than a miss. Small pools hand out in order.
+SCAN_LIMIT = 1024
+PROBES = 8
+
+
+def _random_addresses(row: Subnet, n: int) -> list[str]:
+    pools = subnet_pools(row)
+    sizes = [int(end) - int(start) + 1 for start, end in pools]
+    total = sum(sizes)
+    if total <= SCAN_LIMIT:
+        return []
+    out = []
+    for _ in range(n):
+        k = random.randrange(total)
+        for (start, _end), size in zip(pools, sizes, strict=True):
+            if k < size:
+                out.append(str(start + k))
+                break
+            k -= size
+    return out
+
+
 def tunnel_host(address: str) -> str:
     """The host of a gRPC peer string ("ipv4:10.0.0.5:4242", "ipv6:[fd00::1]:4242")."""
     if address.startswith("ipv4:"):
@@ -723,6 +747,8 @@ class Networks:
 
     @staticmethod
     def _take_any(port_id: str, sub: Subnet) -> bool:
+        if any(store.allocate(sub.id, ip, port_id) for ip in _random_addresses(sub, PROBES)):
+            return True
         taken = store.allocated(sub.id)
         # A racing controller may take a candidate after we read: try the next one.
         return any(store.allocate(sub.id, ip, port_id) for ip in _free_addresses(sub, taken))

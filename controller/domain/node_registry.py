@@ -35,6 +35,10 @@ READY = "READY"
 DOWN = "DOWN"
 
 RESYNC = object()  # outbox marker: recompute the desired state and send a change
+# A session recomputes its node's desired state at most this often: in a burst
+# of changes (a create bumps every node with a port on its network) the changes
+# that arrive meanwhile go out together. After a quiet spell a change goes at once.
+RESYNC_INTERVAL = 0.5
 
 
 @dataclass(eq=False)
@@ -46,15 +50,30 @@ class Session:
     sent_state: pb.NodeDesiredState | None = None
     sent_revision: int = 0
     resync_pending: bool = False
+    # Not before this (monotonic): set after each recompute, see RESYNC_INTERVAL.
+    next_resync: float = 0.0
     closed: bool = False
     # Why the controller ended the session (None: the node did, or shutdown).
     close_error: KumoError | None = None
     opened: float = field(default_factory=time.monotonic)
 
     def request_resync(self) -> None:
-        if not self.resync_pending and not self.closed:
-            self.resync_pending = True
+        """Runs on the event loop (notify_threadsafe brings callers there)."""
+        if self.resync_pending or self.closed:
+            return
+        self.resync_pending = True
+        delay = self.next_resync - time.monotonic()
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self._queue_resync)
+        else:
+            self._queue_resync()
+
+    def _queue_resync(self) -> None:
+        if not self.closed:
             self.outbox.put_nowait(RESYNC)
+
+    def resynced(self) -> None:
+        self.next_resync = time.monotonic() + RESYNC_INTERVAL
 
     def close(self, error: KumoError | None = None) -> None:
         if not self.closed:
