@@ -97,10 +97,18 @@ class Reconciler:
         return result
 
     async def run(self) -> None:
+        # A failed pass is retried soon (1 s, doubling up to `period`): often
+        # one step waits on another (a volume is deleted once the instances
+        # step has removed its guest), and nothing else would wake us.
+        wait, retry = self.period, 1.0
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), self.period)
+                await asyncio.wait_for(self._wake.wait(), wait)
             except TimeoutError:
                 pass
             self._wake.clear()
-            await self.run_once()
+            result = await self.run_once()
+            if result is not None and result.error:
+                wait, retry = min(self.period, retry), min(self.period, retry * 2)
+            else:
+                wait, retry = self.period, 1.0

@@ -24,12 +24,11 @@ from kumo.v1 import identity_pb2_grpc
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def die_with_parent() -> None:
-    """preexec_fn for test daemons: SIGTERM them when the test process dies,
-    so a killed pytest or benchmark leaves no controller or node behind."""
-    import ctypes
-
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+# Prefix for test daemons' command lines: SIGTERM them when the test process
+# dies, so a killed pytest or benchmark leaves no controller or node behind.
+# (setpriv sets it in the child itself: a preexec_fn would make Python fork
+# without exec first, and gRPC's fork handlers can crash that child, grpc#43055.)
+DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "TERM", "--"]
 
 
 ADMIN_PASSWORD = "admin-secret-pw"
@@ -77,6 +76,7 @@ class ControllerProc:
         log = open(self.data_dir.parent / f"{self.data_dir.name}-controller.log", "ab")
         self.proc = subprocess.Popen(
             [
+                *DIE_WITH_PARENT,
                 sys.executable,
                 "-m",
                 "controller.main",
@@ -94,7 +94,6 @@ class ControllerProc:
             env=self.env(),
             stdout=log,
             stderr=log,
-            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while not info_file.exists():

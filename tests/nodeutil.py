@@ -19,7 +19,7 @@ import grpc
 from controller import pki
 from kumo.v1 import node_pb2 as pb
 from kumo.v1 import node_pb2_grpc
-from tests.harness import ROOT, Client, ControllerProc, die_with_parent
+from tests.harness import DIE_WITH_PARENT, ROOT, Client, ControllerProc
 
 
 def nodes(client: Client) -> Any:
@@ -144,6 +144,7 @@ class NodedProc:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [
+                *DIE_WITH_PARENT,
                 sys.executable,
                 "-m",
                 "noded.main",
@@ -158,7 +159,6 @@ class NodedProc:
             env=noded_env(),
             stdout=log,
             stderr=log,
-            preexec_fn=die_with_parent,
         )
         return self
 

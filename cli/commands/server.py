@@ -36,6 +36,8 @@ DETAIL = [
     ("server group", "server_group_id"),
     ("fault", "fault"),
     ("nics", "nics", lambda nics: "; ".join(_nic(n) for n in nics or [])),
+    ("boot volume", "boot_volume_id"),
+    ("volumes", "volume_ids", lambda ids: ", ".join(ids or [])),
     ("created", "create_time"),
     ("launched", "launch_time"),
 ]
