@@ -270,6 +270,15 @@ class ImageServicer(image_pb2_grpc.ImageServiceServicer):
             raise InvalidArgument(f"expected_size_bytes must not be negative, got {header.expected_size}")
         idle = self.guard.idle_seconds
 
+        def cut_off() -> Aborted:
+            """Why the stream ended early: the watchdog cancelled it for
+            silence (the stream may then end either way), or it was cut."""
+            if watch.timed_out:
+                return Aborted(
+                    f"no data arrived for {idle:g} s; the upload was cancelled", reason="UPLOAD_IDLE"
+                )
+            return Aborted(CUT_OFF, reason="UPLOAD_CANCELLED")
+
         def chunks() -> Iterator[bytes | memoryview]:
             yield first.data
             try:
@@ -282,15 +291,18 @@ class ImageServicer(image_pb2_grpc.ImageServiceServicer):
                         )
                     yield frame.data
                 if not context.is_active():  # the connection dropped: not a clean end
-                    raise Aborted(CUT_OFF, reason="UPLOAD_CANCELLED")
+                    raise cut_off()
             except grpc.RpcError:
                 if watch.timed_out:
-                    raise Aborted(
-                        f"no data arrived for {idle:g} s; the upload was cancelled", reason="UPLOAD_IDLE"
-                    ) from None
+                    raise cut_off() from None
                 raise
 
-        return image_pb(self.images.upload(context.principal, header, chunks(), context.is_active))
+        def connected() -> bool:
+            if not context.is_active():
+                raise cut_off()
+            return True
+
+        return image_pb(self.images.upload(context.principal, header, chunks(), connected))
 
     def DownloadImageData(
         self, request: pb.DownloadImageDataRequest, context: CallContext
