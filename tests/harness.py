@@ -31,6 +31,17 @@ ROOT = Path(__file__).resolve().parent.parent
 DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "TERM", "--"]
 
 
+def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 20) -> int:
+    """Signals a test daemon and waits for it; kills it after `grace` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        return proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
 ADMIN_PASSWORD = "admin-secret-pw"
 
 
@@ -108,12 +119,7 @@ class ControllerProc:
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc is None:
             return 0
-        self.proc.send_signal(sig)
-        try:
-            rc = self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait()
+        rc = stop_process(self.proc, sig)
         self.proc = None
         return rc
 

@@ -19,7 +19,7 @@ import grpc
 from controller import pki
 from kumo.v1 import node_pb2 as pb
 from kumo.v1 import node_pb2_grpc
-from tests.harness import DIE_WITH_PARENT, ROOT, Client, ControllerProc
+from tests.harness import DIE_WITH_PARENT, ROOT, Client, ControllerProc, stop_process
 
 
 def nodes(client: Client) -> Any:
@@ -165,13 +165,7 @@ class NodedProc:
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            rc = self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait()
+        rc = stop_process(self.proc, sig)
         self.proc = None
         return rc
 

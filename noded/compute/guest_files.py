@@ -17,15 +17,16 @@ class GuestFileError(Exception):
     pass
 
 
-def _run(cmd: list[str]) -> str:
+def run_tool(cmd: list[str], error: type[Exception] = GuestFileError) -> str:
+    """Runs qemu-img (or another disk tool); its stderr becomes `error`'s message."""
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
-        raise GuestFileError(f"{cmd[0]} failed: {(result.stderr or result.stdout).strip()[:500]}")
+        raise error(f"{' '.join(cmd[:2])} failed: {(result.stderr or result.stdout).strip()[:500]}")
     return result.stdout
 
 
 def virtual_size(path: Path, fmt: str) -> int:
-    info = json.loads(_run(["qemu-img", "info", "-f", fmt, "--output=json", str(path)]))
+    info = json.loads(run_tool(["qemu-img", "info", "-f", fmt, "--output=json", str(path)]))
     return int(info["virtual-size"])
 
 
@@ -34,7 +35,9 @@ def make_overlay(base: Path, base_format: str, out: Path, size_gb: int) -> None:
     flavor's disk size when that is larger than the image."""
     size = max(size_gb * 1024**3, virtual_size(base, base_format))
     tmp = out.with_suffix(".tmp")
-    _run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", base_format, "-b", str(base), str(tmp), str(size)])
+    run_tool(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-F", base_format, "-b", str(base), str(tmp), str(size)]
+    )
     os.chmod(tmp, 0o644)
     os.replace(tmp, out)
 
@@ -61,7 +64,7 @@ def make_config_drive(
             (src / "network-config").write_text(network_config)
         iso = out.with_suffix(".tmp")
         tool = shutil.which("genisoimage") or shutil.which("mkisofs") or "genisoimage"
-        _run([tool, "-quiet", "-V", "cidata", "-J", "-r", "-o", str(iso), str(src)])
+        run_tool([tool, "-quiet", "-V", "cidata", "-J", "-r", "-o", str(iso), str(src)])
     os.chmod(iso, 0o644)
     os.replace(iso, out)
 
@@ -70,5 +73,5 @@ def flatten(disk: Path, out: Path) -> None:
     """A standalone qcow2 of a guest's disk (its backing chain merged), for
     snapshots. -U: the guest may be running (crash-consistent copy)."""
     tmp = out.with_suffix(".tmp")
-    _run(["qemu-img", "convert", "-U", "-f", "qcow2", "-O", "qcow2", str(disk), str(tmp)])
+    run_tool(["qemu-img", "convert", "-U", "-f", "qcow2", "-O", "qcow2", str(disk), str(tmp)])
     os.replace(tmp, out)

@@ -14,10 +14,10 @@ import json
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from noded.compute.guest_files import run_tool
 from noded.storage.backend import DiskSource, StorageBackend, StorageError
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -25,10 +25,7 @@ FORMATS = ("qcow2", "raw")
 
 
 def _run(cmd: list[str]) -> str:
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise StorageError(f"{' '.join(cmd[:2])} failed: {(result.stderr or result.stdout).strip()[:500]}")
-    return result.stdout
+    return run_tool(cmd, StorageError)
 
 
 def _info(path: Path, fmt: str) -> dict:
