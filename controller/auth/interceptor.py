@@ -16,6 +16,7 @@ from grpc_status import rpc_status
 
 from controller.auth.policy import OPEN_PREFIXES, POLICY, Rule
 from controller.auth.principal import NodePrincipal, Principal
+from controller.db.database import as_conflict
 from controller.errors import ERROR_DOMAIN, KumoError, PermissionDenied, Unauthenticated
 
 log = logging.getLogger("kumo.api")
@@ -148,6 +149,7 @@ class ApiInterceptor(grpc.ServerInterceptor):
 
     @staticmethod
     def _fail(method: str, exc: Exception, ctx) -> None:  # type: ignore[no-untyped-def]
+        exc = as_conflict(exc) or exc
         if isinstance(exc, KumoError):
             if isinstance(exc, Unauthenticated | PermissionDenied):
                 log.info(

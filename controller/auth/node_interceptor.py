@@ -16,6 +16,7 @@ import grpc
 from controller.auth.interceptor import CallContext, status_for
 from controller.auth.policy import OPEN_PREFIXES, POLICY, Rule
 from controller.auth.principal import NodePrincipal
+from controller.db.database import as_conflict
 from controller.errors import KumoError, PermissionDenied, Unauthenticated
 
 log = logging.getLogger("kumo.api")
@@ -102,6 +103,7 @@ class AsyncNodeInterceptor(grpc.aio.ServerInterceptor):
     async def _fail(method: str, exc: Exception, ctx: grpc.aio.ServicerContext) -> None:
         if isinstance(exc, grpc.aio.AbortError):
             raise exc
+        exc = as_conflict(exc) or exc
         if isinstance(exc, KumoError):
             if isinstance(exc, Unauthenticated | PermissionDenied):
                 log.info("rpc refused", extra={"method": method, "code": exc.code.name, "reason": exc.reason})

@@ -11,7 +11,7 @@ from typing import Any
 import peewee
 from playhouse.db_url import connect as connect_url
 
-from controller.errors import AlreadyExists
+from controller.errors import Aborted, AlreadyExists
 
 db = peewee.DatabaseProxy()
 _sqlite_writer = threading.RLock()
@@ -54,6 +54,21 @@ def write_transaction() -> Iterator[None]:
     else:
         with db.obj.atomic():
             yield
+
+
+# What SQLite and PostgreSQL say when a concurrent transaction kept this one
+# from going on; the request did nothing, and a retry can succeed.
+_CONFLICTS = ("database is locked", "database table is locked", "deadlock detected", "could not serialize")
+
+
+def as_conflict(exc: BaseException) -> Aborted | None:
+    """A database lock timeout or deadlock as ABORTED instead of INTERNAL."""
+    if isinstance(exc, peewee.OperationalError) and any(c in str(exc) for c in _CONFLICTS):
+        return Aborted(
+            "a concurrent change held the database; nothing was changed, retry the request",
+            reason="CONCURRENT_CHANGE",
+        )
+    return None
 
 
 def insert_unique(model: type[peewee.Model], kind: str, name: str, **fields: Any) -> Any:

@@ -6,7 +6,7 @@ from typing import Any
 
 import peewee
 
-from controller.db.database import db, insert_unique
+from controller.db.database import db, insert_unique, write_transaction
 from controller.db.models import IdempotencyKey, Project, RoleAssignment, Token, User
 from controller.db.paging import paginate
 from controller.errors import AlreadyExists
@@ -135,7 +135,7 @@ def projects_of_user(user_id: str) -> list[str]:
 
 
 def grant_role(user_id: str, project_id: str, role: int, now: float) -> RoleAssignment:
-    with db.atomic():
+    with write_transaction():
         row = RoleAssignment.get_or_none(
             (RoleAssignment.user == user_id)
             & (RoleAssignment.project == project_id)

@@ -19,7 +19,7 @@ from controller import clock
 from controller.auth.principal import Principal, Role
 from controller.auth.tokens import TokenClaims, TokenSigner
 from controller.db import identity as store
-from controller.db.database import db
+from controller.db.database import write_transaction
 from controller.db.models import Project, RoleAssignment, User
 from controller.errors import (
     AlreadyExists,
@@ -61,7 +61,7 @@ def idempotent_create(
         if existing:
             return fetch(existing)
     try:
-        with db.atomic():
+        with write_transaction():
             made = create()
             if request_id:
                 store.idempotent_record(request_id, kind, project_id, key(made), clock.now())
@@ -111,7 +111,7 @@ class Identity:
             written = data_dir / "admin-password"
             write_private(written, (password + "\n").encode())
         now = clock.now()
-        with db.atomic():
+        with write_transaction():
             project = store.find_project(BOOTSTRAP_PROJECT) or store.insert_project(
                 clock.new_id(), BOOTSTRAP_PROJECT, "Cloud administrators", True, now
             )
