@@ -42,6 +42,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         make_user(admin, a.id, "nf-alice", idpb.ROLE_MEMBER)
         make_user(admin, b.id, "nf-bob", idpb.ROLE_MEMBER)
         yield {
+            "cloud": c,
             "ctl": ctl,
             "admin": admin,
             "image": image,
@@ -178,8 +179,14 @@ def test_instances_get_ports_and_nodes_get_networks(fleet: dict[str, Any]) -> No
     kept = net(alice).GetPort(pb.GetPortRequest(id=given.id))
     assert (kept.state, kept.instance_id) == (pb.PORT_STATE_DOWN, "")
     assert rpc_error(net(alice).GetPort, pb.GetPortRequest(id=port1.id)).code() == grpc.StatusCode.NOT_FOUND
-    # web2's node no longer has web1's node as a peer; web1's node has no network.
-    wait_desired(fleet, i2.node_id, lambda d: not d["networks"][0].get("peers"), "peer gone")
+    # web2's node no longer has web1's node as a peer, and the kept (unbound)
+    # port is no longer a group member there; web1's node has no network.
+    wait_desired(
+        fleet,
+        i2.node_id,
+        lambda d: not d["networks"][0].get("peers") and d["securityGroups"][0]["memberIps"] == ["10.80.0.6"],
+        "peer and members gone",
+    )
     wait_desired(fleet, i1.node_id, lambda d: not d.get("networks") and not d.get("ports"), "network gone")
     # The freed address is handed out again.
     again = make_port(alice, n.id, fixed_ips=[pb.PortFixedIp(ip_address="10.80.0.2")])
@@ -277,6 +284,47 @@ def test_failed_creates_leave_nothing_behind(fleet: dict[str, Any]) -> None:
     for inst in made:
         wait_gone(alice, inst.id)
     net(alice).DeleteNetwork(pb.DeleteNetworkRequest(id=n.id))
+
+
+def test_peers_follow_a_moved_tunnel(fleet: dict[str, Any]) -> None:
+    """A node that comes back from another address is the new VXLAN peer of
+    the nodes sharing its networks at once, not at the next change there."""
+    alice, cloud = fleet["alice"], fleet["cloud"]
+    n = make_network(alice, "moving")
+    make_subnet(alice, n.id, "moving-v4", "10.83.0.0/29")
+    group = compute(alice).CreateServerGroup(
+        cpb.CreateServerGroupRequest(
+            server_group=cpb.ServerGroup(name="spread", policy=cpb.SERVER_GROUP_POLICY_ANTI_AFFINITY)
+        )
+    )
+    nic = [cpb.NetworkRequest(network="moving")]
+    i1, i2 = (
+        compute(alice).CreateInstance(server(fleet, name, networks=nic, server_group_id=group.id))
+        for name in ("mv1", "mv2")
+    )
+
+    def peer_at(ip: str):  # type: ignore[no-untyped-def]
+        return lambda d: [p["tunnelIp"] for p in d["networks"][0].get("peers", [])] == [ip]
+
+    wait_desired(fleet, i1.node_id, peer_at("127.0.0.1"), "mv2's node as the peer")
+    [proc] = [p for p in cloud.procs if p.state_dir == fleet["states"][i2.node_id]]
+    plain = list(proc.args)
+    try:
+        proc.stop()
+        proc.args = [*plain, "--tunnel-ip", "127.0.0.2"]
+        proc.start()
+        wait_desired(fleet, i1.node_id, peer_at("127.0.0.2"), "the peer at its new address")
+    finally:
+        proc.stop()
+        proc.args = plain
+        proc.start()
+    wait_desired(fleet, i1.node_id, peer_at("127.0.0.1"), "the peer back at its old address")
+    for inst in (i1, i2):
+        compute(alice).DeleteInstance(cpb.DeleteInstanceRequest(id=inst.id))
+    for inst in (i1, i2):
+        wait_gone(alice, inst.id)
+    net(alice).DeleteNetwork(pb.DeleteNetworkRequest(id=n.id))
+    compute(alice).DeleteServerGroup(cpb.DeleteServerGroupRequest(id=group.id))
 
 
 def test_shared_network_boot(fleet: dict[str, Any]) -> None:

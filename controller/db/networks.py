@@ -388,7 +388,8 @@ def networks_by_id(network_ids: Iterable[str]) -> list[Network]:
 
 
 def group_member_ips(group_ids: Iterable[str]) -> dict[str, list[str]]:
-    """group id -> the addresses of every port in it, cloud-wide."""
+    """group id -> the addresses of every bound port in it, cloud-wide. An
+    unbound port sends nothing, so it need not grow every node's rules."""
     ids = list(set(group_ids))
     out: dict[str, list[str]] = defaultdict(list)
     if not ids:
@@ -396,7 +397,8 @@ def group_member_ips(group_ids: Iterable[str]) -> dict[str, list[str]]:
     query = (
         PortSecurityGroup.select(PortSecurityGroup.security_group, IpAllocation.ip_address)
         .join(IpAllocation, on=(IpAllocation.port == PortSecurityGroup.port))
-        .where(PortSecurityGroup.security_group.in_(ids))
+        .join(Port, on=(Port.id == PortSecurityGroup.port))
+        .where(PortSecurityGroup.security_group.in_(ids) & (Port.instance_id != ""))
         .order_by(PortSecurityGroup.security_group, IpAllocation.ip_address)
         .tuples()
     )

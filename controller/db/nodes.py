@@ -125,10 +125,13 @@ def list_nodes(page_size: int, page_token: str, name: str = "") -> tuple[list[No
     return paginate(query, (Node.name, Node.id), page_size, page_token)
 
 
-def all_node_liveness() -> list[tuple[str, str, float, int]]:
-    """(id, status, last_heartbeat_time, applied_revision) of every node, for a controller start."""
+def all_node_liveness() -> list[tuple[str, str, float, int, str]]:
+    """(id, status, last_heartbeat_time, applied_revision, address) of every
+    node, for a controller start."""
     return list(
-        Node.select(Node.id, Node.status, Node.last_heartbeat_time, Node.applied_revision).tuples().iterator()
+        Node.select(Node.id, Node.status, Node.last_heartbeat_time, Node.applied_revision, Node.address)
+        .tuples()
+        .iterator()
     )
 
 

@@ -33,6 +33,7 @@ from controller.db.database import write_transaction
 from controller.db.models import Instance, Network, Port, SecurityGroup, SecurityGroupRule, Subnet
 from controller.domain import desired_state
 from controller.domain.identity import PROJECT_IN_USE_CHECKS, idempotent_create
+from controller.domain.node_registry import tunnel_host, tunnel_ip
 from controller.domain.nodes import Nodes
 from controller.errors import (
     AlreadyExists,
@@ -191,16 +192,6 @@ def _random_addresses(row: Subnet, n: int) -> list[str]:
     return out
 
 
-def tunnel_host(address: str) -> str:
-    """The host of a gRPC peer string ("ipv4:10.0.0.5:4242", "ipv6:[fd00::1]:4242")."""
-    if address.startswith("ipv4:"):
-        return address[5:].rsplit(":", 1)[0]
-    if address.startswith("ipv6:"):
-        host = address[5:].rsplit(":", 1)[0]
-        return host.strip("[]").split("%")[0]
-    return ""
-
-
 @dataclass
 class NicRequest:
     """One NIC asked for in CreateInstance: a network (and maybe an address)
@@ -229,6 +220,7 @@ class Nic:
 class Networks:
     def __init__(self, nodes: Nodes) -> None:
         self.nodes = nodes
+        nodes.registry.tunnel_listeners.append(self._tunnel_moved)
 
     # Change plumbing
 
@@ -239,14 +231,6 @@ class Networks:
         for node_id in sorted(out):
             node_store.bump_desired_revision(node_id, now)
         return out
-
-    @staticmethod
-    def _create(kind: str, caller: Principal, request_id: str, make: Any, fetch: Any, key: Any) -> Any:
-        """idempotent_create inside a write transaction taken up front (on SQLite
-        a deferred transaction that reads and then writes can fail to upgrade
-        its lock under concurrent writers)."""
-        with write_transaction():
-            return idempotent_create(kind, caller.project_id, request_id, make, fetch, key)
 
     def _notify(self, node_ids: Iterable[str]) -> None:
         for node_id in node_ids:
@@ -330,9 +314,9 @@ class Networks:
                     return row
             raise ResourceExhausted("could not find a free VNI; try again", reason="VNI_EXHAUSTED")
 
-        return self._create(
+        return idempotent_create(
             "network",
-            caller,
+            caller.project_id,
             request_id,
             make,
             lambda i: self.get_network(caller, i),
@@ -445,8 +429,13 @@ class Networks:
             touched.update(self._bump(store.nodes_with_ports(network_ids=[net.id])))
             return row
 
-        row = self._create(
-            "subnet", caller, request_id, make, lambda i: self.get_subnet(caller, i), lambda s: s.id
+        row = idempotent_create(
+            "subnet",
+            caller.project_id,
+            request_id,
+            make,
+            lambda i: self.get_subnet(caller, i),
+            lambda s: s.id,
         )
         self._notify(touched)
         return row
@@ -575,9 +564,9 @@ class Networks:
                 }
             )
 
-        return self._create(
+        return idempotent_create(
             "security_group",
-            caller,
+            caller.project_id,
             request_id,
             make,
             lambda i: self.get_group(caller, i),
@@ -816,8 +805,8 @@ class Networks:
             groups = self._groups_for(caller, caller.project_id, group_refs)
             return self._insert_port(caller.project_id, net, fixed, groups, name, description)
 
-        return self._create(
-            "port", caller, request_id, make, lambda i: self.get_port(caller, i), lambda p: p.id
+        return idempotent_create(
+            "port", caller.project_id, request_id, make, lambda i: self.get_port(caller, i), lambda p: p.id
         )
 
     def update_port(
@@ -947,12 +936,18 @@ class Networks:
     def tunnel_ip(self, node_id: str, db_address: str = "") -> str:
         live = self.nodes.registry.snapshot(node_id)
         if live is not None:
-            if live.inventory is not None and live.inventory.tunnel_ip:
-                return live.inventory.tunnel_ip
-            host = tunnel_host(live.address)
-            if host:
-                return host
+            found = tunnel_ip(live.inventory, live.address)
+            if found:
+                return found
         return tunnel_host(db_address)
+
+    def _tunnel_moved(self, node_id: str) -> None:
+        """Registry listener: the nodes that hold peers of this node's ports
+        get its new tunnel address (else only at the next change there)."""
+        with write_transaction():
+            networks = {p.network_id for p in store.node_ports(node_id, NOT_RUNNING)}
+            nodes = self._bump(store.nodes_with_ports(network_ids=networks) - {node_id})
+        self._notify(nodes)
 
     def contribute(self, node_row: Any, state: npb.NodeDesiredState) -> None:
         """The networks part of a node's desired state (a fixed number of

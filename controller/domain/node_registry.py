@@ -117,6 +117,24 @@ class LiveView:
     heard: bool = False
 
 
+def tunnel_host(address: str) -> str:
+    """The host of a gRPC peer string ("ipv4:10.0.0.5:4242", "ipv6:[fd00::1]:4242")."""
+    if address.startswith("ipv4:"):
+        return address[5:].rsplit(":", 1)[0]
+    if address.startswith("ipv6:"):
+        host = address[5:].rsplit(":", 1)[0]
+        return host.strip("[]").split("%")[0]
+    return ""
+
+
+def tunnel_ip(inventory: pb.NodeInventory | None, address: str) -> str:
+    """Where other nodes send the node's overlay traffic: the address it
+    reports, else the one its session comes from."""
+    if inventory is not None and inventory.tunnel_ip:
+        return inventory.tunnel_ip
+    return tunnel_host(address)
+
+
 def usage_json(usage: pb.NodeUsage | None) -> str:
     if usage is None:
         return "{}"
@@ -205,7 +223,9 @@ class NodeRegistry:
         self._last_heartbeat_flush = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="node-flush")
-        self._on_change: list[Callable[[str, str], None]] = []
+        # Called (on a worker thread, with the node id) when a node's tunnel
+        # address moves, so the nodes that send it overlay traffic are told.
+        self.tunnel_listeners: list[Callable[[str], None]] = []
 
     # Start and stop (on the loop)
 
@@ -214,8 +234,14 @@ class NodeRegistry:
         rows = await self.loop.run_in_executor(self._writer, store.all_node_liveness)
         now = time.monotonic()
         with self._lock:
-            for node_id, status, last_wall, applied in rows:
-                live = Live(node_id, status=status, last_seen_wall=last_wall, applied_revision=applied)
+            for node_id, status, last_wall, applied, address in rows:
+                live = Live(
+                    node_id,
+                    status=status,
+                    last_seen_wall=last_wall,
+                    applied_revision=applied,
+                    address=address,
+                )
                 if status == READY:
                     # The controller was away, not necessarily the node: give it
                     # a grace period from now to reconnect before calling it DOWN.
@@ -259,17 +285,25 @@ class NodeRegistry:
                 Unavailable("a newer session of this node replaced this one", reason="SESSION_REPLACED")
             )
         session = Session(node_id, peer)
+        before = tunnel_ip(live.inventory, live.address)
         with self._lock:
             live.session = session
             live.address = peer
             live.inventory = hello.inventory
             live.applied_revision = hello.applied_revision
+        self._tunnel_check(node_id, before, tunnel_ip(hello.inventory, peer))
         self._pending.inventories[node_id] = inventory_columns(hello.inventory)
         self._pending.sessions[node_id] = (hello.applied_revision, peer)
         self._seen(live)
         session.request_resync()  # the first desired-state update: in full
         log.info("node session opened", extra={"node_id": node_id, "peer": peer})
         return session
+
+    def _tunnel_check(self, node_id: str, before: str, after: str) -> None:
+        if before and after != before and self.loop is not None:
+            log.info("node tunnel address moved", extra={"node_id": node_id, "from": before, "to": after})
+            for listener in self.tunnel_listeners:
+                self.loop.run_in_executor(None, listener, node_id)
 
     def close_session(self, session: Session) -> None:
         session.closed = True
@@ -290,8 +324,10 @@ class NodeRegistry:
             live.volumes = list(hb.volumes)
             live.heard = True
             if hb.HasField("inventory"):
+                before = tunnel_ip(live.inventory, live.address)
                 live.inventory = hb.inventory
                 self._pending.inventories[live.node_id] = inventory_columns(hb.inventory)
+                self._tunnel_check(live.node_id, before, tunnel_ip(hb.inventory, live.address))
         self._seen(live)
         self._heartbeat_dirty.add(live.node_id)
         ack = pb.SessionResponse(heartbeat_ack=pb.HeartbeatAck(seq=hb.seq))
