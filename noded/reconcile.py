@@ -8,7 +8,9 @@ changes and every `period` seconds anyway.
 
 Each feature adds a step: fn(desired, driver) that brings its part of the host
 in line (instances, images, disks, networks, volumes). A step raises to report
-a failure; the others still run, and the pass is retried next time."""
+a failure; the others still run, and the pass is retried next time. A step
+whose change is under way (a guest releasing a disk) raises Pending: not a
+failure, but the pass is not done, and runs again in PENDING_RETRY s."""
 
 from __future__ import annotations
 
@@ -27,11 +29,18 @@ log = logging.getLogger("kumo.noded.reconcile")
 
 Step = Callable[[pb.NodeDesiredState, HypervisorDriver], None]
 
+PENDING_RETRY = 1.0
+
+
+class Pending(Exception):
+    """A change the host is still making; the step wants another pass soon."""
+
 
 @dataclass
 class PassResult:
     revision: int
     error: str
+    pending: str = ""
 
 
 def record_desired(state_dir: StateDir | None) -> Step:
@@ -68,30 +77,35 @@ class Reconciler:
         self.desired, self.revision = state, revision
         self._wake.set()
 
-    def _pass(self, desired: pb.NodeDesiredState, revision: int) -> str:
-        errors = []
+    def _pass(self, desired: pb.NodeDesiredState, revision: int) -> tuple[str, str]:
+        errors, pending = [], []
         Reconciler.current_revision = revision
         for step in self.steps:
+            name = getattr(step, "__name__", type(step).__name__)
             try:
                 step(desired, self.driver)
+            except Pending as exc:
+                pending.append(f"{name}: {exc}")
             except Exception as exc:  # a step's failure must not stop the others
-                log.warning(
-                    "reconcile step failed", extra={"step": getattr(step, "__name__", "?"), "error": str(exc)}
-                )
-                errors.append(f"{getattr(step, '__name__', 'step')}: {exc}")
-        return "; ".join(errors)
+                log.warning("reconcile step failed", extra={"step": name, "error": str(exc)})
+                errors.append(f"{name}: {exc}")
+        return "; ".join(errors), "; ".join(pending)
 
     async def run_once(self) -> PassResult | None:
         if self.desired is None:
             return None
         desired, revision = self.desired, self.revision
         if self.driver.blocking:
-            error = await asyncio.get_running_loop().run_in_executor(None, self._pass, desired, revision)
+            error, pending = await asyncio.get_running_loop().run_in_executor(
+                None, self._pass, desired, revision
+            )
         else:
-            error = self._pass(desired, revision)
+            error, pending = self._pass(desired, revision)
+        result = PassResult(revision, error, pending)
+        if pending and not error:
+            return result  # not applied yet, not failed: acked when done
         if not error:
             self.applied_revision = revision
-        result = PassResult(revision, error)
         if self.on_applied is not None:
             await self.on_applied(result)
         return result
@@ -110,5 +124,7 @@ class Reconciler:
             result = await self.run_once()
             if result is not None and result.error:
                 wait, retry = min(self.period, retry), min(self.period, retry * 2)
+            elif result is not None and result.pending:
+                wait, retry = min(self.period, PENDING_RETRY), 1.0
             else:
                 wait, retry = self.period, 1.0

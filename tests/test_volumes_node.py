@@ -18,6 +18,7 @@ from noded.compute.step import ComputeStep, disk_target
 from noded.hypervisor.base import RUNNING, disk_serial
 from noded.hypervisor.domain_xml import DiskSpec, NetworkDisk, disk_xml
 from noded.hypervisor.fake import FakeDriver
+from noded.reconcile import Pending
 from noded.storage import make_volumes
 from noded.storage.backend import StorageError
 from noded.storage.local import LocalBackend
@@ -270,7 +271,7 @@ def test_volume_step_live_extend_and_attached_volume_not_deleted(tmp_path: Path)
     with pytest.raises(RuntimeError, match="still attached"):
         step(desired(), drv)
     assert backend.exists(V1)
-    drv.detach_disk(I1, disk_serial(V1), 1)
+    assert drv.detach_disk(I1, disk_serial(V1), 1)
     step(desired(), drv)
     assert not backend.exists(V1)
 
@@ -357,3 +358,68 @@ def test_attach_detach_and_boot_from_volume_on_the_fake_driver(tmp_path: Path) -
     with pytest.raises(RuntimeError, match="not on this node"):
         compute(desired(instances=(instance(I1, [V2, V1]),)), drv)
     assert "not on this node" in compute.faults[I1]
+
+
+def test_a_detach_the_guest_ignores_does_not_hold_up_the_pass(tmp_path: Path) -> None:
+    """A guest that keeps an unplugged disk: the pass reports Pending (not a
+    failure), the disk stays attached (the volume stays DETACHING), the other
+    instances still converge, and the next pass after the release finishes."""
+    drv = FakeDriver()
+    vols = make_volumes(drv, tmp_path / "volumes", None)
+    compute = ComputeStep(tmp_path / "instances", None, None, None)
+    compute.storage = vols.backend
+    vs = [pb.DesiredVolume(id=v, size_gb=1) for v in (V1, V2)]
+
+    def apply(*instances: pb.DesiredInstance) -> None:
+        state = desired(*vs, instances=instances)
+        vols(state, drv)
+        compute(state, drv)
+
+    apply(instance(I1, [V1]))
+    drv.held.add((I1, disk_serial(V1)))
+    with pytest.raises(Pending, match=V1):
+        apply(instance(I1, []), instance(I2, [V2]))
+    assert guest_volumes(compute, drv, I1) == [V1], "still held: still attached"
+    assert guest_volumes(compute, drv, I2) == [V2], "the other instance was not held up"
+    assert I1 not in compute.faults
+    drv.held.clear()
+    apply(instance(I1, []), instance(I2, [V2]))
+    assert guest_volumes(compute, drv, I1) == []
+
+
+def test_reconciler_retries_a_pending_pass_soon_and_acks_it_once_done() -> None:
+    """Pending is neither an error nor applied: no ack until the step is done,
+    and the next pass comes after PENDING_RETRY s, not the full period."""
+    import asyncio
+    import itertools
+    import time
+
+    from noded.reconcile import PENDING_RETRY, PassResult, Reconciler
+
+    calls: list[float] = []
+
+    def step(_desired: pb.NodeDesiredState, _driver: object) -> None:
+        calls.append(time.monotonic())
+        if len(calls) < 3:
+            raise Pending("the guest still holds a disk")
+
+    async def scenario() -> list[PassResult]:
+        acks: list[PassResult] = []
+
+        async def on_applied(result: PassResult) -> None:
+            acks.append(result)
+
+        rec = Reconciler(FakeDriver(), [step], period=60.0, on_applied=on_applied)
+        rec.set_desired(pb.NodeDesiredState(enabled=True), 7)
+        task = asyncio.create_task(rec.run())
+        while len(calls) < 3:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)
+        task.cancel()
+        assert rec.applied_revision == 7
+        return acks
+
+    acks = asyncio.run(scenario())
+    assert [(a.revision, a.error) for a in acks] == [(7, "")], "one ack, when done"
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
+    assert all(PENDING_RETRY * 0.9 <= g < 10 for g in gaps), f"retried after {gaps} s, period 60 s"

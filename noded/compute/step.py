@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +27,7 @@ from noded.compute.image_cache import ImageCache
 from noded.hypervisor.base import RUNNING, Guest, HypervisorDriver, disk_serial, domain_name
 from noded.hypervisor.domain_xml import DiskSpec, GuestSpec
 from noded.network import guest as guest_net
+from noded.reconcile import Pending
 
 if TYPE_CHECKING:
     from noded.storage.backend import StorageBackend
@@ -42,7 +44,11 @@ POWER = {
 STOP_TIMEOUT = 30.0
 CONSOLE_TAIL = 256 * 1024
 # How long a guest may take to release a hot-unplugged volume.
-DETACH_TIMEOUT = 30.0
+# How long one pass waits for a guest to release an unplugged disk before it
+# moves on (the detach goes on, and the next pass looks again), and after how
+# long a detach the guest ignores is worth a warning (no hot-plug support?).
+DETACH_WAIT = 2.0
+DETACH_WARN_AFTER = 60.0
 
 
 def disk_target(index: int) -> str:
@@ -82,6 +88,8 @@ class ComputeStep:
         # The desired ports and networks of the current pass: a guest's NICs.
         self._ports: dict[str, pb.DesiredPort] = {}
         self._networks: dict[str, pb.DesiredNetwork] = {}
+        # (instance, volume serial) -> when its detach began, while the guest holds the disk.
+        self._detaching: dict[tuple[str, str], float] = {}
 
     # Per-instance applied state
 
@@ -122,7 +130,9 @@ class ComputeStep:
             self.wanted = set(want)
             for gone in set(self.faults) - set(want):
                 self.faults.pop(gone, None)
-        errors = []
+        for key in [k for k in self._detaching if k[0] not in want]:
+            del self._detaching[key]
+        errors, pending = [], []
         for iid in sorted(set(have) - set(want)):
             try:
                 driver.destroy_guest(iid)
@@ -139,6 +149,8 @@ class ComputeStep:
                 self._ensure(d, have.get(iid), driver)
                 with self._lock:
                     self.faults.pop(iid, None)
+            except Pending as exc:
+                pending.append(f"{iid}: {exc}")
             except Exception as exc:
                 log.warning("instance not as desired", extra={"instance": iid, "error": str(exc)})
                 with self._lock:
@@ -148,6 +160,8 @@ class ComputeStep:
             self.cache.prune({d.image_sha256 for d in want.values()})
         if errors:
             raise RuntimeError("; ".join(errors)[:2000])
+        if pending:
+            raise Pending("; ".join(pending)[:2000])
 
     def _ensure(self, d: pb.DesiredInstance, guest: Guest | None, driver: HypervisorDriver) -> None:
         idir = self.dir / d.id
@@ -207,10 +221,16 @@ class ComputeStep:
         known = {disk_serial(v): v for v in [*before, *wanted]}
         want = {disk_serial(v): v for v in wanted}
         have = {a.serial: a for a in driver.attached_disks(d.id) if a.serial != boot}
+        releasing = []
         try:
             for serial in sorted(set(have) - set(want)):
-                driver.detach_disk(d.id, serial, DETACH_TIMEOUT)
-                log.info("volume detached", extra={"instance": d.id, "volume": known.get(serial, serial)})
+                volume = known.get(serial, serial)
+                if not driver.detach_disk(d.id, serial, DETACH_WAIT):
+                    releasing.append(volume)
+                    self._detach_slow(d.id, serial, volume)
+                    continue
+                self._detaching.pop((d.id, serial), None)
+                log.info("volume detached", extra={"instance": d.id, "volume": volume})
                 del have[serial]
             used = {"vda", "vdb"} | {a.target for a in have.values()}
             for index, (serial, vid) in enumerate(want.items()):
@@ -232,6 +252,19 @@ class ComputeStep:
             ]
             if (self.applied(d.id).get("volumes") or []) != now:
                 self._record(d.id, volumes=now)
+        if releasing:
+            raise Pending(f"waiting for the guest to release volume(s) {', '.join(releasing)}")
+
+    def _detach_slow(self, instance_id: str, serial: str, volume: str) -> None:
+        """Logs once when a guest ignores an unplug for DETACH_WARN_AFTER s."""
+        now = time.monotonic()
+        started = self._detaching.setdefault((instance_id, serial), now)
+        if started <= now - DETACH_WARN_AFTER:
+            self._detaching[(instance_id, serial)] = float("inf")  # warned
+            log.warning(
+                "the guest has not released a detached volume; it is asked again every few seconds",
+                extra={"instance": instance_id, "volume": volume, "seconds": round(now - started)},
+            )
 
     def _spec(self, d: pb.DesiredInstance, idir: Path, driver: HypervisorDriver) -> GuestSpec:
         disks: list[DiskSpec] = []

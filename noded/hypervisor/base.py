@@ -134,10 +134,11 @@ class HypervisorDriver(abc.ABC):
         """Adds the disk (by disk.serial) to the definition and, when running, live."""
 
     @abc.abstractmethod
-    def detach_disk(self, instance_id: str, serial: str, timeout: float) -> None:
-        """Unplugs the disk live, waiting up to `timeout` s for the guest to
-        release it (DriverError if it does not), then drops it from the
-        definition: a disk the guest still holds never looks detached."""
+    def detach_disk(self, instance_id: str, serial: str, wait: float) -> bool:
+        """Unplugs the disk live and, once the guest has released it, drops it
+        from the definition: a disk the guest still holds never looks
+        detached. Waits up to `wait` s; False when the guest still holds it
+        (asked, not refused: call again later)."""
 
     @abc.abstractmethod
     def attached_disks(self, instance_id: str) -> list[AttachedDisk]:

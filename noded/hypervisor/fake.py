@@ -50,6 +50,8 @@ class FakeDriver(HypervisorDriver):
         self._guests: dict[str, Guest] = {}
         # instance id -> serial -> (disk, size in bytes if resized live)
         self._disks: dict[str, dict[str, tuple[DiskSpec, int]]] = {}
+        # (instance id, serial) of disks whose running guest ignores unplugs.
+        self.held: set[tuple[str, str]] = set()
 
     def host_facts(self) -> HostFacts:
         return self.facts
@@ -124,9 +126,13 @@ class FakeDriver(HypervisorDriver):
                     raise DriverError(f"target {disk.target} is taken on {instance_id}")
                 disks[disk.serial] = (disk, 0)
 
-    def detach_disk(self, instance_id: str, serial: str, timeout: float) -> None:
+    def detach_disk(self, instance_id: str, serial: str, wait: float) -> bool:
         with self._lock:
+            guest = self._guests.get(instance_id)
+            if (instance_id, serial) in self.held and guest is not None and guest.power_state == RUNNING:
+                return False
             self._guest_disks(instance_id).pop(serial, None)
+        return True
 
     def attached_disks(self, instance_id: str) -> list[AttachedDisk]:
         with self._lock:

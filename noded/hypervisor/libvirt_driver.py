@@ -99,6 +99,9 @@ class LibvirtDriver(HypervisorDriver):
         self.instances_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._conn: libvirt.virConnect | None = None
+        # (instance, serial) -> when its live unplug was last asked for: a
+        # detach spans reconcile passes, and the guest is asked every DETACH_RETRY s.
+        self._unplug_asked: dict[tuple[str, str], float] = {}
         conn = self._connection()
         self._check_virt_type(conn)
 
@@ -330,29 +333,31 @@ class LibvirtDriver(HypervisorDriver):
 
         self._call(attach)
 
-    def detach_disk(self, instance_id: str, serial: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        asked = 0.0
+    def detach_disk(self, instance_id: str, serial: str, wait: float) -> bool:
+        deadline = time.monotonic() + wait
+        key = (instance_id, serial)
         while True:
             with self._lock:
                 dom = self._domain(self._connection(), instance_id)
                 if dom is None:
-                    return
+                    self._unplug_asked.pop(key, None)
+                    return True
                 live = self._disks(dom, live=True).get(serial)
                 if live is None:
                     break
-                if time.monotonic() - asked >= DETACH_RETRY:
-                    asked = time.monotonic()
+                if time.monotonic() - self._unplug_asked.get(key, -DETACH_RETRY) >= DETACH_RETRY:
+                    self._unplug_asked[key] = time.monotonic()
                     try:
                         dom.detachDeviceFlags(
                             ET.tostring(live, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE
                         )
                     except libvirt.libvirtError:
                         pass  # e.g. an unplug already in progress: keep watching
-            if time.monotonic() > deadline:
-                raise DriverError(f"the guest did not release disk {serial} within {timeout:g} s")
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.2)
         # Released by the running guest (or it is not running): drop it from the definition.
+        self._unplug_asked.pop(key, None)
         with self._lock:
             config = self._disks(dom, live=False).get(serial)
             if config is not None:
@@ -362,6 +367,7 @@ class LibvirtDriver(HypervisorDriver):
                     )
                 except libvirt.libvirtError as exc:
                     raise DriverError(f"cannot detach {serial}: {exc.get_error_message()}") from None
+        return True
 
     def attached_disks(self, instance_id: str) -> list[AttachedDisk]:
         def attached(conn: libvirt.virConnect) -> list[AttachedDisk]:
