@@ -12,6 +12,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Ipv6AddressMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    IPV6_ADDRESS_MODE_UNSPECIFIED: _ClassVar[Ipv6AddressMode]
+    IPV6_ADDRESS_MODE_STATIC: _ClassVar[Ipv6AddressMode]
+    IPV6_ADDRESS_MODE_SLAAC: _ClassVar[Ipv6AddressMode]
+
 class PortState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     PORT_STATE_UNSPECIFIED: _ClassVar[PortState]
@@ -23,6 +29,9 @@ class SecurityGroupRuleDirection(int, metaclass=_enum_type_wrapper.EnumTypeWrapp
     SECURITY_GROUP_RULE_DIRECTION_UNSPECIFIED: _ClassVar[SecurityGroupRuleDirection]
     SECURITY_GROUP_RULE_DIRECTION_INGRESS: _ClassVar[SecurityGroupRuleDirection]
     SECURITY_GROUP_RULE_DIRECTION_EGRESS: _ClassVar[SecurityGroupRuleDirection]
+IPV6_ADDRESS_MODE_UNSPECIFIED: Ipv6AddressMode
+IPV6_ADDRESS_MODE_STATIC: Ipv6AddressMode
+IPV6_ADDRESS_MODE_SLAAC: Ipv6AddressMode
 PORT_STATE_UNSPECIFIED: PortState
 PORT_STATE_DOWN: PortState
 PORT_STATE_ACTIVE: PortState
@@ -111,7 +120,7 @@ class AllocationPool(_message.Message):
     def __init__(self, start: _Optional[str] = ..., end: _Optional[str] = ...) -> None: ...
 
 class Subnet(_message.Message):
-    __slots__ = ("id", "name", "project_id", "network_id", "description", "ip_version", "cidr", "gateway_ip", "allocation_pools", "dns_servers", "create_time", "update_time")
+    __slots__ = ("id", "name", "project_id", "network_id", "description", "ip_version", "cidr", "gateway_ip", "allocation_pools", "dns_servers", "create_time", "update_time", "ipv6_address_mode")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +133,7 @@ class Subnet(_message.Message):
     DNS_SERVERS_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    IPV6_ADDRESS_MODE_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     project_id: str
@@ -136,7 +146,8 @@ class Subnet(_message.Message):
     dns_servers: _containers.RepeatedScalarFieldContainer[str]
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., network_id: _Optional[str] = ..., description: _Optional[str] = ..., ip_version: _Optional[int] = ..., cidr: _Optional[str] = ..., gateway_ip: _Optional[str] = ..., allocation_pools: _Optional[_Iterable[_Union[AllocationPool, _Mapping]]] = ..., dns_servers: _Optional[_Iterable[str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    ipv6_address_mode: Ipv6AddressMode
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., network_id: _Optional[str] = ..., description: _Optional[str] = ..., ip_version: _Optional[int] = ..., cidr: _Optional[str] = ..., gateway_ip: _Optional[str] = ..., allocation_pools: _Optional[_Iterable[_Union[AllocationPool, _Mapping]]] = ..., dns_servers: _Optional[_Iterable[str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ipv6_address_mode: _Optional[_Union[Ipv6AddressMode, str]] = ...) -> None: ...
 
 class CreateSubnetRequest(_message.Message):
     __slots__ = ("subnet", "request_id")

@@ -414,18 +414,20 @@ class DesiredNetwork(_message.Message):
     def __init__(self, id: _Optional[str] = ..., vni: _Optional[int] = ..., mtu: _Optional[int] = ..., external_routable: _Optional[bool] = ..., subnets: _Optional[_Iterable[_Union[DesiredSubnet, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[OverlayPeer, _Mapping]]] = ...) -> None: ...
 
 class DesiredSubnet(_message.Message):
-    __slots__ = ("id", "cidr", "ip_version", "gateway_ip", "dns_servers")
+    __slots__ = ("id", "cidr", "ip_version", "gateway_ip", "dns_servers", "ipv6_slaac")
     ID_FIELD_NUMBER: _ClassVar[int]
     CIDR_FIELD_NUMBER: _ClassVar[int]
     IP_VERSION_FIELD_NUMBER: _ClassVar[int]
     GATEWAY_IP_FIELD_NUMBER: _ClassVar[int]
     DNS_SERVERS_FIELD_NUMBER: _ClassVar[int]
+    IPV6_SLAAC_FIELD_NUMBER: _ClassVar[int]
     id: str
     cidr: str
     ip_version: int
     gateway_ip: str
     dns_servers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., cidr: _Optional[str] = ..., ip_version: _Optional[int] = ..., gateway_ip: _Optional[str] = ..., dns_servers: _Optional[_Iterable[str]] = ...) -> None: ...
+    ipv6_slaac: bool
+    def __init__(self, id: _Optional[str] = ..., cidr: _Optional[str] = ..., ip_version: _Optional[int] = ..., gateway_ip: _Optional[str] = ..., dns_servers: _Optional[_Iterable[str]] = ..., ipv6_slaac: _Optional[bool] = ...) -> None: ...
 
 class OverlayPeer(_message.Message):
     __slots__ = ("node_id", "tunnel_ip", "mac_addresses")
