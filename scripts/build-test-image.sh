@@ -13,6 +13,9 @@
 #   instance-id: <id> / hostname: <n>   from a config drive labelled cidata or
 #                                       config-2 (ISO9660 or vfat, disk or cdrom)
 #   KUMO-IP: <addr>                     when DHCP on eth0 gets a lease (once per address)
+#   KUMO-IP6: <addr>                    when eth0 has a global IPv6 address that passed
+#                                       DAD (SLAAC from router advertisements; once per
+#                                       address, in full 8-group form)
 #   KUMO-DISKS: vda vdb ...             at start and whenever the set changes
 # serves `instance-id: <id>` over HTTP on TCP port 80 (busybox httpd, for
 # security-group tests) and powers off on an ACPI power-button press. It never exits.
@@ -192,6 +195,21 @@ dhcp() {
   echo "KUMO-NICS:$nics"
 }
 
+# Global IPv6 addresses (the kernel's SLAAC from router advertisements) once
+# DAD is done, each announced once: /proc/net/if_inet6 is
+# "<32 hex> <ifindex> <prefixlen> <scope> <flags> <ifname>"; scope 00 is
+# global, flag 0x40 tentative.
+ip6_announce() {
+  while read -r hex _ _ scope flags ifc; do
+    [ "$scope" = 00 ] && [ $((0x$flags & 0x40)) -eq 0 ] || continue
+    case " $ip6_seen " in *" $hex "*) continue ;; esac
+    ip6_seen="$ip6_seen $hex"
+    if [ "$ifc" = eth0 ]; then tag="KUMO-IP6"; else tag="KUMO-IP6-$ifc"; fi
+    echo "$tag: $(echo "$hex" | sed 's/..../&:/g; s/:$//')"
+  done < /proc/net/if_inet6 2>/dev/null
+}
+ip6_seen=""
+
 ifconfig lo 127.0.0.1 up 2>/dev/null
 # A TCP service for security-group tests: GET / answers the instance-id.
 echo "instance-id: unknown" > /www/index.html
@@ -203,6 +221,7 @@ last=""
 while true; do
   now=$(disks)
   if [ "$now" != "$last" ]; then echo "KUMO-DISKS: $now"; last=$now; fi
+  ip6_announce
   sleep 1
 done
 EOF

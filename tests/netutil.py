@@ -3,6 +3,7 @@ and running the node's network step inside a namespace, as noded would."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import shutil
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,31 @@ def state_dir(prefix: str) -> Path:
     d = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
     d.chmod(0o755)
     return d
+
+
+@contextlib.contextmanager
+def two_hosts(hosts: dict[str, str], guests: Iterable[str], prefix: str) -> Iterator[dict[str, Path]]:
+    """Two "hosts" (namespace name -> underlay address) joined by a veth pair
+    (`<host>-u` in each), a namespace per guest, and a state directory per
+    host, which it yields; all of it goes afterwards, even on failure."""
+    need_root_networking()
+    spaces = Namespaces()
+    states = {h: state_dir(f"{prefix}{h}-") for h in hosts}
+    (a, _), (b, _) = hosts.items()
+    try:
+        for name in [*hosts, *guests]:
+            spaces.add(name)
+        sh("ip", "link", "add", f"{a}-u", "type", "veth", "peer", "name", f"{b}-u")
+        for h, addr in hosts.items():
+            sh("ip", "link", "set", f"{h}-u", "netns", h)
+            ns(h, "ip", "addr", "add", f"{addr}/24", "dev", f"{h}-u")
+            ns(h, "ip", "link", "set", f"{h}-u", "up")
+        yield states
+    finally:
+        spaces.cleanup()
+        sh("ip", "link", "del", f"{a}-u", check=False)  # when it never reached its namespace
+        for d in states.values():
+            shutil.rmtree(d, ignore_errors=True)
 
 
 RUNNER = """

@@ -1,12 +1,14 @@
 """Networks end to end through the real controller, with real libvirt and a
-qemu (TCG) guest on this machine: a guest on a new network gets, by DHCP,
-exactly the fixed IP of its port; the host reaches it on the bridge as its
+qemu (TCG) guest on this machine: a guest on a new dual-stack network gets,
+by DHCP, exactly the fixed IP of its port, and by SLAAC from the node's router
+advertisements exactly its port's IPv6 address; the host reaches it on the bridge as its
 security group allows (the default group: not at all from the host; a tcp/80
 rule opens the guest's HTTP server, an icmp rule lets ping through); deleting
 the server and the network leaves no bridge, dnsmasq or nftables rule."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shutil
 import socket
@@ -30,6 +32,7 @@ from tests.test_compute_e2e import compute, wait_console, wait_gone, wait_state
 pytestmark = pytest.mark.e2e
 
 CIDR, GATEWAY = "10.214.9.0/24", "10.214.9.1"
+CIDR6, GATEWAY6 = "fd00:214:9::/64", "fd00:214:9::1"
 
 
 def net(client: Client):  # type: ignore[no-untyped-def]
@@ -97,6 +100,17 @@ def test_guest_gets_its_ip_and_security_groups_decide(cloud: dict) -> None:
             )
         )
     )
+    subnet6 = n.CreateSubnet(
+        npb.CreateSubnetRequest(
+            subnet=npb.Subnet(
+                name="e2e-sub6",
+                network_id=network.id,
+                cidr=CIDR6,
+                gateway_ip=GATEWAY6,
+                ipv6_address_mode=npb.IPV6_ADDRESS_MODE_SLAAC,
+            )
+        )
+    )
     inst = compute(admin).CreateInstance(
         pb.CreateInstanceRequest(
             name="netvm",
@@ -109,46 +123,50 @@ def test_guest_gets_its_ip_and_security_groups_decide(cloud: dict) -> None:
     ports = n.ListPorts(npb.ListPortsRequest(instance_id=inst.id)).ports
     assert len(ports) == 1
     port = ports[0]
-    fixed = port.fixed_ips[0].ip_address
-    assert port.fixed_ips[0].subnet_id == subnet.id
+    by_subnet = {f.subnet_id: f.ip_address for f in port.fixed_ips}
+    assert set(by_subnet) == {subnet.id, subnet6.id}
+    fixed, fixed6 = by_subnet[subnet.id], by_subnet[subnet6.id]
 
-    # DHCP answers with exactly the port's fixed IP (and the guest says so once).
+    # DHCP answers with exactly the port's fixed IP (and the guest says so once);
+    # the kernel's SLAAC makes exactly the port's IPv6 address from the RAs.
     text = wait_console(admin, inst.id, r"KUMO-IP: \S+", timeout=180)
     assert re.findall(r"KUMO-IP: (\S+)", text) == [fixed]
+    text = wait_console(admin, inst.id, r"KUMO-IP6: \S+", timeout=120)
+    assert [ipaddress.ip_address(a) for a in re.findall(r"KUMO-IP6: (\S+)", text)] == [
+        ipaddress.ip_address(fixed6)
+    ]
     br = bridge_name(network.id)
     assert f"<target dev='{tap_name(port.id)}'/>" in virsh("dumpxml", f"kumo-{inst.id}")
     assert len(dnsmasq_for(br)) == 1
 
     # The default group: ingress only from its members; the host is none.
     assert not ping(None, fixed)
+    assert not ping(None, fixed6)
     assert http_get(fixed, timeout=1) == ""
     group = next(
         g for g in n.ListSecurityGroups(npb.ListSecurityGroupsRequest()).security_groups if g.is_default
     )
-    ingress = npb.SECURITY_GROUP_RULE_DIRECTION_INGRESS
-    http_rule = n.CreateSecurityGroupRule(
-        npb.CreateSecurityGroupRuleRequest(
-            rule=npb.SecurityGroupRule(
-                security_group_id=group.id,
-                direction=ingress,
-                ip_version=4,
-                protocol="tcp",
-                port_range_min=80,
-                port_range_max=80,
-            )
+
+    def allow(version: int, protocol: str, port: int = 0) -> npb.SecurityGroupRule:
+        rule = npb.SecurityGroupRule(
+            security_group_id=group.id,
+            direction=npb.SECURITY_GROUP_RULE_DIRECTION_INGRESS,
+            ip_version=version,
+            protocol=protocol,
+            port_range_min=port,
+            port_range_max=port,
         )
-    )
+        return n.CreateSecurityGroupRule(npb.CreateSecurityGroupRuleRequest(rule=rule))
+
+    http_rule = allow(4, "tcp", 80)
     body = wait_for(lambda: http_get(fixed), timeout=60, step=0.5, what="tcp/80 open")
     assert f"instance-id: {inst.id}" in body
     assert not ping(None, fixed), "only tcp/80 is open"
-    n.CreateSecurityGroupRule(
-        npb.CreateSecurityGroupRuleRequest(
-            rule=npb.SecurityGroupRule(
-                security_group_id=group.id, direction=ingress, ip_version=4, protocol="icmp"
-            )
-        )
-    )
+    allow(4, "icmp")
     wait_for(lambda: ping(None, fixed), timeout=60, step=0.5, what="the host pings the guest")
+    assert not ping(None, fixed6), "the icmp rule is IPv4's"
+    allow(6, "icmpv6")
+    wait_for(lambda: ping(None, fixed6), timeout=60, step=0.5, what="the host pings the guest over IPv6")
     n.DeleteSecurityGroupRule(npb.DeleteSecurityGroupRuleRequest(id=http_rule.id))
     wait_for(lambda: http_get(fixed, timeout=1) == "", timeout=60, step=0.5, what="tcp/80 closed again")
 
@@ -156,6 +174,7 @@ def test_guest_gets_its_ip_and_security_groups_decide(cloud: dict) -> None:
     compute(admin).DeleteInstance(pb.DeleteInstanceRequest(id=inst.id))
     wait_gone(admin, inst.id)
     n.DeleteSubnet(npb.DeleteSubnetRequest(id=subnet.id))
+    n.DeleteSubnet(npb.DeleteSubnetRequest(id=subnet6.id))
     n.DeleteNetwork(npb.DeleteNetworkRequest(id=network.id))
     table = table_name(owner_tag(str(cloud["state"].resolve())))
 

@@ -281,13 +281,13 @@ def test_guest_nics_and_network_config() -> None:
     assert f'<source bridge="{bridge_name(NET)}"/>' in nics[0]
     assert f'<target dev="{tap_name(P2)}"/>' in nics[0]
     assert "<model type='virtio'/>" in nics[0] and "<mtu size='1400'/>" in nics[0]
-    config = json.loads(guest.network_config(inst, ports))
+    config = json.loads(guest.network_config(inst, ports, {NET: network()}))
     assert config["version"] == 1
     assert [(c["name"], c["mac_address"], c["subnets"]) for c in config["config"]] == [
         ("eth0", "52:54:00:e7:00:11", [{"type": "dhcp"}]),
         ("eth1", "52:54:00:e7:00:10", [{"type": "dhcp"}]),
     ]
-    assert guest.network_config(pb.DesiredInstance(id="vm"), ports) == ""
+    assert guest.network_config(pb.DesiredInstance(id="vm"), ports, {}) == ""
     with pytest.raises(RuntimeError, match="not in the desired state"):
         guest.interfaces(pb.DesiredInstance(id="vm", port_ids=["nope"]), ports, {})
     assert all(len(n) <= 15 for n in (bridge_name(NET), vxlan_name(NET), tap_name(P1), tap_name("x" * 99)))

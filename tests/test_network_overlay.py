@@ -83,24 +83,9 @@ def desired(host: str, icmp: bool = True) -> pb.NodeDesiredState:
 
 @pytest.fixture
 def world() -> Iterator[dict]:
-    netutil.need_root_networking()
-    spaces = netutil.Namespaces()
-    states = {h: netutil.state_dir(f"kumo-ovl-{h}-") for h in UNDERLAY}
-    try:
-        for h in UNDERLAY:
-            spaces.add(f"kbt-host{h}")
-        for name in PORTS:
-            spaces.add(f"kbt-g{name}")
-        netutil.sh("ip", "link", "add", "kbt-ua", "type", "veth", "peer", "name", "kbt-ub")
-        for h in UNDERLAY:
-            netutil.sh("ip", "link", "set", f"kbt-u{h}", "netns", f"kbt-host{h}")
-            ns(f"kbt-host{h}", "ip", "addr", "add", f"{UNDERLAY[h]}/24", "dev", f"kbt-u{h}")
-            ns(f"kbt-host{h}", "ip", "link", "set", f"kbt-u{h}", "up")
-        yield {"states": states}
-    finally:
-        spaces.cleanup()
-        for d in states.values():
-            shutil.rmtree(d, ignore_errors=True)
+    hosts = {f"kbt-host{h}": addr for h, addr in UNDERLAY.items()}
+    with netutil.two_hosts(hosts, [f"kbt-g{name}" for name in PORTS], "kumo-ovl-") as states:
+        yield {"states": {h: states[f"kbt-host{h}"] for h in UNDERLAY}}
 
 
 def host_state(h: str) -> tuple[list[str], str, str]:

@@ -52,6 +52,20 @@ def code_reason(exc: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
     return exc.code(), error_reason(exc)
 
 
+def eui64(mac: str, cidr: str) -> str:
+    """The modified EUI-64 address of a MAC in a /64, spelled out by hand."""
+    b = [int(x, 16) for x in mac.split(":")]
+    b[0] ^= 0x02  # the universal/local bit
+    iid = f"{b[0]:02x}{b[1]:02x}:{b[2]:02x}ff:fe{b[3]:02x}:{b[4]:02x}{b[5]:02x}"
+    prefix = ipaddress.ip_network(cidr).network_address.exploded[:19]  # the first four groups
+    return str(ipaddress.ip_address(f"{prefix}:{iid}"))
+
+
+def test_eui64_worked_example() -> None:
+    assert eui64("fa:16:3e:11:22:33", "2001:db8::/64") == "2001:db8::f816:3eff:fe11:2233"
+    assert eui64("00:00:00:00:00:00", "fd00:1:2:3::/64") == "fd00:1:2:3:200:ff:fe00:0"
+
+
 def racing_ports(clients: list[Client], network_id: str) -> tuple[list[str], list[Any]]:
     """Each client makes a port on the network, all at once: the IPs the
     winners got, and the (code, reason) of each refusal."""
@@ -227,6 +241,107 @@ def test_subnets_rules(world: dict[str, Any]) -> None:
     net(alice).DeleteSubnet(pb.DeleteSubnetRequest(id=pools.id))
     assert rpc_error(net(alice).GetSubnet, pb.GetSubnetRequest(id=pools.id)).code() == NOT_FOUND
     assert rpc_error(net(alice).DeleteSubnet, pb.DeleteSubnetRequest(id=UNKNOWN)).code() == NOT_FOUND
+
+
+SLAAC = pb.IPV6_ADDRESS_MODE_SLAAC
+STATIC = pb.IPV6_ADDRESS_MODE_STATIC
+
+
+def test_ipv6_address_modes(world: dict[str, Any]) -> None:
+    alice = world["alice"]
+    n = make_network(alice, "modes")
+    v4 = make_subnet(alice, n.id, "modes-v4", "10.55.0.0/24")
+    assert v4.ipv6_address_mode == pb.IPV6_ADDRESS_MODE_UNSPECIFIED
+    slaac = make_subnet(alice, n.id, "modes-slaac", "2001:db8:55::/64", ipv6_address_mode=SLAAC)
+    assert (slaac.ip_version, slaac.gateway_ip, slaac.ipv6_address_mode) == (6, "2001:db8:55::1", SLAAC)
+    assert net(alice).GetSubnet(pb.GetSubnetRequest(id=slaac.id)) == slaac
+    listed = net(alice).ListSubnets(pb.ListSubnetsRequest(network_id=n.id)).subnets
+    assert {s.id: s.ipv6_address_mode for s in listed} == {v4.id: 0, slaac.id: SLAAC}
+    # An IPv6 subnet without a mode is STATIC; STATIC may be asked for too.
+    other = make_network(alice, "modes-static")
+    plain = make_subnet(alice, other.id, "plain6", "fd00:55::/64")
+    assert net(alice).GetSubnet(pb.GetSubnetRequest(id=plain.id)).ipv6_address_mode == STATIC
+    asked = make_subnet(alice, other.id, "static6", "fd00:56::/80", ipv6_address_mode=STATIC)
+    assert asked.ipv6_address_mode == STATIC
+
+    bad = [
+        (dict(cidr="10.56.0.0/24", ipv6_address_mode=SLAAC), "IPv6 subnets only"),
+        (dict(cidr="10.56.0.0/24", ipv6_address_mode=STATIC), "IPv6 subnets only"),
+        (dict(cidr="2001:db8:56::/80", ipv6_address_mode=SLAAC), "must be a /64"),
+        (dict(cidr="2001:db8:56::/64", ipv6_address_mode=SLAAC, gateway_ip="none"), "needs a gateway"),
+        (dict(cidr="2001:db8:56::/64", ipv6_address_mode=7), "must be STATIC or SLAAC"),
+        (
+            dict(
+                cidr="2001:db8:56::/64",
+                ipv6_address_mode=SLAAC,
+                allocation_pools=[pb.AllocationPool(start="2001:db8:56::10", end="2001:db8:56::20")],
+            ),
+            "allocation_pools",
+        ),
+        (
+            dict(
+                cidr="2001:db8:56::/64", ipv6_address_mode=SLAAC, gateway_ip="2001:db8:56::f816:3eff:fe00:1"
+            ),
+            "EUI-64",
+        ),
+    ]
+    for fields, words in bad:
+        exc = rpc_error(make_subnet, alice, other.id, "bad", **fields)
+        assert exc.code() == INVALID and words in exc.details(), (fields, exc.details())
+    # The mode cannot change.
+    exc = rpc_error(
+        net(alice).UpdateSubnet,
+        pb.UpdateSubnetRequest(
+            subnet=pb.Subnet(id=slaac.id, ipv6_address_mode=STATIC), update_mask=mask("ipv6_address_mode")
+        ),
+    )
+    assert exc.code() == INVALID and "ipv6_address_mode" in exc.details()
+    assert net(alice).GetSubnet(pb.GetSubnetRequest(id=slaac.id)).ipv6_address_mode == SLAAC
+
+    # A dual-stack port: a pool address, and the EUI-64 address of its own MAC.
+    p = make_port(alice, n.id)
+    assert [(f.subnet_id, f.ip_address) for f in p.fixed_ips] == [
+        (v4.id, "10.55.0.2"),
+        (slaac.id, eui64(p.mac_address, slaac.cidr)),
+    ]
+    only = make_port(alice, n.id, fixed_ips=[pb.PortFixedIp(subnet_id=slaac.id)])
+    assert [f.ip_address for f in only.fixed_ips] == [eui64(only.mac_address, slaac.cidr)]
+    # A fixed IP there is the EUI-64 of the port's MAC: the port gets that MAC.
+    fixed = make_port(
+        alice,
+        n.id,
+        fixed_ips=[
+            pb.PortFixedIp(ip_address="10.55.0.9"),
+            pb.PortFixedIp(subnet_id=slaac.id, ip_address="2001:db8:55::f816:3eff:fe12:3456"),
+        ],
+    )
+    assert fixed.mac_address == "fa:16:3e:12:34:56"
+    assert [f.ip_address for f in fixed.fixed_ips] == ["10.55.0.9", eui64("fa:16:3e:12:34:56", slaac.cidr)]
+    exc = rpc_error(
+        make_port, alice, n.id, fixed_ips=[pb.PortFixedIp(ip_address="2001:db8:55::f816:3eff:fe12:3456")]
+    )
+    assert code_reason(exc) == (EXISTS, "IP_ADDRESS_IN_USE")
+    # Free on another network's SLAAC subnet, but its MAC is that port's.
+    elsewhere = make_subnet(alice, other.id, "slaac2", "2001:db8:57::/64", ipv6_address_mode=SLAAC)
+    exc = rpc_error(
+        make_port,
+        alice,
+        other.id,
+        fixed_ips=[pb.PortFixedIp(subnet_id=elsewhere.id, ip_address="2001:db8:57::f816:3eff:fe12:3456")],
+    )
+    assert code_reason(exc) == (EXISTS, "IP_ADDRESS_IN_USE") and "fa:16:3e:12:34:56" in exc.details()
+    for wrong in (
+        "2001:db8:55::5",  # no MAC in it
+        "2001:db8:55::211:22ff:fe33:4455",  # the EUI-64 of 00:11:22:33:44:55, not a port MAC
+    ):
+        exc = rpc_error(make_port, alice, n.id, fixed_ips=[pb.PortFixedIp(ip_address=wrong)])
+        assert code_reason(exc) == (INVALID, "SLAAC_ADDRESS_FIXED"), wrong
+        assert "EUI-64" in exc.details()
+    assert len(net(alice).ListPorts(pb.ListPortsRequest(network_id=n.id)).ports) == 3
+    for port in (p, only, fixed):
+        net(alice).DeletePort(pb.DeletePortRequest(id=port.id))
+    for network in (n, other):
+        net(alice).DeleteNetwork(pb.DeleteNetworkRequest(id=network.id))
 
 
 def test_ports_ipam(world: dict[str, Any]) -> None:
@@ -523,6 +638,18 @@ def test_cli(controller: ControllerProc, world: dict[str, Any], tmp_path: Any) -
     )  # fmt: skip
     assert p["fixed_ips"][0]["ip_address"] == "10.90.0.15" and p["security_group_ids"] == [g["id"]]
     assert "10.90.0.15" in kumo("port", "list", "--network", "cli-net").stdout
+    v6 = kumo_json(
+        "subnet", "create", "cli-v6", "--network", "cli-net", "--cidr", "2001:db8:90::/64",
+        "--ipv6-address-mode", "slaac",
+    )  # fmt: skip
+    assert v6["ipv6_address_mode"] == "IPV6_ADDRESS_MODE_SLAAC"
+    assert "slaac" in kumo("subnet", "show", "cli-v6").stdout
+    listed = {line.split()[1]: line for line in kumo("subnet", "list").stdout.splitlines()[1:]}
+    assert "slaac" in listed["cli-v6"] and "static" not in listed["cli-sub"]
+    failed = run_cli(["subnet", "create", "x", "--network", "cli-net", "--cidr", "fd00::/64",
+                      "--ipv6-address-mode", "dhcp"], env)  # fmt: skip
+    assert failed.returncode != 0 and "static or slaac" in failed.stderr
+    kumo("subnet", "delete", "cli-v6")
     assert "cli-sub" in kumo("subnet", "list").stdout
     assert "cli-net" in kumo("network", "show", "cli-net").stdout
     assert kumo_json("network", "set", "cli-net", "--description", "hello")["description"] == "hello"

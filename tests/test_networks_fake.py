@@ -20,7 +20,7 @@ from tests.cloudutil import fake_cloud
 from tests.harness import Client, error_reason, make_user, rpc_error
 from tests.nodeutil import wait_for
 from tests.test_compute_fake import compute, wait_gone
-from tests.test_networks import make_network, make_port, make_subnet, mask, net
+from tests.test_networks import eui64, make_network, make_port, make_subnet, mask, net
 
 NODES = 2
 
@@ -325,6 +325,42 @@ def test_peers_follow_a_moved_tunnel(fleet: dict[str, Any]) -> None:
         wait_gone(alice, inst.id)
     net(alice).DeleteNetwork(pb.DeleteNetworkRequest(id=n.id))
     compute(alice).DeleteServerGroup(cpb.DeleteServerGroupRequest(id=group.id))
+
+
+def test_slaac_subnet_reaches_the_node(fleet: dict[str, Any]) -> None:
+    """An instance on a dual-stack network: its port holds the EUI-64 address
+    of its MAC, and its node is told which subnet is SLAAC."""
+    alice = fleet["alice"]
+    n = make_network(alice, "dual")
+    v4 = make_subnet(alice, n.id, "dual-v4", "10.84.0.0/29")
+    v6 = make_subnet(alice, n.id, "dual-v6", "2001:db8:84::/64", ipv6_address_mode=pb.IPV6_ADDRESS_MODE_SLAAC)
+    inst = compute(alice).CreateInstance(
+        server(
+            fleet,
+            "dual1",
+            networks=[
+                cpb.NetworkRequest(network="dual"),
+                cpb.NetworkRequest(network="dual", fixed_ip="2001:db8:84::f816:3eff:fe84:8484"),
+            ],
+        )
+    )
+    first, second = inst.nics
+    assert list(first.ip_addresses) == ["10.84.0.2", eui64(first.mac_address, v6.cidr)]
+    assert (second.mac_address, list(second.ip_addresses)) == (
+        "fa:16:3e:84:84:84",
+        [eui64("fa:16:3e:84:84:84", v6.cidr)],  # 2001:db8:84:0:f816:3eff:fe84:8484
+    )
+    d = wait_desired(fleet, inst.node_id, lambda d: bool(d.get("networks")), "the dual-stack network")
+    assert [(s["id"], s.get("ipv6Slaac", False)) for s in d["networks"][0]["subnets"]] == [
+        (v4.id, False),
+        (v6.id, True),
+    ]
+    fixed = {p["macAddress"]: [f["ipAddress"] for f in p["fixedIps"]] for p in d["ports"]}
+    assert fixed[first.mac_address] == list(first.ip_addresses)
+    compute(alice).DeleteInstance(cpb.DeleteInstanceRequest(id=inst.id))
+    wait_gone(alice, inst.id)
+    wait_desired(fleet, inst.node_id, lambda d: not d.get("networks"), "the network gone from the node")
+    net(alice).DeleteNetwork(pb.DeleteNetworkRequest(id=n.id))
 
 
 def test_shared_network_boot(fleet: dict[str, Any]) -> None:

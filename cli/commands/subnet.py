@@ -10,11 +10,20 @@ from cli.client import list_all, resolve
 from cli.commands.network import find as find_network
 from cli.commands.network import stub
 from cli.errors import CliError
-from cli.output import Format, OutputOpt, deleted, emit
+from cli.output import Format, OutputOpt, deleted, emit, enum_label
 from cli.updates import mask
 from kumo.v1 import network_pb2 as pb
 
 app = typer.Typer(no_args_is_help=True)
+
+IPV6_MODES = {"static": pb.IPV6_ADDRESS_MODE_STATIC, "slaac": pb.IPV6_ADDRESS_MODE_SLAAC}
+_mode_label = enum_label("IPV6_ADDRESS_MODE_")
+
+
+def ipv6_mode_label(value: str) -> str:
+    """static or slaac; empty for IPv4 subnets (no mode)."""
+    return "" if value == "IPV6_ADDRESS_MODE_UNSPECIFIED" else _mode_label(value)
+
 
 COLUMNS = [
     ("id", "id"),
@@ -22,6 +31,7 @@ COLUMNS = [
     ("network", "network_id"),
     ("cidr", "cidr"),
     ("gateway", "gateway_ip"),
+    ("ipv6 mode", "ipv6_address_mode", ipv6_mode_label),
 ]
 DETAIL = [
     *COLUMNS,
@@ -58,10 +68,19 @@ def create(
     gateway: Annotated[str, typer.Option(help="Gateway address; 'none' for none; default the first")] = "",
     pool: Annotated[list[str] | None, typer.Option(help="Allocation pool START-END (repeatable)")] = None,
     dns: Annotated[list[str] | None, typer.Option(help="DNS server (repeatable)")] = None,
+    ipv6_address_mode: Annotated[
+        str | None,
+        typer.Option(help="IPv6 only: static (default; addresses on the config drive) or slaac (a /64)"),
+    ] = None,
     description: Annotated[str, typer.Option()] = "",
     output: OutputOpt = Format.table,
 ) -> None:
     """Create a subnet on a network."""
+    mode = pb.IPV6_ADDRESS_MODE_UNSPECIFIED
+    if ipv6_address_mode is not None:
+        if ipv6_address_mode.lower() not in IPV6_MODES:
+            raise CliError(f"unknown --ipv6-address-mode {ipv6_address_mode!r}: use static or slaac")
+        mode = IPV6_MODES[ipv6_address_mode.lower()]
     s = stub()
     subnet = pb.Subnet(
         name=name,
@@ -70,6 +89,7 @@ def create(
         gateway_ip=gateway,
         allocation_pools=[_pool(p) for p in pool or []],
         dns_servers=dns or [],
+        ipv6_address_mode=mode,
         description=description,
     )
     emit(s.CreateSubnet(pb.CreateSubnetRequest(subnet=subnet)), output, DETAIL)

@@ -128,6 +128,7 @@ class NetworkServicer(network_pb2_grpc.NetworkServiceServicer):
             gateway_ip=row.gateway_ip,
             allocation_pools=[pb.AllocationPool(start=str(a), end=str(b)) for a, b in subnet_pools(row)],
             dns_servers=json.loads(row.dns_servers),
+            ipv6_address_mode=row.ipv6_address_mode,
             create_time=ts(row.create_time),
             update_time=ts(row.update_time),
         )
@@ -244,6 +245,7 @@ class NetworkServicer(network_pb2_grpc.NetworkServiceServicer):
             s.gateway_ip,
             [(p.start, p.end) for p in s.allocation_pools],
             list(s.dns_servers),
+            s.ipv6_address_mode,
         )
         row = self.networks.create_subnet(
             context.principal,

@@ -316,6 +316,7 @@ class Subnet(BaseModel):
     gateway_ip = peewee.CharField(max_length=45, default="")
     allocation_pools = peewee.TextField(default="[]")  # JSON [[start, end], ...]
     dns_servers = peewee.TextField(default="[]")  # JSON list
+    ipv6_address_mode = peewee.IntegerField(default=0)  # kumo.v1.Ipv6AddressMode; 0 on IPv4
     create_time = peewee.DoubleField()
     update_time = peewee.DoubleField()
 

@@ -45,6 +45,7 @@ from controller.errors import (
 )
 from controller.validation import is_uuid
 from kumo.v1 import compute_pb2 as cpb
+from kumo.v1 import network_pb2 as netpb
 from kumo.v1 import node_pb2 as npb
 
 log = logging.getLogger("kumo.network")
@@ -53,6 +54,7 @@ DEFAULT_MTU = 1450  # 1500 less the VXLAN encapsulation
 MIN_MTU, MAX_MTU = 576, 9000
 MAX_VNI = 2**24 - 1
 MAC_PREFIX = "fa:16:3e"  # locally administered, unicast
+STATIC, SLAAC = netpb.IPV6_ADDRESS_MODE_STATIC, netpb.IPV6_ADDRESS_MODE_SLAAC
 MAX_DNS = 5
 PROTOCOLS = ("tcp", "udp", "icmp", "icmpv6", "")
 DEFAULT_GROUP = "default"
@@ -90,7 +92,12 @@ def subnet_pools(row: Subnet) -> list[tuple[Addr, Addr]]:
 
 
 def check_subnet(
-    cidr: str, ip_version: int, gateway: str, pools: list[tuple[str, str]], dns: list[str]
+    cidr: str,
+    ip_version: int,
+    gateway: str,
+    pools: list[tuple[str, str]],
+    dns: list[str],
+    ipv6_address_mode: int = 0,
 ) -> dict[str, Any]:
     """The subnet's columns from what a caller asked for, or INVALID_ARGUMENT."""
     net = parse_cidr(cidr)
@@ -103,6 +110,7 @@ def check_subnet(
         raise InvalidArgument(
             f"an IPv{net.version} subnet's prefix must be /{lo} to /{hi}, got /{net.prefixlen}"
         )
+    mode = check_ipv6_mode(net, ipv6_address_mode, gateway, bool(pools))
     first, last = net.network_address + 1, net.broadcast_address - (1 if net.version == 4 else 0)
     gw: Addr | None
     if gateway == "none":
@@ -111,6 +119,11 @@ def check_subnet(
         gw = parse_ip(gateway, "gateway_ip")
         if gw not in net or gw == net.network_address or (net.version == 4 and gw == net.broadcast_address):
             raise InvalidArgument(f"gateway_ip {gateway} is not a host address of {cidr}")
+        if mode == SLAAC and (mac := eui64_mac(gw)):
+            raise InvalidArgument(
+                f"gateway_ip {gateway} is the EUI-64 address of a port MAC ({mac}); "
+                "a SLAAC subnet's ports get those"
+            )
     else:
         gw = first
     ranges: list[tuple[Addr, Addr]] = []
@@ -145,7 +158,32 @@ def check_subnet(
         "gateway_ip": "" if gw is None else str(gw),
         "allocation_pools": pools_json(ranges),
         "dns_servers": json.dumps(check_dns(dns)),
+        "ipv6_address_mode": mode,
     }
+
+
+def check_ipv6_mode(net: Net, mode: int, gateway: str, has_pools: bool) -> int:
+    """The subnet's Ipv6AddressMode (STATIC for IPv6 without one), or
+    INVALID_ARGUMENT."""
+    if mode not in netpb.Ipv6AddressMode.values():
+        raise InvalidArgument(f"ipv6_address_mode must be STATIC or SLAAC, got {mode}")
+    if net.version == 4:
+        if mode:
+            raise InvalidArgument(f"ipv6_address_mode is for IPv6 subnets only; {net} is IPv4")
+        return 0
+    if mode != SLAAC:
+        return STATIC
+    if net.prefixlen != 64:
+        raise InvalidArgument(
+            f"a SLAAC subnet must be a /64 (guests fill the other 64 bits from their MAC), got /{net.prefixlen}"
+        )
+    if gateway == "none":
+        raise InvalidArgument(
+            "a SLAAC subnet needs a gateway: it is the router its router advertisements announce"
+        )
+    if has_pools:
+        raise InvalidArgument("allocation_pools do not apply to SLAAC subnets: addresses come from MACs")
+    return SLAAC
 
 
 def check_dns(dns: list[str]) -> list[str]:
@@ -156,6 +194,23 @@ def check_dns(dns: list[str]) -> list[str]:
 
 def random_mac() -> str:
     return MAC_PREFIX + "".join(f":{random.randrange(256):02x}" for _ in range(3))
+
+
+def eui64_address(cidr: str, mac: str) -> str:
+    """The modified EUI-64 address of a MAC in a /64: the universal/local bit
+    of the first octet flipped, ff:fe inserted in the middle (RFC 4291 2.5.1)."""
+    b = bytes.fromhex(mac.replace(":", ""))
+    iid = bytes([b[0] ^ 0x02]) + b[1:3] + b"\xff\xfe" + b[3:]
+    return str(ipaddress.ip_network(cidr).network_address + int.from_bytes(iid, "big"))
+
+
+def eui64_mac(addr: Addr) -> str | None:
+    """The port MAC (one of ours: MAC_PREFIX) whose EUI-64 address this is, or None."""
+    iid = (int(addr) & (2**64 - 1)).to_bytes(8, "big")
+    if addr.version != 6 or iid[3:5] != b"\xff\xfe":
+        return None
+    mac = ":".join(f"{x:02x}" for x in bytes([iid[0] ^ 0x02]) + iid[1:3] + iid[5:])
+    return mac if mac.startswith(MAC_PREFIX + ":") else None
 
 
 def _free_addresses(row: Subnet, taken: set[str]) -> Iterator[str]:
@@ -190,6 +245,32 @@ def _random_addresses(row: Subnet, n: int) -> list[str]:
                 break
             k -= size
     return out
+
+
+def _mac_of_fixed(subnets: list[Subnet], fixed: list[tuple[str, str]]) -> str | None:
+    """The MAC that an asked-for address on a SLAAC subnet is made from (the
+    port gets it), or None: a random one."""
+    slaac = {s.id for s in subnets if s.ipv6_address_mode == SLAAC}
+    for subnet_id, ip in fixed:
+        mac = eui64_mac(ipaddress.ip_address(ip)) if ip and subnet_id in slaac else None
+        if mac:
+            return mac
+    return None
+
+
+def _slaac_fixed_ip(sub: Subnet, ip: str, mac: str) -> str:
+    """A port's address on a SLAAC subnet: the EUI-64 of its MAC; an asked-for
+    address must be that one."""
+    address = eui64_address(sub.cidr, mac)
+    if ip and ip != address:
+        prefix = ipaddress.ip_network(sub.cidr).network_address
+        raise InvalidArgument(
+            f"fixed IP {ip} on SLAAC subnet {sub.name!r} is not the EUI-64 address of the port's MAC: "
+            f"give the subnet alone, or {prefix}f816:3eff:feXX:XXXX (the port then gets MAC "
+            f"{MAC_PREFIX}:XX:XX:XX)",
+            reason="SLAAC_ADDRESS_FIXED",
+        )
+    return address
 
 
 @dataclass
@@ -700,17 +781,19 @@ class Networks:
             raise InvalidArgument("at most one fixed IP per subnet")
         return out
 
-    def _allocate(self, port_id: str, net: Network, fixed: list[tuple[str, str]]) -> None:
+    def _allocate(
+        self, port: Port, net: Network, subnets: list[Subnet], fixed: list[tuple[str, str]]
+    ) -> None:
         """IPAM, inside the write transaction: takes the asked-for addresses, or
-        one free address from the first IPv4 and the first IPv6 subnet."""
-        subnets = store.subnets_of([net.id])
+        one free address from the first IPv4 and the first IPv6 subnet. On a
+        SLAAC subnet the address is the EUI-64 of the port's (stored) MAC."""
         if not fixed:
             for version in (4, 6):
                 of_version = [s for s in subnets if s.ip_version == version]
                 if not of_version:
                     continue
                 for sub in of_version:
-                    if self._take_any(port_id, sub):
+                    if self._take_any(port, sub):
                         break
                 else:
                     raise ResourceExhausted(
@@ -723,24 +806,30 @@ class Networks:
             sub = by_id.get(subnet_id)
             if sub is None:
                 raise not_found("subnet", subnet_id)
+            if sub.ipv6_address_mode == SLAAC:
+                ip = _slaac_fixed_ip(sub, ip, port.mac_address)
             if ip:
-                if not store.allocate(sub.id, ip, port_id):
+                if not store.allocate(sub.id, ip, port.id):
                     raise AlreadyExists(
                         f"IP address {ip} is already in use on subnet {sub.name!r}",
                         reason="IP_ADDRESS_IN_USE",
                     )
-            elif not self._take_any(port_id, sub):
+            elif not self._take_any(port, sub):
                 raise ResourceExhausted(
                     f"no free address left on subnet {sub.name!r}", reason="IP_POOL_EXHAUSTED"
                 )
 
     @staticmethod
-    def _take_any(port_id: str, sub: Subnet) -> bool:
-        if any(store.allocate(sub.id, ip, port_id) for ip in _random_addresses(sub, PROBES)):
+    def _take_any(port: Port, sub: Subnet) -> bool:
+        """One address of the subnet for the port: on a SLAAC subnet the
+        EUI-64 of its MAC (no pools), else a free one of the pools."""
+        if sub.ipv6_address_mode == SLAAC:
+            return store.allocate(sub.id, eui64_address(sub.cidr, port.mac_address), port.id)
+        if any(store.allocate(sub.id, ip, port.id) for ip in _random_addresses(sub, PROBES)):
             return True
         taken = store.allocated(sub.id)
         # A racing controller may take a candidate after we read: try the next one.
-        return any(store.allocate(sub.id, ip, port_id) for ip in _free_addresses(sub, taken))
+        return any(store.allocate(sub.id, ip, port.id) for ip in _free_addresses(sub, taken))
 
     def _insert_port(
         self,
@@ -755,7 +844,9 @@ class Networks:
         auto_delete: bool = False,
     ) -> Port:
         now = clock.now()
-        for _ in range(16):
+        subnets = store.subnets_of([net.id])
+        wanted = _mac_of_fixed(subnets, fixed)
+        for _ in range(1 if wanted else 16):
             row = store.insert_port(
                 {
                     "id": clock.new_id(),
@@ -763,7 +854,7 @@ class Networks:
                     "network": net.id,
                     "name": name,
                     "description": description,
-                    "mac_address": random_mac(),
+                    "mac_address": wanted or random_mac(),
                     "instance_id": instance_id,
                     "nic_index": nic_index,
                     "auto_delete": auto_delete,
@@ -774,8 +865,13 @@ class Networks:
             if row is not None:
                 break
         else:
+            if wanted:
+                raise AlreadyExists(
+                    f"MAC address {wanted}, which the SLAAC fixed IP is made from, is another port's",
+                    reason="IP_ADDRESS_IN_USE",
+                )
             raise ResourceExhausted("could not find a free MAC address; try again", reason="MAC_EXHAUSTED")
-        self._allocate(row.id, net, fixed)
+        self._allocate(row, net, subnets, fixed)
         store.set_port_groups(row.id, group_ids)
         return row
 
@@ -1004,6 +1100,7 @@ class Networks:
                             ip_version=s.ip_version,
                             gateway_ip=s.gateway_ip,
                             dns_servers=json.loads(s.dns_servers),
+                            ipv6_slaac=s.ipv6_address_mode == SLAAC,
                         )
                         for s in subnets.get(net.id, [])
                     ],

@@ -285,7 +285,7 @@ class ComputeStep:
                     d.hostname,
                     list(d.public_keys),
                     d.user_data,
-                    network_config=guest_net.network_config(d, self._ports),
+                    network_config=guest_net.network_config(d, self._ports, self._networks),
                 )
             root = (
                 self._volume_disk(d.boot_volume_id, "vda")

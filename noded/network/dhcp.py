@@ -1,6 +1,9 @@
 """DHCP for a network: one dnsmasq per bridge that answers only the ports it
-is told about (a static lease per port: MAC -> fixed IP) and does nothing
-else (no DNS, no leases for unknown MACs, no config file of the host's).
+is told about (a static lease per port: MAC -> fixed IP), sends router
+advertisements for the IPv6 SLAAC subnets (the bridge is their router; each
+guest makes its EUI-64 address, which is its port's fixed IP), and does
+nothing else (no DNS, no DHCPv6, no leases for unknown MACs, no config file
+of the host's).
 
 Files, under <state dir>/network/dhcp/:
     <net>.pid    dnsmasq's pid (it runs as a daemon, so a noded restart adopts it)
@@ -21,6 +24,12 @@ from kumo.v1 import node_pb2 as pb
 from noded.network.cmd import NetworkError, run
 
 LEASE_TIME = "1h"
+# Valid and preferred lifetime of a SLAAC prefix in router advertisements
+# (sent every few minutes; dnsmasq never goes below three RA intervals).
+PREFIX_LIFETIME = "1d"
+# IPv6's minimum link MTU: dnsmasq refuses to advertise less, and the kernel
+# turns IPv6 off on a device below it.
+IPV6_MIN_MTU = 1280
 
 
 class Dhcp:
@@ -54,7 +63,8 @@ class Dhcp:
         restart: bool = False,
     ) -> bool:
         """Runs dnsmasq for the network's IPv4 subnets that have a gateway (the
-        bridge needs an address in a subnet to serve it). False: nothing to serve."""
+        bridge needs an address in a subnet to serve it) and its IPv6 SLAAC
+        subnets (router advertisements). False: nothing to serve."""
         pidfile, hosts, argsfile, logfile = self._files(short)
         args = self._args(bridge, net, mtu, pidfile, hosts, logfile)
         if args is None:
@@ -113,19 +123,35 @@ class Dhcp:
             f"--log-facility={logfile}",
             f"--dhcp-option=option:mtu,{mtu}",
         ]
-        served = 0
+        served = slaac = 0
         for i, s in enumerate(net.subnets):
             cidr = ipaddress.ip_network(s.cidr, strict=False)
-            if cidr.version != 4 or not s.gateway_ip:
+            if not s.gateway_ip:
                 continue
-            served += 1
             tag = f"s{i}"
-            args.append(f"--dhcp-range=set:{tag},{cidr.network_address},static,{cidr.netmask},{LEASE_TIME}")
-            args.append(f"--dhcp-option=tag:{tag},option:router,{s.gateway_ip}")
-            dns = [d for d in s.dns_servers if ":" not in d]
-            # Empty: say no DNS server rather than let dnsmasq offer itself.
-            args.append(f"--dhcp-option=tag:{tag},option:dns-server" + "".join(f",{d}" for d in dns))
-        return args if served else None
+            if cidr.version == 4:
+                served += 1
+                args.append(
+                    f"--dhcp-range=set:{tag},{cidr.network_address},static,{cidr.netmask},{LEASE_TIME}"
+                )
+                args.append(f"--dhcp-option=tag:{tag},option:router,{s.gateway_ip}")
+                dns = [d for d in s.dns_servers if ":" not in d]
+                # Empty: say no DNS server rather than let dnsmasq offer itself.
+                args.append(f"--dhcp-option=tag:{tag},option:dns-server" + "".join(f",{d}" for d in dns))
+            elif s.ipv6_slaac and cidr.prefixlen == 64:
+                slaac += 1
+                # ra-only: router advertisements with the prefix (autonomous,
+                # on-link) and no DHCPv6. The prefix is the bridge's gateway
+                # address's; the router is the bridge's link-local address.
+                args.append(f"--dhcp-range=set:{tag},{cidr.network_address},ra-only,64,{PREFIX_LIFETIME}")
+                dns6 = [f"[{d}]" for d in s.dns_servers if ":" in d]
+                if dns6:  # RDNSS; none otherwise (with --port=0 dnsmasq does not offer itself)
+                    args.append(f"--dhcp-option=tag:{tag},option6:dns-server," + ",".join(dns6))
+        if slaac:
+            args.append("--enable-ra")
+            if mtu >= IPV6_MIN_MTU:  # the MTU option; 0: dnsmasq's own RA interval
+                args.append(f"--ra-param={bridge},mtu:{mtu},0")
+        return args if served or slaac else None
 
     def stop(self, short: str) -> None:
         """Stops the network's dnsmasq and removes its files."""

@@ -4,9 +4,13 @@ other's rules) and replaces atomically in one `nft -f` transaction:
 
 - `bridge kumo_<owner>` (stateless, sees each frame's bridge port):
   anti-spoofing (a port sends only from its MAC and fixed IPs; DHCP discovery
-  from 0.0.0.0 is allowed), and what must not cross the VXLAN: DHCP (each node
-  answers for its own ports) and ARP for or from the gateway addresses (each
-  node's bridge owns the gateway address for its own ports).
+  from 0.0.0.0 is allowed; IPv6 also from link-local and `::`, neighbour
+  advertisements only for its own addresses, no router advertisements or
+  redirects: only the node's bridge is a router), and what must not cross the
+  VXLAN: DHCP and DHCPv6, router solicitations and advertisements (each node
+  answers for its own ports), and ARP and neighbour discovery for or from the
+  gateway addresses (each node's bridge owns the gateway address for its own
+  ports).
 - `inet kumo_<owner>` (stateful: bridged IP reaches the inet hooks through
   br_netfilter, so conntrack works; this kernel has no bridge conntrack):
   security groups per port, matched by the port's fixed IPs on its bridge
@@ -59,6 +63,17 @@ def _v6(ips: list[str]) -> list[str]:
     return [i for i in ips if ipaddress.ip_address(i).version == 6]
 
 
+def _nd_targets(items: list[str]) -> str:
+    """IPv6 addresses or prefixes as a set of 128-bit numbers, to match
+    ND_TARGET against: this nft has no `icmpv6 taddr`."""
+    out = []
+    for item in items:
+        net = ipaddress.ip_network(item, strict=False)
+        lo, hi = int(net.network_address), int(net.broadcast_address)
+        out.append(f"{lo:#x}" if lo == hi else f"{lo:#x}-{hi:#x}")
+    return _set(out)
+
+
 def _rule(
     r: pb.DesiredSecurityGroupRule, groups: dict[str, pb.DesiredSecurityGroup], verdict: str
 ) -> str | None:
@@ -97,6 +112,11 @@ def _rule(
 
 ND_IN = "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert } accept"
 ND_OUT = "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit } return"
+ND = "ether type ip6 icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert }"
+# The target address of a neighbour solicitation or advertisement: bits 64-191
+# of the ICMPv6 message.
+ND_TARGET = "@th,64,128"
+LINK_LOCAL = "fe80::/10"
 
 
 def render(
@@ -128,7 +148,12 @@ def render(
             b.append(f"    ether type ip ip saddr != {_set(v4)} drop")
         else:
             b.append("    ether type ip drop")
-        b.append(f"    ether type ip6 ip6 saddr != {_set(['::', 'fe80::/10', *v6])} drop")
+        b.append(f"    ether type ip6 ip6 saddr != {_set(['::', LINK_LOCAL, *v6])} drop")
+        # Only the node's bridge is a router: no rogue prefixes or default routes.
+        b.append("    ether type ip6 icmpv6 type { nd-router-advert, nd-redirect } drop")
+        # Neighbour advertisements only for its own addresses (as ARP above).
+        own6 = _nd_targets([LINK_LOCAL, *v6])
+        b.append(f"    ether type ip6 icmpv6 type nd-neighbor-advert {ND_TARGET} != {own6} drop")
         b.append("  }")
     for n in nets:
         if not n.vxlan:
@@ -136,10 +161,15 @@ def render(
         b.append(f"  chain overlay_{n.short} {{")
         b.append("    ether type ip udp dport { 67, 68 } drop")
         b.append("    ether type ip6 udp dport { 546, 547 } drop")
-        gw4 = _v4(n.gateways)
+        # Each node's bridge is the router of its own ports.
+        b.append("    ether type ip6 icmpv6 type { nd-router-solicit, nd-router-advert, nd-redirect } drop")
+        gw4, gw6 = _v4(n.gateways), _v6(n.gateways)
         if gw4:
             b.append(f"    ether type arp arp saddr ip {_set(gw4)} drop")
             b.append(f"    ether type arp arp daddr ip {_set(gw4)} drop")
+        if gw6:
+            b.append(f"    {ND} ip6 saddr {_set(gw6)} drop")
+            b.append(f"    {ND} {ND_TARGET} {_nd_targets(gw6)} drop")
         b.append("  }")
 
     i: list[str] = []  # inet table body

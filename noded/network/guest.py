@@ -1,11 +1,15 @@
 """What a guest sees of its networks: one virtio NIC per port on the
 network's bridge (its tap named after the port, so nftables can match it),
 and the NoCloud network-config on its config drive (DHCP on each NIC: the
-node's dnsmasq answers with exactly the port's fixed IP)."""
+node's dnsmasq answers with exactly the port's fixed IP; SLAAC on IPv6 SLAAC
+subnets, whose router advertisements give the port's EUI-64 fixed IP; the
+address itself on other IPv6 subnets)."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
+from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from kumo.v1 import node_pb2 as pb
@@ -40,15 +44,43 @@ def interfaces(
     return out
 
 
-def network_config(d: pb.DesiredInstance, ports: dict[str, pb.DesiredPort]) -> str:
-    """NoCloud network-config, version 1 (JSON is YAML): DHCP on each NIC,
-    matched by MAC. Empty when the guest has no NIC."""
+def _subnets(p: pb.DesiredPort, net: pb.DesiredNetwork | None) -> list[dict[str, Any]]:
+    """A NIC's cloud-init (v1) subnets: DHCP first, unless the port has only
+    IPv6 addresses; then SLAAC (once) or a static address per IPv6 fixed IP."""
+    subnets = {s.id: s for s in net.subnets} if net is not None else {}
+    v6 = [ip for ip in p.fixed_ips if ipaddress.ip_address(ip.ip_address).version == 6]
+    out: list[dict[str, Any]] = [] if v6 and len(v6) == len(p.fixed_ips) else [{"type": "dhcp"}]
+    for ip in v6:
+        s = subnets.get(ip.subnet_id)
+        if s is None:
+            raise RuntimeError(f"subnet {ip.subnet_id} of port {p.id} is not in the desired state")
+        if s.ipv6_slaac:
+            if any(e["type"] == "ipv6_slaac" for e in out):
+                continue
+            entry: dict[str, Any] = {"type": "ipv6_slaac"}
+        else:
+            prefix = ipaddress.ip_network(s.cidr, strict=False).prefixlen
+            entry = {"type": "static6", "address": f"{ip.ip_address}/{prefix}"}
+            if s.gateway_ip:
+                entry["gateway"] = s.gateway_ip
+        if s.dns_servers:
+            entry["dns_nameservers"] = list(s.dns_servers)
+        out.append(entry)
+    return out
+
+
+def network_config(
+    d: pb.DesiredInstance, ports: dict[str, pb.DesiredPort], networks: dict[str, pb.DesiredNetwork]
+) -> str:
+    """NoCloud network-config, version 1 (JSON is YAML), each NIC matched by
+    MAC: DHCP, then its IPv6 addresses (SLAAC or static). Empty when the guest
+    has no NIC."""
     config = [
         {
             "type": "physical",
             "name": f"eth{i}",
             "mac_address": p.mac_address.lower(),
-            "subnets": [{"type": "dhcp"}],
+            "subnets": _subnets(p, networks.get(p.network_id)),
         }
         for i, p in enumerate(_ports(d, ports))
     ]

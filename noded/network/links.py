@@ -71,6 +71,24 @@ def ensure_bridge(name: str, mtu: int, alias: str) -> bool:
     return made
 
 
+def ensure_ipv6_router(name: str) -> None:
+    """The bridge as the IPv6 router of its ports, by the device's own sysctls
+    (the host's `all`/`default` ones stay as they are): IPv6 on
+    (`disable_ipv6=0`: the gateway address, the link-local address router
+    advertisements come from); router behaviour on this device
+    (`forwarding=1`: its neighbour advertisements carry the router flag,
+    without which a guest drops the default route learned from an
+    advertisement at its next reachability check; this does not make the
+    host route IPv6, which is `all.forwarding`); and no router advertisement
+    taken (`accept_ra=0`: a guest's, or another node's, never configures the host)."""
+    conf = Path("/proc/sys/net/ipv6/conf") / name
+    if not conf.is_dir():
+        raise NetworkError(f"no IPv6 on {name}: IPv6 is off on this host, or the MTU is below 1280")
+    for key, value in (("disable_ipv6", "0"), ("accept_ra", "0"), ("forwarding", "1")):
+        if (conf / key).read_text().strip() != value:
+            (conf / key).write_text(f"{value}\n")
+
+
 def ensure_addresses(name: str, wanted: set[str]) -> None:
     """Exactly `wanted` (addr/prefix) as global addresses on the device
     (link-local IPv6 addresses are the kernel's and stay)."""

@@ -148,6 +148,8 @@ class NetworkStep:
             if sub.gateway_ip:
                 prefix = ipaddress.ip_network(sub.cidr, strict=False).prefixlen
                 addresses.add(f"{sub.gateway_ip}/{prefix}")
+        if any(":" in a for a in addresses):
+            links.ensure_ipv6_router(br)
         links.ensure_addresses(br, addresses)
         peers = self._peers(n)
         if peers:
