@@ -344,6 +344,37 @@ def test_ipv6_address_modes(world: dict[str, Any]) -> None:
         net(alice).DeleteNetwork(pb.DeleteNetworkRequest(id=network.id))
 
 
+def test_every_port_holds_an_address_on_every_slaac_subnet(world: dict[str, Any]) -> None:
+    """Guests configure every prefix their router advertises, and anti-spoofing
+    passes only addresses a port holds: so a port holds the EUI-64 address of
+    its MAC on each SLAAC subnet, also one added after it; deleting a SLAAC
+    subnet frees those addresses with it."""
+    alice = world["alice"]
+    n = make_network(alice, "many-slaac")
+    v4 = make_subnet(alice, n.id, "ms-v4", "10.58.0.0/24")
+    early = make_port(alice, n.id)
+    assert [f.subnet_id for f in early.fixed_ips] == [v4.id]
+    a = make_subnet(alice, n.id, "ms-a", "2001:db8:58::/64", ipv6_address_mode=SLAAC)
+    b = make_subnet(alice, n.id, "ms-b", "2001:db8:59::/64", ipv6_address_mode=SLAAC)
+
+    def held(port_id: str) -> dict[str, str]:
+        got = net(alice).GetPort(pb.GetPortRequest(id=port_id))
+        return {f.subnet_id: f.ip_address for f in got.fixed_ips}
+
+    mac = early.mac_address
+    assert held(early.id) == {v4.id: "10.58.0.2", a.id: eui64(mac, a.cidr), b.id: eui64(mac, b.cidr)}
+    late = make_port(alice, n.id, fixed_ips=[pb.PortFixedIp(ip_address="10.58.0.7")])
+    mac = late.mac_address
+    assert held(late.id) == {v4.id: "10.58.0.7", a.id: eui64(mac, a.cidr), b.id: eui64(mac, b.cidr)}
+
+    # A SLAAC subnet goes with its addresses; a pool subnet with ports on it does not.
+    net(alice).DeleteSubnet(pb.DeleteSubnetRequest(id=a.id))
+    assert set(held(early.id)) == set(held(late.id)) == {v4.id, b.id}
+    exc = rpc_error(net(alice).DeleteSubnet, pb.DeleteSubnetRequest(id=v4.id))
+    assert code_reason(exc) == (grpc.StatusCode.FAILED_PRECONDITION, "SUBNET_IN_USE")
+    net(alice).DeleteNetwork(pb.DeleteNetworkRequest(id=n.id))
+
+
 def test_ports_ipam(world: dict[str, Any]) -> None:
     alice = world["alice"]
     n = make_network(alice, "ports")

@@ -263,6 +263,19 @@ def network_port_ids(network_id: str) -> list[str]:
     return [r[0] for r in Port.select(Port.id).where(Port.network == network_id).tuples()]
 
 
+def network_ports(network_id: str) -> list[Port]:
+    return list(Port.select().where(Port.network == network_id).order_by(Port.id))
+
+
+def release_allocations(subnet_id: str) -> list[str]:
+    """Frees every address of the subnet; the ports that held one."""
+    holders = [
+        r[0] for r in IpAllocation.select(IpAllocation.port).where(IpAllocation.subnet == subnet_id).tuples()
+    ]
+    IpAllocation.delete().where(IpAllocation.subnet == subnet_id).execute()
+    return holders
+
+
 def count_foreign_ports(network_id: str, project_id: str) -> int:
     """Ports of other projects on a (shared) network."""
     return Port.select().where((Port.network == network_id) & (Port.project != project_id)).count()

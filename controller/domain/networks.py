@@ -507,7 +507,18 @@ class Networks:
                     "update_time": now,
                 }
             )
-            touched.update(self._bump(store.nodes_with_ports(network_ids=[net.id])))
+            groups: set[str] = set()
+            if row.ipv6_address_mode == SLAAC:
+                # Every port of the network holds its address here too.
+                ports = store.network_ports(net.id)
+                for port in ports:
+                    if not self._take_any(port, row):
+                        raise AlreadyExists(
+                            f"port {port.id}'s EUI-64 address is already in use on this subnet",
+                            reason="IP_ADDRESS_IN_USE",
+                        )
+                groups = {g for gs in store.port_groups(p.id for p in ports).values() for g in gs}
+            touched.update(self._bump(store.nodes_with_ports(network_ids=[net.id], group_ids=groups)))
             return row
 
         row = idempotent_create(
@@ -540,6 +551,11 @@ class Networks:
         with write_transaction():
             row = self.get_subnet(caller, subnet_id)
             self._owned_network(caller, row.network_id)
+            groups: set[str] = set()
+            if row.ipv6_address_mode == SLAAC:
+                # Its addresses came with the subnet; they go with it.
+                holders = store.release_allocations(row.id)
+                groups = {g for gs in store.port_groups(holders).values() for g in gs}
             used = store.count_allocations(row.id)
             if used:
                 raise FailedPrecondition(
@@ -547,7 +563,7 @@ class Networks:
                     reason="SUBNET_IN_USE",
                 )
             store.delete_subnet(row.id)
-            nodes = self._bump(store.nodes_with_ports(network_ids=[row.network_id]))
+            nodes = self._bump(store.nodes_with_ports(network_ids=[row.network_id], group_ids=groups))
         self._notify(nodes)
 
     # Security groups
@@ -785,11 +801,22 @@ class Networks:
         self, port: Port, net: Network, subnets: list[Subnet], fixed: list[tuple[str, str]]
     ) -> None:
         """IPAM, inside the write transaction: takes the asked-for addresses, or
-        one free address from the first IPv4 and the first IPv6 subnet. On a
-        SLAAC subnet the address is the EUI-64 of the port's (stored) MAC."""
+        one free address from the first IPv4 and the first static IPv6 subnet.
+        And always one on every SLAAC subnet, the EUI-64 of the port's (stored)
+        MAC: its guest configures those from the router advertisements anyway,
+        and anti-spoofing lets through only addresses the port holds."""
+        slaac = [s for s in subnets if s.ipv6_address_mode == SLAAC]
+        asked = {subnet_id for subnet_id, _ in fixed}
+        for sub in slaac:
+            if sub.id not in asked and not self._take_any(port, sub):
+                raise AlreadyExists(
+                    f"IP address {eui64_address(sub.cidr, port.mac_address)} is already in use on "
+                    f"subnet {sub.name!r}",
+                    reason="IP_ADDRESS_IN_USE",
+                )
         if not fixed:
             for version in (4, 6):
-                of_version = [s for s in subnets if s.ip_version == version]
+                of_version = [s for s in subnets if s.ip_version == version and s.ipv6_address_mode != SLAAC]
                 if not of_version:
                     continue
                 for sub in of_version:
