@@ -33,7 +33,13 @@ PENDING_RETRY = 1.0
 
 
 class Pending(Exception):
-    """A change the host is still making; the step wants another pass soon."""
+    """A change the host is still making; the step wants another pass soon.
+    `fault`: what to report on the resource meanwhile, when the wait looks
+    stuck and a person may have to act."""
+
+    def __init__(self, message: str, fault: str = "") -> None:
+        super().__init__(message)
+        self.fault = fault
 
 
 @dataclass

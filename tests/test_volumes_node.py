@@ -360,7 +360,9 @@ def test_attach_detach_and_boot_from_volume_on_the_fake_driver(tmp_path: Path) -
     assert "not on this node" in compute.faults[I1]
 
 
-def test_a_detach_the_guest_ignores_does_not_hold_up_the_pass(tmp_path: Path) -> None:
+def test_a_detach_the_guest_ignores_does_not_hold_up_the_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A guest that keeps an unplugged disk: the pass reports Pending (not a
     failure), the disk stays attached (the volume stays DETACHING), the other
     instances still converge, and the next pass after the release finishes."""
@@ -381,7 +383,15 @@ def test_a_detach_the_guest_ignores_does_not_hold_up_the_pass(tmp_path: Path) ->
         apply(instance(I1, []), instance(I2, [V2]))
     assert guest_volumes(compute, drv, I1) == [V1], "still held: still attached"
     assert guest_volumes(compute, drv, I2) == [V2], "the other instance was not held up"
-    assert I1 not in compute.faults
+    assert I1 not in compute.faults, "a wait, not a fault, for the first DETACH_WARN_AFTER s"
+    # Held past DETACH_WARN_AFTER: the instance's fault says so, and what to do.
+    monkeypatch.setattr("noded.compute.step.DETACH_WARN_AFTER", 0.0)
+    with pytest.raises(Pending):
+        apply(instance(I1, []), instance(I2, [V2]))
+    assert V1 in compute.faults[I1] and "stop the server" in compute.faults[I1]
+    # Stopping the guest finishes the detach (a stopped guest holds nothing live).
+    apply(instance(I1, [], power=pb.DESIRED_POWER_STOPPED), instance(I2, [V2]))
+    assert guest_volumes(compute, drv, I1) == [] and I1 not in compute.faults
     drv.held.clear()
     apply(instance(I1, []), instance(I2, [V2]))
     assert guest_volumes(compute, drv, I1) == []
@@ -423,3 +433,30 @@ def test_reconciler_retries_a_pending_pass_soon_and_acks_it_once_done() -> None:
     assert [(a.revision, a.error) for a in acks] == [(7, "")], "one ack, when done"
     gaps = [b - a for a, b in itertools.pairwise(calls)]
     assert all(PENDING_RETRY * 0.9 <= g < 10 for g in gaps), f"retried after {gaps} s, period 60 s"
+
+
+def test_controller_shows_a_guest_that_keeps_a_detached_disk_on_the_volume() -> None:
+    """The node's fault about a disk its guest keeps goes on the DETACHING
+    volume, and away once the node stops saying so or the detach finishes."""
+    from controller.db.models import Volume
+    from controller.domain.volumes import Volumes
+    from kumo.v1 import compute_pb2 as cpb
+    from kumo.v1 import volume_pb2 as vpb
+
+    row = Volume(id=V1, state=vpb.VOLUME_STATE_DETACHING, instance_id=I1, fault="")
+    fault = f"the guest has not released volume(s) {V1} for over 60 s; stop the server to finish the detach"
+    instances = {I1: cpb.INSTANCE_STATE_ACTIVE}
+
+    def observe(guest: pb.GuestStatus) -> object:
+        return Volumes._observe(row, None, {I1: guest}, instances, True)
+
+    holding = pb.GuestStatus(instance_id=I1, attached_volume_ids=[V1])
+    assert observe(holding) is None, "still detaching, nothing to say yet"
+    assert observe(pb.GuestStatus(instance_id=I1, attached_volume_ids=[V1], fault=fault)) == {"fault": fault}
+    row.fault = fault
+    assert observe(holding) == {"fault": ""}
+    released = observe(pb.GuestStatus(instance_id=I1))
+    assert isinstance(released, dict) and released["state"] == vpb.VOLUME_STATE_AVAILABLE
+    assert released["fault"] == ""
+    row.fault = "an older failure of another kind"
+    assert observe(holding) is None, "other faults are not the node's to clear here"

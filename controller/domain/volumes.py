@@ -735,7 +735,12 @@ class Volumes:
             # the node removed (its instance in ERROR) has nothing attached.
             gone_guest = guest is None and instances.get(row.instance_id) == ERROR_INSTANCE
             if gone_guest or (guest is not None and row.id not in guest.attached_volume_ids):
-                return {"state": AVAILABLE, "instance_id": "", "device": "", "attach_time": 0}
+                return {"state": AVAILABLE, "instance_id": "", "device": "", "attach_time": 0, "fault": ""}
+            # A guest that keeps the disk: the node's word on it, on the volume
+            # (and gone again once the node stops saying so).
+            fault = guest.fault if guest is not None and row.id in guest.fault else ""
+            if fault != row.fault and (fault or row.id in row.fault):
+                return {"fault": fault}
         return None
 
 

@@ -90,6 +90,7 @@ class ComputeStep:
         self._networks: dict[str, pb.DesiredNetwork] = {}
         # (instance, volume serial) -> when its detach began, while the guest holds the disk.
         self._detaching: dict[tuple[str, str], float] = {}
+        self._detach_warned: set[tuple[str, str]] = set()
 
     # Per-instance applied state
 
@@ -132,6 +133,7 @@ class ComputeStep:
                 self.faults.pop(gone, None)
         for key in [k for k in self._detaching if k[0] not in want]:
             del self._detaching[key]
+            self._detach_warned.discard(key)
         errors, pending = [], []
         for iid in sorted(set(have) - set(want)):
             try:
@@ -151,6 +153,11 @@ class ComputeStep:
                     self.faults.pop(iid, None)
             except Pending as exc:
                 pending.append(f"{iid}: {exc}")
+                with self._lock:
+                    if exc.fault:
+                        self.faults[iid] = exc.fault[:1000]
+                    else:
+                        self.faults.pop(iid, None)
             except Exception as exc:
                 log.warning("instance not as desired", extra={"instance": iid, "error": str(exc)})
                 with self._lock:
@@ -221,15 +228,17 @@ class ComputeStep:
         known = {disk_serial(v): v for v in [*before, *wanted]}
         want = {disk_serial(v): v for v in wanted}
         have = {a.serial: a for a in driver.attached_disks(d.id) if a.serial != boot}
-        releasing = []
+        releasing, stuck = [], []
         try:
             for serial in sorted(set(have) - set(want)):
                 volume = known.get(serial, serial)
                 if not driver.detach_disk(d.id, serial, DETACH_WAIT):
                     releasing.append(volume)
-                    self._detach_slow(d.id, serial, volume)
+                    if self._detach_slow(d.id, serial, volume):
+                        stuck.append(volume)
                     continue
                 self._detaching.pop((d.id, serial), None)
+                self._detach_warned.discard((d.id, serial))
                 log.info("volume detached", extra={"instance": d.id, "volume": volume})
                 del have[serial]
             used = {"vda", "vdb"} | {a.target for a in have.values()}
@@ -253,18 +262,29 @@ class ComputeStep:
             if (self.applied(d.id).get("volumes") or []) != now:
                 self._record(d.id, volumes=now)
         if releasing:
-            raise Pending(f"waiting for the guest to release volume(s) {', '.join(releasing)}")
+            fault = ""
+            if stuck:
+                fault = (
+                    f"the guest has not released volume(s) {', '.join(stuck)} for over "
+                    f"{DETACH_WARN_AFTER:g} s (no PCI hot-unplug in the guest?); "
+                    "stop the server to finish the detach"
+                )
+            raise Pending(f"waiting for the guest to release volume(s) {', '.join(releasing)}", fault)
 
-    def _detach_slow(self, instance_id: str, serial: str, volume: str) -> None:
-        """Logs once when a guest ignores an unplug for DETACH_WARN_AFTER s."""
+    def _detach_slow(self, instance_id: str, serial: str, volume: str) -> bool:
+        """Whether the guest has ignored the unplug for DETACH_WARN_AFTER s
+        (logged once)."""
         now = time.monotonic()
         started = self._detaching.setdefault((instance_id, serial), now)
-        if started <= now - DETACH_WARN_AFTER:
-            self._detaching[(instance_id, serial)] = float("inf")  # warned
+        if now - started < DETACH_WARN_AFTER:
+            return False
+        if (instance_id, serial) not in self._detach_warned:
+            self._detach_warned.add((instance_id, serial))
             log.warning(
                 "the guest has not released a detached volume; it is asked again every few seconds",
                 extra={"instance": instance_id, "volume": volume, "seconds": round(now - started)},
             )
+        return True
 
     def _spec(self, d: pb.DesiredInstance, idir: Path, driver: HypervisorDriver) -> GuestSpec:
         disks: list[DiskSpec] = []
