@@ -254,6 +254,7 @@ def test_ipv6_address_modes(world: dict[str, Any]) -> None:
     assert v4.ipv6_address_mode == pb.IPV6_ADDRESS_MODE_UNSPECIFIED
     slaac = make_subnet(alice, n.id, "modes-slaac", "2001:db8:55::/64", ipv6_address_mode=SLAAC)
     assert (slaac.ip_version, slaac.gateway_ip, slaac.ipv6_address_mode) == (6, "2001:db8:55::1", SLAAC)
+    assert list(slaac.allocation_pools) == [], "addresses come from MACs, not pools"
     assert net(alice).GetSubnet(pb.GetSubnetRequest(id=slaac.id)) == slaac
     listed = net(alice).ListSubnets(pb.ListSubnetsRequest(network_id=n.id)).subnets
     assert {s.id: s.ipv6_address_mode for s in listed} == {v4.id: 0, slaac.id: SLAAC}

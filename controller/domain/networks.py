@@ -146,6 +146,8 @@ def check_subnet(
         for (_, b1), (a2, _) in itertools.pairwise(ranges):
             if a2 <= b1:
                 raise InvalidArgument("allocation_pools overlap")
+    elif mode == SLAAC:
+        pass  # no pools: each address is made from its port's MAC
     else:
         # Everything but the network, broadcast and gateway addresses.
         if gw is None:
