@@ -256,26 +256,16 @@ def races(clients: list[Any], pairs: list[tuple[Any, Any]], pools: dict[str, lis
             continue
         vol = pool.pop()
         used.append(vol)
-        barrier = threading.Barrier(2)
-        got: list[tuple[str, str]] = [("", ""), ("", "")]
 
-        def attach(
-            k: int, vm: Any, vol: str = vol, barrier: threading.Barrier = barrier, got: Any = got
-        ) -> None:
-            barrier.wait()
+        def attach(k: int, vms: tuple[Any, Any] = (a, b), vol: str = vol) -> tuple[str, str]:
             try:
-                v = stubs[k].AttachVolume(pb.AttachVolumeRequest(id=vol, instance_id=vm.id))
-                got[k] = ("ok", v.instance_id)
+                v = stubs[k].AttachVolume(pb.AttachVolumeRequest(id=vol, instance_id=vms[k].id))
+                return ("ok", v.instance_id)
             except grpc.RpcError as exc:
-                got[k] = (exc.code().name, error_reason(exc))
+                return (exc.code().name, error_reason(exc))
 
-        t = time.perf_counter()
-        threads = [threading.Thread(target=attach, args=(k, vm)) for k, vm in enumerate((a, b))]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        round_s.append(time.perf_counter() - t)
+        got, took = run_threads(2, attach)
+        round_s.append(took)
         wins = [g for g in got if g[0] == "ok"]
         outcomes[f"{len(wins)} winner(s)"] += 1
         for g in got:

@@ -251,7 +251,6 @@ class NodeSessionServicer(node_pb2_grpc.NodeAgentServiceServicer):
                         raise session.close_error
                     return
                 if item is RESYNC:
-                    session.resync_pending = False
                     session.resynced()
                     update = await self._desired_update(session)
                     if update is not None:

@@ -259,10 +259,6 @@ def release_instance_ports(instance_id: str, now: float) -> list[Port]:
     return ports
 
 
-def network_port_ids(network_id: str) -> list[str]:
-    return [r[0] for r in Port.select(Port.id).where(Port.network == network_id).tuples()]
-
-
 def network_ports(network_id: str) -> list[Port]:
     return list(Port.select().where(Port.network == network_id).order_by(Port.id))
 
@@ -321,6 +317,11 @@ def port_groups(port_ids: Iterable[str]) -> dict[str, list[str]]:
     for port_id, group_id in query:
         out[port_id].append(group_id)
     return out
+
+
+def groups_of_ports(port_ids: Iterable[str]) -> set[str]:
+    """The security groups any of the ports is in."""
+    return {g for gs in port_groups(port_ids).values() for g in gs}
 
 
 def ports_of_instances(instance_ids: Iterable[str]) -> dict[str, list[Port]]:

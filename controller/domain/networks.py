@@ -438,7 +438,7 @@ class Networks:
                     f"network {row.name!r} has {bound} port(s) bound to instances; delete those instances first",
                     reason="NETWORK_IN_USE",
                 )
-            groups = {g for gs in store.port_groups(store.network_port_ids(row.id)).values() for g in gs}
+            groups = store.groups_of_ports(p.id for p in store.network_ports(row.id))
             store.delete_network(row.id)
             nodes = self._bump(store.nodes_with_ports(group_ids=groups))
         self._notify(nodes)
@@ -519,7 +519,7 @@ class Networks:
                             f"port {port.id}'s EUI-64 address is already in use on this subnet",
                             reason="IP_ADDRESS_IN_USE",
                         )
-                groups = {g for gs in store.port_groups(p.id for p in ports).values() for g in gs}
+                groups = store.groups_of_ports(p.id for p in ports)
             touched.update(self._bump(store.nodes_with_ports(network_ids=[net.id], group_ids=groups)))
             return row
 
@@ -556,10 +556,8 @@ class Networks:
             groups: set[str] = set()
             if row.ipv6_address_mode == SLAAC:
                 # Its addresses came with the subnet; they go with it.
-                holders = store.release_allocations(row.id)
-                groups = {g for gs in store.port_groups(holders).values() for g in gs}
-            used = store.count_allocations(row.id)
-            if used:
+                groups = store.groups_of_ports(store.release_allocations(row.id))
+            elif used := store.count_allocations(row.id):
                 raise FailedPrecondition(
                     f"subnet {row.name!r} has {used} address(es) held by ports; delete those ports first",
                     reason="SUBNET_IN_USE",
@@ -1044,7 +1042,7 @@ class Networks:
         ports = store.ports_of_instances([row.id]).get(row.id, [])
         if not ports:
             return set()
-        groups = {g for gs in store.port_groups(p.id for p in ports).values() for g in gs}
+        groups = store.groups_of_ports(p.id for p in ports)
         store.release_instance_ports(row.id, clock.now())
         return self._bump(store.nodes_with_ports(network_ids={p.network_id for p in ports}, group_ids=groups))
 

@@ -73,6 +73,8 @@ class Session:
             self.outbox.put_nowait(RESYNC)
 
     def resynced(self) -> None:
+        """The session took RESYNC off its outbox and recomputes now."""
+        self.resync_pending = False
         self.next_resync = time.monotonic() + RESYNC_INTERVAL
 
     def close(self, error: KumoError | None = None) -> None:
@@ -133,6 +135,11 @@ def tunnel_ip(inventory: pb.NodeInventory | None, address: str) -> str:
     if inventory is not None and inventory.tunnel_ip:
         return inventory.tunnel_ip
     return tunnel_host(address)
+
+
+def _log_failure(done: asyncio.Future[Any]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.error("tunnel listener failed", exc_info=done.exception())
 
 
 def usage_json(usage: pb.NodeUsage | None) -> str:
@@ -303,7 +310,8 @@ class NodeRegistry:
         if before and after != before and self.loop is not None:
             log.info("node tunnel address moved", extra={"node_id": node_id, "from": before, "to": after})
             for listener in self.tunnel_listeners:
-                self.loop.run_in_executor(None, listener, node_id)
+                done = self.loop.run_in_executor(None, listener, node_id)
+                done.add_done_callback(_log_failure)
 
     def close_session(self, session: Session) -> None:
         session.closed = True
@@ -323,11 +331,13 @@ class NodeRegistry:
             live.guests = list(hb.guests)
             live.volumes = list(hb.volumes)
             live.heard = True
+            moved = None
             if hb.HasField("inventory"):
-                before = tunnel_ip(live.inventory, live.address)
+                moved = tunnel_ip(live.inventory, live.address), tunnel_ip(hb.inventory, live.address)
                 live.inventory = hb.inventory
                 self._pending.inventories[live.node_id] = inventory_columns(hb.inventory)
-                self._tunnel_check(live.node_id, before, tunnel_ip(hb.inventory, live.address))
+        if moved is not None:
+            self._tunnel_check(live.node_id, *moved)
         self._seen(live)
         self._heartbeat_dirty.add(live.node_id)
         ack = pb.SessionResponse(heartbeat_ack=pb.HeartbeatAck(seq=hb.seq))

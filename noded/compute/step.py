@@ -88,9 +88,9 @@ class ComputeStep:
         # The desired ports and networks of the current pass: a guest's NICs.
         self._ports: dict[str, pb.DesiredPort] = {}
         self._networks: dict[str, pb.DesiredNetwork] = {}
-        # (instance, volume serial) -> when its detach began, while the guest holds the disk.
-        self._detaching: dict[tuple[str, str], float] = {}
-        self._detach_warned: set[tuple[str, str]] = set()
+        # (instance, volume serial) -> (when its detach began, whether its
+        # slowness was logged), while the guest holds the disk.
+        self._detaching: dict[tuple[str, str], tuple[float, bool]] = {}
 
     # Per-instance applied state
 
@@ -133,7 +133,6 @@ class ComputeStep:
                 self.faults.pop(gone, None)
         for key in [k for k in self._detaching if k[0] not in want]:
             del self._detaching[key]
-            self._detach_warned.discard(key)
         errors, pending = [], []
         for iid in sorted(set(have) - set(want)):
             try:
@@ -238,7 +237,6 @@ class ComputeStep:
                         stuck.append(volume)
                     continue
                 self._detaching.pop((d.id, serial), None)
-                self._detach_warned.discard((d.id, serial))
                 log.info("volume detached", extra={"instance": d.id, "volume": volume})
                 del have[serial]
             used = {"vda", "vdb"} | {a.target for a in have.values()}
@@ -275,11 +273,11 @@ class ComputeStep:
         """Whether the guest has ignored the unplug for DETACH_WARN_AFTER s
         (logged once)."""
         now = time.monotonic()
-        started = self._detaching.setdefault((instance_id, serial), now)
+        started, warned = self._detaching.setdefault((instance_id, serial), (now, False))
         if now - started < DETACH_WARN_AFTER:
             return False
-        if (instance_id, serial) not in self._detach_warned:
-            self._detach_warned.add((instance_id, serial))
+        if not warned:
+            self._detaching[instance_id, serial] = (started, True)
             log.warning(
                 "the guest has not released a detached volume; it is asked again every few seconds",
                 extra={"instance": instance_id, "volume": volume, "seconds": round(now - started)},

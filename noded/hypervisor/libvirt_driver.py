@@ -307,6 +307,8 @@ class LibvirtDriver(HypervisorDriver):
             )
 
         self._call(destroy)
+        for key in [k for k in self._unplug_asked if k[0] == instance_id]:
+            del self._unplug_asked[key]
 
     # Volumes
 

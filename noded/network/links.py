@@ -85,8 +85,13 @@ def ensure_ipv6_router(name: str) -> None:
     if not conf.is_dir():
         raise NetworkError(f"no IPv6 on {name}: IPv6 is off on this host, or the MTU is below 1280")
     for key, value in (("disable_ipv6", "0"), ("accept_ra", "0"), ("forwarding", "1")):
-        if (conf / key).read_text().strip() != value:
-            (conf / key).write_text(f"{value}\n")
+        ensure_sysctl(conf / key, value)
+
+
+def ensure_sysctl(path: Path, value: str) -> None:
+    """A sysctl (its /proc/sys file) set to `value`, written only when it differs."""
+    if path.read_text().strip() != value:
+        path.write_text(f"{value}\n")
 
 
 def ensure_addresses(name: str, wanted: set[str]) -> None:

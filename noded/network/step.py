@@ -235,6 +235,4 @@ class NetworkStep:
 def _enable_forwarding() -> None:
     """Routing for outbound NAT. Turned on, never off: other things on the
     host may rely on it."""
-    path = Path("/proc/sys/net/ipv4/ip_forward")
-    if path.read_text().strip() != "1":
-        path.write_text("1\n")
+    links.ensure_sysctl(Path("/proc/sys/net/ipv4/ip_forward"), "1")
