@@ -283,7 +283,6 @@ def _desired_proc(conn: Any, data_dir: str) -> None:
     from controller.config import load_config
     from controller.db import nodes as node_store
     from controller.db.database import db
-    from controller.domain import networks as netdomain
     from controller.server import Controller
 
     ctl = Controller(load_config(overrides={"data_dir": data_dir}))
@@ -298,7 +297,7 @@ def _desired_proc(conn: Any, data_dir: str) -> None:
             state = None
             for _ in range(3):
                 t = time.perf_counter()
-                _, state = ctl.nodes.desired_state(node_id)
+                _, state = ctl.parts.desired.for_node(node_id)
                 total.append(time.perf_counter() - t)
                 with db.atomic():
                     row = node_store.get_node(node_id)
@@ -306,7 +305,7 @@ def _desired_proc(conn: Any, data_dir: str) -> None:
 
                     s2 = npb.NodeDesiredState()
                     t = time.perf_counter()
-                    netdomain._current.contribute(row, s2)  # type: ignore[union-attr]
+                    ctl.parts.networks.contribute(row, s2)
                     contrib.append(time.perf_counter() - t)
             assert state is not None
             out.append(

@@ -29,7 +29,7 @@ def seed_flavors(ctl: Controller) -> None:
     for name, vcpus, ram, disk in DEFAULT_FLAVORS:
         rows, _ = store.list_flavors(1, "", name, None)
         if not rows:
-            ctl.compute_catalog.create_flavor(
+            ctl.parts.catalog.create_flavor(
                 {
                     "name": name,
                     "description": "default",
@@ -60,10 +60,10 @@ def seed_network(ctl: Controller, cidr: str) -> None:
     if project is None:
         return
     admin = Principal("", "system", project.id, project.name, Role.ADMIN, "", 0.0)
-    rows, _ = ctl.networks.list_networks(admin, 1, "", DEFAULT_NETWORK)
+    rows, _ = ctl.parts.networks.list_networks(admin, 1, "", DEFAULT_NETWORK)
     if rows:
         return
-    net = ctl.networks.create_network(
+    net = ctl.parts.networks.create_network(
         admin,
         {
             "name": DEFAULT_NETWORK,
@@ -74,7 +74,7 @@ def seed_network(ctl: Controller, cidr: str) -> None:
         },
         "",
     )
-    ctl.networks.create_subnet(
+    ctl.parts.networks.create_subnet(
         admin, net.id, f"{DEFAULT_NETWORK}-v4", "", check_subnet(cidr, 4, "", [], []), ""
     )
 
@@ -127,7 +127,7 @@ def main() -> int:
     # The guest test image (`make image`): public in the admin project, ready to boot.
     test_image = Path(__file__).resolve().parent.parent / "images" / "kumo-test.qcow2"
     try:
-        ctl.images.seed(test_image, "kumo-test", disk_format=1)  # kumo.v1.DISK_FORMAT_QCOW2
+        ctl.parts.images.seed(test_image, "kumo-test", disk_format=1)  # kumo.v1.DISK_FORMAT_QCOW2
     except Exception:
         logging.getLogger("kumo.allinone").exception("could not import %s", test_image)
     seed_flavors(ctl)

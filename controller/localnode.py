@@ -70,8 +70,8 @@ class LocalNode:
         name = local_node_name()
         stale = store.list_nodes(1, "", name)[0]
         if stale:  # this host's record from an earlier state dir: replace it
-            self.ctl.nodes.delete_node(stale[0].id)
-        _, token = self.ctl.nodes.create_join_token(None, "make up: the local node", 1, 600)
+            self.ctl.parts.nodes.delete_node(stale[0].id)
+        _, token = self.ctl.parts.nodes.create_join_token(None, "make up: the local node", 1, 600)
         creds = join(f"127.0.0.1:{self.ctl.port}", token, name)
         self.state.forget()
         self.state.save(creds)
@@ -109,7 +109,7 @@ class LocalNode:
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 return False
-            live = self.ctl.nodes.registry.snapshot(self.node_id)
+            live = self.ctl.parts.nodes.registry.snapshot(self.node_id)
             if live is not None and live.status == READY and live.connected:
                 return True
             time.sleep(0.2)

@@ -12,7 +12,8 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -20,7 +21,11 @@ from grpc_reflection.v1alpha import reflection
 
 from controller.auth.node_interceptor import AsyncNodeInterceptor
 from controller.auth.principal import NodePrincipal
+from controller.db.database import db
 from controller.domain.node_registry import NodeRegistry
+
+if TYPE_CHECKING:
+    from controller.assembly import Service
 
 log = logging.getLogger("kumo.controller")
 
@@ -38,14 +43,18 @@ NODE_GRPC_OPTIONS = [
 class AsyncNodeServer:
     def __init__(
         self,
-        entries: list[tuple[Any, Any, str]],
+        entries: tuple[Service, ...],
         node_auth: Callable[[Any], NodePrincipal] | None,
         registry: NodeRegistry,
     ) -> None:
         self._entries = entries
         self._registry = registry
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run_loop, name="node-server", daemon=True)
+        # The loop and its executor threads use the database of the controller that makes the server.
+        self._loop.set_default_executor(
+            ThreadPoolExecutor(thread_name_prefix="node-rpc", initializer=db.bind_thread, initargs=(db.obj,))
+        )
+        self._thread = threading.Thread(target=db.carry(self._run_loop), name="node-server", daemon=True)
         self._thread.start()
         self._server: grpc.aio.Server = self._call(self._make(node_auth))
 
@@ -62,11 +71,11 @@ class AsyncNodeServer:
             options=NODE_GRPC_OPTIONS,
             maximum_concurrent_rpcs=None,
         )
-        for add, servicer, _ in self._entries:
-            add(servicer, server)
+        for entry in self._entries:
+            entry.add(entry.servicer, server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        names = [name for _, _, name in self._entries]
+        names = [entry.name for entry in self._entries]
         reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
         return server
 
@@ -80,8 +89,8 @@ class AsyncNodeServer:
         async def start() -> None:
             await self._registry.start()
             await self._server.start()
-            for _, _, name in self._entries:
-                await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+            for entry in self._entries:
+                await self._health.set(entry.name, health_pb2.HealthCheckResponse.SERVING)
             await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
 
         self._call(start())

@@ -1,5 +1,6 @@
-"""Assembles the controller: PKI, database, domain objects, the two gRPC
-servers (public TLS API and mTLS node API), health and reflection."""
+"""One controller's lifecycle: PKI, database and migrations, the parts the
+composition root (assembly.py) builds, the two gRPC servers (public TLS API
+and mTLS node API), health and reflection, and the background syncs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import json
 import logging
 import threading
 from concurrent import futures
-from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -16,16 +16,16 @@ from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from controller.assembly import Service, assemble
 from controller.auth.interceptor import ApiInterceptor
 from controller.auth.principal import NodePrincipal
-from controller.auth.tokens import TokenSigner
 from controller.config import ControllerConfig
 from controller.db import migrations
 from controller.db.database import db, open_database
-from controller.domain.identity import Identity, admin_password_from_env
+from controller.domain.identity import admin_password_from_env
 from controller.errors import Unauthenticated
+from controller.nodeserver import AsyncNodeServer
 from controller.pki import ensure_pki
-from kumo.v1 import identity_pb2, identity_pb2_grpc
 
 log = logging.getLogger("kumo.controller")
 
@@ -46,15 +46,11 @@ def advertised(listen: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-@dataclass
-class Services:
-    """What the servers expose; each feature adds its servicer here."""
-
-    public: list[tuple[Any, Any, str]] = field(default_factory=list)  # (add_fn, servicer, full name)
-    node: list[tuple[Any, Any, str]] = field(default_factory=list)
-
-
 class Controller:
+    """One controller. Everything it makes uses its own database: the thread
+    that makes it and every thread it starts are bound to it, so two
+    controllers in one process share no state."""
+
     def __init__(self, cfg: ControllerConfig) -> None:
         self.cfg = cfg
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
@@ -65,56 +61,32 @@ class Controller:
             "database ready",
             extra={"schema_version": version, "url": cfg.database_url or str(cfg.db_path)},
         )
-        self.signer = TokenSigner.from_file(cfg.data_dir / "token.key")
-        self.identity = Identity(self.signer, cfg.token_ttl_seconds)
-        self.admin_password_file = self.identity.bootstrap(cfg.data_dir, admin_password_from_env())
-        self.services = Services()
-        self._stop = threading.Event()
-        self._register()
-        self.health = health.HealthServicer()
-        self.public_server: grpc.Server | None = None
-        self.node_server: grpc.Server | None = None
         self.port = 0
         self.node_port = 0
+        self.parts = assemble(cfg, self.pki, lambda: self.node_port)
+        self.admin_password_file = self.parts.identity.bootstrap(cfg.data_dir, admin_password_from_env())
+        self._stop = threading.Event()
+        self.health = health.HealthServicer()
+        self.public_server: grpc.Server | None = None
+        self.node_server: AsyncNodeServer | None = None
 
-    def _register(self) -> None:
-        from controller.api.identity import IdentityServicer
-
-        s = self.services
-        s.public.append(
-            (
-                identity_pb2_grpc.add_IdentityServiceServicer_to_server,
-                IdentityServicer(self.identity),
-                identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
-            )
+    def _server(self, interceptor: ApiInterceptor, entries: tuple[Service, ...]) -> grpc.Server:
+        workers = futures.ThreadPoolExecutor(
+            max_workers=self.cfg.workers,
+            thread_name_prefix="rpc",
+            initializer=db.bind_thread,
+            initargs=(self.database,),
         )
-        from controller.api.node import register as register_nodes
-
-        register_nodes(self)
-        from controller.api.images import register as register_images
-
-        register_images(self)
-        from controller.api.instances import register as register_compute
-
-        register_compute(self)
-        from controller.api.networks import register as register_networks
-
-        register_networks(self)
-        from controller.api.volumes import register as register_volumes
-
-        register_volumes(self)
-
-    def _server(self, interceptor: ApiInterceptor, entries: list[tuple[Any, Any, str]]) -> grpc.Server:
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=self.cfg.workers, thread_name_prefix="rpc"),
+            workers,
             interceptors=[interceptor],
             options=GRPC_OPTIONS,
             maximum_concurrent_rpcs=None,
         )
-        for add, servicer, _ in entries:
-            add(servicer, server)
+        for entry in entries:
+            entry.add(entry.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        names = [name for _, _, name in entries]
+        names = [entry.name for entry in entries]
         reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
         return server
 
@@ -123,16 +95,15 @@ class Controller:
         # The public port sends the CA with its certificate: a joining node reads
         # it from the handshake and pins it by the fingerprint in its join token.
         public_pair = [(self.pki.server_key_pem, self.pki.server_cert_pem + self.pki.ca.cert_pem)]
-        public = self._server(ApiInterceptor(self.identity.principal_for), self.services.public)
+        parts = self.parts
+        public = self._server(ApiInterceptor(parts.identity.principal_for), parts.public)
         self.port = public.add_secure_port(self.cfg.listen, grpc.ssl_server_credentials(public_pair))
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {self.cfg.listen}")
         public.start()
         self.public_server = public
-        if self.services.node:
-            from controller.nodeserver import AsyncNodeServer
-
-            node = AsyncNodeServer(self.services.node, self.node_authenticator, self.nodes.registry)
+        if parts.node:
+            node = AsyncNodeServer(parts.node, self.node_authenticator, parts.nodes.registry)
             creds = grpc.ssl_server_credentials(
                 key_pair, root_certificates=self.pki.ca.cert_pem, require_client_auth=True
             )
@@ -141,10 +112,10 @@ class Controller:
                 raise RuntimeError(f"cannot listen on {self.cfg.node_listen}")
             node.start()
             self.node_server = node
-        self.instances.start_sync()
-        self.volumes.start_sync()
-        for _, _, name in self.services.public + self.services.node:
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        parts.instances.start_sync()
+        parts.volumes.start_sync()
+        for entry in parts.public + parts.node:
+            self.health.set(entry.name, health_pb2.HealthCheckResponse.SERVING)
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         info = {
             "endpoint": advertised(self.cfg.listen, self.port),
@@ -171,19 +142,19 @@ class Controller:
             raise Unauthenticated("the client certificate cannot be read", reason="NO_CLIENT_CERT") from None
         names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         common_name = str(names[0].value) if names else ""
-        return self.nodes.authenticate(common_name, format(cert.serial_number, "x"))
+        return self.parts.nodes.authenticate(common_name, format(cert.serial_number, "x"))
 
     def stop(self, grace: float = 10.0) -> None:
         """Graceful: stop taking new RPCs, let running ones finish within `grace`."""
         self._stop.set()
         self.health.enter_graceful_shutdown()
-        self.instances.stop_sync()
-        self.volumes.stop_sync()
+        self.parts.instances.stop_sync()
+        self.parts.volumes.stop_sync()
         events = [s.stop(grace) for s in (self.public_server, self.node_server) if s is not None]
         for ev in events:
             ev.wait()
-        if not db.is_closed():
-            db.close()
+        if not self.database.is_closed():
+            self.database.close()
         log.info("controller stopped")
 
     def wait(self) -> None:

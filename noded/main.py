@@ -127,14 +127,14 @@ def run(
         raise _fail(str(exc)) from None
 
     from noded.compute import make_compute
+    from noded.storage import VolumeStep, make_backend
 
-    compute = make_compute(creds, drv, instances_dir or state.path / "instances", state.path / "images")
-
-    from noded.storage import make_volumes
-
-    # Volumes beside the instances directory (qemu must reach both).
-    volumes = make_volumes(drv, (instances_dir or state.path / "instances").parent / "volumes", compute.cache)
-    compute.storage = volumes.backend
+    guests_dir = instances_dir or state.path / "instances"
+    # Volumes beside the instances directory (qemu must reach both); the
+    # instances step attaches them, the volumes step makes them.
+    backend = make_backend(drv, guests_dir.parent / "volumes")
+    compute = make_compute(creds, drv, guests_dir, state.path / "images", backend)
+    volumes = VolumeStep(backend, compute.cache)
 
     from noded.network import NetworkStep
     from noded.network.step import default_tunnel_ip

@@ -15,7 +15,7 @@ import pytest
 
 from controller.db import identity as store
 from controller.db import migrations
-from controller.db.database import as_conflict, open_database
+from controller.db.database import as_conflict, db, open_database
 from controller.domain.identity import idempotent_create
 from controller.errors import Aborted
 
@@ -37,7 +37,7 @@ def busy_db(tmp_path: Path) -> Iterator[None]:
             assert row is not None
             store.update_project(row, {"description": str(time.time())}, time.time())
 
-    writer = threading.Thread(target=churn, daemon=True)
+    writer = threading.Thread(target=db.carry(churn), daemon=True)
     writer.start()
     try:
         yield

@@ -989,12 +989,12 @@ def test_in_process_seed_and_dropped_connection(tmp_path: Path) -> None:
     )
     ctl = Controller(load_config(overrides={"data_dir": tmp_path / "data"}, environ={}))
     try:
-        image = ctl.images.seed(path, "kumo-test", pb.DISK_FORMAT_QCOW2)
+        image = ctl.parts.images.seed(path, "kumo-test", pb.DISK_FORMAT_QCOW2)
         assert image is not None and image.status == pb.IMAGE_STATUS_ACTIVE
         assert image.visibility == pb.IMAGE_VISIBILITY_PUBLIC
         assert image.checksum_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
-        assert ctl.images.seed(path, "kumo-test", pb.DISK_FORMAT_QCOW2) is None  # already there
-        assert ctl.images.seed(tmp_path / "missing.qcow2", "other", pb.DISK_FORMAT_QCOW2) is None
+        assert ctl.parts.images.seed(path, "kumo-test", pb.DISK_FORMAT_QCOW2) is None  # already there
+        assert ctl.parts.images.seed(tmp_path / "missing.qcow2", "other", pb.DISK_FORMAT_QCOW2) is None
         # A dropped connection can end the request stream like a clean close; the
         # client is asked again before ACTIVE (the race, made deterministic).
         from controller.auth.principal import Principal, Role
@@ -1002,17 +1002,17 @@ def test_in_process_seed_and_dropped_connection(tmp_path: Path) -> None:
         from controller.errors import Aborted
 
         caller = Principal("", "t", image.project_id, "admin", Role.ADMIN, "", 0.0)
-        queued = ctl.images.create(
+        queued = ctl.parts.images.create(
             caller,
             {"name": "gone", "disk_format": pb.DISK_FORMAT_RAW, "visibility": pb.IMAGE_VISIBILITY_PRIVATE},
             {},
             "",
         )
         with pytest.raises(Aborted, match="cut off"):
-            ctl.images.upload(
+            ctl.parts.images.upload(
                 caller, UploadHeader(queued.id), iter([random_raw(1000)]), connected=lambda: False
             )
-        after = ctl.images.get(caller, queued.id)
+        after = ctl.parts.images.get(caller, queued.id)
         assert after.status == pb.IMAGE_STATUS_QUEUED and "cut off" in after.status_reason
         assert [p.name for p in (tmp_path / "data" / "images" / "tmp").iterdir()] == []
     finally:

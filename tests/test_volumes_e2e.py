@@ -85,8 +85,7 @@ def test_node_hotplug_extend_snapshot_reboot_restart(host: Path) -> None:
     cache = ImageCache(base / "images", lambda _s, offset: iter([img[offset:]]))
     drv = LibvirtDriver(virt_type="qemu", instances_dir=base / "instances")
     vols = make_volumes(drv, base / "volumes", cache)
-    compute = ComputeStep(base / "instances", cache, None, None)
-    compute.storage = vols.backend
+    compute = ComputeStep(base / "instances", cache, None, None, vols.backend)
     iid = "5e1f0000-0000-4000-8000-000000000001"
     vid = "5e1f0000-0000-4000-8000-00000000000a"
     snap = "5e1f0000-0000-4000-8000-0000000000aa"
@@ -147,8 +146,7 @@ def test_node_hotplug_extend_snapshot_reboot_restart(host: Path) -> None:
         drv.reboot_guest(iid, hard=True)
         wait_console(r"^KUMO-CONFIG-DRIVE: /dev/vdb", 2)
         assert disks_lines(console.read_text(errors="replace"))[-1] == "KUMO-DISKS: vda vdb vdc"
-        again = ComputeStep(base / "instances", cache, None, None)
-        again.storage = vols.backend
+        again = ComputeStep(base / "instances", cache, None, None, vols.backend)
         assert again.report_guests(drv.list_guests())[0].attached_volume_ids == [vid]
         assert [a.serial for a in drv.attached_disks(iid)] == [disk_serial(vid)]
 

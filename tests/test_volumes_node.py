@@ -322,8 +322,7 @@ def guest_volumes(step: ComputeStep, drv: FakeDriver, iid: str) -> list[str]:
 def test_attach_detach_and_boot_from_volume_on_the_fake_driver(tmp_path: Path) -> None:
     drv = FakeDriver()
     vols = make_volumes(drv, tmp_path / "volumes", None)
-    compute = ComputeStep(tmp_path / "instances", None, None, None)
-    compute.storage = vols.backend
+    compute = ComputeStep(tmp_path / "instances", None, None, None, vols.backend)
     vs = [pb.DesiredVolume(id=v, size_gb=1) for v in (V1, V2, V3)]
 
     def apply(*instances: pb.DesiredInstance) -> None:
@@ -347,14 +346,13 @@ def test_attach_detach_and_boot_from_volume_on_the_fake_driver(tmp_path: Path) -
     assert drv.attached_disks(I2)[1].target == "vdc"
 
     # A new node daemon (restart) adopts the guests and reports from what it recorded.
-    again = ComputeStep(tmp_path / "instances", None, None, None)
-    again.storage = vols.backend
+    again = ComputeStep(tmp_path / "instances", None, None, None, vols.backend)
     assert guest_volumes(again, drv, I1) == [V2]
     again(desired(*vs, instances=(instance(I1, [V2]), instance(I2, [V1], boot=V3))), drv)
     assert guest_volumes(again, drv, I1) == [V2]
 
     # A volume not made yet: a fault on the instance, attached once it exists.
-    compute.storage = MemoryBackend()
+    compute = ComputeStep(tmp_path / "instances", None, None, None, MemoryBackend())
     with pytest.raises(RuntimeError, match="not on this node"):
         compute(desired(instances=(instance(I1, [V2, V1]),)), drv)
     assert "not on this node" in compute.faults[I1]
@@ -368,8 +366,7 @@ def test_a_detach_the_guest_ignores_does_not_hold_up_the_pass(
     instances still converge, and the next pass after the release finishes."""
     drv = FakeDriver()
     vols = make_volumes(drv, tmp_path / "volumes", None)
-    compute = ComputeStep(tmp_path / "instances", None, None, None)
-    compute.storage = vols.backend
+    compute = ComputeStep(tmp_path / "instances", None, None, None, vols.backend)
     vs = [pb.DesiredVolume(id=v, size_gb=1) for v in (V1, V2)]
 
     def apply(*instances: pb.DesiredInstance) -> None:

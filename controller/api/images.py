@@ -24,7 +24,7 @@ from kumo.v1 import image_pb2 as pb
 from kumo.v1 import image_pb2_grpc
 
 if TYPE_CHECKING:
-    from controller.server import Controller
+    pass
 
 MAX_PROPERTIES = 64
 MAX_PROPERTY_VALUE = 1024
@@ -386,19 +386,3 @@ def add_to_server(servicer: ImageServicer, server: grpc.Server) -> None:
     name = pb.DESCRIPTOR.services_by_name["ImageService"].full_name
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, captured),))
     server.add_registered_method_handlers(name, captured)
-
-
-def register(ctl: Controller) -> None:
-    """Plugs the image service into the controller (called from Controller._register)."""
-    ctl.images = Images(ctl.cfg)
-    ctl.images.recover()
-    guard = StreamGuard(
-        ctl.cfg.image_max_streams or max(1, ctl.cfg.workers // 2), ctl.cfg.image_upload_idle_seconds
-    )
-    ctl.services.public.append(
-        (
-            add_to_server,
-            ImageServicer(ctl.images, guard),
-            pb.DESCRIPTOR.services_by_name["ImageService"].full_name,
-        )
-    )

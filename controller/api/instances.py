@@ -1,55 +1,34 @@
-"""Instance RPCs of ComputeService, the node-port RPCs that serve instances
-(image blobs, snapshot uploads, console logs), and the wiring of compute into
-the controller."""
+"""Instance RPCs of ComputeService. Features that add to instances (NICs,
+volumes) take part through InstanceApiExtension: they read their own
+CreateInstance fields and fill their part of every Instance message."""
 
 from __future__ import annotations
 
-import asyncio
-import queue
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Any
-
-from google.protobuf import empty_pb2
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from controller import validation as v
 from controller.api.compute import ComputeCatalogServicer
 from controller.api.convert import ts
-from controller.api.node import NodeSessionServicer
 from controller.auth.interceptor import CallContext
-from controller.auth.principal import Principal, Role
 from controller.db.models import Instance
 from controller.domain.compute_catalog import ComputeCatalog
-from controller.domain.images import Images, UploadHeader
-from controller.domain.instances import Instances, register_hooks
-from controller.domain.nodes import Nodes
-from controller.errors import InvalidArgument, PermissionDenied
+from controller.domain.instances import Instances
+from controller.errors import InvalidArgument
 from kumo.v1 import compute_pb2 as pb
 from kumo.v1 import compute_pb2_grpc
-from kumo.v1 import node_pb2 as npb
-
-if TYPE_CHECKING:
-    from controller.server import Controller
-
-BLOB_CHUNK = 1024 * 1024
-
-# Features that add to an instance's message (NICs, volumes) append
-# fn(rows, messages): it fills all the messages of a page at once (one query
-# per feature per page, not per instance).
-INSTANCE_PB_HOOKS: list[Callable[[list[Instance], list[pb.Instance]], None]] = []
-# Features that take extra CreateInstance fields append fn(request) -> dict of
-# checked options, handed to the domain's CREATE_HOOKS (domain/instances.py).
-CREATE_OPTIONS: list[Callable[[pb.CreateInstanceRequest], dict[str, Any]]] = []
 
 
-def instance_pbs(rows: list[Instance]) -> list[pb.Instance]:
-    msgs = [_instance_pb(r) for r in rows]
-    for hook in INSTANCE_PB_HOOKS:
-        hook(rows, msgs)
-    return msgs
+class InstanceApiExtension(Protocol):
+    """The servicer side of an InstanceExtension (domain/extensions.py)."""
 
+    def create_options(self, request: pb.CreateInstanceRequest) -> Mapping[str, Any]:
+        """The feature's CreateInstance fields, checked, as options for the domain."""
+        ...
 
-def instance_pb(row: Instance) -> pb.Instance:
-    return instance_pbs([row])[0]
+    def decorate(self, rows: list[Instance], msgs: list[pb.Instance]) -> None:
+        """Fills the feature's part of a page of Instance messages (one query per page)."""
+        ...
 
 
 def _instance_pb(row: Instance) -> pb.Instance:
@@ -87,9 +66,21 @@ def _ref(value: str, field: str) -> str:
 class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceServicer):
     """The whole ComputeService: catalog (inherited) and instances."""
 
-    def __init__(self, catalog: ComputeCatalog, instances: Instances) -> None:
+    def __init__(
+        self, catalog: ComputeCatalog, instances: Instances, extensions: Sequence[InstanceApiExtension] = ()
+    ) -> None:
         super().__init__(catalog)
         self.instances = instances
+        self.extensions = tuple(extensions)
+
+    def instance_pbs(self, rows: list[Instance]) -> list[pb.Instance]:
+        msgs = [_instance_pb(r) for r in rows]
+        for ext in self.extensions:
+            ext.decorate(rows, msgs)
+        return msgs
+
+    def instance_pb(self, row: Instance) -> pb.Instance:
+        return self.instance_pbs([row])[0]
 
     def CreateInstance(self, request: pb.CreateInstanceRequest, context: CallContext) -> pb.Instance:
         row = self.instances.create(
@@ -101,12 +92,12 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
             request.user_data,
             v.optional_id(request.server_group_id, "server_group_id"),
             v.request_id(request.request_id),
-            options={k: val for fn in CREATE_OPTIONS for k, val in fn(request).items()},
+            options={k: val for ext in self.extensions for k, val in ext.create_options(request).items()},
         )
-        return instance_pb(row)
+        return self.instance_pb(row)
 
     def GetInstance(self, request: pb.GetInstanceRequest, context: CallContext) -> pb.Instance:
-        return instance_pb(self.instances.get(context.principal, v.resource_id(request.id)))
+        return self.instance_pb(self.instances.get(context.principal, v.resource_id(request.id)))
 
     def ListInstances(
         self, request: pb.ListInstancesRequest, context: CallContext
@@ -118,22 +109,22 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
         rows, token = self.instances.list(
             context.principal, request.page_size, request.page_token, request.name, request.state
         )
-        return pb.ListInstancesResponse(instances=instance_pbs(rows), next_page_token=token)
+        return pb.ListInstancesResponse(instances=self.instance_pbs(rows), next_page_token=token)
 
     def DeleteInstance(self, request: pb.DeleteInstanceRequest, context: CallContext) -> pb.Instance:
-        return instance_pb(self.instances.delete(context.principal, v.resource_id(request.id)))
+        return self.instance_pb(self.instances.delete(context.principal, v.resource_id(request.id)))
 
     def StartInstance(self, request: pb.StartInstanceRequest, context: CallContext) -> pb.Instance:
-        return instance_pb(self.instances.start(context.principal, v.resource_id(request.id)))
+        return self.instance_pb(self.instances.start(context.principal, v.resource_id(request.id)))
 
     def StopInstance(self, request: pb.StopInstanceRequest, context: CallContext) -> pb.Instance:
-        return instance_pb(self.instances.stop(context.principal, v.resource_id(request.id)))
+        return self.instance_pb(self.instances.stop(context.principal, v.resource_id(request.id)))
 
     def RebootInstance(self, request: pb.RebootInstanceRequest, context: CallContext) -> pb.Instance:
         if request.type not in (pb.REBOOT_TYPE_UNSPECIFIED, pb.REBOOT_TYPE_SOFT, pb.REBOOT_TYPE_HARD):
             raise InvalidArgument("type must be REBOOT_TYPE_SOFT or REBOOT_TYPE_HARD")
         hard = request.type == pb.REBOOT_TYPE_HARD
-        return instance_pb(self.instances.reboot(context.principal, v.resource_id(request.id), hard))
+        return self.instance_pb(self.instances.reboot(context.principal, v.resource_id(request.id), hard))
 
     def GetConsoleOutput(
         self, request: pb.GetConsoleOutputRequest, context: CallContext
@@ -148,99 +139,3 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
             context.principal, v.resource_id(request.id), v.name(request.name, "name")
         )
         return pb.CreateInstanceSnapshotResponse(image_id=image_id)
-
-
-class NodeAgentComputeServicer(NodeSessionServicer):
-    """The node port's NodeAgentService: the session (inherited) plus what
-    nodes need for instances. Each call acts only on the calling node's own
-    instances."""
-
-    def __init__(self, nodes: Nodes, instances: Instances, images: Images) -> None:
-        super().__init__(nodes)
-        self.instances = instances
-        self.images = images
-
-    @staticmethod
-    async def _blocking(fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
-
-    async def DownloadBlob(
-        self, request: npb.DownloadBlobRequest, context: CallContext
-    ) -> AsyncIterator[npb.DownloadBlobResponse]:
-        sha = request.sha256
-        if len(sha) != 64 or request.offset < 0:
-            raise InvalidArgument("sha256 must be 64 hex digits and offset not negative")
-        if not await self._blocking(self.instances.node_may_read_blob, context.node.node_id, sha):
-            raise PermissionDenied(
-                f"blob {sha[:12]} is not for an instance on this node", reason="BLOB_NOT_FOR_NODE"
-            )
-        reader = await self._blocking(self.images.open_blob, sha)
-        try:
-            chunks: Iterator[bytes] = reader.chunks(request.offset, 0, BLOB_CHUNK)
-            while True:
-                data = await self._blocking(next, chunks, None)
-                if data is None:
-                    return
-                yield npb.DownloadBlobResponse(data=data)
-        finally:
-            reader.close()
-
-    async def UploadSnapshot(
-        self, request_iterator: AsyncIterator[npb.UploadSnapshotRequest], context: CallContext
-    ) -> npb.UploadSnapshotResponse:
-        node_id = context.node.node_id
-        first = await anext(aiter(request_iterator), None)
-        if first is None:
-            raise InvalidArgument("the first message must name instance_id and image_id")
-        row = await self._blocking(self.instances.snapshot_target, node_id, first.instance_id, first.image_id)
-        owner = Principal(row.user_id, "node", row.project_id, "", Role.MEMBER, "", 0.0)
-        chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
-        loop = asyncio.get_running_loop()
-
-        def feed() -> Iterator[bytes]:
-            if first.data:
-                yield first.data
-            while (item := chunks.get()) is not None:
-                yield item
-
-        upload = loop.run_in_executor(None, self.images.upload, owner, UploadHeader(first.image_id), feed())
-        try:
-            async for msg in request_iterator:
-                if msg.data:
-                    await loop.run_in_executor(None, chunks.put, msg.data)
-        finally:
-            await loop.run_in_executor(None, chunks.put, None)
-        image = await upload
-        return npb.UploadSnapshotResponse(image_id=image.id, sha256=image.checksum_sha256)
-
-    async def ReportConsole(self, request: npb.ReportConsoleRequest, context: CallContext) -> empty_pb2.Empty:
-        v.resource_id(request.instance_id, "instance_id")
-        await self._blocking(
-            self.instances.report_console, context.node.node_id, request.instance_id, request.data
-        )
-        return empty_pb2.Empty()
-
-
-def register(ctl: Controller) -> None:
-    """Plugs compute into the controller (after nodes and images)."""
-    from kumo.v1 import node_pb2_grpc
-
-    register_hooks()
-    ctl.compute_catalog = ComputeCatalog()
-    ctl.instances = Instances(ctl.cfg, ctl.compute_catalog, ctl.images, ctl.nodes)
-    ctl.services.public.append(
-        (
-            compute_pb2_grpc.add_ComputeServiceServicer_to_server,
-            ComputeServicer(ctl.compute_catalog, ctl.instances),
-            pb.DESCRIPTOR.services_by_name["ComputeService"].full_name,
-        )
-    )
-    # One servicer per service per server: the node port's NodeAgentService
-    # becomes the session servicer extended with the instance RPCs.
-    agent = NodeAgentComputeServicer(ctl.nodes, ctl.instances, ctl.images)
-    ctl.services.node[:] = [
-        (node_pb2_grpc.add_NodeAgentServiceServicer_to_server, agent, name)
-        if isinstance(servicer, NodeSessionServicer)
-        else (add, servicer, name)
-        for add, servicer, name in ctl.services.node
-    ]

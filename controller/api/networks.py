@@ -4,7 +4,7 @@ CreateInstance fields that ask for NICs (networks, security_groups)."""
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from google.protobuf import empty_pb2
 
@@ -19,7 +19,6 @@ from controller.domain.networks import (
     Networks,
     NicRequest,
     parse_cidr,
-    register_hooks,
     subnet_pools,
 )
 from controller.domain.networks import check_subnet as check_subnet_fields
@@ -27,9 +26,6 @@ from controller.errors import InvalidArgument
 from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import network_pb2 as pb
 from kumo.v1 import network_pb2_grpc
-
-if TYPE_CHECKING:
-    from controller.server import Controller
 
 MAX_NICS = 16
 MAX_GROUPS = 16
@@ -445,35 +441,26 @@ class NetworkServicer(network_pb2_grpc.NetworkServiceServicer):
         return empty_pb2.Empty()
 
 
-def fill_nics(networks: Networks, rows: list[Instance], msgs: list[cpb.Instance]) -> None:
-    """INSTANCE_PB_HOOKS entry: the instances' NICs, for a page in one go."""
-    nics = networks.nics([r.id for r in rows])
-    for row, msg in zip(rows, msgs, strict=True):
-        for n in nics.get(row.id, []):
-            msg.nics.append(
-                cpb.InstanceNic(
-                    port_id=n.port_id,
-                    network_id=n.network_id,
-                    mac_address=n.mac_address,
-                    ip_addresses=n.ip_addresses,
+class NetworkInstanceApi:
+    """Networks as an InstanceApiExtension: CreateInstance's networks and
+    security_groups, and the NICs in Instance messages."""
+
+    def __init__(self, networks: Networks) -> None:
+        self.networks = networks
+
+    def create_options(self, request: cpb.CreateInstanceRequest) -> dict[str, Any]:
+        return nic_options(request)
+
+    def decorate(self, rows: list[Instance], msgs: list[cpb.Instance]) -> None:
+        """The instances' NICs, for a page in one go."""
+        nics = self.networks.nics([r.id for r in rows])
+        for row, msg in zip(rows, msgs, strict=True):
+            for n in nics.get(row.id, []):
+                msg.nics.append(
+                    cpb.InstanceNic(
+                        port_id=n.port_id,
+                        network_id=n.network_id,
+                        mac_address=n.mac_address,
+                        ip_addresses=n.ip_addresses,
+                    )
                 )
-            )
-
-
-def register(ctl: Controller) -> None:
-    """Plugs networks into the controller (after compute)."""
-    from controller.api import instances as instances_api
-    from controller.domain.networks import Networks as NetworksDomain
-
-    ctl.networks = NetworksDomain(ctl.nodes)
-    register_hooks(ctl.networks)
-    if nic_options not in instances_api.CREATE_OPTIONS:
-        instances_api.CREATE_OPTIONS.append(nic_options)
-        instances_api.INSTANCE_PB_HOOKS.append(lambda rows, msgs: fill_nics(ctl.networks, rows, msgs))
-    ctl.services.public.append(
-        (
-            network_pb2_grpc.add_NetworkServiceServicer_to_server,
-            NetworkServicer(ctl.networks),
-            pb.DESCRIPTOR.services_by_name["NetworkService"].full_name,
-        )
-    )

@@ -1,26 +1,21 @@
-"""VolumeService (volumes and volume snapshots) and the wiring of volumes into
-the controller and into CreateInstance (boot_volume) and Instance messages."""
+"""VolumeService (volumes and volume snapshots), and volumes in CreateInstance
+(boot_volume) and Instance messages."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from google.protobuf import empty_pb2
 
 from controller import validation as v
-from controller.api import instances as instances_api
 from controller.api.convert import ts
 from controller.auth.interceptor import CallContext
-from controller.db import volumes as store
 from controller.db.models import Instance, Volume, VolumeSnapshot
-from controller.domain.volumes import ATTACHED_STATES, Volumes, register_hooks
+from controller.domain.volumes import ATTACHED_STATES, Volumes
 from controller.errors import InvalidArgument
 from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import volume_pb2 as pb
 from kumo.v1 import volume_pb2_grpc
-
-if TYPE_CHECKING:
-    from controller.server import Controller
 
 MAX_REF = 255
 
@@ -176,42 +171,28 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
 # CreateInstance and Instance messages
 
 
-def boot_volume_option(request: cpb.CreateInstanceRequest) -> dict[str, Any]:
-    if not request.boot_volume:
-        return {}
-    if request.image:
-        raise InvalidArgument("set image or boot_volume, not both")
-    return {"boot_volume": _ref(request.boot_volume, "boot_volume")}
+class VolumeInstanceApi:
+    """Volumes as an InstanceApiExtension: CreateInstance's boot_volume, and
+    the volumes in Instance messages."""
 
+    def __init__(self, volumes: Volumes) -> None:
+        self.volumes = volumes
 
-def fill_instance_volumes(rows: list[Instance], msgs: list[cpb.Instance]) -> None:
-    """Instance.volume_ids (attach order) and boot_volume_id, one query per page."""
-    by_instance: dict[str, list[Any]] = {}
-    for vol in store.volumes_of_instances([r.id for r in rows]):
-        by_instance.setdefault(vol.instance_id, []).append(vol)
-    for row, msg in zip(rows, msgs, strict=True):
-        for vol in by_instance.get(row.id, []):
-            if vol.boot:
-                msg.boot_volume_id = vol.id
-            elif vol.state in ATTACHED_STATES:
-                msg.volume_ids.append(vol.id)
+    def create_options(self, request: cpb.CreateInstanceRequest) -> dict[str, Any]:
+        if not request.boot_volume:
+            return {}
+        if request.image:
+            raise InvalidArgument("set image or boot_volume, not both")
+        return {"boot_volume": _ref(request.boot_volume, "boot_volume")}
 
-
-def _replace(hooks: list[Any], fn: Any) -> None:
-    hooks[:] = [h for h in hooks if getattr(h, "__name__", "") != fn.__name__]
-    hooks.append(fn)
-
-
-def register(ctl: Controller) -> None:
-    """Plugs volumes into the controller (after compute)."""
-    ctl.volumes = Volumes(ctl.cfg, ctl.instances, ctl.nodes)
-    register_hooks(ctl.volumes)
-    _replace(instances_api.CREATE_OPTIONS, boot_volume_option)
-    _replace(instances_api.INSTANCE_PB_HOOKS, fill_instance_volumes)
-    ctl.services.public.append(
-        (
-            volume_pb2_grpc.add_VolumeServiceServicer_to_server,
-            VolumeServicer(ctl.volumes),
-            pb.DESCRIPTOR.services_by_name["VolumeService"].full_name,
-        )
-    )
+    def decorate(self, rows: list[Instance], msgs: list[cpb.Instance]) -> None:
+        """Instance.volume_ids (attach order) and boot_volume_id, one query per page."""
+        by_instance: dict[str, list[Volume]] = {}
+        for vol in self.volumes.of_instances([r.id for r in rows]):
+            by_instance.setdefault(vol.instance_id, []).append(vol)
+        for row, msg in zip(rows, msgs, strict=True):
+            for vol in by_instance.get(row.id, []):
+                if vol.boot:
+                    msg.boot_volume_id = vol.id
+                elif vol.state in ATTACHED_STATES:
+                    msg.volume_ids.append(vol.id)

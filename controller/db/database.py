@@ -1,29 +1,81 @@
-"""The one database handle, bound at start to SQLite (WAL) or PostgreSQL."""
+"""The database handle every model and query uses, and the transactions built on it.
+
+peewee binds models to a database per class, so the handle cannot belong to one
+controller; instead each thread is bound to one controller's database (the thread
+that opens it, and every thread a controller starts, through `bind_thread` and
+`carry`). Two controllers in one process then share no state."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import peewee
 from playhouse.db_url import connect as connect_url
 
 from controller.errors import Aborted, AlreadyExists
 
-db = peewee.DatabaseProxy()
-_sqlite_writer = threading.RLock()
+T = TypeVar("T")
+
+
+class KumoSqlite(peewee.SqliteDatabase):
+    """SQLite with its own in-process writer lock: SQLite's busy handler polls,
+    and under many concurrent writers it can starve one past busy_timeout."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.writer_lock = threading.RLock()
+
+
+class ThreadBoundDatabase(peewee.DatabaseProxy):
+    """A proxy whose target is per thread: each thread uses the database it is bound to."""
+
+    __slots__ = ("_local",)
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_local", threading.local())
+        super().__init__()
+
+    @property
+    def obj(self) -> peewee.Database | None:  # type: ignore[override]
+        return getattr(self._local, "database", None)
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        if attr == "obj":
+            self._local.database = value
+        else:
+            object.__setattr__(self, attr, value)
+
+    def bind_thread(self, database: peewee.Database | None) -> None:
+        """Makes the calling thread use `database` (a ThreadPoolExecutor initializer, too)."""
+        self._local.database = database
+
+    def carry(self, fn: Callable[..., T]) -> Callable[..., T]:
+        """fn, run on whatever thread with the database of the thread that wraps it."""
+        database = self.obj
+
+        def bound(*args: Any, **kwargs: Any) -> T:
+            self._local.database = database
+            return fn(*args, **kwargs)
+
+        return bound
+
+
+db = ThreadBoundDatabase()
 
 
 def open_database(url: str, sqlite_path: Path) -> peewee.Database:
-    if url:
+    """Opens the database and binds the calling thread to it."""
+    database: peewee.Database
+    if url and not url.startswith("sqlite"):
         database = connect_url(url)
     else:
         sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-        database = peewee.SqliteDatabase(
-            str(sqlite_path),
+        database = KumoSqlite(
+            url.split("://", 1)[1] if url else str(sqlite_path),
             pragmas={
                 "journal_mode": "wal",
                 "foreign_keys": 1,
@@ -32,7 +84,7 @@ def open_database(url: str, sqlite_path: Path) -> peewee.Database:
             },
             check_same_thread=False,
         )
-    db.initialize(database)
+    db.bind_thread(database)
     database.connect(reuse_if_open=True)
     return database
 
@@ -47,12 +99,12 @@ def write_transaction() -> Iterator[None]:
     BEGIN IMMEDIATE, so check-then-write sequences (quota, capacity, names)
     cannot interleave; on PostgreSQL callers lock rows with SELECT ... FOR UPDATE."""
     if is_sqlite():
-        # One writer at a time within the process: SQLite's busy handler polls,
-        # and under many concurrent writers it can starve one past busy_timeout.
-        with _sqlite_writer, db.obj.atomic("IMMEDIATE"):
+        sqlite = db.obj
+        assert isinstance(sqlite, KumoSqlite)
+        with sqlite.writer_lock, sqlite.atomic("IMMEDIATE"):
             yield
     else:
-        with db.obj.atomic():
+        with db.atomic():
             yield
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable
 from typing import Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -15,17 +14,15 @@ from controller import clock
 from controller.auth.principal import Principal
 from controller.db import compute as store
 from controller.db import identity as identity_store
+from controller.db import instances as instance_store
 from controller.db.models import Flavor, Keypair, ServerGroup
-from controller.domain.identity import PROJECT_IN_USE_CHECKS, idempotent_create
+from controller.domain.identity import idempotent_create
 from controller.errors import FailedPrecondition, InvalidArgument, not_found
 
 MAX_VCPUS = 256
 MAX_RAM_MB = 4 * 1024 * 1024
 MAX_DISK_GB = 64 * 1024
 MAX_PUBLIC_KEY = 16 * 1024
-
-# Counts the live instances of a server group; set by the instance feature.
-GROUP_MEMBERS: list[Callable[[str], list[str]]] = []
 
 
 def check_sizes(vcpus: int, ram_mb: int, disk_gb: int) -> None:
@@ -176,7 +173,8 @@ class ComputeCatalog:
         )
 
     def members(self, group_id: str) -> list[str]:
-        return [m for fn in GROUP_MEMBERS for m in fn(group_id)]
+        """The ids of the group's instances."""
+        return [iid for iid, _ in instance_store.group_members(group_id)]
 
     def delete_server_group(self, caller: Principal, group_id: str) -> None:
         row = self.get_server_group(caller, group_id)
@@ -187,6 +185,3 @@ class ComputeCatalog:
                 reason="SERVER_GROUP_IN_USE",
             )
         store.delete_server_group(row.id)
-
-
-PROJECT_IN_USE_CHECKS.append(("server group", store.count_server_groups))

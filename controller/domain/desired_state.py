@@ -1,5 +1,5 @@
-"""A node's desired state: how the controller builds it, how a change is
-expressed as a delta, and how a node applies one.
+"""A node's desired state: how a change is expressed as a delta, and how a
+node applies one.
 
 NodeDesiredState has node-level fields (scalars, always sent whole) and
 resource lists: repeated fields of messages with an `id` (instances, disks,
@@ -7,11 +7,10 @@ networks, volumes, added by the features that own them). A delta carries every
 node-level field, the resource entries that are new or changed, and the ids of
 the removed ones. The helpers below work from the message descriptor, so a new
 resource list needs no code here: add the field to node.proto and a contributor
-that fills it (`CONTRIBUTORS`)."""
+that fills it (a DesiredStateContributor, controller/assembly.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TypeVar
 
 from google.protobuf.descriptor import FieldDescriptor
@@ -19,12 +18,7 @@ from google.protobuf.message import Message
 
 from kumo.v1 import node_pb2 as pb
 
-# Features that place resources on nodes append a function that fills their
-# part of a node's desired state: fn(node_row, state). It runs inside the read
-# transaction that also reads the node's revision.
 M = TypeVar("M", bound=Message)
-
-CONTRIBUTORS: list[Callable[[object, pb.NodeDesiredState], None]] = []
 
 
 def _is_resource_list(field: FieldDescriptor) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +21,7 @@ from controller.auth.tokens import TokenClaims, TokenSigner
 from controller.db import identity as store
 from controller.db.database import write_transaction
 from controller.db.models import Project, RoleAssignment, User
+from controller.domain.extensions import InUseCheck
 from controller.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -40,10 +41,6 @@ MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 
 T = TypeVar("T")
-
-# Checks that a project holds no resources before it may be deleted: each
-# resource module appends (kind, count_fn(project_id) -> int).
-PROJECT_IN_USE_CHECKS: list[tuple[str, Callable[[str], int]]] = []
 
 
 def idempotent_create(
@@ -89,9 +86,11 @@ class IssuedToken:
 
 
 class Identity:
-    def __init__(self, signer: TokenSigner, token_ttl: float) -> None:
+    def __init__(self, signer: TokenSigner, token_ttl: float, in_use: Sequence[InUseCheck] = ()) -> None:
         self.signer = signer
         self.token_ttl = token_ttl
+        # What keeps a project from being deleted (every feature's resources).
+        self.in_use = tuple(in_use)
         self.hasher = PasswordHasher()
         # A hash to verify against when the user does not exist, so a login
         # for a missing user costs as long as one with a wrong password.
@@ -258,7 +257,7 @@ class Identity:
         row = self._must_project(project_id)
         if row.id == caller.project_id:
             raise FailedPrecondition("you cannot delete the project your token is scoped to")
-        for kind, count in PROJECT_IN_USE_CHECKS:
+        for kind, count in self.in_use:
             n = count(row.id)
             if n:
                 raise FailedPrecondition(

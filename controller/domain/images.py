@@ -41,7 +41,6 @@ from controller.db.database import write_transaction
 from controller.db.models import Image
 from controller.domain import imageformat
 from controller.domain.blobstore import READ_CHUNK, BlobReader, BlobStore, BlobWriter
-from controller.domain.identity import PROJECT_IN_USE_CHECKS
 from controller.errors import (
     Aborted,
     FailedPrecondition,
@@ -51,6 +50,7 @@ from controller.errors import (
     ResourceExhausted,
     not_found,
 )
+from controller.validation import is_uuid
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,6 @@ STATUS_NAMES = {QUEUED: "queued", SAVING: "saving", ACTIVE: "active", KILLED: "k
 CUT_OFF = "the stream was cut off before it finished (client gone or cancelled)"
 # During an upload, the quota and the image's state are checked this often.
 RECHECK_BYTES = 256 * 1024 * 1024
-
-PROJECT_IN_USE_CHECKS.append(("image", store.count_project_images))
 
 
 def _gib(n: int) -> str:
@@ -163,6 +161,24 @@ class Images:
 
     def get(self, caller: Principal, image_id: str) -> Image:
         return self._visible(caller, image_id)
+
+    def find_active(self, caller: Principal, ref: str) -> Image:
+        """The active image an instance or a volume is made from, by id or by
+        name (a name must be unambiguous among the images the caller sees)."""
+        if is_uuid(ref):
+            row = self.get(caller, ref)
+        else:
+            rows, _ = store.list_images(
+                2, "", None if caller.is_admin else caller.project_id, name=ref, status=ACTIVE
+            )
+            if not rows:
+                raise not_found("image", ref)
+            if len(rows) > 1:
+                raise InvalidArgument(f"more than one image is named {ref!r}; use its id")
+            row = rows[0]
+        if row.status != ACTIVE:
+            raise FailedPrecondition(f"image {row.name!r} is not active", reason="IMAGE_NOT_ACTIVE")
+        return row
 
     def list(
         self,

@@ -16,8 +16,7 @@ from __future__ import annotations
 import base64
 import logging
 import math
-import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,24 +28,14 @@ from controller.db import images as image_store
 from controller.db import instances as store
 from controller.db import nodes as node_store
 from controller.db.database import is_sqlite, write_transaction
-from controller.db.models import Instance, ServerGroup
-from controller.domain import desired_state
-from controller.domain.compute_catalog import GROUP_MEMBERS, ComputeCatalog
-from controller.domain.identity import PROJECT_IN_USE_CHECKS
-from controller.domain.images import ACTIVE as IMAGE_ACTIVE
+from controller.db.models import Instance, Node, ServerGroup
+from controller.domain.compute_catalog import ComputeCatalog
+from controller.domain.extensions import BootVolumes, InstanceExtension
 from controller.domain.images import Images
-from controller.domain.nodes import NODE_IN_USE_CHECKS, Nodes
+from controller.domain.nodes import Nodes
 from controller.domain.periodic import Periodic
-from controller.domain.scheduler import (
-    Candidate,
-    Outcome,
-    Ratios,
-    Request,
-    affinity_ok,
-    anti_affinity_ok,
-    no_valid_host,
-    schedule,
-)
+from controller.domain.placement import Placement
+from controller.domain.scheduler import Request, schedule
 from controller.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, not_found
 from controller.validation import is_uuid
 from kumo.v1 import compute_pb2 as cpb
@@ -71,25 +60,6 @@ RUNNING = npb.GUEST_POWER_STATE_RUNNING
 OFF = (npb.GUEST_POWER_STATE_STOPPED, npb.GUEST_POWER_STATE_SHUTDOWN, npb.GUEST_POWER_STATE_CRASHED)
 MAX_USER_DATA = 64 * 1024
 CONSOLE_LIMIT = 1024 * 1024
-# On fleets over twice this size, a create ranks this many random READY nodes.
-SAMPLE = 64
-
-# Features that give an instance more at create time (NICs, volumes) append a
-# hook fn(caller, options) -> bind or None. It runs before the write
-# transaction: it resolves and checks what `options` (the create's extra
-# fields) ask for, so its errors change nothing. bind(row) runs inside the
-# transaction that inserts the instance, so its failure rolls the whole create
-# back; it returns the ids of other nodes whose desired revision it bumped,
-# told after the commit.
-CreateBind = Callable[[Instance], set[str]]
-CREATE_HOOKS: list[Callable[[Principal, Mapping[str, Any]], CreateBind | None]] = []
-# When an instance's row is finally deleted (its node let it go): fn(row) runs
-# in that transaction and returns the ids of nodes whose desired revision it
-# bumped, told after the commit.
-GONE_HOOKS: list[Callable[[Instance], set[str]]] = []
-# Other features whose resources on a node use an image blob (volumes made
-# from images) append fn(node_id, sha256) -> bool for DownloadBlob.
-BLOB_READERS: list[Callable[[str, str], bool]] = []
 
 
 def desired_power(row: Instance) -> int:
@@ -120,11 +90,12 @@ def desired_instance(row: Instance) -> npb.DesiredInstance:
     )
 
 
-def contribute(node_row: Any, state: npb.NodeDesiredState) -> None:
-    """The instances part of a node's desired state."""
-    for row in store.instances_on_node(node_row.id):
-        if row.state not in (DELETING, ERROR):
-            state.instances.append(desired_instance(row))
+def visible_instance(caller: Principal, instance_id: str) -> Instance:
+    """The instance, if the caller's project may see it (another project's is as good as missing)."""
+    row = store.get_instance(instance_id)
+    if row is None or not caller.can_see(row.project_id):
+        raise not_found("instance", instance_id)
+    return row
 
 
 @dataclass(frozen=True)
@@ -135,54 +106,42 @@ class Quotas:
 
 
 class Instances:
-    def __init__(self, cfg: ControllerConfig, catalog: ComputeCatalog, images: Images, nodes: Nodes) -> None:
+    """Instances, extended by the features given at construction: `extensions`
+    (NICs, volumes) take part in every create and final delete, in that order;
+    `boot_volumes` resolves CreateInstance's boot_volume."""
+
+    def __init__(
+        self,
+        cfg: ControllerConfig,
+        catalog: ComputeCatalog,
+        images: Images,
+        nodes: Nodes,
+        placement: Placement,
+        extensions: Sequence[InstanceExtension] = (),
+        boot_volumes: BootVolumes | None = None,
+    ) -> None:
         self.catalog = catalog
         self.images = images
         self.nodes = nodes
-        self.ratios = Ratios(cfg.cpu_allocation_ratio, cfg.ram_allocation_ratio, cfg.disk_allocation_ratio)
-        self.weigher = cfg.scheduler_weigher
+        self.placement = placement
+        self.extensions = tuple(extensions)
+        self.boot_volumes = boot_volumes
         self.quotas = Quotas(cfg.quota_instances, cfg.quota_vcpus, cfg.quota_ram_mb)
         self.sync_period = cfg.instance_sync_seconds
-        # Set by the volume feature (domain/volumes.py): boot_source(caller, ref).
-        self.boot_volumes: Any = None
         self._sync = Periodic("instance-sync", self.sync_period, self.sync_once, log)
 
     # Lookups
 
-    @staticmethod
-    def _resolve(ref: str, by_id: Callable[[str], Any], by_name: Callable[[str], Any]) -> Any:
-        return by_id(ref) if is_uuid(ref) else by_name(ref)
-
-    def _image(self, caller: Principal, ref: str) -> Any:
-        def by_name(name: str) -> Any:
-            rows, _ = image_store.list_images(
-                2, "", None if caller.is_admin else caller.project_id, name=name, status=IMAGE_ACTIVE
-            )
-            if not rows:
-                raise not_found("image", name)
-            if len(rows) > 1:
-                raise InvalidArgument(f"more than one image is named {name!r}; use its id")
-            return rows[0]
-
-        row = self._resolve(ref, lambda i: self.images.get(caller, i), by_name)
-        if row.status != IMAGE_ACTIVE:
-            raise FailedPrecondition(f"image {row.name!r} is not active", reason="IMAGE_NOT_ACTIVE")
-        return row
-
     def _flavor(self, caller: Principal, ref: str) -> Any:
-        def by_name(name: str) -> Any:
-            rows, _ = self.catalog.list_flavors(caller, 1, "", name)
-            if not rows:
-                raise not_found("flavor", name)
-            return rows[0]
-
-        return self._resolve(ref, lambda i: self.catalog.get_flavor(caller, i), by_name)
+        if is_uuid(ref):
+            return self.catalog.get_flavor(caller, ref)
+        rows, _ = self.catalog.list_flavors(caller, 1, "", ref)
+        if not rows:
+            raise not_found("flavor", ref)
+        return rows[0]
 
     def get(self, caller: Principal, instance_id: str) -> Instance:
-        row = store.get_instance(instance_id)
-        if row is None or not caller.can_see(row.project_id):
-            raise not_found("instance", instance_id)
-        return row
+        return visible_instance(caller, instance_id)
 
     def list(
         self, caller: Principal, page_size: int, page_token: str, name: str, state: int
@@ -213,7 +172,7 @@ class Instances:
             raise InvalidArgument(f"user_data must be at most {MAX_USER_DATA} bytes, got {len(user_data)}")
         boot_ref = (options or {}).get("boot_volume", "")
         boot = self.boot_volumes.boot_source(caller, boot_ref) if boot_ref and self.boot_volumes else None
-        image = boot.image if boot is not None else self._image(caller, image_ref)
+        image = boot.image if boot is not None else self.images.find_active(caller, image_ref)
         flavor = self._flavor(caller, flavor_ref)
         keypair = self.catalog.find_keypair(caller, keypair_ref) if keypair_ref else None
         group = self.catalog.get_server_group(caller, group_id) if group_id else None
@@ -234,29 +193,32 @@ class Instances:
         if boot is not None:  # boots from its volume (claimed by the volume): no root disk here
             disk_gb = 0
         req = Request(flavor.vcpus, flavor.ram_mb, disk_gb, required_node=boot.volume.node_id if boot else "")
-        binds = [b for hook in CREATE_HOOKS if (b := hook(caller, options or {})) is not None]
+        binds = [b for ext in self.extensions if (b := ext.prepare_create(caller, options or {})) is not None]
 
         # Rank nodes outside the write lock (reads do not block in WAL mode);
         # the claim inside it re-checks capacity and group membership, so a
         # ranking that went stale meanwhile costs a retry, never an overcommit.
         ranked_for = self._group_request(group, req) if group is not None else req
-        sample = self._sample()
-        outcome = schedule(self._candidates(sample), ranked_for, self.ratios, self.weigher)
+        placement = self.placement
+        sample = placement.sample()
+        outcome = schedule(placement.candidates(sample), ranked_for, placement.ratios, placement.weigher)
         with write_transaction():
             image_store.lock_project(caller.project_id)
-            if boot is not None:  # lock order: project, volume, node usage, node
+            if (
+                boot is not None and self.boot_volumes is not None
+            ):  # lock order: project, volume, node usage, node
                 self.boot_volumes.lock(boot.volume.id)
             self._check_quota(caller, flavor.vcpus, flavor.ram_mb)
             if group is not None:
                 req = self._group_request(group, req, lock=True)
             try:
-                chosen = self._claim(outcome, req)
+                chosen = placement.claim(outcome, req)
             except ResourceExhausted:
                 if sample is None:
                     raise
                 # Nothing in the sample fits: look at every node before saying no.
-                outcome = schedule(self._candidates(), req, self.ratios, self.weigher)
-                chosen = self._claim(outcome, req)
+                outcome = schedule(placement.candidates(), req, placement.ratios, placement.weigher)
+                chosen = placement.claim(outcome, req)
             now = clock.now()
             row = store.insert_instance(
                 id=clock.new_id(),
@@ -281,6 +243,8 @@ class Instances:
                 update_time=now,
             )
             node_store.bump_desired_revision(chosen, now)
+            if boot is not None and self.boot_volumes is not None:
+                self.boot_volumes.bind_boot(boot.volume.id, row.id, now)
             others: set[str] = set()
             for bind in binds:
                 others |= bind(row)
@@ -317,55 +281,6 @@ class Instances:
         nodes = frozenset(node for _, node in store.group_members(group.id))
         policy = "affinity" if group.policy == cpb.SERVER_GROUP_POLICY_AFFINITY else "anti-affinity"
         return Request(req.vcpus, req.ram_mb, req.disk_gb, policy, nodes, req.required_node)
-
-    def _sample(self) -> list[str] | None:
-        """A random subset of the READY nodes to rank, on big fleets (as
-        Kubernetes scores a share of its nodes): a create reads SAMPLE nodes,
-        not all of them. None: rank every node."""
-        ready = [nid for nid, (ok, _) in self.nodes.registry.capacities().items() if ok]
-        if len(ready) <= 2 * SAMPLE:
-            return None
-        return random.sample(ready, SAMPLE)
-
-    def _candidates(self, only: list[str] | None = None) -> list[Candidate]:
-        """Nodes with capacity and claims; capacity from the live session when
-        there is one (the database copy is written in batches)."""
-        out = []
-        live = self.nodes.registry.capacities()
-        for node_id, name, enabled, vcpus, ram, disk, v_used, r_used, d_used in store.candidates(only):
-            ready, inv = live.get(node_id, (False, None))
-            if inv is not None:
-                vcpus, ram, disk = inv.vcpus, inv.memory_mb, inv.disk_gb
-            out.append(
-                Candidate(
-                    node_id,
-                    name,
-                    ready,
-                    bool(enabled),
-                    int(vcpus),
-                    int(ram),
-                    int(disk),
-                    int(v_used),
-                    int(r_used),
-                    int(d_used),
-                )
-            )
-        return out
-
-    def _claim(self, outcome: Outcome, req: Request) -> str:
-        """Claims the best ranked node that still fits, in the write transaction;
-        a node that lost its room (or its place in the group) meanwhile is skipped."""
-        for cand in outcome.ranked:
-            if not (affinity_ok(cand, req, self.ratios) and anti_affinity_ok(cand, req, self.ratios)):
-                continue
-            caps = (
-                cand.vcpus * self.ratios.cpu,
-                cand.ram_mb * self.ratios.ram,
-                cand.disk_gb * self.ratios.disk,
-            )
-            if store.claim(cand.node_id, req.vcpus, req.ram_mb, req.disk_gb, caps):
-                return cand.node_id
-        raise no_valid_host(outcome, req)
 
     # Verbs
 
@@ -467,10 +382,16 @@ class Instances:
 
     # Node-facing
 
+    def contribute(self, node: Node, state: npb.NodeDesiredState) -> None:
+        """The instances part of a node's desired state (the first contributor)."""
+        for row in store.instances_on_node(node.id):
+            if row.state not in (DELETING, ERROR):
+                state.instances.append(desired_instance(row))
+
     def node_may_read_blob(self, node_id: str, sha256: str) -> bool:
         if any(r.image_sha256 == sha256 for r in store.instances_on_node(node_id)):
             return True
-        return any(reader(node_id, sha256) for reader in BLOB_READERS)
+        return any(ext.may_read_blob(node_id, sha256) for ext in self.extensions)
 
     def snapshot_target(self, node_id: str, instance_id: str, image_id: str) -> Instance:
         row = store.get_instance(instance_id)
@@ -513,8 +434,8 @@ class Instances:
                     if update == "delete":
                         if store.delete_instance(row.id):
                             store.release(node_id, row.vcpus, row.ram_mb, row.disk_gb)
-                            for gone in GONE_HOOKS:
-                                others |= gone(row)
+                            for ext in self.extensions:
+                                others |= ext.instance_gone(row)
                             log.info("instance deleted", extra={"instance": row.id})
                     elif store.update_instance_if(row.id, row.state, update, now) == 1 and bump:
                         node_store.bump_desired_revision(node_id, now)
@@ -565,16 +486,3 @@ class Instances:
         if not update:
             return None, False
         return update, bump
-
-
-def _group_members(group_id: str) -> list[str]:
-    return [iid for iid, _ in store.group_members(group_id)]
-
-
-def register_hooks() -> None:
-    """Wires instances into the other features' extension points (once)."""
-    if contribute not in desired_state.CONTRIBUTORS:
-        desired_state.CONTRIBUTORS.append(contribute)
-        GROUP_MEMBERS.append(_group_members)
-        PROJECT_IN_USE_CHECKS.append(("instance", store.count_in_project))
-        NODE_IN_USE_CHECKS.append(("instance", store.count_on_node))

@@ -31,8 +31,8 @@ from controller.db import networks as store
 from controller.db import nodes as node_store
 from controller.db.database import write_transaction
 from controller.db.models import Instance, Network, Port, SecurityGroup, SecurityGroupRule, Subnet
-from controller.domain import desired_state
-from controller.domain.identity import PROJECT_IN_USE_CHECKS, idempotent_create
+from controller.domain.extensions import CreateBind
+from controller.domain.identity import idempotent_create
 from controller.domain.node_registry import tunnel_host, tunnel_ip
 from controller.domain.nodes import Nodes
 from controller.errors import (
@@ -303,7 +303,6 @@ class Nic:
 class Networks:
     def __init__(self, nodes: Nodes) -> None:
         self.nodes = nodes
-        nodes.registry.tunnel_listeners.append(self._tunnel_moved)
 
     # Change plumbing
 
@@ -965,7 +964,7 @@ class Networks:
     # Instances: NICs at create, ports freed when gone, NICs in messages
 
     def prepare_nics(self, caller: Principal, options: Mapping[str, Any]) -> Any:
-        """CREATE_HOOKS entry: resolves the NICs of a create before its write
+        """Resolves the NICs of a create before its write
         transaction; returns the bind step (or None with no NICs asked for)."""
         requests: list[NicRequest] = list(options.get("networks") or [])
         group_refs: list[str] = list(options.get("security_groups") or [])
@@ -1036,8 +1035,19 @@ class Networks:
 
         return bind
 
+    def prepare_create(self, caller: Principal, options: Mapping[str, Any]) -> CreateBind | None:
+        """As an InstanceExtension: the NICs of a create."""
+        return self.prepare_nics(caller, options)
+
+    def may_read_blob(self, node_id: str, sha256: str) -> bool:
+        return False  # ports use no image blobs
+
+    def tunnel_moved(self, node_id: str) -> None:
+        """A node's tunnel address moved (the registry tells): its peers get the new one."""
+        self._tunnel_moved(node_id)
+
     def instance_gone(self, row: Instance) -> set[str]:
-        """GONE_HOOKS entry: deletes the ports made for the instance, unbinds
+        """As an InstanceExtension: deletes the ports made for the instance, unbinds
         the ones it was given (in the transaction that deletes it)."""
         ports = store.ports_of_instances([row.id]).get(row.id, [])
         if not ports:
@@ -1164,36 +1174,3 @@ class Networks:
                     member_ips=members.get(g, []),
                 )
             )
-
-
-_current: Networks | None = None
-
-
-def _contribute(node_row: Any, state: npb.NodeDesiredState) -> None:
-    if _current is not None:
-        _current.contribute(node_row, state)
-
-
-def _prepare(caller: Principal, options: Mapping[str, Any]) -> Any:
-    return _current.prepare_nics(caller, options) if _current is not None else None
-
-
-def _gone(row: Instance) -> set[str]:
-    return _current.instance_gone(row) if _current is not None else set()
-
-
-def register_hooks(networks: Networks) -> None:
-    """Wires networks into instances, desired state and project deletion. Call
-    after the instances' register_hooks: the contributor fills port_ids of
-    the DesiredInstances the instances contributor made."""
-    from controller.domain import instances
-
-    global _current
-    _current = networks
-    if _contribute not in desired_state.CONTRIBUTORS:
-        desired_state.CONTRIBUTORS.append(_contribute)
-        instances.CREATE_HOOKS.append(_prepare)
-        instances.GONE_HOOKS.append(_gone)
-        PROJECT_IN_USE_CHECKS.append(("network", store.count_networks))
-        PROJECT_IN_USE_CHECKS.append(("port", store.count_ports))
-        PROJECT_IN_USE_CHECKS.append(("security group", store.count_groups))

@@ -26,6 +26,7 @@ from typing import Any
 
 from controller import clock
 from controller.db import nodes as store
+from controller.db.database import db
 from controller.errors import KumoError, Unauthenticated, Unavailable
 from kumo.v1 import node_pb2 as pb
 
@@ -229,10 +230,17 @@ class NodeRegistry:
         self._heartbeat_dirty: set[str] = set()
         self._last_heartbeat_flush = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="node-flush")
-        # Called (on a worker thread, with the node id) when a node's tunnel
-        # address moves, so the nodes that send it overlay traffic are told.
-        self.tunnel_listeners: list[Callable[[str], None]] = []
+        # The writer uses the database of the controller that makes the registry.
+        self._writer = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="node-flush", initializer=db.bind_thread, initargs=(db.obj,)
+        )
+        self._tunnel_listeners: list[Callable[[str], None]] = []
+
+    def watch_tunnels(self, listener: Callable[[str], None]) -> None:
+        """listener(node_id) runs on a worker thread when a node's tunnel
+        address moves, so the nodes that send it overlay traffic are told
+        (the composition root subscribes the networks feature)."""
+        self._tunnel_listeners.append(listener)
 
     # Start and stop (on the loop)
 
@@ -309,7 +317,7 @@ class NodeRegistry:
     def _tunnel_check(self, node_id: str, before: str, after: str) -> None:
         if before and after != before and self.loop is not None:
             log.info("node tunnel address moved", extra={"node_id": node_id, "from": before, "to": after})
-            for listener in self.tunnel_listeners:
+            for listener in self._tunnel_listeners:
                 done = self.loop.run_in_executor(None, listener, node_id)
                 done.add_done_callback(_log_failure)
 

@@ -10,7 +10,7 @@ import datetime
 import json
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -21,9 +21,9 @@ from controller.auth import jointoken
 from controller.auth.principal import NodePrincipal, Principal
 from controller.config import ControllerConfig
 from controller.db import nodes as store
-from controller.db.database import db, write_transaction
+from controller.db.database import write_transaction
 from controller.db.models import JoinToken, Node
-from controller.domain import desired_state
+from controller.domain.extensions import InUseCheck
 from controller.domain.node_registry import DOWN, READY, LiveView, NodeRegistry
 from controller.errors import FailedPrecondition, InvalidArgument, NotFound, Unauthenticated, not_found
 from controller.pki import CertificateAuthority
@@ -37,10 +37,6 @@ MIN_TTL = 1.0
 MAX_TTL = 30 * 86400.0
 DEFAULT_TTL = 3600.0
 MAX_USES = 100_000
-
-# Checks that a node holds nothing before it may be deleted: features that
-# place resources on nodes append (kind, count_fn(node_id) -> int).
-NODE_IN_USE_CHECKS: list[tuple[str, Callable[[str], int]]] = []
 
 
 def token_state(row: JoinToken, now: float) -> int:
@@ -97,9 +93,12 @@ class Enrollment:
 
 
 class Nodes:
-    def __init__(self, cfg: ControllerConfig, ca: CertificateAuthority) -> None:
+    def __init__(
+        self, cfg: ControllerConfig, ca: CertificateAuthority, in_use: Sequence[InUseCheck] = ()
+    ) -> None:
         self.cfg = cfg
         self.ca = ca
+        self.in_use = tuple(in_use)
         self.registry = NodeRegistry(
             cfg.node_grace_seconds, cfg.node_heartbeat_seconds, cfg.node_stats_log_seconds
         )
@@ -233,19 +232,6 @@ class Nodes:
             )
         return NodePrincipal(common_name, serial_hex)
 
-    # Desired state
-
-    def desired_state(self, node_id: str) -> tuple[int, pb.NodeDesiredState]:
-        """The node's desired state and its revision, read in one transaction."""
-        with db.atomic():
-            row = store.get_node(node_id)
-            if row is None:
-                raise Unauthenticated("this node has been deleted", reason="NODE_DELETED")
-            state = pb.NodeDesiredState(enabled=row.enabled)
-            for contribute in desired_state.CONTRIBUTORS:
-                contribute(row, state)
-            return row.desired_revision, state
-
     # The admin's view
 
     def _view(self, row: Node) -> NodeView:
@@ -293,7 +279,7 @@ class Nodes:
                     f"node {view.row.name!r} is READY; disable it (or stop its daemon) before deleting it",
                     reason="NODE_IN_SERVICE",
                 )
-            for kind, count in NODE_IN_USE_CHECKS:
+            for kind, count in self.in_use:
                 n = count(node_id)
                 if n:
                     raise FailedPrecondition(

@@ -22,7 +22,8 @@ class Periodic:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+        # The pass uses the database of the controller that starts it.
+        self._thread = threading.Thread(target=db.carry(self._loop), name=self.name, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:

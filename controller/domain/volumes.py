@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -41,13 +42,13 @@ from controller.db import images as image_store
 from controller.db import nodes as node_store
 from controller.db import volumes as store
 from controller.db.database import db, is_sqlite, write_transaction
-from controller.db.models import Instance, Volume, VolumeSnapshot
-from controller.domain import desired_state
+from controller.db.models import Instance, Node, Volume, VolumeSnapshot
 from controller.domain import instances as instances_mod
-from controller.domain.identity import PROJECT_IN_USE_CHECKS
-from controller.domain.instances import Instances
-from controller.domain.nodes import NODE_IN_USE_CHECKS, Nodes
+from controller.domain.extensions import BootSource, CreateBind
+from controller.domain.images import Images
+from controller.domain.nodes import Nodes
 from controller.domain.periodic import Periodic
+from controller.domain.placement import Placement
 from controller.domain.scheduler import Request, no_valid_host, schedule
 from controller.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ResourceExhausted, not_found
 from controller.validation import is_uuid
@@ -91,15 +92,6 @@ class Quotas:
     snapshots: int
 
 
-@dataclass(frozen=True)
-class BootSource:
-    """What Instances.create needs to boot from a volume: the volume, and an
-    image-like record with no blob (no overlay is made)."""
-
-    volume: Volume
-    image: Any
-
-
 def _wrong_state(row: Volume, verb: str) -> FailedPrecondition:
     return FailedPrecondition(
         f"cannot {verb} volume {row.name!r}: it is {STATE_NAMES.get(row.state)}",
@@ -109,10 +101,16 @@ def _wrong_state(row: Volume, verb: str) -> FailedPrecondition:
 
 
 class Volumes:
-    def __init__(self, cfg: ControllerConfig, instances: Instances, nodes: Nodes) -> None:
-        self.instances = instances
+    """Volumes and their snapshots. To instances it is an InstanceExtension
+    (frees an instance's volumes when it goes, lets nodes read the image blobs
+    of volumes made from images) and their BootVolumes; to nodes a
+    DesiredStateContributor."""
+
+    def __init__(self, cfg: ControllerConfig, images: Images, placement: Placement, nodes: Nodes) -> None:
+        self.images = images
+        self.placement = placement
         self.nodes = nodes
-        self.ratios = instances.ratios
+        self.ratios = placement.ratios
         self.quotas = Quotas(cfg.quota_volumes, cfg.quota_volume_gb, cfg.quota_volume_snapshots)
         self.sync_period = cfg.instance_sync_seconds
         self._sync = Periodic("volume-sync", self.sync_period, self.sync_once, log)
@@ -214,7 +212,7 @@ class Volumes:
         fields: dict[str, Any] = {}
         snap: VolumeSnapshot | None = None
         if image_ref:
-            image = self.instances._image(caller, image_ref)
+            image = self.images.find_active(caller, image_ref)
             need = max(image.min_disk_gb, math.ceil(image.virtual_size_bytes / 1024**3), 1)
             fields.update(
                 source_image_id=image.id,
@@ -252,7 +250,7 @@ class Volumes:
 
         # Rank nodes outside the write lock; the claim inside it re-checks.
         req = Request(0, 0, size_gb, required_node=snap.node_id if snap is not None else "")
-        outcome = schedule(self.instances._candidates(), req, self.ratios, "spread")
+        outcome = schedule(self.placement.candidates(), req, self.ratios, "spread")
         ranked = sorted(outcome.ranked, key=lambda c: (-c.free(self.ratios)[2], c.name))
         with write_transaction():
             if request_id:
@@ -384,9 +382,7 @@ class Volumes:
         return self.get(caller, volume_id)
 
     def _disk_cap(self, node_id: str) -> float:
-        for cand in self.instances._candidates([node_id]):
-            return cand.disk_gb * self.ratios.disk
-        return 0.0
+        return self.placement.disk_cap(node_id)
 
     # Attach and detach
 
@@ -394,10 +390,10 @@ class Volumes:
         with write_transaction():
             row = self.get(caller, volume_id)
             row = store.get_volume_for_update(row.id) or row
-            inst = self.instances.get(caller, instance_id)
+            inst = instances_mod.visible_instance(caller, instance_id)
             if not is_sqlite():
                 list(Instance.select(Instance.id).where(Instance.id == inst.id).for_update())
-                inst = self.instances.get(caller, instance_id)
+                inst = instances_mod.visible_instance(caller, instance_id)
             if inst.project_id != row.project_id:
                 # Another project's instance is as good as missing.
                 raise not_found("instance", instance_id)
@@ -458,7 +454,15 @@ class Volumes:
         self._notify(row.node_id)
         return self.get(caller, volume_id)
 
-    # Boot from volume (called by Instances.create)
+    # As an InstanceExtension and BootVolumes (called by Instances)
+
+    def prepare_create(self, caller: Principal, options: Mapping[str, Any]) -> CreateBind | None:
+        """A boot volume is bound through BootVolumes (Instances.create asks for it)."""
+        return None
+
+    def instance_gone(self, row: Instance) -> set[str]:
+        self.release_instance(row.id)
+        return set()
 
     def boot_source(self, caller: Principal, ref: str) -> BootSource:
         row = self.find(caller, ref)
@@ -586,10 +590,14 @@ class Volumes:
 
     # Node-facing
 
+    def of_instances(self, instance_ids: list[str]) -> list[Volume]:
+        """The volumes attached to (or booting) these instances, in attach order."""
+        return store.volumes_of_instances(instance_ids)
+
     def may_read_blob(self, node_id: str, sha256: str) -> bool:
         return store.uses_image_blob(node_id, sha256)
 
-    def contribute(self, node_row: Any, state: npb.NodeDesiredState) -> None:
+    def contribute(self, node_row: Node, state: npb.NodeDesiredState) -> None:
         """The volumes part of a node's desired state, and the volumes of the
         instances the instances contributor put there (it runs first)."""
         snaps: dict[str, list[str]] = {}
@@ -742,46 +750,3 @@ class Volumes:
             if fault != row.fault and (fault or row.id in row.fault):
                 return {"fault": fault}
         return None
-
-
-def _replace(hooks: list[Any], fn: Any) -> None:
-    """Puts fn in a hook list, replacing one of the same name (a controller
-    made again in the same process brings new domain objects)."""
-    hooks[:] = [h for h in hooks if getattr(h, "__name__", "") != fn.__name__]
-    hooks.append(fn)
-
-
-def register_hooks(volumes: Volumes) -> None:
-    """Wires volumes into the other features' extension points."""
-
-    def contribute_volumes(node_row: Any, state: npb.NodeDesiredState) -> None:
-        volumes.contribute(node_row, state)
-
-    def volume_blob_reader(node_id: str, sha256: str) -> bool:
-        return volumes.may_read_blob(node_id, sha256)
-
-    def boot_volume_hook(caller: Principal, options: Any) -> Any:
-        ref = options.get("boot_volume", "")
-        if not ref:
-            return None
-        vol = volumes.find(caller, ref)
-
-        def bind(row: Instance) -> set[str]:
-            volumes.bind_boot(vol.id, row.id, clock.now())
-            return set()
-
-        return bind
-
-    def free_instance_volumes(row: Instance) -> set[str]:
-        volumes.release_instance(row.id)
-        return set()
-
-    _replace(desired_state.CONTRIBUTORS, contribute_volumes)
-    _replace(instances_mod.BLOB_READERS, volume_blob_reader)
-    _replace(instances_mod.CREATE_HOOKS, boot_volume_hook)
-    _replace(instances_mod.GONE_HOOKS, free_instance_volumes)
-    volumes.instances.boot_volumes = volumes
-    if not any(kind == "volume" for kind, _ in PROJECT_IN_USE_CHECKS):
-        PROJECT_IN_USE_CHECKS.append(("volume", store.count_in_project))
-        PROJECT_IN_USE_CHECKS.append(("volume snapshot", store.count_snapshots_in_project))
-        NODE_IN_USE_CHECKS.append(("volume", store.count_on_node))

@@ -14,6 +14,7 @@ from noded.compute.image_cache import ImageCache
 from noded.compute.step import ComputeStep
 from noded.hypervisor.base import HypervisorDriver
 from noded.state import Credentials
+from noded.storage.backend import StorageBackend
 
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
@@ -22,7 +23,11 @@ CHANNEL_OPTIONS = [
 
 
 def make_compute(
-    creds: Credentials, driver: HypervisorDriver, instances_dir: Path, cache_dir: Path
+    creds: Credentials,
+    driver: HypervisorDriver,
+    instances_dir: Path,
+    cache_dir: Path,
+    storage: StorageBackend | None,
 ) -> ComputeStep:
     """The instances step, talking to the controller's node port over mTLS
     (a blocking channel of its own: the step runs in a worker thread)."""
@@ -49,4 +54,4 @@ def make_compute(
         stub.ReportConsole(pb.ReportConsoleRequest(instance_id=instance_id, data=data), timeout=30)
 
     cache = ImageCache(cache_dir, fetch) if driver.needs_disks else None
-    return ComputeStep(instances_dir, cache, upload, report)
+    return ComputeStep(instances_dir, cache, upload, report, storage)

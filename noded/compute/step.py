@@ -70,7 +70,12 @@ class ComputeStep:
     __name__ = "instances"
 
     def __init__(
-        self, instances_dir: Path, cache: ImageCache | None, upload: Upload | None, report: Report | None
+        self,
+        instances_dir: Path,
+        cache: ImageCache | None,
+        upload: Upload | None,
+        report: Report | None,
+        storage: StorageBackend | None = None,
     ) -> None:
         self.dir = Path(instances_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -83,8 +88,8 @@ class ComputeStep:
         self._lock = threading.Lock()
         self._console_sent: dict[str, tuple[int, float]] = {}
         self._applied: dict[str, dict[str, object]] = {}
-        # Where volumes live (set by noded.main with the volumes step's backend).
-        self.storage: StorageBackend | None = None
+        # Where volumes live (the volumes step's backend); None: no volumes here.
+        self.storage = storage
         # The desired ports and networks of the current pass: a guest's NICs.
         self._ports: dict[str, pb.DesiredPort] = {}
         self._networks: dict[str, pb.DesiredNetwork] = {}

@@ -12,16 +12,21 @@ from noded.storage.backend import DiskSource, StorageBackend, StorageError
 from noded.storage.step import VolumeStep
 
 
-def make_volumes(driver: HypervisorDriver, root: Path, cache: ImageCache | None) -> VolumeStep:
-    """The volumes step: qcow2 files under `root` for real guests, in memory
-    for the fake driver (whose guests have no disks)."""
+def make_backend(driver: HypervisorDriver, root: Path) -> StorageBackend:
+    """qcow2 files under `root` for real guests, in memory for the fake driver
+    (whose guests have no disks)."""
     if driver.needs_disks:
         from noded.storage.local import LocalBackend
 
-        return VolumeStep(LocalBackend(root), cache)
+        return LocalBackend(root)
     from noded.storage.memory import MemoryBackend
 
-    return VolumeStep(MemoryBackend(), cache)
+    return MemoryBackend()
 
 
-__all__ = ["DiskSource", "StorageBackend", "StorageError", "VolumeStep", "make_volumes"]
+def make_volumes(driver: HypervisorDriver, root: Path, cache: ImageCache | None) -> VolumeStep:
+    """The volumes step on the driver's backend."""
+    return VolumeStep(make_backend(driver, root), cache)
+
+
+__all__ = ["DiskSource", "StorageBackend", "StorageError", "VolumeStep", "make_backend", "make_volumes"]

@@ -1,0 +1,177 @@
+"""The composition root: builds every domain object and servicer of one
+controller, in the order they depend on each other, and hands each feature the
+others it extends. This is the one place that says how features join:
+
+- CreateInstance: Instances runs its extensions (networks: NICs and security
+  groups; volumes: frees volumes, lets nodes read volume image blobs), in that
+  order, and asks Volumes for a boot volume.
+- A node's desired state: instances first, then networks and volumes, which
+  add to the instance entries the first made (port ids, volume ids).
+- Deleting a project or a node: the in-use checks below, in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from controller.api.identity import IdentityServicer
+from controller.api.images import ImageServicer, StreamGuard
+from controller.api.images import add_to_server as add_image_service
+from controller.api.instances import ComputeServicer
+from controller.api.networks import NetworkInstanceApi, NetworkServicer
+from controller.api.node import NodeServicer
+from controller.api.node_agent import NodeAgentServicer, NodeEnrollmentServicer
+from controller.api.volumes import VolumeInstanceApi, VolumeServicer
+from controller.auth.tokens import TokenSigner
+from controller.config import ControllerConfig
+from controller.db import compute as compute_store
+from controller.db import images as image_store
+from controller.db import instances as instance_store
+from controller.db import networks as network_store
+from controller.db import volumes as volume_store
+from controller.domain.compute_catalog import ComputeCatalog
+from controller.domain.extensions import InUseCheck
+from controller.domain.identity import Identity
+from controller.domain.images import Images
+from controller.domain.instances import Instances
+from controller.domain.networks import Networks
+from controller.domain.node_state import DesiredStates
+from controller.domain.nodes import Nodes
+from controller.domain.placement import Placement
+from controller.domain.scheduler import Ratios
+from controller.domain.volumes import Volumes
+from controller.pki import ServerPki
+from kumo.v1 import (
+    compute_pb2,
+    compute_pb2_grpc,
+    identity_pb2,
+    identity_pb2_grpc,
+    image_pb2,
+    network_pb2,
+    network_pb2_grpc,
+    node_pb2,
+    node_pb2_grpc,
+    volume_pb2,
+    volume_pb2_grpc,
+)
+
+# What keeps a project from being deleted; the first kind found is named.
+PROJECT_IN_USE = (
+    InUseCheck("image", image_store.count_project_images),
+    InUseCheck("server group", compute_store.count_server_groups),
+    InUseCheck("instance", instance_store.count_in_project),
+    InUseCheck("network", network_store.count_networks),
+    InUseCheck("port", network_store.count_ports),
+    InUseCheck("security group", network_store.count_groups),
+    InUseCheck("volume", volume_store.count_in_project),
+    InUseCheck("volume snapshot", volume_store.count_snapshots_in_project),
+)
+# What keeps a node from being deleted.
+NODE_IN_USE = (
+    InUseCheck("instance", instance_store.count_on_node),
+    InUseCheck("volume", volume_store.count_on_node),
+)
+
+
+@dataclass(frozen=True)
+class Service:
+    """A servicer and how to add it to a gRPC server."""
+
+    add: Callable[[Any, Any], None]
+    servicer: Any
+    name: str
+
+
+def _service(module: Any, name: str, add: Callable[[Any, Any], None], servicer: Any) -> Service:
+    return Service(add, servicer, module.DESCRIPTOR.services_by_name[name].full_name)
+
+
+@dataclass(frozen=True)
+class Parts:
+    """One controller's domain objects and the services of its two ports."""
+
+    identity: Identity
+    nodes: Nodes
+    images: Images
+    catalog: ComputeCatalog
+    placement: Placement
+    networks: Networks
+    volumes: Volumes
+    instances: Instances
+    desired: DesiredStates
+    public: tuple[Service, ...]
+    node: tuple[Service, ...]
+
+
+def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]) -> Parts:
+    """Builds one controller on the database the calling thread is bound to.
+    `node_port` tells enrolling nodes where the node port listens (known once
+    the servers start)."""
+    identity = Identity(
+        TokenSigner.from_file(cfg.data_dir / "token.key"), cfg.token_ttl_seconds, PROJECT_IN_USE
+    )
+    nodes = Nodes(cfg, pki.ca, NODE_IN_USE)
+    images = Images(cfg)
+    images.recover()
+    catalog = ComputeCatalog()
+    ratios = Ratios(cfg.cpu_allocation_ratio, cfg.ram_allocation_ratio, cfg.disk_allocation_ratio)
+    placement = Placement(nodes.registry, ratios, cfg.scheduler_weigher)
+    networks = Networks(nodes)
+    nodes.registry.watch_tunnels(networks.tunnel_moved)
+    volumes = Volumes(cfg, images, placement, nodes)
+    instances = Instances(
+        cfg, catalog, images, nodes, placement, extensions=(networks, volumes), boot_volumes=volumes
+    )
+    desired = DesiredStates((instances, networks, volumes))
+
+    guard = StreamGuard(cfg.image_max_streams or max(1, cfg.workers // 2), cfg.image_upload_idle_seconds)
+    instance_api = (NetworkInstanceApi(networks), VolumeInstanceApi(volumes))
+    public = (
+        _service(
+            identity_pb2,
+            "IdentityService",
+            identity_pb2_grpc.add_IdentityServiceServicer_to_server,
+            IdentityServicer(identity),
+        ),
+        _service(
+            node_pb2, "NodeService", node_pb2_grpc.add_NodeServiceServicer_to_server, NodeServicer(nodes)
+        ),
+        _service(
+            node_pb2,
+            "NodeAgentService",
+            node_pb2_grpc.add_NodeAgentServiceServicer_to_server,
+            NodeEnrollmentServicer(nodes, node_port),
+        ),
+        _service(image_pb2, "ImageService", add_image_service, ImageServicer(images, guard)),
+        _service(
+            compute_pb2,
+            "ComputeService",
+            compute_pb2_grpc.add_ComputeServiceServicer_to_server,
+            ComputeServicer(catalog, instances, instance_api),
+        ),
+        _service(
+            network_pb2,
+            "NetworkService",
+            network_pb2_grpc.add_NetworkServiceServicer_to_server,
+            NetworkServicer(networks),
+        ),
+        _service(
+            volume_pb2,
+            "VolumeService",
+            volume_pb2_grpc.add_VolumeServiceServicer_to_server,
+            VolumeServicer(volumes),
+        ),
+    )
+    node = (
+        _service(
+            node_pb2,
+            "NodeAgentService",
+            node_pb2_grpc.add_NodeAgentServiceServicer_to_server,
+            NodeAgentServicer(nodes, desired, instances, images),
+        ),
+    )
+    return Parts(
+        identity, nodes, images, catalog, placement, networks, volumes, instances, desired, public, node
+    )

@@ -1,0 +1,79 @@
+"""The typed extension points through which one feature extends another.
+
+Each is a Protocol that a feature's domain object implements; the composition
+root (controller/assembly.py) hands the implementations to the feature they
+extend, in the order given there. Nothing registers itself."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+from controller.auth.principal import Principal
+from controller.db.models import Instance, Node
+from kumo.v1 import node_pb2 as npb
+
+# Runs inside the transaction that inserts the instance (its failure rolls the
+# whole create back); returns the ids of other nodes whose desired revision it
+# bumped, told after the commit.
+CreateBind = Callable[[Instance], set[str]]
+
+
+class InstanceExtension(Protocol):
+    """A feature that gives instances more (NICs, volumes)."""
+
+    def prepare_create(self, caller: Principal, options: Mapping[str, Any]) -> CreateBind | None:
+        """Resolves and checks what the create's extra `options` ask for, before
+        the write transaction (so its errors change nothing); None: nothing to bind."""
+        ...
+
+    def instance_gone(self, row: Instance) -> set[str]:
+        """In the transaction that finally deletes the instance's row: frees what
+        the feature gave it; returns the nodes whose desired revision it bumped."""
+        ...
+
+    def may_read_blob(self, node_id: str, sha256: str) -> bool:
+        """Whether this feature's resources on the node use the image blob."""
+        ...
+
+
+@dataclass(frozen=True)
+class BootSource:
+    """What a create needs to boot from a volume: the volume, and an image-like
+    record with no blob (no overlay is made)."""
+
+    volume: Any
+    image: Any
+
+
+class BootVolumes(Protocol):
+    """Volumes an instance can boot from (CreateInstance's boot_volume)."""
+
+    def boot_source(self, caller: Principal, ref: str) -> BootSource: ...
+
+    def lock(self, volume_id: str) -> None:
+        """Locks the volume early in the create's write transaction (lock order:
+        project, volume, node usage, node)."""
+        ...
+
+    def bind_boot(self, volume_id: str, instance_id: str, now: float) -> None:
+        """In the create's transaction: the volume becomes the instance's boot
+        volume, or the whole create is rolled back."""
+        ...
+
+
+class DesiredStateContributor(Protocol):
+    """A feature that places resources on nodes fills its part of a node's
+    desired state. Contributors run in a fixed order, inside the read
+    transaction that also reads the node's revision; a later one may add to
+    entries an earlier one made (volumes and networks add to the instances')."""
+
+    def contribute(self, node: Node, state: npb.NodeDesiredState) -> None: ...
+
+
+class InUseCheck(NamedTuple):
+    """Counts a kind of resource that keeps a project or a node from being deleted."""
+
+    kind: str
+    count: Callable[[str], int]

@@ -1,0 +1,85 @@
+"""Where things may go: node candidates (capacity from the live session, claims
+from node_usage), a random sample of them on big fleets, and the atomic claim
+of the best ranked node that still fits. Instances and volumes both place
+through it, so they see one picture of capacity."""
+
+from __future__ import annotations
+
+import random
+
+from controller.db import instances as store
+from controller.domain.node_registry import NodeRegistry
+from controller.domain.scheduler import (
+    Candidate,
+    Outcome,
+    Ratios,
+    Request,
+    affinity_ok,
+    anti_affinity_ok,
+    no_valid_host,
+)
+
+# On fleets over twice this size, a create ranks this many random READY nodes.
+SAMPLE = 64
+
+
+class Placement:
+    def __init__(self, registry: NodeRegistry, ratios: Ratios, weigher: str) -> None:
+        self.registry = registry
+        self.ratios = ratios
+        self.weigher = weigher
+
+    def sample(self) -> list[str] | None:
+        """A random subset of the READY nodes to rank, on big fleets (as
+        Kubernetes scores a share of its nodes): a create reads SAMPLE nodes,
+        not all of them. None: rank every node."""
+        ready = [nid for nid, (ok, _) in self.registry.capacities().items() if ok]
+        if len(ready) <= 2 * SAMPLE:
+            return None
+        return random.sample(ready, SAMPLE)
+
+    def candidates(self, only: list[str] | None = None) -> list[Candidate]:
+        """Nodes with capacity and claims; capacity from the live session when
+        there is one (the database copy is written in batches)."""
+        out = []
+        live = self.registry.capacities()
+        for node_id, name, enabled, vcpus, ram, disk, v_used, r_used, d_used in store.candidates(only):
+            ready, inv = live.get(node_id, (False, None))
+            if inv is not None:
+                vcpus, ram, disk = inv.vcpus, inv.memory_mb, inv.disk_gb
+            out.append(
+                Candidate(
+                    node_id,
+                    name,
+                    ready,
+                    bool(enabled),
+                    int(vcpus),
+                    int(ram),
+                    int(disk),
+                    int(v_used),
+                    int(r_used),
+                    int(d_used),
+                )
+            )
+        return out
+
+    def disk_cap(self, node_id: str) -> float:
+        """The node's disk with the allocation ratio applied (0 for an unknown node)."""
+        for cand in self.candidates([node_id]):
+            return cand.disk_gb * self.ratios.disk
+        return 0.0
+
+    def claim(self, outcome: Outcome, req: Request) -> str:
+        """Claims the best ranked node that still fits, in the write transaction;
+        a node that lost its room (or its place in the group) meanwhile is skipped."""
+        for cand in outcome.ranked:
+            if not (affinity_ok(cand, req, self.ratios) and anti_affinity_ok(cand, req, self.ratios)):
+                continue
+            caps = (
+                cand.vcpus * self.ratios.cpu,
+                cand.ram_mb * self.ratios.ram,
+                cand.disk_gb * self.ratios.disk,
+            )
+            if store.claim(cand.node_id, req.vcpus, req.ram_mb, req.disk_gb, caps):
+                return cand.node_id
+        raise no_valid_host(outcome, req)
