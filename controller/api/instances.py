@@ -25,7 +25,7 @@ from controller.domain.nodes import Nodes
 from controller.errors import InvalidArgument, PermissionDenied
 from kumo.v1 import compute_pb2 as pb
 from kumo.v1 import compute_pb2_grpc
-from kumo.v1 import node_pb2 as npb
+from kumo.v1 import node_agent_pb2 as npb
 
 if TYPE_CHECKING:
     from controller.server import Controller
@@ -223,7 +223,7 @@ class NodeAgentComputeServicer(NodeSessionServicer):
 
 def register(ctl: Controller) -> None:
     """Plugs compute into the controller (after nodes and images)."""
-    from kumo.v1 import node_pb2_grpc
+    from kumo.v1 import node_agent_pb2_grpc
 
     register_hooks()
     ctl.compute_catalog = ComputeCatalog()
@@ -239,7 +239,7 @@ def register(ctl: Controller) -> None:
     # becomes the session servicer extended with the instance RPCs.
     agent = NodeAgentComputeServicer(ctl.nodes, ctl.instances, ctl.images)
     ctl.services.node[:] = [
-        (node_pb2_grpc.add_NodeAgentServiceServicer_to_server, agent, name)
+        (node_agent_pb2_grpc.add_NodeAgentServiceServicer_to_server, agent, name)
         if isinstance(servicer, NodeSessionServicer)
         else (add, servicer, name)
         for add, servicer, name in ctl.services.node

@@ -25,8 +25,9 @@ from controller.domain import desired_state
 from controller.domain.node_registry import RESYNC, Session
 from controller.domain.nodes import DEFAULT_TTL, Nodes, NodeView, token_state
 from controller.errors import InvalidArgument, KumoError, Unauthenticated
+from kumo.v1 import node_agent_pb2 as apb
+from kumo.v1 import node_agent_pb2_grpc, node_pb2_grpc
 from kumo.v1 import node_pb2 as pb
-from kumo.v1 import node_pb2_grpc
 
 if TYPE_CHECKING:
     from controller.server import Controller
@@ -141,18 +142,18 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         return empty_pb2.Empty()
 
 
-class NodeAgentServicer(node_pb2_grpc.NodeAgentServiceServicer):
+class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
     """GetCaBundle and Enroll, on the public port (no bearer token)."""
 
     def __init__(self, nodes: Nodes, node_port: Callable[[], int]) -> None:
         self.nodes = nodes
         self.node_port = node_port
 
-    def GetCaBundle(self, request: pb.GetCaBundleRequest, context: CallContext) -> pb.CaBundle:
+    def GetCaBundle(self, request: apb.GetCaBundleRequest, context: CallContext) -> apb.CaBundle:
         pem, fingerprint = self.nodes.ca_bundle()
-        return pb.CaBundle(ca_pem=pem.decode(), fingerprint=fingerprint)
+        return apb.CaBundle(ca_pem=pem.decode(), fingerprint=fingerprint)
 
-    def Enroll(self, request: pb.EnrollRequest, context: CallContext) -> pb.EnrollResponse:
+    def Enroll(self, request: apb.EnrollRequest, context: CallContext) -> apb.EnrollResponse:
         if not request.csr_pem:
             raise InvalidArgument("csr_pem is required")
         if len(request.csr_pem) > MAX_CSR:
@@ -160,7 +161,7 @@ class NodeAgentServicer(node_pb2_grpc.NodeAgentServiceServicer):
         name = v.name(request.name, "name")
         enrolled = self.nodes.enroll(request.token, request.csr_pem, name)
         pem, _ = self.nodes.ca_bundle()
-        return pb.EnrollResponse(
+        return apb.EnrollResponse(
             node_id=enrolled.node.id,
             certificate_pem=enrolled.certificate_pem.decode(),
             ca_pem=pem.decode(),
@@ -180,7 +181,7 @@ def _check_inventory(inv: pb.NodeInventory) -> None:
         raise InvalidArgument(f"inventory.virt_type must be kvm or qemu, got {inv.virt_type[:20]!r}")
 
 
-def _check_heartbeat(hb: pb.Heartbeat) -> None:
+def _check_heartbeat(hb: apb.Heartbeat) -> None:
     u = hb.usage
     if min(u.memory_free_mb, u.disk_free_gb, u.guests_running, u.guest_vcpus, u.guest_memory_mb) < 0:
         raise InvalidArgument("heartbeat usage figures must not be negative")
@@ -190,7 +191,7 @@ def _check_heartbeat(hb: pb.Heartbeat) -> None:
         _check_inventory(hb.inventory)
 
 
-class NodeSessionServicer(node_pb2_grpc.NodeAgentServiceServicer):
+class NodeSessionServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
     """Session, on the node port (asyncio)."""
 
     def __init__(self, nodes: Nodes) -> None:
@@ -199,8 +200,8 @@ class NodeSessionServicer(node_pb2_grpc.NodeAgentServiceServicer):
         self.opening = asyncio.Semaphore(MAX_OPENING)
 
     async def Session(
-        self, request_iterator: AsyncIterator[pb.SessionRequest], context: CallContext
-    ) -> AsyncIterator[pb.SessionResponse]:
+        self, request_iterator: AsyncIterator[apb.SessionRequest], context: CallContext
+    ) -> AsyncIterator[apb.SessionResponse]:
         node_id = context.node.node_id
         await self.opening.acquire()
         opening = True
@@ -238,12 +239,12 @@ class NodeSessionServicer(node_pb2_grpc.NodeAgentServiceServicer):
         session = self.registry.open_session(node_id, first.hello, context.peer())
         reader = asyncio.create_task(self._read(session, request_iterator))
         try:
-            welcome = pb.SessionWelcome(node_id=node_id)
+            welcome = apb.SessionWelcome(node_id=node_id)
             welcome.heartbeat_interval.FromTimedelta(
                 datetime.timedelta(seconds=self.registry.heartbeat_interval)
             )
             welcome.grace_period.FromTimedelta(datetime.timedelta(seconds=self.registry.grace))
-            yield pb.SessionResponse(welcome=welcome)
+            yield apb.SessionResponse(welcome=welcome)
             while True:
                 item = await session.outbox.get()
                 if item is None:  # closed
@@ -254,7 +255,7 @@ class NodeSessionServicer(node_pb2_grpc.NodeAgentServiceServicer):
                     session.resynced()
                     update = await self._desired_update(session)
                     if update is not None:
-                        yield pb.SessionResponse(desired_state=update)
+                        yield apb.SessionResponse(desired_state=update)
                     opened()  # the full state is out: the session is open
                 else:
                     yield item
@@ -263,7 +264,7 @@ class NodeSessionServicer(node_pb2_grpc.NodeAgentServiceServicer):
             reader.cancel()
             self.registry.close_session(session)
 
-    async def _read(self, session: Session, requests: AsyncIterator[pb.SessionRequest]) -> None:
+    async def _read(self, session: Session, requests: AsyncIterator[apb.SessionRequest]) -> None:
         try:
             async for msg in requests:
                 kind = msg.WhichOneof("kind")
@@ -285,7 +286,7 @@ class NodeSessionServicer(node_pb2_grpc.NodeAgentServiceServicer):
             log.debug("node stream ended", extra={"node_id": session.node_id, "error": repr(exc)})
             session.close()
 
-    async def _desired_update(self, session: Session) -> pb.DesiredStateUpdate | None:
+    async def _desired_update(self, session: Session) -> apb.DesiredStateUpdate | None:
         loop = asyncio.get_running_loop()
         try:
             revision, state = await loop.run_in_executor(None, self.nodes.desired_state, session.node_id)
@@ -293,12 +294,12 @@ class NodeSessionServicer(node_pb2_grpc.NodeAgentServiceServicer):
             self.registry.forget_threadsafe(session.node_id)
             raise
         if session.sent_state is None:
-            update = pb.DesiredStateUpdate(revision=revision, full=True, state=state)
+            update = apb.DesiredStateUpdate(revision=revision, full=True, state=state)
         else:
             delta, removed, changed = desired_state.diff(session.sent_state, state)
             if not changed and revision == session.sent_revision:
                 return None
-            update = pb.DesiredStateUpdate(
+            update = apb.DesiredStateUpdate(
                 revision=revision,
                 full=False,
                 base_revision=session.sent_revision,
@@ -313,17 +314,17 @@ def register(ctl: Controller) -> None:
     """Plugs the node services into the controller (called from Controller._register)."""
     ctl.nodes = Nodes(ctl.cfg, ctl.pki.ca)
     name = pb.DESCRIPTOR.services_by_name["NodeService"].full_name
-    agent = pb.DESCRIPTOR.services_by_name["NodeAgentService"].full_name
+    agent = apb.DESCRIPTOR.services_by_name["NodeAgentService"].full_name
     ctl.services.public.append(
         (node_pb2_grpc.add_NodeServiceServicer_to_server, NodeServicer(ctl.nodes), name)
     )
     ctl.services.public.append(
         (
-            node_pb2_grpc.add_NodeAgentServiceServicer_to_server,
+            node_agent_pb2_grpc.add_NodeAgentServiceServicer_to_server,
             NodeAgentServicer(ctl.nodes, lambda: ctl.node_port),
             agent,
         )
     )
     ctl.services.node.append(
-        (node_pb2_grpc.add_NodeAgentServiceServicer_to_server, NodeSessionServicer(ctl.nodes), agent)
+        (node_agent_pb2_grpc.add_NodeAgentServiceServicer_to_server, NodeSessionServicer(ctl.nodes), agent)
     )

@@ -28,6 +28,7 @@ from controller.domain.node_registry import DOWN, READY, LiveView, NodeRegistry
 from controller.errors import FailedPrecondition, InvalidArgument, NotFound, Unauthenticated, not_found
 from controller.pki import CertificateAuthority
 from controller.validation import is_uuid
+from kumo.v1 import node_agent_pb2 as apb
 from kumo.v1 import node_pb2 as pb
 
 log = logging.getLogger("kumo.nodes")
@@ -235,13 +236,13 @@ class Nodes:
 
     # Desired state
 
-    def desired_state(self, node_id: str) -> tuple[int, pb.NodeDesiredState]:
+    def desired_state(self, node_id: str) -> tuple[int, apb.NodeDesiredState]:
         """The node's desired state and its revision, read in one transaction."""
         with db.atomic():
             row = store.get_node(node_id)
             if row is None:
                 raise Unauthenticated("this node has been deleted", reason="NODE_DELETED")
-            state = pb.NodeDesiredState(enabled=row.enabled)
+            state = apb.NodeDesiredState(enabled=row.enabled)
             for contribute in desired_state.CONTRIBUTORS:
                 contribute(row, state)
             return row.desired_revision, state
