@@ -301,7 +301,7 @@ def _desired_proc(conn: Any, data_dir: str) -> None:
                 total.append(time.perf_counter() - t)
                 with db.atomic():
                     row = node_store.get_node(node_id)
-                    from kumo.v1 import node_pb2 as npb
+                    from kumo.v1 import node_agent_pb2 as npb
 
                     s2 = npb.NodeDesiredState()
                     t = time.perf_counter()

@@ -63,8 +63,8 @@ async def _worker(conn: Any, endpoint: str, token: str, fingerprint: str, index:
     import grpc
 
     from controller.pki import key_pem, make_csr, new_key
-    from kumo.v1 import node_pb2 as pb
-    from kumo.v1 import node_pb2_grpc
+    from kumo.v1 import node_agent_pb2 as pb
+    from kumo.v1 import node_agent_pb2_grpc
     from noded.agent import Agent
     from noded.enroll import fetch_pinned_ca, join_address, split_address
     from noded.hypervisor.fake import FakeDriver
@@ -73,7 +73,7 @@ async def _worker(conn: Any, endpoint: str, token: str, fingerprint: str, index:
     loop = asyncio.get_running_loop()
     ca_pem = fetch_pinned_ca(endpoint, fingerprint)
     public = grpc.aio.secure_channel(endpoint, grpc.ssl_channel_credentials(ca_pem))
-    stub = node_pb2_grpc.NodeAgentServiceStub(public)
+    stub = node_agent_pb2_grpc.NodeAgentServiceStub(public)
     agents: list[Agent] = []
     tasks: list[asyncio.Task[None]] = []
     rtts: list[float] = []

@@ -51,6 +51,8 @@ from kumo.v1 import (
     image_pb2,
     network_pb2,
     network_pb2_grpc,
+    node_agent_pb2,
+    node_agent_pb2_grpc,
     node_pb2,
     node_pb2_grpc,
     volume_pb2,
@@ -139,9 +141,9 @@ def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]
             node_pb2, "NodeService", node_pb2_grpc.add_NodeServiceServicer_to_server, NodeServicer(nodes)
         ),
         _service(
-            node_pb2,
+            node_agent_pb2,
             "NodeAgentService",
-            node_pb2_grpc.add_NodeAgentServiceServicer_to_server,
+            node_agent_pb2_grpc.add_NodeAgentServiceServicer_to_server,
             NodeEnrollmentServicer(nodes, node_port),
         ),
         _service(image_pb2, "ImageService", add_image_service, ImageServicer(images, guard)),
@@ -166,9 +168,9 @@ def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]
     )
     node = (
         _service(
-            node_pb2,
+            node_agent_pb2,
             "NodeAgentService",
-            node_pb2_grpc.add_NodeAgentServiceServicer_to_server,
+            node_agent_pb2_grpc.add_NodeAgentServiceServicer_to_server,
             NodeAgentServicer(nodes, desired, instances, images),
         ),
     )

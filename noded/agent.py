@@ -22,8 +22,8 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from controller.domain import desired_state as ds
-from kumo.v1 import node_pb2 as pb
-from kumo.v1 import node_pb2_grpc
+from kumo.v1 import node_agent_pb2 as pb
+from kumo.v1 import node_agent_pb2_grpc, node_pb2
 from noded import __version__
 from noded.hypervisor.base import Guest, HostFacts, HostUsage, HypervisorDriver
 from noded.reconcile import PassResult, Reconciler, Step, record_desired
@@ -79,8 +79,8 @@ _POWER = {
 }
 
 
-def inventory_pb(f: HostFacts, tunnel_ip: str = "") -> pb.NodeInventory:
-    return pb.NodeInventory(
+def inventory_pb(f: HostFacts, tunnel_ip: str = "") -> node_pb2.NodeInventory:
+    return node_pb2.NodeInventory(
         hostname=f.hostname[:255],
         vcpus=f.vcpus,
         memory_mb=f.memory_mb,
@@ -97,9 +97,9 @@ def inventory_pb(f: HostFacts, tunnel_ip: str = "") -> pb.NodeInventory:
     )
 
 
-def usage_pb(u: HostUsage, guests: list[Guest]) -> pb.NodeUsage:
+def usage_pb(u: HostUsage, guests: list[Guest]) -> node_pb2.NodeUsage:
     running = [g for g in guests if g.power_state == "RUNNING"]
-    return pb.NodeUsage(
+    return node_pb2.NodeUsage(
         memory_free_mb=u.memory_free_mb,
         disk_free_gb=u.disk_free_gb,
         load_1m=u.load_1m,
@@ -256,7 +256,7 @@ class Agent:
         async with grpc.aio.secure_channel(
             c.identity.node_endpoint, creds, options=CHANNEL_OPTIONS
         ) as channel:
-            call = node_pb2_grpc.NodeAgentServiceStub(channel).Session()
+            call = node_agent_pb2_grpc.NodeAgentServiceStub(channel).Session()
             self._facts = await self._driver(self.driver.host_facts)
             assert self._facts is not None
             await _write(

@@ -23,8 +23,8 @@ from cryptography.x509.oid import NameOID
 
 from controller.auth import jointoken
 from controller.pki import key_pem, make_csr, new_key
-from kumo.v1 import node_pb2 as pb
-from kumo.v1 import node_pb2_grpc
+from kumo.v1 import node_agent_pb2 as pb
+from kumo.v1 import node_agent_pb2_grpc
 from noded.state import Credentials, NodeIdentity
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -104,7 +104,7 @@ def join(address: str, token: str, name: str, node_endpoint: str = "", timeout: 
     ca_pem = fetch_pinned_ca(address, parsed.ca_fingerprint)
 
     with grpc.secure_channel(address, grpc.ssl_channel_credentials(ca_pem)) as channel:
-        stub = node_pb2_grpc.NodeAgentServiceStub(channel)
+        stub = node_agent_pb2_grpc.NodeAgentServiceStub(channel)
         try:
             bundle = stub.GetCaBundle(pb.GetCaBundleRequest(), timeout=timeout)
             key = new_key()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from google.protobuf.json_format import MessageToDict
 
-from kumo.v1 import node_pb2 as pb
+from kumo.v1 import node_agent_pb2 as pb
 from noded.hypervisor.base import HypervisorDriver
 from noded.state import StateDir
 

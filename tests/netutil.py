@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from kumo.v1 import node_pb2 as pb
+from kumo.v1 import node_agent_pb2 as pb
 from tests.harness import ROOT
 
 UDHCPC_SCRIPT = """#!/bin/sh
@@ -114,7 +114,7 @@ def two_hosts(hosts: dict[str, str], guests: Iterable[str], prefix: str) -> Iter
 RUNNER = """
 import sys
 from pathlib import Path
-from kumo.v1 import node_pb2 as pb
+from kumo.v1 import node_agent_pb2 as pb
 from noded.network import NetworkStep
 desired = pb.NodeDesiredState.FromString(Path(sys.argv[3]).read_bytes())
 NetworkStep(Path(sys.argv[1]), sys.argv[2])(desired)

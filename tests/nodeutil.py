@@ -17,8 +17,8 @@ from typing import Any
 import grpc
 
 from controller import pki
-from kumo.v1 import node_pb2 as pb
-from kumo.v1 import node_pb2_grpc
+from kumo.v1 import node_agent_pb2 as pb
+from kumo.v1 import node_agent_pb2_grpc, node_pb2, node_pb2_grpc
 from tests.harness import DIE_WITH_PARENT, ROOT, Client, ControllerProc, stop_process
 
 
@@ -27,7 +27,9 @@ def nodes(client: Client) -> Any:
 
 
 def make_token(admin: Client, uses: int = 1, ttl: int | None = None, description: str = "") -> str:
-    req = pb.CreateJoinTokenRequest(join_token=pb.JoinToken(max_uses=uses, description=description))
+    req = node_pb2.CreateJoinTokenRequest(
+        join_token=node_pb2.JoinToken(max_uses=uses, description=description)
+    )
     if ttl is not None:
         req.ttl.seconds = ttl
     return nodes(admin).CreateJoinToken(req).token
@@ -43,7 +45,7 @@ class Enrolled:
 
 def enroll(controller: ControllerProc, token: str, name: str) -> Enrolled:
     key = pki.new_key()
-    stub = node_pb2_grpc.NodeAgentServiceStub(controller.channel())
+    stub = node_agent_pb2_grpc.NodeAgentServiceStub(controller.channel())
     resp = stub.Enroll(
         pb.EnrollRequest(token=token, csr_pem=pki.make_csr(key, name).decode(), name=name), timeout=30
     )
@@ -56,7 +58,7 @@ def node_channel(controller: ControllerProc, key_pem: bytes | None, cert_pem: by
 
 
 def hello(vcpus: int = 4, applied: int = 0) -> pb.SessionRequest:
-    inv = pb.NodeInventory(
+    inv = node_pb2.NodeInventory(
         hostname="sim", vcpus=vcpus, memory_mb=8192, disk_gb=100, virt_type="qemu", driver="fake"
     )
     return pb.SessionRequest(hello=pb.NodeHello(inventory=inv, applied_revision=applied))
@@ -71,7 +73,9 @@ class SessionClient:
         self._q: queue.Queue[pb.SessionRequest | None] = queue.Queue()
         if first is not None:
             self._q.put(first)
-        self.call = node_pb2_grpc.NodeAgentServiceStub(channel).Session(iter(self._q.get, None), timeout=60)
+        self.call = node_agent_pb2_grpc.NodeAgentServiceStub(channel).Session(
+            iter(self._q.get, None), timeout=60
+        )
 
     def send(self, msg: pb.SessionRequest) -> None:
         self._q.put(msg)

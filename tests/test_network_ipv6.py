@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from kumo.v1 import node_pb2 as pb
+from kumo.v1 import node_agent_pb2 as pb
 from noded.network import bridge_name, firewall, guest, tap_name
 from noded.network.dhcp import Dhcp
 from tests import netutil

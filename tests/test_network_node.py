@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kumo.v1 import node_pb2 as pb
+from kumo.v1 import node_agent_pb2 as pb
 from noded.network import NetworkStep, bridge_name, guest, links, tap_name, vxlan_name
 from noded.network.cmd import NetworkError
 from noded.network.names import short

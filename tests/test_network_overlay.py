@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from kumo.v1 import node_pb2 as pb
+from kumo.v1 import node_agent_pb2 as pb
 from noded.network import bridge_name, tap_name
 from tests import netutil
 from tests.netutil import apply_in, ns, ping

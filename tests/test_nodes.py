@@ -20,8 +20,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from controller import pki
 from controller.auth import jointoken
 from kumo.v1 import identity_pb2 as idpb
+from kumo.v1 import node_agent_pb2 as apb
+from kumo.v1 import node_agent_pb2_grpc, node_pb2_grpc
 from kumo.v1 import node_pb2 as pb
-from kumo.v1 import node_pb2_grpc
 from noded.enroll import JoinError, fetch_pinned_ca
 from tests.harness import Client, ControllerProc, error_reason, make_user, rpc_error
 from tests.nodeutil import SessionClient, enroll, hello, make_token, node_channel, nodes, wait_for
@@ -225,8 +226,8 @@ def test_enroll_rejects_bad_fields_and_keeps_the_token(
         csr = pki.make_csr(pki.new_key(), "n").decode()
     elif csr is None:
         csr = _rsa_csr()
-    stub = node_pb2_grpc.NodeAgentServiceStub(controller.channel())
-    err = rpc_error(stub.Enroll, pb.EnrollRequest(token=token, csr_pem=csr, name=name))
+    stub = node_agent_pb2_grpc.NodeAgentServiceStub(controller.channel())
+    err = rpc_error(stub.Enroll, apb.EnrollRequest(token=token, csr_pem=csr, name=name))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
     assert fragment in err.details()
     assert token_row(admin, token).uses == 0
@@ -275,8 +276,8 @@ def test_multi_use_token_enrolls_that_many(controller: ControllerProc, admin: Cl
 
 
 def test_ca_bundle_and_pinning(controller: ControllerProc) -> None:
-    stub = node_pb2_grpc.NodeAgentServiceStub(controller.channel())
-    bundle = stub.GetCaBundle(pb.GetCaBundleRequest())
+    stub = node_agent_pb2_grpc.NodeAgentServiceStub(controller.channel())
+    bundle = stub.GetCaBundle(apb.GetCaBundleRequest())
     assert bundle.ca_pem.encode() == controller.ca_pem
     assert bundle.fingerprint == controller.info["ca_fingerprint"]
     # The public port presents the CA in its handshake, so a node can pin it.
@@ -408,13 +409,13 @@ def test_session_full_state_heartbeats_changes_and_acks(controller: ControllerPr
     assert full.full and full.revision == 1 and full.state.enabled
 
     s.send(
-        pb.SessionRequest(
-            heartbeat=pb.Heartbeat(
+        apb.SessionRequest(
+            heartbeat=apb.Heartbeat(
                 seq=7,
                 usage=pb.NodeUsage(memory_free_mb=4000, disk_free_gb=50, guests_running=1, guest_vcpus=2),
                 guests=[
-                    pb.GuestStatus(
-                        instance_id="i-1", domain_name="kumo-i-1", power_state=pb.GUEST_POWER_STATE_RUNNING
+                    apb.GuestStatus(
+                        instance_id="i-1", domain_name="kumo-i-1", power_state=apb.GUEST_POWER_STATE_RUNNING
                     )
                 ],
             )
@@ -435,7 +436,7 @@ def test_session_full_state_heartbeats_changes_and_acks(controller: ControllerPr
     nodes(admin).DisableNode(pb.DisableNodeRequest(id=e.node_id))
     delta = s.read_kind("desired_state").desired_state
     assert not delta.full and delta.base_revision == 1 and delta.revision == 2 and not delta.state.enabled
-    s.send(pb.SessionRequest(ack=pb.DesiredStateAck(revision=2)))
+    s.send(apb.SessionRequest(ack=apb.DesiredStateAck(revision=2)))
     wait_for(
         lambda: nodes(admin).GetNode(pb.GetNodeRequest(id=e.node_id)).applied_revision == 2,
         10,
@@ -475,23 +476,23 @@ def test_reconnect_gets_full_state_again(controller: ControllerProc, admin: Clie
 @pytest.mark.parametrize(
     ("first", "then", "fragment"),
     [
-        (pb.SessionRequest(heartbeat=pb.Heartbeat(seq=1)), None, "hello"),
-        (pb.SessionRequest(), None, "hello"),
+        (apb.SessionRequest(heartbeat=apb.Heartbeat(seq=1)), None, "hello"),
+        (apb.SessionRequest(), None, "hello"),
         (hello(vcpus=-1), None, "vcpus"),
         (
-            pb.SessionRequest(hello=pb.NodeHello(inventory=pb.NodeInventory(virt_type="xen"))),
+            apb.SessionRequest(hello=apb.NodeHello(inventory=pb.NodeInventory(virt_type="xen"))),
             None,
             "virt_type",
         ),
         (hello(), hello(), "one hello"),
         (
             hello(),
-            pb.SessionRequest(heartbeat=pb.Heartbeat(usage=pb.NodeUsage(memory_free_mb=-1))),
+            apb.SessionRequest(heartbeat=apb.Heartbeat(usage=pb.NodeUsage(memory_free_mb=-1))),
             "negative",
         ),
         (
             hello(),
-            pb.SessionRequest(heartbeat=pb.Heartbeat(inventory=pb.NodeInventory(hostname="h" * 300))),
+            apb.SessionRequest(heartbeat=apb.Heartbeat(inventory=pb.NodeInventory(hostname="h" * 300))),
             "hostname",
         ),
     ],
@@ -508,8 +509,8 @@ def test_reconnect_gets_full_state_again(controller: ControllerProc, admin: Clie
 def test_session_rejects_bad_messages(
     controller: ControllerProc,
     admin: Client,
-    first: pb.SessionRequest,
-    then: pb.SessionRequest | None,
+    first: apb.SessionRequest,
+    then: apb.SessionRequest | None,
     fragment: str,
 ) -> None:
     e = enroll(controller, make_token(admin), f"bad-msg-{uuid.uuid4().hex[:8]}")
@@ -571,8 +572,8 @@ def test_each_port_serves_its_own_rpcs(controller: ControllerProc, admin: Client
     assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
     # Enrollment and admin RPCs on the node port, even with a valid node certificate.
     channel = node_channel(controller, e.key_pem, e.cert_pem)
-    agent = node_pb2_grpc.NodeAgentServiceStub(channel)
-    for call, req in ((agent.Enroll, pb.EnrollRequest()), (agent.GetCaBundle, pb.GetCaBundleRequest())):
+    agent = node_agent_pb2_grpc.NodeAgentServiceStub(channel)
+    for call, req in ((agent.Enroll, apb.EnrollRequest()), (agent.GetCaBundle, apb.GetCaBundleRequest())):
         err = rpc_error(call, req, timeout=10)
         assert err.code() == grpc.StatusCode.PERMISSION_DENIED and error_reason(err) == "WRONG_PORT"
     admin_on_node_port = rpc_error(

@@ -14,7 +14,8 @@ from cli.commands.node import parse_ttl
 from cli.errors import CliError
 from controller.auth import jointoken
 from controller.domain import desired_state as ds
-from kumo.v1 import node_pb2 as pb
+from kumo.v1 import node_agent_pb2 as pb
+from kumo.v1 import node_pb2
 from noded.agent import Backoff, guest_pb, inventory_pb, usage_pb
 from noded.hypervisor import DriverError, make_driver
 from noded.hypervisor.fake import FakeDriver
@@ -67,10 +68,10 @@ def test_node_level_delta_and_apply() -> None:
 def test_resource_list_delta_and_apply() -> None:
     """The same helpers on a message with a repeated, id-bearing field (what
     instances, volumes ... will be): upserts and removals round-trip."""
-    n = [pb.Node(id=f"id-{i}", name=f"n{i}") for i in range(4)]
-    old = pb.ListNodesResponse(nodes=[n[0], n[1], n[2]], next_page_token="a")
-    changed_1 = pb.Node(id="id-1", name="renamed")
-    new = pb.ListNodesResponse(nodes=[n[0], changed_1, n[3]], next_page_token="b")
+    n = [node_pb2.Node(id=f"id-{i}", name=f"n{i}") for i in range(4)]
+    old = node_pb2.ListNodesResponse(nodes=[n[0], n[1], n[2]], next_page_token="a")
+    changed_1 = node_pb2.Node(id="id-1", name="renamed")
+    new = node_pb2.ListNodesResponse(nodes=[n[0], changed_1, n[3]], next_page_token="b")
     delta, removed, changed = ds.diff(old, new)
     assert changed
     assert [m.id for m in delta.nodes] == ["id-1", "id-3"] and removed == ["id-2"]

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from kumo.v1 import image_pb2 as ipb
-from kumo.v1 import node_pb2 as npb
+from kumo.v1 import node_agent_pb2 as npb
 from noded.compute.image_cache import ImageCache
 from noded.compute.step import ComputeStep
 from noded.hypervisor.base import disk_serial

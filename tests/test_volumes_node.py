@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kumo.v1 import image_pb2 as ipb
-from kumo.v1 import node_pb2 as pb
+from kumo.v1 import node_agent_pb2 as pb
 from noded.compute.image_cache import ImageCache
 from noded.compute.step import ComputeStep, disk_target
 from noded.hypervisor.base import RUNNING, disk_serial

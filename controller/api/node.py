@@ -1,15 +1,10 @@
-"""NodeService (admins) and NodeAgentService (node daemons): validate requests,
-call controller.domain.nodes, build responses.
-
-NodeAgentService is on both ports: GetCaBundle and Enroll are served on the
-public port by `NodeAgentServicer`; Session on the mTLS node port by the
-asyncio `NodeSessionServicer` (the node server holds thousands of sessions,
-one coroutine each). The interceptors refuse each RPC on the other port."""
+"""NodeService, the admin's view of hosts and join tokens: validate requests,
+call controller.domain.nodes, build responses. What node daemons call
+(NodeAgentService) is in node_agent.py."""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from google.protobuf import duration_pb2, empty_pb2
 
@@ -23,19 +18,9 @@ from controller.errors import InvalidArgument
 from kumo.v1 import node_pb2 as pb
 from kumo.v1 import node_pb2_grpc
 
-if TYPE_CHECKING:
-    pass
-
 log = logging.getLogger("kumo.nodes")
 
 STATE = {"READY": pb.NODE_STATE_READY, "DOWN": pb.NODE_STATE_DOWN, "DISABLED": pb.NODE_STATE_DISABLED}
-MAX_CSR = 16 * 1024
-MAX_GUESTS = 10_000
-HELLO_TIMEOUT = 30.0
-# Sessions being opened at once (hello, welcome, full desired state). When a
-# whole fleet reconnects, finishing some opens beats starting all of them and
-# finishing none before the nodes give up and retry.
-MAX_OPENING = 128
 
 
 def node_pb(view: NodeView) -> pb.Node:

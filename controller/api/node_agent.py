@@ -25,8 +25,8 @@ from controller.domain.node_registry import RESYNC, Session
 from controller.domain.node_state import DesiredStates
 from controller.domain.nodes import Nodes
 from controller.errors import InvalidArgument, KumoError, PermissionDenied, Unauthenticated
-from kumo.v1 import node_pb2 as pb
-from kumo.v1 import node_pb2_grpc
+from kumo.v1 import node_agent_pb2 as pb
+from kumo.v1 import node_agent_pb2_grpc, node_pb2
 
 log = logging.getLogger("kumo.nodes")
 
@@ -40,7 +40,7 @@ MAX_OPENING = 128
 BLOB_CHUNK = 1024 * 1024
 
 
-class NodeEnrollmentServicer(node_pb2_grpc.NodeAgentServiceServicer):
+class NodeEnrollmentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
     """GetCaBundle and Enroll, on the public port (no bearer token)."""
 
     def __init__(self, nodes: Nodes, node_port: Callable[[], int]) -> None:
@@ -67,11 +67,11 @@ class NodeEnrollmentServicer(node_pb2_grpc.NodeAgentServiceServicer):
         )
 
 
-def _check_inventory(inv: pb.NodeInventory) -> None:
+def _check_inventory(inv: node_pb2.NodeInventory) -> None:
     for name in ("vcpus", "memory_mb", "disk_gb"):
         if getattr(inv, name) < 0:
             raise InvalidArgument(f"inventory.{name} must not be negative")
-    for f in pb.NodeInventory.DESCRIPTOR.fields:
+    for f in node_pb2.NodeInventory.DESCRIPTOR.fields:
         value = getattr(inv, f.name)
         if isinstance(value, str) and len(value) > 255:
             raise InvalidArgument(f"inventory.{f.name} must be at most 255 characters")
@@ -89,7 +89,7 @@ def _check_heartbeat(hb: pb.Heartbeat) -> None:
         _check_inventory(hb.inventory)
 
 
-class NodeAgentServicer(node_pb2_grpc.NodeAgentServiceServicer):
+class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
     """The node port's NodeAgentService (asyncio): the session, and what nodes
     need for their instances (image blobs, snapshot uploads, console logs).
     Each call acts only on the calling node's own resources."""

@@ -6,7 +6,7 @@ resource lists: repeated fields of messages with an `id` (instances, disks,
 networks, volumes, added by the features that own them). A delta carries every
 node-level field, the resource entries that are new or changed, and the ids of
 the removed ones. The helpers below work from the message descriptor, so a new
-resource list needs no code here: add the field to node.proto and a contributor
+resource list needs no code here: add the field to node_agent.proto and a contributor
 that fills it (a DesiredStateContributor, controller/assembly.py)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TypeVar
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from kumo.v1 import node_pb2 as pb
+from kumo.v1 import node_agent_pb2 as pb
 
 M = TypeVar("M", bound=Message)
 

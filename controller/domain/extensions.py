@@ -12,7 +12,7 @@ from typing import Any, NamedTuple, Protocol
 
 from controller.auth.principal import Principal
 from controller.db.models import Instance, Node
-from kumo.v1 import node_pb2 as npb
+from kumo.v1 import node_agent_pb2 as npb
 
 # Runs inside the transaction that inserts the instance (its failure rolls the
 # whole create back); returns the ids of other nodes whose desired revision it

@@ -40,7 +40,7 @@ from controller.errors import FailedPrecondition, InvalidArgument, ResourceExhau
 from controller.validation import is_uuid
 from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import image_pb2 as ipb
-from kumo.v1 import node_pb2 as npb
+from kumo.v1 import node_agent_pb2 as npb
 
 log = logging.getLogger("kumo.compute")
 

@@ -46,7 +46,7 @@ from controller.errors import (
 from controller.validation import is_uuid
 from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import network_pb2 as netpb
-from kumo.v1 import node_pb2 as npb
+from kumo.v1 import node_agent_pb2 as npb
 
 log = logging.getLogger("kumo.network")
 

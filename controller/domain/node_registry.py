@@ -28,7 +28,8 @@ from controller import clock
 from controller.db import nodes as store
 from controller.db.database import db
 from controller.errors import KumoError, Unauthenticated, Unavailable
-from kumo.v1 import node_pb2 as pb
+from kumo.v1 import node_agent_pb2 as pb
+from kumo.v1 import node_pb2
 
 log = logging.getLogger("kumo.nodes")
 
@@ -91,8 +92,8 @@ class Live:
     status: str = DOWN
     last_seen: float = 0.0  # monotonic
     last_seen_wall: float = 0.0
-    usage: pb.NodeUsage | None = None
-    inventory: pb.NodeInventory | None = None
+    usage: node_pb2.NodeUsage | None = None
+    inventory: node_pb2.NodeInventory | None = None
     guests: list[pb.GuestStatus] = field(default_factory=list)
     applied_revision: int = 0
     address: str = ""
@@ -109,8 +110,8 @@ class LiveView:
     status: str
     connected: bool
     last_seen_wall: float
-    usage: pb.NodeUsage | None
-    inventory: pb.NodeInventory | None
+    usage: node_pb2.NodeUsage | None
+    inventory: node_pb2.NodeInventory | None
     guests: tuple[pb.GuestStatus, ...]
     applied_revision: int
     address: str
@@ -130,7 +131,7 @@ def tunnel_host(address: str) -> str:
     return ""
 
 
-def tunnel_ip(inventory: pb.NodeInventory | None, address: str) -> str:
+def tunnel_ip(inventory: node_pb2.NodeInventory | None, address: str) -> str:
     """Where other nodes send the node's overlay traffic: the address it
     reports, else the one its session comes from."""
     if inventory is not None and inventory.tunnel_ip:
@@ -143,7 +144,7 @@ def _log_failure(done: asyncio.Future[Any]) -> None:
         log.error("tunnel listener failed", exc_info=done.exception())
 
 
-def usage_json(usage: pb.NodeUsage | None) -> str:
+def usage_json(usage: node_pb2.NodeUsage | None) -> str:
     if usage is None:
         return "{}"
     return json.dumps(
@@ -158,7 +159,7 @@ def usage_json(usage: pb.NodeUsage | None) -> str:
     )
 
 
-def inventory_columns(inv: pb.NodeInventory) -> dict[str, Any]:
+def inventory_columns(inv: node_pb2.NodeInventory) -> dict[str, Any]:
     return {c: getattr(inv, c) for c in store.INVENTORY_COLUMNS}
 
 
@@ -418,7 +419,7 @@ class NodeRegistry:
             pending.pop(node_id, None)  # type: ignore[attr-defined]
         self._heartbeat_dirty.discard(node_id)
 
-    def capacities(self) -> dict[str, tuple[bool, pb.NodeInventory | None]]:
+    def capacities(self) -> dict[str, tuple[bool, node_pb2.NodeInventory | None]]:
         """Every known node's (READY?, inventory), under one lock: what the
         scheduler needs, without a snapshot per node."""
         with self._lock:

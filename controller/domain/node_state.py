@@ -9,7 +9,7 @@ from controller.db import nodes as store
 from controller.db.database import db
 from controller.domain.extensions import DesiredStateContributor
 from controller.errors import Unauthenticated
-from kumo.v1 import node_pb2 as pb
+from kumo.v1 import node_agent_pb2 as pb
 
 
 class DesiredStates:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import grpc
 
-from kumo.v1 import node_pb2 as pb
-from kumo.v1 import node_pb2_grpc
+from kumo.v1 import node_agent_pb2 as pb
+from kumo.v1 import node_agent_pb2_grpc
 from noded.compute.image_cache import ImageCache
 from noded.compute.step import ComputeStep
 from noded.hypervisor.base import HypervisorDriver
@@ -36,7 +36,7 @@ def make_compute(
         grpc.ssl_channel_credentials(creds.ca_pem, creds.key_pem, creds.cert_pem),
         options=CHANNEL_OPTIONS,
     )
-    stub = node_pb2_grpc.NodeAgentServiceStub(channel)
+    stub = node_agent_pb2_grpc.NodeAgentServiceStub(channel)
 
     def fetch(sha256: str, offset: int) -> Iterator[bytes]:
         for msg in stub.DownloadBlob(pb.DownloadBlobRequest(sha256=sha256, offset=offset), timeout=3600):

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kumo.v1 import node_pb2 as pb
+from kumo.v1 import node_agent_pb2 as pb
 from noded.compute import guest_files
 from noded.compute.image_cache import ImageCache
 from noded.hypervisor.base import RUNNING, Guest, HypervisorDriver, disk_serial, domain_name

@@ -20,7 +20,7 @@ import signal
 import time
 from pathlib import Path
 
-from kumo.v1 import node_pb2 as pb
+from kumo.v1 import node_agent_pb2 as pb
 from noded.network.cmd import NetworkError, run
 
 LEASE_TIME = "1h"

@@ -27,7 +27,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from kumo.v1 import node_pb2 as pb
+from kumo.v1 import node_agent_pb2 as pb
 from noded.network.cmd import run
 
 

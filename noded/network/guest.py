@@ -12,7 +12,7 @@ import json
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from kumo.v1 import node_pb2 as pb
+from kumo.v1 import node_agent_pb2 as pb
 from noded.network.names import bridge_name, tap_name
 from noded.network.step import effective_mtu
 

@@ -18,7 +18,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from kumo.v1 import node_pb2 as pb
+from kumo.v1 import node_agent_pb2 as pb
 from noded.hypervisor.base import HypervisorDriver
 from noded.network import firewall, links
 from noded.network.cmd import NetworkError

@@ -17,7 +17,7 @@ import math
 import threading
 from pathlib import Path
 
-from kumo.v1 import node_pb2 as pb
+from kumo.v1 import node_agent_pb2 as pb
 from noded.compute.guest_files import FORMATS
 from noded.compute.image_cache import ImageCache
 from noded.hypervisor.base import RUNNING, HypervisorDriver, disk_serial
