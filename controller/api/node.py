@@ -21,10 +21,10 @@ from controller import validation as v
 from controller.api.convert import ts
 from controller.auth.interceptor import CallContext
 from controller.db.models import JoinToken
-from controller.domain import desired_state
 from controller.domain.node_registry import RESYNC, Session
 from controller.domain.nodes import DEFAULT_TTL, Nodes, NodeView, token_state
 from controller.errors import InvalidArgument, KumoError, Unauthenticated
+from kumo import desired
 from kumo.v1 import node_pb2 as pb
 from kumo.v1 import node_pb2_grpc
 
@@ -295,7 +295,7 @@ class NodeSessionServicer(node_pb2_grpc.NodeAgentServiceServicer):
         if session.sent_state is None:
             update = pb.DesiredStateUpdate(revision=revision, full=True, state=state)
         else:
-            delta, removed, changed = desired_state.diff(session.sent_state, state)
+            delta, removed, changed = desired.diff(session.sent_state, state)
             if not changed and revision == session.sent_revision:
                 return None
             update = pb.DesiredStateUpdate(

@@ -48,7 +48,7 @@ from controller.domain.scheduler import (
     schedule,
 )
 from controller.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, not_found
-from controller.validation import is_uuid
+from kumo.ids import is_uuid
 from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import image_pb2 as ipb
 from kumo.v1 import node_pb2 as npb
