@@ -37,22 +37,17 @@ def _pct(values: list[float], p: float) -> float:
 def _client_proc(conn: Any, endpoint: str, ca: bytes, token: str, image: str, names: list[str]) -> None:
     import grpc
 
+    from kumo.client import Client
     from kumo.v1 import compute_pb2 as pb
-    from kumo.v1 import compute_pb2_grpc
 
-    stub = compute_pb2_grpc.ComputeServiceStub(
-        grpc.secure_channel(endpoint, grpc.ssl_channel_credentials(ca))
-    )
-    md = [("authorization", f"Bearer {token}")]
+    stub = Client.connect(endpoint, ca, token, timeout=120).compute
     conn.send("ready")
     conn.recv()
     lat, errors = [], 0
     for name in names:
         t = time.perf_counter()
         try:
-            stub.CreateInstance(
-                pb.CreateInstanceRequest(name=name, image=image, flavor="b.small"), metadata=md, timeout=120
-            )
+            stub.CreateInstance(pb.CreateInstanceRequest(name=name, image=image, flavor="b.small"))
             lat.append(time.perf_counter() - t)
         except grpc.RpcError:
             errors += 1
@@ -61,12 +56,11 @@ def _client_proc(conn: Any, endpoint: str, ca: bytes, token: str, image: str, na
 
 def scheduling() -> None:
     from bench.node_fleet_bench import _raise_fd_limit, worker
+    from bench.procs import ControllerProc, make_image
     from kumo.v1 import compute_pb2 as pb
     from kumo.v1 import compute_pb2_grpc, node_pb2_grpc
     from kumo.v1 import image_pb2 as ipb
     from kumo.v1 import node_pb2 as npb
-    from tests.harness import ControllerProc
-    from tests.test_images import make_image
 
     n_nodes = int(os.environ.get("KUMO_BENCH_NODES", "1000"))
     n_inst = int(os.environ.get("KUMO_BENCH_INSTANCES", "5000"))
@@ -191,13 +185,11 @@ def _wait_marker(path: Path, timeout: float = 300) -> float:
 
 
 def boot_latency() -> None:
+    from bench.procs import ControllerProc, NodedProc, make_image, make_token, run_noded
     from kumo.v1 import compute_pb2 as pb
     from kumo.v1 import compute_pb2_grpc, node_pb2_grpc
     from kumo.v1 import image_pb2 as ipb
     from kumo.v1 import node_pb2 as npb
-    from tests.harness import ControllerProc
-    from tests.nodeutil import NodedProc, make_token, run_noded
-    from tests.test_images import make_image
 
     image_file = ROOT / "images" / "kumo-test.qcow2"
     subprocess.run(

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.nodeutil import wait_for
+from bench.procs import wait_for
 
 
 def pct(values: list[float], p: float) -> float:
@@ -87,7 +87,7 @@ class Cloud:
 
     def client(self) -> Any:
         """A fresh admin client on a channel (a connection) of its own."""
-        from tests.harness import ADMIN_PASSWORD
+        from bench.procs import ADMIN_PASSWORD
 
         return self.ctl.login("admin", ADMIN_PASSWORD)
 
@@ -102,12 +102,10 @@ def fake_cloud(
 ) -> Iterator[Cloud]:
     """A controller with `env`, n_nodes fake nodes READY, a tiny public image
     and a flavor (name, vCPUs, RAM MiB, disk GiB)."""
+    from bench.procs import ControllerProc, NodedProc, make_image, make_token, run_noded
     from kumo.v1 import compute_pb2 as cpb
     from kumo.v1 import compute_pb2_grpc, node_pb2
     from kumo.v1 import image_pb2 as ipb
-    from tests.harness import ControllerProc
-    from tests.nodeutil import NodedProc, make_token, nodes, run_noded
-    from tests.test_images import make_image
 
     base = Path(tempfile.mkdtemp(prefix=prefix))
     data = base / "ctl"
@@ -137,7 +135,7 @@ def fake_cloud(
                 )
             listed = wait_for(
                 lambda: (
-                    (ns := nodes(cloud.admin).ListNodes(node_pb2.ListNodesRequest(page_size=1000)).nodes)
+                    (ns := cloud.admin.nodes.ListNodes(node_pb2.ListNodesRequest(page_size=1000)).nodes)
                     and sum(n.state == node_pb2.NODE_STATE_READY for n in ns) == n_nodes
                     and ns
                 ),

@@ -21,9 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.procs import ControllerProc
 from cli import transfer
 from kumo.v1 import image_pb2 as pb
-from tests.harness import ControllerProc
 
 MIB = 1024 * 1024
 SIZE = int(os.environ.get("KUMO_BENCH_IMAGE_MIB", "1024")) * MIB

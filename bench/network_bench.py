@@ -92,8 +92,8 @@ def _create_ports(
     each success, error counts by code/reason, wall seconds)."""
     import grpc
 
+    from kumo.errorinfo import error_reason
     from kumo.v1 import network_pb2 as pb
-    from tests.harness import error_reason
 
     lock = threading.Lock()
     counter = iter(range(total))
@@ -187,8 +187,8 @@ def _create_instances(
 ) -> tuple[list[float], dict[str, int], float]:
     import grpc
 
+    from kumo.errorinfo import error_reason
     from kumo.v1 import compute_pb2 as cpb
-    from tests.harness import error_reason
 
     per = [names[k :: len(clients)] for k in range(len(clients))]
     errors: dict[str, int] = {}
@@ -386,8 +386,8 @@ def desired(cloud: Any, clients: list[Any]) -> None:
 
 
 def main() -> None:
+    from bench.procs import make_user
     from kumo.v1 import identity_pb2 as idpb
-    from tests.harness import make_user
 
     env = {
         "KUMO_NODE_HEARTBEAT_SECONDS": HEARTBEAT,

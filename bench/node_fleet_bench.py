@@ -47,7 +47,7 @@ def _raise_fd_limit() -> None:
 def worker(conn: Any, endpoint: str, token: str, fingerprint: str, index: int, log_dir: str = "") -> None:
     import logging
 
-    from controller.logs import TextFormatter
+    from kumo.logs import TextFormatter
 
     _raise_fd_limit()
     handler: logging.Handler = (
@@ -62,7 +62,7 @@ def worker(conn: Any, endpoint: str, token: str, fingerprint: str, index: int, l
 async def _worker(conn: Any, endpoint: str, token: str, fingerprint: str, index: int) -> None:
     import grpc
 
-    from controller.pki import key_pem, make_csr, new_key
+    from kumo.keys import key_pem, make_csr, new_key
     from kumo.v1 import node_agent_pb2 as pb
     from kumo.v1 import node_agent_pb2_grpc
     from noded.agent import Agent
@@ -191,9 +191,9 @@ def _pct(values: list[float], p: float) -> float:
 
 
 def main() -> None:
+    from bench.procs import ControllerProc
     from kumo.v1 import node_pb2 as pb
     from kumo.v1 import node_pb2_grpc
-    from tests.harness import ControllerProc
 
     sizes = [int(x) for x in os.environ.get("KUMO_BENCH_FLEET", "1000,5000").split(",") if x.strip()]
     _raise_fd_limit()

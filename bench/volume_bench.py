@@ -87,8 +87,8 @@ def _wait_state(stub: Any, volume_id: str, state: int, timeout: float = 60) -> f
 def creates(cloud: Any, clients: list[Any]) -> list[Any]:
     import grpc
 
+    from kumo.errorinfo import error_reason
     from kumo.v1 import volume_pb2 as pb
-    from tests.harness import error_reason
 
     errors: Counter[str] = Counter()
     lock = threading.Lock()
@@ -238,8 +238,8 @@ def cycles(clients: list[Any], pairs: list[tuple[Any, Any]], pools: dict[str, li
 def races(clients: list[Any], pairs: list[tuple[Any, Any]], pools: dict[str, list[str]]) -> None:
     import grpc
 
+    from kumo.errorinfo import error_reason
     from kumo.v1 import volume_pb2 as pb
-    from tests.harness import error_reason
 
     stubs = [_vol(clients[0]), _vol(clients[1])]
     outcomes: Counter[str] = Counter()

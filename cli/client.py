@@ -1,67 +1,41 @@
-"""The CLI's connection to the controller: TLS channel, bearer token, stubs,
-and name-or-id resolution shared by every command."""
+"""The CLI's connection to the controller (a kumo.client.Client from the
+stored or environment settings, with errors a person can act on), and
+name-or-id resolution and paging shared by every command."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from cli import config
 from cli.errors import CliError
+from kumo.client import Client
+from kumo.ids import is_uuid
+
+# Longer than the library's default: a command may wait on a busy controller.
+TIMEOUT = 120.0
 
 
-class Session:
-    def __init__(self, endpoint: str, ca_file: str, token: str = "") -> None:
-        if not endpoint:
-            raise CliError(
-                "no endpoint: run 'kumo login --endpoint HOST:PORT --ca-file CA' or set KUMO_ENDPOINT"
-            )
-        self.endpoint = endpoint
-        self.token = token
-        ca_pem = None
-        if ca_file:
-            try:
-                ca_pem = Path(ca_file).read_bytes()
-            except OSError as exc:
-                raise CliError(f"cannot read CA file {ca_file}: {exc.strerror}") from None
-        self.channel = grpc.secure_channel(endpoint, grpc.ssl_channel_credentials(ca_pem))
-
-    def stub(self, stub_cls: type) -> Any:
-        """A stub whose calls carry the token and a timeout."""
-        raw = stub_cls(self.channel)
-        metadata = [("authorization", f"Bearer {self.token}")] if self.token else []
-
-        class Bound:
-            def __getattr__(self, name: str) -> Callable[..., Any]:
-                method = getattr(raw, name)
-
-                def call(request: Any, **kw: Any) -> Any:
-                    kw.setdefault("metadata", metadata)
-                    kw.setdefault("timeout", 120)
-                    return method(request, **kw)
-
-                return call
-
-        return Bound()
+def connect(endpoint: str, ca_file: str, token: str = "") -> Client:
+    """A client for `endpoint` trusting the CA in `ca_file` (the system roots when empty)."""
+    if not endpoint:
+        raise CliError("no endpoint: run 'kumo login --endpoint HOST:PORT --ca-file CA' or set KUMO_ENDPOINT")
+    ca_pem = None
+    if ca_file:
+        try:
+            ca_pem = Path(ca_file).read_bytes()
+        except OSError as exc:
+            raise CliError(f"cannot read CA file {ca_file}: {exc.strerror}") from None
+    return Client.connect(endpoint, ca_pem, token, timeout=TIMEOUT)
 
 
-def session(require_token: bool = True) -> Session:
+def session(require_token: bool = True) -> Client:
+    """A client from the effective settings (stored login < KUMO_* environment)."""
     s = config.effective()
     if require_token and not s.token:
         raise CliError("not logged in: run 'kumo login' or set KUMO_TOKEN")
-    return Session(s.endpoint, s.ca_file, s.token)
-
-
-def is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+    return connect(s.endpoint, s.ca_file, s.token)
 
 
 def resolve(kind: str, value: str, get: Callable[[str], Any], find: Callable[[str], list[Any]]) -> Any:

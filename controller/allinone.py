@@ -15,8 +15,8 @@ from pathlib import Path
 
 from controller.config import load_config
 from controller.localnode import LocalNode, local_node_name
-from controller.logs import setup_logging
 from controller.server import Controller
+from kumo.logs import setup_logging
 
 # Flavors an all-in-one cloud starts with (name, vCPUs, RAM MiB, disk GiB).
 DEFAULT_FLAVORS = [("m1.tiny", 1, 256, 1), ("m1.small", 1, 1024, 10), ("m1.medium", 2, 2048, 20)]

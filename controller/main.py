@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from controller.config import load_config
-from controller.logs import setup_logging
+from kumo.logs import setup_logging
 
 app = typer.Typer(add_completion=False, help="The kumo controller.")
 

@@ -1,5 +1,6 @@
 """The controller's certificate authority: made on first start, it signs the
-server certificate and the client certificates of enrolled nodes."""
+server certificate and the client certificates of enrolled nodes. (Keys, CSRs
+and writing secrets are in kumo.keys: kumo-noded uses them too.)"""
 
 from __future__ import annotations
 
@@ -15,32 +16,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from kumo.keys import key_pem, new_key, write_private
+
 CA_VALIDITY = datetime.timedelta(days=3650)
 LEAF_VALIDITY = datetime.timedelta(days=825)
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Writes a secret so that it is never readable by others, not even briefly."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def new_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
 
 
 def cert_pem(cert: x509.Certificate) -> bytes:
@@ -51,15 +30,6 @@ def fingerprint(cert_pem_bytes: bytes) -> str:
     """sha256 over the DER encoding, lowercase hex: what join tokens pin."""
     cert = x509.load_pem_x509_certificate(cert_pem_bytes)
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
-
-
-def make_csr(key: ec.EllipticCurvePrivateKey, common_name: str) -> bytes:
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .sign(key, hashes.SHA256())
-    )
-    return csr.public_bytes(serialization.Encoding.PEM)
 
 
 def _san(names: list[str]) -> x509.SubjectAlternativeName:

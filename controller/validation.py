@@ -72,11 +72,3 @@ def update_mask(paths: Iterable[str], allowed: set[str]) -> set[str]:
             f"allowed: {', '.join(sorted(allowed))}"
         )
     return wanted
-
-
-def is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True

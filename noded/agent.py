@@ -18,10 +18,9 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
-from controller.domain import desired_state as ds
+from kumo import desired
+from kumo.errorinfo import error_reason
 from kumo.v1 import node_agent_pb2 as pb
 from kumo.v1 import node_agent_pb2_grpc, node_pb2
 from noded import __version__
@@ -117,20 +116,6 @@ def guest_pb(g: Guest) -> pb.GuestStatus:
         vcpus=g.vcpus,
         memory_mb=g.memory_mb,
     )
-
-
-def error_reason(exc: grpc.RpcError) -> str:
-    try:
-        status = rpc_status.from_call(exc)  # type: ignore[arg-type]
-    except Exception:
-        return ""
-    if status is None:
-        return ""
-    for detail in status.details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return info.reason
-    return ""
 
 
 class Agent:
@@ -320,7 +305,7 @@ class Agent:
                 raise ConnectionError(
                     f"desired-state change for revision {update.base_revision}, have {self.revision}; resyncing"
                 )
-            self.desired = ds.apply(self.desired, update)
+            self.desired = desired.apply(self.desired, update)
             self.revision = update.revision
             log.info(
                 "desired state",

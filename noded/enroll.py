@@ -21,8 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from controller.auth import jointoken
-from controller.pki import key_pem, make_csr, new_key
+from kumo import jointoken
+from kumo.keys import key_pem, make_csr, new_key
 from kumo.v1 import node_agent_pb2 as pb
 from kumo.v1 import node_agent_pb2_grpc
 from noded.state import Credentials, NodeIdentity

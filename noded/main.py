@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from controller.logs import setup_logging
+from kumo.logs import setup_logging
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="The kumo node daemon."

@@ -15,7 +15,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from controller.pki import write_private
+from kumo.keys import write_private
 
 DEFAULT_STATE_DIR = Path("/var/lib/kumo-noded")
 

@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.procs import make_image
 from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import compute_pb2_grpc, node_pb2
 from kumo.v1 import image_pb2 as ipb
 from tests.harness import ROOT, Client, ControllerProc
 from tests.nodeutil import NodedProc, make_token, nodes, run_noded, wait_for
-from tests.test_images import make_image, qcow2_bytes
+from tests.test_images import qcow2_bytes
 
 TEST_IMAGE = ROOT / "images" / "kumo-test.qcow2"
 

@@ -1,178 +1,38 @@
-"""Test harness: a real controller process on ephemeral ports, with a real
-SQLite file in a temporary data directory, and clients that talk to it
-through the generated stubs and through the real CLI."""
+"""Test harness: the tests' one place to import a real controller process
+(`ControllerProc`, shared with the benchmarks in bench/procs.py), the API
+client (`kumo.client.Client`), error reasons, and helpers that drive a cloud
+through the stubs and through the real CLI."""
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+from bench.procs import ADMIN_PASSWORD, ROOT, ControllerProc, make_user
+from kumo.client import Client
+from kumo.errorinfo import error_reason
 from kumo.v1 import identity_pb2 as idpb
-from kumo.v1 import identity_pb2_grpc
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-# Prefix for test daemons' command lines: SIGTERM them when the test process
-# dies, so a killed pytest or benchmark leaves no controller or node behind.
-# (setpriv sets it in the child itself: a preexec_fn would make Python fork
-# without exec first, and gRPC's fork handlers can crash that child, grpc#43055.)
-DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "TERM", "--"]
-
-
-def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 20) -> int:
-    """Signals a test daemon and waits for it; kills it after `grace` seconds."""
-    if proc.poll() is None:
-        proc.send_signal(sig)
-    try:
-        return proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait()
-
-
-ADMIN_PASSWORD = "admin-secret-pw"
-
-
-@dataclass
-class ControllerProc:
-    data_dir: Path
-    extra_env: dict[str, str] = field(default_factory=dict)
-    extra_args: list[str] = field(default_factory=list)
-    proc: subprocess.Popen | None = None
-    info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def endpoint(self) -> str:
-        return self.info["endpoint"]
-
-    @property
-    def node_endpoint(self) -> str:
-        return self.info["node_endpoint"]
-
-    @property
-    def ca_file(self) -> str:
-        return self.info["ca_file"]
-
-    @property
-    def ca_pem(self) -> bytes:
-        return Path(self.ca_file).read_bytes()
-
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            {
-                "KUMO_ADMIN_PASSWORD": ADMIN_PASSWORD,
-                "PYTHONPATH": f"{ROOT}:{ROOT / 'proto'}",
-                **self.extra_env,
-            }
-        )
-        return env
-
-    def start(self, timeout: float = 30.0) -> ControllerProc:
-        info_file = self.data_dir / "controller.json"
-        if info_file.exists():
-            info_file.unlink()
-        log = open(self.data_dir.parent / f"{self.data_dir.name}-controller.log", "ab")
-        self.proc = subprocess.Popen(
-            [
-                *DIE_WITH_PARENT,
-                sys.executable,
-                "-m",
-                "controller.main",
-                "--data-dir",
-                str(self.data_dir),
-                "--listen",
-                "127.0.0.1:0",
-                "--node-listen",
-                "127.0.0.1:0",
-                "--log-format",
-                "text",
-                *self.extra_args,
-            ],
-            cwd=ROOT,
-            env=self.env(),
-            stdout=log,
-            stderr=log,
-        )
-        deadline = time.monotonic() + timeout
-        while not info_file.exists():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"controller exited with {self.proc.returncode}; see {log.name}")
-            if time.monotonic() > deadline:
-                raise TimeoutError("controller did not start")
-            time.sleep(0.05)
-        self.info = json.loads(info_file.read_text())
-        return self
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc is None:
-            return 0
-        rc = stop_process(self.proc, sig)
-        self.proc = None
-        return rc
-
-    def restart(self) -> ControllerProc:
-        self.stop()
-        return self.start()
-
-    def channel(self) -> grpc.Channel:
-        return grpc.secure_channel(self.endpoint, grpc.ssl_channel_credentials(self.ca_pem))
-
-    def login(self, user: str = "admin", password: str = ADMIN_PASSWORD, project: str = "") -> Client:
-        channel = self.channel()
-        resp = identity_pb2_grpc.IdentityServiceStub(channel).Authenticate(
-            idpb.AuthenticateRequest(user=user, password=password, project=project)
-        )
-        return Client(channel, resp.token, resp.identity)
-
-
-class Client:
-    """Stubs that send a bearer token: `client.identity.ListProjects(req)`."""
-
-    def __init__(self, channel: grpc.Channel, token: str, identity: idpb.Identity | None = None) -> None:
-        self.channel = channel
-        self.token = token
-        self.who = identity
-        self.metadata = [("authorization", f"Bearer {token}")] if token else []
-
-    def stub(self, stub_cls: type) -> Any:
-        raw = stub_cls(self.channel)
-        metadata = self.metadata
-
-        class _Bound:
-            def __getattr__(self, name: str) -> Any:
-                method = getattr(raw, name)
-
-                def call(request: Any, **kw: Any) -> Any:
-                    kw.setdefault("metadata", metadata)
-                    kw.setdefault("timeout", 60)
-                    return method(request, **kw)
-
-                return call
-
-        return _Bound()
-
-    @property
-    def identity(self) -> Any:
-        return self.stub(identity_pb2_grpc.IdentityServiceStub)
-
-    @property
-    def images(self) -> Any:
-        from kumo.v1 import image_pb2_grpc
-
-        return self.stub(image_pb2_grpc.ImageServiceStub)
+__all__ = [
+    "ADMIN_PASSWORD",
+    "ROOT",
+    "Client",
+    "ControllerProc",
+    "cli_login",
+    "error_reason",
+    "make_user",
+    "race",
+    "rpc_error",
+    "run_cli",
+    "two_tenants",
+]
 
 
 def rpc_error(fn: Any, *args: Any, **kw: Any) -> grpc.RpcError:
@@ -182,33 +42,6 @@ def rpc_error(fn: Any, *args: Any, **kw: Any) -> grpc.RpcError:
     except grpc.RpcError as exc:
         return exc
     raise AssertionError("expected a gRPC error, the call succeeded")
-
-
-def error_reason(exc: grpc.RpcError) -> str:
-    """The google.rpc.ErrorInfo reason carried in the status details."""
-    from google.rpc import error_details_pb2
-    from grpc_status import rpc_status
-
-    status = rpc_status.from_call(exc)
-    if status is None:
-        return ""
-    for detail in status.details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return info.reason
-    return ""
-
-
-def make_user(
-    admin: Client, project_id: str, name: str, role: int, password: str = "password-123"
-) -> idpb.User:
-    user = admin.identity.CreateUser(
-        idpb.CreateUserRequest(user=idpb.User(name=name, default_project_id=project_id), password=password)
-    )
-    admin.identity.CreateRoleAssignment(
-        idpb.CreateRoleAssignmentRequest(user_id=user.id, project_id=project_id, role=role)
-    )
-    return user
 
 
 def two_tenants(controller: ControllerProc, admin: Client, prefix: str) -> dict[str, Any]:

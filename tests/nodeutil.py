@@ -1,38 +1,41 @@
-"""Helpers for node tests: join tokens, enrollment through the real RPC, mTLS
-session channels, and real kumo-noded processes."""
+"""Helpers for node tests: enrollment through the real RPC, mTLS session
+channels, a hand-driven session; join tokens, waiting and real kumo-noded
+processes come from bench/procs.py (shared with the benchmarks)."""
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
-from controller import pki
+from bench.procs import ControllerProc, NodedProc, make_token, noded_env, run_noded, wait_for
+from kumo import keys
+from kumo.client import Client
 from kumo.v1 import node_agent_pb2 as pb
-from kumo.v1 import node_agent_pb2_grpc, node_pb2, node_pb2_grpc
-from tests.harness import DIE_WITH_PARENT, ROOT, Client, ControllerProc, stop_process
+from kumo.v1 import node_agent_pb2_grpc, node_pb2
+
+__all__ = [
+    "Enrolled",
+    "NodedProc",
+    "SessionClient",
+    "collect",
+    "enroll",
+    "free_port",
+    "hello",
+    "make_token",
+    "node_channel",
+    "noded_env",
+    "nodes",
+    "run_noded",
+    "wait_for",
+]
 
 
 def nodes(client: Client) -> Any:
-    return client.stub(node_pb2_grpc.NodeServiceStub)
-
-
-def make_token(admin: Client, uses: int = 1, ttl: int | None = None, description: str = "") -> str:
-    req = node_pb2.CreateJoinTokenRequest(
-        join_token=node_pb2.JoinToken(max_uses=uses, description=description)
-    )
-    if ttl is not None:
-        req.ttl.seconds = ttl
-    return nodes(admin).CreateJoinToken(req).token
+    return client.nodes
 
 
 @dataclass
@@ -44,12 +47,12 @@ class Enrolled:
 
 
 def enroll(controller: ControllerProc, token: str, name: str) -> Enrolled:
-    key = pki.new_key()
+    key = keys.new_key()
     stub = node_agent_pb2_grpc.NodeAgentServiceStub(controller.channel())
     resp = stub.Enroll(
-        pb.EnrollRequest(token=token, csr_pem=pki.make_csr(key, name).decode(), name=name), timeout=30
+        pb.EnrollRequest(token=token, csr_pem=keys.make_csr(key, name).decode(), name=name), timeout=30
     )
-    return Enrolled(resp.node_id, pki.key_pem(key), resp.certificate_pem.encode(), resp)
+    return Enrolled(resp.node_id, keys.key_pem(key), resp.certificate_pem.encode(), resp)
 
 
 def node_channel(controller: ControllerProc, key_pem: bytes | None, cert_pem: bytes | None) -> grpc.Channel:
@@ -95,86 +98,10 @@ class SessionClient:
         self.call.cancel()
 
 
-def wait_for(
-    pred: Callable[[], Any], timeout: float = 30.0, step: float = 0.1, what: str = "condition"
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(step)
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def noded_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = f"{ROOT}:{ROOT / 'proto'}"
-    env.pop("KUMO_NODED_STATE_DIR", None)
-    return env
-
-
-def run_noded(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "noded.main", *args],
-        cwd=ROOT,
-        env=noded_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-@dataclass
-class NodedProc:
-    """A real `kumo-noded run` process."""
-
-    state_dir: Path
-    args: list[str] = field(default_factory=list)
-    proc: subprocess.Popen | None = None
-
-    @property
-    def log_path(self) -> Path:
-        return self.state_dir.parent / f"{self.state_dir.name}-noded.log"
-
-    def start(self) -> NodedProc:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [
-                *DIE_WITH_PARENT,
-                sys.executable,
-                "-m",
-                "noded.main",
-                "run",
-                "--state-dir",
-                str(self.state_dir),
-                "--log-format",
-                "text",
-                *self.args,
-            ],
-            cwd=ROOT,
-            env=noded_env(),
-            stdout=log,
-            stderr=log,
-        )
-        return self
-
-    def stop(self, sig: int = signal.SIGTERM) -> int | None:
-        if self.proc is None:
-            return None
-        rc = stop_process(self.proc, sig)
-        self.proc = None
-        return rc
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 def collect(it: Iterator[Any], n: int) -> list[Any]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from bench.procs import make_image
 from kumo.v1 import compute_pb2 as pb
 from kumo.v1 import compute_pb2_grpc
 from kumo.v1 import identity_pb2 as idpb
@@ -21,7 +22,6 @@ from kumo.v1 import image_pb2 as ipb
 from tests.cloudutil import fake_cloud
 from tests.harness import Client, ControllerProc, make_user, race, rpc_error
 from tests.nodeutil import wait_for
-from tests.test_images import make_image
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 NODES = 3  # each: 2 vCPUs (x4 ratio = 8), 4096 MiB (x1), 50 GiB

@@ -16,12 +16,12 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 
+from bench.procs import MIB, create_image, make_image, upload_requests
 from kumo import imagewire
 from kumo.v1 import identity_pb2 as idpb
 from kumo.v1 import image_pb2 as pb
 from tests.harness import ROOT, Client, ControllerProc, error_reason, make_user, rpc_error, two_tenants
 
-MIB = 1024 * 1024
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
@@ -40,25 +40,6 @@ def qcow2_bytes(tmp: Path, name: str, *args: str, size: str = "8M") -> bytes:
         ["qemu-img", "create", "-f", "qcow2", *args, str(path), size], check=True, capture_output=True
     )
     return path.read_bytes()
-
-
-def messages(
-    image_id: str, data: bytes, chunk: int = MIB, sha: str = "", size: int = 0
-) -> Iterator[pb.UploadImageDataRequest]:
-    yield pb.UploadImageDataRequest(image_id=image_id, expected_sha256=sha, expected_size_bytes=size)
-    for i in range(0, len(data), chunk):
-        yield pb.UploadImageDataRequest(data=data[i : i + chunk])
-
-
-def create(client: Client, name: str, fmt: int = pb.DISK_FORMAT_RAW, **kw) -> pb.Image:  # type: ignore[no-untyped-def]
-    return client.images.CreateImage(pb.CreateImageRequest(image=pb.Image(name=name, disk_format=fmt, **kw)))
-
-
-def make_image(client: Client, name: str, data: bytes, fmt: int = pb.DISK_FORMAT_RAW, **kw) -> pb.Image:  # type: ignore[no-untyped-def]
-    image = create(client, name, fmt, **kw)
-    done = client.images.UploadImageData(messages(image.id, data, sha=hashlib.sha256(data).hexdigest()))
-    assert done.status == pb.IMAGE_STATUS_ACTIVE, done
-    return done
 
 
 def download(client: Client, image_id: str, offset: int = 0, length: int = 0) -> bytes:
@@ -121,11 +102,11 @@ def world(controller: ControllerProc, admin: Client) -> dict:
 def test_upload_then_download_returns_the_same_bytes(controller: ControllerProc, world: dict) -> None:
     alice = world["alice"]
     data = random_raw(3 * MIB + 12345)
-    image = create(alice, "roundtrip", min_disk_gb=1, min_ram_mb=64, properties={"os": "test"})
+    image = create_image(alice, "roundtrip", min_disk_gb=1, min_ram_mb=64, properties={"os": "test"})
     assert image.status == pb.IMAGE_STATUS_QUEUED
     assert image.project_id == world["a"].id and image.visibility == pb.IMAGE_VISIBILITY_PRIVATE
     # Odd chunk sizes, and data in the first message too.
-    reqs = list(messages(image.id, data, chunk=777_777))
+    reqs = list(upload_requests(image.id, data, chunk=777_777))
     reqs[0].data, reqs = reqs[1].data, [reqs[0], *reqs[2:]]
     done = alice.images.UploadImageData(iter(reqs))
     sha = hashlib.sha256(data).hexdigest()
@@ -194,9 +175,9 @@ def test_download_fast_path_matches(controller: ControllerProc, world: dict) -> 
 def test_wrong_checksum_fails_and_stores_nothing(controller: ControllerProc, world: dict) -> None:
     alice = world["alice"]
     data = random_raw(MIB + 1)
-    image = create(alice, "badsum")
+    image = create_image(alice, "badsum")
     blobs_before = store_files(controller)[0]
-    err = rpc_error(alice.images.UploadImageData, messages(image.id, data, sha="0" * 64))
+    err = rpc_error(alice.images.UploadImageData, upload_requests(image.id, data, sha="0" * 64))
     assert err.code() == INVALID and error_reason(err) == "CHECKSUM_MISMATCH"
     assert hashlib.sha256(data).hexdigest() in err.details()
     after = get(alice, image.id)
@@ -206,18 +187,18 @@ def test_wrong_checksum_fails_and_stores_nothing(controller: ControllerProc, wor
     assert store_files(controller)[0] == blobs_before
     assert_no_temp_files(controller)
     # The upload can be retried with the right bytes.
-    ok = alice.images.UploadImageData(messages(image.id, data, sha=hashlib.sha256(data).hexdigest()))
+    ok = alice.images.UploadImageData(upload_requests(image.id, data, sha=hashlib.sha256(data).hexdigest()))
     assert ok.status == pb.IMAGE_STATUS_ACTIVE and ok.status_reason == ""
 
 
 def test_stream_cut_off_halfway(controller: ControllerProc, world: dict) -> None:
     alice = world["alice"]
-    image = create(alice, "cutoff")
+    image = create_image(alice, "cutoff")
     blobs_before = store_files(controller)[0]
     data = random_raw(4 * MIB)
 
     def broken() -> Iterator[pb.UploadImageDataRequest]:
-        gen = messages(image.id, data)
+        gen = upload_requests(image.id, data)
         for _ in range(3):  # the header and two chunks, then the client fails
             yield next(gen)
         wait_saving(alice, image.id)  # the controller is mid-upload
@@ -234,14 +215,14 @@ def test_stream_cut_off_halfway(controller: ControllerProc, world: dict) -> None
 
 def test_short_stream_with_expected_size(controller: ControllerProc, world: dict) -> None:
     alice = world["alice"]
-    image = create(alice, "short")
+    image = create_image(alice, "short")
     data = random_raw(2 * MIB)
     # The client closes the stream cleanly but early.
-    err = rpc_error(alice.images.UploadImageData, messages(image.id, data[:MIB], size=len(data)))
+    err = rpc_error(alice.images.UploadImageData, upload_requests(image.id, data[:MIB], size=len(data)))
     assert err.code() == INVALID and error_reason(err) == "UPLOAD_INCOMPLETE"
     assert get(alice, image.id).status == pb.IMAGE_STATUS_QUEUED
     # And a stream longer than announced.
-    err = rpc_error(alice.images.UploadImageData, messages(image.id, data, size=MIB))
+    err = rpc_error(alice.images.UploadImageData, upload_requests(image.id, data, size=MIB))
     assert err.code() == INVALID and error_reason(err) == "UPLOAD_TOO_LONG"
     assert get(alice, image.id).status == pb.IMAGE_STATUS_QUEUED
     assert_no_temp_files(controller)
@@ -270,7 +251,7 @@ stub.UploadImageData(gen(), metadata=[("authorization", "Bearer " + token)])
 
 def test_client_that_dies_mid_upload(controller: ControllerProc, world: dict, tmp_path: Path) -> None:
     alice = world["alice"]
-    image = create(alice, "dying")
+    image = create_image(alice, "dying")
     script = tmp_path / "dying.py"
     script.write_text(DYING_CLIENT)
     proc = subprocess.run(
@@ -333,9 +314,9 @@ def test_wrong_or_unsafe_format_is_killed_with_a_reason(
         )[1],
         "datafile": lambda: qcow2_bytes(tmp_path, "d.qcow2", "-o", f"data_file={tmp_path / 'd.raw'}"),
     }[make]()
-    image = create(alice, f"bad-{make}", fmt)
+    image = create_image(alice, f"bad-{make}", fmt)
     blobs_before = store_files(controller)[0]
-    err = rpc_error(alice.images.UploadImageData, messages(image.id, data))
+    err = rpc_error(alice.images.UploadImageData, upload_requests(image.id, data))
     assert err.code() == INVALID and error_reason(err) == "IMAGE_REJECTED"
     assert why in err.details()
     after = get(alice, image.id)
@@ -344,7 +325,7 @@ def test_wrong_or_unsafe_format_is_killed_with_a_reason(
     assert store_files(controller)[0] == blobs_before
     assert_no_temp_files(controller)
     # A killed image takes no more data, cannot be downloaded, but can be deleted.
-    err = rpc_error(alice.images.UploadImageData, messages(image.id, random_raw(10)))
+    err = rpc_error(alice.images.UploadImageData, upload_requests(image.id, random_raw(10)))
     assert err.code() == PRECONDITION and error_reason(err) == "IMAGE_NOT_QUEUED"
     assert rpc_error(download, alice, image.id).code() == PRECONDITION
     alice.images.DeleteImage(pb.DeleteImageRequest(id=image.id))
@@ -356,7 +337,7 @@ def test_wrong_or_unsafe_format_is_killed_with_a_reason(
 def test_other_project_cannot_touch_a_private_image(world: dict) -> None:
     alice, bob = world["alice"], world["bob"]
     image = make_image(alice, "secret", random_raw(1000))
-    queued = create(alice, "secret-queued")
+    queued = create_image(alice, "secret-queued")
     for target in (image, queued):
         calls = [
             lambda i=target: get(bob, i.id),
@@ -367,7 +348,7 @@ def test_other_project_cannot_touch_a_private_image(world: dict) -> None:
                 )
             ),
             lambda i=target: bob.images.DeleteImage(pb.DeleteImageRequest(id=i.id)),
-            lambda i=target: bob.images.UploadImageData(messages(i.id, random_raw(10))),
+            lambda i=target: bob.images.UploadImageData(upload_requests(i.id, random_raw(10))),
         ]
         for call in calls:
             err = rpc_error(call)
@@ -397,7 +378,7 @@ def test_public_image_is_seen_by_all_but_changed_by_owner_or_admin(world: dict, 
     for err in [
         rpc_error(bob.images.UpdateImage, rename),
         rpc_error(bob.images.DeleteImage, pb.DeleteImageRequest(id=image.id)),
-        rpc_error(bob.images.UploadImageData, messages(image.id, random_raw(10))),
+        rpc_error(bob.images.UploadImageData, upload_requests(image.id, random_raw(10))),
     ]:
         assert err.code() == DENIED and error_reason(err) == "IMAGE_NOT_OWNER", err
     assert get(alice, image.id).name == "shared"
@@ -424,10 +405,10 @@ def test_reader_can_read_but_not_write(world: dict) -> None:
     assert image.id in {
         i.id for i in reader.images.ListImages(pb.ListImagesRequest(name="for-reader")).images
     }
-    queued = create(alice, "for-reader-q")
+    queued = create_image(alice, "for-reader-q")
     for call in [
-        lambda: create(reader, "nope"),
-        lambda: reader.images.UploadImageData(messages(queued.id, random_raw(10))),
+        lambda: create_image(reader, "nope"),
+        lambda: reader.images.UploadImageData(upload_requests(queued.id, random_raw(10))),
         lambda: reader.images.UpdateImage(
             pb.UpdateImageRequest(
                 image=pb.Image(id=image.id, name="x"), update_mask=field_mask_pb2.FieldMask(paths=["name"])
@@ -444,7 +425,7 @@ def test_no_token_is_unauthenticated(controller: ControllerProc, world: dict) ->
     anon = Client(controller.channel(), "")
     for call in [
         lambda: anon.images.ListImages(pb.ListImagesRequest()),
-        lambda: anon.images.UploadImageData(messages(UNKNOWN, b"x")),
+        lambda: anon.images.UploadImageData(upload_requests(UNKNOWN, b"x")),
         lambda: download(anon, UNKNOWN),
     ]:
         assert rpc_error(call).code() == grpc.StatusCode.UNAUTHENTICATED
@@ -457,13 +438,13 @@ def test_concurrent_uploads_of_the_same_content(controller: ControllerProc, worl
     alice = world["alice"]
     data = random_raw(6 * MIB)
     sha = hashlib.sha256(data).hexdigest()
-    images = [create(alice, f"twin-{i}") for i in range(4)]
+    images = [create_image(alice, f"twin-{i}") for i in range(4)]
     barrier = threading.Barrier(len(images))
     results: dict[str, object] = {}
 
     def go(image: pb.Image) -> None:
         def gen() -> Iterator[pb.UploadImageDataRequest]:
-            msgs = messages(image.id, data, chunk=512 * 1024)
+            msgs = upload_requests(image.id, data, chunk=512 * 1024)
             yield next(msgs)
             barrier.wait()
             yield from msgs
@@ -496,7 +477,7 @@ def test_concurrent_uploads_of_the_same_content(controller: ControllerProc, worl
 
 def test_only_one_upload_claims_an_image(world: dict) -> None:
     alice = world["alice"]
-    image = create(alice, "claimed")
+    image = create_image(alice, "claimed")
     started = threading.Event()
     release = threading.Event()
 
@@ -514,7 +495,7 @@ def test_only_one_upload_claims_an_image(world: dict) -> None:
     while get(alice, image.id).status != pb.IMAGE_STATUS_SAVING and time.monotonic() < deadline:
         time.sleep(0.02)
     assert get(alice, image.id).status == pb.IMAGE_STATUS_SAVING
-    err = rpc_error(alice.images.UploadImageData, messages(image.id, random_raw(10)))
+    err = rpc_error(alice.images.UploadImageData, upload_requests(image.id, random_raw(10)))
     assert err.code() == PRECONDITION and "in progress" in err.details()
     # Deleting it mid-upload: the running upload is aborted and stores nothing.
     alice.images.DeleteImage(pb.DeleteImageRequest(id=image.id))
@@ -558,7 +539,7 @@ def test_project_with_images_cannot_be_deleted(controller: ControllerProc, admin
     p = admin.identity.CreateProject(idpb.CreateProjectRequest(project=idpb.Project(name="img-doomed")))
     make_user(admin, p.id, "img-doomed-user", idpb.ROLE_MEMBER)
     member = controller.login("img-doomed-user", "password-123")
-    image = create(member, "pins-project")
+    image = create_image(member, "pins-project")
     err = rpc_error(admin.identity.DeleteProject, idpb.DeleteProjectRequest(id=p.id))
     assert err.code() == PRECONDITION and error_reason(err) == "PROJECT_IN_USE"
     assert "image" in err.details()
@@ -623,7 +604,7 @@ def test_get_and_delete_bad_ids(world: dict) -> None:
 
 def test_list_pagination_and_filters(world: dict) -> None:
     bob = world["bob"]
-    made = [create(bob, f"page-{i}") for i in range(5)]
+    made = [create_image(bob, f"page-{i}") for i in range(5)]
     make_image(bob, "page-active", random_raw(10))
     seen: list[str] = []
     token = ""
@@ -667,7 +648,7 @@ def test_list_bad_input(world: dict, req: pb.ListImagesRequest) -> None:
 
 def test_update_fields_and_properties(world: dict) -> None:
     alice = world["alice"]
-    image = create(alice, "upd", properties={"a": "1", "b": "2"})
+    image = create_image(alice, "upd", properties={"a": "1", "b": "2"})
 
     def update(paths: list[str], **fields) -> pb.Image:  # type: ignore[no-untyped-def]
         return alice.images.UpdateImage(
@@ -703,7 +684,7 @@ def test_update_fields_and_properties(world: dict) -> None:
 )
 def test_update_bad_input(world: dict, paths: list[str], fields: dict, needle: str) -> None:
     alice = world["alice"]
-    image = create(alice, "upd-bad")
+    image = create_image(alice, "upd-bad")
     err = rpc_error(
         alice.images.UpdateImage,
         pb.UpdateImageRequest(
@@ -725,16 +706,16 @@ def test_update_missing_image(world: dict) -> None:
 
 def test_upload_bad_input(world: dict) -> None:
     alice = world["alice"]
-    image = create(alice, "up-bad")
+    image = create_image(alice, "up-bad")
     up = alice.images.UploadImageData
     cases = [
         (iter([]), INVALID, "stream is empty"),
         (iter([pb.UploadImageDataRequest(data=b"x")]), INVALID, "image_id is required"),
         (iter([pb.UploadImageDataRequest(image_id="nope")]), INVALID, "not a valid id"),
-        (messages(image.id, b"x", sha="xyz"), INVALID, "expected_sha256"),
-        (messages(image.id, b"x", size=-3), INVALID, "must not be negative"),
-        (messages(UNKNOWN, b"x"), NOT_FOUND, "not found"),
-        (messages(image.id, b""), INVALID, "no data"),
+        (upload_requests(image.id, b"x", sha="xyz"), INVALID, "expected_sha256"),
+        (upload_requests(image.id, b"x", size=-3), INVALID, "must not be negative"),
+        (upload_requests(UNKNOWN, b"x"), NOT_FOUND, "not found"),
+        (upload_requests(image.id, b""), INVALID, "no data"),
         (
             iter([pb.UploadImageDataRequest(image_id=image.id), pb.UploadImageDataRequest(image_id=UNKNOWN)]),
             INVALID,
@@ -752,14 +733,14 @@ def test_upload_bad_input(world: dict) -> None:
     assert err.code() == INVALID and "malformed" in err.details()
     # An ACTIVE image takes no second upload.
     active = make_image(alice, "up-active", random_raw(10))
-    err = rpc_error(up, messages(active.id, random_raw(10)))
+    err = rpc_error(up, upload_requests(active.id, random_raw(10)))
     assert err.code() == PRECONDITION and "already has its data" in err.details()
 
 
 def test_download_bad_input(world: dict) -> None:
     alice = world["alice"]
     image = make_image(alice, "down-bad", random_raw(1000))
-    queued = create(alice, "down-queued")
+    queued = create_image(alice, "down-queued")
     cases = [
         (pb.DownloadImageDataRequest(image_id=""), INVALID),
         (pb.DownloadImageDataRequest(image_id="nope"), INVALID),
@@ -796,13 +777,13 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerProc]:
 
 def test_upload_size_limit(small: ControllerProc) -> None:
     admin = small.login()
-    image = create(admin, "too-big")
+    image = create_image(admin, "too-big")
     # Announced: refused before any data moves.
-    err = rpc_error(admin.images.UploadImageData, messages(image.id, random_raw(10), size=3 * MIB))
+    err = rpc_error(admin.images.UploadImageData, upload_requests(image.id, random_raw(10), size=3 * MIB))
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and error_reason(err) == "IMAGE_TOO_LARGE"
     assert get(admin, image.id).status == pb.IMAGE_STATUS_QUEUED
     # Not announced: refused once the limit is passed.
-    err = rpc_error(admin.images.UploadImageData, messages(image.id, random_raw(2 * MIB + 1)))
+    err = rpc_error(admin.images.UploadImageData, upload_requests(image.id, random_raw(2 * MIB + 1)))
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and error_reason(err) == "IMAGE_TOO_LARGE"
     after = get(admin, image.id)
     assert after.status == pb.IMAGE_STATUS_QUEUED and "limit" in after.status_reason
@@ -816,13 +797,13 @@ def test_quota_bytes_holds_under_racing_uploads(small: ControllerProc) -> None:
     admin = small.login()
     for i in admin.images.ListImages(pb.ListImagesRequest()).images:
         admin.images.DeleteImage(pb.DeleteImageRequest(id=i.id))
-    a, b = create(admin, "race-a"), create(admin, "race-b")
+    a, b = create_image(admin, "race-a"), create_image(admin, "race-b")
     barrier = threading.Barrier(2)
     out: dict[str, object] = {}
 
     def go(image: pb.Image) -> None:
         def gen() -> Iterator[pb.UploadImageDataRequest]:
-            msgs = messages(image.id, random_raw(2 * MIB), chunk=256 * 1024)
+            msgs = upload_requests(image.id, random_raw(2 * MIB), chunk=256 * 1024)
             yield next(msgs)
             barrier.wait()
             yield from msgs
@@ -851,21 +832,21 @@ def test_quota_bytes_holds_under_racing_uploads(small: ControllerProc) -> None:
 def test_quota_count(small: ControllerProc) -> None:
     admin = small.login()
     have = len(admin.images.ListImages(pb.ListImagesRequest()).images)
-    made = [create(admin, f"count-{i}") for i in range(3 - have)]
-    err = rpc_error(create, admin, "one-too-many")
+    made = [create_image(admin, f"count-{i}") for i in range(3 - have)]
+    err = rpc_error(create_image, admin, "one-too-many")
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and error_reason(err) == "IMAGE_QUOTA_COUNT"
     assert "quota is 3" in err.details()
     # Freeing one lets the next create through.
     victim = made[0] if made else admin.images.ListImages(pb.ListImagesRequest()).images[0]
     admin.images.DeleteImage(pb.DeleteImageRequest(id=victim.id))
-    assert create(admin, "fits-again").status == pb.IMAGE_STATUS_QUEUED
+    assert create_image(admin, "fits-again").status == pb.IMAGE_STATUS_QUEUED
 
 
 def test_concurrent_transfers_are_capped(small: ControllerProc) -> None:
     admin = small.login()
     for i in admin.images.ListImages(pb.ListImagesRequest()).images:
         admin.images.DeleteImage(pb.DeleteImageRequest(id=i.id))
-    held = [create(admin, f"held-{i}") for i in range(2)]
+    held = [create_image(admin, f"held-{i}") for i in range(2)]
     release = threading.Event()
     results: list[object] = []
 
@@ -888,8 +869,8 @@ def test_concurrent_transfers_are_capped(small: ControllerProc) -> None:
         while any(get(admin, i.id).status != pb.IMAGE_STATUS_SAVING for i in held):
             assert time.monotonic() < deadline, "the held uploads did not start"
             time.sleep(0.05)
-        third = create(admin, "third")
-        err = rpc_error(admin.images.UploadImageData, messages(third.id, random_raw(10)))
+        third = create_image(admin, "third")
+        err = rpc_error(admin.images.UploadImageData, upload_requests(third.id, random_raw(10)))
         assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and error_reason(err) == "IMAGE_STREAMS_BUSY"
         # Reads are not blocked by the transfers, and the image was left as it was.
         assert get(admin, third.id).status == pb.IMAGE_STATUS_QUEUED
@@ -903,7 +884,7 @@ def test_concurrent_transfers_are_capped(small: ControllerProc) -> None:
         call = admin.images.DownloadImageData(pb.DownloadImageDataRequest(image_id=held[0].id))
         call.cancel()
     assert len(download(admin, held[0].id)) == 104
-    admin.images.UploadImageData(messages(third.id, random_raw(10)))
+    admin.images.UploadImageData(upload_requests(third.id, random_raw(10)))
 
 
 def test_silent_upload_is_cancelled(tmp_path: Path) -> None:
@@ -912,7 +893,7 @@ def test_silent_upload_is_cancelled(tmp_path: Path) -> None:
     ctl = ControllerProc(data_dir, extra_env={"KUMO_IMAGE_UPLOAD_IDLE_SECONDS": "1"}).start()
     try:
         admin = ctl.login()
-        image = create(admin, "silent")
+        image = create_image(admin, "silent")
         stop = threading.Event()
 
         def silent() -> Iterator[pb.UploadImageDataRequest]:
@@ -940,7 +921,7 @@ def test_restart_cleans_up_interrupted_uploads(tmp_path: Path) -> None:
     ctl = ControllerProc(data_dir).start()
     try:
         admin = ctl.login()
-        image = create(admin, "interrupted")
+        image = create_image(admin, "interrupted")
         sent = threading.Event()
 
         def slow() -> Iterator[pb.UploadImageDataRequest]:
@@ -969,7 +950,7 @@ def test_restart_cleans_up_interrupted_uploads(tmp_path: Path) -> None:
         assert store_files(ctl) == ([], [])
         # And the image takes a fresh upload.
         data = random_raw(1000)
-        done = admin.images.UploadImageData(messages(image.id, data))
+        done = admin.images.UploadImageData(upload_requests(image.id, data))
         assert done.status == pb.IMAGE_STATUS_ACTIVE and download(admin, image.id) == data
         # Data survives a restart.
         ctl.restart()

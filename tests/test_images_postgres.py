@@ -10,9 +10,10 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
+from bench.procs import MIB, create_image, upload_requests
 from kumo.v1 import image_pb2 as pb
 from tests.harness import ControllerProc, error_reason
-from tests.test_images import MIB, blob_path, create, download, messages, random_raw
+from tests.test_images import blob_path, download, random_raw
 
 pytestmark = pytest.mark.postgres
 
@@ -37,7 +38,7 @@ def _race(client, images: list[pb.Image], payload: bytes) -> dict[str, object]: 
 
     def go(image: pb.Image) -> None:
         def gen() -> Iterator[pb.UploadImageDataRequest]:
-            msgs = messages(image.id, payload, chunk=256 * 1024)
+            msgs = upload_requests(image.id, payload, chunk=256 * 1024)
             yield next(msgs)
             barrier.wait()
             yield from msgs
@@ -60,13 +61,13 @@ def test_images_on_postgres(pg_controller: ControllerProc) -> None:
     # Same content three times at once: one blob, all active (3 x 1 MiB fits the 5 MiB quota).
     data = random_raw(MIB)
     sha = hashlib.sha256(data).hexdigest()
-    twins = [create(admin, f"pg-twin-{i}") for i in range(3)]
+    twins = [create_image(admin, f"pg-twin-{i}") for i in range(3)]
     results = _race(admin, twins, data)
     assert all(isinstance(r, pb.Image) and r.checksum_sha256 == sha for r in results.values()), results
     assert blob_path(pg_controller, sha).read_bytes() == data
     assert download(admin, twins[0].id) == data
     # 3 MiB used: of two racing 2 MiB uploads exactly one fits.
-    racers = [create(admin, f"pg-race-{i}") for i in range(2)]
+    racers = [create_image(admin, f"pg-race-{i}") for i in range(2)]
     results = _race(admin, racers, random_raw(2 * MIB))
     won = [r for r in results.values() if isinstance(r, pb.Image)]
     lost = [r for r in results.values() if isinstance(r, grpc.RpcError)]

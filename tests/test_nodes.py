@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from controller import pki
-from controller.auth import jointoken
+from kumo import jointoken, keys
 from kumo.v1 import identity_pb2 as idpb
 from kumo.v1 import node_agent_pb2 as apb
 from kumo.v1 import node_agent_pb2_grpc, node_pb2_grpc
@@ -223,7 +223,7 @@ def test_enroll_rejects_bad_fields_and_keeps_the_token(
 ) -> None:
     token = make_token(admin)
     if csr == "valid":
-        csr = pki.make_csr(pki.new_key(), "n").decode()
+        csr = keys.make_csr(keys.new_key(), "n").decode()
     elif csr is None:
         csr = _rsa_csr()
     stub = node_agent_pb2_grpc.NodeAgentServiceStub(controller.channel())
@@ -527,9 +527,9 @@ def test_session_rejects_bad_messages(
 def _foreign_cert(node_id: str) -> tuple[bytes, bytes]:
     """A client certificate naming a real node, signed by some other CA."""
     other = pki._new_ca()
-    key = pki.new_key()
-    cert = other.sign_node_csr(pki.make_csr(key, "x"), node_id, x509.random_serial_number())
-    return pki.key_pem(key), cert
+    key = keys.new_key()
+    cert = other.sign_node_csr(keys.make_csr(key, "x"), node_id, x509.random_serial_number())
+    return keys.key_pem(key), cert
 
 
 def test_sessions_need_our_client_certificate(controller: ControllerProc, admin: Client) -> None:
@@ -549,15 +549,15 @@ def test_sessions_need_our_client_certificate(controller: ControllerProc, admin:
         x509.load_pem_x509_certificate(controller.ca_pem),
         serialization.load_pem_private_key((Path(controller.data_dir) / "pki" / "ca.key").read_bytes(), None),  # type: ignore[arg-type]
     )
-    key = pki.new_key()
-    stale = ca.sign_node_csr(pki.make_csr(key, "x"), e.node_id, x509.random_serial_number())
-    s = SessionClient(node_channel(controller, pki.key_pem(key), stale), hello())
+    key = keys.new_key()
+    stale = ca.sign_node_csr(keys.make_csr(key, "x"), e.node_id, x509.random_serial_number())
+    s = SessionClient(node_channel(controller, keys.key_pem(key), stale), hello())
     with pytest.raises(grpc.RpcError) as info:
         s.read()
     assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED and error_reason(info.value) == "CERT_REVOKED"
     # ... and one for a node id that does not exist.
-    ghost = ca.sign_node_csr(pki.make_csr(key, "x"), str(uuid.uuid4()), x509.random_serial_number())
-    s = SessionClient(node_channel(controller, pki.key_pem(key), ghost), hello())
+    ghost = ca.sign_node_csr(keys.make_csr(key, "x"), str(uuid.uuid4()), x509.random_serial_number())
+    s = SessionClient(node_channel(controller, keys.key_pem(key), ghost), hello())
     with pytest.raises(grpc.RpcError) as info:
         s.read()
     assert error_reason(info.value) == "NODE_UNKNOWN"

@@ -8,7 +8,7 @@ import uuid
 import pytest
 import yaml
 
-from controller.auth import jointoken
+from kumo import jointoken
 from kumo.v1 import identity_pb2 as idpb
 from tests.harness import Client, ControllerProc, cli_login, make_user, run_cli
 from tests.nodeutil import enroll, make_token

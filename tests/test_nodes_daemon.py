@@ -16,7 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from controller.auth import jointoken
+from kumo import jointoken
 from kumo.v1 import node_pb2 as pb
 from tests.harness import Client, ControllerProc, rpc_error
 from tests.nodeutil import NodedProc, free_port, make_token, nodes, run_noded, wait_for

@@ -1,85 +1,23 @@
-"""Node pieces without a controller: join-token format, desired-state deltas,
-backoff, the drivers, CLI duration parsing."""
+"""Node pieces without a controller: backoff, the drivers, CLI duration
+parsing. (The join-token format and desired-state deltas, shared in the
+`kumo` package, are tested in test_kumo.py.)"""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
 
 from cli.commands.node import parse_ttl
 from cli.errors import CliError
-from controller.auth import jointoken
-from controller.domain import desired_state as ds
 from kumo.v1 import node_agent_pb2 as pb
-from kumo.v1 import node_pb2
 from noded.agent import Backoff, guest_pb, inventory_pb, usage_pb
 from noded.hypervisor import DriverError, make_driver
 from noded.hypervisor.fake import FakeDriver
 
 ROOT = Path(__file__).resolve().parent.parent
-FP = "a" * 64
-
-
-def test_join_token_round_trip() -> None:
-    tid, secret = str(uuid.uuid4()), jointoken.new_secret()
-    token = jointoken.format_token(tid, secret, FP)
-    parsed = jointoken.parse_token(f"  {token}\n")
-    assert (parsed.token_id, parsed.secret, parsed.ca_fingerprint) == (tid, secret, FP)
-    assert jointoken.secret_matches(secret, jointoken.hash_secret(secret))
-    assert not jointoken.secret_matches(jointoken.new_secret(), jointoken.hash_secret(secret))
-
-
-@pytest.mark.parametrize(
-    "token",
-    [
-        "",
-        "kumojoin1",
-        f"kumojoin2.{uuid.uuid4()}.{'s' * 43}.{FP}",
-        f"kumojoin1.not-a-uuid.{'s' * 43}.{FP}",
-        f"kumojoin1.{uuid.uuid4()}.short.{FP}",
-        f"kumojoin1.{uuid.uuid4()}.{'s' * 43}.{'A' * 64}",
-        f"kumojoin1.{uuid.uuid4()}.{'s' * 43}.{'a' * 63}",
-        f"kumojoin1.{uuid.uuid4()}.{'s' * 43}.{FP}.extra",
-        f"kumojoin1.{str(uuid.uuid4()).upper()}.{'s' * 43}.{FP}",
-    ],
-)
-def test_malformed_join_tokens(token: str) -> None:
-    with pytest.raises(jointoken.JoinTokenFormatError):
-        jointoken.parse_token(token)
-
-
-def test_node_level_delta_and_apply() -> None:
-    old = pb.NodeDesiredState(enabled=True)
-    _, removed, changed = ds.diff(old, pb.NodeDesiredState(enabled=True))
-    assert not changed and not removed
-    new = pb.NodeDesiredState(enabled=False)
-    delta, removed, changed = ds.diff(old, new)
-    assert changed and delta == new
-    update = pb.DesiredStateUpdate(revision=2, base_revision=1, state=delta, removed_ids=removed)
-    assert ds.apply(old, update) == new
-    full = pb.DesiredStateUpdate(revision=3, full=True, state=pb.NodeDesiredState(enabled=True))
-    assert ds.apply(new, full) == pb.NodeDesiredState(enabled=True)
-
-
-def test_resource_list_delta_and_apply() -> None:
-    """The same helpers on a message with a repeated, id-bearing field (what
-    instances, volumes ... will be): upserts and removals round-trip."""
-    n = [node_pb2.Node(id=f"id-{i}", name=f"n{i}") for i in range(4)]
-    old = node_pb2.ListNodesResponse(nodes=[n[0], n[1], n[2]], next_page_token="a")
-    changed_1 = node_pb2.Node(id="id-1", name="renamed")
-    new = node_pb2.ListNodesResponse(nodes=[n[0], changed_1, n[3]], next_page_token="b")
-    delta, removed, changed = ds.diff(old, new)
-    assert changed
-    assert [m.id for m in delta.nodes] == ["id-1", "id-3"] and removed == ["id-2"]
-    assert delta.next_page_token == "b"
-    applied = ds.apply_delta(old, delta, removed)
-    assert sorted(applied.nodes, key=lambda m: m.id) == sorted(new.nodes, key=lambda m: m.id)
-    assert applied.next_page_token == "b"
-    assert ds.diff(new, applied)[2] is False
 
 
 def test_backoff_grows_with_jitter_and_resets() -> None:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from cli import config
-from cli.client import Session, session
+from cli.client import connect, session
 from cli.errors import CliError
 from cli.output import Format, OutputOpt, emit, enum_label
 from kumo.v1 import identity_pb2 as pb
@@ -65,7 +65,7 @@ def login(
     else:
         password = os.environ.get("KUMO_PASSWORD") or getpass.getpass(f"password for {user}: ")
     resp = (
-        Session(endpoint, ca_saved)
+        connect(endpoint, ca_saved)
         .stub(identity_pb2_grpc.IdentityServiceStub)
         .Authenticate(pb.AuthenticateRequest(user=user, password=password, project=project or ""))
     )
@@ -89,7 +89,7 @@ def logout() -> None:
         typer.echo("not logged in")
         return
     try:
-        s = Session(stored.endpoint, stored.ca_file, stored.token)
+        s = connect(stored.endpoint, stored.ca_file, stored.token)
         s.stub(identity_pb2_grpc.IdentityServiceStub).RevokeToken(pb.RevokeTokenRequest())
     finally:
         stored.token = ""

@@ -25,10 +25,11 @@ from rich.progress import (
 )
 
 from cli import transfer
-from cli.client import Session, list_all, resolve, session
+from cli.client import list_all, resolve, session
 from cli.errors import CliError
 from cli.output import Format, OutputOpt, deleted, emit, enum_label
 from cli.updates import mask
+from kumo.client import Client
 from kumo.v1 import image_pb2 as pb
 from kumo.v1 import image_pb2_grpc
 
@@ -76,7 +77,7 @@ DETAIL = [
 ]
 
 
-def _session_stub() -> tuple[Session, Any]:
+def _session_stub() -> tuple[Client, Any]:
     s = session()
     return s, s.stub(image_pb2_grpc.ImageServiceStub)
 
@@ -92,10 +93,6 @@ def find(s, ref: str) -> pb.Image:  # type: ignore[no-untyped-def]
         lambda i: s.GetImage(pb.GetImageRequest(id=i)),
         lambda n: list(s.ListImages(pb.ListImagesRequest(name=n)).images),
     )
-
-
-def _metadata(s: Session) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {s.token}")]
 
 
 def _properties(values: list[str] | None) -> dict[str, str]:
@@ -193,7 +190,7 @@ def upload(
     try:
         with _progress(f"uploading {target.name}", size) as advance:
             done, local_sha = transfer.upload(
-                s.channel, _metadata(s), target.id, file, sha256.strip().lower(), progress=advance
+                s.channel, s.metadata, target.id, file, sha256.strip().lower(), progress=advance
             )
     except (grpc.RpcError, KeyboardInterrupt) as exc:
         why = "interrupted" if isinstance(exc, KeyboardInterrupt) else _rpc_message(exc)
@@ -272,7 +269,7 @@ def download(
         state = enum_label("IMAGE_STATUS_")(pb.ImageStatus.Name(found.status))
         raise CliError(f"image {found.name} ({found.id}) is {state}; only active images have data")
     if str(file) == "-":
-        got = transfer.download(s.channel, _metadata(s), found.id, sys.stdout.buffer.write)
+        got = transfer.download(s.channel, s.metadata, found.id, sys.stdout.buffer.write)
         sys.stdout.buffer.flush()
         if got != found.size_bytes:
             raise CliError(f"received {got} of {found.size_bytes} bytes")
@@ -299,7 +296,7 @@ def download(
 
             if offset:
                 typer.echo(f"resuming {part} at byte {offset}", err=True)
-            transfer.download(s.channel, _metadata(s), found.id, sink, offset=offset, progress=advance)
+            transfer.download(s.channel, s.metadata, found.id, sink, offset=offset, progress=advance)
     except OSError as exc:
         raise CliError(f"cannot write {part}: {exc.strerror}") from None
     except (grpc.RpcError, KeyboardInterrupt) as exc:

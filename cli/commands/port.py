@@ -6,12 +6,13 @@ from typing import Annotated
 
 import typer
 
-from cli.client import is_uuid, list_all, resolve
+from cli.client import list_all, resolve
 from cli.commands.network import find as find_network
 from cli.commands.network import stub
 from cli.commands.subnet import find as find_subnet
 from cli.output import Format, OutputOpt, emit, enum_label
 from cli.updates import mask
+from kumo.ids import is_uuid
 from kumo.v1 import network_pb2 as pb
 
 app = typer.Typer(no_args_is_help=True)

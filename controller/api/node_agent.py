@@ -18,13 +18,13 @@ from google.protobuf import empty_pb2
 from controller import validation as v
 from controller.auth.interceptor import CallContext
 from controller.auth.principal import Principal, Role
-from controller.domain import desired_state
 from controller.domain.images import Images, UploadHeader
 from controller.domain.instances import Instances
 from controller.domain.node_registry import RESYNC, Session
 from controller.domain.node_state import DesiredStates
 from controller.domain.nodes import Nodes
 from controller.errors import InvalidArgument, KumoError, PermissionDenied, Unauthenticated
+from kumo.desired import diff
 from kumo.v1 import node_agent_pb2 as pb
 from kumo.v1 import node_agent_pb2_grpc, node_pb2
 
@@ -199,7 +199,7 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
         if session.sent_state is None:
             update = pb.DesiredStateUpdate(revision=revision, full=True, state=state)
         else:
-            delta, removed, changed = desired_state.diff(session.sent_state, state)
+            delta, removed, changed = diff(session.sent_state, state)
             if not changed and revision == session.sent_revision:
                 return None
             update = pb.DesiredStateUpdate(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controller.errors import Unauthenticated
-from controller.pki import write_private
+from kumo.keys import write_private
 
 PREFIX = "kumo1"
 

@@ -31,7 +31,7 @@ from controller.errors import (
     Unauthenticated,
     not_found,
 )
-from controller.pki import write_private
+from kumo.keys import write_private
 
 log = logging.getLogger(__name__)
 

@@ -50,7 +50,7 @@ from controller.errors import (
     ResourceExhausted,
     not_found,
 )
-from controller.validation import is_uuid
+from kumo.ids import is_uuid
 
 log = logging.getLogger(__name__)
 

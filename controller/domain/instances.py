@@ -37,7 +37,7 @@ from controller.domain.periodic import Periodic
 from controller.domain.placement import Placement
 from controller.domain.scheduler import Request, schedule
 from controller.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, not_found
-from controller.validation import is_uuid
+from kumo.ids import is_uuid
 from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import image_pb2 as ipb
 from kumo.v1 import node_agent_pb2 as npb

@@ -43,7 +43,7 @@ from controller.errors import (
     ResourceExhausted,
     not_found,
 )
-from controller.validation import is_uuid
+from kumo.ids import is_uuid
 from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import network_pb2 as netpb
 from kumo.v1 import node_agent_pb2 as npb

@@ -17,7 +17,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from controller import clock
-from controller.auth import jointoken
 from controller.auth.principal import NodePrincipal, Principal
 from controller.config import ControllerConfig
 from controller.db import nodes as store
@@ -27,7 +26,8 @@ from controller.domain.extensions import InUseCheck
 from controller.domain.node_registry import DOWN, READY, LiveView, NodeRegistry
 from controller.errors import FailedPrecondition, InvalidArgument, NotFound, Unauthenticated, not_found
 from controller.pki import CertificateAuthority
-from controller.validation import is_uuid
+from kumo import jointoken
+from kumo.ids import is_uuid
 from kumo.v1 import node_pb2 as pb
 
 log = logging.getLogger("kumo.nodes")

@@ -51,7 +51,7 @@ from controller.domain.periodic import Periodic
 from controller.domain.placement import Placement
 from controller.domain.scheduler import Request, no_valid_host, schedule
 from controller.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ResourceExhausted, not_found
-from controller.validation import is_uuid
+from kumo.ids import is_uuid
 from kumo.v1 import node_agent_pb2 as npb
 from kumo.v1 import volume_pb2 as pb
 

@@ -1,24 +1,36 @@
-"""A node's desired state: how a change is expressed as a delta, and how a
-node applies one.
+"""A node's desired state as deltas: how a change is expressed (the
+controller's diff) and how a node applies one (kumo-noded's apply).
 
 NodeDesiredState has node-level fields (scalars, always sent whole) and
 resource lists: repeated fields of messages with an `id` (instances, disks,
 networks, volumes, added by the features that own them). A delta carries every
 node-level field, the resource entries that are new or changed, and the ids of
-the removed ones. The helpers below work from the message descriptor, so a new
-resource list needs no code here: add the field to node_agent.proto and a contributor
-that fills it (a DesiredStateContributor, controller/assembly.py)."""
+the removed ones. The helpers work from the message descriptor, so a new
+resource list needs no code here; nor do they name the generated message
+classes, so they work on any message of that shape."""
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Iterable
+from typing import Protocol, TypeVar
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from kumo.v1 import node_agent_pb2 as pb
-
 M = TypeVar("M", bound=Message)
+
+
+class StateUpdate(Protocol):
+    """What apply reads of a DesiredStateUpdate: a full state or a delta."""
+
+    @property
+    def full(self) -> bool: ...
+
+    @property
+    def state(self) -> Message: ...
+
+    @property
+    def removed_ids(self) -> Iterable[str]: ...
 
 
 def _is_resource_list(field: FieldDescriptor) -> bool:
@@ -74,16 +86,18 @@ def diff(old: M, new: M) -> tuple[M, list[str], bool]:
     return delta, removed, changed
 
 
-def apply(current: pb.NodeDesiredState, update: pb.DesiredStateUpdate) -> pb.NodeDesiredState:
+def apply(current: M, update: StateUpdate) -> M:
     """The state a node has after `update` (a full state or a delta)."""
     if update.full:
-        out = pb.NodeDesiredState()
+        out = type(current)()
         out.CopyFrom(update.state)
         return out
-    return apply_delta(current, update.state, list(update.removed_ids))
+    return apply_delta(current, update.state, list(update.removed_ids))  # type: ignore[arg-type]
 
 
 def apply_delta(current: M, delta: M, removed_ids: list[str]) -> M:
+    """`current` with the delta's node-level fields, its entries upserted and
+    `removed_ids` dropped; resource lists come out sorted by id."""
     out = type(current)()
     out.CopyFrom(current)
     for field in _node_fields(out):

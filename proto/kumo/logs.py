@@ -1,4 +1,7 @@
-"""Structured logs: one JSON object a line (or plain text), extras included."""
+"""Structured logs: one JSON object a line (or plain text), extras included.
+
+Shared (in the `kumo` package) so that the controller, kumo-noded and the
+benchmarks' simulated nodes all log in the same format."""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object a line, for log collectors."""
+
     def format(self, record: logging.LogRecord) -> str:
         out = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -28,6 +33,8 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
+    """One readable line, for people (and the test logs)."""
+
     def format(self, record: logging.LogRecord) -> str:
         extras = " ".join(
             f"{k}={v}" for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")
@@ -43,6 +50,7 @@ class TextFormatter(logging.Formatter):
 
 
 def setup_logging(level: str = "INFO", fmt: str = "json") -> None:
+    """Sends every logger to stderr in `fmt` ("json" or "text"), replacing other handlers."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()

@@ -7,8 +7,8 @@ so there is nothing for a slow, salted hash to protect against. The CA
 fingerprint (sha256 of the CA certificate's DER) lets the node pin the
 controller's CA before it trusts anything the controller says.
 
-Used by the controller (making and checking tokens) and by kumo-noded (reading
-the fingerprint out of one)."""
+Shared (in the `kumo` package) because the controller makes and checks tokens,
+kumo-noded reads the fingerprint out of one, and the tests forge them."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ _FP_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 class JoinTokenFormatError(ValueError):
-    pass
+    """The text is not a join token; the message says which part is wrong."""
 
 
 @dataclass(frozen=True)
@@ -36,18 +36,22 @@ class ParsedJoinToken:
 
 
 def new_secret() -> str:
+    """A fresh secret in the form parse_token accepts."""
     return secrets.token_urlsafe(32)  # 43 characters
 
 
 def hash_secret(secret: str) -> str:
+    """What the controller stores instead of the secret."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def secret_matches(secret: str, stored_hash: str) -> bool:
+    """Constant-time comparison, so timing does not leak the stored hash."""
     return hmac.compare_digest(hash_secret(secret), stored_hash)
 
 
 def format_token(token_id: str, secret: str, ca_fingerprint: str) -> str:
+    """The text `kumo node token create` prints; parse_token reads it back."""
     return f"{PREFIX}.{token_id}.{secret}.{ca_fingerprint}"
 
 

@@ -1,0 +1,26 @@
+"""Reading the google.rpc.ErrorInfo the controller attaches to every error.
+
+Programs branch on its reason (UPPER_SNAKE_CASE, listed in docs/api.md), never
+on message text; kumo-noded, the tests and the benchmarks all read it here."""
+
+from __future__ import annotations
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+
+def error_reason(exc: grpc.RpcError) -> str:
+    """The ErrorInfo reason carried in the status details, or "" when there is none
+    (or the details cannot be read, e.g. an error raised on this side of the channel)."""
+    try:
+        status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    except Exception:
+        return ""
+    if status is None:
+        return ""
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return info.reason
+    return ""
