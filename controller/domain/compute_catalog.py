@@ -24,8 +24,9 @@ MAX_RAM_MB = 4 * 1024 * 1024
 MAX_DISK_GB = 64 * 1024
 MAX_PUBLIC_KEY = 16 * 1024
 
-# Counts the live instances of a server group; set by the instance feature.
-GROUP_MEMBERS: list[Callable[[str], list[str]]] = []
+# The live instances of server groups (group id -> instance ids, for a page of
+# groups in one query); set by the instance feature.
+GROUP_MEMBERS: list[Callable[[list[str]], dict[str, list[str]]]] = []
 
 
 def check_sizes(vcpus: int, ram_mb: int, disk_gb: int) -> None:
@@ -68,6 +69,10 @@ class ComputeCatalog:
         if row is None or not self._flavor_visible(caller, row):
             raise not_found("flavor", flavor_id)
         return row
+
+    def flavor_access(self, flavor_ids: list[str]) -> dict[str, list[str]]:
+        """flavor id -> the projects a private flavor is shared with, for a page at once."""
+        return store.flavor_access_of(flavor_ids)
 
     def list_flavors(
         self, caller: Principal, page_size: int, page_token: str, name: str
@@ -176,7 +181,15 @@ class ComputeCatalog:
         )
 
     def members(self, group_id: str) -> list[str]:
-        return [m for fn in GROUP_MEMBERS for m in fn(group_id)]
+        return self.members_of([group_id]).get(group_id, [])
+
+    def members_of(self, group_ids: list[str]) -> dict[str, list[str]]:
+        """group id -> its instance ids, for a page of groups at once."""
+        out: dict[str, list[str]] = {}
+        for fn in GROUP_MEMBERS:
+            for group_id, members in fn(group_ids).items():
+                out.setdefault(group_id, []).extend(members)
+        return out
 
     def delete_server_group(self, caller: Principal, group_id: str) -> None:
         row = self.get_server_group(caller, group_id)

@@ -567,8 +567,8 @@ class Instances:
         return update, bump
 
 
-def _group_members(group_id: str) -> list[str]:
-    return [iid for iid, _ in store.group_members(group_id)]
+def _group_members(group_ids: list[str]) -> dict[str, list[str]]:
+    return store.members_of_groups(group_ids)
 
 
 def register_hooks() -> None:
