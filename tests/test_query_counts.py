@@ -26,7 +26,7 @@ from controller import pki
 from controller.config import load_config
 from controller.server import Controller
 from kumo.v1 import compute_pb2 as cpb
-from kumo.v1 import compute_pb2_grpc, network_pb2_grpc, node_pb2_grpc, volume_pb2_grpc
+from kumo.v1 import compute_pb2_grpc, identity_pb2_grpc, network_pb2_grpc, node_pb2_grpc, volume_pb2_grpc
 from kumo.v1 import identity_pb2 as idpb
 from kumo.v1 import image_pb2 as ipb
 from kumo.v1 import network_pb2 as npb
@@ -39,6 +39,7 @@ from tests.test_images import make_image, qcow2_bytes
 
 N = 12  # of each kind: more than the larger page, so both pages are full
 SMALL, LARGE = 2, 10
+WAIT = 120.0  # seconds for the fake node's work, generous for a loaded machine
 
 # Each List RPC's request (page_size is set by the test). Names are the RPC's
 # full path; a List RPC missing here fails test_every_list_rpc_has_a_request.
@@ -92,21 +93,25 @@ def enroll_node(ctl: InProcess, token: str, name: str) -> None:
     )
 
 
-def populate(base: Path, ctl: InProcess, admin: Client) -> None:
-    """N resources of each kind, and one fake node that runs the instances and
-    holds the volumes (so attachments and snapshots are real)."""
-    compute = admin.stub(compute_pb2_grpc.ComputeServiceStub)
-    net = admin.stub(network_pb2_grpc.NetworkServiceStub)
-    vol = admin.stub(volume_pb2_grpc.VolumeServiceStub)
-    nodes = admin.stub(node_pb2_grpc.NodeServiceStub)
-
+def start_node(base: Path, ctl: InProcess, admin: Client) -> NodedProc:
+    """The one fake node that runs the instances and holds the volumes (so
+    attachments and snapshots are real)."""
     state = base / "node"
     joined = run_noded(
         ["join", ctl.endpoint, make_token(admin), "--name", "q-live", "--state-dir", str(state)]
     )
     assert joined.returncode == 0, joined.stderr
     fake = ["--driver", "fake", "--fake-vcpus", "8", "--fake-memory-mb", "16384", "--fake-disk-gb", "200"]
-    node = NodedProc(state, fake).start()
+    return NodedProc(state, fake).start()
+
+
+def populate(base: Path, ctl: InProcess, admin: Client) -> None:
+    """N resources of each kind (the fake node is up)."""
+    compute = admin.stub(compute_pb2_grpc.ComputeServiceStub)
+    net = admin.stub(network_pb2_grpc.NetworkServiceStub)
+    vol = admin.stub(volume_pb2_grpc.VolumeServiceStub)
+    nodes = admin.stub(node_pb2_grpc.NodeServiceStub)
+
     token = make_token(admin, uses=N)
     for i in range(N):
         enroll_node(ctl, token, f"q-node{i}")
@@ -118,6 +123,7 @@ def populate(base: Path, ctl: InProcess, admin: Client) -> None:
             for n in nodes.ListNodes(nodepb.ListNodesRequest(page_size=100)).nodes
         ),
         what="the fake node READY",
+        timeout=WAIT,
     )
 
     projects = [
@@ -220,6 +226,7 @@ def populate(base: Path, ctl: InProcess, admin: Client) -> None:
                 lambda: vol.GetVolume(vpb.GetVolumeRequest(id=v.id)), vpb.VOLUME_STATE_AVAILABLE
             ),
             what=f"volume {v.name} AVAILABLE",
+            timeout=WAIT,
         )
         vol.CreateVolumeSnapshot(
             vpb.CreateVolumeSnapshotRequest(snapshot=vpb.VolumeSnapshot(name=f"q-s-{v.name}", volume_id=v.id))
@@ -230,9 +237,9 @@ def populate(base: Path, ctl: InProcess, admin: Client) -> None:
                 lambda: compute.GetInstance(cpb.GetInstanceRequest(id=inst.id)), cpb.INSTANCE_STATE_ACTIVE
             ),
             what=f"instance {inst.name} ACTIVE",
+            timeout=WAIT,
         )
         vol.AttachVolume(vpb.AttachVolumeRequest(id=v.id, instance_id=inst.id))
-    node.stop()  # what follows only reads
 
 
 @pytest.fixture(scope="module")
@@ -259,18 +266,18 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             os.environ.get("KUMO_ADMIN_PASSWORD") or (cfg.data_dir / "admin-password").read_text().strip()
         )
         channel = proc.channel()
-        resp = idpb_stub(channel).Authenticate(idpb.AuthenticateRequest(user="admin", password=password))
+        resp = identity_pb2_grpc.IdentityServiceStub(channel).Authenticate(
+            idpb.AuthenticateRequest(user="admin", password=password)
+        )
         admin = Client(channel, resp.token, resp.identity)
-        populate(base, proc, admin)
+        node = start_node(base, proc, admin)
+        try:
+            populate(base, proc, admin)
+        finally:
+            node.stop()  # what follows only reads
         yield {"ctl": ctl, "admin": admin}
     finally:
         ctl.stop()
-
-
-def idpb_stub(channel: grpc.Channel) -> Any:
-    from kumo.v1 import identity_pb2_grpc
-
-    return identity_pb2_grpc.IdentityServiceStub(channel)
 
 
 @contextmanager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from google.protobuf import empty_pb2
 
 from controller import validation as v
@@ -43,6 +45,15 @@ def keypair_pb(row: Keypair, private_key: str = "") -> pb.Keypair:
 
 def project_ids(values: list[str]) -> list[str]:
     return [v.resource_id(p, "flavor.project_ids") for p in values]
+
+
+FLAVOR_UPDATES: v.UpdateRules = MappingProxyType(
+    {
+        "description": lambda f: v.text(f.description, "flavor.description"),
+        "is_public": lambda f: f.is_public,
+        "project_ids": lambda f: project_ids(list(f.project_ids)),  # the access list, not a column
+    }
+)
 
 
 class ComputeCatalogServicer:
@@ -108,13 +119,8 @@ class ComputeCatalogServicer:
 
     def UpdateFlavor(self, request: pb.UpdateFlavorRequest, context: CallContext) -> pb.Flavor:
         f = request.flavor
-        paths = v.update_mask(request.update_mask.paths, {"description", "is_public", "project_ids"})
-        fields: dict[str, object] = {}
-        if "description" in paths:
-            fields["description"] = v.text(f.description, "flavor.description")
-        if "is_public" in paths:
-            fields["is_public"] = f.is_public
-        access = project_ids(list(f.project_ids)) if "project_ids" in paths else None
+        fields = v.updates(request.update_mask.paths, f, FLAVOR_UPDATES)
+        access = fields.pop("project_ids", None)
         return self.flavor_pb(self.catalog.update_flavor(v.resource_id(f.id, "flavor.id"), fields, access))
 
     def DeleteFlavor(self, request: pb.DeleteFlavorRequest, context: CallContext) -> empty_pb2.Empty:
