@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from controller.errors import InvalidArgument
 
@@ -12,6 +13,12 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 USER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,62}$")
 MAX_TEXT = 1024
 MAX_REQUEST_ID = 128
+MAX_REF = 255
+
+# An Update RPC's rules: each field its update_mask may name -> how to read
+# that field's new value from the request's resource message (checking it).
+# One table per resource; `updates` applies it.
+UpdateRules = Mapping[str, Callable[[Any], Any]]
 
 
 def name(value: str, field: str = "name", pattern: re.Pattern[str] = NAME_RE) -> str:
@@ -55,6 +62,20 @@ def optional_id(value: str, field: str) -> str:
     return resource_id(value, field) if value else ""
 
 
+def reference(value: str, field: str, *, required: bool = True) -> str:
+    """An id or a name of something the request points at (the domain resolves
+    it, so only its shape is checked here); "" when optional and not given."""
+    if not value:
+        if required:
+            raise InvalidArgument(f"{field} is required (an id or a name)")
+        return value
+    if len(value) > MAX_REF:
+        raise InvalidArgument(f"{field} must be at most {MAX_REF} characters")
+    if any(ord(c) < 32 for c in value):
+        raise InvalidArgument(f"{field} must not contain control characters")
+    return value
+
+
 def request_id(value: str) -> str:
     if len(value) > MAX_REQUEST_ID:
         raise InvalidArgument(f"request_id must be at most {MAX_REQUEST_ID} characters")
@@ -72,3 +93,16 @@ def update_mask(paths: Iterable[str], allowed: set[str]) -> set[str]:
             f"allowed: {', '.join(sorted(allowed))}"
         )
     return wanted
+
+
+def changes(paths: Iterable[str], message: Any, rules: UpdateRules) -> dict[str, Any]:
+    """The checked new value of each field in `paths` (already checked against
+    `rules`), in the table's order, so the first bad field is the one reported."""
+    wanted = set(paths)
+    return {name: rule(message) for name, rule in rules.items() if name in wanted}
+
+
+def updates(paths: Iterable[str], message: Any, rules: UpdateRules) -> dict[str, Any]:
+    """What an Update request changes: its update_mask checked against the
+    table's fields, then each named field read through its rule."""
+    return changes(update_mask(paths, set(rules)), message, rules)

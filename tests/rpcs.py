@@ -21,6 +21,7 @@ class Rpc:
     client_streaming: bool
     server_streaming: bool
     request_cls: Any
+    method: Any = None  # its MethodDescriptor (output_type, options)
 
     def call(
         self, channel: grpc.Channel, metadata: list[tuple[str, str]] | None = None, timeout: float = 30
@@ -50,4 +51,5 @@ def all_rpcs() -> Iterator[Rpc]:
                     method.client_streaming,
                     method.server_streaming,
                     message_factory.GetMessageClass(method.input_type),
+                    method,
                 )

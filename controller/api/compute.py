@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from google.protobuf import empty_pb2
 
 from controller import validation as v
 from controller.api.convert import ts
 from controller.auth.interceptor import CallContext
-from controller.db import compute as store
 from controller.db.models import Flavor, Keypair, ServerGroup
 from controller.domain.compute_catalog import ComputeCatalog
 from controller.errors import InvalidArgument
 from kumo.v1 import compute_pb2 as pb
 
 
-def flavor_pb(row: Flavor) -> pb.Flavor:
+def flavor_pb(row: Flavor, project_ids: list[str]) -> pb.Flavor:
+    """`project_ids`: the projects a private flavor is shared with (loaded for a page at once)."""
     return pb.Flavor(
         id=row.id,
         name=row.name,
@@ -23,7 +25,7 @@ def flavor_pb(row: Flavor) -> pb.Flavor:
         ram_mb=row.ram_mb,
         disk_gb=row.disk_gb,
         is_public=row.is_public,
-        project_ids=store.flavor_access(row.id),
+        project_ids=project_ids,
         create_time=ts(row.create_time),
         update_time=ts(row.update_time),
     )
@@ -45,6 +47,15 @@ def project_ids(values: list[str]) -> list[str]:
     return [v.resource_id(p, "flavor.project_ids") for p in values]
 
 
+FLAVOR_UPDATES: v.UpdateRules = MappingProxyType(
+    {
+        "description": lambda f: v.text(f.description, "flavor.description"),
+        "is_public": lambda f: f.is_public,
+        "project_ids": lambda f: project_ids(list(f.project_ids)),  # the access list, not a column
+    }
+)
+
+
 class ComputeCatalogServicer:
     """The flavor, keypair and server-group half of ComputeService;
     controller/api/instances.py adds the instance half."""
@@ -52,15 +63,29 @@ class ComputeCatalogServicer:
     def __init__(self, catalog: ComputeCatalog) -> None:
         self.catalog = catalog
 
+    def flavor_pbs(self, rows: list[Flavor]) -> list[pb.Flavor]:
+        access = self.catalog.flavor_access([r.id for r in rows])
+        return [flavor_pb(r, access.get(r.id, [])) for r in rows]
+
+    def flavor_pb(self, row: Flavor) -> pb.Flavor:
+        return self.flavor_pbs([row])[0]
+
+    def group_pbs(self, rows: list[ServerGroup]) -> list[pb.ServerGroup]:
+        members = self.catalog.members_of([r.id for r in rows])
+        return [
+            pb.ServerGroup(
+                id=r.id,
+                name=r.name,
+                project_id=r.project_id,
+                policy=r.policy,
+                member_ids=members.get(r.id, []),
+                create_time=ts(r.create_time),
+            )
+            for r in rows
+        ]
+
     def group_pb(self, row: ServerGroup) -> pb.ServerGroup:
-        return pb.ServerGroup(
-            id=row.id,
-            name=row.name,
-            project_id=row.project_id,
-            policy=row.policy,
-            member_ids=self.catalog.members(row.id),
-            create_time=ts(row.create_time),
-        )
+        return self.group_pbs([row])[0]
 
     # Flavors
 
@@ -79,10 +104,10 @@ class ComputeCatalogServicer:
         row = self.catalog.create_flavor(
             fields, project_ids(list(f.project_ids)), v.request_id(request.request_id)
         )
-        return flavor_pb(row)
+        return self.flavor_pb(row)
 
     def GetFlavor(self, request: pb.GetFlavorRequest, context: CallContext) -> pb.Flavor:
-        return flavor_pb(self.catalog.get_flavor(context.principal, v.resource_id(request.id)))
+        return self.flavor_pb(self.catalog.get_flavor(context.principal, v.resource_id(request.id)))
 
     def ListFlavors(self, request: pb.ListFlavorsRequest, context: CallContext) -> pb.ListFlavorsResponse:
         if request.name:
@@ -90,18 +115,13 @@ class ComputeCatalogServicer:
         rows, token = self.catalog.list_flavors(
             context.principal, request.page_size, request.page_token, request.name
         )
-        return pb.ListFlavorsResponse(flavors=[flavor_pb(r) for r in rows], next_page_token=token)
+        return pb.ListFlavorsResponse(flavors=self.flavor_pbs(rows), next_page_token=token)
 
     def UpdateFlavor(self, request: pb.UpdateFlavorRequest, context: CallContext) -> pb.Flavor:
         f = request.flavor
-        paths = v.update_mask(request.update_mask.paths, {"description", "is_public", "project_ids"})
-        fields: dict[str, object] = {}
-        if "description" in paths:
-            fields["description"] = v.text(f.description, "flavor.description")
-        if "is_public" in paths:
-            fields["is_public"] = f.is_public
-        access = project_ids(list(f.project_ids)) if "project_ids" in paths else None
-        return flavor_pb(self.catalog.update_flavor(v.resource_id(f.id, "flavor.id"), fields, access))
+        fields = v.updates(request.update_mask.paths, f, FLAVOR_UPDATES)
+        access = fields.pop("project_ids", None)
+        return self.flavor_pb(self.catalog.update_flavor(v.resource_id(f.id, "flavor.id"), fields, access))
 
     def DeleteFlavor(self, request: pb.DeleteFlavorRequest, context: CallContext) -> empty_pb2.Empty:
         self.catalog.delete_flavor(v.resource_id(request.id))
@@ -153,9 +173,7 @@ class ComputeCatalogServicer:
         rows, token = self.catalog.list_server_groups(
             context.principal, request.page_size, request.page_token, request.name
         )
-        return pb.ListServerGroupsResponse(
-            server_groups=[self.group_pb(r) for r in rows], next_page_token=token
-        )
+        return pb.ListServerGroupsResponse(server_groups=self.group_pbs(rows), next_page_token=token)
 
     def DeleteServerGroup(
         self, request: pb.DeleteServerGroupRequest, context: CallContext

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from google.protobuf import empty_pb2
 
 from controller import validation as v
@@ -76,6 +78,24 @@ def _email(value: str) -> str:
     return value
 
 
+PROJECT_UPDATES: v.UpdateRules = MappingProxyType(
+    {
+        "name": lambda p: v.name(p.name, "project.name"),
+        "description": lambda p: v.text(p.description, "project.description"),
+        "enabled": lambda p: p.enabled,
+    }
+)
+USER_UPDATES: v.UpdateRules = MappingProxyType(
+    {
+        "name": lambda u: v.user_name(u.name, "user.name"),
+        "email": lambda u: _email(u.email),
+        "description": lambda u: v.text(u.description, "user.description"),
+        "enabled": lambda u: u.enabled,
+        "default_project_id": lambda u: v.optional_id(u.default_project_id, "user.default_project_id"),
+    }
+)
+
+
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     def __init__(self, identity: Identity) -> None:
         self.identity = identity
@@ -120,14 +140,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
 
     def UpdateProject(self, request: pb.UpdateProjectRequest, context: CallContext) -> pb.Project:
         p = request.project
-        paths = v.update_mask(request.update_mask.paths, {"name", "description", "enabled"})
-        fields: dict[str, object] = {}
-        if "name" in paths:
-            fields["name"] = v.name(p.name, "project.name")
-        if "description" in paths:
-            fields["description"] = v.text(p.description, "project.description")
-        if "enabled" in paths:
-            fields["enabled"] = p.enabled
+        fields = v.updates(request.update_mask.paths, p, PROJECT_UPDATES)
         return project_pb(
             self.identity.update_project(context.principal, v.resource_id(p.id, "project.id"), fields)
         )
@@ -161,21 +174,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
 
     def UpdateUser(self, request: pb.UpdateUserRequest, context: CallContext) -> pb.User:
         u = request.user
-        paths = v.update_mask(
-            request.update_mask.paths,
-            {"name", "email", "description", "enabled", "default_project_id"},
-        )
-        fields: dict[str, object] = {}
-        if "name" in paths:
-            fields["name"] = v.user_name(u.name, "user.name")
-        if "email" in paths:
-            fields["email"] = _email(u.email)
-        if "description" in paths:
-            fields["description"] = v.text(u.description, "user.description")
-        if "enabled" in paths:
-            fields["enabled"] = u.enabled
-        if "default_project_id" in paths:
-            fields["default_project_id"] = v.optional_id(u.default_project_id, "user.default_project_id")
+        fields = v.updates(request.update_mask.paths, u, USER_UPDATES)
         return user_pb(self.identity.update_user(context.principal, v.resource_id(u.id, "user.id"), fields))
 
     def DeleteUser(self, request: pb.DeleteUserRequest, context: CallContext) -> empty_pb2.Empty:

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 import grpc
@@ -32,7 +33,6 @@ PROPERTY_KEY_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,255}$")
 MAX_MIN_DISK_GB = 64 * 1024
 MAX_MIN_RAM_MB = 4 * 1024 * 1024
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-UPDATABLE = {"name", "visibility", "min_disk_gb", "min_ram_mb", "protected", "properties"}
 
 
 def image_pb(row: Image) -> pb.Image:
@@ -98,6 +98,19 @@ def _sha256(value: str) -> str:
     if value and not SHA256_RE.match(value):
         raise InvalidArgument("expected_sha256 must be 64 hexadecimal digits (a sha256)")
     return value
+
+
+IMAGE_UPDATES: v.UpdateRules = MappingProxyType(
+    {
+        "name": lambda i: v.name(i.name, "image.name"),
+        "visibility": lambda i: _visibility(i.visibility, default=None),
+        "min_disk_gb": lambda i: _min_disk(i.min_disk_gb),
+        "min_ram_mb": lambda i: _min_ram(i.min_ram_mb),
+        "protected": lambda i: i.protected,
+        # every property at once (replaces them all); properties.<key> paths are apart
+        "properties": lambda i: _properties(dict(i.properties)),
+    }
+)
 
 
 class StreamGuard:
@@ -208,21 +221,11 @@ class ImageServicer(image_pb2_grpc.ImageServiceServicer):
         paths = set(request.update_mask.paths)
         key_paths = {p for p in paths if p.startswith("properties.")}
         if paths - key_paths or not paths:  # properties.<key> paths are checked below
-            v.update_mask(paths - key_paths, UPDATABLE)
+            v.update_mask(paths - key_paths, set(IMAGE_UPDATES))
         if "properties" in paths and key_paths:
             raise InvalidArgument("update_mask names both properties and properties.<key>; use one")
-        fields: dict[str, object] = {}
-        if "name" in paths:
-            fields["name"] = v.name(i.name, "image.name")
-        if "visibility" in paths:
-            fields["visibility"] = _visibility(i.visibility, default=None)
-        if "min_disk_gb" in paths:
-            fields["min_disk_gb"] = _min_disk(i.min_disk_gb)
-        if "min_ram_mb" in paths:
-            fields["min_ram_mb"] = _min_ram(i.min_ram_mb)
-        if "protected" in paths:
-            fields["protected"] = i.protected
-        replace = _properties(dict(i.properties)) if "properties" in paths else None
+        fields = v.changes(paths - key_paths, i, IMAGE_UPDATES)
+        replace = fields.pop("properties", None)
         set_props: dict[str, str] = {}
         remove: list[str] = []
         for path in key_paths:

@@ -54,15 +54,6 @@ def _instance_pb(row: Instance) -> pb.Instance:
     )
 
 
-def _ref(value: str, field: str) -> str:
-    """An id or a name of something the request points at."""
-    if not value:
-        raise InvalidArgument(f"{field} is required (an id or a name)")
-    if len(value) > 255:
-        raise InvalidArgument(f"{field} must be at most 255 characters")
-    return value
-
-
 class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceServicer):
     """The whole ComputeService: catalog (inherited) and instances."""
 
@@ -86,9 +77,9 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
         row = self.instances.create(
             context.principal,
             v.name(request.name),
-            "" if request.boot_volume and not request.image else _ref(request.image, "image"),
-            _ref(request.flavor, "flavor"),
-            request.keypair and _ref(request.keypair, "keypair"),
+            "" if request.boot_volume and not request.image else v.reference(request.image, "image"),
+            v.reference(request.flavor, "flavor"),
+            v.reference(request.keypair, "keypair", required=False),
             request.user_data,
             v.optional_id(request.server_group_id, "server_group_id"),
             v.request_id(request.request_id),

@@ -4,6 +4,7 @@ CreateInstance fields that ask for NICs (networks, security_groups)."""
 from __future__ import annotations
 
 import ipaddress
+from types import MappingProxyType
 from typing import Any
 
 from google.protobuf import empty_pb2
@@ -36,22 +37,46 @@ DIRECTIONS = {
 DIRECTION_ENUM = {name: value for value, name in DIRECTIONS.items()}
 
 
-def _ref(value: str, field: str) -> str:
-    if not value:
-        raise InvalidArgument(f"{field} is required (an id or a name)")
-    if len(value) > 255:
-        raise InvalidArgument(f"{field} must be at most 255 characters")
-    return value
-
-
 def _group_refs(values: list[str], field: str) -> list[str]:
     if len(values) > MAX_GROUPS:
         raise InvalidArgument(f"at most {MAX_GROUPS} {field}, got {len(values)}")
-    return [_ref(g, f"{field}[{i}]") for i, g in enumerate(values)]
+    return [v.reference(g, f"{field}[{i}]") for i, g in enumerate(values)]
 
 
 def _optional_name(value: str, field: str) -> str:
     return v.name(value, field) if value else ""
+
+
+NETWORK_UPDATES: v.UpdateRules = MappingProxyType(
+    {
+        "name": lambda n: v.name(n.name, "network.name"),
+        "description": lambda n: v.text(n.description, "network.description"),
+        "mtu": lambda n: n.mtu,
+        "shared": lambda n: n.shared,
+        "external_routable": lambda n: n.external_routable,
+    }
+)
+SUBNET_UPDATES: v.UpdateRules = MappingProxyType(
+    {
+        "name": lambda s: v.name(s.name, "subnet.name"),
+        "description": lambda s: v.text(s.description, "subnet.description"),
+        "dns_servers": lambda s: list(s.dns_servers),
+    }
+)
+PORT_UPDATES: v.UpdateRules = MappingProxyType(
+    {
+        "name": lambda p: _optional_name(p.name, "port.name"),
+        "description": lambda p: v.text(p.description, "port.description"),
+        # the port's groups, not a column
+        "security_group_ids": lambda p: _group_refs(list(p.security_group_ids), "port.security_group_ids"),
+    }
+)
+SECURITY_GROUP_UPDATES: v.UpdateRules = MappingProxyType(
+    {
+        "name": lambda g: v.name(g.name, "security_group.name"),
+        "description": lambda g: v.text(g.description, "security_group.description"),
+    }
+)
 
 
 def nic_options(request: cpb.CreateInstanceRequest) -> dict[str, Any]:
@@ -74,7 +99,7 @@ def nic_options(request: cpb.CreateInstanceRequest) -> dict[str, Any]:
                 fixed = str(ipaddress.ip_address(n.fixed_ip))
             except ValueError:
                 raise InvalidArgument(f"{where}.fixed_ip {n.fixed_ip[:64]!r} is not an IP address") from None
-        nics.append(NicRequest(network=_ref(n.network, f"{where}.network"), fixed_ip=fixed))
+        nics.append(NicRequest(network=v.reference(n.network, f"{where}.network"), fixed_ip=fixed))
     return {
         "networks": nics,
         "security_groups": _group_refs(list(request.security_groups), "security_groups"),
@@ -209,17 +234,7 @@ class NetworkServicer(network_pb2_grpc.NetworkServiceServicer):
 
     def UpdateNetwork(self, request: pb.UpdateNetworkRequest, context: CallContext) -> pb.Network:
         n = request.network
-        paths = v.update_mask(
-            request.update_mask.paths, {"name", "description", "mtu", "shared", "external_routable"}
-        )
-        fields: dict[str, Any] = {}
-        if "name" in paths:
-            fields["name"] = v.name(n.name, "network.name")
-        if "description" in paths:
-            fields["description"] = v.text(n.description, "network.description")
-        for key in ("mtu", "shared", "external_routable"):
-            if key in paths:
-                fields[key] = getattr(n, key)
+        fields = v.updates(request.update_mask.paths, n, NETWORK_UPDATES)
         row = self.networks.update_network(context.principal, v.resource_id(n.id, "network.id"), fields)
         return self.network_pb(row)
 
@@ -270,14 +285,7 @@ class NetworkServicer(network_pb2_grpc.NetworkServiceServicer):
 
     def UpdateSubnet(self, request: pb.UpdateSubnetRequest, context: CallContext) -> pb.Subnet:
         s = request.subnet
-        paths = v.update_mask(request.update_mask.paths, {"name", "description", "dns_servers"})
-        fields: dict[str, Any] = {}
-        if "name" in paths:
-            fields["name"] = v.name(s.name, "subnet.name")
-        if "description" in paths:
-            fields["description"] = v.text(s.description, "subnet.description")
-        if "dns_servers" in paths:
-            fields["dns_servers"] = list(s.dns_servers)
+        fields = v.updates(request.update_mask.paths, s, SUBNET_UPDATES)
         row = self.networks.update_subnet(context.principal, v.resource_id(s.id, "subnet.id"), fields)
         return self.subnet_pb(row)
 
@@ -326,17 +334,8 @@ class NetworkServicer(network_pb2_grpc.NetworkServiceServicer):
 
     def UpdatePort(self, request: pb.UpdatePortRequest, context: CallContext) -> pb.Port:
         p = request.port
-        paths = v.update_mask(request.update_mask.paths, {"name", "description", "security_group_ids"})
-        fields: dict[str, Any] = {}
-        if "name" in paths:
-            fields["name"] = _optional_name(p.name, "port.name")
-        if "description" in paths:
-            fields["description"] = v.text(p.description, "port.description")
-        groups = (
-            _group_refs(list(p.security_group_ids), "port.security_group_ids")
-            if "security_group_ids" in paths
-            else None
-        )
+        fields = v.updates(request.update_mask.paths, p, PORT_UPDATES)
+        groups = fields.pop("security_group_ids", None)
         row = self.networks.update_port(context.principal, v.resource_id(p.id, "port.id"), fields, groups)
         return self.port_pbs([row])[0]
 
@@ -375,12 +374,7 @@ class NetworkServicer(network_pb2_grpc.NetworkServiceServicer):
         self, request: pb.UpdateSecurityGroupRequest, context: CallContext
     ) -> pb.SecurityGroup:
         g = request.security_group
-        paths = v.update_mask(request.update_mask.paths, {"name", "description"})
-        fields: dict[str, Any] = {}
-        if "name" in paths:
-            fields["name"] = v.name(g.name, "security_group.name")
-        if "description" in paths:
-            fields["description"] = v.text(g.description, "security_group.description")
+        fields = v.updates(request.update_mask.paths, g, SECURITY_GROUP_UPDATES)
         row = self.networks.update_group(context.principal, v.resource_id(g.id, "security_group.id"), fields)
         return self.group_pbs([row])[0]
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 from google.protobuf import empty_pb2
@@ -16,8 +17,6 @@ from controller.errors import InvalidArgument
 from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import volume_pb2 as pb
 from kumo.v1 import volume_pb2_grpc
-
-MAX_REF = 255
 
 
 def volume_pb(row: Volume) -> pb.Volume:
@@ -57,13 +56,12 @@ def snapshot_pb(row: VolumeSnapshot) -> pb.VolumeSnapshot:
     )
 
 
-def _ref(value: str, field: str) -> str:
-    """An id or a name of something the request points at ("" when not given)."""
-    if len(value) > MAX_REF:
-        raise InvalidArgument(f"{field} must be at most {MAX_REF} characters")
-    if any(ord(c) < 32 for c in value):
-        raise InvalidArgument(f"{field} must not contain control characters")
-    return value
+VOLUME_UPDATES: v.UpdateRules = MappingProxyType(
+    {
+        "name": lambda vol: v.name(vol.name, "volume.name"),
+        "description": lambda vol: v.text(vol.description, "volume.description"),
+    }
+)
 
 
 class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
@@ -77,8 +75,8 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
             v.name(vol.name, "volume.name"),
             v.text(vol.description, "volume.description"),
             vol.size_gb,
-            _ref(vol.source_image_id, "volume.source_image_id"),
-            _ref(vol.source_snapshot_id, "volume.source_snapshot_id"),
+            v.reference(vol.source_image_id, "volume.source_image_id", required=False),
+            v.reference(vol.source_snapshot_id, "volume.source_snapshot_id", required=False),
             v.request_id(request.request_id),
         )
         return volume_pb(row)
@@ -98,12 +96,7 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
 
     def UpdateVolume(self, request: pb.UpdateVolumeRequest, context: CallContext) -> pb.Volume:
         vol = request.volume
-        paths = v.update_mask(request.update_mask.paths, {"name", "description"})
-        fields: dict[str, Any] = {}
-        if "name" in paths:
-            fields["name"] = v.name(vol.name, "volume.name")
-        if "description" in paths:
-            fields["description"] = v.text(vol.description, "volume.description")
+        fields = v.updates(request.update_mask.paths, vol, VOLUME_UPDATES)
         return volume_pb(self.volumes.update(context.principal, v.resource_id(vol.id, "volume.id"), fields))
 
     def DeleteVolume(self, request: pb.DeleteVolumeRequest, context: CallContext) -> empty_pb2.Empty:
@@ -137,7 +130,7 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
             context.principal,
             v.name(snap.name, "snapshot.name"),
             v.text(snap.description, "snapshot.description"),
-            _ref(snap.volume_id, "snapshot.volume_id"),
+            v.reference(snap.volume_id, "snapshot.volume_id"),
             v.request_id(request.request_id),
         )
         return snapshot_pb(row)
@@ -183,7 +176,7 @@ class VolumeInstanceApi:
             return {}
         if request.image:
             raise InvalidArgument("set image or boot_volume, not both")
-        return {"boot_volume": _ref(request.boot_volume, "boot_volume")}
+        return {"boot_volume": v.reference(request.boot_volume, "boot_volume")}
 
     def decorate(self, rows: list[Instance], msgs: list[cpb.Instance]) -> None:
         """Instance.volume_ids (attach order) and boot_volume_id, one query per page."""

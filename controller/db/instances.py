@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import peewee
@@ -88,6 +89,18 @@ def group_members(group_id: str) -> list[tuple[str, str]]:
     return list(
         Instance.select(Instance.id, Instance.node).where(Instance.server_group_id == group_id).tuples()
     )
+
+
+def members_of_groups(group_ids: Iterable[str]) -> dict[str, list[str]]:
+    """group id -> its instance ids, for a page of groups in one query."""
+    ids = list(set(group_ids))
+    out: dict[str, list[str]] = {}
+    if not ids:
+        return out
+    query = Instance.select(Instance.server_group_id, Instance.id).where(Instance.server_group_id.in_(ids))
+    for group_id, instance_id in query.tuples():
+        out.setdefault(group_id, []).append(instance_id)
+    return out
 
 
 # Capacity

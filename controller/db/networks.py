@@ -114,7 +114,8 @@ def insert_subnet(fields: dict[str, Any]) -> Subnet:
 
 
 def get_subnet(subnet_id: str) -> Subnet | None:
-    return Subnet.get_or_none(Subnet.id == subnet_id)
+    """With its network joined in (`row.network` costs no query)."""
+    return Subnet.select(Subnet, Network).join(Network).where(Subnet.id == subnet_id).get_or_none()
 
 
 def subnets_of(network_ids: Iterable[str]) -> list[Subnet]:
@@ -127,8 +128,9 @@ def subnets_of(network_ids: Iterable[str]) -> list[Subnet]:
 def list_subnets(
     page_size: int, page_token: str, name: str, network_id: str, project_id: str | None
 ) -> tuple[list[Subnet], str]:
-    """project_id None: every subnet; else those of its own and shared networks."""
-    query = Subnet.select()
+    """project_id None: every subnet; else those of its own and shared networks.
+    Each row comes with its network joined in (`row.network` costs no query)."""
+    query = Subnet.select(Subnet, Network).join(Network)
     if project_id is not None:
         visible = Network.select(Network.id).where((Network.project == project_id) | Network.shared)
         query = query.where(Subnet.network.in_(visible))

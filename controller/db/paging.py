@@ -63,4 +63,12 @@ def paginate(
         return rows, ""
     rows = rows[:size]
     tail = rows[-1]
-    return rows, _encode([getattr(tail, k.name) for k in keys])
+    return rows, _encode([_value(tail, k) for k in keys])
+
+
+def _value(row: peewee.Model, key: peewee.Field) -> Any:
+    """A key's column value: a foreign key's id, not the row it points at
+    (which would be one more query, and cannot go into a token)."""
+    if isinstance(key, peewee.ForeignKeyField):
+        return getattr(row, key.object_id_name)
+    return getattr(row, key.name)

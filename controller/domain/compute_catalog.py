@@ -66,6 +66,10 @@ class ComputeCatalog:
             raise not_found("flavor", flavor_id)
         return row
 
+    def flavor_access(self, flavor_ids: list[str]) -> dict[str, list[str]]:
+        """flavor id -> the projects a private flavor is shared with, for a page at once."""
+        return store.flavor_access_of(flavor_ids)
+
     def list_flavors(
         self, caller: Principal, page_size: int, page_token: str, name: str
     ) -> tuple[list[Flavor], str]:
@@ -174,7 +178,11 @@ class ComputeCatalog:
 
     def members(self, group_id: str) -> list[str]:
         """The ids of the group's instances."""
-        return [iid for iid, _ in instance_store.group_members(group_id)]
+        return self.members_of([group_id]).get(group_id, [])
+
+    def members_of(self, group_ids: list[str]) -> dict[str, list[str]]:
+        """group id -> its instance ids, for a page of groups at once."""
+        return instance_store.members_of_groups(group_ids)
 
     def delete_server_group(self, caller: Principal, group_id: str) -> None:
         row = self.get_server_group(caller, group_id)
