@@ -172,7 +172,7 @@ def console_tail(text: str, lines: int = 25) -> str:
     kumo = [ln for ln in all_lines if "KUMO" in ln or ln.startswith(("instance-id", "hostname"))]
     return (
         "the console's kumo lines:\n"
-        + "\n".join(kumo[-40:])
+        + "\n".join(kumo[-60:])
         + f"\nthe console's last {lines} lines:\n"
         + "\n".join(all_lines[-lines:])
     )
