@@ -3,11 +3,18 @@ load, no guests."""
 
 from __future__ import annotations
 
+import re
+import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.waits import LoadScaledDeadline, load_factor, scaled_timeout, wait_until
+from kumo.v1 import compute_pb2 as cpb
+from kumo.v1 import node_pb2 as npb
+from tests.waits import LoadScaledDeadline, diagnose, load_factor, scaled_timeout, wait_reconciled, wait_until
 
 
 def test_load_factor_is_runnable_tasks_per_core_never_below_one() -> None:
@@ -96,3 +103,70 @@ def test_a_failing_diagnosis_does_not_hide_the_timeout() -> None:
         AssertionError, match=r"(?s)waiting for x.*diagnosis failed.*controller gone.*load average"
     ):
         wait_until(lambda: False, what="x", base=0.05, step=0.01, explain=broken)
+
+
+class FakeStubs:
+    """Stands in for a Client: GetInstance, GetConsoleOutput and GetNode answers."""
+
+    def __init__(self) -> None:
+        self.instance = cpb.Instance(
+            id="i-1", state=cpb.INSTANCE_STATE_BUILDING, task="", fault="no room", node_id="n-1"
+        )
+        self.node = npb.Node(
+            id="n-1",
+            name="host1",
+            state=npb.NODE_STATE_READY,
+            connected=True,
+            desired_revision=7,
+            applied_revision=5,
+        )
+        self.node.last_heartbeat_time.GetCurrentTime()
+
+    def stub(self, cls: Any) -> Any:
+        return self
+
+    def GetInstance(self, _req: Any) -> cpb.Instance:
+        return self.instance
+
+    def GetConsoleOutput(self, _req: Any) -> cpb.GetConsoleOutputResponse:
+        return cpb.GetConsoleOutputResponse(
+            output="\n".join(["SeaBIOS", "KUMO-DISKS: vda vdb", *["noise"] * 30])
+        )
+
+    def GetNode(self, _req: Any) -> npb.Node:
+        return self.node
+
+
+def test_diagnosis_says_what_the_guest_and_its_node_were_doing() -> None:
+    text = diagnose(FakeStubs(), "i-1")
+    assert "instance i-1: state INSTANCE_STATE_BUILDING, task '', fault 'no room', node n-1" in text
+    assert "node host1 (n-1): state NODE_STATE_READY, connected True, desired revision 7, applied 5" in text
+    assert re.search(r"last heartbeat [\d.]+ s ago \(\d\d:\d\d:\d\d\)", text)
+    assert "virsh domstate kumo-i-1:" in text and "virsh list --all" in text
+    assert "load average" in text
+    assert "KUMO-DISKS: vda vdb" in text and "the console's last 25 lines" in text
+    assert "SeaBIOS" not in text.split("last 25 lines")[1], "only the last lines"
+
+
+def test_a_restarted_node_is_reconciled_only_after_a_whole_pass(tmp_path: Path) -> None:
+    """A restarted node's hello already carries applied == desired: that alone
+    must not end the wait; two passes starting (desired.json rewritten) do."""
+    stubs = FakeStubs()
+    stubs.node.applied_revision = stubs.node.desired_revision
+    (tmp_path / "desired.json").write_text("{}")
+    with pytest.raises(AssertionError, match="passes started since: 0"):
+        wait_reconciled(stubs, "n-1", tmp_path, base=0.3)
+
+    def passes() -> None:
+        for _ in range(2):
+            time.sleep(0.2)
+            (tmp_path / "desired.json.tmp").write_text("{}")
+            (tmp_path / "desired.json.tmp").replace(tmp_path / "desired.json")
+
+    t = threading.Thread(target=passes)
+    t.start()
+    wait_reconciled(stubs, "n-1", tmp_path, base=30)
+    t.join()
+    stubs.node.applied_revision -= 1
+    with pytest.raises(AssertionError, match="desired revision 7, applied 6"):
+        wait_reconciled(stubs, "n-1", tmp_path, base=0.3)
