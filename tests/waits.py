@@ -14,7 +14,6 @@ were doing (`diagnose`).
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -141,8 +140,8 @@ class Stubs(Protocol):
     def stub(self, cls: Any) -> Any: ...
 
 
-def virsh(*args: str) -> str:
-    """virsh's output (or its error) on the system libvirt."""
+def _virsh(*args: str) -> str:
+    """virsh's output, or its error (for a report: cloudutil.virsh is for checks)."""
     try:
         out = subprocess.run(
             ["virsh", "-c", "qemu:///system", *args], capture_output=True, text=True, timeout=20
@@ -208,8 +207,8 @@ def diagnose(
                 lambda: compute.GetConsoleOutput(cpb.GetConsoleOutputRequest(id=instance_id)).output
             )
     if domain:
-        parts.append(f"virsh domstate {domain}: {virsh('domstate', domain, '--reason')}")
-    parts.append("virsh list --all:\n" + virsh("list", "--all"))
+        parts.append(f"virsh domstate {domain}: {_virsh('domstate', domain, '--reason')}")
+    parts.append("virsh list --all:\n" + _virsh("list", "--all"))
     parts.append(load_line())
     if console is not None:
         parts.append(console_tail(console))
@@ -272,7 +271,3 @@ def wait_reconciled(client: Stubs, node_id: str, state_dir: Path, base: float = 
         step=0.2,
         explain=lambda: f"{node_line(client, node_id)}; passes started since: {len(seen)}\n{load_line()}",
     )
-
-
-def console_count(text: str, pattern: str) -> int:
-    return len(re.findall(pattern, text, re.M))
