@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 from collections.abc import Iterator
 
 import grpc
@@ -18,7 +17,7 @@ from kumo.v1 import image_pb2 as ipb
 from tests.cloudutil import destroy_guests, libvirt_and_test_image, libvirt_cloud, ready_nodes, virsh
 from tests.harness import Client
 from tests.netutil import state_dir
-from tests.nodeutil import wait_for
+from tests.waits import diagnose, node_line, wait_reconciled, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -42,12 +41,20 @@ def cloud() -> Iterator[dict]:
 
 
 def wait_state(client: Client, iid: str, state: int, timeout: float = 120) -> pb.Instance:
+    """Waits for `state` (`timeout`: quiet seconds, stretched under load)."""
+
     def check() -> pb.Instance | None:
         inst = compute(client).GetInstance(pb.GetInstanceRequest(id=iid))
         assert inst.state != pb.INSTANCE_STATE_ERROR, inst.fault
         return inst if inst.state == state else None
 
-    return wait_for(check, timeout=timeout, step=0.3, what=f"{iid} {pb.InstanceState.Name(state)}")
+    return wait_until(
+        check,
+        what=f"{iid} {pb.InstanceState.Name(state)}",
+        base=timeout,
+        step=0.3,
+        explain=lambda: diagnose(client, iid),
+    )
 
 
 def console(client: Client, iid: str) -> str:
@@ -55,20 +62,15 @@ def console(client: Client, iid: str) -> str:
 
 
 def wait_console(client: Client, iid: str, pattern: str, count: int = 1, timeout: float = 120) -> str:
-    try:
-        return wait_for(
-            lambda: (text := console(client, iid)) and len(re.findall(pattern, text)) >= count and text,
-            timeout=timeout,
-            step=0.5,
-            what=f"{pattern!r} x{count} on {iid}'s console",
-        )
-    except AssertionError as exc:
-        lines = [
-            ln
-            for ln in console(client, iid).splitlines()
-            if "KUMO" in ln or ln.startswith(("instance-id", "host"))
-        ]
-        raise AssertionError(f"{exc}; the console's kumo lines:\n" + "\n".join(lines[-60:])) from None
+    """Waits for `count` matches of `pattern` on the console (`timeout`: quiet
+    seconds, stretched under load)."""
+    return wait_until(
+        lambda: (text := console(client, iid)) and len(re.findall(pattern, text)) >= count and text,
+        what=f"{pattern!r} x{count} on {iid}'s console",
+        base=timeout,
+        step=0.5,
+        explain=lambda: diagnose(client, iid),
+    )
 
 
 def wait_gone(client: Client, iid: str) -> None:
@@ -79,7 +81,7 @@ def wait_gone(client: Client, iid: str) -> None:
             return exc.code() == grpc.StatusCode.NOT_FOUND
         return False
 
-    wait_for(gone, timeout=90, what=f"{iid} deleted")
+    wait_until(gone, what=f"{iid} deleted", base=90, step=0.1, explain=lambda: diagnose(client, iid))
 
 
 def test_server_lifecycle_snapshot_and_cleanup(cloud: dict) -> None:
@@ -110,16 +112,21 @@ def test_server_lifecycle_snapshot_and_cleanup(cloud: dict) -> None:
 
     snap_id = c.CreateInstanceSnapshot(pb.CreateInstanceSnapshotRequest(id=inst.id, name="vm1-snap")).image_id
     images = admin.stub(image_pb2_grpc.ImageServiceStub)
-    snap = wait_for(
+    snap = wait_until(
         lambda: (
             (i := images.GetImage(ipb.GetImageRequest(id=snap_id))).status == ipb.IMAGE_STATUS_ACTIVE and i
         ),
-        timeout=120,
         what="snapshot image ACTIVE",
+        step=0.1,
+        explain=lambda: diagnose(admin, inst.id),
     )
     assert snap.disk_format == ipb.DISK_FORMAT_QCOW2 and snap.size_bytes > 0
-    wait_for(
-        lambda: compute(admin).GetInstance(pb.GetInstanceRequest(id=inst.id)).task == "", what="task cleared"
+    wait_until(
+        lambda: compute(admin).GetInstance(pb.GetInstanceRequest(id=inst.id)).task == "",
+        what="task cleared",
+        base=30,
+        step=0.1,
+        explain=lambda: diagnose(admin, inst.id),
     )
 
     second = c.CreateInstance(pb.CreateInstanceRequest(name="vm2", image=snap_id, flavor="e2e.small"))
@@ -131,8 +138,15 @@ def test_server_lifecycle_snapshot_and_cleanup(cloud: dict) -> None:
     cloud["node"].stop()
     assert f"kumo-{second.id}" in virsh("list", "--name"), "the guest outlives its node daemon"
     cloud["node"].start()
-    wait_for(lambda: ready_nodes(admin), what="node READY again")
-    time.sleep(5)  # the reconnected node has its desired state and has reconciled by now
+    node_id = c.GetInstance(pb.GetInstanceRequest(id=second.id)).node_id
+    wait_until(
+        lambda: ready_nodes(admin),
+        what="node READY again",
+        base=30,
+        step=0.1,
+        explain=lambda: node_line(admin, node_id),
+    )
+    wait_reconciled(admin, node_id, cloud["state"])  # it has its desired state and has reconciled
     assert wait_state(admin, second.id, pb.INSTANCE_STATE_ACTIVE)
     assert console(admin, second.id).count(MARKER) == boots, "adopted, not rebooted"
 
@@ -143,8 +157,12 @@ def test_server_lifecycle_snapshot_and_cleanup(cloud: dict) -> None:
         c.DeleteInstance(pb.DeleteInstanceRequest(id=iid))
     for iid in (inst.id, second.id):
         wait_gone(admin, iid)
-        wait_for(
-            lambda iid=iid: not (instances_dir / iid).exists(), timeout=30, what="instance files removed"
+        wait_until(
+            lambda iid=iid: not (instances_dir / iid).exists(),
+            what="instance files removed",
+            base=30,
+            step=0.1,
+            explain=lambda iid=iid: diagnose(admin, iid),
         )
         assert f"kumo-{iid}" not in virsh("list", "--all", "--name")
     # The node downloaded the test image once and the snapshot once.

@@ -9,15 +9,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from noded.network.names import bridge_name
 from tests.harness import ROOT
-from tests.nodeutil import wait_for
 from tests.test_compute_e2e import virsh
+from tests.waits import LoadScaledDeadline, diagnose, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -56,9 +55,9 @@ def test_make_up_boots_a_guest_with_the_printed_command() -> None:
     )
     try:
         lines: list[str] = []
-        deadline = time.monotonic() + 120
+        deadline = LoadScaledDeadline(120)
         assert proc.stdout is not None
-        while time.monotonic() < deadline and not any("Ctrl-C stops the cloud." in ln for ln in lines):
+        while not deadline.expired() and not any("Ctrl-C stops the cloud." in ln for ln in lines):
             lines.append(proc.stdout.readline())
         text = "".join(lines)
         assert "READY (qemu" in text, text
@@ -72,40 +71,51 @@ def test_make_up_boots_a_guest_with_the_printed_command() -> None:
         assert "demo: active" in made.stderr
         shown = run_cli(["server", "show", "demo", "-o", "json"], cfg)
         iid = __import__("json").loads(shown.stdout)["id"]
-        wait_for(
+
+        def explain() -> str:
+            """What the CLI says of the server and the node, and the guest's account."""
+            nodes = __import__("json").loads(run_cli(["node", "list", "-o", "json"], cfg).stdout or "[]")
+            shows = [run_cli(["server", "show", "demo"], cfg).stdout]
+            shows += [run_cli(["node", "show", n["id"]], cfg).stdout for n in nodes]
+            console = run_cli(["server", "console", "demo"], cfg).stdout
+            return "\n".join([*shows, diagnose(console=console, domain=f"kumo-{iid}")])
+
+        wait_until(
             lambda: f"instance-id: {iid}" in run_cli(["server", "console", "demo"], cfg).stdout,
-            timeout=120,
-            step=1,
             what="the demo guest's instance-id on its console",
+            step=1,
+            explain=explain,
         )
         # The shared default network: the guest got its port's address by DHCP,
         # and the host reaches it once the default group admits ICMP.
         ip = __import__("json").loads(shown.stdout)["nics"][0]["ip_addresses"][0]
         assert ip.startswith("10.199.0."), ip
-        wait_for(
+        wait_until(
             lambda: f"KUMO-IP: {ip}" in run_cli(["server", "console", "demo"], cfg).stdout,
-            timeout=120,
-            step=1,
             what=f"KUMO-IP: {ip} on the demo guest's console",
+            step=1,
+            explain=explain,
         )
         rule = ["security-group", "rule", "create", "default", "--protocol", "icmp"]
         assert run_cli(rule, cfg).returncode == 0
-        wait_for(
+        wait_until(
             lambda: subprocess.run(["ping", "-c1", "-W1", ip], capture_output=True).returncode == 0,
-            timeout=60,
-            step=1,
             what=f"the host pinging the guest at {ip}",
+            base=60,
+            step=1,
+            explain=explain,
         )
         net = __import__("json").loads(run_cli(["network", "show", "kumo-net", "-o", "json"], cfg).stdout)
         bridge = bridge_name(net["id"])
         assert subprocess.run(["ip", "link", "show", bridge], capture_output=True).returncode == 0
         assert run_cli(["server", "delete", "demo", "--wait"], cfg).returncode == 0
         # No port of the network is left on the node: its bridge and DHCP go.
-        wait_for(
+        wait_until(
             lambda: subprocess.run(["ip", "link", "show", bridge], capture_output=True).returncode != 0,
-            timeout=60,
-            step=1,
             what=f"bridge {bridge} removed",
+            base=60,
+            step=1,
+            explain=explain,
         )
     finally:
         proc.send_signal(signal.SIGINT)

@@ -26,8 +26,8 @@ from noded.network.names import owner_tag, table_name
 from tests.cloudutil import destroy_guests, libvirt_and_test_image, libvirt_cloud, virsh
 from tests.harness import Client
 from tests.netutil import need_root_networking, ping, state_dir
-from tests.nodeutil import wait_for
 from tests.test_compute_e2e import compute, wait_console, wait_gone, wait_state
+from tests.waits import diagnose, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -159,16 +159,40 @@ def test_guest_gets_its_ip_and_security_groups_decide(cloud: dict) -> None:
         return n.CreateSecurityGroupRule(npb.CreateSecurityGroupRuleRequest(rule=rule))
 
     http_rule = allow(4, "tcp", 80)
-    body = wait_for(lambda: http_get(fixed), timeout=60, step=0.5, what="tcp/80 open")
+    body = wait_until(
+        lambda: http_get(fixed),
+        what="tcp/80 open",
+        base=60,
+        step=0.5,
+        explain=lambda: diagnose(admin, inst.id),
+    )
     assert f"instance-id: {inst.id}" in body
     assert not ping(None, fixed), "only tcp/80 is open"
     allow(4, "icmp")
-    wait_for(lambda: ping(None, fixed), timeout=60, step=0.5, what="the host pings the guest")
+    wait_until(
+        lambda: ping(None, fixed),
+        what="the host pings the guest",
+        base=60,
+        step=0.5,
+        explain=lambda: diagnose(admin, inst.id),
+    )
     assert not ping(None, fixed6), "the icmp rule is IPv4's"
     allow(6, "icmpv6")
-    wait_for(lambda: ping(None, fixed6), timeout=60, step=0.5, what="the host pings the guest over IPv6")
+    wait_until(
+        lambda: ping(None, fixed6),
+        what="the host pings the guest over IPv6",
+        base=60,
+        step=0.5,
+        explain=lambda: diagnose(admin, inst.id),
+    )
     n.DeleteSecurityGroupRule(npb.DeleteSecurityGroupRuleRequest(id=http_rule.id))
-    wait_for(lambda: http_get(fixed, timeout=1) == "", timeout=60, step=0.5, what="tcp/80 closed again")
+    wait_until(
+        lambda: http_get(fixed, timeout=1) == "",
+        what="tcp/80 closed again",
+        base=60,
+        step=0.5,
+        explain=lambda: diagnose(admin, inst.id),
+    )
 
     # Delete the server, then the network: nothing of it is left on the host.
     compute(admin).DeleteInstance(pb.DeleteInstanceRequest(id=inst.id))
@@ -178,11 +202,25 @@ def test_guest_gets_its_ip_and_security_groups_decide(cloud: dict) -> None:
     n.DeleteNetwork(npb.DeleteNetworkRequest(id=network.id))
     table = table_name(owner_tag(str(cloud["state"].resolve())))
 
-    def clean() -> bool:
+    def left() -> list[str]:
+        """What of the network is still on the host."""
         links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
         tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
-        return (
-            br not in links and tap_name(port.id) not in links and not dnsmasq_for(br) and table not in tables
-        )
+        found = {
+            "bridge": br in links,
+            "tap": tap_name(port.id) in links,
+            "dnsmasq": bool(dnsmasq_for(br)),
+            "nft table": table in tables,
+        }
+        return [what for what, there in found.items() if there]
 
-    wait_for(clean, timeout=60, step=0.5, what="no bridge, tap, dnsmasq or nft table left")
+    def clean() -> bool:
+        return not left()
+
+    wait_until(
+        clean,
+        what="no bridge, tap, dnsmasq or nft table left",
+        base=60,
+        step=0.5,
+        explain=lambda: f"left: {left()}\n{diagnose(admin, inst.id)}",
+    )

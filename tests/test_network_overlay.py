@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from kumo.v1 import node_agent_pb2 as pb
 from noded.network import bridge_name, tap_name
 from tests import netutil
 from tests.netutil import apply_in, ns, ping
+from tests.waits import wait_until
 
 N1 = "a1a1a1a1-0000-4000-8000-000000000001"
 N3 = "a3a3a3a3-0000-4000-8000-000000000003"
@@ -237,7 +237,12 @@ def test_outbound_nat_and_no_routing_between_networks(tmp_path: Path) -> None:
             ["ip", "netns", "exec", host, "busybox", "nc", "-ll", "-p", "2222", "-e", "/bin/true"]
         )
         try:
-            time.sleep(0.3)
+            wait_until(
+                lambda: ns(host, "ss", "-ltnH", "sport = :2222").stdout.strip(),
+                what="the host's test service listening",
+                base=10,
+                step=0.05,
+            )
             reach = ns(outside, "busybox", "nc", "-w", "2", "198.51.100.65", "2222", check=False, timeout=10)
             assert reach.returncode == 0, "the host's test service does not answer at all"
             probe = ns(g5, "busybox", "nc", "-w", "2", "10.65.0.1", "2222", check=False, timeout=10)

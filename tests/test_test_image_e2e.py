@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from tests.harness import ROOT
+from tests.waits import BOOT_SECONDS, diagnose, wait_until
 
 pytestmark = pytest.mark.e2e
 
 IMAGE = ROOT / "images" / "kumo-test.qcow2"
 MARKER = "KUMO-TEST-IMAGE-BOOTED"
-BOOT_TIMEOUT = 120.0
 
 DOMAIN_XML = """
 <domain type='qemu'>
@@ -53,15 +52,20 @@ DOMAIN_XML = """
 """
 
 
-def wait_for(log: Path, pattern: str, timeout: float = BOOT_TIMEOUT) -> re.Match[str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = log.read_text(errors="replace") if log.exists() else ""
-        found = re.search(pattern, text)
-        if found:
-            return found
-        time.sleep(0.25)
-    raise AssertionError(f"no {pattern!r} on the serial console within {timeout:.0f} s:\n{text[-3000:]}")
+def wait_for(log: Path, pattern: str, timeout: float = BOOT_SECONDS, domain: str = "") -> re.Match[str]:
+    """The first match of `pattern` on the serial console (`timeout`: quiet
+    seconds, stretched under load; `domain`: the libvirt guest, if any)."""
+
+    def text() -> str:
+        return log.read_text(errors="replace") if log.exists() else ""
+
+    return wait_until(
+        lambda: re.search(pattern, text()),
+        what=f"{pattern!r} on the serial console",
+        base=timeout,
+        step=0.25,
+        explain=lambda: diagnose(console=text(), domain=domain),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -110,15 +114,15 @@ def test_boots_under_libvirt_and_reads_its_config_drive(image: Path, workdir: Pa
     virsh = ["virsh", "-c", "qemu:///system"]
     subprocess.run([*virsh, "create", str(xml)], check=True, capture_output=True, text=True)
     try:
-        wait_for(log, MARKER)
-        assert wait_for(log, r"instance-id: (\S+)").group(1) == instance_id
-        assert wait_for(log, r"hostname: (\S+)").group(1) == "e2e-guest"
-        wait_for(log, "user-data: hello from user-data")
-        disks = wait_for(log, r"KUMO-DISKS: ([^\r\n]*)").group(1).split()
+        wait_for(log, MARKER, domain=name)
+        assert wait_for(log, r"instance-id: (\S+)", domain=name).group(1) == instance_id
+        assert wait_for(log, r"hostname: (\S+)", domain=name).group(1) == "e2e-guest"
+        wait_for(log, "user-data: hello from user-data", domain=name)
+        disks = wait_for(log, r"KUMO-DISKS: ([^\r\n]*)", domain=name).group(1).split()
         assert {"vda", "vdb"} <= set(disks)
         # The power button powers it off cleanly (what `virsh shutdown` sends).
         subprocess.run([*virsh, "shutdown", name], check=True, capture_output=True)
-        wait_for(log, "KUMO-POWEROFF", timeout=60)
+        wait_for(log, "KUMO-POWEROFF", timeout=60, domain=name)
     finally:
         subprocess.run([*virsh, "destroy", name], capture_output=True)
 

@@ -36,7 +36,7 @@ from tests.cloudutil import (
 )
 from tests.harness import Client
 from tests.netutil import state_dir
-from tests.nodeutil import wait_for
+from tests.waits import diagnose, node_line, wait_reconciled, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -113,15 +113,17 @@ def test_node_hotplug_extend_snapshot_reboot_restart(host: Path) -> None:
         compute(state, drv)
 
     def wait_console(pattern: str, count: int = 1) -> str:
-        return wait_for(
+        return wait_until(
             lambda: (
                 console.exists()
                 and len(re.findall(pattern, text := console.read_text(errors="replace"), re.M)) >= count
                 and text
             ),
-            timeout=120,
-            step=0.3,
             what=f"{pattern!r} x{count} on the console",
+            step=0.3,
+            explain=lambda: diagnose(
+                instance_id=iid, console=console.read_text(errors="replace") if console.exists() else ""
+            ),
         )
 
     try:
@@ -206,7 +208,21 @@ class Api:
             assert v.state != self.vpb.VOLUME_STATE_ERROR, v.fault
             return v if v.state == want else None
 
-        return wait_for(check, timeout=timeout, step=0.3, what=f"volume {vid} {state}")
+        return wait_until(
+            check,
+            what=f"volume {vid} {state}",
+            base=timeout,
+            step=0.3,
+            explain=lambda: self.explain_volume(vid),
+        )
+
+    def explain_volume(self, vid: str) -> str:
+        """The volume's state and fault, then the account of its server (or its node)."""
+        v = self.volume(vid)
+        head = f"volume {vid}: state {self.vpb.VolumeState.Name(v.state)}, fault {v.fault!r}"
+        if v.instance_id:
+            return f"{head}, on instance {v.instance_id}\n{diagnose(self.admin, v.instance_id)}"
+        return f"{head}\n{diagnose(self.admin)}"
 
     def create_volume(self, name: str, size_gb: int = 1, **kw: str):  # type: ignore[no-untyped-def]
         v = self.vol.CreateVolume(
@@ -240,37 +256,37 @@ class Api:
             assert inst.state != self.cpb.INSTANCE_STATE_ERROR, inst.fault
             return inst if inst.state == want else None
 
-        return wait_for(check, timeout=timeout, step=0.3, what=f"instance {iid} {state}")
+        return wait_until(
+            check,
+            what=f"instance {iid} {state}",
+            base=timeout,
+            step=0.3,
+            explain=lambda: diagnose(self.admin, iid),
+        )
 
     def console(self, iid: str) -> str:
         return self.compute.GetConsoleOutput(self.cpb.GetConsoleOutputRequest(id=iid)).output
 
     def wait_console(self, iid: str, pattern: str, count: int = 1, timeout: float = 120) -> str:
-        try:
-            return wait_for(
-                lambda: (
-                    (text := self.console(iid)) and len(re.findall(pattern, text, re.M)) >= count and text
-                ),
-                timeout=timeout,
-                step=0.5,
-                what=f"{pattern!r} x{count} on {iid}'s console",
-            )
-        except AssertionError as exc:
-            lines = [ln for ln in self.console(iid).splitlines() if "KUMO" in ln or ln.startswith("instance")]
-            raise AssertionError(f"{exc}; the console's kumo lines:\n" + "\n".join(lines[-40:])) from None
+        """Waits for `count` matches of `pattern` on the console (`timeout`:
+        quiet seconds, stretched under load)."""
+        return wait_until(
+            lambda: (text := self.console(iid)) and len(re.findall(pattern, text, re.M)) >= count and text,
+            what=f"{pattern!r} x{count} on {iid}'s console",
+            base=timeout,
+            step=0.5,
+            explain=lambda: diagnose(self.admin, iid),
+        )
 
     def wait_disks(self, iid: str, disks: str) -> None:
         """Waits until the guest's latest KUMO-DISKS report is `disks`."""
         want = f"KUMO-DISKS: {disks}"
-        try:
-            wait_for(
-                lambda: (lines := disks_lines(self.console(iid))) and lines[-1] == want,
-                timeout=120,
-                step=0.5,
-                what=f"{want!r} on {iid}'s console",
-            )
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; reports: {disks_lines(self.console(iid))[-10:]}") from None
+        wait_until(
+            lambda: (lines := disks_lines(self.console(iid))) and lines[-1] == want,
+            what=f"{want!r} on {iid}'s console",
+            step=0.5,
+            explain=lambda: f"reports: {disks_lines(self.console(iid))[-10:]}\n{diagnose(self.admin, iid)}",
+        )
 
 
 def test_volumes_through_the_controller(cloud: dict) -> None:
@@ -303,13 +319,15 @@ def test_volumes_through_the_controller(cloud: dict) -> None:
     snap = api.vol.CreateVolumeSnapshot(
         vpb.CreateVolumeSnapshotRequest(snapshot=vpb.VolumeSnapshot(name="data-snap", volume_id=data.id))
     )
-    wait_for(
+    wait_until(
         lambda: (
             api.vol.GetVolumeSnapshot(vpb.GetVolumeSnapshotRequest(id=snap.id)).state
             == vpb.VOLUME_SNAPSHOT_STATE_AVAILABLE
         ),
-        timeout=60,
         what="snapshot AVAILABLE",
+        base=60,
+        step=0.1,
+        explain=lambda: api.explain_volume(data.id),
     )
     write_pattern(path, 0x11)
     copy = api.create_volume("data-copy", source_snapshot_id=snap.id)
@@ -331,10 +349,11 @@ def test_volumes_through_the_controller(cloud: dict) -> None:
         api.cpb.CreateInstanceSnapshotRequest(id=c.id, name="from-root")
     ).image_id
     images = api.admin.stub(image_pb2_grpc.ImageServiceStub)
-    wait_for(
+    wait_until(
         lambda: images.GetImage(ipb.GetImageRequest(id=image_id)).status == ipb.IMAGE_STATUS_ACTIVE,
-        timeout=120,
         what="snapshot image of a server booted from a volume ACTIVE",
+        step=0.1,
+        explain=lambda: diagnose(api.admin, c.id),
     )
     d = api.server("vol-d", image=image_id)
 
@@ -344,8 +363,15 @@ def test_volumes_through_the_controller(cloud: dict) -> None:
     reports = len(disks_lines(api.console(a.id)))
     cloud["node"].stop()
     cloud["node"].start()
-    wait_for(lambda: ready_nodes(api.admin), what="node READY again")
-    time.sleep(6)  # reconciled by now
+    node_id = api.compute.GetInstance(api.cpb.GetInstanceRequest(id=a.id)).node_id
+    wait_until(
+        lambda: ready_nodes(api.admin),
+        what="node READY again",
+        base=30,
+        step=0.1,
+        explain=lambda: node_line(api.admin, node_id),
+    )
+    wait_reconciled(api.admin, node_id, cloud["state"])
     assert api.volume(copy.id).state == vpb.VOLUME_STATE_IN_USE
     assert len(disks_lines(api.console(a.id))) == reports, "not unplugged and plugged again"
     boots = len(re.findall(rf"^instance-id: {a.id}", api.console(a.id), re.M))
@@ -359,14 +385,30 @@ def test_volumes_through_the_controller(cloud: dict) -> None:
     for iid in (a.id, b.id, c.id, d.id):
         api.compute.DeleteInstance(api.cpb.DeleteInstanceRequest(id=iid))
     api.vol.DeleteVolumeSnapshot(vpb.DeleteVolumeSnapshotRequest(id=snap.id))
-    wait_for(lambda: api.volume(root.id).state == vpb.VOLUME_STATE_AVAILABLE, timeout=90, what="root freed")
+    wait_until(
+        lambda: api.volume(root.id).state == vpb.VOLUME_STATE_AVAILABLE,
+        what="root freed",
+        base=90,
+        step=0.1,
+        explain=lambda: api.explain_volume(root.id),
+    )
     for vid in (data.id, copy.id, root.id):
-        wait_for(
+        wait_until(
             lambda vid=vid: _try_delete(api, vid),
-            timeout=60,
             what=f"volume {vid} deletable",
+            base=60,
+            step=0.1,
+            explain=lambda vid=vid: api.explain_volume(vid),
         )
-    wait_for(lambda: not list(vol_dir.glob("*.qcow2")), timeout=60, what="volume files removed")
+    wait_until(
+        lambda: not list(vol_dir.glob("*.qcow2")),
+        what="volume files removed",
+        base=60,
+        step=0.1,
+        explain=lambda: (
+            f"left: {sorted(f.name for f in vol_dir.glob('*.qcow2'))}\n{node_line(api.admin, node_id)}"
+        ),
+    )
 
 
 def _try_delete(api: Api, vid: str) -> bool:

@@ -5,6 +5,7 @@ through the instances step on the fake driver."""
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from noded.storage.backend import StorageError
 from noded.storage.local import LocalBackend
 from noded.storage.memory import MemoryBackend
 from noded.storage.step import GiB, VolumeStep
+from tests.waits import wait_until
 
 V1 = "11111111-1111-4111-8111-111111111111"
 V2 = "22222222-2222-4222-8222-222222222222"
@@ -33,6 +35,22 @@ S2 = "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
 I1 = "99999999-9999-4999-8999-999999999999"
 I2 = "88888888-8888-4888-8888-888888888888"
 MiB = 1024**2
+
+
+def write_locked(path: Path) -> bool:
+    """A qemu process holds the image open for writing: an OFD lock on byte
+    101 (qemu's lock bytes are 100 + permission bit; 1 is write). Read from
+    /proc/locks, since probing with qemu-img would take locks itself and
+    could make the holder fail to open the image."""
+    st = path.stat()
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "OFDLCK" in fields and inode in fields:
+            start, end = fields[-2:]
+            if int(start) <= 101 and (end == "EOF" or int(end) >= 101):
+                return True
+    return False
 
 
 def qemu_io(path: Path, cmd: str) -> str:
@@ -156,9 +174,7 @@ def test_live_snapshot_of_a_locked_volume(tmp_path: Path) -> None:
         ["qemu-io", "-f", "qcow2", str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     try:
-        import time
-
-        time.sleep(0.5)
+        wait_until(lambda: write_locked(path), what="qemu-io holding the volume's lock", base=30, step=0.05)
         with pytest.raises(StorageError):
             b.snapshot_create(V1, S1, live=False)
         b.snapshot_create(V1, S1, live=True)
