@@ -13,7 +13,8 @@ from controller.api.convert import ts
 from controller.auth.interceptor import CallContext
 from controller.db import volumes as store
 from controller.db.models import Instance, Volume, VolumeSnapshot
-from controller.domain.volumes import ATTACHED_STATES, Volumes, register_hooks
+from controller.domain.volumes import Volumes, register_hooks
+from controller.domain.volumes.states import ATTACHED_STATES
 from controller.errors import InvalidArgument
 from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import volume_pb2 as pb
