@@ -54,7 +54,7 @@ def seed_network(ctl: Controller, cidr: str) -> None:
     """Makes the shared default network and its subnet unless it exists."""
     from controller.auth.principal import Principal, Role
     from controller.db import identity as identity_store
-    from controller.domain.networks import check_subnet
+    from controller.domain.networks.addresses import check_subnet
 
     project = identity_store.find_project("admin")
     if project is None:

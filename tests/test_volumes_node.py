@@ -452,7 +452,7 @@ def test_controller_shows_a_guest_that_keeps_a_detached_disk_on_the_volume() -> 
     """The node's fault about a disk its guest keeps goes on the DETACHING
     volume, and away once the node stops saying so or the detach finishes."""
     from controller.db.models import Volume
-    from controller.domain.volumes import Volumes
+    from controller.domain.volumes.sync import observe as observe_volume
     from kumo.v1 import compute_pb2 as cpb
     from kumo.v1 import volume_pb2 as vpb
 
@@ -461,7 +461,7 @@ def test_controller_shows_a_guest_that_keeps_a_detached_disk_on_the_volume() -> 
     instances = {I1: cpb.INSTANCE_STATE_ACTIVE}
 
     def observe(guest: pb.GuestStatus) -> object:
-        return Volumes._observe(row, None, {I1: guest}, instances, True)
+        return observe_volume(row, None, {I1: guest}, instances, True)
 
     holding = pb.GuestStatus(instance_id=I1, attached_volume_ids=[V1])
     assert observe(holding) is None, "still detaching, nothing to say yet"

@@ -13,16 +13,11 @@ from controller import validation as v
 from controller.api.convert import ts
 from controller.auth.interceptor import CallContext
 from controller.db.models import Instance, Network, Port, SecurityGroup, SecurityGroupRule, Subnet
-from controller.domain.networks import (
-    EGRESS,
-    INGRESS,
-    PROTOCOLS,
-    Networks,
-    NicRequest,
-    parse_cidr,
-    subnet_pools,
-)
-from controller.domain.networks import check_subnet as check_subnet_fields
+from controller.domain.networks import Networks
+from controller.domain.networks.addresses import check_subnet as check_subnet_fields
+from controller.domain.networks.addresses import subnet_pools
+from controller.domain.networks.ports import NicRequest
+from controller.domain.networks.security_groups import EGRESS, INGRESS
 from controller.errors import InvalidArgument
 from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import network_pb2 as pb
@@ -388,41 +383,14 @@ class NetworkServicer(network_pb2_grpc.NetworkServiceServicer):
         self, request: pb.CreateSecurityGroupRuleRequest, context: CallContext
     ) -> pb.SecurityGroupRule:
         r = request.rule
-        if r.direction not in DIRECTIONS:
-            raise InvalidArgument("rule.direction must be INGRESS or EGRESS")
-        if r.protocol not in PROTOCOLS:
-            raise InvalidArgument(
-                f"rule.protocol must be one of tcp, udp, icmp, icmpv6 or empty, got {r.protocol!r}"
-            )
-        if r.remote_cidr and r.remote_group_id:
-            raise InvalidArgument("rule.remote_cidr and rule.remote_group_id: give at most one")
-        version = r.ip_version
-        remote_cidr = ""
-        if r.remote_cidr:
-            net = parse_cidr(r.remote_cidr, "rule.remote_cidr")
-            remote_cidr = str(net)
-            if version and version != net.version:
-                raise InvalidArgument(f"rule.remote_cidr is IPv{net.version}, ip_version says {version}")
-            version = net.version
-        version = version or 4
-        if version not in (4, 6):
-            raise InvalidArgument(f"rule.ip_version must be 4 or 6, got {r.ip_version}")
-        if (r.protocol == "icmp" and version == 6) or (r.protocol == "icmpv6" and version == 4):
-            raise InvalidArgument(f"rule.protocol {r.protocol} does not go with IPv{version}")
-        lo, hi = r.port_range_min, r.port_range_max
-        if lo or hi:
-            if r.protocol not in ("tcp", "udp"):
-                raise InvalidArgument("rule.port_range_min/max are for tcp and udp only")
-            if not (1 <= lo <= hi <= 65535):
-                raise InvalidArgument(f"rule port range must be 1 <= min <= max <= 65535, got {lo}-{hi}")
         fields = {
             "security_group": v.resource_id(r.security_group_id, "rule.security_group_id"),
-            "direction": DIRECTIONS[r.direction],
-            "ip_version": version,
+            "direction": DIRECTIONS.get(r.direction, ""),
+            "ip_version": r.ip_version,
             "protocol": r.protocol,
-            "port_range_min": lo,
-            "port_range_max": hi,
-            "remote_cidr": remote_cidr,
+            "port_range_min": r.port_range_min,
+            "port_range_max": r.port_range_max,
+            "remote_cidr": r.remote_cidr,
             "remote_group": v.optional_id(r.remote_group_id, "rule.remote_group_id") or None,
             "description": v.text(r.description, "rule.description"),
         }

@@ -12,7 +12,8 @@ from controller import validation as v
 from controller.api.convert import ts
 from controller.auth.interceptor import CallContext
 from controller.db.models import Instance, Volume, VolumeSnapshot
-from controller.domain.volumes import ATTACHED_STATES, Volumes
+from controller.domain.volumes import Volumes
+from controller.domain.volumes.states import ATTACHED_STATES
 from controller.errors import InvalidArgument
 from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import volume_pb2 as pb

@@ -1,0 +1,29 @@
+"""How a network change reaches the nodes: bump the desired revision of each
+node concerned inside the write transaction, tell their sessions after the
+commit (a session told before the commit could read the old state)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from controller import clock
+from controller.db import nodes as node_store
+from controller.domain.node_registry import NodeRegistry
+
+
+class NodeChanges:
+    def __init__(self, registry: NodeRegistry) -> None:
+        self.registry = registry
+
+    def bump(self, node_ids: Iterable[str]) -> set[str]:
+        """Bumps the nodes' desired revision (inside the write transaction)."""
+        now = clock.now()
+        out = set(node_ids)
+        for node_id in sorted(out):
+            node_store.bump_desired_revision(node_id, now)
+        return out
+
+    def notify(self, node_ids: Iterable[str]) -> None:
+        """After the commit: each node's session sends its new desired state."""
+        for node_id in node_ids:
+            self.registry.notify_threadsafe(node_id)

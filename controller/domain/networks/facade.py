@@ -1,0 +1,79 @@
+"""`Networks`, the one object the rest of the controller holds for the
+feature: it builds the parts and hands out their methods, so callers need
+not know which part does what."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from controller.auth.principal import Principal
+from controller.domain.extensions import CreateBind
+from controller.domain.networks.changes import NodeChanges
+from controller.domain.networks.ipam import Ipam
+from controller.domain.networks.ports import Ports
+from controller.domain.networks.projection import NodeProjection
+from controller.domain.networks.security_groups import SecurityGroups
+from controller.domain.networks.topology import Topology
+from controller.domain.nodes import Nodes
+
+
+class Networks:
+    """Networks, subnets, ports, security groups and the networks part of a
+    node's desired state, as one facade over its parts."""
+
+    def __init__(self, nodes: Nodes) -> None:
+        self.nodes = nodes
+        changes = NodeChanges(nodes.registry)
+        ipam = Ipam()
+        self.topology = Topology(changes, ipam)
+        self.groups = SecurityGroups(changes)
+        self.ports = Ports(changes, ipam, self.topology, self.groups)
+        self.projection = NodeProjection(nodes.registry, changes)
+
+        # Networks and subnets
+        self.get_network = self.topology.get_network
+        self.find_network = self.topology.find_network
+        self.list_networks = self.topology.list_networks
+        self.create_network = self.topology.create_network
+        self.update_network = self.topology.update_network
+        self.delete_network = self.topology.delete_network
+        self.subnet_ids = self.topology.subnet_ids
+        self.get_subnet = self.topology.get_subnet
+        self.subnet_project = self.topology.subnet_project
+        self.list_subnets = self.topology.list_subnets
+        self.create_subnet = self.topology.create_subnet
+        self.update_subnet = self.topology.update_subnet
+        self.delete_subnet = self.topology.delete_subnet
+        # Security groups
+        self.get_group = self.groups.get_group
+        self.find_group = self.groups.find_group
+        self.list_groups = self.groups.list_groups
+        self.rules = self.groups.rules
+        self.create_group = self.groups.create_group
+        self.update_group = self.groups.update_group
+        self.delete_group = self.groups.delete_group
+        self.create_rule = self.groups.create_rule
+        self.delete_rule = self.groups.delete_rule
+        # Ports, and the NICs of instances
+        self.get_port = self.ports.get_port
+        self.list_ports = self.ports.list_ports
+        self.port_details = self.ports.port_details
+        self.create_port = self.ports.create_port
+        self.update_port = self.ports.update_port
+        self.delete_port = self.ports.delete_port
+        self.instance_gone = self.ports.instance_gone
+        self.nics = self.ports.nics
+        # The node's desired state
+        self.tunnel_ip = self.projection.tunnel_ip
+        self.tunnel_moved = self.projection.tunnel_moved
+        self.contribute = self.projection.contribute
+
+    # As an InstanceExtension (domain/extensions.py)
+
+    def prepare_create(self, caller: Principal, options: Mapping[str, Any]) -> CreateBind | None:
+        """The NICs of a create."""
+        return self.ports.prepare_nics(caller, options)
+
+    def may_read_blob(self, node_id: str, sha256: str) -> bool:
+        return False  # ports use no image blobs

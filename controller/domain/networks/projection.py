@@ -1,0 +1,146 @@
+"""The networks part of a node's desired state: the ports of its instances,
+their networks (with subnets and the other nodes that hold ports of them: the
+VXLAN peers) and their security groups (with every member's addresses)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+from controller.db import networks as store
+from controller.db.database import write_transaction
+from controller.db.models import Node, Port, Subnet
+from controller.domain.networks.addresses import SLAAC
+from controller.domain.networks.changes import NodeChanges
+from controller.domain.node_registry import NodeRegistry, tunnel_host, tunnel_ip
+from kumo.v1 import compute_pb2 as cpb
+from kumo.v1 import node_agent_pb2 as npb
+
+# The node runs no guest of an instance in these states, so none of its ports.
+NOT_RUNNING = (cpb.INSTANCE_STATE_DELETING, cpb.INSTANCE_STATE_ERROR)
+
+
+class NodeProjection:
+    def __init__(self, registry: NodeRegistry, changes: NodeChanges) -> None:
+        self.registry = registry
+        self.changes = changes
+
+    def tunnel_ip(self, node_id: str, db_address: str = "") -> str:
+        """The node's VXLAN endpoint: from its live inventory, else its
+        recorded address."""
+        live = self.registry.snapshot(node_id)
+        if live is not None:
+            found = tunnel_ip(live.inventory, live.address)
+            if found:
+                return found
+        return tunnel_host(db_address)
+
+    def tunnel_moved(self, node_id: str) -> None:
+        """Registry listener: the nodes that hold peers of this node's ports
+        get its new tunnel address (else only at the next change there)."""
+        with write_transaction():
+            networks = {p.network_id for p in store.node_ports(node_id, NOT_RUNNING)}
+            nodes = self.changes.bump(store.nodes_with_ports(network_ids=networks) - {node_id})
+        self.changes.notify(nodes)
+
+    def contribute(self, node_row: Any, state: npb.NodeDesiredState) -> None:
+        """The networks part of a node's desired state (a fixed number of
+        queries per node, however many ports)."""
+        ports = store.node_ports(node_row.id, NOT_RUNNING)
+        if not ports:
+            return
+        ids = [p.id for p in ports]
+        ips = store.port_ips(ids)
+        groups = store.port_groups(ids)
+        by_instance: dict[str, list[Port]] = defaultdict(list)
+        for p in ports:
+            state.ports.append(
+                npb.DesiredPort(
+                    id=p.id,
+                    network_id=p.network_id,
+                    mac_address=p.mac_address,
+                    fixed_ips=[npb.FixedIp(subnet_id=s, ip_address=ip) for s, ip in ips.get(p.id, [])],
+                    instance_id=p.instance_id,
+                    security_group_ids=groups.get(p.id, []),
+                )
+            )
+            by_instance[p.instance_id].append(p)
+        for inst in state.instances:
+            nics = sorted(by_instance.get(inst.id, []), key=lambda p: (p.nic_index, p.id))
+            if nics:
+                del inst.port_ids[:]
+                inst.port_ids.extend(p.id for p in nics)
+        net_ids = sorted({p.network_id for p in ports})
+        self._networks(node_row.id, net_ids, state)
+        self._security_groups({g for gs in groups.values() for g in gs}, state)
+
+    def _networks(self, node_id: str, net_ids: list[str], state: npb.NodeDesiredState) -> None:
+        """The networks of the node's ports, with subnets and VXLAN peers."""
+        subnets: dict[str, list[Subnet]] = defaultdict(list)
+        for s in store.subnets_of(net_ids):
+            subnets[s.network_id].append(s)
+        peers: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        for net_id, peer_node, mac in store.peer_ports(net_ids, node_id, NOT_RUNNING):
+            peers[net_id][peer_node].append(mac)
+        addresses: dict[str, str] = {}
+        peer_nodes = {n for by_node in peers.values() for n in by_node}
+        if peer_nodes:
+            addresses = dict(Node.select(Node.id, Node.address).where(Node.id.in_(list(peer_nodes))).tuples())
+        tunnel = {n: self.tunnel_ip(n, addresses.get(n, "")) for n in peer_nodes}
+        for net in store.networks_by_id(net_ids):
+            state.networks.append(
+                npb.DesiredNetwork(
+                    id=net.id,
+                    vni=net.vni,
+                    mtu=net.mtu,
+                    external_routable=net.external_routable,
+                    subnets=[
+                        npb.DesiredSubnet(
+                            id=s.id,
+                            cidr=s.cidr,
+                            ip_version=s.ip_version,
+                            gateway_ip=s.gateway_ip,
+                            dns_servers=json.loads(s.dns_servers),
+                            ipv6_slaac=s.ipv6_address_mode == SLAAC,
+                        )
+                        for s in subnets.get(net.id, [])
+                    ],
+                    peers=[
+                        npb.OverlayPeer(node_id=n, tunnel_ip=tunnel[n], mac_addresses=macs)
+                        for n, macs in sorted(peers.get(net.id, {}).items())
+                    ],
+                )
+            )
+
+    @staticmethod
+    def _security_groups(group_ids: set[str], state: npb.NodeDesiredState) -> None:
+        """The groups of the node's ports with their rules, and the groups
+        their rules name as remotes (members only: a remote's own rules do not
+        apply here)."""
+        rules = store.rules_of(group_ids)
+        remote = {r.remote_group_id for rs in rules.values() for r in rs if r.remote_group_id} - group_ids
+        if remote:
+            rules.update(store.rules_of(remote))
+        all_groups = group_ids | remote
+        members = store.group_member_ips(all_groups)
+        for g in sorted(all_groups):
+            state.security_groups.append(
+                npb.DesiredSecurityGroup(
+                    id=g,
+                    rules=[
+                        npb.DesiredSecurityGroupRule(
+                            id=r.id,
+                            direction=r.direction,
+                            ip_version=r.ip_version,
+                            protocol=r.protocol,
+                            port_range_min=r.port_range_min,
+                            port_range_max=r.port_range_max,
+                            remote_cidr=r.remote_cidr,
+                            remote_group_id=r.remote_group_id or "",
+                        )
+                        for r in (rules.get(g, []) if g in group_ids else [])
+                    ],
+                    member_ips=members.get(g, []),
+                )
+            )

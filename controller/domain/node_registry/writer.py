@@ -1,0 +1,106 @@
+"""The batched writer: what must outlive the process goes from the registry's
+memory to the database here, in batches on one worker thread, never on the
+event loop. State changes, inventories and applied revisions go at the next
+flush tick; last-heartbeat times and usage only every
+`heartbeat_flush_seconds` (a heartbeat touches memory only). A failed write
+is requeued under newer values and tried again at the next tick."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from controller import clock
+from controller.db import nodes as store
+from controller.db.database import db
+from controller.domain.node_registry.live import Live
+from kumo.v1 import node_pb2 as pb
+
+log = logging.getLogger("kumo.nodes")
+
+
+def usage_json(usage: pb.NodeUsage | None) -> str:
+    if usage is None:
+        return "{}"
+    return json.dumps(
+        {
+            "memory_free_mb": usage.memory_free_mb,
+            "disk_free_gb": usage.disk_free_gb,
+            "load_1m": usage.load_1m,
+            "guests_running": usage.guests_running,
+            "guest_vcpus": usage.guest_vcpus,
+            "guest_memory_mb": usage.guest_memory_mb,
+        }
+    )
+
+
+def inventory_columns(inv: pb.NodeInventory) -> dict[str, Any]:
+    return {c: getattr(inv, c) for c in store.INVENTORY_COLUMNS}
+
+
+class StateWriter:
+    """Runs on the event loop (bar `executor`'s thread): the registry records
+    what changed in `pending` and marks heartbeats in `heartbeat_dirty`."""
+
+    def __init__(self, heartbeat_flush_seconds: float) -> None:
+        self.heartbeat_flush_seconds = heartbeat_flush_seconds
+        self.pending = store.PendingWrites({}, {}, {}, {})
+        self.heartbeat_dirty: set[str] = set()
+        self._last_heartbeat_flush = time.monotonic()
+        # One thread: writes (and the registry's start-up read) never overlap.
+        # The writer uses the database of the controller that makes the registry.
+        self.executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="node-flush", initializer=db.bind_thread, initargs=(db.obj,)
+        )
+
+    def forget(self, node_id: str) -> None:
+        """The node was deleted: nothing pending for it is written."""
+        for pending in (
+            self.pending.heartbeats,
+            self.pending.statuses,
+            self.pending.inventories,
+            self.pending.sessions,
+        ):
+            pending.pop(node_id, None)  # type: ignore[attr-defined]
+        self.heartbeat_dirty.discard(node_id)
+
+    async def flush(
+        self, loop: asyncio.AbstractEventLoop, live: Mapping[str, Live], force: bool = False
+    ) -> None:
+        now = time.monotonic()
+        if self.heartbeat_dirty and (
+            force or now - self._last_heartbeat_flush >= self.heartbeat_flush_seconds
+        ):
+            for node_id in self.heartbeat_dirty:
+                node = live.get(node_id)
+                if node is not None:
+                    self.pending.heartbeats[node_id] = (node.last_seen_wall, node.usage)  # type: ignore[assignment]
+            self.heartbeat_dirty = set()
+            self._last_heartbeat_flush = now
+        if self.pending.empty():
+            return
+        batch, self.pending = self.pending, store.PendingWrites({}, {}, {}, {})
+        try:
+            await loop.run_in_executor(self.executor, self._write, batch)
+        except Exception:
+            log.exception("writing node state failed; will retry")
+            self.pending.requeue(batch)
+
+    @staticmethod
+    def _write(batch: store.PendingWrites) -> None:
+        # Usage is turned into JSON here, off the event loop.
+        rows = store.PendingWrites(
+            {nid: (t, usage_json(usage)) for nid, (t, usage) in batch.heartbeats.items()},  # type: ignore[arg-type]
+            batch.statuses,
+            batch.inventories,
+            batch.sessions,
+        )
+        store.flush(rows, clock.now())
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=True)

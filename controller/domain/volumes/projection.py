@@ -1,0 +1,56 @@
+"""The volumes part of a node's desired state, and which image blobs a node
+may download for its volumes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controller.db import volumes as store
+from controller.db.models import Volume
+from controller.domain.volumes.states import (
+    ATTACHED_STATES,
+    DELETING,
+    DETACHING,
+    SNAP_AVAILABLE,
+    SNAP_CREATING,
+)
+from kumo.v1 import node_agent_pb2 as npb
+
+
+class VolumeProjection:
+    def may_read_blob(self, node_id: str, sha256: str) -> bool:
+        return store.uses_image_blob(node_id, sha256)
+
+    def contribute(self, node_row: Any, state: npb.NodeDesiredState) -> None:
+        """The volumes part of a node's desired state, and the volumes of the
+        instances the instances contributor put there (it runs first)."""
+        snaps: dict[str, list[str]] = {}
+        for s in store.snapshots_on_node(node_row.id):
+            if s.state in (SNAP_CREATING, SNAP_AVAILABLE):
+                snaps.setdefault(s.volume_id, []).append(s.id)
+        for v in store.volumes_on_node(node_row.id):
+            if v.state == DELETING:
+                continue
+            state.volumes.append(
+                npb.DesiredVolume(
+                    id=v.id,
+                    size_gb=v.size_gb,
+                    image_sha256=v.image_sha256,
+                    image_format=v.image_format,
+                    image_size_bytes=v.image_size_bytes,
+                    source_snapshot_id=v.source_snapshot_id,
+                    snapshot_ids=snaps.get(v.id, []),
+                )
+            )
+        if not state.instances:
+            return
+        by_instance: dict[str, list[Volume]] = {}
+        for v in store.volumes_of_instances([i.id for i in state.instances]):
+            by_instance.setdefault(v.instance_id, []).append(v)
+        for inst in state.instances:
+            for v in by_instance.get(inst.id, []):
+                if v.boot:
+                    inst.boot_volume_id = v.id
+                    inst.image_sha256 = ""
+                elif v.state in ATTACHED_STATES and v.state != DETACHING:
+                    inst.volume_ids.append(v.id)
