@@ -124,7 +124,7 @@ POLICY: dict[str, Rule] = {
     **_service(
         "VolumeService",
         {
-            # Whose volume or instance it is is checked in domain/volumes.py.
+            # Whose volume or instance it is is checked in domain/volumes/.
             "CreateVolume": Rule.MEMBER,
             "GetVolume": Rule.READER,
             "ListVolumes": Rule.READER,
@@ -144,7 +144,7 @@ POLICY: dict[str, Rule] = {
         {
             # Whose network, port or group it is (shared networks: read and
             # make ports by every project; change by the owner) is checked in
-            # domain/networks.py; shared and external_routable are admin-only there.
+            # domain/networks/; shared and external_routable are admin-only there.
             "CreateNetwork": Rule.MEMBER,
             "GetNetwork": Rule.READER,
             "ListNetworks": Rule.READER,
