@@ -7,6 +7,7 @@ controller/localnode.py), and prints how to log in. Ctrl-C stops everything."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -45,12 +46,14 @@ def seed_flavors(ctl: Controller) -> None:
 
 # The network an all-in-one cloud starts with: shared, with outbound NAT, so a
 # guest gets an address by DHCP and can reach out. KUMO_UP_NETWORK_CIDR moves it
-# when the default clashes with a network this host is on.
+# when the default clashes with a network this host is on; KUMO_UP_DNS (comma-
+# separated addresses) gives its subnet DNS servers when it is first made.
 DEFAULT_NETWORK = "kumo-net"
+DEFAULT_SUBNET = f"{DEFAULT_NETWORK}-v4"
 DEFAULT_CIDR = "10.199.0.0/24"
 
 
-def seed_network(ctl: Controller, cidr: str) -> None:
+def seed_network(ctl: Controller, cidr: str, dns: list[str]) -> None:
     """Makes the shared default network and its subnet unless it exists."""
     from controller.auth.principal import Principal, Role
     from controller.db import identity as identity_store
@@ -75,8 +78,16 @@ def seed_network(ctl: Controller, cidr: str) -> None:
         "",
     )
     ctl.parts.networks.create_subnet(
-        admin, net.id, f"{DEFAULT_NETWORK}-v4", "", check_subnet(cidr, 4, "", [], []), ""
+        admin, net.id, DEFAULT_SUBNET, "", check_subnet(cidr, 4, "", [], dns), ""
     )
+
+
+def default_subnet_dns() -> list[str] | None:
+    """The DNS servers the default subnet gives guests (None: no such subnet)."""
+    from controller.db.models import Subnet
+
+    row = Subnet.get_or_none(Subnet.name == DEFAULT_SUBNET)
+    return None if row is None else list(json.loads(row.dns_servers))
 
 
 def blocks_qemu(path: Path) -> Path | None:
@@ -88,7 +99,22 @@ def blocks_qemu(path: Path) -> Path | None:
     return None
 
 
-def banner(ctl: Controller, password_hint: str) -> str:
+def dns_lines(dns: list[str] | None) -> list[str]:
+    """What the banner says about the default subnet's resolvers."""
+    if dns is None:
+        return []
+    if dns:
+        return [
+            f"Guests on {DEFAULT_NETWORK} resolve names through {', '.join(dns)} (subnet {DEFAULT_SUBNET})."
+        ]
+    return [
+        f"Guests on {DEFAULT_NETWORK} have no DNS server (kumo serves none yet); give the subnet one,",
+        "for example a resolver this host uses (or set KUMO_UP_DNS before the first make up):",
+        f"  .venv/bin/kumo subnet set {DEFAULT_SUBNET} --dns <resolver IP>",
+    ]
+
+
+def banner(ctl: Controller, password_hint: str, dns: list[str] | None = None) -> str:
     info = ctl.cfg
     endpoint = f"127.0.0.1:{ctl.port}"
     return "\n".join(
@@ -105,8 +131,10 @@ def banner(ctl: Controller, password_hint: str) -> str:
             f"Boot a guest on the shared network {DEFAULT_NETWORK} and read its console:",
             f"  .venv/bin/kumo server create demo --image kumo-test --flavor m1.tiny --network {DEFAULT_NETWORK} --wait",
             "  .venv/bin/kumo server console demo",
-            "Let the host ping it (the default security group admits only its own members):",
+            "The default security group admits only its own members. Let the host ping guests and SSH in:",
             "  .venv/bin/kumo security-group rule create default --protocol icmp",
+            "  .venv/bin/kumo security-group rule create default --protocol tcp --port 22",
+            *dns_lines(dns),
             "",
             "Ctrl-C stops the cloud.",
             "",
@@ -132,7 +160,8 @@ def main() -> int:
         logging.getLogger("kumo.allinone").exception("could not import %s", test_image)
     seed_flavors(ctl)
     try:
-        seed_network(ctl, os.environ.get("KUMO_UP_NETWORK_CIDR", DEFAULT_CIDR))
+        dns = [d.strip() for d in os.environ.get("KUMO_UP_DNS", "").split(",") if d.strip()]
+        seed_network(ctl, os.environ.get("KUMO_UP_NETWORK_CIDR", DEFAULT_CIDR), dns)
     except Exception:
         logging.getLogger("kumo.allinone").exception("could not make the default network")
     node = LocalNode(ctl)
@@ -153,7 +182,9 @@ def main() -> int:
         hint = f"password in {pw_file} (mode 0600)"
     else:
         hint = "password as set when the cloud was first made"
-    text = banner(ctl, hint).replace("\nLog in:", f"  node          {node_hint}\n\nLog in:", 1)
+    text = banner(ctl, hint, default_subnet_dns()).replace(
+        "\nLog in:", f"  node          {node_hint}\n\nLog in:", 1
+    )
     blocked = blocks_qemu(cfg.data_dir)
     if blocked is not None:
         text += (

@@ -83,6 +83,9 @@ def test_make_up_has_one_ready_local_node(tmp_path: Path) -> None:
     try:
         text = banner(proc)
         assert "READY (qemu" in text, text
+        # How to let SSH in, and that guests have no resolver until the subnet gets one.
+        assert "kumo security-group rule create default --protocol tcp --port 22" in text, text
+        assert "kumo subnet set kumo-net-v4 --dns" in text, text
         (node,) = list_nodes(data, port)
         assert node.state == pb.NODE_STATE_READY and node.inventory.driver == "libvirt"
         assert node.inventory.virt_type == "qemu"
@@ -99,3 +102,12 @@ def test_make_up_has_one_ready_local_node(tmp_path: Path) -> None:
         assert [n.id for n in again] == [node.id]
     finally:
         stop(proc)
+
+
+def test_banner_says_what_resolver_guests_get() -> None:
+    from controller.allinone import dns_lines
+
+    assert dns_lines(None) == []
+    assert "192.0.2.53" in " ".join(dns_lines(["192.0.2.53"]))
+    how = "\n".join(dns_lines([]))
+    assert "no DNS server" in how and "kumo subnet set kumo-net-v4 --dns" in how and "KUMO_UP_DNS" in how
