@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from controller.config import load_config
+from controller.domain.idempotency import NO_REQUEST_ID
 from controller.localnode import LocalNode, local_node_name
 from controller.server import Controller
 from kumo.logs import setup_logging
@@ -39,7 +40,7 @@ def seed_flavors(ctl: Controller) -> None:
                     "is_public": True,
                 },
                 [],
-                "",
+                NO_REQUEST_ID,
             )
 
 
@@ -72,10 +73,10 @@ def seed_network(ctl: Controller, cidr: str) -> None:
             "external_routable": True,
             "mtu": 0,
         },
-        "",
+        NO_REQUEST_ID,
     )
     ctl.parts.networks.create_subnet(
-        admin, net.id, f"{DEFAULT_NETWORK}-v4", "", check_subnet(cidr, 4, "", [], []), ""
+        admin, net.id, f"{DEFAULT_NETWORK}-v4", "", check_subnet(cidr, 4, "", [], []), NO_REQUEST_ID
     )
 
 
