@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +50,22 @@ def error_metadata(exc: grpc.RpcError) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def world(controller: ControllerProc, admin: Client) -> dict[str, Any]:
+    return make_world(controller, admin)
+
+
+@pytest.fixture(scope="module")
+def pg_world(postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """The same world on a controller whose database is PostgreSQL."""
+    data = tmp_path_factory.mktemp("pgrq") / "data"
+    data.mkdir()
+    proc = ControllerProc(data, extra_args=["--database-url", postgres.create_database("kumo_rq")]).start()
+    try:
+        yield make_world(proc, proc.login())
+    finally:
+        proc.stop()
+
+
+def make_world(controller: ControllerProc, admin: Client) -> dict[str, Any]:
     w = two_tenants(controller, admin, "rq")
     w["admin"] = admin
     n = w["alice"].networks.CreateNetwork(npb.CreateNetworkRequest(network=npb.Network(name="rq-net")))
@@ -250,6 +266,10 @@ def test_retry_returns_the_first_and_makes_one(world: dict[str, Any], case: Case
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_same_request_id_other_payload_is_refused(world: dict[str, Any], case: Case) -> None:
+    check_reuse_refused(world, case)
+
+
+def check_reuse_refused(world: dict[str, Any], case: Case) -> None:
     client = world[case.who]
     tag = uuid.uuid4().hex[:8]
     rid = f"reuse-{tag}"
@@ -278,6 +298,23 @@ def test_same_request_id_in_another_project_is_its_own(world: dict[str, Any], ca
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_racing_identical_creates_make_one(world: dict[str, Any], case: Case) -> None:
+    check_race_makes_one(world, case)
+
+
+PG_CASES = [
+    c for c in CASES if c.name in ("image", "keypair", "port", "security group rule", "role assignment")
+]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("case", PG_CASES, ids=lambda c: c.name)
+def test_request_id_on_postgres(pg_world: dict[str, Any], case: Case) -> None:
+    """Races there are real concurrent transactions (row locks, not one writer)."""
+    check_race_makes_one(pg_world, case)
+    check_reuse_refused(pg_world, case)
+
+
+def check_race_makes_one(world: dict[str, Any], case: Case) -> None:
     client = world[case.who]
     tag = uuid.uuid4().hex[:8]
     request = with_id(case.request(world, tag), f"race-{tag}")
