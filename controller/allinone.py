@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from controller.config import load_config
+from controller.domain.idempotency import NO_REQUEST_ID
 from controller.localnode import LocalNode, local_node_name
 from controller.server import Controller
 from kumo.logs import setup_logging
@@ -40,7 +41,7 @@ def seed_flavors(ctl: Controller) -> None:
                     "is_public": True,
                 },
                 [],
-                "",
+                NO_REQUEST_ID,
             )
 
 
@@ -75,10 +76,10 @@ def seed_network(ctl: Controller, cidr: str, dns: list[str]) -> None:
             "external_routable": True,
             "mtu": 0,
         },
-        "",
+        NO_REQUEST_ID,
     )
     ctl.parts.networks.create_subnet(
-        admin, net.id, DEFAULT_SUBNET, "", check_subnet(cidr, 4, "", [], dns), ""
+        admin, net.id, DEFAULT_SUBNET, "", check_subnet(cidr, 4, "", [], dns), NO_REQUEST_ID
     )
 
 

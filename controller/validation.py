@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from google.protobuf.message import Message
+
+from controller.domain.idempotency import NO_REQUEST_ID, RequestKey
 from controller.errors import InvalidArgument
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -80,6 +84,19 @@ def request_id(value: str) -> str:
     if len(value) > MAX_REQUEST_ID:
         raise InvalidArgument(f"request_id must be at most {MAX_REQUEST_ID} characters")
     return value
+
+
+def request_key(request: Message) -> RequestKey:
+    """A create request's request_id (checked) and the sha256 of the rest of the
+    request (deterministic serialization without request_id), so a replay can
+    tell the same request from a different one that reuses the id."""
+    rid = request_id(request.request_id)  # type: ignore[attr-defined]
+    if not rid:
+        return NO_REQUEST_ID
+    rest = type(request)()
+    rest.CopyFrom(request)
+    rest.ClearField("request_id")
+    return RequestKey(rid, hashlib.sha256(rest.SerializeToString(deterministic=True)).hexdigest())
 
 
 def update_mask(paths: Iterable[str], allowed: set[str]) -> set[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import collections
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -20,7 +20,7 @@ from kumo.v1 import compute_pb2_grpc
 from kumo.v1 import identity_pb2 as idpb
 from kumo.v1 import image_pb2 as ipb
 from tests.cloudutil import fake_cloud
-from tests.harness import Client, ControllerProc, make_user, race, rpc_error
+from tests.harness import Client, ControllerProc, error_reason, make_user, race, rpc_error
 from tests.nodeutil import wait_for
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
@@ -113,6 +113,53 @@ def test_lifecycle_on_a_fake_node(fleet: dict) -> None:
     deleting = c.DeleteInstance(pb.DeleteInstanceRequest(id=inst.id))
     assert deleting.state == pb.INSTANCE_STATE_DELETING
     wait_gone(admin, inst.id)
+    delete_all(admin)
+
+
+def test_request_id_on_instance_creates_and_snapshots(fleet: dict) -> None:
+    """A request_id reused with another payload is refused; identical racing
+    creates make one instance (one image); a retried snapshot returns the first
+    image, and a snapshot that loses the race leaves no image behind."""
+    admin = fleet["admin"]
+    c = compute(admin)
+    own = c.CreateInstance(create_req(fleet, "rid-a", request_id="rid-inst"))
+    err = rpc_error(c.CreateInstance, create_req(fleet, "rid-b", request_id="rid-inst"))
+    assert (err.code(), error_reason(err)) == (grpc.StatusCode.INVALID_ARGUMENT, "REQUEST_ID_REUSED")
+
+    def raced(call: Callable[[], str]) -> list[str]:
+        made: list[str] = []
+        lock = threading.Lock()
+
+        def one() -> None:
+            out = call()
+            with lock:
+                made.append(out)
+
+        race(one, [()] * 4)
+        assert len(made) == 4, "a racing create failed"
+        return made
+
+    ids = raced(lambda: c.CreateInstance(create_req(fleet, "rid-race", request_id="rid-race")).id)
+    assert len(set(ids)) == 1
+    names = [i.name for i in c.ListInstances(pb.ListInstancesRequest(page_size=1000)).instances]
+    assert names.count("rid-race") == 1
+
+    def snapshot(instance_id: str, name: str, rid: str) -> str:
+        req = pb.CreateInstanceSnapshotRequest(id=instance_id, name=name, request_id=rid)
+        return c.CreateInstanceSnapshot(req).image_id
+
+    def images_named(name: str) -> int:
+        return len(admin.images.ListImages(ipb.ListImagesRequest(name=name, page_size=1000)).images)
+
+    wait_state(admin, own.id, pb.INSTANCE_STATE_ACTIVE)
+    first = snapshot(own.id, "rid-snap", "rid-snap")
+    assert snapshot(own.id, "rid-snap", "rid-snap") == first  # the instance is busy now: still the answer
+    reused = rpc_error(snapshot, own.id, "rid-snap-2", "rid-snap")
+    assert (reused.code(), error_reason(reused)) == (grpc.StatusCode.INVALID_ARGUMENT, "REQUEST_ID_REUSED")
+    assert images_named("rid-snap") == 1 and images_named("rid-snap-2") == 0
+    wait_state(admin, ids[0], pb.INSTANCE_STATE_ACTIVE)
+    images = raced(lambda: snapshot(ids[0], "rid-snap-race", "rid-snap-race"))
+    assert len(set(images)) == 1 and images_named("rid-snap-race") == 1
     delete_all(admin)
 
 

@@ -16,7 +16,7 @@ import pytest
 from controller.db import identity as store
 from controller.db import migrations
 from controller.db.database import as_conflict, db, open_database
-from controller.domain.identity import idempotent_create
+from controller.domain.idempotency import RequestKey, idempotent_create
 from controller.errors import Aborted
 
 ROUNDS = 60
@@ -61,9 +61,13 @@ def test_idempotent_creates_survive_a_concurrent_writer(busy_db: None) -> None:
         return store.insert_project(f"p{i}", f"project{i}", "", True, 0.0).id
 
     for i in range(ROUNDS):
-        made = idempotent_create("project", "", f"req-{i}", lambda i=i: create(i), str, str)
+        made = idempotent_create(
+            "project", "", RequestKey(f"req-{i}", "digest"), lambda i=i: create(i), str, str
+        )
         assert made == f"p{i}"
-        again = idempotent_create("project", "", f"req-{i}", lambda: pytest.fail("ran twice"), str, str)
+        again = idempotent_create(
+            "project", "", RequestKey(f"req-{i}", "digest"), lambda: pytest.fail("ran twice"), str, str
+        )
         assert again == made
 
 

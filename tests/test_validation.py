@@ -65,3 +65,28 @@ def test_updates_reports_the_first_bad_field_in_table_order() -> None:
         v.updates(["description", "name"], bad, RULES)
     with pytest.raises(InvalidArgument, match=r"project\.description must not contain control characters"):
         v.updates(["description"], bad, RULES)
+
+
+def test_request_key_digests_the_request_without_its_id() -> None:
+    """The same request under two ids digests the same; any other field changes it."""
+    one = v.request_key(idpb.CreateProjectRequest(project=idpb.Project(name="p"), request_id="r-1"))
+    two = v.request_key(idpb.CreateProjectRequest(project=idpb.Project(name="p"), request_id="r-2"))
+    other = v.request_key(idpb.CreateProjectRequest(project=idpb.Project(name="q"), request_id="r-1"))
+    assert (one.request_id, two.request_id) == ("r-1", "r-2")
+    assert one.digest == two.digest != other.digest
+    assert len(one.digest) == 64
+    assert not v.request_key(idpb.CreateProjectRequest(project=idpb.Project(name="p")))
+    with pytest.raises(InvalidArgument, match="request_id must be at most 128"):
+        v.request_key(idpb.CreateProjectRequest(request_id="r" * 129))
+
+
+def test_page_size_clamps_to_the_maximum() -> None:
+    """AIP-158: more than the maximum is served as the maximum; 0 is the default."""
+    from controller.db.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, check_page_size
+
+    assert check_page_size(0) == DEFAULT_PAGE_SIZE
+    assert check_page_size(7) == 7
+    assert check_page_size(MAX_PAGE_SIZE + 1) == MAX_PAGE_SIZE
+    assert check_page_size(2**31 - 1) == MAX_PAGE_SIZE
+    with pytest.raises(InvalidArgument, match="negative"):
+        check_page_size(-1)

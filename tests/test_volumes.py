@@ -209,6 +209,53 @@ def test_crud_pagination_and_field_masks(cloud: dict) -> None:
     )
 
 
+def same_answers(call: Any, n: int = 4) -> list[str]:
+    """`call` raced from n threads; the ids it answered (an error fails the test)."""
+    made: list[str] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        out = call().id
+        with lock:
+            made.append(out)
+
+    race(one, [()] * n)
+    assert len(made) == n, "a racing create failed"
+    return made
+
+
+def test_request_id_on_volume_and_snapshot_creates(cloud: dict) -> None:
+    """A request_id reused with another payload is refused; identical racing
+    creates make one volume (one snapshot); a retried snapshot returns the first."""
+    member, _, _ = tenant(cloud, "rid")
+    v = volumes(member)
+    first = create(member, "rid-1", request_id="rid-v")
+    assert create(member, "rid-1", request_id="rid-v").id == first.id
+    assert code_reason(create, member, "rid-1", size=2, request_id="rid-v") == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "REQUEST_ID_REUSED",
+    )
+    made = same_answers(lambda: create(member, "rid-race", request_id="rid-race"))
+    assert len(set(made)) == 1
+    assert [x.name for x in v.ListVolumes(pb.ListVolumesRequest()).volumes].count("rid-race") == 1
+    wait_volume(member, first.id, pb.VOLUME_STATE_AVAILABLE)
+
+    def snap(name: str, rid: str) -> pb.VolumeSnapshot:
+        return v.CreateVolumeSnapshot(
+            pb.CreateVolumeSnapshotRequest(
+                snapshot=pb.VolumeSnapshot(name=name, volume_id=first.id), request_id=rid
+            )
+        )
+
+    s1 = snap("rid-s", "rid-s")
+    assert snap("rid-s", "rid-s").id == s1.id
+    assert code_reason(snap, "rid-s2", "rid-s") == (grpc.StatusCode.INVALID_ARGUMENT, "REQUEST_ID_REUSED")
+    raced = same_answers(lambda: snap("rid-s-race", "rid-s-race"))
+    assert len(set(raced)) == 1
+    names = [s.name for s in v.ListVolumeSnapshots(pb.ListVolumeSnapshotsRequest()).snapshots]
+    assert sorted(names) == ["rid-s", "rid-s-race"]
+
+
 def test_bad_input_and_missing_things(cloud: dict) -> None:
     member, reader, _ = tenant(cloud, "bad")
     v = volumes(member)

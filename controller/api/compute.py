@@ -101,9 +101,7 @@ class ComputeCatalogServicer:
         }
         if f.is_public and f.project_ids:
             raise InvalidArgument("flavor.project_ids is only for private flavors (is_public false)")
-        row = self.catalog.create_flavor(
-            fields, project_ids(list(f.project_ids)), v.request_id(request.request_id)
-        )
+        row = self.catalog.create_flavor(fields, project_ids(list(f.project_ids)), v.request_key(request))
         return self.flavor_pb(row)
 
     def GetFlavor(self, request: pb.GetFlavorRequest, context: CallContext) -> pb.Flavor:
@@ -132,7 +130,7 @@ class ComputeCatalogServicer:
     def CreateKeypair(self, request: pb.CreateKeypairRequest, context: CallContext) -> pb.Keypair:
         k = request.keypair
         row, private = self.catalog.create_keypair(
-            context.principal, v.name(k.name, "keypair.name"), k.public_key
+            context.principal, v.name(k.name, "keypair.name"), k.public_key, v.request_key(request)
         )
         return keypair_pb(row, private)
 
@@ -158,7 +156,7 @@ class ComputeCatalogServicer:
         if g.policy not in (pb.SERVER_GROUP_POLICY_AFFINITY, pb.SERVER_GROUP_POLICY_ANTI_AFFINITY):
             raise InvalidArgument("server_group.policy must be AFFINITY or ANTI_AFFINITY")
         row = self.catalog.create_server_group(
-            context.principal, v.name(g.name, "server_group.name"), g.policy, v.request_id(request.request_id)
+            context.principal, v.name(g.name, "server_group.name"), g.policy, v.request_key(request)
         )
         return self.group_pb(row)
 

@@ -123,7 +123,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             v.name(p.name, "project.name"),
             v.text(p.description, "project.description"),
             True,
-            v.request_id(request.request_id),
+            v.request_key(request),
         )
         return project_pb(row)
 
@@ -159,7 +159,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             "description": v.text(u.description, "user.description"),
             "default_project_id": v.optional_id(u.default_project_id, "user.default_project_id"),
         }
-        return user_pb(self.identity.create_user(fields, request.password, v.request_id(request.request_id)))
+        return user_pb(self.identity.create_user(fields, request.password, v.request_key(request)))
 
     def GetUser(self, request: pb.GetUserRequest, context: CallContext) -> pb.User:
         return user_pb(self.identity.get_user(context.principal, v.resource_id(request.id)))
@@ -199,6 +199,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             v.resource_id(request.user_id, "user_id"),
             v.resource_id(request.project_id, "project_id"),
             _role(request.role),
+            v.request_key(request),
         )
         return assignment_pb(row)
 

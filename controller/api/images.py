@@ -192,7 +192,7 @@ class ImageServicer(image_pb2_grpc.ImageServiceServicer):
             "protected": i.protected,
         }
         row = self.images.create(
-            context.principal, fields, _properties(dict(i.properties)), v.request_id(request.request_id)
+            context.principal, fields, _properties(dict(i.properties)), v.request_key(request)
         )
         return image_pb(row)
 

@@ -82,7 +82,7 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
             v.reference(request.keypair, "keypair", required=False),
             request.user_data,
             v.optional_id(request.server_group_id, "server_group_id"),
-            v.request_id(request.request_id),
+            v.request_key(request),
             options={k: val for ext in self.extensions for k, val in ext.create_options(request).items()},
         )
         return self.instance_pb(row)
@@ -127,6 +127,6 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
         self, request: pb.CreateInstanceSnapshotRequest, context: CallContext
     ) -> pb.CreateInstanceSnapshotResponse:
         image_id = self.instances.snapshot(
-            context.principal, v.resource_id(request.id), v.name(request.name, "name")
+            context.principal, v.resource_id(request.id), v.name(request.name, "name"), v.request_key(request)
         )
         return pb.CreateInstanceSnapshotResponse(image_id=image_id)

@@ -213,7 +213,7 @@ class NetworkServicer(network_pb2_grpc.NetworkServiceServicer):
             "external_routable": n.external_routable,
             "mtu": n.mtu,
         }
-        row = self.networks.create_network(context.principal, fields, v.request_id(request.request_id))
+        row = self.networks.create_network(context.principal, fields, v.request_key(request))
         return self.network_pb(row)
 
     def GetNetwork(self, request: pb.GetNetworkRequest, context: CallContext) -> pb.Network:
@@ -259,7 +259,7 @@ class NetworkServicer(network_pb2_grpc.NetworkServiceServicer):
             name,
             v.text(s.description, "subnet.description"),
             fields,
-            v.request_id(request.request_id),
+            v.request_key(request),
         )
         return self.subnet_pb(row)
 
@@ -307,7 +307,7 @@ class NetworkServicer(network_pb2_grpc.NetworkServiceServicer):
             v.text(p.description, "port.description"),
             fixed,
             _group_refs(list(p.security_group_ids), "port.security_group_ids"),
-            v.request_id(request.request_id),
+            v.request_key(request),
         )
         return self.port_pbs([row])[0]
 
@@ -348,7 +348,7 @@ class NetworkServicer(network_pb2_grpc.NetworkServiceServicer):
             context.principal,
             v.name(g.name, "security_group.name"),
             v.text(g.description, "security_group.description"),
-            v.request_id(request.request_id),
+            v.request_key(request),
         )
         return self.group_pbs([row])[0]
 
@@ -394,7 +394,7 @@ class NetworkServicer(network_pb2_grpc.NetworkServiceServicer):
             "remote_group": v.optional_id(r.remote_group_id, "rule.remote_group_id") or None,
             "description": v.text(r.description, "rule.description"),
         }
-        return self.rule_pb(self.networks.create_rule(context.principal, fields))
+        return self.rule_pb(self.networks.create_rule(context.principal, fields, v.request_key(request)))
 
     def DeleteSecurityGroupRule(
         self, request: pb.DeleteSecurityGroupRuleRequest, context: CallContext

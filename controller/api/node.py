@@ -105,6 +105,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             v.text(jt.description, "join_token.description", 255),
             jt.max_uses,
             _ttl(request),
+            v.request_key(request),
         )
         return pb.CreateJoinTokenResponse(
             join_token=join_token_pb(row), token=token, ca_fingerprint=self.nodes.ca.fingerprint

@@ -78,7 +78,7 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
             vol.size_gb,
             v.reference(vol.source_image_id, "volume.source_image_id", required=False),
             v.reference(vol.source_snapshot_id, "volume.source_snapshot_id", required=False),
-            v.request_id(request.request_id),
+            v.request_key(request),
         )
         return volume_pb(row)
 
@@ -132,7 +132,7 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
             v.name(snap.name, "snapshot.name"),
             v.text(snap.description, "snapshot.description"),
             v.reference(snap.volume_id, "snapshot.volume_id"),
-            v.request_id(request.request_id),
+            v.request_key(request),
         )
         return snapshot_pb(row)
 

@@ -224,20 +224,24 @@ def prune_tokens(before: float) -> int:
 # Idempotency
 
 
-def idempotent_lookup(request_id: str, kind: str, project_id: str) -> str | None:
+def idempotent_lookup(request_id: str, kind: str, scope: str) -> tuple[str, str] | None:
+    """(resource id, request digest) of a recorded key, or None."""
     row = IdempotencyKey.get_or_none(
         (IdempotencyKey.request_id == request_id)
         & (IdempotencyKey.kind == kind)
-        & (IdempotencyKey.project_id == project_id)
+        & (IdempotencyKey.project_id == scope)
     )
-    return row.resource_id if row else None
+    return (row.resource_id, row.request_digest) if row else None
 
 
-def idempotent_record(request_id: str, kind: str, project_id: str, resource_id: str, now: float) -> None:
+def idempotent_record(
+    request_id: str, kind: str, scope: str, resource_id: str, digest: str, now: float
+) -> None:
     IdempotencyKey.insert(
         request_id=request_id,
         kind=kind,
-        project_id=project_id,
+        project_id=scope,
         resource_id=resource_id,
+        request_digest=digest,
         create_time=now,
     ).execute()

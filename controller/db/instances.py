@@ -44,13 +44,15 @@ def update_instance(instance_id: str, fields: dict[str, Any], now: float) -> int
     return Instance.update(**fields, update_time=now).where(Instance.id == instance_id).execute()
 
 
-def update_instance_if(instance_id: str, expect_state: int, fields: dict[str, Any], now: float) -> int:
-    """Changes an instance only if it is still in `expect_state` (compare-and-set)."""
-    return (
-        Instance.update(**fields, update_time=now)
-        .where((Instance.id == instance_id) & (Instance.state == expect_state))
-        .execute()
-    )
+def update_instance_if(
+    instance_id: str, expect_state: int, fields: dict[str, Any], now: float, expect_task: str | None = None
+) -> int:
+    """Changes an instance only if it is still in `expect_state` (and, when
+    given, has task `expect_task`): compare-and-set."""
+    cond = (Instance.id == instance_id) & (Instance.state == expect_state)
+    if expect_task is not None:
+        cond &= Instance.task == expect_task
+    return Instance.update(**fields, update_time=now).where(cond).execute()
 
 
 def delete_instance(instance_id: str) -> int:

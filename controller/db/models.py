@@ -55,12 +55,16 @@ class Token(BaseModel):
 
 
 class IdempotencyKey(BaseModel):
-    """Remembers which resource a create with a request_id made."""
+    """Remembers which resource a create with a request_id made, and the
+    digest of the rest of that request (controller/domain/idempotency.py)."""
 
     request_id = peewee.CharField(max_length=128)
     kind = peewee.CharField(max_length=32)
+    # The key's scope: a project id, a user id (keypairs) or "" (cloud-wide kinds).
     project_id = peewee.CharField(max_length=36)
     resource_id = peewee.CharField(max_length=36)
+    # sha256 (hex) of the request without its request_id; "" for keys recorded before m0009.
+    request_digest = peewee.CharField(max_length=64, default="")
     create_time = peewee.DoubleField()
 
     class Meta:

@@ -18,11 +18,11 @@ M = TypeVar("M", bound=peewee.Model)
 
 
 def check_page_size(page_size: int) -> int:
+    """0 is the default; more than the maximum is served as the maximum
+    (AIP-158: a page may always hold fewer items than asked for)."""
     if page_size < 0:
         raise InvalidArgument(f"page_size must not be negative, got {page_size}")
-    if page_size > MAX_PAGE_SIZE:
-        raise InvalidArgument(f"page_size must be at most {MAX_PAGE_SIZE}, got {page_size}")
-    return page_size or DEFAULT_PAGE_SIZE
+    return min(page_size, MAX_PAGE_SIZE) or DEFAULT_PAGE_SIZE
 
 
 def _encode(values: list[Any]) -> str:

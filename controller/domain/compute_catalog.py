@@ -16,8 +16,8 @@ from controller.db import compute as store
 from controller.db import identity as identity_store
 from controller.db import instances as instance_store
 from controller.db.models import Flavor, Keypair, ServerGroup
-from controller.domain.identity import idempotent_create
-from controller.errors import FailedPrecondition, InvalidArgument, not_found
+from controller.domain.idempotency import RequestKey, idempotent_create
+from controller.errors import AlreadyExists, FailedPrecondition, InvalidArgument, not_found
 
 MAX_VCPUS = 256
 MAX_RAM_MB = 4 * 1024 * 1024
@@ -81,14 +81,16 @@ class ComputeCatalog:
                 raise not_found("project", pid)
         return project_ids
 
-    def create_flavor(self, fields: dict[str, Any], project_ids: list[str], request_id: str) -> Flavor:
+    def create_flavor(
+        self, fields: dict[str, Any], project_ids: list[str], request_key: RequestKey
+    ) -> Flavor:
         check_sizes(fields["vcpus"], fields["ram_mb"], fields["disk_gb"])
         self._check_projects(project_ids)
         name = fields.pop("name")
         return idempotent_create(
             "flavor",
             "",
-            request_id,
+            request_key,
             lambda: store.insert_flavor(clock.new_id(), name, clock.now(), project_ids, **fields),
             lambda fid: store.get_flavor(fid),
             lambda f: f.id,
@@ -109,8 +111,34 @@ class ComputeCatalog:
 
     # Keypairs
 
-    def create_keypair(self, caller: Principal, name: str, public_key: str) -> tuple[Keypair, str]:
-        """Returns the keypair and, when the server made it, the private key."""
+    def create_keypair(
+        self, caller: Principal, name: str, public_key: str, request_key: RequestKey
+    ) -> tuple[Keypair, str]:
+        """Returns the keypair and, when the server made it, the private key.
+        Keys are scoped to the user, as keypairs are. The private key is never
+        stored, so replaying a create that made one cannot answer it again."""
+
+        def replayed(keypair_id: str) -> tuple[Keypair, str]:
+            row = self.get_keypair(caller, keypair_id)
+            if not public_key:
+                raise AlreadyExists(
+                    f"request_id {request_key.request_id!r} already made keypair {row.name!r} ({row.id}); "
+                    "its private key was shown once and is not kept: delete it and create a new one",
+                    reason="SECRET_SHOWN_ONCE",
+                    id=row.id,
+                )
+            return row, ""
+
+        return idempotent_create(
+            "keypair",
+            caller.user_id,
+            request_key,
+            lambda: self._make_keypair(caller, name, public_key),
+            replayed,
+            lambda made: made[0].id,
+        )
+
+    def _make_keypair(self, caller: Principal, name: str, public_key: str) -> tuple[Keypair, str]:
         private_pem = ""
         if public_key:
             line = parse_public_key(public_key)
@@ -153,11 +181,13 @@ class ComputeCatalog:
 
     # Server groups
 
-    def create_server_group(self, caller: Principal, name: str, policy: int, request_id: str) -> ServerGroup:
+    def create_server_group(
+        self, caller: Principal, name: str, policy: int, request_key: RequestKey
+    ) -> ServerGroup:
         return idempotent_create(
             "server_group",
             caller.project_id,
-            request_id,
+            request_key,
             lambda: store.insert_server_group(clock.new_id(), caller.project_id, name, policy, clock.now()),
             lambda gid: self.get_server_group(caller, gid),
             lambda g: g.id,

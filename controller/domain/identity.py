@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import peewee
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -22,8 +21,8 @@ from controller.db import identity as store
 from controller.db.database import write_transaction
 from controller.db.models import Project, RoleAssignment, User
 from controller.domain.extensions import InUseCheck
+from controller.domain.idempotency import RequestKey, idempotent_create
 from controller.errors import (
-    AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -41,34 +40,6 @@ MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 
 T = TypeVar("T")
-
-
-def idempotent_create(
-    kind: str,
-    project_id: str,
-    request_id: str,
-    create: Callable[[], T],
-    fetch: Callable[[str], T],
-    key: Callable[[T], str],
-) -> T:
-    """Runs `create` once per request_id: a retry returns what the first call made,
-    also when the two race."""
-    if request_id:
-        existing = store.idempotent_lookup(request_id, kind, project_id)
-        if existing:
-            return fetch(existing)
-    try:
-        with write_transaction():
-            made = create()
-            if request_id:
-                store.idempotent_record(request_id, kind, project_id, key(made), clock.now())
-        return made
-    except (peewee.IntegrityError, AlreadyExists):
-        if request_id:
-            existing = store.idempotent_lookup(request_id, kind, project_id)
-            if existing:
-                return fetch(existing)
-        raise
 
 
 def check_password(password: str, field: str = "password") -> str:
@@ -231,11 +202,11 @@ class Identity:
         only = None if caller.is_admin else {caller.project_id}
         return store.list_projects(page_size, page_token, name, only)
 
-    def create_project(self, name: str, description: str, enabled: bool, request_id: str) -> Project:
+    def create_project(self, name: str, description: str, enabled: bool, request_key: RequestKey) -> Project:
         return idempotent_create(
             "project",
             "",
-            request_id,
+            request_key,
             lambda: store.insert_project(clock.new_id(), name, description, enabled, clock.now()),
             lambda pid: self._must_project(pid),
             lambda p: p.id,
@@ -288,7 +259,7 @@ class Identity:
     ) -> tuple[list[User], str]:
         return store.list_users(page_size, page_token, name, None if caller.is_admin else caller.project_id)
 
-    def create_user(self, fields: dict[str, Any], password: str, request_id: str) -> User:
+    def create_user(self, fields: dict[str, Any], password: str, request_key: RequestKey) -> User:
         check_password(password)
         if fields.get("default_project_id"):
             self._must_project(fields["default_project_id"])
@@ -296,7 +267,7 @@ class Identity:
         return idempotent_create(
             "user",
             "",
-            request_id,
+            request_key,
             lambda: store.insert_user(
                 clock.new_id(), name, self.hasher.hash(password), clock.now(), **fields
             ),
@@ -344,11 +315,34 @@ class Identity:
 
     # Role assignments
 
-    def grant(self, user_id: str, project_id: str, role: Role) -> RoleAssignment:
-        user, project = self._must_user(user_id), self._must_project(project_id)
-        store.grant_role(user.id, project.id, int(role), clock.now())
-        rows, _ = store.list_role_assignments(1000, "", user.id, project.id)
-        return next(r for r in rows if r.role == int(role))
+    def grant(self, user_id: str, project_id: str, role: Role, request_key: RequestKey) -> RoleAssignment:
+        """Granting is idempotent by itself; a request_id (cloud-wide, as the
+        admin grants) also catches an id reused for another grant, and a
+        replay after a revoke answers NOT_FOUND like any deleted resource."""
+
+        def make() -> RoleAssignment:
+            user, project = self._must_user(user_id), self._must_project(project_id)
+            store.grant_role(user.id, project.id, int(role), clock.now())
+            return self._assignment(user.id, project.id, role)
+
+        return idempotent_create(
+            "role_assignment",
+            "",
+            request_key,
+            make,
+            lambda _user_id: self._assignment(user_id, project_id, role),
+            lambda r: r.user_id,
+        )
+
+    def _assignment(self, user_id: str, project_id: str, role: Role) -> RoleAssignment:
+        rows, _ = store.list_role_assignments(1000, "", user_id, project_id)
+        found = next((r for r in rows if r.role == int(role)), None)
+        if found is None:
+            raise NotFound(
+                f"user {user_id!r} has no {role.name.lower()} role on project {project_id!r}",
+                reason="ROLE_ASSIGNMENT_NOT_FOUND",
+            )
+        return found
 
     def list_assignments(
         self, caller: Principal, user_id: str, project_id: str, page_size: int, page_token: str

@@ -39,8 +39,9 @@ from controller.db import identity as identity_store
 from controller.db import images as store
 from controller.db.database import write_transaction
 from controller.db.models import Image
-from controller.domain import imageformat
+from controller.domain import idempotency, imageformat
 from controller.domain.blobstore import READ_CHUNK, BlobReader, BlobStore, BlobWriter
+from controller.domain.idempotency import RequestKey
 from controller.errors import (
     Aborted,
     FailedPrecondition,
@@ -196,15 +197,14 @@ class Images:
         return store.list_images(page_size, page_token, viewer, name, visibility, status, project_id)
 
     def create(
-        self, caller: Principal, fields: dict[str, Any], properties: dict[str, str], request_id: str
+        self, caller: Principal, fields: dict[str, Any], properties: dict[str, str], request_key: RequestKey
     ) -> Image:
         project_id = caller.project_id
         with write_transaction():
-            if request_id:
-                existing = identity_store.idempotent_lookup(request_id, "image", project_id)
-                if existing:
-                    return self._visible(caller, existing)
-            store.lock_project(project_id)
+            store.lock_project(project_id)  # then a racing twin's key is committed or not begun
+            existing = idempotency.lookup(request_key, "image", project_id)
+            if existing:
+                return self._visible(caller, existing)
             count = store.count_project_images(project_id)
             if count >= self.quota_count:
                 raise ResourceExhausted(
@@ -214,8 +214,8 @@ class Images:
                     limit=self.quota_count,
                 )
             row = store.insert_image(clock.new_id(), project_id, clock.now(), properties, **fields)
-            if request_id:
-                identity_store.idempotent_record(request_id, "image", project_id, row.id, clock.now())
+            if request_key:
+                idempotency.record(request_key, "image", project_id, row.id)
             return row
 
     def update(

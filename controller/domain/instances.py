@@ -20,23 +20,26 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import peewee
+
 from controller import clock
 from controller.auth.principal import Principal, Role
 from controller.config import ControllerConfig
-from controller.db import identity as identity_store
 from controller.db import images as image_store
 from controller.db import instances as store
 from controller.db import nodes as node_store
 from controller.db.database import is_sqlite, write_transaction
 from controller.db.models import Instance, Node, ServerGroup
+from controller.domain import idempotency
 from controller.domain.compute_catalog import ComputeCatalog
 from controller.domain.extensions import BootVolumes, InstanceExtension
+from controller.domain.idempotency import NO_REQUEST_ID, RequestKey
 from controller.domain.images import Images
 from controller.domain.nodes import Nodes
 from controller.domain.periodic import Periodic
 from controller.domain.placement import Placement
 from controller.domain.scheduler import Request, schedule
-from controller.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, not_found
+from controller.errors import FailedPrecondition, InvalidArgument, KumoError, ResourceExhausted, not_found
 from kumo.ids import is_uuid
 from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import image_pb2 as ipb
@@ -161,11 +164,11 @@ class Instances:
         keypair_ref: str,
         user_data: bytes,
         group_id: str,
-        request_id: str,
+        request_key: RequestKey,
         options: Mapping[str, Any] | None = None,
     ) -> Instance:
-        if request_id:
-            existing = identity_store.idempotent_lookup(request_id, "instance", caller.project_id)
+        if request_key:
+            existing = idempotency.lookup(request_key, "instance", caller.project_id)
             if existing:
                 return self.get(caller, existing)
         if len(user_data) > MAX_USER_DATA:
@@ -204,6 +207,10 @@ class Instances:
         outcome = schedule(placement.candidates(sample), ranked_for, placement.ratios, placement.weigher)
         with write_transaction():
             image_store.lock_project(caller.project_id)
+            # After the lock: a racing twin's key is committed or not begun.
+            existing = idempotency.lookup(request_key, "instance", caller.project_id)
+            if existing:
+                return self.get(caller, existing)
             if (
                 boot is not None and self.boot_volumes is not None
             ):  # lock order: project, volume, node usage, node
@@ -248,8 +255,8 @@ class Instances:
             others: set[str] = set()
             for bind in binds:
                 others |= bind(row)
-            if request_id:
-                identity_store.idempotent_record(request_id, "instance", caller.project_id, row.id, now)
+            if request_key:
+                idempotency.record(request_key, "instance", caller.project_id, row.id)
         for node_id in {chosen, *others}:
             self.nodes.registry.notify_threadsafe(node_id)
         log.info(
@@ -342,8 +349,14 @@ class Instances:
             text = "\n".join(text.splitlines()[-tail_lines:])
         return text
 
-    def snapshot(self, caller: Principal, instance_id: str, name: str) -> str:
+    def snapshot(self, caller: Principal, instance_id: str, name: str, request_key: RequestKey) -> str:
+        """The new image's id. The image and the instance's task change in one
+        transaction, so a snapshot refused for the instance's state (or a
+        racing twin's) leaves no image behind."""
         row = self.get(caller, instance_id)
+        existing = idempotency.lookup(request_key, "instance_snapshot", caller.project_id)
+        if existing:
+            return existing
         if row.state not in (ACTIVE, STOPPED) or row.task:
             raise FailedPrecondition(
                 f"cannot snapshot instance {row.name!r}: it is {STATE_NAMES.get(row.state)}"
@@ -353,30 +366,42 @@ class Instances:
         owner = Principal(
             caller.user_id, caller.user_name, row.project_id, caller.project_name, Role.MEMBER, "", 0.0
         )
-        image = self.images.create(
-            owner,
-            {
-                "name": name,
-                "disk_format": ipb.DISK_FORMAT_QCOW2,
-                "visibility": ipb.IMAGE_VISIBILITY_PRIVATE,
-                "min_disk_gb": row.disk_gb,
-                "min_ram_mb": 0,
-            },
-            {"source_instance_id": row.id},
-            "",
-        )
-        with write_transaction():
-            now = clock.now()
-            if (
-                store.update_instance_if(
-                    row.id, row.state, {"task": SNAPSHOTTING, "snapshot_image_id": image.id}, now
+        try:
+            with write_transaction():
+                image = self.images.create(
+                    owner,
+                    {
+                        "name": name,
+                        "disk_format": ipb.DISK_FORMAT_QCOW2,
+                        "visibility": ipb.IMAGE_VISIBILITY_PRIVATE,
+                        "min_disk_gb": row.disk_gb,
+                        "min_ram_mb": 0,
+                    },
+                    {"source_instance_id": row.id},
+                    NO_REQUEST_ID,
                 )
-                != 1
-            ):
-                raise FailedPrecondition(
-                    f"instance {row.name!r} changed state; try again", reason="INSTANCE_WRONG_STATE"
-                )
-            node_store.bump_desired_revision(row.node_id, now)
+                now = clock.now()
+                if (
+                    store.update_instance_if(
+                        row.id,
+                        row.state,
+                        {"task": SNAPSHOTTING, "snapshot_image_id": image.id},
+                        now,
+                        expect_task="",
+                    )
+                    != 1
+                ):
+                    raise FailedPrecondition(
+                        f"instance {row.name!r} changed state; try again", reason="INSTANCE_WRONG_STATE"
+                    )
+                node_store.bump_desired_revision(row.node_id, now)
+                idempotency.record(request_key, "instance_snapshot", caller.project_id, image.id)
+        except (peewee.IntegrityError, KumoError):
+            # A racing twin with the same request_id won: its image is the answer.
+            existing = idempotency.lookup(request_key, "instance_snapshot", caller.project_id)
+            if existing:
+                return existing
+            raise
         self.nodes.registry.notify_threadsafe(row.node_id)
         return image.id
 

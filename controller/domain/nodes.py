@@ -23,8 +23,16 @@ from controller.db import nodes as store
 from controller.db.database import write_transaction
 from controller.db.models import JoinToken, Node
 from controller.domain.extensions import InUseCheck
+from controller.domain.idempotency import NO_REQUEST_ID, RequestKey, idempotent_create
 from controller.domain.node_registry import DOWN, READY, LiveView, NodeRegistry
-from controller.errors import FailedPrecondition, InvalidArgument, NotFound, Unauthenticated, not_found
+from controller.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unauthenticated,
+    not_found,
+)
 from controller.pki import CertificateAuthority
 from kumo import jointoken
 from kumo.ids import is_uuid
@@ -106,8 +114,16 @@ class Nodes:
     # Join tokens
 
     def create_join_token(
-        self, caller: Principal | None, description: str, max_uses: int, ttl: float
+        self,
+        caller: Principal | None,
+        description: str,
+        max_uses: int,
+        ttl: float,
+        request_key: RequestKey = NO_REQUEST_ID,
     ) -> tuple[JoinToken, str]:
+        """The token row and the token string. Only the secret's hash is kept,
+        so a replayed request_id (cloud-wide, as admins make tokens) cannot
+        answer the token again: it says ALREADY_EXISTS with the token's id."""
         if max_uses < 0 or max_uses > MAX_USES:
             raise InvalidArgument(f"join_token.max_uses must be between 1 and {MAX_USES}, got {max_uses}")
         if not MIN_TTL <= ttl <= MAX_TTL:
@@ -117,14 +133,30 @@ class Nodes:
         now = clock.now()
         token_id = clock.new_id()
         secret = jointoken.new_secret()
-        row = store.insert_join_token(
-            token_id,
-            description,
-            jointoken.hash_secret(secret),
-            max_uses or 1,
-            now + ttl,
-            caller.user_id if caller else "",
-            now,
+
+        def replayed(first_id: str) -> JoinToken:
+            raise AlreadyExists(
+                f"request_id {request_key.request_id!r} already made join token {first_id}; its secret "
+                "was shown once and only its hash is kept: delete it and create a new one",
+                reason="SECRET_SHOWN_ONCE",
+                id=first_id,
+            )
+
+        row = idempotent_create(
+            "join_token",
+            "",
+            request_key,
+            lambda: store.insert_join_token(
+                token_id,
+                description,
+                jointoken.hash_secret(secret),
+                max_uses or 1,
+                now + ttl,
+                caller.user_id if caller else "",
+                now,
+            ),
+            replayed,
+            lambda t: t.id,
         )
         if secrets.randbelow(50) == 0:
             store.prune_join_tokens(now - 86400)

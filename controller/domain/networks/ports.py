@@ -13,7 +13,7 @@ from controller.auth.principal import Principal
 from controller.db import networks as store
 from controller.db.database import write_transaction
 from controller.db.models import Instance, Network, Port
-from controller.domain.identity import idempotent_create
+from controller.domain.idempotency import RequestKey, idempotent_create
 from controller.domain.networks.addresses import mac_of_fixed, plan_fixed_ips, random_mac
 from controller.domain.networks.changes import NodeChanges
 from controller.domain.networks.ipam import Ipam
@@ -139,7 +139,7 @@ class Ports:
         description: str,
         fixed_ips: list[tuple[str, str]],
         group_refs: list[str],
-        request_id: str,
+        request_key: RequestKey,
     ) -> Port:
         net = self.topology.get_network(caller, network_id)
         fixed = self._plan_fixed_ips(net, fixed_ips)
@@ -151,7 +151,7 @@ class Ports:
             return self._insert_port(caller.project_id, net, fixed, groups, name, description)
 
         return idempotent_create(
-            "port", caller.project_id, request_id, make, lambda i: self.get_port(caller, i), lambda p: p.id
+            "port", caller.project_id, request_key, make, lambda i: self.get_port(caller, i), lambda p: p.id
         )
 
     def update_port(

@@ -12,7 +12,7 @@ from controller.auth.principal import Principal
 from controller.db import networks as store
 from controller.db.database import write_transaction
 from controller.db.models import SecurityGroup, SecurityGroupRule
-from controller.domain.identity import idempotent_create
+from controller.domain.idempotency import RequestKey, idempotent_create
 from controller.domain.networks.addresses import parse_cidr
 from controller.domain.networks.changes import NodeChanges
 from controller.errors import AlreadyExists, FailedPrecondition, InvalidArgument, not_found
@@ -162,7 +162,9 @@ class SecurityGroups:
     def rules(self, group_ids: Iterable[str]) -> dict[str, list[SecurityGroupRule]]:
         return store.rules_of(group_ids)
 
-    def create_group(self, caller: Principal, name: str, description: str, request_id: str) -> SecurityGroup:
+    def create_group(
+        self, caller: Principal, name: str, description: str, request_key: RequestKey
+    ) -> SecurityGroup:
         if name == DEFAULT_GROUP:
             raise AlreadyExists(
                 f"{DEFAULT_GROUP!r} is the project's default group", reason="SECURITY_GROUP_EXISTS"
@@ -184,7 +186,7 @@ class SecurityGroups:
         return idempotent_create(
             "security_group",
             caller.project_id,
-            request_id,
+            request_key,
             make,
             lambda i: self.get_group(caller, i),
             lambda g: g.id,
@@ -219,7 +221,9 @@ class SecurityGroups:
             nodes = self.changes.bump(nodes)
         self.changes.notify(nodes)
 
-    def create_rule(self, caller: Principal, fields: Mapping[str, Any]) -> SecurityGroupRule:
+    def create_rule(
+        self, caller: Principal, fields: Mapping[str, Any], request_key: RequestKey
+    ) -> SecurityGroupRule:
         """`fields` as check_rule takes them, plus `security_group` (the
         group's id) and `description`; checked here before the group is."""
         fields = check_rule(fields)
@@ -230,7 +234,9 @@ class SecurityGroups:
             if other is None or other.project_id != group.project_id:
                 raise not_found("security group", remote)
         same = ("direction", "ip_version", "protocol", "port_range_min", "port_range_max", "remote_cidr")
-        with write_transaction():
+        nodes: set[str] = set()
+
+        def make() -> SecurityGroupRule:  # inside idempotent_create's write transaction
             self.get_group(caller, group.id)
             for r in store.rules_of([group.id]).get(group.id, []):
                 if all(getattr(r, k) == fields[k] for k in same) and (r.remote_group_id or None) == remote:
@@ -239,8 +245,26 @@ class SecurityGroups:
                         reason="SECURITY_GROUP_RULE_EXISTS",
                     )
             row = store.insert_rule({**fields, "id": clock.new_id(), "create_time": clock.now()})
-            nodes = self.changes.bump(store.nodes_with_ports(group_ids=[group.id]))
-        self.changes.notify(nodes)
+            nodes.update(self.changes.bump(store.nodes_with_ports(group_ids=[group.id])))
+            return row
+
+        row = idempotent_create(
+            "security_group_rule",
+            caller.project_id,
+            request_key,
+            make,
+            lambda rule_id: self.get_rule(caller, rule_id),
+            lambda r: r.id,
+        )
+        self.changes.notify(nodes)  # after the commit
+        return row
+
+    def get_rule(self, caller: Principal, rule_id: str) -> SecurityGroupRule:
+        """A rule of a group the caller may see."""
+        row = store.get_rule(rule_id)
+        group = store.get_group(row.security_group_id) if row is not None else None
+        if row is None or group is None or not caller.can_see(group.project_id):
+            raise not_found("security group rule", rule_id)
         return row
 
     def delete_rule(self, caller: Principal, rule_id: str) -> None:

@@ -14,7 +14,7 @@ from controller.auth.principal import Principal
 from controller.db import networks as store
 from controller.db.database import write_transaction
 from controller.db.models import Network, Subnet
-from controller.domain.identity import idempotent_create
+from controller.domain.idempotency import RequestKey, idempotent_create
 from controller.domain.networks.addresses import SLAAC, check_dns, check_mtu, check_no_overlap
 from controller.domain.networks.changes import NodeChanges
 from controller.domain.networks.ipam import Ipam
@@ -87,7 +87,7 @@ class Topology:
                     f"only admins may set network.{key}", reason="ROLE_REQUIRED", required_role="admin"
                 )
 
-    def create_network(self, caller: Principal, fields: dict[str, Any], request_id: str) -> Network:
+    def create_network(self, caller: Principal, fields: dict[str, Any], request_key: RequestKey) -> Network:
         self._admin_only(caller, fields)
         fields["mtu"] = check_mtu(fields.get("mtu", 0))
 
@@ -111,7 +111,7 @@ class Topology:
         return idempotent_create(
             "network",
             caller.project_id,
-            request_id,
+            request_key,
             make,
             lambda i: self.get_network(caller, i),
             lambda n: n.id,
@@ -191,7 +191,7 @@ class Topology:
         name: str,
         description: str,
         cidr_fields: dict[str, Any],
-        request_id: str,
+        request_key: RequestKey,
     ) -> Subnet:
         self.get_network(caller, network_id)  # NOT_FOUND before PERMISSION_DENIED
 
@@ -230,7 +230,7 @@ class Topology:
         row = idempotent_create(
             "subnet",
             caller.project_id,
-            request_id,
+            request_key,
             make,
             lambda i: self.get_subnet(caller, i),
             lambda s: s.id,

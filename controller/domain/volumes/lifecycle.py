@@ -15,14 +15,15 @@ import peewee
 
 from controller import clock
 from controller.auth.principal import Principal
-from controller.db import identity as identity_store
 from controller.db import images as image_store
 from controller.db import nodes as node_store
 from controller.db import volumes as store
 from controller.db.database import db, is_sqlite, write_transaction
 from controller.db.models import Instance, Volume, VolumeSnapshot
+from controller.domain import idempotency
 from controller.domain import instances as instances_mod
 from controller.domain.extensions import BootSource
+from controller.domain.idempotency import RequestKey
 from controller.domain.images import Images
 from controller.domain.node_registry import NodeRegistry
 from controller.domain.placement import Placement
@@ -88,10 +89,10 @@ class VolumeLifecycle:
         size_gb: int,
         image_ref: str,
         snapshot_ref: str,
-        request_id: str,
+        request_key: RequestKey,
     ) -> Volume:
-        if request_id:
-            existing = identity_store.idempotent_lookup(request_id, "volume", caller.project_id)
+        if request_key:
+            existing = idempotency.lookup(request_key, "volume", caller.project_id)
             if existing:
                 return get_volume(caller, existing)
         if image_ref and snapshot_ref:
@@ -141,11 +142,10 @@ class VolumeLifecycle:
         outcome = schedule(self.placement.candidates(), req, self.ratios, "spread")
         ranked = sorted(outcome.ranked, key=lambda c: (-c.free(self.ratios)[2], c.name))
         with write_transaction():
-            if request_id:
-                existing = identity_store.idempotent_lookup(request_id, "volume", caller.project_id)
-                if existing:
-                    return get_volume(caller, existing)
-            image_store.lock_project(caller.project_id)
+            image_store.lock_project(caller.project_id)  # then a racing twin's key is committed or not begun
+            existing = idempotency.lookup(request_key, "volume", caller.project_id)
+            if existing:
+                return get_volume(caller, existing)
             self._check_quota(caller.project_id, caller.project_name, 1, size_gb)
             # The snapshot must still be there (a racing delete loses to us or
             # we to it, never both).
@@ -179,8 +179,8 @@ class VolumeLifecycle:
                 **fields,
             )
             node_store.bump_desired_revision(chosen, now)
-            if request_id:
-                identity_store.idempotent_record(request_id, "volume", caller.project_id, row.id, now)
+            if request_key:
+                idempotency.record(request_key, "volume", caller.project_id, row.id)
         self._notify(chosen)
         log.info("volume placed", extra={"volume": row.id, "node": chosen, "size_gb": size_gb})
         return row

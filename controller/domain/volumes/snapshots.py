@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from controller import clock
 from controller.auth.principal import Principal
-from controller.db import identity as identity_store
 from controller.db import images as image_store
 from controller.db import nodes as node_store
 from controller.db import volumes as store
 from controller.db.database import write_transaction
 from controller.db.models import VolumeSnapshot
+from controller.domain import idempotency
+from controller.domain.idempotency import RequestKey
 from controller.domain.node_registry import NodeRegistry
 from controller.domain.volumes.lookups import find_volume, get_snapshot
 from controller.domain.volumes.states import (
@@ -35,19 +36,19 @@ class Snapshots:
         self.registry.notify_threadsafe(node_id)
 
     def create_snapshot(
-        self, caller: Principal, name: str, description: str, volume_ref: str, request_id: str
+        self, caller: Principal, name: str, description: str, volume_ref: str, request_key: RequestKey
     ) -> VolumeSnapshot:
-        if request_id:
-            existing = identity_store.idempotent_lookup(request_id, "volume_snapshot", caller.project_id)
+        if request_key:
+            existing = idempotency.lookup(request_key, "volume_snapshot", caller.project_id)
             if existing:
                 return get_snapshot(caller, existing)
         vol = find_volume(caller, volume_ref)
         with write_transaction():
-            if request_id:
-                existing = identity_store.idempotent_lookup(request_id, "volume_snapshot", caller.project_id)
-                if existing:
-                    return get_snapshot(caller, existing)
             image_store.lock_project(vol.project_id)  # lock order: project, volume, node
+            # After the lock: a racing twin's key is committed or not begun.
+            existing = idempotency.lookup(request_key, "volume_snapshot", caller.project_id)
+            if existing:
+                return get_snapshot(caller, existing)
             vol = store.get_volume_for_update(vol.id) or vol
             if vol.state not in (AVAILABLE, IN_USE):
                 raise wrong_state(vol, "snapshot")
@@ -74,10 +75,8 @@ class Snapshots:
                 update_time=now,
             )
             node_store.bump_desired_revision(vol.node_id, now)
-            if request_id:
-                identity_store.idempotent_record(
-                    request_id, "volume_snapshot", caller.project_id, row.id, now
-                )
+            if request_key:
+                idempotency.record(request_key, "volume_snapshot", caller.project_id, row.id)
         self._notify(vol.node_id)
         return row
 

@@ -138,10 +138,12 @@ class Keypair(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., user_id: _Optional[str] = ..., public_key: _Optional[str] = ..., fingerprint: _Optional[str] = ..., private_key: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateKeypairRequest(_message.Message):
-    __slots__ = ("keypair",)
+    __slots__ = ("keypair", "request_id")
     KEYPAIR_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     keypair: Keypair
-    def __init__(self, keypair: _Optional[_Union[Keypair, _Mapping]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, keypair: _Optional[_Union[Keypair, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class GetKeypairRequest(_message.Message):
     __slots__ = ("id",)
@@ -386,12 +388,14 @@ class GetConsoleOutputResponse(_message.Message):
     def __init__(self, output: _Optional[str] = ...) -> None: ...
 
 class CreateInstanceSnapshotRequest(_message.Message):
-    __slots__ = ("id", "name")
+    __slots__ = ("id", "name", "request_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class CreateInstanceSnapshotResponse(_message.Message):
     __slots__ = ("image_id",)

@@ -228,14 +228,16 @@ class SetUserPasswordRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., new_password: _Optional[str] = ..., current_password: _Optional[str] = ...) -> None: ...
 
 class CreateRoleAssignmentRequest(_message.Message):
-    __slots__ = ("user_id", "project_id", "role")
+    __slots__ = ("user_id", "project_id", "role", "request_id")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     project_id: str
     role: Role
-    def __init__(self, user_id: _Optional[str] = ..., project_id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, user_id: _Optional[str] = ..., project_id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class ListRoleAssignmentsRequest(_message.Message):
     __slots__ = ("user_id", "project_id", "page_size", "page_token")

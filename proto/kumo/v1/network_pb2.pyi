@@ -378,10 +378,12 @@ class DeleteSecurityGroupRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class CreateSecurityGroupRuleRequest(_message.Message):
-    __slots__ = ("rule",)
+    __slots__ = ("rule", "request_id")
     RULE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     rule: SecurityGroupRule
-    def __init__(self, rule: _Optional[_Union[SecurityGroupRule, _Mapping]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, rule: _Optional[_Union[SecurityGroupRule, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class DeleteSecurityGroupRuleRequest(_message.Message):
     __slots__ = ("id",)

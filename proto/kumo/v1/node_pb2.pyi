@@ -183,12 +183,14 @@ class JoinToken(_message.Message):
     def __init__(self, id: _Optional[str] = ..., description: _Optional[str] = ..., max_uses: _Optional[int] = ..., uses: _Optional[int] = ..., state: _Optional[_Union[JoinTokenState, str]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_use_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., creator_user_id: _Optional[str] = ...) -> None: ...
 
 class CreateJoinTokenRequest(_message.Message):
-    __slots__ = ("join_token", "ttl")
+    __slots__ = ("join_token", "ttl", "request_id")
     JOIN_TOKEN_FIELD_NUMBER: _ClassVar[int]
     TTL_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     join_token: JoinToken
     ttl: _duration_pb2.Duration
-    def __init__(self, join_token: _Optional[_Union[JoinToken, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, join_token: _Optional[_Union[JoinToken, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class CreateJoinTokenResponse(_message.Message):
     __slots__ = ("join_token", "token", "ca_fingerprint")

@@ -127,8 +127,8 @@ class NodeServiceServicer:
 
     def CreateJoinToken(self, request, context):
         """Makes a join token. The token string is in the response only: the
-        controller keeps a hash of its secret, so it cannot be shown again (and
-        a retried create makes a second token; there is no request_id).
+        controller keeps a hash of its secret, so it cannot be shown again (a
+        retry with the same request_id says so, see CreateJoinTokenRequest).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
