@@ -36,7 +36,7 @@ from tests.harness import Client
 from tests.waits import wait_until
 
 IID, IMG = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
-GRACE = 10  # seconds a disconnected node stays READY
+GRACE = 12  # seconds a disconnected node stays READY
 SYNC = 0.3
 
 
