@@ -101,7 +101,7 @@ def test_observe_kills_the_image_of_a_failed_snapshot() -> None:
         r, guest(snapshot_done_image_id=IMG, snapshot_fault="snapshot failed: disk"), ""
     )
     assert seen.update == {"task": "", "snapshot_image_id": "", "fault": "snapshot failed: disk"}
-    assert seen.bump and seen.failed_snapshot == IMG
+    assert seen.bump and (seen.failed_snapshot, seen.snapshot_fault) == (IMG, "snapshot failed: disk")
     # A snapshot that worked clears the task and fails nothing.
     ok = Instances._observe(r, guest(snapshot_done_image_id=IMG), NODE_REPORTING)
     assert ok.update == {"task": "", "snapshot_image_id": ""} and ok.failed_snapshot == ""
@@ -213,8 +213,11 @@ def test_a_deleting_instance_keeps_its_claim_until_its_node_is_down(cloud: FakeC
     assert claimed >= 1
     cloud.procs[0].stop()
     wait_until(lambda: not node().connected, what="the node disconnected", base=30)
+    # A snapshot the away node never makes: its image must not wait forever either.
+    snap = compute(admin).CreateInstanceSnapshot(cpb.CreateInstanceSnapshotRequest(id=inst.id, name="never"))
     deleted_at = time.monotonic()
     compute(admin).DeleteInstance(cpb.DeleteInstanceRequest(id=inst.id))
+    assert node().state == node_pb2.NODE_STATE_READY, "the node went DOWN before the test could look"
 
     # While the node is READY, the instance stays DELETING with its claim; the
     # instance is read first, so a node still READY after it proves it.
@@ -251,3 +254,5 @@ def test_a_deleting_instance_keeps_its_claim_until_its_node_is_down(cloud: FakeC
 
     wait_until(gone, what="the instance forgotten", base=30)
     assert claimed_vcpus(cloud, inst.node_id) == claimed - 1
+    image = admin.stub(image_pb2_grpc.ImageServiceStub).GetImage(ipb.GetImageRequest(id=snap.image_id))
+    assert image.status == ipb.IMAGE_STATUS_KILLED and "deleted before its snapshot" in image.status_reason

@@ -6,7 +6,7 @@ States (kumo.v1.ImageStatus):
     QUEUED --upload starts--> SAVING --stored, verified, checked--> ACTIVE
       ^                         |  \\--bytes not the declared format--> KILLED
       +--stream cut, client gone, wrong checksum, limit or quota hit--+
-    QUEUED or SAVING --an instance snapshot's node gave up--> KILLED
+    QUEUED or SAVING --an instance snapshot's node gave up (or its instance went)--> KILLED
     any of them --DeleteImage--> DELETED (a record only admins can list)
 
 A failed transfer sends the image back to QUEUED (status_reason says why) so

@@ -115,12 +115,13 @@ def node_presence(live: LiveView | None) -> str:
 class Observation:
     """What the sync does for one instance: `update` (fields, "delete" or
     None), `bump` (the node's desired state changes), `failed_snapshot` (the
-    image of a snapshot the node gave up on: KILLED with the instance's new
-    fault as its reason, in the same transaction)."""
+    image of a snapshot the node gave up on, KILLED in the same transaction
+    with `snapshot_fault`, the node's words, as its reason)."""
 
     update: dict[str, Any] | str | None
     bump: bool = False
     failed_snapshot: str = ""
+    snapshot_fault: str = ""
 
 
 def visible_instance(caller: Principal, instance_id: str) -> Instance:
@@ -467,12 +468,18 @@ class Instances:
                     if seen.update == "delete":
                         if store.delete_instance(row.id):
                             store.release(node_id, row.vcpus, row.ram_mb, row.disk_gb)
+                            if row.snapshot_image_id:  # its snapshot will never come
+                                self.images.fail_snapshot(
+                                    row.snapshot_image_id,
+                                    row.id,
+                                    "the instance was deleted before its snapshot",
+                                )
                             for ext in self.extensions:
                                 others |= ext.instance_gone(row)
                             log.info("instance deleted", extra={"instance": row.id})
                     elif store.update_instance_if(row.id, row.state, seen.update, now) == 1:
                         if seen.failed_snapshot:
-                            self.images.fail_snapshot(seen.failed_snapshot, row.id, seen.update["fault"])
+                            self.images.fail_snapshot(seen.failed_snapshot, row.id, seen.snapshot_fault)
                         if seen.bump:
                             node_store.bump_desired_revision(node_id, now)
                             notify = True
@@ -499,12 +506,12 @@ class Instances:
         power = guest.power_state
         update: dict[str, Any] = {}
         bump = False
-        failed_snapshot = ""
+        failed_snapshot = snapshot_fault = ""
         if guest.snapshot_done_image_id and guest.snapshot_done_image_id == row.snapshot_image_id:
             update.update(task="", snapshot_image_id="")
             bump = True
             if guest.snapshot_fault:
-                update["fault"] = guest.snapshot_fault
+                update["fault"] = snapshot_fault = guest.snapshot_fault
                 failed_snapshot = row.snapshot_image_id
             elif guest.fault:
                 update["fault"] = guest.fault
@@ -532,4 +539,4 @@ class Instances:
             update["fault"] = guest.fault
         if not update:
             return Observation(None)
-        return Observation(update, bump, failed_snapshot)
+        return Observation(update, bump, failed_snapshot, snapshot_fault)
