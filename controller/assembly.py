@@ -27,6 +27,7 @@ from controller.api.volumes import VolumeInstanceApi, VolumeServicer
 from controller.auth.tokens import TokenSigner
 from controller.config import ControllerConfig
 from controller.db import compute as compute_store
+from controller.db import identity as identity_store
 from controller.db import images as image_store
 from controller.db import instances as instance_store
 from controller.db import networks as network_store
@@ -69,6 +70,13 @@ PROJECT_IN_USE = (
     InUseCheck("security group", network_store.count_groups),
     InUseCheck("volume", volume_store.count_in_project),
     InUseCheck("volume snapshot", volume_store.count_snapshots_in_project),
+    # Last: resources are named before the people who own them.
+    InUseCheck("member", identity_store.count_project_members, "revoke their roles there first"),
+    InUseCheck(
+        "default-project user",
+        identity_store.count_default_project_users,
+        "change their default_project_id first",
+    ),
 )
 # What keeps a node from being deleted.
 NODE_IN_USE = (

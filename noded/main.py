@@ -97,6 +97,9 @@ def run(
     fake_vcpus: Annotated[int, typer.Option(help="--driver fake: the simulated host's vCPUs")] = 32,
     fake_memory_mb: Annotated[int, typer.Option(help="--driver fake: its RAM in MiB")] = 128 * 1024,
     fake_disk_gb: Annotated[int, typer.Option(help="--driver fake: its disk in GiB")] = 2000,
+    fake_fail_snapshots: Annotated[
+        bool, typer.Option(help="--driver fake: every instance snapshot fails (tests)")
+    ] = False,
     tunnel_ip: Annotated[
         str,
         typer.Option(help="VXLAN underlay address [the local address of the connection to the controller]"),
@@ -122,6 +125,7 @@ def run(
             libvirt_uri,
             instances_dir or state.path / "instances",
             fake_capacity=(fake_vcpus, fake_memory_mb, fake_disk_gb),
+            fake_fail_snapshots=fake_fail_snapshots,
         )
     except DriverError as exc:
         raise _fail(str(exc)) from None

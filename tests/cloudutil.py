@@ -69,10 +69,12 @@ def fake_cloud(
     env: dict[str, str],
     disk_gb: int = 50,
     extra_args: list[str] | None = None,
+    node_args: list[str] | None = None,
 ) -> Iterator[FakeCloud]:
     """A controller (SQLite, or what `extra_args` say; `env` on top of the
-    defaults) and `count` fake nodes of 2 vCPUs, 4096 MiB and `disk_gb` GiB,
-    named `name_prefix` + index, joined and READY."""
+    defaults) and `count` fake nodes of 2 vCPUs, 4096 MiB and `disk_gb` GiB
+    (`node_args` added to each `kumo-noded run`), named `name_prefix` +
+    index, joined and READY."""
     data = base / "ctl"
     data.mkdir()
     ctl = ControllerProc(data, extra_env=env, extra_args=extra_args or []).start()
@@ -85,7 +87,8 @@ def fake_cloud(
             )
             assert joined.returncode == 0, joined.stderr
             fake = ["--driver", "fake", "--fake-vcpus", "2", "--fake-memory-mb", "4096"]
-            cloud.procs.append(NodedProc(state, [*fake, "--fake-disk-gb", str(disk_gb)]).start())
+            args = [*fake, "--fake-disk-gb", str(disk_gb), *(node_args or [])]
+            cloud.procs.append(NodedProc(state, args).start())
         listed = wait_for(
             lambda: (ready := ready_nodes(cloud.admin)) and len(ready) == count and ready,
             what="fake nodes READY",

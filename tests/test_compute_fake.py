@@ -16,7 +16,7 @@ import pytest
 
 from bench.procs import make_image
 from kumo.v1 import compute_pb2 as pb
-from kumo.v1 import compute_pb2_grpc
+from kumo.v1 import compute_pb2_grpc, image_pb2_grpc
 from kumo.v1 import identity_pb2 as idpb
 from kumo.v1 import image_pb2 as ipb
 from tests.cloudutil import fake_cloud
@@ -161,6 +161,33 @@ def test_request_id_on_instance_creates_and_snapshots(fleet: dict) -> None:
     images = raced(lambda: snapshot(ids[0], "rid-snap-race", "rid-snap-race"))
     assert len(set(images)) == 1 and images_named("rid-snap-race") == 1
     delete_all(admin)
+
+
+def test_a_snapshot_on_a_fake_node_becomes_an_active_image(fleet: dict) -> None:
+    """The fake driver exports a small qcow2, so snapshots go the whole way
+    (their failures: tests/test_instance_sync.py)."""
+    admin = fleet["admin"]
+    c = compute(admin)
+    inst = c.CreateInstance(create_req(fleet, "snapper"))
+    wait_state(admin, inst.id, pb.INSTANCE_STATE_ACTIVE)
+    image_id = c.CreateInstanceSnapshot(pb.CreateInstanceSnapshotRequest(id=inst.id, name="snapped")).image_id
+    images = admin.stub(image_pb2_grpc.ImageServiceStub)
+    image = wait_for(
+        lambda: (
+            (i := images.GetImage(ipb.GetImageRequest(id=image_id))).status == ipb.IMAGE_STATUS_ACTIVE and i
+        ),
+        timeout=60,
+        what="snapshot image ACTIVE",
+    )
+    assert image.properties["source_instance_id"] == inst.id and image.size_bytes > 0
+    done = wait_for(
+        lambda: not (i := c.GetInstance(pb.GetInstanceRequest(id=inst.id))).task and i,
+        what="snapshot task cleared",
+    )
+    assert done.fault == "" and done.state == pb.INSTANCE_STATE_ACTIVE
+    c.DeleteInstance(pb.DeleteInstanceRequest(id=inst.id))
+    wait_gone(admin, inst.id)
+    images.DeleteImage(ipb.DeleteImageRequest(id=image_id))
 
 
 def test_racing_creates_never_overcommit(fleet: dict) -> None:

@@ -445,6 +445,46 @@ def test_delete_user_and_project(admin: Client) -> None:
     assert code(admin.identity.DeleteProject, pb.DeleteProjectRequest(id=p.id)) == grpc.StatusCode.NOT_FOUND
 
 
+def test_a_project_with_members_cannot_be_deleted(admin: Client) -> None:
+    """Its members' roles would vanish and their default project dangle: refused
+    until nobody has a role there (the caller's own roles count too) and it is
+    nobody's default project."""
+    ident = admin.identity
+    p = ident.CreateProject(pb.CreateProjectRequest(project=pb.Project(name="peopled")))
+    ann = make_user(admin, p.id, "peopled-ann", pb.ROLE_MEMBER)
+    ident.CreateRoleAssignment(
+        pb.CreateRoleAssignmentRequest(user_id=ann.id, project_id=p.id, role=pb.ROLE_READER)
+    )
+    me = ident.GetCurrentIdentity(pb.GetCurrentIdentityRequest()).user_id
+    ident.CreateRoleAssignment(
+        pb.CreateRoleAssignmentRequest(user_id=me, project_id=p.id, role=pb.ROLE_READER)
+    )
+
+    def refused() -> grpc.RpcError:
+        err = rpc_error(ident.DeleteProject, pb.DeleteProjectRequest(id=p.id))
+        assert (err.code(), error_reason(err)) == (grpc.StatusCode.FAILED_PRECONDITION, "PROJECT_IN_USE")
+        return err
+
+    assert "still has 2 member(s)" in refused().details()  # users, not role assignments
+    roles = ident.ListRoleAssignments(pb.ListRoleAssignmentsRequest(project_id=p.id)).role_assignments
+    assert len(roles) == 3, "a refused delete keeps every role"
+    for r in roles:
+        ident.DeleteRoleAssignment(
+            pb.DeleteRoleAssignmentRequest(user_id=r.user_id, project_id=p.id, role=r.role)
+        )
+    # No roles left, but it is still ann's default project.
+    assert "1 default-project user(s)" in refused().details()
+    assert ident.GetUser(pb.GetUserRequest(id=ann.id)).default_project_id == p.id
+    ident.UpdateUser(
+        pb.UpdateUserRequest(
+            user=pb.User(id=ann.id, default_project_id=""),
+            update_mask=field_mask_pb2.FieldMask(paths=["default_project_id"]),
+        )
+    )
+    ident.DeleteProject(pb.DeleteProjectRequest(id=p.id))
+    assert code(ident.GetProject, pb.GetProjectRequest(id=p.id)) == grpc.StatusCode.NOT_FOUND
+
+
 # Persistence and lifecycle
 
 

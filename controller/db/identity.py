@@ -83,6 +83,21 @@ def count_users() -> int:
     return User.select().count()
 
 
+def count_project_members(project_id: str) -> int:
+    """Users with a role on the project (however many roles each has)."""
+    return (
+        RoleAssignment.select(RoleAssignment.user)
+        .where(RoleAssignment.project == project_id)
+        .distinct()
+        .count()
+    )
+
+
+def count_default_project_users(project_id: str) -> int:
+    """Users whose default project it is."""
+    return User.select().where(User.default_project_id == project_id).count()
+
+
 def insert_user(user_id: str, name: str, password_hash: str, now: float, **fields: Any) -> User:
     return insert_unique(
         User,

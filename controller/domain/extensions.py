@@ -73,7 +73,9 @@ class DesiredStateContributor(Protocol):
 
 
 class InUseCheck(NamedTuple):
-    """Counts a kind of resource that keeps a project or a node from being deleted."""
+    """Counts a kind of resource that keeps a project or a node from being
+    deleted; `remedy` tells the caller what to do about them."""
 
     kind: str
     count: Callable[[str], int]
+    remedy: str = "delete them first"

@@ -225,17 +225,24 @@ class Identity:
         return store.update_project(row, fields, clock.now())
 
     def delete_project(self, caller: Principal, project_id: str) -> None:
-        row = self._must_project(project_id)
-        if row.id == caller.project_id:
-            raise FailedPrecondition("you cannot delete the project your token is scoped to")
-        for kind, count in self.in_use:
-            n = count(row.id)
-            if n:
-                raise FailedPrecondition(
-                    f"project {row.name!r} still has {n} {kind}(s); delete them first",
-                    reason="PROJECT_IN_USE",
-                )
-        store.delete_project(row.id)
+        """Deletes an empty project: no resources, no members (the caller's
+        own roles there count too: revoke them first), nobody's default
+        project, so no user is left with a dangling default. Checked and
+        deleted in one write transaction, so a racing grant cannot slip in."""
+        with write_transaction():
+            row = self._must_project(project_id)
+            if row.id == caller.project_id:
+                raise FailedPrecondition("you cannot delete the project your token is scoped to")
+            for check in self.in_use:
+                n = check.count(row.id)
+                if n:
+                    raise FailedPrecondition(
+                        f"project {row.name!r} still has {n} {check.kind}(s); {check.remedy}",
+                        reason="PROJECT_IN_USE",
+                        kind=check.kind,
+                        count=n,
+                    )
+            store.delete_project(row.id)
 
     # Users
 

@@ -6,6 +6,7 @@ States (kumo.v1.ImageStatus):
     QUEUED --upload starts--> SAVING --stored, verified, checked--> ACTIVE
       ^                         |  \\--bytes not the declared format--> KILLED
       +--stream cut, client gone, wrong checksum, limit or quota hit--+
+    QUEUED or SAVING --an instance snapshot's node gave up (or its instance went)--> KILLED
     any of them --DeleteImage--> DELETED (a record only admins can list)
 
 A failed transfer sends the image back to QUEUED (status_reason says why) so
@@ -432,6 +433,23 @@ class Images:
             if placed:  # the transaction did not make it: the new blob has no user
                 self._drop_blob(writer.sha256)
             raise
+
+    # Snapshots a node gave up on
+
+    def fail_snapshot(self, image_id: str, instance_id: str, fault: str) -> bool:
+        """KILLs the image of an instance snapshot the node could not make or
+        send, `fault` (the node's words) as its reason, so it never waits in
+        QUEUED for data that will not come. The caller's transaction holds
+        it; an image already ACTIVE (the upload made it, only the node's
+        answer was lost), KILLED or DELETED stays as it is. True if killed."""
+        reason = f"instance {instance_id}: {fault}"[:1000]
+        now = clock.now()
+        killed = any(
+            store.set_status(image_id, KILLED, reason, now, state) == 1 for state in (QUEUED, SAVING)
+        )
+        if killed:
+            log.info("snapshot image killed", extra={"image": image_id, "instance": instance_id})
+        return killed
 
     # Seeding (make up)
 

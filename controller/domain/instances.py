@@ -7,7 +7,11 @@ State and the node's desired state:
 - STOPPED, or task "powering_off": the node should keep it stopped;
 - DELETING, ERROR: the guest is not in the node's desired state any more, so
   the node removes it; a DELETING instance is forgotten (and its claim freed)
-  once its node no longer reports it.
+  once its connected node no longer reports it, or once the node is DOWN
+  (past its grace period) or deleted; never while the node is only briefly
+  disconnected, since it may still run the guest.
+- A snapshot the node gave up on (GuestStatus.snapshot_fault) KILLs its
+  image, the fault as the reason, in the transaction that clears the task.
 Every change to what a node should run bumps that node's desired revision in
 the same transaction and tells its session after the commit."""
 
@@ -35,6 +39,8 @@ from controller.domain.compute_catalog import ComputeCatalog
 from controller.domain.extensions import BootVolumes, InstanceExtension
 from controller.domain.idempotency import NO_REQUEST_ID, RequestKey
 from controller.domain.images import Images
+from controller.domain.node_registry import DOWN as NODE_DOWN
+from controller.domain.node_registry import LiveView
 from controller.domain.nodes import Nodes
 from controller.domain.periodic import Periodic
 from controller.domain.placement import Placement
@@ -91,6 +97,34 @@ def desired_instance(row: Instance) -> npb.DesiredInstance:
         public_keys=[row.public_key] if row.public_key else [],
         snapshot_image_id=row.snapshot_image_id,
     )
+
+
+# How the sync sees an instance's node: connected and heard from since this
+# controller started (its guest list is the truth); away but still READY
+# (within its grace period: wait for it); DOWN or deleted (its guests are lost).
+NODE_REPORTING = "reporting"
+NODE_AWAY = "away"
+NODE_GONE = "gone"
+
+
+def node_presence(live: LiveView | None) -> str:
+    """The NODE_* presence of a node from its live state (None: no such node)."""
+    if live is None or live.status == NODE_DOWN:
+        return NODE_GONE
+    return NODE_REPORTING if live.connected and live.heard else NODE_AWAY
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the sync does for one instance: `update` (fields, "delete" or
+    None), `bump` (the node's desired state changes), `failed_snapshot` (the
+    image of a snapshot the node gave up on, KILLED in the same transaction
+    with `snapshot_fault`, the node's words, as its reason)."""
+
+    update: dict[str, Any] | str | None
+    bump: bool = False
+    failed_snapshot: str = ""
+    snapshot_fault: str = ""
 
 
 def visible_instance(caller: Principal, instance_id: str) -> Instance:
@@ -447,24 +481,33 @@ class Instances:
         for node_id, rows in by_node.items():
             live = self.nodes.registry.snapshot(node_id)
             guests = {g.instance_id: g for g in live.guests} if live is not None else {}
-            node_up = live is not None and live.connected
+            node = node_presence(live)
             notify = False
             others: set[str] = set()
             for row in rows:
-                update, bump = self._observe(row, guests.get(row.id), node_up)
-                if update is None:
+                seen = self._observe(row, guests.get(row.id), node)
+                if seen.update is None:
                     continue
                 with write_transaction():
                     now = clock.now()
-                    if update == "delete":
+                    if seen.update == "delete":
                         if store.delete_instance(row.id):
                             store.release(node_id, row.vcpus, row.ram_mb, row.disk_gb)
+                            if row.snapshot_image_id:  # its snapshot will never come
+                                self.images.fail_snapshot(
+                                    row.snapshot_image_id,
+                                    row.id,
+                                    "the instance was deleted before its snapshot",
+                                )
                             for ext in self.extensions:
                                 others |= ext.instance_gone(row)
                             log.info("instance deleted", extra={"instance": row.id})
-                    elif store.update_instance_if(row.id, row.state, update, now) == 1 and bump:
-                        node_store.bump_desired_revision(node_id, now)
-                        notify = True
+                    elif store.update_instance_if(row.id, row.state, seen.update, now) == 1:
+                        if seen.failed_snapshot:
+                            self.images.fail_snapshot(seen.failed_snapshot, row.id, seen.snapshot_fault)
+                        if seen.bump:
+                            node_store.bump_desired_revision(node_id, now)
+                            notify = True
                 changed += 1
             if notify:
                 self.nodes.registry.notify_threadsafe(node_id)
@@ -472,23 +515,34 @@ class Instances:
                 self.nodes.registry.notify_threadsafe(other)
         return changed
 
-    def _observe(self, row: Instance, guest: npb.GuestStatus | None, node_up: bool) -> tuple[Any, bool]:
-        """(fields to change or "delete" or None, whether the node's desired state changes)."""
+    @staticmethod
+    def _observe(row: Instance, guest: npb.GuestStatus | None, node: str) -> Observation:
+        """What a node's report means for one instance: the fields to change
+        (or "delete", or None), whether the node's desired state changes, and
+        the snapshot image to fail. `node` is a NODE_* presence."""
         if row.state == DELETING:
-            return ("delete", False) if guest is None or not node_up else (None, False)
+            # Freed without the node only once it is DOWN or gone: a node that
+            # is briefly away may still run the guest and hold its resources.
+            if node == NODE_GONE or (node == NODE_REPORTING and guest is None):
+                return Observation("delete")
+            return Observation(None)
         if guest is None:
-            return None, False
+            return Observation(None)
         power = guest.power_state
         update: dict[str, Any] = {}
         bump = False
+        failed_snapshot = snapshot_fault = ""
         if guest.snapshot_done_image_id and guest.snapshot_done_image_id == row.snapshot_image_id:
             update.update(task="", snapshot_image_id="")
             bump = True
-            if guest.fault:
+            if guest.snapshot_fault:
+                update["fault"] = snapshot_fault = guest.snapshot_fault
+                failed_snapshot = row.snapshot_image_id
+            elif guest.fault:
                 update["fault"] = guest.fault
         if row.state == BUILDING:
             if guest.fault:
-                return {"state": ERROR, "fault": guest.fault}, True
+                return Observation({"state": ERROR, "fault": guest.fault}, True)
             if power == RUNNING:
                 update.update(state=ACTIVE, launch_time=clock.now(), fault="")
         elif row.state == REBOOTING:
@@ -509,5 +563,5 @@ class Instances:
         if guest.fault and row.state != BUILDING and guest.fault != row.fault and "fault" not in update:
             update["fault"] = guest.fault
         if not update:
-            return None, False
-        return update, bump
+            return Observation(None)
+        return Observation(update, bump, failed_snapshot, snapshot_fault)

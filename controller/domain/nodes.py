@@ -311,11 +311,11 @@ class Nodes:
                     f"node {view.row.name!r} is READY; disable it (or stop its daemon) before deleting it",
                     reason="NODE_IN_SERVICE",
                 )
-            for kind, count in self.in_use:
-                n = count(node_id)
+            for check in self.in_use:
+                n = check.count(node_id)
                 if n:
                     raise FailedPrecondition(
-                        f"node {view.row.name!r} still has {n} {kind}(s)", reason="NODE_IN_USE"
+                        f"node {view.row.name!r} still has {n} {check.kind}(s)", reason="NODE_IN_USE"
                     )
             store.delete_node(node_id)
         self.registry.forget_threadsafe(node_id)

@@ -60,6 +60,20 @@ def disk_target(index: int) -> str:
     return "vd" + name
 
 
+def _describe(exc: Exception) -> str:
+    """An error in words: a gRPC error's details (the controller's reason)
+    rather than its whole debug string."""
+    details = getattr(exc, "details", None)
+    if callable(details):
+        try:
+            text = details()
+        except Exception:
+            text = None
+        if text:
+            return str(text)
+    return str(exc) or type(exc).__name__
+
+
 # upload(instance_id, image_id, chunks) sends a snapshot to the controller.
 Upload = Callable[[str, str, Iterator[bytes]], None]
 # report(instance_id, data) sends a console tail to the controller.
@@ -201,7 +215,7 @@ class ComputeStep:
                 driver.reboot_guest(d.id, d.reboot_hard)
             self._record(d.id, reboot_generation=d.reboot_generation)
         if d.snapshot_image_id and applied.get("snapshot_done") != d.snapshot_image_id:
-            self._snapshot(d, idir)
+            self._snapshot(d, idir, driver)
         self._reconcile_volumes(d, driver)
 
     # Volumes
@@ -331,16 +345,21 @@ class ComputeStep:
             nics=guest_net.interfaces(d, self._ports, self._networks) if driver.needs_disks else [],
         )
 
-    def _snapshot(self, d: pb.DesiredInstance, idir: Path) -> None:
-        if self.upload is None:
-            raise RuntimeError("this node cannot upload snapshots")
+    def _snapshot(self, d: pb.DesiredInstance, idir: Path, driver: HypervisorDriver) -> None:
+        """Uploads the snapshot once, and records its outcome (done, or why it
+        failed) in the instance's state file: heartbeats report it from there
+        until the next snapshot, since a fault kept only in memory is cleared
+        by the same pass before any heartbeat carries it."""
         flat = idir / "snapshot.qcow2"
+        fault = ""
         try:
+            if self.upload is None:
+                raise RuntimeError("this node cannot upload snapshots")
             if d.boot_volume_id:  # booted from a volume: its current content (crash-consistent)
                 if self.storage is None:
                     raise RuntimeError("this node has no volume storage")
                 self.storage.export_qcow2(d.boot_volume_id, flat, live=True)
-            else:
+            elif not driver.export_root_disk(d.id, flat):
                 guest_files.flatten(idir / "disk.qcow2", flat)
 
             def chunks() -> Iterator[bytes]:
@@ -351,12 +370,11 @@ class ComputeStep:
             self.upload(d.id, d.snapshot_image_id, chunks())
             log.info("snapshot uploaded", extra={"instance": d.id, "image": d.snapshot_image_id})
         except Exception as exc:
-            with self._lock:
-                self.faults[d.id] = f"snapshot failed: {exc}"[:1000]
-            log.warning("snapshot failed", extra={"instance": d.id, "error": str(exc)})
+            fault = f"snapshot failed: {_describe(exc)}"[:1000]
+            log.warning("snapshot failed", extra={"instance": d.id, "error": fault})
         finally:
             flat.unlink(missing_ok=True)
-            self._record(d.id, snapshot_done=d.snapshot_image_id)
+            self._record(d.id, snapshot_done=d.snapshot_image_id, snapshot_fault=fault)
 
     # What the heartbeat says about guests
 
@@ -378,6 +396,7 @@ class ComputeStep:
                     reboot_generation=int(applied.get("reboot_generation", 0) or 0),
                     fault=faults.get(g.instance_id, ""),
                     snapshot_done_image_id=str(applied.get("snapshot_done", "")),
+                    snapshot_fault=str(applied.get("snapshot_fault", "")),
                     attached_volume_ids=[str(v) for v in applied.get("volumes", []) or []],  # type: ignore[attr-defined]
                 )
             )

@@ -13,6 +13,7 @@ def make_driver(
     uri: str = "qemu:///system",
     instances_dir: Path | None = None,
     fake_capacity: tuple[int, int, int] = (32, 128 * 1024, 2000),
+    fake_fail_snapshots: bool = False,
 ) -> HypervisorDriver:
     """The driver named `name` ("libvirt" or "fake")."""
     if name == "libvirt":
@@ -23,7 +24,13 @@ def make_driver(
         from noded.hypervisor.fake import FakeDriver
 
         vcpus, memory_mb, disk_gb = fake_capacity
-        return FakeDriver(vcpus=vcpus, memory_mb=memory_mb, disk_gb=disk_gb, virt_type=virt_type)
+        return FakeDriver(
+            vcpus=vcpus,
+            memory_mb=memory_mb,
+            disk_gb=disk_gb,
+            virt_type=virt_type,
+            fail_snapshots=fake_fail_snapshots,
+        )
     raise DriverError(f"unknown driver {name!r}: use libvirt or fake")
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from noded.hypervisor.domain_xml import DiskSpec, GuestSpec
 
 DOMAIN_PREFIX = "kumo-"
@@ -147,6 +149,12 @@ class HypervisorDriver(abc.ABC):
     @abc.abstractmethod
     def resize_disk(self, instance_id: str, serial: str, size_bytes: int) -> None:
         """Grows a disk of a running guest through the hypervisor, so the guest sees it."""
+
+    def export_root_disk(self, instance_id: str, out: Path) -> bool:
+        """Writes the guest's root disk to `out` as a standalone qcow2, for a
+        snapshot, when the driver keeps that disk itself; False (the default):
+        the root disk is the instance's overlay file, which the caller flattens."""
+        return False
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Releases connections."""

@@ -4,7 +4,9 @@ look done: `kumo-noded run` uses it only when asked with `--driver fake`."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
+from pathlib import Path
 
 from noded.hypervisor.base import (
     RUNNING,
@@ -32,6 +34,7 @@ class FakeDriver(HypervisorDriver):
         memory_mb: int = 128 * 1024,
         disk_gb: int = 2000,
         virt_type: str = "kvm",
+        fail_snapshots: bool = False,
     ) -> None:
         self.facts = HostFacts(
             hostname=hostname,
@@ -52,6 +55,8 @@ class FakeDriver(HypervisorDriver):
         self._disks: dict[str, dict[str, tuple[DiskSpec, int]]] = {}
         # (instance id, serial) of disks whose running guest ignores unplugs.
         self.held: set[tuple[str, str]] = set()
+        # Whether instance snapshots fail (to test how a failure is reported).
+        self.fail_snapshots = fail_snapshots
 
     def host_facts(self) -> HostFacts:
         return self.facts
@@ -110,6 +115,17 @@ class FakeDriver(HypervisorDriver):
 
     def destroy_guest(self, instance_id: str) -> None:
         self.remove_guest(instance_id)
+
+    def export_root_disk(self, instance_id: str, out: Path) -> bool:
+        """A fake guest has no disk: its snapshot is an empty 64 MiB qcow2
+        (a real file, so the controller's format checks pass), or a failure
+        when the driver was made with fail_snapshots."""
+        if instance_id not in self._guests:
+            raise DriverError(f"no guest {instance_id}")
+        if self.fail_snapshots:
+            raise DriverError("the fake driver fails snapshots (--fake-fail-snapshots)")
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(out), "64M"], check=True)
+        return True
 
     # Volumes: the definition's disks, in memory (live = the guest runs).
 

@@ -116,7 +116,7 @@ class VolumeStatus(_message.Message):
     def __init__(self, volume_id: _Optional[str] = ..., size_gb: _Optional[int] = ..., snapshot_ids: _Optional[_Iterable[str]] = ..., fault: _Optional[str] = ...) -> None: ...
 
 class GuestStatus(_message.Message):
-    __slots__ = ("instance_id", "domain_name", "power_state", "vcpus", "memory_mb", "reboot_generation", "fault", "snapshot_done_image_id", "attached_volume_ids")
+    __slots__ = ("instance_id", "domain_name", "power_state", "vcpus", "memory_mb", "reboot_generation", "fault", "snapshot_done_image_id", "attached_volume_ids", "snapshot_fault")
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     DOMAIN_NAME_FIELD_NUMBER: _ClassVar[int]
     POWER_STATE_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +126,7 @@ class GuestStatus(_message.Message):
     FAULT_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_DONE_IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
     ATTACHED_VOLUME_IDS_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_FAULT_FIELD_NUMBER: _ClassVar[int]
     instance_id: str
     domain_name: str
     power_state: GuestPowerState
@@ -135,7 +136,8 @@ class GuestStatus(_message.Message):
     fault: str
     snapshot_done_image_id: str
     attached_volume_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, instance_id: _Optional[str] = ..., domain_name: _Optional[str] = ..., power_state: _Optional[_Union[GuestPowerState, str]] = ..., vcpus: _Optional[int] = ..., memory_mb: _Optional[int] = ..., reboot_generation: _Optional[int] = ..., fault: _Optional[str] = ..., snapshot_done_image_id: _Optional[str] = ..., attached_volume_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    snapshot_fault: str
+    def __init__(self, instance_id: _Optional[str] = ..., domain_name: _Optional[str] = ..., power_state: _Optional[_Union[GuestPowerState, str]] = ..., vcpus: _Optional[int] = ..., memory_mb: _Optional[int] = ..., reboot_generation: _Optional[int] = ..., fault: _Optional[str] = ..., snapshot_done_image_id: _Optional[str] = ..., attached_volume_ids: _Optional[_Iterable[str]] = ..., snapshot_fault: _Optional[str] = ...) -> None: ...
 
 class DesiredStateAck(_message.Message):
     __slots__ = ("revision", "error")
