@@ -13,7 +13,8 @@ from typing import Any
 
 import grpc
 
-from controller.auth.interceptor import CallContext, status_for
+from controller.auth.decoding import LogLimiter, checked, checked_async_stream, tolerant
+from controller.auth.interceptor import CallContext, log_refusal, status_for
 from controller.auth.policy import OPEN_PREFIXES, POLICY, Rule
 from controller.auth.principal import NodePrincipal
 from controller.db.database import as_conflict
@@ -36,20 +37,33 @@ class _AuthOnly:
 class AsyncNodeInterceptor(grpc.aio.ServerInterceptor):
     def __init__(
         self,
+        limiter: LogLimiter,
         node_auth: Callable[[Any], NodePrincipal] | None,
         policy: dict[str, Rule] = POLICY,
     ) -> None:
         self._node_auth = node_auth
         self._policy = policy
+        # What client mistakes log (refusals, undecodable requests) is rate-limited.
+        self._limiter = limiter
 
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
         handler = await continuation(handler_call_details)
         method: str = handler_call_details.method
-        if handler is None or method.startswith(OPEN_PREFIXES):
+        if handler is None:
             return handler
+        is_open = method.startswith(OPEN_PREFIXES)  # health and reflection: no certificate check
+        if is_open and handler.response_streaming:
+            return handler  # grpc.aio's own streams (Watch) may use ctx.write, which a wrapper cannot pass on
         rule = self._policy.get(method)
+
+        def decoded(request: Any) -> Any:
+            return checked_async_stream(request) if handler.request_streaming else checked(request)
+
+        async def authorize(ctx: grpc.aio.ServicerContext) -> Any:
+            return ctx if is_open else await self._authorize(method, rule, ctx)
+
         kw = {
-            "request_deserializer": handler.request_deserializer,
+            "request_deserializer": tolerant(handler.request_deserializer),
             "response_serializer": handler.response_serializer,
         }
         if handler.response_streaming:
@@ -57,7 +71,8 @@ class AsyncNodeInterceptor(grpc.aio.ServerInterceptor):
 
             async def streaming(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
                 try:
-                    call_ctx = await self._authorize(method, rule, ctx)
+                    request = decoded(request)
+                    call_ctx = await authorize(ctx)
                     async for item in behavior(request, call_ctx):
                         yield item
                 except Exception as exc:
@@ -74,7 +89,8 @@ class AsyncNodeInterceptor(grpc.aio.ServerInterceptor):
 
         async def unary(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
             try:
-                call_ctx = await self._authorize(method, rule, ctx)
+                request = decoded(request)
+                call_ctx = await authorize(ctx)
                 result = behavior(request, call_ctx)
                 return await result if inspect.isawaitable(result) else result
             except Exception as exc:
@@ -99,14 +115,12 @@ class AsyncNodeInterceptor(grpc.aio.ServerInterceptor):
         node = await asyncio.get_running_loop().run_in_executor(None, self._node_auth, auth)
         return CallContext(ctx, None, node)
 
-    @staticmethod
-    async def _fail(method: str, exc: Exception, ctx: grpc.aio.ServicerContext) -> None:
+    async def _fail(self, method: str, exc: Exception, ctx: grpc.aio.ServicerContext) -> None:
         if isinstance(exc, grpc.aio.AbortError):
             raise exc
         exc = as_conflict(exc) or exc
         if isinstance(exc, KumoError):
-            if isinstance(exc, Unauthenticated | PermissionDenied):
-                log.info("rpc refused", extra={"method": method, "code": exc.code.name, "reason": exc.reason})
+            log_refusal(self._limiter, method, exc)
             status = status_for(exc)
             await ctx.abort(status.code, status.details, status.trailing_metadata)
         log.exception("internal error", extra={"method": method})
