@@ -111,13 +111,21 @@ class Messages:
             *names,
         ]
 
+        self.plausible = [*ids, *names, "fuzz-a", "fuzz-b", "10.9.0.0/24", "tcp", "ingress"]
+        self.mild = False  # plausible values only: reach past the first field check
+
     def string(self, field: descriptor.FieldDescriptor) -> str:
         if field.name == "page_token" and self.rng.random() < 0.7:
             return self.rng.choice(BAD_PAGE_TOKENS)
-        return self.rng.choice(self.strings)
+        return self.rng.choice(self.plausible if self.mild else self.strings)
 
     def scalar(self, field: descriptor.FieldDescriptor) -> Any:
         rng, t = self.rng, field.type
+        if self.mild and t not in (F.TYPE_STRING, F.TYPE_BOOL, F.TYPE_BYTES):
+            if t == F.TYPE_ENUM:
+                values = [v.number for v in field.enum_type.values if v.number]
+                return rng.choice(values or [0])
+            return rng.choice([1, 2, 8, 64, 1024])
         if t in (F.TYPE_INT32, F.TYPE_SINT32, F.TYPE_SFIXED32):
             return rng.choice([0, 1, -1, 2**31 - 1, -(2**31), rng.randint(-5000, 5000)])
         if t in (F.TYPE_INT64, F.TYPE_SINT64, F.TYPE_SFIXED64):
@@ -179,6 +187,8 @@ class Messages:
     mask_paths = ["name", "description", "enabled", "visibility", "properties", "size_gb", "min_disk_gb"]
 
     def random(self, cls: Any) -> bytes:
+        """A random message: every other one with plausible values only."""
+        self.mild = self.rng.random() < 0.5
         return self.fill(cls()).SerializeToString()
 
     def garbage(self) -> list[bytes]:
