@@ -174,6 +174,21 @@ def test_undecodable_requests_answer_invalid_argument_on_the_node_port(
         upload = channel.stream_unary("/kumo.v1.NodeAgentService/UploadSnapshot", IDENT, IDENT)
         err = _code(upload, iter([b"\x0f"]), timeout=30)
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err
+        # gRPC's own services on the node port: health's Check and Watch, reflection.
+        for call in (
+            channel.unary_unary("/grpc.health.v1.Health/Check", IDENT, IDENT),
+            channel.unary_stream("/grpc.health.v1.Health/Watch", IDENT, IDENT),
+        ):
+            err = _code(call, b"\x0f", timeout=30)
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err
+        # An RPC the servicer does not implement is UNIMPLEMENTED, not INTERNAL.
+        err = _code(channel.unary_unary("/grpc.health.v1.Health/List", IDENT, IDENT), b"", timeout=30)
+        assert err.code() == grpc.StatusCode.UNIMPLEMENTED, err
+        reflect = channel.stream_stream(
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", IDENT, IDENT
+        )
+        err = _code(reflect, iter([b"\x0f"]), timeout=30)
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err
 
 
 def test_a_flood_of_undecodable_requests_logs_a_few_info_lines_and_no_traceback(

@@ -52,8 +52,6 @@ class AsyncNodeInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         is_open = method.startswith(OPEN_PREFIXES)  # health and reflection: no certificate check
-        if is_open and handler.response_streaming:
-            return handler  # grpc.aio's own streams (Watch) may use ctx.write, which a wrapper cannot pass on
         rule = self._policy.get(method)
 
         def decoded(request: Any) -> Any:
@@ -78,12 +76,20 @@ class AsyncNodeInterceptor(grpc.aio.ServerInterceptor):
                 except Exception as exc:
                     await self._fail(method, exc, ctx)
 
+            async def writing(request: Any, ctx: grpc.aio.ServicerContext) -> None:
+                """For a stream that answers with ctx.write (health's Watch), not by yielding."""
+                try:
+                    request = decoded(request)
+                    await behavior(request, await authorize(ctx))
+                except Exception as exc:
+                    await self._fail(method, exc, ctx)
+
             factory = (
                 grpc.stream_stream_rpc_method_handler
                 if handler.request_streaming
                 else grpc.unary_stream_rpc_method_handler
             )
-            return factory(streaming, **kw)
+            return factory(streaming if inspect.isasyncgenfunction(behavior) else writing, **kw)
 
         behavior = handler.stream_unary if handler.request_streaming else handler.unary_unary
 
@@ -123,6 +129,9 @@ class AsyncNodeInterceptor(grpc.aio.ServerInterceptor):
             log_refusal(self._limiter, method, exc)
             status = status_for(exc)
             await ctx.abort(status.code, status.details, status.trailing_metadata)
+        if type(exc) is NotImplementedError:
+            # A generated base servicer's answer for an RPC not written (health's List on grpc.aio).
+            await ctx.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented by this controller")
         log.exception("internal error", extra={"method": method})
         await ctx.abort(
             grpc.StatusCode.INTERNAL, f"internal error in {method} (the controller log has the details)"
