@@ -105,10 +105,13 @@ class ApiInterceptor(grpc.ServerInterceptor):
         else:
             behavior, factory = handler.unary_unary, grpc.unary_unary_rpc_method_handler
 
+        raw = handler.request_deserializer is None  # UploadImageData: the servicer decodes the bytes
+
         def wrapped(request: Any, ctx: grpc.ServicerContext) -> Any:
             start = time.perf_counter()
             try:
-                request = checked_stream(request) if handler.request_streaming else checked(request)
+                if not raw:
+                    request = checked_stream(request) if handler.request_streaming else checked(request)
                 call_ctx = ctx if is_open else self._authorize(method, rule, metadata, ctx)
                 result = behavior(request, call_ctx)
                 if handler.response_streaming:

@@ -55,6 +55,8 @@ class AsyncNodeInterceptor(grpc.aio.ServerInterceptor):
         rule = self._policy.get(method)
 
         def decoded(request: Any) -> Any:
+            if handler.request_deserializer is None:  # raw bytes: the servicer decodes them
+                return request
             return checked_async_stream(request) if handler.request_streaming else checked(request)
 
         async def authorize(ctx: grpc.aio.ServicerContext) -> Any:
