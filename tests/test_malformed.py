@@ -139,6 +139,18 @@ def test_undecodable_requests_answer_invalid_argument_on_the_public_port(
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err
     assert f"the request could not be parsed as {message}" in (err.details() or "")
     assert error_reason(err) == "MALFORMED_REQUEST"
+    if raw == NOT_UTF8:  # the message names the field
+        assert "is not valid UTF-8" in (err.details() or ""), err.details()
+
+
+def test_the_message_names_a_nested_field_that_is_not_utf8(controller: ControllerProc, admin: Client) -> None:
+    inner = b"\x12\x02\xc3\x28"  # Project.name (2): not UTF-8
+    raw = b"\x0a" + bytes([len(inner)]) + inner  # CreateProjectRequest.project (1)
+    with controller.channel() as channel:
+        call = channel.unary_unary("/kumo.v1.IdentityService/CreateProject", IDENT, IDENT)
+        err = _code(call, raw, metadata=[("authorization", f"Bearer {admin.token}")], timeout=30)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err
+    assert "kumo.v1.CreateProjectRequest (project.name is not valid UTF-8)" in (err.details() or "")
 
 
 def test_an_undecodable_upload_message_is_invalid_argument(controller: ControllerProc, admin: Client) -> None:
