@@ -135,7 +135,9 @@ class LogLimiter:
     any caller can repeat at will); says how many it dropped when it next
     lets one through. Thread-safe; one per interceptor."""
 
-    def __init__(self, burst: int = 20, window: float = 10.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, burst: int = 20, window: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._burst = burst
         self._window = window
         self._clock = clock
