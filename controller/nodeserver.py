@@ -19,6 +19,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from controller.auth.decoding import LogLimiter
 from controller.auth.node_interceptor import AsyncNodeInterceptor
 from controller.auth.principal import NodePrincipal
 from controller.db.database import db
@@ -67,7 +68,7 @@ class AsyncNodeServer:
 
     async def _make(self, node_auth: Callable[[Any], NodePrincipal] | None) -> grpc.aio.Server:
         server = grpc.aio.server(
-            interceptors=[AsyncNodeInterceptor(node_auth)],
+            interceptors=[AsyncNodeInterceptor(LogLimiter(), node_auth)],
             options=NODE_GRPC_OPTIONS,
             maximum_concurrent_rpcs=None,
         )

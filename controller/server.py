@@ -17,6 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from controller.assembly import Service, assemble
+from controller.auth.decoding import LogLimiter
 from controller.auth.interceptor import ApiInterceptor
 from controller.auth.principal import NodePrincipal
 from controller.config import ControllerConfig
@@ -96,7 +97,7 @@ class Controller:
         # it from the handshake and pins it by the fingerprint in its join token.
         public_pair = [(self.pki.server_key_pem, self.pki.server_cert_pem + self.pki.ca.cert_pem)]
         parts = self.parts
-        public = self._server(ApiInterceptor(parts.identity.principal_for), parts.public)
+        public = self._server(ApiInterceptor(LogLimiter(), parts.identity.principal_for), parts.public)
         self.port = public.add_secure_port(self.cfg.listen, grpc.ssl_server_credentials(public_pair))
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {self.cfg.listen}")

@@ -14,6 +14,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from controller.auth.decoding import LogLimiter, checked, checked_stream, tolerant
 from controller.auth.policy import OPEN_PREFIXES, POLICY, Rule
 from controller.auth.principal import NodePrincipal, Principal
 from controller.db.database import as_conflict
@@ -48,6 +49,15 @@ def status_for(error: KumoError) -> grpc.Status:
     )
 
 
+def log_refusal(limiter: LogLimiter, method: str, error: KumoError) -> None:
+    """Client mistakes worth a line (refusals, undecodable requests), at info
+    and rate-limited: any caller can repeat them at will."""
+    if isinstance(error, Unauthenticated | PermissionDenied) or error.reason == "MALFORMED_REQUEST":
+        limiter.log(
+            log, logging.INFO, "rpc refused", method=method, code=error.code.name, reason=error.reason
+        )
+
+
 def _bearer(metadata: dict[str, str]) -> str:
     value = metadata.get("authorization", "")
     if not value:
@@ -64,6 +74,7 @@ def _bearer(metadata: dict[str, str]) -> str:
 class ApiInterceptor(grpc.ServerInterceptor):
     def __init__(
         self,
+        limiter: LogLimiter,
         token_auth: TokenAuthenticator,
         node_auth: NodeAuthenticator | None = None,
         policy: dict[str, Rule] = POLICY,
@@ -73,12 +84,15 @@ class ApiInterceptor(grpc.ServerInterceptor):
         self._node_auth = node_auth
         self._policy = policy
         self._node_port = node_port
+        # What client mistakes log (refusals, undecodable requests) is rate-limited.
+        self._limiter = limiter
 
     def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
         handler = continuation(handler_call_details)
         method: str = handler_call_details.method
-        if handler is None or method.startswith(OPEN_PREFIXES):
+        if handler is None:
             return handler
+        is_open = method.startswith(OPEN_PREFIXES)  # health and reflection: no token
         metadata = {k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)}
         rule = self._policy.get(method)
 
@@ -91,10 +105,14 @@ class ApiInterceptor(grpc.ServerInterceptor):
         else:
             behavior, factory = handler.unary_unary, grpc.unary_unary_rpc_method_handler
 
+        raw = handler.request_deserializer is None  # UploadImageData: the servicer decodes the bytes
+
         def wrapped(request: Any, ctx: grpc.ServicerContext) -> Any:
             start = time.perf_counter()
             try:
-                call_ctx = self._authorize(method, rule, metadata, ctx)
+                if not raw:
+                    request = checked_stream(request) if handler.request_streaming else checked(request)
+                call_ctx = ctx if is_open else self._authorize(method, rule, metadata, ctx)
                 result = behavior(request, call_ctx)
                 if handler.response_streaming:
                     return self._guard_stream(method, result, ctx)
@@ -113,7 +131,7 @@ class ApiInterceptor(grpc.ServerInterceptor):
 
         return factory(
             wrapped,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 
@@ -147,15 +165,10 @@ class ApiInterceptor(grpc.ServerInterceptor):
         except Exception as exc:
             self._fail(method, exc, ctx)
 
-    @staticmethod
-    def _fail(method: str, exc: Exception, ctx) -> None:  # type: ignore[no-untyped-def]
+    def _fail(self, method: str, exc: Exception, ctx) -> None:  # type: ignore[no-untyped-def]
         exc = as_conflict(exc) or exc
         if isinstance(exc, KumoError):
-            if isinstance(exc, Unauthenticated | PermissionDenied):
-                log.info(
-                    "rpc refused",
-                    extra={"method": method, "code": exc.code.name, "reason": exc.reason},
-                )
+            log_refusal(self._limiter, method, exc)
             ctx.abort_with_status(status_for(exc))
         if not ctx.is_active():
             log.info("rpc ended by the client", extra={"method": method, "error": repr(exc)})

@@ -13,7 +13,8 @@ from typing import Any
 
 import grpc
 
-from controller.auth.interceptor import CallContext, status_for
+from controller.auth.decoding import LogLimiter, checked, checked_async_stream, tolerant
+from controller.auth.interceptor import CallContext, log_refusal, status_for
 from controller.auth.policy import OPEN_PREFIXES, POLICY, Rule
 from controller.auth.principal import NodePrincipal
 from controller.db.database import as_conflict
@@ -36,20 +37,33 @@ class _AuthOnly:
 class AsyncNodeInterceptor(grpc.aio.ServerInterceptor):
     def __init__(
         self,
+        limiter: LogLimiter,
         node_auth: Callable[[Any], NodePrincipal] | None,
         policy: dict[str, Rule] = POLICY,
     ) -> None:
         self._node_auth = node_auth
         self._policy = policy
+        # What client mistakes log (refusals, undecodable requests) is rate-limited.
+        self._limiter = limiter
 
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
         handler = await continuation(handler_call_details)
         method: str = handler_call_details.method
-        if handler is None or method.startswith(OPEN_PREFIXES):
+        if handler is None:
             return handler
+        is_open = method.startswith(OPEN_PREFIXES)  # health and reflection: no certificate check
         rule = self._policy.get(method)
+
+        def decoded(request: Any) -> Any:
+            if handler.request_deserializer is None:  # raw bytes: the servicer decodes them
+                return request
+            return checked_async_stream(request) if handler.request_streaming else checked(request)
+
+        async def authorize(ctx: grpc.aio.ServicerContext) -> Any:
+            return ctx if is_open else await self._authorize(method, rule, ctx)
+
         kw = {
-            "request_deserializer": handler.request_deserializer,
+            "request_deserializer": tolerant(handler.request_deserializer),
             "response_serializer": handler.response_serializer,
         }
         if handler.response_streaming:
@@ -57,9 +71,18 @@ class AsyncNodeInterceptor(grpc.aio.ServerInterceptor):
 
             async def streaming(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
                 try:
-                    call_ctx = await self._authorize(method, rule, ctx)
+                    request = decoded(request)
+                    call_ctx = await authorize(ctx)
                     async for item in behavior(request, call_ctx):
                         yield item
+                except Exception as exc:
+                    await self._fail(method, exc, ctx)
+
+            async def writing(request: Any, ctx: grpc.aio.ServicerContext) -> None:
+                """For a stream that answers with ctx.write (health's Watch), not by yielding."""
+                try:
+                    request = decoded(request)
+                    await behavior(request, await authorize(ctx))
                 except Exception as exc:
                     await self._fail(method, exc, ctx)
 
@@ -68,13 +91,14 @@ class AsyncNodeInterceptor(grpc.aio.ServerInterceptor):
                 if handler.request_streaming
                 else grpc.unary_stream_rpc_method_handler
             )
-            return factory(streaming, **kw)
+            return factory(streaming if inspect.isasyncgenfunction(behavior) else writing, **kw)
 
         behavior = handler.stream_unary if handler.request_streaming else handler.unary_unary
 
         async def unary(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
             try:
-                call_ctx = await self._authorize(method, rule, ctx)
+                request = decoded(request)
+                call_ctx = await authorize(ctx)
                 result = behavior(request, call_ctx)
                 return await result if inspect.isawaitable(result) else result
             except Exception as exc:
@@ -99,16 +123,17 @@ class AsyncNodeInterceptor(grpc.aio.ServerInterceptor):
         node = await asyncio.get_running_loop().run_in_executor(None, self._node_auth, auth)
         return CallContext(ctx, None, node)
 
-    @staticmethod
-    async def _fail(method: str, exc: Exception, ctx: grpc.aio.ServicerContext) -> None:
+    async def _fail(self, method: str, exc: Exception, ctx: grpc.aio.ServicerContext) -> None:
         if isinstance(exc, grpc.aio.AbortError):
             raise exc
         exc = as_conflict(exc) or exc
         if isinstance(exc, KumoError):
-            if isinstance(exc, Unauthenticated | PermissionDenied):
-                log.info("rpc refused", extra={"method": method, "code": exc.code.name, "reason": exc.reason})
+            log_refusal(self._limiter, method, exc)
             status = status_for(exc)
             await ctx.abort(status.code, status.details, status.trailing_metadata)
+        if type(exc) is NotImplementedError:
+            # A generated base servicer's answer for an RPC not written (health's List on grpc.aio).
+            await ctx.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented by this controller")
         log.exception("internal error", extra={"method": method})
         await ctx.abort(
             grpc.StatusCode.INTERNAL, f"internal error in {method} (the controller log has the details)"

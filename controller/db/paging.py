@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from typing import Any, TypeVar
 
 import peewee
@@ -29,14 +30,43 @@ def _encode(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
 
-def _decode(token: str, width: int) -> list[Any]:
+BAD_TOKEN = "page_token is not one this server gave out"
+INT64 = 2**63
+
+
+def _decode(token: str, keys: tuple[peewee.Field, ...]) -> list[Any]:
+    """The last row's keys, each checked against its column's type: a token
+    of the right width holding other types must not reach SQL."""
     try:
         values = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     except (ValueError, TypeError):
         values = None
-    if not isinstance(values, list) or len(values) != width:
-        raise InvalidArgument("page_token is not one this server gave out")
+    if not isinstance(values, list) or len(values) != len(keys):
+        raise InvalidArgument(BAD_TOKEN, reason="PAGE_TOKEN_INVALID")
+    if not all(_fits(key, value) for key, value in zip(keys, values, strict=True)):
+        raise InvalidArgument(BAD_TOKEN, reason="PAGE_TOKEN_INVALID")
     return values
+
+
+def _fits(key: peewee.Field, value: Any) -> bool:
+    """Whether `value` can be compared with column `key` on SQLite and PostgreSQL alike."""
+    while isinstance(key, peewee.ForeignKeyField):
+        key = key.rel_field
+    if isinstance(value, bool):
+        return False
+    if isinstance(key, peewee.IntegerField):  # BigIntegerField and AutoField too
+        return isinstance(value, int) and -INT64 <= value < INT64
+    if isinstance(key, peewee.FloatField):  # DoubleField too
+        return isinstance(value, int | float) and math.isfinite(value) and abs(value) < 2**1023
+    if isinstance(key, peewee.CharField | peewee.TextField | peewee.UUIDField):
+        if not isinstance(value, str) or "\x00" in value:
+            return False
+        try:
+            value.encode()
+        except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape
+            return False
+        return True
+    return False
 
 
 def paginate(
@@ -49,7 +79,7 @@ def paginate(
     token for the next ("" when this is the last)."""
     size = check_page_size(page_size)
     if page_token:
-        last = _decode(page_token, len(keys))
+        last = _decode(page_token, keys)
         # (k1, k2, ...) > (v1, v2, ...) spelled out so SQLite and PostgreSQL agree.
         cond = None
         for i in reversed(range(len(keys))):
