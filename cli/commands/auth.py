@@ -12,7 +12,7 @@ import typer
 from cli import config
 from cli.client import connect, session
 from cli.errors import CliError
-from cli.output import Format, OutputOpt, emit, enum_label
+from cli.output import ColumnOpt, Format, OutputOpt, emit
 from kumo.v1 import identity_pb2 as pb
 from kumo.v1 import identity_pb2_grpc
 
@@ -21,7 +21,7 @@ IDENTITY_COLUMNS = [
     ("user id", "user_id"),
     ("project", "project_name"),
     ("project id", "project_id"),
-    ("role", "role", enum_label("ROLE_")),
+    ("role", "role"),
     ("token id", "token_id"),
     ("expires", "expire_time"),
 ]
@@ -40,6 +40,7 @@ def login(
     ] = None,
     password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input")] = False,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Log in and store a token (and the CA) in ~/.config/kumo/."""
     stored = config.load()
@@ -79,7 +80,7 @@ def login(
             project=project or "",
         )
     )
-    emit(resp.identity, output, IDENTITY_COLUMNS)
+    emit(resp.identity, output, IDENTITY_COLUMNS, column)
 
 
 def logout() -> None:
@@ -98,14 +99,14 @@ def logout() -> None:
     typer.echo("logged out")
 
 
-def whoami(output: OutputOpt = Format.table) -> None:
+def whoami(output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """Show who the current token belongs to."""
     ident = (
         session()
         .stub(identity_pb2_grpc.IdentityServiceStub)
         .GetCurrentIdentity(pb.GetCurrentIdentityRequest())
     )
-    emit(ident, output, IDENTITY_COLUMNS)
+    emit(ident, output, IDENTITY_COLUMNS, column)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,17 +11,16 @@ from cli.client import list_all, resolve
 from cli.commands.flavor import stub
 from cli.commands.server_group import find as find_group
 from cli.errors import CliError
-from cli.output import Format, OutputOpt, deleted, emit, enum_label
+from cli.output import ColumnOpt, Format, OutputOpt, deleted, emit, enum_text
 from cli.waiting import gone, settle
 from kumo.v1 import compute_pb2 as pb
 
 app = typer.Typer(no_args_is_help=True)
 
-state_label = enum_label("INSTANCE_STATE_")
 COLUMNS = [
     ("id", "id"),
     ("name", "name"),
-    ("state", "state", state_label),
+    ("state", "state"),
     ("task", "task"),
     ("node", "node_id"),
     ("vcpus", "vcpus"),
@@ -61,7 +60,7 @@ def find(s, ref: str) -> pb.Instance:  # type: ignore[no-untyped-def]
 
 
 def _state(inst: pb.Instance) -> str:
-    return state_label(pb.InstanceState.Name(inst.state)) + (f" ({inst.task})" if inst.task else "")
+    return enum_text(pb.InstanceState.DESCRIPTOR, inst.state) + (f" ({inst.task})" if inst.task else "")
 
 
 def wait(s, inst: pb.Instance, done) -> pb.Instance:  # type: ignore[no-untyped-def]
@@ -99,6 +98,7 @@ def create(
     ] = None,
     wait_: WaitOpt = False,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Create a server (boots on a node the scheduler picks)."""
     if bool(image) == bool(boot_volume):
@@ -125,33 +125,42 @@ def create(
     inst = s.CreateInstance(req)
     if wait_:
         inst = wait(s, inst, lambda i: i.state in STABLE)
-    emit(inst, output, DETAIL)
+    emit(inst, output, DETAIL, column)
 
 
 @app.command("list")
-def list_(output: OutputOpt = Format.table) -> None:
+def list_(output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List servers (admins see every project's)."""
     s = stub()
-    emit(list_all(s.ListInstances, pb.ListInstancesRequest(page_size=500), "instances"), output, COLUMNS)
+    emit(
+        list_all(s.ListInstances, pb.ListInstancesRequest(page_size=500), "instances"),
+        output,
+        COLUMNS,
+        column,
+    )
 
 
 @app.command()
-def show(server: str, output: OutputOpt = Format.table) -> None:
+def show(server: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """Show a server by name or id."""
-    emit(find(stub(), server), output, DETAIL)
+    emit(find(stub(), server), output, DETAIL, column)
 
 
-def _verb(server: str, call: str, request, target, wait_: bool, output: Format) -> None:  # type: ignore[no-untyped-def]
+def _verb(
+    server: str, call: str, request, target, wait_: bool, output: Format, column: list[str] | None
+) -> None:  # type: ignore[no-untyped-def]
     s = stub()
     inst = find(s, server)
     inst = getattr(s, call)(request(inst.id))
     if wait_:
         inst = wait(s, inst, target)
-    emit(inst, output, DETAIL)
+    emit(inst, output, DETAIL, column)
 
 
 @app.command()
-def start(server: str, wait_: WaitOpt = False, output: OutputOpt = Format.table) -> None:
+def start(
+    server: str, wait_: WaitOpt = False, output: OutputOpt = Format.table, column: ColumnOpt = None
+) -> None:
     """Power a stopped server on."""
     _verb(
         server,
@@ -160,11 +169,14 @@ def start(server: str, wait_: WaitOpt = False, output: OutputOpt = Format.table)
         lambda x: x.state in STABLE and not x.task,
         wait_,
         output,
+        column,
     )
 
 
 @app.command()
-def stop(server: str, wait_: WaitOpt = False, output: OutputOpt = Format.table) -> None:
+def stop(
+    server: str, wait_: WaitOpt = False, output: OutputOpt = Format.table, column: ColumnOpt = None
+) -> None:
     """Shut a server down (ACPI, then power off)."""
     _verb(
         server,
@@ -173,6 +185,7 @@ def stop(server: str, wait_: WaitOpt = False, output: OutputOpt = Format.table) 
         lambda x: x.state in STABLE and not x.task,
         wait_,
         output,
+        column,
     )
 
 
@@ -182,6 +195,7 @@ def reboot(
     hard: Annotated[bool, typer.Option("--hard", help="Reset instead of asking the guest")] = False,
     wait_: WaitOpt = False,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Reboot a server (soft by default)."""
     kind = pb.REBOOT_TYPE_HARD if hard else pb.REBOOT_TYPE_SOFT
@@ -192,6 +206,7 @@ def reboot(
         lambda x: x.state in STABLE,
         wait_,
         output,
+        column,
     )
 
 

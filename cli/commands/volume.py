@@ -9,7 +9,7 @@ import typer
 
 from cli.client import list_all, resolve, session
 from cli.commands import server as server_cmd
-from cli.output import Format, OutputOpt, deleted, emit, enum_label
+from cli.output import ColumnOpt, Format, OutputOpt, deleted, emit, enum_text
 from cli.updates import mask
 from cli.waiting import gone, not_found, settle
 from kumo.v1 import volume_pb2 as pb
@@ -19,13 +19,11 @@ app = typer.Typer(no_args_is_help=True)
 snapshot_app = typer.Typer(no_args_is_help=True)
 app.add_typer(snapshot_app, name="snapshot", help="Volume snapshots: copies kept on the volume's node.")
 
-state_label = enum_label("VOLUME_STATE_")
-snap_label = enum_label("VOLUME_SNAPSHOT_STATE_")
 COLUMNS = [
     ("id", "id"),
     ("name", "name"),
     ("size gb", "size_gb"),
-    ("state", "state", state_label),
+    ("state", "state"),
     ("server", "instance_id"),
     ("device", "device"),
     ("node", "node_id"),
@@ -46,7 +44,7 @@ SNAP_COLUMNS = [
     ("name", "name"),
     ("volume", "volume_id"),
     ("size gb", "size_gb"),
-    ("state", "state", snap_label),
+    ("state", "state"),
 ]
 SNAP_DETAIL = [*SNAP_COLUMNS, ("node", "node_id"), ("description", "description"), ("fault", "fault")]
 STABLE = {pb.VOLUME_STATE_AVAILABLE, pb.VOLUME_STATE_IN_USE, pb.VOLUME_STATE_ERROR}
@@ -75,7 +73,7 @@ def find_snapshot(s, ref: str) -> pb.VolumeSnapshot:  # type: ignore[no-untyped-
     )
 
 
-def _show_result(s, vol: pb.Volume, wait_: bool, output: Format) -> None:  # type: ignore[no-untyped-def]
+def _show_result(s, vol: pb.Volume, wait_: bool, output: Format, column: list[str] | None) -> None:  # type: ignore[no-untyped-def]
     """Shows the volume a change returned; with --wait, once it is no longer changing (printing each
     state it passes through)."""
     if wait_:
@@ -85,9 +83,9 @@ def _show_result(s, vol: pb.Volume, wait_: bool, output: Format) -> None:  # typ
             lambda v: s.GetVolume(pb.GetVolumeRequest(id=v.id)),
             lambda v: v.state in STABLE,
             pb.VOLUME_STATE_ERROR,
-            label=lambda v: state_label(pb.VolumeState.Name(v.state)),
+            label=lambda v: enum_text(pb.VolumeState.DESCRIPTOR, v.state),
         )
-    emit(vol, output, DETAIL)
+    emit(vol, output, DETAIL, column)
 
 
 @app.command()
@@ -103,26 +101,27 @@ def create(
     description: Annotated[str, typer.Option()] = "",
     wait_: WaitOpt = False,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Create a volume (on a node with room; from a snapshot: on the snapshot's node)."""
     s = stub()
     vol = pb.Volume(name=name, size_gb=size, description=description, source_image_id=image or "")
     if snapshot:
         vol.source_snapshot_id = find_snapshot(s, snapshot).id
-    _show_result(s, s.CreateVolume(pb.CreateVolumeRequest(volume=vol)), wait_, output)
+    _show_result(s, s.CreateVolume(pb.CreateVolumeRequest(volume=vol)), wait_, output, column)
 
 
 @app.command("list")
-def list_(output: OutputOpt = Format.table) -> None:
+def list_(output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List volumes (admins see every project's)."""
     s = stub()
-    emit(list_all(s.ListVolumes, pb.ListVolumesRequest(page_size=500), "volumes"), output, COLUMNS)
+    emit(list_all(s.ListVolumes, pb.ListVolumesRequest(page_size=500), "volumes"), output, COLUMNS, column)
 
 
 @app.command()
-def show(volume: str, output: OutputOpt = Format.table) -> None:
+def show(volume: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """Show a volume by name or id."""
-    emit(find(stub(), volume), output, DETAIL)
+    emit(find(stub(), volume), output, DETAIL, column)
 
 
 @app.command("set")
@@ -131,12 +130,13 @@ def set_(
     name: Annotated[str | None, typer.Option(help="New name")] = None,
     description: Annotated[str | None, typer.Option()] = None,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Rename a volume or change its description."""
     s = stub()
     changed = pb.Volume(id=find(s, volume).id)
     fields = mask(changed, name=name, description=description)
-    emit(s.UpdateVolume(pb.UpdateVolumeRequest(volume=changed, update_mask=fields)), output, DETAIL)
+    emit(s.UpdateVolume(pb.UpdateVolumeRequest(volume=changed, update_mask=fields)), output, DETAIL, column)
 
 
 @app.command()
@@ -156,11 +156,16 @@ def extend(
     size: Annotated[int, typer.Option(help="New size in GiB (larger than now)")],
     wait_: WaitOpt = False,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Grow a volume (available or in use)."""
     s = stub()
     _show_result(
-        s, s.ExtendVolume(pb.ExtendVolumeRequest(id=find(s, volume).id, new_size_gb=size)), wait_, output
+        s,
+        s.ExtendVolume(pb.ExtendVolumeRequest(id=find(s, volume).id, new_size_gb=size)),
+        wait_,
+        output,
+        column,
     )
 
 
@@ -170,19 +175,24 @@ def attach(
     server: Annotated[str, typer.Argument(help="Server name or id (on the volume's node)")],
     wait_: WaitOpt = False,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Attach a volume to a running or stopped server."""
     s = stub()
     vol = find(s, volume)
     inst = server_cmd.find(server_cmd.stub(), server)
-    _show_result(s, s.AttachVolume(pb.AttachVolumeRequest(id=vol.id, instance_id=inst.id)), wait_, output)
+    _show_result(
+        s, s.AttachVolume(pb.AttachVolumeRequest(id=vol.id, instance_id=inst.id)), wait_, output, column
+    )
 
 
 @app.command()
-def detach(volume: str, wait_: WaitOpt = False, output: OutputOpt = Format.table) -> None:
+def detach(
+    volume: str, wait_: WaitOpt = False, output: OutputOpt = Format.table, column: ColumnOpt = None
+) -> None:
     """Detach a volume from its server (not a boot volume)."""
     s = stub()
-    _show_result(s, s.DetachVolume(pb.DetachVolumeRequest(id=find(s, volume).id)), wait_, output)
+    _show_result(s, s.DetachVolume(pb.DetachVolumeRequest(id=find(s, volume).id)), wait_, output, column)
 
 
 @snapshot_app.command("create")
@@ -192,6 +202,7 @@ def snapshot_create(
     description: Annotated[str, typer.Option()] = "",
     wait_: WaitOpt = False,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Snapshot a volume (available or in use)."""
     s = stub()
@@ -210,24 +221,25 @@ def snapshot_create(
             pb.VOLUME_SNAPSHOT_STATE_ERROR,
             stalled=lambda _: f"volume snapshot {name} is still being made",
         )
-    emit(snap, output, SNAP_DETAIL)
+    emit(snap, output, SNAP_DETAIL, column)
 
 
 @snapshot_app.command("list")
 def snapshot_list(
     volume: Annotated[str | None, typer.Option(help="Only this volume's snapshots")] = None,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """List volume snapshots."""
     s = stub()
     req = pb.ListVolumeSnapshotsRequest(page_size=500, volume_id=find(s, volume).id if volume else "")
-    emit(list_all(s.ListVolumeSnapshots, req, "snapshots"), output, SNAP_COLUMNS)
+    emit(list_all(s.ListVolumeSnapshots, req, "snapshots"), output, SNAP_COLUMNS, column)
 
 
 @snapshot_app.command("show")
-def snapshot_show(snapshot: str, output: OutputOpt = Format.table) -> None:
+def snapshot_show(snapshot: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """Show a volume snapshot by name or id."""
-    emit(find_snapshot(stub(), snapshot), output, SNAP_DETAIL)
+    emit(find_snapshot(stub(), snapshot), output, SNAP_DETAIL, column)
 
 
 @snapshot_app.command("delete")
