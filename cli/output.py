@@ -253,3 +253,20 @@ def emit(
         for c in cols:
             table.add_row(c[0], _cell(rows[0], c))
         console.print(table)
+
+
+def enum_choices(desc: EnumDescriptor) -> list[str]:
+    """The labels a filter option accepts: every value but the zero one, as enum_value spells them."""
+    return [str(enum_value(desc, v.number)) for v in desc.values if v.number != 0]
+
+
+def parse_enum(desc: EnumDescriptor, text: str, option: str) -> int:
+    """A filter option's label ("active", "in-use", "IN_USE") -> its enum number."""
+    wanted = text.strip().lower().replace("-", "_")
+    for v in desc.values:
+        if v.number and enum_value(desc, v.number) == wanted:
+            return v.number
+    raise CliError(f"{option} {text!r}: use one of {', '.join(enum_choices(desc))}")
+
+
+NameFilter = Annotated[str | None, typer.Option("--name", help="Only those with exactly this name")]

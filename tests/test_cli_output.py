@@ -97,3 +97,37 @@ def test_to_data_is_the_one_conversion() -> None:
     image = to_data(image_pb2.Image(properties={"b": "2", "a": "1"}, size_bytes=2**40))
     assert list(image["properties"]) == ["a", "b"] and image["size_bytes"] == 2**40
     json.dumps(data)
+
+
+def test_list_filters_reach_the_list_rpcs(kumo) -> None:  # type: ignore[no-untyped-def]
+    def names(*args: str) -> list[str]:
+        return kumo(*args, "-f", "value", "-c", "name").stdout.splitlines()
+
+    kumo("network", "create", "out-net-a")
+    kumo("network", "create", "out-net-b")
+    assert names("network", "list", "--name", "out-net-a") == ["out-net-a"]
+    kumo("subnet", "create", "out-sub", "--network", "out-net-a", "--cidr", "10.77.0.0/24")
+    kumo("subnet", "create", "out-sub-b", "--network", "out-net-b", "--cidr", "10.78.0.0/24")
+    assert names("subnet", "list", "--name", "out-sub") == ["out-sub"]
+    assert names("subnet", "list", "--network", "out-net-b") == ["out-sub-b"]
+    kumo("port", "create", "--network", "out-net-a", "--name", "out-port")
+    kumo("port", "create", "--network", "out-net-b", "--name", "out-port-b")
+    assert names("port", "list", "--name", "out-port") == ["out-port"]
+    assert names("port", "list", "--network", "out-net-b") == ["out-port-b"]
+    assert names("security-group", "list", "--name", "default") == ["default"]
+    assert names("project", "list", "--name", "admin") == ["admin"]
+    assert names("user", "list", "--name", "admin") == ["admin"]
+    assert names("node", "list", "--name", "no-such-node") == []
+    kumo("keypair", "create", "out-key")
+    assert names("keypair", "list", "--name", "out-key") == ["out-key"]
+    kumo("flavor", "create", "out.f1", "--vcpus", "1", "--ram", "64")
+    assert names("flavor", "list", "--name", "out.f1") == ["out.f1"]
+    kumo("server-group", "create", "out-sg1", "--policy", "affinity")
+    assert names("server-group", "list", "--name", "out-sg1") == ["out-sg1"]
+    assert "out-disk" in names("image", "list", "--project", "admin")
+    assert names("image", "list", "--name", "out-disk", "--status", "active") == ["out-disk"]
+    assert names("server", "list", "--state", "active") == []
+    assert names("volume", "list", "--state", "in-use", "--name", "x") == []
+    assert names("volume", "snapshot", "list", "--name", "x") == []
+    bad = kumo("server", "list", "--state", "sleeping", ok=False)
+    assert bad.returncode != 0 and "--state 'sleeping': use one of building, active" in bad.stderr

@@ -8,7 +8,7 @@ import typer
 
 from cli.client import list_all, resolve, session
 from cli.commands import project as project_cmd
-from cli.output import ColumnOpt, Format, OutputOpt, deleted, emit
+from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
 from cli.updates import mask
 from kumo.v1 import compute_pb2 as pb
 from kumo.v1 import compute_pb2_grpc
@@ -72,10 +72,10 @@ def create(
 
 
 @app.command("list")
-def list_(output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
+def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List the flavors you may use."""
-    s = stub()
-    emit(list_all(s.ListFlavors, pb.ListFlavorsRequest(page_size=500), "flavors"), output, COLUMNS, column)
+    req = pb.ListFlavorsRequest(page_size=500, name=name or "")
+    emit(list_all(stub().ListFlavors, req, "flavors"), output, COLUMNS, column)
 
 
 @app.command()

@@ -26,10 +26,12 @@ from rich.progress import (
 
 from cli import transfer
 from cli.client import list_all, resolve, session
+from cli.commands import project as project_cmd
 from cli.errors import CliError
-from cli.output import ColumnOpt, Format, OutputOnlyOpt, OutputOpt, deleted, emit, enum_text
+from cli.output import ColumnOpt, Format, NameFilter, OutputOnlyOpt, OutputOpt, deleted, emit, enum_text
 from cli.updates import mask
 from kumo.client import Client
+from kumo.ids import is_uuid
 from kumo.v1 import image_pb2 as pb
 from kumo.v1 import image_pb2_grpc
 
@@ -216,11 +218,12 @@ def upload(
 
 @app.command("list")
 def list_(
-    name: Annotated[str | None, typer.Option(help="Only images with this name")] = None,
+    name: NameFilter = None,
     visibility: Annotated[str | None, typer.Option(help="public or private")] = None,
     status: Annotated[
         str | None, typer.Option(help="queued, saving, active, killed (deleted: admins)")
     ] = None,
+    project: Annotated[str | None, typer.Option(help="Only images this project owns (name or id)")] = None,
     output: OutputOpt = Format.table,
     column: ColumnOpt = None,
 ) -> None:
@@ -235,6 +238,8 @@ def list_(
         if status not in STATUSES:
             raise CliError(f"--status is one of {', '.join(STATUSES)}")
         req.status = STATUSES[status]
+    if project:
+        req.project_id = project if is_uuid(project) else project_cmd.find(project_cmd.stub(), project).id
     emit(list_all(stub().ListImages, req, "images"), output, COLUMNS, column)
 
 

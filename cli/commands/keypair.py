@@ -11,7 +11,7 @@ import typer
 from cli.client import list_all, resolve
 from cli.commands.flavor import stub
 from cli.errors import CliError
-from cli.output import ColumnOpt, Format, OutputOpt, deleted, emit
+from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
 from kumo.v1 import compute_pb2 as pb
 
 app = typer.Typer(no_args_is_help=True)
@@ -74,10 +74,10 @@ def import_(
 
 
 @app.command("list")
-def list_(output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
+def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List your keypairs."""
-    s = stub()
-    emit(list_all(s.ListKeypairs, pb.ListKeypairsRequest(page_size=500), "keypairs"), output, COLUMNS, column)
+    req = pb.ListKeypairsRequest(page_size=500, name=name or "")
+    emit(list_all(stub().ListKeypairs, req, "keypairs"), output, COLUMNS, column)
 
 
 @app.command()

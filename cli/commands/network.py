@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cli.client import list_all, resolve, session
-from cli.output import ColumnOpt, Format, OutputOpt, deleted, emit
+from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
 from cli.updates import mask
 from kumo.v1 import network_pb2 as pb
 from kumo.v1 import network_pb2_grpc
@@ -60,14 +60,10 @@ def create(
 
 
 @app.command("list")
-def list_(output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
+def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List your project's networks and the shared ones."""
-    emit(
-        list_all(stub().ListNetworks, pb.ListNetworksRequest(page_size=500), "networks"),
-        output,
-        COLUMNS,
-        column,
-    )
+    req = pb.ListNetworksRequest(page_size=500, name=name or "")
+    emit(list_all(stub().ListNetworks, req, "networks"), output, COLUMNS, column)
 
 
 @app.command()

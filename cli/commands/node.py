@@ -10,7 +10,7 @@ from google.protobuf import duration_pb2
 
 from cli.client import list_all, resolve, session
 from cli.errors import CliError
-from cli.output import ColumnOpt, Format, OutputOpt, deleted, emit
+from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
 from kumo.v1 import node_pb2 as pb
 from kumo.v1 import node_pb2_grpc
 
@@ -99,10 +99,10 @@ def find(s, ref: str) -> pb.Node:  # type: ignore[no-untyped-def]
 
 
 @app.command("list")
-def list_(output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
+def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List the nodes (admin)."""
-    s = stub()
-    emit(list_all(s.ListNodes, pb.ListNodesRequest(page_size=500), "nodes"), output, COLUMNS, column)
+    req = pb.ListNodesRequest(page_size=500, name=name or "")
+    emit(list_all(stub().ListNodes, req, "nodes"), output, COLUMNS, column)
 
 
 @app.command()

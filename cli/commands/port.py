@@ -7,10 +7,11 @@ from typing import Annotated
 import typer
 
 from cli.client import list_all, resolve
+from cli.commands import server as server_cmd
 from cli.commands.network import find as find_network
 from cli.commands.network import stub
 from cli.commands.subnet import find as find_subnet
-from cli.output import ColumnOpt, Format, OutputOpt, emit
+from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, emit
 from cli.updates import mask
 from kumo.ids import is_uuid
 from kumo.v1 import network_pb2 as pb
@@ -89,13 +90,22 @@ def create(
 
 @app.command("list")
 def list_(
+    name: NameFilter = None,
     network: Annotated[str | None, typer.Option(help="Only this network's")] = None,
+    server: Annotated[
+        str | None, typer.Option(help="Only the ports bound to this server (name or id)")
+    ] = None,
     output: OutputOpt = Format.table,
     column: ColumnOpt = None,
 ) -> None:
     """List your project's ports."""
     s = stub()
-    req = pb.ListPortsRequest(page_size=500, network_id=find_network(s, network).id if network else "")
+    req = pb.ListPortsRequest(
+        page_size=500,
+        name=name or "",
+        network_id=find_network(s, network).id if network else "",
+        instance_id=server_cmd.find(server_cmd.stub(), server).id if server else "",
+    )
     emit(list_all(s.ListPorts, req, "ports"), output, COLUMNS, column)
 
 

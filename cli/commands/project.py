@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cli.client import list_all, resolve, session
-from cli.output import ColumnOpt, Format, OutputOpt, deleted, emit
+from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
 from cli.updates import mask
 from kumo.v1 import identity_pb2 as pb
 from kumo.v1 import identity_pb2_grpc
@@ -48,10 +48,10 @@ def create(
 
 
 @app.command("list")
-def list_(output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
+def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List the projects you can see."""
-    s = stub()
-    emit(list_all(s.ListProjects, pb.ListProjectsRequest(page_size=500), "projects"), output, COLUMNS, column)
+    req = pb.ListProjectsRequest(page_size=500, name=name or "")
+    emit(list_all(stub().ListProjects, req, "projects"), output, COLUMNS, column)
 
 
 @app.command()

@@ -10,7 +10,7 @@ import typer
 from cli.client import list_all, resolve
 from cli.commands.network import stub
 from cli.errors import CliError
-from cli.output import ColumnOpt, Format, OutputOpt, deleted, emit
+from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
 from cli.updates import mask
 from kumo.v1 import network_pb2 as pb
 
@@ -65,9 +65,9 @@ def create(
 
 
 @app.command("list")
-def list_(output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
+def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List your project's security groups."""
-    req = pb.ListSecurityGroupsRequest(page_size=500)
+    req = pb.ListSecurityGroupsRequest(page_size=500, name=name or "")
     emit(list_all(stub().ListSecurityGroups, req, "security_groups"), output, COLUMNS, column)
 
 

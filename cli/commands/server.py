@@ -11,7 +11,17 @@ from cli.client import list_all, resolve
 from cli.commands.flavor import stub
 from cli.commands.server_group import find as find_group
 from cli.errors import CliError
-from cli.output import ColumnOpt, Format, OutputOpt, deleted, emit, enum_text
+from cli.output import (
+    ColumnOpt,
+    Format,
+    NameFilter,
+    OutputOpt,
+    deleted,
+    emit,
+    enum_choices,
+    enum_text,
+    parse_enum,
+)
 from cli.waiting import gone, settle
 from kumo.v1 import compute_pb2 as pb
 
@@ -46,6 +56,7 @@ def _nic(n: dict) -> str:  # type: ignore[type-arg]
     return f"{n.get('mac_address', '')} {','.join(n.get('ip_addresses', []))} (port {n.get('port_id', '')})"
 
 
+STATES = ", ".join(enum_choices(pb.InstanceState.DESCRIPTOR))
 STABLE = {pb.INSTANCE_STATE_ACTIVE, pb.INSTANCE_STATE_STOPPED, pb.INSTANCE_STATE_ERROR}
 WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait until the change is done, showing the state")]
 
@@ -129,15 +140,17 @@ def create(
 
 
 @app.command("list")
-def list_(output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
+def list_(
+    name: NameFilter = None,
+    state: Annotated[str | None, typer.Option(help=f"Only servers in this state: {STATES}")] = None,
+    output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
+) -> None:
     """List servers (admins see every project's)."""
-    s = stub()
-    emit(
-        list_all(s.ListInstances, pb.ListInstancesRequest(page_size=500), "instances"),
-        output,
-        COLUMNS,
-        column,
-    )
+    req = pb.ListInstancesRequest(page_size=500, name=name or "")
+    if state:
+        req.state = parse_enum(pb.InstanceState.DESCRIPTOR, state, "--state")
+    emit(list_all(stub().ListInstances, req, "instances"), output, COLUMNS, column)
 
 
 @app.command()

@@ -9,7 +9,7 @@ import typer
 from cli.client import list_all, resolve
 from cli.commands.flavor import stub
 from cli.errors import CliError
-from cli.output import ColumnOpt, Format, OutputOpt, deleted, emit
+from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
 from kumo.v1 import compute_pb2 as pb
 
 app = typer.Typer(no_args_is_help=True)
@@ -50,15 +50,10 @@ def create(
 
 
 @app.command("list")
-def list_(output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
+def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List your project's server groups."""
-    s = stub()
-    emit(
-        list_all(s.ListServerGroups, pb.ListServerGroupsRequest(page_size=500), "server_groups"),
-        output,
-        COLUMNS,
-        column,
-    )
+    req = pb.ListServerGroupsRequest(page_size=500, name=name or "")
+    emit(list_all(stub().ListServerGroups, req, "server_groups"), output, COLUMNS, column)
 
 
 @app.command()

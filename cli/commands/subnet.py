@@ -10,7 +10,7 @@ from cli.client import list_all, resolve
 from cli.commands.network import find as find_network
 from cli.commands.network import stub
 from cli.errors import CliError
-from cli.output import ColumnOpt, Format, OutputOpt, deleted, emit
+from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
 from cli.updates import mask
 from kumo.v1 import network_pb2 as pb
 
@@ -92,13 +92,16 @@ def create(
 
 @app.command("list")
 def list_(
+    name: NameFilter = None,
     network: Annotated[str | None, typer.Option(help="Only this network's")] = None,
     output: OutputOpt = Format.table,
     column: ColumnOpt = None,
 ) -> None:
     """List the subnets you may see."""
     s = stub()
-    req = pb.ListSubnetsRequest(page_size=500, network_id=find_network(s, network).id if network else "")
+    req = pb.ListSubnetsRequest(
+        page_size=500, name=name or "", network_id=find_network(s, network).id if network else ""
+    )
     emit(list_all(s.ListSubnets, req, "subnets"), output, COLUMNS, column)
 
 

@@ -11,7 +11,7 @@ import typer
 from cli.client import list_all, resolve
 from cli.commands import project as project_cmd
 from cli.errors import CliError
-from cli.output import ColumnOpt, Format, OutputOpt, deleted, emit
+from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
 from kumo.v1 import identity_pb2 as pb
 
 app = typer.Typer(no_args_is_help=True)
@@ -69,10 +69,10 @@ def create(
 
 
 @app.command("list")
-def list_(output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
+def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List users (admins see all; others the users of their project)."""
-    s = project_cmd.stub()
-    emit(list_all(s.ListUsers, pb.ListUsersRequest(page_size=500), "users"), output, COLUMNS, column)
+    req = pb.ListUsersRequest(page_size=500, name=name or "")
+    emit(list_all(project_cmd.stub().ListUsers, req, "users"), output, COLUMNS, column)
 
 
 @app.command()

@@ -9,7 +9,17 @@ import typer
 
 from cli.client import list_all, resolve, session
 from cli.commands import server as server_cmd
-from cli.output import ColumnOpt, Format, OutputOpt, deleted, emit, enum_text
+from cli.output import (
+    ColumnOpt,
+    Format,
+    NameFilter,
+    OutputOpt,
+    deleted,
+    emit,
+    enum_choices,
+    enum_text,
+    parse_enum,
+)
 from cli.updates import mask
 from cli.waiting import gone, not_found, settle
 from kumo.v1 import volume_pb2 as pb
@@ -47,6 +57,7 @@ SNAP_COLUMNS = [
     ("state", "state"),
 ]
 SNAP_DETAIL = [*SNAP_COLUMNS, ("node", "node_id"), ("description", "description"), ("fault", "fault")]
+STATES = ", ".join(enum_choices(pb.VolumeState.DESCRIPTOR))
 STABLE = {pb.VOLUME_STATE_AVAILABLE, pb.VOLUME_STATE_IN_USE, pb.VOLUME_STATE_ERROR}
 WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait until the change is done, showing the state")]
 
@@ -112,10 +123,17 @@ def create(
 
 
 @app.command("list")
-def list_(output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
+def list_(
+    name: NameFilter = None,
+    state: Annotated[str | None, typer.Option(help=f"Only volumes in this state: {STATES}")] = None,
+    output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
+) -> None:
     """List volumes (admins see every project's)."""
-    s = stub()
-    emit(list_all(s.ListVolumes, pb.ListVolumesRequest(page_size=500), "volumes"), output, COLUMNS, column)
+    req = pb.ListVolumesRequest(page_size=500, name=name or "")
+    if state:
+        req.state = parse_enum(pb.VolumeState.DESCRIPTOR, state, "--state")
+    emit(list_all(stub().ListVolumes, req, "volumes"), output, COLUMNS, column)
 
 
 @app.command()
@@ -226,13 +244,16 @@ def snapshot_create(
 
 @snapshot_app.command("list")
 def snapshot_list(
+    name: NameFilter = None,
     volume: Annotated[str | None, typer.Option(help="Only this volume's snapshots")] = None,
     output: OutputOpt = Format.table,
     column: ColumnOpt = None,
 ) -> None:
     """List volume snapshots."""
     s = stub()
-    req = pb.ListVolumeSnapshotsRequest(page_size=500, volume_id=find(s, volume).id if volume else "")
+    req = pb.ListVolumeSnapshotsRequest(
+        page_size=500, name=name or "", volume_id=find(s, volume).id if volume else ""
+    )
     emit(list_all(s.ListVolumeSnapshots, req, "snapshots"), output, SNAP_COLUMNS, column)
 
 
