@@ -32,13 +32,18 @@ class Format(enum.StrEnum):
 
 
 _FORMAT_HELP = "table, json, yaml, value (space-separated) or csv"
-OutputOpt = Annotated[Format, typer.Option("--format", "-f", "--output", "-o", help=_FORMAT_HELP)]
+OutputOpt = Annotated[
+    Format, typer.Option("--format", "-f", "--output", "-o", metavar="FORMAT", help=_FORMAT_HELP)
+]
 # For commands whose --format means something else (image upload's disk format).
-OutputOnlyOpt = Annotated[Format, typer.Option("--output", "-o", help=_FORMAT_HELP)]
+OutputOnlyOpt = Annotated[Format, typer.Option("--output", "-o", metavar="FORMAT", help=_FORMAT_HELP)]
 ColumnOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--column", "-c", help="Only this column: a table heading or a field name such as id (repeatable)"
+        "--column",
+        "-c",
+        metavar="NAME",
+        help="Only this column: a table heading or a field name such as id (repeatable)",
     ),
 ]
 
@@ -269,4 +274,6 @@ def parse_enum(desc: EnumDescriptor, text: str, option: str) -> int:
     raise CliError(f"{option} {text!r}: use one of {', '.join(enum_choices(desc))}")
 
 
-NameFilter = Annotated[str | None, typer.Option("--name", help="Only those with exactly this name")]
+NameFilter = Annotated[
+    str | None, typer.Option("--name", metavar="NAME", help="Only those with exactly this name")
+]
