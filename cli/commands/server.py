@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cli.client import list_all, resolve
+from cli.commands import image as image_cmd
 from cli.commands.flavor import stub
 from cli.commands.server_group import find as find_group
 from cli.errors import CliError
@@ -22,8 +23,9 @@ from cli.output import (
     enum_text,
     parse_enum,
 )
-from cli.waiting import gone, settle
+from cli.waiting import DEFAULT_TIMEOUT, TimeoutOpt, WaitOpt, gone, settle
 from kumo.v1 import compute_pb2 as pb
+from kumo.v1 import image_pb2 as ipb
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -58,7 +60,6 @@ def _nic(n: dict) -> str:  # type: ignore[type-arg]
 
 STATES = ", ".join(enum_choices(pb.InstanceState.DESCRIPTOR))
 STABLE = {pb.INSTANCE_STATE_ACTIVE, pb.INSTANCE_STATE_STOPPED, pb.INSTANCE_STATE_ERROR}
-WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait until the change is done, showing the state")]
 
 
 def find(s, ref: str) -> pb.Instance:  # type: ignore[no-untyped-def]
@@ -74,7 +75,7 @@ def _state(inst: pb.Instance) -> str:
     return enum_text(pb.InstanceState.DESCRIPTOR, inst.state) + (f" ({inst.task})" if inst.task else "")
 
 
-def wait(s, inst: pb.Instance, done) -> pb.Instance:  # type: ignore[no-untyped-def]
+def wait(s, inst: pb.Instance, done, timeout: float = DEFAULT_TIMEOUT) -> pb.Instance:  # type: ignore[no-untyped-def]
     """Polls until done(instance); prints each state it passes through."""
     return settle(
         "server",
@@ -83,6 +84,7 @@ def wait(s, inst: pb.Instance, done) -> pb.Instance:  # type: ignore[no-untyped-
         done,
         pb.INSTANCE_STATE_ERROR,
         label=_state,
+        timeout=timeout,
         interval=1,
     )
 
@@ -108,6 +110,7 @@ def create(
         list[str] | None, typer.Option(help="Security group for the new ports (repeatable; default: default)")
     ] = None,
     wait_: WaitOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     output: OutputOpt = Format.table,
     column: ColumnOpt = None,
 ) -> None:
@@ -135,7 +138,7 @@ def create(
     )
     inst = s.CreateInstance(req)
     if wait_:
-        inst = wait(s, inst, lambda i: i.state in STABLE)
+        inst = wait(s, inst, lambda i: i.state in STABLE, timeout)
     emit(inst, output, DETAIL, column)
 
 
@@ -159,20 +162,31 @@ def show(server: str, output: OutputOpt = Format.table, column: ColumnOpt = None
     emit(find(stub(), server), output, DETAIL, column)
 
 
-def _verb(
-    server: str, call: str, request, target, wait_: bool, output: Format, column: list[str] | None
-) -> None:  # type: ignore[no-untyped-def]
+def _verb(  # type: ignore[no-untyped-def]
+    server: str,
+    call: str,
+    request,
+    target,
+    wait_: bool,
+    timeout: float,
+    output: Format,
+    column: list[str] | None,
+) -> None:
     s = stub()
     inst = find(s, server)
     inst = getattr(s, call)(request(inst.id))
     if wait_:
-        inst = wait(s, inst, target)
+        inst = wait(s, inst, target, timeout)
     emit(inst, output, DETAIL, column)
 
 
 @app.command()
 def start(
-    server: str, wait_: WaitOpt = False, output: OutputOpt = Format.table, column: ColumnOpt = None
+    server: str,
+    wait_: WaitOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Power a stopped server on."""
     _verb(
@@ -181,6 +195,7 @@ def start(
         lambda i: pb.StartInstanceRequest(id=i),
         lambda x: x.state in STABLE and not x.task,
         wait_,
+        timeout,
         output,
         column,
     )
@@ -188,7 +203,11 @@ def start(
 
 @app.command()
 def stop(
-    server: str, wait_: WaitOpt = False, output: OutputOpt = Format.table, column: ColumnOpt = None
+    server: str,
+    wait_: WaitOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Shut a server down (ACPI, then power off)."""
     _verb(
@@ -197,6 +216,7 @@ def stop(
         lambda i: pb.StopInstanceRequest(id=i),
         lambda x: x.state in STABLE and not x.task,
         wait_,
+        timeout,
         output,
         column,
     )
@@ -207,6 +227,7 @@ def reboot(
     server: str,
     hard: Annotated[bool, typer.Option("--hard", help="Reset instead of asking the guest")] = False,
     wait_: WaitOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     output: OutputOpt = Format.table,
     column: ColumnOpt = None,
 ) -> None:
@@ -218,13 +239,14 @@ def reboot(
         lambda i: pb.RebootInstanceRequest(id=i, type=kind),
         lambda x: x.state in STABLE,
         wait_,
+        timeout,
         output,
         column,
     )
 
 
 @app.command()
-def delete(server: str, wait_: WaitOpt = False) -> None:
+def delete(server: str, wait_: WaitOpt = False, timeout: TimeoutOpt = DEFAULT_TIMEOUT) -> None:
     """Delete a server: its guest, disks and config drive go."""
     s = stub()
     inst = find(s, server)
@@ -234,6 +256,7 @@ def delete(server: str, wait_: WaitOpt = False) -> None:
             "server",
             inst.name,
             lambda: not s.ListInstances(pb.ListInstancesRequest(name=inst.name)).instances,
+            timeout=timeout,
             interval=1,
         )
     deleted("server", inst)
@@ -254,9 +277,35 @@ def console(
 def snapshot(
     server: str,
     name: Annotated[str, typer.Option(help="Name of the new image")],
+    wait_: Annotated[
+        bool, typer.Option("--wait", help="Wait until the image is active (uploaded) or killed")
+    ] = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Save the server's disk as a new image (uploaded by its node)."""
     s = stub()
     inst = find(s, server)
     resp = s.CreateInstanceSnapshot(pb.CreateInstanceSnapshotRequest(id=inst.id, name=name))
-    typer.echo(f"snapshot of {inst.name} is image {name} ({resp.image_id}); it turns active when uploaded")
+    if not wait_:
+        typer.echo(
+            f"snapshot of {inst.name} is image {name} ({resp.image_id}); it turns active when uploaded"
+        )
+        return
+    images = image_cmd.stub()
+    image = settle(
+        "image",
+        images.GetImage(ipb.GetImageRequest(id=resp.image_id)),
+        lambda i: images.GetImage(ipb.GetImageRequest(id=i.id)),
+        lambda i: i.status in (ipb.IMAGE_STATUS_ACTIVE, ipb.IMAGE_STATUS_KILLED),
+        ipb.IMAGE_STATUS_KILLED,
+        label=lambda i: enum_text(ipb.ImageStatus.DESCRIPTOR, i.status),
+        failed=lambda i: (
+            f"snapshot image {i.name} ({i.id}) was killed: {i.status_reason or 'no reason given'}"
+        ),
+        state=lambda i: i.status,
+        timeout=timeout,
+        interval=1,
+    )
+    emit(image, output, image_cmd.DETAIL, column)

@@ -21,7 +21,7 @@ from cli.output import (
     parse_enum,
 )
 from cli.updates import mask
-from cli.waiting import gone, not_found, settle
+from cli.waiting import DEFAULT_TIMEOUT, TimeoutOpt, WaitOpt, gone, not_found, settle
 from kumo.v1 import volume_pb2 as pb
 from kumo.v1 import volume_pb2_grpc
 
@@ -59,7 +59,6 @@ SNAP_COLUMNS = [
 SNAP_DETAIL = [*SNAP_COLUMNS, ("node", "node_id"), ("description", "description"), ("fault", "fault")]
 STATES = ", ".join(enum_choices(pb.VolumeState.DESCRIPTOR))
 STABLE = {pb.VOLUME_STATE_AVAILABLE, pb.VOLUME_STATE_IN_USE, pb.VOLUME_STATE_ERROR}
-WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait until the change is done, showing the state")]
 
 
 def stub():  # type: ignore[no-untyped-def]
@@ -84,7 +83,9 @@ def find_snapshot(s, ref: str) -> pb.VolumeSnapshot:  # type: ignore[no-untyped-
     )
 
 
-def _show_result(s, vol: pb.Volume, wait_: bool, output: Format, column: list[str] | None) -> None:  # type: ignore[no-untyped-def]
+def _show_result(
+    s, vol: pb.Volume, wait_: bool, timeout: float, output: Format, column: list[str] | None
+) -> None:  # type: ignore[no-untyped-def]
     """Shows the volume a change returned; with --wait, once it is no longer changing (printing each
     state it passes through)."""
     if wait_:
@@ -95,6 +96,7 @@ def _show_result(s, vol: pb.Volume, wait_: bool, output: Format, column: list[st
             lambda v: v.state in STABLE,
             pb.VOLUME_STATE_ERROR,
             label=lambda v: enum_text(pb.VolumeState.DESCRIPTOR, v.state),
+            timeout=timeout,
         )
     emit(vol, output, DETAIL, column)
 
@@ -111,6 +113,7 @@ def create(
     ] = None,
     description: Annotated[str, typer.Option()] = "",
     wait_: WaitOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     output: OutputOpt = Format.table,
     column: ColumnOpt = None,
 ) -> None:
@@ -119,7 +122,7 @@ def create(
     vol = pb.Volume(name=name, size_gb=size, description=description, source_image_id=image or "")
     if snapshot:
         vol.source_snapshot_id = find_snapshot(s, snapshot).id
-    _show_result(s, s.CreateVolume(pb.CreateVolumeRequest(volume=vol)), wait_, output, column)
+    _show_result(s, s.CreateVolume(pb.CreateVolumeRequest(volume=vol)), wait_, timeout, output, column)
 
 
 @app.command("list")
@@ -158,13 +161,18 @@ def set_(
 
 
 @app.command()
-def delete(volume: str, wait_: WaitOpt = False) -> None:
+def delete(volume: str, wait_: WaitOpt = False, timeout: TimeoutOpt = DEFAULT_TIMEOUT) -> None:
     """Delete a volume (not while attached or while it has snapshots)."""
     s = stub()
     vol = find(s, volume)
     s.DeleteVolume(pb.DeleteVolumeRequest(id=vol.id))
     if wait_:
-        gone("volume", vol.name, not_found(lambda: s.GetVolume(pb.GetVolumeRequest(id=vol.id))))
+        gone(
+            "volume",
+            vol.name,
+            not_found(lambda: s.GetVolume(pb.GetVolumeRequest(id=vol.id))),
+            timeout=timeout,
+        )
     deleted("volume", vol)
 
 
@@ -173,6 +181,7 @@ def extend(
     volume: str,
     size: Annotated[int, typer.Option(help="New size in GiB (larger than now)")],
     wait_: WaitOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     output: OutputOpt = Format.table,
     column: ColumnOpt = None,
 ) -> None:
@@ -182,6 +191,7 @@ def extend(
         s,
         s.ExtendVolume(pb.ExtendVolumeRequest(id=find(s, volume).id, new_size_gb=size)),
         wait_,
+        timeout,
         output,
         column,
     )
@@ -192,6 +202,7 @@ def attach(
     volume: str,
     server: Annotated[str, typer.Argument(help="Server name or id (on the volume's node)")],
     wait_: WaitOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     output: OutputOpt = Format.table,
     column: ColumnOpt = None,
 ) -> None:
@@ -200,17 +211,28 @@ def attach(
     vol = find(s, volume)
     inst = server_cmd.find(server_cmd.stub(), server)
     _show_result(
-        s, s.AttachVolume(pb.AttachVolumeRequest(id=vol.id, instance_id=inst.id)), wait_, output, column
+        s,
+        s.AttachVolume(pb.AttachVolumeRequest(id=vol.id, instance_id=inst.id)),
+        wait_,
+        timeout,
+        output,
+        column,
     )
 
 
 @app.command()
 def detach(
-    volume: str, wait_: WaitOpt = False, output: OutputOpt = Format.table, column: ColumnOpt = None
+    volume: str,
+    wait_: WaitOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Detach a volume from its server (not a boot volume)."""
     s = stub()
-    _show_result(s, s.DetachVolume(pb.DetachVolumeRequest(id=find(s, volume).id)), wait_, output, column)
+    _show_result(
+        s, s.DetachVolume(pb.DetachVolumeRequest(id=find(s, volume).id)), wait_, timeout, output, column
+    )
 
 
 @snapshot_app.command("create")
@@ -219,6 +241,7 @@ def snapshot_create(
     volume: Annotated[str, typer.Option(help="Volume name or id")],
     description: Annotated[str, typer.Option()] = "",
     wait_: WaitOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     output: OutputOpt = Format.table,
     column: ColumnOpt = None,
 ) -> None:
@@ -237,7 +260,8 @@ def snapshot_create(
             lambda x: s.GetVolumeSnapshot(pb.GetVolumeSnapshotRequest(id=x.id)),
             lambda x: x.state != pb.VOLUME_SNAPSHOT_STATE_CREATING,
             pb.VOLUME_SNAPSHOT_STATE_ERROR,
-            stalled=lambda _: f"volume snapshot {name} is still being made",
+            stalled=lambda _: f"volume snapshot {name} is still being made after {timeout:.0f} s",
+            timeout=timeout,
         )
     emit(snap, output, SNAP_DETAIL, column)
 
@@ -264,12 +288,12 @@ def snapshot_show(snapshot: str, output: OutputOpt = Format.table, column: Colum
 
 
 @snapshot_app.command("delete")
-def snapshot_delete(snapshot: str, wait_: WaitOpt = False) -> None:
+def snapshot_delete(snapshot: str, wait_: WaitOpt = False, timeout: TimeoutOpt = DEFAULT_TIMEOUT) -> None:
     """Delete a volume snapshot."""
     s = stub()
     snap = find_snapshot(s, snapshot)
     s.DeleteVolumeSnapshot(pb.DeleteVolumeSnapshotRequest(id=snap.id))
     if wait_:
         absent = not_found(lambda: s.GetVolumeSnapshot(pb.GetVolumeSnapshotRequest(id=snap.id)))
-        gone("volume snapshot", snap.name, absent)
+        gone("volume snapshot", snap.name, absent, timeout=timeout)
     deleted("volume snapshot", snap)
