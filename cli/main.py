@@ -4,25 +4,44 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Annotated
 
 import grpc
 import typer
 import typer.rich_utils
 
+from cli import config
 from cli.commands import auth, flavor, image, keypair, node, project, role, server, server_group, user
 from cli.commands import network as network_cmd
 from cli.commands import port as port_cmd
+from cli.commands import profile as profile_cmd
 from cli.commands import security_group as security_group_cmd
 from cli.commands import subnet as subnet_cmd
 from cli.commands import volume as volume_cmd
 from cli.errors import CliError
+from kumo.errorinfo import error_reason
 
 app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="kumo: a small, fast IaaS cloud.",
 )
+
+
+@app.callback()
+def root(
+    profile: Annotated[
+        str | None,
+        typer.Option("--profile", metavar="NAME", help="Use this stored login (env KUMO_PROFILE)"),
+    ] = None,
+) -> None:
+    """kumo: a small, fast IaaS cloud."""
+    if profile:
+        config.chosen = profile
+
+
 auth.register(app)
+app.add_typer(profile_cmd.app, name="profile", help="Stored logins: kumo login --profile NAME.")
 app.add_typer(project.app, name="project", help="Projects (tenants).")
 app.add_typer(user.app, name="user", help="Users.")
 app.add_typer(role.app, name="role", help="Role assignments: who may do what in which project.")
@@ -67,10 +86,21 @@ def help_width() -> int | None:
     return max(int(columns), PIPED_HELP_WIDTH) if columns.isdigit() else PIPED_HELP_WIDTH
 
 
+def run() -> None:
+    """Runs the command; if the stored token has expired and stdin is a terminal, asks for the
+    password again and runs the command once more."""
+    try:
+        app(prog_name="kumo")
+    except grpc.RpcError as exc:
+        if error_reason(exc) != "TOKEN_EXPIRED" or not auth.relogin("the token has expired"):
+            raise
+    app(prog_name="kumo")
+
+
 def main() -> None:
     typer.rich_utils.MAX_WIDTH = help_width()
     try:
-        app(prog_name="kumo")
+        run()
     except CliError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         sys.exit(exc.exit_code)

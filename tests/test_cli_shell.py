@@ -48,6 +48,13 @@ def test_no_help_text_is_cut(monkeypatch: pytest.MonkeyPatch) -> None:
         assert max(len(line) for line in result.output.splitlines()) <= PIPED_HELP_WIDTH, path
 
 
+def test_help_keeps_bracketed_text() -> None:
+    """rich reads "[...]" in help as markup and drops it: help says (env KUMO_...) instead."""
+    login = run_cli(["login", "--help"], {"COLUMNS": "200"}).stdout
+    assert all(f"(env {var})" in login for var in ("KUMO_ENDPOINT", "KUMO_CA_FILE", "KUMO_PROFILE"))
+    assert "(env KUMO_PROFILE)" in run_cli(["--help"], {}).stdout
+
+
 def test_shell_completion_is_on() -> None:
     shown = run_cli(["--show-completion", "bash"], {})
     assert shown.returncode == 0 and "_KUMO_COMPLETE=complete_bash" in shown.stdout, shown.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -27,22 +28,68 @@ IDENTITY_COLUMNS = [
 ]
 
 
+ProfileOpt = Annotated[
+    str | None, typer.Option("--profile", help="Store the login as this profile (env KUMO_PROFILE)")
+]
+
+
+def store_login(
+    endpoint: str, ca_file: str, user: str, password: str, project: str, profile: str | None = None
+) -> pb.AuthenticateResponse:
+    """Authenticates and stores the token (and where it came from) as the profile."""
+    resp = (
+        connect(endpoint, ca_file)
+        .stub(identity_pb2_grpc.IdentityServiceStub)
+        .Authenticate(pb.AuthenticateRequest(user=user, password=password, project=project))
+    )
+    config.save(
+        config.Stored(
+            endpoint=endpoint,
+            ca_file=ca_file,
+            token=resp.token,
+            token_expire=resp.expire_time.ToJsonString(),
+            user=user,
+            project=project,
+        ),
+        profile,
+    )
+    return resp
+
+
+def relogin(why: str) -> bool:
+    """On a terminal, asks for the stored user's password again and stores a fresh token, so the
+    command can be retried; False (nothing asked) when the token came from KUMO_TOKEN, stdin is not
+    a terminal or no login is stored."""
+    stored = config.load()
+    if os.environ.get("KUMO_TOKEN") or not sys.stdin.isatty() or not (stored.endpoint and stored.user):
+        return False
+    ca_file = os.environ.get("KUMO_CA_FILE") or stored.ca_file
+    endpoint = os.environ.get("KUMO_ENDPOINT") or stored.endpoint
+    typer.echo(f"{why}: log in again as {stored.user} (profile {config.profile_name()})", err=True)
+    password = getpass.getpass(f"password for {stored.user}: ")
+    store_login(endpoint, ca_file, stored.user, password, stored.project)
+    return True
+
+
 def login(
     endpoint: Annotated[
-        str | None, typer.Option(help="Controller address HOST:PORT [env KUMO_ENDPOINT]")
+        str | None, typer.Option(help="Controller address HOST:PORT (env KUMO_ENDPOINT)")
     ] = None,
     ca_file: Annotated[
-        Path | None, typer.Option(help="The controller's CA certificate [env KUMO_CA_FILE]")
+        Path | None, typer.Option(help="The controller's CA certificate (env KUMO_CA_FILE)")
     ] = None,
-    user: Annotated[str | None, typer.Option("--user", "-u", help="User name [env KUMO_USER]")] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="User name (env KUMO_USER)")] = None,
     project: Annotated[
-        str | None, typer.Option("--project", "-p", help="Project name or id [env KUMO_PROJECT]")
+        str | None, typer.Option("--project", "-p", help="Project name or id (env KUMO_PROJECT)")
     ] = None,
     password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input")] = False,
+    profile: ProfileOpt = None,
     output: OutputOpt = Format.table,
     column: ColumnOpt = None,
 ) -> None:
-    """Log in and store a token (and the CA) in ~/.config/kumo/."""
+    """Log in and store a token (and the CA) in ~/.config/kumo/, as the profile in use."""
+    if profile:
+        config.chosen = config.profile_name(profile)
     stored = config.load()
     endpoint = endpoint or os.environ.get("KUMO_ENDPOINT") or stored.endpoint
     user = user or os.environ.get("KUMO_USER") or stored.user
@@ -65,21 +112,7 @@ def login(
         password = typer.get_text_stream("stdin").readline().rstrip("\n")
     else:
         password = os.environ.get("KUMO_PASSWORD") or getpass.getpass(f"password for {user}: ")
-    resp = (
-        connect(endpoint, ca_saved)
-        .stub(identity_pb2_grpc.IdentityServiceStub)
-        .Authenticate(pb.AuthenticateRequest(user=user, password=password, project=project or ""))
-    )
-    config.save(
-        config.Stored(
-            endpoint=endpoint,
-            ca_file=ca_saved,
-            token=resp.token,
-            token_expire=resp.expire_time.ToJsonString(),
-            user=user,
-            project=project or "",
-        )
-    )
+    resp = store_login(endpoint, ca_saved, user, password, project or "")
     emit(resp.identity, output, IDENTITY_COLUMNS, column)
 
 
