@@ -19,7 +19,6 @@ from cli.commands import security_group as security_group_cmd
 from cli.commands import subnet as subnet_cmd
 from cli.commands import volume as volume_cmd
 from cli.errors import CliError
-from kumo.errorinfo import error_reason
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -86,21 +85,10 @@ def help_width() -> int | None:
     return max(int(columns), PIPED_HELP_WIDTH) if columns.isdigit() else PIPED_HELP_WIDTH
 
 
-def run() -> None:
-    """Runs the command; if the stored token has expired and stdin is a terminal, asks for the
-    password again and runs the command once more."""
-    try:
-        app(prog_name="kumo")
-    except grpc.RpcError as exc:
-        if error_reason(exc) != "TOKEN_EXPIRED" or not auth.relogin("the token has expired"):
-            raise
-    app(prog_name="kumo")
-
-
 def main() -> None:
     typer.rich_utils.MAX_WIDTH = help_width()
     try:
-        run()
+        app(prog_name="kumo")
     except CliError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         sys.exit(exc.exit_code)

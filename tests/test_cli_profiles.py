@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from bench.procs import wait_for
+from kumo.v1 import identity_pb2 as idpb
 from tests.harness import ADMIN_PASSWORD, ROOT, ControllerProc, run_cli
 
 
@@ -107,7 +108,7 @@ def test_expired_token_asks_for_the_password_on_a_terminal(short: ControllerProc
 
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "--profile", "s", "whoami", "-f", "json"],
+        [sys.executable, "-m", "cli.main", "--profile", "s", "project", "create", "relogged", "-f", "json"],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'proto'}", **env},
         stdin=slave,
@@ -126,5 +127,8 @@ def test_expired_token_asks_for_the_password_on_a_terminal(short: ControllerProc
     out = proc.communicate(timeout=60)[0]
     os.close(master)
     assert proc.returncode == 0, seen
-    assert json.loads(out)["user_name"] == "admin"
+    assert json.loads(out)["name"] == "relogged"
+    # The refused call was sent again, not the whole command: one project.
+    listed = short.login().identity.ListProjects(idpb.ListProjectsRequest(name="relogged")).projects
+    assert len(listed) == 1
     assert json.loads((cfg / "config.json").read_text())["profiles"]["s"]["token"] != old

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import getpass
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cli import config
-from cli.client import connect, session
+from cli.client import connect, session, store_login
 from cli.errors import CliError
 from cli.output import ColumnOpt, Format, OutputOpt, emit
 from kumo.v1 import identity_pb2 as pb
@@ -31,44 +30,6 @@ IDENTITY_COLUMNS = [
 ProfileOpt = Annotated[
     str | None, typer.Option("--profile", help="Store the login as this profile (env KUMO_PROFILE)")
 ]
-
-
-def store_login(
-    endpoint: str, ca_file: str, user: str, password: str, project: str, profile: str | None = None
-) -> pb.AuthenticateResponse:
-    """Authenticates and stores the token (and where it came from) as the profile."""
-    resp = (
-        connect(endpoint, ca_file)
-        .stub(identity_pb2_grpc.IdentityServiceStub)
-        .Authenticate(pb.AuthenticateRequest(user=user, password=password, project=project))
-    )
-    config.save(
-        config.Stored(
-            endpoint=endpoint,
-            ca_file=ca_file,
-            token=resp.token,
-            token_expire=resp.expire_time.ToJsonString(),
-            user=user,
-            project=project,
-        ),
-        profile,
-    )
-    return resp
-
-
-def relogin(why: str) -> bool:
-    """On a terminal, asks for the stored user's password again and stores a fresh token, so the
-    command can be retried; False (nothing asked) when the token came from KUMO_TOKEN, stdin is not
-    a terminal or no login is stored."""
-    stored = config.load()
-    if os.environ.get("KUMO_TOKEN") or not sys.stdin.isatty() or not (stored.endpoint and stored.user):
-        return False
-    ca_file = os.environ.get("KUMO_CA_FILE") or stored.ca_file
-    endpoint = os.environ.get("KUMO_ENDPOINT") or stored.endpoint
-    typer.echo(f"{why}: log in again as {stored.user} (profile {config.profile_name()})", err=True)
-    password = getpass.getpass(f"password for {stored.user}: ")
-    store_login(endpoint, ca_file, stored.user, password, stored.project)
-    return True
 
 
 def login(
