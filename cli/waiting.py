@@ -18,7 +18,9 @@ from cli.errors import CliError
 WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait until the change is done, showing the state")]
 TimeoutOpt = Annotated[
     float,
-    typer.Option("--timeout", metavar="SECONDS", help="With --wait: give up after this long (0: never)"),
+    typer.Option(
+        "--timeout", metavar="SECONDS", min=0, help="With --wait: give up after this long (0: never)"
+    ),
 ]
 DEFAULT_TIMEOUT = 600.0
 
