@@ -3,6 +3,9 @@ an ellipsis), and shell completion (`kumo --show-completion`, the completion pro
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +15,7 @@ import typer.rich_utils
 from typer.testing import CliRunner
 
 from cli.main import PIPED_HELP_WIDTH, app, help_width
-from tests.harness import run_cli
+from tests.harness import ROOT, run_cli
 
 
 def _command_paths(cmd: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
@@ -56,8 +59,18 @@ def test_help_keeps_bracketed_text() -> None:
 
 
 def test_shell_completion_is_on() -> None:
-    shown = run_cli(["--show-completion", "bash"], {})
-    assert shown.returncode == 0 and "_KUMO_COMPLETE=complete_bash" in shown.stdout, shown.stdout
+    # --show-completion asks which shell runs kumo (the process tree): run it from
+    # bash, as two commands so that bash does not exec python in its place.
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'proto'}"}
+    shown = subprocess.run(
+        ["bash", "-c", f"{sys.executable} -m cli.main --show-completion; exit $?"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0 and "_KUMO_COMPLETE=complete_bash" in shown.stdout, shown.stderr
     assert "--install-completion" in run_cli(["--help"], {}).stdout
     env = {"_KUMO_COMPLETE": "complete_bash", "COMP_WORDS": "kumo ser", "COMP_CWORD": "1"}
     assert set(run_cli([], env).stdout.split()) == {"server", "server-group"}
