@@ -4,14 +4,24 @@ name-or-id resolution and paging shared by every command."""
 
 from __future__ import annotations
 
+import collections
+import getpass
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
+import typer
+
 from cli import config
 from cli.errors import CliError
 from kumo.client import Client
+from kumo.errorinfo import error_reason
 from kumo.ids import is_uuid
+from kumo.v1 import identity_pb2 as idpb
+from kumo.v1 import identity_pb2_grpc
 
 # Longer than the library's default: a command may wait on a busy controller.
 TIMEOUT = 120.0
@@ -30,12 +40,91 @@ def connect(endpoint: str, ca_file: str, token: str = "") -> Client:
     return Client.connect(endpoint, ca_pem, token, timeout=TIMEOUT)
 
 
+def store_login(
+    endpoint: str, ca_file: str, user: str, password: str, project: str
+) -> idpb.AuthenticateResponse:
+    """Authenticates and stores the token (and where it came from) as the profile in use."""
+    resp = (
+        connect(endpoint, ca_file)
+        .stub(identity_pb2_grpc.IdentityServiceStub)
+        .Authenticate(idpb.AuthenticateRequest(user=user, password=password, project=project))
+    )
+    config.save(
+        config.Stored(
+            endpoint=endpoint,
+            ca_file=ca_file,
+            token=resp.token,
+            token_expire=resp.expire_time.ToJsonString(),
+            user=user,
+            project=project,
+        )
+    )
+    return resp
+
+
+def relogin(why: str) -> str:
+    """On a terminal, asks for the stored user's password again, stores a fresh token and returns
+    it; "" (nothing asked) when the token came from KUMO_TOKEN, stdin is not a terminal or no login
+    is stored."""
+    stored = config.load()
+    if os.environ.get("KUMO_TOKEN") or not sys.stdin.isatty() or not (stored.endpoint and stored.user):
+        return ""
+    endpoint = os.environ.get("KUMO_ENDPOINT") or stored.endpoint
+    ca_file = os.environ.get("KUMO_CA_FILE") or stored.ca_file
+    typer.echo(f"{why}: log in again as {stored.user} (profile {config.profile_name()})", err=True)
+    password = getpass.getpass(f"password for {stored.user}: ")
+    return store_login(endpoint, ca_file, stored.user, password, stored.project).token
+
+
+_Details = collections.namedtuple(
+    "_Details", ["method", "timeout", "metadata", "credentials", "wait_for_ready", "compression"]
+)
+
+
+class _Relogin(grpc.UnaryUnaryClientInterceptor):
+    """A call refused for an expired token: log in again (terminal only, once a command) and send
+    the same call again with the new token. The refused call did nothing, so resending it is safe,
+    where running the whole command again could repeat what it did before the token ran out."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.tried = False
+
+    def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
+        outcome = continuation(details, request)
+        if (
+            self.tried
+            or outcome.code() != grpc.StatusCode.UNAUTHENTICATED
+            or error_reason(outcome) != "TOKEN_EXPIRED"
+        ):
+            return outcome
+        self.tried = True
+        token = relogin("the token has expired")
+        if not token:
+            return outcome
+        self.client.token = token
+        self.client.metadata[:] = [("authorization", f"Bearer {token}")]
+        metadata = [(k, v) for k, v in details.metadata or () if k != "authorization"]
+        again = _Details(
+            details.method,
+            details.timeout,
+            [*metadata, *self.client.metadata],
+            details.credentials,
+            details.wait_for_ready,
+            details.compression,
+        )
+        return continuation(again, request)
+
+
 def session(require_token: bool = True) -> Client:
-    """A client from the effective settings (stored login < KUMO_* environment)."""
+    """A client from the effective settings (stored login < KUMO_* environment); an expired token
+    is renewed on the way (see _Relogin)."""
     s = config.effective()
     if require_token and not s.token:
         raise CliError("not logged in: run 'kumo login' or set KUMO_TOKEN")
-    return connect(s.endpoint, s.ca_file, s.token)
+    client = connect(s.endpoint, s.ca_file, s.token)
+    client.channel = grpc.intercept_channel(client.channel, _Relogin(client))
+    return client
 
 
 def resolve(kind: str, value: str, get: Callable[[str], Any], find: Callable[[str], list[Any]]) -> Any:

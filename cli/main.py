@@ -2,26 +2,45 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import Annotated
 
 import grpc
 import typer
+import typer.rich_utils
 
+from cli import config
 from cli.commands import auth, flavor, image, keypair, node, project, role, server, server_group, user
 from cli.commands import network as network_cmd
 from cli.commands import port as port_cmd
+from cli.commands import profile as profile_cmd
 from cli.commands import security_group as security_group_cmd
 from cli.commands import subnet as subnet_cmd
 from cli.commands import volume as volume_cmd
 from cli.errors import CliError
 
 app = typer.Typer(
-    add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="kumo: a small, fast IaaS cloud.",
 )
+
+
+@app.callback()
+def root(
+    profile: Annotated[
+        str | None,
+        typer.Option("--profile", metavar="NAME", help="Use this stored login (env KUMO_PROFILE)"),
+    ] = None,
+) -> None:
+    """kumo: a small, fast IaaS cloud."""
+    if profile:
+        config.chosen = profile
+
+
 auth.register(app)
+app.add_typer(profile_cmd.app, name="profile", help="Stored logins: kumo login --profile NAME.")
 app.add_typer(project.app, name="project", help="Projects (tenants).")
 app.add_typer(user.app, name="user", help="Users.")
 app.add_typer(role.app, name="role", help="Role assignments: who may do what in which project.")
@@ -51,9 +70,25 @@ def describe_rpc_error(exc: grpc.RpcError) -> str:
     return f"{details} [{name}]"
 
 
+# Help piped to a file or a pager: at least this wide (narrower, rich cuts option names with "…").
+PIPED_HELP_WIDTH = 100
+
+
+def help_width() -> int | None:
+    """The width help is laid out in: the terminal's on a tty (None: rich asks it), else $COLUMNS
+    but no less than PIPED_HELP_WIDTH, so `kumo ... --help | less` is never cut at rich's 80."""
+    if os.environ.get("TERMINAL_WIDTH", "").isdigit():
+        return int(os.environ["TERMINAL_WIDTH"])
+    if sys.stdout.isatty():
+        return None
+    columns = os.environ.get("COLUMNS", "")
+    return max(int(columns), PIPED_HELP_WIDTH) if columns.isdigit() else PIPED_HELP_WIDTH
+
+
 def main() -> None:
+    typer.rich_utils.MAX_WIDTH = help_width()
     try:
-        app()
+        app(prog_name="kumo")
     except CliError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         sys.exit(exc.exit_code)

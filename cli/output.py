@@ -1,8 +1,13 @@
-"""Renders results as a table (default), JSON or YAML: `-o table|json|yaml`."""
+"""Renders results: `-f/--format table|json|yaml|value|csv` (`-o/--output` is the same option) and
+`-c/--column NAME` to pick columns. Every format starts from `to_data`, the one conversion of a
+message into plain data, so tables and scripts see the same values (docs/cli.md)."""
 
 from __future__ import annotations
 
+import base64
+import csv
 import enum
+import io
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -10,42 +15,189 @@ from typing import Annotated, Any
 
 import typer
 import yaml
-from google.protobuf.json_format import MessageToDict
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 from rich.console import Console
 from rich.table import Table
+
+from cli.errors import CliError
 
 
 class Format(enum.StrEnum):
     table = "table"
     json = "json"
     yaml = "yaml"
+    value = "value"
+    csv = "csv"
 
 
-OutputOpt = Annotated[Format, typer.Option("--output", "-o", help="table, json or yaml")]
+_FORMAT_HELP = "table, json, yaml, value (space-separated) or csv"
+OutputOpt = Annotated[
+    Format, typer.Option("--format", "-f", "--output", "-o", metavar="FORMAT", help=_FORMAT_HELP)
+]
+# For commands whose --format means something else (image upload's disk format).
+OutputOnlyOpt = Annotated[Format, typer.Option("--output", "-o", metavar="FORMAT", help=_FORMAT_HELP)]
+ColumnOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--column",
+        "-c",
+        metavar="NAME",
+        help="Only this column: a table heading or a field name such as id (repeatable)",
+    ),
+]
 
 Column = tuple[str, str] | tuple[str, str, Callable[[Any], str]]
 
 
-def to_dict(msg: Message) -> dict[str, Any]:
-    return MessageToDict(msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+# -- the one conversion ---------------------------------------------------------------------------
 
 
-def enum_label(prefix: str) -> Callable[[Any], str]:
-    """ROLE_ADMIN -> admin, for table cells."""
-    return lambda v: str(v).removeprefix(prefix).lower()
+def _upper_snake(camel: str) -> str:
+    out = []
+    for i, ch in enumerate(camel):
+        if ch.isupper() and i and not camel[i - 1].isupper():
+            out.append("_")
+        out.append(ch.upper())
+    return "".join(out)
+
+
+_PREFIXES: dict[str, str] = {}
+
+
+def _enum_prefix(desc: EnumDescriptor) -> str:
+    """ImageStatus -> IMAGE_STATUS_ (buf's ENUM_VALUE_PREFIX rule), else the values' common prefix."""
+    if desc.full_name not in _PREFIXES:
+        names = [v.name for v in desc.values]
+        prefix = _upper_snake(desc.name) + "_"
+        if not all(n.startswith(prefix) for n in names):
+            common = names[0] if names else ""
+            for n in names[1:]:
+                while not n.startswith(common):
+                    common = common[:-1]
+            prefix = common[: common.rfind("_") + 1]
+        _PREFIXES[desc.full_name] = prefix
+    return _PREFIXES[desc.full_name]
+
+
+def enum_value(desc: EnumDescriptor, number: int) -> str | int | None:
+    """DISK_FORMAT_QCOW2 -> "qcow2"; the zero (UNSPECIFIED) value -> None; an unknown number as is."""
+    if number == 0:
+        return None
+    value = desc.values_by_number.get(number)
+    if value is None:
+        return number
+    return value.name.removeprefix(_enum_prefix(desc)).lower()
+
+
+def enum_text(desc: EnumDescriptor, number: int) -> str:
+    """enum_value for a sentence: "" for the zero value."""
+    value = enum_value(desc, number)
+    return "" if value is None else str(value)
+
+
+def _scalar(field: FieldDescriptor, value: Any) -> Any:
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        return enum_value(field.enum_type, value)
+    if field.type == FieldDescriptor.TYPE_BYTES:
+        return base64.b64encode(value).decode()
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        return to_data(value)
+    return value
+
+
+def to_data(msg: Message) -> Any:
+    """A message as plain data for every output format: every field by its proto name in field
+    order; enums lower-case without their prefix (zero: null); all integers as numbers; Timestamps
+    as RFC 3339 strings, Durations as seconds, unset messages as null; bytes as base64."""
+    desc: Descriptor = msg.DESCRIPTOR
+    if desc.full_name == "google.protobuf.Timestamp":
+        return msg.ToJsonString()  # type: ignore[attr-defined]
+    if desc.full_name == "google.protobuf.Duration":
+        return msg.seconds + msg.nanos / 1e9  # type: ignore[attr-defined]
+    if desc.full_name == "google.protobuf.FieldMask":
+        return list(msg.paths)  # type: ignore[attr-defined]
+    out: dict[str, Any] = {}
+    for field in desc.fields:
+        value = getattr(msg, field.name)
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            value_field = field.message_type.fields_by_name["value"]
+            out[field.name] = {k: _scalar(value_field, v) for k, v in sorted(value.items())}
+        elif field.is_repeated:
+            out[field.name] = [_scalar(field, v) for v in value]
+        elif field.has_presence and not msg.HasField(field.name):
+            out[field.name] = None
+        else:
+            out[field.name] = _scalar(field, value)
+    return out
+
+
+# -- columns and formats --------------------------------------------------------------------------
+
+
+def _lookup(row: Any, path: str) -> Any:
+    value = row
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _has(row: Any, path: str) -> bool:
+    value = row
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return False
+        value = value[part]
+    return True
+
+
+def _norm(name: str) -> str:
+    return name.strip().lower().replace("_", " ").replace("-", " ")
+
+
+def pick_columns(columns: Sequence[Column], wanted: Sequence[str] | None, sample: Any) -> list[Column]:
+    """The columns -c names, in the order given: a table heading ("ram mb"), a column's field
+    ("ram_mb", "inventory.vcpus"), or any other field the result has."""
+    if not wanted:
+        return list(columns)
+    picked: list[Column] = []
+    for name in wanted:
+        match = next((c for c in columns if _norm(c[0]) == _norm(name) or c[1] == name), None)
+        if match is None and sample is not None and _has(sample, name):
+            match = (name, name)
+        if match is None:
+            known = ", ".join(c[1] for c in columns) or "the fields of -f json"
+            raise CliError(f"unknown column {name!r}: use a field name ({known})")
+        picked.append(match)
+    return picked
 
 
 def _cell(row: dict[str, Any], col: Column) -> str:
-    value: Any = row
-    for part in col[1].split("."):
-        value = value.get(part, "") if isinstance(value, dict) else ""
+    """A table cell: the column's formatter if it has one; yes/no, lists joined."""
+    value = _lookup(row, col[1])
     if len(col) == 3:
-        value = col[2](value)  # type: ignore[misc]
+        return col[2](value)  # type: ignore[misc]
+    if value is None:
+        return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, list) and all(not isinstance(v, dict | list) for v in value):
+        return ", ".join(str(v) for v in value)
     if isinstance(value, list | dict):
         return json.dumps(value) if value else ""
+    return str(value)
+
+
+def _plain(value: Any) -> str:
+    """A value/csv field: the data itself (no units, no yes/no): true/false, lists comma-joined."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list) and all(not isinstance(v, dict | list) for v in value):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, list | dict):
+        return json.dumps(value, separators=(",", ":"))
     return str(value)
 
 
@@ -54,25 +206,74 @@ def deleted(kind: str, item: Any) -> None:
     typer.echo(f"deleted {kind} {item.name} ({item.id})")
 
 
-def emit(data: Message | Sequence[Message] | dict[str, Any], fmt: Format, columns: Sequence[Column]) -> None:
+def emit(
+    data: Message | Sequence[Message] | dict[str, Any],
+    fmt: Format,
+    columns: Sequence[Column],
+    wanted: Sequence[str] | None = None,
+) -> None:
+    """Prints a result (one message, or a list) in `fmt`. `columns` are the table's; `wanted` (the
+    command's -c) narrows every format to those columns."""
     many = isinstance(data, list | tuple)
-    rows = [to_dict(m) if isinstance(m, Message) else m for m in (data if many else [data])]  # type: ignore[union-attr]
-    if fmt is Format.json:
-        typer.echo(json.dumps(rows if many else rows[0], indent=2))
+    rows = [to_data(m) if isinstance(m, Message) else m for m in (data if many else [data])]  # type: ignore[union-attr]
+    wanted = list(wanted or [])
+    cols = pick_columns(columns, wanted, rows[0] if rows else None)
+    if not cols and rows and fmt in (Format.value, Format.csv):
+        cols = [(k, k) for k in rows[0]]
+    if fmt in (Format.json, Format.yaml):
+        if wanted:
+            rows = [{c[1]: _lookup(r, c[1]) for c in cols} for r in rows]
+        out = rows if many else rows[0]
+        if fmt is Format.json:
+            typer.echo(json.dumps(out, indent=2))
+        else:
+            typer.echo(yaml.safe_dump(out, sort_keys=False).rstrip())
         return
-    if fmt is Format.yaml:
-        typer.echo(yaml.safe_dump(rows if many else rows[0], sort_keys=False).rstrip())
+    if fmt is Format.value:
+        if many:
+            for r in rows:
+                typer.echo(" ".join(_plain(_lookup(r, c[1])) for c in cols))
+        else:
+            for c in cols:
+                typer.echo(_plain(_lookup(rows[0], c[1])))
+        return
+    if fmt is Format.csv:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow([c[1] for c in cols])
+        for r in rows:
+            writer.writerow([_plain(_lookup(r, c[1])) for c in cols])
+        typer.echo(buf.getvalue(), nl=False)
         return
     console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 400)
     if many:
-        table = Table(*[c[0] for c in columns], box=None, header_style="bold")
+        table = Table(*[c[0] for c in cols], box=None, header_style="bold")
         for row in rows:
-            table.add_row(*[_cell(row, c) for c in columns])
+            table.add_row(*[_cell(row, c) for c in cols])
         console.print(table)
     else:
         table = Table(show_header=False, box=None)
         table.add_column(style="bold")
         table.add_column()
-        for c in columns:
+        for c in cols:
             table.add_row(c[0], _cell(rows[0], c))
         console.print(table)
+
+
+def enum_choices(desc: EnumDescriptor) -> list[str]:
+    """The labels a filter option accepts: every value but the zero one, as enum_value spells them."""
+    return [str(enum_value(desc, v.number)) for v in desc.values if v.number != 0]
+
+
+def parse_enum(desc: EnumDescriptor, text: str, option: str) -> int:
+    """A filter option's label ("active", "in-use", "IN_USE") -> its enum number."""
+    wanted = text.strip().lower().replace("-", "_")
+    for v in desc.values:
+        if v.number and enum_value(desc, v.number) == wanted:
+            return v.number
+    raise CliError(f"{option} {text!r}: use one of {', '.join(enum_choices(desc))}")
+
+
+NameFilter = Annotated[
+    str | None, typer.Option("--name", metavar="NAME", help="Only those with exactly this name")
+]

@@ -56,7 +56,7 @@ def test_login_stores_token_privately(cli) -> None:  # type: ignore[no-untyped-d
     stored = json.loads((cfg / "config.json").read_text())
     assert stored["token"].startswith("kumo1.")
     who = json.loads(cli("whoami", "-o", "json").stdout)
-    assert who["project_name"] == "admin" and who["role"] == "ROLE_ADMIN"
+    assert who["project_name"] == "admin" and who["role"] == "admin"
 
 
 def test_project_lifecycle(cli) -> None:  # type: ignore[no-untyped-def]
@@ -93,9 +93,9 @@ def test_users_and_roles(cli, controller: ControllerProc) -> None:  # type: igno
     )
     assert user["name"] == "gina"
     role = json.loads(cli("role", "add", "gina", "team", "member", "-o", "json").stdout)
-    assert role["role"] == "ROLE_MEMBER" and role["project_name"] == "team"
+    assert role["role"] == "member" and role["project_name"] == "team"
     roles = json.loads(cli("role", "list", "--project", "team", "-o", "json").stdout)
-    assert [(r["user_name"], r["role"]) for r in roles] == [("gina", "ROLE_MEMBER")]
+    assert [(r["user_name"], r["role"]) for r in roles] == [("gina", "member")]
     assert "gina" in cli("user", "list").stdout
     assert json.loads(cli("user", "show", "gina", "-o", "json").stdout)["id"] == user["id"]
     cli("user", "set-password", "gina", extra={"KUMO_NEW_PASSWORD": "gina-password-2"})

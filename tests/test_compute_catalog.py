@@ -201,7 +201,7 @@ def test_cli_flavor_keypair_group(controller: ControllerProc, tmp_path: Path) ->
     assert key_file.stat().st_mode & 0o777 == 0o600 and "PRIVATE KEY" in key_file.read_text()
     assert json.loads(kp.stdout)["private_key"] == ""
     grp = run_cli(["server-group", "create", "cli-grp", "--policy", "anti-affinity", "-o", "json"], env)
-    assert json.loads(grp.stdout)["policy"] == "SERVER_GROUP_POLICY_ANTI_AFFINITY"
+    assert json.loads(grp.stdout)["policy"] == "anti_affinity"
     bad_policy = run_cli(["server-group", "create", "g2", "--policy", "sideways"], env)
     assert bad_policy.returncode == 1 and "affinity" in bad_policy.stderr
     for args in (

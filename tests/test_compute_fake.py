@@ -408,18 +408,15 @@ def test_server_cli(fleet: dict, tmp_path: Path) -> None:
     made = kumo(
         "server", "create", "cli-vm", "--image", "tiny", "--flavor", "m1.tiny", "--wait", "-o", "json"
     )
-    assert json.loads(made.stdout)["state"] == "INSTANCE_STATE_ACTIVE"
+    assert json.loads(made.stdout)["state"] == "active"
     assert "cli-vm: building" in made.stderr and "cli-vm: active" in made.stderr
     assert "cli-vm" in kumo("server", "list").stdout
     assert json.loads(kumo("server", "show", "cli-vm", "-o", "json").stdout)["name"] == "cli-vm"
     stopped = kumo("server", "stop", "cli-vm", "--wait", "-o", "json")
-    assert json.loads(stopped.stdout)["state"] == "INSTANCE_STATE_STOPPED"
+    assert json.loads(stopped.stdout)["state"] == "stopped"
     again = kumo("server", "stop", "cli-vm", ok=False)
     assert "stopped" in again.stderr and "FAILED_PRECONDITION" in again.stderr
-    assert (
-        json.loads(kumo("server", "start", "cli-vm", "--wait", "-o", "json").stdout)["state"]
-        == "INSTANCE_STATE_ACTIVE"
-    )
+    assert json.loads(kumo("server", "start", "cli-vm", "--wait", "-o", "json").stdout)["state"] == "active"
     kumo("server", "reboot", "cli-vm", "--hard", "--wait")
     kumo("server", "console", "cli-vm")
     missing = kumo("server", "create", "x", "--image", "no-such", "--flavor", "m1.tiny", ok=False)

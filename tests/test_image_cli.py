@@ -75,8 +75,8 @@ def test_upload_list_show_download_set_delete(cli, disk: Path, tmp_path: Path) -
     )
     image = json.loads(up.stdout)
     sha = hashlib.sha256(disk.read_bytes()).hexdigest()
-    assert image["status"] == "IMAGE_STATUS_ACTIVE" and image["checksum_sha256"] == sha
-    assert image["virtual_size_bytes"] == str(16 * 1024 * 1024) and image["properties"] == {"os": "none"}
+    assert image["status"] == "active" and image["checksum_sha256"] == sha
+    assert image["virtual_size_bytes"] == 16 * 1024 * 1024 and image["properties"] == {"os": "none"}
     assert "uploading cli-disk" in up.stderr and "MB/s" in up.stderr  # the progress summary
 
     table = cli("image", "list").stdout
@@ -107,7 +107,7 @@ def test_upload_list_show_download_set_delete(cli, disk: Path, tmp_path: Path) -
             "json",
         ).stdout
     )
-    assert changed["visibility"] == "IMAGE_VISIBILITY_PUBLIC" and changed["min_ram_mb"] == 64
+    assert changed["visibility"] == "public" and changed["min_ram_mb"] == 64
     assert changed["properties"] == {"arch": "x86_64"}
     cli("image", "set", "cli-disk", "--protected")
     one_line_error(cli("image", "delete", "cli-disk", ok=False), "protected", "FAILED_PRECONDITION")
@@ -196,7 +196,7 @@ def test_upload_errors(cli, disk: Path, tmp_path: Path, admin: Client) -> None: 
     )
     image_id = re.search(r"image ([0-9a-f-]{36}) is queued", err).group(1)  # type: ignore[union-attr]
     done = json.loads(cli("image", "upload", str(disk), "--image", image_id, "-o", "json").stdout)
-    assert done["status"] == "IMAGE_STATUS_ACTIVE" and done["id"] == image_id
+    assert done["status"] == "active" and done["id"] == image_id
     one_line_error(cli("image", "upload", str(disk), "--image", image_id, ok=False), "already has its data")
 
 

@@ -674,7 +674,7 @@ def test_cli(controller: ControllerProc, world: dict[str, Any], tmp_path: Any) -
         "subnet", "create", "cli-v6", "--network", "cli-net", "--cidr", "2001:db8:90::/64",
         "--ipv6-address-mode", "slaac",
     )  # fmt: skip
-    assert v6["ipv6_address_mode"] == "IPV6_ADDRESS_MODE_SLAAC"
+    assert v6["ipv6_address_mode"] == "slaac"
     assert "slaac" in kumo("subnet", "show", "cli-v6").stdout
     listed = {line.split()[1]: line for line in kumo("subnet", "list").stdout.splitlines()[1:]}
     assert "slaac" in listed["cli-v6"] and "static" not in listed["cli-sub"]

@@ -28,9 +28,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from google.protobuf import descriptor_pool, message_factory
-from google.protobuf.json_format import MessageToDict
+from google.protobuf.json_format import MessageToDict, ParseDict
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from cli.output import to_data
+from kumo.v1 import compute_pb2, image_pb2
 from kumo.v1 import identity_pb2 as idpb
 from tests.harness import ADMIN_PASSWORD, ROOT, Client, ControllerProc, make_user, run_cli
 
@@ -43,6 +45,9 @@ RESOURCES = {
     "images": ("ListImages", ("image",)),
     "instances": ("ListInstances", ("server", "instance")),
 }
+# The CLI's JSON is its own (docs/cli.md: enums lower-case, int64 as numbers): each item the Node.js
+# client prints (proto3 JSON) is parsed back into its message and converted the CLI's one way.
+ITEM_TYPES = {"projects": idpb.Project, "images": image_pb2.Image, "instances": compute_pb2.Instance}
 
 
 def _need(tool: str) -> str:
@@ -196,9 +201,8 @@ def compare_with_cli(out: dict[str, Any], cli: Callable[..., Any], served: Calla
             continue
         assert resource not in out["skipped"], out["skipped"]
         expected = cli(sub_apps, "list")
-        assert sorted(out[resource], key=lambda r: r["id"]) == sorted(expected, key=lambda r: r["id"]), (
-            resource
-        )
+        got = [to_data(ParseDict(item, ITEM_TYPES[resource]())) for item in out[resource]]
+        assert sorted(got, key=lambda r: r["id"]) == sorted(expected, key=lambda r: r["id"]), resource
 
 
 def test_lists_match_the_python_cli(

@@ -45,9 +45,7 @@ def test_token_create_prints_just_the_token(kumo, controller: ControllerProc) ->
     assert f"kumo-noded join {controller.endpoint}" in result.stderr
     listed = json.loads(kumo("node", "token", "list", "-o", "json").stdout)
     row = next(r for r in listed if r["id"] == parsed.token_id)
-    assert (
-        row["max_uses"] == 3 and row["description"] == "rack 7" and row["state"] == "JOIN_TOKEN_STATE_VALID"
-    )
+    assert row["max_uses"] == 3 and row["description"] == "rack 7" and row["state"] == "valid"
     assert parsed.secret not in json.dumps(listed)
     table = kumo("node", "token", "list").stdout
     assert parsed.token_id in table and "valid" in table
@@ -75,17 +73,17 @@ def test_node_list_show_disable_enable_delete(kumo, controller: ControllerProc, 
     name = f"cli-{uuid.uuid4().hex[:8]}"
     e = enroll(controller, make_token(admin), name)
     listed = json.loads(kumo("node", "list", "-o", "json").stdout)
-    assert any(n["id"] == e.node_id and n["state"] == "NODE_STATE_DOWN" for n in listed)
+    assert any(n["id"] == e.node_id and n["state"] == "down" for n in listed)
     assert name in kumo("node", "list").stdout
     shown = json.loads(kumo("node", "show", name, "-o", "json").stdout)
     assert shown["id"] == e.node_id
     assert "certificate serial" in kumo("node", "show", e.node_id).stdout
 
     disabled = json.loads(kumo("node", "disable", name, "--reason", "bad fan", "-o", "json").stdout)
-    assert disabled["state"] == "NODE_STATE_DISABLED" and disabled["disabled_reason"] == "bad fan"
+    assert disabled["state"] == "disabled" and disabled["disabled_reason"] == "bad fan"
     one_line_error(kumo("node", "disable", name, ok=False), "disabled already", "FAILED_PRECONDITION")
     enabled = yaml.safe_load(kumo("node", "enable", name, "-o", "yaml").stdout)
-    assert enabled["state"] == "NODE_STATE_DOWN" and enabled["id"] == e.node_id  # never connected
+    assert enabled["state"] == "down" and enabled["id"] == e.node_id  # never connected
     assert "down" in kumo("node", "show", name).stdout
     one_line_error(kumo("node", "enable", name, ok=False), "not disabled", "FAILED_PRECONDITION")
     result = kumo("node", "delete", name)

@@ -782,11 +782,11 @@ def test_volume_cli(cloud: dict, tmp_path: Path) -> None:
         return result
 
     made = json.loads(kumo("volume", "create", "cli-root", "--image", "vtiny", "--wait", "-o", "json").stdout)
-    assert made["state"] == "VOLUME_STATE_AVAILABLE" and made["size_gb"] == "1" and made["bootable"]
+    assert made["state"] == "available" and made["size_gb"] == 1 and made["bootable"]
     assert "cli-root" in kumo("volume", "list").stdout
     assert json.loads(kumo("volume", "show", "cli-root", "-o", "json").stdout)["id"] == made["id"]
     grown = json.loads(kumo("volume", "extend", "cli-root", "--size", "2", "--wait", "-o", "json").stdout)
-    assert (grown["state"], grown["size_gb"]) == ("VOLUME_STATE_AVAILABLE", "2")
+    assert (grown["state"], grown["size_gb"]) == ("available", 2)
     small = kumo("volume", "extend", "cli-root", "--size", "1", ok=False)
     assert "INVALID_ARGUMENT" in small.stderr
     snap = json.loads(
@@ -794,7 +794,7 @@ def test_volume_cli(cloud: dict, tmp_path: Path) -> None:
             "volume", "snapshot", "create", "cli-snap", "--volume", "cli-root", "--wait", "-o", "json"
         ).stdout
     )
-    assert snap["state"] == "VOLUME_SNAPSHOT_STATE_AVAILABLE"
+    assert snap["state"] == "available"
     assert "cli-snap" in kumo("volume", "snapshot", "list", "--volume", "cli-root").stdout
     busy = kumo("volume", "delete", "cli-root", ok=False)
     assert "FAILED_PRECONDITION" in busy.stderr
@@ -831,18 +831,17 @@ def test_volume_cli(cloud: dict, tmp_path: Path) -> None:
             break
     assert attached is not None
     used = json.loads(kumo("volume", "attach", attached["name"], "cli-bfv", "--wait", "-o", "json").stdout)
-    assert used["state"] == "VOLUME_STATE_IN_USE" and used["instance_id"] == vm["id"]
+    assert used["state"] == "in_use" and used["instance_id"] == vm["id"]
     refused = kumo("volume", "detach", "cli-root", ok=False)
     assert "boot volume" in refused.stderr and "FAILED_PRECONDITION" in refused.stderr
     free = json.loads(kumo("volume", "detach", attached["name"], "--wait", "-o", "json").stdout)
-    assert free["state"] == "VOLUME_STATE_AVAILABLE"
+    assert free["state"] == "available"
     kumo("server", "delete", "cli-bfv", "--wait")
     for vol in json.loads(kumo("volume", "list", "-o", "json").stdout):
         if vol["name"].startswith("cli-"):
             wait_for(
                 lambda name=vol["name"]: (
-                    json.loads(kumo("volume", "show", name, "-o", "json").stdout)["state"]
-                    == "VOLUME_STATE_AVAILABLE"
+                    json.loads(kumo("volume", "show", name, "-o", "json").stdout)["state"] == "available"
                 ),
                 what="volume available",
             )

@@ -10,9 +10,9 @@ from typing import Annotated
 import typer
 
 from cli import config
-from cli.client import connect, session
+from cli.client import connect, session, store_login
 from cli.errors import CliError
-from cli.output import Format, OutputOpt, emit, enum_label
+from cli.output import ColumnOpt, Format, OutputOpt, emit
 from kumo.v1 import identity_pb2 as pb
 from kumo.v1 import identity_pb2_grpc
 
@@ -21,27 +21,36 @@ IDENTITY_COLUMNS = [
     ("user id", "user_id"),
     ("project", "project_name"),
     ("project id", "project_id"),
-    ("role", "role", enum_label("ROLE_")),
+    ("role", "role"),
     ("token id", "token_id"),
     ("expires", "expire_time"),
 ]
 
 
+ProfileOpt = Annotated[
+    str | None, typer.Option("--profile", help="Store the login as this profile (env KUMO_PROFILE)")
+]
+
+
 def login(
     endpoint: Annotated[
-        str | None, typer.Option(help="Controller address HOST:PORT [env KUMO_ENDPOINT]")
+        str | None, typer.Option(help="Controller address HOST:PORT (env KUMO_ENDPOINT)")
     ] = None,
     ca_file: Annotated[
-        Path | None, typer.Option(help="The controller's CA certificate [env KUMO_CA_FILE]")
+        Path | None, typer.Option(help="The controller's CA certificate (env KUMO_CA_FILE)")
     ] = None,
-    user: Annotated[str | None, typer.Option("--user", "-u", help="User name [env KUMO_USER]")] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="User name (env KUMO_USER)")] = None,
     project: Annotated[
-        str | None, typer.Option("--project", "-p", help="Project name or id [env KUMO_PROJECT]")
+        str | None, typer.Option("--project", "-p", help="Project name or id (env KUMO_PROJECT)")
     ] = None,
     password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input")] = False,
+    profile: ProfileOpt = None,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
-    """Log in and store a token (and the CA) in ~/.config/kumo/."""
+    """Log in and store a token (and the CA) in ~/.config/kumo/, as the profile in use."""
+    if profile:
+        config.chosen = config.profile_name(profile)
     stored = config.load()
     endpoint = endpoint or os.environ.get("KUMO_ENDPOINT") or stored.endpoint
     user = user or os.environ.get("KUMO_USER") or stored.user
@@ -64,22 +73,8 @@ def login(
         password = typer.get_text_stream("stdin").readline().rstrip("\n")
     else:
         password = os.environ.get("KUMO_PASSWORD") or getpass.getpass(f"password for {user}: ")
-    resp = (
-        connect(endpoint, ca_saved)
-        .stub(identity_pb2_grpc.IdentityServiceStub)
-        .Authenticate(pb.AuthenticateRequest(user=user, password=password, project=project or ""))
-    )
-    config.save(
-        config.Stored(
-            endpoint=endpoint,
-            ca_file=ca_saved,
-            token=resp.token,
-            token_expire=resp.expire_time.ToJsonString(),
-            user=user,
-            project=project or "",
-        )
-    )
-    emit(resp.identity, output, IDENTITY_COLUMNS)
+    resp = store_login(endpoint, ca_saved, user, password, project or "")
+    emit(resp.identity, output, IDENTITY_COLUMNS, column)
 
 
 def logout() -> None:
@@ -98,14 +93,14 @@ def logout() -> None:
     typer.echo("logged out")
 
 
-def whoami(output: OutputOpt = Format.table) -> None:
+def whoami(output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """Show who the current token belongs to."""
     ident = (
         session()
         .stub(identity_pb2_grpc.IdentityServiceStub)
         .GetCurrentIdentity(pb.GetCurrentIdentityRequest())
     )
-    emit(ident, output, IDENTITY_COLUMNS)
+    emit(ident, output, IDENTITY_COLUMNS, column)
 
 
 def register(app: typer.Typer) -> None:

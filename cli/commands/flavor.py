@@ -8,7 +8,7 @@ import typer
 
 from cli.client import list_all, resolve, session
 from cli.commands import project as project_cmd
-from cli.output import Format, OutputOpt, deleted, emit
+from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
 from cli.updates import mask
 from kumo.v1 import compute_pb2 as pb
 from kumo.v1 import compute_pb2_grpc
@@ -56,6 +56,7 @@ def create(
     project: Annotated[list[str] | None, typer.Option(help="Project that may use a private flavor")] = None,
     description: Annotated[str, typer.Option()] = "",
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Create a flavor (admin)."""
     flavor = pb.Flavor(
@@ -67,20 +68,20 @@ def create(
         description=description,
         project_ids=_project_ids(project or []),
     )
-    emit(stub().CreateFlavor(pb.CreateFlavorRequest(flavor=flavor)), output, DETAIL)
+    emit(stub().CreateFlavor(pb.CreateFlavorRequest(flavor=flavor)), output, DETAIL, column)
 
 
 @app.command("list")
-def list_(output: OutputOpt = Format.table) -> None:
+def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List the flavors you may use."""
-    s = stub()
-    emit(list_all(s.ListFlavors, pb.ListFlavorsRequest(page_size=500), "flavors"), output, COLUMNS)
+    req = pb.ListFlavorsRequest(page_size=500, name=name or "")
+    emit(list_all(stub().ListFlavors, req, "flavors"), output, COLUMNS, column)
 
 
 @app.command()
-def show(flavor: str, output: OutputOpt = Format.table) -> None:
+def show(flavor: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """Show a flavor by name or id."""
-    emit(find(stub(), flavor), output, DETAIL)
+    emit(find(stub(), flavor), output, DETAIL, column)
 
 
 @app.command("set")
@@ -92,13 +93,14 @@ def set_(
         list[str] | None, typer.Option(help="Replace the projects of a private flavor")
     ] = None,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Change a flavor's description, visibility or project access (admin)."""
     s = stub()
     changed = pb.Flavor(id=find(s, flavor).id)
     project_ids = _project_ids(project) if project is not None else None
     fields = mask(changed, description=description, is_public=public, project_ids=project_ids)
-    emit(s.UpdateFlavor(pb.UpdateFlavorRequest(flavor=changed, update_mask=fields)), output, DETAIL)
+    emit(s.UpdateFlavor(pb.UpdateFlavorRequest(flavor=changed, update_mask=fields)), output, DETAIL, column)
 
 
 @app.command()

@@ -26,10 +26,12 @@ from rich.progress import (
 
 from cli import transfer
 from cli.client import list_all, resolve, session
+from cli.commands import project as project_cmd
 from cli.errors import CliError
-from cli.output import Format, OutputOpt, deleted, emit, enum_label
+from cli.output import ColumnOpt, Format, NameFilter, OutputOnlyOpt, OutputOpt, deleted, emit, enum_text
 from cli.updates import mask
 from kumo.client import Client
+from kumo.ids import is_uuid
 from kumo.v1 import image_pb2 as pb
 from kumo.v1 import image_pb2_grpc
 
@@ -57,9 +59,9 @@ def human(value: Any) -> str:
 COLUMNS = [
     ("id", "id"),
     ("name", "name"),
-    ("status", "status", enum_label("IMAGE_STATUS_")),
-    ("format", "disk_format", enum_label("DISK_FORMAT_")),
-    ("visibility", "visibility", enum_label("IMAGE_VISIBILITY_")),
+    ("status", "status"),
+    ("format", "disk_format"),
+    ("visibility", "visibility"),
     ("size", "size_bytes", human),
 ]
 DETAIL = [
@@ -156,7 +158,8 @@ def upload(
     image: Annotated[
         str | None, typer.Option("--image", help="Fill this existing queued image instead of creating one")
     ] = None,
-    output: OutputOpt = Format.table,
+    output: OutputOnlyOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Upload a disk image (streamed, verified and format-checked by the controller)."""
     try:
@@ -196,7 +199,7 @@ def upload(
         why = "interrupted" if isinstance(exc, KeyboardInterrupt) else _rpc_message(exc)
         try:
             now = images.GetImage(pb.GetImageRequest(id=target.id))
-            state = enum_label("IMAGE_STATUS_")(pb.ImageStatus.Name(now.status))
+            state = enum_text(pb.ImageStatus.DESCRIPTOR, now.status)
         except grpc.RpcError:
             state = "unknown"
         hint = (
@@ -210,17 +213,19 @@ def upload(
             f"the controller stored sha256 {done.checksum_sha256} but the file read as {local_sha}; "
             f"delete image {done.id} and upload again"
         )
-    emit(done, output, DETAIL)
+    emit(done, output, DETAIL, column)
 
 
 @app.command("list")
 def list_(
-    name: Annotated[str | None, typer.Option(help="Only images with this name")] = None,
+    name: NameFilter = None,
     visibility: Annotated[str | None, typer.Option(help="public or private")] = None,
     status: Annotated[
         str | None, typer.Option(help="queued, saving, active, killed (deleted: admins)")
     ] = None,
+    project: Annotated[str | None, typer.Option(help="Only images this project owns (name or id)")] = None,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """List your project's images and the public ones."""
     req = pb.ListImagesRequest(page_size=500, name=name or "")
@@ -233,13 +238,15 @@ def list_(
         if status not in STATUSES:
             raise CliError(f"--status is one of {', '.join(STATUSES)}")
         req.status = STATUSES[status]
-    emit(list_all(stub().ListImages, req, "images"), output, COLUMNS)
+    if project:
+        req.project_id = project if is_uuid(project) else project_cmd.find(project_cmd.stub(), project).id
+    emit(list_all(stub().ListImages, req, "images"), output, COLUMNS, column)
 
 
 @app.command()
-def show(image: str, output: OutputOpt = Format.table) -> None:
+def show(image: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """Show an image by name or id."""
-    emit(find(stub(), image), output, DETAIL)
+    emit(find(stub(), image), output, DETAIL, column)
 
 
 def _hash_file(path: Path) -> hashlib._Hash:
@@ -266,7 +273,7 @@ def download(
     s, images = _session_stub()
     found = find(images, image)
     if found.status != pb.IMAGE_STATUS_ACTIVE:
-        state = enum_label("IMAGE_STATUS_")(pb.ImageStatus.Name(found.status))
+        state = enum_text(pb.ImageStatus.DESCRIPTOR, found.status)
         raise CliError(f"image {found.name} ({found.id}) is {state}; only active images have data")
     if str(file) == "-":
         got = transfer.download(s.channel, s.metadata, found.id, sys.stdout.buffer.write)
@@ -330,6 +337,7 @@ def set(
         list[str] | None, typer.Option("--unset-property", help="KEY to remove, repeatable")
     ] = None,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Change an image's name, visibility, protection, minimums or properties."""
     images = stub()
@@ -354,7 +362,7 @@ def set(
         fields.paths.append(f"properties.{key}")
     if not fields.paths:
         raise CliError("nothing to change: give at least one option (see --help)")
-    emit(images.UpdateImage(pb.UpdateImageRequest(image=changed, update_mask=fields)), output, DETAIL)
+    emit(images.UpdateImage(pb.UpdateImageRequest(image=changed, update_mask=fields)), output, DETAIL, column)
 
 
 @app.command()

@@ -11,7 +11,7 @@ import typer
 from cli.client import list_all, resolve
 from cli.commands.flavor import stub
 from cli.errors import CliError
-from cli.output import Format, OutputOpt, deleted, emit
+from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
 from kumo.v1 import compute_pb2 as pb
 
 app = typer.Typer(no_args_is_help=True)
@@ -36,6 +36,7 @@ def create(
         Path | None, typer.Option("--private-key-file", help="Write the new private key here (mode 0600)")
     ] = None,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Have the server make an ed25519 keypair; the private key is shown (or saved) once."""
     if private_key_file is not None and private_key_file.exists():
@@ -47,7 +48,7 @@ def create(
             fh.write(kp.private_key)
         kp.private_key = ""
         typer.echo(f"private key written to {private_key_file}", err=True)
-    emit(kp, output, [*DETAIL, ("private key", "private_key")] if kp.private_key else DETAIL)
+    emit(kp, output, [*DETAIL, ("private key", "private_key")] if kp.private_key else DETAIL, column)
 
 
 @app.command("import")
@@ -57,6 +58,7 @@ def import_(
         Path, typer.Option("--public-key", help="An OpenSSH public key file, e.g. ~/.ssh/id_ed25519.pub")
     ],
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Import an existing public key."""
     try:
@@ -67,20 +69,21 @@ def import_(
         stub().CreateKeypair(pb.CreateKeypairRequest(keypair=pb.Keypair(name=name, public_key=line))),
         output,
         DETAIL,
+        column,
     )
 
 
 @app.command("list")
-def list_(output: OutputOpt = Format.table) -> None:
+def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List your keypairs."""
-    s = stub()
-    emit(list_all(s.ListKeypairs, pb.ListKeypairsRequest(page_size=500), "keypairs"), output, COLUMNS)
+    req = pb.ListKeypairsRequest(page_size=500, name=name or "")
+    emit(list_all(stub().ListKeypairs, req, "keypairs"), output, COLUMNS, column)
 
 
 @app.command()
-def show(keypair: str, output: OutputOpt = Format.table) -> None:
+def show(keypair: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """Show a keypair by name or id."""
-    emit(find(stub(), keypair), output, DETAIL)
+    emit(find(stub(), keypair), output, DETAIL, column)
 
 
 @app.command()

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cli.client import list_all, resolve, session
-from cli.output import Format, OutputOpt, deleted, emit
+from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
 from cli.updates import mask
 from kumo.v1 import network_pb2 as pb
 from kumo.v1 import network_pb2_grpc
@@ -50,24 +50,26 @@ def create(
     ] = False,
     description: Annotated[str, typer.Option()] = "",
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Create a network in your project."""
     network = pb.Network(
         name=name, mtu=mtu, shared=shared, external_routable=external, description=description
     )
-    emit(stub().CreateNetwork(pb.CreateNetworkRequest(network=network)), output, DETAIL)
+    emit(stub().CreateNetwork(pb.CreateNetworkRequest(network=network)), output, DETAIL, column)
 
 
 @app.command("list")
-def list_(output: OutputOpt = Format.table) -> None:
+def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List your project's networks and the shared ones."""
-    emit(list_all(stub().ListNetworks, pb.ListNetworksRequest(page_size=500), "networks"), output, COLUMNS)
+    req = pb.ListNetworksRequest(page_size=500, name=name or "")
+    emit(list_all(stub().ListNetworks, req, "networks"), output, COLUMNS, column)
 
 
 @app.command()
-def show(network: str, output: OutputOpt = Format.table) -> None:
+def show(network: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """Show a network by name or id."""
-    emit(find(stub(), network), output, DETAIL)
+    emit(find(stub(), network), output, DETAIL, column)
 
 
 @app.command("set")
@@ -81,6 +83,7 @@ def set_(
         bool | None, typer.Option("--external-routable/--no-external-routable", help="(admin)")
     ] = None,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Change a network."""
     s = stub()
@@ -88,7 +91,9 @@ def set_(
     fields = mask(
         changed, name=name, description=description, mtu=mtu, shared=shared, external_routable=external
     )
-    emit(s.UpdateNetwork(pb.UpdateNetworkRequest(network=changed, update_mask=fields)), output, DETAIL)
+    emit(
+        s.UpdateNetwork(pb.UpdateNetworkRequest(network=changed, update_mask=fields)), output, DETAIL, column
+    )
 
 
 @app.command()

@@ -10,7 +10,7 @@ from google.protobuf import duration_pb2
 
 from cli.client import list_all, resolve, session
 from cli.errors import CliError
-from cli.output import Format, OutputOpt, deleted, emit, enum_label
+from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
 from kumo.v1 import node_pb2 as pb
 from kumo.v1 import node_pb2_grpc
 
@@ -21,7 +21,7 @@ app.add_typer(token_app, name="token", help="Join tokens that let new hosts enro
 COLUMNS = [
     ("id", "id"),
     ("name", "name"),
-    ("state", "state", enum_label("NODE_STATE_")),
+    ("state", "state"),
     ("vcpus", "inventory.vcpus"),
     ("memory MiB", "inventory.memory_mb"),
     ("disk GiB", "inventory.disk_gb"),
@@ -32,7 +32,7 @@ COLUMNS = [
 DETAIL = [
     ("id", "id"),
     ("name", "name"),
-    ("state", "state", enum_label("NODE_STATE_")),
+    ("state", "state"),
     ("disabled reason", "disabled_reason"),
     ("connected", "connected"),
     ("address", "address"),
@@ -63,7 +63,7 @@ DETAIL = [
 ]
 TOKEN_COLUMNS = [
     ("id", "id"),
-    ("state", "state", enum_label("JOIN_TOKEN_STATE_")),
+    ("state", "state"),
     ("uses", "uses"),
     ("max uses", "max_uses"),
     ("expires", "expire_time"),
@@ -99,16 +99,16 @@ def find(s, ref: str) -> pb.Node:  # type: ignore[no-untyped-def]
 
 
 @app.command("list")
-def list_(output: OutputOpt = Format.table) -> None:
+def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List the nodes (admin)."""
-    s = stub()
-    emit(list_all(s.ListNodes, pb.ListNodesRequest(page_size=500), "nodes"), output, COLUMNS)
+    req = pb.ListNodesRequest(page_size=500, name=name or "")
+    emit(list_all(stub().ListNodes, req, "nodes"), output, COLUMNS, column)
 
 
 @app.command()
-def show(node: str, output: OutputOpt = Format.table) -> None:
+def show(node: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """Show a node by name or id (admin)."""
-    emit(find(stub(), node), output, DETAIL)
+    emit(find(stub(), node), output, DETAIL, column)
 
 
 @app.command()
@@ -116,19 +116,20 @@ def disable(
     node: str,
     reason: Annotated[str, typer.Option(help="Why (shown with the node)")] = "",
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Take a node out of scheduling; its guests keep running (admin)."""
     s = stub()
     n = find(s, node)
-    emit(s.DisableNode(pb.DisableNodeRequest(id=n.id, reason=reason)), output, DETAIL)
+    emit(s.DisableNode(pb.DisableNodeRequest(id=n.id, reason=reason)), output, DETAIL, column)
 
 
 @app.command()
-def enable(node: str, output: OutputOpt = Format.table) -> None:
+def enable(node: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """Put a disabled node back into scheduling (admin)."""
     s = stub()
     n = find(s, node)
-    emit(s.EnableNode(pb.EnableNodeRequest(id=n.id)), output, DETAIL)
+    emit(s.EnableNode(pb.EnableNodeRequest(id=n.id)), output, DETAIL, column)
 
 
 @app.command()
@@ -146,6 +147,7 @@ def token_create(
     uses: Annotated[int, typer.Option(help="How many nodes may join with it")] = 1,
     description: Annotated[str, typer.Option(help="Free text")] = "",
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Make a join token and print it (shown once) (admin)."""
     if uses < 1:
@@ -166,17 +168,18 @@ def token_create(
             err=True,
         )
         return
-    emit(resp, output, [])
+    emit(resp, output, [], column)
 
 
 @token_app.command("list")
-def token_list(output: OutputOpt = Format.table) -> None:
+def token_list(output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List join tokens (their secrets are never shown again) (admin)."""
     s = stub()
     emit(
         list_all(s.ListJoinTokens, pb.ListJoinTokensRequest(page_size=500), "join_tokens"),
         output,
         TOKEN_COLUMNS,
+        column,
     )
 
 

@@ -7,10 +7,11 @@ from typing import Annotated
 import typer
 
 from cli.client import list_all, resolve
+from cli.commands import server as server_cmd
 from cli.commands.network import find as find_network
 from cli.commands.network import stub
 from cli.commands.subnet import find as find_subnet
-from cli.output import Format, OutputOpt, emit, enum_label
+from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, emit
 from cli.updates import mask
 from kumo.ids import is_uuid
 from kumo.v1 import network_pb2 as pb
@@ -28,7 +29,7 @@ COLUMNS = [
     ("network", "network_id"),
     ("mac", "mac_address"),
     ("ips", "fixed_ips", _ips),
-    ("state", "state", enum_label("PORT_STATE_")),
+    ("state", "state"),
     ("instance", "instance_id"),
 ]
 DETAIL = [
@@ -73,6 +74,7 @@ def create(
     ] = None,
     description: Annotated[str, typer.Option()] = "",
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Create a port (a MAC and fixed IPs) on a network."""
     s = stub()
@@ -83,24 +85,34 @@ def create(
         security_group_ids=security_group or [],
         description=description,
     )
-    emit(s.CreatePort(pb.CreatePortRequest(port=port)), output, DETAIL)
+    emit(s.CreatePort(pb.CreatePortRequest(port=port)), output, DETAIL, column)
 
 
 @app.command("list")
 def list_(
+    name: NameFilter = None,
     network: Annotated[str | None, typer.Option(help="Only this network's")] = None,
+    server: Annotated[
+        str | None, typer.Option(help="Only the ports bound to this server (name or id)")
+    ] = None,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """List your project's ports."""
     s = stub()
-    req = pb.ListPortsRequest(page_size=500, network_id=find_network(s, network).id if network else "")
-    emit(list_all(s.ListPorts, req, "ports"), output, COLUMNS)
+    req = pb.ListPortsRequest(
+        page_size=500,
+        name=name or "",
+        network_id=find_network(s, network).id if network else "",
+        instance_id=server_cmd.find(server_cmd.stub(), server).id if server else "",
+    )
+    emit(list_all(s.ListPorts, req, "ports"), output, COLUMNS, column)
 
 
 @app.command()
-def show(port: str, output: OutputOpt = Format.table) -> None:
+def show(port: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """Show a port by name or id."""
-    emit(find(stub(), port), output, DETAIL)
+    emit(find(stub(), port), output, DETAIL, column)
 
 
 @app.command("set")
@@ -112,12 +124,13 @@ def set_(
         list[str] | None, typer.Option(help="Replace the security groups (repeatable)")
     ] = None,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Change a port's name, description or security groups."""
     s = stub()
     changed = pb.Port(id=find(s, port).id)
     fields = mask(changed, name=name, description=description, security_group_ids=security_group)
-    emit(s.UpdatePort(pb.UpdatePortRequest(port=changed, update_mask=fields)), output, DETAIL)
+    emit(s.UpdatePort(pb.UpdatePortRequest(port=changed, update_mask=fields)), output, DETAIL, column)
 
 
 @app.command()

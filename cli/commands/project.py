@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cli.client import list_all, resolve, session
-from cli.output import Format, OutputOpt, deleted, emit
+from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
 from cli.updates import mask
 from kumo.v1 import identity_pb2 as pb
 from kumo.v1 import identity_pb2_grpc
@@ -36,26 +36,28 @@ def create(
     name: str,
     description: Annotated[str, typer.Option(help="Free text")] = "",
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Create a project (admin)."""
     emit(
         stub().CreateProject(pb.CreateProjectRequest(project=pb.Project(name=name, description=description))),
         output,
         DETAIL,
+        column,
     )
 
 
 @app.command("list")
-def list_(output: OutputOpt = Format.table) -> None:
+def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List the projects you can see."""
-    s = stub()
-    emit(list_all(s.ListProjects, pb.ListProjectsRequest(page_size=500), "projects"), output, COLUMNS)
+    req = pb.ListProjectsRequest(page_size=500, name=name or "")
+    emit(list_all(stub().ListProjects, req, "projects"), output, COLUMNS, column)
 
 
 @app.command()
-def show(project: str, output: OutputOpt = Format.table) -> None:
+def show(project: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """Show a project by name or id."""
-    emit(find(stub(), project), output, DETAIL)
+    emit(find(stub(), project), output, DETAIL, column)
 
 
 @app.command()
@@ -65,12 +67,15 @@ def set(
     description: Annotated[str | None, typer.Option(help="New description")] = None,
     enabled: Annotated[bool | None, typer.Option("--enable/--disable", help="Enable or disable")] = None,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Change a project's name, description or enabled flag (admin)."""
     s = stub()
     changed = pb.Project(id=find(s, project).id)
     fields = mask(changed, name=name, description=description, enabled=enabled)
-    emit(s.UpdateProject(pb.UpdateProjectRequest(project=changed, update_mask=fields)), output, DETAIL)
+    emit(
+        s.UpdateProject(pb.UpdateProjectRequest(project=changed, update_mask=fields)), output, DETAIL, column
+    )
 
 
 @app.command()

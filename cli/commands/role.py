@@ -10,7 +10,7 @@ from cli.client import list_all
 from cli.commands import project as project_cmd
 from cli.commands import user as user_cmd
 from cli.errors import CliError
-from cli.output import Format, OutputOpt, emit, enum_label
+from cli.output import ColumnOpt, Format, OutputOpt, emit
 from kumo.v1 import identity_pb2 as pb
 
 app = typer.Typer(no_args_is_help=True)
@@ -18,7 +18,7 @@ app = typer.Typer(no_args_is_help=True)
 COLUMNS = [
     ("user", "user_name"),
     ("project", "project_name"),
-    ("role", "role", enum_label("ROLE_")),
+    ("role", "role"),
     ("user id", "user_id"),
     ("project id", "project_id"),
 ]
@@ -38,6 +38,7 @@ def add(
     project: Annotated[str, typer.Argument(help="Project name or id")],
     role: Annotated[str, typer.Argument(help="reader, member or admin")],
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Grant a role on a project to a user (admin)."""
     value = parse_role(role)
@@ -47,6 +48,7 @@ def add(
         s.CreateRoleAssignment(pb.CreateRoleAssignmentRequest(user_id=u.id, project_id=p.id, role=value)),
         output,
         COLUMNS,
+        column,
     )
 
 
@@ -69,6 +71,7 @@ def list_(
     user: Annotated[str | None, typer.Option(help="Only this user")] = None,
     project: Annotated[str | None, typer.Option(help="Only this project")] = None,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """List role assignments you can see."""
     s = project_cmd.stub()
@@ -77,4 +80,4 @@ def list_(
         user_id=user_cmd.find(s, user).id if user else "",
         project_id=project_cmd.find(s, project).id if project else "",
     )
-    emit(list_all(s.ListRoleAssignments, req, "role_assignments"), output, COLUMNS)
+    emit(list_all(s.ListRoleAssignments, req, "role_assignments"), output, COLUMNS, column)

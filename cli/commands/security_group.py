@@ -10,7 +10,7 @@ import typer
 from cli.client import list_all, resolve
 from cli.commands.network import stub
 from cli.errors import CliError
-from cli.output import Format, OutputOpt, deleted, emit, enum_label
+from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
 from cli.updates import mask
 from kumo.v1 import network_pb2 as pb
 
@@ -20,10 +20,9 @@ app.add_typer(rule_app, name="rule", help="Rules of a security group.")
 
 COLUMNS = [("id", "id"), ("name", "name"), ("default", "is_default"), ("project", "project_id")]
 DETAIL = [*COLUMNS, ("description", "description"), ("created", "create_time")]
-direction_label = enum_label("SECURITY_GROUP_RULE_DIRECTION_")
 RULE_COLUMNS = [
     ("id", "id"),
-    ("direction", "direction", direction_label),
+    ("direction", "direction"),
     ("ip version", "ip_version"),
     ("protocol", "protocol"),
     ("port min", "port_range_min"),
@@ -46,33 +45,36 @@ def find(s, ref: str) -> pb.SecurityGroup:  # type: ignore[no-untyped-def]
     )
 
 
-def _show(group: pb.SecurityGroup, output: Format) -> None:
-    emit(group, output, DETAIL)
-    if output is Format.table and group.rules:
+def _show(group: pb.SecurityGroup, output: Format, column: list[str] | None) -> None:
+    emit(group, output, DETAIL, column)
+    if output is Format.table and group.rules and not column:
         typer.echo("")
         emit(list(group.rules), output, RULE_COLUMNS)
 
 
 @app.command()
 def create(
-    name: str, description: Annotated[str, typer.Option()] = "", output: OutputOpt = Format.table
+    name: str,
+    description: Annotated[str, typer.Option()] = "",
+    output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Create a security group (no rules: it allows nothing until you add some)."""
     group = pb.SecurityGroup(name=name, description=description)
-    _show(stub().CreateSecurityGroup(pb.CreateSecurityGroupRequest(security_group=group)), output)
+    _show(stub().CreateSecurityGroup(pb.CreateSecurityGroupRequest(security_group=group)), output, column)
 
 
 @app.command("list")
-def list_(output: OutputOpt = Format.table) -> None:
+def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List your project's security groups."""
-    req = pb.ListSecurityGroupsRequest(page_size=500)
-    emit(list_all(stub().ListSecurityGroups, req, "security_groups"), output, COLUMNS)
+    req = pb.ListSecurityGroupsRequest(page_size=500, name=name or "")
+    emit(list_all(stub().ListSecurityGroups, req, "security_groups"), output, COLUMNS, column)
 
 
 @app.command()
-def show(group: str, output: OutputOpt = Format.table) -> None:
+def show(group: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """Show a security group and its rules."""
-    _show(find(stub(), group), output)
+    _show(find(stub(), group), output, column)
 
 
 @app.command("set")
@@ -81,6 +83,7 @@ def set_(
     name: Annotated[str | None, typer.Option()] = None,
     description: Annotated[str | None, typer.Option()] = None,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Rename a security group or change its description."""
     s = stub()
@@ -89,6 +92,7 @@ def set_(
     _show(
         s.UpdateSecurityGroup(pb.UpdateSecurityGroupRequest(security_group=changed, update_mask=fields)),
         output,
+        column,
     )
 
 
@@ -112,6 +116,7 @@ def rule_create(
     ip_version: Annotated[int, typer.Option(help="4 or 6 (default: remote CIDR's, or 4)")] = 0,
     description: Annotated[str, typer.Option()] = "",
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Add a rule that allows traffic."""
     if direction not in DIRECTIONS:
@@ -136,7 +141,9 @@ def rule_create(
         ip_version=ip_version,
         description=description,
     )
-    emit(s.CreateSecurityGroupRule(pb.CreateSecurityGroupRuleRequest(rule=rule)), output, RULE_COLUMNS)
+    emit(
+        s.CreateSecurityGroupRule(pb.CreateSecurityGroupRuleRequest(rule=rule)), output, RULE_COLUMNS, column
+    )
 
 
 @rule_app.command("delete")

@@ -8,20 +8,31 @@ from typing import Annotated
 import typer
 
 from cli.client import list_all, resolve
+from cli.commands import image as image_cmd
 from cli.commands.flavor import stub
 from cli.commands.server_group import find as find_group
 from cli.errors import CliError
-from cli.output import Format, OutputOpt, deleted, emit, enum_label
-from cli.waiting import gone, settle
+from cli.output import (
+    ColumnOpt,
+    Format,
+    NameFilter,
+    OutputOpt,
+    deleted,
+    emit,
+    enum_choices,
+    enum_text,
+    parse_enum,
+)
+from cli.waiting import DEFAULT_TIMEOUT, TimeoutOpt, WaitOpt, gone, settle
 from kumo.v1 import compute_pb2 as pb
+from kumo.v1 import image_pb2 as ipb
 
 app = typer.Typer(no_args_is_help=True)
 
-state_label = enum_label("INSTANCE_STATE_")
 COLUMNS = [
     ("id", "id"),
     ("name", "name"),
-    ("state", "state", state_label),
+    ("state", "state"),
     ("task", "task"),
     ("node", "node_id"),
     ("vcpus", "vcpus"),
@@ -47,8 +58,8 @@ def _nic(n: dict) -> str:  # type: ignore[type-arg]
     return f"{n.get('mac_address', '')} {','.join(n.get('ip_addresses', []))} (port {n.get('port_id', '')})"
 
 
+STATES = ", ".join(enum_choices(pb.InstanceState.DESCRIPTOR))
 STABLE = {pb.INSTANCE_STATE_ACTIVE, pb.INSTANCE_STATE_STOPPED, pb.INSTANCE_STATE_ERROR}
-WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait until the change is done, showing the state")]
 
 
 def find(s, ref: str) -> pb.Instance:  # type: ignore[no-untyped-def]
@@ -61,10 +72,10 @@ def find(s, ref: str) -> pb.Instance:  # type: ignore[no-untyped-def]
 
 
 def _state(inst: pb.Instance) -> str:
-    return state_label(pb.InstanceState.Name(inst.state)) + (f" ({inst.task})" if inst.task else "")
+    return enum_text(pb.InstanceState.DESCRIPTOR, inst.state) + (f" ({inst.task})" if inst.task else "")
 
 
-def wait(s, inst: pb.Instance, done) -> pb.Instance:  # type: ignore[no-untyped-def]
+def wait(s, inst: pb.Instance, done, timeout: float = DEFAULT_TIMEOUT) -> pb.Instance:  # type: ignore[no-untyped-def]
     """Polls until done(instance); prints each state it passes through."""
     return settle(
         "server",
@@ -73,6 +84,7 @@ def wait(s, inst: pb.Instance, done) -> pb.Instance:  # type: ignore[no-untyped-
         done,
         pb.INSTANCE_STATE_ERROR,
         label=_state,
+        timeout=timeout,
         interval=1,
     )
 
@@ -98,7 +110,9 @@ def create(
         list[str] | None, typer.Option(help="Security group for the new ports (repeatable; default: default)")
     ] = None,
     wait_: WaitOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Create a server (boots on a node the scheduler picks)."""
     if bool(image) == bool(boot_volume):
@@ -124,34 +138,56 @@ def create(
     )
     inst = s.CreateInstance(req)
     if wait_:
-        inst = wait(s, inst, lambda i: i.state in STABLE)
-    emit(inst, output, DETAIL)
+        inst = wait(s, inst, lambda i: i.state in STABLE, timeout)
+    emit(inst, output, DETAIL, column)
 
 
 @app.command("list")
-def list_(output: OutputOpt = Format.table) -> None:
+def list_(
+    name: NameFilter = None,
+    state: Annotated[str | None, typer.Option(help=f"Only servers in this state: {STATES}")] = None,
+    output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
+) -> None:
     """List servers (admins see every project's)."""
-    s = stub()
-    emit(list_all(s.ListInstances, pb.ListInstancesRequest(page_size=500), "instances"), output, COLUMNS)
+    req = pb.ListInstancesRequest(page_size=500, name=name or "")
+    if state:
+        req.state = parse_enum(pb.InstanceState.DESCRIPTOR, state, "--state")
+    emit(list_all(stub().ListInstances, req, "instances"), output, COLUMNS, column)
 
 
 @app.command()
-def show(server: str, output: OutputOpt = Format.table) -> None:
+def show(server: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """Show a server by name or id."""
-    emit(find(stub(), server), output, DETAIL)
+    emit(find(stub(), server), output, DETAIL, column)
 
 
-def _verb(server: str, call: str, request, target, wait_: bool, output: Format) -> None:  # type: ignore[no-untyped-def]
+def _verb(  # type: ignore[no-untyped-def]
+    server: str,
+    call: str,
+    request,
+    target,
+    wait_: bool,
+    timeout: float,
+    output: Format,
+    column: list[str] | None,
+) -> None:
     s = stub()
     inst = find(s, server)
     inst = getattr(s, call)(request(inst.id))
     if wait_:
-        inst = wait(s, inst, target)
-    emit(inst, output, DETAIL)
+        inst = wait(s, inst, target, timeout)
+    emit(inst, output, DETAIL, column)
 
 
 @app.command()
-def start(server: str, wait_: WaitOpt = False, output: OutputOpt = Format.table) -> None:
+def start(
+    server: str,
+    wait_: WaitOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
+) -> None:
     """Power a stopped server on."""
     _verb(
         server,
@@ -159,12 +195,20 @@ def start(server: str, wait_: WaitOpt = False, output: OutputOpt = Format.table)
         lambda i: pb.StartInstanceRequest(id=i),
         lambda x: x.state in STABLE and not x.task,
         wait_,
+        timeout,
         output,
+        column,
     )
 
 
 @app.command()
-def stop(server: str, wait_: WaitOpt = False, output: OutputOpt = Format.table) -> None:
+def stop(
+    server: str,
+    wait_: WaitOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
+) -> None:
     """Shut a server down (ACPI, then power off)."""
     _verb(
         server,
@@ -172,7 +216,9 @@ def stop(server: str, wait_: WaitOpt = False, output: OutputOpt = Format.table) 
         lambda i: pb.StopInstanceRequest(id=i),
         lambda x: x.state in STABLE and not x.task,
         wait_,
+        timeout,
         output,
+        column,
     )
 
 
@@ -181,7 +227,9 @@ def reboot(
     server: str,
     hard: Annotated[bool, typer.Option("--hard", help="Reset instead of asking the guest")] = False,
     wait_: WaitOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Reboot a server (soft by default)."""
     kind = pb.REBOOT_TYPE_HARD if hard else pb.REBOOT_TYPE_SOFT
@@ -191,12 +239,14 @@ def reboot(
         lambda i: pb.RebootInstanceRequest(id=i, type=kind),
         lambda x: x.state in STABLE,
         wait_,
+        timeout,
         output,
+        column,
     )
 
 
 @app.command()
-def delete(server: str, wait_: WaitOpt = False) -> None:
+def delete(server: str, wait_: WaitOpt = False, timeout: TimeoutOpt = DEFAULT_TIMEOUT) -> None:
     """Delete a server: its guest, disks and config drive go."""
     s = stub()
     inst = find(s, server)
@@ -206,6 +256,7 @@ def delete(server: str, wait_: WaitOpt = False) -> None:
             "server",
             inst.name,
             lambda: not s.ListInstances(pb.ListInstancesRequest(name=inst.name)).instances,
+            timeout=timeout,
             interval=1,
         )
     deleted("server", inst)
@@ -226,9 +277,35 @@ def console(
 def snapshot(
     server: str,
     name: Annotated[str, typer.Option(help="Name of the new image")],
+    wait_: Annotated[
+        bool, typer.Option("--wait", help="Wait until the image is active (uploaded) or killed")
+    ] = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Save the server's disk as a new image (uploaded by its node)."""
     s = stub()
     inst = find(s, server)
     resp = s.CreateInstanceSnapshot(pb.CreateInstanceSnapshotRequest(id=inst.id, name=name))
-    typer.echo(f"snapshot of {inst.name} is image {name} ({resp.image_id}); it turns active when uploaded")
+    if not wait_:
+        typer.echo(
+            f"snapshot of {inst.name} is image {name} ({resp.image_id}); it turns active when uploaded"
+        )
+        return
+    images = image_cmd.stub()
+    image = settle(
+        "image",
+        images.GetImage(ipb.GetImageRequest(id=resp.image_id)),
+        lambda i: images.GetImage(ipb.GetImageRequest(id=i.id)),
+        lambda i: i.status in (ipb.IMAGE_STATUS_ACTIVE, ipb.IMAGE_STATUS_KILLED),
+        ipb.IMAGE_STATUS_KILLED,
+        label=lambda i: enum_text(ipb.ImageStatus.DESCRIPTOR, i.status),
+        failed=lambda i: (
+            f"snapshot image {i.name} ({i.id}) was killed: {i.status_reason or 'no reason given'}"
+        ),
+        state=lambda i: i.status,
+        timeout=timeout,
+        interval=1,
+    )
+    emit(image, output, image_cmd.DETAIL, column)

@@ -9,7 +9,7 @@ import typer
 from cli.client import list_all, resolve
 from cli.commands.flavor import stub
 from cli.errors import CliError
-from cli.output import Format, OutputOpt, deleted, emit, enum_label
+from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
 from kumo.v1 import compute_pb2 as pb
 
 app = typer.Typer(no_args_is_help=True)
@@ -17,7 +17,7 @@ app = typer.Typer(no_args_is_help=True)
 COLUMNS = [
     ("id", "id"),
     ("name", "name"),
-    ("policy", "policy", enum_label("SERVER_GROUP_POLICY_")),
+    ("policy", "policy"),
     ("members", "member_ids"),
 ]
 POLICIES = {
@@ -40,29 +40,26 @@ def create(
     name: str,
     policy: Annotated[str, typer.Option(help="affinity or anti-affinity")],
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Create a server group: its members go on one node (affinity) or all on different ones."""
     if policy.lower() not in POLICIES:
         raise CliError(f"unknown policy {policy!r}: use affinity or anti-affinity")
     group = pb.ServerGroup(name=name, policy=POLICIES[policy.lower()])
-    emit(stub().CreateServerGroup(pb.CreateServerGroupRequest(server_group=group)), output, COLUMNS)
+    emit(stub().CreateServerGroup(pb.CreateServerGroupRequest(server_group=group)), output, COLUMNS, column)
 
 
 @app.command("list")
-def list_(output: OutputOpt = Format.table) -> None:
+def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List your project's server groups."""
-    s = stub()
-    emit(
-        list_all(s.ListServerGroups, pb.ListServerGroupsRequest(page_size=500), "server_groups"),
-        output,
-        COLUMNS,
-    )
+    req = pb.ListServerGroupsRequest(page_size=500, name=name or "")
+    emit(list_all(stub().ListServerGroups, req, "server_groups"), output, COLUMNS, column)
 
 
 @app.command()
-def show(group: str, output: OutputOpt = Format.table) -> None:
+def show(group: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """Show a server group by name or id."""
-    emit(find(stub(), group), output, COLUMNS)
+    emit(find(stub(), group), output, COLUMNS, column)
 
 
 @app.command()

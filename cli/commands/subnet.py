@@ -10,19 +10,13 @@ from cli.client import list_all, resolve
 from cli.commands.network import find as find_network
 from cli.commands.network import stub
 from cli.errors import CliError
-from cli.output import Format, OutputOpt, deleted, emit, enum_label
+from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
 from cli.updates import mask
 from kumo.v1 import network_pb2 as pb
 
 app = typer.Typer(no_args_is_help=True)
 
 IPV6_MODES = {"static": pb.IPV6_ADDRESS_MODE_STATIC, "slaac": pb.IPV6_ADDRESS_MODE_SLAAC}
-_mode_label = enum_label("IPV6_ADDRESS_MODE_")
-
-
-def ipv6_mode_label(value: str) -> str:
-    """static or slaac; empty for IPv4 subnets (no mode)."""
-    return "" if value == "IPV6_ADDRESS_MODE_UNSPECIFIED" else _mode_label(value)
 
 
 COLUMNS = [
@@ -31,7 +25,7 @@ COLUMNS = [
     ("network", "network_id"),
     ("cidr", "cidr"),
     ("gateway", "gateway_ip"),
-    ("ipv6 mode", "ipv6_address_mode", ipv6_mode_label),
+    ("ipv6 mode", "ipv6_address_mode"),
 ]
 DETAIL = [
     *COLUMNS,
@@ -74,6 +68,7 @@ def create(
     ] = None,
     description: Annotated[str, typer.Option()] = "",
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Create a subnet on a network."""
     mode = pb.IPV6_ADDRESS_MODE_UNSPECIFIED
@@ -92,24 +87,28 @@ def create(
         ipv6_address_mode=mode,
         description=description,
     )
-    emit(s.CreateSubnet(pb.CreateSubnetRequest(subnet=subnet)), output, DETAIL)
+    emit(s.CreateSubnet(pb.CreateSubnetRequest(subnet=subnet)), output, DETAIL, column)
 
 
 @app.command("list")
 def list_(
+    name: NameFilter = None,
     network: Annotated[str | None, typer.Option(help="Only this network's")] = None,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """List the subnets you may see."""
     s = stub()
-    req = pb.ListSubnetsRequest(page_size=500, network_id=find_network(s, network).id if network else "")
-    emit(list_all(s.ListSubnets, req, "subnets"), output, COLUMNS)
+    req = pb.ListSubnetsRequest(
+        page_size=500, name=name or "", network_id=find_network(s, network).id if network else ""
+    )
+    emit(list_all(s.ListSubnets, req, "subnets"), output, COLUMNS, column)
 
 
 @app.command()
-def show(subnet: str, output: OutputOpt = Format.table) -> None:
+def show(subnet: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """Show a subnet by name or id."""
-    emit(find(stub(), subnet), output, DETAIL)
+    emit(find(stub(), subnet), output, DETAIL, column)
 
 
 @app.command("set")
@@ -119,12 +118,13 @@ def set_(
     description: Annotated[str | None, typer.Option()] = None,
     dns: Annotated[list[str] | None, typer.Option(help="Replace the DNS servers (repeatable)")] = None,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Change a subnet's name, description or DNS servers."""
     s = stub()
     changed = pb.Subnet(id=find(s, subnet).id)
     fields = mask(changed, name=name, description=description, dns_servers=dns)
-    emit(s.UpdateSubnet(pb.UpdateSubnetRequest(subnet=changed, update_mask=fields)), output, DETAIL)
+    emit(s.UpdateSubnet(pb.UpdateSubnetRequest(subnet=changed, update_mask=fields)), output, DETAIL, column)
 
 
 @app.command()

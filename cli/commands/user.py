@@ -11,7 +11,7 @@ import typer
 from cli.client import list_all, resolve
 from cli.commands import project as project_cmd
 from cli.errors import CliError
-from cli.output import Format, OutputOpt, deleted, emit
+from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
 from kumo.v1 import identity_pb2 as pb
 
 app = typer.Typer(no_args_is_help=True)
@@ -53,6 +53,7 @@ def create(
     project: Annotated[str | None, typer.Option(help="Default project (name or id)")] = None,
     password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input")] = False,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Create a user (admin). The password is prompted for, read from stdin, or KUMO_NEW_PASSWORD."""
     s = project_cmd.stub()
@@ -64,20 +65,20 @@ def create(
             password=password,
         )
     )
-    emit(user, output, DETAIL)
+    emit(user, output, DETAIL, column)
 
 
 @app.command("list")
-def list_(output: OutputOpt = Format.table) -> None:
+def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List users (admins see all; others the users of their project)."""
-    s = project_cmd.stub()
-    emit(list_all(s.ListUsers, pb.ListUsersRequest(page_size=500), "users"), output, COLUMNS)
+    req = pb.ListUsersRequest(page_size=500, name=name or "")
+    emit(list_all(project_cmd.stub().ListUsers, req, "users"), output, COLUMNS, column)
 
 
 @app.command()
-def show(user: str, output: OutputOpt = Format.table) -> None:
+def show(user: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """Show a user by name or id."""
-    emit(find(project_cmd.stub(), user), output, DETAIL)
+    emit(find(project_cmd.stub(), user), output, DETAIL, column)
 
 
 @app.command()

@@ -9,9 +9,19 @@ import typer
 
 from cli.client import list_all, resolve, session
 from cli.commands import server as server_cmd
-from cli.output import Format, OutputOpt, deleted, emit, enum_label
+from cli.output import (
+    ColumnOpt,
+    Format,
+    NameFilter,
+    OutputOpt,
+    deleted,
+    emit,
+    enum_choices,
+    enum_text,
+    parse_enum,
+)
 from cli.updates import mask
-from cli.waiting import gone, not_found, settle
+from cli.waiting import DEFAULT_TIMEOUT, TimeoutOpt, WaitOpt, gone, not_found, settle
 from kumo.v1 import volume_pb2 as pb
 from kumo.v1 import volume_pb2_grpc
 
@@ -19,13 +29,11 @@ app = typer.Typer(no_args_is_help=True)
 snapshot_app = typer.Typer(no_args_is_help=True)
 app.add_typer(snapshot_app, name="snapshot", help="Volume snapshots: copies kept on the volume's node.")
 
-state_label = enum_label("VOLUME_STATE_")
-snap_label = enum_label("VOLUME_SNAPSHOT_STATE_")
 COLUMNS = [
     ("id", "id"),
     ("name", "name"),
     ("size gb", "size_gb"),
-    ("state", "state", state_label),
+    ("state", "state"),
     ("server", "instance_id"),
     ("device", "device"),
     ("node", "node_id"),
@@ -46,11 +54,11 @@ SNAP_COLUMNS = [
     ("name", "name"),
     ("volume", "volume_id"),
     ("size gb", "size_gb"),
-    ("state", "state", snap_label),
+    ("state", "state"),
 ]
 SNAP_DETAIL = [*SNAP_COLUMNS, ("node", "node_id"), ("description", "description"), ("fault", "fault")]
+STATES = ", ".join(enum_choices(pb.VolumeState.DESCRIPTOR))
 STABLE = {pb.VOLUME_STATE_AVAILABLE, pb.VOLUME_STATE_IN_USE, pb.VOLUME_STATE_ERROR}
-WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait until the change is done, showing the state")]
 
 
 def stub():  # type: ignore[no-untyped-def]
@@ -75,7 +83,9 @@ def find_snapshot(s, ref: str) -> pb.VolumeSnapshot:  # type: ignore[no-untyped-
     )
 
 
-def _show_result(s, vol: pb.Volume, wait_: bool, output: Format) -> None:  # type: ignore[no-untyped-def]
+def _show_result(
+    s, vol: pb.Volume, wait_: bool, timeout: float, output: Format, column: list[str] | None
+) -> None:  # type: ignore[no-untyped-def]
     """Shows the volume a change returned; with --wait, once it is no longer changing (printing each
     state it passes through)."""
     if wait_:
@@ -85,9 +95,10 @@ def _show_result(s, vol: pb.Volume, wait_: bool, output: Format) -> None:  # typ
             lambda v: s.GetVolume(pb.GetVolumeRequest(id=v.id)),
             lambda v: v.state in STABLE,
             pb.VOLUME_STATE_ERROR,
-            label=lambda v: state_label(pb.VolumeState.Name(v.state)),
+            label=lambda v: enum_text(pb.VolumeState.DESCRIPTOR, v.state),
+            timeout=timeout,
         )
-    emit(vol, output, DETAIL)
+    emit(vol, output, DETAIL, column)
 
 
 @app.command()
@@ -102,27 +113,36 @@ def create(
     ] = None,
     description: Annotated[str, typer.Option()] = "",
     wait_: WaitOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Create a volume (on a node with room; from a snapshot: on the snapshot's node)."""
     s = stub()
     vol = pb.Volume(name=name, size_gb=size, description=description, source_image_id=image or "")
     if snapshot:
         vol.source_snapshot_id = find_snapshot(s, snapshot).id
-    _show_result(s, s.CreateVolume(pb.CreateVolumeRequest(volume=vol)), wait_, output)
+    _show_result(s, s.CreateVolume(pb.CreateVolumeRequest(volume=vol)), wait_, timeout, output, column)
 
 
 @app.command("list")
-def list_(output: OutputOpt = Format.table) -> None:
+def list_(
+    name: NameFilter = None,
+    state: Annotated[str | None, typer.Option(help=f"Only volumes in this state: {STATES}")] = None,
+    output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
+) -> None:
     """List volumes (admins see every project's)."""
-    s = stub()
-    emit(list_all(s.ListVolumes, pb.ListVolumesRequest(page_size=500), "volumes"), output, COLUMNS)
+    req = pb.ListVolumesRequest(page_size=500, name=name or "")
+    if state:
+        req.state = parse_enum(pb.VolumeState.DESCRIPTOR, state, "--state")
+    emit(list_all(stub().ListVolumes, req, "volumes"), output, COLUMNS, column)
 
 
 @app.command()
-def show(volume: str, output: OutputOpt = Format.table) -> None:
+def show(volume: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """Show a volume by name or id."""
-    emit(find(stub(), volume), output, DETAIL)
+    emit(find(stub(), volume), output, DETAIL, column)
 
 
 @app.command("set")
@@ -131,22 +151,28 @@ def set_(
     name: Annotated[str | None, typer.Option(help="New name")] = None,
     description: Annotated[str | None, typer.Option()] = None,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Rename a volume or change its description."""
     s = stub()
     changed = pb.Volume(id=find(s, volume).id)
     fields = mask(changed, name=name, description=description)
-    emit(s.UpdateVolume(pb.UpdateVolumeRequest(volume=changed, update_mask=fields)), output, DETAIL)
+    emit(s.UpdateVolume(pb.UpdateVolumeRequest(volume=changed, update_mask=fields)), output, DETAIL, column)
 
 
 @app.command()
-def delete(volume: str, wait_: WaitOpt = False) -> None:
+def delete(volume: str, wait_: WaitOpt = False, timeout: TimeoutOpt = DEFAULT_TIMEOUT) -> None:
     """Delete a volume (not while attached or while it has snapshots)."""
     s = stub()
     vol = find(s, volume)
     s.DeleteVolume(pb.DeleteVolumeRequest(id=vol.id))
     if wait_:
-        gone("volume", vol.name, not_found(lambda: s.GetVolume(pb.GetVolumeRequest(id=vol.id))))
+        gone(
+            "volume",
+            vol.name,
+            not_found(lambda: s.GetVolume(pb.GetVolumeRequest(id=vol.id))),
+            timeout=timeout,
+        )
     deleted("volume", vol)
 
 
@@ -155,12 +181,19 @@ def extend(
     volume: str,
     size: Annotated[int, typer.Option(help="New size in GiB (larger than now)")],
     wait_: WaitOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Grow a volume (available or in use)."""
     s = stub()
     _show_result(
-        s, s.ExtendVolume(pb.ExtendVolumeRequest(id=find(s, volume).id, new_size_gb=size)), wait_, output
+        s,
+        s.ExtendVolume(pb.ExtendVolumeRequest(id=find(s, volume).id, new_size_gb=size)),
+        wait_,
+        timeout,
+        output,
+        column,
     )
 
 
@@ -169,20 +202,37 @@ def attach(
     volume: str,
     server: Annotated[str, typer.Argument(help="Server name or id (on the volume's node)")],
     wait_: WaitOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Attach a volume to a running or stopped server."""
     s = stub()
     vol = find(s, volume)
     inst = server_cmd.find(server_cmd.stub(), server)
-    _show_result(s, s.AttachVolume(pb.AttachVolumeRequest(id=vol.id, instance_id=inst.id)), wait_, output)
+    _show_result(
+        s,
+        s.AttachVolume(pb.AttachVolumeRequest(id=vol.id, instance_id=inst.id)),
+        wait_,
+        timeout,
+        output,
+        column,
+    )
 
 
 @app.command()
-def detach(volume: str, wait_: WaitOpt = False, output: OutputOpt = Format.table) -> None:
+def detach(
+    volume: str,
+    wait_: WaitOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
+) -> None:
     """Detach a volume from its server (not a boot volume)."""
     s = stub()
-    _show_result(s, s.DetachVolume(pb.DetachVolumeRequest(id=find(s, volume).id)), wait_, output)
+    _show_result(
+        s, s.DetachVolume(pb.DetachVolumeRequest(id=find(s, volume).id)), wait_, timeout, output, column
+    )
 
 
 @snapshot_app.command("create")
@@ -191,7 +241,9 @@ def snapshot_create(
     volume: Annotated[str, typer.Option(help="Volume name or id")],
     description: Annotated[str, typer.Option()] = "",
     wait_: WaitOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """Snapshot a volume (available or in use)."""
     s = stub()
@@ -208,35 +260,40 @@ def snapshot_create(
             lambda x: s.GetVolumeSnapshot(pb.GetVolumeSnapshotRequest(id=x.id)),
             lambda x: x.state != pb.VOLUME_SNAPSHOT_STATE_CREATING,
             pb.VOLUME_SNAPSHOT_STATE_ERROR,
-            stalled=lambda _: f"volume snapshot {name} is still being made",
+            stalled=lambda _: f"volume snapshot {name} is still being made after {timeout:.0f} s",
+            timeout=timeout,
         )
-    emit(snap, output, SNAP_DETAIL)
+    emit(snap, output, SNAP_DETAIL, column)
 
 
 @snapshot_app.command("list")
 def snapshot_list(
+    name: NameFilter = None,
     volume: Annotated[str | None, typer.Option(help="Only this volume's snapshots")] = None,
     output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
 ) -> None:
     """List volume snapshots."""
     s = stub()
-    req = pb.ListVolumeSnapshotsRequest(page_size=500, volume_id=find(s, volume).id if volume else "")
-    emit(list_all(s.ListVolumeSnapshots, req, "snapshots"), output, SNAP_COLUMNS)
+    req = pb.ListVolumeSnapshotsRequest(
+        page_size=500, name=name or "", volume_id=find(s, volume).id if volume else ""
+    )
+    emit(list_all(s.ListVolumeSnapshots, req, "snapshots"), output, SNAP_COLUMNS, column)
 
 
 @snapshot_app.command("show")
-def snapshot_show(snapshot: str, output: OutputOpt = Format.table) -> None:
+def snapshot_show(snapshot: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """Show a volume snapshot by name or id."""
-    emit(find_snapshot(stub(), snapshot), output, SNAP_DETAIL)
+    emit(find_snapshot(stub(), snapshot), output, SNAP_DETAIL, column)
 
 
 @snapshot_app.command("delete")
-def snapshot_delete(snapshot: str, wait_: WaitOpt = False) -> None:
+def snapshot_delete(snapshot: str, wait_: WaitOpt = False, timeout: TimeoutOpt = DEFAULT_TIMEOUT) -> None:
     """Delete a volume snapshot."""
     s = stub()
     snap = find_snapshot(s, snapshot)
     s.DeleteVolumeSnapshot(pb.DeleteVolumeSnapshotRequest(id=snap.id))
     if wait_:
         absent = not_found(lambda: s.GetVolumeSnapshot(pb.GetVolumeSnapshotRequest(id=snap.id)))
-        gone("volume snapshot", snap.name, absent)
+        gone("volume snapshot", snap.name, absent, timeout=timeout)
     deleted("volume snapshot", snap)

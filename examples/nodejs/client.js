@@ -134,8 +134,8 @@ const WRAPPERS = new Set(
   ),
 );
 
-// proto-loader objects -> the proto3 JSON mapping with proto field names,
-// which is what the Python CLI's `-o json` prints (MessageToDict).
+// proto-loader objects -> the proto3 JSON mapping with proto field names (MessageToDict's);
+// the test converts that the Python CLI's `-o json` way (docs/cli.md) before comparing.
 function toJson(index, typeName, value) {
   if (value === null || value === undefined) return undefined;
   if (typeName === 'google.protobuf.Timestamp') return timestampJson(value);
