@@ -77,10 +77,24 @@ def test_wait_shows_a_live_line_on_a_terminal(kumo) -> None:  # type: ignore[no-
 
 
 def test_snapshot_waits_for_its_image(kumo) -> None:  # type: ignore[no-untyped-def]
-    # A fake node has no disk to upload: the image is killed (or, before the controller fails such
-    # images, stays queued) and --wait says so within --timeout, as one line.
-    failed = kumo("server", "snapshot", "w1", "--name", "w1-snap", "--wait", "--timeout", "5", ok=False)
-    *states, err = failed.stderr.strip().splitlines()
-    assert states[0] == "w1-snap: queued" and all(s.startswith("w1-snap: ") for s in states), states
-    assert err.startswith("error: ") and "w1-snap" in err, failed.stderr
-    assert "was killed" in err or "is still queued after 5 s" in err, err
+    # The fake driver exports a small qcow2: the image goes queued -> ... -> active.
+    done = kumo("server", "snapshot", "w1", "--name", "w1-snap", "--wait", "--timeout", "120")
+    states = done.stderr.strip().splitlines()
+    assert states[0] == "w1-snap: queued" and states[-1] == "w1-snap: active", states
+    assert all(s.startswith("w1-snap: ") for s in states), states
+
+
+def test_snapshot_wait_says_when_the_image_was_killed(tmp_path: Path) -> None:
+    """A node whose snapshots fail: the controller kills the image and --wait says so, as one line."""
+    with fake_cloud(tmp_path, 1, "waitfail", ENV, node_args=["--fake-fail-snapshots"]) as cloud:
+        cloud.public_image("tiny")
+        cloud.flavor("w.tiny", vcpus=1, ram_mb=256)
+        assert cli_login(cloud.ctl, tmp_path / "cfg").returncode == 0
+        env = {"KUMO_CONFIG_DIR": str(tmp_path / "cfg")}
+        made = run_cli(["server", "create", "f1", "--image", "tiny", "--flavor", "w.tiny", "--wait"], env)
+        assert made.returncode == 0, made.stderr
+        failed = run_cli(["server", "snapshot", "f1", "--name", "f1-snap", "--wait", "--timeout", "120"], env)
+        assert failed.returncode != 0 and "Traceback" not in failed.stderr, failed.stderr
+        *states, err = failed.stderr.strip().splitlines()
+        assert states[0] == "f1-snap: queued" and all(s.startswith("f1-snap: ") for s in states), states
+        assert err.startswith("error: ") and "f1-snap" in err and "was killed" in err, failed.stderr
