@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -12,6 +11,7 @@ from google.protobuf.message import Message
 
 from controller.domain.idempotency import NO_REQUEST_ID, RequestKey
 from controller.errors import InvalidArgument
+from kumo.ids import is_uuid
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 USER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,62}$")
@@ -55,10 +55,8 @@ def resource_id(value: str, field: str = "id") -> str:
     """Ids are UUIDs; anything else is malformed rather than missing."""
     if not value:
         raise InvalidArgument(f"{field} is required")
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        raise InvalidArgument(f"{field} {value[:80]!r} is not a valid id (a UUID)") from None
+    if not is_uuid(value):
+        raise InvalidArgument(f"{field} {value[:80]!r} is not a valid id (a UUID)")
     return value
 
 

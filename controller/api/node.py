@@ -4,8 +4,6 @@ call controller.domain.nodes, build responses. What node daemons call
 
 from __future__ import annotations
 
-import logging
-
 from google.protobuf import duration_pb2, empty_pb2
 
 from controller import clock
@@ -17,8 +15,6 @@ from controller.domain.nodes import DEFAULT_TTL, Nodes, NodeView, token_state
 from controller.errors import InvalidArgument
 from kumo.v1 import node_pb2 as pb
 from kumo.v1 import node_pb2_grpc
-
-log = logging.getLogger("kumo.nodes")
 
 STATE = {"READY": pb.NODE_STATE_READY, "DOWN": pb.NODE_STATE_DOWN, "DISABLED": pb.NODE_STATE_DISABLED}
 

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import peewee
 from playhouse.db_url import connect as connect_url
+from playhouse.db_url import parse as parse_url
 
 from controller.errors import Aborted, AlreadyExists
 
@@ -75,7 +76,7 @@ def open_database(url: str, sqlite_path: Path) -> peewee.Database:
     else:
         sqlite_path.parent.mkdir(parents=True, exist_ok=True)
         database = KumoSqlite(
-            url.split("://", 1)[1] if url else str(sqlite_path),
+            parse_url(url)["database"] if url else str(sqlite_path),
             pragmas={
                 "journal_mode": "wal",
                 "foreign_keys": 1,
