@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from controller.api.identity import IdentityServicer
 from controller.api.images import ImageServicer, StreamGuard
 from controller.api.images import add_to_server as add_image_service
@@ -32,6 +34,7 @@ from controller.db import images as image_store
 from controller.db import instances as instance_store
 from controller.db import networks as network_store
 from controller.db import volumes as volume_store
+from controller.db.database import db
 from controller.domain.compute_catalog import ComputeCatalog
 from controller.domain.extensions import InUseCheck
 from controller.domain.identity import Identity
@@ -43,6 +46,7 @@ from controller.domain.nodes import Nodes
 from controller.domain.placement import Placement
 from controller.domain.scheduler import Ratios
 from controller.domain.volumes import Volumes
+from controller.metrics import ControllerMetrics, StateCollector
 from controller.pki import ServerPki
 from kumo.v1 import (
     compute_pb2,
@@ -113,9 +117,18 @@ class Parts:
     desired: DesiredStates
     public: tuple[Service, ...]
     node: tuple[Service, ...]
+    metrics: ControllerMetrics
 
 
-def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]) -> Parts:
+def make_metrics() -> ControllerMetrics:
+    """One controller's series on a registry of its own (made before the
+    database opens, which records its write transactions into them)."""
+    return ControllerMetrics(CollectorRegistry(auto_describe=False))
+
+
+def assemble(
+    cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int], metrics: ControllerMetrics
+) -> Parts:
     """Builds one controller on the database the calling thread is bound to.
     `node_port` tells enrolling nodes where the node port listens (known once
     the servers start)."""
@@ -127,7 +140,8 @@ def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]
     images.recover()
     catalog = ComputeCatalog()
     ratios = Ratios(cfg.cpu_allocation_ratio, cfg.ram_allocation_ratio, cfg.disk_allocation_ratio)
-    placement = Placement(nodes.registry, ratios, cfg.scheduler_weigher)
+    placement = Placement(nodes.registry, ratios, cfg.scheduler_weigher, metrics)
+    metrics.registry.register(StateCollector(db.obj, nodes.registry.liveness))
     networks = Networks(nodes)
     nodes.registry.watch_tunnels(networks.tunnel_moved)
     volumes = Volumes(cfg, images, placement, nodes)
@@ -183,5 +197,16 @@ def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]
         ),
     )
     return Parts(
-        identity, nodes, images, catalog, placement, networks, volumes, instances, desired, public, node
+        identity,
+        nodes,
+        images,
+        catalog,
+        placement,
+        networks,
+        volumes,
+        instances,
+        desired,
+        public,
+        node,
+        metrics,
     )

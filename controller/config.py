@@ -18,6 +18,11 @@ class ControllerConfig:
     listen: str = "0.0.0.0:7443"
     # Node API (node sessions): mutual TLS with certificates from our CA.
     node_listen: str = "0.0.0.0:7444"
+    # Prometheus metrics (HTTP, or HTTPS with both files set); empty: off.
+    # Loopback unless set otherwise: anything on it reads the fleet's figures.
+    metrics_listen: str = "127.0.0.1:9464"
+    metrics_cert_file: str = ""
+    metrics_key_file: str = ""
     # Empty: SQLite file in the data directory. Else e.g. postgresql://user@host/db.
     database_url: str = ""
     token_ttl_seconds: int = 3600

@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from controller.assembly import Service, assemble
+from controller.assembly import Service, assemble, make_metrics
 from controller.auth.decoding import LogLimiter
 from controller.auth.interceptor import ApiInterceptor
 from controller.auth.principal import NodePrincipal
@@ -27,6 +27,7 @@ from controller.domain.identity import admin_password_from_env
 from controller.errors import Unauthenticated
 from controller.nodeserver import AsyncNodeServer
 from controller.pki import ensure_pki
+from kumo.metrics import MetricsServer, serve_metrics
 
 log = logging.getLogger("kumo.controller")
 
@@ -56,7 +57,8 @@ class Controller:
         self.cfg = cfg
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.pki = ensure_pki(cfg.pki_dir, cfg.server_names)
-        self.database = open_database(cfg.database_url, cfg.db_path)
+        metrics = make_metrics()
+        self.database = open_database(cfg.database_url, cfg.db_path, metrics.observe_write)
         version = migrations.migrate()
         log.info(
             "database ready",
@@ -64,12 +66,13 @@ class Controller:
         )
         self.port = 0
         self.node_port = 0
-        self.parts = assemble(cfg, self.pki, lambda: self.node_port)
+        self.parts = assemble(cfg, self.pki, lambda: self.node_port, metrics)
         self.admin_password_file = self.parts.identity.bootstrap(cfg.data_dir, admin_password_from_env())
         self._stop = threading.Event()
         self.health = health.HealthServicer()
         self.public_server: grpc.Server | None = None
         self.node_server: AsyncNodeServer | None = None
+        self.metrics_server: MetricsServer | None = None
 
     def _server(self, interceptor: ApiInterceptor, entries: tuple[Service, ...]) -> grpc.Server:
         workers = futures.ThreadPoolExecutor(
@@ -96,15 +99,22 @@ class Controller:
         # The public port sends the CA with its certificate: a joining node reads
         # it from the handshake and pins it by the fingerprint in its join token.
         public_pair = [(self.pki.server_key_pem, self.pki.server_cert_pem + self.pki.ca.cert_pem)]
-        parts = self.parts
-        public = self._server(ApiInterceptor(LogLimiter(), parts.identity.principal_for), parts.public)
+        parts, cfg = self.parts, self.cfg
+        # First: a metrics address that cannot work stops the start before anything listens.
+        self.metrics_server = serve_metrics(
+            parts.metrics.registry, cfg.metrics_listen, cfg.metrics_cert_file, cfg.metrics_key_file
+        )
+        observe = parts.metrics.observe_rpc
+        public = self._server(
+            ApiInterceptor(LogLimiter(), parts.identity.principal_for, observe=observe), parts.public
+        )
         self.port = public.add_secure_port(self.cfg.listen, grpc.ssl_server_credentials(public_pair))
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {self.cfg.listen}")
         public.start()
         self.public_server = public
         if parts.node:
-            node = AsyncNodeServer(parts.node, self.node_authenticator, parts.nodes.registry)
+            node = AsyncNodeServer(parts.node, self.node_authenticator, parts.nodes.registry, observe)
             creds = grpc.ssl_server_credentials(
                 key_pair, root_certificates=self.pki.ca.cert_pem, require_client_auth=True
             )
@@ -123,6 +133,7 @@ class Controller:
             "node_endpoint": advertised(self.cfg.node_listen, self.node_port) if self.node_port else "",
             "ca_file": str(self.cfg.pki_dir / "ca.crt"),
             "ca_fingerprint": self.pki.ca.fingerprint,
+            "metrics_url": self.metrics_server.url if self.metrics_server else "",
         }
         tmp = self.cfg.data_dir / "controller.json.tmp"
         tmp.write_text(json.dumps(info, indent=2) + "\n")
@@ -154,6 +165,8 @@ class Controller:
         events = [s.stop(grace) for s in (self.public_server, self.node_server) if s is not None]
         for ev in events:
             ev.wait()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
         if not self.database.is_closed():
             self.database.close()
         log.info("controller stopped")

@@ -25,6 +25,7 @@ from kumo.v1 import node_agent_pb2 as pb
 from kumo.v1 import node_agent_pb2_grpc, node_pb2
 from noded import __version__
 from noded.hypervisor.base import Guest, HostFacts, HostUsage, HypervisorDriver
+from noded.metrics import NodeMetrics
 from noded.reconcile import PassResult, Reconciler, Step, record_desired
 from noded.state import Credentials, StateDir
 
@@ -133,6 +134,7 @@ class Agent:
         on_rtt: Callable[[float], None] | None = None,
         facts_refresh_seconds: float = 60.0,
         tunnel_ip: str = "",
+        metrics: NodeMetrics | None = None,
     ) -> None:
         self.creds = creds
         self.driver = driver
@@ -154,6 +156,7 @@ class Agent:
             [record_desired(state_dir), *(steps or [])],
             period=reconcile_seconds,
             on_applied=self._send_ack,
+            metrics=metrics,
         )
         if state_dir is not None:
             self.reconciler.applied_revision = state_dir.load_desired_revision()

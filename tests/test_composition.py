@@ -40,7 +40,12 @@ def test_two_controllers_in_one_process_serve_only_their_own_state(
     ctls = []
     for name in ("a", "b"):
         cfg = load_config(
-            overrides={"data_dir": tmp_path / name, "listen": "127.0.0.1:0", "node_listen": "127.0.0.1:0"},
+            overrides={
+                "data_dir": tmp_path / name,
+                "listen": "127.0.0.1:0",
+                "node_listen": "127.0.0.1:0",
+                "metrics_listen": "127.0.0.1:0",
+            },
             environ={},
         )
         ctls.append(Controller(cfg))

@@ -258,6 +258,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             "data_dir": base / "ctl",
             "listen": "127.0.0.1:0",
             "node_listen": "127.0.0.1:0",
+            "metrics_listen": "127.0.0.1:0",
             "log_format": "text",
             "node_heartbeat_seconds": 0.5,
             "instance_sync_seconds": 0.2,

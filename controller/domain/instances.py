@@ -253,7 +253,7 @@ class Instances:
             if group is not None:
                 req = self._group_request(group, req, lock=True)
             try:
-                chosen = placement.claim(outcome, req)
+                chosen = placement.claim(outcome, req, final=sample is None)
             except ResourceExhausted:
                 if sample is None:
                     raise

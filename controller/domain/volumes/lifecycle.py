@@ -162,6 +162,7 @@ class VolumeLifecycle:
                 if store.claim_disk(cand.node_id, size_gb, cand.disk_gb * self.ratios.disk):
                     chosen = cand.node_id
                     break
+            self.placement.record("volume", outcome, bool(chosen))
             if not chosen:
                 raise no_valid_host(outcome, req)
             now = clock.now()
