@@ -29,6 +29,7 @@ class ControllerMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self._rpc_children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self.rpcs = Counter(
             "kumo_rpc_requests",
             "RPCs answered, by full method name and gRPC status code.",
@@ -80,8 +81,13 @@ class ControllerMetrics:
         self.transaction_seconds.observe(total)
 
     def observe_rpc(self, method: str, code: str, seconds: float) -> None:
-        self.rpcs.labels(method, code).inc()
-        self.rpc_seconds.labels(method).observe(seconds)
+        # The labelled children, looked up once per (method, code): labels() takes a lock and hashes.
+        children = self._rpc_children.get((method, code))
+        if children is None:
+            children = (self.rpcs.labels(method, code), self.rpc_seconds.labels(method))
+            self._rpc_children[(method, code)] = children  # a racing twin stores the same children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 def _state_name(enum: Any, prefix: str, value: int) -> str:
