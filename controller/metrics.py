@@ -113,6 +113,14 @@ class StateCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         db.bind_thread(self.database)
+        try:
+            yield from self._collect()
+        finally:
+            # Each scrape runs on a thread of its own: close the connection it opened.
+            if not self.database.is_closed():
+                self.database.close()
+
+    def _collect(self) -> Iterator[GaugeMetricFamily]:
         nodes = self.live()
         by_status = GaugeMetricFamily("kumo_nodes", "Known nodes by liveness state.", labels=("state",))
         statuses = {"ready": 0, "down": 0}

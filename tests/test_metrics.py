@@ -6,7 +6,6 @@ configured otherwise, and serves HTTPS when given a certificate."""
 from __future__ import annotations
 
 import inspect
-import shutil
 import socket
 import ssl
 import subprocess
@@ -24,9 +23,8 @@ from kumo.ids import is_uuid
 from kumo.metrics import MetricsConfigError, serve_metrics, split_address
 from kumo.v1 import compute_pb2 as pb
 from kumo.v1 import compute_pb2_grpc
-from tests.cloudutil import destroy_guests, fake_cloud, libvirt_and_test_image, libvirt_cloud
+from tests.cloudutil import e2e_cloud, fake_cloud
 from tests.harness import Client, rpc_error
-from tests.netutil import state_dir
 from tests.nodeutil import wait_for
 from tests.waits import diagnose, wait_until
 
@@ -115,9 +113,15 @@ def test_both_endpoints_parse_and_series_move_on_a_fake_fleet(tmp_path: Path) ->
         node.stop()
         wait_for(lambda: value(scrape(cloud.ctl.metrics_url), "kumo_node_sessions") == 0, what="session gone")
         # The node port's interceptor counted the session once it ended.
-        ctl = scrape(cloud.ctl.metrics_url)
         session = "/kumo.v1.NodeAgentService/Session"
-        assert value(ctl, "kumo_rpc_duration_seconds_count", method=session) == 1
+        ctl = wait_for(
+            lambda: (
+                (s := scrape(cloud.ctl.metrics_url))
+                and value(s, "kumo_rpc_duration_seconds_count", method=session) == 1
+                and s
+            ),
+            what="the ended session counted",
+        )
         codes = [
             v
             for (name, labels), v in ctl.items()
@@ -201,14 +205,8 @@ def test_metrics_over_tls(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[dict]:
-    libvirt_and_test_image()
-    base = state_dir("kumo-metrics-e2e-")
-    try:
-        with libvirt_cloud(base, "metrics-host", "metrics.small", reconcile_seconds=5) as c:
-            yield c
-    finally:
-        destroy_guests(str(base))
-        shutil.rmtree(base, ignore_errors=True)
+    with e2e_cloud("kumo-metrics-e2e-", "metrics-host", "metrics.small", reconcile_seconds=5) as c:
+        yield c
 
 
 @pytest.mark.e2e

@@ -87,6 +87,9 @@ class AsyncNodeInterceptor(grpc.aio.ServerInterceptor):
                     async for item in behavior(request, call_ctx):
                         yield item
                     self._observe(method, "OK", time.perf_counter() - start)
+                except asyncio.CancelledError:
+                    self._observe(method, "CANCELLED", time.perf_counter() - start)
+                    raise
                 except Exception as exc:
                     await self._fail(method, exc, ctx, start)
 
@@ -97,6 +100,9 @@ class AsyncNodeInterceptor(grpc.aio.ServerInterceptor):
                     request = decoded(request)
                     await behavior(request, await authorize(ctx))
                     self._observe(method, "OK", time.perf_counter() - start)
+                except asyncio.CancelledError:
+                    self._observe(method, "CANCELLED", time.perf_counter() - start)
+                    raise
                 except Exception as exc:
                     await self._fail(method, exc, ctx, start)
 
@@ -118,6 +124,9 @@ class AsyncNodeInterceptor(grpc.aio.ServerInterceptor):
                 answer = await result if inspect.isawaitable(result) else result
                 self._observe(method, "OK", time.perf_counter() - start)
                 return answer
+            except asyncio.CancelledError:  # the peer went away (a node session ending)
+                self._observe(method, "CANCELLED", time.perf_counter() - start)
+                raise
             except Exception as exc:
                 await self._fail(method, exc, ctx, start)
 
