@@ -112,7 +112,7 @@ class Outcome:
     rejected: dict[str, int] = field(default_factory=dict)
     considered: int = 0
     # When ranking began (perf_counter), for the scheduling-latency metric.
-    started: float = field(default_factory=time.perf_counter)
+    started: float = field(default_factory=time.perf_counter, compare=False, repr=False)
 
     def explain(self, r: Request) -> str:
         wanted = f"{r.vcpus} vCPU, {r.ram_mb} MiB RAM, {r.disk_gb} GiB disk"
