@@ -146,6 +146,9 @@ class Agent:
         self.periodic = periodic or []
         self.state_dir = state_dir
         self.heartbeat_override = heartbeat_seconds
+        self.metrics = metrics
+        if metrics is not None and on_rtt is None:
+            on_rtt = metrics.heartbeat_rtt_seconds.observe
         self.on_rtt = on_rtt
         self.facts_refresh = facts_refresh_seconds
         # This node's VXLAN underlay address, for the controller's overlay peers.
@@ -217,6 +220,8 @@ class Agent:
                 finally:
                     self.connected.clear()
                     self._call = None
+                    if self.metrics is not None:
+                        self.metrics.session_connected.set(0)
                 if time.monotonic() - started > 60:
                     self.backoff.reset()  # it was a good session; start over quickly
                 delay = self.backoff.next()
@@ -267,6 +272,9 @@ class Agent:
             )
             self._call = call
             self.sessions += 1
+            if self.metrics is not None:
+                self.metrics.sessions_opened.inc()
+                self.metrics.session_connected.set(1)
             self.backoff.reset()
             self.connected.set()
             log.info("session open", extra={"node_id": self.node_id, "heartbeat_seconds": interval})

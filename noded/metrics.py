@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -39,6 +39,22 @@ class NodeMetrics:
             "kumo_node_reconcile_step_failures",
             "Reconcile steps that raised, by step.",
             ("step",),
+            registry=registry,
+        )
+        self.heartbeat_rtt_seconds = Histogram(
+            "kumo_node_heartbeat_rtt_seconds",
+            "From sending a heartbeat to the controller's ack.",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=registry,
+        )
+        self.sessions_opened = Counter(
+            "kumo_node_sessions_opened",
+            "Sessions opened with the controller (more than one: reconnects).",
+            registry=registry,
+        )
+        self.session_connected = Gauge(
+            "kumo_node_session_connected",
+            "1 while the session with the controller is open.",
             registry=registry,
         )
         self.image_cache_requests = Counter(

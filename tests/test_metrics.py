@@ -105,6 +105,9 @@ def test_both_endpoints_parse_and_series_move_on_a_fake_fleet(tmp_path: Path) ->
         assert value(nd, "kumo_guest_cpu_seconds_total", instance_id=inst.id) == 0  # fake guests run nothing
         assert value(nd, "kumo_node_reconcile_passes_total", result="applied") >= 1
         assert value(nd, "kumo_node_reconcile_duration_seconds_count") >= 1
+        assert value(nd, "kumo_node_sessions_opened_total") == 1
+        assert value(nd, "kumo_node_session_connected") == 1
+        assert value(nd, "kumo_node_heartbeat_rtt_seconds_count") >= 1
         # On the node, only the per-guest series carry an id: the instance's.
         ids = {kv for kv in label_values(nd) if is_uuid(kv[1])}
         assert ids == {("instance_id", inst.id)}
