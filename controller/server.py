@@ -8,9 +8,11 @@ import json
 import logging
 import threading
 from concurrent import futures
+from pathlib import Path
 from typing import Any
 
 import grpc
+import peewee
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -23,6 +25,7 @@ from controller.auth.principal import NodePrincipal
 from controller.config import ControllerConfig
 from controller.db import migrations
 from controller.db.database import db, open_database
+from controller.db.sqlite_lock import SqliteLock
 from controller.domain.identity import admin_password_from_env
 from controller.errors import Unauthenticated
 from controller.nodeserver import AsyncNodeServer
@@ -56,7 +59,15 @@ class Controller:
         self.cfg = cfg
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.pki = ensure_pki(cfg.pki_dir, cfg.server_names)
+        self.sqlite_lock: SqliteLock | None = None
         self.database = open_database(cfg.database_url, cfg.db_path)
+        if isinstance(self.database, peewee.SqliteDatabase):
+            self.sqlite_lock = SqliteLock(Path(self.database.database))
+            try:
+                self.sqlite_lock.acquire()
+            except RuntimeError:
+                self.database.close()
+                raise
         version = migrations.migrate()
         log.info(
             "database ready",
@@ -156,6 +167,8 @@ class Controller:
             ev.wait()
         if not self.database.is_closed():
             self.database.close()
+        if self.sqlite_lock is not None:
+            self.sqlite_lock.release()
         log.info("controller stopped")
 
     def wait(self) -> None:
