@@ -23,8 +23,9 @@ from kumo.ids import is_uuid
 from kumo.metrics import MetricsConfigError, serve_metrics, split_address
 from kumo.v1 import compute_pb2 as pb
 from kumo.v1 import compute_pb2_grpc
+from kumo.v1 import identity_pb2 as idpb
 from tests.cloudutil import e2e_cloud, fake_cloud
-from tests.harness import Client, rpc_error
+from tests.harness import Client, ControllerProc, rpc_error
 from tests.nodeutil import wait_for
 from tests.waits import diagnose, wait_until
 
@@ -185,7 +186,7 @@ def test_listener_is_on_loopback_unless_configured() -> None:
 
 
 def test_metrics_over_tls(tmp_path: Path) -> None:
-    pki = ensure_pki(tmp_path / "pki", ["localhost"])
+    pki = ensure_pki(tmp_path / "ca", tmp_path / "pki", ["localhost"])
     cert, key = tmp_path / "metrics.crt", tmp_path / "metrics.key"
     cert.write_bytes(pki.server_cert_pem)
     key.write_bytes(pki.server_key_pem)
@@ -256,3 +257,27 @@ def test_a_real_guest_moves_the_series(cloud: dict) -> None:
         assert value(nd, "kumo_node_reconcile_passes_total", result="applied") >= 1
     finally:
         c.DeleteInstance(pb.DeleteInstanceRequest(id=inst.id))
+
+
+@pytest.mark.postgres
+def test_a_postgresql_controller_serves_its_counts(postgres, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """On PostgreSQL too: write transactions are timed, and the scrape-time
+    counts run on the scrape's own connection."""
+    url = postgres.create_database("kumo_metrics")
+    data = tmp_path / "ctl"
+    data.mkdir()
+    ctl = ControllerProc(data, extra_args=["--database-url", url]).start()
+    try:
+        admin = ctl.login()
+        admin.identity.CreateProject(idpb.CreateProjectRequest(project=idpb.Project(name="counted")))
+        s = scrape(ctl.metrics_url)
+        assert value(s, "kumo_db_write_transaction_duration_seconds_count") > 0
+        assert value(s, "kumo_db_write_lock_wait_seconds_count") > 0
+        assert value(s, "kumo_instances", state="active") == 0  # absent: no rows, still a valid scrape
+        assert ("kumo_nodes_disabled", frozenset()) in s
+        assert (
+            value(s, "kumo_rpc_requests_total", method="/kumo.v1.IdentityService/CreateProject", code="OK")
+            == 1
+        )
+    finally:
+        ctl.stop()
