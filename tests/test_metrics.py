@@ -255,6 +255,8 @@ def test_a_real_guest_moves_the_series(cloud: dict) -> None:
         assert value(nd, "kumo_node_image_download_bytes_total") == cloud["image"].size_bytes
         assert value(nd, "kumo_node_image_cache_bytes") == cloud["image"].size_bytes
         assert value(nd, "kumo_node_reconcile_passes_total", result="applied") >= 1
+        # Only this node's guests: other kumo- domains on the same libvirtd (other tests' nodes) are not its.
+        assert {v for k, v in label_values(nd) if k == "instance_id"} == {inst.id}
     finally:
         c.DeleteInstance(pb.DeleteInstanceRequest(id=inst.id))
 
