@@ -24,6 +24,7 @@ from kumo.metrics import MetricsConfigError, serve_metrics, split_address
 from kumo.v1 import compute_pb2 as pb
 from kumo.v1 import compute_pb2_grpc
 from kumo.v1 import identity_pb2 as idpb
+from kumo.v1 import volume_pb2 as vpb
 from tests.cloudutil import e2e_cloud, fake_cloud
 from tests.harness import Client, ControllerProc, rpc_error
 from tests.nodeutil import wait_for
@@ -78,6 +79,14 @@ def test_both_endpoints_parse_and_series_move_on_a_fake_fleet(tmp_path: Path) ->
             lambda: c.GetInstance(pb.GetInstanceRequest(id=inst.id)).state == pb.INSTANCE_STATE_ACTIVE,
             what="instance ACTIVE",
         )
+        cloud.admin.volumes.CreateVolume(
+            vpb.CreateVolumeRequest(volume=vpb.Volume(name="counted", size_gb=1))
+        )
+        refused = rpc_error(
+            cloud.admin.volumes.CreateVolume,
+            vpb.CreateVolumeRequest(volume=vpb.Volume(name="big", size_gb=900)),
+        )
+        assert "no valid host" in refused.details()
 
         ctl = scrape(cloud.ctl.metrics_url)
         assert value(ctl, "kumo_rpc_requests_total", method=CREATE, code="OK") == 1
@@ -86,6 +95,9 @@ def test_both_endpoints_parse_and_series_move_on_a_fake_fleet(tmp_path: Path) ->
         assert value(ctl, "kumo_placements_total", kind="instance") == 1
         assert value(ctl, "kumo_no_valid_host_total", kind="instance", filter="VcpuFilter") == 1
         assert value(ctl, "kumo_scheduling_duration_seconds_count", kind="instance") == 2
+        assert value(ctl, "kumo_placements_total", kind="volume") == 1
+        assert value(ctl, "kumo_no_valid_host_total", kind="volume", filter="DiskFilter") == 1
+        assert sum(v for (name, _), v in ctl.items() if name == "kumo_volumes") == 1
         assert value(ctl, "kumo_nodes", state="ready") == 1
         assert value(ctl, "kumo_nodes", state="down") == 0
         assert value(ctl, "kumo_node_sessions") == 1

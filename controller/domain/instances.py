@@ -311,6 +311,7 @@ class Instances:
                 others |= bind(row)
             if request_key:
                 idempotency.record(request_key, "instance", caller.project_id, row.id)
+        placement.record("instance", outcome, True)  # committed
         for node_id in {chosen, *others}:
             self.nodes.registry.notify_threadsafe(node_id)
         log.info(

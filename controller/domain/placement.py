@@ -98,8 +98,7 @@ class Placement:
                 cand.disk_gb * self.ratios.disk,
             )
             if store.claim(cand.node_id, req.vcpus, req.ram_mb, req.disk_gb, caps):
-                self.record("instance", outcome, True)
-                return cand.node_id
+                return cand.node_id  # the caller records it once committed
         if final:
             self.record("instance", outcome, False)
         raise no_valid_host(outcome, req)

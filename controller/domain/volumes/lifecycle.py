@@ -162,8 +162,8 @@ class VolumeLifecycle:
                 if store.claim_disk(cand.node_id, size_gb, cand.disk_gb * self.ratios.disk):
                     chosen = cand.node_id
                     break
-            self.placement.record("volume", outcome, bool(chosen))
             if not chosen:
+                self.placement.record("volume", outcome, False)
                 raise no_valid_host(outcome, req)
             now = clock.now()
             row = store.insert_volume(
@@ -182,6 +182,7 @@ class VolumeLifecycle:
             node_store.bump_desired_revision(chosen, now)
             if request_key:
                 idempotency.record(request_key, "volume", caller.project_id, row.id)
+        self.placement.record("volume", outcome, True)  # committed
         self._notify(chosen)
         log.info("volume placed", extra={"volume": row.id, "node": chosen, "size_gb": size_gb})
         return row
