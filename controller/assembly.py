@@ -41,6 +41,7 @@ from controller.domain.networks import Networks
 from controller.domain.node_state import DesiredStates
 from controller.domain.nodes import Nodes
 from controller.domain.placement import Placement
+from controller.domain.quotas import Quotas, defaults_from
 from controller.domain.scheduler import Ratios
 from controller.domain.volumes import Volumes
 from controller.pki import ServerPki
@@ -103,6 +104,7 @@ class Parts:
     """One controller's domain objects and the services of its two ports."""
 
     identity: Identity
+    quotas: Quotas
     nodes: Nodes
     images: Images
     catalog: ComputeCatalog
@@ -123,16 +125,24 @@ def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]
         TokenSigner.from_file(cfg.data_dir / "token.key"), cfg.token_ttl_seconds, PROJECT_IN_USE
     )
     nodes = Nodes(cfg, pki.ca, NODE_IN_USE)
-    images = Images(cfg)
+    quotas = Quotas(defaults_from(cfg))
+    images = Images(cfg, quotas)
     images.recover()
     catalog = ComputeCatalog()
     ratios = Ratios(cfg.cpu_allocation_ratio, cfg.ram_allocation_ratio, cfg.disk_allocation_ratio)
     placement = Placement(nodes.registry, ratios, cfg.scheduler_weigher)
-    networks = Networks(nodes)
+    networks = Networks(nodes, quotas)
     nodes.registry.watch_tunnels(networks.tunnel_moved)
-    volumes = Volumes(cfg, images, placement, nodes)
+    volumes = Volumes(cfg, images, placement, nodes, quotas)
     instances = Instances(
-        cfg, catalog, images, nodes, placement, extensions=(networks, volumes), boot_volumes=volumes
+        cfg,
+        catalog,
+        images,
+        nodes,
+        placement,
+        quotas,
+        extensions=(networks, volumes),
+        boot_volumes=volumes,
     )
     desired = DesiredStates((instances, networks, volumes))
 
@@ -143,7 +153,7 @@ def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]
             identity_pb2,
             "IdentityService",
             identity_pb2_grpc.add_IdentityServiceServicer_to_server,
-            IdentityServicer(identity),
+            IdentityServicer(identity, quotas),
         ),
         _service(
             node_pb2, "NodeService", node_pb2_grpc.add_NodeServiceServicer_to_server, NodeServicer(nodes)
@@ -183,5 +193,16 @@ def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]
         ),
     )
     return Parts(
-        identity, nodes, images, catalog, placement, networks, volumes, instances, desired, public, node
+        identity,
+        quotas,
+        nodes,
+        images,
+        catalog,
+        placement,
+        networks,
+        volumes,
+        instances,
+        desired,
+        public,
+        node,
     )
