@@ -380,3 +380,13 @@ def test_cli_quota_show_and_set(cloud: dict, tmp_path: Path) -> None:
     assert out.returncode != 0 and "PERMISSION_DENIED" in (out.stderr + out.stdout).upper().replace(" ", "_")
     out = run_cli(["quota", "set", project.name, "--vcpus", "-5"], admin_env)
     assert out.returncode != 0 and "quota.limits.vcpus" in out.stderr
+
+
+def test_a_project_with_its_own_limits_can_be_deleted(cloud: dict) -> None:
+    admin = cloud["admin"]
+    name = f"gone-{uuid.uuid4().hex[:6]}"
+    project = admin.identity.CreateProject(idpb.CreateProjectRequest(project=idpb.Project(name=name)))
+    set_quota(admin, project.id, instances=5)
+    admin.identity.DeleteProject(idpb.DeleteProjectRequest(id=project.id))  # its quota rows go with it
+    err = rpc_error(get_quota, admin, project.id)
+    assert code_reason(err) == (grpc.StatusCode.NOT_FOUND, "PROJECT_NOT_FOUND")
