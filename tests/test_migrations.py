@@ -119,3 +119,18 @@ def test_quota_usage_is_backfilled_from_existing_rows(fresh_db: peewee.Database)
         "snapshots": 1,
     }
     assert quotas.usage(b) == {"images": 1, "networks": 1, "ports": 1, "security_groups": 1}
+
+
+def test_a_second_controller_on_one_sqlite_database_is_refused(tmp_path: Path) -> None:
+    """SQLite is the single-controller database; PostgreSQL is for several."""
+    from controller.config import load_config
+    from controller.server import Controller
+
+    cfg = load_config(overrides={"data_dir": tmp_path / "data"}, environ={})
+    first = Controller(cfg)
+    try:
+        with pytest.raises(RuntimeError, match=r"another controller \(pid \d+\) is running on the SQLite"):
+            Controller(cfg)
+    finally:
+        first.stop()
+    Controller(cfg).stop()  # once the first is gone, the next one starts

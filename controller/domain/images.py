@@ -86,7 +86,7 @@ class UploadHeader:
 class Images:
     def __init__(self, cfg: ControllerConfig, quotas: Quotas) -> None:
         self.quotas = quotas
-        self.blobs = BlobStore(cfg.data_dir / "images")
+        self.blobs = BlobStore(cfg.image_dir)
         self.max_upload = cfg.image_max_upload_bytes
         self.quota_bytes = cfg.image_quota_bytes
 
