@@ -157,6 +157,18 @@ def test_update_quota_refuses_bad_values_and_non_admins(cloud: dict) -> None:
     assert code_reason(err) == EXCEEDED
     assert get_quota(member, project.id).usage.networks == DEFAULT_NETWORKS + 2
 
+    # A limit named in the mask but absent from the message goes back to the default.
+    reset = admin.identity.UpdateQuota(
+        idpb.UpdateQuotaRequest(
+            quota=idpb.Quota(project_id=project.id, limits=idpb.QuotaValues(ports=3)),
+            update_mask=field_mask_pb2.FieldMask(paths=["limits.networks", "limits.ports"]),
+        )
+    )
+    assert (reset.limits.networks, reset.limits.ports) == (DEFAULT_NETWORKS, 3)
+    assert reset.limits.instances == 20
+    err = rpc_error(make_network, member, "over-the-default-again")
+    assert code_reason(err) == EXCEEDED  # the default (6) is below the usage (8) again
+
 
 def test_project_limit_overrides_the_default(cloud: dict) -> None:
     small, _, small_project = tenant(cloud, "small")
@@ -369,6 +381,12 @@ def test_cli_quota_show_and_set(cloud: dict, tmp_path: Path) -> None:
     assert rows["floating_ips"]["used"] == 0
     out = run_cli(["quota", "show", project.name], admin_env)
     assert "unlimited" in out.stdout
+    out = run_cli(["quota", "set", project.name, "--reset", "ram-mb", "-f", "json"], admin_env)
+    assert out.returncode == 0, out.stderr
+    rows = {r["resource"]: r for r in json.loads(out.stdout)}
+    assert rows["ram_mb"]["limit"] == rows["ram_mb"]["default"] and rows["instances"]["limit"] == 20
+    out = run_cli(["quota", "set", project.name, "--reset", "bogus"], admin_env)
+    assert out.returncode != 0 and "bogus" in out.stderr
     # A member: their own project by default; setting is refused.
     member_dir = tmp_path / "member"
     assert cli_login(cloud["ctl"], member_dir, f"{project.name}-m", "password-123").returncode == 0

@@ -78,11 +78,15 @@ def set_(
     ports: Annotated[int | None, _opt("ports")] = None,
     security_groups: Annotated[int | None, _opt("security_groups")] = None,
     floating_ips: Annotated[int | None, _opt("floating_ips")] = None,
+    reset: Annotated[
+        list[str] | None,
+        typer.Option(metavar="RESOURCE", help="Back to the cloud default, e.g. --reset vcpus (repeatable)"),
+    ] = None,
     output: OutputOpt = Format.table,
     column: ColumnOpt = None,
 ) -> None:
-    """Set a project's own limits (admin); they override the cloud defaults. A limit below
-    the project's usage is allowed and refuses new creates only."""
+    """Set a project's own limits (admin); they override the cloud defaults (--reset goes back
+    to a default). A limit below the project's usage is allowed and refuses new creates only."""
     given = {
         k: v
         for k, v in {
@@ -100,11 +104,20 @@ def set_(
         }.items()
         if v is not None
     }
-    if not given:
-        raise typer.BadParameter("give at least one limit, e.g. --instances 20")
+    resets = [r.replace("-", "_") for r in reset or []]
+    unknown = [r for r in resets if r not in RESOURCES]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown resource {unknown[0]!r}; one of {', '.join(RESOURCES)}", param_hint="--reset"
+        )
+    both = set(resets) & set(given)
+    if both:
+        raise typer.BadParameter(f"{sorted(both)[0]} is both set and reset", param_hint="--reset")
+    if not given and not resets:
+        raise typer.BadParameter("give at least one limit, e.g. --instances 20, or --reset RESOURCE")
     s = project_cmd.stub()
     changed = pb.Quota(project_id=_project_id(s, project), limits=pb.QuotaValues(**given))
-    paths = field_mask_pb2.FieldMask(paths=[f"limits.{k}" for k in given])
+    paths = field_mask_pb2.FieldMask(paths=[f"limits.{k}" for k in [*given, *resets]])
     emit(
         _rows(s.UpdateQuota(pb.UpdateQuotaRequest(quota=changed, update_mask=paths))), output, COLUMNS, column
     )

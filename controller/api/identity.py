@@ -67,8 +67,13 @@ def quota_pb(view: QuotaView) -> pb.Quota:
     )
 
 
-def _limit_rule(resource: str) -> Callable[[pb.Quota], int]:
-    return lambda q: check_limit(getattr(q.limits, resource), f"quota.limits.{resource}")
+def _limit_rule(resource: str) -> Callable[[pb.Quota], int | None]:
+    """The new limit, or None (masked but absent: back to the cloud default)."""
+    return lambda q: (
+        check_limit(getattr(q.limits, resource), f"quota.limits.{resource}")
+        if q.limits.HasField(resource)
+        else None
+    )
 
 
 def identity_pb(p: Principal) -> pb.Identity:

@@ -16,8 +16,14 @@ def overrides(project_id: str) -> dict[str, int]:
     return {r: int(n) for r, n in query.tuples()}
 
 
-def set_limits(project_id: str, limits: dict[str, int], now: float) -> None:
+def set_limits(project_id: str, limits: dict[str, int | None], now: float) -> None:
+    """Sets the project's own limits; None drops one (the default applies)."""
     for resource, limit in limits.items():
+        if limit is None:
+            QuotaLimit.delete().where(
+                (QuotaLimit.project == project_id) & (QuotaLimit.resource == resource)
+            ).execute()
+            continue
         QuotaLimit.insert(
             project=project_id, resource=resource, hard_limit=limit, update_time=now
         ).on_conflict(

@@ -149,12 +149,14 @@ class Quotas:
     def show(self, caller: Principal, project_id: str) -> QuotaView:
         return self._view(self._project(caller, project_id))
 
-    def update(self, caller: Principal, project_id: str, limits: Mapping[str, int]) -> QuotaView:
-        """Sets the project's own limits (admins; the policy table says so)."""
+    def update(self, caller: Principal, project_id: str, limits: Mapping[str, int | None]) -> QuotaView:
+        """Sets the project's own limits (admins; the policy table says so);
+        None drops the project's own limit, so the cloud default applies again."""
         for resource, value in limits.items():
             if resource not in LABELS:
                 raise InvalidArgument(f"unknown quota resource {resource!r}")
-            check_limit(value, f"quota.limits.{resource}")
+            if value is not None:
+                check_limit(value, f"quota.limits.{resource}")
         with write_transaction():
             pid = self._project(caller, project_id)
             store.set_limits(pid, dict(limits), clock.now())
