@@ -95,6 +95,8 @@ def code_reason(exc: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
 
 
 EXCEEDED = (grpc.StatusCode.RESOURCE_EXHAUSTED, "QUOTA_EXCEEDED")
+# A usage of nothing at all (responses set every optional field, zeros too).
+NOTHING = idpb.QuotaValues(**{f.name: 0 for f in idpb.QuotaValues.DESCRIPTOR.fields})
 
 
 def test_get_quota_shows_defaults_and_usage_and_who_may_read(cloud: dict) -> None:
@@ -104,7 +106,7 @@ def test_get_quota_shows_defaults_and_usage_and_who_may_read(cloud: dict) -> Non
     assert q.limits.volumes == q.defaults.volumes == DEFAULT_VOLUMES
     assert q.limits.networks == DEFAULT_NETWORKS
     assert q.limits.floating_ips == q.defaults.floating_ips > 0  # the key exists before the feature
-    assert q.usage == idpb.QuotaValues()
+    assert q.usage == NOTHING
     make_network(member, "one")
     assert get_quota(reader, project.id).usage.networks == 1  # readers read their own
 
@@ -218,7 +220,7 @@ def test_instance_quota_error_info(cloud: dict) -> None:
     )
     assert code_reason(err) == EXCEEDED
     assert error_metadata(err) == {"resource": "vcpus", "limit": "0", "used": "0", "requested": "1"}
-    assert get_quota(member, project.id).usage == idpb.QuotaValues()  # the instance charge rolled back
+    assert get_quota(member, project.id).usage == NOTHING  # the instance charge rolled back
 
 
 def usage_from_rows(client: Client) -> dict[str, int]:
@@ -345,7 +347,7 @@ def test_counters_equal_rows_after_racing_creates_and_deletes(cloud: dict) -> No
     for g in net(member).ListSecurityGroups(npb.ListSecurityGroupsRequest(page_size=1000)).security_groups:
         if g.name != "default":
             net(member).DeleteSecurityGroup(npb.DeleteSecurityGroupRequest(id=g.id))
-    assert get_quota(member, project.id).usage == idpb.QuotaValues()
+    assert get_quota(member, project.id).usage == NOTHING
 
 
 def test_racing_for_the_last_instance(cloud: dict) -> None:
