@@ -27,6 +27,7 @@ from cli.commands import (
 from cli.commands import network as network_cmd
 from cli.commands import port as port_cmd
 from cli.commands import profile as profile_cmd
+from cli.commands import quota as quota_cmd
 from cli.commands import security_group as security_group_cmd
 from cli.commands import subnet as subnet_cmd
 from cli.commands import volume as volume_cmd
@@ -56,6 +57,7 @@ app.add_typer(profile_cmd.app, name="profile", help="Stored logins: kumo login -
 app.add_typer(project.app, name="project", help="Projects (tenants).")
 app.add_typer(user.app, name="user", help="Users.")
 app.add_typer(role.app, name="role", help="Role assignments: who may do what in which project.")
+app.add_typer(quota_cmd.app, name="quota", help="Quotas: a project's limits and usage per resource.")
 app.add_typer(image.app, name="image", help="Disk images: upload, download, share.")
 app.add_typer(flavor.app, name="flavor", help="Flavors: instance sizes.")
 app.add_typer(keypair.app, name="keypair", help="SSH keypairs for instances.")

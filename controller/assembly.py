@@ -46,6 +46,7 @@ from controller.domain.networks import Networks
 from controller.domain.node_state import DesiredStates
 from controller.domain.nodes import Nodes
 from controller.domain.placement import Placement
+from controller.domain.quotas import Quotas, defaults_from
 from controller.domain.scheduler import Ratios
 from controller.domain.volumes import Volumes
 from controller.metrics import ControllerMetrics, StateCollector
@@ -111,6 +112,7 @@ class Parts:
     """One controller's domain objects and the services of its two ports."""
 
     identity: Identity
+    quotas: Quotas
     control_plane: ControlPlane
     nodes: Nodes
     images: Images
@@ -140,6 +142,7 @@ def assemble(
     keyring = TokenKeyring(cfg.token_key_dir, legacy_file=cfg.shared_path / "token.key")
     identity = Identity(keyring, cfg.token_ttl_seconds, PROJECT_IN_USE)
     nodes = Nodes(cfg, pki.ca, NODE_IN_USE)
+    quotas = Quotas(defaults_from(cfg))
     control_plane = ControlPlane(
         cfg.data_dir,
         cfg.shared_path,
@@ -149,17 +152,24 @@ def assemble(
         lambda: nodes.registry.counts()["connected"],
         cfg.controller_heartbeat_seconds,
     )
-    images = Images(cfg)
+    images = Images(cfg, quotas)
     images.recover()
     catalog = ComputeCatalog()
     ratios = Ratios(cfg.cpu_allocation_ratio, cfg.ram_allocation_ratio, cfg.disk_allocation_ratio)
     placement = Placement(nodes.registry, ratios, cfg.scheduler_weigher, metrics)
     metrics.registry.register(StateCollector(db.obj, nodes.registry.liveness))
-    networks = Networks(nodes)
+    networks = Networks(nodes, quotas)
     nodes.registry.watch_tunnels(networks.tunnel_moved)
-    volumes = Volumes(cfg, images, placement, nodes)
+    volumes = Volumes(cfg, images, placement, nodes, quotas)
     instances = Instances(
-        cfg, catalog, images, nodes, placement, extensions=(networks, volumes), boot_volumes=volumes
+        cfg,
+        catalog,
+        images,
+        nodes,
+        placement,
+        quotas,
+        extensions=(networks, volumes),
+        boot_volumes=volumes,
     )
     desired = DesiredStates((instances, networks, volumes))
 
@@ -170,7 +180,7 @@ def assemble(
             identity_pb2,
             "IdentityService",
             identity_pb2_grpc.add_IdentityServiceServicer_to_server,
-            IdentityServicer(identity),
+            IdentityServicer(identity, quotas),
         ),
         _service(
             control_plane_pb2,
@@ -217,6 +227,7 @@ def assemble(
     )
     return Parts(
         identity,
+        quotas,
         control_plane,
         nodes,
         images,

@@ -69,6 +69,12 @@ class ControllerConfig:
     quota_volumes: int = 10
     quota_volume_gb: int = 1000
     quota_volume_snapshots: int = 10
+    # Default per-project quotas of the other counted resources (-1: unlimited);
+    # a project's own limits (UpdateQuota) override every default.
+    quota_networks: int = 100
+    quota_ports: int = 500
+    quota_security_groups: int = 100
+    quota_floating_ips: int = 50
 
     @property
     def shared_path(self) -> Path:

@@ -398,6 +398,31 @@ class PortSecurityGroup(BaseModel):
         primary_key = peewee.CompositeKey("port", "security_group")
 
 
+class QuotaLimit(BaseModel):
+    """A project's own limit for one resource, overriding the cloud default
+    (controller/domain/quotas.py); -1 is unlimited."""
+
+    project = peewee.ForeignKeyField(Project, on_delete="CASCADE", column_name="project_id")
+    resource = peewee.CharField(max_length=32)
+    hard_limit = peewee.BigIntegerField()
+    update_time = peewee.DoubleField()
+
+    class Meta:
+        primary_key = peewee.CompositeKey("project", "resource")
+
+
+class QuotaUsage(BaseModel):
+    """What a project holds of one resource: a counter changed in the
+    transaction that creates or deletes, never a SUM over its rows."""
+
+    project = peewee.ForeignKeyField(Project, on_delete="CASCADE", column_name="project_id")
+    resource = peewee.CharField(max_length=32)
+    used = peewee.BigIntegerField(default=0)
+
+    class Meta:
+        primary_key = peewee.CompositeKey("project", "resource")
+
+
 class ControlPlaneFact(BaseModel):
     """What every controller of the control plane must agree on, recorded by
     the first: `ca_fingerprint`, `token_key_check:<kid>`."""

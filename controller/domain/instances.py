@@ -44,6 +44,7 @@ from controller.domain.node_registry import LiveView
 from controller.domain.nodes import Nodes
 from controller.domain.periodic import Periodic
 from controller.domain.placement import Placement
+from controller.domain.quotas import Quotas
 from controller.domain.scheduler import Request, schedule
 from controller.errors import FailedPrecondition, InvalidArgument, KumoError, ResourceExhausted, not_found
 from kumo.ids import is_uuid
@@ -150,11 +151,9 @@ def visible_instance(caller: Principal, instance_id: str) -> Instance:
     return row
 
 
-@dataclass(frozen=True)
-class Quotas:
-    instances: int
-    vcpus: int
-    ram_mb: int
+def _holds(vcpus: int, ram_mb: int) -> dict[str, int]:
+    """What one instance counts against its project's quota."""
+    return {"instances": 1, "vcpus": vcpus, "ram_mb": ram_mb}
 
 
 class Instances:
@@ -169,6 +168,7 @@ class Instances:
         images: Images,
         nodes: Nodes,
         placement: Placement,
+        quotas: Quotas,
         extensions: Sequence[InstanceExtension] = (),
         boot_volumes: BootVolumes | None = None,
     ) -> None:
@@ -178,7 +178,7 @@ class Instances:
         self.placement = placement
         self.extensions = tuple(extensions)
         self.boot_volumes = boot_volumes
-        self.quotas = Quotas(cfg.quota_instances, cfg.quota_vcpus, cfg.quota_ram_mb)
+        self.quotas = quotas
         self.sync_period = cfg.instance_sync_seconds
         self._sync = Periodic("instance-sync", self.sync_period, self.sync_once, log)
 
@@ -269,7 +269,7 @@ class Instances:
                 boot is not None and self.boot_volumes is not None
             ):  # lock order: project, volume, node usage, node
                 self.boot_volumes.lock(boot.volume.id)
-            self._check_quota(caller, flavor.vcpus, flavor.ram_mb)
+            self.quotas.charge(caller.project_id, _holds(flavor.vcpus, flavor.ram_mb), caller.project_name)
             if group is not None:
                 req = self._group_request(group, req, lock=True)
             try:
@@ -318,24 +318,6 @@ class Instances:
             "instance scheduled", extra={"instance": row.id, "node": chosen, "project": caller.project_id}
         )
         return row
-
-    def _check_quota(self, caller: Principal, vcpus: int, ram_mb: int) -> None:
-        count, used_vcpus, used_ram = store.project_usage(caller.project_id)
-        q = self.quotas
-        for what, used, add, limit in (
-            ("instances", count, 1, q.instances),
-            ("vCPUs", used_vcpus, vcpus, q.vcpus),
-            ("RAM MiB", used_ram, ram_mb, q.ram_mb),
-        ):
-            if used + add > limit:
-                raise ResourceExhausted(
-                    f"quota exceeded for {what}: project {caller.project_name!r} uses {used} of {limit}, "
-                    f"this needs {add} more",
-                    reason="QUOTA_EXCEEDED",
-                    resource=what,
-                    limit=limit,
-                    used=used,
-                )
 
     def _group_request(self, group: ServerGroup, req: Request, lock: bool = False) -> Request:
         if lock and not is_sqlite():  # serialise placements within one group
@@ -514,6 +496,7 @@ class Instances:
                     if seen.update == "delete":
                         if store.delete_instance(row.id):
                             store.release(node_id, row.vcpus, row.ram_mb, row.disk_gb)
+                            self.quotas.release(row.project_id, _holds(row.vcpus, row.ram_mb))
                             if row.snapshot_image_id:  # its snapshot will never come
                                 self.images.fail_snapshot(
                                     row.snapshot_image_id,

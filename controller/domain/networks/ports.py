@@ -19,6 +19,7 @@ from controller.domain.networks.changes import NodeChanges
 from controller.domain.networks.ipam import Ipam
 from controller.domain.networks.security_groups import SecurityGroups
 from controller.domain.networks.topology import Topology
+from controller.domain.quotas import Quotas
 from controller.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ResourceExhausted, not_found
 
 
@@ -48,8 +49,11 @@ class Nic:
 
 
 class Ports:
-    def __init__(self, changes: NodeChanges, ipam: Ipam, topology: Topology, groups: SecurityGroups) -> None:
+    def __init__(
+        self, changes: NodeChanges, ipam: Ipam, topology: Topology, groups: SecurityGroups, quotas: Quotas
+    ) -> None:
         self.changes = changes
+        self.quotas = quotas
         self.ipam = ipam
         self.topology = topology
         self.groups = groups
@@ -99,6 +103,7 @@ class Ports:
         nic_index: int = 0,
         auto_delete: bool = False,
     ) -> Port:
+        self.quotas.charge(project_id, {"ports": 1})
         now = clock.now()
         subnets = store.subnets_of([net.id])
         wanted = mac_of_fixed(subnets, fixed)
@@ -180,7 +185,8 @@ class Ports:
                     reason="PORT_IN_USE",
                 )
             groups = store.port_groups([row.id]).get(row.id, [])
-            store.delete_port(row.id)
+            if store.delete_port(row.id):
+                self.quotas.release(row.project_id, {"ports": 1})
             nodes = self.changes.bump(store.nodes_with_ports(group_ids=groups))
         self.changes.notify(nodes)
 
@@ -264,6 +270,9 @@ class Ports:
             return set()
         groups = store.groups_of_ports(p.id for p in ports)
         store.release_instance_ports(row.id, clock.now())
+        for p in ports:
+            if p.auto_delete:  # made for the instance, deleted with it
+                self.quotas.release(p.project_id, {"ports": 1})
         return self.changes.bump(
             store.nodes_with_ports(network_ids={p.network_id for p in ports}, group_ids=groups)
         )

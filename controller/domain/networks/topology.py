@@ -18,6 +18,7 @@ from controller.domain.idempotency import RequestKey, idempotent_create
 from controller.domain.networks.addresses import SLAAC, check_dns, check_mtu, check_no_overlap
 from controller.domain.networks.changes import NodeChanges
 from controller.domain.networks.ipam import Ipam
+from controller.domain.quotas import Quotas
 from controller.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -34,7 +35,8 @@ MAX_VNI = 2**24 - 1
 class Topology:
     """Networks and their subnets."""
 
-    def __init__(self, changes: NodeChanges, ipam: Ipam) -> None:
+    def __init__(self, changes: NodeChanges, ipam: Ipam, quotas: Quotas) -> None:
+        self.quotas = quotas
         self.changes = changes
         self.ipam = ipam
 
@@ -92,6 +94,7 @@ class Topology:
         fields["mtu"] = check_mtu(fields.get("mtu", 0))
 
         def make() -> Network:
+            self.quotas.charge(caller.project_id, {"networks": 1}, caller.project_name)
             now = clock.now()
             for _ in range(32):
                 row = store.insert_network(
@@ -149,8 +152,12 @@ class Topology:
                     f"network {row.name!r} has {bound} port(s) bound to instances; delete those instances first",
                     reason="NETWORK_IN_USE",
                 )
-            groups = store.groups_of_ports(p.id for p in store.network_ports(row.id))
+            ports = store.network_ports(row.id)
+            groups = store.groups_of_ports(p.id for p in ports)
             store.delete_network(row.id)
+            self.quotas.release(row.project_id, {"networks": 1})
+            for p in ports:  # unbound ports, of other projects too on a shared network
+                self.quotas.release(p.project_id, {"ports": 1})
             nodes = self.changes.bump(store.nodes_with_ports(group_ids=groups))
         self.changes.notify(nodes)
 
