@@ -523,7 +523,9 @@ def test_bootstrap_password_file_when_no_env(tmp_path: Path) -> None:
         log = (tmp_path / "data-controller.log").read_text()
         assert password not in log, "the admin password is never logged"
         assert str(pw_file) in log
-        assert (data / "token.key").stat().st_mode & 0o777 == 0o600
+        keys = list((data / "token-keys").glob("*.key"))
+        assert keys and all(k.stat().st_mode & 0o777 == 0o600 for k in keys)
+        assert (data / "token-keys").stat().st_mode & 0o777 == 0o700
         assert (data / "pki" / "ca.key").stat().st_mode & 0o777 == 0o600
     finally:
         assert proc.stop(signal.SIGINT) == 0
