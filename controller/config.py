@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 import tomllib
 from dataclasses import dataclass, field
@@ -58,6 +59,9 @@ class ControllerConfig:
     quota_volumes: int = 10
     quota_volume_gb: int = 1000
     quota_volume_snapshots: int = 10
+    # Networks: the domain under which guests' names resolve inside their
+    # network, `<name>.<network>.<dns_domain>` (docs/networks.md).
+    dns_domain: str = "kumo"
 
     @property
     def pki_dir(self) -> Path:
@@ -121,4 +125,9 @@ def load_config(
                 raise ValueError(f"unknown setting {key!r}")
             setattr(cfg, key, _coerce(value, getattr(cfg, key)))
     cfg.data_dir = cfg.data_dir.resolve()
+    cfg.dns_domain = cfg.dns_domain.strip(".").lower()
+    if not re.fullmatch(
+        r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*", cfg.dns_domain
+    ):
+        raise ValueError(f"dns_domain {cfg.dns_domain!r} is not a DNS domain (labels of a-z, 0-9 and '-')")
     return cfg

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import os
 import signal
@@ -104,6 +105,13 @@ def run(
         str,
         typer.Option(help="VXLAN underlay address [the local address of the connection to the controller]"),
     ] = "",
+    dns_server: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Where the networks' resolvers forward guests' queries (repeat for several) "
+            "[the host's resolvers, from /etc/resolv.conf]"
+        ),
+    ] = None,
 ) -> None:
     """Run the node agent: the session with the controller and the reconcile loop."""
     from noded.agent import Agent, Fatal
@@ -145,7 +153,11 @@ def run(
 
     tunnel = tunnel_ip or default_tunnel_ip(creds.identity.node_endpoint)
     # Bridges, DHCP and rules are for real guests: a fake node has none.
-    networks = [NetworkStep(state.path, tunnel)] if driver == "libvirt" else []
+    try:
+        dns = tuple(str(ipaddress.ip_address(d)) for d in dns_server or [])
+    except ValueError as exc:
+        raise _fail(f"--dns-server: {exc}") from None
+    networks = [NetworkStep(state.path, tunnel, dns)] if driver == "libvirt" else []
 
     async def main() -> None:
         agent = Agent(

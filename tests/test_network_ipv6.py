@@ -52,7 +52,7 @@ def slaac_subnet(sid: str = "v6", cidr: str = V6, **kw: Any) -> pb.DesiredSubnet
 
 
 def dnsmasq_args(net: pb.DesiredNetwork, tmp: Path, mtu: int = 1450) -> list[str] | None:
-    return Dhcp(tmp)._args("kb-x", net, mtu, tmp / "pid", tmp / "hosts", tmp / "log")
+    return Dhcp(tmp)._args("kb-x", net, mtu, tmp / "pid", tmp / "hosts", tmp / "log", tmp / "names", [])
 
 
 def test_dnsmasq_sends_router_advertisements_for_slaac_subnets(tmp_path: Path) -> None:

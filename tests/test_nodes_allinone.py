@@ -109,5 +109,6 @@ def test_banner_says_what_resolver_guests_get() -> None:
 
     assert dns_lines(None) == []
     assert "192.0.2.53" in " ".join(dns_lines(["192.0.2.53"]))
-    how = "\n".join(dns_lines([]))
-    assert "no DNS server" in how and "kumo subnet set kumo-net-v4 --dns" in how and "KUMO_UP_DNS" in how
+    how = "\n".join(dns_lines([], "example"))
+    assert "resolver by default" in how and "<server name>.kumo-net.example" in how
+    assert "--dns" not in how and "KUMO_UP_DNS" not in how
