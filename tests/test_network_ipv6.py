@@ -62,8 +62,9 @@ def test_dnsmasq_sends_router_advertisements_for_slaac_subnets(tmp_path: Path) -
     assert "--dhcp-range=set:s0,10.62.0.0,static,255.255.255.0,1h" in args
     assert "--dhcp-range=set:s1,fd00:62::,ra-only,64,1d" in args  # RAs only: no DHCPv6
     assert "--enable-ra" in args and "--ra-param=kb-x,mtu:1450,0" in args
-    assert "--port=0" in args  # no DNS, so no RDNSS of dnsmasq's own
-    assert not [a for a in args if "option6:" in a]  # no DNS server on the subnet: none announced
+    # No DNS server on the subnet: the network's resolver on the gateway
+    # (never dnsmasq's link-local address, which the rules do not open).
+    assert [a for a in args if "option6:" in a] == ["--dhcp-option=tag:s1,option6:dns-server,[fd00:62::1]"]
     if shutil.which("dnsmasq"):
         check = netutil.sh(*args, "--test", check=False)
         assert check.returncode == 0, check.stderr
@@ -77,6 +78,7 @@ def test_dnsmasq_sends_router_advertisements_for_slaac_subnets(tmp_path: Path) -
     dns = slaac_subnet(dns_servers=["fd00:62::53", "10.62.0.53"])
     with_dns = dnsmasq_args(pb.DesiredNetwork(id=NET, subnets=[dns]), tmp_path)
     assert with_dns is not None and "--dhcp-option=tag:s0,option6:dns-server,[fd00:62::53]" in with_dns
+    assert not [a for a in with_dns if a.startswith("--server=")]  # its own servers: nothing to forward
 
     # Below IPv6's minimum MTU: no MTU option (dnsmasq would refuse to start).
     low = dnsmasq_args(pb.DesiredNetwork(id=NET, subnets=[slaac_subnet()]), tmp_path, mtu=1200)
