@@ -316,3 +316,31 @@ def test_guests_resolve_through_their_gateway(lan: dict) -> None:  # type: ignor
     assert pidfile.read_text() == pid
 
     netutil.apply_in(host, node, pb.NodeDesiredState())
+
+
+def test_two_networks_with_one_gateway_address_have_one_resolver(tmp_path: Path) -> None:
+    """dnsmasq binds DNS to the gateway address, not the bridge: of two
+    networks on one node with the same gateway, the first (by id) resolves;
+    the other gets only its own servers, and no rule opens DNS on its bridge."""
+    from noded.network.step import _resolving
+
+    a = named_network()
+    b = pb.DesiredNetwork(id=NET2, subnets=[netutil.desired_subnet("v4", V4)], dns_domain="b.kumo")
+    c = pb.DesiredNetwork(id="c", subnets=[netutil.desired_subnet("v4c", V4B)])
+    assert _resolving({NET2: b, NET: a, "c": c}) == {NET, "c"}
+    args = Dhcp(tmp_path)._args(
+        "kb-x",
+        b,
+        1450,
+        tmp_path / "pid",
+        tmp_path / "hosts",
+        tmp_path / "log",
+        tmp_path / "names",
+        ["192.0.2.53"],
+        False,
+    )
+    assert args is not None and "--port=0" in args
+    assert "--dhcp-option=tag:s0,option:dns-server" in args  # none: not the gateway nobody answers on
+    assert not [x for x in args if x.startswith(("--server", "--local"))]
+    plan = firewall.NetPlan("b", "kb-b", "", [V4], [GW], False, dns=False)
+    assert "dport 53" not in firewall.render("kumo_t", [plan], [], {})

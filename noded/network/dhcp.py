@@ -72,13 +72,15 @@ class Dhcp:
         mtu: int,
         restart: bool = False,
         upstreams: list[str] | None = None,
+        dns: bool = True,
     ) -> bool:
         """Runs dnsmasq for the network's IPv4 subnets that have a gateway (the
         bridge needs an address in a subnet to serve it) and its IPv6 SLAAC
         subnets (router advertisements), forwarding to `upstreams` the queries
-        of guests whose subnet names no DNS servers. False: nothing to serve."""
+        of guests whose subnet names no DNS servers; `dns` False: no resolver
+        (another network here has its gateway address). False: nothing to serve."""
         pidfile, hosts, argsfile, logfile, names = self._files(short)
-        args = self._args(bridge, net, mtu, pidfile, hosts, logfile, names, upstreams or [])
+        args = self._args(bridge, net, mtu, pidfile, hosts, logfile, names, upstreams or [], dns)
         if args is None:
             self.stop(short)
             return False
@@ -112,6 +114,7 @@ class Dhcp:
         logfile: Path,
         names: Path,
         upstreams: list[str],
+        dns: bool = True,
     ) -> list[str] | None:
         args = [
             "dnsmasq",
@@ -133,7 +136,9 @@ class Dhcp:
             f"--log-facility={logfile}",
             f"--dhcp-option=option:mtu,{mtu}",
         ]
-        if net.dns_domain:
+        if not dns:
+            args.append("--port=0")
+        elif net.dns_domain:
             # The network's own domain is answered here only (NXDOMAIN
             # rather than forwarded), and is the guests' search domain.
             args += [f"--local=/{net.dns_domain}/", f"--domain={net.dns_domain}"]
@@ -150,11 +155,12 @@ class Dhcp:
                 )
                 args.append(f"--dhcp-option=tag:{tag},option:router,{s.gateway_ip}")
                 # The subnet's own servers, else its gateway: this dnsmasq.
-                dns = [d for d in s.dns_servers if ":" not in d] if s.dns_servers else [s.gateway_ip]
-                forward += not s.dns_servers
+                own = [d for d in s.dns_servers if ":" not in d]
+                servers = own if s.dns_servers or not dns else [s.gateway_ip]
+                forward += dns and not s.dns_servers
                 # Empty (only IPv6 servers named): say no DNS server rather
                 # than let dnsmasq offer itself.
-                args.append(f"--dhcp-option=tag:{tag},option:dns-server" + "".join(f",{d}" for d in dns))
+                args.append(f"--dhcp-option=tag:{tag},option:dns-server" + "".join(f",{d}" for d in servers))
             elif s.ipv6_slaac and cidr.prefixlen == 64:
                 slaac += 1
                 # ra-only: router advertisements with the prefix (autonomous,
@@ -164,8 +170,9 @@ class Dhcp:
                 # RDNSS: the subnet's own servers, else its gateway (this
                 # dnsmasq); never dnsmasq's link-local address, which the
                 # rules do not open.
-                dns6 = [d for d in s.dns_servers if ":" in d] if s.dns_servers else [s.gateway_ip]
-                forward += not s.dns_servers
+                own6 = [d for d in s.dns_servers if ":" in d]
+                dns6 = own6 if s.dns_servers or not dns else [s.gateway_ip]
+                forward += dns and not s.dns_servers
                 if dns6:
                     args.append(
                         f"--dhcp-option=tag:{tag},option6:dns-server," + ",".join(f"[{d}]" for d in dns6)

@@ -40,6 +40,7 @@ class NetPlan:
     cidrs: list[str]
     gateways: list[str]
     external_routable: bool
+    dns: bool = True  # its dnsmasq is its resolver on the gateways
 
 
 @dataclass
@@ -182,7 +183,7 @@ def render(
         # on its own gateway addresses only (not another network's, nor the
         # bridge's link-local address).
         for fam, gws in (("ip", _v4(n.gateways)), ("ip6", _v6(n.gateways))):
-            if gws:
+            if gws and n.dns:
                 chains["input"].append(
                     f'iifname "{n.bridge}" {fam} daddr {_set(gws)} meta l4proto {{ tcp, udp }} th dport 53 accept'
                 )
