@@ -344,3 +344,17 @@ def test_two_networks_with_one_gateway_address_have_one_resolver(tmp_path: Path)
     assert not [x for x in args if x.startswith(("--server", "--local"))]
     plan = firewall.NetPlan("b", "kb-b", "", [V4], [GW], False, dns=False)
     assert "dport 53" not in firewall.render("kumo_t", [plan], [], {})
+
+
+def test_the_clouds_dns_domain_is_a_setting(tmp_path: Path) -> None:
+    from controller.config import load_config
+
+    env = {"KUMO_DATA_DIR": str(tmp_path)}
+    assert load_config(environ=env).dns_domain == "kumo"
+    assert (
+        load_config(environ={**env, "KUMO_DNS_DOMAIN": "Cloud.Example.ORG."}).dns_domain
+        == "cloud.example.org"
+    )
+    for bad in ("", "a..b", "-x.kumo", "under_score", "x" * 64):
+        with pytest.raises(ValueError, match="dns_domain"):
+            load_config(environ={**env, "KUMO_DNS_DOMAIN": bad})
