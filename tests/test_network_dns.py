@@ -171,10 +171,17 @@ def test_rules_open_dns_on_the_own_gateway_only() -> None:
     ]
     script = firewall.render("kumo_t", nets, [], {})
     dns = [line.strip() for line in script.splitlines() if "dport 53" in line]
+    a4 = f"ip daddr {{ {GW} }} meta l4proto {{ tcp, udp }} th dport 53"
+    a6 = "ip6 daddr { fd00:215::1 } meta l4proto { tcp, udp } th dport 53"
+    b4 = f"ip daddr {{ {GWB} }} meta l4proto {{ tcp, udp }} th dport 53"
+    # From its own bridge only: not from another network, a host link, the host.
     assert dns == [
-        f'iifname "kb-a" ip daddr {{ {GW} }} meta l4proto {{ tcp, udp }} th dport 53 accept',
-        'iifname "kb-a" ip6 daddr { fd00:215::1 } meta l4proto { tcp, udp } th dport 53 accept',
-        f'iifname "kb-b" ip daddr {{ {GWB} }} meta l4proto {{ tcp, udp }} th dport 53 accept',
+        f'iifname "kb-a" {a4} accept',
+        f'iifname != "kb-a" {a4} drop',
+        f'iifname "kb-a" {a6} accept',
+        f'iifname != "kb-a" {a6} drop',
+        f'iifname "kb-b" {b4} accept',
+        f'iifname != "kb-b" {b4} drop',
     ]
     # ... before the bridges' catch-all drop of the host's input.
     assert script.index("dport 53") < script.index('iifname { "kb-a", "kb-b" } drop')
@@ -231,7 +238,7 @@ def lan() -> Iterator[dict[str, str | Path]]:
             f"--log-facility={log}",
         )
         state.chmod(0o755)
-        yield {"host": host, "g1": g1, "g2": g2, "state": state, "log": log}
+        yield {"host": host, "lan": lan_ns, "g1": g1, "g2": g2, "state": state, "log": log}
     finally:
         spaces.cleanup()
         shutil.rmtree(state, ignore_errors=True)
@@ -296,6 +303,10 @@ def test_guests_resolve_through_their_gateway(lan: dict) -> None:  # type: ignor
     # nor the host's other addresses.
     assert lookup(g1, "lan.test", GWB) == []
     assert lookup(g1, "lan.test", LAN_HOST) == []
+    # Nor is it an open resolver for the host's other links (a LAN host
+    # that routes to the gateway through this host).
+    netutil.ns(str(lan["lan"]), "ip", "route", "add", "10.215.0.0/16", "via", LAN_HOST)
+    assert lookup(str(lan["lan"]), "lan.test", GW) == []
     # The other network's resolver answers its own guests, not g1's names.
     assert lookup(g2, "other-vm.other.kumo", GWB) == ["10.215.2.10"]
     assert lookup(g2, "peer-vm.dnsnet.kumo", GWB) == []

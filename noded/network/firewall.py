@@ -182,11 +182,13 @@ def render(
         # The network's resolver, whatever the port's egress rules, as DHCP:
         # on its own gateway addresses only (not another network's, nor the
         # bridge's link-local address).
+        # From anywhere else (the host's other links, the host itself) it
+        # is no open resolver.
         for fam, gws in (("ip", _v4(n.gateways)), ("ip6", _v6(n.gateways))):
             if gws and n.dns:
-                chains["input"].append(
-                    f'iifname "{n.bridge}" {fam} daddr {_set(gws)} meta l4proto {{ tcp, udp }} th dport 53 accept'
-                )
+                dns = f"{fam} daddr {_set(gws)} meta l4proto {{ tcp, udp }} th dport 53"
+                chains["input"].append(f'iifname "{n.bridge}" {dns} accept')
+                chains["input"].append(f'iifname != "{n.bridge}" {dns} drop')
     for hook in chains:
         chains[hook].append("ct state established,related accept")
     bridges = [n.bridge for n in nets]
