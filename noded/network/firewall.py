@@ -16,8 +16,8 @@ other's rules) and replaces atomically in one `nft -f` transaction:
   security groups per port, matched by the port's fixed IPs on its bridge
   (trustworthy once anti-spoofing ran), and outbound NAT. No routing between
   two networks on the host; of the host itself, guests reach only DHCP, DNS
-  on their own network's gateway addresses (the network's resolver), and ICMP
-  (their gateway). Ingress is
+  on their own network's gateway addresses (the network's resolver, which
+  nothing but its bridge reaches), and ICMP (their gateway). Ingress is
   default-drop except the rules, replies (established/related), DHCP and
   IPv6 neighbour discovery; egress likewise except that allowed packets go on
   to the destination port's ingress chain (`return`, not `accept`).
