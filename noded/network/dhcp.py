@@ -173,10 +173,9 @@ class Dhcp:
                 own6 = [d for d in s.dns_servers if ":" in d]
                 dns6 = own6 if s.dns_servers or not dns else [s.gateway_ip]
                 forward += dns and not s.dns_servers
-                if dns6:
-                    args.append(
-                        f"--dhcp-option=tag:{tag},option6:dns-server," + ",".join(f"[{d}]" for d in dns6)
-                    )
+                # Empty (only IPv4 servers named): none, rather than
+                # dnsmasq's own link-local address.
+                args.append(f"--dhcp-option=tag:{tag},option6:dns-server" + "".join(f",[{d}]" for d in dns6))
         if forward:
             args += [f"--server={u}" for u in upstreams]
         if slaac:
