@@ -119,6 +119,10 @@ def run(
     from noded.state import StateError
 
     setup_logging(log_level, log_format)
+    try:
+        dns = tuple(str(ipaddress.ip_address(d)) for d in dns_server or [])
+    except ValueError as exc:
+        raise _fail(f"--dns-server: {exc}") from None
     state = _state(state_dir)
     try:
         creds = state.load()
@@ -153,10 +157,6 @@ def run(
 
     tunnel = tunnel_ip or default_tunnel_ip(creds.identity.node_endpoint)
     # Bridges, DHCP and rules are for real guests: a fake node has none.
-    try:
-        dns = tuple(str(ipaddress.ip_address(d)) for d in dns_server or [])
-    except ValueError as exc:
-        raise _fail(f"--dns-server: {exc}") from None
     networks = [NetworkStep(state.path, tunnel, dns)] if driver == "libvirt" else []
 
     async def main() -> None:

@@ -369,3 +369,12 @@ def test_the_clouds_dns_domain_is_a_setting(tmp_path: Path) -> None:
     for bad in ("", "a..b", "-x.kumo", "under_score", "x" * 64):
         with pytest.raises(ValueError, match="dns_domain"):
             load_config(environ={**env, "KUMO_DNS_DOMAIN": bad})
+
+
+def test_noded_refuses_a_bad_dns_server(tmp_path: Path) -> None:
+    from tests.nodeutil import run_noded
+
+    proc = run_noded(
+        ["run", "--state-dir", str(tmp_path), "--dns-server", "192.0.2.53", "--dns-server", "resolver"]
+    )
+    assert proc.returncode == 1 and "--dns-server" in proc.stderr and "resolver" in proc.stderr, proc.stderr
