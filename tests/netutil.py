@@ -206,3 +206,11 @@ def dhcp_lease(guest_ns: str, script_dir: Path) -> dict[str, str]:
 def ping(netns: str | None, addr: str, count: int = 1) -> bool:
     where = ["ip", "netns", "exec", netns] if netns else []
     return sh(*where, "ping", "-c", str(count), "-W", "1", addr, check=False).returncode == 0
+
+
+def lookup(guest_ns: str, name: str, server: str) -> list[str]:
+    """The addresses busybox nslookup in the guest gets for `name` from
+    `server`; [] when it gets none (NXDOMAIN, refused, no answer in time)."""
+    proc = ns(guest_ns, "timeout", "8", "busybox", "nslookup", name, server, check=False, timeout=20)
+    answer = proc.stdout.split("Name:", 1)
+    return re.findall(r"Address:\s*(\S+)", answer[1]) if len(answer) > 1 else []

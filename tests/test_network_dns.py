@@ -9,7 +9,6 @@ namespace standing in for the host's upstream."""
 
 from __future__ import annotations
 
-import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -244,14 +243,6 @@ def lan() -> Iterator[dict[str, str | Path]]:
         shutil.rmtree(state, ignore_errors=True)
 
 
-def lookup(guest_ns: str, name: str, server: str) -> list[str]:
-    """The addresses busybox nslookup in the guest gets for `name` from
-    `server`; [] when it gets none (NXDOMAIN, refused, no answer in time)."""
-    proc = netutil.ns(guest_ns, "timeout", "8", "busybox", "nslookup", name, server, check=False, timeout=20)
-    answer = proc.stdout.split("Name:", 1)
-    return re.findall(r"Address:\s*(\S+)", answer[1]) if len(answer) > 1 else []
-
-
 def test_guests_resolve_through_their_gateway(lan: dict) -> None:  # type: ignore[type-arg]
     host, g1, g2, state = lan["host"], lan["g1"], lan["g2"], lan["state"]
     net = named_network()
@@ -291,25 +282,25 @@ def test_guests_resolve_through_their_gateway(lan: dict) -> None:  # type: ignor
 
     # Forwarded to the upstream; the network's names (a port on another node
     # too) answered by the gateway itself, never forwarded.
-    assert lookup(g1, "lan.test", GW) == ["192.0.2.10"]
-    assert lookup(g1, "peer-vm.dnsnet.kumo", GW) == ["10.215.1.20", "fd00:215::20"]
-    assert lookup(g1, "peer-vm", GW) == ["10.215.1.20", "fd00:215::20"]
-    assert lookup(g1, "self-vm.dnsnet.kumo", GW) == ["10.215.1.10"]
-    assert lookup(g1, "nosuch.dnsnet.kumo", GW) == []
+    assert netutil.lookup(g1, "lan.test", GW) == ["192.0.2.10"]
+    assert netutil.lookup(g1, "peer-vm.dnsnet.kumo", GW) == ["10.215.1.20", "fd00:215::20"]
+    assert netutil.lookup(g1, "peer-vm", GW) == ["10.215.1.20", "fd00:215::20"]
+    assert netutil.lookup(g1, "self-vm.dnsnet.kumo", GW) == ["10.215.1.10"]
+    assert netutil.lookup(g1, "nosuch.dnsnet.kumo", GW) == []
     seen = Path(lan["log"]).read_text()
     assert "lan.test" in seen and "dnsnet.kumo" not in seen and "peer-vm" not in seen
 
     # Only the own gateway: not the other network's (the host has it too),
     # nor the host's other addresses.
-    assert lookup(g1, "lan.test", GWB) == []
-    assert lookup(g1, "lan.test", LAN_HOST) == []
+    assert netutil.lookup(g1, "lan.test", GWB) == []
+    assert netutil.lookup(g1, "lan.test", LAN_HOST) == []
     # Nor is it an open resolver for the host's other links (a LAN host
     # that routes to the gateway through this host).
     netutil.ns(str(lan["lan"]), "ip", "route", "add", "10.215.0.0/16", "via", LAN_HOST)
-    assert lookup(str(lan["lan"]), "lan.test", GW) == []
+    assert netutil.lookup(str(lan["lan"]), "lan.test", GW) == []
     # The other network's resolver answers its own guests, not g1's names.
-    assert lookup(g2, "other-vm.other.kumo", GWB) == ["10.215.2.10"]
-    assert lookup(g2, "peer-vm.dnsnet.kumo", GWB) == []
+    assert netutil.lookup(g2, "other-vm.other.kumo", GWB) == ["10.215.2.10"]
+    assert netutil.lookup(g2, "peer-vm.dnsnet.kumo", GWB) == []
 
     # A new peer's name reaches the running dnsmasq (SIGHUP, no restart).
     pidfile = node / "network" / "dhcp" / f"{short(NET)}.pid"
@@ -317,7 +308,7 @@ def test_guests_resolve_through_their_gateway(lan: dict) -> None:  # type: ignor
     desired.networks[0].dns_records.append(pb.DnsRecord(hostname="late-vm", ip_addresses=["10.215.1.30"]))
     netutil.apply_in(host, node, desired, dns_servers=[LAN_RESOLVER])
     wait_until(
-        lambda: lookup(g1, "late-vm.dnsnet.kumo", GW) == ["10.215.1.30"],
+        lambda: netutil.lookup(g1, "late-vm.dnsnet.kumo", GW) == ["10.215.1.30"],
         what="the new name",
         base=20,
         explain=lambda: (
