@@ -214,3 +214,24 @@ def lookup(guest_ns: str, name: str, server: str) -> list[str]:
     proc = ns(guest_ns, "timeout", "8", "busybox", "nslookup", name, server, check=False, timeout=20)
     answer = proc.stdout.split("Name:", 1)
     return re.findall(r"Address:\s*(\S+)", answer[1]) if len(answer) > 1 else []
+
+
+def lan_resolver(netns: str, address: str, files: Path) -> Path:
+    """A test resolver in `netns` on `address` (dnsmasq, reading no file of
+    the host's): lan.test is 192.0.2.10, nothing else resolves. It logs every
+    query to the file it returns; the namespace's cleanup ends it."""
+    log = files / "lan-resolver.log"
+    ns(
+        netns,
+        "dnsmasq",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--address=/lan.test/192.0.2.10",
+        f"--listen-address={address}",
+        "--bind-interfaces",
+        f"--pid-file={files / 'lan-resolver.pid'}",
+        "--log-queries",
+        f"--log-facility={log}",
+    )
+    return log

@@ -222,20 +222,7 @@ def lan() -> Iterator[dict[str, str | Path]]:
         for where, dev, addr in ((host, "kdns-hl", LAN_HOST), (lan_ns, "kdns-lh", LAN_RESOLVER)):
             netutil.ns(where, "ip", "addr", "add", f"{addr}/30", "dev", dev)
             netutil.ns(where, "ip", "link", "set", dev, "up")
-        log = state / "lan-resolver.log"
-        netutil.ns(
-            lan_ns,
-            "dnsmasq",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--address=/lan.test/192.0.2.10",
-            f"--listen-address={LAN_RESOLVER}",
-            "--bind-interfaces",
-            f"--pid-file={state / 'lan-resolver.pid'}",
-            "--log-queries",
-            f"--log-facility={log}",
-        )
+        log = netutil.lan_resolver(lan_ns, LAN_RESOLVER, state)
         state.chmod(0o755)
         yield {"host": host, "lan": lan_ns, "g1": g1, "g2": g2, "state": state, "log": log}
     finally:

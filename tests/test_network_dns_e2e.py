@@ -77,20 +77,7 @@ def cloud() -> Iterator[dict]:
         netutil.sh("ip", "link", "set", "kdnse2e-h", "up")
         netutil.ns(LAN_NS, "ip", "addr", "add", f"{LAN_RESOLVER}/30", "dev", "kdnse2e-l")
         netutil.ns(LAN_NS, "ip", "link", "set", "kdnse2e-l", "up")
-        log = base / "lan-resolver.log"
-        netutil.ns(
-            LAN_NS,
-            "dnsmasq",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--address=/lan.test/192.0.2.10",
-            f"--listen-address={LAN_RESOLVER}",
-            "--bind-interfaces",
-            f"--pid-file={base / 'lan-resolver.pid'}",
-            "--log-queries",
-            f"--log-facility={log}",
-        )
+        log = netutil.lan_resolver(LAN_NS, LAN_RESOLVER, base)
         with libvirt_cloud(
             base, "dns-e2e-host", "dns.small", reconcile_seconds=3, node_args=["--dns-server", LAN_RESOLVER]
         ) as c:
