@@ -47,8 +47,10 @@ def seed_flavors(ctl: Controller) -> None:
 
 # The network an all-in-one cloud starts with: shared, with outbound NAT, so a
 # guest gets an address by DHCP and can reach out. KUMO_UP_NETWORK_CIDR moves it
-# when the default clashes with a network this host is on; KUMO_UP_DNS (comma-
-# separated addresses) gives its subnet DNS servers when it is first made.
+# when the default clashes with a network this host is on. Its guests resolve
+# names through the subnet's gateway (the node's resolver, forwarding to this
+# host's resolvers); KUMO_UP_DNS (comma-separated addresses) gives the subnet
+# its own DNS servers instead when it is first made.
 DEFAULT_NETWORK = "kumo-net"
 DEFAULT_SUBNET = f"{DEFAULT_NETWORK}-v4"
 DEFAULT_CIDR = "10.199.0.0/24"
@@ -100,18 +102,18 @@ def blocks_qemu(path: Path) -> Path | None:
     return None
 
 
-def dns_lines(dns: list[str] | None) -> list[str]:
+def dns_lines(dns: list[str] | None, dns_domain: str = "kumo") -> list[str]:
     """What the banner says about the default subnet's resolvers."""
     if dns is None:
         return []
+    names = f"Guests resolve each other as <server name>.{DEFAULT_NETWORK}.{dns_domain}."
     if dns:
         return [
-            f"Guests on {DEFAULT_NETWORK} resolve names through {', '.join(dns)} (subnet {DEFAULT_SUBNET})."
+            f"Guests on {DEFAULT_NETWORK} resolve names through {', '.join(dns)} (subnet {DEFAULT_SUBNET}).",
         ]
     return [
-        f"Guests on {DEFAULT_NETWORK} have no DNS server (kumo serves none yet); give the subnet one,",
-        "for example a resolver this host uses (or set KUMO_UP_DNS before the first make up):",
-        f"  .venv/bin/kumo subnet set {DEFAULT_SUBNET} --dns <resolver IP>",
+        f"Guests on {DEFAULT_NETWORK} get a resolver by default: their gateway, which forwards to this",
+        f"host's resolvers. {names}",
     ]
 
 
@@ -135,7 +137,7 @@ def banner(ctl: Controller, password_hint: str, dns: list[str] | None = None) ->
             "The default security group admits only its own members. Let the host ping guests and SSH in:",
             "  .venv/bin/kumo security-group rule create default --protocol icmp",
             "  .venv/bin/kumo security-group rule create default --protocol tcp --port 22",
-            *dns_lines(dns),
+            *dns_lines(dns, info.dns_domain),
             "",
             "Ctrl-C stops the cloud.",
             "",

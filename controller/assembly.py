@@ -158,7 +158,7 @@ def assemble(
     ratios = Ratios(cfg.cpu_allocation_ratio, cfg.ram_allocation_ratio, cfg.disk_allocation_ratio)
     placement = Placement(nodes.registry, ratios, cfg.scheduler_weigher, metrics)
     metrics.registry.register(StateCollector(db.obj, nodes.registry.liveness))
-    networks = Networks(nodes, quotas)
+    networks = Networks(nodes, quotas, cfg.dns_domain)
     nodes.registry.watch_tunnels(networks.tunnel_moved)
     volumes = Volumes(cfg, images, placement, nodes, quotas)
     instances = Instances(

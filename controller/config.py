@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 import tomllib
 from dataclasses import dataclass, field
@@ -75,6 +76,9 @@ class ControllerConfig:
     quota_ports: int = 500
     quota_security_groups: int = 100
     quota_floating_ips: int = 50
+    # Networks: the domain under which guests' names resolve inside their
+    # network, `<name>.<network>.<dns_domain>` (docs/networks.md).
+    dns_domain: str = "kumo"
 
     @property
     def shared_path(self) -> Path:
@@ -155,4 +159,9 @@ def load_config(
                 raise ValueError(f"unknown setting {key!r}")
             setattr(cfg, key, _coerce(value, getattr(cfg, key)))
     cfg.data_dir = cfg.data_dir.resolve()
+    cfg.dns_domain = cfg.dns_domain.strip(".").lower()
+    if not re.fullmatch(
+        r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*", cfg.dns_domain
+    ):
+        raise ValueError(f"dns_domain {cfg.dns_domain!r} is not a DNS domain (labels of a-z, 0-9 and '-')")
     return cfg

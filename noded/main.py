@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import os
 import signal
@@ -117,6 +118,13 @@ def run(
     metrics_key_file: Annotated[
         str, typer.Option(envvar="KUMO_NODED_METRICS_KEY_FILE", help="... and its private key")
     ] = "",
+    dns_server: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Where the networks' resolvers forward guests' queries (repeat for several) "
+            "[the host's resolvers, from /etc/resolv.conf]"
+        ),
+    ] = None,
 ) -> None:
     """Run the node agent: the session with the controller and the reconcile loop."""
     from noded.agent import Agent, Fatal
@@ -124,6 +132,10 @@ def run(
     from noded.state import StateError
 
     setup_logging(log_level, log_format)
+    try:
+        dns = tuple(str(ipaddress.ip_address(d)) for d in dns_server or [])
+    except ValueError as exc:
+        raise _fail(f"--dns-server: {exc}") from None
     state = _state(state_dir)
     try:
         creds = state.load()
@@ -166,7 +178,7 @@ def run(
 
     tunnel = tunnel_ip or default_tunnel_ip(creds.identity.node_endpoint)
     # Bridges, DHCP and rules are for real guests: a fake node has none.
-    networks = [NetworkStep(state.path, tunnel)] if driver == "libvirt" else []
+    networks = [NetworkStep(state.path, tunnel, dns)] if driver == "libvirt" else []
 
     try:
         metrics_server = serve_metrics(metrics.registry, metrics_listen, metrics_cert_file, metrics_key_file)

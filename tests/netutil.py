@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -26,7 +27,7 @@ case "$1" in
     ip addr flush dev "$interface"
     ip addr add "$ip/${mask:-24}" dev "$interface"
     for r in $router; do ip route replace default via "$r" dev "$interface"; break; done
-    echo "LEASE $ip ROUTER $router DNS $dns MTU $mtu" ;;
+    echo "LEASE $ip ROUTER $router DNS $dns MTU $mtu HOST $hostname DOMAIN $domain" ;;
 esac
 exit 0
 """
@@ -117,7 +118,8 @@ from pathlib import Path
 from kumo.v1 import node_agent_pb2 as pb
 from noded.network import NetworkStep
 desired = pb.NodeDesiredState.FromString(Path(sys.argv[3]).read_bytes())
-NetworkStep(Path(sys.argv[1]), sys.argv[2])(desired)
+dns = tuple(d for d in sys.argv[4].split(",") if d) if len(sys.argv) > 4 else ()
+NetworkStep(Path(sys.argv[1]), sys.argv[2], dns)(desired)
 """
 
 
@@ -129,13 +131,20 @@ def desired_subnet(sid: str, cidr: str, **kw: Any) -> pb.DesiredSubnet:
     )
 
 
-def apply_in(netns: str | None, state: Path, desired: pb.NodeDesiredState, tunnel_ip: str = "") -> None:
+def apply_in(
+    netns: str | None,
+    state: Path,
+    desired: pb.NodeDesiredState,
+    tunnel_ip: str = "",
+    dns_servers: Iterable[str] = (),
+) -> None:
     """Runs the network step once in a namespace (None: this host), in a
-    fresh process as a restarted noded would: all it knows is its state dir."""
+    fresh process as a restarted noded would: all it knows is its state dir
+    (and `dns_servers`, its --dns-server flags)."""
     blob = state / "desired.bin"
     blob.write_bytes(desired.SerializeToString())
     env = dict(os.environ, PYTHONPATH=f"{ROOT}:{ROOT / 'proto'}")
-    cmd = [sys.executable, "-c", RUNNER, str(state), tunnel_ip, str(blob)]
+    cmd = [sys.executable, "-c", RUNNER, str(state), tunnel_ip, str(blob), ",".join(dns_servers)]
     if netns:
         cmd = ["ip", "netns", "exec", netns, *cmd]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
@@ -155,6 +164,12 @@ def add_guest(host_ns: str | None, guest_ns: str, tap: str, bridge: str, mac: st
 
 def dhcp(guest_ns: str, script_dir: Path) -> str:
     """The address the guest gets by DHCP on eth0 (busybox udhcpc), or ""."""
+    return dhcp_lease(guest_ns, script_dir).get("LEASE", "")
+
+
+def dhcp_lease(guest_ns: str, script_dir: Path) -> dict[str, str]:
+    """What the guest's DHCP lease on eth0 says (busybox udhcpc): LEASE (the
+    address), ROUTER, DNS, MTU, HOST, DOMAIN; {} without a lease."""
     script = script_dir / "udhcpc.sh"
     script.write_text(UDHCPC_SCRIPT)
     script.chmod(0o755)
@@ -178,10 +193,45 @@ def dhcp(guest_ns: str, script_dir: Path) -> str:
     )
     for line in proc.stdout.splitlines():
         if line.startswith("LEASE "):
-            return line.split()[1]
-    return ""
+            keys = ("LEASE", "ROUTER", "DNS", "MTU", "HOST", "DOMAIN")
+            out: dict[str, str] = {}
+            for key, value in zip(
+                keys, re.split(r" ?\b(?:ROUTER|DNS|MTU|HOST|DOMAIN) ", line[6:]), strict=False
+            ):
+                out[key] = value.strip()
+            return out
+    return {}
 
 
 def ping(netns: str | None, addr: str, count: int = 1) -> bool:
     where = ["ip", "netns", "exec", netns] if netns else []
     return sh(*where, "ping", "-c", str(count), "-W", "1", addr, check=False).returncode == 0
+
+
+def lookup(guest_ns: str, name: str, server: str) -> list[str]:
+    """The addresses busybox nslookup in the guest gets for `name` from
+    `server`; [] when it gets none (NXDOMAIN, refused, no answer in time)."""
+    proc = ns(guest_ns, "timeout", "8", "busybox", "nslookup", name, server, check=False, timeout=20)
+    answer = proc.stdout.split("Name:", 1)
+    return re.findall(r"Address:\s*(\S+)", answer[1]) if len(answer) > 1 else []
+
+
+def lan_resolver(netns: str, address: str, files: Path) -> Path:
+    """A test resolver in `netns` on `address` (dnsmasq, reading no file of
+    the host's): lan.test is 192.0.2.10, nothing else resolves. It logs every
+    query to the file it returns; the namespace's cleanup ends it."""
+    log = files / "lan-resolver.log"
+    ns(
+        netns,
+        "dnsmasq",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--address=/lan.test/192.0.2.10",
+        f"--listen-address={address}",
+        "--bind-interfaces",
+        f"--pid-file={files / 'lan-resolver.pid'}",
+        "--log-queries",
+        f"--log-facility={log}",
+    )
+    return log

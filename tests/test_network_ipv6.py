@@ -1,5 +1,5 @@
 """IPv6 on the node: router advertisements for SLAAC subnets from the
-network's dnsmasq (nothing else: no DHCPv6, no DNS), what must not cross the
+network's dnsmasq (no DHCPv6; DNS only on the bridge), what must not cross the
 VXLAN (router solicitations and advertisements, neighbour discovery for or
 from the gateway), anti-spoofing (no router advertisements from guests,
 neighbour advertisements only for their own addresses), and the config
@@ -52,7 +52,7 @@ def slaac_subnet(sid: str = "v6", cidr: str = V6, **kw: Any) -> pb.DesiredSubnet
 
 
 def dnsmasq_args(net: pb.DesiredNetwork, tmp: Path, mtu: int = 1450) -> list[str] | None:
-    return Dhcp(tmp)._args("kb-x", net, mtu, tmp / "pid", tmp / "hosts", tmp / "log")
+    return Dhcp(tmp)._args("kb-x", net, mtu, tmp / "pid", tmp / "hosts", tmp / "log", tmp / "names", [])
 
 
 def test_dnsmasq_sends_router_advertisements_for_slaac_subnets(tmp_path: Path) -> None:
@@ -62,8 +62,9 @@ def test_dnsmasq_sends_router_advertisements_for_slaac_subnets(tmp_path: Path) -
     assert "--dhcp-range=set:s0,10.62.0.0,static,255.255.255.0,1h" in args
     assert "--dhcp-range=set:s1,fd00:62::,ra-only,64,1d" in args  # RAs only: no DHCPv6
     assert "--enable-ra" in args and "--ra-param=kb-x,mtu:1450,0" in args
-    assert "--port=0" in args  # no DNS, so no RDNSS of dnsmasq's own
-    assert not [a for a in args if "option6:" in a]  # no DNS server on the subnet: none announced
+    # No DNS server on the subnet: the network's resolver on the gateway
+    # (never dnsmasq's link-local address, which the rules do not open).
+    assert [a for a in args if "option6:" in a] == ["--dhcp-option=tag:s1,option6:dns-server,[fd00:62::1]"]
     if shutil.which("dnsmasq"):
         check = netutil.sh(*args, "--test", check=False)
         assert check.returncode == 0, check.stderr
@@ -77,6 +78,7 @@ def test_dnsmasq_sends_router_advertisements_for_slaac_subnets(tmp_path: Path) -
     dns = slaac_subnet(dns_servers=["fd00:62::53", "10.62.0.53"])
     with_dns = dnsmasq_args(pb.DesiredNetwork(id=NET, subnets=[dns]), tmp_path)
     assert with_dns is not None and "--dhcp-option=tag:s0,option6:dns-server,[fd00:62::53]" in with_dns
+    assert not [a for a in with_dns if a.startswith("--server=")]  # its own servers: nothing to forward
 
     # Below IPv6's minimum MTU: no MTU option (dnsmasq would refuse to start).
     low = dnsmasq_args(pb.DesiredNetwork(id=NET, subnets=[slaac_subnet()]), tmp_path, mtu=1200)
@@ -441,9 +443,16 @@ def check_slaac(sockets: dict[str, socket.socket]) -> None:
         assert sysctl.stdout.split() == ["0", "1", "0"]
         # The host's own setting is left alone: RAs go out without it.
         assert ns(f"kbt-6{h}", "cat", "/proc/sys/net/ipv6/conf/all/forwarding").stdout.strip() == "0"
-        # Nothing but DHCPv4 listens: no DHCPv6, no DNS.
+        # DHCPv4 and DNS listen; no DHCPv6, and DNS only on the bridge's
+        # addresses (the gateways; its link-local one, which the rules close).
         listening = ns(f"kbt-6{h}", "ss", "-Hlnup").stdout
-        assert ":547" not in listening and ":53 " not in listening and ":67" in listening
+        assert ":547" not in listening and ":67" in listening
+        dns = {
+            line.split()[3].rsplit(":", 1)[0].strip("[]").split("%")[0]
+            for line in listening.splitlines()
+            if line.split()[3].endswith(":53")
+        }
+        assert {GW4, GW6} <= dns and all(a in (GW4, GW6) or a.startswith("fe80:") for a in dns), dns
 
     # Each guest makes exactly the EUI-64 address of its MAC (its port's
     # fixed IP), and its router is its own host's bridge.
@@ -454,7 +463,7 @@ def check_slaac(sockets: dict[str, socket.socket]) -> None:
 
     # An advertisement, asked for from :: so that it goes to all nodes: on
     # the prefix (autonomous, on-link), the MTU, no DHCPv6 (M, O clear), no
-    # DNS server; and it does not reach the other host's guest.
+    # DNS server but the gateway (RDNSS); and it does not reach the other host's guest.
     for asker, other, ll in (("ga", "gb", ll_a), ("gb", "ga", ll_b)):
         sockets[asker].send(router_solicitation(GUESTS[asker][1]))
         ra = receive(sockets[asker], lambda m, ll=ll: m.type == RA and m.src == ll and m.dst == "ff02::1", 5)
@@ -465,7 +474,7 @@ def check_slaac(sockets: dict[str, socket.socket]) -> None:
         assert prefix[2] == 64 and prefix[3] & 0xC0 == 0xC0
         assert ipaddress.IPv6Address(prefix[16:32]) == ipaddress.IPv6Address("fd00:62::")
         assert [struct.unpack("!I", o[4:8])[0] for o in opts[5]] == [1450]
-        assert 25 not in opts  # RDNSS
+        assert [ipaddress.IPv6Address(o[8:24]) for o in opts[25]] == [ipaddress.IPv6Address(GW6)]  # RDNSS
         crossed = receive(sockets[other], lambda m, ll=ll: m.type == RA and m.src == ll, 0.5)
         assert crossed is None, f"{other} got the other host's router advertisement"
 

@@ -123,7 +123,6 @@ def test_bridge_dhcp_rules_and_removal(steps) -> None:  # type: ignore[no-untype
     assert (dhcp_dir / f"{short(NET)}.hosts").read_text() == "52:54:00:e7:00:10,10.213.7.10\n"
     args = (dhcp_dir / f"{short(NET)}.args").read_text().split("\0")
     for wanted in (
-        "--port=0",
         "--bind-interfaces",
         f"--interface={br}",
         "--conf-file=/dev/null",

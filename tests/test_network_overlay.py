@@ -2,7 +2,8 @@
 veth underlay, each running the node's network step (in a fresh process, as
 noded would). A guest port on each host (a veth into a further namespace,
 attached to the bridge with the port's MAC) gets its fixed IP by DHCP from its
-own host and reaches the other across VXLAN; a third network, same subnet but
+own host and reaches the other across VXLAN, and resolves the other host's
+ports' names through its own host's gateway; a third network, same subnet but
 another VNI, stays isolated; security groups decide; teardown leaves nothing.
 Needs root; no libvirt."""
 
@@ -19,12 +20,13 @@ import pytest
 from kumo.v1 import node_agent_pb2 as pb
 from noded.network import bridge_name, tap_name
 from tests import netutil
-from tests.netutil import apply_in, ns, ping
+from tests.netutil import apply_in, lookup, ns, ping
 from tests.waits import wait_until
 
 N1 = "a1a1a1a1-0000-4000-8000-000000000001"
 N3 = "a3a3a3a3-0000-4000-8000-000000000003"
 SUBNET = "10.61.0.0/24"  # on both networks: tenants may overlap, VNIs keep them apart
+GW = "10.61.0.1"
 UNDERLAY = {"a": "198.51.100.1", "b": "198.51.100.2"}
 PORTS = {  # name: (host, network, mac, ip)
     "a1": ("a", N1, "52:54:00:61:00:a1", "10.61.0.10"),
@@ -63,6 +65,13 @@ def desired(host: str, icmp: bool = True) -> pb.NodeDesiredState:
                     pb.OverlayPeer(
                         node_id=f"node-{other}", tunnel_ip=UNDERLAY[other], mac_addresses=remote_macs
                     )
+                ],
+                # Every port of the network, both hosts' (as the controller sends).
+                dns_domain=f"net{vni}.kumo",
+                dns_records=[
+                    pb.DnsRecord(hostname=f"vm-{name}", ip_addresses=[ip])
+                    for name, (_, n, _, ip) in PORTS.items()
+                    if n == net
                 ],
             )
         )
@@ -127,6 +136,15 @@ def test_overlay_joins_two_hosts_and_keeps_networks_apart(world: dict, tmp_path:
     # Another VNI, same subnet: isolated, on the other host and on the same one.
     assert not ping("kbt-ga1", PORTS["b3"][3])
     assert not ping("kbt-ga1", PORTS["a3"][3])
+
+    # DNS: each guest's resolver is its own host's gateway, which answers
+    # the names of the network's ports on the other host too. N3 has the same
+    # gateway address as N1 on each host: only N1 (first by id) resolves
+    # there, and N3's guests reach neither resolver (nor N1's names).
+    assert lookup("kbt-gb1", "vm-a1.net4101.kumo", GW) == [PORTS["a1"][3]]
+    assert lookup("kbt-ga1", "vm-b1", GW) == [PORTS["b1"][3]]
+    assert lookup("kbt-gb3", "vm-a1.net4101.kumo", GW) == []
+    assert lookup("kbt-gb3", "vm-a3.net4103.kumo", GW) == []
 
     # Idempotent: a second pass (a restarted noded) changes nothing that breaks traffic.
     apply_in("kbt-hosta", states["a"], desired("a"), UNDERLAY["a"])

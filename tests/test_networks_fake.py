@@ -114,6 +114,7 @@ def test_instances_get_ports_and_nodes_get_networks(fleet: dict[str, Any]) -> No
     assert port["id"] == port1.id and port["macAddress"] == port1.mac_address and port["instanceId"] == i1.id
     assert port["fixedIps"] == [{"subnetId": sub.id, "ipAddress": "10.80.0.2"}]
     assert port["securityGroupIds"] == [default.id]
+    assert port["dnsName"] == "web1"
     [inst] = [x for x in d["instances"] if x["id"] == i1.id]
     assert inst["portIds"] == [port1.id]
     [network] = d["networks"]
@@ -126,6 +127,13 @@ def test_instances_get_ports_and_nodes_get_networks(fleet: dict[str, Any]) -> No
             "gatewayIp": "10.80.0.1",
             "dnsServers": ["10.80.0.1"],
         }
+    ]
+    # Its resolver's names: the network's domain, and every port that a
+    # node runs, web2's on the other node too.
+    assert network["dnsDomain"] == "app.kumo"
+    assert sorted(network["dnsRecords"], key=lambda r: r["hostname"]) == [
+        {"hostname": "web1", "ipAddresses": ["10.80.0.2"]},
+        {"hostname": "web2", "ipAddresses": ["10.80.0.6"]},
     ]
     [peer] = network["peers"]
     assert peer["nodeId"] == i2.node_id and peer["macAddresses"] == [i2.nics[0].mac_address]

@@ -83,9 +83,9 @@ def test_make_up_has_one_ready_local_node(tmp_path: Path) -> None:
     try:
         text = banner(proc)
         assert "READY (qemu" in text, text
-        # How to let SSH in, and that guests have no resolver until the subnet gets one.
+        # How to let SSH in, and that guests get a resolver by default.
         assert "kumo security-group rule create default --protocol tcp --port 22" in text, text
-        assert "kumo subnet set kumo-net-v4 --dns" in text, text
+        assert "get a resolver by default" in text and "<server name>.kumo-net.kumo" in text, text
         (node,) = list_nodes(data, port)
         assert node.state == pb.NODE_STATE_READY and node.inventory.driver == "libvirt"
         assert node.inventory.virt_type == "qemu"
@@ -109,5 +109,6 @@ def test_banner_says_what_resolver_guests_get() -> None:
 
     assert dns_lines(None) == []
     assert "192.0.2.53" in " ".join(dns_lines(["192.0.2.53"]))
-    how = "\n".join(dns_lines([]))
-    assert "no DNS server" in how and "kumo subnet set kumo-net-v4 --dns" in how and "KUMO_UP_DNS" in how
+    how = "\n".join(dns_lines([], "example"))
+    assert "resolver by default" in how and "<server name>.kumo-net.example" in how
+    assert "--dns" not in how and "KUMO_UP_DNS" not in how

@@ -396,6 +396,20 @@ def peer_ports(
     )
 
 
+def named_ports(network_ids: list[str], skip_states: tuple[int, ...]) -> list[tuple[str, str, str]]:
+    """(network id, port id, instance name) of the networks' ports that any
+    node runs, oldest port first: what the networks' resolvers name."""
+    if not network_ids:
+        return []
+    return list(
+        Port.select(Port.network, Port.id, Instance.name)
+        .join(Instance, on=(Port.instance_id == Instance.id))
+        .where(Port.network.in_(network_ids) & Instance.state.not_in(skip_states))
+        .order_by(Port.create_time, Port.id)
+        .tuples()
+    )
+
+
 def networks_by_id(network_ids: Iterable[str]) -> list[Network]:
     ids = list(set(network_ids))
     if not ids:

@@ -319,7 +319,7 @@ class ComputeStep:
                 guest_files.make_config_drive(
                     config,
                     d.id,
-                    d.hostname,
+                    guest_net.hostname(d, self._ports, self._networks),
                     list(d.public_keys),
                     d.user_data,
                     network_config=guest_net.network_config(d, self._ports, self._networks),

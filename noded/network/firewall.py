@@ -15,8 +15,9 @@ other's rules) and replaces atomically in one `nft -f` transaction:
   br_netfilter, so conntrack works; this kernel has no bridge conntrack):
   security groups per port, matched by the port's fixed IPs on its bridge
   (trustworthy once anti-spoofing ran), and outbound NAT. No routing between
-  two networks on the host; of the host itself, guests reach only DHCP and
-  ICMP (their gateway). Ingress is
+  two networks on the host; of the host itself, guests reach only DHCP, DNS
+  on their own network's gateway addresses (the network's resolver, which
+  nothing but its bridge reaches), and ICMP (their gateway). Ingress is
   default-drop except the rules, replies (established/related), DHCP and
   IPv6 neighbour discovery; egress likewise except that allowed packets go on
   to the destination port's ingress chain (`return`, not `accept`).
@@ -39,6 +40,7 @@ class NetPlan:
     cidrs: list[str]
     gateways: list[str]
     external_routable: bool
+    dns: bool = True  # its dnsmasq is its resolver on the gateways
 
 
 @dataclass
@@ -177,6 +179,16 @@ def render(
     for n in nets:
         chains["input"].append(f'iifname "{n.bridge}" udp sport 68 udp dport 67 accept')
         chains["output"].append(f'oifname "{n.bridge}" udp sport 67 udp dport 68 accept')
+        # The network's resolver, whatever the port's egress rules, as DHCP:
+        # on its own gateway addresses only (not another network's, nor the
+        # bridge's link-local address).
+        # From anywhere else (the host's other links, the host itself) it
+        # is no open resolver.
+        for fam, gws in (("ip", _v4(n.gateways)), ("ip6", _v6(n.gateways))):
+            if gws and n.dns:
+                dns = f"{fam} daddr {_set(gws)} meta l4proto {{ tcp, udp }} th dport 53"
+                chains["input"].append(f'iifname "{n.bridge}" {dns} accept')
+                chains["input"].append(f'iifname != "{n.bridge}" {dns} drop')
     for hook in chains:
         chains[hook].append("ct state established,related accept")
     bridges = [n.bridge for n in nets]
@@ -195,7 +207,7 @@ def render(
             chains["input"].append(src)
             chains["output"].append(dst)
     if bridges:
-        # Of the host itself, guests reach DHCP (above) and ping their gateway;
+        # Of the host itself, guests reach DHCP and DNS (above) and ping their gateway;
         # nothing else (its services are not theirs), whatever their egress rules.
         names = _set([f'"{b}"' for b in bridges])
         chains["input"].append(f"iifname {names} meta l4proto {{ icmp, ipv6-icmp }} accept")

@@ -3,7 +3,8 @@ network's bridge (its tap named after the port, so nftables can match it),
 and the NoCloud network-config on its config drive (DHCP on each NIC: the
 node's dnsmasq answers with exactly the port's fixed IP; SLAAC on IPv6 SLAAC
 subnets, whose router advertisements give the port's EUI-64 fixed IP; the
-address itself on other IPv6 subnets)."""
+address itself on other IPv6 subnets), and its host name: its first port's
+name in that port's network."""
 
 from __future__ import annotations
 
@@ -44,6 +45,21 @@ def interfaces(
     return out
 
 
+def hostname(
+    d: pb.DesiredInstance, ports: dict[str, pb.DesiredPort], networks: dict[str, pb.DesiredNetwork]
+) -> str:
+    """The guest's host name for the config drive: its eth0 port's name in
+    that network's domain (`web1.app.kumo`, the name the network's resolver
+    answers; cloud-init sets the host name from its first label), else the
+    instance's own host name."""
+    if d.port_ids:
+        p = ports.get(d.port_ids[0])
+        net = networks.get(p.network_id) if p is not None else None
+        if p is not None and p.dns_name:
+            return f"{p.dns_name}.{net.dns_domain}" if net is not None and net.dns_domain else p.dns_name
+    return d.hostname
+
+
 def _subnets(p: pb.DesiredPort, net: pb.DesiredNetwork | None) -> list[dict[str, Any]]:
     """A NIC's cloud-init (v1) subnets: DHCP first, unless the port has only
     IPv6 addresses; then SLAAC (once) or a static address per IPv6 fixed IP."""
@@ -65,6 +81,10 @@ def _subnets(p: pb.DesiredPort, net: pb.DesiredNetwork | None) -> list[dict[str,
                 entry["gateway"] = s.gateway_ip
         if s.dns_servers:
             entry["dns_nameservers"] = list(s.dns_servers)
+        elif s.gateway_ip and not s.ipv6_slaac:
+            # The network's resolver on the gateway (SLAAC subnets say so
+            # in their router advertisements).
+            entry["dns_nameservers"] = [s.gateway_ip]
         out.append(entry)
     return out
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from kumo.v1 import node_agent_pb2 as pb
 from noded.hypervisor.base import HypervisorDriver
-from noded.network import firewall, links
+from noded.network import firewall, links, resolvers
 from noded.network.cmd import NetworkError
 from noded.network.dhcp import Dhcp
 from noded.network.names import bridge_name, owner_tag, short, table_name, tap_name, vxlan_name
@@ -54,13 +54,15 @@ def default_tunnel_ip(endpoint: str) -> str:
 class NetworkStep:
     __name__ = "networks"
 
-    def __init__(self, state_dir: Path, tunnel_ip: str = "") -> None:
+    def __init__(self, state_dir: Path, tunnel_ip: str = "", dns_servers: tuple[str, ...] = ()) -> None:
         state_dir = Path(state_dir)
         self.dir = state_dir / "network"
         self.owner = owner_tag(str(state_dir.resolve()))
         self.table = table_name(self.owner)
         self.dhcp = Dhcp(self.dir / "dhcp")
         self.tunnel_ip = tunnel_ip
+        # Where the networks' resolvers forward; empty: the host's resolvers.
+        self.dns_servers = dns_servers
         self._fw_applied = ""
 
     # What this daemon made
@@ -107,11 +109,15 @@ class NetworkStep:
         for p in desired.ports:
             ports_by_net.setdefault(p.network_id, []).append(p)
         plans: list[firewall.NetPlan] = []
+        # Read once a pass: a change of the host's resolvers reaches dnsmasq.
+        own = [s.gateway_ip for n in nets.values() for s in n.subnets if s.gateway_ip]
+        upstreams = resolvers.upstreams(self.dns_servers, own) if nets else []
+        resolving = _resolving(nets)
         for nid, n in sorted(nets.items()):
             # Its ports keep their rules even when the network is not all there.
-            plans.append(self._plan(n))
+            plans.append(self._plan(n, nid in resolving))
             try:
-                self._ensure(n, ports_by_net.get(nid, []), owned)
+                self._ensure(n, ports_by_net.get(nid, []), owned, upstreams, nid in resolving)
             except Exception as exc:
                 log.warning("network not as desired", extra={"network": nid, "error": str(exc)})
                 errors.append(f"network {nid}: {exc}")
@@ -125,7 +131,7 @@ class NetworkStep:
     def _peers(self, n: pb.DesiredNetwork) -> list[pb.OverlayPeer]:
         return [p for p in n.peers if p.tunnel_ip and p.tunnel_ip != self.tunnel_ip]
 
-    def _plan(self, n: pb.DesiredNetwork) -> firewall.NetPlan:
+    def _plan(self, n: pb.DesiredNetwork, dns: bool = True) -> firewall.NetPlan:
         return firewall.NetPlan(
             short=short(n.id),
             bridge=bridge_name(n.id),
@@ -133,9 +139,17 @@ class NetworkStep:
             cidrs=[sub.cidr for sub in n.subnets],
             gateways=[sub.gateway_ip for sub in n.subnets if sub.gateway_ip],
             external_routable=n.external_routable,
+            dns=dns,
         )
 
-    def _ensure(self, n: pb.DesiredNetwork, ports: list[pb.DesiredPort], owned: dict[str, Any]) -> None:
+    def _ensure(
+        self,
+        n: pb.DesiredNetwork,
+        ports: list[pb.DesiredPort],
+        owned: dict[str, Any],
+        upstreams: list[str],
+        dns: bool,
+    ) -> None:
         s, br, vx = short(n.id), bridge_name(n.id), vxlan_name(n.id)
         mtu = effective_mtu(n)
         alias = self._alias(n.id)
@@ -168,7 +182,7 @@ class NetworkStep:
         if n.external_routable:
             _enable_forwarding()
         # A new bridge: a dnsmasq bound to the one before it serves nothing.
-        self.dhcp.ensure(s, br, n, ports, mtu, restart=made)
+        self.dhcp.ensure(s, br, n, ports, mtu, restart=made, upstreams=upstreams, dns=dns)
         for p in ports:
             # A guest's tap outlives a bridge made anew (host reboot, manual
             # cleanup): put it back on the bridge.
@@ -230,6 +244,22 @@ class NetworkStep:
     def teardown_all(self) -> None:
         """Removes everything this daemon made (tests; decommissioning a node)."""
         self(pb.NodeDesiredState())
+
+
+def _resolving(nets: dict[str, pb.DesiredNetwork]) -> set[str]:
+    """The networks whose dnsmasq is their resolver: not one whose gateway
+    address an earlier network (by id) has too. dnsmasq binds DNS to the
+    address, not the bridge, so two networks cannot both serve one; and the
+    rules open DNS only on resolving networks' bridges, so such a network's
+    guests never reach the other's names."""
+    taken: set[str] = set()
+    out = set()
+    for nid, n in sorted(nets.items()):
+        gws = {s.gateway_ip for s in n.subnets if s.gateway_ip}
+        if not gws & taken:
+            out.add(nid)
+        taken |= gws
+    return out
 
 
 def _enable_forwarding() -> None:

@@ -23,14 +23,14 @@ class Networks:
     """Networks, subnets, ports, security groups and the networks part of a
     node's desired state, as one facade over its parts."""
 
-    def __init__(self, nodes: Nodes, quotas: Quotas) -> None:
+    def __init__(self, nodes: Nodes, quotas: Quotas, dns_domain: str = "kumo") -> None:
         self.nodes = nodes
         changes = NodeChanges(nodes.registry)
         ipam = Ipam()
         self.topology = Topology(changes, ipam, quotas)
         self.groups = SecurityGroups(changes, quotas)
         self.ports = Ports(changes, ipam, self.topology, self.groups, quotas)
-        self.projection = NodeProjection(nodes.registry, changes)
+        self.projection = NodeProjection(nodes.registry, changes, dns_domain)
 
         # Networks and subnets
         self.get_network = self.topology.get_network

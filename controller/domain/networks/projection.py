@@ -1,6 +1,7 @@
 """The networks part of a node's desired state: the ports of its instances,
 their networks (with subnets and the other nodes that hold ports of them: the
-VXLAN peers) and their security groups (with every member's addresses)."""
+VXLAN peers and the names of every port on them: see dns.py) and their
+security groups (with every member's addresses)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from controller.db.database import write_transaction
 from controller.db.models import Node, Port, Subnet
 from controller.domain.networks.addresses import SLAAC
 from controller.domain.networks.changes import NodeChanges
+from controller.domain.networks.dns import NamedPort, assign_names, network_domain
 from controller.domain.node_registry import NodeRegistry, tunnel_host, tunnel_ip
 from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import node_agent_pb2 as npb
@@ -22,9 +24,10 @@ NOT_RUNNING = (cpb.INSTANCE_STATE_DELETING, cpb.INSTANCE_STATE_ERROR)
 
 
 class NodeProjection:
-    def __init__(self, registry: NodeRegistry, changes: NodeChanges) -> None:
+    def __init__(self, registry: NodeRegistry, changes: NodeChanges, dns_domain: str = "kumo") -> None:
         self.registry = registry
         self.changes = changes
+        self.dns_domain = dns_domain
 
     def tunnel_ip(self, node_id: str, db_address: str = "") -> str:
         """The node's VXLAN endpoint: from its live inventory, else its
@@ -51,7 +54,10 @@ class NodeProjection:
         if not ports:
             return
         ids = [p.id for p in ports]
-        ips = store.port_ips(ids)
+        net_ids = sorted({p.network_id for p in ports})
+        named = store.named_ports(net_ids, NOT_RUNNING)
+        ips = store.port_ips(ids + [pid for _, pid, _ in named])
+        names = self._names(named, ips)
         groups = store.port_groups(ids)
         by_instance: dict[str, list[Port]] = defaultdict(list)
         for p in ports:
@@ -63,6 +69,7 @@ class NodeProjection:
                     fixed_ips=[npb.FixedIp(subnet_id=s, ip_address=ip) for s, ip in ips.get(p.id, [])],
                     instance_id=p.instance_id,
                     security_group_ids=groups.get(p.id, []),
+                    dns_name=names.get(p.id, ""),
                 )
             )
             by_instance[p.instance_id].append(p)
@@ -71,12 +78,30 @@ class NodeProjection:
             if nics:
                 del inst.port_ids[:]
                 inst.port_ids.extend(p.id for p in nics)
-        net_ids = sorted({p.network_id for p in ports})
-        self._networks(node_row.id, net_ids, state)
+        records: dict[str, list[npb.DnsRecord]] = defaultdict(list)
+        for net_id, pid, _ in named:
+            records[net_id].append(
+                npb.DnsRecord(hostname=names[pid], ip_addresses=[ip for _, ip in ips.get(pid, [])])
+            )
+        self._networks(node_row.id, net_ids, state, records)
         self._security_groups({g for gs in groups.values() for g in gs}, state)
 
-    def _networks(self, node_id: str, net_ids: list[str], state: npb.NodeDesiredState) -> None:
-        """The networks of the node's ports, with subnets and VXLAN peers."""
+    @staticmethod
+    def _names(named: list[tuple[str, str, str]], ips: dict[str, list[tuple[str, str]]]) -> dict[str, str]:
+        """port id -> its name in its network, for every port of the networks."""
+        by_net: dict[str, list[NamedPort]] = defaultdict(list)
+        for net_id, pid, instance_name in named:
+            by_net[net_id].append(NamedPort(pid, instance_name, tuple(ip for _, ip in ips.get(pid, []))))
+        return {pid: name for ports in by_net.values() for pid, name in assign_names(ports).items()}
+
+    def _networks(
+        self,
+        node_id: str,
+        net_ids: list[str],
+        state: npb.NodeDesiredState,
+        records: dict[str, list[npb.DnsRecord]],
+    ) -> None:
+        """The networks of the node's ports, with subnets, VXLAN peers and names."""
         subnets: dict[str, list[Subnet]] = defaultdict(list)
         for s in store.subnets_of(net_ids):
             subnets[s.network_id].append(s)
@@ -110,6 +135,8 @@ class NodeProjection:
                         npb.OverlayPeer(node_id=n, tunnel_ip=tunnel[n], mac_addresses=macs)
                         for n, macs in sorted(peers.get(net.id, {}).items())
                     ],
+                    dns_domain=network_domain(net.name, net.id, self.dns_domain),
+                    dns_records=records.get(net.id, []),
                 )
             )
 

@@ -190,20 +190,32 @@ class NodeDesiredState(_message.Message):
     def __init__(self, enabled: _Optional[bool] = ..., instances: _Optional[_Iterable[_Union[DesiredInstance, _Mapping]]] = ..., networks: _Optional[_Iterable[_Union[DesiredNetwork, _Mapping]]] = ..., ports: _Optional[_Iterable[_Union[DesiredPort, _Mapping]]] = ..., security_groups: _Optional[_Iterable[_Union[DesiredSecurityGroup, _Mapping]]] = ..., volumes: _Optional[_Iterable[_Union[DesiredVolume, _Mapping]]] = ...) -> None: ...
 
 class DesiredNetwork(_message.Message):
-    __slots__ = ("id", "vni", "mtu", "external_routable", "subnets", "peers")
+    __slots__ = ("id", "vni", "mtu", "external_routable", "subnets", "peers", "dns_domain", "dns_records")
     ID_FIELD_NUMBER: _ClassVar[int]
     VNI_FIELD_NUMBER: _ClassVar[int]
     MTU_FIELD_NUMBER: _ClassVar[int]
     EXTERNAL_ROUTABLE_FIELD_NUMBER: _ClassVar[int]
     SUBNETS_FIELD_NUMBER: _ClassVar[int]
     PEERS_FIELD_NUMBER: _ClassVar[int]
+    DNS_DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    DNS_RECORDS_FIELD_NUMBER: _ClassVar[int]
     id: str
     vni: int
     mtu: int
     external_routable: bool
     subnets: _containers.RepeatedCompositeFieldContainer[DesiredSubnet]
     peers: _containers.RepeatedCompositeFieldContainer[OverlayPeer]
-    def __init__(self, id: _Optional[str] = ..., vni: _Optional[int] = ..., mtu: _Optional[int] = ..., external_routable: _Optional[bool] = ..., subnets: _Optional[_Iterable[_Union[DesiredSubnet, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[OverlayPeer, _Mapping]]] = ...) -> None: ...
+    dns_domain: str
+    dns_records: _containers.RepeatedCompositeFieldContainer[DnsRecord]
+    def __init__(self, id: _Optional[str] = ..., vni: _Optional[int] = ..., mtu: _Optional[int] = ..., external_routable: _Optional[bool] = ..., subnets: _Optional[_Iterable[_Union[DesiredSubnet, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[OverlayPeer, _Mapping]]] = ..., dns_domain: _Optional[str] = ..., dns_records: _Optional[_Iterable[_Union[DnsRecord, _Mapping]]] = ...) -> None: ...
+
+class DnsRecord(_message.Message):
+    __slots__ = ("hostname", "ip_addresses")
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    IP_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    hostname: str
+    ip_addresses: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, hostname: _Optional[str] = ..., ip_addresses: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DesiredSubnet(_message.Message):
     __slots__ = ("id", "cidr", "ip_version", "gateway_ip", "dns_servers", "ipv6_slaac")
@@ -232,20 +244,22 @@ class OverlayPeer(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., tunnel_ip: _Optional[str] = ..., mac_addresses: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DesiredPort(_message.Message):
-    __slots__ = ("id", "network_id", "mac_address", "fixed_ips", "instance_id", "security_group_ids")
+    __slots__ = ("id", "network_id", "mac_address", "fixed_ips", "instance_id", "security_group_ids", "dns_name")
     ID_FIELD_NUMBER: _ClassVar[int]
     NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
     MAC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     FIXED_IPS_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     SECURITY_GROUP_IDS_FIELD_NUMBER: _ClassVar[int]
+    DNS_NAME_FIELD_NUMBER: _ClassVar[int]
     id: str
     network_id: str
     mac_address: str
     fixed_ips: _containers.RepeatedCompositeFieldContainer[FixedIp]
     instance_id: str
     security_group_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., network_id: _Optional[str] = ..., mac_address: _Optional[str] = ..., fixed_ips: _Optional[_Iterable[_Union[FixedIp, _Mapping]]] = ..., instance_id: _Optional[str] = ..., security_group_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    dns_name: str
+    def __init__(self, id: _Optional[str] = ..., network_id: _Optional[str] = ..., mac_address: _Optional[str] = ..., fixed_ips: _Optional[_Iterable[_Union[FixedIp, _Mapping]]] = ..., instance_id: _Optional[str] = ..., security_group_ids: _Optional[_Iterable[str]] = ..., dns_name: _Optional[str] = ...) -> None: ...
 
 class FixedIp(_message.Message):
     __slots__ = ("subnet_id", "ip_address")
