@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from controller.api.events import EventServicer
 from controller.api.identity import IdentityServicer
 from controller.api.images import ImageServicer, StreamGuard
 from controller.api.images import add_to_server as add_image_service
@@ -33,6 +34,7 @@ from controller.db import instances as instance_store
 from controller.db import networks as network_store
 from controller.db import volumes as volume_store
 from controller.domain.compute_catalog import ComputeCatalog
+from controller.domain.events import EventLog
 from controller.domain.extensions import InUseCheck
 from controller.domain.identity import Identity
 from controller.domain.images import Images
@@ -47,6 +49,8 @@ from controller.pki import ServerPki
 from kumo.v1 import (
     compute_pb2,
     compute_pb2_grpc,
+    event_pb2,
+    event_pb2_grpc,
     identity_pb2,
     identity_pb2_grpc,
     image_pb2,
@@ -102,6 +106,7 @@ def _service(module: Any, name: str, add: Callable[[Any, Any], None], servicer: 
 class Parts:
     """One controller's domain objects and the services of its two ports."""
 
+    events: EventLog
     identity: Identity
     nodes: Nodes
     images: Images
@@ -119,10 +124,12 @@ def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]
     """Builds one controller on the database the calling thread is bound to.
     `node_port` tells enrolling nodes where the node port listens (known once
     the servers start)."""
+    # The event log first: every feature that changes state records into it.
+    events = EventLog(cfg.event_retention_seconds, cfg.event_prune_seconds)
     identity = Identity(
         TokenSigner.from_file(cfg.data_dir / "token.key"), cfg.token_ttl_seconds, PROJECT_IN_USE
     )
-    nodes = Nodes(cfg, pki.ca, NODE_IN_USE)
+    nodes = Nodes(cfg, pki.ca, NODE_IN_USE, events)
     images = Images(cfg)
     images.recover()
     catalog = ComputeCatalog()
@@ -132,7 +139,14 @@ def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]
     nodes.registry.watch_tunnels(networks.tunnel_moved)
     volumes = Volumes(cfg, images, placement, nodes)
     instances = Instances(
-        cfg, catalog, images, nodes, placement, extensions=(networks, volumes), boot_volumes=volumes
+        cfg,
+        catalog,
+        images,
+        nodes,
+        placement,
+        extensions=(networks, volumes),
+        boot_volumes=volumes,
+        events=events,
     )
     desired = DesiredStates((instances, networks, volumes))
 
@@ -173,6 +187,12 @@ def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]
             volume_pb2_grpc.add_VolumeServiceServicer_to_server,
             VolumeServicer(volumes),
         ),
+        _service(
+            event_pb2,
+            "EventService",
+            event_pb2_grpc.add_EventServiceServicer_to_server,
+            EventServicer(events),
+        ),
     )
     node = (
         _service(
@@ -183,5 +203,16 @@ def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]
         ),
     )
     return Parts(
-        identity, nodes, images, catalog, placement, networks, volumes, instances, desired, public, node
+        events,
+        identity,
+        nodes,
+        images,
+        catalog,
+        placement,
+        networks,
+        volumes,
+        instances,
+        desired,
+        public,
+        node,
     )

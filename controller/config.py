@@ -58,6 +58,10 @@ class ControllerConfig:
     quota_volumes: int = 10
     quota_volume_gb: int = 1000
     quota_volume_snapshots: int = 10
+    # The event log: events older than this are pruned (0: kept forever),
+    # checked every event_prune_seconds.
+    event_retention_seconds: float = 90 * 24 * 3600.0
+    event_prune_seconds: float = 600.0
 
     @property
     def pki_dir(self) -> Path:

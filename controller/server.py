@@ -17,6 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from controller.assembly import Service, assemble
+from controller.auth.call_events import CallEvents
 from controller.auth.decoding import LogLimiter
 from controller.auth.interceptor import ApiInterceptor
 from controller.auth.principal import NodePrincipal
@@ -97,7 +98,10 @@ class Controller:
         # it from the handshake and pins it by the fingerprint in its join token.
         public_pair = [(self.pki.server_key_pem, self.pki.server_cert_pem + self.pki.ca.cert_pem)]
         parts = self.parts
-        public = self._server(ApiInterceptor(LogLimiter(), parts.identity.principal_for), parts.public)
+        interceptor = ApiInterceptor(
+            LogLimiter(), parts.identity.principal_for, events=CallEvents(parts.events)
+        )
+        public = self._server(interceptor, parts.public)
         self.port = public.add_secure_port(self.cfg.listen, grpc.ssl_server_credentials(public_pair))
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {self.cfg.listen}")
@@ -115,6 +119,7 @@ class Controller:
             self.node_server = node
         parts.instances.start_sync()
         parts.volumes.start_sync()
+        parts.events.start_prune()
         for entry in parts.public + parts.node:
             self.health.set(entry.name, health_pb2.HealthCheckResponse.SERVING)
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -151,6 +156,7 @@ class Controller:
         self.health.enter_graceful_shutdown()
         self.parts.instances.stop_sync()
         self.parts.volumes.stop_sync()
+        self.parts.events.stop_prune()
         events = [s.stop(grace) for s in (self.public_server, self.node_server) if s is not None]
         for ev in events:
             ev.wait()
