@@ -26,6 +26,7 @@ from controller.config import load_config
 from controller.server import Controller
 from kumo import keys
 from kumo.v1 import compute_pb2 as cpb
+from kumo.v1 import event_pb2 as evpb
 from kumo.v1 import (
     compute_pb2_grpc,
     identity_pb2_grpc,
@@ -68,6 +69,7 @@ REQUESTS: dict[str, Callable[[], Any]] = {
     "/kumo.v1.NodeService/ListJoinTokens": nodepb.ListJoinTokensRequest,
     "/kumo.v1.VolumeService/ListVolumes": vpb.ListVolumesRequest,
     "/kumo.v1.VolumeService/ListVolumeSnapshots": vpb.ListVolumeSnapshotsRequest,
+    "/kumo.v1.EventService/ListEvents": evpb.ListEventsRequest,  # the creates above made plenty
 }
 
 
