@@ -26,7 +26,6 @@ from controller.config import load_config
 from controller.server import Controller
 from kumo import keys
 from kumo.v1 import compute_pb2 as cpb
-from kumo.v1 import event_pb2 as evpb
 from kumo.v1 import (
     compute_pb2_grpc,
     identity_pb2_grpc,
@@ -35,6 +34,7 @@ from kumo.v1 import (
     node_pb2_grpc,
     volume_pb2_grpc,
 )
+from kumo.v1 import event_pb2 as evpb
 from kumo.v1 import identity_pb2 as idpb
 from kumo.v1 import image_pb2 as ipb
 from kumo.v1 import network_pb2 as npb
