@@ -137,7 +137,7 @@ def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]
     placement = Placement(nodes.registry, ratios, cfg.scheduler_weigher)
     networks = Networks(nodes)
     nodes.registry.watch_tunnels(networks.tunnel_moved)
-    volumes = Volumes(cfg, images, placement, nodes)
+    volumes = Volumes(cfg, images, placement, nodes, events)
     instances = Instances(
         cfg,
         catalog,

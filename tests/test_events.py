@@ -28,6 +28,7 @@ from controller.db.events import EventQuery
 from controller.domain.events import OK, Cause, EventLog, Outcome
 from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import event_pb2 as pb
+from kumo.v1 import volume_pb2 as vpb
 from tests.cloudutil import fake_cloud
 from tests.harness import Client, error_reason, rpc_error, run_cli, two_tenants
 from tests.nodeutil import wait_for
@@ -183,6 +184,19 @@ def test_a_failed_snapshot_is_recorded_with_the_nodes_reason(cloud: dict) -> Non
     assert [e.action for e in got].index("create") < [e.action for e in got].index("snapshot")
     alice.compute.DeleteInstance(cpb.DeleteInstanceRequest(id=inst.id))
     wait_action(alice, inst.id, "deleted")
+
+
+def test_a_volume_lifecycle_from_the_volume_sync(cloud: dict) -> None:
+    alice: Client = cloud["alice"]
+    vol = alice.volumes.CreateVolume(vpb.CreateVolumeRequest(volume=vpb.Volume(name="ev-vol", size_gb=1)))
+
+    def volume_actions() -> list[str]:
+        return [e.action for e in events(alice, resource_type="volume", resource_id=vol.id)]
+
+    wait_for(lambda: "available" in volume_actions(), timeout=60, what="a volume available event")
+    alice.volumes.DeleteVolume(vpb.DeleteVolumeRequest(id=vol.id))
+    wait_for(lambda: "deleted" in volume_actions(), timeout=60, what="a volume deleted event")
+    assert volume_actions() == ["create", "available", "delete", "deleted"]
 
 
 def test_visibility_members_see_their_project_admins_all(cloud: dict) -> None:

@@ -74,6 +74,12 @@ class Outcome:
 OK = Outcome()
 
 
+def _clean(text: str, limit: int) -> str:
+    """What a column holds: within its width, without NUL (which PostgreSQL
+    text refuses; a refused call's fields are whatever the caller sent)."""
+    return text.replace("\x00", "")[:limit]
+
+
 class EventLog:
     """Writes and lists events, and prunes those older than the retention
     (`retention_seconds`; 0 keeps them forever) every `prune_seconds`."""
@@ -105,18 +111,18 @@ class EventLog:
         store.insert_event(
             id=clock.new_id(),
             time=clock.now(),
-            request_id=cause.request_id[:128],
-            user_id=cause.user_id,
-            user_name=cause.user_name,
-            project_id=project_id,
-            resource_type=resource_type,
-            resource_id=resource_id[:64],
-            action=action,
+            request_id=_clean(cause.request_id, 128),
+            user_id=_clean(cause.user_id, 36),
+            user_name=_clean(cause.user_name, 64),
+            project_id=_clean(project_id, 36),
+            resource_type=_clean(resource_type, 64),
+            resource_id=_clean(resource_id, 64),
+            action=_clean(action, 64),
             ok=outcome.ok,
-            error_code=outcome.error_code,
-            error_reason=outcome.error_reason[:64],
-            message=message[:4096],
-            method=method,
+            error_code=_clean(outcome.error_code, 32),
+            error_reason=_clean(outcome.error_reason, 64),
+            message=_clean(message, 4096),
+            method=_clean(method, 128),
         )
 
     def record_call(

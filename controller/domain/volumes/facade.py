@@ -11,6 +11,7 @@ from controller.auth.principal import Principal
 from controller.config import ControllerConfig
 from controller.db import volumes as store
 from controller.db.models import Instance, Volume
+from controller.domain.events import EventLog
 from controller.domain.extensions import CreateBind
 from controller.domain.images import Images
 from controller.domain.nodes import Nodes
@@ -30,7 +31,14 @@ class Volumes:
     goes, lets nodes read the image blobs of volumes made from images) and
     their BootVolumes; to nodes a DesiredStateContributor."""
 
-    def __init__(self, cfg: ControllerConfig, images: Images, placement: Placement, nodes: Nodes) -> None:
+    def __init__(
+        self,
+        cfg: ControllerConfig,
+        images: Images,
+        placement: Placement,
+        nodes: Nodes,
+        events: EventLog | None = None,
+    ) -> None:
         self.nodes = nodes
         self.ratios = placement.ratios
         self.quotas = Quotas(cfg.quota_volumes, cfg.quota_volume_gb, cfg.quota_volume_snapshots)
@@ -38,7 +46,7 @@ class Volumes:
         self.lifecycle = VolumeLifecycle(self.quotas, images, placement, nodes.registry)
         self.snapshots = Snapshots(self.quotas, nodes.registry)
         self.projection = VolumeProjection()
-        self.sync = VolumeSync(nodes.registry, self.sync_period)
+        self.sync = VolumeSync(nodes.registry, self.sync_period, events)
 
         # Lookups
         self.get = lookups.get_volume
