@@ -28,6 +28,7 @@ from controller.db.events import EventQuery
 from controller.domain.events import OK, Cause, EventLog, Outcome
 from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import event_pb2 as pb
+from kumo.v1 import identity_pb2 as idpb
 from kumo.v1 import volume_pb2 as vpb
 from tests.cloudutil import fake_cloud
 from tests.harness import Client, error_reason, rpc_error, run_cli, two_tenants
@@ -354,3 +355,32 @@ def test_an_event_that_cannot_be_written_is_logged_and_counted(
         log.record_call("instance", "i", "stop", "p", Cause("r"), Outcome.failed("X"), "", "m")
     assert log.write_failures == 2
     assert sum(r.message == "event not written" for r in caplog.records) == 2
+
+
+@pytest.mark.postgres
+def test_events_on_postgres(postgres, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The same log on PostgreSQL: calls and refusals recorded, pages in order,
+    and no event failed to write (the controller's log says so if one did)."""
+    from tests.harness import ControllerProc
+
+    data = tmp_path / "data"
+    data.mkdir()
+    ctl = ControllerProc(data, extra_args=["--database-url", postgres.create_database("kumo_events")]).start()
+    try:
+        admin = ctl.login()
+        for i in range(5):
+            admin.identity.CreateProject(idpb.CreateProjectRequest(project=idpb.Project(name=f"pg-ev-{i}")))
+        dup = rpc_error(
+            admin.identity.CreateProject, idpb.CreateProjectRequest(project=idpb.Project(name="pg-ev-0"))
+        )
+        assert dup.code() == grpc.StatusCode.ALREADY_EXISTS
+        got = events(admin, resource_type="project")
+        assert [e.result for e in got] == [pb.EVENT_RESULT_OK] * 5 + [pb.EVENT_RESULT_ERROR]
+        assert got[-1].error_reason == "PROJECT_EXISTS"
+        assert len({e.id for e in got}) == 6
+        times = [e.event_time.ToNanoseconds() for e in got]
+        assert times == sorted(times)
+    finally:
+        ctl.stop()
+    log = (data.parent / "data-controller.log").read_text()
+    assert "event not written" not in log

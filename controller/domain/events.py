@@ -136,7 +136,9 @@ class EventLog:
         message: str,
         method: str,
     ) -> None:
-        """The event of an API call, after it: never raises (see the module doc)."""
+        """The event of an API call, after it: never raises (see the module doc).
+        Also the way to record a refusal found inside a transaction that then
+        rolls back (a quota refused): write it after, outside that transaction."""
         try:
             with write_transaction():
                 self.record(resource_type, resource_id, action, project_id, cause, outcome, message, method)
