@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from controller.api.control_plane import ControlPlaneServicer
 from controller.api.events import EventServicer
 from controller.api.identity import IdentityServicer
 from controller.api.images import ImageServicer, StreamGuard
@@ -25,7 +26,7 @@ from controller.api.networks import NetworkInstanceApi, NetworkServicer
 from controller.api.node import NodeServicer
 from controller.api.node_agent import NodeAgentServicer, NodeEnrollmentServicer
 from controller.api.volumes import VolumeInstanceApi, VolumeServicer
-from controller.auth.tokens import TokenSigner
+from controller.auth.tokens import TokenKeyring
 from controller.config import ControllerConfig
 from controller.db import compute as compute_store
 from controller.db import identity as identity_store
@@ -34,6 +35,7 @@ from controller.db import instances as instance_store
 from controller.db import networks as network_store
 from controller.db import volumes as volume_store
 from controller.domain.compute_catalog import ComputeCatalog
+from controller.domain.control_plane import ControlPlane
 from controller.domain.events import EventLog
 from controller.domain.extensions import InUseCheck
 from controller.domain.identity import Identity
@@ -49,6 +51,8 @@ from controller.pki import ServerPki
 from kumo.v1 import (
     compute_pb2,
     compute_pb2_grpc,
+    control_plane_pb2,
+    control_plane_pb2_grpc,
     event_pb2,
     event_pb2_grpc,
     identity_pb2,
@@ -108,6 +112,7 @@ class Parts:
 
     events: EventLog
     identity: Identity
+    control_plane: ControlPlane
     nodes: Nodes
     images: Images
     catalog: ComputeCatalog
@@ -126,10 +131,18 @@ def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]
     the servers start)."""
     # The event log first: every feature that changes state records into it.
     events = EventLog(cfg.event_retention_seconds, cfg.event_prune_seconds)
-    identity = Identity(
-        TokenSigner.from_file(cfg.data_dir / "token.key"), cfg.token_ttl_seconds, PROJECT_IN_USE
-    )
+    keyring = TokenKeyring(cfg.token_key_dir, legacy_file=cfg.shared_path / "token.key")
+    identity = Identity(keyring, cfg.token_ttl_seconds, PROJECT_IN_USE)
     nodes = Nodes(cfg, pki.ca, NODE_IN_USE, events)
+    control_plane = ControlPlane(
+        cfg.data_dir,
+        cfg.shared_path,
+        pki.ca.fingerprint,
+        keyring,
+        cfg.token_ttl_seconds,
+        lambda: nodes.registry.counts()["connected"],
+        cfg.controller_heartbeat_seconds,
+    )
     images = Images(cfg)
     images.recover()
     catalog = ComputeCatalog()
@@ -158,6 +171,12 @@ def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]
             "IdentityService",
             identity_pb2_grpc.add_IdentityServiceServicer_to_server,
             IdentityServicer(identity),
+        ),
+        _service(
+            control_plane_pb2,
+            "ControlPlaneService",
+            control_plane_pb2_grpc.add_ControlPlaneServiceServicer_to_server,
+            ControlPlaneServicer(control_plane),
         ),
         _service(
             node_pb2, "NodeService", node_pb2_grpc.add_NodeServiceServicer_to_server, NodeServicer(nodes)
@@ -205,6 +224,7 @@ def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]
     return Parts(
         events,
         identity,
+        control_plane,
         nodes,
         images,
         catalog,
