@@ -24,6 +24,7 @@ from cli.commands import (
     server_group,
     user,
 )
+from cli.commands import event as event_cmd
 from cli.commands import network as network_cmd
 from cli.commands import port as port_cmd
 from cli.commands import profile as profile_cmd
@@ -70,6 +71,7 @@ app.add_typer(port_cmd.app, name="port", help="Ports: a NIC's MAC and fixed IPs 
 app.add_typer(security_group_cmd.app, name="security-group", help="Security groups and their rules.")
 app.add_typer(controller.app, name="controller", help="The controllers of the control plane (admin).")
 app.add_typer(node.app, name="node", help="Nodes (hypervisor hosts) and their join tokens (admin).")
+app.add_typer(event_cmd.app, name="event", help="The event log: who changed what, when, and how it ended.")
 
 
 def describe_rpc_error(exc: grpc.RpcError) -> str:

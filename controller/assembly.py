@@ -19,6 +19,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from controller.api.control_plane import ControlPlaneServicer
+from controller.api.events import EventServicer
 from controller.api.identity import IdentityServicer
 from controller.api.images import ImageServicer, StreamGuard
 from controller.api.images import add_to_server as add_image_service
@@ -38,6 +39,7 @@ from controller.db import volumes as volume_store
 from controller.db.database import db
 from controller.domain.compute_catalog import ComputeCatalog
 from controller.domain.control_plane import ControlPlane
+from controller.domain.events import EventLog
 from controller.domain.extensions import InUseCheck
 from controller.domain.identity import Identity
 from controller.domain.images import Images
@@ -56,6 +58,8 @@ from kumo.v1 import (
     compute_pb2_grpc,
     control_plane_pb2,
     control_plane_pb2_grpc,
+    event_pb2,
+    event_pb2_grpc,
     identity_pb2,
     identity_pb2_grpc,
     image_pb2,
@@ -111,6 +115,7 @@ def _service(module: Any, name: str, add: Callable[[Any, Any], None], servicer: 
 class Parts:
     """One controller's domain objects and the services of its two ports."""
 
+    events: EventLog
     identity: Identity
     quotas: Quotas
     control_plane: ControlPlane
@@ -139,9 +144,11 @@ def assemble(
     """Builds one controller on the database the calling thread is bound to.
     `node_port` tells enrolling nodes where the node port listens (known once
     the servers start)."""
+    # The event log first: every feature that changes state records into it.
+    events = EventLog(cfg.event_retention_seconds, cfg.event_prune_seconds)
     keyring = TokenKeyring(cfg.token_key_dir, legacy_file=cfg.shared_path / "token.key")
     identity = Identity(keyring, cfg.token_ttl_seconds, PROJECT_IN_USE)
-    nodes = Nodes(cfg, pki.ca, NODE_IN_USE)
+    nodes = Nodes(cfg, pki.ca, NODE_IN_USE, events)
     quotas = Quotas(defaults_from(cfg))
     control_plane = ControlPlane(
         cfg.data_dir,
@@ -160,7 +167,7 @@ def assemble(
     metrics.registry.register(StateCollector(db.obj, nodes.registry.liveness))
     networks = Networks(nodes, quotas, cfg.dns_domain)
     nodes.registry.watch_tunnels(networks.tunnel_moved)
-    volumes = Volumes(cfg, images, placement, nodes, quotas)
+    volumes = Volumes(cfg, images, placement, nodes, quotas, events)
     instances = Instances(
         cfg,
         catalog,
@@ -170,6 +177,7 @@ def assemble(
         quotas,
         extensions=(networks, volumes),
         boot_volumes=volumes,
+        events=events,
     )
     desired = DesiredStates((instances, networks, volumes))
 
@@ -216,6 +224,12 @@ def assemble(
             volume_pb2_grpc.add_VolumeServiceServicer_to_server,
             VolumeServicer(volumes),
         ),
+        _service(
+            event_pb2,
+            "EventService",
+            event_pb2_grpc.add_EventServiceServicer_to_server,
+            EventServicer(events),
+        ),
     )
     node = (
         _service(
@@ -226,6 +240,7 @@ def assemble(
         ),
     )
     return Parts(
+        events,
         identity,
         quotas,
         control_plane,

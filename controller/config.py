@@ -79,6 +79,10 @@ class ControllerConfig:
     # Networks: the domain under which guests' names resolve inside their
     # network, `<name>.<network>.<dns_domain>` (docs/networks.md).
     dns_domain: str = "kumo"
+    # The event log: events older than this are pruned (0: kept forever),
+    # checked every event_prune_seconds.
+    event_retention_seconds: float = 90 * 24 * 3600.0
+    event_prune_seconds: float = 600.0
 
     @property
     def shared_path(self) -> Path:

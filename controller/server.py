@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from controller.assembly import Service, assemble, make_metrics
+from controller.auth.call_events import CallEvents
 from controller.auth.decoding import LogLimiter
 from controller.auth.interceptor import ApiInterceptor
 from controller.auth.principal import NodePrincipal
@@ -122,9 +123,10 @@ class Controller:
             parts.metrics.registry, cfg.metrics_listen, cfg.metrics_cert_file, cfg.metrics_key_file
         )
         observe = parts.metrics.observe_rpc
-        public = self._server(
-            ApiInterceptor(LogLimiter(), parts.identity.principal_for, observe=observe), parts.public
+        interceptor = ApiInterceptor(
+            LogLimiter(), parts.identity.principal_for, observe=observe, events=CallEvents(parts.events)
         )
+        public = self._server(interceptor, parts.public)
         self.port = public.add_secure_port(self.cfg.listen, grpc.ssl_server_credentials(public_pair))
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {self.cfg.listen}")
@@ -142,6 +144,7 @@ class Controller:
             self.node_server = node
         parts.instances.start_sync()
         parts.volumes.start_sync()
+        parts.events.start_prune()
         parts.control_plane.register(
             advertised(self.cfg.listen, self.port),
             advertised(self.cfg.node_listen, self.node_port) if self.node_port else "",
@@ -184,6 +187,7 @@ class Controller:
         self.parts.control_plane.stop()
         self.parts.instances.stop_sync()
         self.parts.volumes.stop_sync()
+        self.parts.events.stop_prune()
         events = [s.stop(grace) for s in (self.public_server, self.node_server) if s is not None]
         for ev in events:
             ev.wait()

@@ -38,6 +38,7 @@ from kumo.v1 import (
     volume_pb2_grpc,
 )
 from kumo.v1 import control_plane_pb2 as ctlpb
+from kumo.v1 import event_pb2 as evpb
 from kumo.v1 import identity_pb2 as idpb
 from kumo.v1 import image_pb2 as ipb
 from kumo.v1 import network_pb2 as npb
@@ -73,6 +74,7 @@ REQUESTS: dict[str, Callable[[], Any]] = {
     "/kumo.v1.NodeService/ListJoinTokens": nodepb.ListJoinTokensRequest,
     "/kumo.v1.VolumeService/ListVolumes": vpb.ListVolumesRequest,
     "/kumo.v1.VolumeService/ListVolumeSnapshots": vpb.ListVolumeSnapshotsRequest,
+    "/kumo.v1.EventService/ListEvents": evpb.ListEventsRequest,  # the creates above made plenty
 }
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cli.client import list_all, resolve
+from cli.commands import event as event_cmd
 from cli.commands import image as image_cmd
 from cli.commands.flavor import stub
 from cli.commands.server_group import find as find_group
@@ -28,6 +29,8 @@ from kumo.v1 import compute_pb2 as pb
 from kumo.v1 import image_pb2 as ipb
 
 app = typer.Typer(no_args_is_help=True)
+event_app = typer.Typer(no_args_is_help=True)
+app.add_typer(event_app, name="event", help="A server's events: what was done to it and what it did.")
 
 COLUMNS = [
     ("id", "id"),
@@ -310,3 +313,20 @@ def snapshot(
         interval=1,
     )
     emit(image, output, image_cmd.DETAIL, column)
+
+
+@event_app.command("list")
+def event_list(
+    server: str,
+    action: event_cmd.ActionOpt = None,
+    since: event_cmd.SinceOpt = None,
+    until: event_cmd.UntilOpt = None,
+    output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
+) -> None:
+    """List a server's events, oldest first (as OpenStack's server event list)."""
+    inst = find(stub(), server)
+    req = event_cmd.pb.ListEventsRequest(
+        page_size=500, resource_type="instance", resource_id=inst.id, action=action or ""
+    )
+    event_cmd.show_events(req, since, until, output, column)

@@ -14,6 +14,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from controller.auth.call_events import CallEvents
 from controller.auth.decoding import LogLimiter, checked, checked_stream, tolerant
 from controller.auth.policy import OPEN_PREFIXES, POLICY, Rule
 from controller.auth.principal import NodePrincipal, Principal
@@ -99,6 +100,7 @@ class ApiInterceptor(grpc.ServerInterceptor):
         policy: dict[str, Rule] = POLICY,
         node_port: bool = False,
         observe: RpcObserver = ignore_rpc,
+        events: CallEvents | None = None,
     ) -> None:
         self._observe = observe
         self._token_auth = token_auth
@@ -107,6 +109,8 @@ class ApiInterceptor(grpc.ServerInterceptor):
         self._node_port = node_port
         # What client mistakes log (refusals, undecodable requests) is rate-limited.
         self._limiter = limiter
+        # Every state-changing call a caller was authorized for becomes an event.
+        self._events = events
 
     def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
         handler = continuation(handler_call_details)
@@ -130,17 +134,25 @@ class ApiInterceptor(grpc.ServerInterceptor):
 
         def wrapped(request: Any, ctx: grpc.ServicerContext) -> Any:
             start = time.perf_counter()
+            principal: Principal | None = None
             try:
                 if not raw:
                     request = checked_stream(request) if handler.request_streaming else checked(request)
                 call_ctx = ctx if is_open else self._authorize(method, rule, metadata, ctx)
+                principal = getattr(call_ctx, "principal", None)
                 result = behavior(request, call_ctx)
                 if handler.response_streaming:  # observed when the stream ends
                     return self._guard_stream(method, result, ctx, start)
                 self._observe(method, "OK", time.perf_counter() - start)
+                if principal is not None and self._events is not None:
+                    self._events.after(method, principal, request, result, None, metadata)
                 return result
             except Exception as exc:
                 self._observe(method, status_code_of(exc, ctx), time.perf_counter() - start)
+                if principal is not None and self._events is not None:
+                    error = as_conflict(exc) or exc
+                    failure = error if isinstance(error, KumoError) else KumoError("internal error")
+                    self._events.after(method, principal, request, None, failure, metadata)
                 self._fail(method, exc, ctx)
             finally:
                 if log.isEnabledFor(logging.DEBUG):

@@ -173,6 +173,8 @@ POLICY: dict[str, Rule] = {
             "DeleteSecurityGroupRule": Rule.MEMBER,
         },
     ),
+    # Members and readers see their project's events; admins every project's.
+    **_service("EventService", {"ListEvents": Rule.READER}),
 }
 
 # Infrastructure services every gRPC tool expects to reach without a token.

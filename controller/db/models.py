@@ -443,3 +443,23 @@ class Controller(BaseModel):
     start_time = peewee.DoubleField()
     last_seen_time = peewee.DoubleField()
     node_sessions = peewee.IntegerField(default=0)
+
+
+class Event(BaseModel):
+    """One entry of the event log (controller/domain/events.py); no foreign
+    keys, since an event outlives the resource, user and project it names."""
+
+    id = peewee.CharField(primary_key=True, max_length=36)
+    time = peewee.DoubleField()
+    request_id = peewee.CharField(max_length=128, default="")
+    user_id = peewee.CharField(max_length=36, default="")
+    user_name = peewee.CharField(max_length=64, default="")
+    project_id = peewee.CharField(max_length=36, default="")
+    resource_type = peewee.CharField(max_length=64)
+    resource_id = peewee.CharField(max_length=64, default="")
+    action = peewee.CharField(max_length=64)
+    ok = peewee.BooleanField()
+    error_code = peewee.CharField(max_length=32, default="")
+    error_reason = peewee.CharField(max_length=64, default="")
+    message = peewee.TextField(default="")
+    method = peewee.CharField(max_length=128, default="")

@@ -36,9 +36,11 @@ from controller.db.database import is_sqlite, write_transaction
 from controller.db.models import Instance, Node, ServerGroup
 from controller.domain import idempotency
 from controller.domain.compute_catalog import ComputeCatalog
+from controller.domain.events import CONTROLLER, OK, Cause, EventLog, Outcome
 from controller.domain.extensions import BootVolumes, InstanceExtension
 from controller.domain.idempotency import NO_REQUEST_ID, RequestKey
 from controller.domain.images import Images
+from controller.domain.instance_events import observed
 from controller.domain.node_registry import DOWN as NODE_DOWN
 from controller.domain.node_registry import LiveView
 from controller.domain.nodes import Nodes
@@ -171,8 +173,10 @@ class Instances:
         quotas: Quotas,
         extensions: Sequence[InstanceExtension] = (),
         boot_volumes: BootVolumes | None = None,
+        events: EventLog | None = None,
     ) -> None:
         self.catalog = catalog
+        self.events = events  # what the controller does to instances by itself
         self.images = images
         self.nodes = nodes
         self.placement = placement
@@ -311,6 +315,15 @@ class Instances:
                 others |= bind(row)
             if request_key:
                 idempotency.record(request_key, "instance", caller.project_id, row.id)
+            if self.events is not None:
+                self.events.record(
+                    "instance",
+                    row.id,
+                    "schedule",
+                    row.project_id,
+                    Cause.of(caller, request_key.request_id),
+                    message=f"scheduled on node {chosen}",
+                )
         placement.record("instance", outcome, True)  # committed
         for node_id in {chosen, *others}:
             self.nodes.registry.notify_threadsafe(node_id)
@@ -505,8 +518,11 @@ class Instances:
                                 )
                             for ext in self.extensions:
                                 others |= ext.instance_gone(row)
+                            self._event(row, "deleted", f"deleted; its claim on node {node_id} freed")
                             log.info("instance deleted", extra={"instance": row.id})
                     elif store.update_instance_if(row.id, row.state, seen.update, now) == 1:
+                        for action, outcome, message in observed(row, seen.update):
+                            self._event(row, action, message, outcome)
                         if seen.failed_snapshot:
                             self.images.fail_snapshot(seen.failed_snapshot, row.id, seen.snapshot_fault)
                         if seen.bump:
@@ -518,6 +534,11 @@ class Instances:
             for other in others:
                 self.nodes.registry.notify_threadsafe(other)
         return changed
+
+    def _event(self, row: Instance, action: str, message: str, outcome: Outcome = OK) -> None:
+        """A change the sync made, recorded in its transaction."""
+        if self.events is not None:
+            self.events.record("instance", row.id, action, row.project_id, CONTROLLER, outcome, message)
 
     @staticmethod
     def _observe(row: Instance, guest: npb.GuestStatus | None, node: str) -> Observation:

@@ -22,6 +22,7 @@ from controller.config import ControllerConfig
 from controller.db import nodes as store
 from controller.db.database import write_transaction
 from controller.db.models import JoinToken, Node
+from controller.domain.events import EventLog
 from controller.domain.extensions import InUseCheck
 from controller.domain.idempotency import NO_REQUEST_ID, RequestKey, idempotent_create
 from controller.domain.node_registry import DOWN, READY, LiveView, NodeRegistry
@@ -102,13 +103,17 @@ class Enrollment:
 
 class Nodes:
     def __init__(
-        self, cfg: ControllerConfig, ca: CertificateAuthority, in_use: Sequence[InUseCheck] = ()
+        self,
+        cfg: ControllerConfig,
+        ca: CertificateAuthority,
+        in_use: Sequence[InUseCheck] = (),
+        events: EventLog | None = None,
     ) -> None:
         self.cfg = cfg
         self.ca = ca
         self.in_use = tuple(in_use)
         self.registry = NodeRegistry(
-            cfg.node_grace_seconds, cfg.node_heartbeat_seconds, cfg.node_stats_log_seconds
+            cfg.node_grace_seconds, cfg.node_heartbeat_seconds, cfg.node_stats_log_seconds, events=events
         )
 
     # Join tokens

@@ -12,6 +12,7 @@ import grpc
 
 from kumo.v1 import (
     compute_pb2_grpc,
+    event_pb2_grpc,
     identity_pb2_grpc,
     image_pb2_grpc,
     network_pb2_grpc,
@@ -113,3 +114,7 @@ class Client:
     @property
     def nodes(self) -> node_pb2_grpc.NodeServiceStub:
         return self.stub(node_pb2_grpc.NodeServiceStub)
+
+    @property
+    def events(self) -> event_pb2_grpc.EventServiceStub:
+        return self.stub(event_pb2_grpc.EventServiceStub)

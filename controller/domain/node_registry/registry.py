@@ -14,6 +14,7 @@ from typing import Any
 
 from controller import clock
 from controller.db import nodes as store
+from controller.domain.events import EventLog
 from controller.domain.node_registry.live import DOWN, READY, Live, LiveView, Session, tunnel_ip
 from controller.domain.node_registry.loopstats import Stats, gc_keeper, lag_probe
 from controller.domain.node_registry.writer import StateWriter, inventory_columns
@@ -37,6 +38,7 @@ class NodeRegistry:
         stats_log_seconds: float = 60.0,
         flush_seconds: float = 1.0,
         heartbeat_flush_seconds: float = 10.0,
+        events: EventLog | None = None,
     ) -> None:
         self.grace = grace_seconds
         self.heartbeat_interval = heartbeat_seconds
@@ -47,7 +49,7 @@ class NodeRegistry:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stats = Stats()
         self._lock = threading.Lock()  # guards readers' copies against the loop's writes
-        self.writer = StateWriter(heartbeat_flush_seconds)
+        self.writer = StateWriter(heartbeat_flush_seconds, events)
         self._tasks: list[asyncio.Task[None]] = []
         self._tunnel_listeners: list[Callable[[str], None]] = []
 

@@ -3,7 +3,8 @@ memory to the database here, in batches on one worker thread, never on the
 event loop. State changes, inventories and applied revisions go at the next
 flush tick; last-heartbeat times and usage only every
 `heartbeat_flush_seconds` (a heartbeat touches memory only). A failed write
-is requeued under newer values and tried again at the next tick."""
+is requeued under newer values and tried again at the next tick. A node's
+status change (DOWN, READY) is an event, written in the same transaction."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from typing import Any
 
 from controller import clock
 from controller.db import nodes as store
-from controller.db.database import db
-from controller.domain.node_registry.live import Live
+from controller.db.database import db, write_transaction
+from controller.domain.events import EventLog, Outcome
+from controller.domain.node_registry.live import DOWN, Live
 from kumo.v1 import node_pb2 as pb
 
 log = logging.getLogger("kumo.nodes")
@@ -47,8 +49,9 @@ class StateWriter:
     """Runs on the event loop (bar `executor`'s thread): the registry records
     what changed in `pending` and marks heartbeats in `heartbeat_dirty`."""
 
-    def __init__(self, heartbeat_flush_seconds: float) -> None:
+    def __init__(self, heartbeat_flush_seconds: float, events: EventLog | None = None) -> None:
         self.heartbeat_flush_seconds = heartbeat_flush_seconds
+        self.events = events
         self.pending = store.PendingWrites({}, {}, {}, {})
         self.heartbeat_dirty: set[str] = set()
         self._last_heartbeat_flush = time.monotonic()
@@ -91,8 +94,7 @@ class StateWriter:
             log.exception("writing node state failed; will retry")
             self.pending.requeue(batch)
 
-    @staticmethod
-    def _write(batch: store.PendingWrites) -> None:
+    def _write(self, batch: store.PendingWrites) -> None:
         # Usage is turned into JSON here, off the event loop.
         rows = store.PendingWrites(
             {nid: (t, usage_json(usage)) for nid, (t, usage) in batch.heartbeats.items()},  # type: ignore[arg-type]
@@ -100,7 +102,24 @@ class StateWriter:
             batch.inventories,
             batch.sessions,
         )
-        store.flush(rows, clock.now())
+        with write_transaction():
+            store.flush(rows, clock.now())
+            if self.events is not None:
+                for node_id, status in batch.statuses.items():
+                    self._status_event(self.events, node_id, status)
+
+    @staticmethod
+    def _status_event(events: EventLog, node_id: str, status: str) -> None:
+        if status == DOWN:
+            events.record(
+                "node",
+                node_id,
+                "down",
+                outcome=Outcome.failed("NODE_DOWN"),
+                message="no heartbeat within the grace period: the node is lost",
+            )
+        else:
+            events.record("node", node_id, status.lower(), message=f"the node is {status}")
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=True)

@@ -11,6 +11,7 @@ from controller.auth.principal import Principal
 from controller.config import ControllerConfig
 from controller.db import volumes as store
 from controller.db.models import Instance, Volume
+from controller.domain.events import EventLog
 from controller.domain.extensions import CreateBind
 from controller.domain.images import Images
 from controller.domain.nodes import Nodes
@@ -31,7 +32,13 @@ class Volumes:
     their BootVolumes; to nodes a DesiredStateContributor."""
 
     def __init__(
-        self, cfg: ControllerConfig, images: Images, placement: Placement, nodes: Nodes, quotas: Quotas
+        self,
+        cfg: ControllerConfig,
+        images: Images,
+        placement: Placement,
+        nodes: Nodes,
+        quotas: Quotas,
+        events: EventLog | None = None,
     ) -> None:
         self.nodes = nodes
         self.ratios = placement.ratios
@@ -39,7 +46,7 @@ class Volumes:
         self.lifecycle = VolumeLifecycle(quotas, images, placement, nodes.registry)
         self.snapshots = Snapshots(quotas, nodes.registry)
         self.projection = VolumeProjection()
-        self.sync = VolumeSync(nodes.registry, self.sync_period, quotas)
+        self.sync = VolumeSync(nodes.registry, self.sync_period, quotas, events)
 
         # Lookups
         self.get = lookups.get_volume

@@ -13,6 +13,7 @@ from controller.db import nodes as node_store
 from controller.db import volumes as store
 from controller.db.database import write_transaction
 from controller.db.models import Volume, VolumeSnapshot
+from controller.domain.events import OK, EventLog, Outcome
 from controller.domain.node_registry import NodeRegistry
 from controller.domain.periodic import Periodic
 from controller.domain.quotas import Quotas
@@ -30,6 +31,8 @@ from controller.domain.volumes.states import (
     SNAP_CREATING,
     SNAP_DELETING,
     SNAP_ERROR,
+    SNAP_STATE_NAMES,
+    STATE_NAMES,
 )
 from kumo.v1 import node_agent_pb2 as npb
 
@@ -37,9 +40,12 @@ log = logging.getLogger("kumo.volumes")
 
 
 class VolumeSync:
-    def __init__(self, registry: NodeRegistry, period: float, quotas: Quotas) -> None:
+    def __init__(
+        self, registry: NodeRegistry, period: float, quotas: Quotas, events: EventLog | None = None
+    ) -> None:
         self.registry = registry
         self.quotas = quotas
+        self.events = events  # the state changes a pass makes, each in its transaction
         self._sync = Periodic("volume-sync", period, self.sync_once, log)
 
     def _notify(self, node_id: str) -> None:
@@ -81,8 +87,9 @@ class VolumeSync:
                             store.release_disk(node_id, row.claimed_gb)
                             self.quotas.release(row.project_id, {"volumes": 1, "volume_gb": row.size_gb})
                             log.info("volume deleted", extra={"volume": row.id})
-                    else:
-                        store.update_volume_if(row.id, (row.state,), update, clock.now())
+                            self._event("volume", row, "deleted", OK, f"deleted from node {node_id}")
+                    elif store.update_volume_if(row.id, (row.state,), update, clock.now()) == 1:
+                        self._state_event("volume", row, update, STATE_NAMES, row.state)
                 changed += 1
             vol_states = {v.id: v.state for v in by_node.get(node_id, [])}
             for snap in snaps_by_node.get(node_id, []):
@@ -107,16 +114,36 @@ class VolumeSync:
                         if store.delete_snapshot(snap.id):
                             self.quotas.release(snap.project_id, {"snapshots": 1})
                         log.info("volume snapshot deleted", extra={"snapshot": snap.id})
-                    elif store.update_snapshot_if(snap.id, (SNAP_CREATING,), action, now) == 1 and (
-                        action["state"] == SNAP_ERROR
-                    ):
-                        # An ERROR snapshot leaves the desired state.
-                        node_store.bump_desired_revision(node_id, now)
-                        bump = True
+                        self._event("volume_snapshot", snap, "deleted", OK, f"deleted from node {node_id}")
+                    elif store.update_snapshot_if(snap.id, (SNAP_CREATING,), action, now) == 1:
+                        self._state_event("volume_snapshot", snap, action, SNAP_STATE_NAMES, snap.state)
+                        if action["state"] == SNAP_ERROR:
+                            # An ERROR snapshot leaves the desired state.
+                            node_store.bump_desired_revision(node_id, now)
+                            bump = True
                 changed += 1
             if bump:
                 self._notify(node_id)
         return changed
+
+    def _event(self, kind: str, row: Any, action: str, outcome: Outcome, message: str) -> None:
+        if self.events is not None:
+            self.events.record(kind, row.id, action, row.project_id, outcome=outcome, message=message)
+
+    def _state_event(
+        self, kind: str, row: Any, update: dict[str, Any], names: dict[int, str], before: int
+    ) -> None:
+        """A state the pass moved a volume or snapshot to (error: with the node's fault)."""
+        state = update.get("state")
+        if state is None or state == before:
+            return
+        name = names.get(state, str(state))
+        if name == "error":
+            self._event(
+                kind, row, "error", Outcome.failed(f"{kind.upper()}_FAULT"), str(update.get("fault", ""))
+            )
+        else:
+            self._event(kind, row, name, OK, f"{name} on node {row.node_id}")
 
 
 def observe(
