@@ -24,6 +24,7 @@ from kumo.errorinfo import error_reason
 from kumo.v1 import node_agent_pb2 as pb
 from kumo.v1 import node_agent_pb2_grpc, node_pb2
 from noded import __version__
+from noded.certcheck import CertificateDoctor
 from noded.hypervisor.base import Guest, HostFacts, HostUsage, HypervisorDriver
 from noded.reconcile import PassResult, Reconciler, Step, record_desired
 from noded.state import Credentials, StateDir
@@ -48,8 +49,18 @@ CHANNEL_OPTIONS = [
 ]
 
 
+# A certificate the node port refused this many times in a row will not be
+# accepted on the next try either: the daemon stops (exit status 4).
+MAX_CERT_REFUSALS = 3
+
+
 class Fatal(Exception):
     """The session cannot be re-established (the node was deleted, ...)."""
+
+
+class CertificateRefused(Fatal):
+    """The node port refused this node's certificate at the TLS handshake,
+    several times in a row (another cloud's CA, forged, expired)."""
 
 
 class Backoff:
@@ -133,8 +144,14 @@ class Agent:
         on_rtt: Callable[[float], None] | None = None,
         facts_refresh_seconds: float = 60.0,
         tunnel_ip: str = "",
+        doctor: CertificateDoctor | None = None,
+        max_cert_refusals: int = MAX_CERT_REFUSALS,
     ) -> None:
         self.creds = creds
+        # Says why a session could not open when a certificate is the reason.
+        self.doctor = doctor or CertificateDoctor(creds)
+        self.max_cert_refusals = max_cert_refusals
+        self.cert_refusals = 0
         self.driver = driver
         # What heartbeats say about guests (the compute feature adds faults,
         # reboot generations, snapshots); and blocking chores run every N s.
@@ -186,6 +203,7 @@ class Agent:
         try:
             while not self._stopping.is_set():
                 started = time.monotonic()
+                sessions = self.sessions
                 try:
                     await self._session()
                     if self._stopping.is_set():
@@ -197,6 +215,10 @@ class Agent:
                     code = exc.code() if hasattr(exc, "code") else None
                     reason = error_reason(exc)
                     if code == grpc.StatusCode.UNAUTHENTICATED and reason in FATAL_REASONS:
+                        log.error(
+                            f"the controller refused this node's certificate: {exc.details()} [{reason}]",
+                            extra={"node_id": self.node_id, "reason": reason},
+                        )
                         raise Fatal(f"the controller refuses this node: {exc.details()}") from None
                     log.warning(
                         "session lost",
@@ -206,6 +228,8 @@ class Agent:
                             "error": exc.details(),
                         },
                     )
+                    if code == grpc.StatusCode.UNAVAILABLE and self.sessions == sessions:
+                        await self._check_certificate()
                 except (ConnectionError, TimeoutError, OSError) as exc:
                     log.warning("session lost", extra={"node_id": self.node_id, "error": str(exc)})
                 except Exception:
@@ -225,6 +249,25 @@ class Agent:
             for task in (reconciler, *chores):
                 task.cancel()
             await asyncio.gather(reconciler, *chores, return_exceptions=True)
+
+    async def _check_certificate(self) -> None:
+        """After a session that never opened: was a certificate the reason?
+        Stops the agent (CertificateRefused) after `max_cert_refusals` in a row."""
+        diagnosis = await asyncio.get_running_loop().run_in_executor(None, self.doctor.diagnose)
+        if diagnosis is None:
+            self.cert_refusals = 0
+            return
+        if not diagnosis.refused:
+            log.warning(diagnosis.message, extra={"node_id": self.node_id})
+            return
+        self.cert_refusals += 1
+        message = f"the controller refused this node's certificate: {diagnosis.message}"
+        log.warning(
+            message,
+            extra={"node_id": self.node_id, "refusals": self.cert_refusals, "of": self.max_cert_refusals},
+        )
+        if self.cert_refusals >= self.max_cert_refusals:
+            raise CertificateRefused(message)
 
     async def _every(self, period: float, fn: Callable[[], None]) -> None:
         loop = asyncio.get_running_loop()
@@ -265,6 +308,7 @@ class Agent:
             self._call = call
             self.sessions += 1
             self.backoff.reset()
+            self.cert_refusals = 0
             self.connected.set()
             log.info("session open", extra={"node_id": self.node_id, "heartbeat_seconds": interval})
             tasks = {

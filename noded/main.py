@@ -32,6 +32,11 @@ VirtTypeOpt = Annotated[
 UriOpt = Annotated[str, typer.Option("--libvirt-uri", help="libvirt connection URI")]
 
 
+# Exit statuses of `kumo-noded run` (docs/nodes.md): 1 any other error.
+EXIT_NODE_REFUSED = 3  # the node was deleted, or its certificate replaced
+EXIT_CERT_REFUSED = 4  # the node port refused its certificate (other CA, forged, expired)
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
@@ -106,7 +111,7 @@ def run(
     ] = "",
 ) -> None:
     """Run the node agent: the session with the controller and the reconcile loop."""
-    from noded.agent import Agent, Fatal
+    from noded.agent import Agent, CertificateRefused, Fatal
     from noded.hypervisor import DriverError, make_driver
     from noded.state import StateError
 
@@ -167,8 +172,10 @@ def run(
 
     try:
         asyncio.run(main())
+    except CertificateRefused as exc:
+        raise _fail(f"{exc}; join this host again (kumo-noded join --force)", EXIT_CERT_REFUSED) from None
     except Fatal as exc:
-        raise _fail(f"{exc}; join this host again (kumo-noded join --force)", 3) from None
+        raise _fail(f"{exc}; join this host again (kumo-noded join --force)", EXIT_NODE_REFUSED) from None
     finally:
         drv.close()
 

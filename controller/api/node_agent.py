@@ -20,6 +20,7 @@ from controller.auth.interceptor import CallContext
 from controller.auth.principal import Principal, Role
 from controller.domain.images import Images, UploadHeader
 from controller.domain.instances import Instances
+from controller.domain.node_certs import MAX_CERT_PEM
 from controller.domain.node_registry import RESYNC, Session
 from controller.domain.node_state import DesiredStates
 from controller.domain.nodes import Nodes
@@ -50,6 +51,21 @@ class NodeEnrollmentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
     def GetCaBundle(self, request: pb.GetCaBundleRequest, context: CallContext) -> pb.CaBundle:
         pem, fingerprint = self.nodes.ca_bundle()
         return pb.CaBundle(ca_pem=pem.decode(), fingerprint=fingerprint)
+
+    def CheckCertificate(
+        self, request: pb.CheckCertificateRequest, context: CallContext
+    ) -> pb.CheckCertificateResponse:
+        if not request.certificate_pem:
+            raise InvalidArgument("certificate_pem is required", field="certificate_pem")
+        if len(request.certificate_pem) > MAX_CERT_PEM:
+            raise InvalidArgument(
+                f"certificate_pem must be at most {MAX_CERT_PEM} bytes", field="certificate_pem"
+            )
+        try:
+            self.nodes.certificates.check_pem(request.certificate_pem.encode(), "check")
+        except Unauthenticated as refused:
+            return pb.CheckCertificateResponse(accepted=False, reason=refused.reason, message=refused.message)
+        return pb.CheckCertificateResponse(accepted=True)
 
     def Enroll(self, request: pb.EnrollRequest, context: CallContext) -> pb.EnrollResponse:
         if not request.csr_pem:

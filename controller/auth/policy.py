@@ -88,6 +88,7 @@ POLICY: dict[str, Rule] = {
             # bundle is public.
             "GetCaBundle": Rule.OPEN,
             "Enroll": Rule.OPEN,
+            "CheckCertificate": Rule.OPEN,
             "Session": Rule.NODE,
             "DownloadBlob": Rule.NODE,
             "UploadSnapshot": Rule.NODE,

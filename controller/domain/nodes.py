@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from controller import clock
+from controller.auth.decoding import LogLimiter
 from controller.auth.principal import NodePrincipal, Principal
 from controller.config import ControllerConfig
 from controller.db import nodes as store
@@ -24,6 +25,7 @@ from controller.db.database import write_transaction
 from controller.db.models import JoinToken, Node
 from controller.domain.extensions import InUseCheck
 from controller.domain.idempotency import NO_REQUEST_ID, RequestKey, idempotent_create
+from controller.domain.node_certs import NodeCertificates
 from controller.domain.node_registry import DOWN, READY, LiveView, NodeRegistry
 from controller.errors import (
     AlreadyExists,
@@ -110,6 +112,7 @@ class Nodes:
         self.registry = NodeRegistry(
             cfg.node_grace_seconds, cfg.node_heartbeat_seconds, cfg.node_stats_log_seconds
         )
+        self.certificates = NodeCertificates(ca, self.authenticate, LogLimiter())
 
     # Join tokens
 

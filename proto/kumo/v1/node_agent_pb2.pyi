@@ -59,6 +59,22 @@ class EnrollRequest(_message.Message):
     name: str
     def __init__(self, token: _Optional[str] = ..., csr_pem: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
+class CheckCertificateRequest(_message.Message):
+    __slots__ = ("certificate_pem",)
+    CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    certificate_pem: str
+    def __init__(self, certificate_pem: _Optional[str] = ...) -> None: ...
+
+class CheckCertificateResponse(_message.Message):
+    __slots__ = ("accepted", "reason", "message")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    accepted: bool
+    reason: str
+    message: str
+    def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
 class EnrollResponse(_message.Message):
     __slots__ = ("node_id", "certificate_pem", "ca_pem", "node_endpoint")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
