@@ -16,6 +16,7 @@ import datetime
 import socket
 import ssl
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,9 +44,13 @@ class Diagnosis:
 
 
 class CertificateDoctor:
-    def __init__(self, creds: Credentials, timeout: float = 10.0) -> None:
-        self.creds = creds
+    def __init__(self, creds: Callable[[], Credentials], timeout: float = 10.0) -> None:
+        self._current = creds
         self.timeout = timeout
+
+    @property
+    def creds(self) -> Credentials:
+        return self._current()
 
     def diagnose(self) -> Diagnosis | None:
         """None when the handshake works or the controller cannot be reached."""

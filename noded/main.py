@@ -113,7 +113,7 @@ def run(
     """Run the node agent: the session with the controller and the reconcile loop."""
     from noded.agent import Agent, CertificateRefused, Fatal
     from noded.hypervisor import DriverError, make_driver
-    from noded.state import StateError
+    from noded.state import CurrentCredentials, StateError
 
     setup_logging(log_level, log_format)
     state = _state(state_dir)
@@ -142,7 +142,8 @@ def run(
     # Volumes beside the instances directory (qemu must reach both); the
     # instances step attaches them, the volumes step makes them.
     backend = make_backend(drv, guests_dir.parent / "volumes")
-    compute = make_compute(creds, drv, guests_dir, state.path / "images", backend)
+    current = CurrentCredentials(creds, state)
+    compute = make_compute(current.get, drv, guests_dir, state.path / "images", backend)
     volumes = VolumeStep(backend, compute.cache)
 
     from noded.network import NetworkStep
@@ -154,7 +155,7 @@ def run(
 
     async def main() -> None:
         agent = Agent(
-            creds,
+            current,
             drv,
             state,
             heartbeat_seconds,

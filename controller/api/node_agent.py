@@ -192,9 +192,12 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                     session.outbox.put_nowait(self.registry.heartbeat(session, msg.heartbeat))
                 elif kind == "ack":
                     self.registry.acked(session, msg.ack)
+                elif kind == "renew_certificate":
+                    session.outbox.put_nowait(await self._renew(session, msg.renew_certificate))
                 else:
                     raise InvalidArgument(
-                        "a session takes one hello, then heartbeats and acks", reason="UNEXPECTED_MESSAGE"
+                        "a session takes one hello, then heartbeats, acks and certificate renewals",
+                        reason="UNEXPECTED_MESSAGE",
                     )
             session.close()  # the node ended the stream
         except KumoError as exc:
@@ -204,6 +207,18 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
         except Exception as exc:  # the stream broke (node gone)
             log.debug("node stream ended", extra={"node_id": session.node_id, "error": repr(exc)})
             session.close()
+
+    async def _renew(self, session: Session, request: pb.RenewCertificateRequest) -> pb.SessionResponse:
+        if not request.csr_pem:
+            raise InvalidArgument("renew_certificate.csr_pem is required", field="renew_certificate.csr_pem")
+        if len(request.csr_pem) > MAX_CSR:
+            raise InvalidArgument(
+                f"renew_certificate.csr_pem must be at most {MAX_CSR} bytes",
+                field="renew_certificate.csr_pem",
+            )
+        loop = asyncio.get_running_loop()
+        pem = await loop.run_in_executor(None, self.nodes.renew_certificate, session.node_id, request.csr_pem)
+        return pb.SessionResponse(certificate=pb.RenewedCertificate(certificate_pem=pem.decode()))
 
     async def _desired_update(self, session: Session) -> pb.DesiredStateUpdate | None:
         loop = asyncio.get_running_loop()

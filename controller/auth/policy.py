@@ -76,6 +76,7 @@ POLICY: dict[str, Rule] = {
             "DisableNode": Rule.ADMIN,
             "EnableNode": Rule.ADMIN,
             "DeleteNode": Rule.ADMIN,
+            "RotateNodeCertificate": Rule.ADMIN,
             "CreateJoinToken": Rule.ADMIN,
             "ListJoinTokens": Rule.ADMIN,
             "DeleteJoinToken": Rule.ADMIN,
