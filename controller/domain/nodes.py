@@ -47,6 +47,7 @@ MIN_TTL = 1.0
 MAX_TTL = 30 * 86400.0
 DEFAULT_TTL = 3600.0
 MAX_USES = 100_000
+MIN_CERT_LIFETIME = 3.0
 
 
 def _check_csr(csr_pem: str, field: str) -> None:
@@ -118,6 +119,8 @@ class Nodes:
     def __init__(
         self, cfg: ControllerConfig, ca: CertificateAuthority, in_use: Sequence[InUseCheck] = ()
     ) -> None:
+        if cfg.node_cert_lifetime_seconds < MIN_CERT_LIFETIME:
+            raise ValueError(f"node_cert_lifetime_seconds must be at least {MIN_CERT_LIFETIME:g}")
         self.cfg = cfg
         self.ca = ca
         self.in_use = tuple(in_use)
