@@ -9,6 +9,8 @@ import typer
 
 from cli.client import list_all, resolve
 from cli.commands import image as image_cmd
+from cli.commands import node as node_cmd
+from cli.commands import project as project_cmd
 from cli.commands.flavor import stub
 from cli.commands.server_group import find as find_group
 from cli.errors import CliError
@@ -24,6 +26,7 @@ from cli.output import (
     parse_enum,
 )
 from cli.waiting import DEFAULT_TIMEOUT, TimeoutOpt, WaitOpt, gone, settle
+from kumo.ids import is_uuid
 from kumo.v1 import compute_pb2 as pb
 from kumo.v1 import image_pb2 as ipb
 
@@ -146,6 +149,10 @@ def create(
 def list_(
     name: NameFilter = None,
     state: Annotated[str | None, typer.Option(help=f"Only servers in this state: {STATES}")] = None,
+    node: Annotated[str | None, typer.Option(help="Only servers on this node (id, or name: admins)")] = None,
+    project: Annotated[
+        str | None, typer.Option(help="Only this project's servers (name or id; others: admins)")
+    ] = None,
     output: OutputOpt = Format.table,
     column: ColumnOpt = None,
 ) -> None:
@@ -153,6 +160,10 @@ def list_(
     req = pb.ListInstancesRequest(page_size=500, name=name or "")
     if state:
         req.state = parse_enum(pb.InstanceState.DESCRIPTOR, state, "--state")
+    if node:
+        req.node_id = node if is_uuid(node) else node_cmd.find(node_cmd.stub(), node).id
+    if project:
+        req.project_id = project if is_uuid(project) else project_cmd.find(project_cmd.stub(), project).id
     emit(list_all(stub().ListInstances, req, "instances"), output, COLUMNS, column)
 
 
