@@ -132,7 +132,7 @@ class Controller:
         layer has checked the chain already; `check_pem` checks it again so a
         refusal is logged with its reason."""
         pems = ctx.auth_context().get("x509_pem_cert") or [b""]
-        return self.parts.nodes.certificates.check_pem(pems[0], "session")
+        return self.parts.nodes.certificates.check_pem(pems[0], "session", session=True)
 
     def stop(self, grace: float = 10.0) -> None:
         """Graceful: stop taking new RPCs, let running ones finish within `grace`."""

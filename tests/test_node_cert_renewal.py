@@ -13,6 +13,7 @@ import grpc
 import pytest
 from cryptography import x509
 
+from kumo import keys
 from kumo.errorinfo import error_reason
 from kumo.v1 import node_agent_pb2 as apb
 from kumo.v1 import node_agent_pb2_grpc
@@ -21,6 +22,7 @@ from tests.harness import Client, ControllerProc, cli_login, run_cli
 from tests.nodeutil import (
     NodedProc,
     SessionClient,
+    enroll,
     hello,
     make_token,
     node_channel,
@@ -167,3 +169,34 @@ def test_admin_forces_a_rotation(controller: ControllerProc, admin: Client, tmp_
     assert json.loads(result.stdout)["id"] == node_id
     wait_for(lambda: proc.log().count("certificate renewed") == 2, 30, what="the CLI's rotation")
     proc.stop()
+
+
+def test_a_renewed_certificate_takes_over_only_when_a_session_uses_it(
+    controller: ControllerProc, admin: Client
+) -> None:
+    e = enroll(controller, make_token(admin), "renew-by-hand")
+    s = SessionClient(node_channel(controller, e.key_pem, e.cert_pem), hello())
+    s.read_kind("desired_state")
+    key = keys.new_key()
+    s.send(
+        apb.SessionRequest(
+            renew_certificate=apb.RenewCertificateRequest(csr_pem=keys.make_csr(key, "x").decode())
+        )
+    )
+    new_cert = s.read_kind("certificate").certificate.certificate_pem.encode()
+    s.close()
+    cert = x509.load_pem_x509_certificate(new_cert)
+    assert cert.public_key().public_numbers() == key.public_key().public_numbers()
+    # Issued, not yet used: both are accepted, and asking (CheckCertificate) changes nothing.
+    assert check(controller, new_cert).accepted and check(controller, e.cert_pem).accepted
+    assert nodes(admin).GetNode(pb.GetNodeRequest(id=e.node_id)).certificate_serial == serial(e.cert_pem)
+    # A session with the new one makes it the node's; the old one is refused from then on.
+    s = SessionClient(node_channel(controller, keys.key_pem(key), new_cert), hello())
+    s.read_kind("desired_state")
+    s.close()
+    assert nodes(admin).GetNode(pb.GetNodeRequest(id=e.node_id)).certificate_serial == serial(new_cert)
+    assert check(controller, e.cert_pem).reason == "CERT_REVOKED"
+    old = SessionClient(node_channel(controller, e.key_pem, e.cert_pem), hello())
+    with pytest.raises(grpc.RpcError) as info:
+        old.read()
+    assert error_reason(info.value) == "CERT_REVOKED"

@@ -33,7 +33,8 @@ log = logging.getLogger("kumo.nodes")
 
 MAX_CERT_PEM = 16 * 1024
 
-Authenticate = Callable[[str, str], NodePrincipal]
+# (common name, serial hex, whether a session is opening with it)
+Authenticate = Callable[[str, str, bool], NodePrincipal]
 
 
 def certificate_facts(cert: x509.Certificate) -> dict[str, str]:
@@ -55,9 +56,10 @@ class NodeCertificates:
         self._authenticate = authenticate
         self._limiter = limiter
 
-    def check_pem(self, pem: bytes, where: str) -> NodePrincipal:
+    def check_pem(self, pem: bytes, where: str, session: bool = False) -> NodePrincipal:
         """The node `pem` names if the node port accepts it; else Unauthenticated
-        with the reason (and a warning line naming the certificate)."""
+        with the reason (and a warning line naming the certificate). Only a
+        `session` opening with a renewed certificate makes it the node's."""
         if not pem:
             self._refused(None, "NO_CLIENT_CERT", "no client certificate was sent", where)
         if len(pem) > MAX_CERT_PEM:
@@ -66,9 +68,9 @@ class NodeCertificates:
             cert = x509.load_pem_x509_certificate(pem)
         except ValueError:
             self._refused(None, "CERT_UNREADABLE", "the certificate is not a PEM X.509 certificate", where)
-        return self.check(cert, where)
+        return self.check(cert, where, session)
 
-    def check(self, cert: x509.Certificate, where: str) -> NodePrincipal:
+    def check(self, cert: x509.Certificate, where: str, session: bool = False) -> NodePrincipal:
         ca = self._ca.cert
         if cert.issuer != ca.subject:
             self._refused(
@@ -102,7 +104,9 @@ class NodeCertificates:
             )
         names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         try:
-            return self._authenticate(str(names[0].value) if names else "", format(cert.serial_number, "x"))
+            return self._authenticate(
+                str(names[0].value) if names else "", format(cert.serial_number, "x"), session
+            )
         except Unauthenticated as exc:
             self._log(cert, exc.reason, exc.message, where)
             raise

@@ -292,7 +292,7 @@ class Nodes:
 
     # Node authentication (the node port's interceptor)
 
-    def authenticate(self, common_name: str, serial_hex: str) -> NodePrincipal:
+    def authenticate(self, common_name: str, serial_hex: str, session: bool = True) -> NodePrincipal:
         if not is_uuid(common_name):
             raise Unauthenticated("the client certificate does not name a node", reason="NOT_A_NODE")
         found = store.node_auth_row(common_name)
@@ -301,12 +301,12 @@ class Nodes:
                 "this node is not enrolled (it may have been deleted); join it again", reason="NODE_UNKNOWN"
             )
         current, pending = found
-        if serial_hex == pending:
+        if serial_hex == pending and session:
             # The first session with a renewed certificate: the old one is refused from now on.
             with write_transaction():
                 store.promote_pending_cert(common_name, serial_hex, clock.now())
             log.info("node certificate in use", extra={"node_id": common_name, "serial": serial_hex})
-        elif serial_hex != current:
+        elif serial_hex not in (current, pending):
             raise Unauthenticated(
                 "this certificate is no longer the node's (it was replaced or revoked); join it again",
                 reason="CERT_REVOKED",
