@@ -258,3 +258,23 @@ def test_a_controller_that_went_away_is_not_a_refusal(
     finally:
         proc.stop()
     shutil.rmtree(state)
+
+
+def test_noded_says_when_it_does_not_trust_the_controller(
+    controller: ControllerProc, admin: Client, tmp_path: Path
+) -> None:
+    """The other direction: the node's pinned CA is not the one the node port's
+    certificate chains to. The node names that, does not blame its own
+    certificate, and keeps retrying (the controller may come back as itself)."""
+    state, _ = _joined_state(controller, admin, tmp_path, "daemon-distrust")
+    (state / "ca.crt").write_bytes(pki._new_ca().cert_pem)
+    proc = NodedProc(state, ["--driver", "fake"]).start()
+    try:
+        deadline = time.monotonic() + 30
+        while proc.log().count("does not trust the certificate of the controller") < 3:
+            assert proc.proc is not None and proc.proc.poll() is None, proc.log()
+            assert time.monotonic() < deadline, proc.log()
+            time.sleep(0.2)
+        assert "refused this node's certificate" not in proc.log()
+    finally:
+        proc.stop()
