@@ -8,6 +8,7 @@ import collections
 import getpass
 import os
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,20 @@ class _Relogin(grpc.UnaryUnaryClientInterceptor):
         return continuation(again, request)
 
 
+class _RequestIds(grpc.UnaryUnaryClientInterceptor):
+    """Every create gets a fresh request_id (a UUID) unless the command set
+    one: the message object is changed, so a resend of the same call (see
+    _Relogin) carries the same id and the controller answers what it made."""
+
+    def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
+        field = (
+            request.DESCRIPTOR.fields_by_name.get("request_id") if hasattr(request, "DESCRIPTOR") else None
+        )
+        if field is not None and field.type == field.TYPE_STRING and not request.request_id:
+            request.request_id = str(uuid.uuid4())
+        return continuation(details, request)
+
+
 def session(require_token: bool = True) -> Client:
     """A client from the effective settings (stored login < KUMO_* environment); an expired token
     is renewed on the way (see _Relogin)."""
@@ -123,7 +138,7 @@ def session(require_token: bool = True) -> Client:
     if require_token and not s.token:
         raise CliError("not logged in: run 'kumo login' or set KUMO_TOKEN")
     client = connect(s.endpoint, s.ca_file, s.token)
-    client.channel = grpc.intercept_channel(client.channel, _Relogin(client))
+    client.channel = grpc.intercept_channel(client.channel, _RequestIds(), _Relogin(client))
     return client
 
 

@@ -49,6 +49,8 @@ class ControllerConfig:
     # Nodes
     node_grace_seconds: float = 30.0
     node_heartbeat_seconds: float = 5.0
+    # How long node client certificates last; nodes renew at 2/3 of it.
+    node_cert_lifetime_seconds: float = 30 * 86400.0
     # Where nodes open their session (host:port), told to them at enrollment.
     # Empty: node_listen's host (the host the node enrolled through when that
     # is a wildcard) and the node port.

@@ -62,16 +62,20 @@ class CertificateAuthority:
         usage: list[x509.ObjectIdentifier],
         serial: int,
         san: list[str] | None = None,
+        lifetime: datetime.timedelta = LEAF_VALIDITY,
     ) -> x509.Certificate:
         now = datetime.datetime.now(datetime.UTC)
+        # Backdated for clock skew, but by little for a short lifetime: nodes
+        # renew at 2/3 of not_before..not_after.
+        backdate = min(datetime.timedelta(minutes=5), lifetime / 10)
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(self.cert.subject)
             .public_key(public_key)
             .serial_number(serial)
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + LEAF_VALIDITY)
+            .not_valid_before(now - backdate)
+            .not_valid_after(now + lifetime)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
         )
@@ -91,7 +95,9 @@ class CertificateAuthority:
         )
         return cert_pem(cert), key_pem(key)
 
-    def sign_node_csr(self, csr_pem: bytes, node_id: str, serial: int) -> bytes:
+    def sign_node_csr(
+        self, csr_pem: bytes, node_id: str, serial: int, lifetime: datetime.timedelta = LEAF_VALIDITY
+    ) -> bytes:
         """Signs a node's CSR; the subject is ours (the node id), not the CSR's."""
         csr = x509.load_pem_x509_csr(csr_pem)
         if not csr.is_signature_valid:
@@ -105,7 +111,7 @@ class CertificateAuthority:
                 x509.NameAttribute(NameOID.COMMON_NAME, node_id),
             ]
         )
-        cert = self._issue(subject, public_key, [ExtendedKeyUsageOID.CLIENT_AUTH], serial)
+        cert = self._issue(subject, public_key, [ExtendedKeyUsageOID.CLIENT_AUTH], serial, lifetime=lifetime)
         return cert_pem(cert)
 
 

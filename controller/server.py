@@ -13,8 +13,6 @@ from typing import Any
 
 import grpc
 import peewee
-from cryptography import x509
-from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -28,7 +26,6 @@ from controller.db import migrations
 from controller.db.database import db, open_database
 from controller.db.sqlite_lock import SqliteLock
 from controller.domain.identity import admin_password_from_env
-from controller.errors import Unauthenticated
 from controller.nodeserver import AsyncNodeServer
 from controller.pki import ensure_pki
 from kumo.metrics import MetricsServer, serve_metrics
@@ -165,20 +162,12 @@ class Controller:
         log.info("controller serving", extra=info)
 
     def node_authenticator(self, ctx: Any) -> NodePrincipal:
-        """The node port's caller: the node named by its client certificate (the
-        TLS layer has checked it chains to our CA), if that node still exists
-        and the certificate is the one it enrolled with."""
-        auth = ctx.auth_context()
-        pems = auth.get("x509_pem_cert") or []
-        if not pems:
-            raise Unauthenticated("a node client certificate is required", reason="NO_CLIENT_CERT")
-        try:
-            cert = x509.load_pem_x509_certificate(pems[0])
-        except ValueError:
-            raise Unauthenticated("the client certificate cannot be read", reason="NO_CLIENT_CERT") from None
-        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        common_name = str(names[0].value) if names else ""
-        return self.parts.nodes.authenticate(common_name, format(cert.serial_number, "x"))
+        """The node port's caller: the node named by its client certificate, if
+        that node still exists and the certificate is the one it holds. The TLS
+        layer has checked the chain already; `check_pem` checks it again so a
+        refusal is logged with its reason."""
+        pems = ctx.auth_context().get("x509_pem_cert") or [b""]
+        return self.parts.nodes.certificates.check_pem(pems[0], "session", session=True)
 
     def stop(self, grace: float = 10.0) -> None:
         """Graceful: stop taking new RPCs, let running ones finish within `grace`."""

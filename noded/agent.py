@@ -18,16 +18,22 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from kumo import desired
 from kumo.errorinfo import error_reason
+from kumo.keys import key_pem, make_csr, new_key
 from kumo.v1 import node_agent_pb2 as pb
 from kumo.v1 import node_agent_pb2_grpc, node_pb2
 from noded import __version__
+from noded.certcheck import CertificateDoctor
 from noded.hypervisor.base import Guest, HostFacts, HostUsage, HypervisorDriver
 from noded.metrics import NodeMetrics
 from noded.reconcile import PassResult, Reconciler, Step, record_desired
-from noded.state import Credentials, StateDir
+from noded.state import Credentials, CurrentCredentials, StateDir
 
 log = logging.getLogger("kumo.noded")
 
@@ -49,8 +55,27 @@ CHANNEL_OPTIONS = [
 ]
 
 
+# Renew the certificate at this fraction of its lifetime; ask again after
+# this many seconds without an answer.
+RENEW_AT = 2 / 3
+RENEW_RETRY = 60.0
+
+# A certificate the node port refused this many times in a row will not be
+# accepted on the next try either: the daemon stops (exit status 4).
+MAX_CERT_REFUSALS = 3
+
+
 class Fatal(Exception):
     """The session cannot be re-established (the node was deleted, ...)."""
+
+
+class Renewed(Exception):
+    """This node has a new certificate: reconnect with it at once."""
+
+
+class CertificateRefused(Fatal):
+    """The node port refused this node's certificate at the TLS handshake,
+    several times in a row (another cloud's CA, forged, expired)."""
 
 
 class Backoff:
@@ -122,7 +147,7 @@ def guest_pb(g: Guest) -> pb.GuestStatus:
 class Agent:
     def __init__(
         self,
-        creds: Credentials,
+        creds: Credentials | CurrentCredentials,
         driver: HypervisorDriver,
         state_dir: StateDir | None = None,
         heartbeat_seconds: float | None = None,
@@ -135,8 +160,16 @@ class Agent:
         facts_refresh_seconds: float = 60.0,
         tunnel_ip: str = "",
         metrics: NodeMetrics | None = None,
+        doctor: CertificateDoctor | None = None,
+        max_cert_refusals: int = MAX_CERT_REFUSALS,
     ) -> None:
-        self.creds = creds
+        self.current = (
+            creds if isinstance(creds, CurrentCredentials) else CurrentCredentials(creds, state_dir)
+        )
+        # Says why a session could not open when a certificate is the reason.
+        self.doctor = doctor or CertificateDoctor(self.current.get)
+        self.max_cert_refusals = max_cert_refusals
+        self.cert_refusals = 0
         self.driver = driver
         # What heartbeats say about guests (the compute feature adds faults,
         # reboot generations, snapshots); and blocking chores run every N s.
@@ -172,6 +205,12 @@ class Agent:
         self._stopping = asyncio.Event()
         self._facts: HostFacts | None = None
         self._sent: dict[int, float] = {}  # heartbeat seq -> when it was sent
+        self._rotate = asyncio.Event()  # the desired state asks for a new certificate
+        self._renewal_key: ec.EllipticCurvePrivateKey | None = None
+
+    @property
+    def creds(self) -> Credentials:
+        return self.current.get()
 
     @property
     def node_id(self) -> str:
@@ -192,6 +231,7 @@ class Agent:
         try:
             while not self._stopping.is_set():
                 started = time.monotonic()
+                sessions = self.sessions
                 try:
                     await self._session()
                     if self._stopping.is_set():
@@ -199,10 +239,18 @@ class Agent:
                     log.warning("session ended by the controller", extra={"node_id": self.node_id})
                 except Fatal:
                     raise
+                except Renewed:
+                    log.info("reconnecting with the renewed certificate", extra={"node_id": self.node_id})
+                    self.backoff.reset()
+                    continue
                 except grpc.RpcError as exc:
                     code = exc.code() if hasattr(exc, "code") else None
                     reason = error_reason(exc)
                     if code == grpc.StatusCode.UNAUTHENTICATED and reason in FATAL_REASONS:
+                        log.error(
+                            f"the controller refused this node's certificate: {exc.details()} [{reason}]",
+                            extra={"node_id": self.node_id, "reason": reason},
+                        )
                         raise Fatal(f"the controller refuses this node: {exc.details()}") from None
                     log.warning(
                         "session lost",
@@ -212,6 +260,8 @@ class Agent:
                             "error": exc.details(),
                         },
                     )
+                    if code == grpc.StatusCode.UNAVAILABLE and self.sessions == sessions:
+                        await self._check_certificate()
                 except (ConnectionError, TimeoutError, OSError) as exc:
                     log.warning("session lost", extra={"node_id": self.node_id, "error": str(exc)})
                 except Exception:
@@ -233,6 +283,25 @@ class Agent:
             for task in (reconciler, *chores):
                 task.cancel()
             await asyncio.gather(reconciler, *chores, return_exceptions=True)
+
+    async def _check_certificate(self) -> None:
+        """After a session that never opened: was a certificate the reason?
+        Stops the agent (CertificateRefused) after `max_cert_refusals` in a row."""
+        diagnosis = await asyncio.get_running_loop().run_in_executor(None, self.doctor.diagnose)
+        if diagnosis is None:
+            self.cert_refusals = 0
+            return
+        if not diagnosis.refused:
+            log.warning(diagnosis.message, extra={"node_id": self.node_id})
+            return
+        self.cert_refusals += 1
+        message = f"the controller refused this node's certificate: {diagnosis.message}"
+        log.warning(
+            message,
+            extra={"node_id": self.node_id, "refusals": self.cert_refusals, "of": self.max_cert_refusals},
+        )
+        if self.cert_refusals >= self.max_cert_refusals:
+            raise CertificateRefused(message)
 
     async def _every(self, period: float, fn: Callable[[], None]) -> None:
         loop = asyncio.get_running_loop()
@@ -276,11 +345,13 @@ class Agent:
                 self.metrics.sessions_opened.inc()
                 self.metrics.session_connected.set(1)
             self.backoff.reset()
+            self.cert_refusals = 0
             self.connected.set()
             log.info("session open", extra={"node_id": self.node_id, "heartbeat_seconds": interval})
             tasks = {
                 asyncio.create_task(self._heartbeats(call, interval), name="heartbeats"),
                 asyncio.create_task(self._read(call), name="read"),
+                asyncio.create_task(self._renewals(call), name="renewals"),
                 asyncio.create_task(self._stopping.wait(), name="stop"),
             }
             try:
@@ -304,8 +375,65 @@ class Agent:
                 return
             self._handle(msg)
 
+    async def _renewals(self, call: Any) -> None:
+        """Renews this node's certificate at 2/3 of its lifetime, or at once
+        when the desired state asks for a rotation; the answer comes in `_handle`."""
+        while True:
+            cert = x509.load_pem_x509_certificate(self.creds.cert_pem)
+            start, end = cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()
+            due = start + (end - start) * RENEW_AT
+            try:
+                await asyncio.wait_for(self._rotate.wait(), max(0.0, due - time.time()))
+            except TimeoutError:
+                pass
+            self._renewal_key = new_key()
+            csr = make_csr(self._renewal_key, self.creds.identity.name).decode()
+            log.info(
+                "renewing this node's certificate",
+                extra={
+                    "node_id": self.node_id,
+                    "rotation": self._rotate.is_set(),
+                    "expires": cert.not_valid_after_utc.isoformat(),
+                },
+            )
+            async with self._write_lock:
+                await _write(
+                    call, pb.SessionRequest(renew_certificate=pb.RenewCertificateRequest(csr_pem=csr))
+                )
+            await asyncio.sleep(RENEW_RETRY)  # no answer yet: ask again
+
+    def _renewed(self, cert_pem: bytes) -> None:
+        key = self._renewal_key
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        ca_certs = x509.load_pem_x509_certificates(self.creds.ca_pem)
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        if (
+            key is None
+            or cert.public_key().public_numbers() != key.public_key().public_numbers()  # type: ignore[union-attr]
+            or not names
+            or names[0].value != self.node_id
+            or not any(_issued_by(cert, ca) for ca in ca_certs)
+        ):
+            raise ConnectionError(
+                "the renewed certificate is not for this node's new key from its CA; resyncing"
+            )
+        self.current.replace(key_pem(key), cert_pem)
+        self._renewal_key = None
+        self._rotate.clear()
+        log.info(
+            "certificate renewed",
+            extra={
+                "node_id": self.node_id,
+                "serial": format(cert.serial_number, "x"),
+                "expires": cert.not_valid_after_utc.isoformat(),
+            },
+        )
+        raise Renewed()
+
     def _handle(self, msg: pb.SessionResponse) -> None:
         kind = msg.WhichOneof("kind")
+        if kind == "certificate":
+            self._renewed(msg.certificate.certificate_pem.encode())
         if kind == "heartbeat_ack":
             sent = self._sent.pop(msg.heartbeat_ack.seq, None)
             if sent is not None and self.on_rtt is not None:
@@ -323,6 +451,8 @@ class Agent:
                 extra={"node_id": self.node_id, "revision": update.revision, "full": update.full},
             )
             self.reconciler.set_desired(self.desired, self.revision)
+            if self.desired.rotate_certificate:
+                self._rotate.set()
 
     async def _heartbeats(self, call: Any, interval: float) -> None:
         self._sent = {}
@@ -391,3 +521,11 @@ async def _write(call: Any, msg: pb.SessionRequest) -> None:
     except asyncio.InvalidStateError:
         await _raise_status(call)
         raise ConnectionError("the session is closed") from None
+
+
+def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True

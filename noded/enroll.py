@@ -70,14 +70,27 @@ def fetch_pinned_ca(address: str, fingerprint: str, timeout: float = 10.0) -> by
             ders = [c.public_bytes(ssl._ssl.ENCODING_DER) for c in chain]  # type: ignore[attr-defined]
     except (OSError, ssl.SSLError) as exc:
         raise JoinError(f"cannot reach the controller at {address}: {exc}") from None
+    seen = []
     for der in ders:
         if hashlib.sha256(der).hexdigest() == fingerprint:
             return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+        seen.append(_describe(der))
     raise JoinError(
-        f"refusing to join: the server at {address} did not present a CA with the fingerprint in the "
-        f"join token ({fingerprint[:16]}...). Either the token is for another controller, or someone "
-        "is in the middle. Check the address and the token."
+        f"refusing to join: the controller's CA does not match the join token's fingerprint. Expected a CA "
+        f"with sha256 {fingerprint}; the server at {address} presented {'; '.join(seen) or 'no certificates'}. "
+        "Either the token is for another controller, or someone is in the middle: check the address "
+        "and the token."
     )
+
+
+def _describe(der: bytes) -> str:
+    """A certificate as a refusal names it: subject and sha256."""
+    digest = hashlib.sha256(der).hexdigest()
+    try:
+        subject = x509.load_der_x509_certificate(der).subject.rfc4514_string()
+    except ValueError:
+        return f"an unreadable certificate (sha256 {digest})"
+    return f"{subject!r} (sha256 {digest})"
 
 
 def resolve_endpoint(advertised: str, joined_through: str) -> str:
@@ -113,6 +126,12 @@ def join(address: str, token: str, name: str, node_endpoint: str = "", timeout: 
                 timeout=timeout,
             )
         except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                raise JoinError(
+                    f"no verified connection to the controller at {address}: its certificate must chain to "
+                    f"the CA the join token pins (sha256 {parsed.ca_fingerprint[:16]}...) and name that "
+                    f"address: {_rpc_message(exc)}"
+                ) from None
             raise JoinError(f"the controller refused to enroll this node: {_rpc_message(exc)}") from None
 
     bundle_pem = bundle.ca_pem.encode()
@@ -121,7 +140,10 @@ def join(address: str, token: str, name: str, node_endpoint: str = "", timeout: 
         for c in x509.load_pem_x509_certificates(bundle_pem)
     }
     if parsed.ca_fingerprint not in fps:
-        raise JoinError("the controller's CA bundle does not hold the pinned CA; refusing to join")
+        raise JoinError(
+            "refusing to join: the controller's CA bundle does not hold the CA the join token's fingerprint "
+            f"names (expected sha256 {parsed.ca_fingerprint}, the bundle has {', '.join(sorted(fps)) or 'none'})"
+        )
     cert = x509.load_pem_x509_certificate(resp.certificate_pem.encode())
     ca = x509.load_pem_x509_certificate(ca_pem)
     try:

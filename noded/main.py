@@ -33,6 +33,11 @@ VirtTypeOpt = Annotated[
 UriOpt = Annotated[str, typer.Option("--libvirt-uri", help="libvirt connection URI")]
 
 
+# Exit statuses of `kumo-noded run` (docs/nodes.md): 1 any other error.
+EXIT_NODE_REFUSED = 3  # the node was deleted, or its certificate replaced
+EXIT_CERT_REFUSED = 4  # the node port refused its certificate (other CA, forged, expired)
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
@@ -127,9 +132,9 @@ def run(
     ] = None,
 ) -> None:
     """Run the node agent: the session with the controller and the reconcile loop."""
-    from noded.agent import Agent, Fatal
+    from noded.agent import Agent, CertificateRefused, Fatal
     from noded.hypervisor import DriverError, make_driver
-    from noded.state import StateError
+    from noded.state import CurrentCredentials, StateError
 
     setup_logging(log_level, log_format)
     try:
@@ -170,7 +175,8 @@ def run(
     # Volumes beside the instances directory (qemu must reach both); the
     # instances step attaches them, the volumes step makes them.
     backend = make_backend(drv, guests_dir.parent / "volumes")
-    compute = make_compute(creds, drv, guests_dir, state.path / "images", backend, metrics)
+    current = CurrentCredentials(creds, state)
+    compute = make_compute(current.get, drv, guests_dir, state.path / "images", backend, metrics)
     volumes = VolumeStep(backend, compute.cache)
 
     from noded.network import NetworkStep
@@ -189,7 +195,7 @@ def run(
 
     async def main() -> None:
         agent = Agent(
-            creds,
+            current,
             drv,
             state,
             heartbeat_seconds,
@@ -208,8 +214,10 @@ def run(
 
     try:
         asyncio.run(main())
+    except CertificateRefused as exc:
+        raise _fail(f"{exc}; join this host again (kumo-noded join --force)", EXIT_CERT_REFUSED) from None
     except Fatal as exc:
-        raise _fail(f"{exc}; join this host again (kumo-noded join --force)", 3) from None
+        raise _fail(f"{exc}; join this host again (kumo-noded join --force)", EXIT_NODE_REFUSED) from None
     finally:
         if metrics_server is not None:
             metrics_server.stop()

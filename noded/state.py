@@ -113,3 +113,30 @@ class StateDir:
             return int(json.loads((self.path / "desired.json").read_text())["revision"])
         except (OSError, ValueError, KeyError, TypeError):
             return 0
+
+
+class CurrentCredentials:
+    """The node's credentials as they are now. A certificate renewal replaces
+    them while the daemon runs; everything that opens a channel to the node
+    port asks here, so it uses the new certificate from then on."""
+
+    def __init__(self, creds: Credentials, state_dir: StateDir | None = None) -> None:
+        self._creds = creds
+        self._state_dir = state_dir
+
+    def get(self) -> Credentials:
+        return self._creds
+
+    def replace(self, key_pem: bytes, cert_pem: bytes) -> Credentials:
+        """Keeps a renewed key and certificate (written beside the old ones,
+        then renamed over them: a crash leaves one pair or the other whole,
+        but for the instant between the two renames)."""
+        creds = Credentials(self._creds.identity, key_pem, cert_pem, self._creds.ca_pem)
+        if self._state_dir is not None:
+            path = self._state_dir.path
+            write_private(path / "node.key.new", key_pem)
+            write_private(path / "node.crt.new", cert_pem)
+            os.replace(path / "node.key.new", path / "node.key")
+            os.replace(path / "node.crt.new", path / "node.crt")
+        self._creds = creds
+        return creds

@@ -16,9 +16,10 @@ import pytest
 
 from bench.procs import make_image
 from kumo.v1 import compute_pb2 as pb
-from kumo.v1 import compute_pb2_grpc, image_pb2_grpc
+from kumo.v1 import compute_pb2_grpc, image_pb2_grpc, node_pb2_grpc
 from kumo.v1 import identity_pb2 as idpb
 from kumo.v1 import image_pb2 as ipb
+from kumo.v1 import node_pb2 as npb
 from tests.cloudutil import fake_cloud
 from tests.harness import Client, ControllerProc, error_reason, make_user, race, rpc_error
 from tests.nodeutil import wait_for
@@ -423,3 +424,70 @@ def test_server_cli(fleet: dict, tmp_path: Path) -> None:
     assert "image 'no-such' not found" in missing.stderr
     assert "deleted server cli-vm" in kumo("server", "delete", "cli-vm", "--wait").stdout
     assert "not found" in kumo("server", "show", "cli-vm", ok=False).stderr
+
+
+def test_list_by_node_and_project(fleet: dict, tmp_path: Path) -> None:
+    """ListInstances' node_id and project_id filters: admins across projects;
+    a member asking for another project sees nothing of it (lists show what
+    the caller may see); bad ids are INVALID_ARGUMENT naming the field."""
+    import json
+
+    from tests.harness import cli_login, run_cli
+
+    admin, ctl = fleet["admin"], fleet["ctl"]
+    pa = admin.identity.CreateProject(idpb.CreateProjectRequest(project=idpb.Project(name="lf-a")))
+    pb_ = admin.identity.CreateProject(idpb.CreateProjectRequest(project=idpb.Project(name="lf-b")))
+    make_user(admin, pa.id, "lf-alice", idpb.ROLE_MEMBER)
+    make_user(admin, pb_.id, "lf-bob", idpb.ROLE_MEMBER)
+    alice, bob = ctl.login("lf-alice", "password-123"), ctl.login("lf-bob", "password-123")
+    a1 = wait_state(
+        alice, compute(alice).CreateInstance(create_req(fleet, "lf-a1")).id, pb.INSTANCE_STATE_ACTIVE
+    )
+    b1 = wait_state(bob, compute(bob).CreateInstance(create_req(fleet, "lf-b1")).id, pb.INSTANCE_STATE_ACTIVE)
+
+    def ids(client: Client, **kw: str) -> set[str]:
+        return {
+            i.id
+            for i in compute(client).ListInstances(pb.ListInstancesRequest(page_size=1000, **kw)).instances
+        }
+
+    assert ids(admin, project_id=pa.id) == {a1.id}
+    assert ids(admin, project_id=pb_.id) == {b1.id}
+    assert a1.id in ids(admin, node_id=a1.node_id)
+    assert all(
+        i.node_id == a1.node_id
+        for i in compute(admin)
+        .ListInstances(pb.ListInstancesRequest(page_size=1000, node_id=a1.node_id))
+        .instances
+    )
+    assert ids(admin, project_id=pb_.id, node_id=b1.node_id) == {b1.id}
+    others = {n for n in fleet_node_ids(fleet) if n != b1.node_id}
+    assert all(ids(admin, project_id=pb_.id, node_id=n) == set() for n in others)
+    # A member: their own project filters as usual; another project's lists nothing.
+    assert ids(alice, project_id=pa.id) == {a1.id}
+    assert ids(alice, project_id=pb_.id) == set()
+    assert ids(alice, node_id=b1.node_id) <= {a1.id}  # never Bob's, whatever the node
+    assert ids(bob, node_id=b1.node_id) == {b1.id}
+    for field in ("project_id", "node_id"):
+        err = rpc_error(compute(alice).ListInstances, pb.ListInstancesRequest(**{field: "not-a-uuid"}))
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and field in err.details()
+
+    # The CLI: --node by name (admin), --project by name.
+    env = {"KUMO_CONFIG_DIR": str(tmp_path / "cfg")}
+    assert cli_login(ctl, tmp_path / "cfg").returncode == 0
+    node_name = admin.stub(node_pb2_grpc.NodeServiceStub).GetNode(npb.GetNodeRequest(id=b1.node_id)).name
+    out = run_cli(["server", "list", "--node", node_name, "--project", "lf-b", "-o", "json"], env)
+    assert out.returncode == 0, out.stderr
+    assert [s["id"] for s in json.loads(out.stdout)] == [b1.id]
+    out = run_cli(["server", "list", "--project", "lf-a", "-f", "value", "-c", "name"], env)
+    assert out.returncode == 0 and out.stdout.split() == ["lf-a1"], out.stderr
+    for client, inst in ((alice, a1), (bob, b1)):
+        compute(client).DeleteInstance(pb.DeleteInstanceRequest(id=inst.id))
+        wait_gone(client, inst.id)
+
+
+def fleet_node_ids(fleet: dict) -> list[str]:
+    return [
+        n.id
+        for n in fleet["admin"].stub(node_pb2_grpc.NodeServiceStub).ListNodes(npb.ListNodesRequest()).nodes
+    ]

@@ -295,6 +295,7 @@ ADMIN_RPCS = [
     ("DisableNode", pb.DisableNodeRequest(id=NIL)),
     ("EnableNode", pb.EnableNodeRequest(id=NIL)),
     ("DeleteNode", pb.DeleteNodeRequest(id=NIL)),
+    ("RotateNodeCertificate", pb.RotateNodeCertificateRequest(id=NIL)),
     ("CreateJoinToken", pb.CreateJoinTokenRequest()),
     ("ListJoinTokens", pb.ListJoinTokensRequest()),
     ("DeleteJoinToken", pb.DeleteJoinTokenRequest(id=NIL)),
@@ -315,7 +316,9 @@ def test_non_admins_are_refused(controller: ControllerProc, admin: Client, role:
         assert error_reason(err) == "ROLE_REQUIRED"
 
 
-@pytest.mark.parametrize("method", ["GetNode", "DisableNode", "EnableNode", "DeleteNode"])
+@pytest.mark.parametrize(
+    "method", ["GetNode", "DisableNode", "EnableNode", "DeleteNode", "RotateNodeCertificate"]
+)
 def test_node_verbs_check_ids(admin: Client, method: str) -> None:
     req_cls = {m: type(r) for m, r in ADMIN_RPCS}[method]
     stub = nodes(admin)
@@ -496,6 +499,12 @@ def test_reconnect_gets_full_state_again(controller: ControllerProc, admin: Clie
             apb.SessionRequest(heartbeat=apb.Heartbeat(inventory=pb.NodeInventory(hostname="h" * 300))),
             "hostname",
         ),
+        (hello(), apb.SessionRequest(renew_certificate=apb.RenewCertificateRequest()), "csr_pem is required"),
+        (
+            hello(),
+            apb.SessionRequest(renew_certificate=apb.RenewCertificateRequest(csr_pem="not a csr")),
+            "renew_certificate.csr_pem is not a PEM",
+        ),
     ],
     ids=[
         "heartbeat-first",
@@ -505,6 +514,8 @@ def test_reconnect_gets_full_state_again(controller: ControllerProc, admin: Clie
         "two-hellos",
         "bad-usage",
         "long-name",
+        "renew-without-csr",
+        "renew-bad-csr",
     ],
 )
 def test_session_rejects_bad_messages(

@@ -170,6 +170,9 @@ def test_join_refuses_a_ca_that_does_not_match_the_token(
     result = join(ctl, forged, state, "mitm-node")
     assert result.returncode == 1
     assert "refusing to join" in result.stderr and "Traceback" not in result.stderr
+    # It says what did not match: the controller's CA against the token's fingerprint, both named.
+    assert "the controller's CA does not match the join token's fingerprint" in result.stderr
+    assert "0" * 64 in result.stderr and ctl.info["ca_fingerprint"] in result.stderr
     assert not state.exists() or not any(state.iterdir())
 
     # A real man in the middle: another controller answering at the address the

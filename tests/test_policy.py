@@ -6,6 +6,10 @@ from tests.rpcs import all_rpcs
 # The only RPCs anyone may call without a token. Adding one is a security decision.
 EXPECTED_OPEN = {
     "/kumo.v1.IdentityService/Authenticate",
+    # Says why the node port would refuse a certificate (a node whose handshake
+    # failed has nothing else to authenticate with). Certificates are public,
+    # the answer grants nothing and the check has no side effect (docs/nodes.md).
+    "/kumo.v1.NodeAgentService/CheckCertificate",
 }
 NODE_FACING_OPEN_HINTS = ("Enroll", "GetCaBundle", "GetCa")
 

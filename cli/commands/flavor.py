@@ -8,6 +8,7 @@ import typer
 
 from cli.client import list_all, resolve, session
 from cli.commands import project as project_cmd
+from cli.completion import FlavorArg
 from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
 from cli.updates import mask
 from kumo.v1 import compute_pb2 as pb
@@ -79,14 +80,14 @@ def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: Col
 
 
 @app.command()
-def show(flavor: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
+def show(flavor: FlavorArg, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """Show a flavor by name or id."""
     emit(find(stub(), flavor), output, DETAIL, column)
 
 
 @app.command("set")
 def set_(
-    flavor: str,
+    flavor: FlavorArg,
     description: Annotated[str | None, typer.Option()] = None,
     public: Annotated[bool | None, typer.Option("--public/--private")] = None,
     project: Annotated[
@@ -104,7 +105,7 @@ def set_(
 
 
 @app.command()
-def delete(flavor: str) -> None:
+def delete(flavor: FlavorArg) -> None:
     """Delete a flavor (admin)."""
     s = stub()
     f = find(s, flavor)

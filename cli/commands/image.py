@@ -27,6 +27,7 @@ from rich.progress import (
 from cli import transfer
 from cli.client import list_all, resolve, session
 from cli.commands import project as project_cmd
+from cli.completion import ImageArg
 from cli.errors import CliError
 from cli.output import ColumnOpt, Format, NameFilter, OutputOnlyOpt, OutputOpt, deleted, emit, enum_text
 from cli.updates import mask
@@ -244,7 +245,7 @@ def list_(
 
 
 @app.command()
-def show(image: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
+def show(image: ImageArg, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """Show an image by name or id."""
     emit(find(stub(), image), output, DETAIL, column)
 
@@ -259,7 +260,7 @@ def _hash_file(path: Path) -> hashlib._Hash:
 
 @app.command()
 def download(
-    image: str,
+    image: ImageArg,
     file: Annotated[
         Path | None, typer.Option("--file", "-f", help="Where to write (default ./NAME.FORMAT; - for stdout)")
     ] = None,
@@ -324,7 +325,7 @@ def download(
 
 @app.command()
 def set(
-    image: str,
+    image: ImageArg,
     name: Annotated[str | None, typer.Option(help="New name")] = None,
     public: Annotated[bool | None, typer.Option("--public/--private", help="Visibility")] = None,
     protected: Annotated[

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from cli.client import list_all, resolve, session
+from cli.completion import NetworkArg
 from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
 from cli.updates import mask
 from kumo.v1 import network_pb2 as pb
@@ -67,14 +68,14 @@ def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: Col
 
 
 @app.command()
-def show(network: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
+def show(network: NetworkArg, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """Show a network by name or id."""
     emit(find(stub(), network), output, DETAIL, column)
 
 
 @app.command("set")
 def set_(
-    network: str,
+    network: NetworkArg,
     name: Annotated[str | None, typer.Option()] = None,
     description: Annotated[str | None, typer.Option()] = None,
     mtu: Annotated[int | None, typer.Option()] = None,
@@ -97,7 +98,7 @@ def set_(
 
 
 @app.command()
-def delete(network: str) -> None:
+def delete(network: NetworkArg) -> None:
     """Delete a network with its subnets and unbound ports."""
     s = stub()
     n = find(s, network)

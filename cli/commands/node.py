@@ -132,6 +132,15 @@ def enable(node: str, output: OutputOpt = Format.table, column: ColumnOpt = None
     emit(s.EnableNode(pb.EnableNodeRequest(id=n.id)), output, DETAIL, column)
 
 
+@app.command("rotate-certificate")
+def rotate_certificate(node: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
+    """Have a node renew its certificate now, with a fresh key (admin). It does
+    so through its session; its old certificate is refused once the new one is in use."""
+    s = stub()
+    n = find(s, node)
+    emit(s.RotateNodeCertificate(pb.RotateNodeCertificateRequest(id=n.id)), output, DETAIL, column)
+
+
 @app.command()
 def delete(node: str) -> None:
     """Forget a node that is disabled or down; its certificate stops working (admin)."""

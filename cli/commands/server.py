@@ -7,11 +7,15 @@ from typing import Annotated
 
 import typer
 
+from cli import completion
 from cli.client import list_all, resolve
 from cli.commands import event as event_cmd
 from cli.commands import image as image_cmd
+from cli.commands import node as node_cmd
+from cli.commands import project as project_cmd
 from cli.commands.flavor import stub
 from cli.commands.server_group import find as find_group
+from cli.completion import ServerArg
 from cli.errors import CliError
 from cli.output import (
     ColumnOpt,
@@ -25,6 +29,7 @@ from cli.output import (
     parse_enum,
 )
 from cli.waiting import DEFAULT_TIMEOUT, TimeoutOpt, WaitOpt, gone, settle
+from kumo.ids import is_uuid
 from kumo.v1 import compute_pb2 as pb
 from kumo.v1 import image_pb2 as ipb
 
@@ -96,8 +101,10 @@ def wait(s, inst: pb.Instance, done, timeout: float = DEFAULT_TIMEOUT) -> pb.Ins
 @app.command()
 def create(
     name: str,
-    flavor: Annotated[str, typer.Option(help="Flavor name or id")],
-    image: Annotated[str | None, typer.Option(help="Image name or id (or --boot-volume)")] = None,
+    flavor: Annotated[str, typer.Option(help="Flavor name or id", autocompletion=completion.flavors)],
+    image: Annotated[
+        str | None, typer.Option(help="Image name or id (or --boot-volume)", autocompletion=completion.images)
+    ] = None,
     key: Annotated[str | None, typer.Option(help="Keypair name or id")] = None,
     user_data: Annotated[Path | None, typer.Option(help="A file given to the guest as user-data")] = None,
     group: Annotated[str | None, typer.Option(help="Server group name or id")] = None,
@@ -150,6 +157,10 @@ def create(
 def list_(
     name: NameFilter = None,
     state: Annotated[str | None, typer.Option(help=f"Only servers in this state: {STATES}")] = None,
+    node: Annotated[str | None, typer.Option(help="Only servers on this node (id, or name: admins)")] = None,
+    project: Annotated[
+        str | None, typer.Option(help="Only this project's servers (name or id; others: admins)")
+    ] = None,
     output: OutputOpt = Format.table,
     column: ColumnOpt = None,
 ) -> None:
@@ -157,17 +168,21 @@ def list_(
     req = pb.ListInstancesRequest(page_size=500, name=name or "")
     if state:
         req.state = parse_enum(pb.InstanceState.DESCRIPTOR, state, "--state")
+    if node:
+        req.node_id = node if is_uuid(node) else node_cmd.find(node_cmd.stub(), node).id
+    if project:
+        req.project_id = project if is_uuid(project) else project_cmd.find(project_cmd.stub(), project).id
     emit(list_all(stub().ListInstances, req, "instances"), output, COLUMNS, column)
 
 
 @app.command()
-def show(server: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
+def show(server: ServerArg, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """Show a server by name or id."""
     emit(find(stub(), server), output, DETAIL, column)
 
 
 def _verb(  # type: ignore[no-untyped-def]
-    server: str,
+    server: ServerArg,
     call: str,
     request,
     target,
@@ -186,7 +201,7 @@ def _verb(  # type: ignore[no-untyped-def]
 
 @app.command()
 def start(
-    server: str,
+    server: ServerArg,
     wait_: WaitOpt = False,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     output: OutputOpt = Format.table,
@@ -207,7 +222,7 @@ def start(
 
 @app.command()
 def stop(
-    server: str,
+    server: ServerArg,
     wait_: WaitOpt = False,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     output: OutputOpt = Format.table,
@@ -228,7 +243,7 @@ def stop(
 
 @app.command()
 def reboot(
-    server: str,
+    server: ServerArg,
     hard: Annotated[bool, typer.Option("--hard", help="Reset instead of asking the guest")] = False,
     wait_: WaitOpt = False,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
@@ -250,7 +265,7 @@ def reboot(
 
 
 @app.command()
-def delete(server: str, wait_: WaitOpt = False, timeout: TimeoutOpt = DEFAULT_TIMEOUT) -> None:
+def delete(server: ServerArg, wait_: WaitOpt = False, timeout: TimeoutOpt = DEFAULT_TIMEOUT) -> None:
     """Delete a server: its guest, disks and config drive go."""
     s = stub()
     inst = find(s, server)
@@ -268,7 +283,7 @@ def delete(server: str, wait_: WaitOpt = False, timeout: TimeoutOpt = DEFAULT_TI
 
 @app.command()
 def console(
-    server: str,
+    server: ServerArg,
     lines: Annotated[int, typer.Option("--lines", "-n", help="Only the last N lines (0: all)")] = 0,
 ) -> None:
     """Print the server's serial console log."""
@@ -279,7 +294,7 @@ def console(
 
 @app.command()
 def snapshot(
-    server: str,
+    server: ServerArg,
     name: Annotated[str, typer.Option(help="Name of the new image")],
     wait_: Annotated[
         bool, typer.Option("--wait", help="Wait until the image is active (uploaded) or killed")

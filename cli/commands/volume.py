@@ -9,6 +9,7 @@ import typer
 
 from cli.client import list_all, resolve, session
 from cli.commands import server as server_cmd
+from cli.completion import VolumeArg
 from cli.output import (
     ColumnOpt,
     Format,
@@ -140,14 +141,14 @@ def list_(
 
 
 @app.command()
-def show(volume: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
+def show(volume: VolumeArg, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """Show a volume by name or id."""
     emit(find(stub(), volume), output, DETAIL, column)
 
 
 @app.command("set")
 def set_(
-    volume: str,
+    volume: VolumeArg,
     name: Annotated[str | None, typer.Option(help="New name")] = None,
     description: Annotated[str | None, typer.Option()] = None,
     output: OutputOpt = Format.table,
@@ -161,7 +162,7 @@ def set_(
 
 
 @app.command()
-def delete(volume: str, wait_: WaitOpt = False, timeout: TimeoutOpt = DEFAULT_TIMEOUT) -> None:
+def delete(volume: VolumeArg, wait_: WaitOpt = False, timeout: TimeoutOpt = DEFAULT_TIMEOUT) -> None:
     """Delete a volume (not while attached or while it has snapshots)."""
     s = stub()
     vol = find(s, volume)
@@ -178,7 +179,7 @@ def delete(volume: str, wait_: WaitOpt = False, timeout: TimeoutOpt = DEFAULT_TI
 
 @app.command()
 def extend(
-    volume: str,
+    volume: VolumeArg,
     size: Annotated[int, typer.Option(help="New size in GiB (larger than now)")],
     wait_: WaitOpt = False,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
@@ -199,7 +200,7 @@ def extend(
 
 @app.command()
 def attach(
-    volume: str,
+    volume: VolumeArg,
     server: Annotated[str, typer.Argument(help="Server name or id (on the volume's node)")],
     wait_: WaitOpt = False,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
@@ -222,7 +223,7 @@ def attach(
 
 @app.command()
 def detach(
-    volume: str,
+    volume: VolumeArg,
     wait_: WaitOpt = False,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     output: OutputOpt = Format.table,

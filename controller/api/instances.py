@@ -100,7 +100,13 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
         if request.state and request.state not in pb.InstanceState.values():
             raise InvalidArgument(f"state {request.state} is not an InstanceState")
         rows, token = self.instances.list(
-            context.principal, request.page_size, request.page_token, request.name, request.state
+            context.principal,
+            request.page_size,
+            request.page_token,
+            request.name,
+            request.state,
+            v.optional_id(request.project_id, "project_id"),
+            v.optional_id(request.node_id, "node_id"),
         )
         return pb.ListInstancesResponse(instances=self.instance_pbs(rows), next_page_token=token)
 

@@ -88,6 +88,11 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     def EnableNode(self, request: pb.EnableNodeRequest, context: CallContext) -> pb.Node:
         return node_pb(self.nodes.set_enabled(v.resource_id(request.id), True, ""))
 
+    def RotateNodeCertificate(
+        self, request: pb.RotateNodeCertificateRequest, context: CallContext
+    ) -> pb.Node:
+        return node_pb(self.nodes.rotate_certificate(v.resource_id(request.id)))
+
     def DeleteNode(self, request: pb.DeleteNodeRequest, context: CallContext) -> empty_pb2.Empty:
         self.nodes.delete_node(v.resource_id(request.id))
         return empty_pb2.Empty()

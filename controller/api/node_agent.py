@@ -20,6 +20,7 @@ from controller.auth.interceptor import CallContext
 from controller.auth.principal import Principal, Role
 from controller.domain.images import Images, UploadHeader
 from controller.domain.instances import Instances
+from controller.domain.node_certs import MAX_CERT_PEM
 from controller.domain.node_registry import RESYNC, Session
 from controller.domain.node_state import DesiredStates
 from controller.domain.nodes import Nodes
@@ -50,6 +51,21 @@ class NodeEnrollmentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
     def GetCaBundle(self, request: pb.GetCaBundleRequest, context: CallContext) -> pb.CaBundle:
         pem, fingerprint = self.nodes.ca_bundle()
         return pb.CaBundle(ca_pem=pem.decode(), fingerprint=fingerprint)
+
+    def CheckCertificate(
+        self, request: pb.CheckCertificateRequest, context: CallContext
+    ) -> pb.CheckCertificateResponse:
+        if not request.certificate_pem:
+            raise InvalidArgument("certificate_pem is required", field="certificate_pem")
+        if len(request.certificate_pem) > MAX_CERT_PEM:
+            raise InvalidArgument(
+                f"certificate_pem must be at most {MAX_CERT_PEM} bytes", field="certificate_pem"
+            )
+        try:
+            self.nodes.certificates.check_pem(request.certificate_pem.encode(), "check")
+        except Unauthenticated as refused:
+            return pb.CheckCertificateResponse(accepted=False, reason=refused.reason, message=refused.message)
+        return pb.CheckCertificateResponse(accepted=True)
 
     def Enroll(self, request: pb.EnrollRequest, context: CallContext) -> pb.EnrollResponse:
         if not request.csr_pem:
@@ -176,9 +192,12 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                     session.outbox.put_nowait(self.registry.heartbeat(session, msg.heartbeat))
                 elif kind == "ack":
                     self.registry.acked(session, msg.ack)
+                elif kind == "renew_certificate":
+                    session.outbox.put_nowait(await self._renew(session, msg.renew_certificate))
                 else:
                     raise InvalidArgument(
-                        "a session takes one hello, then heartbeats and acks", reason="UNEXPECTED_MESSAGE"
+                        "a session takes one hello, then heartbeats, acks and certificate renewals",
+                        reason="UNEXPECTED_MESSAGE",
                     )
             session.close()  # the node ended the stream
         except KumoError as exc:
@@ -188,6 +207,18 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
         except Exception as exc:  # the stream broke (node gone)
             log.debug("node stream ended", extra={"node_id": session.node_id, "error": repr(exc)})
             session.close()
+
+    async def _renew(self, session: Session, request: pb.RenewCertificateRequest) -> pb.SessionResponse:
+        if not request.csr_pem:
+            raise InvalidArgument("renew_certificate.csr_pem is required", field="renew_certificate.csr_pem")
+        if len(request.csr_pem) > MAX_CSR:
+            raise InvalidArgument(
+                f"renew_certificate.csr_pem must be at most {MAX_CSR} bytes",
+                field="renew_certificate.csr_pem",
+            )
+        loop = asyncio.get_running_loop()
+        pem = await loop.run_in_executor(None, self.nodes.renew_certificate, session.node_id, request.csr_pem)
+        return pb.SessionResponse(certificate=pb.RenewedCertificate(certificate_pem=pem.decode()))
 
     async def _desired_update(self, session: Session) -> pb.DesiredStateUpdate | None:
         loop = asyncio.get_running_loop()

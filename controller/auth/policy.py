@@ -80,6 +80,7 @@ POLICY: dict[str, Rule] = {
             "DisableNode": Rule.ADMIN,
             "EnableNode": Rule.ADMIN,
             "DeleteNode": Rule.ADMIN,
+            "RotateNodeCertificate": Rule.ADMIN,
             "CreateJoinToken": Rule.ADMIN,
             "ListJoinTokens": Rule.ADMIN,
             "DeleteJoinToken": Rule.ADMIN,
@@ -92,6 +93,7 @@ POLICY: dict[str, Rule] = {
             # bundle is public.
             "GetCaBundle": Rule.OPEN,
             "Enroll": Rule.OPEN,
+            "CheckCertificate": Rule.OPEN,
             "Session": Rule.NODE,
             "DownloadBlob": Rule.NODE,
             "UploadSnapshot": Rule.NODE,

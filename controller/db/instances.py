@@ -28,11 +28,22 @@ def get_instance(instance_id: str) -> Instance | None:
 
 
 def list_instances(
-    page_size: int, page_token: str, project_id: str | None, name: str = "", state: int = 0
+    page_size: int,
+    page_token: str,
+    viewer: str | None,
+    name: str = "",
+    state: int = 0,
+    project_id: str = "",
+    node_id: str = "",
 ) -> tuple[list[Instance], str]:
+    """`viewer`: the project whose instances the caller may see (None: all)."""
     query = Instance.select()
-    if project_id is not None:
+    if viewer is not None:
+        query = query.where(Instance.project == viewer)
+    if project_id:
         query = query.where(Instance.project == project_id)
+    if node_id:
+        query = query.where(Instance.node == node_id)
     if name:
         query = query.where(Instance.name == name)
     if state:

@@ -126,6 +126,11 @@ class Node(BaseModel):
     status = peewee.CharField(max_length=16, default="DOWN")
     cert_serial = peewee.CharField(max_length=64)
     cert_expire_time = peewee.DoubleField()
+    # Renewed but not yet used ('' if none): accepted too until the node opens
+    # a session with it, which makes it the node's certificate.
+    pending_cert_serial = peewee.CharField(max_length=64, default="")
+    pending_cert_expire_time = peewee.DoubleField(default=0)
+    cert_rotate_requested = peewee.BooleanField(default=False)
     join_token_id = peewee.CharField(max_length=36, default="")
     address = peewee.CharField(max_length=255, default="")
     hostname = peewee.CharField(max_length=255, default="")

@@ -109,13 +109,52 @@ def get_node(node_id: str) -> Node | None:
     return Node.get_or_none(Node.id == node_id)
 
 
-def node_auth_row(node_id: str) -> tuple[str, bool] | None:
-    """(cert_serial, exists) for authenticating a session; one indexed lookup."""
+def node_auth_row(node_id: str) -> tuple[str, str] | None:
+    """(cert_serial, pending_cert_serial) for authenticating a session; one indexed lookup."""
     # Plain SQL: this runs for every session a node opens (thousands at once
     # after a controller restart), and peewee's query building costs more than
     # the lookup.
-    row = db.execute_sql(f"SELECT cert_serial FROM node WHERE id = {db.param}", (node_id,)).fetchone()
-    return (row[0], True) if row else None
+    row = db.execute_sql(
+        f"SELECT cert_serial, pending_cert_serial FROM node WHERE id = {db.param}", (node_id,)
+    ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def set_pending_cert(node_id: str, serial: str, expire: float, now: float) -> bool:
+    """Records a renewed certificate and ends any rotation request; False if the node is gone."""
+    return bool(
+        Node.update(
+            pending_cert_serial=serial,
+            pending_cert_expire_time=expire,
+            cert_rotate_requested=False,
+            update_time=now,
+        )
+        .where(Node.id == node_id)
+        .execute()
+    )
+
+
+def promote_pending_cert(node_id: str, serial: str, now: float) -> bool:
+    """The node opened a session with its renewed certificate: from now on only it is accepted."""
+    return bool(
+        Node.update(
+            cert_serial=Node.pending_cert_serial,
+            cert_expire_time=Node.pending_cert_expire_time,
+            pending_cert_serial="",
+            pending_cert_expire_time=0,
+            update_time=now,
+        )
+        .where((Node.id == node_id) & (Node.pending_cert_serial == serial))
+        .execute()
+    )
+
+
+def request_cert_rotation(node_id: str, now: float) -> bool:
+    return bool(
+        Node.update(cert_rotate_requested=True, desired_revision=Node.desired_revision + 1, update_time=now)
+        .where(Node.id == node_id)
+        .execute()
+    )
 
 
 def list_nodes(page_size: int, page_token: str, name: str = "") -> tuple[list[Node], str]:

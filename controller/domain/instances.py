@@ -200,11 +200,19 @@ class Instances:
         return visible_instance(caller, instance_id)
 
     def list(
-        self, caller: Principal, page_size: int, page_token: str, name: str, state: int
+        self,
+        caller: Principal,
+        page_size: int,
+        page_token: str,
+        name: str,
+        state: int,
+        project_id: str = "",
+        node_id: str = "",
     ) -> tuple[list[Instance], str]:
-        return store.list_instances(
-            page_size, page_token, None if caller.is_admin else caller.project_id, name, state
-        )
+        """What the caller may see, filtered; another project's id is not an
+        error for a member, it just matches nothing they may see."""
+        viewer = None if caller.is_admin else caller.project_id
+        return store.list_instances(page_size, page_token, viewer, name, state, project_id, node_id)
 
     def power_states(self, rows: Sequence[Instance]) -> list[int]:
         """Each row's power_state(), one registry snapshot per node."""

@@ -22,7 +22,7 @@ class DesiredStates:
             row = store.get_node(node_id)
             if row is None:
                 raise Unauthenticated("this node has been deleted", reason="NODE_DELETED")
-            state = pb.NodeDesiredState(enabled=row.enabled)
+            state = pb.NodeDesiredState(enabled=row.enabled, rotate_certificate=row.cert_rotate_requested)
             for contributor in self.contributors:
                 contributor.contribute(row, state)
             return row.desired_revision, state

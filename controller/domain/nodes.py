@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from controller import clock
+from controller.auth.decoding import LogLimiter
 from controller.auth.principal import NodePrincipal, Principal
 from controller.config import ControllerConfig
 from controller.db import nodes as store
@@ -25,6 +26,7 @@ from controller.db.models import JoinToken, Node
 from controller.domain.events import EventLog
 from controller.domain.extensions import InUseCheck
 from controller.domain.idempotency import NO_REQUEST_ID, RequestKey, idempotent_create
+from controller.domain.node_certs import NodeCertificates
 from controller.domain.node_registry import DOWN, READY, LiveView, NodeRegistry
 from controller.errors import (
     AlreadyExists,
@@ -46,6 +48,19 @@ MIN_TTL = 1.0
 MAX_TTL = 30 * 86400.0
 DEFAULT_TTL = 3600.0
 MAX_USES = 100_000
+MIN_CERT_LIFETIME = 3.0
+
+
+def _check_csr(csr_pem: str, field: str) -> None:
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem.encode())
+    except ValueError:
+        raise InvalidArgument(f"{field} is not a PEM certificate signing request", field=field) from None
+    if not csr.is_signature_valid:
+        raise InvalidArgument(f"{field}'s signature is not valid", field=field)
+    key = csr.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise InvalidArgument(f"{field} must be for an EC P-256 key", field=field)
 
 
 def token_state(row: JoinToken, now: float) -> int:
@@ -109,12 +124,15 @@ class Nodes:
         in_use: Sequence[InUseCheck] = (),
         events: EventLog | None = None,
     ) -> None:
+        if cfg.node_cert_lifetime_seconds < MIN_CERT_LIFETIME:
+            raise ValueError(f"node_cert_lifetime_seconds must be at least {MIN_CERT_LIFETIME:g}")
         self.cfg = cfg
         self.ca = ca
         self.in_use = tuple(in_use)
         self.registry = NodeRegistry(
             cfg.node_grace_seconds, cfg.node_heartbeat_seconds, cfg.node_stats_log_seconds, events=events
         )
+        self.certificates = NodeCertificates(ca, self.authenticate, LogLimiter())
 
     # Join tokens
 
@@ -217,22 +235,12 @@ class Nodes:
     def enroll(self, token: str, csr_pem: str, name: str) -> Enrollment:
         """Checks the token, signs the CSR and records the node; the token is
         used (atomically) only if all of that succeeds."""
-        try:
-            csr = x509.load_pem_x509_csr(csr_pem.encode())
-        except ValueError:
-            raise InvalidArgument("csr_pem is not a PEM certificate signing request") from None
-        if not csr.is_signature_valid:
-            raise InvalidArgument("csr_pem's signature is not valid")
-        key = csr.public_key()
-        if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
-            raise InvalidArgument("csr_pem must be for an EC P-256 key")
+        _check_csr(csr_pem, "csr_pem")
         parsed = self._check_token(token)
 
         node_id = clock.new_id()
         serial = x509.random_serial_number()
-        cert_pem = self.ca.sign_node_csr(csr_pem.encode(), node_id, serial)
-        cert = x509.load_pem_x509_certificate(cert_pem)
-        expire = cert.not_valid_after_utc.replace(tzinfo=datetime.UTC).timestamp()
+        cert_pem, expire = self._sign(csr_pem, node_id, serial)
         now = clock.now()
         with write_transaction():
             if not store.claim_join_token(parsed.token_id, now):
@@ -242,6 +250,40 @@ class Nodes:
         self.registry.enrolled_threadsafe(node_id)
         log.info("node enrolled", extra={"node_id": node_id, "node": name, "token_id": parsed.token_id})
         return Enrollment(row, cert_pem)
+
+    def _sign(self, csr_pem: str, node_id: str, serial: int) -> tuple[bytes, float]:
+        lifetime = datetime.timedelta(seconds=self.cfg.node_cert_lifetime_seconds)
+        cert_pem = self.ca.sign_node_csr(csr_pem.encode(), node_id, serial, lifetime)
+        expire = x509.load_pem_x509_certificate(cert_pem).not_valid_after_utc.timestamp()
+        return cert_pem, expire
+
+    def renew_certificate(self, node_id: str, csr_pem: str) -> bytes:
+        """A new certificate for a connected node's fresh key (through its
+        session). Both it and the current one are accepted until the node opens
+        a session with the new one; a rotation request is done with it."""
+        _check_csr(csr_pem, "renew_certificate.csr_pem")
+        serial = x509.random_serial_number()
+        cert_pem, expire = self._sign(csr_pem, node_id, serial)
+        with write_transaction():
+            row = store.get_node(node_id)
+            if row is None:
+                raise Unauthenticated("this node has been deleted", reason="NODE_DELETED")
+            store.set_pending_cert(node_id, format(serial, "x"), expire, clock.now())
+            if row.cert_rotate_requested:
+                store.bump_desired_revision(node_id, clock.now())
+        if row.cert_rotate_requested:
+            self.registry.notify_threadsafe(node_id)
+        log.info("node certificate renewed", extra={"node_id": node_id, "serial": format(serial, "x")})
+        return cert_pem
+
+    def rotate_certificate(self, node_id: str) -> NodeView:
+        """An admin's forced rotation: the node's desired state asks it to renew."""
+        with write_transaction():
+            self._must(node_id)
+            store.request_cert_rotation(node_id, clock.now())
+        self.registry.notify_threadsafe(node_id)
+        log.info("node certificate rotation requested", extra={"node_id": node_id})
+        return self.get_node(node_id)
 
     def node_endpoint(self, node_port: int) -> str:
         """Where nodes open their session. An empty host means: the host the
@@ -255,7 +297,7 @@ class Nodes:
 
     # Node authentication (the node port's interceptor)
 
-    def authenticate(self, common_name: str, serial_hex: str) -> NodePrincipal:
+    def authenticate(self, common_name: str, serial_hex: str, session: bool = True) -> NodePrincipal:
         if not is_uuid(common_name):
             raise Unauthenticated("the client certificate does not name a node", reason="NOT_A_NODE")
         found = store.node_auth_row(common_name)
@@ -263,9 +305,16 @@ class Nodes:
             raise Unauthenticated(
                 "this node is not enrolled (it may have been deleted); join it again", reason="NODE_UNKNOWN"
             )
-        if found[0] != serial_hex:
+        current, pending = found
+        if serial_hex == pending and session:
+            # The first session with a renewed certificate: the old one is refused from now on.
+            with write_transaction():
+                store.promote_pending_cert(common_name, serial_hex, clock.now())
+            log.info("node certificate in use", extra={"node_id": common_name, "serial": serial_hex})
+        elif serial_hex not in (current, pending):
             raise Unauthenticated(
-                "this certificate is no longer the node's; join it again", reason="CERT_REVOKED"
+                "this certificate is no longer the node's (it was replaced or revoked); join it again",
+                reason="CERT_REVOKED",
             )
         return NodePrincipal(common_name, serial_hex)
 

@@ -3,7 +3,8 @@ the reconcile step that makes the hypervisor's guests match the desired state.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -23,8 +24,34 @@ CHANNEL_OPTIONS = [
 ]
 
 
+class NodePortChannel:
+    """A blocking channel to the node port with the node's current certificate."""
+
+    def __init__(self, creds: Callable[[], Credentials]) -> None:
+        self._creds = creds
+        self._lock = threading.Lock()
+        self._cert = b""
+        self._channel: grpc.Channel | None = None
+        # Not closed: downloads still running on them finish (renewals are rare).
+        self._retired: list[grpc.Channel] = []
+
+    def get(self) -> grpc.Channel:
+        creds = self._creds()
+        with self._lock:
+            if self._channel is None or creds.cert_pem != self._cert:
+                old, self._cert = self._channel, creds.cert_pem
+                self._channel = grpc.secure_channel(
+                    creds.identity.node_endpoint,
+                    grpc.ssl_channel_credentials(creds.ca_pem, creds.key_pem, creds.cert_pem),
+                    options=CHANNEL_OPTIONS,
+                )
+                if old is not None:
+                    self._retired.append(old)
+            return self._channel
+
+
 def make_compute(
-    creds: Credentials,
+    creds: Callable[[], Credentials],
     driver: HypervisorDriver,
     instances_dir: Path,
     cache_dir: Path,
@@ -32,16 +59,15 @@ def make_compute(
     metrics: NodeMetrics | None = None,
 ) -> ComputeStep:
     """The instances step, talking to the controller's node port over mTLS
-    (a blocking channel of its own: the step runs in a worker thread)."""
-    channel = grpc.secure_channel(
-        creds.identity.node_endpoint,
-        grpc.ssl_channel_credentials(creds.ca_pem, creds.key_pem, creds.cert_pem),
-        options=CHANNEL_OPTIONS,
-    )
-    stub = node_agent_pb2_grpc.NodeAgentServiceStub(channel)
+    (a blocking channel of its own: the step runs in a worker thread; remade
+    with the new certificate after a renewal)."""
+    channels = NodePortChannel(creds)
+
+    def stub() -> node_agent_pb2_grpc.NodeAgentServiceStub:
+        return node_agent_pb2_grpc.NodeAgentServiceStub(channels.get())
 
     def fetch(sha256: str, offset: int) -> Iterator[bytes]:
-        for msg in stub.DownloadBlob(pb.DownloadBlobRequest(sha256=sha256, offset=offset), timeout=3600):
+        for msg in stub().DownloadBlob(pb.DownloadBlobRequest(sha256=sha256, offset=offset), timeout=3600):
             yield msg.data
 
     def upload(instance_id: str, image_id: str, chunks: Iterator[bytes]) -> None:
@@ -50,10 +76,10 @@ def make_compute(
             for data in chunks:
                 yield pb.UploadSnapshotRequest(data=data)
 
-        stub.UploadSnapshot(messages(), timeout=3600)
+        stub().UploadSnapshot(messages(), timeout=3600)
 
     def report(instance_id: str, data: bytes) -> None:
-        stub.ReportConsole(pb.ReportConsoleRequest(instance_id=instance_id, data=data), timeout=30)
+        stub().ReportConsole(pb.ReportConsoleRequest(instance_id=instance_id, data=data), timeout=30)
 
     cache = ImageCache(cache_dir, fetch, metrics) if driver.needs_disks else None
     return ComputeStep(instances_dir, cache, upload, report, storage)

@@ -349,16 +349,20 @@ class GetInstanceRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class ListInstancesRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "name", "state")
+    __slots__ = ("page_size", "page_token", "name", "state", "project_id", "node_id")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     name: str
     state: InstanceState
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[InstanceState, str]] = ...) -> None: ...
+    project_id: str
+    node_id: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[InstanceState, str]] = ..., project_id: _Optional[str] = ..., node_id: _Optional[str] = ...) -> None: ...
 
 class ListInstancesResponse(_message.Message):
     __slots__ = ("instances", "next_page_token")

@@ -59,6 +59,22 @@ class EnrollRequest(_message.Message):
     name: str
     def __init__(self, token: _Optional[str] = ..., csr_pem: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
+class CheckCertificateRequest(_message.Message):
+    __slots__ = ("certificate_pem",)
+    CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    certificate_pem: str
+    def __init__(self, certificate_pem: _Optional[str] = ...) -> None: ...
+
+class CheckCertificateResponse(_message.Message):
+    __slots__ = ("accepted", "reason", "message")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    accepted: bool
+    reason: str
+    message: str
+    def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
 class EnrollResponse(_message.Message):
     __slots__ = ("node_id", "certificate_pem", "ca_pem", "node_endpoint")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -72,14 +88,28 @@ class EnrollResponse(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., certificate_pem: _Optional[str] = ..., ca_pem: _Optional[str] = ..., node_endpoint: _Optional[str] = ...) -> None: ...
 
 class SessionRequest(_message.Message):
-    __slots__ = ("hello", "heartbeat", "ack")
+    __slots__ = ("hello", "heartbeat", "ack", "renew_certificate")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
+    RENEW_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     hello: NodeHello
     heartbeat: Heartbeat
     ack: DesiredStateAck
-    def __init__(self, hello: _Optional[_Union[NodeHello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., ack: _Optional[_Union[DesiredStateAck, _Mapping]] = ...) -> None: ...
+    renew_certificate: RenewCertificateRequest
+    def __init__(self, hello: _Optional[_Union[NodeHello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., ack: _Optional[_Union[DesiredStateAck, _Mapping]] = ..., renew_certificate: _Optional[_Union[RenewCertificateRequest, _Mapping]] = ...) -> None: ...
+
+class RenewCertificateRequest(_message.Message):
+    __slots__ = ("csr_pem",)
+    CSR_PEM_FIELD_NUMBER: _ClassVar[int]
+    csr_pem: str
+    def __init__(self, csr_pem: _Optional[str] = ...) -> None: ...
+
+class RenewedCertificate(_message.Message):
+    __slots__ = ("certificate_pem",)
+    CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    certificate_pem: str
+    def __init__(self, certificate_pem: _Optional[str] = ...) -> None: ...
 
 class NodeHello(_message.Message):
     __slots__ = ("inventory", "applied_revision")
@@ -148,14 +178,16 @@ class DesiredStateAck(_message.Message):
     def __init__(self, revision: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class SessionResponse(_message.Message):
-    __slots__ = ("welcome", "desired_state", "heartbeat_ack")
+    __slots__ = ("welcome", "desired_state", "heartbeat_ack", "certificate")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     DESIRED_STATE_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_ACK_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     welcome: SessionWelcome
     desired_state: DesiredStateUpdate
     heartbeat_ack: HeartbeatAck
-    def __init__(self, welcome: _Optional[_Union[SessionWelcome, _Mapping]] = ..., desired_state: _Optional[_Union[DesiredStateUpdate, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ...) -> None: ...
+    certificate: RenewedCertificate
+    def __init__(self, welcome: _Optional[_Union[SessionWelcome, _Mapping]] = ..., desired_state: _Optional[_Union[DesiredStateUpdate, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., certificate: _Optional[_Union[RenewedCertificate, _Mapping]] = ...) -> None: ...
 
 class SessionWelcome(_message.Message):
     __slots__ = ("node_id", "heartbeat_interval", "grace_period")
@@ -174,20 +206,22 @@ class HeartbeatAck(_message.Message):
     def __init__(self, seq: _Optional[int] = ...) -> None: ...
 
 class NodeDesiredState(_message.Message):
-    __slots__ = ("enabled", "instances", "networks", "ports", "security_groups", "volumes")
+    __slots__ = ("enabled", "rotate_certificate", "instances", "networks", "ports", "security_groups", "volumes")
     ENABLED_FIELD_NUMBER: _ClassVar[int]
+    ROTATE_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     INSTANCES_FIELD_NUMBER: _ClassVar[int]
     NETWORKS_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     SECURITY_GROUPS_FIELD_NUMBER: _ClassVar[int]
     VOLUMES_FIELD_NUMBER: _ClassVar[int]
     enabled: bool
+    rotate_certificate: bool
     instances: _containers.RepeatedCompositeFieldContainer[DesiredInstance]
     networks: _containers.RepeatedCompositeFieldContainer[DesiredNetwork]
     ports: _containers.RepeatedCompositeFieldContainer[DesiredPort]
     security_groups: _containers.RepeatedCompositeFieldContainer[DesiredSecurityGroup]
     volumes: _containers.RepeatedCompositeFieldContainer[DesiredVolume]
-    def __init__(self, enabled: _Optional[bool] = ..., instances: _Optional[_Iterable[_Union[DesiredInstance, _Mapping]]] = ..., networks: _Optional[_Iterable[_Union[DesiredNetwork, _Mapping]]] = ..., ports: _Optional[_Iterable[_Union[DesiredPort, _Mapping]]] = ..., security_groups: _Optional[_Iterable[_Union[DesiredSecurityGroup, _Mapping]]] = ..., volumes: _Optional[_Iterable[_Union[DesiredVolume, _Mapping]]] = ...) -> None: ...
+    def __init__(self, enabled: _Optional[bool] = ..., rotate_certificate: _Optional[bool] = ..., instances: _Optional[_Iterable[_Union[DesiredInstance, _Mapping]]] = ..., networks: _Optional[_Iterable[_Union[DesiredNetwork, _Mapping]]] = ..., ports: _Optional[_Iterable[_Union[DesiredPort, _Mapping]]] = ..., security_groups: _Optional[_Iterable[_Union[DesiredSecurityGroup, _Mapping]]] = ..., volumes: _Optional[_Iterable[_Union[DesiredVolume, _Mapping]]] = ...) -> None: ...
 
 class DesiredNetwork(_message.Message):
     __slots__ = ("id", "vni", "mtu", "external_routable", "subnets", "peers", "dns_domain", "dns_records")

@@ -59,6 +59,11 @@ class NodeAgentServiceStub:
                 request_serializer=kumo_dot_v1_dot_node__agent__pb2.EnrollRequest.SerializeToString,
                 response_deserializer=kumo_dot_v1_dot_node__agent__pb2.EnrollResponse.FromString,
                 _registered_method=True)
+        self.CheckCertificate = channel.unary_unary(
+                '/kumo.v1.NodeAgentService/CheckCertificate',
+                request_serializer=kumo_dot_v1_dot_node__agent__pb2.CheckCertificateRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_node__agent__pb2.CheckCertificateResponse.FromString,
+                _registered_method=True)
         self.Session = channel.stream_stream(
                 '/kumo.v1.NodeAgentService/Session',
                 request_serializer=kumo_dot_v1_dot_node__agent__pb2.SessionRequest.SerializeToString,
@@ -114,6 +119,18 @@ class NodeAgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckCertificate(self, request, context):
+        """Whether the node port would accept a client certificate, and if not why
+        (public port, no token). The node port's TLS layer refuses a certificate
+        that does not chain to the CA without saying why to either side; a node
+        whose session handshake fails asks here, and the controller logs which
+        certificate it refused. Certificates are public: the answer gives away
+        nothing a caller could not work out, and grants nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Session(self, request_iterator, context):
         """The node's one long-lived session. The node sends a hello first, then
         heartbeats; the controller answers with a welcome and the node's full
@@ -159,6 +176,11 @@ def add_NodeAgentServiceServicer_to_server(servicer, server):
                     servicer.Enroll,
                     request_deserializer=kumo_dot_v1_dot_node__agent__pb2.EnrollRequest.FromString,
                     response_serializer=kumo_dot_v1_dot_node__agent__pb2.EnrollResponse.SerializeToString,
+            ),
+            'CheckCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckCertificate,
+                    request_deserializer=kumo_dot_v1_dot_node__agent__pb2.CheckCertificateRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_node__agent__pb2.CheckCertificateResponse.SerializeToString,
             ),
             'Session': grpc.stream_stream_rpc_method_handler(
                     servicer.Session,
@@ -249,6 +271,33 @@ class NodeAgentService:
             '/kumo.v1.NodeAgentService/Enroll',
             kumo_dot_v1_dot_node__agent__pb2.EnrollRequest.SerializeToString,
             kumo_dot_v1_dot_node__agent__pb2.EnrollResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.NodeAgentService/CheckCertificate',
+            kumo_dot_v1_dot_node__agent__pb2.CheckCertificateRequest.SerializeToString,
+            kumo_dot_v1_dot_node__agent__pb2.CheckCertificateResponse.FromString,
             options,
             channel_credentials,
             insecure,

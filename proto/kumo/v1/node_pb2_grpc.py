@@ -64,6 +64,11 @@ class NodeServiceStub:
                 request_serializer=kumo_dot_v1_dot_node__pb2.DeleteNodeRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.RotateNodeCertificate = channel.unary_unary(
+                '/kumo.v1.NodeService/RotateNodeCertificate',
+                request_serializer=kumo_dot_v1_dot_node__pb2.RotateNodeCertificateRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_node__pb2.Node.FromString,
+                _registered_method=True)
         self.CreateJoinToken = channel.unary_unary(
                 '/kumo.v1.NodeService/CreateJoinToken',
                 request_serializer=kumo_dot_v1_dot_node__pb2.CreateJoinTokenRequest.SerializeToString,
@@ -125,6 +130,16 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RotateNodeCertificate(self, request, context):
+        """Has the node renew its client certificate now, with a fresh key: its
+        session is told so through its desired state. The old certificate stops
+        being accepted once the node opens a session with the new one (it does at
+        once), and at the latest when it expires.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateJoinToken(self, request, context):
         """Makes a join token. The token string is in the response only: the
         controller keeps a hash of its secret, so it cannot be shown again (a
@@ -173,6 +188,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.DeleteNode,
                     request_deserializer=kumo_dot_v1_dot_node__pb2.DeleteNodeRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'RotateNodeCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateNodeCertificate,
+                    request_deserializer=kumo_dot_v1_dot_node__pb2.RotateNodeCertificateRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_node__pb2.Node.SerializeToString,
             ),
             'CreateJoinToken': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateJoinToken,
@@ -329,6 +349,33 @@ class NodeService:
             '/kumo.v1.NodeService/DeleteNode',
             kumo_dot_v1_dot_node__pb2.DeleteNodeRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateNodeCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.NodeService/RotateNodeCertificate',
+            kumo_dot_v1_dot_node__pb2.RotateNodeCertificateRequest.SerializeToString,
+            kumo_dot_v1_dot_node__pb2.Node.FromString,
             options,
             channel_credentials,
             insecure,
