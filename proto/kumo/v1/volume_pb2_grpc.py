@@ -104,6 +104,26 @@ class VolumeServiceStub:
                 request_serializer=kumo_dot_v1_dot_volume__pb2.DeleteVolumeSnapshotRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.CreateVolumeType = channel.unary_unary(
+                '/kumo.v1.VolumeService/CreateVolumeType',
+                request_serializer=kumo_dot_v1_dot_volume__pb2.CreateVolumeTypeRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_volume__pb2.VolumeType.FromString,
+                _registered_method=True)
+        self.GetVolumeType = channel.unary_unary(
+                '/kumo.v1.VolumeService/GetVolumeType',
+                request_serializer=kumo_dot_v1_dot_volume__pb2.GetVolumeTypeRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_volume__pb2.VolumeType.FromString,
+                _registered_method=True)
+        self.ListVolumeTypes = channel.unary_unary(
+                '/kumo.v1.VolumeService/ListVolumeTypes',
+                request_serializer=kumo_dot_v1_dot_volume__pb2.ListVolumeTypesRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_volume__pb2.ListVolumeTypesResponse.FromString,
+                _registered_method=True)
+        self.DeleteVolumeType = channel.unary_unary(
+                '/kumo.v1.VolumeService/DeleteVolumeType',
+                request_serializer=kumo_dot_v1_dot_volume__pb2.DeleteVolumeTypeRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class VolumeServiceServicer:
@@ -203,6 +223,35 @@ class VolumeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateVolumeType(self, request, context):
+        """Volume types: admin-defined kinds of volume (which storage backend holds
+        them), visible to every project. One is the default, used when
+        CreateVolume names none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVolumeType(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVolumeTypes(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteVolumeType(self, request, context):
+        """Refused (FAILED_PRECONDITION, VOLUME_TYPE_IN_USE) while volumes use it,
+        and for the default type.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VolumeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -264,6 +313,26 @@ def add_VolumeServiceServicer_to_server(servicer, server):
             'DeleteVolumeSnapshot': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteVolumeSnapshot,
                     request_deserializer=kumo_dot_v1_dot_volume__pb2.DeleteVolumeSnapshotRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'CreateVolumeType': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateVolumeType,
+                    request_deserializer=kumo_dot_v1_dot_volume__pb2.CreateVolumeTypeRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_volume__pb2.VolumeType.SerializeToString,
+            ),
+            'GetVolumeType': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVolumeType,
+                    request_deserializer=kumo_dot_v1_dot_volume__pb2.GetVolumeTypeRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_volume__pb2.VolumeType.SerializeToString,
+            ),
+            'ListVolumeTypes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVolumeTypes,
+                    request_deserializer=kumo_dot_v1_dot_volume__pb2.ListVolumeTypesRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_volume__pb2.ListVolumeTypesResponse.SerializeToString,
+            ),
+            'DeleteVolumeType': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteVolumeType,
+                    request_deserializer=kumo_dot_v1_dot_volume__pb2.DeleteVolumeTypeRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
@@ -599,6 +668,114 @@ class VolumeService:
             target,
             '/kumo.v1.VolumeService/DeleteVolumeSnapshot',
             kumo_dot_v1_dot_volume__pb2.DeleteVolumeSnapshotRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateVolumeType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.VolumeService/CreateVolumeType',
+            kumo_dot_v1_dot_volume__pb2.CreateVolumeTypeRequest.SerializeToString,
+            kumo_dot_v1_dot_volume__pb2.VolumeType.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVolumeType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.VolumeService/GetVolumeType',
+            kumo_dot_v1_dot_volume__pb2.GetVolumeTypeRequest.SerializeToString,
+            kumo_dot_v1_dot_volume__pb2.VolumeType.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVolumeTypes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.VolumeService/ListVolumeTypes',
+            kumo_dot_v1_dot_volume__pb2.ListVolumeTypesRequest.SerializeToString,
+            kumo_dot_v1_dot_volume__pb2.ListVolumeTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteVolumeType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.VolumeService/DeleteVolumeType',
+            kumo_dot_v1_dot_volume__pb2.DeleteVolumeTypeRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
