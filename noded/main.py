@@ -104,6 +104,28 @@ def run(
         str,
         typer.Option(help="VXLAN underlay address [the local address of the connection to the controller]"),
     ] = "",
+    rbd_monitors: Annotated[
+        str,
+        typer.Option(
+            help="Ceph monitors host:port,... : enables the rbd volume backend", envvar="KUMO_RBD_MONITORS"
+        ),
+    ] = "",
+    rbd_pool: Annotated[
+        str, typer.Option(help="rbd: the pool of volume images", envvar="KUMO_RBD_POOL")
+    ] = "rbd",
+    rbd_user: Annotated[
+        str, typer.Option(help="rbd: the cephx client (without 'client.')", envvar="KUMO_RBD_USER")
+    ] = "kumo",
+    rbd_keyring: Annotated[
+        Path | None, typer.Option(help="rbd: that client's keyring file", envvar="KUMO_RBD_KEYRING")
+    ] = None,
+    shared_fs_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="A directory every node mounts at this path: enables the shared-fs volume backend",
+            envvar="KUMO_SHARED_FS_DIR",
+        ),
+    ] = None,
 ) -> None:
     """Run the node agent: the session with the controller and the reconcile loop."""
     from noded.agent import Agent, Fatal
@@ -131,12 +153,21 @@ def run(
         raise _fail(str(exc)) from None
 
     from noded.compute import make_compute
-    from noded.storage import VolumeStep, make_backend
+    from noded.hypervisor import DriverError as _DriverError
+    from noded.storage import RbdSettings, StorageError, VolumeStep, make_backend
 
     guests_dir = instances_dir or state.path / "instances"
     # Volumes beside the instances directory (qemu must reach both); the
     # instances step attaches them, the volumes step makes them.
-    backend = make_backend(drv, guests_dir.parent / "volumes")
+    try:
+        rbd = None
+        if rbd_monitors:
+            if rbd_keyring is None:
+                raise StorageError("--rbd-monitors needs --rbd-keyring")
+            rbd = RbdSettings(RbdSettings.parse_monitors(rbd_monitors), rbd_pool, rbd_user, rbd_keyring)
+        backend = make_backend(drv, guests_dir.parent / "volumes", rbd, shared_fs_dir)
+    except (StorageError, _DriverError) as exc:
+        raise _fail(str(exc)) from None
     compute = make_compute(creds, drv, guests_dir, state.path / "images", backend)
     volumes = VolumeStep(backend, compute.cache)
 
@@ -159,6 +190,7 @@ def run(
             volume_reporter=volumes.report,
             periodic=[(2.0, compute.send_consoles)],
             tunnel_ip=tunnel,
+            storage_backends=tuple(backend.names()),
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -121,16 +121,51 @@ def start(root: Path) -> tuple[CephCluster, list[int]]:
     conf.write_text(CONF.format(fsid=fsid, host=MON_HOST, port=MON_PORT, root=root))
     c = ["-c", str(conf)]
     mon_kr, admin_kr = root / "keyring.mon", root / "keyring.admin"
-    _run(["ceph-authtool", "--create-keyring", str(mon_kr), "--gen-key", "-n", "mon.", "--cap", "mon", "allow *"])
     _run(
-        ["ceph-authtool", "--create-keyring", str(admin_kr), "--gen-key", "-n", "client.admin"]
-        + ["--cap", "mon", "allow *", "--cap", "osd", "allow *", "--cap", "mgr", "allow *"]
+        [
+            "ceph-authtool",
+            "--create-keyring",
+            str(mon_kr),
+            "--gen-key",
+            "-n",
+            "mon.",
+            "--cap",
+            "mon",
+            "allow *",
+        ]
+    )
+    _run(
+        [
+            "ceph-authtool",
+            "--create-keyring",
+            str(admin_kr),
+            "--gen-key",
+            "-n",
+            "client.admin",
+            "--cap",
+            "mon",
+            "allow *",
+            "--cap",
+            "osd",
+            "allow *",
+            "--cap",
+            "mgr",
+            "allow *",
+        ]
     )
     _run(["ceph-authtool", str(mon_kr), "--import-keyring", str(admin_kr)])
     monmap = root / "monmap"
     _run(
-        ["monmaptool", "--create", "--fsid", fsid, "--addv", "a"]
-        + [f"[v2:{MON_HOST}:3300,v1:{MON_HOST}:{MON_PORT}]", str(monmap)]
+        [
+            "monmaptool",
+            "--create",
+            "--fsid",
+            fsid,
+            "--addv",
+            "a",
+            f"[v2:{MON_HOST}:3300,v1:{MON_HOST}:{MON_PORT}]",
+            str(monmap),
+        ]
     )
     _run(["ceph-mon", *c, "--mkfs", "-i", "a", "--monmap", str(monmap), "--keyring", str(mon_kr)])
     pids: list[int] = []
@@ -139,7 +174,9 @@ def start(root: Path) -> tuple[CephCluster, list[int]]:
     wait_until(lambda: _ok(cluster, "mon", "stat"), "the Ceph monitor to answer", base=60)
     mgr_kr = root / "mgr" / "ceph-x" / "keyring"
     mgr_kr.write_text(
-        cluster.ceph("auth", "get-or-create", "mgr.x", "mon", "allow profile mgr", "osd", "allow *", "mds", "allow *")
+        cluster.ceph(
+            "auth", "get-or-create", "mgr.x", "mon", "allow profile mgr", "osd", "allow *", "mds", "allow *"
+        )
     )
     pids.append(_daemon(["ceph-mgr", *c, "-f", "-i", "x"], root / "log" / "mgr.x.stdout"))
     osd_uuid = str(uuid.uuid4())
@@ -150,12 +187,23 @@ def start(root: Path) -> tuple[CephCluster, list[int]]:
     osd_dir = root / "osd" / f"ceph-{osd_id}"
     osd_dir.mkdir(parents=True, exist_ok=True)
     _run(
-        ["ceph-authtool", "--create-keyring", str(osd_dir / "keyring"), "--name", f"osd.{osd_id}"]
-        + ["--add-key", secret]
+        [
+            "ceph-authtool",
+            "--create-keyring",
+            str(osd_dir / "keyring"),
+            "--name",
+            f"osd.{osd_id}",
+            "--add-key",
+            secret,
+        ]
     )
     _run(["ceph-osd", *c, "-i", osd_id, "--mkfs", "--osd-uuid", osd_uuid], timeout=120)
     pids.append(_daemon(["ceph-osd", *c, "-f", "-i", osd_id], root / "log" / f"osd.{osd_id}.stdout"))
-    wait_until(lambda: '"num_up_osds":1' in cluster.ceph("osd", "stat", "-f", "json").replace(" ", ""), "the OSD up", base=90)
+    wait_until(
+        lambda: '"num_up_osds":1' in cluster.ceph("osd", "stat", "-f", "json").replace(" ", ""),
+        "the OSD up",
+        base=90,
+    )
     cluster.ceph("osd", "pool", "create", POOL, "8", "8")
     cluster.ceph("osd", "pool", "set", POOL, "size", "1", "--yes-i-really-mean-it")
     _run(["rbd", *c, "pool", "init", POOL])
