@@ -129,11 +129,13 @@ def destroy_guests(owner: str = "") -> None:
 
 
 @contextlib.contextmanager
-def libvirt_cloud(base: Path, node_name: str, flavor: str, reconcile_seconds: int) -> Iterator[dict]:
-    """A controller and one real noded (libvirt driver, virt type qemu) under
-    `base`, with the test image uploaded as "kumo-test" and `flavor` (1 vCPU,
-    256 MiB, 1 GiB). Yields ctl, admin, image, state (the node's state dir)
-    and node; the caller cleans up guests and `base`."""
+def libvirt_cloud(
+    base: Path, node_name: str, flavor: str, reconcile_seconds: int, node_args: list[str] | None = None
+) -> Iterator[dict]:
+    """A controller and one real noded (libvirt driver, virt type qemu, plus
+    `node_args`) under `base`, with the test image uploaded as "kumo-test" and
+    `flavor` (1 vCPU, 256 MiB, 1 GiB). Yields ctl, admin, image, state (the
+    node's state dir) and node; the caller cleans up guests and `base`."""
     data = base / "ctl"
     data.mkdir()
     ctl = ControllerProc(
@@ -149,7 +151,7 @@ def libvirt_cloud(base: Path, node_name: str, flavor: str, reconcile_seconds: in
         )
         assert joined.returncode == 0, joined.stderr
         node = NodedProc(
-            state, ["--virt-type", "qemu", "--reconcile-seconds", str(reconcile_seconds)]
+            state, ["--virt-type", "qemu", "--reconcile-seconds", str(reconcile_seconds), *(node_args or [])]
         ).start()
         wait_for(lambda: ready_nodes(admin), what="node READY")
         image = make_image(admin, "kumo-test", TEST_IMAGE.read_bytes(), ipb.DISK_FORMAT_QCOW2)
