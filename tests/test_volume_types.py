@@ -9,8 +9,11 @@ default type (migration 0014 makes `local`), and a backend no node has."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -19,7 +22,7 @@ import pytest
 from kumo.v1 import node_pb2
 from kumo.v1 import volume_pb2 as pb
 from tests.cloudutil import fake_cloud
-from tests.harness import Client
+from tests.harness import Client, cli_login, run_cli
 from tests.nodeutil import nodes, wait_for
 from tests.test_volumes import (
     code_reason,
@@ -214,6 +217,51 @@ def test_shared_volumes_attach_on_any_node_and_types_in_use(cloud: dict) -> None
         what="the shared volume row gone",
     )
     volumes(admin).DeleteVolumeType(pb.DeleteVolumeTypeRequest(id=t.id))
+
+
+def test_volume_type_cli(cloud: dict, tmp_path: Path) -> None:
+    env = {"KUMO_CONFIG_DIR": str(tmp_path / "cfg")}
+    login = cli_login(cloud["ctl"], tmp_path / "cfg")
+    assert login.returncode == 0, login.stderr
+
+    def kumo(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
+        result = run_cli(list(args), env)
+        assert (result.returncode == 0) == ok, f"kumo {' '.join(args)}: {result.stderr}"
+        assert "Traceback" not in result.stderr
+        return result
+
+    made = json.loads(
+        kumo(
+            "volume",
+            "type",
+            "create",
+            "cli-nfs",
+            "--backend",
+            "shared-fs",
+            "--description",
+            "d",
+            "-o",
+            "json",
+        ).stdout
+    )
+    assert made["backend"] == "shared-fs" and not made["is_default"]
+    listed = kumo("volume", "type", "list").stdout
+    assert "cli-nfs" in listed and "local" in listed
+    assert json.loads(kumo("volume", "type", "show", "cli-nfs", "-o", "json").stdout)["id"] == made["id"]
+    vol = json.loads(
+        kumo(
+            "volume", "create", "cli-typed", "--size", "1", "--type", "cli-nfs", "--wait", "-o", "json"
+        ).stdout
+    )
+    assert vol["volume_type_id"] == made["id"] and vol["state"] == "available"
+    busy = kumo("volume", "type", "delete", "cli-nfs", ok=False)
+    assert "VOLUME_TYPE_IN_USE" in busy.stderr or "FAILED_PRECONDITION" in busy.stderr, busy.stderr
+    assert (
+        "INVALID_ARGUMENT"
+        in kumo("volume", "type", "create", "cli-bad", "--backend", "tape", ok=False).stderr
+    )
+    kumo("volume", "delete", "cli-typed", "--wait")
+    assert "deleted volume type cli-nfs" in kumo("volume", "type", "delete", "cli-nfs").stdout
 
 
 def test_a_new_default_type_takes_the_flag(cloud: dict) -> None:
