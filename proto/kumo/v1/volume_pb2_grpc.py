@@ -28,9 +28,11 @@ if _version_not_supported:
 
 class VolumeServiceStub:
     """VolumeService: block storage (the job Cinder does in OpenStack). A volume
-    is a disk that lives on one node (the local storage backend: a qcow2 file
-    on that node) and can be attached to instances on the same node, running
-    or stopped, or booted from (CreateInstanceRequest.boot_volume).
+    is a disk of a volume type: on the local backend it lives on one node (a
+    qcow2 file there) and attaches to instances on that node; on a shared
+    backend (rbd, shared-fs) it attaches to instances on any node that reaches
+    the backend. Volumes attach running or stopped, or are booted from
+    (CreateInstanceRequest.boot_volume).
 
     Changes are asynchronous: a verb checks and records what should happen and
     returns the volume in a transitional state (CREATING, ATTACHING, DETACHING,
@@ -128,9 +130,11 @@ class VolumeServiceStub:
 
 class VolumeServiceServicer:
     """VolumeService: block storage (the job Cinder does in OpenStack). A volume
-    is a disk that lives on one node (the local storage backend: a qcow2 file
-    on that node) and can be attached to instances on the same node, running
-    or stopped, or booted from (CreateInstanceRequest.boot_volume).
+    is a disk of a volume type: on the local backend it lives on one node (a
+    qcow2 file there) and attaches to instances on that node; on a shared
+    backend (rbd, shared-fs) it attaches to instances on any node that reaches
+    the backend. Volumes attach running or stopped, or are booted from
+    (CreateInstanceRequest.boot_volume).
 
     Changes are asynchronous: a verb checks and records what should happen and
     returns the volume in a transitional state (CREATING, ATTACHING, DETACHING,
@@ -183,7 +187,8 @@ class VolumeServiceServicer:
 
     def AttachVolume(self, request, context):
         """Attaches an AVAILABLE volume to an ACTIVE or STOPPED instance of the same
-        project on the same node: ATTACHING, then IN_USE once the guest has it.
+        project (on the same node for a local volume): ATTACHING, then IN_USE
+        once the guest has it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -345,9 +350,11 @@ def add_VolumeServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class VolumeService:
     """VolumeService: block storage (the job Cinder does in OpenStack). A volume
-    is a disk that lives on one node (the local storage backend: a qcow2 file
-    on that node) and can be attached to instances on the same node, running
-    or stopped, or booted from (CreateInstanceRequest.boot_volume).
+    is a disk of a volume type: on the local backend it lives on one node (a
+    qcow2 file there) and attaches to instances on that node; on a shared
+    backend (rbd, shared-fs) it attaches to instances on any node that reaches
+    the backend. Volumes attach running or stopped, or are booted from
+    (CreateInstanceRequest.boot_volume).
 
     Changes are asynchronous: a verb checks and records what should happen and
     returns the volume in a transitional state (CREATING, ATTACHING, DETACHING,
