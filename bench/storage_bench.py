@@ -132,7 +132,7 @@ def _run(base: Path, image_file: Path) -> None:
             for i in range(ROUNDS):
                 _round(backends, name, i, drv, iid, console, ops)
             for op, values in ops.items():
-                rows.append((f"{name} {op} p50 / max", f"{ms(pct(values, 50))} / {ms(max(values))}"))
+                rows.append((f"{name} {op} p50 / max", f"{ms(pct(values, 0.5))} / {ms(max(values))}"))
         print(f"{ROUNDS} rounds per backend; 1 GiB volumes; TCG guest; {os.cpu_count()} CPUs")
         table(rows)
     finally:

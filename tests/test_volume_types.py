@@ -219,6 +219,27 @@ def test_shared_volumes_attach_on_any_node_and_types_in_use(cloud: dict) -> None
     volumes(admin).DeleteVolumeType(pb.DeleteVolumeTypeRequest(id=t.id))
 
 
+def test_boot_from_a_shared_volume_on_another_node(cloud: dict) -> None:
+    """The server goes to any node of the backend (here the other one), and
+    the volume follows it there."""
+    admin = cloud["admin"]
+    member, _, _ = tenant(cloud, "vt-boot")
+    t = make_type(admin, "vt-boot-nfs", "shared-fs")
+    n0, n1 = _node_ids(admin)
+    vol = _on(admin, n0, lambda: create(member, "vt-boot-vol", 1, volume_type_id=t.id))
+    wait_volume(member, vol.id, pb.VOLUME_STATE_AVAILABLE)
+    srv = _on(admin, n1, lambda: server(member, "vt-boot-srv", boot_volume=vol.id))
+    assert srv.node_id == n1 and srv.boot_volume_id == vol.id
+    got = get(member, vol.id)
+    assert got.boot and got.node_id == n1 and got.state == pb.VOLUME_STATE_IN_USE
+    delete_server(member, srv.id)
+    wait_volume(member, vol.id, pb.VOLUME_STATE_AVAILABLE)
+    volumes(member).DeleteVolume(pb.DeleteVolumeRequest(id=vol.id))
+    wait_for(lambda: gone(volumes(member).GetVolume, pb.GetVolumeRequest(id=vol.id)), what="volume gone")
+    assert not (cloud["shared"] / f"{vol.id}.qcow2").exists()
+    volumes(admin).DeleteVolumeType(pb.DeleteVolumeTypeRequest(id=t.id))
+
+
 def test_volume_type_cli(cloud: dict, tmp_path: Path) -> None:
     env = {"KUMO_CONFIG_DIR": str(tmp_path / "cfg")}
     login = cli_login(cloud["ctl"], tmp_path / "cfg")
