@@ -26,8 +26,8 @@ from pathlib import Path
 from noded.compute.guest_files import run_tool
 from noded.hypervisor.domain_xml import NetworkDisk
 from noded.storage.backend import DiskSource, StorageBackend, StorageError
+from noded.storage.local import check_id, check_image
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _PREFIX = "volume-"
 _SNAP = "snap-"
 MiB = 1024**2
@@ -72,12 +72,6 @@ class RbdSettings:
         return str(uuid.uuid5(uuid.NAMESPACE_URL, f"kumo-ceph:client.{self.user}@{mons}"))
 
 
-def _check_id(kind: str, value: str) -> str:
-    if not _ID.match(value):
-        raise StorageError(f"bad {kind} id {value!r}")
-    return value
-
-
 class RbdBackend(StorageBackend):
     name = "rbd"
     shared = True
@@ -110,7 +104,7 @@ class RbdBackend(StorageBackend):
 
     @staticmethod
     def image(volume_id: str) -> str:
-        return _PREFIX + _check_id("volume", volume_id)
+        return _PREFIX + check_id("volume", volume_id)
 
     def _images(self) -> list[str]:
         return json.loads(self._rbd("ls", "--format", "json") or "[]")
@@ -155,16 +149,7 @@ class RbdBackend(StorageBackend):
         )
 
     def create_from_image(self, volume_id: str, image: Path, image_format: str, size_bytes: int) -> None:
-        if image_format not in ("qcow2", "raw"):
-            raise StorageError(f"unsupported image format {image_format!r}")
-        info = json.loads(
-            run_tool(["qemu-img", "info", "-f", image_format, "--output=json", str(image)], StorageError)
-        )
-        # Images are untrusted: a backing file or an external data file would
-        # let one read files of this host.
-        spec = info.get("format-specific", {}).get("data", {})
-        if info.get("backing-filename") or info.get("full-backing-filename") or spec.get("data-file"):
-            raise StorageError("the image refers to another file (backing or data file); refused")
+        check_image(image, image_format)
 
         def make(part: str) -> None:
             uri = self._qemu_uri(part)
@@ -175,7 +160,7 @@ class RbdBackend(StorageBackend):
         self._made(volume_id, make, size_bytes)
 
     def _snapshot_owner(self, snapshot_id: str) -> str | None:
-        sid = _check_id("snapshot", snapshot_id)
+        sid = check_id("snapshot", snapshot_id)
         vid = self._owner.get(sid)
         if vid is not None and sid in self.snapshots(vid):
             return vid
@@ -210,7 +195,7 @@ class RbdBackend(StorageBackend):
 
     def snapshot_create(self, volume_id: str, snapshot_id: str, live: bool) -> None:
         # An RBD snapshot is atomic; with a running guest, crash-consistent.
-        self._rbd("snap", "create", f"{self.image(volume_id)}@{_SNAP}{_check_id('snapshot', snapshot_id)}")
+        self._rbd("snap", "create", f"{self.image(volume_id)}@{_SNAP}{check_id('snapshot', snapshot_id)}")
         self._owner[snapshot_id] = volume_id
 
     def snapshot_delete(self, snapshot_id: str) -> None:
