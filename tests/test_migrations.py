@@ -98,3 +98,18 @@ def test_volume_types_migration_gives_existing_volumes_the_local_type(fresh_db: 
         db.execute_sql(
             "INSERT INTO volume_type (id, name, backend, is_default, create_time) VALUES ('t2', 'x', 'rbd', TRUE, 0)"
         )
+
+
+def test_a_second_controller_on_one_sqlite_database_is_refused(tmp_path: Path) -> None:
+    """SQLite is the single-controller database; PostgreSQL is for several."""
+    from controller.config import load_config
+    from controller.server import Controller
+
+    cfg = load_config(overrides={"data_dir": tmp_path / "data"}, environ={})
+    first = Controller(cfg)
+    try:
+        with pytest.raises(RuntimeError, match=r"another controller \(pid \d+\) is running on the SQLite"):
+            Controller(cfg)
+    finally:
+        first.stop()
+    Controller(cfg).stop()  # once the first is gone, the next one starts
