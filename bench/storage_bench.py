@@ -47,6 +47,16 @@ def _disks(console: Path) -> str:
     return found[-1] if found else ""
 
 
+def _pass(step, state: npb.NodeDesiredState, drv) -> bool:  # type: ignore[no-untyped-def]
+    """One reconcile pass; False when it failed (other guests on this host come and go meanwhile)."""
+    try:
+        step(state, drv)
+    except RuntimeError as exc:
+        print(f"pass failed, again: {exc}"[:300])
+        return False
+    return True
+
+
 def _round(backends, name: str, i: int, drv, iid: str, console: Path, ops: dict[str, list[float]]) -> None:  # type: ignore[no-untyped-def]
     """One volume through create, extend, snapshot, hot-plug, unplug, delete."""
     from noded.hypervisor.base import disk_serial
@@ -115,7 +125,7 @@ def _run(base: Path, image_file: Path) -> None:
             disk_gb=1,
             power=npb.DESIRED_POWER_RUNNING,
         )
-        compute(npb.NodeDesiredState(enabled=True, instances=[inst]), drv)
+        wait_for(lambda: _pass(compute, npb.NodeDesiredState(enabled=True, instances=[inst]), drv), 120, 1.0)
         console = base / "instances" / iid / "console.log"
         wait_for(
             lambda: console.exists() and _disks(console) == "vda vdb",
