@@ -22,7 +22,7 @@ import pytest
 from kumo.v1 import node_pb2
 from kumo.v1 import volume_pb2 as pb
 from tests.cloudutil import fake_cloud
-from tests.harness import Client, cli_login, run_cli
+from tests.harness import Client, cli_login, race, run_cli
 from tests.nodeutil import nodes, wait_for
 from tests.test_volumes import (
     code_reason,
@@ -238,6 +238,44 @@ def test_boot_from_a_shared_volume_on_another_node(cloud: dict) -> None:
     wait_for(lambda: gone(volumes(member).GetVolume, pb.GetVolumeRequest(id=vol.id)), what="volume gone")
     assert not (cloud["shared"] / f"{vol.id}.qcow2").exists()
     volumes(admin).DeleteVolumeType(pb.DeleteVolumeTypeRequest(id=t.id))
+
+
+def test_deleting_a_type_races_creates_of_its_volumes(cloud: dict) -> None:
+    """A DeleteVolumeType racing CreateVolumes of that type: either the type
+    stays (and the volumes exist) or it goes and no volume has it."""
+    admin = cloud["admin"]
+    member, _, _ = tenant(cloud, "vt-race")
+    for round_ in range(4):
+        t = make_type(admin, f"vt-race-{round_}", "shared-fs")
+        outcomes: dict[str, Any] = {}
+
+        def worker(kind: str, i: int, t: pb.VolumeType = t, outcomes: dict[str, Any] = outcomes) -> None:
+            try:
+                if kind == "delete":
+                    volumes(admin).DeleteVolumeType(pb.DeleteVolumeTypeRequest(id=t.id))
+                    outcomes[kind] = "deleted"
+                else:
+                    req = pb.Volume(name=f"{t.name}-{i}", size_gb=1, volume_type_id=t.id)
+                    outcomes[f"v{i}"] = volumes(member).CreateVolume(pb.CreateVolumeRequest(volume=req)).id
+            except grpc.RpcError as exc:
+                outcomes[kind if kind == "delete" else f"v{i}"] = exc.code()
+
+        race(worker, [("delete", 0), ("create", 1), ("create", 2)])
+        made = [v for k, v in outcomes.items() if k.startswith("v") and isinstance(v, str)]
+        if outcomes["delete"] == "deleted":
+            assert not made, outcomes
+            assert all(outcomes[f"v{i}"] == grpc.StatusCode.NOT_FOUND for i in (1, 2)), outcomes
+        else:
+            assert outcomes["delete"] == grpc.StatusCode.FAILED_PRECONDITION and made, outcomes
+            assert all(get(member, vid).volume_type_id == t.id for vid in made)
+            for vid in made:
+                wait_volume(member, vid, pb.VOLUME_STATE_AVAILABLE)
+                volumes(member).DeleteVolume(pb.DeleteVolumeRequest(id=vid))
+            for vid in made:
+                wait_for(
+                    lambda vid=vid: gone(volumes(member).GetVolume, pb.GetVolumeRequest(id=vid)), what="gone"
+                )
+            volumes(admin).DeleteVolumeType(pb.DeleteVolumeTypeRequest(id=t.id))
 
 
 def test_volume_type_cli(cloud: dict, tmp_path: Path) -> None:
