@@ -9,6 +9,7 @@ default type (migration 0014 makes `local`), and a backend no node has."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import uuid
@@ -39,16 +40,24 @@ from tests.test_volumes import (
 LOCAL_TYPE_ID = "00000000-0000-4000-8000-00000000000a"
 
 
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    base = tmp_path_factory.mktemp("vtypes")
+@contextlib.contextmanager
+def start_cloud(base: Path, extra_args: list[str] | None = None) -> Iterator[dict]:
+    """A controller (SQLite, or what `extra_args` say) and two fake nodes
+    that mount one shared-fs directory."""
     shared = base / "shared-fs"
     shared.mkdir()
     env = {"KUMO_NODE_HEARTBEAT_SECONDS": "0.5", "KUMO_INSTANCE_SYNC_SECONDS": "0.2"}
-    with fake_cloud(base, 2, "vtnode", env, node_args=["--shared-fs-dir", str(shared)]) as c:
+    node_args = ["--shared-fs-dir", str(shared)]
+    with fake_cloud(base, 2, "vtnode", env, extra_args=extra_args, node_args=node_args) as c:
         c.public_image("vtiny")
         c.flavor("v.tiny", vcpus=1, ram_mb=512)
         yield {"ctl": c.ctl, "admin": c.admin, "shared": shared}
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    with start_cloud(tmp_path_factory.mktemp("vtypes")) as c:
+        yield c
 
 
 def make_type(client: Client, name: str, backend: str, **kw: Any) -> pb.VolumeType:
