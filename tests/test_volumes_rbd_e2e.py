@@ -7,7 +7,8 @@ host (qemu-io through librbd), hot-plugged into a running guest on one node
 (a libvirt network disk with a cephx secret), grown live, snapshotted,
 detached, attached to a server on the other node (a shared volume is not
 tied to a node), detached again with its data intact, and deleted: the
-image is gone from the pool."""
+image is gone from the pool. A server also boots from an rbd volume made
+from an image."""
 
 from __future__ import annotations
 
@@ -181,6 +182,16 @@ def test_rbd_volume_lifecycle_across_nodes(cloud: dict) -> None:
     assert has_pattern(ceph, image, 0x5A)
     assert image in ceph.images(), "node rbd-a, no longer its node, did not delete it"
 
+    # A server boots from an rbd volume made from the image (qemu-img into the pool).
+    root = api.create_volume("rbd-root", size_gb=0, source_image_id="kumo-test", volume_type_id="ceph")
+    assert root.bootable and f"volume-{root.id}" in ceph.images()
+    c = api.server("rbd-srv-c", boot_volume=root.id)
+    api.wait_disks(c.id, "vda vdb")
+    assert f"{ceph.pool}/volume-{root.id}" in virsh("dumpxml", f"kumo-{c.id}")
+    assert api.wait_volume(root.id, "IN_USE").boot
+    api.compute.DeleteInstance(api.cpb.DeleteInstanceRequest(id=c.id))
+    api.wait_volume(root.id, "AVAILABLE")
+
     # A volume from the snapshot, then everything deleted: the images go.
     copy = api.create_volume("rbd-copy", size_gb=0, source_snapshot_id=snap.id)
     assert copy.volume_type_id == vtype.id
@@ -195,7 +206,7 @@ def test_rbd_volume_lifecycle_across_nodes(cloud: dict) -> None:
         step=0.2,
         explain=lambda: api.explain_volume(data.id),
     )
-    for vid in (data.id, copy.id):
+    for vid in (data.id, copy.id, root.id):
         wait_until(
             lambda vid=vid: _try_delete(api, vid),
             what=f"volume {vid} deletable",
@@ -211,7 +222,7 @@ def test_rbd_volume_lifecycle_across_nodes(cloud: dict) -> None:
         explain=lambda: f"left: {ceph.images()}\n{node_line(api.admin, b_node)}",
     )
     wait_until(
-        lambda: _gone(api, data.id) and _gone(api, copy.id),
+        lambda: all(_gone(api, v) for v in (data.id, copy.id, root.id)),
         what="the volume rows gone",
         base=30,
         step=0.2,
