@@ -234,16 +234,6 @@ def test_rbd_volume_lifecycle_across_nodes(cloud: dict) -> None:
         api.compute.DeleteInstance(api.cpb.DeleteInstanceRequest(id=iid))
 
 
-def _try_delete(api: Api, vid: str) -> bool:
-    try:
-        api.vol.DeleteVolume(vpb.DeleteVolumeRequest(id=vid))
-    except grpc.RpcError as exc:
-        if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
-            return False
-        raise
-    return True
-
-
 def _gone(api: Api, vid: str) -> bool:
     try:
         api.volume(vid)
