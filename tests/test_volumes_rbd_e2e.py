@@ -27,7 +27,7 @@ from tests.cloudutil import destroy_guests, libvirt_and_test_image, libvirt_clou
 from tests.harness import rpc_error
 from tests.netutil import state_dir
 from tests.nodeutil import NodedProc, make_token, run_noded
-from tests.test_volumes_e2e import Api
+from tests.test_volumes_e2e import Api, _try_delete
 from tests.waits import node_line, wait_until
 
 pytestmark = pytest.mark.e2e
