@@ -104,7 +104,9 @@ _POWER = {
 }
 
 
-def inventory_pb(f: HostFacts, tunnel_ip: str = "") -> node_pb2.NodeInventory:
+def inventory_pb(
+    f: HostFacts, tunnel_ip: str = "", storage_backends: tuple[str, ...] = ("local",)
+) -> node_pb2.NodeInventory:
     return node_pb2.NodeInventory(
         hostname=f.hostname[:255],
         vcpus=f.vcpus,
@@ -119,6 +121,7 @@ def inventory_pb(f: HostFacts, tunnel_ip: str = "") -> node_pb2.NodeInventory:
         agent_version=__version__,
         kernel=f.kernel[:128],
         tunnel_ip=tunnel_ip,
+        storage_backends=storage_backends,
     )
 
 
@@ -162,6 +165,7 @@ class Agent:
         metrics: NodeMetrics | None = None,
         doctor: CertificateDoctor | None = None,
         max_cert_refusals: int = MAX_CERT_REFUSALS,
+        storage_backends: tuple[str, ...] = ("local",),
     ) -> None:
         self.current = (
             creds if isinstance(creds, CurrentCredentials) else CurrentCredentials(creds, state_dir)
@@ -186,6 +190,7 @@ class Agent:
         self.facts_refresh = facts_refresh_seconds
         # This node's VXLAN underlay address, for the controller's overlay peers.
         self.tunnel_ip = tunnel_ip
+        self.storage_backends = storage_backends
         self.backoff = Backoff()
         self.reconciler = Reconciler(
             driver,
@@ -325,7 +330,7 @@ class Agent:
                 call,
                 pb.SessionRequest(
                     hello=pb.NodeHello(
-                        inventory=inventory_pb(self._facts, self.tunnel_ip),
+                        inventory=inventory_pb(self._facts, self.tunnel_ip, self.storage_backends),
                         applied_revision=self.reconciler.applied_revision,
                     )
                 ),
@@ -474,7 +479,7 @@ class Agent:
                 facts = await self._driver(self.driver.host_facts)
                 if facts != self._facts:
                     self._facts = facts
-                    hb.inventory.CopyFrom(inventory_pb(facts, self.tunnel_ip))
+                    hb.inventory.CopyFrom(inventory_pb(facts, self.tunnel_ip, self.storage_backends))
             self._sent[seq] = time.perf_counter()
             async with self._write_lock:
                 await _write(call, pb.SessionRequest(heartbeat=hb))

@@ -130,6 +130,28 @@ def run(
             "[the host's resolvers, from /etc/resolv.conf]"
         ),
     ] = None,
+    rbd_monitors: Annotated[
+        str,
+        typer.Option(
+            help="Ceph monitors host:port,... : enables the rbd volume backend", envvar="KUMO_RBD_MONITORS"
+        ),
+    ] = "",
+    rbd_pool: Annotated[
+        str, typer.Option(help="rbd: the pool of volume images", envvar="KUMO_RBD_POOL")
+    ] = "rbd",
+    rbd_user: Annotated[
+        str, typer.Option(help="rbd: the cephx client (without 'client.')", envvar="KUMO_RBD_USER")
+    ] = "kumo",
+    rbd_keyring: Annotated[
+        Path | None, typer.Option(help="rbd: that client's keyring file", envvar="KUMO_RBD_KEYRING")
+    ] = None,
+    shared_fs_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="A directory every node mounts at this path: enables the shared-fs volume backend",
+            envvar="KUMO_SHARED_FS_DIR",
+        ),
+    ] = None,
 ) -> None:
     """Run the node agent: the session with the controller and the reconcile loop."""
     from noded.agent import Agent, CertificateRefused, Fatal
@@ -165,7 +187,7 @@ def run(
     from kumo.metrics import MetricsConfigError, serve_metrics
     from noded.compute import make_compute
     from noded.metrics import GuestCollector, ImageCacheCollector, NodeMetrics
-    from noded.storage import VolumeStep, make_backend
+    from noded.storage import RbdSettings, StorageError, VolumeStep, make_backend
 
     # This daemon's series, on a registry of its own (never prometheus_client's global one).
     metrics = NodeMetrics(CollectorRegistry(auto_describe=False))
@@ -174,7 +196,15 @@ def run(
     guests_dir = instances_dir or state.path / "instances"
     # Volumes beside the instances directory (qemu must reach both); the
     # instances step attaches them, the volumes step makes them.
-    backend = make_backend(drv, guests_dir.parent / "volumes")
+    try:
+        rbd = None
+        if rbd_monitors:
+            if rbd_keyring is None:
+                raise StorageError("--rbd-monitors needs --rbd-keyring")
+            rbd = RbdSettings(RbdSettings.parse_monitors(rbd_monitors), rbd_pool, rbd_user, rbd_keyring)
+        backend = make_backend(drv, guests_dir.parent / "volumes", rbd, shared_fs_dir)
+    except (StorageError, DriverError) as exc:
+        raise _fail(str(exc)) from None
     current = CurrentCredentials(creds, state)
     compute = make_compute(current.get, drv, guests_dir, state.path / "images", backend, metrics)
     volumes = VolumeStep(backend, compute.cache)
@@ -206,6 +236,7 @@ def run(
             periodic=[(2.0, compute.send_consoles)],
             tunnel_ip=tunnel,
             metrics=metrics,
+            storage_backends=tuple(backend.names()),
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -121,6 +121,43 @@ def test_quota_usage_is_backfilled_from_existing_rows(fresh_db: peewee.Database)
     assert quotas.usage(b) == {"images": 1, "networks": 1, "ports": 1, "security_groups": 1}
 
 
+def test_volume_types_migration_gives_existing_volumes_the_local_type(fresh_db: peewee.Database) -> None:
+    """A database of before 0014 with a volume: after it, the volume is of
+    type `local`, the one default type."""
+    db.execute_sql(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR(100) NOT NULL,"
+        " applied_at DOUBLE PRECISION NOT NULL)"
+    )
+    for version, name, statements in migrations.discover():
+        if version >= 14:
+            break
+        for sql in statements:
+            db.execute_sql(sql)
+        db.execute_sql("INSERT INTO schema_migrations VALUES (?, ?, 0)", (version, name))
+    db.execute_sql("INSERT INTO project (id, name, create_time, update_time) VALUES ('p1', 'p', 0, 0)")
+    db.execute_sql(
+        "INSERT INTO node (id, name, cert_serial, cert_expire_time, create_time, update_time)"
+        " VALUES ('n1', 'n', 's', 0, 0, 0)"
+    )
+    db.execute_sql(
+        "INSERT INTO volume (id, project_id, name, size_gb, state, node_id, create_time, update_time)"
+        " VALUES ('v1', 'p1', 'old', 1, 2, 'n1', 0, 0)"
+    )
+    migrations.migrate()
+    from controller.db.migrations.m0014_volume_types import LOCAL_TYPE_ID
+
+    assert db.execute_sql("SELECT type_id, backend FROM volume WHERE id = 'v1'").fetchone() == (
+        LOCAL_TYPE_ID,
+        "local",
+    )
+    types = db.execute_sql("SELECT id, name, backend, is_default FROM volume_type").fetchall()
+    assert [(t[0], t[1], t[2], bool(t[3])) for t in types] == [(LOCAL_TYPE_ID, "local", "local", True)]
+    with pytest.raises(peewee.IntegrityError):  # one default type only
+        db.execute_sql(
+            "INSERT INTO volume_type (id, name, backend, is_default, create_time) VALUES ('t2', 'x', 'rbd', TRUE, 0)"
+        )
+
+
 def test_a_second_controller_on_one_sqlite_database_is_refused(tmp_path: Path) -> None:
     """SQLite is the single-controller database; PostgreSQL is for several."""
     from controller.config import load_config

@@ -293,7 +293,7 @@ def test_volume_step_live_extend_and_attached_volume_not_deleted(tmp_path: Path)
 
 
 def test_make_volumes_picks_the_backend(tmp_path: Path) -> None:
-    assert isinstance(make_volumes(FakeDriver(), tmp_path, None).backend, MemoryBackend)
+    assert isinstance(make_volumes(FakeDriver(), tmp_path, None).backend.get("local"), MemoryBackend)
 
 
 def test_in_memory_volumes_for_the_fake_driver(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """kumo volume create | list | show | set | delete | extend | attach | detach,
-and kumo volume snapshot create | list | show | delete."""
+kumo volume snapshot create | list | show | delete, and kumo volume type
+(cli/commands/volume_type.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import typer
 
 from cli.client import list_all, resolve, session
 from cli.commands import server as server_cmd
+from cli.commands import volume_type as type_cmd
 from cli.completion import VolumeArg
 from cli.output import (
     ColumnOpt,
@@ -29,6 +31,9 @@ from kumo.v1 import volume_pb2_grpc
 app = typer.Typer(no_args_is_help=True)
 snapshot_app = typer.Typer(no_args_is_help=True)
 app.add_typer(snapshot_app, name="snapshot", help="Volume snapshots: copies kept on the volume's node.")
+app.add_typer(
+    type_cmd.app, name="type", help="Volume types: which storage backend holds a volume (admin-defined)."
+)
 
 COLUMNS = [
     ("id", "id"),
@@ -41,6 +46,7 @@ COLUMNS = [
 ]
 DETAIL = [
     *COLUMNS,
+    ("type", "volume_type_id"),
     ("bootable", "bootable"),
     ("boot", "boot"),
     ("image", "source_image_id"),
@@ -113,6 +119,7 @@ def create(
         str | None, typer.Option(help="Start with this snapshot's content (name or id)")
     ] = None,
     description: Annotated[str, typer.Option()] = "",
+    type_: Annotated[str, typer.Option("--type", help="Volume type (name or id) [the default type]")] = "",
     wait_: WaitOpt = False,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     output: OutputOpt = Format.table,
@@ -120,7 +127,9 @@ def create(
 ) -> None:
     """Create a volume (on a node with room; from a snapshot: on the snapshot's node)."""
     s = stub()
-    vol = pb.Volume(name=name, size_gb=size, description=description, source_image_id=image or "")
+    vol = pb.Volume(
+        name=name, size_gb=size, description=description, source_image_id=image or "", volume_type_id=type_
+    )
     if snapshot:
         vol.source_snapshot_id = find_snapshot(s, snapshot).id
     _show_result(s, s.CreateVolume(pb.CreateVolumeRequest(volume=vol)), wait_, timeout, output, column)

@@ -11,7 +11,7 @@ from google.protobuf import empty_pb2
 from controller import validation as v
 from controller.api.convert import ts
 from controller.auth.interceptor import CallContext
-from controller.db.models import Instance, Volume, VolumeSnapshot
+from controller.db.models import Instance, Volume, VolumeSnapshot, VolumeType
 from controller.domain.volumes import Volumes
 from controller.domain.volumes.states import ATTACHED_STATES
 from controller.errors import InvalidArgument
@@ -38,6 +38,18 @@ def volume_pb(row: Volume) -> pb.Volume:
         create_time=ts(row.create_time),
         update_time=ts(row.update_time),
         description=row.description,
+        volume_type_id=row.type_id,
+    )
+
+
+def volume_type_pb(row: VolumeType) -> pb.VolumeType:
+    return pb.VolumeType(
+        id=row.id,
+        name=row.name,
+        backend=row.backend,
+        description=row.description,
+        is_default=row.is_default,
+        create_time=ts(row.create_time),
     )
 
 
@@ -79,6 +91,7 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
             v.reference(vol.source_image_id, "volume.source_image_id", required=False),
             v.reference(vol.source_snapshot_id, "volume.source_snapshot_id", required=False),
             v.request_key(request),
+            v.reference(vol.volume_type_id, "volume.volume_type_id", required=False),
         )
         return volume_pb(row)
 
@@ -159,6 +172,36 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
         self, request: pb.DeleteVolumeSnapshotRequest, context: CallContext
     ) -> empty_pb2.Empty:
         self.volumes.delete_snapshot(context.principal, v.resource_id(request.id))
+        return empty_pb2.Empty()
+
+    # Volume types (policy: admins create and delete, every role reads)
+
+    def CreateVolumeType(self, request: pb.CreateVolumeTypeRequest, context: CallContext) -> pb.VolumeType:
+        t = request.volume_type
+        if not t.backend:
+            raise InvalidArgument("volume_type.backend is required")
+        row = self.volumes.create_type(
+            v.name(t.name, "volume_type.name"),
+            t.backend,
+            v.text(t.description, "volume_type.description"),
+            t.is_default,
+            v.request_key(request),
+        )
+        return volume_type_pb(row)
+
+    def GetVolumeType(self, request: pb.GetVolumeTypeRequest, context: CallContext) -> pb.VolumeType:
+        return volume_type_pb(self.volumes.find_type(v.reference(request.id, "id")))
+
+    def ListVolumeTypes(
+        self, request: pb.ListVolumeTypesRequest, context: CallContext
+    ) -> pb.ListVolumeTypesResponse:
+        rows, token = self.volumes.list_types(request.page_size, request.page_token)
+        return pb.ListVolumeTypesResponse(
+            volume_types=[volume_type_pb(r) for r in rows], next_page_token=token
+        )
+
+    def DeleteVolumeType(self, request: pb.DeleteVolumeTypeRequest, context: CallContext) -> empty_pb2.Empty:
+        self.volumes.delete_type(v.resource_id(request.id))
         return empty_pb2.Empty()
 
 

@@ -143,6 +143,10 @@ POLICY: dict[str, Rule] = {
             "GetVolumeSnapshot": Rule.READER,
             "ListVolumeSnapshots": Rule.READER,
             "DeleteVolumeSnapshot": Rule.MEMBER,
+            "CreateVolumeType": Rule.ADMIN,
+            "GetVolumeType": Rule.READER,
+            "ListVolumeTypes": Rule.READER,
+            "DeleteVolumeType": Rule.ADMIN,
         },
     ),
     **_service(

@@ -277,9 +277,25 @@ class Volume(BaseModel):
     attach_time = peewee.DoubleField(default=0)
     create_time = peewee.DoubleField()
     update_time = peewee.DoubleField()
+    type_id = peewee.CharField(max_length=36)
+    # The type's backend (copied: it never changes). On a shared backend
+    # `node` is the node that does the volume's work (its instance's node
+    # while attached) and `claimed_gb` is 0.
+    backend = peewee.CharField(max_length=32, default="local")
 
     class Meta:
         indexes = ((("project", "name"), True),)
+
+
+class VolumeType(BaseModel):
+    """An admin-defined kind of volume: which backend holds it."""
+
+    id = peewee.CharField(primary_key=True, max_length=36)
+    name = peewee.CharField(max_length=64, unique=True)
+    backend = peewee.CharField(max_length=32)
+    description = peewee.TextField(default="")
+    is_default = peewee.BooleanField(default=False)
+    create_time = peewee.DoubleField()
 
 
 class VolumeSnapshot(BaseModel):

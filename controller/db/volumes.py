@@ -199,3 +199,8 @@ def update_snapshot_if(
 
 def delete_snapshot(snapshot_id: str) -> int:
     return VolumeSnapshot.delete().where(VolumeSnapshot.id == snapshot_id).execute()
+
+
+def move_snapshots(volume_id: str, node_id: str) -> None:
+    """A shared volume's snapshots follow it to the node that does its work."""
+    VolumeSnapshot.update(node_id=node_id).where(VolumeSnapshot.volume == volume_id).execute()

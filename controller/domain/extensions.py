@@ -45,6 +45,10 @@ class BootSource:
 
     volume: Any
     image: Any
+    # Where the instance may run: the volume's node (local backend), or any
+    # node that reaches its shared backend.
+    required_node: str = ""
+    required_backend: str = ""
 
 
 class BootVolumes(Protocol):
@@ -57,9 +61,10 @@ class BootVolumes(Protocol):
         project, volume, node usage, node)."""
         ...
 
-    def bind_boot(self, volume_id: str, instance_id: str, now: float) -> None:
+    def bind_boot(self, volume_id: str, instance_id: str, now: float, node_id: str = "") -> None:
         """In the create's transaction: the volume becomes the instance's boot
-        volume, or the whole create is rolled back."""
+        volume (on `node_id`, the instance's node), or the whole create is
+        rolled back."""
         ...
 
 

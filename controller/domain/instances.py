@@ -261,7 +261,13 @@ class Instances:
         disk_gb = max(flavor.disk_gb, image.min_disk_gb, image_gb)
         if boot is not None:  # boots from its volume (claimed by the volume): no root disk here
             disk_gb = 0
-        req = Request(flavor.vcpus, flavor.ram_mb, disk_gb, required_node=boot.volume.node_id if boot else "")
+        req = Request(
+            flavor.vcpus,
+            flavor.ram_mb,
+            disk_gb,
+            required_node=boot.required_node if boot else "",
+            required_backend=boot.required_backend if boot else "",
+        )
         binds = [b for ext in self.extensions if (b := ext.prepare_create(caller, options or {})) is not None]
 
         # Rank nodes outside the write lock (reads do not block in WAL mode);
@@ -317,7 +323,7 @@ class Instances:
             )
             node_store.bump_desired_revision(chosen, now)
             if boot is not None and self.boot_volumes is not None:
-                self.boot_volumes.bind_boot(boot.volume.id, row.id, now)
+                self.boot_volumes.bind_boot(boot.volume.id, row.id, now, chosen)
             others: set[str] = set()
             for bind in binds:
                 others |= bind(row)
@@ -345,7 +351,9 @@ class Instances:
             list(ServerGroup.select(ServerGroup.id).where(ServerGroup.id == group.id).for_update())
         nodes = frozenset(node for _, node in store.group_members(group.id))
         policy = "affinity" if group.policy == cpb.SERVER_GROUP_POLICY_AFFINITY else "anti-affinity"
-        return Request(req.vcpus, req.ram_mb, req.disk_gb, policy, nodes, req.required_node)
+        return Request(
+            req.vcpus, req.ram_mb, req.disk_gb, policy, nodes, req.required_node, req.required_backend
+        )
 
     # Verbs
 

@@ -75,6 +75,7 @@ class Placement:
                     int(v_used),
                     int(r_used),
                     int(d_used),
+                    tuple(inv.storage_backends) if inv is not None else (),
                 )
             )
         return out

@@ -33,6 +33,8 @@ class Candidate:
     vcpus_used: int = 0
     ram_mb_used: int = 0
     disk_gb_used: int = 0
+    # The storage backends the node advertises (NodeInventory.storage_backends).
+    storage_backends: tuple[str, ...] = ()
 
     def free(self, ratios: Ratios) -> tuple[float, float, float]:
         return (
@@ -53,6 +55,8 @@ class Request:
     group_nodes: frozenset[str] = frozenset()
     # A volume or other resource that pins the instance to one node.
     required_node: str = ""
+    # A volume on a shared storage backend: only nodes that reach it.
+    required_backend: str = ""
 
 
 Filter = Callable[[Candidate, Request, Ratios], bool]
@@ -94,10 +98,15 @@ def _pinned(c: Candidate, r: Request, ratios: Ratios) -> bool:
     return not r.required_node or c.node_id == r.required_node
 
 
+def _backend(c: Candidate, r: Request, ratios: Ratios) -> bool:
+    return not r.required_backend or r.required_backend in c.storage_backends
+
+
 FILTERS: list[tuple[str, Filter]] = [
     ("NodeReadyFilter", _ready),
     ("NodeEnabledFilter", _enabled),
     ("RequiredNodeFilter", _pinned),
+    ("StorageBackendFilter", _backend),
     ("VcpuFilter", _cpu),
     ("RamFilter", _ram),
     ("DiskFilter", _disk),

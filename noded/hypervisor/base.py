@@ -174,5 +174,10 @@ class HypervisorDriver(abc.ABC):
         the root disk is the instance's overlay file, which the caller flattens."""
         return False
 
+    def define_ceph_secret(self, secret_uuid: str, key: str) -> None:  # noqa: B027 - optional hook
+        """Keeps a Ceph client key (base64, as `ceph auth get-key` prints it)
+        where guests' rbd network disks find it (libvirt: a secret of usage
+        type ceph). Drivers whose guests have no disks need none."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Releases connections."""

@@ -8,6 +8,7 @@ calls a driver from one worker thread at a time."""
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import time
@@ -432,6 +433,23 @@ class LibvirtDriver(HypervisorDriver):
                 raise DriverError(f"cannot resize {serial}: {exc.get_error_message()}") from None
 
         self._call(resize)
+
+    def define_ceph_secret(self, secret_uuid: str, key: str) -> None:
+        """Defines (or redefines) the secret and sets its value; idempotent.
+        The usage name carries the uuid, so two clusters never clash."""
+        xml = (
+            f"<secret ephemeral='no' private='yes'><uuid>{secret_uuid}</uuid>"
+            f"<usage type='ceph'><name>kumo {secret_uuid}</name></usage></secret>"
+        )
+
+        def define(conn: libvirt.virConnect) -> None:
+            try:
+                conn.secretDefineXML(xml).setValue(base64.b64decode(key))
+            except (libvirt.libvirtError, ValueError) as exc:
+                msg = exc.get_error_message() if isinstance(exc, libvirt.libvirtError) else str(exc)
+                raise DriverError(f"cannot define the ceph secret {secret_uuid}: {msg}") from None
+
+        self._call(define)
 
     def close(self) -> None:
         with self._lock:

@@ -33,10 +33,22 @@ def _info(path: Path, fmt: str) -> dict:
     return json.loads(_run(["qemu-img", "info", "-U", "-f", fmt, "--output=json", str(path)]))
 
 
-def _check_id(kind: str, value: str) -> str:
+def check_id(kind: str, value: str) -> str:
+    """A volume or snapshot id that is safe in a file or image name."""
     if not _ID.match(value):
         raise StorageError(f"bad {kind} id {value!r}")
     return value
+
+
+def check_image(image: Path, image_format: str) -> None:
+    """Images are untrusted: one that names a backing file or an external
+    data file would let it read files of this host; refused."""
+    if image_format not in FORMATS:
+        raise StorageError(f"unsupported image format {image_format!r}")
+    info = _info(image, image_format)
+    spec = info.get("format-specific", {}).get("data", {})
+    if info.get("backing-filename") or info.get("full-backing-filename") or spec.get("data-file"):
+        raise StorageError("the image refers to another file (backing or data file); refused")
 
 
 class LocalBackend(StorageBackend):
@@ -54,13 +66,13 @@ class LocalBackend(StorageBackend):
     # Paths
 
     def path(self, volume_id: str) -> Path:
-        return self.root / f"{_check_id('volume', volume_id)}.qcow2"
+        return self.root / f"{check_id('volume', volume_id)}.qcow2"
 
     def _snap_dir(self, volume_id: str) -> Path:
-        return self.root / "snapshots" / _check_id("volume", volume_id)
+        return self.root / "snapshots" / check_id("volume", volume_id)
 
     def _snapshot_path(self, snapshot_id: str) -> Path | None:
-        _check_id("snapshot", snapshot_id)
+        check_id("snapshot", snapshot_id)
         for found in (self.root / "snapshots").glob(f"*/{snapshot_id}.qcow2"):
             return found
         return None
@@ -95,14 +107,7 @@ class LocalBackend(StorageBackend):
         )
 
     def create_from_image(self, volume_id: str, image: Path, image_format: str, size_bytes: int) -> None:
-        if image_format not in FORMATS:
-            raise StorageError(f"unsupported image format {image_format!r}")
-        info = _info(image, image_format)
-        # Images are untrusted: a backing file or an external data file would
-        # let one read files of this host.
-        spec = info.get("format-specific", {}).get("data", {})
-        if info.get("backing-filename") or info.get("full-backing-filename") or spec.get("data-file"):
-            raise StorageError("the image refers to another file (backing or data file); refused")
+        check_image(image, image_format)
 
         def make(part: Path) -> None:
             _run(["qemu-img", "convert", "-q", "-f", image_format, "-O", "qcow2", str(image), str(part)])
@@ -153,7 +158,7 @@ class LocalBackend(StorageBackend):
         d = self._snap_dir(volume_id)
         d.mkdir(exist_ok=True)
         os.chmod(d, 0o755)
-        self._copy(volume_id, d / f"{_check_id('snapshot', snapshot_id)}.qcow2", live)
+        self._copy(volume_id, d / f"{check_id('snapshot', snapshot_id)}.qcow2", live)
 
     def snapshot_delete(self, snapshot_id: str) -> None:
         path = self._snapshot_path(snapshot_id)

@@ -22,6 +22,7 @@ from noded.compute.guest_files import FORMATS
 from noded.compute.image_cache import ImageCache
 from noded.hypervisor.base import RUNNING, HypervisorDriver, disk_serial
 from noded.storage.backend import StorageBackend, StorageError
+from noded.storage.backends import LOCAL, Backends
 
 log = logging.getLogger("kumo.noded.volumes")
 
@@ -32,7 +33,8 @@ class VolumeStep:
     __name__ = "volumes"
 
     def __init__(self, backend: StorageBackend, cache: ImageCache | None) -> None:
-        self.backend = backend
+        # Several backends (local, rbd, shared-fs) behind one router.
+        self.backend = backend if isinstance(backend, Backends) else Backends({LOCAL: backend})
         self.cache = cache
         self._lock = threading.Lock()
         self.faults: dict[str, str] = {}
@@ -54,11 +56,20 @@ class VolumeStep:
         return out
 
     def __call__(self, desired: pb.NodeDesiredState, driver: HypervisorDriver) -> None:
-        want = {v.id: v for v in desired.volumes}
-        held = set(self.backend.volumes())
-        users = self.users(driver, set(want) | held)
+        want = {v.id: v for v in desired.volumes if not v.delete}
+        # Shared-backend volumes to delete (absence says nothing there).
+        drop = sorted(v.id for v in desired.volumes if v.delete)
         errors: dict[str, str] = {}
+        for v in desired.volumes:
+            try:
+                self.backend.bind(v.id, v.backend)
+            except StorageError as exc:
+                errors[v.id] = str(exc)
+        held = set(self.backend.volumes())
+        users = self.users(driver, set(want) | held | set(drop))
         for vid, v in want.items():
+            if vid in errors:
+                continue
             try:
                 self._ensure(v, users.get(vid), driver)
             except Exception as exc:
@@ -74,7 +85,7 @@ class VolumeStep:
                     log.info("volume snapshot deleted", extra={"volume": vid, "snapshot": sid})
                 except Exception as exc:
                     errors[vid] = f"delete snapshot {sid}: {exc}"[:1000]
-        for vid in sorted(held - set(want)):
+        for vid in sorted((held - set(want)) | (set(drop) - set(errors))):
             if vid in users:
                 errors[vid] = f"still attached to instance {users[vid][0]}; deleting once detached"
                 continue
@@ -83,7 +94,8 @@ class VolumeStep:
                 log.info("volume deleted", extra={"volume": vid})
             except Exception as exc:
                 errors[vid] = f"delete: {exc}"[:1000]
-        self._refresh(set(want), errors)
+        # A shared volume being deleted is reported while it is still there.
+        self._refresh(set(want) | {v for v in drop if v in errors}, errors)
         if errors:
             raise RuntimeError("; ".join(f"{k}: {e}" for k, e in sorted(errors.items()))[:2000])
 

@@ -22,10 +22,11 @@ from controller.domain.volumes.lifecycle import VolumeLifecycle
 from controller.domain.volumes.projection import VolumeProjection
 from controller.domain.volumes.snapshots import Snapshots
 from controller.domain.volumes.sync import VolumeSync
+from controller.domain.volumes.types import VolumeTypes
 
 
 class Volumes:
-    """Volumes and volume snapshots on the local storage backend, as one
+    """Volumes, volume snapshots and volume types, as one
     facade over the state machine, snapshots, node projection and sync. To
     instances it is an InstanceExtension (frees an instance's volumes when it
     goes, lets nodes read the image blobs of volumes made from images) and
@@ -43,7 +44,8 @@ class Volumes:
         self.nodes = nodes
         self.ratios = placement.ratios
         self.sync_period = cfg.instance_sync_seconds
-        self.lifecycle = VolumeLifecycle(quotas, images, placement, nodes.registry)
+        self.types = VolumeTypes()
+        self.lifecycle = VolumeLifecycle(quotas, images, placement, nodes.registry, self.types)
         self.snapshots = Snapshots(quotas, nodes.registry)
         self.projection = VolumeProjection()
         self.sync = VolumeSync(nodes.registry, self.sync_period, quotas, events)
@@ -67,6 +69,11 @@ class Volumes:
         self.lock = self.lifecycle.lock
         self.bind_boot = self.lifecycle.bind_boot
         self.release_instance = self.lifecycle.release_instance
+        # Volume types (admin-defined, global)
+        self.create_type = self.types.create
+        self.find_type = self.types.find
+        self.list_types = self.types.list
+        self.delete_type = self.types.delete
         # Snapshots
         self.create_snapshot = self.snapshots.create_snapshot
         self.delete_snapshot = self.snapshots.delete_snapshot

@@ -48,13 +48,17 @@ from controller.domain.volumes.states import (
     check_size,
     wrong_state,
 )
+from controller.domain.volumes.types import VolumeTypes, is_shared
 from controller.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ResourceExhausted, not_found
 
 log = logging.getLogger("kumo.volumes")
 
 
 class VolumeLifecycle:
-    def __init__(self, quotas: Quotas, images: Images, placement: Placement, registry: NodeRegistry) -> None:
+    def __init__(
+        self, quotas: Quotas, images: Images, placement: Placement, registry: NodeRegistry, types: VolumeTypes
+    ) -> None:
+        self.types = types
         self.quotas = quotas
         self.images = images
         self.placement = placement
@@ -73,6 +77,7 @@ class VolumeLifecycle:
         image_ref: str,
         snapshot_ref: str,
         request_key: RequestKey,
+        type_ref: str = "",
     ) -> Volume:
         if request_key:
             existing = idempotency.lookup(request_key, "volume", caller.project_id)
@@ -102,6 +107,9 @@ class VolumeLifecycle:
                     state=SNAP_STATE_NAMES.get(snap.state),
                 )
             parent = store.get_volume(snap.volume_id)
+            # A snapshot lives in its volume's backend: the new volume too.
+            if parent is not None and not type_ref:
+                type_ref = parent.type_id
             need = snap.size_gb
             fields.update(
                 source_snapshot_id=snap.id, source_image_id=parent.source_image_id if parent else ""
@@ -119,9 +127,23 @@ class VolumeLifecycle:
                 min_size_gb=need,
             )
         check_size(size_gb, allow_zero=False)
+        vtype = self.types.resolve(type_ref)
+        if snap is not None and parent is not None and vtype.id != parent.type_id:
+            raise InvalidArgument(
+                "volume.volume_type_id must be the snapshot's volume's type (a snapshot stays in its backend)"
+            )
+        shared = is_shared(vtype.backend)
+        fields.update(type_id=vtype.id, backend=vtype.backend)
 
         # Rank nodes outside the write lock; the claim inside it re-checks.
-        req = Request(0, 0, size_gb, required_node=snap.node_id if snap is not None else "")
+        # A shared volume claims no node disk: any node of its backend does its work.
+        req = Request(
+            0,
+            0,
+            0 if shared else size_gb,
+            required_node=snap.node_id if snap is not None else "",
+            required_backend=vtype.backend if shared else "",
+        )
         outcome = schedule(self.placement.candidates(), req, self.ratios, "spread")
         ranked = sorted(outcome.ranked, key=lambda c: (-c.free(self.ratios)[2], c.name))
         with write_transaction():
@@ -130,6 +152,7 @@ class VolumeLifecycle:
             if existing:
                 return get_volume(caller, existing)
             self.quotas.charge(caller.project_id, {"volumes": 1, "volume_gb": size_gb}, caller.project_name)
+            self.types.hold(vtype.id)
             # The snapshot must still be there (a racing delete loses to us or
             # we to it, never both).
             if (
@@ -142,7 +165,7 @@ class VolumeLifecycle:
                 )
             chosen = ""
             for cand in ranked:
-                if store.claim_disk(cand.node_id, size_gb, cand.disk_gb * self.ratios.disk):
+                if shared or store.claim_disk(cand.node_id, size_gb, cand.disk_gb * self.ratios.disk):
                     chosen = cand.node_id
                     break
             if not chosen:
@@ -157,7 +180,7 @@ class VolumeLifecycle:
                 size_gb=size_gb,
                 state=CREATING,
                 node=chosen,
-                claimed_gb=size_gb,
+                claimed_gb=0 if shared else size_gb,
                 create_time=now,
                 update_time=now,
                 **fields,
@@ -232,8 +255,8 @@ class VolumeLifecycle:
                 raise wrong_state(row, "extend")
             add = new_size_gb - row.size_gb
             self.quotas.charge(row.project_id, {"volume_gb": add}, caller.project_name)
-            cap = self._disk_cap(row.node_id)
-            if not store.claim_disk(row.node_id, add, cap):
+            shared = is_shared(row.backend)
+            if not shared and not store.claim_disk(row.node_id, add, self._disk_cap(row.node_id)):
                 raise ResourceExhausted(
                     f"node of volume {row.name!r} has no room for {add} more GiB",
                     reason="VOLUME_NODE_FULL",
@@ -242,7 +265,7 @@ class VolumeLifecycle:
             fields = {
                 "state": EXTENDING,
                 "size_gb": new_size_gb,
-                "claimed_gb": row.claimed_gb + add,
+                "claimed_gb": row.claimed_gb + (0 if shared else add),
                 "fault": "",
             }
             if store.update_volume_if(row.id, (row.state,), fields, now) != 1:
@@ -276,7 +299,10 @@ class VolumeLifecycle:
                     reason="INSTANCE_WRONG_STATE",
                     state=instances_mod.STATE_NAMES.get(inst.state),
                 )
-            if inst.node_id != row.node_id:
+            shared = is_shared(row.backend)
+            if shared and inst.node_id != row.node_id:
+                self.check_reaches(inst.node_id, row)
+            elif inst.node_id != row.node_id:
                 raise FailedPrecondition(
                     f"volume {row.name!r} is on another node than instance {inst.name!r} "
                     "(local volumes attach to instances on their own node)",
@@ -298,12 +324,30 @@ class VolumeLifecycle:
                 "attach_time": now,
                 "fault": "",
             }
+            if shared:  # its instance's node does its work from now on
+                fields["node"] = inst.node_id
             # The compare-and-set: of two racing attaches of one volume, one matches.
             if store.update_volume_if(row.id, (AVAILABLE,), fields, now) != 1:
                 raise wrong_state(store.get_volume(row.id) or row, "attach")
-            node_store.bump_desired_revision(row.node_id, now)
-        self._notify(row.node_id)
+            moved = {row.node_id, inst.node_id} if shared else {row.node_id}
+            if shared and inst.node_id != row.node_id:
+                store.move_snapshots(row.id, inst.node_id)
+            for node_id in sorted(moved):
+                node_store.bump_desired_revision(node_id, now)
+        for node_id in sorted(moved):
+            self._notify(node_id)
         return get_volume(caller, volume_id)
+
+    def check_reaches(self, node_id: str, row: Volume) -> None:
+        """A shared volume is used only on a node that advertises its backend."""
+        for cand in self.placement.candidates([node_id]):
+            if row.backend in cand.storage_backends:
+                return
+        raise FailedPrecondition(
+            f"the instance's node does not reach backend {row.backend!r} of volume {row.name!r}",
+            reason="VOLUME_BACKEND_UNREACHABLE",
+            backend=row.backend,
+        )
 
     def detach(self, caller: Principal, volume_id: str) -> Volume:
         with write_transaction():
@@ -342,7 +386,9 @@ class VolumeLifecycle:
             min_disk_gb=0,
             min_ram_mb=0,
         )
-        return BootSource(row, image)
+        if is_shared(row.backend):  # any node of its backend
+            return BootSource(row, image, required_backend=row.backend)
+        return BootSource(row, image, required_node=row.node_id)
 
     @staticmethod
     def lock(volume_id: str) -> None:
@@ -350,10 +396,12 @@ class VolumeLifecycle:
         every path takes project, volume, node usage, node in that order."""
         store.get_volume_for_update(volume_id)
 
-    def bind_boot(self, volume_id: str, instance_id: str, now: float) -> None:
+    def bind_boot(self, volume_id: str, instance_id: str, now: float, node_id: str = "") -> None:
         """In the instance's create transaction: the volume becomes its boot
-        volume, or the whole create is rolled back."""
-        fields = {
+        volume, or the whole create is rolled back. A shared volume moves to
+        the instance's node (`node_id`), which does its work from now on."""
+        row = store.get_volume(volume_id)
+        fields: dict[str, Any] = {
             "state": IN_USE,
             "instance_id": instance_id,
             "device": BOOT_DEVICE,
@@ -361,12 +409,17 @@ class VolumeLifecycle:
             "attach_time": now,
             "fault": "",
         }
+        shared = row is not None and is_shared(row.backend) and node_id and node_id != row.node_id
+        if shared:
+            fields["node"] = node_id
         if store.update_volume_if(volume_id, (AVAILABLE,), fields, now) != 1:
-            row = store.get_volume(volume_id)
             raise FailedPrecondition(
                 f"volume {row.name if row else volume_id!r} is no longer available to boot from",
                 reason="VOLUME_WRONG_STATE",
             )
+        if shared and row is not None:
+            store.move_snapshots(volume_id, node_id)
+            node_store.bump_desired_revision(row.node_id, now)  # it leaves that node's desired state
 
     def release_instance(self, instance_id: str) -> None:
         """In the transaction that deletes an instance's row: its volumes (the

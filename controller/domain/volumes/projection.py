@@ -14,6 +14,7 @@ from controller.domain.volumes.states import (
     SNAP_AVAILABLE,
     SNAP_CREATING,
 )
+from controller.domain.volumes.types import is_shared
 from kumo.v1 import node_agent_pb2 as npb
 
 
@@ -29,11 +30,14 @@ class VolumeProjection:
             if s.state in (SNAP_CREATING, SNAP_AVAILABLE):
                 snaps.setdefault(s.volume_id, []).append(s.id)
         for v in store.volumes_on_node(node_row.id):
-            if v.state == DELETING:
+            gone = v.state == DELETING
+            if gone and not is_shared(v.backend):  # a local volume goes by its absence
                 continue
             state.volumes.append(
                 npb.DesiredVolume(
                     id=v.id,
+                    backend=v.backend,
+                    delete=gone,
                     size_gb=v.size_gb,
                     image_sha256=v.image_sha256,
                     image_format=v.image_format,

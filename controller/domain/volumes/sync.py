@@ -34,6 +34,7 @@ from controller.domain.volumes.states import (
     SNAP_STATE_NAMES,
     STATE_NAMES,
 )
+from controller.domain.volumes.types import is_shared
 from kumo.v1 import node_agent_pb2 as npb
 
 log = logging.getLogger("kumo.volumes")
@@ -77,8 +78,18 @@ class VolumeSync:
             statuses = {s.volume_id: s for s in live.volumes} if live is not None else {}
             guests = {g.instance_id: g for g in live.guests} if live is not None else {}
             bump = False
+            # A shared volume is deleted only when told so: its absence counts
+            # once the node has applied the desired state that says so (not
+            # from a node just restarted, which reports only its own volumes).
+            caught_up = False
+            if up and any(v.state == DELETING and is_shared(v.backend) for v in by_node.get(node_id, [])):
+                node_row = node_store.get_node(node_id)
+                caught_up = node_row is not None and live.applied_revision >= node_row.desired_revision
             for row in by_node.get(node_id, []):
-                update = observe(row, statuses.get(row.id), guests, instances, up)
+                seen = up and (caught_up or not is_shared(row.backend))
+                update = observe(
+                    row, statuses.get(row.id), guests, instances, seen if row.state == DELETING else up
+                )
                 if update is None:
                     continue
                 with write_transaction():

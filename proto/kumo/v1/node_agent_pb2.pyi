@@ -334,7 +334,7 @@ class DesiredSecurityGroupRule(_message.Message):
     def __init__(self, id: _Optional[str] = ..., direction: _Optional[str] = ..., ip_version: _Optional[int] = ..., protocol: _Optional[str] = ..., port_range_min: _Optional[int] = ..., port_range_max: _Optional[int] = ..., remote_cidr: _Optional[str] = ..., remote_group_id: _Optional[str] = ...) -> None: ...
 
 class DesiredVolume(_message.Message):
-    __slots__ = ("id", "size_gb", "image_sha256", "image_format", "image_size_bytes", "source_snapshot_id", "snapshot_ids")
+    __slots__ = ("id", "size_gb", "image_sha256", "image_format", "image_size_bytes", "source_snapshot_id", "snapshot_ids", "backend", "delete")
     ID_FIELD_NUMBER: _ClassVar[int]
     SIZE_GB_FIELD_NUMBER: _ClassVar[int]
     IMAGE_SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -342,6 +342,8 @@ class DesiredVolume(_message.Message):
     IMAGE_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SOURCE_SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_IDS_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
     id: str
     size_gb: int
     image_sha256: str
@@ -349,7 +351,9 @@ class DesiredVolume(_message.Message):
     image_size_bytes: int
     source_snapshot_id: str
     snapshot_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., size_gb: _Optional[int] = ..., image_sha256: _Optional[str] = ..., image_format: _Optional[_Union[_image_pb2.DiskFormat, str]] = ..., image_size_bytes: _Optional[int] = ..., source_snapshot_id: _Optional[str] = ..., snapshot_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    backend: str
+    delete: bool
+    def __init__(self, id: _Optional[str] = ..., size_gb: _Optional[int] = ..., image_sha256: _Optional[str] = ..., image_format: _Optional[_Union[_image_pb2.DiskFormat, str]] = ..., image_size_bytes: _Optional[int] = ..., source_snapshot_id: _Optional[str] = ..., snapshot_ids: _Optional[_Iterable[str]] = ..., backend: _Optional[str] = ..., delete: _Optional[bool] = ...) -> None: ...
 
 class DesiredInstance(_message.Message):
     __slots__ = ("id", "hostname", "image_sha256", "image_format", "image_size_bytes", "vcpus", "ram_mb", "disk_gb", "power", "reboot_generation", "reboot_hard", "user_data", "public_keys", "snapshot_image_id", "image_id", "port_ids", "volume_ids", "boot_volume_id")

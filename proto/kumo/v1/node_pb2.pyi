@@ -35,7 +35,7 @@ JOIN_TOKEN_STATE_EXPIRED: JoinTokenState
 JOIN_TOKEN_STATE_USED_UP: JoinTokenState
 
 class NodeInventory(_message.Message):
-    __slots__ = ("hostname", "vcpus", "memory_mb", "disk_gb", "virt_type", "driver", "arch", "cpu_model", "libvirt_version", "qemu_version", "agent_version", "kernel", "tunnel_ip")
+    __slots__ = ("hostname", "vcpus", "memory_mb", "disk_gb", "virt_type", "driver", "arch", "cpu_model", "libvirt_version", "qemu_version", "agent_version", "kernel", "tunnel_ip", "storage_backends")
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     VCPUS_FIELD_NUMBER: _ClassVar[int]
     MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class NodeInventory(_message.Message):
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     KERNEL_FIELD_NUMBER: _ClassVar[int]
     TUNNEL_IP_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_BACKENDS_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     vcpus: int
     memory_mb: int
@@ -62,7 +63,8 @@ class NodeInventory(_message.Message):
     agent_version: str
     kernel: str
     tunnel_ip: str
-    def __init__(self, hostname: _Optional[str] = ..., vcpus: _Optional[int] = ..., memory_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., virt_type: _Optional[str] = ..., driver: _Optional[str] = ..., arch: _Optional[str] = ..., cpu_model: _Optional[str] = ..., libvirt_version: _Optional[str] = ..., qemu_version: _Optional[str] = ..., agent_version: _Optional[str] = ..., kernel: _Optional[str] = ..., tunnel_ip: _Optional[str] = ...) -> None: ...
+    storage_backends: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, hostname: _Optional[str] = ..., vcpus: _Optional[int] = ..., memory_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., virt_type: _Optional[str] = ..., driver: _Optional[str] = ..., arch: _Optional[str] = ..., cpu_model: _Optional[str] = ..., libvirt_version: _Optional[str] = ..., qemu_version: _Optional[str] = ..., agent_version: _Optional[str] = ..., kernel: _Optional[str] = ..., tunnel_ip: _Optional[str] = ..., storage_backends: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class NodeUsage(_message.Message):
     __slots__ = ("memory_free_mb", "disk_free_gb", "load_1m", "guests_running", "guest_vcpus", "guest_memory_mb")

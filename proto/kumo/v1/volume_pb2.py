@@ -27,49 +27,61 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14kumo/v1/volume.proto\x12\x07kumo.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfd\x02\n\x06Volume\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\x12\x0f\n\x07size_gb\x18\x04 \x01(\x03\x12#\n\x05state\x18\x05 \x01(\x0e\x32\x14.kumo.v1.VolumeState\x12\x17\n\x0fsource_image_id\x18\x06 \x01(\t\x12\x1a\n\x12source_snapshot_id\x18\x07 \x01(\t\x12\x0f\n\x07node_id\x18\x08 \x01(\t\x12\x13\n\x0binstance_id\x18\t \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\n \x01(\t\x12\x10\n\x08\x62ootable\x18\x0b \x01(\x08\x12\x0c\n\x04\x62oot\x18\x0c \x01(\x08\x12\r\n\x05\x66\x61ult\x18\r \x01(\t\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65scription\x18\x10 \x01(\t\"J\n\x13\x43reateVolumeRequest\x12\x1f\n\x06volume\x18\x01 \x01(\x0b\x32\x0f.kumo.v1.Volume\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x1e\n\x10GetVolumeRequest\x12\n\n\x02id\x18\x01 \x01(\t\"n\n\x12ListVolumesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12#\n\x05state\x18\x04 \x01(\x0e\x32\x14.kumo.v1.VolumeState\"P\n\x13ListVolumesResponse\x12 \n\x07volumes\x18\x01 \x03(\x0b\x32\x0f.kumo.v1.Volume\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"g\n\x13UpdateVolumeRequest\x12\x1f\n\x06volume\x18\x01 \x01(\x0b\x32\x0f.kumo.v1.Volume\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"!\n\x13\x44\x65leteVolumeRequest\x12\n\n\x02id\x18\x01 \x01(\t\"6\n\x13\x45xtendVolumeRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bnew_size_gb\x18\x02 \x01(\x03\"6\n\x13\x41ttachVolumeRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\"!\n\x13\x44\x65tachVolumeRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xa6\x02\n\x0eVolumeSnapshot\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\x12\x11\n\tvolume_id\x18\x04 \x01(\t\x12\x0f\n\x07size_gb\x18\x05 \x01(\x03\x12+\n\x05state\x18\x06 \x01(\x0e\x32\x1c.kumo.v1.VolumeSnapshotState\x12\r\n\x05\x66\x61ult\x18\x07 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07node_id\x18\x0b \x01(\t\"\\\n\x1b\x43reateVolumeSnapshotRequest\x12)\n\x08snapshot\x18\x01 \x01(\x0b\x32\x17.kumo.v1.VolumeSnapshot\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"&\n\x18GetVolumeSnapshotRequest\x12\n\n\x02id\x18\x01 \x01(\t\"d\n\x1aListVolumeSnapshotsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\tvolume_id\x18\x04 \x01(\t\"b\n\x1bListVolumeSnapshotsResponse\x12*\n\tsnapshots\x18\x01 \x03(\x0b\x32\x17.kumo.v1.VolumeSnapshot\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x1b\x44\x65leteVolumeSnapshotRequest\x12\n\n\x02id\x18\x01 \x01(\t*\x82\x02\n\x0bVolumeState\x12\x1c\n\x18VOLUME_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15VOLUME_STATE_CREATING\x10\x01\x12\x1a\n\x16VOLUME_STATE_AVAILABLE\x10\x02\x12\x1a\n\x16VOLUME_STATE_ATTACHING\x10\x03\x12\x17\n\x13VOLUME_STATE_IN_USE\x10\x04\x12\x1a\n\x16VOLUME_STATE_DETACHING\x10\x05\x12\x1a\n\x16VOLUME_STATE_EXTENDING\x10\x06\x12\x19\n\x15VOLUME_STATE_DELETING\x10\x07\x12\x16\n\x12VOLUME_STATE_ERROR\x10\x08*\xca\x01\n\x13VolumeSnapshotState\x12%\n!VOLUME_SNAPSHOT_STATE_UNSPECIFIED\x10\x00\x12\"\n\x1eVOLUME_SNAPSHOT_STATE_CREATING\x10\x01\x12#\n\x1fVOLUME_SNAPSHOT_STATE_AVAILABLE\x10\x02\x12\"\n\x1eVOLUME_SNAPSHOT_STATE_DELETING\x10\x03\x12\x1f\n\x1bVOLUME_SNAPSHOT_STATE_ERROR\x10\x04\x32\xf3\x06\n\rVolumeService\x12=\n\x0c\x43reateVolume\x12\x1c.kumo.v1.CreateVolumeRequest\x1a\x0f.kumo.v1.Volume\x12\x37\n\tGetVolume\x12\x19.kumo.v1.GetVolumeRequest\x1a\x0f.kumo.v1.Volume\x12H\n\x0bListVolumes\x12\x1b.kumo.v1.ListVolumesRequest\x1a\x1c.kumo.v1.ListVolumesResponse\x12=\n\x0cUpdateVolume\x12\x1c.kumo.v1.UpdateVolumeRequest\x1a\x0f.kumo.v1.Volume\x12\x44\n\x0c\x44\x65leteVolume\x12\x1c.kumo.v1.DeleteVolumeRequest\x1a\x16.google.protobuf.Empty\x12=\n\x0c\x45xtendVolume\x12\x1c.kumo.v1.ExtendVolumeRequest\x1a\x0f.kumo.v1.Volume\x12=\n\x0c\x41ttachVolume\x12\x1c.kumo.v1.AttachVolumeRequest\x1a\x0f.kumo.v1.Volume\x12=\n\x0c\x44\x65tachVolume\x12\x1c.kumo.v1.DetachVolumeRequest\x1a\x0f.kumo.v1.Volume\x12U\n\x14\x43reateVolumeSnapshot\x12$.kumo.v1.CreateVolumeSnapshotRequest\x1a\x17.kumo.v1.VolumeSnapshot\x12O\n\x11GetVolumeSnapshot\x12!.kumo.v1.GetVolumeSnapshotRequest\x1a\x17.kumo.v1.VolumeSnapshot\x12`\n\x13ListVolumeSnapshots\x12#.kumo.v1.ListVolumeSnapshotsRequest\x1a$.kumo.v1.ListVolumeSnapshotsResponse\x12T\n\x14\x44\x65leteVolumeSnapshot\x12$.kumo.v1.DeleteVolumeSnapshotRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14kumo/v1/volume.proto\x12\x07kumo.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x03\n\x06Volume\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\x12\x0f\n\x07size_gb\x18\x04 \x01(\x03\x12#\n\x05state\x18\x05 \x01(\x0e\x32\x14.kumo.v1.VolumeState\x12\x17\n\x0fsource_image_id\x18\x06 \x01(\t\x12\x1a\n\x12source_snapshot_id\x18\x07 \x01(\t\x12\x0f\n\x07node_id\x18\x08 \x01(\t\x12\x13\n\x0binstance_id\x18\t \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\n \x01(\t\x12\x10\n\x08\x62ootable\x18\x0b \x01(\x08\x12\x0c\n\x04\x62oot\x18\x0c \x01(\x08\x12\r\n\x05\x66\x61ult\x18\r \x01(\t\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65scription\x18\x10 \x01(\t\x12\x16\n\x0evolume_type_id\x18\x11 \x01(\t\"J\n\x13\x43reateVolumeRequest\x12\x1f\n\x06volume\x18\x01 \x01(\x0b\x32\x0f.kumo.v1.Volume\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x1e\n\x10GetVolumeRequest\x12\n\n\x02id\x18\x01 \x01(\t\"n\n\x12ListVolumesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12#\n\x05state\x18\x04 \x01(\x0e\x32\x14.kumo.v1.VolumeState\"P\n\x13ListVolumesResponse\x12 \n\x07volumes\x18\x01 \x03(\x0b\x32\x0f.kumo.v1.Volume\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"g\n\x13UpdateVolumeRequest\x12\x1f\n\x06volume\x18\x01 \x01(\x0b\x32\x0f.kumo.v1.Volume\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"!\n\x13\x44\x65leteVolumeRequest\x12\n\n\x02id\x18\x01 \x01(\t\"6\n\x13\x45xtendVolumeRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bnew_size_gb\x18\x02 \x01(\x03\"6\n\x13\x41ttachVolumeRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\"!\n\x13\x44\x65tachVolumeRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xa6\x02\n\x0eVolumeSnapshot\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\x12\x11\n\tvolume_id\x18\x04 \x01(\t\x12\x0f\n\x07size_gb\x18\x05 \x01(\x03\x12+\n\x05state\x18\x06 \x01(\x0e\x32\x1c.kumo.v1.VolumeSnapshotState\x12\r\n\x05\x66\x61ult\x18\x07 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07node_id\x18\x0b \x01(\t\"\\\n\x1b\x43reateVolumeSnapshotRequest\x12)\n\x08snapshot\x18\x01 \x01(\x0b\x32\x17.kumo.v1.VolumeSnapshot\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"&\n\x18GetVolumeSnapshotRequest\x12\n\n\x02id\x18\x01 \x01(\t\"d\n\x1aListVolumeSnapshotsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\tvolume_id\x18\x04 \x01(\t\"b\n\x1bListVolumeSnapshotsResponse\x12*\n\tsnapshots\x18\x01 \x03(\x0b\x32\x17.kumo.v1.VolumeSnapshot\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x1b\x44\x65leteVolumeSnapshotRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x91\x01\n\nVolumeType\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x12\n\nis_default\x18\x05 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"W\n\x17\x43reateVolumeTypeRequest\x12(\n\x0bvolume_type\x18\x01 \x01(\x0b\x32\x13.kumo.v1.VolumeType\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\"\n\x14GetVolumeTypeRequest\x12\n\n\x02id\x18\x01 \x01(\t\"?\n\x16ListVolumeTypesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"]\n\x17ListVolumeTypesResponse\x12)\n\x0cvolume_types\x18\x01 \x03(\x0b\x32\x13.kumo.v1.VolumeType\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"%\n\x17\x44\x65leteVolumeTypeRequest\x12\n\n\x02id\x18\x01 \x01(\t*\x82\x02\n\x0bVolumeState\x12\x1c\n\x18VOLUME_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15VOLUME_STATE_CREATING\x10\x01\x12\x1a\n\x16VOLUME_STATE_AVAILABLE\x10\x02\x12\x1a\n\x16VOLUME_STATE_ATTACHING\x10\x03\x12\x17\n\x13VOLUME_STATE_IN_USE\x10\x04\x12\x1a\n\x16VOLUME_STATE_DETACHING\x10\x05\x12\x1a\n\x16VOLUME_STATE_EXTENDING\x10\x06\x12\x19\n\x15VOLUME_STATE_DELETING\x10\x07\x12\x16\n\x12VOLUME_STATE_ERROR\x10\x08*\xca\x01\n\x13VolumeSnapshotState\x12%\n!VOLUME_SNAPSHOT_STATE_UNSPECIFIED\x10\x00\x12\"\n\x1eVOLUME_SNAPSHOT_STATE_CREATING\x10\x01\x12#\n\x1fVOLUME_SNAPSHOT_STATE_AVAILABLE\x10\x02\x12\"\n\x1eVOLUME_SNAPSHOT_STATE_DELETING\x10\x03\x12\x1f\n\x1bVOLUME_SNAPSHOT_STATE_ERROR\x10\x04\x32\xa7\t\n\rVolumeService\x12=\n\x0c\x43reateVolume\x12\x1c.kumo.v1.CreateVolumeRequest\x1a\x0f.kumo.v1.Volume\x12\x37\n\tGetVolume\x12\x19.kumo.v1.GetVolumeRequest\x1a\x0f.kumo.v1.Volume\x12H\n\x0bListVolumes\x12\x1b.kumo.v1.ListVolumesRequest\x1a\x1c.kumo.v1.ListVolumesResponse\x12=\n\x0cUpdateVolume\x12\x1c.kumo.v1.UpdateVolumeRequest\x1a\x0f.kumo.v1.Volume\x12\x44\n\x0c\x44\x65leteVolume\x12\x1c.kumo.v1.DeleteVolumeRequest\x1a\x16.google.protobuf.Empty\x12=\n\x0c\x45xtendVolume\x12\x1c.kumo.v1.ExtendVolumeRequest\x1a\x0f.kumo.v1.Volume\x12=\n\x0c\x41ttachVolume\x12\x1c.kumo.v1.AttachVolumeRequest\x1a\x0f.kumo.v1.Volume\x12=\n\x0c\x44\x65tachVolume\x12\x1c.kumo.v1.DetachVolumeRequest\x1a\x0f.kumo.v1.Volume\x12U\n\x14\x43reateVolumeSnapshot\x12$.kumo.v1.CreateVolumeSnapshotRequest\x1a\x17.kumo.v1.VolumeSnapshot\x12O\n\x11GetVolumeSnapshot\x12!.kumo.v1.GetVolumeSnapshotRequest\x1a\x17.kumo.v1.VolumeSnapshot\x12`\n\x13ListVolumeSnapshots\x12#.kumo.v1.ListVolumeSnapshotsRequest\x1a$.kumo.v1.ListVolumeSnapshotsResponse\x12T\n\x14\x44\x65leteVolumeSnapshot\x12$.kumo.v1.DeleteVolumeSnapshotRequest\x1a\x16.google.protobuf.Empty\x12I\n\x10\x43reateVolumeType\x12 .kumo.v1.CreateVolumeTypeRequest\x1a\x13.kumo.v1.VolumeType\x12\x43\n\rGetVolumeType\x12\x1d.kumo.v1.GetVolumeTypeRequest\x1a\x13.kumo.v1.VolumeType\x12T\n\x0fListVolumeTypes\x12\x1f.kumo.v1.ListVolumeTypesRequest\x1a .kumo.v1.ListVolumeTypesResponse\x12L\n\x10\x44\x65leteVolumeType\x12 .kumo.v1.DeleteVolumeTypeRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kumo.v1.volume_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VOLUMESTATE']._serialized_start=1779
-  _globals['_VOLUMESTATE']._serialized_end=2037
-  _globals['_VOLUMESNAPSHOTSTATE']._serialized_start=2040
-  _globals['_VOLUMESNAPSHOTSTATE']._serialized_end=2242
+  _globals['_VOLUMESTATE']._serialized_start=2275
+  _globals['_VOLUMESTATE']._serialized_end=2533
+  _globals['_VOLUMESNAPSHOTSTATE']._serialized_start=2536
+  _globals['_VOLUMESNAPSHOTSTATE']._serialized_end=2738
   _globals['_VOLUME']._serialized_start=130
-  _globals['_VOLUME']._serialized_end=511
-  _globals['_CREATEVOLUMEREQUEST']._serialized_start=513
-  _globals['_CREATEVOLUMEREQUEST']._serialized_end=587
-  _globals['_GETVOLUMEREQUEST']._serialized_start=589
-  _globals['_GETVOLUMEREQUEST']._serialized_end=619
-  _globals['_LISTVOLUMESREQUEST']._serialized_start=621
-  _globals['_LISTVOLUMESREQUEST']._serialized_end=731
-  _globals['_LISTVOLUMESRESPONSE']._serialized_start=733
-  _globals['_LISTVOLUMESRESPONSE']._serialized_end=813
-  _globals['_UPDATEVOLUMEREQUEST']._serialized_start=815
-  _globals['_UPDATEVOLUMEREQUEST']._serialized_end=918
-  _globals['_DELETEVOLUMEREQUEST']._serialized_start=920
-  _globals['_DELETEVOLUMEREQUEST']._serialized_end=953
-  _globals['_EXTENDVOLUMEREQUEST']._serialized_start=955
-  _globals['_EXTENDVOLUMEREQUEST']._serialized_end=1009
-  _globals['_ATTACHVOLUMEREQUEST']._serialized_start=1011
-  _globals['_ATTACHVOLUMEREQUEST']._serialized_end=1065
-  _globals['_DETACHVOLUMEREQUEST']._serialized_start=1067
-  _globals['_DETACHVOLUMEREQUEST']._serialized_end=1100
-  _globals['_VOLUMESNAPSHOT']._serialized_start=1103
-  _globals['_VOLUMESNAPSHOT']._serialized_end=1397
-  _globals['_CREATEVOLUMESNAPSHOTREQUEST']._serialized_start=1399
-  _globals['_CREATEVOLUMESNAPSHOTREQUEST']._serialized_end=1491
-  _globals['_GETVOLUMESNAPSHOTREQUEST']._serialized_start=1493
-  _globals['_GETVOLUMESNAPSHOTREQUEST']._serialized_end=1531
-  _globals['_LISTVOLUMESNAPSHOTSREQUEST']._serialized_start=1533
-  _globals['_LISTVOLUMESNAPSHOTSREQUEST']._serialized_end=1633
-  _globals['_LISTVOLUMESNAPSHOTSRESPONSE']._serialized_start=1635
-  _globals['_LISTVOLUMESNAPSHOTSRESPONSE']._serialized_end=1733
-  _globals['_DELETEVOLUMESNAPSHOTREQUEST']._serialized_start=1735
-  _globals['_DELETEVOLUMESNAPSHOTREQUEST']._serialized_end=1776
-  _globals['_VOLUMESERVICE']._serialized_start=2245
-  _globals['_VOLUMESERVICE']._serialized_end=3128
+  _globals['_VOLUME']._serialized_end=535
+  _globals['_CREATEVOLUMEREQUEST']._serialized_start=537
+  _globals['_CREATEVOLUMEREQUEST']._serialized_end=611
+  _globals['_GETVOLUMEREQUEST']._serialized_start=613
+  _globals['_GETVOLUMEREQUEST']._serialized_end=643
+  _globals['_LISTVOLUMESREQUEST']._serialized_start=645
+  _globals['_LISTVOLUMESREQUEST']._serialized_end=755
+  _globals['_LISTVOLUMESRESPONSE']._serialized_start=757
+  _globals['_LISTVOLUMESRESPONSE']._serialized_end=837
+  _globals['_UPDATEVOLUMEREQUEST']._serialized_start=839
+  _globals['_UPDATEVOLUMEREQUEST']._serialized_end=942
+  _globals['_DELETEVOLUMEREQUEST']._serialized_start=944
+  _globals['_DELETEVOLUMEREQUEST']._serialized_end=977
+  _globals['_EXTENDVOLUMEREQUEST']._serialized_start=979
+  _globals['_EXTENDVOLUMEREQUEST']._serialized_end=1033
+  _globals['_ATTACHVOLUMEREQUEST']._serialized_start=1035
+  _globals['_ATTACHVOLUMEREQUEST']._serialized_end=1089
+  _globals['_DETACHVOLUMEREQUEST']._serialized_start=1091
+  _globals['_DETACHVOLUMEREQUEST']._serialized_end=1124
+  _globals['_VOLUMESNAPSHOT']._serialized_start=1127
+  _globals['_VOLUMESNAPSHOT']._serialized_end=1421
+  _globals['_CREATEVOLUMESNAPSHOTREQUEST']._serialized_start=1423
+  _globals['_CREATEVOLUMESNAPSHOTREQUEST']._serialized_end=1515
+  _globals['_GETVOLUMESNAPSHOTREQUEST']._serialized_start=1517
+  _globals['_GETVOLUMESNAPSHOTREQUEST']._serialized_end=1555
+  _globals['_LISTVOLUMESNAPSHOTSREQUEST']._serialized_start=1557
+  _globals['_LISTVOLUMESNAPSHOTSREQUEST']._serialized_end=1657
+  _globals['_LISTVOLUMESNAPSHOTSRESPONSE']._serialized_start=1659
+  _globals['_LISTVOLUMESNAPSHOTSRESPONSE']._serialized_end=1757
+  _globals['_DELETEVOLUMESNAPSHOTREQUEST']._serialized_start=1759
+  _globals['_DELETEVOLUMESNAPSHOTREQUEST']._serialized_end=1800
+  _globals['_VOLUMETYPE']._serialized_start=1803
+  _globals['_VOLUMETYPE']._serialized_end=1948
+  _globals['_CREATEVOLUMETYPEREQUEST']._serialized_start=1950
+  _globals['_CREATEVOLUMETYPEREQUEST']._serialized_end=2037
+  _globals['_GETVOLUMETYPEREQUEST']._serialized_start=2039
+  _globals['_GETVOLUMETYPEREQUEST']._serialized_end=2073
+  _globals['_LISTVOLUMETYPESREQUEST']._serialized_start=2075
+  _globals['_LISTVOLUMETYPESREQUEST']._serialized_end=2138
+  _globals['_LISTVOLUMETYPESRESPONSE']._serialized_start=2140
+  _globals['_LISTVOLUMETYPESRESPONSE']._serialized_end=2233
+  _globals['_DELETEVOLUMETYPEREQUEST']._serialized_start=2235
+  _globals['_DELETEVOLUMETYPEREQUEST']._serialized_end=2272
+  _globals['_VOLUMESERVICE']._serialized_start=2741
+  _globals['_VOLUMESERVICE']._serialized_end=3932
 # @@protoc_insertion_point(module_scope)

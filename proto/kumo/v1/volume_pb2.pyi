@@ -47,7 +47,7 @@ VOLUME_SNAPSHOT_STATE_DELETING: VolumeSnapshotState
 VOLUME_SNAPSHOT_STATE_ERROR: VolumeSnapshotState
 
 class Volume(_message.Message):
-    __slots__ = ("id", "name", "project_id", "size_gb", "state", "source_image_id", "source_snapshot_id", "node_id", "instance_id", "device", "bootable", "boot", "fault", "create_time", "update_time", "description")
+    __slots__ = ("id", "name", "project_id", "size_gb", "state", "source_image_id", "source_snapshot_id", "node_id", "instance_id", "device", "bootable", "boot", "fault", "create_time", "update_time", "description", "volume_type_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,7 @@ class Volume(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_TYPE_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     project_id: str
@@ -80,7 +81,8 @@ class Volume(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     description: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., size_gb: _Optional[int] = ..., state: _Optional[_Union[VolumeState, str]] = ..., source_image_id: _Optional[str] = ..., source_snapshot_id: _Optional[str] = ..., node_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., device: _Optional[str] = ..., bootable: _Optional[bool] = ..., boot: _Optional[bool] = ..., fault: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., description: _Optional[str] = ...) -> None: ...
+    volume_type_id: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., size_gb: _Optional[int] = ..., state: _Optional[_Union[VolumeState, str]] = ..., source_image_id: _Optional[str] = ..., source_snapshot_id: _Optional[str] = ..., node_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., device: _Optional[str] = ..., bootable: _Optional[bool] = ..., boot: _Optional[bool] = ..., fault: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., description: _Optional[str] = ..., volume_type_id: _Optional[str] = ...) -> None: ...
 
 class CreateVolumeRequest(_message.Message):
     __slots__ = ("volume", "request_id")
@@ -213,6 +215,58 @@ class ListVolumeSnapshotsResponse(_message.Message):
     def __init__(self, snapshots: _Optional[_Iterable[_Union[VolumeSnapshot, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class DeleteVolumeSnapshotRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class VolumeType(_message.Message):
+    __slots__ = ("id", "name", "backend", "description", "is_default", "create_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    backend: str
+    description: str
+    is_default: bool
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., backend: _Optional[str] = ..., description: _Optional[str] = ..., is_default: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateVolumeTypeRequest(_message.Message):
+    __slots__ = ("volume_type", "request_id")
+    VOLUME_TYPE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    volume_type: VolumeType
+    request_id: str
+    def __init__(self, volume_type: _Optional[_Union[VolumeType, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class GetVolumeTypeRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ListVolumeTypesRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListVolumeTypesResponse(_message.Message):
+    __slots__ = ("volume_types", "next_page_token")
+    VOLUME_TYPES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    volume_types: _containers.RepeatedCompositeFieldContainer[VolumeType]
+    next_page_token: str
+    def __init__(self, volume_types: _Optional[_Iterable[_Union[VolumeType, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DeleteVolumeTypeRequest(_message.Message):
     __slots__ = ("id",)
     ID_FIELD_NUMBER: _ClassVar[int]
     id: str

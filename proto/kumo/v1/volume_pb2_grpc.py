@@ -28,9 +28,11 @@ if _version_not_supported:
 
 class VolumeServiceStub:
     """VolumeService: block storage (the job Cinder does in OpenStack). A volume
-    is a disk that lives on one node (the local storage backend: a qcow2 file
-    on that node) and can be attached to instances on the same node, running
-    or stopped, or booted from (CreateInstanceRequest.boot_volume).
+    is a disk of a volume type: on the local backend it lives on one node (a
+    qcow2 file there) and attaches to instances on that node; on a shared
+    backend (rbd, shared-fs) it attaches to instances on any node that reaches
+    the backend. Volumes attach running or stopped, or are booted from
+    (CreateInstanceRequest.boot_volume).
 
     Changes are asynchronous: a verb checks and records what should happen and
     returns the volume in a transitional state (CREATING, ATTACHING, DETACHING,
@@ -104,13 +106,35 @@ class VolumeServiceStub:
                 request_serializer=kumo_dot_v1_dot_volume__pb2.DeleteVolumeSnapshotRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.CreateVolumeType = channel.unary_unary(
+                '/kumo.v1.VolumeService/CreateVolumeType',
+                request_serializer=kumo_dot_v1_dot_volume__pb2.CreateVolumeTypeRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_volume__pb2.VolumeType.FromString,
+                _registered_method=True)
+        self.GetVolumeType = channel.unary_unary(
+                '/kumo.v1.VolumeService/GetVolumeType',
+                request_serializer=kumo_dot_v1_dot_volume__pb2.GetVolumeTypeRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_volume__pb2.VolumeType.FromString,
+                _registered_method=True)
+        self.ListVolumeTypes = channel.unary_unary(
+                '/kumo.v1.VolumeService/ListVolumeTypes',
+                request_serializer=kumo_dot_v1_dot_volume__pb2.ListVolumeTypesRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_volume__pb2.ListVolumeTypesResponse.FromString,
+                _registered_method=True)
+        self.DeleteVolumeType = channel.unary_unary(
+                '/kumo.v1.VolumeService/DeleteVolumeType',
+                request_serializer=kumo_dot_v1_dot_volume__pb2.DeleteVolumeTypeRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class VolumeServiceServicer:
     """VolumeService: block storage (the job Cinder does in OpenStack). A volume
-    is a disk that lives on one node (the local storage backend: a qcow2 file
-    on that node) and can be attached to instances on the same node, running
-    or stopped, or booted from (CreateInstanceRequest.boot_volume).
+    is a disk of a volume type: on the local backend it lives on one node (a
+    qcow2 file there) and attaches to instances on that node; on a shared
+    backend (rbd, shared-fs) it attaches to instances on any node that reaches
+    the backend. Volumes attach running or stopped, or are booted from
+    (CreateInstanceRequest.boot_volume).
 
     Changes are asynchronous: a verb checks and records what should happen and
     returns the volume in a transitional state (CREATING, ATTACHING, DETACHING,
@@ -163,7 +187,8 @@ class VolumeServiceServicer:
 
     def AttachVolume(self, request, context):
         """Attaches an AVAILABLE volume to an ACTIVE or STOPPED instance of the same
-        project on the same node: ATTACHING, then IN_USE once the guest has it.
+        project (on the same node for a local volume): ATTACHING, then IN_USE
+        once the guest has it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -199,6 +224,35 @@ class VolumeServiceServicer:
 
     def DeleteVolumeSnapshot(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateVolumeType(self, request, context):
+        """Volume types: admin-defined kinds of volume (which storage backend holds
+        them), visible to every project. One is the default, used when
+        CreateVolume names none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVolumeType(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVolumeTypes(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteVolumeType(self, request, context):
+        """Refused (FAILED_PRECONDITION, VOLUME_TYPE_IN_USE) while volumes use it,
+        and for the default type.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -266,6 +320,26 @@ def add_VolumeServiceServicer_to_server(servicer, server):
                     request_deserializer=kumo_dot_v1_dot_volume__pb2.DeleteVolumeSnapshotRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
+            'CreateVolumeType': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateVolumeType,
+                    request_deserializer=kumo_dot_v1_dot_volume__pb2.CreateVolumeTypeRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_volume__pb2.VolumeType.SerializeToString,
+            ),
+            'GetVolumeType': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVolumeType,
+                    request_deserializer=kumo_dot_v1_dot_volume__pb2.GetVolumeTypeRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_volume__pb2.VolumeType.SerializeToString,
+            ),
+            'ListVolumeTypes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVolumeTypes,
+                    request_deserializer=kumo_dot_v1_dot_volume__pb2.ListVolumeTypesRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_volume__pb2.ListVolumeTypesResponse.SerializeToString,
+            ),
+            'DeleteVolumeType': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteVolumeType,
+                    request_deserializer=kumo_dot_v1_dot_volume__pb2.DeleteVolumeTypeRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'kumo.v1.VolumeService', rpc_method_handlers)
@@ -276,9 +350,11 @@ def add_VolumeServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class VolumeService:
     """VolumeService: block storage (the job Cinder does in OpenStack). A volume
-    is a disk that lives on one node (the local storage backend: a qcow2 file
-    on that node) and can be attached to instances on the same node, running
-    or stopped, or booted from (CreateInstanceRequest.boot_volume).
+    is a disk of a volume type: on the local backend it lives on one node (a
+    qcow2 file there) and attaches to instances on that node; on a shared
+    backend (rbd, shared-fs) it attaches to instances on any node that reaches
+    the backend. Volumes attach running or stopped, or are booted from
+    (CreateInstanceRequest.boot_volume).
 
     Changes are asynchronous: a verb checks and records what should happen and
     returns the volume in a transitional state (CREATING, ATTACHING, DETACHING,
@@ -599,6 +675,114 @@ class VolumeService:
             target,
             '/kumo.v1.VolumeService/DeleteVolumeSnapshot',
             kumo_dot_v1_dot_volume__pb2.DeleteVolumeSnapshotRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateVolumeType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.VolumeService/CreateVolumeType',
+            kumo_dot_v1_dot_volume__pb2.CreateVolumeTypeRequest.SerializeToString,
+            kumo_dot_v1_dot_volume__pb2.VolumeType.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVolumeType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.VolumeService/GetVolumeType',
+            kumo_dot_v1_dot_volume__pb2.GetVolumeTypeRequest.SerializeToString,
+            kumo_dot_v1_dot_volume__pb2.VolumeType.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVolumeTypes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.VolumeService/ListVolumeTypes',
+            kumo_dot_v1_dot_volume__pb2.ListVolumeTypesRequest.SerializeToString,
+            kumo_dot_v1_dot_volume__pb2.ListVolumeTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteVolumeType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.VolumeService/DeleteVolumeType',
+            kumo_dot_v1_dot_volume__pb2.DeleteVolumeTypeRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
