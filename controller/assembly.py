@@ -33,11 +33,13 @@ from controller.db import instances as instance_store
 from controller.db import networks as network_store
 from controller.db import volumes as volume_store
 from controller.domain.compute_catalog import ComputeCatalog
+from controller.domain.consoles import Consoles
 from controller.domain.extensions import InUseCheck
 from controller.domain.identity import Identity
 from controller.domain.images import Images
 from controller.domain.instances import Instances
 from controller.domain.networks import Networks
+from controller.domain.node_registry.consoles import ConsoleRelay
 from controller.domain.node_state import DesiredStates
 from controller.domain.nodes import Nodes
 from controller.domain.placement import Placement
@@ -135,6 +137,7 @@ def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]
         cfg, catalog, images, nodes, placement, extensions=(networks, volumes), boot_volumes=volumes
     )
     desired = DesiredStates((instances, networks, volumes))
+    consoles = Consoles(instances, ConsoleRelay(nodes.registry))
 
     guard = StreamGuard(cfg.image_max_streams or max(1, cfg.workers // 2), cfg.image_upload_idle_seconds)
     instance_api = (NetworkInstanceApi(networks), VolumeInstanceApi(volumes))
@@ -159,7 +162,7 @@ def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]
             compute_pb2,
             "ComputeService",
             compute_pb2_grpc.add_ComputeServiceServicer_to_server,
-            ComputeServicer(catalog, instances, instance_api),
+            ComputeServicer(catalog, instances, consoles, instance_api),
         ),
         _service(
             network_pb2,
@@ -179,7 +182,7 @@ def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]
             node_agent_pb2,
             "NodeAgentService",
             node_agent_pb2_grpc.add_NodeAgentServiceServicer_to_server,
-            NodeAgentServicer(nodes, desired, instances, images),
+            NodeAgentServicer(nodes, desired, instances, images, consoles.relay),
         ),
     )
     return Parts(

@@ -24,6 +24,7 @@ from kumo.errorinfo import error_reason
 from kumo.v1 import node_agent_pb2 as pb
 from kumo.v1 import node_agent_pb2_grpc, node_pb2
 from noded import __version__
+from noded.console import ConsoleServer
 from noded.hypervisor.base import Guest, HostFacts, HostUsage, HypervisorDriver
 from noded.reconcile import PassResult, Reconciler, Step, record_desired
 from noded.state import Credentials, StateDir
@@ -133,8 +134,11 @@ class Agent:
         on_rtt: Callable[[float], None] | None = None,
         facts_refresh_seconds: float = 60.0,
         tunnel_ip: str = "",
+        consoles: ConsoleServer | None = None,
     ) -> None:
         self.creds = creds
+        # Serves the consoles the controller asks for (ConsoleOpen), on the session's channel.
+        self.consoles = consoles
         self.driver = driver
         # What heartbeats say about guests (the compute feature adds faults,
         # reboot generations, snapshots); and blocking chores run every N s.
@@ -162,6 +166,7 @@ class Agent:
         self.connected = asyncio.Event()
         self.sessions = 0
         self._call: Any = None
+        self._stub: Any = None
         self._write_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._facts: HostFacts | None = None
@@ -241,7 +246,8 @@ class Agent:
         async with grpc.aio.secure_channel(
             c.identity.node_endpoint, creds, options=CHANNEL_OPTIONS
         ) as channel:
-            call = node_agent_pb2_grpc.NodeAgentServiceStub(channel).Session()
+            self._stub = node_agent_pb2_grpc.NodeAgentServiceStub(channel)
+            call = self._stub.Session()
             self._facts = await self._driver(self.driver.host_facts)
             assert self._facts is not None
             await _write(
@@ -312,6 +318,8 @@ class Agent:
                 extra={"node_id": self.node_id, "revision": update.revision, "full": update.full},
             )
             self.reconciler.set_desired(self.desired, self.revision)
+        elif kind == "console_open" and self.consoles is not None:
+            self.consoles.start(self._stub, msg.console_open)
 
     async def _heartbeats(self, call: Any, interval: float) -> None:
         self._sent = {}

@@ -131,6 +131,7 @@ def run(
         raise _fail(str(exc)) from None
 
     from noded.compute import make_compute
+    from noded.console import ConsoleServer
     from noded.storage import VolumeStep, make_backend
 
     guests_dir = instances_dir or state.path / "instances"
@@ -159,6 +160,7 @@ def run(
             volume_reporter=volumes.report,
             periodic=[(2.0, compute.send_consoles)],
             tunnel_ip=tunnel,
+            consoles=ConsoleServer(drv, compute.console_log),
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -92,6 +92,7 @@ POLICY: dict[str, Rule] = {
             "DownloadBlob": Rule.NODE,
             "UploadSnapshot": Rule.NODE,
             "ReportConsole": Rule.NODE,
+            "ConsoleStream": Rule.NODE,
         },
     ),
     **_service(
@@ -118,6 +119,8 @@ POLICY: dict[str, Rule] = {
             "StopInstance": Rule.MEMBER,
             "RebootInstance": Rule.MEMBER,
             "GetConsoleOutput": Rule.READER,
+            # READ_WRITE needs the member role (checked with the instance, domain/consoles.py).
+            "AttachConsole": Rule.READER,
             "CreateInstanceSnapshot": Rule.MEMBER,
         },
     ),

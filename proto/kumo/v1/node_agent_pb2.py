@@ -28,17 +28,19 @@ from kumo.v1 import image_pb2 as kumo_dot_v1_dot_image__pb2
 from kumo.v1 import node_pb2 as kumo_dot_v1_dot_node__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18kumo/v1/node_agent.proto\x12\x07kumo.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x13kumo/v1/image.proto\x1a\x12kumo/v1/node.proto\"\x14\n\x12GetCaBundleRequest\"/\n\x08\x43\x61\x42undle\x12\x0e\n\x06\x63\x61_pem\x18\x01 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x02 \x01(\t\"=\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"a\n\x0e\x45nrollResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x02 \x01(\t\x12\x0e\n\x06\x63\x61_pem\x18\x03 \x01(\t\x12\x15\n\rnode_endpoint\x18\x04 \x01(\t\"\x8f\x01\n\x0eSessionRequest\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.kumo.v1.NodeHelloH\x00\x12\'\n\theartbeat\x18\x02 \x01(\x0b\x32\x12.kumo.v1.HeartbeatH\x00\x12\'\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x18.kumo.v1.DesiredStateAckH\x00\x42\x06\n\x04kind\"P\n\tNodeHello\x12)\n\tinventory\x18\x01 \x01(\x0b\x32\x16.kumo.v1.NodeInventory\x12\x18\n\x10\x61pplied_revision\x18\x02 \x01(\x03\"\xb4\x01\n\tHeartbeat\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12!\n\x05usage\x18\x02 \x01(\x0b\x32\x12.kumo.v1.NodeUsage\x12)\n\tinventory\x18\x03 \x01(\x0b\x32\x16.kumo.v1.NodeInventory\x12$\n\x06guests\x18\x04 \x03(\x0b\x32\x14.kumo.v1.GuestStatus\x12&\n\x07volumes\x18\x05 \x03(\x0b\x32\x15.kumo.v1.VolumeStatus\"W\n\x0cVolumeStatus\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12\x0f\n\x07size_gb\x18\x02 \x01(\x03\x12\x14\n\x0csnapshot_ids\x18\x03 \x03(\t\x12\r\n\x05\x66\x61ult\x18\x04 \x01(\t\"\x87\x02\n\x0bGuestStatus\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64omain_name\x18\x02 \x01(\t\x12-\n\x0bpower_state\x18\x03 \x01(\x0e\x32\x18.kumo.v1.GuestPowerState\x12\r\n\x05vcpus\x18\x04 \x01(\x05\x12\x11\n\tmemory_mb\x18\x05 \x01(\x03\x12\x19\n\x11reboot_generation\x18\x06 \x01(\x05\x12\r\n\x05\x66\x61ult\x18\x07 \x01(\t\x12\x1e\n\x16snapshot_done_image_id\x18\x08 \x01(\t\x12\x1b\n\x13\x61ttached_volume_ids\x18\t \x03(\t\x12\x16\n\x0esnapshot_fault\x18\n \x01(\t\"2\n\x0f\x44\x65siredStateAck\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\xab\x01\n\x0fSessionResponse\x12*\n\x07welcome\x18\x01 \x01(\x0b\x32\x17.kumo.v1.SessionWelcomeH\x00\x12\x34\n\rdesired_state\x18\x02 \x01(\x0b\x32\x1b.kumo.v1.DesiredStateUpdateH\x00\x12.\n\rheartbeat_ack\x18\x03 \x01(\x0b\x32\x15.kumo.v1.HeartbeatAckH\x00\x42\x06\n\x04kind\"\x89\x01\n\x0eSessionWelcome\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cgrace_period\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x1b\n\x0cHeartbeatAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\"\x81\x02\n\x10NodeDesiredState\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12+\n\tinstances\x18\n \x03(\x0b\x32\x18.kumo.v1.DesiredInstance\x12)\n\x08networks\x18\x0b \x03(\x0b\x32\x17.kumo.v1.DesiredNetwork\x12#\n\x05ports\x18\x0c \x03(\x0b\x32\x14.kumo.v1.DesiredPort\x12\x36\n\x0fsecurity_groups\x18\r \x03(\x0b\x32\x1d.kumo.v1.DesiredSecurityGroup\x12\'\n\x07volumes\x18\x0e \x03(\x0b\x32\x16.kumo.v1.DesiredVolume\"\x9f\x01\n\x0e\x44\x65siredNetwork\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03vni\x18\x02 \x01(\x05\x12\x0b\n\x03mtu\x18\x03 \x01(\x05\x12\x19\n\x11\x65xternal_routable\x18\x04 \x01(\x08\x12\'\n\x07subnets\x18\x05 \x03(\x0b\x32\x16.kumo.v1.DesiredSubnet\x12#\n\x05peers\x18\x06 \x03(\x0b\x32\x14.kumo.v1.OverlayPeer\"z\n\rDesiredSubnet\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x63idr\x18\x02 \x01(\t\x12\x12\n\nip_version\x18\x03 \x01(\x05\x12\x12\n\ngateway_ip\x18\x04 \x01(\t\x12\x13\n\x0b\x64ns_servers\x18\x05 \x03(\t\x12\x12\n\nipv6_slaac\x18\x06 \x01(\x08\"H\n\x0bOverlayPeer\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\ttunnel_ip\x18\x02 \x01(\t\x12\x15\n\rmac_addresses\x18\x03 \x03(\t\"\x98\x01\n\x0b\x44\x65siredPort\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nnetwork_id\x18\x02 \x01(\t\x12\x13\n\x0bmac_address\x18\x03 \x01(\t\x12#\n\tfixed_ips\x18\x04 \x03(\x0b\x32\x10.kumo.v1.FixedIp\x12\x13\n\x0binstance_id\x18\x05 \x01(\t\x12\x1a\n\x12security_group_ids\x18\x06 \x03(\t\"0\n\x07\x46ixedIp\x12\x11\n\tsubnet_id\x18\x01 \x01(\t\x12\x12\n\nip_address\x18\x02 \x01(\t\"h\n\x14\x44\x65siredSecurityGroup\x12\n\n\x02id\x18\x01 \x01(\t\x12\x30\n\x05rules\x18\x02 \x03(\x0b\x32!.kumo.v1.DesiredSecurityGroupRule\x12\x12\n\nmember_ips\x18\x03 \x03(\t\"\xbd\x01\n\x18\x44\x65siredSecurityGroupRule\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tdirection\x18\x02 \x01(\t\x12\x12\n\nip_version\x18\x03 \x01(\x05\x12\x10\n\x08protocol\x18\x04 \x01(\t\x12\x16\n\x0eport_range_min\x18\x05 \x01(\x05\x12\x16\n\x0eport_range_max\x18\x06 \x01(\x05\x12\x13\n\x0bremote_cidr\x18\x07 \x01(\t\x12\x17\n\x0fremote_group_id\x18\x08 \x01(\t\"\xb9\x01\n\rDesiredVolume\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07size_gb\x18\x02 \x01(\x03\x12\x14\n\x0cimage_sha256\x18\x03 \x01(\t\x12)\n\x0cimage_format\x18\x04 \x01(\x0e\x32\x13.kumo.v1.DiskFormat\x12\x18\n\x10image_size_bytes\x18\x05 \x01(\x03\x12\x1a\n\x12source_snapshot_id\x18\x06 \x01(\t\x12\x14\n\x0csnapshot_ids\x18\x07 \x03(\t\"\xa3\x03\n\x0f\x44\x65siredInstance\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x14\n\x0cimage_sha256\x18\x03 \x01(\t\x12)\n\x0cimage_format\x18\x04 \x01(\x0e\x32\x13.kumo.v1.DiskFormat\x12\x18\n\x10image_size_bytes\x18\x05 \x01(\x03\x12\r\n\x05vcpus\x18\x06 \x01(\x05\x12\x0e\n\x06ram_mb\x18\x07 \x01(\x05\x12\x0f\n\x07\x64isk_gb\x18\x08 \x01(\x05\x12$\n\x05power\x18\t \x01(\x0e\x32\x15.kumo.v1.DesiredPower\x12\x19\n\x11reboot_generation\x18\n \x01(\x05\x12\x13\n\x0breboot_hard\x18\x0b \x01(\x08\x12\x11\n\tuser_data\x18\x0c \x01(\x0c\x12\x13\n\x0bpublic_keys\x18\r \x03(\t\x12\x19\n\x11snapshot_image_id\x18\x0e \x01(\t\x12\x10\n\x08image_id\x18\x0f \x01(\t\x12\x10\n\x08port_ids\x18\x10 \x03(\t\x12\x12\n\nvolume_ids\x18\x11 \x03(\t\x12\x16\n\x0e\x62oot_volume_id\x18\x12 \x01(\t\"5\n\x13\x44ownloadBlobRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\"$\n\x14\x44ownloadBlobResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"L\n\x15UploadSnapshotRequest\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x10\n\x08image_id\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\":\n\x16UploadSnapshotResponse\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\"9\n\x14ReportConsoleRequest\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x8a\x01\n\x12\x44\x65siredStateUpdate\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\x0c\n\x04\x66ull\x18\x02 \x01(\x08\x12\x15\n\rbase_revision\x18\x03 \x01(\x03\x12(\n\x05state\x18\x04 \x01(\x0b\x32\x19.kumo.v1.NodeDesiredState\x12\x13\n\x0bremoved_ids\x18\x05 \x03(\t*\xcf\x01\n\x0fGuestPowerState\x12!\n\x1dGUEST_POWER_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19GUEST_POWER_STATE_RUNNING\x10\x01\x12\x1c\n\x18GUEST_POWER_STATE_PAUSED\x10\x02\x12\x1e\n\x1aGUEST_POWER_STATE_SHUTDOWN\x10\x03\x12\x1d\n\x19GUEST_POWER_STATE_CRASHED\x10\x04\x12\x1d\n\x19GUEST_POWER_STATE_STOPPED\x10\x05*c\n\x0c\x44\x65siredPower\x12\x1d\n\x19\x44\x45SIRED_POWER_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x45SIRED_POWER_RUNNING\x10\x01\x12\x19\n\x15\x44\x45SIRED_POWER_STOPPED\x10\x02\x32\xba\x03\n\x10NodeAgentService\x12=\n\x0bGetCaBundle\x12\x1b.kumo.v1.GetCaBundleRequest\x1a\x11.kumo.v1.CaBundle\x12\x39\n\x06\x45nroll\x12\x16.kumo.v1.EnrollRequest\x1a\x17.kumo.v1.EnrollResponse\x12@\n\x07Session\x12\x17.kumo.v1.SessionRequest\x1a\x18.kumo.v1.SessionResponse(\x01\x30\x01\x12M\n\x0c\x44ownloadBlob\x12\x1c.kumo.v1.DownloadBlobRequest\x1a\x1d.kumo.v1.DownloadBlobResponse0\x01\x12S\n\x0eUploadSnapshot\x12\x1e.kumo.v1.UploadSnapshotRequest\x1a\x1f.kumo.v1.UploadSnapshotResponse(\x01\x12\x46\n\rReportConsole\x12\x1d.kumo.v1.ReportConsoleRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18kumo/v1/node_agent.proto\x12\x07kumo.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x13kumo/v1/image.proto\x1a\x12kumo/v1/node.proto\"\x14\n\x12GetCaBundleRequest\"/\n\x08\x43\x61\x42undle\x12\x0e\n\x06\x63\x61_pem\x18\x01 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x02 \x01(\t\"=\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"a\n\x0e\x45nrollResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x02 \x01(\t\x12\x0e\n\x06\x63\x61_pem\x18\x03 \x01(\t\x12\x15\n\rnode_endpoint\x18\x04 \x01(\t\"\x8f\x01\n\x0eSessionRequest\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.kumo.v1.NodeHelloH\x00\x12\'\n\theartbeat\x18\x02 \x01(\x0b\x32\x12.kumo.v1.HeartbeatH\x00\x12\'\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x18.kumo.v1.DesiredStateAckH\x00\x42\x06\n\x04kind\"P\n\tNodeHello\x12)\n\tinventory\x18\x01 \x01(\x0b\x32\x16.kumo.v1.NodeInventory\x12\x18\n\x10\x61pplied_revision\x18\x02 \x01(\x03\"\xb4\x01\n\tHeartbeat\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12!\n\x05usage\x18\x02 \x01(\x0b\x32\x12.kumo.v1.NodeUsage\x12)\n\tinventory\x18\x03 \x01(\x0b\x32\x16.kumo.v1.NodeInventory\x12$\n\x06guests\x18\x04 \x03(\x0b\x32\x14.kumo.v1.GuestStatus\x12&\n\x07volumes\x18\x05 \x03(\x0b\x32\x15.kumo.v1.VolumeStatus\"W\n\x0cVolumeStatus\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12\x0f\n\x07size_gb\x18\x02 \x01(\x03\x12\x14\n\x0csnapshot_ids\x18\x03 \x03(\t\x12\r\n\x05\x66\x61ult\x18\x04 \x01(\t\"\x87\x02\n\x0bGuestStatus\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64omain_name\x18\x02 \x01(\t\x12-\n\x0bpower_state\x18\x03 \x01(\x0e\x32\x18.kumo.v1.GuestPowerState\x12\r\n\x05vcpus\x18\x04 \x01(\x05\x12\x11\n\tmemory_mb\x18\x05 \x01(\x03\x12\x19\n\x11reboot_generation\x18\x06 \x01(\x05\x12\r\n\x05\x66\x61ult\x18\x07 \x01(\t\x12\x1e\n\x16snapshot_done_image_id\x18\x08 \x01(\t\x12\x1b\n\x13\x61ttached_volume_ids\x18\t \x03(\t\x12\x16\n\x0esnapshot_fault\x18\n \x01(\t\"2\n\x0f\x44\x65siredStateAck\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\xd9\x01\n\x0fSessionResponse\x12*\n\x07welcome\x18\x01 \x01(\x0b\x32\x17.kumo.v1.SessionWelcomeH\x00\x12\x34\n\rdesired_state\x18\x02 \x01(\x0b\x32\x1b.kumo.v1.DesiredStateUpdateH\x00\x12.\n\rheartbeat_ack\x18\x03 \x01(\x0b\x32\x15.kumo.v1.HeartbeatAckH\x00\x12,\n\x0c\x63onsole_open\x18\x04 \x01(\x0b\x32\x14.kumo.v1.ConsoleOpenH\x00\x42\x06\n\x04kind\"n\n\x0b\x43onsoleOpen\x12\x12\n\nconsole_id\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\"\n\x04kind\x18\x03 \x01(\x0e\x32\x14.kumo.v1.ConsoleKind\x12\x12\n\ntail_bytes\x18\x04 \x01(\x03\"\x89\x01\n\x0eSessionWelcome\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cgrace_period\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x1b\n\x0cHeartbeatAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\"\x81\x02\n\x10NodeDesiredState\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12+\n\tinstances\x18\n \x03(\x0b\x32\x18.kumo.v1.DesiredInstance\x12)\n\x08networks\x18\x0b \x03(\x0b\x32\x17.kumo.v1.DesiredNetwork\x12#\n\x05ports\x18\x0c \x03(\x0b\x32\x14.kumo.v1.DesiredPort\x12\x36\n\x0fsecurity_groups\x18\r \x03(\x0b\x32\x1d.kumo.v1.DesiredSecurityGroup\x12\'\n\x07volumes\x18\x0e \x03(\x0b\x32\x16.kumo.v1.DesiredVolume\"\x9f\x01\n\x0e\x44\x65siredNetwork\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03vni\x18\x02 \x01(\x05\x12\x0b\n\x03mtu\x18\x03 \x01(\x05\x12\x19\n\x11\x65xternal_routable\x18\x04 \x01(\x08\x12\'\n\x07subnets\x18\x05 \x03(\x0b\x32\x16.kumo.v1.DesiredSubnet\x12#\n\x05peers\x18\x06 \x03(\x0b\x32\x14.kumo.v1.OverlayPeer\"z\n\rDesiredSubnet\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x63idr\x18\x02 \x01(\t\x12\x12\n\nip_version\x18\x03 \x01(\x05\x12\x12\n\ngateway_ip\x18\x04 \x01(\t\x12\x13\n\x0b\x64ns_servers\x18\x05 \x03(\t\x12\x12\n\nipv6_slaac\x18\x06 \x01(\x08\"H\n\x0bOverlayPeer\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\ttunnel_ip\x18\x02 \x01(\t\x12\x15\n\rmac_addresses\x18\x03 \x03(\t\"\x98\x01\n\x0b\x44\x65siredPort\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nnetwork_id\x18\x02 \x01(\t\x12\x13\n\x0bmac_address\x18\x03 \x01(\t\x12#\n\tfixed_ips\x18\x04 \x03(\x0b\x32\x10.kumo.v1.FixedIp\x12\x13\n\x0binstance_id\x18\x05 \x01(\t\x12\x1a\n\x12security_group_ids\x18\x06 \x03(\t\"0\n\x07\x46ixedIp\x12\x11\n\tsubnet_id\x18\x01 \x01(\t\x12\x12\n\nip_address\x18\x02 \x01(\t\"h\n\x14\x44\x65siredSecurityGroup\x12\n\n\x02id\x18\x01 \x01(\t\x12\x30\n\x05rules\x18\x02 \x03(\x0b\x32!.kumo.v1.DesiredSecurityGroupRule\x12\x12\n\nmember_ips\x18\x03 \x03(\t\"\xbd\x01\n\x18\x44\x65siredSecurityGroupRule\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tdirection\x18\x02 \x01(\t\x12\x12\n\nip_version\x18\x03 \x01(\x05\x12\x10\n\x08protocol\x18\x04 \x01(\t\x12\x16\n\x0eport_range_min\x18\x05 \x01(\x05\x12\x16\n\x0eport_range_max\x18\x06 \x01(\x05\x12\x13\n\x0bremote_cidr\x18\x07 \x01(\t\x12\x17\n\x0fremote_group_id\x18\x08 \x01(\t\"\xb9\x01\n\rDesiredVolume\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07size_gb\x18\x02 \x01(\x03\x12\x14\n\x0cimage_sha256\x18\x03 \x01(\t\x12)\n\x0cimage_format\x18\x04 \x01(\x0e\x32\x13.kumo.v1.DiskFormat\x12\x18\n\x10image_size_bytes\x18\x05 \x01(\x03\x12\x1a\n\x12source_snapshot_id\x18\x06 \x01(\t\x12\x14\n\x0csnapshot_ids\x18\x07 \x03(\t\"\xa3\x03\n\x0f\x44\x65siredInstance\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x14\n\x0cimage_sha256\x18\x03 \x01(\t\x12)\n\x0cimage_format\x18\x04 \x01(\x0e\x32\x13.kumo.v1.DiskFormat\x12\x18\n\x10image_size_bytes\x18\x05 \x01(\x03\x12\r\n\x05vcpus\x18\x06 \x01(\x05\x12\x0e\n\x06ram_mb\x18\x07 \x01(\x05\x12\x0f\n\x07\x64isk_gb\x18\x08 \x01(\x05\x12$\n\x05power\x18\t \x01(\x0e\x32\x15.kumo.v1.DesiredPower\x12\x19\n\x11reboot_generation\x18\n \x01(\x05\x12\x13\n\x0breboot_hard\x18\x0b \x01(\x08\x12\x11\n\tuser_data\x18\x0c \x01(\x0c\x12\x13\n\x0bpublic_keys\x18\r \x03(\t\x12\x19\n\x11snapshot_image_id\x18\x0e \x01(\t\x12\x10\n\x08image_id\x18\x0f \x01(\t\x12\x10\n\x08port_ids\x18\x10 \x03(\t\x12\x12\n\nvolume_ids\x18\x11 \x03(\t\x12\x16\n\x0e\x62oot_volume_id\x18\x12 \x01(\t\"5\n\x13\x44ownloadBlobRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\"$\n\x14\x44ownloadBlobResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"L\n\x15UploadSnapshotRequest\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x10\n\x08image_id\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\":\n\x16UploadSnapshotResponse\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\"9\n\x14ReportConsoleRequest\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"G\n\x14\x43onsoleStreamRequest\x12\x12\n\nconsole_id\x18\x01 \x01(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"%\n\x15\x43onsoleStreamResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\x8a\x01\n\x12\x44\x65siredStateUpdate\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\x0c\n\x04\x66ull\x18\x02 \x01(\x08\x12\x15\n\rbase_revision\x18\x03 \x01(\x03\x12(\n\x05state\x18\x04 \x01(\x0b\x32\x19.kumo.v1.NodeDesiredState\x12\x13\n\x0bremoved_ids\x18\x05 \x03(\t*\xcf\x01\n\x0fGuestPowerState\x12!\n\x1dGUEST_POWER_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19GUEST_POWER_STATE_RUNNING\x10\x01\x12\x1c\n\x18GUEST_POWER_STATE_PAUSED\x10\x02\x12\x1e\n\x1aGUEST_POWER_STATE_SHUTDOWN\x10\x03\x12\x1d\n\x19GUEST_POWER_STATE_CRASHED\x10\x04\x12\x1d\n\x19GUEST_POWER_STATE_STOPPED\x10\x05*x\n\x0b\x43onsoleKind\x12\x1c\n\x18\x43ONSOLE_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43ONSOLE_KIND_LOG\x10\x01\x12\x17\n\x13\x43ONSOLE_KIND_FOLLOW\x10\x02\x12\x1c\n\x18\x43ONSOLE_KIND_INTERACTIVE\x10\x03*c\n\x0c\x44\x65siredPower\x12\x1d\n\x19\x44\x45SIRED_POWER_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x45SIRED_POWER_RUNNING\x10\x01\x12\x19\n\x15\x44\x45SIRED_POWER_STOPPED\x10\x02\x32\x8e\x04\n\x10NodeAgentService\x12=\n\x0bGetCaBundle\x12\x1b.kumo.v1.GetCaBundleRequest\x1a\x11.kumo.v1.CaBundle\x12\x39\n\x06\x45nroll\x12\x16.kumo.v1.EnrollRequest\x1a\x17.kumo.v1.EnrollResponse\x12@\n\x07Session\x12\x17.kumo.v1.SessionRequest\x1a\x18.kumo.v1.SessionResponse(\x01\x30\x01\x12M\n\x0c\x44ownloadBlob\x12\x1c.kumo.v1.DownloadBlobRequest\x1a\x1d.kumo.v1.DownloadBlobResponse0\x01\x12S\n\x0eUploadSnapshot\x12\x1e.kumo.v1.UploadSnapshotRequest\x1a\x1f.kumo.v1.UploadSnapshotResponse(\x01\x12\x46\n\rReportConsole\x12\x1d.kumo.v1.ReportConsoleRequest\x1a\x16.google.protobuf.Empty\x12R\n\rConsoleStream\x12\x1d.kumo.v1.ConsoleStreamRequest\x1a\x1e.kumo.v1.ConsoleStreamResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kumo.v1.node_agent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GUESTPOWERSTATE']._serialized_start=3698
-  _globals['_GUESTPOWERSTATE']._serialized_end=3905
-  _globals['_DESIREDPOWER']._serialized_start=3907
-  _globals['_DESIREDPOWER']._serialized_end=4006
+  _globals['_GUESTPOWERSTATE']._serialized_start=3968
+  _globals['_GUESTPOWERSTATE']._serialized_end=4175
+  _globals['_CONSOLEKIND']._serialized_start=4177
+  _globals['_CONSOLEKIND']._serialized_end=4297
+  _globals['_DESIREDPOWER']._serialized_start=4299
+  _globals['_DESIREDPOWER']._serialized_end=4398
   _globals['_GETCABUNDLEREQUEST']._serialized_start=139
   _globals['_GETCABUNDLEREQUEST']._serialized_end=159
   _globals['_CABUNDLE']._serialized_start=161
@@ -60,43 +62,49 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DESIREDSTATEACK']._serialized_start=1138
   _globals['_DESIREDSTATEACK']._serialized_end=1188
   _globals['_SESSIONRESPONSE']._serialized_start=1191
-  _globals['_SESSIONRESPONSE']._serialized_end=1362
-  _globals['_SESSIONWELCOME']._serialized_start=1365
-  _globals['_SESSIONWELCOME']._serialized_end=1502
-  _globals['_HEARTBEATACK']._serialized_start=1504
-  _globals['_HEARTBEATACK']._serialized_end=1531
-  _globals['_NODEDESIREDSTATE']._serialized_start=1534
-  _globals['_NODEDESIREDSTATE']._serialized_end=1791
-  _globals['_DESIREDNETWORK']._serialized_start=1794
-  _globals['_DESIREDNETWORK']._serialized_end=1953
-  _globals['_DESIREDSUBNET']._serialized_start=1955
-  _globals['_DESIREDSUBNET']._serialized_end=2077
-  _globals['_OVERLAYPEER']._serialized_start=2079
-  _globals['_OVERLAYPEER']._serialized_end=2151
-  _globals['_DESIREDPORT']._serialized_start=2154
-  _globals['_DESIREDPORT']._serialized_end=2306
-  _globals['_FIXEDIP']._serialized_start=2308
-  _globals['_FIXEDIP']._serialized_end=2356
-  _globals['_DESIREDSECURITYGROUP']._serialized_start=2358
-  _globals['_DESIREDSECURITYGROUP']._serialized_end=2462
-  _globals['_DESIREDSECURITYGROUPRULE']._serialized_start=2465
-  _globals['_DESIREDSECURITYGROUPRULE']._serialized_end=2654
-  _globals['_DESIREDVOLUME']._serialized_start=2657
-  _globals['_DESIREDVOLUME']._serialized_end=2842
-  _globals['_DESIREDINSTANCE']._serialized_start=2845
-  _globals['_DESIREDINSTANCE']._serialized_end=3264
-  _globals['_DOWNLOADBLOBREQUEST']._serialized_start=3266
-  _globals['_DOWNLOADBLOBREQUEST']._serialized_end=3319
-  _globals['_DOWNLOADBLOBRESPONSE']._serialized_start=3321
-  _globals['_DOWNLOADBLOBRESPONSE']._serialized_end=3357
-  _globals['_UPLOADSNAPSHOTREQUEST']._serialized_start=3359
-  _globals['_UPLOADSNAPSHOTREQUEST']._serialized_end=3435
-  _globals['_UPLOADSNAPSHOTRESPONSE']._serialized_start=3437
-  _globals['_UPLOADSNAPSHOTRESPONSE']._serialized_end=3495
-  _globals['_REPORTCONSOLEREQUEST']._serialized_start=3497
-  _globals['_REPORTCONSOLEREQUEST']._serialized_end=3554
-  _globals['_DESIREDSTATEUPDATE']._serialized_start=3557
-  _globals['_DESIREDSTATEUPDATE']._serialized_end=3695
-  _globals['_NODEAGENTSERVICE']._serialized_start=4009
-  _globals['_NODEAGENTSERVICE']._serialized_end=4451
+  _globals['_SESSIONRESPONSE']._serialized_end=1408
+  _globals['_CONSOLEOPEN']._serialized_start=1410
+  _globals['_CONSOLEOPEN']._serialized_end=1520
+  _globals['_SESSIONWELCOME']._serialized_start=1523
+  _globals['_SESSIONWELCOME']._serialized_end=1660
+  _globals['_HEARTBEATACK']._serialized_start=1662
+  _globals['_HEARTBEATACK']._serialized_end=1689
+  _globals['_NODEDESIREDSTATE']._serialized_start=1692
+  _globals['_NODEDESIREDSTATE']._serialized_end=1949
+  _globals['_DESIREDNETWORK']._serialized_start=1952
+  _globals['_DESIREDNETWORK']._serialized_end=2111
+  _globals['_DESIREDSUBNET']._serialized_start=2113
+  _globals['_DESIREDSUBNET']._serialized_end=2235
+  _globals['_OVERLAYPEER']._serialized_start=2237
+  _globals['_OVERLAYPEER']._serialized_end=2309
+  _globals['_DESIREDPORT']._serialized_start=2312
+  _globals['_DESIREDPORT']._serialized_end=2464
+  _globals['_FIXEDIP']._serialized_start=2466
+  _globals['_FIXEDIP']._serialized_end=2514
+  _globals['_DESIREDSECURITYGROUP']._serialized_start=2516
+  _globals['_DESIREDSECURITYGROUP']._serialized_end=2620
+  _globals['_DESIREDSECURITYGROUPRULE']._serialized_start=2623
+  _globals['_DESIREDSECURITYGROUPRULE']._serialized_end=2812
+  _globals['_DESIREDVOLUME']._serialized_start=2815
+  _globals['_DESIREDVOLUME']._serialized_end=3000
+  _globals['_DESIREDINSTANCE']._serialized_start=3003
+  _globals['_DESIREDINSTANCE']._serialized_end=3422
+  _globals['_DOWNLOADBLOBREQUEST']._serialized_start=3424
+  _globals['_DOWNLOADBLOBREQUEST']._serialized_end=3477
+  _globals['_DOWNLOADBLOBRESPONSE']._serialized_start=3479
+  _globals['_DOWNLOADBLOBRESPONSE']._serialized_end=3515
+  _globals['_UPLOADSNAPSHOTREQUEST']._serialized_start=3517
+  _globals['_UPLOADSNAPSHOTREQUEST']._serialized_end=3593
+  _globals['_UPLOADSNAPSHOTRESPONSE']._serialized_start=3595
+  _globals['_UPLOADSNAPSHOTRESPONSE']._serialized_end=3653
+  _globals['_REPORTCONSOLEREQUEST']._serialized_start=3655
+  _globals['_REPORTCONSOLEREQUEST']._serialized_end=3712
+  _globals['_CONSOLESTREAMREQUEST']._serialized_start=3714
+  _globals['_CONSOLESTREAMREQUEST']._serialized_end=3785
+  _globals['_CONSOLESTREAMRESPONSE']._serialized_start=3787
+  _globals['_CONSOLESTREAMRESPONSE']._serialized_end=3824
+  _globals['_DESIREDSTATEUPDATE']._serialized_start=3827
+  _globals['_DESIREDSTATEUPDATE']._serialized_end=3965
+  _globals['_NODEAGENTSERVICE']._serialized_start=4401
+  _globals['_NODEAGENTSERVICE']._serialized_end=4927
 # @@protoc_insertion_point(module_scope)
