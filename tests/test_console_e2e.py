@@ -68,7 +68,9 @@ def test_type_into_a_real_guest_console(cloud: dict) -> None:
         return admin.compute.GetConsoleOutput(pb.GetConsoleOutputRequest(id=inst.id)).output
 
     # KUMO-NICS comes just before the image starts its shell on ttyS0.
-    wait_until(lambda: "KUMO-NICS" in console(), what="the guest booted", explain=lambda: diagnose(admin, inst.id))
+    wait_until(
+        lambda: "KUMO-NICS" in console(), what="the guest booted", explain=lambda: diagnose(admin, inst.id)
+    )
 
     master, slave = os.openpty()
     before = termios.tcgetattr(slave)

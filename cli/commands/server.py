@@ -269,7 +269,9 @@ def console(
     attach_: Annotated[
         bool, typer.Option("--attach", help="Interactive: type into the serial console (Ctrl-] leaves)")
     ] = False,
-    follow_: Annotated[bool, typer.Option("--follow", "-f", help="Print the log, then follow it live")] = False,
+    follow_: Annotated[
+        bool, typer.Option("--follow", "-f", help="Print the log, then follow it live")
+    ] = False,
 ) -> None:
     """Print the server's serial console log, follow it, or attach to the console."""
     from cli import console as term
