@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import shutil
 import subprocess
-import sys
 import termios
 import time
 from collections.abc import Iterator
@@ -19,8 +17,9 @@ import pytest
 
 from kumo.v1 import compute_pb2 as pb
 from tests.cloudutil import destroy_guests, libvirt_and_test_image, libvirt_cloud
-from tests.harness import ROOT, cli_login
+from tests.harness import cli_login
 from tests.netutil import state_dir
+from tests.ptyutil import read_some, spawn_cli
 from tests.waits import diagnose, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -43,21 +42,6 @@ def cloud() -> Iterator[dict]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def cli(args: list[str], env: dict[str, str], **kw: object) -> subprocess.Popen:
-    full = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'proto'}", **env}
-    return subprocess.Popen([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=full, **kw)  # type: ignore[call-overload]
-
-
-def read_some(fd: int, timeout: float) -> bytes:
-    ready, _, _ = select.select([fd], [], [], timeout)
-    if not ready:
-        return b""
-    try:
-        return os.read(fd, 65536)
-    except OSError:  # EIO: the other side of the pty is gone
-        return b""
-
-
 def test_type_into_a_real_guest_console(cloud: dict) -> None:
     admin = cloud["admin"]
     inst = admin.compute.CreateInstance(
@@ -74,7 +58,7 @@ def test_type_into_a_real_guest_console(cloud: dict) -> None:
 
     master, slave = os.openpty()
     before = termios.tcgetattr(slave)
-    proc = cli(
+    proc = spawn_cli(
         ["server", "console", "typist", "--attach"],
         cloud["env"],
         stdin=slave,
@@ -113,7 +97,7 @@ def test_type_into_a_real_guest_console(cloud: dict) -> None:
 
     # The exchange is in the log: GetConsoleOutput (the node's log now) and --follow.
     assert re.search(rf"^{ANSWER.decode()}\r?$", console(), re.M), console()[-500:]
-    follower = cli(["server", "console", "typist", "--follow"], cloud["env"], stdout=subprocess.PIPE)
+    follower = spawn_cli(["server", "console", "typist", "--follow"], cloud["env"], stdout=subprocess.PIPE)
     try:
         assert follower.stdout is not None
         out = follower.stdout.fileno()

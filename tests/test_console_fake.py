@@ -6,8 +6,11 @@ The real guest's console through the CLI is tests/test_console_e2e.py."""
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import sqlite3
+import subprocess
+import termios
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +20,9 @@ import pytest
 
 from kumo.v1 import compute_pb2 as pb
 from tests.cloudutil import fake_cloud
-from tests.harness import Client, error_reason, rpc_error, two_tenants
+from tests.harness import Client, cli_login, error_reason, rpc_error, two_tenants
 from tests.nodeutil import wait_for
+from tests.ptyutil import read_some, spawn_cli
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 RO, RW = pb.CONSOLE_MODE_READ_ONLY, pb.CONSOLE_MODE_READ_WRITE
@@ -140,6 +144,40 @@ def test_echo_one_writer_many_readers_and_live_log(cloud: dict) -> None:
     again.send(b"back")
     again.wait_output(b"back")
     again.close()
+
+
+def test_cli_refused_attach_restores_the_terminal_and_follow_tails(cloud: dict, tmp_path: Path) -> None:
+    alice, iid = cloud["alice"], cloud["inst"].id
+    assert cli_login(cloud["cloud"].ctl, tmp_path, "cons-alice", "password-123").returncode == 0
+    env = {"KUMO_CONFIG_DIR": str(tmp_path)}
+    writer = attach(alice, iid, RW)
+    master, slave = os.openpty()
+    before = termios.tcgetattr(slave)
+    follower = spawn_cli(["server", "console", "vm1", "--follow"], env, stdout=subprocess.PIPE)
+    try:
+        writer.send(b"seen-by-follow")
+        assert follower.stdout is not None
+        got = b""
+
+        def followed() -> bool:
+            nonlocal got
+            got += read_some(follower.stdout.fileno(), 0.5)
+            return b"seen-by-follow" in got
+
+        wait_for(followed, what="--follow output")
+        proc = spawn_cli(
+            ["server", "console", "vm1", "--attach"], env, stdin=slave, stdout=slave, stderr=slave
+        )
+        assert proc.wait(60) == 1
+        out = read_some(master, 1)
+        assert b"CONSOLE_IN_USE" in out or b"open for writing" in out, out
+        assert termios.tcgetattr(slave) == before, "the terminal's settings came back"
+    finally:
+        follower.terminate()
+        follower.wait(10)
+        writer.close()
+        os.close(master)
+        os.close(slave)
 
 
 def test_bad_input_roles_tenancy_and_missing(cloud: dict) -> None:
