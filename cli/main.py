@@ -11,7 +11,19 @@ import typer
 import typer.rich_utils
 
 from cli import config
-from cli.commands import auth, flavor, image, keypair, node, project, role, server, server_group, user
+from cli.commands import (
+    auth,
+    controller,
+    flavor,
+    image,
+    keypair,
+    node,
+    project,
+    role,
+    server,
+    server_group,
+    user,
+)
 from cli.commands import network as network_cmd
 from cli.commands import port as port_cmd
 from cli.commands import profile as profile_cmd
@@ -54,6 +66,7 @@ app.add_typer(network_cmd.app, name="network", help="Networks: virtual L2 segmen
 app.add_typer(subnet_cmd.app, name="subnet", help="Subnets: address ranges of a network.")
 app.add_typer(port_cmd.app, name="port", help="Ports: a NIC's MAC and fixed IPs on a network.")
 app.add_typer(security_group_cmd.app, name="security-group", help="Security groups and their rules.")
+app.add_typer(controller.app, name="controller", help="The controllers of the control plane (admin).")
 app.add_typer(node.app, name="node", help="Nodes (hypervisor hosts) and their join tokens (admin).")
 
 

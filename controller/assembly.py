@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from controller.api.control_plane import ControlPlaneServicer
 from controller.api.identity import IdentityServicer
 from controller.api.images import ImageServicer, StreamGuard
 from controller.api.images import add_to_server as add_image_service
@@ -24,7 +25,7 @@ from controller.api.networks import NetworkInstanceApi, NetworkServicer
 from controller.api.node import NodeServicer
 from controller.api.node_agent import NodeAgentServicer, NodeEnrollmentServicer
 from controller.api.volumes import VolumeInstanceApi, VolumeServicer
-from controller.auth.tokens import TokenSigner
+from controller.auth.tokens import TokenKeyring
 from controller.config import ControllerConfig
 from controller.db import compute as compute_store
 from controller.db import identity as identity_store
@@ -34,6 +35,7 @@ from controller.db import networks as network_store
 from controller.db import volumes as volume_store
 from controller.domain.compute_catalog import ComputeCatalog
 from controller.domain.consoles import Consoles
+from controller.domain.control_plane import ControlPlane
 from controller.domain.extensions import InUseCheck
 from controller.domain.identity import Identity
 from controller.domain.images import Images
@@ -49,6 +51,8 @@ from controller.pki import ServerPki
 from kumo.v1 import (
     compute_pb2,
     compute_pb2_grpc,
+    control_plane_pb2,
+    control_plane_pb2_grpc,
     identity_pb2,
     identity_pb2_grpc,
     image_pb2,
@@ -105,6 +109,7 @@ class Parts:
     """One controller's domain objects and the services of its two ports."""
 
     identity: Identity
+    control_plane: ControlPlane
     nodes: Nodes
     images: Images
     catalog: ComputeCatalog
@@ -121,10 +126,18 @@ def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]
     """Builds one controller on the database the calling thread is bound to.
     `node_port` tells enrolling nodes where the node port listens (known once
     the servers start)."""
-    identity = Identity(
-        TokenSigner.from_file(cfg.data_dir / "token.key"), cfg.token_ttl_seconds, PROJECT_IN_USE
-    )
+    keyring = TokenKeyring(cfg.token_key_dir, legacy_file=cfg.shared_path / "token.key")
+    identity = Identity(keyring, cfg.token_ttl_seconds, PROJECT_IN_USE)
     nodes = Nodes(cfg, pki.ca, NODE_IN_USE)
+    control_plane = ControlPlane(
+        cfg.data_dir,
+        cfg.shared_path,
+        pki.ca.fingerprint,
+        keyring,
+        cfg.token_ttl_seconds,
+        lambda: nodes.registry.counts()["connected"],
+        cfg.controller_heartbeat_seconds,
+    )
     images = Images(cfg)
     images.recover()
     catalog = ComputeCatalog()
@@ -147,6 +160,12 @@ def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]
             "IdentityService",
             identity_pb2_grpc.add_IdentityServiceServicer_to_server,
             IdentityServicer(identity),
+        ),
+        _service(
+            control_plane_pb2,
+            "ControlPlaneService",
+            control_plane_pb2_grpc.add_ControlPlaneServiceServicer_to_server,
+            ControlPlaneServicer(control_plane),
         ),
         _service(
             node_pb2, "NodeService", node_pb2_grpc.add_NodeServiceServicer_to_server, NodeServicer(nodes)
@@ -186,5 +205,16 @@ def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]
         ),
     )
     return Parts(
-        identity, nodes, images, catalog, placement, networks, volumes, instances, desired, public, node
+        identity,
+        control_plane,
+        nodes,
+        images,
+        catalog,
+        placement,
+        networks,
+        volumes,
+        instances,
+        desired,
+        public,
+        node,
     )

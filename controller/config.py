@@ -14,6 +14,10 @@ from typing import Any
 @dataclass
 class ControllerConfig:
     data_dir: Path = Path(".kumo")
+    # What every controller of one control plane shares: the CA (pki/), the
+    # token keyring (token-keys/) and the image blobs (images/). A directory
+    # all of them mount (NFS in production); empty: the data directory.
+    shared_dir: str = ""
     # Public API (users, CLI, other-language clients): TLS, bearer tokens.
     listen: str = "0.0.0.0:7443"
     # Node API (node sessions): mutual TLS with certificates from our CA.
@@ -21,6 +25,8 @@ class ControllerConfig:
     # Empty: SQLite file in the data directory. Else e.g. postgresql://user@host/db.
     database_url: str = ""
     token_ttl_seconds: int = 3600
+    # How often this controller records that it is up (kumo controller list).
+    controller_heartbeat_seconds: float = 5.0
     # Names and addresses put into the server certificate besides localhost.
     server_names: list[str] = field(default_factory=lambda: [socket.gethostname()])
     workers: int = 64
@@ -60,8 +66,25 @@ class ControllerConfig:
     quota_volume_snapshots: int = 10
 
     @property
+    def shared_path(self) -> Path:
+        return Path(self.shared_dir).resolve() if self.shared_dir else self.data_dir
+
+    @property
     def pki_dir(self) -> Path:
+        """This controller's server certificate and a copy of the CA certificate."""
         return self.data_dir / "pki"
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.shared_path / "pki"
+
+    @property
+    def token_key_dir(self) -> Path:
+        return self.shared_path / "token-keys"
+
+    @property
+    def image_dir(self) -> Path:
+        return self.shared_path / "images"
 
     @property
     def db_path(self) -> Path:

@@ -8,9 +8,11 @@ import json
 import logging
 import threading
 from concurrent import futures
+from pathlib import Path
 from typing import Any
 
 import grpc
+import peewee
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -23,6 +25,7 @@ from controller.auth.principal import NodePrincipal
 from controller.config import ControllerConfig
 from controller.db import migrations
 from controller.db.database import db, open_database
+from controller.db.sqlite_lock import SqliteLock
 from controller.domain.identity import admin_password_from_env
 from controller.errors import Unauthenticated
 from controller.nodeserver import AsyncNodeServer
@@ -55,8 +58,17 @@ class Controller:
     def __init__(self, cfg: ControllerConfig) -> None:
         self.cfg = cfg
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        self.pki = ensure_pki(cfg.pki_dir, cfg.server_names)
+        self.pki = ensure_pki(cfg.ca_dir, cfg.pki_dir, cfg.server_names)
+        self.sqlite_lock: SqliteLock | None = None
         self.database = open_database(cfg.database_url, cfg.db_path)
+        if isinstance(self.database, peewee.SqliteDatabase):
+            self.sqlite_lock = SqliteLock(Path(self.database.database))
+            try:
+                self.sqlite_lock.acquire()
+            except RuntimeError:
+                self.sqlite_lock = None
+                self._close_database()
+                raise
         version = migrations.migrate()
         log.info(
             "database ready",
@@ -65,6 +77,11 @@ class Controller:
         self.port = 0
         self.node_port = 0
         self.parts = assemble(cfg, self.pki, lambda: self.node_port)
+        try:
+            self.parts.control_plane.join()
+        except RuntimeError:
+            self._close_database()
+            raise
         self.admin_password_file = self.parts.identity.bootstrap(cfg.data_dir, admin_password_from_env())
         self._stop = threading.Event()
         self.health = health.HealthServicer()
@@ -115,6 +132,10 @@ class Controller:
             self.node_server = node
         parts.instances.start_sync()
         parts.volumes.start_sync()
+        parts.control_plane.register(
+            advertised(self.cfg.listen, self.port),
+            advertised(self.cfg.node_listen, self.node_port) if self.node_port else "",
+        )
         for entry in parts.public + parts.node:
             self.health.set(entry.name, health_pb2.HealthCheckResponse.SERVING)
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -149,14 +170,20 @@ class Controller:
         """Graceful: stop taking new RPCs, let running ones finish within `grace`."""
         self._stop.set()
         self.health.enter_graceful_shutdown()
+        self.parts.control_plane.stop()
         self.parts.instances.stop_sync()
         self.parts.volumes.stop_sync()
         events = [s.stop(grace) for s in (self.public_server, self.node_server) if s is not None]
         for ev in events:
             ev.wait()
+        self._close_database()
+        log.info("controller stopped")
+
+    def _close_database(self) -> None:
         if not self.database.is_closed():
             self.database.close()
-        log.info("controller stopped")
+        if self.sqlite_lock is not None:
+            self.sqlite_lock.release()
 
     def wait(self) -> None:
         self._stop.wait()

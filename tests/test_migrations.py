@@ -61,3 +61,18 @@ def test_refuses_newer_schema(fresh_db: peewee.Database) -> None:
 
 def test_sqlite_is_in_wal_mode(fresh_db: peewee.Database) -> None:
     assert db.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_second_controller_on_one_sqlite_database_is_refused(tmp_path: Path) -> None:
+    """SQLite is the single-controller database; PostgreSQL is for several."""
+    from controller.config import load_config
+    from controller.server import Controller
+
+    cfg = load_config(overrides={"data_dir": tmp_path / "data"}, environ={})
+    first = Controller(cfg)
+    try:
+        with pytest.raises(RuntimeError, match=r"another controller \(pid \d+\) is running on the SQLite"):
+            Controller(cfg)
+    finally:
+        first.stop()
+    Controller(cfg).stop()  # once the first is gone, the next one starts

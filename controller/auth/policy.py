@@ -68,6 +68,7 @@ POLICY: dict[str, Rule] = {
             "DownloadImageData": Rule.READER,
         },
     ),
+    **_service("ControlPlaneService", {"ListControllers": Rule.ADMIN, "RotateTokenKey": Rule.ADMIN}),
     **_service(
         "NodeService",
         {

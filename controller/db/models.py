@@ -396,3 +396,25 @@ class PortSecurityGroup(BaseModel):
 
     class Meta:
         primary_key = peewee.CompositeKey("port", "security_group")
+
+
+class ControlPlaneFact(BaseModel):
+    """What every controller of the control plane must agree on, recorded by
+    the first: `ca_fingerprint`, `token_key_check:<kid>`."""
+
+    name = peewee.CharField(primary_key=True, max_length=128)
+    value = peewee.TextField()
+    create_time = peewee.DoubleField()
+
+
+class Controller(BaseModel):
+    """A controller process of the control plane (its id is kept in its data directory)."""
+
+    id = peewee.CharField(primary_key=True, max_length=36)
+    hostname = peewee.CharField(max_length=255)
+    endpoint = peewee.CharField(max_length=255)
+    node_endpoint = peewee.CharField(max_length=255)
+    version = peewee.CharField(max_length=32)
+    start_time = peewee.DoubleField()
+    last_seen_time = peewee.DoubleField()
+    node_sessions = peewee.IntegerField(default=0)

@@ -84,7 +84,7 @@ class UploadHeader:
 
 class Images:
     def __init__(self, cfg: ControllerConfig) -> None:
-        self.blobs = BlobStore(cfg.data_dir / "images")
+        self.blobs = BlobStore(cfg.image_dir)
         self.max_upload = cfg.image_max_upload_bytes
         self.quota_count = cfg.image_quota_count
         self.quota_bytes = cfg.image_quota_bytes

@@ -114,6 +114,21 @@ def node_presence(live: LiveView | None) -> str:
     return NODE_REPORTING if live.connected and live.heard else NODE_AWAY
 
 
+def power_state(row: Instance, live: LiveView | None) -> int:
+    """The instance's kumo.v1.PowerState: what its node last reported, or
+    UNKNOWN when that report cannot be trusted (node DOWN, or not heard from
+    since this controller started)."""
+    if not row.node_id:
+        return cpb.POWER_STATE_NO_GUEST
+    if live is None or live.status == NODE_DOWN or not live.heard:
+        return cpb.POWER_STATE_UNKNOWN
+    for guest in live.guests:
+        if guest.instance_id == row.id:
+            # GuestPowerState and PowerState share their numbers (1..5).
+            return guest.power_state or cpb.POWER_STATE_NO_GUEST
+    return cpb.POWER_STATE_NO_GUEST
+
+
 @dataclass(frozen=True)
 class Observation:
     """What the sync does for one instance: `update` (fields, "delete" or
@@ -191,6 +206,11 @@ class Instances:
         return store.list_instances(
             page_size, page_token, None if caller.is_admin else caller.project_id, name, state
         )
+
+    def power_states(self, rows: Sequence[Instance]) -> list[int]:
+        """Each row's power_state(), one registry snapshot per node."""
+        lives = {nid: self.nodes.registry.snapshot(nid) for nid in {r.node_id for r in rows if r.node_id}}
+        return [power_state(r, lives.get(r.node_id)) for r in rows]
 
     # Create
 
