@@ -127,7 +127,11 @@ class ConsoleRelay:
         future = asyncio.run_coroutine_threadsafe(
             self._open(node_id, instance_id, kind, tail_bytes, wait), loop
         )
-        return future.result(wait + 5)
+        try:
+            return future.result(wait + 5)
+        except TimeoutError:  # the loop itself is stuck
+            future.cancel()
+            raise Unavailable("the node server did not answer", reason="CONSOLE_UNAVAILABLE") from None
 
     def log(self, node_id: str, instance_id: str, limit: int, timeout: float) -> bytes:
         """The last `limit` bytes of the node's console log, now."""
@@ -175,6 +179,9 @@ class ConsoleRelay:
                 f"the node did not open the console within {timeout:g} s",
                 reason="CONSOLE_UNAVAILABLE",
             ) from None
+        except BaseException:  # cancelled: the asking thread gave up
+            self.release(console)
+            raise
         if error:
             self.release(console)
             raise FailedPrecondition(
