@@ -218,9 +218,10 @@ httpd -p 80 -h /www
 dhcp
 config_drive &
 # A shell on the serial port, for the interactive console (kumo server console
-# --attach). It prints no prompt, so nothing of its own lands before a marker
-# line; the guest's tty echoes what is typed. Restarted when it exits.
-(while :; do sh </dev/ttyS0 >/dev/ttyS0 2>&1; sleep 1; done) &
+# --attach). Its input is a pipe, so it is not interactive: no prompt and no
+# line editing (whose cursor queries) land before a marker line; the guest's
+# tty echoes what is typed. Restarted when it exits.
+(while :; do cat /dev/ttyS0 | sh >/dev/ttyS0 2>&1; sleep 1; done) &
 
 last=""
 while true; do
