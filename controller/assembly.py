@@ -38,6 +38,7 @@ from controller.db import networks as network_store
 from controller.db import volumes as volume_store
 from controller.db.database import db
 from controller.domain.compute_catalog import ComputeCatalog
+from controller.domain.consoles import Consoles
 from controller.domain.control_plane import ControlPlane
 from controller.domain.events import EventLog
 from controller.domain.extensions import InUseCheck
@@ -45,6 +46,7 @@ from controller.domain.identity import Identity
 from controller.domain.images import Images
 from controller.domain.instances import Instances
 from controller.domain.networks import Networks
+from controller.domain.node_registry.consoles import ConsoleRelay
 from controller.domain.node_state import DesiredStates
 from controller.domain.nodes import Nodes
 from controller.domain.placement import Placement
@@ -180,6 +182,7 @@ def assemble(
         events=events,
     )
     desired = DesiredStates((instances, networks, volumes))
+    consoles = Consoles(instances, ConsoleRelay(nodes.registry))
 
     guard = StreamGuard(cfg.image_max_streams or max(1, cfg.workers // 2), cfg.image_upload_idle_seconds)
     instance_api = (NetworkInstanceApi(networks), VolumeInstanceApi(volumes))
@@ -210,7 +213,7 @@ def assemble(
             compute_pb2,
             "ComputeService",
             compute_pb2_grpc.add_ComputeServiceServicer_to_server,
-            ComputeServicer(catalog, instances, instance_api),
+            ComputeServicer(catalog, instances, consoles, instance_api),
         ),
         _service(
             network_pb2,
@@ -236,7 +239,7 @@ def assemble(
             node_agent_pb2,
             "NodeAgentService",
             node_agent_pb2_grpc.add_NodeAgentServiceServicer_to_server,
-            NodeAgentServicer(nodes, desired, instances, images),
+            NodeAgentServicer(nodes, desired, instances, images, consoles.relay),
         ),
     )
     return Parts(

@@ -30,6 +30,7 @@ from kumo.v1 import node_agent_pb2 as pb
 from kumo.v1 import node_agent_pb2_grpc, node_pb2
 from noded import __version__
 from noded.certcheck import CertificateDoctor
+from noded.console import ConsoleServer
 from noded.hypervisor.base import Guest, HostFacts, HostUsage, HypervisorDriver
 from noded.metrics import NodeMetrics
 from noded.reconcile import PassResult, Reconciler, Step, record_desired
@@ -166,7 +167,10 @@ class Agent:
         doctor: CertificateDoctor | None = None,
         max_cert_refusals: int = MAX_CERT_REFUSALS,
         storage_backends: tuple[str, ...] = ("local",),
+        consoles: ConsoleServer | None = None,
     ) -> None:
+        # Serves the consoles the controller asks for (ConsoleOpen), on the session's channel.
+        self.consoles = consoles
         self.current = (
             creds if isinstance(creds, CurrentCredentials) else CurrentCredentials(creds, state_dir)
         )
@@ -206,6 +210,7 @@ class Agent:
         self.connected = asyncio.Event()
         self.sessions = 0
         self._call: Any = None
+        self._stub: Any = None
         self._write_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._facts: HostFacts | None = None
@@ -323,7 +328,8 @@ class Agent:
         async with grpc.aio.secure_channel(
             c.identity.node_endpoint, creds, options=CHANNEL_OPTIONS
         ) as channel:
-            call = node_agent_pb2_grpc.NodeAgentServiceStub(channel).Session()
+            self._stub = node_agent_pb2_grpc.NodeAgentServiceStub(channel)
+            call = self._stub.Session()
             self._facts = await self._driver(self.driver.host_facts)
             assert self._facts is not None
             await _write(
@@ -458,6 +464,8 @@ class Agent:
             self.reconciler.set_desired(self.desired, self.revision)
             if self.desired.rotate_certificate:
                 self._rotate.set()
+        elif kind == "console_open" and self.consoles is not None:
+            self.consoles.start(self._stub, msg.console_open)
 
     async def _heartbeats(self, call: Any, interval: float) -> None:
         self._sent = {}

@@ -186,6 +186,7 @@ def run(
 
     from kumo.metrics import MetricsConfigError, serve_metrics
     from noded.compute import make_compute
+    from noded.console import ConsoleServer
     from noded.metrics import GuestCollector, ImageCacheCollector, NodeMetrics
     from noded.storage import RbdSettings, StorageError, VolumeStep, make_backend
 
@@ -237,6 +238,7 @@ def run(
             tunnel_ip=tunnel,
             metrics=metrics,
             storage_backends=tuple(backend.names()),
+            consoles=ConsoleServer(drv, compute.console_log),
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

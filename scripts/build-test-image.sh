@@ -18,7 +18,8 @@
 #                                       address, in full 8-group form)
 #   KUMO-DISKS: vda vdb ...             at start and whenever the set changes
 # serves `instance-id: <id>` over HTTP on TCP port 80 (busybox httpd, for
-# security-group tests) and powers off on an ACPI power-button press. It never exits.
+# security-group tests), runs a shell (no prompt) on ttyS0 for the interactive
+# console, and powers off on an ACPI power-button press. It never exits.
 #
 # Idempotent: rebuilds only when OUT is missing, or this script or the kernel
 # changed (a stamp file OUT.stamp remembers both). Needs no root, but Debian's
@@ -216,6 +217,11 @@ echo "instance-id: unknown" > /www/index.html
 httpd -p 80 -h /www
 dhcp
 config_drive &
+# A shell on the serial port, for the interactive console (kumo server console
+# --attach). Its input is a pipe, so it is not interactive: no prompt and no
+# line editing (whose cursor queries) land before a marker line; the guest's
+# tty echoes what is typed. Restarted when it exits.
+(while :; do cat /dev/ttyS0 | sh >/dev/ttyS0 2>&1; sleep 1; done) &
 
 last=""
 while true; do

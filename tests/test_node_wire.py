@@ -13,7 +13,15 @@ from kumo.v1 import node_agent_pb2, node_pb2
 from noded.state import StateDir
 from tests.rpcs import all_rpcs
 
-AGENT_RPCS = ("GetCaBundle", "Enroll", "Session", "DownloadBlob", "UploadSnapshot", "ReportConsole")
+AGENT_RPCS = (
+    "GetCaBundle",
+    "Enroll",
+    "Session",
+    "DownloadBlob",
+    "UploadSnapshot",
+    "ReportConsole",
+    "ConsoleStream",
+)
 
 
 def test_each_file_holds_one_service() -> None:

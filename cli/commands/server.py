@@ -285,11 +285,26 @@ def delete(server: ServerArg, wait_: WaitOpt = False, timeout: TimeoutOpt = DEFA
 def console(
     server: ServerArg,
     lines: Annotated[int, typer.Option("--lines", "-n", help="Only the last N lines (0: all)")] = 0,
+    attach_: Annotated[
+        bool, typer.Option("--attach", help="Interactive: type into the serial console (Ctrl-] leaves)")
+    ] = False,
+    follow_: Annotated[
+        bool, typer.Option("--follow", "-f", help="Print the log, then follow it live")
+    ] = False,
 ) -> None:
-    """Print the server's serial console log."""
+    """Print the server's serial console log, follow it, or attach to the console."""
+    from cli import console as term
+
+    if attach_ and follow_:
+        raise CliError("--attach and --follow do not go together")
     s = stub()
     inst = find(s, server)
-    typer.echo(s.GetConsoleOutput(pb.GetConsoleOutputRequest(id=inst.id, tail_lines=lines)).output)
+    if attach_:
+        term.attach(s, inst.id, inst.name)
+    elif follow_:
+        term.follow(s, inst.id, 0)
+    else:
+        typer.echo(s.GetConsoleOutput(pb.GetConsoleOutputRequest(id=inst.id, tail_lines=lines)).output)
 
 
 @app.command()

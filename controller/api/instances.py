@@ -4,15 +4,17 @@ CreateInstance fields and fill their part of every Instance message."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from controller import validation as v
 from controller.api.compute import ComputeCatalogServicer
+from controller.api.consoles import ConsoleApi
 from controller.api.convert import ts
 from controller.auth.interceptor import CallContext
 from controller.db.models import Instance
 from controller.domain.compute_catalog import ComputeCatalog
+from controller.domain.consoles import Consoles
 from controller.domain.instances import Instances
 from controller.errors import InvalidArgument
 from kumo.v1 import compute_pb2 as pb
@@ -58,10 +60,15 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
     """The whole ComputeService: catalog (inherited) and instances."""
 
     def __init__(
-        self, catalog: ComputeCatalog, instances: Instances, extensions: Sequence[InstanceApiExtension] = ()
+        self,
+        catalog: ComputeCatalog,
+        instances: Instances,
+        consoles: Consoles,
+        extensions: Sequence[InstanceApiExtension] = (),
     ) -> None:
         super().__init__(catalog)
         self.instances = instances
+        self.console_api = ConsoleApi(consoles)
         self.extensions = tuple(extensions)
 
     def instance_pbs(self, rows: list[Instance]) -> list[pb.Instance]:
@@ -128,8 +135,12 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
     def GetConsoleOutput(
         self, request: pb.GetConsoleOutputRequest, context: CallContext
     ) -> pb.GetConsoleOutputResponse:
-        text = self.instances.console(context.principal, v.resource_id(request.id), request.tail_lines)
-        return pb.GetConsoleOutputResponse(output=text)
+        return self.console_api.output(request, context)
+
+    def AttachConsole(
+        self, request_iterator: Iterator[pb.AttachConsoleRequest], context: CallContext
+    ) -> Iterator[pb.AttachConsoleResponse]:
+        return self.console_api.attach(request_iterator, context)
 
     def CreateInstanceSnapshot(
         self, request: pb.CreateInstanceSnapshotRequest, context: CallContext

@@ -22,6 +22,7 @@ from controller.domain.images import Images, UploadHeader
 from controller.domain.instances import Instances
 from controller.domain.node_certs import MAX_CERT_PEM
 from controller.domain.node_registry import RESYNC, Session
+from controller.domain.node_registry.consoles import ConsoleRelay
 from controller.domain.node_state import DesiredStates
 from controller.domain.nodes import Nodes
 from controller.errors import InvalidArgument, KumoError, PermissionDenied, Unauthenticated
@@ -110,8 +111,16 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
     need for their instances (image blobs, snapshot uploads, console logs).
     Each call acts only on the calling node's own resources."""
 
-    def __init__(self, nodes: Nodes, desired: DesiredStates, instances: Instances, images: Images) -> None:
+    def __init__(
+        self,
+        nodes: Nodes,
+        desired: DesiredStates,
+        instances: Instances,
+        images: Images,
+        consoles: ConsoleRelay,
+    ) -> None:
         self.nodes = nodes
+        self.consoles = consoles
         self.registry = nodes.registry
         self.desired = desired
         self.instances = instances
@@ -302,3 +311,36 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
             self.instances.report_console, context.node.node_id, request.instance_id, request.data
         )
         return empty_pb2.Empty()
+
+    async def ConsoleStream(
+        self, request_iterator: AsyncIterator[pb.ConsoleStreamRequest], context: CallContext
+    ) -> AsyncIterator[pb.ConsoleStreamResponse]:
+        """The node's end of a console it was asked for (ConsoleOpen): its
+        output goes to the user, the user's input comes back down."""
+        first = await anext(aiter(request_iterator), None)
+        if first is None or not first.console_id:
+            raise InvalidArgument("the first message must name the console_id")
+        console = self.consoles.bind(context.node.node_id, first.console_id, first.error)
+        if first.error:
+            self.consoles.release(console)
+            return
+
+        async def read() -> None:
+            try:
+                async for msg in request_iterator:
+                    console.from_node(msg.data)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the node's stream broke
+                log.debug("console stream ended", extra={"node_id": console.node_id, "error": repr(exc)})
+            finally:
+                console.node_ended()
+
+        reader = asyncio.create_task(read())
+        try:
+            console.from_node(first.data)
+            while (data := await console.to_node.get()) is not None:
+                yield pb.ConsoleStreamResponse(data=data)
+        finally:
+            reader.cancel()
+            self.consoles.release(console)

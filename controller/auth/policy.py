@@ -98,6 +98,7 @@ POLICY: dict[str, Rule] = {
             "DownloadBlob": Rule.NODE,
             "UploadSnapshot": Rule.NODE,
             "ReportConsole": Rule.NODE,
+            "ConsoleStream": Rule.NODE,
         },
     ),
     **_service(
@@ -124,6 +125,8 @@ POLICY: dict[str, Rule] = {
             "StopInstance": Rule.MEMBER,
             "RebootInstance": Rule.MEMBER,
             "GetConsoleOutput": Rule.READER,
+            # READ_WRITE needs the member role (checked with the instance, domain/consoles.py).
+            "AttachConsole": Rule.READER,
             "CreateInstanceSnapshot": Rule.MEMBER,
         },
     ),

@@ -158,6 +158,11 @@ def _holds(vcpus: int, ram_mb: int) -> dict[str, int]:
     return {"instances": 1, "vcpus": vcpus, "ram_mb": ram_mb}
 
 
+def tail_lines(text: str, lines: int) -> str:
+    """The last `lines` lines of a console log (0: all of it)."""
+    return "\n".join(text.splitlines()[-lines:]) if lines else text
+
+
 class Instances:
     """Instances, extended by the features given at construction: `extensions`
     (NICs, volumes) take part in every create and final delete, in that order;
@@ -405,15 +410,6 @@ class Instances:
             node_store.bump_desired_revision(row.node_id, now)
         self.nodes.registry.notify_threadsafe(row.node_id)
         return self.get(caller, instance_id)
-
-    def console(self, caller: Principal, instance_id: str, tail_lines: int) -> str:
-        if tail_lines < 0:
-            raise InvalidArgument(f"tail_lines must not be negative, got {tail_lines}")
-        row = self.get(caller, instance_id)
-        text = store.get_console(row.id)
-        if tail_lines:
-            text = "\n".join(text.splitlines()[-tail_lines:])
-        return text
 
     def snapshot(self, caller: Principal, instance_id: str, name: str, request_key: RequestKey) -> str:
         """The new image's id. The image and the instance's task change in one

@@ -339,7 +339,7 @@ class ComputeStep:
             vcpus=d.vcpus,
             ram_mb=d.ram_mb,
             disks=disks,
-            console_log=idir / "console.log",
+            console_log=self.console_log(d.id),
             title=d.hostname,
             # Real guests only: a fake node has no bridges.
             nics=guest_net.interfaces(d, self._ports, self._networks) if driver.needs_disks else [],
@@ -407,6 +407,10 @@ class ComputeStep:
 
     # Console logs
 
+    def console_log(self, iid: str) -> Path:
+        """The guest's serial console log (qemu writes it; consoles read it)."""
+        return self.dir / iid / "console.log"
+
     def send_consoles(self) -> None:
         """Sends the tail of every console log that grew since last time."""
         if self.report is None:
@@ -414,7 +418,7 @@ class ComputeStep:
         with self._lock:
             wanted = set(self.wanted)
         for iid in wanted:
-            path = self.dir / iid / "console.log"
+            path = self.console_log(iid)
             try:
                 st = path.stat()
             except OSError:

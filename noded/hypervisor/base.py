@@ -99,6 +99,22 @@ def domain_name(instance_id: str) -> str:
     return f"{DOMAIN_PREFIX}{instance_id}"
 
 
+class ConsolePort(abc.ABC):
+    """A guest's serial device, open for reading and writing (on the agent's loop)."""
+
+    @abc.abstractmethod
+    async def read(self) -> bytes:
+        """The guest's next output; b"" once the device is gone (guest stopped)."""
+
+    @abc.abstractmethod
+    async def write(self, data: bytes) -> None:
+        """Input for the guest."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Lets the device go."""
+
+
 class HypervisorDriver(abc.ABC):
     name: str = ""
     # True when calls may block (the agent then runs them in a worker thread).
@@ -178,6 +194,10 @@ class HypervisorDriver(abc.ABC):
         """Keeps a Ceph client key (base64, as `ceph auth get-key` prints it)
         where guests' rbd network disks find it (libvirt: a secret of usage
         type ceph). Drivers whose guests have no disks need none."""
+
+    def open_console(self, instance_id: str) -> ConsolePort:
+        """The running guest's serial device; DriverError when there is none."""
+        raise DriverError(f"the {self.name} driver has no interactive console")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Releases connections."""

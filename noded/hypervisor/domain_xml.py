@@ -1,5 +1,5 @@
 """Libvirt domain XML for a kumo guest: explicit disk formats, the serial
-console logged to a file, the config drive as a second virtio disk."""
+console on a pty (the interactive console) and logged to a file, the config drive as a second virtio disk."""
 
 from __future__ import annotations
 
@@ -104,8 +104,8 @@ def domain_xml(spec: GuestSpec) -> str:
   <on_reboot>restart</on_reboot>
   <on_crash>destroy</on_crash>
   <devices>{disks}{nics}
-    <serial type='file'>
-      <source path={log} append='on'/>
+    <serial type='pty'>
+      <log file={log} append='on'/>
       <target port='0'/>
     </serial>
     <memballoon model='none'/>

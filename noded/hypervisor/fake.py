@@ -12,6 +12,7 @@ from noded.hypervisor.base import (
     RUNNING,
     STOPPED,
     AttachedDisk,
+    ConsolePort,
     DriverError,
     Guest,
     GuestStats,
@@ -20,6 +21,7 @@ from noded.hypervisor.base import (
     HypervisorDriver,
     domain_name,
 )
+from noded.hypervisor.console import EchoPort
 from noded.hypervisor.domain_xml import DiskSpec, GuestSpec
 
 
@@ -56,6 +58,8 @@ class FakeDriver(HypervisorDriver):
         self._disks: dict[str, dict[str, tuple[DiskSpec, int]]] = {}
         # (instance id, serial) of disks whose running guest ignores unplugs.
         self.held: set[tuple[str, str]] = set()
+        # instance id -> its console log (what the echo console appends to).
+        self._logs: dict[str, Path] = {}
         # Whether instance snapshots fail (to test how a failure is reported).
         self.fail_snapshots = fail_snapshots
 
@@ -113,6 +117,7 @@ class FakeDriver(HypervisorDriver):
                     spec.instance_id, spec.name, STOPPED, spec.vcpus, spec.ram_mb
                 )
                 self._disks[spec.instance_id] = {d.serial: (d, 0) for d in spec.disks if d.serial}
+                self._logs[spec.instance_id] = spec.console_log
 
     def start_guest(self, instance_id: str) -> None:
         self._set(instance_id, RUNNING)
@@ -125,6 +130,14 @@ class FakeDriver(HypervisorDriver):
 
     def destroy_guest(self, instance_id: str) -> None:
         self.remove_guest(instance_id)
+
+    def open_console(self, instance_id: str) -> ConsolePort:
+        """An echo: a fake guest's serial device sends back what it is sent."""
+        with self._lock:
+            guest = self._guests.get(instance_id)
+            if guest is None or guest.power_state != RUNNING:
+                raise DriverError(f"guest {instance_id} is not running")
+            return EchoPort(self._logs.get(instance_id))
 
     def export_root_disk(self, instance_id: str, out: Path) -> bool:
         """A fake guest has no disk: its snapshot is an empty 64 MiB qcow2

@@ -28,6 +28,7 @@ from noded.hypervisor.base import (
     SHUTDOWN,
     STOPPED,
     AttachedDisk,
+    ConsolePort,
     DriverError,
     Guest,
     GuestStats,
@@ -36,6 +37,7 @@ from noded.hypervisor.base import (
     HypervisorDriver,
     domain_name,
 )
+from noded.hypervisor.console import PtyPort
 from noded.hypervisor.domain_xml import OWNER_NS, DiskSpec, GuestSpec, disk_xml, domain_xml
 
 T = TypeVar("T")
@@ -450,6 +452,27 @@ class LibvirtDriver(HypervisorDriver):
                 raise DriverError(f"cannot define the ceph secret {secret_uuid}: {msg}") from None
 
         self._call(define)
+
+    def open_console(self, instance_id: str) -> ConsolePort:
+        """The pty of the running guest's serial port (its live XML names it)."""
+
+        def pty(conn: libvirt.virConnect) -> str:
+            dom = self._must(conn, instance_id)
+            if not dom.isActive():
+                raise DriverError(f"guest {instance_id} is not running")
+            serial = ET.fromstring(dom.XMLDesc(0)).find("./devices/serial")
+            if serial is None or serial.get("type") != "pty":
+                raise DriverError(
+                    "this guest's serial port is a log file only (it was defined before "
+                    "interactive consoles); its log is still readable"
+                )
+            source = serial.find("source")
+            path = source.get("path", "") if source is not None else ""
+            if not path:
+                raise DriverError("libvirt names no pty for the guest's serial port")
+            return path
+
+        return PtyPort(self._call(pty))
 
     def close(self) -> None:
         with self._lock:

@@ -182,6 +182,15 @@ class NodeRegistry:
                 extra={"node_id": live.node_id, "revision": ack.revision, "error": ack.error[:500]},
             )
 
+    def send(self, node_id: str, msg: pb.SessionResponse) -> bool:
+        """Queues a message on the node's session (on the loop); False when
+        the node has no session here."""
+        live = self.live.get(node_id)
+        if live is None or live.session is None or live.session.closed:
+            return False
+        live.session.outbox.put_nowait(msg)
+        return True
+
     def _seen(self, live: Live) -> None:
         live.last_seen = time.monotonic()
         live.last_seen_wall = clock.now()

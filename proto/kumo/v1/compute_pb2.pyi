@@ -45,6 +45,12 @@ class RebootType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REBOOT_TYPE_UNSPECIFIED: _ClassVar[RebootType]
     REBOOT_TYPE_SOFT: _ClassVar[RebootType]
     REBOOT_TYPE_HARD: _ClassVar[RebootType]
+
+class ConsoleMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONSOLE_MODE_UNSPECIFIED: _ClassVar[ConsoleMode]
+    CONSOLE_MODE_READ_ONLY: _ClassVar[ConsoleMode]
+    CONSOLE_MODE_READ_WRITE: _ClassVar[ConsoleMode]
 SERVER_GROUP_POLICY_UNSPECIFIED: ServerGroupPolicy
 SERVER_GROUP_POLICY_AFFINITY: ServerGroupPolicy
 SERVER_GROUP_POLICY_ANTI_AFFINITY: ServerGroupPolicy
@@ -67,6 +73,9 @@ POWER_STATE_UNKNOWN: PowerState
 REBOOT_TYPE_UNSPECIFIED: RebootType
 REBOOT_TYPE_SOFT: RebootType
 REBOOT_TYPE_HARD: RebootType
+CONSOLE_MODE_UNSPECIFIED: ConsoleMode
+CONSOLE_MODE_READ_ONLY: ConsoleMode
+CONSOLE_MODE_READ_WRITE: ConsoleMode
 
 class Flavor(_message.Message):
     __slots__ = ("id", "name", "description", "vcpus", "ram_mb", "disk_gb", "is_public", "project_ids", "create_time", "update_time")
@@ -411,6 +420,24 @@ class GetConsoleOutputResponse(_message.Message):
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     output: str
     def __init__(self, output: _Optional[str] = ...) -> None: ...
+
+class AttachConsoleRequest(_message.Message):
+    __slots__ = ("id", "mode", "tail_bytes", "data")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    TAIL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    mode: ConsoleMode
+    tail_bytes: int
+    data: bytes
+    def __init__(self, id: _Optional[str] = ..., mode: _Optional[_Union[ConsoleMode, str]] = ..., tail_bytes: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class AttachConsoleResponse(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
 class CreateInstanceSnapshotRequest(_message.Message):
     __slots__ = ("id", "name", "request_id")

@@ -142,6 +142,11 @@ class ComputeServiceStub:
                 request_serializer=kumo_dot_v1_dot_compute__pb2.GetConsoleOutputRequest.SerializeToString,
                 response_deserializer=kumo_dot_v1_dot_compute__pb2.GetConsoleOutputResponse.FromString,
                 _registered_method=True)
+        self.AttachConsole = channel.stream_stream(
+                '/kumo.v1.ComputeService/AttachConsole',
+                request_serializer=kumo_dot_v1_dot_compute__pb2.AttachConsoleRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_compute__pb2.AttachConsoleResponse.FromString,
+                _registered_method=True)
         self.CreateInstanceSnapshot = channel.unary_unary(
                 '/kumo.v1.ComputeService/CreateInstanceSnapshot',
                 request_serializer=kumo_dot_v1_dot_compute__pb2.CreateInstanceSnapshotRequest.SerializeToString,
@@ -280,7 +285,20 @@ class ComputeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetConsoleOutput(self, request, context):
-        """The instance's serial console log, as its node last reported it.
+        """The instance's serial console log: the node's current log when its node
+        is connected, else what the node last reported.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AttachConsole(self, request_iterator, context):
+        """The instance's serial console, live. The first message names the
+        instance and the mode; later messages carry input (READ_WRITE only).
+        Answers carry the guest's output until the client cancels the call or
+        the console ends (the guest stopped). READ_ONLY follows the console log
+        (any number of readers, reader role is enough); READ_WRITE is the serial
+        device itself (member role, one writer per instance). See docs/nodes.md.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -401,6 +419,11 @@ def add_ComputeServiceServicer_to_server(servicer, server):
                     servicer.GetConsoleOutput,
                     request_deserializer=kumo_dot_v1_dot_compute__pb2.GetConsoleOutputRequest.FromString,
                     response_serializer=kumo_dot_v1_dot_compute__pb2.GetConsoleOutputResponse.SerializeToString,
+            ),
+            'AttachConsole': grpc.stream_stream_rpc_method_handler(
+                    servicer.AttachConsole,
+                    request_deserializer=kumo_dot_v1_dot_compute__pb2.AttachConsoleRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_compute__pb2.AttachConsoleResponse.SerializeToString,
             ),
             'CreateInstanceSnapshot': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateInstanceSnapshot,
@@ -977,6 +1000,33 @@ class ComputeService:
             '/kumo.v1.ComputeService/GetConsoleOutput',
             kumo_dot_v1_dot_compute__pb2.GetConsoleOutputRequest.SerializeToString,
             kumo_dot_v1_dot_compute__pb2.GetConsoleOutputResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttachConsole(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/kumo.v1.ComputeService/AttachConsole',
+            kumo_dot_v1_dot_compute__pb2.AttachConsoleRequest.SerializeToString,
+            kumo_dot_v1_dot_compute__pb2.AttachConsoleResponse.FromString,
             options,
             channel_credentials,
             insecure,

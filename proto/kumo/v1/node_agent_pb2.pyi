@@ -22,6 +22,13 @@ class GuestPowerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     GUEST_POWER_STATE_CRASHED: _ClassVar[GuestPowerState]
     GUEST_POWER_STATE_STOPPED: _ClassVar[GuestPowerState]
 
+class ConsoleKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONSOLE_KIND_UNSPECIFIED: _ClassVar[ConsoleKind]
+    CONSOLE_KIND_LOG: _ClassVar[ConsoleKind]
+    CONSOLE_KIND_FOLLOW: _ClassVar[ConsoleKind]
+    CONSOLE_KIND_INTERACTIVE: _ClassVar[ConsoleKind]
+
 class DesiredPower(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DESIRED_POWER_UNSPECIFIED: _ClassVar[DesiredPower]
@@ -33,6 +40,10 @@ GUEST_POWER_STATE_PAUSED: GuestPowerState
 GUEST_POWER_STATE_SHUTDOWN: GuestPowerState
 GUEST_POWER_STATE_CRASHED: GuestPowerState
 GUEST_POWER_STATE_STOPPED: GuestPowerState
+CONSOLE_KIND_UNSPECIFIED: ConsoleKind
+CONSOLE_KIND_LOG: ConsoleKind
+CONSOLE_KIND_FOLLOW: ConsoleKind
+CONSOLE_KIND_INTERACTIVE: ConsoleKind
 DESIRED_POWER_UNSPECIFIED: DesiredPower
 DESIRED_POWER_RUNNING: DesiredPower
 DESIRED_POWER_STOPPED: DesiredPower
@@ -178,16 +189,30 @@ class DesiredStateAck(_message.Message):
     def __init__(self, revision: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class SessionResponse(_message.Message):
-    __slots__ = ("welcome", "desired_state", "heartbeat_ack", "certificate")
+    __slots__ = ("welcome", "desired_state", "heartbeat_ack", "certificate", "console_open")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     DESIRED_STATE_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_ACK_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    CONSOLE_OPEN_FIELD_NUMBER: _ClassVar[int]
     welcome: SessionWelcome
     desired_state: DesiredStateUpdate
     heartbeat_ack: HeartbeatAck
     certificate: RenewedCertificate
-    def __init__(self, welcome: _Optional[_Union[SessionWelcome, _Mapping]] = ..., desired_state: _Optional[_Union[DesiredStateUpdate, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., certificate: _Optional[_Union[RenewedCertificate, _Mapping]] = ...) -> None: ...
+    console_open: ConsoleOpen
+    def __init__(self, welcome: _Optional[_Union[SessionWelcome, _Mapping]] = ..., desired_state: _Optional[_Union[DesiredStateUpdate, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., certificate: _Optional[_Union[RenewedCertificate, _Mapping]] = ..., console_open: _Optional[_Union[ConsoleOpen, _Mapping]] = ...) -> None: ...
+
+class ConsoleOpen(_message.Message):
+    __slots__ = ("console_id", "instance_id", "kind", "tail_bytes")
+    CONSOLE_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TAIL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    console_id: str
+    instance_id: str
+    kind: ConsoleKind
+    tail_bytes: int
+    def __init__(self, console_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., kind: _Optional[_Union[ConsoleKind, str]] = ..., tail_bytes: _Optional[int] = ...) -> None: ...
 
 class SessionWelcome(_message.Message):
     __slots__ = ("node_id", "heartbeat_interval", "grace_period")
@@ -434,6 +459,22 @@ class ReportConsoleRequest(_message.Message):
     instance_id: str
     data: bytes
     def __init__(self, instance_id: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class ConsoleStreamRequest(_message.Message):
+    __slots__ = ("console_id", "error", "data")
+    CONSOLE_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    console_id: str
+    error: str
+    data: bytes
+    def __init__(self, console_id: _Optional[str] = ..., error: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class ConsoleStreamResponse(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
 class DesiredStateUpdate(_message.Message):
     __slots__ = ("revision", "full", "base_revision", "state", "removed_ids")

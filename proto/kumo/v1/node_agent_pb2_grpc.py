@@ -84,6 +84,11 @@ class NodeAgentServiceStub:
                 request_serializer=kumo_dot_v1_dot_node__agent__pb2.ReportConsoleRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.ConsoleStream = channel.stream_stream(
+                '/kumo.v1.NodeAgentService/ConsoleStream',
+                request_serializer=kumo_dot_v1_dot_node__agent__pb2.ConsoleStreamRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_node__agent__pb2.ConsoleStreamResponse.FromString,
+                _registered_method=True)
 
 
 class NodeAgentServiceServicer:
@@ -164,6 +169,16 @@ class NodeAgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ConsoleStream(self, request_iterator, context):
+        """Node port only: the node's end of a console the controller asked for
+        with a ConsoleOpen in the session. The node's first message names the
+        console (and says why it cannot open it, if so); then the node sends
+        the guest's output and the controller the user's input.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeAgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -201,6 +216,11 @@ def add_NodeAgentServiceServicer_to_server(servicer, server):
                     servicer.ReportConsole,
                     request_deserializer=kumo_dot_v1_dot_node__agent__pb2.ReportConsoleRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ConsoleStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.ConsoleStream,
+                    request_deserializer=kumo_dot_v1_dot_node__agent__pb2.ConsoleStreamRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_node__agent__pb2.ConsoleStreamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -406,6 +426,33 @@ class NodeAgentService:
             '/kumo.v1.NodeAgentService/ReportConsole',
             kumo_dot_v1_dot_node__agent__pb2.ReportConsoleRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConsoleStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/kumo.v1.NodeAgentService/ConsoleStream',
+            kumo_dot_v1_dot_node__agent__pb2.ConsoleStreamRequest.SerializeToString,
+            kumo_dot_v1_dot_node__agent__pb2.ConsoleStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,
