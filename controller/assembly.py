@@ -128,7 +128,7 @@ def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]
     catalog = ComputeCatalog()
     ratios = Ratios(cfg.cpu_allocation_ratio, cfg.ram_allocation_ratio, cfg.disk_allocation_ratio)
     placement = Placement(nodes.registry, ratios, cfg.scheduler_weigher)
-    networks = Networks(nodes)
+    networks = Networks(nodes, cfg.quota_floating_ips)
     nodes.registry.watch_tunnels(networks.tunnel_moved)
     volumes = Volumes(cfg, images, placement, nodes)
     instances = Instances(

@@ -52,6 +52,8 @@ class ControllerConfig:
     quota_instances: int = 100
     quota_vcpus: int = 200
     quota_ram_mb: int = 512 * 1024
+    # Networks: floating IPs per project (until per-project quota counters land).
+    quota_floating_ips: int = 50
     # How often what nodes observe is folded into instance states.
     instance_sync_seconds: float = 1.0
     # Volumes: per-project quotas (volumes, their total GiB, volume snapshots).

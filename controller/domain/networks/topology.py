@@ -12,10 +12,11 @@ from typing import Any
 from controller import clock
 from controller.auth.principal import Principal
 from controller.db import networks as store
+from controller.db import routers as router_store
 from controller.db.database import write_transaction
 from controller.db.models import Network, Subnet
 from controller.domain.idempotency import RequestKey, idempotent_create
-from controller.domain.networks.addresses import SLAAC, check_dns, check_mtu, check_no_overlap
+from controller.domain.networks.addresses import SLAAC, check_dns, check_mtu, check_no_overlap, check_provider
 from controller.domain.networks.changes import NodeChanges
 from controller.domain.networks.ipam import Ipam
 from controller.errors import (
@@ -41,7 +42,7 @@ class Topology:
     # Networks
 
     def _network_visible(self, caller: Principal, row: Network) -> bool:
-        return caller.can_see(row.project_id) or row.shared
+        return caller.can_see(row.project_id) or row.shared or row.external
 
     def get_network(self, caller: Principal, network_id: str) -> Network:
         row = store.get_network(network_id)
@@ -81,7 +82,7 @@ class Topology:
 
     @staticmethod
     def _admin_only(caller: Principal, fields: Mapping[str, Any]) -> None:
-        for key in ("shared", "external_routable"):
+        for key in ("shared", "external_routable", "external", "network_type", "physical_network"):
             if fields.get(key) and not caller.is_admin:
                 raise PermissionDenied(
                     f"only admins may set network.{key}", reason="ROLE_REQUIRED", required_role="admin"
@@ -90,6 +91,7 @@ class Topology:
     def create_network(self, caller: Principal, fields: dict[str, Any], request_key: RequestKey) -> Network:
         self._admin_only(caller, fields)
         fields["mtu"] = check_mtu(fields.get("mtu", 0))
+        fields.update(check_provider(fields))
 
         def make() -> Network:
             now = clock.now()
@@ -143,13 +145,16 @@ class Topology:
         with write_transaction():
             row = self._owned_network(caller, network_id)
             store.lock_network(row.id)
-            bound = store.count_bound_ports(row.id)
+            bound = store.count_bound_ports(row.id) + router_store.device_ports_on(row.id)
             if bound:
                 raise FailedPrecondition(
-                    f"network {row.name!r} has {bound} port(s) bound to instances; delete those instances first",
+                    f"network {row.name!r} has {bound} port(s) bound to instances, routers or floating IPs; "
+                    "delete those first",
                     reason="NETWORK_IN_USE",
                 )
-            groups = store.groups_of_ports(p.id for p in store.network_ports(row.id))
+            ports = [p.id for p in store.network_ports(row.id)]
+            groups = store.groups_of_ports(ports)
+            router_store.release_port_floating_ips(ports, clock.now())
             store.delete_network(row.id)
             nodes = self.changes.bump(store.nodes_with_ports(group_ids=groups))
         self.changes.notify(nodes)
