@@ -104,6 +104,13 @@ def run(
         str,
         typer.Option(help="VXLAN underlay address [the local address of the connection to the controller]"),
     ] = "",
+    physical_network: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=IFACE: the host interface of an external network's physical network "
+            "(NAME= alone: a host-local bridge with no uplink); repeatable"
+        ),
+    ] = None,
 ) -> None:
     """Run the node agent: the session with the controller and the reconcile loop."""
     from noded.agent import Agent, Fatal
@@ -111,6 +118,12 @@ def run(
     from noded.state import StateError
 
     setup_logging(log_level, log_format)
+    physnets: dict[str, str] = {}
+    for item in physical_network or []:
+        name, eq, iface = item.partition("=")
+        if not eq or not name:
+            raise _fail(f"--physical-network wants NAME=IFACE, got {item!r}")
+        physnets[name] = iface
     state = _state(state_dir)
     try:
         creds = state.load()
@@ -145,7 +158,7 @@ def run(
 
     tunnel = tunnel_ip or default_tunnel_ip(creds.identity.node_endpoint)
     # Bridges, DHCP and rules are for real guests: a fake node has none.
-    networks = [NetworkStep(state.path, tunnel)] if driver == "libvirt" else []
+    networks = [NetworkStep(state.path, tunnel, physnets)] if driver == "libvirt" else []
 
     async def main() -> None:
         agent = Agent(

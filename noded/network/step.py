@@ -15,17 +15,20 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from kumo.v1 import node_agent_pb2 as pb
 from noded.hypervisor.base import HypervisorDriver
 from noded.network import firewall, links
-from noded.network.cmd import NetworkError
+from noded.network.cmd import NetworkError, run
 from noded.network.dhcp import Dhcp
-from noded.network.names import bridge_name, owner_tag, short, table_name, tap_name, vxlan_name
+from noded.network.names import bridge_name, owner_tag, short, table_name, tap_name, vlan_name, vxlan_name
 
 log = logging.getLogger("kumo.noded.network")
+
+VLAN = 3  # kumo.v1.NetworkType.NETWORK_TYPE_VLAN
 
 # What a network without an MTU gets: room for the VXLAN header (50 bytes)
 # on a 1500-byte underlay, so a network can span nodes later without change.
@@ -54,8 +57,12 @@ def default_tunnel_ip(endpoint: str) -> str:
 class NetworkStep:
     __name__ = "networks"
 
-    def __init__(self, state_dir: Path, tunnel_ip: str = "") -> None:
+    def __init__(
+        self, state_dir: Path, tunnel_ip: str = "", physical_networks: Mapping[str, str] | None = None
+    ) -> None:
         state_dir = Path(state_dir)
+        # physical network name -> host interface ("" : a host-local bridge, no uplink)
+        self.physical_networks = dict(physical_networks or {})
         self.dir = state_dir / "network"
         self.owner = owner_tag(str(state_dir.resolve()))
         self.table = table_name(self.owner)
@@ -107,11 +114,19 @@ class NetworkStep:
         for p in desired.ports:
             ports_by_net.setdefault(p.network_id, []).append(p)
         plans: list[firewall.NetPlan] = []
+        # External networks hold the routers' and floating IPs' addresses.
+        extra: dict[str, set[str]] = {}
+        for r in desired.routers:
+            extra.setdefault(r.external_network_id, set()).add(r.gateway_address)
+        for f in desired.floating_ips:
+            extra.setdefault(f.external_network_id, set()).add(f.floating_address)
+        if extra:
+            _enable_forwarding()
         for nid, n in sorted(nets.items()):
             # Its ports keep their rules even when the network is not all there.
             plans.append(self._plan(n))
             try:
-                self._ensure(n, ports_by_net.get(nid, []), owned)
+                self._ensure(n, ports_by_net.get(nid, []), owned, extra.get(nid, set()))
             except Exception as exc:
                 log.warning("network not as desired", extra={"network": nid, "error": str(exc)})
                 errors.append(f"network {nid}: {exc}")
@@ -129,28 +144,66 @@ class NetworkStep:
         return firewall.NetPlan(
             short=short(n.id),
             bridge=bridge_name(n.id),
-            vxlan=vxlan_name(n.id) if self._peers(n) else "",
+            vxlan=vxlan_name(n.id) if self._peers(n) and not n.external else "",
             cidrs=[sub.cidr for sub in n.subnets],
             gateways=[sub.gateway_ip for sub in n.subnets if sub.gateway_ip],
             external_routable=n.external_routable,
+            external=n.external,
         )
 
-    def _ensure(self, n: pb.DesiredNetwork, ports: list[pb.DesiredPort], owned: dict[str, Any]) -> None:
+    def _uplink(self, n: pb.DesiredNetwork, br: str, alias: str) -> None:
+        """An external network's bridge on the host interface its physical
+        network maps to (VLAN: a tagged device of ours on it)."""
+        if n.physical_network not in self.physical_networks:
+            raise NetworkError(
+                f"physical network {n.physical_network!r} is not mapped on this node (--physical-network NAME=IFACE)"
+            )
+        iface = self.physical_networks[n.physical_network]
+        vlan = vlan_name(n.id)
+        if not iface:  # host-local: the bridge alone
+            self._delete_ours(vlan, alias)
+            return
+        if links.link(iface) is None:
+            raise NetworkError(
+                f"host interface {iface!r} of physical network {n.physical_network!r} does not exist"
+            )
+        if n.network_type == VLAN:
+            links.ensure_vlan(vlan, iface, n.segmentation_id, alias)
+            iface = vlan
+        else:
+            self._delete_ours(vlan, alias)
+        have = links.link(iface) or {}
+        if have.get("master") != br:
+            links.set_master(iface, br)
+        if "UP" not in have.get("flags", []):
+            run(["ip", "link", "set", iface, "up"])
+
+    def _ensure(
+        self, n: pb.DesiredNetwork, ports: list[pb.DesiredPort], owned: dict[str, Any], extra: set[str]
+    ) -> None:
         s, br, vx = short(n.id), bridge_name(n.id), vxlan_name(n.id)
         mtu = effective_mtu(n)
         alias = self._alias(n.id)
         if n.id not in owned["networks"]:
-            owned["networks"][n.id] = {"bridge": br, "vxlan": vx}
+            owned["networks"][n.id] = {"bridge": br, "vxlan": vx, "vlan": vlan_name(n.id)}
             self._save(owned)  # before making anything: a crash leaves nothing unrecorded
         made = links.ensure_bridge(br, mtu, alias)
-        addresses = set()
+        addresses = set(extra)
         for sub in n.subnets:
-            if sub.gateway_ip:
+            # An external network's gateway is the LAN's router, not this host,
+            # unless the network is this host's own (external_routable).
+            if sub.gateway_ip and (n.external_routable or not n.external):
                 prefix = ipaddress.ip_network(sub.cidr, strict=False).prefixlen
                 addresses.add(f"{sub.gateway_ip}/{prefix}")
         if any(":" in a for a in addresses):
             links.ensure_ipv6_router(br)
         links.ensure_addresses(br, addresses)
+        if n.external:
+            self._uplink(n, br, alias)
+            self.dhcp.stop(s)  # no NICs on it (yet): nothing to serve
+            if n.external_routable:
+                _enable_forwarding()
+            return
         peers = self._peers(n)
         if peers:
             if not self.tunnel_ip:
@@ -186,6 +239,7 @@ class NetworkStep:
         self.dhcp.stop(short(nid))
         alias = self._alias(nid)
         self._delete_ours(entry.get("vxlan", vxlan_name(nid)), alias)
+        self._delete_ours(entry.get("vlan", vlan_name(nid)), alias)
         self._delete_ours(entry.get("bridge", bridge_name(nid)), alias)
         del owned["networks"][nid]
         self._save(owned)
@@ -217,7 +271,30 @@ class NetworkStep:
             self._fw_applied = ""
             return
         groups = {g.id: g for g in desired.security_groups}
-        script = firewall.render(self.table, plans, ports, groups)
+        nets = {n.id: n for n in desired.networks}
+        routers = [
+            firewall.RouterPlan(
+                cidrs=list(r.interface_cidrs),
+                bridges=[bridge_name(x) for x in r.interface_network_ids if x in nets],
+                external_bridge=bridge_name(r.external_network_id),
+                gateway_ip=r.gateway_address.split("/")[0],
+                host_local=nets[r.external_network_id].external_routable,
+            )
+            for r in desired.routers
+            if r.external_network_id in nets
+        ]
+        floating = [
+            firewall.FloatingPlan(
+                floating_ip=f.floating_address.split("/")[0],
+                fixed_ip=f.fixed_ip_address,
+                bridge=bridge_name(f.network_id),
+                external_bridge=bridge_name(f.external_network_id),
+                host_local=nets[f.external_network_id].external_routable,
+            )
+            for f in desired.floating_ips
+            if f.external_network_id in nets and f.network_id in nets
+        ]
+        script = firewall.render(self.table, plans, ports, groups, routers, floating)
         if script == self._fw_applied and firewall.exists(self.table):
             return
         if not owned["table"]:
