@@ -174,6 +174,14 @@ def port_address(port_id: str) -> tuple[str, str]:
     return (row[0], row[1]) if row else ("", "")
 
 
+def port_networks(port_ids: Iterable[str]) -> dict[str, str]:
+    """port id -> its network id, in one query."""
+    ids = list(set(port_ids))
+    if not ids:
+        return {}
+    return dict(Port.select(Port.id, Port.network).where(Port.id.in_(ids)).tuples())
+
+
 def device_ports_on(network_id: str) -> int:
     """Router gateways and floating IPs holding addresses on the network."""
     return Port.select().where((Port.network == network_id) & (Port.device_owner != "")).count()

@@ -59,14 +59,20 @@ class Routers:
         )
 
     def details(self, rows: list[Router]) -> tuple[dict[str, list[Subnet]], dict[str, tuple[str, str]]]:
-        """Per router: its interface subnets; (network id, address) of its gateway."""
+        """Per router: its interface subnets; (network id, address) of its
+        gateway. A fixed number of queries for a page of routers."""
         interfaces = router_store.interfaces_of(r.id for r in rows)
-        gateways: dict[str, tuple[str, str]] = {}
-        for r in rows:
-            if r.gateway_port_id:
-                port = store.get_port(r.gateway_port_id)
-                if port is not None:
-                    gateways[r.id] = (port.network_id, router_store.port_address(port.id)[1])
+        gw_ports = [r.gateway_port_id for r in rows if r.gateway_port_id]
+        networks = router_store.port_networks(gw_ports)
+        ips = store.port_ips(gw_ports)
+        gateways = {
+            r.id: (
+                networks.get(r.gateway_port_id, ""),
+                next(iter(ip for _, ip in ips.get(r.gateway_port_id, [])), ""),
+            )
+            for r in rows
+            if r.gateway_port_id
+        }
         return interfaces, gateways
 
     def _nodes(self, router_id: str) -> set[str]:
