@@ -195,6 +195,7 @@ def test_floating_ip_and_router_snat_through_a_lan(world: dict) -> None:
     # From the LAN: the guest, through its floating IP (ICMP and TCP).
     assert ping(LAN, FIP, count=2), "no answer from the floating IP"
     assert http(LAN, FIP) == f"hello from {G1}"
+    assert http(HOST, FIP) == f"hello from {G1}"  # the host itself, through the output hook
     # Out: the floating IP's port leaves from it, the other through the router's SNAT.
     assert seen_by_lan(G1) == FIP
     assert seen_by_lan(G2) == ROUTER_IP
@@ -208,6 +209,7 @@ def test_floating_ip_and_router_snat_through_a_lan(world: dict) -> None:
     # Security groups apply to traffic through the floating IP: no rule, no TCP.
     apply_in(HOST, state, desired(http=False), physical_networks=PHYSNETS)
     assert not http(LAN, FIP), "a security group without the rule let TCP through the floating IP"
+    assert not http(HOST, FIP), "the host's own TCP to the floating IP passed a group without the rule"
     assert ping(LAN, FIP)  # ICMP is still allowed
     apply_in(HOST, state, desired(), physical_networks=PHYSNETS)
     assert http(LAN, FIP) == f"hello from {G1}"

@@ -240,6 +240,15 @@ def render(
             chains["forward"] += [src, dst]
             chains["input"].append(src)
             chains["output"].append(dst)
+    for f in floating:
+        # The host's own traffic to a floating IP (a local address: routed to
+        # lo) is DNATed in the output hook, whose out device stays lo, so it is
+        # matched by its original destination to go through the port's ingress.
+        for p in ports:
+            if p.bridge == f.bridge and f.fixed_ip in p.ips:
+                chains["output"].append(
+                    f"ct original ip daddr {f.floating_ip} ip daddr {f.fixed_ip} jump ingress_{p.short}"
+                )
     if bridges:
         # Of the host itself, guests reach DHCP (above) and ping their gateway;
         # nothing else (its services are not theirs), whatever their egress rules.
