@@ -5,6 +5,7 @@ interface is added)."""
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from typing import Any
 
@@ -366,55 +367,65 @@ def outcomes(calls: list[Any]) -> list[Any]:
     return out
 
 
-def test_races(world: dict[str, Any], admin: Client) -> None:
-    alice, bob = world["alice"], world["bob"]
-    # Two projects race for the last floating IP, many times over: never both win.
-    ext = make_external(admin, "rt-last", "203.0.113.0/29", [("203.0.113.2", "203.0.113.2")])
+def race_last_floating_ip(alice: Client, bob: Client, admin: Client, alice_project: str, cidr: str) -> None:
+    """Two projects race for the last floating IP, many times over: never both win."""
+    first = str(ipaddress.ip_network(cidr).network_address + 2)
+    ext = make_external(admin, f"last-{first}", cidr, [(first, first)])
     for _ in range(5):
         got = outcomes([lambda: make_fip(alice, ext.id), lambda: make_fip(bob, ext.id)])
         won = [g for g in got if isinstance(g, pb.FloatingIp)]
         assert len(won) == 1, got
         assert [g for g in got if not isinstance(g, pb.FloatingIp)] == [(EXHAUSTED, "IP_POOL_EXHAUSTED")]
-        owner = alice if won[0].project_id == world["a"].id else bob
+        owner = alice if won[0].project_id == alice_project else bob
         net(owner).DeleteFloatingIp(pb.DeleteFloatingIpRequest(id=won[0].id))
-    # One floating IP given to two ports at once: exactly one wins.
-    _, s, p1 = routed_port(alice, "race", "10.50.0.0/24", world["ext"].id)
-    p2 = make_port(alice, s.network_id)
+
+
+def race_one_floating_ip_two_ports(a1: Client, a2: Client, ext_id: str, name: str, cidr: str) -> None:
+    """One floating IP given to two ports at once: exactly one wins."""
+    _, s, p1 = routed_port(a1, name, cidr, ext_id)
+    p2 = make_port(a1, s.network_id)
     for _ in range(5):
-        f = make_fip(alice, world["ext"].id)
-        got = outcomes([lambda f=f: set_port(alice, f.id, p1.id), lambda f=f: set_port(alice, f.id, p2.id)])
+        f = make_fip(a1, ext_id)
+        got = outcomes([lambda f=f: set_port(a1, f.id, p1.id), lambda f=f: set_port(a2, f.id, p2.id)])
         won = [g for g in got if isinstance(g, pb.FloatingIp)]
         assert len(won) == 1 and [g for g in got if g not in won] == [
             (PRECONDITION, "FLOATING_IP_ASSOCIATED")
         ]
-        assert net(alice).GetFloatingIp(pb.GetFloatingIpRequest(id=f.id)).port_id == won[0].port_id
-        net(alice).DeleteFloatingIp(pb.DeleteFloatingIpRequest(id=f.id))
-    # A router deleted while an interface is added: never an interface of a router that is gone.
+        assert net(a1).GetFloatingIp(pb.GetFloatingIpRequest(id=f.id)).port_id == won[0].port_id
+        net(a1).DeleteFloatingIp(pb.DeleteFloatingIpRequest(id=f.id))
+
+
+def race_delete_router_and_add_interface(a1: Client, a2: Client, prefix: str, second_octet: int) -> None:
+    """A router deleted while an interface is added: never an interface of a router that is gone."""
     for i in range(5):
-        _, sub = tenant_subnet(alice, f"race-del-{i}", f"10.6{i}.0.0/24")
-        r = make_router(alice, f"race-del-{i}")
+        _, sub = tenant_subnet(a1, f"{prefix}-{i}", f"10.{second_octet}.{i}.0/24")
+        r = make_router(a1, f"{prefix}-{i}")
         got = outcomes(
             [
-                lambda r=r, sub=sub: add_if(alice, r.id, sub.id),
-                lambda r=r: net(alice).DeleteRouter(pb.DeleteRouterRequest(id=r.id)),
+                lambda r=r, sub=sub: add_if(a1, r.id, sub.id),
+                lambda r=r: net(a2).DeleteRouter(pb.DeleteRouterRequest(id=r.id)),
             ]
         )
-        exists = True
         try:
-            left = net(alice).GetRouter(pb.GetRouterRequest(id=r.id))
+            left = net(a1).GetRouter(pb.GetRouterRequest(id=r.id))
         except grpc.RpcError as exc:
             assert exc.code() == NOT_FOUND
-            exists = False
-        if exists:
+            assert got[0] == (NOT_FOUND, "ROUTER_NOT_FOUND"), got
+        else:
             # The add won; the delete saw the interface.
             assert [x.subnet_id for x in left.interfaces] == [sub.id]
-            assert got[1] == (PRECONDITION, "ROUTER_IN_USE")
-            remove_if(alice, r.id, sub.id)
-            net(alice).DeleteRouter(pb.DeleteRouterRequest(id=r.id))
-        else:
-            assert got[0] == (NOT_FOUND, "ROUTER_NOT_FOUND")
+            assert got[1] == (PRECONDITION, "ROUTER_IN_USE"), got
+            remove_if(a1, r.id, sub.id)
+            net(a1).DeleteRouter(pb.DeleteRouterRequest(id=r.id))
         # Either way the subnet is free for another router (no orphan interface).
-        r2 = make_router(alice, f"race-after-{i}")
-        assert [x.subnet_id for x in add_if(alice, r2.id, sub.id).interfaces] == [sub.id]
-        remove_if(alice, r2.id, sub.id)
-        net(alice).DeleteRouter(pb.DeleteRouterRequest(id=r2.id))
+        r2 = make_router(a1, f"{prefix}-after-{i}")
+        assert [x.subnet_id for x in add_if(a1, r2.id, sub.id).interfaces] == [sub.id]
+        remove_if(a1, r2.id, sub.id)
+        net(a1).DeleteRouter(pb.DeleteRouterRequest(id=r2.id))
+
+
+def test_races(world: dict[str, Any], admin: Client) -> None:
+    alice, bob = world["alice"], world["bob"]
+    race_last_floating_ip(alice, bob, admin, world["a"].id, "203.0.113.0/29")
+    race_one_floating_ip_two_ports(alice, alice, world["ext"].id, "race", "10.50.0.0/24")
+    race_delete_router_and_add_interface(alice, alice, "race-del", 60)
