@@ -129,7 +129,9 @@ def destroy_guests(owner: str = "") -> None:
 
 
 @contextlib.contextmanager
-def libvirt_cloud(base: Path, node_name: str, flavor: str, reconcile_seconds: int) -> Iterator[dict]:
+def libvirt_cloud(
+    base: Path, node_name: str, flavor: str, reconcile_seconds: int, noded_args: tuple[str, ...] = ()
+) -> Iterator[dict]:
     """A controller and one real noded (libvirt driver, virt type qemu) under
     `base`, with the test image uploaded as "kumo-test" and `flavor` (1 vCPU,
     256 MiB, 1 GiB). Yields ctl, admin, image, state (the node's state dir)
@@ -149,7 +151,7 @@ def libvirt_cloud(base: Path, node_name: str, flavor: str, reconcile_seconds: in
         )
         assert joined.returncode == 0, joined.stderr
         node = NodedProc(
-            state, ["--virt-type", "qemu", "--reconcile-seconds", str(reconcile_seconds)]
+            state, ["--virt-type", "qemu", "--reconcile-seconds", str(reconcile_seconds), *noded_args]
         ).start()
         wait_for(lambda: ready_nodes(admin), what="node READY")
         image = make_image(admin, "kumo-test", TEST_IMAGE.read_bytes(), ipb.DISK_FORMAT_QCOW2)
