@@ -32,6 +32,7 @@ P1, P2 = "b4b4b4b4-0000-4000-8000-000000000004", "b5b5b5b5-0000-4000-8000-000000
 MAC1, MAC2 = "52:54:00:70:00:01", "52:54:00:70:00:02"
 IP1, IP2 = "10.70.0.5", "10.70.0.6"
 LAN_IP, ROUTER_IP, FIP = "192.0.2.100", "192.0.2.10", "192.0.2.20"
+BEYOND = "203.0.113.7"  # an address past the LAN's router
 HOST, G1, G2, LAN = "kbr-host", "kbr-g1", "kbr-g2", "kbr-lan"
 UPLINK = "kbr-up"  # the host's interface on the LAN
 PHYSNETS = {"lan": UPLINK}
@@ -127,7 +128,13 @@ def host_view() -> dict[str, str]:
     return {
         "nft": ns(HOST, "nft", "list", "ruleset").stdout,
         "addr": ns(HOST, "ip", "-br", "addr").stdout,
-        "route": ns(HOST, "ip", "route").stdout,
+        # Every table, less the kernel's own link-local host routes (they come when DAD ends).
+        "route": "".join(
+            line
+            for line in ns(HOST, "ip", "route", "show", "table", "all").stdout.splitlines(keepends=True)
+            if not line.startswith("local fe80::")
+        ),
+        "rule": ns(HOST, "ip", "rule").stdout,
         "links": ns(HOST, "ip", "-br", "link").stdout,
     }
 
@@ -146,6 +153,9 @@ def world(tmp_path: Path) -> Iterator[dict]:
         ns(HOST, "ip", "link", "set", UPLINK, "up")  # the host's LAN interface, as an admin set it up
         ns(LAN, "ip", "link", "set", "eth0", "up")
         ns(LAN, "ip", "addr", "add", f"{LAN_IP}/24", "dev", "eth0")
+        # The LAN's router (192.0.2.1), with the rest of the world behind it.
+        ns(LAN, "ip", "addr", "add", "192.0.2.1/24", "dev", "eth0")
+        ns(LAN, "ip", "addr", "add", f"{BEYOND}/32", "dev", "lo")
         apply_in(HOST, state, desired(router=False, fip=False), physical_networks=PHYSNETS)
         for g, pid, mac, ip in ((G1, P1, MAC1, IP1), (G2, P2, MAC2, IP2)):
             netutil.add_guest(HOST, g, tap_name(pid), bridge_name(TENANT), mac, 1450)
@@ -199,6 +209,9 @@ def test_floating_ip_and_router_snat_through_a_lan(world: dict) -> None:
     # Out: the floating IP's port leaves from it, the other through the router's SNAT.
     assert seen_by_lan(G1) == FIP
     assert seen_by_lan(G2) == ROUTER_IP
+    # Past the LAN, through its router (the host's own routes lead elsewhere).
+    assert ping(G2, BEYOND) and ping(G1, BEYOND)
+    assert not ping(HOST, BEYOND), "the host's own routing changed"
     # Only floating IPs are reachable from outside: not the guests' own addresses.
     ns(LAN, "ip", "route", "add", "10.70.0.0/24", "via", ROUTER_IP)
     assert not http(LAN, IP2) and not http(LAN, IP1)

@@ -21,7 +21,7 @@ from typing import Any
 
 from kumo.v1 import node_agent_pb2 as pb
 from noded.hypervisor.base import HypervisorDriver
-from noded.network import firewall, links
+from noded.network import firewall, links, routes
 from noded.network.cmd import NetworkError, run
 from noded.network.dhcp import Dhcp
 from noded.network.names import bridge_name, owner_tag, short, table_name, tap_name, vlan_name, vxlan_name
@@ -83,6 +83,7 @@ class NetworkStep:
             data = {}
         data.setdefault("networks", {})
         data.setdefault("table", False)
+        data.setdefault("route_tables", [])
         return data
 
     def _save(self, owned: dict[str, Any]) -> None:
@@ -134,6 +135,10 @@ class NetworkStep:
             self._firewall(plans, desired, owned)
         except Exception as exc:
             errors.append(f"firewall: {exc}")
+        try:
+            self._routes(desired, owned)
+        except Exception as exc:
+            errors.append(f"routes: {exc}")
         if errors:
             raise NetworkError("; ".join(errors)[:2000])
 
@@ -303,6 +308,46 @@ class NetworkStep:
         firewall.apply(script)
         self._fw_applied = script
         log.info("firewall applied", extra={"table": self.table, "ports": len(ports)})
+
+    def _routes(self, desired: pb.NodeDesiredState, owned: dict[str, Any]) -> None:
+        """Policy routing to the LAN's gateway for what routers (here their
+        SNAT node) and floating IPs send out of an external network whose
+        gateway is not this host."""
+        nets = {n.id: n for n in desired.networks}
+        rules: dict[str, set[tuple[str, str]]] = {}
+        for r in desired.routers:
+            for nid in r.interface_network_ids:
+                if nid in nets:
+                    rules.setdefault(r.external_network_id, set()).add((bridge_name(nid), "all"))
+        for f in desired.floating_ips:
+            if f.network_id in nets:
+                rules.setdefault(f.external_network_id, set()).add(
+                    (bridge_name(f.network_id), f"{f.fixed_ip_address}/32")
+                )
+        tables: list[routes.Table] = []
+        for ext_id, wanted in sorted(rules.items()):
+            ext = nets.get(ext_id)
+            if ext is None or ext.external_routable:
+                continue  # host-local: the host's own routes are the way out
+            br = bridge_name(ext_id)
+            v4 = [sub for sub in ext.subnets if sub.ip_version == 4]
+            table_routes = {(str(ipaddress.ip_network(sub.cidr, strict=False)), "", br) for sub in v4}
+            table_routes |= {("default", sub.gateway_ip, br) for sub in v4[:1] if sub.gateway_ip}
+            tables.append(
+                routes.Table(routes.table_id(self.owner, ext_id), frozenset(table_routes), frozenset(wanted))
+            )
+        ids = sorted({t.id for t in tables})
+        if set(ids) - set(owned["route_tables"]):
+            owned["route_tables"] = sorted(set(owned["route_tables"]) | set(ids))
+            self._save(owned)  # before making them
+        for t in tables:
+            routes.ensure(t)
+        stale = sorted(set(owned["route_tables"]) - set(ids))
+        for t_id in stale:
+            routes.remove(t_id)
+        if stale:
+            owned["route_tables"] = ids
+            self._save(owned)
 
     def teardown_all(self) -> None:
         """Removes everything this daemon made (tests; decommissioning a node)."""
