@@ -429,3 +429,53 @@ def test_races(world: dict[str, Any], admin: Client) -> None:
     race_last_floating_ip(alice, bob, admin, world["a"].id, "203.0.113.0/29")
     race_one_floating_ip_two_ports(alice, alice, world["ext"].id, "race", "10.50.0.0/24")
     race_delete_router_and_add_interface(alice, alice, "race-del", 60)
+
+
+def test_cli(controller: ControllerProc, world: dict[str, Any], admin: Client, tmp_path: Any) -> None:
+    import json
+
+    from tests.harness import cli_login, run_cli
+
+    env = {"KUMO_CONFIG_DIR": str(tmp_path / "alice")}
+    assert cli_login(controller, tmp_path / "alice", "rt-alice", "password-123").returncode == 0
+
+    def kumo(*args: str) -> Any:
+        done = run_cli(list(args), env)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    def kumo_json(*args: str) -> Any:
+        return json.loads(kumo(*args, "-o", "json").stdout)
+
+    # An admin makes an external network with the CLI too (here through the API's admin client).
+    ext = make_external(admin, "cli-ext", "198.51.100.0/24")
+    assert "cli-ext" in kumo("network", "show", "cli-ext").stdout
+    kumo("network", "create", "cli-app")
+    kumo("subnet", "create", "cli-app-v4", "--network", "cli-app", "--cidr", "10.91.0.0/24")
+    r = kumo_json("router", "create", "cli-r", "--external-network", "cli-ext")
+    assert r["external_gateway"]["network_id"] == ext.id and r["external_gateway"]["ip_address"]
+    r = kumo_json("router", "add-interface", "cli-r", "cli-app-v4")
+    assert [i["ip_address"] for i in r["interfaces"]] == ["10.91.0.1"]
+    assert "cli-r" in kumo("router", "list").stdout and "10.91.0.1" in kumo("router", "show", "cli-r").stdout
+    assert kumo_json("router", "set", "cli-r", "--description", "out")["description"] == "out"
+    p = kumo_json("port", "create", "--network", "cli-app", "--name", "cli-p")
+    f = kumo_json("floating-ip", "create", "--network", "cli-ext")
+    addr = f["floating_ip_address"]
+    assert kumo_json("floating-ip", "set", addr, "--port", "cli-p")["port_id"] == p["id"]
+    assert addr in kumo("floating-ip", "list", "--port", "cli-p").stdout
+    assert p["fixed_ips"][0]["ip_address"] in kumo("floating-ip", "show", addr).stdout
+    failed = run_cli(["router", "delete", "cli-r"], env)
+    assert failed.returncode != 0 and "FAILED_PRECONDITION" in failed.stderr
+    assert not kumo_json("floating-ip", "unset", addr).get("port_id")
+    kumo("floating-ip", "delete", addr)
+    assert addr not in kumo("floating-ip", "list").stdout
+    kumo("router", "remove-interface", "cli-r", "cli-app-v4")
+    assert not kumo_json("router", "set", "cli-r", "--no-gateway")["external_gateway"].get("port_id")
+    kumo("router", "delete", "cli-r")
+    assert "cli-r" not in kumo("router", "list").stdout
+    failed = run_cli(
+        ["network", "create", "x", "--external", "--type", "flat", "--physical-network", "p"], env
+    )
+    assert failed.returncode != 0 and "PERMISSION_DENIED" in failed.stderr
+    failed = run_cli(["network", "create", "x", "--type", "token-ring"], env)
+    assert failed.returncode != 0 and "vxlan, flat, vlan" in failed.stderr
