@@ -14,11 +14,14 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from kumo.v1 import compute_pb2 as pb
 from kumo.v1 import network_pb2 as npb
+from noded.network import bridge_name
+from noded.network.names import owner_tag, table_name
 from tests.cloudutil import destroy_guests, libvirt_and_test_image, libvirt_cloud
 from tests.harness import Client
 from tests.netutil import Namespaces, need_root_networking, ns, ping, sh, state_dir
@@ -65,13 +68,31 @@ def cloud() -> Iterator[dict]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def host_view() -> dict[str, str]:
+def host_view(state: Path, bridges: list[str]) -> dict[str, str]:
+    """This node daemon's share of the host: its nftables tables, and the
+    addresses, routes (every table) and rules on its bridges and the uplink.
+    Other daemons on this host (other tests) come and go; they are left out."""
+
     def out(*args: str) -> str:
         return subprocess.run(list(args), capture_output=True, text=True).stdout
 
-    # Addresses without the kernel's per-interface IPv6 link-local noise of taps coming and going.
-    addrs = "\n".join(line for line in out("ip", "-br", "addr").splitlines() if not line.startswith("tp-"))
-    return {"nft": out("nft", "list", "ruleset"), "addr": addrs, "route": out("ip", "route")}
+    table = table_name(owner_tag(str(state.resolve())))
+    devices = (*bridges, UPLINK)
+
+    def ours(line: str) -> bool:
+        return any(re.search(rf"\b{re.escape(d)}\b", line) for d in devices)
+
+    routes = [
+        line
+        for line in out("ip", "route", "show", "table", "all").splitlines()
+        if ours(line) and not line.startswith("local fe80::")
+    ]
+    return {
+        "nft": out("nft", "list", "table", "inet", table) + out("nft", "list", "table", "bridge", table),
+        "addr": "\n".join(line for line in out("ip", "-br", "addr").splitlines() if ours(line)),
+        "route": "\n".join(routes),
+        "rule": "\n".join(line for line in out("ip", "rule").splitlines() if ours(line)),
+    }
 
 
 def lan_http(addr: str) -> str:
@@ -114,7 +135,8 @@ def test_lan_reaches_a_guest_through_its_floating_ip(cloud: dict) -> None:
     fixed = port.fixed_ips[0].ip_address
     text = wait_console(admin, inst.id, r"KUMO-IP: \S+", timeout=180)
     assert re.findall(r"KUMO-IP: (\S+)", text) == [fixed]
-    before = host_view()
+    bridges = [bridge_name(tenant.id), bridge_name(ext.id)]
+    before = host_view(cloud["state"], bridges)
 
     router = n.CreateRouter(
         npb.CreateRouterRequest(
@@ -149,7 +171,7 @@ def test_lan_reaches_a_guest_through_its_floating_ip(cloud: dict) -> None:
         return f"{rules[-4000:]}\n{diagnose(admin, inst.id)}"
 
     # The default group admits no one from the LAN; ICMP, then TCP 80 once allowed.
-    allow("icmp")
+    icmp = allow("icmp")
     wait_until(
         lambda: ping(LAN_NS, address),
         what="the LAN pinging the floating IP",
@@ -176,13 +198,16 @@ def test_lan_reaches_a_guest_through_its_floating_ip(cloud: dict) -> None:
     n.DeleteFloatingIp(npb.DeleteFloatingIpRequest(id=fip.id))
     n.RemoveRouterInterface(npb.RemoveRouterInterfaceRequest(id=router.id, subnet_id=sub.id))
     n.DeleteRouter(npb.DeleteRouterRequest(id=router.id))
+    n.DeleteSecurityGroupRule(npb.DeleteSecurityGroupRuleRequest(id=icmp.id))  # the group as before, too
     wait_until(
-        lambda: host_view() == before,
+        lambda: host_view(cloud["state"], bridges) == before,
         what="the host's rules, addresses and routes as before",
         base=60,
         step=0.5,
         explain=lambda: "\n".join(
-            f"{k} before:\n{before[k]}\nnow:\n{v}" for k, v in host_view().items() if before[k] != v
+            f"{k} before:\n{before[k]}\nnow:\n{v}"
+            for k, v in host_view(cloud["state"], bridges).items()
+            if before[k] != v
         ),
     )
     assert not ping(LAN_NS, address)
