@@ -83,7 +83,6 @@ class NetworkStep:
             data = {}
         data.setdefault("networks", {})
         data.setdefault("table", False)
-        data.setdefault("route_tables", [])
         return data
 
     def _save(self, owned: dict[str, Any]) -> None:
@@ -337,16 +336,20 @@ class NetworkStep:
                 routes.Table(routes.table_id(self.owner, ext_id), frozenset(table_routes), frozenset(wanted))
             )
         ids = sorted({t.id for t in tables})
-        if set(ids) - set(owned["route_tables"]):
-            owned["route_tables"] = sorted(set(owned["route_tables"]) | set(ids))
+        recorded = owned.get("route_tables", [])
+        if set(ids) - set(recorded):
+            owned["route_tables"] = sorted(set(recorded) | set(ids))
             self._save(owned)  # before making them
         for t in tables:
             routes.ensure(t)
-        stale = sorted(set(owned["route_tables"]) - set(ids))
+        stale = sorted(set(owned.get("route_tables", [])) - set(ids))
         for t_id in stale:
             routes.remove(t_id)
         if stale:
-            owned["route_tables"] = ids
+            if ids:
+                owned["route_tables"] = ids
+            else:
+                owned.pop("route_tables", None)
             self._save(owned)
 
     def teardown_all(self) -> None:
