@@ -234,6 +234,15 @@ def test_router_crud_interfaces_and_wrong_states(world: dict[str, Any], admin: C
     assert seen == sorted(seen) and {"r1b", "r2"} <= set(seen)
     i1 = make_router(alice, "idem", request_id="rq-1")
     assert make_router(alice, "idem", request_id="rq-1").id == i1.id
+    # A subnet on a router, and its network, stay until the interface goes.
+    assert code_reason(rpc_error(net(alice).DeleteSubnet, pb.DeleteSubnetRequest(id=s1.id))) == (
+        PRECONDITION,
+        "SUBNET_IN_USE",
+    )
+    assert code_reason(rpc_error(net(alice).DeleteNetwork, pb.DeleteNetworkRequest(id=s1.network_id))) == (
+        PRECONDITION,
+        "NETWORK_IN_USE",
+    )
     # Take it all down.
     for sub in (s1, s2):
         r = remove_if(alice, r.id, sub.id)

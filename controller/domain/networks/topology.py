@@ -145,6 +145,11 @@ class Topology:
         with write_transaction():
             row = self._owned_network(caller, network_id)
             store.lock_network(row.id)
+            if router_store.routers_of_networks([row.id]):
+                raise FailedPrecondition(
+                    f"network {row.name!r} has subnets on a router; remove those router interfaces first",
+                    reason="NETWORK_IN_USE",
+                )
             bound = store.count_bound_ports(row.id) + router_store.device_ports_on(row.id)
             if bound:
                 raise FailedPrecondition(
@@ -262,6 +267,11 @@ class Topology:
         with write_transaction():
             row = self.get_subnet(caller, subnet_id)
             self._owned_network(caller, row.network_id)
+            if router_store.interface_router(row.id):
+                raise FailedPrecondition(
+                    f"subnet {row.name!r} is on a router; remove the router interface first",
+                    reason="SUBNET_IN_USE",
+                )
             groups: set[str] = set()
             if row.ipv6_address_mode == SLAAC:
                 # Its addresses came with the subnet; they go with it.
