@@ -5,7 +5,8 @@ external network's physical network maps to, stands in for the outside; the
 guests are namespaces on the tenant bridge. From the LAN: ping and TCP to a
 guest through its floating IP, security groups deciding; the guests reach
 the LAN through SNAT (the floating IP for its port, the router's address for
-the others); a VLAN external network tags its frames; and taking the floating
+the others) and past it through the LAN's router; moving the floating IP
+to the second guest moves the traffic; a VLAN external network tags its frames; and taking the floating
 IP and the router away leaves the host's rules, addresses and routes exactly
 as before. Needs root; no libvirt."""
 
@@ -52,7 +53,12 @@ while True:
 
 
 def desired(
-    router: bool = True, fip: bool = True, http: bool = True, vlan: int = 0, external: bool = True
+    router: bool = True,
+    fip: bool = True,
+    http: bool = True,
+    vlan: int = 0,
+    external: bool = True,
+    fip_to: tuple[str, str] = (P1, IP1),
 ) -> pb.NodeDesiredState:
     rules = [
         pb.DesiredSecurityGroupRule(id="e4", direction="egress", ip_version=4),
@@ -115,8 +121,8 @@ def desired(
                 id="f1",
                 external_network_id=EXT,
                 floating_address=f"{FIP}/24",
-                fixed_ip_address=IP1,
-                port_id=P1,
+                fixed_ip_address=fip_to[1],
+                port_id=fip_to[0],
                 network_id=TENANT,
             )
         )
@@ -224,6 +230,12 @@ def test_floating_ip_and_router_snat_through_a_lan(world: dict) -> None:
     assert not http(LAN, FIP), "a security group without the rule let TCP through the floating IP"
     assert not http(HOST, FIP), "the host's own TCP to the floating IP passed a group without the rule"
     assert ping(LAN, FIP)  # ICMP is still allowed
+    apply_in(HOST, state, desired(), physical_networks=PHYSNETS)
+    assert http(LAN, FIP) == f"hello from {G1}"
+    # Moved to the second guest: the traffic follows, both ways.
+    apply_in(HOST, state, desired(fip_to=(P2, IP2)), physical_networks=PHYSNETS)
+    assert http(LAN, FIP) == f"hello from {G2}"
+    assert seen_by_lan(G2) == FIP and seen_by_lan(G1) == ROUTER_IP
     apply_in(HOST, state, desired(), physical_networks=PHYSNETS)
     assert http(LAN, FIP) == f"hello from {G1}"
     # The floating IP goes: its port leaves through the router now, nothing answers on it.
