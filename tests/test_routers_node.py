@@ -5,10 +5,10 @@ external network's physical network maps to, stands in for the outside; the
 guests are namespaces on the tenant bridge. From the LAN: ping and TCP to a
 guest through its floating IP, security groups deciding; the guests reach
 the LAN through SNAT (the floating IP for its port, the router's address for
-the others) and past it through the LAN's router; moving the floating IP
-to the second guest moves the traffic; a VLAN external network tags its frames; and taking the floating
-IP and the router away leaves the host's rules, addresses and routes exactly
-as before. Needs root; no libvirt."""
+the others) and past it through the LAN's router; moving the floating IP to
+the second guest moves the traffic; a VLAN external network tags its frames;
+and taking the floating IP and the router away leaves the host's rules,
+addresses, routes and policy rules exactly as before. Needs root; no libvirt."""
 
 from __future__ import annotations
 
