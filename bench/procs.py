@@ -84,6 +84,10 @@ class ControllerProc:
         return self.info["node_endpoint"]
 
     @property
+    def metrics_url(self) -> str:
+        return self.info["metrics_url"]
+
+    @property
     def ca_file(self) -> str:
         return self.info["ca_file"]
 
@@ -118,6 +122,8 @@ class ControllerProc:
                 "--listen",
                 "127.0.0.1:0",
                 "--node-listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
                 "127.0.0.1:0",
                 "--log-format",
                 "text",
@@ -201,6 +207,8 @@ class NodedProc:
                 str(self.state_dir),
                 "--log-format",
                 "text",
+                "--metrics-listen",
+                "127.0.0.1:0",
                 *self.args,
             ],
             cwd=ROOT,
@@ -216,6 +224,11 @@ class NodedProc:
         rc = stop_process(self.proc, sig)
         self.proc = None
         return rc
+
+    def metrics_url(self) -> str:
+        """Where it serves metrics (empty until it has started listening)."""
+        path = self.state_dir / "metrics.json"
+        return json.loads(path.read_text())["metrics_url"] if path.exists() else ""
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -11,11 +11,24 @@ import typer
 import typer.rich_utils
 
 from cli import config
-from cli.commands import auth, flavor, image, keypair, node, project, role, server, server_group, user
+from cli.commands import (
+    auth,
+    controller,
+    flavor,
+    image,
+    keypair,
+    node,
+    project,
+    role,
+    server,
+    server_group,
+    user,
+)
 from cli.commands import floating_ip as floating_ip_cmd
 from cli.commands import network as network_cmd
 from cli.commands import port as port_cmd
 from cli.commands import profile as profile_cmd
+from cli.commands import quota as quota_cmd
 from cli.commands import router as router_cmd
 from cli.commands import security_group as security_group_cmd
 from cli.commands import subnet as subnet_cmd
@@ -46,6 +59,7 @@ app.add_typer(profile_cmd.app, name="profile", help="Stored logins: kumo login -
 app.add_typer(project.app, name="project", help="Projects (tenants).")
 app.add_typer(user.app, name="user", help="Users.")
 app.add_typer(role.app, name="role", help="Role assignments: who may do what in which project.")
+app.add_typer(quota_cmd.app, name="quota", help="Quotas: a project's limits and usage per resource.")
 app.add_typer(image.app, name="image", help="Disk images: upload, download, share.")
 app.add_typer(flavor.app, name="flavor", help="Flavors: instance sizes.")
 app.add_typer(keypair.app, name="keypair", help="SSH keypairs for instances.")
@@ -60,6 +74,7 @@ app.add_typer(
     router_cmd.app, name="router", help="Routers: a project's way out (SNAT) to an external network."
 )
 app.add_typer(floating_ip_cmd.app, name="floating-ip", help="Floating IPs: external addresses for ports.")
+app.add_typer(controller.app, name="controller", help="The controllers of the control plane (admin).")
 app.add_typer(node.app, name="node", help="Nodes (hypervisor hosts) and their join tokens (admin).")
 
 

@@ -16,6 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
+from controller.api.control_plane import ControlPlaneServicer
 from controller.api.identity import IdentityServicer
 from controller.api.images import ImageServicer, StreamGuard
 from controller.api.images import add_to_server as add_image_service
@@ -24,7 +27,7 @@ from controller.api.networks import NetworkInstanceApi, NetworkServicer
 from controller.api.node import NodeServicer
 from controller.api.node_agent import NodeAgentServicer, NodeEnrollmentServicer
 from controller.api.volumes import VolumeInstanceApi, VolumeServicer
-from controller.auth.tokens import TokenSigner
+from controller.auth.tokens import TokenKeyring
 from controller.config import ControllerConfig
 from controller.db import compute as compute_store
 from controller.db import identity as identity_store
@@ -33,7 +36,9 @@ from controller.db import instances as instance_store
 from controller.db import networks as network_store
 from controller.db import routers as router_store
 from controller.db import volumes as volume_store
+from controller.db.database import db
 from controller.domain.compute_catalog import ComputeCatalog
+from controller.domain.control_plane import ControlPlane
 from controller.domain.extensions import InUseCheck
 from controller.domain.identity import Identity
 from controller.domain.images import Images
@@ -42,12 +47,16 @@ from controller.domain.networks import Networks
 from controller.domain.node_state import DesiredStates
 from controller.domain.nodes import Nodes
 from controller.domain.placement import Placement
+from controller.domain.quotas import Quotas, defaults_from
 from controller.domain.scheduler import Ratios
 from controller.domain.volumes import Volumes
+from controller.metrics import ControllerMetrics, StateCollector
 from controller.pki import ServerPki
 from kumo.v1 import (
     compute_pb2,
     compute_pb2_grpc,
+    control_plane_pb2,
+    control_plane_pb2_grpc,
     identity_pb2,
     identity_pb2_grpc,
     image_pb2,
@@ -106,6 +115,8 @@ class Parts:
     """One controller's domain objects and the services of its two ports."""
 
     identity: Identity
+    quotas: Quotas
+    control_plane: ControlPlane
     nodes: Nodes
     images: Images
     catalog: ComputeCatalog
@@ -116,26 +127,52 @@ class Parts:
     desired: DesiredStates
     public: tuple[Service, ...]
     node: tuple[Service, ...]
+    metrics: ControllerMetrics
 
 
-def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]) -> Parts:
+def make_metrics() -> ControllerMetrics:
+    """One controller's series on a registry of its own (made before the
+    database opens, which records its write transactions into them)."""
+    return ControllerMetrics(CollectorRegistry(auto_describe=False))
+
+
+def assemble(
+    cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int], metrics: ControllerMetrics
+) -> Parts:
     """Builds one controller on the database the calling thread is bound to.
     `node_port` tells enrolling nodes where the node port listens (known once
     the servers start)."""
-    identity = Identity(
-        TokenSigner.from_file(cfg.data_dir / "token.key"), cfg.token_ttl_seconds, PROJECT_IN_USE
-    )
+    keyring = TokenKeyring(cfg.token_key_dir, legacy_file=cfg.shared_path / "token.key")
+    identity = Identity(keyring, cfg.token_ttl_seconds, PROJECT_IN_USE)
     nodes = Nodes(cfg, pki.ca, NODE_IN_USE)
-    images = Images(cfg)
+    quotas = Quotas(defaults_from(cfg))
+    control_plane = ControlPlane(
+        cfg.data_dir,
+        cfg.shared_path,
+        pki.ca.fingerprint,
+        keyring,
+        cfg.token_ttl_seconds,
+        lambda: nodes.registry.counts()["connected"],
+        cfg.controller_heartbeat_seconds,
+    )
+    images = Images(cfg, quotas)
     images.recover()
     catalog = ComputeCatalog()
     ratios = Ratios(cfg.cpu_allocation_ratio, cfg.ram_allocation_ratio, cfg.disk_allocation_ratio)
-    placement = Placement(nodes.registry, ratios, cfg.scheduler_weigher)
-    networks = Networks(nodes, cfg.quota_floating_ips)
+    placement = Placement(nodes.registry, ratios, cfg.scheduler_weigher, metrics)
+    metrics.registry.register(StateCollector(db.obj, nodes.registry.liveness))
+    networks = Networks(nodes, quotas)
     nodes.registry.watch_tunnels(networks.tunnel_moved)
-    volumes = Volumes(cfg, images, placement, nodes)
+    volumes = Volumes(cfg, images, placement, nodes, quotas)
     instances = Instances(
-        cfg, catalog, images, nodes, placement, extensions=(networks, volumes), boot_volumes=volumes
+        cfg,
+        catalog,
+        images,
+        nodes,
+        placement,
+        quotas,
+        extensions=(networks, volumes),
+        boot_volumes=volumes,
     )
     desired = DesiredStates((instances, networks, volumes))
 
@@ -146,7 +183,13 @@ def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]
             identity_pb2,
             "IdentityService",
             identity_pb2_grpc.add_IdentityServiceServicer_to_server,
-            IdentityServicer(identity),
+            IdentityServicer(identity, quotas),
+        ),
+        _service(
+            control_plane_pb2,
+            "ControlPlaneService",
+            control_plane_pb2_grpc.add_ControlPlaneServiceServicer_to_server,
+            ControlPlaneServicer(control_plane),
         ),
         _service(
             node_pb2, "NodeService", node_pb2_grpc.add_NodeServiceServicer_to_server, NodeServicer(nodes)
@@ -186,5 +229,18 @@ def assemble(cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int]
         ),
     )
     return Parts(
-        identity, nodes, images, catalog, placement, networks, volumes, instances, desired, public, node
+        identity,
+        quotas,
+        control_plane,
+        nodes,
+        images,
+        catalog,
+        placement,
+        networks,
+        volumes,
+        instances,
+        desired,
+        public,
+        node,
+        metrics,
     )

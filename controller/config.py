@@ -14,13 +14,24 @@ from typing import Any
 @dataclass
 class ControllerConfig:
     data_dir: Path = Path(".kumo")
+    # What every controller of one control plane shares: the CA (pki/), the
+    # token keyring (token-keys/) and the image blobs (images/). A directory
+    # all of them mount (NFS in production); empty: the data directory.
+    shared_dir: str = ""
     # Public API (users, CLI, other-language clients): TLS, bearer tokens.
     listen: str = "0.0.0.0:7443"
     # Node API (node sessions): mutual TLS with certificates from our CA.
     node_listen: str = "0.0.0.0:7444"
+    # Prometheus metrics (HTTP, or HTTPS with both files set); empty: off.
+    # Loopback unless set otherwise: anything on it reads the fleet's figures.
+    metrics_listen: str = "127.0.0.1:9464"
+    metrics_cert_file: str = ""
+    metrics_key_file: str = ""
     # Empty: SQLite file in the data directory. Else e.g. postgresql://user@host/db.
     database_url: str = ""
     token_ttl_seconds: int = 3600
+    # How often this controller records that it is up (kumo controller list).
+    controller_heartbeat_seconds: float = 5.0
     # Names and addresses put into the server certificate besides localhost.
     server_names: list[str] = field(default_factory=lambda: [socket.gethostname()])
     workers: int = 64
@@ -52,18 +63,39 @@ class ControllerConfig:
     quota_instances: int = 100
     quota_vcpus: int = 200
     quota_ram_mb: int = 512 * 1024
-    # Networks: floating IPs per project (until per-project quota counters land).
-    quota_floating_ips: int = 50
     # How often what nodes observe is folded into instance states.
     instance_sync_seconds: float = 1.0
     # Volumes: per-project quotas (volumes, their total GiB, volume snapshots).
     quota_volumes: int = 10
     quota_volume_gb: int = 1000
     quota_volume_snapshots: int = 10
+    # Default per-project quotas of the other counted resources (-1: unlimited);
+    # a project's own limits (UpdateQuota) override every default.
+    quota_networks: int = 100
+    quota_ports: int = 500
+    quota_security_groups: int = 100
+    quota_floating_ips: int = 50
+
+    @property
+    def shared_path(self) -> Path:
+        return Path(self.shared_dir).resolve() if self.shared_dir else self.data_dir
 
     @property
     def pki_dir(self) -> Path:
+        """This controller's server certificate and a copy of the CA certificate."""
         return self.data_dir / "pki"
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.shared_path / "pki"
+
+    @property
+    def token_key_dir(self) -> Path:
+        return self.shared_path / "token-keys"
+
+    @property
+    def image_dir(self) -> Path:
+        return self.shared_path / "images"
 
     @property
     def db_path(self) -> Path:

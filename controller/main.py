@@ -23,6 +23,9 @@ def serve(
     config: Annotated[Path | None, typer.Option(help="TOML config file [env KUMO_CONFIG]")] = None,
     listen: Annotated[str | None, typer.Option(help="Public API address, host:port")] = None,
     node_listen: Annotated[str | None, typer.Option(help="Node API (mTLS) address, host:port")] = None,
+    metrics_listen: Annotated[
+        str | None, typer.Option(help="Prometheus metrics address, host:port; empty: off")
+    ] = None,
     database_url: Annotated[
         str | None, typer.Option(help="Database URL; empty for SQLite in the data dir")
     ] = None,
@@ -37,6 +40,7 @@ def serve(
                 "data_dir": data_dir,
                 "listen": listen,
                 "node_listen": node_listen,
+                "metrics_listen": metrics_listen,
                 "database_url": database_url,
                 "log_level": log_level,
                 "log_format": log_format,
@@ -51,7 +55,7 @@ def serve(
     try:
         controller = Controller(cfg)
         controller.start()
-    except (OSError, RuntimeError) as exc:
+    except (OSError, RuntimeError, ValueError) as exc:
         typer.echo(f"kumo-controller: cannot start: {exc}", err=True)
         raise typer.Exit(1) from None
 

@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from controller.auth.decoding import LogLimiter
+from controller.auth.interceptor import RpcObserver, ignore_rpc
 from controller.auth.node_interceptor import AsyncNodeInterceptor
 from controller.auth.principal import NodePrincipal
 from controller.db.database import db
@@ -47,8 +48,10 @@ class AsyncNodeServer:
         entries: tuple[Service, ...],
         node_auth: Callable[[Any], NodePrincipal] | None,
         registry: NodeRegistry,
+        observe: RpcObserver = ignore_rpc,
     ) -> None:
         self._entries = entries
+        self._observe = observe
         self._registry = registry
         self._loop = asyncio.new_event_loop()
         # The loop and its executor threads use the database of the controller that makes the server.
@@ -68,7 +71,7 @@ class AsyncNodeServer:
 
     async def _make(self, node_auth: Callable[[Any], NodePrincipal] | None) -> grpc.aio.Server:
         server = grpc.aio.server(
-            interceptors=[AsyncNodeInterceptor(LogLimiter(), node_auth)],
+            interceptors=[AsyncNodeInterceptor(LogLimiter(), node_auth, observe=self._observe)],
             options=NODE_GRPC_OPTIONS,
             maximum_concurrent_rpcs=None,
         )

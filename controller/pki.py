@@ -148,12 +148,15 @@ class ServerPki:
     server_key_pem: bytes
 
 
-def ensure_pki(pki_dir: Path, server_names: list[str]) -> ServerPki:
-    """Loads the CA and server certificate, making them on first start. The
-    server certificate is remade when the wanted names change."""
-    pki_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(pki_dir, 0o700)
-    ca_crt, ca_key = pki_dir / "ca.crt", pki_dir / "ca.key"
+def ensure_pki(ca_dir: Path, pki_dir: Path, server_names: list[str]) -> ServerPki:
+    """Loads the CA (from `ca_dir`, shared by a control plane's controllers)
+    and this controller's server certificate (in `pki_dir`, with a copy of the
+    CA certificate for clients), making them on first start. The server
+    certificate is remade when the wanted names change or the CA did."""
+    for d in (ca_dir, pki_dir):
+        d.mkdir(parents=True, exist_ok=True)
+        os.chmod(d, 0o700)
+    ca_crt, ca_key = ca_dir / "ca.crt", ca_dir / "ca.key"
     if ca_crt.exists() and ca_key.exists():
         ca = CertificateAuthority(
             x509.load_pem_x509_certificate(ca_crt.read_bytes()),
@@ -163,13 +166,16 @@ def ensure_pki(pki_dir: Path, server_names: list[str]) -> ServerPki:
         ca = _new_ca()
         write_private(ca_key, key_pem(ca.key))
         ca_crt.write_bytes(ca.cert_pem)
+    copy = pki_dir / "ca.crt"
+    if copy != ca_crt and (not copy.exists() or copy.read_bytes() != ca.cert_pem):
+        copy.write_bytes(ca.cert_pem)
 
     srv_crt, srv_key, names_file = (
         pki_dir / "server.crt",
         pki_dir / "server.key",
         pki_dir / "server.names",
     )
-    wanted = "\n".join(sorted(set(server_names)))
+    wanted = "\n".join([f"ca {ca.fingerprint}", *sorted(set(server_names))])
     if not (
         srv_crt.exists() and srv_key.exists() and names_file.exists() and names_file.read_text() == wanted
     ):

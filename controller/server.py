@@ -8,25 +8,29 @@ import json
 import logging
 import threading
 from concurrent import futures
+from pathlib import Path
 from typing import Any
 
 import grpc
+import peewee
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from controller.assembly import Service, assemble
+from controller.assembly import Service, assemble, make_metrics
 from controller.auth.decoding import LogLimiter
 from controller.auth.interceptor import ApiInterceptor
 from controller.auth.principal import NodePrincipal
 from controller.config import ControllerConfig
 from controller.db import migrations
 from controller.db.database import db, open_database
+from controller.db.sqlite_lock import SqliteLock
 from controller.domain.identity import admin_password_from_env
 from controller.errors import Unauthenticated
 from controller.nodeserver import AsyncNodeServer
 from controller.pki import ensure_pki
+from kumo.metrics import MetricsServer, serve_metrics
 
 log = logging.getLogger("kumo.controller")
 
@@ -55,8 +59,18 @@ class Controller:
     def __init__(self, cfg: ControllerConfig) -> None:
         self.cfg = cfg
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        self.pki = ensure_pki(cfg.pki_dir, cfg.server_names)
-        self.database = open_database(cfg.database_url, cfg.db_path)
+        self.pki = ensure_pki(cfg.ca_dir, cfg.pki_dir, cfg.server_names)
+        self.sqlite_lock: SqliteLock | None = None
+        metrics = make_metrics()
+        self.database = open_database(cfg.database_url, cfg.db_path, metrics.observe_write)
+        if isinstance(self.database, peewee.SqliteDatabase):
+            self.sqlite_lock = SqliteLock(Path(self.database.database))
+            try:
+                self.sqlite_lock.acquire()
+            except RuntimeError:
+                self.sqlite_lock = None
+                self._close_database()
+                raise
         version = migrations.migrate()
         log.info(
             "database ready",
@@ -64,12 +78,18 @@ class Controller:
         )
         self.port = 0
         self.node_port = 0
-        self.parts = assemble(cfg, self.pki, lambda: self.node_port)
+        self.parts = assemble(cfg, self.pki, lambda: self.node_port, metrics)
+        try:
+            self.parts.control_plane.join()
+        except RuntimeError:
+            self._close_database()
+            raise
         self.admin_password_file = self.parts.identity.bootstrap(cfg.data_dir, admin_password_from_env())
         self._stop = threading.Event()
         self.health = health.HealthServicer()
         self.public_server: grpc.Server | None = None
         self.node_server: AsyncNodeServer | None = None
+        self.metrics_server: MetricsServer | None = None
 
     def _server(self, interceptor: ApiInterceptor, entries: tuple[Service, ...]) -> grpc.Server:
         workers = futures.ThreadPoolExecutor(
@@ -96,15 +116,22 @@ class Controller:
         # The public port sends the CA with its certificate: a joining node reads
         # it from the handshake and pins it by the fingerprint in its join token.
         public_pair = [(self.pki.server_key_pem, self.pki.server_cert_pem + self.pki.ca.cert_pem)]
-        parts = self.parts
-        public = self._server(ApiInterceptor(LogLimiter(), parts.identity.principal_for), parts.public)
+        parts, cfg = self.parts, self.cfg
+        # First: a metrics address that cannot work stops the start before anything listens.
+        self.metrics_server = serve_metrics(
+            parts.metrics.registry, cfg.metrics_listen, cfg.metrics_cert_file, cfg.metrics_key_file
+        )
+        observe = parts.metrics.observe_rpc
+        public = self._server(
+            ApiInterceptor(LogLimiter(), parts.identity.principal_for, observe=observe), parts.public
+        )
         self.port = public.add_secure_port(self.cfg.listen, grpc.ssl_server_credentials(public_pair))
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {self.cfg.listen}")
         public.start()
         self.public_server = public
         if parts.node:
-            node = AsyncNodeServer(parts.node, self.node_authenticator, parts.nodes.registry)
+            node = AsyncNodeServer(parts.node, self.node_authenticator, parts.nodes.registry, observe)
             creds = grpc.ssl_server_credentials(
                 key_pair, root_certificates=self.pki.ca.cert_pem, require_client_auth=True
             )
@@ -115,6 +142,10 @@ class Controller:
             self.node_server = node
         parts.instances.start_sync()
         parts.volumes.start_sync()
+        parts.control_plane.register(
+            advertised(self.cfg.listen, self.port),
+            advertised(self.cfg.node_listen, self.node_port) if self.node_port else "",
+        )
         for entry in parts.public + parts.node:
             self.health.set(entry.name, health_pb2.HealthCheckResponse.SERVING)
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -123,6 +154,7 @@ class Controller:
             "node_endpoint": advertised(self.cfg.node_listen, self.node_port) if self.node_port else "",
             "ca_file": str(self.cfg.pki_dir / "ca.crt"),
             "ca_fingerprint": self.pki.ca.fingerprint,
+            "metrics_url": self.metrics_server.url if self.metrics_server else "",
         }
         tmp = self.cfg.data_dir / "controller.json.tmp"
         tmp.write_text(json.dumps(info, indent=2) + "\n")
@@ -149,14 +181,22 @@ class Controller:
         """Graceful: stop taking new RPCs, let running ones finish within `grace`."""
         self._stop.set()
         self.health.enter_graceful_shutdown()
+        self.parts.control_plane.stop()
         self.parts.instances.stop_sync()
         self.parts.volumes.stop_sync()
         events = [s.stop(grace) for s in (self.public_server, self.node_server) if s is not None]
         for ev in events:
             ev.wait()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+        self._close_database()
+        log.info("controller stopped")
+
+    def _close_database(self) -> None:
         if not self.database.is_closed():
             self.database.close()
-        log.info("controller stopped")
+        if self.sqlite_lock is not None:
+            self.sqlite_lock.release()
 
     def wait(self) -> None:
         self._stop.wait()

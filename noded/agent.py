@@ -25,6 +25,7 @@ from kumo.v1 import node_agent_pb2 as pb
 from kumo.v1 import node_agent_pb2_grpc, node_pb2
 from noded import __version__
 from noded.hypervisor.base import Guest, HostFacts, HostUsage, HypervisorDriver
+from noded.metrics import NodeMetrics
 from noded.reconcile import PassResult, Reconciler, Step, record_desired
 from noded.state import Credentials, StateDir
 
@@ -133,6 +134,7 @@ class Agent:
         on_rtt: Callable[[float], None] | None = None,
         facts_refresh_seconds: float = 60.0,
         tunnel_ip: str = "",
+        metrics: NodeMetrics | None = None,
     ) -> None:
         self.creds = creds
         self.driver = driver
@@ -144,6 +146,9 @@ class Agent:
         self.periodic = periodic or []
         self.state_dir = state_dir
         self.heartbeat_override = heartbeat_seconds
+        self.metrics = metrics
+        if metrics is not None and on_rtt is None:
+            on_rtt = metrics.heartbeat_rtt_seconds.observe
         self.on_rtt = on_rtt
         self.facts_refresh = facts_refresh_seconds
         # This node's VXLAN underlay address, for the controller's overlay peers.
@@ -154,6 +159,7 @@ class Agent:
             [record_desired(state_dir), *(steps or [])],
             period=reconcile_seconds,
             on_applied=self._send_ack,
+            metrics=metrics,
         )
         if state_dir is not None:
             self.reconciler.applied_revision = state_dir.load_desired_revision()
@@ -214,6 +220,8 @@ class Agent:
                 finally:
                     self.connected.clear()
                     self._call = None
+                    if self.metrics is not None:
+                        self.metrics.session_connected.set(0)
                 if time.monotonic() - started > 60:
                     self.backoff.reset()  # it was a good session; start over quickly
                 delay = self.backoff.next()
@@ -264,6 +272,9 @@ class Agent:
             )
             self._call = call
             self.sessions += 1
+            if self.metrics is not None:
+                self.metrics.sessions_opened.inc()
+                self.metrics.session_connected.set(1)
             self.backoff.reset()
             self.connected.set()
             log.info("session open", extra={"node_id": self.node_id, "heartbeat_seconds": interval})

@@ -111,6 +111,19 @@ def run(
             "(NAME= alone: a host-local bridge with no uplink); repeatable"
         ),
     ] = None,
+    metrics_listen: Annotated[
+        str,
+        typer.Option(
+            envvar="KUMO_NODED_METRICS_LISTEN",
+            help="Prometheus metrics address, host:port (loopback unless set otherwise); empty: off",
+        ),
+    ] = "127.0.0.1:9465",
+    metrics_cert_file: Annotated[
+        str, typer.Option(envvar="KUMO_NODED_METRICS_CERT_FILE", help="Serve metrics over HTTPS: certificate")
+    ] = "",
+    metrics_key_file: Annotated[
+        str, typer.Option(envvar="KUMO_NODED_METRICS_KEY_FILE", help="... and its private key")
+    ] = "",
 ) -> None:
     """Run the node agent: the session with the controller and the reconcile loop."""
     from noded.agent import Agent, Fatal
@@ -143,14 +156,22 @@ def run(
     except DriverError as exc:
         raise _fail(str(exc)) from None
 
+    from prometheus_client import CollectorRegistry
+
+    from kumo.metrics import MetricsConfigError, serve_metrics
     from noded.compute import make_compute
+    from noded.metrics import GuestCollector, ImageCacheCollector, NodeMetrics
     from noded.storage import VolumeStep, make_backend
 
+    # This daemon's series, on a registry of its own (never prometheus_client's global one).
+    metrics = NodeMetrics(CollectorRegistry(auto_describe=False))
+    metrics.registry.register(GuestCollector(drv))
+    metrics.registry.register(ImageCacheCollector(state.path / "images"))
     guests_dir = instances_dir or state.path / "instances"
     # Volumes beside the instances directory (qemu must reach both); the
     # instances step attaches them, the volumes step makes them.
     backend = make_backend(drv, guests_dir.parent / "volumes")
-    compute = make_compute(creds, drv, guests_dir, state.path / "images", backend)
+    compute = make_compute(creds, drv, guests_dir, state.path / "images", backend, metrics)
     volumes = VolumeStep(backend, compute.cache)
 
     from noded.network import NetworkStep
@@ -159,6 +180,13 @@ def run(
     tunnel = tunnel_ip or default_tunnel_ip(creds.identity.node_endpoint)
     # Bridges, DHCP and rules are for real guests: a fake node has none.
     networks = [NetworkStep(state.path, tunnel, physnets)] if driver == "libvirt" else []
+
+    try:
+        metrics_server = serve_metrics(metrics.registry, metrics_listen, metrics_cert_file, metrics_key_file)
+    except MetricsConfigError as exc:
+        drv.close()
+        raise _fail(str(exc)) from None
+    state.save_metrics_url(metrics_server.url if metrics_server else "")
 
     async def main() -> None:
         agent = Agent(
@@ -172,6 +200,7 @@ def run(
             volume_reporter=volumes.report,
             periodic=[(2.0, compute.send_consoles)],
             tunnel_ip=tunnel,
+            metrics=metrics,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -183,6 +212,8 @@ def run(
     except Fatal as exc:
         raise _fail(f"{exc}; join this host again (kumo-noded join --force)", 3) from None
     finally:
+        if metrics_server is not None:
+            metrics_server.stop()
         drv.close()
 
 

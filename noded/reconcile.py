@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from google.protobuf.json_format import MessageToDict
 
 from kumo.v1 import node_agent_pb2 as pb
 from noded.hypervisor.base import HypervisorDriver
+from noded.metrics import NodeMetrics
 from noded.state import StateDir
 
 log = logging.getLogger("kumo.noded.reconcile")
@@ -69,7 +71,9 @@ class Reconciler:
         steps: list[Step],
         period: float = 30.0,
         on_applied: Callable[[PassResult], Awaitable[None]] | None = None,
+        metrics: NodeMetrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.driver = driver
         self.steps = steps
         self.period = period
@@ -86,6 +90,7 @@ class Reconciler:
     def _pass(self, desired: pb.NodeDesiredState, revision: int) -> tuple[str, str]:
         errors, pending = [], []
         Reconciler.current_revision = revision
+        start = time.perf_counter()
         for step in self.steps:
             name = getattr(step, "__name__", type(step).__name__)
             try:
@@ -95,6 +100,12 @@ class Reconciler:
             except Exception as exc:  # a step's failure must not stop the others
                 log.warning("reconcile step failed", extra={"step": name, "error": str(exc)})
                 errors.append(f"{name}: {exc}")
+                if self.metrics is not None:
+                    self.metrics.step_failures.labels(name).inc()
+        if self.metrics is not None:
+            self.metrics.reconcile_seconds.observe(time.perf_counter() - start)
+            result = "failed" if errors else "pending" if pending else "applied"
+            self.metrics.reconcile_passes.labels(result).inc()
         return "; ".join(errors), "; ".join(pending)
 
     async def run_once(self) -> PassResult | None:

@@ -96,6 +96,18 @@ class StateDir:
             (json.dumps({"revision": revision, "state": state}, indent=2) + "\n").encode(),
         )
 
+    def save_metrics_url(self, url: str) -> None:
+        """Where this daemon serves metrics now (the bound port when asked for port 0)."""
+        tmp = self.path / "metrics.json.tmp"
+        tmp.write_text(json.dumps({"metrics_url": url}) + "\n")
+        tmp.replace(self.path / "metrics.json")
+
+    def metrics_url(self) -> str:
+        try:
+            return str(json.loads((self.path / "metrics.json").read_text())["metrics_url"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return ""
+
     def load_desired_revision(self) -> int:
         try:
             return int(json.loads((self.path / "desired.json").read_text())["revision"])

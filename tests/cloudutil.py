@@ -5,6 +5,7 @@ to end tests, with an image and a flavor to boot from."""
 from __future__ import annotations
 
 import contextlib
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import compute_pb2_grpc, node_pb2
 from kumo.v1 import image_pb2 as ipb
 from tests.harness import ROOT, Client, ControllerProc
+from tests.netutil import state_dir
 from tests.nodeutil import NodedProc, make_token, nodes, run_noded, wait_for
 from tests.test_images import qcow2_bytes
 
@@ -161,3 +163,17 @@ def libvirt_cloud(
         if node is not None:
             node.stop()
         ctl.stop()
+
+
+@contextlib.contextmanager
+def e2e_cloud(prefix: str, node_name: str, flavor: str, reconcile_seconds: int) -> Iterator[dict]:
+    """`libvirt_cloud` in a fresh directory named `prefix`... (libvirtd
+    started, the test image built first); its guests and files go after."""
+    libvirt_and_test_image()
+    base = state_dir(prefix)
+    try:
+        with libvirt_cloud(base, node_name, flavor, reconcile_seconds) as c:
+            yield c
+    finally:
+        destroy_guests(str(base))
+        shutil.rmtree(base, ignore_errors=True)

@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from controller.auth.policy import POLICY, Rule
-from controller.auth.tokens import TokenClaims, TokenSigner
+from controller.auth.tokens import TokenClaims, TokenKeyring, TokenSigner
 from kumo.v1 import identity_pb2 as pb
 from tests.harness import ControllerProc, error_reason, rpc_error
 from tests.rpcs import all_rpcs
@@ -21,7 +21,8 @@ GUARDED = [r for r in all_rpcs() if POLICY.get(r.path) is not Rule.OPEN]
 
 
 def _signer(controller: ControllerProc) -> TokenSigner:
-    return TokenSigner((Path(controller.data_dir) / "token.key").read_bytes())
+    """Signs as the controller does (with its newest key)."""
+    return TokenKeyring(Path(controller.data_dir) / "token-keys")
 
 
 @pytest.fixture(scope="module")

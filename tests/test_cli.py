@@ -203,3 +203,12 @@ def test_logout_revokes(cli, controller: ControllerProc) -> None:  # type: ignor
     env = {"KUMO_CONFIG_DIR": str(cli.config_dir), "KUMO_TOKEN": token}
     assert_one_line_error(run_cli(["whoami"], env), "revoked")
     assert_one_line_error(cli("whoami", ok=False), "not logged in")
+
+
+def test_controller_list_and_token_key_rotation(cli, controller: ControllerProc) -> None:  # type: ignore[no-untyped-def]
+    (me,) = json.loads(cli("controller", "list", "-o", "json").stdout)
+    assert me["endpoint"] == controller.endpoint and me["state"] == "up" and me["version"]
+    said = cli("controller", "rotate-token-key").stdout
+    assert said.startswith("new token signing key ")
+    # The stored token was signed with the old key: it keeps working.
+    assert "admin" in cli("user", "list").stdout

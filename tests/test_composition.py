@@ -40,7 +40,12 @@ def test_two_controllers_in_one_process_serve_only_their_own_state(
     ctls = []
     for name in ("a", "b"):
         cfg = load_config(
-            overrides={"data_dir": tmp_path / name, "listen": "127.0.0.1:0", "node_listen": "127.0.0.1:0"},
+            overrides={
+                "data_dir": tmp_path / name,
+                "listen": "127.0.0.1:0",
+                "node_listen": "127.0.0.1:0",
+                "metrics_listen": "127.0.0.1:0",
+            },
             environ={},
         )
         ctls.append(Controller(cfg))
@@ -148,3 +153,45 @@ def test_no_module_level_mutable_registry_in_the_controller() -> None:
     assert not found, (
         "module-level state changed at run time (wire it in controller/assembly.py):\n" + "\n".join(found)
     )
+
+
+METRIC_TYPES = {"Counter", "Gauge", "Histogram", "Summary", "Info", "Enum", "CollectorRegistry"}
+# prometheus_client's process-wide state, which two controllers (or a test
+# and the code it tests) would share.
+GLOBAL_METRICS = {"REGISTRY", "start_http_server", "generate_latest", "push_to_gateway"}
+
+
+def _call_name(node: ast.Call) -> str:
+    return _final_name(node.func)
+
+
+def test_metrics_live_on_injected_registries() -> None:
+    """No metric or registry is made at module level, none uses
+    prometheus_client's global REGISTRY (each metric names its registry),
+    in the controller, the node daemon and the shared package."""
+    paths = [
+        p
+        for folder in ("controller", "noded", "proto/kumo")
+        for p in sorted((ROOT / folder).rglob("*.py"))
+        if "_pb2" not in p.name
+    ]
+    found = []
+    for path in paths:
+        tree = ast.parse(path.read_text())
+        where = path.relative_to(ROOT)
+        for node in tree.body:
+            value = node.value if isinstance(node, ast.Assign | ast.AnnAssign) else None
+            if isinstance(value, ast.Call) and _call_name(value) in METRIC_TYPES:
+                found.append(f"{where}:{node.lineno}: module-level {_call_name(value)}")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("prometheus_client"):
+                found += [
+                    f"{where}:{node.lineno}: imports {a.name}" for a in node.names if a.name in GLOBAL_METRICS
+                ]
+            elif (
+                isinstance(node, ast.Call)
+                and _call_name(node) in METRIC_TYPES - {"CollectorRegistry"}
+                and not any(k.arg == "registry" for k in node.keywords)
+            ):
+                found.append(f"{where}:{node.lineno}: {_call_name(node)} without registry= (the global one)")
+    assert not found, "metrics must live on the registry the composition root makes:\n" + "\n".join(found)

@@ -5,7 +5,6 @@ boots a second server; delete leaves no domain, disk or config drive."""
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 
 import grpc
@@ -14,9 +13,8 @@ import pytest
 from kumo.v1 import compute_pb2 as pb
 from kumo.v1 import compute_pb2_grpc, image_pb2_grpc
 from kumo.v1 import image_pb2 as ipb
-from tests.cloudutil import destroy_guests, libvirt_and_test_image, libvirt_cloud, ready_nodes, virsh
+from tests.cloudutil import e2e_cloud, ready_nodes, virsh
 from tests.harness import Client
-from tests.netutil import state_dir
 from tests.waits import diagnose, node_line, wait_reconciled, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -30,14 +28,8 @@ def compute(client: Client):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[dict]:
-    libvirt_and_test_image()
-    base = state_dir("kumo-e2e-")
-    try:
-        with libvirt_cloud(base, "e2e-host", "e2e.small", reconcile_seconds=5) as c:
-            yield c
-    finally:
-        destroy_guests(str(base))
-        shutil.rmtree(base, ignore_errors=True)
+    with e2e_cloud("kumo-e2e-", "e2e-host", "e2e.small", reconcile_seconds=5) as c:
+        yield c
 
 
 def wait_state(client: Client, iid: str, state: int, timeout: float = 120) -> pb.Instance:

@@ -23,6 +23,7 @@ from controller.domain.instances import (
     SNAPSHOTTING,
     Instances,
     node_presence,
+    power_state,
 )
 from controller.domain.node_registry import DOWN, READY, LiveView
 from kumo.v1 import compute_pb2 as cpb
@@ -133,6 +134,31 @@ def test_node_presence() -> None:
     assert node_presence(view(READY, True)) == NODE_REPORTING
 
 
+def test_power_state_is_unknown_while_the_node_cannot_be_trusted() -> None:
+    placed = row(cpb.INSTANCE_STATE_ACTIVE)
+    placed.node_id = "n1"
+    running = (npb.GuestStatus(instance_id=IID, power_state=npb.GUEST_POWER_STATE_RUNNING),)
+
+    def view(status: str, guests: tuple[npb.GuestStatus, ...] = running, heard: bool = True) -> LiveView:
+        return LiveView(status, True, 0.0, None, None, guests, 0, "", heard=heard)
+
+    assert power_state(placed, view(READY)) == cpb.POWER_STATE_RUNNING
+    assert power_state(placed, view(READY, ())) == cpb.POWER_STATE_NO_GUEST
+    assert power_state(placed, view(DOWN)) == cpb.POWER_STATE_UNKNOWN
+    assert power_state(placed, view(READY, heard=False)) == cpb.POWER_STATE_UNKNOWN
+    assert power_state(placed, None) == cpb.POWER_STATE_UNKNOWN
+    unplaced = row(cpb.INSTANCE_STATE_ERROR)
+    unplaced.node_id = ""
+    assert power_state(unplaced, None) == cpb.POWER_STATE_NO_GUEST
+    # The two enums share their numbers; a new guest power state must be added to both.
+    for value in npb.GuestPowerState.values():
+        if value:
+            assert (
+                cpb.PowerState.Name(value)[len("POWER_STATE_") :]
+                == npb.GuestPowerState.Name(value)[len("GUEST_POWER_STATE_") :]
+            )
+
+
 # Against a real controller and a real fake-driver noded
 
 
@@ -204,7 +230,16 @@ def test_a_deleting_instance_keeps_its_claim_until_its_node_is_down(cloud: FakeC
     """Last in this module: it stops the node."""
     admin = cloud.admin
     inst = active_instance(admin, "held")
+    kept = active_instance(admin, "kept")
     nodes = admin.stub(node_pb2_grpc.NodeServiceStub)
+    assert wait_until(
+        lambda: (
+            compute(admin).GetInstance(cpb.GetInstanceRequest(id=kept.id)).power_state
+            == cpb.POWER_STATE_RUNNING
+        ),
+        what="kept reported running",
+        base=30,
+    )
 
     def node() -> node_pb2.Node:
         return nodes.GetNode(node_pb2.GetNodeRequest(id=inst.node_id))
@@ -254,5 +289,9 @@ def test_a_deleting_instance_keeps_its_claim_until_its_node_is_down(cloud: FakeC
 
     wait_until(gone, what="the instance forgotten", base=30)
     assert claimed_vcpus(cloud, inst.node_id) == claimed - 1
+    # The node's other guest may still run there: its power is not known, and
+    # nothing of it is freed.
+    still = compute(admin).GetInstance(cpb.GetInstanceRequest(id=kept.id))
+    assert (still.state, still.power_state) == (cpb.INSTANCE_STATE_ACTIVE, cpb.POWER_STATE_UNKNOWN)
     image = admin.stub(image_pb2_grpc.ImageServiceStub).GetImage(ipb.GetImageRequest(id=snap.image_id))
     assert image.status == ipb.IMAGE_STATUS_KILLED and "deleted before its snapshot" in image.status_reason

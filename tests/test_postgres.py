@@ -85,3 +85,35 @@ def test_migrations_on_postgres(postgres, tmp_path: Path) -> None:  # type: igno
             assert {f.column_name for f in model._meta.sorted_fields} == have, table
     finally:
         database.close()
+
+
+def test_controllers_starting_together_apply_each_migration_once(postgres, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Four controllers' worth of migrate() at the same moment on an empty database."""
+    from controller.db import migrations
+    from controller.db.database import db, open_database
+
+    url = postgres.create_database("kumo_racing_schema")
+    start = threading.Barrier(4)
+    results: list[object] = []
+
+    def one(i: int) -> None:
+        database = open_database(url, tmp_path / f"unused{i}.db")
+        try:
+            start.wait()
+            results.append(migrations.migrate())
+        except Exception as exc:
+            results.append(exc)
+        finally:
+            database.close()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    [t.start() for t in threads]
+    [t.join(120) for t in threads]
+    newest = max(v for v, _, _ in migrations.discover())
+    assert results == [newest] * 4, results
+    database = open_database(url, tmp_path / "check.db")
+    try:
+        rows = db.execute_sql("SELECT version, COUNT(*) FROM schema_migrations GROUP BY version").fetchall()
+    finally:
+        database.close()
+    assert len(rows) == len(migrations.discover()) and all(n == 1 for _, n in rows)

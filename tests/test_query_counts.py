@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +25,7 @@ import pytest
 from google.protobuf import message_factory
 
 from controller.config import load_config
+from controller.db import controllers
 from controller.server import Controller
 from kumo import keys
 from kumo.v1 import compute_pb2 as cpb
@@ -34,6 +37,7 @@ from kumo.v1 import (
     node_pb2_grpc,
     volume_pb2_grpc,
 )
+from kumo.v1 import control_plane_pb2 as ctlpb
 from kumo.v1 import identity_pb2 as idpb
 from kumo.v1 import image_pb2 as ipb
 from kumo.v1 import network_pb2 as npb
@@ -66,6 +70,7 @@ REQUESTS: dict[str, Callable[[], Any]] = {
     "/kumo.v1.NetworkService/ListSecurityGroups": npb.ListSecurityGroupsRequest,
     "/kumo.v1.NetworkService/ListRouters": npb.ListRoutersRequest,
     "/kumo.v1.NetworkService/ListFloatingIps": npb.ListFloatingIpsRequest,
+    "/kumo.v1.ControlPlaneService/ListControllers": ctlpb.ListControllersRequest,
     "/kumo.v1.NodeService/ListNodes": nodepb.ListNodesRequest,
     "/kumo.v1.NodeService/ListJoinTokens": nodepb.ListJoinTokensRequest,
     "/kumo.v1.VolumeService/ListVolumes": vpb.ListVolumesRequest,
@@ -122,6 +127,20 @@ def populate(base: Path, ctl: InProcess, admin: Client) -> None:
     vol = admin.stub(volume_pb2_grpc.VolumeServiceStub)
     nodes = admin.stub(node_pb2_grpc.NodeServiceStub)
 
+    # Controllers of a control plane (one runs; the others stand for controllers
+    # that joined the same database: their rows are all ListControllers reads).
+    for i in range(N):
+        controllers.upsert_controller(
+            {
+                "id": str(uuid.uuid4()),
+                "hostname": f"q-ctl{i}",
+                "endpoint": f"10.0.0.{i}:7443",
+                "node_endpoint": f"10.0.0.{i}:7444",
+                "version": "0.1.0",
+                "start_time": time.time(),
+                "last_seen_time": time.time(),
+            }
+        )
     token = make_token(admin, uses=N)
     for i in range(N):
         enroll_node(ctl, token, f"q-node{i}")
@@ -284,6 +303,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             "data_dir": base / "ctl",
             "listen": "127.0.0.1:0",
             "node_listen": "127.0.0.1:0",
+            "metrics_listen": "127.0.0.1:0",
             "log_format": "text",
             "node_heartbeat_seconds": 0.5,
             "instance_sync_seconds": 0.2,

@@ -33,6 +33,7 @@ COLUMNS = [
     ("id", "id"),
     ("name", "name"),
     ("state", "state"),
+    ("power", "power_state"),
     ("task", "task"),
     ("node", "node_id"),
     ("vcpus", "vcpus"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from google.protobuf import empty_pb2
@@ -12,6 +13,7 @@ from controller.auth.interceptor import CallContext
 from controller.auth.principal import Principal, Role
 from controller.db.models import Project, RoleAssignment, User
 from controller.domain.identity import Identity
+from controller.domain.quotas import RESOURCES, Quotas, QuotaView, check_limit
 from controller.errors import InvalidArgument
 from kumo.v1 import identity_pb2 as pb
 from kumo.v1 import identity_pb2_grpc
@@ -52,6 +54,28 @@ def assignment_pb(row: RoleAssignment) -> pb.RoleAssignment:
     )
 
 
+def _quota_values(values: Mapping[str, int]) -> pb.QuotaValues:
+    return pb.QuotaValues(**values)
+
+
+def quota_pb(view: QuotaView) -> pb.Quota:
+    return pb.Quota(
+        project_id=view.project_id,
+        limits=_quota_values(view.limits),
+        usage=_quota_values(view.usage),
+        defaults=_quota_values(view.defaults),
+    )
+
+
+def _limit_rule(resource: str) -> Callable[[pb.Quota], int | None]:
+    """The new limit, or None (masked but absent: back to the cloud default)."""
+    return lambda q: (
+        check_limit(getattr(q.limits, resource), f"quota.limits.{resource}")
+        if q.limits.HasField(resource)
+        else None
+    )
+
+
 def identity_pb(p: Principal) -> pb.Identity:
     return pb.Identity(
         user_id=p.user_id,
@@ -85,6 +109,7 @@ PROJECT_UPDATES: v.UpdateRules = MappingProxyType(
         "enabled": lambda p: p.enabled,
     }
 )
+QUOTA_UPDATES: v.UpdateRules = MappingProxyType({f"limits.{r}": _limit_rule(r) for r in RESOURCES})
 USER_UPDATES: v.UpdateRules = MappingProxyType(
     {
         "name": lambda u: v.user_name(u.name, "user.name"),
@@ -97,8 +122,9 @@ USER_UPDATES: v.UpdateRules = MappingProxyType(
 
 
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
-    def __init__(self, identity: Identity) -> None:
+    def __init__(self, identity: Identity, quotas: Quotas) -> None:
         self.identity = identity
+        self.quotas = quotas
 
     def Authenticate(self, request: pb.AuthenticateRequest, context: CallContext) -> pb.AuthenticateResponse:
         issued = self.identity.authenticate(request.user, request.password, request.project)
@@ -148,6 +174,18 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     def DeleteProject(self, request: pb.DeleteProjectRequest, context: CallContext) -> empty_pb2.Empty:
         self.identity.delete_project(context.principal, v.resource_id(request.id))
         return empty_pb2.Empty()
+
+    # Quotas
+
+    def GetQuota(self, request: pb.GetQuotaRequest, context: CallContext) -> pb.Quota:
+        return quota_pb(self.quotas.show(context.principal, v.resource_id(request.project_id, "project_id")))
+
+    def UpdateQuota(self, request: pb.UpdateQuotaRequest, context: CallContext) -> pb.Quota:
+        q = request.quota
+        limits = v.updates(request.update_mask.paths, q, QUOTA_UPDATES)
+        project_id = v.resource_id(q.project_id, "quota.project_id")
+        changes = {path.removeprefix("limits."): value for path, value in limits.items()}
+        return quota_pb(self.quotas.update(context.principal, project_id, changes))
 
     # Users
 

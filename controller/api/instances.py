@@ -66,6 +66,8 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
 
     def instance_pbs(self, rows: list[Instance]) -> list[pb.Instance]:
         msgs = [_instance_pb(r) for r in rows]
+        for msg, power in zip(msgs, self.instances.power_states(rows), strict=True):
+            msg.power_state = power
         for ext in self.extensions:
             ext.decorate(rows, msgs)
         return msgs

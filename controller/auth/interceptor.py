@@ -24,6 +24,25 @@ log = logging.getLogger("kumo.api")
 
 TokenAuthenticator = Callable[[str], Principal]
 NodeAuthenticator = Callable[[grpc.ServicerContext], NodePrincipal]
+# Told of every answered RPC: (full method name, status code name, seconds).
+RpcObserver = Callable[[str, str, float], None]
+
+
+def ignore_rpc(_method: str, _code: str, _seconds: float) -> None:
+    return None
+
+
+def status_code_of(exc: BaseException, ctx: Any) -> str:
+    """The status code name an RPC that raised `exc` answers with."""
+    exc = as_conflict(exc) or exc
+    if isinstance(exc, KumoError):
+        return exc.code.name
+    code = ctx.code() if callable(getattr(ctx, "code", None)) else None
+    if isinstance(code, grpc.StatusCode) and code is not grpc.StatusCode.OK:
+        return code.name  # the servicer aborted by itself
+    if type(exc) is NotImplementedError:
+        return "UNIMPLEMENTED"
+    return "INTERNAL"
 
 
 class CallContext:
@@ -79,7 +98,9 @@ class ApiInterceptor(grpc.ServerInterceptor):
         node_auth: NodeAuthenticator | None = None,
         policy: dict[str, Rule] = POLICY,
         node_port: bool = False,
+        observe: RpcObserver = ignore_rpc,
     ) -> None:
+        self._observe = observe
         self._token_auth = token_auth
         self._node_auth = node_auth
         self._policy = policy
@@ -114,10 +135,12 @@ class ApiInterceptor(grpc.ServerInterceptor):
                     request = checked_stream(request) if handler.request_streaming else checked(request)
                 call_ctx = ctx if is_open else self._authorize(method, rule, metadata, ctx)
                 result = behavior(request, call_ctx)
-                if handler.response_streaming:
-                    return self._guard_stream(method, result, ctx)
+                if handler.response_streaming:  # observed when the stream ends
+                    return self._guard_stream(method, result, ctx, start)
+                self._observe(method, "OK", time.perf_counter() - start)
                 return result
             except Exception as exc:
+                self._observe(method, status_code_of(exc, ctx), time.perf_counter() - start)
                 self._fail(method, exc, ctx)
             finally:
                 if log.isEnabledFor(logging.DEBUG):
@@ -159,11 +182,14 @@ class ApiInterceptor(grpc.ServerInterceptor):
             )
         return CallContext(ctx, principal, None)
 
-    def _guard_stream(self, method: str, responses: Iterator[Any], ctx) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+    def _guard_stream(self, method: str, responses: Iterator[Any], ctx, start: float) -> Iterator[Any]:  # type: ignore[no-untyped-def]
         try:
             yield from responses
         except Exception as exc:
+            self._observe(method, status_code_of(exc, ctx), time.perf_counter() - start)
             self._fail(method, exc, ctx)
+        else:
+            self._observe(method, "OK", time.perf_counter() - start)
 
     def _fail(self, method: str, exc: Exception, ctx) -> None:  # type: ignore[no-untyped-def]
         exc = as_conflict(exc) or exc

@@ -8,13 +8,21 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 
 from controller.auth.decoding import LogLimiter, checked, checked_async_stream, tolerant
-from controller.auth.interceptor import CallContext, log_refusal, status_for
+from controller.auth.interceptor import (
+    CallContext,
+    RpcObserver,
+    ignore_rpc,
+    log_refusal,
+    status_code_of,
+    status_for,
+)
 from controller.auth.policy import OPEN_PREFIXES, POLICY, Rule
 from controller.auth.principal import NodePrincipal
 from controller.db.database import as_conflict
@@ -40,7 +48,9 @@ class AsyncNodeInterceptor(grpc.aio.ServerInterceptor):
         limiter: LogLimiter,
         node_auth: Callable[[Any], NodePrincipal] | None,
         policy: dict[str, Rule] = POLICY,
+        observe: RpcObserver = ignore_rpc,
     ) -> None:
+        self._observe = observe
         self._node_auth = node_auth
         self._policy = policy
         # What client mistakes log (refusals, undecodable requests) is rate-limited.
@@ -70,21 +80,31 @@ class AsyncNodeInterceptor(grpc.aio.ServerInterceptor):
             behavior = handler.stream_stream if handler.request_streaming else handler.unary_stream
 
             async def streaming(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
+                start = time.perf_counter()
                 try:
                     request = decoded(request)
                     call_ctx = await authorize(ctx)
                     async for item in behavior(request, call_ctx):
                         yield item
+                    self._observe(method, "OK", time.perf_counter() - start)
+                except asyncio.CancelledError:
+                    self._observe(method, "CANCELLED", time.perf_counter() - start)
+                    raise
                 except Exception as exc:
-                    await self._fail(method, exc, ctx)
+                    await self._fail(method, exc, ctx, start)
 
             async def writing(request: Any, ctx: grpc.aio.ServicerContext) -> None:
                 """For a stream that answers with ctx.write (health's Watch), not by yielding."""
+                start = time.perf_counter()
                 try:
                     request = decoded(request)
                     await behavior(request, await authorize(ctx))
+                    self._observe(method, "OK", time.perf_counter() - start)
+                except asyncio.CancelledError:
+                    self._observe(method, "CANCELLED", time.perf_counter() - start)
+                    raise
                 except Exception as exc:
-                    await self._fail(method, exc, ctx)
+                    await self._fail(method, exc, ctx, start)
 
             factory = (
                 grpc.stream_stream_rpc_method_handler
@@ -96,13 +116,19 @@ class AsyncNodeInterceptor(grpc.aio.ServerInterceptor):
         behavior = handler.stream_unary if handler.request_streaming else handler.unary_unary
 
         async def unary(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
+            start = time.perf_counter()
             try:
                 request = decoded(request)
                 call_ctx = await authorize(ctx)
                 result = behavior(request, call_ctx)
-                return await result if inspect.isawaitable(result) else result
+                answer = await result if inspect.isawaitable(result) else result
+                self._observe(method, "OK", time.perf_counter() - start)
+                return answer
+            except asyncio.CancelledError:  # the peer went away (a node session ending)
+                self._observe(method, "CANCELLED", time.perf_counter() - start)
+                raise
             except Exception as exc:
-                await self._fail(method, exc, ctx)
+                await self._fail(method, exc, ctx, start)
 
         factory = (
             grpc.stream_unary_rpc_method_handler
@@ -123,7 +149,8 @@ class AsyncNodeInterceptor(grpc.aio.ServerInterceptor):
         node = await asyncio.get_running_loop().run_in_executor(None, self._node_auth, auth)
         return CallContext(ctx, None, node)
 
-    async def _fail(self, method: str, exc: Exception, ctx: grpc.aio.ServicerContext) -> None:
+    async def _fail(self, method: str, exc: Exception, ctx: grpc.aio.ServicerContext, start: float) -> None:
+        self._observe(method, status_code_of(exc, ctx), time.perf_counter() - start)
         if isinstance(exc, grpc.aio.AbortError):
             raise exc
         exc = as_conflict(exc) or exc

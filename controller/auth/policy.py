@@ -43,6 +43,9 @@ POLICY: dict[str, Rule] = {
             "ListProjects": Rule.READER,
             "UpdateProject": Rule.ADMIN,
             "DeleteProject": Rule.ADMIN,
+            # Members and readers see their own project's quota (domain check).
+            "GetQuota": Rule.READER,
+            "UpdateQuota": Rule.ADMIN,
             "CreateUser": Rule.ADMIN,
             "GetUser": Rule.READER,
             "ListUsers": Rule.READER,
@@ -68,6 +71,7 @@ POLICY: dict[str, Rule] = {
             "DownloadImageData": Rule.READER,
         },
     ),
+    **_service("ControlPlaneService", {"ListControllers": Rule.ADMIN, "RotateTokenKey": Rule.ADMIN}),
     **_service(
         "NodeService",
         {

@@ -8,6 +8,7 @@ that opens it, and every thread a controller starts, through `bind_thread` and
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,19 +17,32 @@ from typing import Any, TypeVar
 import peewee
 from playhouse.db_url import connect as connect_url
 from playhouse.db_url import parse as parse_url
+from playhouse.db_url import schemes as url_schemes
 
 from controller.errors import Aborted, AlreadyExists
 
 T = TypeVar("T")
+
+# Told of every write transaction: (seconds waiting for the write lock, seconds in all).
+WriteObserver = Callable[[float, float], None]
 
 
 class KumoSqlite(peewee.SqliteDatabase):
     """SQLite with its own in-process writer lock: SQLite's busy handler polls,
     and under many concurrent writers it can starve one past busy_timeout."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, on_write: WriteObserver | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.writer_lock = threading.RLock()
+        self.on_write = on_write
+
+
+class KumoPostgres(peewee.PostgresqlDatabase):
+    """PostgreSQL with the write-transaction observer (metrics)."""
+
+    def __init__(self, *args: Any, on_write: WriteObserver | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_write = on_write
 
 
 class ThreadBoundDatabase(peewee.DatabaseProxy):
@@ -68,10 +82,13 @@ class ThreadBoundDatabase(peewee.DatabaseProxy):
 db = ThreadBoundDatabase()
 
 
-def open_database(url: str, sqlite_path: Path) -> peewee.Database:
-    """Opens the database and binds the calling thread to it."""
+def open_database(url: str, sqlite_path: Path, on_write: WriteObserver | None = None) -> peewee.Database:
+    """Opens the database and binds the calling thread to it; `on_write` is
+    told how long each write transaction waited and took."""
     database: peewee.Database
-    if url and not url.startswith("sqlite"):
+    if url and url_schemes.get(url.split(":", 1)[0]) is peewee.PostgresqlDatabase:
+        database = KumoPostgres(on_write=on_write, **parse_url(url))
+    elif url and not url.startswith("sqlite"):
         database = connect_url(url)
     else:
         sqlite_path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,6 +101,7 @@ def open_database(url: str, sqlite_path: Path) -> peewee.Database:
                 "synchronous": "normal",
             },
             check_same_thread=False,
+            on_write=on_write,
         )
     db.bind_thread(database)
     database.connect(reuse_if_open=True)
@@ -98,15 +116,25 @@ def is_sqlite() -> bool:
 def write_transaction() -> Iterator[None]:
     """A transaction that takes the write lock up front. On SQLite that means
     BEGIN IMMEDIATE, so check-then-write sequences (quota, capacity, names)
-    cannot interleave; on PostgreSQL callers lock rows with SELECT ... FOR UPDATE."""
-    if is_sqlite():
-        sqlite = db.obj
-        assert isinstance(sqlite, KumoSqlite)
-        with sqlite.writer_lock, sqlite.atomic("IMMEDIATE"):
-            yield
-    else:
-        with db.atomic():
-            yield
+    cannot interleave; on PostgreSQL callers lock rows with SELECT ... FOR UPDATE
+    (the lock wait measured there is BEGIN's only)."""
+    database = db.obj
+    observe = getattr(database, "on_write", None)
+    start = time.perf_counter()
+    locked = 0.0
+    try:
+        if isinstance(database, KumoSqlite):
+            with database.writer_lock, database.atomic("IMMEDIATE"):
+                locked = time.perf_counter()
+                yield
+        else:
+            with db.atomic():
+                locked = time.perf_counter()
+                yield
+    finally:
+        if observe is not None:
+            end = time.perf_counter()
+            observe((locked or end) - start, end - start)
 
 
 # What SQLite and PostgreSQL say when a concurrent transaction kept this one

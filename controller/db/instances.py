@@ -71,21 +71,6 @@ def count_in_project(project_id: str) -> int:
     return Instance.select().where(Instance.project == project_id).count()
 
 
-def project_usage(project_id: str) -> tuple[int, int, int]:
-    """(instances, vCPUs, RAM MiB) the project holds."""
-    row = (
-        Instance.select(
-            peewee.fn.COUNT(Instance.id),
-            peewee.fn.COALESCE(peewee.fn.SUM(Instance.vcpus), 0),
-            peewee.fn.COALESCE(peewee.fn.SUM(Instance.ram_mb), 0),
-        )
-        .where(Instance.project == project_id)
-        .tuples()
-        .get()
-    )
-    return int(row[0]), int(row[1]), int(row[2])
-
-
 def group_members(group_id: str) -> list[tuple[str, str]]:
     """(instance id, node id) of a server group's instances."""
     return list(

@@ -439,3 +439,50 @@ class FloatingIp(BaseModel):
     description = peewee.TextField(default="")
     create_time = peewee.DoubleField()
     update_time = peewee.DoubleField()
+
+
+class QuotaLimit(BaseModel):
+    """A project's own limit for one resource, overriding the cloud default
+    (controller/domain/quotas.py); -1 is unlimited."""
+
+    project = peewee.ForeignKeyField(Project, on_delete="CASCADE", column_name="project_id")
+    resource = peewee.CharField(max_length=32)
+    hard_limit = peewee.BigIntegerField()
+    update_time = peewee.DoubleField()
+
+    class Meta:
+        primary_key = peewee.CompositeKey("project", "resource")
+
+
+class QuotaUsage(BaseModel):
+    """What a project holds of one resource: a counter changed in the
+    transaction that creates or deletes, never a SUM over its rows."""
+
+    project = peewee.ForeignKeyField(Project, on_delete="CASCADE", column_name="project_id")
+    resource = peewee.CharField(max_length=32)
+    used = peewee.BigIntegerField(default=0)
+
+    class Meta:
+        primary_key = peewee.CompositeKey("project", "resource")
+
+
+class ControlPlaneFact(BaseModel):
+    """What every controller of the control plane must agree on, recorded by
+    the first: `ca_fingerprint`, `token_key_check:<kid>`."""
+
+    name = peewee.CharField(primary_key=True, max_length=128)
+    value = peewee.TextField()
+    create_time = peewee.DoubleField()
+
+
+class Controller(BaseModel):
+    """A controller process of the control plane (its id is kept in its data directory)."""
+
+    id = peewee.CharField(primary_key=True, max_length=36)
+    hostname = peewee.CharField(max_length=255)
+    endpoint = peewee.CharField(max_length=255)
+    node_endpoint = peewee.CharField(max_length=255)
+    version = peewee.CharField(max_length=32)
+    start_time = peewee.DoubleField()
+    last_seen_time = peewee.DoubleField()
+    node_sessions = peewee.IntegerField(default=0)

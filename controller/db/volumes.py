@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import peewee
-
 from controller.db.database import insert_unique, is_sqlite
 from controller.db.models import Instance, NodeUsage, Volume, VolumeSnapshot
 from controller.db.paging import paginate
@@ -96,17 +94,6 @@ def count_on_node(node_id: str) -> int:
 
 def count_in_project(project_id: str) -> int:
     return Volume.select().where(Volume.project == project_id).count()
-
-
-def project_usage(project_id: str) -> tuple[int, int]:
-    """(volumes, GiB) the project holds."""
-    row = (
-        Volume.select(peewee.fn.COUNT(Volume.id), peewee.fn.COALESCE(peewee.fn.SUM(Volume.size_gb), 0))
-        .where(Volume.project == project_id)
-        .tuples()
-        .get()
-    )
-    return int(row[0]), int(row[1])
 
 
 def instance_states(instance_ids: list[str]) -> dict[str, int]:

@@ -43,6 +43,7 @@ from controller.db.models import Image
 from controller.domain import idempotency, imageformat
 from controller.domain.blobstore import READ_CHUNK, BlobReader, BlobStore, BlobWriter
 from controller.domain.idempotency import RequestKey
+from controller.domain.quotas import Quotas
 from controller.errors import (
     Aborted,
     FailedPrecondition,
@@ -83,10 +84,10 @@ class UploadHeader:
 
 
 class Images:
-    def __init__(self, cfg: ControllerConfig) -> None:
-        self.blobs = BlobStore(cfg.data_dir / "images")
+    def __init__(self, cfg: ControllerConfig, quotas: Quotas) -> None:
+        self.quotas = quotas
+        self.blobs = BlobStore(cfg.image_dir)
         self.max_upload = cfg.image_max_upload_bytes
-        self.quota_count = cfg.image_quota_count
         self.quota_bytes = cfg.image_quota_bytes
 
     # Start-up
@@ -206,14 +207,7 @@ class Images:
             existing = idempotency.lookup(request_key, "image", project_id)
             if existing:
                 return self._visible(caller, existing)
-            count = store.count_project_images(project_id)
-            if count >= self.quota_count:
-                raise ResourceExhausted(
-                    f"project {caller.project_name!r} has {count} images, its quota is {self.quota_count}; "
-                    "delete some first",
-                    reason="IMAGE_QUOTA_COUNT",
-                    limit=self.quota_count,
-                )
+            self.quotas.charge(project_id, {"images": 1}, caller.project_name)
             row = store.insert_image(clock.new_id(), project_id, clock.now(), properties, **fields)
             if request_key:
                 idempotency.record(request_key, "image", project_id, row.id)
@@ -255,7 +249,8 @@ class Images:
                         f"image {row.name!r} is protected; unset protected first",
                         reason="IMAGE_PROTECTED",
                     )
-                store.mark_deleted(row.id, clock.now())
+                if store.mark_deleted(row.id, clock.now()):
+                    self.quotas.release(row.project_id, {"images": 1})
                 sha = row.checksum_sha256
                 if row.status == ACTIVE and sha:
                     store.lock_blob(sha)

@@ -44,6 +44,7 @@ from controller.domain.node_registry import LiveView
 from controller.domain.nodes import Nodes
 from controller.domain.periodic import Periodic
 from controller.domain.placement import Placement
+from controller.domain.quotas import Quotas
 from controller.domain.scheduler import Request, schedule
 from controller.errors import FailedPrecondition, InvalidArgument, KumoError, ResourceExhausted, not_found
 from kumo.ids import is_uuid
@@ -114,6 +115,21 @@ def node_presence(live: LiveView | None) -> str:
     return NODE_REPORTING if live.connected and live.heard else NODE_AWAY
 
 
+def power_state(row: Instance, live: LiveView | None) -> int:
+    """The instance's kumo.v1.PowerState: what its node last reported, or
+    UNKNOWN when that report cannot be trusted (node DOWN, or not heard from
+    since this controller started)."""
+    if not row.node_id:
+        return cpb.POWER_STATE_NO_GUEST
+    if live is None or live.status == NODE_DOWN or not live.heard:
+        return cpb.POWER_STATE_UNKNOWN
+    for guest in live.guests:
+        if guest.instance_id == row.id:
+            # GuestPowerState and PowerState share their numbers (1..5).
+            return guest.power_state or cpb.POWER_STATE_NO_GUEST
+    return cpb.POWER_STATE_NO_GUEST
+
+
 @dataclass(frozen=True)
 class Observation:
     """What the sync does for one instance: `update` (fields, "delete" or
@@ -135,11 +151,9 @@ def visible_instance(caller: Principal, instance_id: str) -> Instance:
     return row
 
 
-@dataclass(frozen=True)
-class Quotas:
-    instances: int
-    vcpus: int
-    ram_mb: int
+def _holds(vcpus: int, ram_mb: int) -> dict[str, int]:
+    """What one instance counts against its project's quota."""
+    return {"instances": 1, "vcpus": vcpus, "ram_mb": ram_mb}
 
 
 class Instances:
@@ -154,6 +168,7 @@ class Instances:
         images: Images,
         nodes: Nodes,
         placement: Placement,
+        quotas: Quotas,
         extensions: Sequence[InstanceExtension] = (),
         boot_volumes: BootVolumes | None = None,
     ) -> None:
@@ -163,7 +178,7 @@ class Instances:
         self.placement = placement
         self.extensions = tuple(extensions)
         self.boot_volumes = boot_volumes
-        self.quotas = Quotas(cfg.quota_instances, cfg.quota_vcpus, cfg.quota_ram_mb)
+        self.quotas = quotas
         self.sync_period = cfg.instance_sync_seconds
         self._sync = Periodic("instance-sync", self.sync_period, self.sync_once, log)
 
@@ -186,6 +201,11 @@ class Instances:
         return store.list_instances(
             page_size, page_token, None if caller.is_admin else caller.project_id, name, state
         )
+
+    def power_states(self, rows: Sequence[Instance]) -> list[int]:
+        """Each row's power_state(), one registry snapshot per node."""
+        lives = {nid: self.nodes.registry.snapshot(nid) for nid in {r.node_id for r in rows if r.node_id}}
+        return [power_state(r, lives.get(r.node_id)) for r in rows]
 
     # Create
 
@@ -249,11 +269,11 @@ class Instances:
                 boot is not None and self.boot_volumes is not None
             ):  # lock order: project, volume, node usage, node
                 self.boot_volumes.lock(boot.volume.id)
-            self._check_quota(caller, flavor.vcpus, flavor.ram_mb)
+            self.quotas.charge(caller.project_id, _holds(flavor.vcpus, flavor.ram_mb), caller.project_name)
             if group is not None:
                 req = self._group_request(group, req, lock=True)
             try:
-                chosen = placement.claim(outcome, req)
+                chosen = placement.claim(outcome, req, final=sample is None)
             except ResourceExhausted:
                 if sample is None:
                     raise
@@ -291,30 +311,13 @@ class Instances:
                 others |= bind(row)
             if request_key:
                 idempotency.record(request_key, "instance", caller.project_id, row.id)
+        placement.record("instance", outcome, True)  # committed
         for node_id in {chosen, *others}:
             self.nodes.registry.notify_threadsafe(node_id)
         log.info(
             "instance scheduled", extra={"instance": row.id, "node": chosen, "project": caller.project_id}
         )
         return row
-
-    def _check_quota(self, caller: Principal, vcpus: int, ram_mb: int) -> None:
-        count, used_vcpus, used_ram = store.project_usage(caller.project_id)
-        q = self.quotas
-        for what, used, add, limit in (
-            ("instances", count, 1, q.instances),
-            ("vCPUs", used_vcpus, vcpus, q.vcpus),
-            ("RAM MiB", used_ram, ram_mb, q.ram_mb),
-        ):
-            if used + add > limit:
-                raise ResourceExhausted(
-                    f"quota exceeded for {what}: project {caller.project_name!r} uses {used} of {limit}, "
-                    f"this needs {add} more",
-                    reason="QUOTA_EXCEEDED",
-                    resource=what,
-                    limit=limit,
-                    used=used,
-                )
 
     def _group_request(self, group: ServerGroup, req: Request, lock: bool = False) -> Request:
         if lock and not is_sqlite():  # serialise placements within one group
@@ -493,6 +496,7 @@ class Instances:
                     if seen.update == "delete":
                         if store.delete_instance(row.id):
                             store.release(node_id, row.vcpus, row.ram_mb, row.disk_gb)
+                            self.quotas.release(row.project_id, _holds(row.vcpus, row.ram_mb))
                             if row.snapshot_image_id:  # its snapshot will never come
                                 self.images.fail_snapshot(
                                     row.snapshot_image_id,

@@ -6,6 +6,7 @@ through it, so they see one picture of capacity."""
 from __future__ import annotations
 
 import random
+import time
 
 from controller.db import instances as store
 from controller.domain.node_registry import NodeRegistry
@@ -18,16 +19,31 @@ from controller.domain.scheduler import (
     anti_affinity_ok,
     no_valid_host,
 )
+from controller.metrics import ControllerMetrics
 
 # On fleets over twice this size, a create ranks this many random READY nodes.
 SAMPLE = 64
 
 
 class Placement:
-    def __init__(self, registry: NodeRegistry, ratios: Ratios, weigher: str) -> None:
+    def __init__(
+        self, registry: NodeRegistry, ratios: Ratios, weigher: str, metrics: ControllerMetrics
+    ) -> None:
         self.registry = registry
         self.ratios = ratios
         self.weigher = weigher
+        self.metrics = metrics
+
+    def record(self, kind: str, outcome: Outcome, placed: bool) -> None:
+        """Counts a placement (or a refusal, under the filter that rejected
+        most nodes) and how long it took since `outcome` was ranked."""
+        m = self.metrics
+        m.scheduling_seconds.labels(kind).observe(time.perf_counter() - outcome.started)
+        if placed:
+            m.placements.labels(kind).inc()
+        else:
+            worst = max(outcome.rejected.items(), key=lambda kv: kv[1], default=("", 0))
+            m.no_valid_host.labels(kind, worst[0] if worst[1] else "NoNodes").inc()
 
     def sample(self) -> list[str] | None:
         """A random subset of the READY nodes to rank, on big fleets (as
@@ -69,9 +85,10 @@ class Placement:
             return cand.disk_gb * self.ratios.disk
         return 0.0
 
-    def claim(self, outcome: Outcome, req: Request) -> str:
+    def claim(self, outcome: Outcome, req: Request, final: bool = True) -> str:
         """Claims the best ranked node that still fits, in the write transaction;
-        a node that lost its room (or its place in the group) meanwhile is skipped."""
+        a node that lost its room (or its place in the group) meanwhile is skipped.
+        `final`: a refusal is the answer (not a sample retried on every node)."""
         for cand in outcome.ranked:
             if not (affinity_ok(cand, req, self.ratios) and anti_affinity_ok(cand, req, self.ratios)):
                 continue
@@ -81,5 +98,7 @@ class Placement:
                 cand.disk_gb * self.ratios.disk,
             )
             if store.claim(cand.node_id, req.vcpus, req.ram_mb, req.disk_gb, caps):
-                return cand.node_id
+                return cand.node_id  # the caller records it once committed
+        if final:
+            self.record("instance", outcome, False)
         raise no_valid_host(outcome, req)

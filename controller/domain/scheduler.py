@@ -5,6 +5,7 @@ when the claim loses a race."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -110,6 +111,8 @@ class Outcome:
     ranked: list[Candidate]
     rejected: dict[str, int] = field(default_factory=dict)
     considered: int = 0
+    # When ranking began (perf_counter), for the scheduling-latency metric.
+    started: float = field(default_factory=time.perf_counter, compare=False, repr=False)
 
     def explain(self, r: Request) -> str:
         wanted = f"{r.vcpus} vCPU, {r.ram_mb} MiB RAM, {r.disk_gb} GiB disk"

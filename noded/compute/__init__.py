@@ -13,6 +13,7 @@ from kumo.v1 import node_agent_pb2_grpc
 from noded.compute.image_cache import ImageCache
 from noded.compute.step import ComputeStep
 from noded.hypervisor.base import HypervisorDriver
+from noded.metrics import NodeMetrics
 from noded.state import Credentials
 from noded.storage.backend import StorageBackend
 
@@ -28,6 +29,7 @@ def make_compute(
     instances_dir: Path,
     cache_dir: Path,
     storage: StorageBackend | None,
+    metrics: NodeMetrics | None = None,
 ) -> ComputeStep:
     """The instances step, talking to the controller's node port over mTLS
     (a blocking channel of its own: the step runs in a worker thread)."""
@@ -53,5 +55,5 @@ def make_compute(
     def report(instance_id: str, data: bytes) -> None:
         stub.ReportConsole(pb.ReportConsoleRequest(instance_id=instance_id, data=data), timeout=30)
 
-    cache = ImageCache(cache_dir, fetch) if driver.needs_disks else None
+    cache = ImageCache(cache_dir, fetch, metrics) if driver.needs_disks else None
     return ComputeStep(instances_dir, cache, upload, report, storage)

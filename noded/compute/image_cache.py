@@ -12,6 +12,8 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from noded.metrics import NodeMetrics
+
 log = logging.getLogger("kumo.noded.images")
 
 # fetch(sha256, offset) yields the blob's bytes from offset on.
@@ -23,7 +25,8 @@ class ImageCacheError(Exception):
 
 
 class ImageCache:
-    def __init__(self, root: Path, fetch: Fetch) -> None:
+    def __init__(self, root: Path, fetch: Fetch, metrics: NodeMetrics | None = None) -> None:
+        self.metrics = metrics
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o755)  # qemu (libvirt-qemu) reads backing files here
@@ -45,9 +48,11 @@ class ImageCache:
         """The cached file for sha256, downloading it first if missing."""
         final = self.path(sha256)
         if final.exists():
+            self._count("hit")
             return final
         with self._lock(sha256):
             if final.exists():
+                self._count("hit")  # another thread fetched it meanwhile
                 return final
             part = final.with_suffix(".part")
             digest = hashlib.sha256()
@@ -78,8 +83,15 @@ class ImageCache:
             os.chmod(part, 0o644)
             os.replace(part, final)
             self.downloads += 1
+            self._count("miss")
+            if self.metrics is not None:
+                self.metrics.image_download_bytes.inc(size)
             log.info("image cached", extra={"sha256": sha256, "bytes": size})
             return final
+
+    def _count(self, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.image_cache_requests.labels(result).inc()
 
     def prune(self, keep: set[str]) -> list[str]:
         """Removes cached images not in `keep` (those no guest uses any more)."""

@@ -67,6 +67,20 @@ class Guest:
 
 
 @dataclass(frozen=True)
+class GuestStats:
+    """A running guest's counters since it started (sums over its disks and NICs)."""
+
+    instance_id: str
+    cpu_seconds: float
+    memory_bytes: int  # resident in the host
+    memory_max_bytes: int
+    disk_read_bytes: int
+    disk_write_bytes: int
+    net_rx_bytes: int
+    net_tx_bytes: int
+
+
+@dataclass(frozen=True)
 class AttachedDisk:
     """A disk with a serial (a volume) in a guest's persistent definition."""
 
@@ -101,6 +115,10 @@ class HypervisorDriver(abc.ABC):
     @abc.abstractmethod
     def list_guests(self) -> list[Guest]:
         """Every kumo guest the hypervisor has, as observed now."""
+
+    @abc.abstractmethod
+    def guest_stats(self) -> list[GuestStats]:
+        """Every running kumo guest's counters (for metrics), in one call."""
 
     # Guests. `spec` is a noded.hypervisor.domain_xml.GuestSpec. Every call
     # is idempotent: asking for what is already so does nothing.

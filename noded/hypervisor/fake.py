@@ -14,6 +14,7 @@ from noded.hypervisor.base import (
     AttachedDisk,
     DriverError,
     Guest,
+    GuestStats,
     HostFacts,
     HostUsage,
     HypervisorDriver,
@@ -71,6 +72,15 @@ class FakeDriver(HypervisorDriver):
     def list_guests(self) -> list[Guest]:
         with self._lock:
             return list(self._guests.values())
+
+    def guest_stats(self) -> list[GuestStats]:
+        """Fake guests run nothing: every counter stays 0; memory is their size."""
+        with self._lock:
+            running = [g for g in self._guests.values() if g.power_state == RUNNING]
+        return [
+            GuestStats(g.instance_id, 0.0, g.memory_mb * 1024**2, g.memory_mb * 1024**2, 0, 0, 0, 0)
+            for g in running
+        ]
 
     # For simulations: put guests on the fake host.
 

@@ -29,6 +29,7 @@ from noded.hypervisor.base import (
     AttachedDisk,
     DriverError,
     Guest,
+    GuestStats,
     HostFacts,
     HostUsage,
     HypervisorDriver,
@@ -74,6 +75,11 @@ def _source(disk: ET.Element) -> str:
     if src is None:
         return ""
     return src.get("file") or src.get("dev") or src.get("name") or ""
+
+
+def _sum(stats: dict[str, int], kind: str, field: str) -> int:
+    """A counter summed over a domain's disks or NICs (getAllDomainStats keys: block.0.rd.bytes)."""
+    return sum(int(stats.get(f"{kind}.{i}.{field}", 0)) for i in range(int(stats.get(f"{kind}.count", 0))))
 
 
 # How often a detach that the guest has not completed is asked for again.
@@ -207,6 +213,36 @@ class LibvirtDriver(HypervisorDriver):
             return out
 
         return self._call(guests)
+
+    def guest_stats(self) -> list[GuestStats]:
+        kinds = (
+            libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
+            | libvirt.VIR_DOMAIN_STATS_BALLOON
+            | libvirt.VIR_DOMAIN_STATS_BLOCK
+            | libvirt.VIR_DOMAIN_STATS_INTERFACE
+        )
+
+        def stats(conn: libvirt.virConnect) -> list[GuestStats]:
+            out = []
+            for dom, st in conn.getAllDomainStats(kinds, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE):
+                name = dom.name()
+                if not name.startswith(DOMAIN_PREFIX) or not self._owned(dom):
+                    continue
+                out.append(
+                    GuestStats(
+                        instance_id=name[len(DOMAIN_PREFIX) :],
+                        cpu_seconds=st.get("cpu.time", 0) / 1e9,
+                        memory_bytes=st.get("balloon.rss", 0) * 1024,
+                        memory_max_bytes=st.get("balloon.maximum", 0) * 1024,
+                        disk_read_bytes=_sum(st, "block", "rd.bytes"),
+                        disk_write_bytes=_sum(st, "block", "wr.bytes"),
+                        net_rx_bytes=_sum(st, "net", "rx.bytes"),
+                        net_tx_bytes=_sum(st, "net", "tx.bytes"),
+                    )
+                )
+            return out
+
+        return self._call(stats)
 
     # Guests
 

@@ -10,17 +10,28 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 
-def error_reason(exc: grpc.RpcError) -> str:
-    """The ErrorInfo reason carried in the status details, or "" when there is none
-    (or the details cannot be read, e.g. an error raised on this side of the channel)."""
+def _info(exc: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
     try:
         status = rpc_status.from_call(exc)  # type: ignore[arg-type]
     except Exception:
-        return ""
+        return None
     if status is None:
-        return ""
+        return None
     for detail in status.details:
         info = error_details_pb2.ErrorInfo()
         if detail.Unpack(info):
-            return info.reason
-    return ""
+            return info
+    return None
+
+
+def error_reason(exc: grpc.RpcError) -> str:
+    """The ErrorInfo reason carried in the status details, or "" when there is none
+    (or the details cannot be read, e.g. an error raised on this side of the channel)."""
+    info = _info(exc)
+    return info.reason if info is not None else ""
+
+
+def error_metadata(exc: grpc.RpcError) -> dict[str, str]:
+    """The ErrorInfo metadata (e.g. a quota refusal's resource, limit, used, requested)."""
+    info = _info(exc)
+    return dict(info.metadata) if info is not None else {}

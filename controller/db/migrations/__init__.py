@@ -16,6 +16,8 @@ import pkgutil
 import re
 import time
 
+import peewee
+
 from controller.db.database import db
 
 log = logging.getLogger(__name__)
@@ -43,8 +45,25 @@ def applied_versions() -> set[int]:
     return {int(r[0]) for r in db.execute_sql("SELECT version FROM schema_migrations").fetchall()}
 
 
+# pg_advisory_lock key held while migrating ("kumo" in ASCII): controllers that
+# start together on one PostgreSQL database apply each migration once, the
+# others wait and then find it recorded. (Without it two concurrent CREATE
+# TABLE IF NOT EXISTS can both pass the check and one fails.)
+MIGRATION_LOCK_KEY = 0x6B756D6F
+
+
 def migrate() -> int:
     """Brings the schema up to date; returns the highest version."""
+    if isinstance(db.obj, peewee.PostgresqlDatabase):
+        db.execute_sql("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        try:
+            return _migrate()
+        finally:
+            db.execute_sql("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+    return _migrate()
+
+
+def _migrate() -> int:
     db.execute_sql(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version INTEGER PRIMARY KEY, name VARCHAR(100) NOT NULL,"

@@ -18,21 +18,22 @@ from controller.domain.networks.routers import Routers
 from controller.domain.networks.security_groups import SecurityGroups
 from controller.domain.networks.topology import Topology
 from controller.domain.nodes import Nodes
+from controller.domain.quotas import Quotas
 
 
 class Networks:
     """Networks, subnets, ports, security groups, routers, floating IPs and the networks part of a
     node's desired state, as one facade over its parts."""
 
-    def __init__(self, nodes: Nodes, quota_floating_ips: int = 50) -> None:
+    def __init__(self, nodes: Nodes, quotas: Quotas) -> None:
         self.nodes = nodes
         changes = NodeChanges(nodes.registry)
         ipam = Ipam()
-        self.topology = Topology(changes, ipam)
-        self.groups = SecurityGroups(changes)
-        self.ports = Ports(changes, ipam, self.topology, self.groups)
+        self.topology = Topology(changes, ipam, quotas)
+        self.groups = SecurityGroups(changes, quotas)
+        self.ports = Ports(changes, ipam, self.topology, self.groups, quotas)
         self.routers = Routers(changes, self.topology, self.ports)
-        self.floating_ips = FloatingIps(changes, self.topology, self.ports, self.routers, quota_floating_ips)
+        self.floating_ips = FloatingIps(changes, self.topology, self.ports, self.routers, quotas)
         self.projection = NodeProjection(nodes.registry, changes)
 
         # Networks and subnets

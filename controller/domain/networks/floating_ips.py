@@ -20,20 +20,21 @@ from controller.domain.networks.changes import NodeChanges
 from controller.domain.networks.ports import Ports
 from controller.domain.networks.routers import Routers, external_network
 from controller.domain.networks.topology import Topology
-from controller.errors import AlreadyExists, FailedPrecondition, ResourceExhausted, not_found
+from controller.domain.quotas import Quotas
+from controller.errors import AlreadyExists, FailedPrecondition, not_found
 
 FLOATING_IP = "floating_ip"
 
 
 class FloatingIps:
     def __init__(
-        self, changes: NodeChanges, topology: Topology, ports: Ports, routers: Routers, quota: int
+        self, changes: NodeChanges, topology: Topology, ports: Ports, routers: Routers, quotas: Quotas
     ) -> None:
         self.changes = changes
         self.topology = topology
         self.ports = ports
         self.routers = routers
-        self.quota = quota
+        self.quotas = quotas
 
     def get_floating_ip(self, caller: Principal, fip_id: str) -> FloatingIp:
         row = router_store.get_floating_ip(fip_id)
@@ -57,17 +58,6 @@ class FloatingIps:
             out.setdefault(owner[f.port_id], []).append(f)
         return out
 
-    def _check_quota(self, caller: Principal) -> None:
-        used = router_store.count_floating_ips(caller.project_id)
-        if used + 1 > self.quota:
-            raise ResourceExhausted(
-                f"quota exceeded for floating IPs: project {caller.project_name!r} uses {used} of {self.quota}",
-                reason="QUOTA_EXCEEDED",
-                resource="floating_ips",
-                limit=self.quota,
-                used=used,
-            )
-
     def create_floating_ip(
         self, caller: Principal, network_id: str, port_id: str, description: str, request_key: RequestKey
     ) -> FloatingIp:
@@ -75,7 +65,8 @@ class FloatingIps:
         touched: set[str] = set()
 
         def make() -> FloatingIp:
-            self._check_quota(caller)
+            # The project's floating_ips counter, in this transaction (controller/domain/quotas.py).
+            self.quotas.charge(caller.project_id, {"floating_ips": 1}, caller.project_name)
             if not store.subnets_of([net.id]):
                 raise FailedPrecondition(
                     f"external network {net.name!r} has no subnet to take an address from",
@@ -183,6 +174,7 @@ class FloatingIps:
         with write_transaction():
             row = self.get_floating_ip(caller, fip_id)
             nodes = self._disassociate(row)
-            router_store.delete_floating_ip(row.id)
+            if router_store.delete_floating_ip(row.id):
+                self.quotas.release(row.project_id, {"floating_ips": 1})
             store.delete_port(row.address_port_id)
         self.changes.notify(nodes)

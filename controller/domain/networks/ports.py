@@ -20,6 +20,7 @@ from controller.domain.networks.changes import NodeChanges
 from controller.domain.networks.ipam import Ipam
 from controller.domain.networks.security_groups import SecurityGroups
 from controller.domain.networks.topology import Topology
+from controller.domain.quotas import Quotas
 from controller.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ResourceExhausted, not_found
 
 
@@ -69,8 +70,11 @@ def no_nics_on(net: Network) -> None:
 
 
 class Ports:
-    def __init__(self, changes: NodeChanges, ipam: Ipam, topology: Topology, groups: SecurityGroups) -> None:
+    def __init__(
+        self, changes: NodeChanges, ipam: Ipam, topology: Topology, groups: SecurityGroups, quotas: Quotas
+    ) -> None:
         self.changes = changes
+        self.quotas = quotas
         self.ipam = ipam
         self.topology = topology
         self.groups = groups
@@ -122,6 +126,8 @@ class Ports:
         device_owner: str = "",
         device_id: str = "",
     ) -> Port:
+        if not device_owner:  # a router's or floating IP's address is counted as that
+            self.quotas.charge(project_id, {"ports": 1})
         now = clock.now()
         subnets = store.subnets_of([net.id])
         wanted = mac_of_fixed(subnets, fixed)
@@ -208,7 +214,8 @@ class Ports:
             device_port(row)
             groups = store.port_groups([row.id]).get(row.id, [])
             router_store.release_port_floating_ips([row.id], clock.now())
-            store.delete_port(row.id)
+            if store.delete_port(row.id):
+                self.quotas.release(row.project_id, {"ports": 1})
             nodes = self.changes.bump(store.nodes_with_ports(group_ids=groups))
         self.changes.notify(nodes)
 
@@ -295,6 +302,9 @@ class Ports:
         groups = store.groups_of_ports(p.id for p in ports)
         router_store.release_port_floating_ips([p.id for p in ports if p.auto_delete], clock.now())
         store.release_instance_ports(row.id, clock.now())
+        for p in ports:
+            if p.auto_delete:  # made for the instance, deleted with it
+                self.quotas.release(p.project_id, {"ports": 1})
         return self.changes.bump(
             store.nodes_with_ports(network_ids={p.network_id for p in ports}, group_ids=groups)
         )

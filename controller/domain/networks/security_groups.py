@@ -15,6 +15,7 @@ from controller.db.models import SecurityGroup, SecurityGroupRule
 from controller.domain.idempotency import RequestKey, idempotent_create
 from controller.domain.networks.addresses import parse_cidr
 from controller.domain.networks.changes import NodeChanges
+from controller.domain.quotas import Quotas
 from controller.errors import AlreadyExists, FailedPrecondition, InvalidArgument, not_found
 from kumo.ids import is_uuid
 
@@ -71,8 +72,9 @@ def check_rule(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class SecurityGroups:
-    def __init__(self, changes: NodeChanges) -> None:
+    def __init__(self, changes: NodeChanges, quotas: Quotas) -> None:
         self.changes = changes
+        self.quotas = quotas
 
     def ensure_default_group(self, project_id: str) -> SecurityGroup:
         """The project's default group, made on first need (idempotent, race-safe)."""
@@ -171,6 +173,7 @@ class SecurityGroups:
             )
 
         def make() -> SecurityGroup:
+            self.quotas.charge(caller.project_id, {"security_groups": 1}, caller.project_name)
             now = clock.now()
             return store.insert_group(
                 {
@@ -217,7 +220,8 @@ class SecurityGroups:
                     f"security group {row.name!r} is used by {used} port(s)", reason="SECURITY_GROUP_IN_USE"
                 )
             nodes = store.nodes_with_ports(group_ids=[row.id])
-            store.delete_group(row.id)
+            if store.delete_group(row.id):
+                self.quotas.release(row.project_id, {"security_groups": 1})
             nodes = self.changes.bump(nodes)
         self.changes.notify(nodes)
 

@@ -19,6 +19,7 @@ from controller.domain.idempotency import RequestKey, idempotent_create
 from controller.domain.networks.addresses import SLAAC, check_dns, check_mtu, check_no_overlap, check_provider
 from controller.domain.networks.changes import NodeChanges
 from controller.domain.networks.ipam import Ipam
+from controller.domain.quotas import Quotas
 from controller.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -35,7 +36,8 @@ MAX_VNI = 2**24 - 1
 class Topology:
     """Networks and their subnets."""
 
-    def __init__(self, changes: NodeChanges, ipam: Ipam) -> None:
+    def __init__(self, changes: NodeChanges, ipam: Ipam, quotas: Quotas) -> None:
+        self.quotas = quotas
         self.changes = changes
         self.ipam = ipam
 
@@ -94,6 +96,7 @@ class Topology:
         fields.update(check_provider(fields))
 
         def make() -> Network:
+            self.quotas.charge(caller.project_id, {"networks": 1}, caller.project_name)
             now = clock.now()
             for _ in range(32):
                 row = store.insert_network(
@@ -157,10 +160,13 @@ class Topology:
                     "delete those first",
                     reason="NETWORK_IN_USE",
                 )
-            ports = [p.id for p in store.network_ports(row.id)]
-            groups = store.groups_of_ports(ports)
-            router_store.release_port_floating_ips(ports, clock.now())
+            ports = store.network_ports(row.id)
+            groups = store.groups_of_ports(p.id for p in ports)
+            router_store.release_port_floating_ips([p.id for p in ports], clock.now())
             store.delete_network(row.id)
+            self.quotas.release(row.project_id, {"networks": 1})
+            for p in ports:  # unbound ports, of other projects too on a shared network
+                self.quotas.release(p.project_id, {"ports": 1})
             nodes = self.changes.bump(store.nodes_with_ports(group_ids=groups))
         self.changes.notify(nodes)
 

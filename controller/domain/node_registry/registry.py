@@ -250,6 +250,15 @@ class NodeRegistry:
                 heard=live.heard,
             )
 
+    def liveness(self) -> list[tuple[str, bool, float]]:
+        """(status, has a session, seconds since its last heartbeat) per known node, for metrics."""
+        now = time.monotonic()
+        with self._lock:
+            return [
+                (x.status, x.session is not None, now - x.last_seen if x.last_seen else 0.0)
+                for x in self.live.values()
+            ]
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             ready = sum(1 for x in self.live.values() if x.status == READY)

@@ -15,11 +15,11 @@ from controller.domain.extensions import CreateBind
 from controller.domain.images import Images
 from controller.domain.nodes import Nodes
 from controller.domain.placement import Placement
+from controller.domain.quotas import Quotas
 from controller.domain.volumes import lookups
 from controller.domain.volumes.lifecycle import VolumeLifecycle
 from controller.domain.volumes.projection import VolumeProjection
 from controller.domain.volumes.snapshots import Snapshots
-from controller.domain.volumes.states import Quotas
 from controller.domain.volumes.sync import VolumeSync
 
 
@@ -30,15 +30,16 @@ class Volumes:
     goes, lets nodes read the image blobs of volumes made from images) and
     their BootVolumes; to nodes a DesiredStateContributor."""
 
-    def __init__(self, cfg: ControllerConfig, images: Images, placement: Placement, nodes: Nodes) -> None:
+    def __init__(
+        self, cfg: ControllerConfig, images: Images, placement: Placement, nodes: Nodes, quotas: Quotas
+    ) -> None:
         self.nodes = nodes
         self.ratios = placement.ratios
-        self.quotas = Quotas(cfg.quota_volumes, cfg.quota_volume_gb, cfg.quota_volume_snapshots)
         self.sync_period = cfg.instance_sync_seconds
-        self.lifecycle = VolumeLifecycle(self.quotas, images, placement, nodes.registry)
-        self.snapshots = Snapshots(self.quotas, nodes.registry)
+        self.lifecycle = VolumeLifecycle(quotas, images, placement, nodes.registry)
+        self.snapshots = Snapshots(quotas, nodes.registry)
         self.projection = VolumeProjection()
-        self.sync = VolumeSync(nodes.registry, self.sync_period)
+        self.sync = VolumeSync(nodes.registry, self.sync_period, quotas)
 
         # Lookups
         self.get = lookups.get_volume

@@ -27,6 +27,7 @@ from controller.domain.idempotency import RequestKey
 from controller.domain.images import Images
 from controller.domain.node_registry import NodeRegistry
 from controller.domain.placement import Placement
+from controller.domain.quotas import Quotas
 from controller.domain.scheduler import Request, no_valid_host, schedule
 from controller.domain.volumes.lookups import find_snapshot, find_volume, get_volume
 from controller.domain.volumes.states import (
@@ -44,7 +45,6 @@ from controller.domain.volumes.states import (
     SNAP_AVAILABLE,
     SNAP_DELETING,
     SNAP_STATE_NAMES,
-    Quotas,
     check_size,
     wrong_state,
 )
@@ -63,23 +63,6 @@ class VolumeLifecycle:
 
     def _notify(self, node_id: str) -> None:
         self.registry.notify_threadsafe(node_id)
-
-    def _check_quota(self, project_id: str, project_name: str, add_volumes: int, add_gb: int) -> None:
-        count, gb = store.project_usage(project_id)
-        q = self.quotas
-        for what, used, add, limit in (
-            ("volumes", count, add_volumes, q.volumes),
-            ("volume GiB", gb, add_gb, q.gigabytes),
-        ):
-            if add and used + add > limit:
-                raise ResourceExhausted(
-                    f"quota exceeded for {what}: project {project_name or project_id!r} uses {used} of "
-                    f"{limit}, this needs {add} more",
-                    reason="QUOTA_EXCEEDED",
-                    resource=what,
-                    limit=limit,
-                    used=used,
-                )
 
     def create(
         self,
@@ -146,7 +129,7 @@ class VolumeLifecycle:
             existing = idempotency.lookup(request_key, "volume", caller.project_id)
             if existing:
                 return get_volume(caller, existing)
-            self._check_quota(caller.project_id, caller.project_name, 1, size_gb)
+            self.quotas.charge(caller.project_id, {"volumes": 1, "volume_gb": size_gb}, caller.project_name)
             # The snapshot must still be there (a racing delete loses to us or
             # we to it, never both).
             if (
@@ -163,6 +146,7 @@ class VolumeLifecycle:
                     chosen = cand.node_id
                     break
             if not chosen:
+                self.placement.record("volume", outcome, False)
                 raise no_valid_host(outcome, req)
             now = clock.now()
             row = store.insert_volume(
@@ -181,6 +165,7 @@ class VolumeLifecycle:
             node_store.bump_desired_revision(chosen, now)
             if request_key:
                 idempotency.record(request_key, "volume", caller.project_id, row.id)
+        self.placement.record("volume", outcome, True)  # committed
         self._notify(chosen)
         log.info("volume placed", extra={"volume": row.id, "node": chosen, "size_gb": size_gb})
         return row
@@ -246,7 +231,7 @@ class VolumeLifecycle:
             if row.state not in (AVAILABLE, IN_USE):
                 raise wrong_state(row, "extend")
             add = new_size_gb - row.size_gb
-            self._check_quota(row.project_id, caller.project_name, 0, add)
+            self.quotas.charge(row.project_id, {"volume_gb": add}, caller.project_name)
             cap = self._disk_cap(row.node_id)
             if not store.claim_disk(row.node_id, add, cap):
                 raise ResourceExhausted(

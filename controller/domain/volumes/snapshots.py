@@ -14,6 +14,7 @@ from controller.db.models import VolumeSnapshot
 from controller.domain import idempotency
 from controller.domain.idempotency import RequestKey
 from controller.domain.node_registry import NodeRegistry
+from controller.domain.quotas import Quotas
 from controller.domain.volumes.lookups import find_volume, get_snapshot
 from controller.domain.volumes.states import (
     AVAILABLE,
@@ -21,10 +22,9 @@ from controller.domain.volumes.states import (
     IN_USE,
     SNAP_CREATING,
     SNAP_DELETING,
-    Quotas,
     wrong_state,
 )
-from controller.errors import FailedPrecondition, ResourceExhausted
+from controller.errors import FailedPrecondition
 
 
 class Snapshots:
@@ -52,15 +52,7 @@ class Snapshots:
             vol = store.get_volume_for_update(vol.id) or vol
             if vol.state not in (AVAILABLE, IN_USE):
                 raise wrong_state(vol, "snapshot")
-            used = store.count_snapshots_in_project(vol.project_id)
-            if used + 1 > self.quotas.snapshots:
-                raise ResourceExhausted(
-                    f"quota exceeded for volume snapshots: the project uses {used} of {self.quotas.snapshots}",
-                    reason="QUOTA_EXCEEDED",
-                    resource="volume snapshots",
-                    limit=self.quotas.snapshots,
-                    used=used,
-                )
+            self.quotas.charge(vol.project_id, {"snapshots": 1}, caller.project_name)
             now = clock.now()
             row = store.insert_snapshot(
                 id=clock.new_id(),

@@ -3,8 +3,6 @@ their arguments."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from controller.db.models import Volume
 from controller.domain import instances as instances_mod
 from controller.errors import FailedPrecondition, InvalidArgument
@@ -36,13 +34,6 @@ BOOT_DEVICE = "vda"
 ERROR_INSTANCE = instances_mod.ERROR
 # The states in which a volume with an instance_id is attached (or being).
 ATTACHED_STATES = (ATTACHING, IN_USE, DETACHING, EXTENDING, ERROR)
-
-
-@dataclass(frozen=True)
-class Quotas:
-    volumes: int
-    gigabytes: int
-    snapshots: int
 
 
 def wrong_state(row: Volume, verb: str) -> FailedPrecondition:

@@ -15,6 +15,7 @@ from controller.db.database import write_transaction
 from controller.db.models import Volume, VolumeSnapshot
 from controller.domain.node_registry import NodeRegistry
 from controller.domain.periodic import Periodic
+from controller.domain.quotas import Quotas
 from controller.domain.volumes.states import (
     ATTACHING,
     AVAILABLE,
@@ -36,8 +37,9 @@ log = logging.getLogger("kumo.volumes")
 
 
 class VolumeSync:
-    def __init__(self, registry: NodeRegistry, period: float) -> None:
+    def __init__(self, registry: NodeRegistry, period: float, quotas: Quotas) -> None:
         self.registry = registry
+        self.quotas = quotas
         self._sync = Periodic("volume-sync", period, self.sync_once, log)
 
     def _notify(self, node_id: str) -> None:
@@ -77,6 +79,7 @@ class VolumeSync:
                     if update == "delete":
                         if store.delete_volume(row.id):
                             store.release_disk(node_id, row.claimed_gb)
+                            self.quotas.release(row.project_id, {"volumes": 1, "volume_gb": row.size_gb})
                             log.info("volume deleted", extra={"volume": row.id})
                     else:
                         store.update_volume_if(row.id, (row.state,), update, clock.now())
@@ -101,7 +104,8 @@ class VolumeSync:
                 with write_transaction():
                     now = clock.now()
                     if action == "delete":
-                        store.delete_snapshot(snap.id)
+                        if store.delete_snapshot(snap.id):
+                            self.quotas.release(snap.project_id, {"snapshots": 1})
                         log.info("volume snapshot deleted", extra={"snapshot": snap.id})
                     elif store.update_snapshot_if(snap.id, (SNAP_CREATING,), action, now) == 1 and (
                         action["state"] == SNAP_ERROR

@@ -29,6 +29,17 @@ class InstanceState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INSTANCE_STATE_ERROR: _ClassVar[InstanceState]
     INSTANCE_STATE_DELETED: _ClassVar[InstanceState]
 
+class PowerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    POWER_STATE_UNSPECIFIED: _ClassVar[PowerState]
+    POWER_STATE_RUNNING: _ClassVar[PowerState]
+    POWER_STATE_PAUSED: _ClassVar[PowerState]
+    POWER_STATE_SHUTDOWN: _ClassVar[PowerState]
+    POWER_STATE_CRASHED: _ClassVar[PowerState]
+    POWER_STATE_STOPPED: _ClassVar[PowerState]
+    POWER_STATE_NO_GUEST: _ClassVar[PowerState]
+    POWER_STATE_UNKNOWN: _ClassVar[PowerState]
+
 class RebootType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     REBOOT_TYPE_UNSPECIFIED: _ClassVar[RebootType]
@@ -45,6 +56,14 @@ INSTANCE_STATE_REBOOTING: InstanceState
 INSTANCE_STATE_DELETING: InstanceState
 INSTANCE_STATE_ERROR: InstanceState
 INSTANCE_STATE_DELETED: InstanceState
+POWER_STATE_UNSPECIFIED: PowerState
+POWER_STATE_RUNNING: PowerState
+POWER_STATE_PAUSED: PowerState
+POWER_STATE_SHUTDOWN: PowerState
+POWER_STATE_CRASHED: PowerState
+POWER_STATE_STOPPED: PowerState
+POWER_STATE_NO_GUEST: PowerState
+POWER_STATE_UNKNOWN: PowerState
 REBOOT_TYPE_UNSPECIFIED: RebootType
 REBOOT_TYPE_SOFT: RebootType
 REBOOT_TYPE_HARD: RebootType
@@ -230,7 +249,7 @@ class DeleteServerGroupRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class Instance(_message.Message):
-    __slots__ = ("id", "name", "project_id", "user_id", "image_id", "flavor_id", "keypair_id", "server_group_id", "node_id", "state", "fault", "vcpus", "ram_mb", "disk_gb", "task", "create_time", "update_time", "launch_time", "nics", "volume_ids", "boot_volume_id")
+    __slots__ = ("id", "name", "project_id", "user_id", "image_id", "flavor_id", "keypair_id", "server_group_id", "node_id", "state", "fault", "vcpus", "ram_mb", "disk_gb", "task", "create_time", "update_time", "launch_time", "nics", "volume_ids", "boot_volume_id", "power_state")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -252,6 +271,7 @@ class Instance(_message.Message):
     NICS_FIELD_NUMBER: _ClassVar[int]
     VOLUME_IDS_FIELD_NUMBER: _ClassVar[int]
     BOOT_VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    POWER_STATE_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     project_id: str
@@ -273,7 +293,8 @@ class Instance(_message.Message):
     nics: _containers.RepeatedCompositeFieldContainer[InstanceNic]
     volume_ids: _containers.RepeatedScalarFieldContainer[str]
     boot_volume_id: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., image_id: _Optional[str] = ..., flavor_id: _Optional[str] = ..., keypair_id: _Optional[str] = ..., server_group_id: _Optional[str] = ..., node_id: _Optional[str] = ..., state: _Optional[_Union[InstanceState, str]] = ..., fault: _Optional[str] = ..., vcpus: _Optional[int] = ..., ram_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., task: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., launch_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., nics: _Optional[_Iterable[_Union[InstanceNic, _Mapping]]] = ..., volume_ids: _Optional[_Iterable[str]] = ..., boot_volume_id: _Optional[str] = ...) -> None: ...
+    power_state: PowerState
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., image_id: _Optional[str] = ..., flavor_id: _Optional[str] = ..., keypair_id: _Optional[str] = ..., server_group_id: _Optional[str] = ..., node_id: _Optional[str] = ..., state: _Optional[_Union[InstanceState, str]] = ..., fault: _Optional[str] = ..., vcpus: _Optional[int] = ..., ram_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., task: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., launch_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., nics: _Optional[_Iterable[_Union[InstanceNic, _Mapping]]] = ..., volume_ids: _Optional[_Iterable[str]] = ..., boot_volume_id: _Optional[str] = ..., power_state: _Optional[_Union[PowerState, str]] = ...) -> None: ...
 
 class InstanceNic(_message.Message):
     __slots__ = ("port_id", "network_id", "mac_address", "ip_addresses", "floating_ip_address")

@@ -169,6 +169,58 @@ class DeleteProjectRequest(_message.Message):
     id: str
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
+class QuotaValues(_message.Message):
+    __slots__ = ("instances", "vcpus", "ram_mb", "volumes", "volume_gb", "snapshots", "images", "networks", "ports", "security_groups", "floating_ips")
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    VCPUS_FIELD_NUMBER: _ClassVar[int]
+    RAM_MB_FIELD_NUMBER: _ClassVar[int]
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_GB_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    SECURITY_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    FLOATING_IPS_FIELD_NUMBER: _ClassVar[int]
+    instances: int
+    vcpus: int
+    ram_mb: int
+    volumes: int
+    volume_gb: int
+    snapshots: int
+    images: int
+    networks: int
+    ports: int
+    security_groups: int
+    floating_ips: int
+    def __init__(self, instances: _Optional[int] = ..., vcpus: _Optional[int] = ..., ram_mb: _Optional[int] = ..., volumes: _Optional[int] = ..., volume_gb: _Optional[int] = ..., snapshots: _Optional[int] = ..., images: _Optional[int] = ..., networks: _Optional[int] = ..., ports: _Optional[int] = ..., security_groups: _Optional[int] = ..., floating_ips: _Optional[int] = ...) -> None: ...
+
+class Quota(_message.Message):
+    __slots__ = ("project_id", "limits", "usage", "defaults")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULTS_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    limits: QuotaValues
+    usage: QuotaValues
+    defaults: QuotaValues
+    def __init__(self, project_id: _Optional[str] = ..., limits: _Optional[_Union[QuotaValues, _Mapping]] = ..., usage: _Optional[_Union[QuotaValues, _Mapping]] = ..., defaults: _Optional[_Union[QuotaValues, _Mapping]] = ...) -> None: ...
+
+class GetQuotaRequest(_message.Message):
+    __slots__ = ("project_id",)
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    def __init__(self, project_id: _Optional[str] = ...) -> None: ...
+
+class UpdateQuotaRequest(_message.Message):
+    __slots__ = ("quota", "update_mask")
+    QUOTA_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    quota: Quota
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, quota: _Optional[_Union[Quota, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
 class CreateUserRequest(_message.Message):
     __slots__ = ("user", "password", "request_id")
     USER_FIELD_NUMBER: _ClassVar[int]

@@ -85,6 +85,16 @@ class IdentityServiceStub:
                 request_serializer=kumo_dot_v1_dot_identity__pb2.DeleteProjectRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.GetQuota = channel.unary_unary(
+                '/kumo.v1.IdentityService/GetQuota',
+                request_serializer=kumo_dot_v1_dot_identity__pb2.GetQuotaRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_identity__pb2.Quota.FromString,
+                _registered_method=True)
+        self.UpdateQuota = channel.unary_unary(
+                '/kumo.v1.IdentityService/UpdateQuota',
+                request_serializer=kumo_dot_v1_dot_identity__pb2.UpdateQuotaRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_identity__pb2.Quota.FromString,
+                _registered_method=True)
         self.CreateUser = channel.unary_unary(
                 '/kumo.v1.IdentityService/CreateUser',
                 request_serializer=kumo_dot_v1_dot_identity__pb2.CreateUserRequest.SerializeToString,
@@ -196,6 +206,22 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetQuota(self, request, context):
+        """A project's quota: the limit and usage of each counted resource. Members
+        and readers read their own project's; admins any.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateQuota(self, request, context):
+        """Sets a project's own limits (admins), which override the cloud defaults.
+        A limit below what the project uses is allowed: it refuses new creates only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateUser(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -296,6 +322,16 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.DeleteProject,
                     request_deserializer=kumo_dot_v1_dot_identity__pb2.DeleteProjectRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'GetQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQuota,
+                    request_deserializer=kumo_dot_v1_dot_identity__pb2.GetQuotaRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_identity__pb2.Quota.SerializeToString,
+            ),
+            'UpdateQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateQuota,
+                    request_deserializer=kumo_dot_v1_dot_identity__pb2.UpdateQuotaRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_identity__pb2.Quota.SerializeToString,
             ),
             'CreateUser': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateUser,
@@ -569,6 +605,60 @@ class IdentityService:
             '/kumo.v1.IdentityService/DeleteProject',
             kumo_dot_v1_dot_identity__pb2.DeleteProjectRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.IdentityService/GetQuota',
+            kumo_dot_v1_dot_identity__pb2.GetQuotaRequest.SerializeToString,
+            kumo_dot_v1_dot_identity__pb2.Quota.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.IdentityService/UpdateQuota',
+            kumo_dot_v1_dot_identity__pb2.UpdateQuotaRequest.SerializeToString,
+            kumo_dot_v1_dot_identity__pb2.Quota.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,66 @@
+"""Queries for quota limits and usage counters. A charge is one conditional
+UPDATE (used + n <= limit in its WHERE), so racing charges for the last unit
+cannot both succeed, on SQLite or PostgreSQL (where the row lock makes the
+second re-check the committed count)."""
+
+from __future__ import annotations
+
+from controller.db.models import QuotaLimit, QuotaUsage
+
+
+def overrides(project_id: str) -> dict[str, int]:
+    """The project's own limits: resource -> limit."""
+    query = QuotaLimit.select(QuotaLimit.resource, QuotaLimit.hard_limit).where(
+        QuotaLimit.project == project_id
+    )
+    return {r: int(n) for r, n in query.tuples()}
+
+
+def set_limits(project_id: str, limits: dict[str, int | None], now: float) -> None:
+    """Sets the project's own limits; None drops one (the default applies)."""
+    for resource, limit in limits.items():
+        if limit is None:
+            QuotaLimit.delete().where(
+                (QuotaLimit.project == project_id) & (QuotaLimit.resource == resource)
+            ).execute()
+            continue
+        QuotaLimit.insert(
+            project=project_id, resource=resource, hard_limit=limit, update_time=now
+        ).on_conflict(
+            conflict_target=[QuotaLimit.project, QuotaLimit.resource],
+            update={QuotaLimit.hard_limit: limit, QuotaLimit.update_time: now},
+        ).execute()
+
+
+def usage(project_id: str) -> dict[str, int]:
+    query = QuotaUsage.select(QuotaUsage.resource, QuotaUsage.used).where(QuotaUsage.project == project_id)
+    return {r: int(n) for r, n in query.tuples()}
+
+
+def used(project_id: str, resource: str) -> int:
+    row = QuotaUsage.get_or_none((QuotaUsage.project == project_id) & (QuotaUsage.resource == resource))
+    return int(row.used) if row is not None else 0
+
+
+def _add(project_id: str, resource: str, n: int, limit: int) -> int:
+    query = QuotaUsage.update(used=QuotaUsage.used + n).where(
+        (QuotaUsage.project == project_id) & (QuotaUsage.resource == resource)
+    )
+    if limit >= 0:
+        query = query.where(QuotaUsage.used + n <= limit)
+    return query.execute()
+
+
+def add_within(project_id: str, resource: str, n: int, limit: int) -> bool:
+    """Adds n to the counter if it stays within `limit` (negative: no limit)."""
+    if _add(project_id, resource, n, limit) == 1:
+        return True
+    # No counter yet (a project's first of this resource): make it, try again.
+    QuotaUsage.insert(project=project_id, resource=resource, used=0).on_conflict_ignore().execute()
+    return _add(project_id, resource, n, limit) == 1
+
+
+def subtract(project_id: str, resource: str, n: int) -> None:
+    QuotaUsage.update(used=QuotaUsage.used - n).where(
+        (QuotaUsage.project == project_id) & (QuotaUsage.resource == resource)
+    ).execute()
