@@ -488,3 +488,21 @@ def test_cli(controller: ControllerProc, world: dict[str, Any], admin: Client, t
     assert failed.returncode != 0 and "PERMISSION_DENIED" in failed.stderr
     failed = run_cli(["network", "create", "x", "--type", "token-ring"], env)
     assert failed.returncode != 0 and "vxlan, flat, vlan" in failed.stderr
+
+
+def test_floating_ip_quota(world: dict[str, Any], admin: Client) -> None:
+    """The project's floating_ips counter: charged by a create, released by
+    a delete; the address ports are not counted as ports."""
+    from tests.test_quotas import get_quota, set_quota
+
+    a = world["a"].id
+    before = get_quota(admin, a).usage
+    set_quota(admin, a, floating_ips=before.floating_ips + 1)
+    f = make_fip(world["alice"], world["ext"].id)
+    used = get_quota(admin, a).usage
+    assert (used.floating_ips, used.ports) == (before.floating_ips + 1, before.ports)
+    assert code_reason(rpc_error(make_fip, world["alice"], world["ext"].id)) == (EXHAUSTED, "QUOTA_EXCEEDED")
+    net(world["alice"]).DeleteFloatingIp(pb.DeleteFloatingIpRequest(id=f.id))
+    assert get_quota(admin, a).usage.floating_ips == before.floating_ips
+    again = make_fip(world["alice"], world["ext"].id)
+    net(world["alice"]).DeleteFloatingIp(pb.DeleteFloatingIpRequest(id=again.id))
