@@ -22,11 +22,17 @@ pytestmark = pytest.mark.postgres
 def two_controllers(postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ControllerProc]]:  # type: ignore[no-untyped-def]
     url = postgres.create_database("kumo_routers")
     procs = []
+    # One control plane: the same CA and token keys (docs/control-plane.md).
+    shared = tmp_path_factory.mktemp("pgrt-shared")
     try:
         for i in range(2):
             data = tmp_path_factory.mktemp(f"pgrt{i}") / "data"
             data.mkdir()
-            procs.append(ControllerProc(data, extra_args=["--database-url", url]).start())
+            procs.append(
+                ControllerProc(
+                    data, extra_env={"KUMO_SHARED_DIR": str(shared)}, extra_args=["--database-url", url]
+                ).start()
+            )
         yield procs
     finally:
         for p in procs:
