@@ -25,10 +25,12 @@ from cli.commands import (
     user,
 )
 from cli.commands import event as event_cmd
+from cli.commands import floating_ip as floating_ip_cmd
 from cli.commands import network as network_cmd
 from cli.commands import port as port_cmd
 from cli.commands import profile as profile_cmd
 from cli.commands import quota as quota_cmd
+from cli.commands import router as router_cmd
 from cli.commands import security_group as security_group_cmd
 from cli.commands import subnet as subnet_cmd
 from cli.commands import volume as volume_cmd
@@ -69,6 +71,10 @@ app.add_typer(network_cmd.app, name="network", help="Networks: virtual L2 segmen
 app.add_typer(subnet_cmd.app, name="subnet", help="Subnets: address ranges of a network.")
 app.add_typer(port_cmd.app, name="port", help="Ports: a NIC's MAC and fixed IPs on a network.")
 app.add_typer(security_group_cmd.app, name="security-group", help="Security groups and their rules.")
+app.add_typer(
+    router_cmd.app, name="router", help="Routers: a project's way out (SNAT) to an external network."
+)
+app.add_typer(floating_ip_cmd.app, name="floating-ip", help="Floating IPs: external addresses for ports.")
 app.add_typer(controller.app, name="controller", help="The controllers of the control plane (admin).")
 app.add_typer(node.app, name="node", help="Nodes (hypervisor hosts) and their join tokens (admin).")
 app.add_typer(event_cmd.app, name="event", help="The event log: who changed what, when, and how it ended.")

@@ -45,15 +45,24 @@ def seed_flavors(ctl: Controller) -> None:
             )
 
 
-# The network an all-in-one cloud starts with: shared, with outbound NAT, so a
-# guest gets an address by DHCP and can reach out. KUMO_UP_NETWORK_CIDR moves it
-# when the default clashes with a network this host is on. Its guests resolve
-# names through the subnet's gateway (the node's resolver, forwarding to this
-# host's resolvers); KUMO_UP_DNS (comma-separated addresses) gives the subnet
-# its own DNS servers instead when it is first made.
+# The network an all-in-one cloud starts with: shared, routed out through the
+# router kumo-router to the host-local external network kumo-ext (floating IPs
+# come from there), so a guest gets an address by DHCP and can reach out.
+# KUMO_UP_NETWORK_CIDR moves it when the default clashes with a network this
+# host is on. Its guests resolve names through the subnet's gateway (the node's
+# resolver, forwarding to this host's resolvers); KUMO_UP_DNS (comma-separated
+# addresses) gives the subnet its own DNS servers instead when it is first made.
 DEFAULT_NETWORK = "kumo-net"
 DEFAULT_SUBNET = f"{DEFAULT_NETWORK}-v4"
 DEFAULT_CIDR = "10.199.0.0/24"
+# The external network: a bridge on this host alone (physical network
+# kumo-host, mapped to no interface), its gateway the host, which masquerades
+# beyond it. KUMO_UP_EXTERNAL_CIDR moves it.
+EXTERNAL_NETWORK = "kumo-ext"
+EXTERNAL_SUBNET = f"{EXTERNAL_NETWORK}-v4"
+EXTERNAL_CIDR = "10.198.0.0/24"
+HOST_PHYSNET = "kumo-host"
+DEFAULT_ROUTER = "kumo-router"
 
 
 def seed_network(ctl: Controller, cidr: str, dns: list[str]) -> None:
@@ -75,7 +84,6 @@ def seed_network(ctl: Controller, cidr: str, dns: list[str]) -> None:
             "name": DEFAULT_NETWORK,
             "description": "default (make up)",
             "shared": True,
-            "external_routable": True,
             "mtu": 0,
         },
         NO_REQUEST_ID,
@@ -83,6 +91,61 @@ def seed_network(ctl: Controller, cidr: str, dns: list[str]) -> None:
     ctl.parts.networks.create_subnet(
         admin, net.id, DEFAULT_SUBNET, "", check_subnet(cidr, 4, "", [], dns), NO_REQUEST_ID
     )
+
+
+def seed_router(ctl: Controller, external_cidr: str) -> None:
+    """kumo-net's way out: the host-local external network and a router to
+    it, unless they exist. A cloud made before routers had kumo-net masquerade
+    by itself (external_routable): the router takes over."""
+    from controller.auth.principal import Principal, Role
+    from controller.db import identity as identity_store
+    from controller.db import routers as router_store
+    from controller.domain.networks.addresses import FLAT, check_subnet
+
+    project = identity_store.find_project("admin")
+    if project is None:
+        return
+    admin = Principal("", "system", project.id, project.name, Role.ADMIN, "", 0.0)
+    nets = ctl.parts.networks
+    rows, _ = nets.list_networks(admin, 1, "", EXTERNAL_NETWORK)
+    if rows:
+        ext = rows[0]
+    else:
+        ext = nets.create_network(
+            admin,
+            {
+                "name": EXTERNAL_NETWORK,
+                "description": "host-local external network (make up)",
+                "external": True,
+                "external_routable": True,
+                "network_type": FLAT,
+                "physical_network": HOST_PHYSNET,
+                "mtu": 1500,
+            },
+            NO_REQUEST_ID,
+        )
+        nets.create_subnet(
+            admin, ext.id, EXTERNAL_SUBNET, "", check_subnet(external_cidr, 4, "", [], []), NO_REQUEST_ID
+        )
+    routers, _ = nets.list_routers(admin, 1, "", DEFAULT_ROUTER)
+    router = (
+        routers[0]
+        if routers
+        else nets.create_router(
+            admin,
+            {"name": DEFAULT_ROUTER, "description": "kumo-net's way out (make up)"},
+            ext.id,
+            NO_REQUEST_ID,
+        )
+    )
+    tenant, _ = nets.list_networks(admin, 1, "", DEFAULT_NETWORK)
+    if not tenant:
+        return
+    for sub in nets.list_subnets(admin, 10, "", DEFAULT_SUBNET, tenant[0].id)[0]:
+        if not router_store.interface_router(sub.id):
+            nets.add_router_interface(admin, router.id, sub.id)
+    if tenant[0].external_routable:
+        nets.update_network(admin, tenant[0].id, {"external_routable": False})
 
 
 def default_subnet_dns() -> list[str] | None:
@@ -137,6 +200,10 @@ def banner(ctl: Controller, password_hint: str, dns: list[str] | None = None) ->
             "The default security group admits only its own members. Let the host ping guests and SSH in:",
             "  .venv/bin/kumo security-group rule create default --protocol icmp",
             "  .venv/bin/kumo security-group rule create default --protocol tcp --port 22",
+            f"Reach it from this host through a floating IP of {EXTERNAL_NETWORK} (routed by {DEFAULT_ROUTER}):",
+            f"  .venv/bin/kumo floating-ip create --network {EXTERNAL_NETWORK} "
+            "--port $(.venv/bin/kumo port list --server demo -f value -c id)",
+            "  ssh <user>@<floating IP>   # kumo floating-ip list",
             *dns_lines(dns, info.dns_domain),
             "",
             "Ctrl-C stops the cloud.",
@@ -165,6 +232,7 @@ def main() -> int:
     try:
         dns = [d.strip() for d in os.environ.get("KUMO_UP_DNS", "").split(",") if d.strip()]
         seed_network(ctl, os.environ.get("KUMO_UP_NETWORK_CIDR", DEFAULT_CIDR), dns)
+        seed_router(ctl, os.environ.get("KUMO_UP_EXTERNAL_CIDR", EXTERNAL_CIDR))
     except Exception:
         logging.getLogger("kumo.allinone").exception("could not make the default network")
     node = LocalNode(ctl)

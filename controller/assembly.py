@@ -35,6 +35,7 @@ from controller.db import identity as identity_store
 from controller.db import images as image_store
 from controller.db import instances as instance_store
 from controller.db import networks as network_store
+from controller.db import routers as router_store
 from controller.db import volumes as volume_store
 from controller.db.database import db
 from controller.domain.compute_catalog import ComputeCatalog
@@ -80,6 +81,8 @@ PROJECT_IN_USE = (
     InUseCheck("image", image_store.count_project_images),
     InUseCheck("server group", compute_store.count_server_groups),
     InUseCheck("instance", instance_store.count_in_project),
+    InUseCheck("floating IP", router_store.count_floating_ips),
+    InUseCheck("router", router_store.count_routers),
     InUseCheck("network", network_store.count_networks),
     InUseCheck("port", network_store.count_ports),
     InUseCheck("security group", network_store.count_groups),

@@ -96,6 +96,9 @@ class LocalNode:
                 self.virt_type,
                 "--log-format",
                 "text",
+                # make up's external network is a bridge on this host alone
+                "--physical-network",
+                "kumo-host=",
             ],
             cwd=ROOT,
             env=env,

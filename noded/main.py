@@ -110,6 +110,13 @@ def run(
         str,
         typer.Option(help="VXLAN underlay address [the local address of the connection to the controller]"),
     ] = "",
+    physical_network: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=IFACE: the host interface of an external network's physical network "
+            "(NAME= alone: a host-local bridge with no uplink); repeatable"
+        ),
+    ] = None,
     metrics_listen: Annotated[
         str,
         typer.Option(
@@ -163,6 +170,12 @@ def run(
         dns = tuple(str(ipaddress.ip_address(d)) for d in dns_server or [])
     except ValueError as exc:
         raise _fail(f"--dns-server: {exc}") from None
+    physnets: dict[str, str] = {}
+    for item in physical_network or []:
+        name, eq, iface = item.partition("=")
+        if not eq or not name:
+            raise _fail(f"--physical-network wants NAME=IFACE, got {item!r}")
+        physnets[name] = iface
     state = _state(state_dir)
     try:
         creds = state.load()
@@ -215,7 +228,7 @@ def run(
 
     tunnel = tunnel_ip or default_tunnel_ip(creds.identity.node_endpoint)
     # Bridges, DHCP and rules are for real guests: a fake node has none.
-    networks = [NetworkStep(state.path, tunnel, dns)] if driver == "libvirt" else []
+    networks = [NetworkStep(state.path, tunnel, dns, physnets)] if driver == "libvirt" else []
 
     try:
         metrics_server = serve_metrics(metrics.registry, metrics_listen, metrics_cert_file, metrics_key_file)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
 import re
 import shutil
@@ -117,9 +118,10 @@ import sys
 from pathlib import Path
 from kumo.v1 import node_agent_pb2 as pb
 from noded.network import NetworkStep
+import json
 desired = pb.NodeDesiredState.FromString(Path(sys.argv[3]).read_bytes())
-dns = tuple(d for d in sys.argv[4].split(",") if d) if len(sys.argv) > 4 else ()
-NetworkStep(Path(sys.argv[1]), sys.argv[2], dns)(desired)
+dns = tuple(d for d in sys.argv[4].split(",") if d)
+NetworkStep(Path(sys.argv[1]), sys.argv[2], dns, json.loads(sys.argv[5]))(desired)
 """
 
 
@@ -131,20 +133,26 @@ def desired_subnet(sid: str, cidr: str, **kw: Any) -> pb.DesiredSubnet:
     )
 
 
+def runner_env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=f"{ROOT}:{ROOT / 'proto'}")
+
+
 def apply_in(
     netns: str | None,
     state: Path,
     desired: pb.NodeDesiredState,
     tunnel_ip: str = "",
     dns_servers: Iterable[str] = (),
+    physical_networks: dict[str, str] | None = None,
 ) -> None:
     """Runs the network step once in a namespace (None: this host), in a
     fresh process as a restarted noded would: all it knows is its state dir
-    (and `dns_servers`, its --dns-server flags)."""
+    (`dns_servers`, its --dns-server flags, and its --physical-network mapping)."""
     blob = state / "desired.bin"
     blob.write_bytes(desired.SerializeToString())
-    env = dict(os.environ, PYTHONPATH=f"{ROOT}:{ROOT / 'proto'}")
-    cmd = [sys.executable, "-c", RUNNER, str(state), tunnel_ip, str(blob), ",".join(dns_servers)]
+    env = runner_env()
+    physnets = json.dumps(physical_networks or {})
+    cmd = [sys.executable, "-c", RUNNER, str(state), tunnel_ip, str(blob), ",".join(dns_servers), physnets]
     if netns:
         cmd = ["ip", "netns", "exec", netns, *cmd]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)

@@ -105,6 +105,49 @@ def test_make_up_boots_a_guest_with_the_printed_command() -> None:
             step=1,
             explain=explain,
         )
+        # kumo-net's router to the host-local external network: a floating IP
+        # of kumo-ext reaches the guest from the host (ICMP, and TCP once the
+        # group admits it), and goes with its rules when deleted.
+        port_id = __import__("json").loads(shown.stdout)["nics"][0]["port_id"]
+        made_fip = run_cli(
+            ["floating-ip", "create", "--network", "kumo-ext", "--port", port_id, "-o", "json"], cfg
+        )
+        assert made_fip.returncode == 0, made_fip.stderr
+        fip = __import__("json").loads(made_fip.stdout)["floating_ip_address"]
+        assert fip.startswith("10.198.0."), fip
+        assert f"floating {fip}" in run_cli(["server", "show", "demo"], cfg).stdout
+        wait_until(
+            lambda: subprocess.run(["ping", "-c1", "-W1", fip], capture_output=True).returncode == 0,
+            what=f"the host pinging the guest through its floating IP {fip}",
+            base=60,
+            step=1,
+            explain=explain,
+        )
+
+        def http_via_fip() -> str:
+            got = subprocess.run(["curl", "-s", "-m", "3", f"http://{fip}/"], capture_output=True, text=True)
+            return got.stdout
+
+        assert f"instance-id: {iid}" not in http_via_fip()  # no rule for TCP 80 yet
+        web = ["security-group", "rule", "create", "default", "--protocol", "tcp", "--port", "80"]
+        assert run_cli(web, cfg).returncode == 0
+        wait_until(
+            lambda: f"instance-id: {iid}" in http_via_fip(),
+            what=f"the guest's web server through its floating IP {fip}",
+            base=60,
+            step=1,
+            explain=explain,
+        )
+        assert run_cli(["floating-ip", "delete", fip], cfg).returncode == 0
+        wait_until(
+            lambda: (
+                fip not in subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
+            ),
+            what=f"the rules of floating IP {fip} removed",
+            base=60,
+            step=1,
+            explain=explain,
+        )
         net = __import__("json").loads(run_cli(["network", "show", "kumo-net", "-o", "json"], cfg).stdout)
         bridge = bridge_name(net["id"])
         assert subprocess.run(["ip", "link", "show", bridge], capture_output=True).returncode == 0

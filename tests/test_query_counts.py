@@ -69,6 +69,8 @@ REQUESTS: dict[str, Callable[[], Any]] = {
     "/kumo.v1.NetworkService/ListSubnets": npb.ListSubnetsRequest,
     "/kumo.v1.NetworkService/ListPorts": npb.ListPortsRequest,
     "/kumo.v1.NetworkService/ListSecurityGroups": npb.ListSecurityGroupsRequest,
+    "/kumo.v1.NetworkService/ListRouters": npb.ListRoutersRequest,
+    "/kumo.v1.NetworkService/ListFloatingIps": npb.ListFloatingIpsRequest,
     "/kumo.v1.ControlPlaneService/ListControllers": ctlpb.ListControllersRequest,
     "/kumo.v1.NodeService/ListNodes": nodepb.ListNodesRequest,
     "/kumo.v1.NodeService/ListJoinTokens": nodepb.ListJoinTokensRequest,
@@ -239,6 +241,30 @@ def populate(base: Path, ctl: InProcess, admin: Client) -> None:
                     networks=[cpb.NetworkRequest(network=networks[i].id)],
                     security_groups=[groups[i].id],
                 )
+            )
+        )
+    # A router per network, out to one external network; a floating IP per instance.
+    ext = net.CreateNetwork(
+        npb.CreateNetworkRequest(
+            network=npb.Network(
+                name="q-ext", external=True, network_type=npb.NETWORK_TYPE_FLAT, physical_network="q"
+            )
+        )
+    )
+    net.CreateSubnet(
+        npb.CreateSubnetRequest(subnet=npb.Subnet(name="q-ext-v4", network_id=ext.id, cidr="172.30.0.0/24"))
+    )
+    for i in range(N):
+        r = net.CreateRouter(
+            npb.CreateRouterRequest(
+                router=npb.Router(name=f"q-r{i}", external_gateway=npb.RouterGateway(network_id=ext.id))
+            )
+        )
+        sub = net.GetNetwork(npb.GetNetworkRequest(id=networks[i].id)).subnet_ids[0]
+        net.AddRouterInterface(npb.AddRouterInterfaceRequest(id=r.id, subnet_id=sub))
+        net.CreateFloatingIp(
+            npb.CreateFloatingIpRequest(
+                floating_ip=npb.FloatingIp(floating_network_id=ext.id, port_id=instances[i].nics[0].port_id)
             )
         )
     volumes = [

@@ -8,6 +8,7 @@ import typer
 
 from cli.client import list_all, resolve, session
 from cli.completion import NetworkArg
+from cli.errors import CliError
 from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
 from cli.updates import mask
 from kumo.v1 import network_pb2 as pb
@@ -25,7 +26,17 @@ COLUMNS = [
     ("vni", "vni"),
     ("subnets", "subnet_ids"),
 ]
-DETAIL = [*COLUMNS, ("description", "description"), ("created", "create_time"), ("updated", "update_time")]
+DETAIL = [
+    *COLUMNS,
+    ("external", "external"),
+    ("type", "network_type"),
+    ("physical network", "physical_network"),
+    ("vlan", "segmentation_id"),
+    ("description", "description"),
+    ("created", "create_time"),
+    ("updated", "update_time"),
+]
+TYPES = {"vxlan": pb.NETWORK_TYPE_VXLAN, "flat": pb.NETWORK_TYPE_FLAT, "vlan": pb.NETWORK_TYPE_VLAN}
 
 
 def stub():  # type: ignore[no-untyped-def]
@@ -49,13 +60,34 @@ def create(
     external: Annotated[
         bool, typer.Option("--external-routable", help="Outbound NAT through the host (admin)")
     ] = False,
+    external_network: Annotated[
+        bool,
+        typer.Option(
+            "--external", help="An external (provider) network for routers and floating IPs (admin)"
+        ),
+    ] = False,
+    network_type: Annotated[str, typer.Option("--type", help="vxlan, flat or vlan (admin)")] = "",
+    physical_network: Annotated[
+        str, typer.Option(help="flat/vlan: the physical network name nodes map to an interface (admin)")
+    ] = "",
+    vlan: Annotated[int, typer.Option(help="vlan: the VLAN id (admin)")] = 0,
     description: Annotated[str, typer.Option()] = "",
     output: OutputOpt = Format.table,
     column: ColumnOpt = None,
 ) -> None:
     """Create a network in your project."""
+    if network_type and network_type not in TYPES:
+        raise CliError(f"--type must be one of {', '.join(TYPES)}")
     network = pb.Network(
-        name=name, mtu=mtu, shared=shared, external_routable=external, description=description
+        name=name,
+        mtu=mtu,
+        shared=shared,
+        external_routable=external,
+        external=external_network,
+        network_type=TYPES.get(network_type, 0),
+        physical_network=physical_network,
+        segmentation_id=vlan,
+        description=description,
     )
     emit(stub().CreateNetwork(pb.CreateNetworkRequest(network=network)), output, DETAIL, column)
 

@@ -64,7 +64,8 @@ DETAIL = [
 
 
 def _nic(n: dict) -> str:  # type: ignore[type-arg]
-    return f"{n.get('mac_address', '')} {','.join(n.get('ip_addresses', []))} (port {n.get('port_id', '')})"
+    floating = f" floating {n['floating_ip_address']}" if n.get("floating_ip_address") else ""
+    return f"{n.get('mac_address', '')} {','.join(n.get('ip_addresses', []))}{floating} (port {n.get('port_id', '')})"
 
 
 STATES = ", ".join(enum_choices(pb.InstanceState.DESCRIPTOR))

@@ -1,4 +1,5 @@
-"""NetworkService: networks, subnets, ports, security groups; and the
+"""NetworkService: networks, subnets, ports, security groups, routers,
+floating IPs; and the
 CreateInstance fields that ask for NICs (networks, security_groups)."""
 
 from __future__ import annotations
@@ -12,7 +13,16 @@ from google.protobuf import empty_pb2
 from controller import validation as v
 from controller.api.convert import ts
 from controller.auth.interceptor import CallContext
-from controller.db.models import Instance, Network, Port, SecurityGroup, SecurityGroupRule, Subnet
+from controller.db.models import (
+    FloatingIp,
+    Instance,
+    Network,
+    Port,
+    Router,
+    SecurityGroup,
+    SecurityGroupRule,
+    Subnet,
+)
 from controller.domain.networks import Networks
 from controller.domain.networks.addresses import check_subnet as check_subnet_fields
 from controller.domain.networks.addresses import subnet_pools
@@ -64,6 +74,23 @@ PORT_UPDATES: v.UpdateRules = MappingProxyType(
         "description": lambda p: v.text(p.description, "port.description"),
         # the port's groups, not a column
         "security_group_ids": lambda p: _group_refs(list(p.security_group_ids), "port.security_group_ids"),
+    }
+)
+ROUTER_UPDATES: v.UpdateRules = MappingProxyType(
+    {
+        "name": lambda r: v.name(r.name, "router.name"),
+        "description": lambda r: v.text(r.description, "router.description"),
+        # the gateway port, not a column
+        "external_gateway": lambda r: v.optional_id(
+            r.external_gateway.network_id, "router.external_gateway.network_id"
+        ),
+    }
+)
+FLOATING_IP_UPDATES: v.UpdateRules = MappingProxyType(
+    {
+        "description": lambda f: v.text(f.description, "floating_ip.description"),
+        # the association, not a column
+        "port_id": lambda f: v.optional_id(f.port_id, "floating_ip.port_id"),
     }
 )
 SECURITY_GROUP_UPDATES: v.UpdateRules = MappingProxyType(
@@ -123,6 +150,10 @@ class NetworkServicer(network_pb2_grpc.NetworkServiceServicer):
             description=row.description,
             shared=row.shared,
             external_routable=row.external_routable,
+            external=row.external,
+            network_type=row.network_type,
+            physical_network=row.physical_network,
+            segmentation_id=row.segmentation_id,
             mtu=row.mtu,
             vni=row.vni,
             subnet_ids=subnet_ids,
@@ -202,6 +233,45 @@ class NetworkServicer(network_pb2_grpc.NetworkServiceServicer):
             for r in rows
         ]
 
+    def router_pbs(self, rows: list[Router]) -> list[pb.Router]:
+        interfaces, gateways = self.networks.router_details(rows)
+        out = []
+        for r in rows:
+            net_id, ip = gateways.get(r.id, ("", ""))
+            out.append(
+                pb.Router(
+                    id=r.id,
+                    name=r.name,
+                    project_id=r.project_id,
+                    description=r.description,
+                    external_gateway=pb.RouterGateway(
+                        network_id=net_id, ip_address=ip, port_id=r.gateway_port_id or ""
+                    ),
+                    interfaces=[
+                        pb.RouterInterface(subnet_id=s.id, network_id=s.network_id, ip_address=s.gateway_ip)
+                        for s in interfaces.get(r.id, [])
+                    ],
+                    create_time=ts(r.create_time),
+                    update_time=ts(r.update_time),
+                )
+            )
+        return out
+
+    @staticmethod
+    def floating_ip_pb(f: FloatingIp) -> pb.FloatingIp:
+        return pb.FloatingIp(
+            id=f.id,
+            project_id=f.project_id,
+            floating_network_id=f.network_id,
+            floating_ip_address=f.floating_ip_address,
+            port_id=f.port_id or "",
+            fixed_ip_address=f.fixed_ip_address,
+            router_id=f.router_id or "",
+            description=f.description,
+            create_time=ts(f.create_time),
+            update_time=ts(f.update_time),
+        )
+
     # Networks
 
     def CreateNetwork(self, request: pb.CreateNetworkRequest, context: CallContext) -> pb.Network:
@@ -212,6 +282,10 @@ class NetworkServicer(network_pb2_grpc.NetworkServiceServicer):
             "shared": n.shared,
             "external_routable": n.external_routable,
             "mtu": n.mtu,
+            "external": n.external,
+            "network_type": n.network_type,
+            "physical_network": n.physical_network,
+            "segmentation_id": n.segmentation_id,
         }
         row = self.networks.create_network(context.principal, fields, v.request_key(request))
         return self.network_pb(row)
@@ -402,6 +476,107 @@ class NetworkServicer(network_pb2_grpc.NetworkServiceServicer):
         self.networks.delete_rule(context.principal, v.resource_id(request.id))
         return empty_pb2.Empty()
 
+    # Routers
+
+    def CreateRouter(self, request: pb.CreateRouterRequest, context: CallContext) -> pb.Router:
+        r = request.router
+        if r.interfaces:
+            raise InvalidArgument("router.interfaces is output only; use AddRouterInterface")
+        fields = {
+            "name": v.name(r.name, "router.name"),
+            "description": v.text(r.description, "router.description"),
+        }
+        gateway = v.optional_id(r.external_gateway.network_id, "router.external_gateway.network_id")
+        row = self.networks.create_router(context.principal, fields, gateway, v.request_key(request))
+        return self.router_pbs([row])[0]
+
+    def GetRouter(self, request: pb.GetRouterRequest, context: CallContext) -> pb.Router:
+        return self.router_pbs([self.networks.get_router(context.principal, v.resource_id(request.id))])[0]
+
+    def ListRouters(self, request: pb.ListRoutersRequest, context: CallContext) -> pb.ListRoutersResponse:
+        if request.name:
+            v.name(request.name)
+        rows, token = self.networks.list_routers(
+            context.principal, request.page_size, request.page_token, request.name
+        )
+        return pb.ListRoutersResponse(routers=self.router_pbs(rows), next_page_token=token)
+
+    def UpdateRouter(self, request: pb.UpdateRouterRequest, context: CallContext) -> pb.Router:
+        r = request.router
+        fields = v.updates(request.update_mask.paths, r, ROUTER_UPDATES)
+        gateway = fields.pop("external_gateway", None)
+        row = self.networks.update_router(
+            context.principal, v.resource_id(r.id, "router.id"), fields, gateway
+        )
+        return self.router_pbs([row])[0]
+
+    def DeleteRouter(self, request: pb.DeleteRouterRequest, context: CallContext) -> empty_pb2.Empty:
+        self.networks.delete_router(context.principal, v.resource_id(request.id))
+        return empty_pb2.Empty()
+
+    def AddRouterInterface(self, request: pb.AddRouterInterfaceRequest, context: CallContext) -> pb.Router:
+        row = self.networks.add_router_interface(
+            context.principal, v.resource_id(request.id), v.resource_id(request.subnet_id, "subnet_id")
+        )
+        return self.router_pbs([row])[0]
+
+    def RemoveRouterInterface(
+        self, request: pb.RemoveRouterInterfaceRequest, context: CallContext
+    ) -> pb.Router:
+        row = self.networks.remove_router_interface(
+            context.principal, v.resource_id(request.id), v.resource_id(request.subnet_id, "subnet_id")
+        )
+        return self.router_pbs([row])[0]
+
+    # Floating IPs
+
+    def CreateFloatingIp(self, request: pb.CreateFloatingIpRequest, context: CallContext) -> pb.FloatingIp:
+        f = request.floating_ip
+        if f.floating_ip_address or f.fixed_ip_address or f.router_id:
+            raise InvalidArgument(
+                "floating_ip.floating_ip_address, fixed_ip_address and router_id are output only"
+            )
+        row = self.networks.create_floating_ip(
+            context.principal,
+            v.resource_id(f.floating_network_id, "floating_ip.floating_network_id"),
+            v.optional_id(f.port_id, "floating_ip.port_id"),
+            v.text(f.description, "floating_ip.description"),
+            v.request_key(request),
+        )
+        return self.floating_ip_pb(row)
+
+    def GetFloatingIp(self, request: pb.GetFloatingIpRequest, context: CallContext) -> pb.FloatingIp:
+        return self.floating_ip_pb(
+            self.networks.get_floating_ip(context.principal, v.resource_id(request.id))
+        )
+
+    def ListFloatingIps(
+        self, request: pb.ListFloatingIpsRequest, context: CallContext
+    ) -> pb.ListFloatingIpsResponse:
+        rows, token = self.networks.list_floating_ips(
+            context.principal,
+            request.page_size,
+            request.page_token,
+            v.optional_id(request.floating_network_id, "floating_network_id"),
+            v.optional_id(request.port_id, "port_id"),
+        )
+        return pb.ListFloatingIpsResponse(
+            floating_ips=[self.floating_ip_pb(r) for r in rows], next_page_token=token
+        )
+
+    def UpdateFloatingIp(self, request: pb.UpdateFloatingIpRequest, context: CallContext) -> pb.FloatingIp:
+        f = request.floating_ip
+        fields = v.updates(request.update_mask.paths, f, FLOATING_IP_UPDATES)
+        port_id = fields.pop("port_id", None)
+        row = self.networks.update_floating_ip(
+            context.principal, v.resource_id(f.id, "floating_ip.id"), fields, port_id
+        )
+        return self.floating_ip_pb(row)
+
+    def DeleteFloatingIp(self, request: pb.DeleteFloatingIpRequest, context: CallContext) -> empty_pb2.Empty:
+        self.networks.delete_floating_ip(context.principal, v.resource_id(request.id))
+        return empty_pb2.Empty()
+
 
 class NetworkInstanceApi:
     """Networks as an InstanceApiExtension: CreateInstance's networks and
@@ -415,7 +590,13 @@ class NetworkInstanceApi:
 
     def decorate(self, rows: list[Instance], msgs: list[cpb.Instance]) -> None:
         """The instances' NICs, for a page in one go."""
-        nics = self.networks.nics([r.id for r in rows])
+        ids = [r.id for r in rows]
+        nics = self.networks.nics(ids)
+        floating = {
+            f.port_id: f.floating_ip_address
+            for fs in self.networks.instance_floating_ips(ids).values()
+            for f in fs
+        }
         for row, msg in zip(rows, msgs, strict=True):
             for n in nics.get(row.id, []):
                 msg.nics.append(
@@ -424,5 +605,6 @@ class NetworkInstanceApi:
                         network_id=n.network_id,
                         mac_address=n.mac_address,
                         ip_addresses=n.ip_addresses,
+                        floating_ip_address=floating.get(n.port_id, ""),
                     )
                 )

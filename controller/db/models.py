@@ -326,6 +326,10 @@ class Network(BaseModel):
     vni = peewee.IntegerField(unique=True)
     create_time = peewee.DoubleField()
     update_time = peewee.DoubleField()
+    external = peewee.BooleanField(default=False)
+    network_type = peewee.IntegerField(default=1)  # kumo.v1.NetworkType
+    physical_network = peewee.CharField(max_length=64, default="")
+    segmentation_id = peewee.IntegerField(default=0)
 
     class Meta:
         indexes = ((("project", "name"), True),)
@@ -366,6 +370,10 @@ class Port(BaseModel):
     auto_delete = peewee.BooleanField(default=False)
     create_time = peewee.DoubleField()
     update_time = peewee.DoubleField()
+    # "router_gateway" or "floating_ip" (device_id: the router or floating
+    # IP): an address on an external network, not a NIC; "" for NICs.
+    device_owner = peewee.CharField(max_length=32, default="")
+    device_id = peewee.CharField(max_length=36, default="")
 
 
 class IpAllocation(BaseModel):
@@ -417,6 +425,41 @@ class PortSecurityGroup(BaseModel):
 
     class Meta:
         primary_key = peewee.CompositeKey("port", "security_group")
+
+
+class Router(BaseModel):
+    id = peewee.CharField(primary_key=True, max_length=36)
+    project = peewee.ForeignKeyField(Project, column_name="project_id")
+    name = peewee.CharField(max_length=64)
+    description = peewee.TextField(default="")
+    gateway_port = peewee.ForeignKeyField(Port, null=True, column_name="gateway_port_id")
+    create_time = peewee.DoubleField()
+    update_time = peewee.DoubleField()
+
+    class Meta:
+        indexes = ((("project", "name"), True),)
+
+
+class RouterInterface(BaseModel):
+    """Keyed by the subnet: a subnet is on at most one router."""
+
+    subnet = peewee.ForeignKeyField(Subnet, primary_key=True, column_name="subnet_id")
+    router = peewee.ForeignKeyField(Router, column_name="router_id")
+
+
+class FloatingIp(BaseModel):
+    id = peewee.CharField(primary_key=True, max_length=36)
+    project = peewee.ForeignKeyField(Project, column_name="project_id")
+    network = peewee.ForeignKeyField(Network, column_name="network_id")
+    # The port on the external network that holds the address.
+    address_port = peewee.ForeignKeyField(Port, unique=True, column_name="address_port_id")
+    floating_ip_address = peewee.CharField(max_length=45)
+    port = peewee.ForeignKeyField(Port, null=True, unique=True, column_name="port_id", backref="+")
+    fixed_ip_address = peewee.CharField(max_length=45, default="")
+    router = peewee.ForeignKeyField(Router, null=True, column_name="router_id")
+    description = peewee.TextField(default="")
+    create_time = peewee.DoubleField()
+    update_time = peewee.DoubleField()
 
 
 class QuotaLimit(BaseModel):

@@ -52,7 +52,7 @@ def find_networks(name: str, project_id: str | None) -> list[Network]:
     """By name: the project's own first, then shared ones (all, for admins)."""
     query = Network.select().where(Network.name == name)
     if project_id is not None:
-        query = query.where((Network.project == project_id) | Network.shared)
+        query = query.where((Network.project == project_id) | Network.shared | Network.external)
     rows = list(query.limit(10))
     rows.sort(key=lambda r: (r.project_id != project_id, r.id))
     return rows
@@ -61,10 +61,10 @@ def find_networks(name: str, project_id: str | None) -> list[Network]:
 def list_networks(
     page_size: int, page_token: str, name: str, project_id: str | None
 ) -> tuple[list[Network], str]:
-    """project_id None: every network (admins); else its own and shared ones."""
+    """project_id None: every network (admins); else its own, shared and external ones."""
     query = Network.select()
     if project_id is not None:
-        query = query.where((Network.project == project_id) | Network.shared)
+        query = query.where((Network.project == project_id) | Network.shared | Network.external)
     if name:
         query = query.where(Network.name == name)
     return paginate(query, (Network.name, Network.id), page_size, page_token)
@@ -132,7 +132,9 @@ def list_subnets(
     Each row comes with its network joined in (`row.network` costs no query)."""
     query = Subnet.select(Subnet, Network).join(Network)
     if project_id is not None:
-        visible = Network.select(Network.id).where((Network.project == project_id) | Network.shared)
+        visible = Network.select(Network.id).where(
+            (Network.project == project_id) | Network.shared | Network.external
+        )
         query = query.where(Subnet.network.in_(visible))
     if network_id:
         query = query.where(Subnet.network == network_id)

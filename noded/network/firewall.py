@@ -41,6 +41,7 @@ class NetPlan:
     gateways: list[str]
     external_routable: bool
     dns: bool = True  # its dnsmasq is its resolver on the gateways
+    external: bool = False
 
 
 @dataclass
@@ -51,6 +52,28 @@ class PortPlan:
     mac: str
     ips: list[str]
     security_group_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RouterPlan:
+    """SNAT of a router's subnets (this node is its SNAT node)."""
+
+    cidrs: list[str]
+    bridges: list[str]  # of its interface networks on this node
+    external_bridge: str
+    gateway_ip: str
+    host_local: bool  # the external network is this host's own (external_routable)
+
+
+@dataclass
+class FloatingPlan:
+    """1:1 NAT between a floating IP and a port's fixed IP on this node."""
+
+    floating_ip: str
+    fixed_ip: str
+    bridge: str  # the port's network's bridge
+    external_bridge: str
+    host_local: bool
 
 
 def _set(items: list[str]) -> str:
@@ -122,9 +145,15 @@ LINK_LOCAL = "fe80::/10"
 
 
 def render(
-    table: str, nets: list[NetPlan], ports: list[PortPlan], groups: dict[str, pb.DesiredSecurityGroup]
+    table: str,
+    nets: list[NetPlan],
+    ports: list[PortPlan],
+    groups: dict[str, pb.DesiredSecurityGroup],
+    routers: list[RouterPlan] | None = None,
+    floating: list[FloatingPlan] | None = None,
 ) -> str:
     """The whole nft script: both tables, made anew in one transaction."""
+    routers, floating = routers or [], floating or []
     b: list[str] = []  # bridge table body
     b.append("  chain prerouting {\n    type filter hook prerouting priority -200; policy accept;")
     for p in ports:
@@ -192,11 +221,28 @@ def render(
     for hook in chains:
         chains[hook].append("ct state established,related accept")
     bridges = [n.bridge for n in nets]
+    # Routed pairs: a router's subnets out to its external network (SNAT);
+    # from the external network in only to floating IPs (DNAT), through the
+    # ports' ingress rules like any other traffic.
+    out_routes = {(b, r.external_bridge) for r in routers for b in r.bridges}
+    out_routes |= {(f.bridge, f.external_bridge) for f in floating}
+    in_routes = {(f.external_bridge, f.bridge) for f in floating}
+    for src, dst in sorted(in_routes):
+        chains["forward"].append(f'iifname "{src}" oifname "{dst}" jump from_external')
     if len(bridges) > 1:
         # The host routes (for NAT), but never from one network to another.
         for n in nets:
-            others = [f'"{b}"' for b in bridges if b != n.bridge]
-            chains["forward"].append(f'iifname "{n.bridge}" oifname {_set(others)} drop')
+            others = [
+                f'"{b}"' for b in bridges if b != n.bridge and (n.bridge, b) not in out_routes | in_routes
+            ]
+            if others:
+                chains["forward"].append(f'iifname "{n.bridge}" oifname {_set(others)} drop')
+    # A tenant network without a router (or outbound NAT) has no way out.
+    routed_out = {b for r in routers if r.host_local for b in r.bridges}
+    routed_out |= {f.bridge for f in floating if f.host_local}
+    for n in nets:
+        if not (n.external or n.external_routable or n.bridge in routed_out):
+            chains["forward"].append(f'iifname "{n.bridge}" oifname != "kb-*" drop')
     for p in ports:
         for fam, ips in (("ip", _v4(p.ips)), ("ip6", _v6(p.ips))):
             if not ips:
@@ -206,6 +252,15 @@ def render(
             chains["forward"] += [src, dst]
             chains["input"].append(src)
             chains["output"].append(dst)
+    for f in floating:
+        # The host's own traffic to a floating IP (a local address: routed to
+        # lo) is DNATed in the output hook, whose out device stays lo, so it is
+        # matched by its original destination to go through the port's ingress.
+        for p in ports:
+            if p.bridge == f.bridge and f.fixed_ip in p.ips:
+                chains["output"].append(
+                    f"ct original ip daddr {f.floating_ip} ip daddr {f.fixed_ip} jump ingress_{p.short}"
+                )
     if bridges:
         # Of the host itself, guests reach DHCP and DNS (above) and ping their gateway;
         # nothing else (its services are not theirs), whatever their egress rules.
@@ -234,9 +289,37 @@ def render(
         i += [f"    {r}" for r in ingress] + ["    drop", "  }"]
         i.append(f"  chain egress_{p.short} {{")
         i += [f"    {r}" for r in egress] + ["    drop", "  }"]
+    if in_routes:
+        i.append("  chain from_external {\n    ct status dnat return\n    drop\n  }")
+    if floating:
+        # To a floating IP: from the external network, and from this host.
+        i.append("  chain prerouting_ {\n    type nat hook prerouting priority dstnat; policy accept;")
+        for f in floating:
+            i.append(f'    iifname "{f.external_bridge}" ip daddr {f.floating_ip} dnat ip to {f.fixed_ip}')
+        i.append("  }")
+        i.append("  chain output_nat {\n    type nat hook output priority -100; policy accept;")
+        for f in floating:
+            i.append(f"    ip daddr {f.floating_ip} dnat ip to {f.fixed_ip}")
+        i.append("  }")
     nat = [n for n in nets if n.external_routable]
-    if nat:
+    if nat or routers or floating:
         i.append("  chain postrouting_ {\n    type nat hook postrouting priority srcnat; policy accept;")
+        # A floating IP's port leaves from it; a router's subnets from the router's address.
+        for f in floating:
+            i.append(f'    oifname "{f.external_bridge}" ip saddr {f.fixed_ip} snat ip to {f.floating_ip}')
+        for r in routers:
+            cidrs = _set([str(ipaddress.ip_network(c, strict=False)) for c in r.cidrs])
+            i.append(
+                f'    oifname "{r.external_bridge}" ip saddr {cidrs} ip daddr != {cidrs} snat ip to {r.gateway_ip}'
+            )
+        # A host-local external network: beyond it is this host's own way out.
+        local = sorted(
+            {c for r in routers if r.host_local for c in r.cidrs}
+            | {f"{f.fixed_ip}/32" for f in floating if f.host_local}
+        )
+        for c in local:
+            net = ipaddress.ip_network(c, strict=False)
+            i.append(f'    oifname != "kb-*" ip saddr {net} masquerade')
         for n in nat:
             for c in n.cidrs:
                 net = ipaddress.ip_network(c, strict=False)

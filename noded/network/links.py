@@ -112,6 +112,20 @@ def ensure_addresses(name: str, wanted: set[str]) -> None:
         run(["ip", "addr", "add", missing, "dev", name, *extra_flags])
 
 
+def ensure_vlan(name: str, parent: str, vlan_id: int, alias: str) -> None:
+    """A VLAN device of ours on the host interface; made anew if its id or parent differ."""
+    have = link(name)
+    if have is not None and have.get("ifalias", "") != alias:
+        raise NetworkError(f"{name} exists and is not ours ({have.get('ifalias', '')!r}); not touching it")
+    info = (have or {}).get("linkinfo", {}).get("info_data", {})
+    if have is not None and (info.get("id") != vlan_id or have.get("link") != parent):
+        run(["ip", "link", "del", "dev", name])
+        have = None
+    if have is None:
+        run(["ip", "link", "add", "link", parent, "name", name, "type", "vlan", "id", str(vlan_id)])
+        run(["ip", "link", "set", "dev", name, "alias", alias])
+
+
 def set_master(name: str, bridge: str) -> None:
     run(["ip", "link", "set", "dev", name, "master", bridge, "up"])
 

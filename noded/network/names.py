@@ -28,6 +28,11 @@ def vxlan_name(network_id: str) -> str:
     return f"kv-{short(network_id)}"
 
 
+def vlan_name(network_id: str) -> str:
+    """An external VLAN network's tagged device on its host interface."""
+    return f"kl-{short(network_id)}"
+
+
 def tap_name(port_id: str) -> str:
     return f"tp-{short(port_id)}"
 

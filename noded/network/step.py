@@ -15,17 +15,20 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from kumo.v1 import node_agent_pb2 as pb
 from noded.hypervisor.base import HypervisorDriver
-from noded.network import firewall, links, resolvers
-from noded.network.cmd import NetworkError
+from noded.network import firewall, links, resolvers, routes
+from noded.network.cmd import NetworkError, run
 from noded.network.dhcp import Dhcp
-from noded.network.names import bridge_name, owner_tag, short, table_name, tap_name, vxlan_name
+from noded.network.names import bridge_name, owner_tag, short, table_name, tap_name, vlan_name, vxlan_name
 
 log = logging.getLogger("kumo.noded.network")
+
+VLAN = 3  # kumo.v1.NetworkType.NETWORK_TYPE_VLAN
 
 # What a network without an MTU gets: room for the VXLAN header (50 bytes)
 # on a 1500-byte underlay, so a network can span nodes later without change.
@@ -54,8 +57,16 @@ def default_tunnel_ip(endpoint: str) -> str:
 class NetworkStep:
     __name__ = "networks"
 
-    def __init__(self, state_dir: Path, tunnel_ip: str = "", dns_servers: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        tunnel_ip: str = "",
+        dns_servers: tuple[str, ...] = (),
+        physical_networks: Mapping[str, str] | None = None,
+    ) -> None:
         state_dir = Path(state_dir)
+        # physical network name -> host interface ("" : a host-local bridge, no uplink)
+        self.physical_networks = dict(physical_networks or {})
         self.dir = state_dir / "network"
         self.owner = owner_tag(str(state_dir.resolve()))
         self.table = table_name(self.owner)
@@ -113,11 +124,21 @@ class NetworkStep:
         own = [s.gateway_ip for n in nets.values() for s in n.subnets if s.gateway_ip]
         upstreams = resolvers.upstreams(self.dns_servers, own) if nets else []
         resolving = _resolving(nets)
+        # External networks hold the routers' and floating IPs' addresses.
+        extra: dict[str, set[str]] = {}
+        for r in desired.routers:
+            extra.setdefault(r.external_network_id, set()).add(r.gateway_address)
+        for f in desired.floating_ips:
+            extra.setdefault(f.external_network_id, set()).add(f.floating_address)
+        if extra:
+            _enable_forwarding()
         for nid, n in sorted(nets.items()):
             # Its ports keep their rules even when the network is not all there.
             plans.append(self._plan(n, nid in resolving))
             try:
-                self._ensure(n, ports_by_net.get(nid, []), owned, upstreams, nid in resolving)
+                self._ensure(
+                    n, ports_by_net.get(nid, []), owned, upstreams, nid in resolving, extra.get(nid, set())
+                )
             except Exception as exc:
                 log.warning("network not as desired", extra={"network": nid, "error": str(exc)})
                 errors.append(f"network {nid}: {exc}")
@@ -125,6 +146,10 @@ class NetworkStep:
             self._firewall(plans, desired, owned)
         except Exception as exc:
             errors.append(f"firewall: {exc}")
+        try:
+            self._routes(desired, owned)
+        except Exception as exc:
+            errors.append(f"routes: {exc}")
         if errors:
             raise NetworkError("; ".join(errors)[:2000])
 
@@ -135,12 +160,40 @@ class NetworkStep:
         return firewall.NetPlan(
             short=short(n.id),
             bridge=bridge_name(n.id),
-            vxlan=vxlan_name(n.id) if self._peers(n) else "",
+            vxlan=vxlan_name(n.id) if self._peers(n) and not n.external else "",
             cidrs=[sub.cidr for sub in n.subnets],
             gateways=[sub.gateway_ip for sub in n.subnets if sub.gateway_ip],
             external_routable=n.external_routable,
             dns=dns,
+            external=n.external,
         )
+
+    def _uplink(self, n: pb.DesiredNetwork, br: str, alias: str) -> None:
+        """An external network's bridge on the host interface its physical
+        network maps to (VLAN: a tagged device of ours on it)."""
+        if n.physical_network not in self.physical_networks:
+            raise NetworkError(
+                f"physical network {n.physical_network!r} is not mapped on this node (--physical-network NAME=IFACE)"
+            )
+        iface = self.physical_networks[n.physical_network]
+        vlan = vlan_name(n.id)
+        if not iface:  # host-local: the bridge alone
+            self._delete_ours(vlan, alias)
+            return
+        if links.link(iface) is None:
+            raise NetworkError(
+                f"host interface {iface!r} of physical network {n.physical_network!r} does not exist"
+            )
+        if n.network_type == VLAN:
+            links.ensure_vlan(vlan, iface, n.segmentation_id, alias)
+            iface = vlan
+        else:
+            self._delete_ours(vlan, alias)
+        have = links.link(iface) or {}
+        if have.get("master") != br:
+            links.set_master(iface, br)
+        if "UP" not in have.get("flags", []):
+            run(["ip", "link", "set", iface, "up"])
 
     def _ensure(
         self,
@@ -149,22 +202,31 @@ class NetworkStep:
         owned: dict[str, Any],
         upstreams: list[str],
         dns: bool,
+        extra: set[str],
     ) -> None:
         s, br, vx = short(n.id), bridge_name(n.id), vxlan_name(n.id)
         mtu = effective_mtu(n)
         alias = self._alias(n.id)
         if n.id not in owned["networks"]:
-            owned["networks"][n.id] = {"bridge": br, "vxlan": vx}
+            owned["networks"][n.id] = {"bridge": br, "vxlan": vx, "vlan": vlan_name(n.id)}
             self._save(owned)  # before making anything: a crash leaves nothing unrecorded
         made = links.ensure_bridge(br, mtu, alias)
-        addresses = set()
+        addresses = set(extra)
         for sub in n.subnets:
-            if sub.gateway_ip:
+            # An external network's gateway is the LAN's router, not this host,
+            # unless the network is this host's own (external_routable).
+            if sub.gateway_ip and (n.external_routable or not n.external):
                 prefix = ipaddress.ip_network(sub.cidr, strict=False).prefixlen
                 addresses.add(f"{sub.gateway_ip}/{prefix}")
         if any(":" in a for a in addresses):
             links.ensure_ipv6_router(br)
         links.ensure_addresses(br, addresses)
+        if n.external:
+            self._uplink(n, br, alias)
+            self.dhcp.stop(s)  # no NICs on it (yet): nothing to serve
+            if n.external_routable:
+                _enable_forwarding()
+            return
         peers = self._peers(n)
         if peers:
             if not self.tunnel_ip:
@@ -200,6 +262,7 @@ class NetworkStep:
         self.dhcp.stop(short(nid))
         alias = self._alias(nid)
         self._delete_ours(entry.get("vxlan", vxlan_name(nid)), alias)
+        self._delete_ours(entry.get("vlan", vlan_name(nid)), alias)
         self._delete_ours(entry.get("bridge", bridge_name(nid)), alias)
         del owned["networks"][nid]
         self._save(owned)
@@ -231,7 +294,30 @@ class NetworkStep:
             self._fw_applied = ""
             return
         groups = {g.id: g for g in desired.security_groups}
-        script = firewall.render(self.table, plans, ports, groups)
+        nets = {n.id: n for n in desired.networks}
+        routers = [
+            firewall.RouterPlan(
+                cidrs=list(r.interface_cidrs),
+                bridges=[bridge_name(x) for x in r.interface_network_ids if x in nets],
+                external_bridge=bridge_name(r.external_network_id),
+                gateway_ip=r.gateway_address.split("/")[0],
+                host_local=nets[r.external_network_id].external_routable,
+            )
+            for r in desired.routers
+            if r.external_network_id in nets
+        ]
+        floating = [
+            firewall.FloatingPlan(
+                floating_ip=f.floating_address.split("/")[0],
+                fixed_ip=f.fixed_ip_address,
+                bridge=bridge_name(f.network_id),
+                external_bridge=bridge_name(f.external_network_id),
+                host_local=nets[f.external_network_id].external_routable,
+            )
+            for f in desired.floating_ips
+            if f.external_network_id in nets and f.network_id in nets
+        ]
+        script = firewall.render(self.table, plans, ports, groups, routers, floating)
         if script == self._fw_applied and firewall.exists(self.table):
             return
         if not owned["table"]:
@@ -240,6 +326,50 @@ class NetworkStep:
         firewall.apply(script)
         self._fw_applied = script
         log.info("firewall applied", extra={"table": self.table, "ports": len(ports)})
+
+    def _routes(self, desired: pb.NodeDesiredState, owned: dict[str, Any]) -> None:
+        """Policy routing to the LAN's gateway for what routers (here their
+        SNAT node) and floating IPs send out of an external network whose
+        gateway is not this host."""
+        nets = {n.id: n for n in desired.networks}
+        rules: dict[str, set[tuple[str, str]]] = {}
+        for r in desired.routers:
+            for nid in r.interface_network_ids:
+                if nid in nets:
+                    rules.setdefault(r.external_network_id, set()).add((bridge_name(nid), "all"))
+        for f in desired.floating_ips:
+            if f.network_id in nets:
+                rules.setdefault(f.external_network_id, set()).add(
+                    (bridge_name(f.network_id), f"{f.fixed_ip_address}/32")
+                )
+        tables: list[routes.Table] = []
+        for ext_id, wanted in sorted(rules.items()):
+            ext = nets.get(ext_id)
+            if ext is None or ext.external_routable:
+                continue  # host-local: the host's own routes are the way out
+            br = bridge_name(ext_id)
+            v4 = [sub for sub in ext.subnets if sub.ip_version == 4]
+            table_routes = {(str(ipaddress.ip_network(sub.cidr, strict=False)), "", br) for sub in v4}
+            table_routes |= {("default", sub.gateway_ip, br) for sub in v4[:1] if sub.gateway_ip}
+            tables.append(
+                routes.Table(routes.table_id(self.owner, ext_id), frozenset(table_routes), frozenset(wanted))
+            )
+        ids = sorted({t.id for t in tables})
+        recorded = owned.get("route_tables", [])
+        if set(ids) - set(recorded):
+            owned["route_tables"] = sorted(set(recorded) | set(ids))
+            self._save(owned)  # before making them
+        for t in tables:
+            routes.ensure(t)
+        stale = sorted(set(owned.get("route_tables", [])) - set(ids))
+        for t_id in stale:
+            routes.remove(t_id)
+        if stale:
+            if ids:
+                owned["route_tables"] = ids
+            else:
+                owned.pop("route_tables", None)
+            self._save(owned)
 
     def teardown_all(self) -> None:
         """Removes everything this daemon made (tests; decommissioning a node)."""

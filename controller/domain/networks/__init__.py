@@ -9,6 +9,8 @@ The parts, each a module here:
 - `topology`: networks and subnets.
 - `security_groups`: groups, rules and their checks, the default group.
 - `ports`: ports, and the NICs of instances (create, gone, in messages).
+- `routers`: routers, their gateways (SNAT) and interfaces.
+- `floating_ips`: floating IPs and their association with ports.
 - `projection`: the networks part of a node's desired state.
 - `changes`: bumping the desired revision of the nodes a change concerns.
 - `facade`: `Networks`, which builds the parts and hands out their methods.

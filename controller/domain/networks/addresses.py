@@ -11,6 +11,7 @@ import ipaddress
 import itertools
 import json
 import random
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -296,3 +297,38 @@ def random_addresses(row: Subnet, n: int) -> list[str]:
                 break
             k -= size
     return out
+
+
+# kumo.v1.NetworkType
+VXLAN, FLAT, VLAN = netpb.NETWORK_TYPE_VXLAN, netpb.NETWORK_TYPE_FLAT, netpb.NETWORK_TYPE_VLAN
+PHYSNET = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def check_provider(fields: dict[str, Any]) -> dict[str, Any]:
+    """A network's L2 fields: tenant networks are VXLAN with no physical
+    network; an external one is FLAT or VLAN on a named physical network."""
+    kind = fields.get("network_type") or (FLAT if fields.get("external") else VXLAN)
+    physnet = fields.get("physical_network", "")
+    vlan = fields.get("segmentation_id", 0)
+    if kind not in (VXLAN, FLAT, VLAN):
+        raise InvalidArgument(f"network.network_type {kind} is not a known type")
+    if kind == VXLAN:
+        if fields.get("external"):
+            raise InvalidArgument("network.network_type: an external network is FLAT or VLAN")
+        if physnet or vlan:
+            raise InvalidArgument(
+                "network.physical_network and segmentation_id are for FLAT and VLAN networks"
+            )
+    else:
+        if not physnet:
+            raise InvalidArgument("network.physical_network is required for FLAT and VLAN networks")
+        if not PHYSNET.fullmatch(physnet):
+            raise InvalidArgument(
+                "network.physical_network must be 1-64 letters, digits, '-', '_' or '.', got "
+                + repr(physnet[:64])
+            )
+        if kind == VLAN and not 1 <= vlan <= 4094:
+            raise InvalidArgument(f"network.segmentation_id must be 1-4094 for a VLAN network, got {vlan}")
+        if kind == FLAT and vlan:
+            raise InvalidArgument("network.segmentation_id is for VLAN networks only")
+    return {"network_type": kind, "physical_network": physnet, "segmentation_id": vlan}

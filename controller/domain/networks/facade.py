@@ -10,9 +10,11 @@ from typing import Any
 from controller.auth.principal import Principal
 from controller.domain.extensions import CreateBind
 from controller.domain.networks.changes import NodeChanges
+from controller.domain.networks.floating_ips import FloatingIps
 from controller.domain.networks.ipam import Ipam
 from controller.domain.networks.ports import Ports
 from controller.domain.networks.projection import NodeProjection
+from controller.domain.networks.routers import Routers
 from controller.domain.networks.security_groups import SecurityGroups
 from controller.domain.networks.topology import Topology
 from controller.domain.nodes import Nodes
@@ -20,7 +22,7 @@ from controller.domain.quotas import Quotas
 
 
 class Networks:
-    """Networks, subnets, ports, security groups and the networks part of a
+    """Networks, subnets, ports, security groups, routers, floating IPs and the networks part of a
     node's desired state, as one facade over its parts."""
 
     def __init__(self, nodes: Nodes, quotas: Quotas, dns_domain: str = "kumo") -> None:
@@ -30,6 +32,8 @@ class Networks:
         self.topology = Topology(changes, ipam, quotas)
         self.groups = SecurityGroups(changes, quotas)
         self.ports = Ports(changes, ipam, self.topology, self.groups, quotas)
+        self.routers = Routers(changes, self.topology, self.ports)
+        self.floating_ips = FloatingIps(changes, self.topology, self.ports, self.routers, quotas)
         self.projection = NodeProjection(nodes.registry, changes, dns_domain)
 
         # Networks and subnets
@@ -65,6 +69,21 @@ class Networks:
         self.delete_port = self.ports.delete_port
         self.instance_gone = self.ports.instance_gone
         self.nics = self.ports.nics
+        # Routers and floating IPs
+        self.get_router = self.routers.get_router
+        self.list_routers = self.routers.list_routers
+        self.router_details = self.routers.details
+        self.create_router = self.routers.create_router
+        self.update_router = self.routers.update_router
+        self.delete_router = self.routers.delete_router
+        self.add_router_interface = self.routers.add_interface
+        self.remove_router_interface = self.routers.remove_interface
+        self.get_floating_ip = self.floating_ips.get_floating_ip
+        self.list_floating_ips = self.floating_ips.list_floating_ips
+        self.instance_floating_ips = self.floating_ips.of_instances
+        self.create_floating_ip = self.floating_ips.create_floating_ip
+        self.update_floating_ip = self.floating_ips.update_floating_ip
+        self.delete_floating_ip = self.floating_ips.delete_floating_ip
         # The node's desired state
         self.tunnel_ip = self.projection.tunnel_ip
         self.tunnel_moved = self.projection.tunnel_moved

@@ -11,10 +11,11 @@ from typing import Any
 from controller import clock
 from controller.auth.principal import Principal
 from controller.db import networks as store
+from controller.db import routers as router_store
 from controller.db.database import write_transaction
 from controller.db.models import Instance, Network, Port
 from controller.domain.idempotency import RequestKey, idempotent_create
-from controller.domain.networks.addresses import mac_of_fixed, plan_fixed_ips, random_mac
+from controller.domain.networks.addresses import FLAT, VLAN, mac_of_fixed, plan_fixed_ips, random_mac
 from controller.domain.networks.changes import NodeChanges
 from controller.domain.networks.ipam import Ipam
 from controller.domain.networks.security_groups import SecurityGroups
@@ -46,6 +47,26 @@ class Nic:
     network_id: str
     mac_address: str
     ip_addresses: list[str]
+
+
+def device_port(port: Port) -> None:
+    """A router's gateway or a floating IP's address is not a NIC: it goes
+    with its router or floating IP."""
+    if port.device_owner:
+        raise FailedPrecondition(
+            f"port {port.id} holds the address of {port.device_owner.replace('_', ' ')} {port.device_id}",
+            reason="PORT_IN_USE",
+        )
+
+
+def no_nics_on(net: Network) -> None:
+    """NICs on provider (FLAT/VLAN) networks, bridged guests, are designed
+    (docs/networks.md) but the node does not build them yet."""
+    if net.network_type in (FLAT, VLAN):
+        raise FailedPrecondition(
+            f"network {net.name!r} is a provider network; ports on it (bridged guests) are not supported yet",
+            reason="NETWORK_EXTERNAL",
+        )
 
 
 class Ports:
@@ -91,7 +112,7 @@ class Ports:
         """Checks asked-for (subnet id, address) pairs against the network's subnets."""
         return plan_fixed_ips(net.name, store.subnets_of([net.id]), wanted)
 
-    def _insert_port(
+    def insert_port(
         self,
         project_id: str,
         net: Network,
@@ -102,8 +123,11 @@ class Ports:
         instance_id: str = "",
         nic_index: int = 0,
         auto_delete: bool = False,
+        device_owner: str = "",
+        device_id: str = "",
     ) -> Port:
-        self.quotas.charge(project_id, {"ports": 1})
+        if not device_owner:  # a router's or floating IP's address is counted as that
+            self.quotas.charge(project_id, {"ports": 1})
         now = clock.now()
         subnets = store.subnets_of([net.id])
         wanted = mac_of_fixed(subnets, fixed)
@@ -119,6 +143,8 @@ class Ports:
                     "instance_id": instance_id,
                     "nic_index": nic_index,
                     "auto_delete": auto_delete,
+                    "device_owner": device_owner,
+                    "device_id": device_id,
                     "create_time": now,
                     "update_time": now,
                 }
@@ -147,13 +173,14 @@ class Ports:
         request_key: RequestKey,
     ) -> Port:
         net = self.topology.get_network(caller, network_id)
+        no_nics_on(net)
         fixed = self._plan_fixed_ips(net, fixed_ips)
         self.groups.check_refs(caller, group_refs)
 
         def make() -> Port:
             self.topology.get_network(caller, network_id)
             groups = self.groups.groups_for(caller, caller.project_id, group_refs)
-            return self._insert_port(caller.project_id, net, fixed, groups, name, description)
+            return self.insert_port(caller.project_id, net, fixed, groups, name, description)
 
         return idempotent_create(
             "port", caller.project_id, request_key, make, lambda i: self.get_port(caller, i), lambda p: p.id
@@ -184,7 +211,9 @@ class Ports:
                     f"port {row.id} is bound to instance {row.instance_id}; delete the instance first",
                     reason="PORT_IN_USE",
                 )
+            device_port(row)
             groups = store.port_groups([row.id]).get(row.id, [])
+            router_store.release_port_floating_ips([row.id], clock.now())
             if store.delete_port(row.id):
                 self.quotas.release(row.project_id, {"ports": 1})
             nodes = self.changes.bump(store.nodes_with_ports(group_ids=groups))
@@ -213,12 +242,14 @@ class Ports:
                         f"port {port.id} is already bound to instance {port.instance_id}",
                         reason="PORT_IN_USE",
                     )
+                device_port(port)
                 if port.id in seen_ports:
                     raise InvalidArgument(f"networks[{i}]: port {port.id} is asked for twice")
                 seen_ports.add(port.id)
                 plans.append(_NicPlan(port=port))
             else:
                 net = self.topology.find_network(caller, req.network)
+                no_nics_on(net)
                 fixed = self._plan_fixed_ips(net, [("", req.fixed_ip)]) if req.fixed_ip else []
                 for sub, ip in fixed:
                     if store.is_allocated(sub, ip):
@@ -248,7 +279,7 @@ class Ports:
                     assert plan.network is not None
                     if store.get_network(plan.network.id) is None:
                         raise not_found("network", plan.network.id)
-                    self._insert_port(
+                    self.insert_port(
                         caller.project_id,
                         plan.network,
                         plan.fixed,
@@ -269,6 +300,7 @@ class Ports:
         if not ports:
             return set()
         groups = store.groups_of_ports(p.id for p in ports)
+        router_store.release_port_floating_ips([p.id for p in ports if p.auto_delete], clock.now())
         store.release_instance_ports(row.id, clock.now())
         for p in ports:
             if p.auto_delete:  # made for the instance, deleted with it

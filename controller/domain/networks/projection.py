@@ -10,11 +10,13 @@ from collections import defaultdict
 from typing import Any
 
 from controller.db import networks as store
+from controller.db import routers as router_store
 from controller.db.database import write_transaction
 from controller.db.models import Node, Port, Subnet
 from controller.domain.networks.addresses import SLAAC
 from controller.domain.networks.changes import NodeChanges
 from controller.domain.networks.dns import NamedPort, assign_names, network_domain
+from controller.domain.networks.routers import prefix_of
 from controller.domain.node_registry import NodeRegistry, tunnel_host, tunnel_ip
 from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import node_agent_pb2 as npb
@@ -83,7 +85,8 @@ class NodeProjection:
             records[net_id].append(
                 npb.DnsRecord(hostname=names[pid], ip_addresses=[ip for _, ip in ips.get(pid, [])])
             )
-        self._networks(node_row.id, net_ids, state, records)
+        external = self._routes(node_row.id, ids, set(net_ids), state)
+        self._networks(node_row.id, sorted(set(net_ids) | external), state, records)
         self._security_groups({g for gs in groups.values() for g in gs}, state)
 
     @staticmethod
@@ -120,6 +123,10 @@ class NodeProjection:
                     vni=net.vni,
                     mtu=net.mtu,
                     external_routable=net.external_routable,
+                    external=net.external,
+                    network_type=net.network_type,
+                    physical_network=net.physical_network,
+                    segmentation_id=net.segmentation_id,
                     subnets=[
                         npb.DesiredSubnet(
                             id=s.id,
@@ -139,6 +146,63 @@ class NodeProjection:
                     dns_records=records.get(net.id, []),
                 )
             )
+
+    @staticmethod
+    def _routes(
+        node_id: str, port_ids: list[str], net_ids: set[str], state: npb.NodeDesiredState
+    ) -> set[str]:
+        """The floating IPs of the node's ports, and the routers whose SNAT
+        this node does: one node per router, the first (by id) of those
+        running guests on its subnets. The external networks they need."""
+        external: set[str] = set()
+        gateways: dict[str, str] = {}  # address port id -> "address/prefix"
+
+        def with_prefix(port_id: str) -> str:
+            if port_id not in gateways:
+                subnet_id, ip = router_store.port_address(port_id)
+                sub = store.get_subnet(subnet_id) if subnet_id else None
+                gateways[port_id] = f"{ip}/{prefix_of(sub.cidr)}" if sub is not None else ""
+            return gateways[port_id]
+
+        for f in router_store.floating_ips_of_ports(port_ids):
+            port = store.get_port(f.port_id)
+            if port is None or not with_prefix(f.address_port_id):
+                continue
+            state.floating_ips.append(
+                npb.DesiredFloatingIp(
+                    id=f.id,
+                    external_network_id=f.network_id,
+                    floating_address=with_prefix(f.address_port_id),
+                    fixed_ip_address=f.fixed_ip_address,
+                    port_id=f.port_id,
+                    network_id=port.network_id,
+                )
+            )
+            external.add(f.network_id)
+        router_ids = router_store.routers_of_networks(net_ids)
+        snat_nodes = router_store.nodes_of_routers(router_ids, NOT_RUNNING)
+        interfaces = router_store.interfaces_of(router_ids)
+        for r in router_store.routers_by_id(router_ids):
+            if not r.gateway_port_id or min(snat_nodes.get(r.id, {node_id})) != node_id:
+                continue
+            gw = store.get_port(r.gateway_port_id)
+            address = with_prefix(r.gateway_port_id)
+            if gw is None or not address:
+                continue
+            ext_gw = [s.gateway_ip for s in store.subnets_of([gw.network_id]) if s.ip_version == 4]
+            subs = interfaces.get(r.id, [])
+            state.routers.append(
+                npb.DesiredRouter(
+                    id=r.id,
+                    external_network_id=gw.network_id,
+                    gateway_address=address,
+                    external_gateway_ip=ext_gw[0] if ext_gw else "",
+                    interface_cidrs=[s.cidr for s in subs],
+                    interface_network_ids=sorted({s.network_id for s in subs}),
+                )
+            )
+            external.add(gw.network_id)
+        return external
 
     @staticmethod
     def _security_groups(group_ids: set[str], state: npb.NodeDesiredState) -> None:

@@ -12,10 +12,11 @@ from typing import Any
 from controller import clock
 from controller.auth.principal import Principal
 from controller.db import networks as store
+from controller.db import routers as router_store
 from controller.db.database import write_transaction
 from controller.db.models import Network, Subnet
 from controller.domain.idempotency import RequestKey, idempotent_create
-from controller.domain.networks.addresses import SLAAC, check_dns, check_mtu, check_no_overlap
+from controller.domain.networks.addresses import SLAAC, check_dns, check_mtu, check_no_overlap, check_provider
 from controller.domain.networks.changes import NodeChanges
 from controller.domain.networks.ipam import Ipam
 from controller.domain.quotas import Quotas
@@ -43,7 +44,7 @@ class Topology:
     # Networks
 
     def _network_visible(self, caller: Principal, row: Network) -> bool:
-        return caller.can_see(row.project_id) or row.shared
+        return caller.can_see(row.project_id) or row.shared or row.external
 
     def get_network(self, caller: Principal, network_id: str) -> Network:
         row = store.get_network(network_id)
@@ -83,7 +84,7 @@ class Topology:
 
     @staticmethod
     def _admin_only(caller: Principal, fields: Mapping[str, Any]) -> None:
-        for key in ("shared", "external_routable"):
+        for key in ("shared", "external_routable", "external", "network_type", "physical_network"):
             if fields.get(key) and not caller.is_admin:
                 raise PermissionDenied(
                     f"only admins may set network.{key}", reason="ROLE_REQUIRED", required_role="admin"
@@ -92,6 +93,7 @@ class Topology:
     def create_network(self, caller: Principal, fields: dict[str, Any], request_key: RequestKey) -> Network:
         self._admin_only(caller, fields)
         fields["mtu"] = check_mtu(fields.get("mtu", 0))
+        fields.update(check_provider(fields))
 
         def make() -> Network:
             self.quotas.charge(caller.project_id, {"networks": 1}, caller.project_name)
@@ -146,14 +148,21 @@ class Topology:
         with write_transaction():
             row = self._owned_network(caller, network_id)
             store.lock_network(row.id)
-            bound = store.count_bound_ports(row.id)
+            if router_store.routers_of_networks([row.id]):
+                raise FailedPrecondition(
+                    f"network {row.name!r} has subnets on a router; remove those router interfaces first",
+                    reason="NETWORK_IN_USE",
+                )
+            bound = store.count_bound_ports(row.id) + router_store.device_ports_on(row.id)
             if bound:
                 raise FailedPrecondition(
-                    f"network {row.name!r} has {bound} port(s) bound to instances; delete those instances first",
+                    f"network {row.name!r} has {bound} port(s) bound to instances, routers or floating IPs; "
+                    "delete those first",
                     reason="NETWORK_IN_USE",
                 )
             ports = store.network_ports(row.id)
             groups = store.groups_of_ports(p.id for p in ports)
+            router_store.release_port_floating_ips([p.id for p in ports], clock.now())
             store.delete_network(row.id)
             self.quotas.release(row.project_id, {"networks": 1})
             for p in ports:  # unbound ports, of other projects too on a shared network
@@ -264,6 +273,11 @@ class Topology:
         with write_transaction():
             row = self.get_subnet(caller, subnet_id)
             self._owned_network(caller, row.network_id)
+            if router_store.interface_router(row.id):
+                raise FailedPrecondition(
+                    f"subnet {row.name!r} is on a router; remove the router interface first",
+                    reason="SUBNET_IN_USE",
+                )
             groups: set[str] = set()
             if row.ipv6_address_mode == SLAAC:
                 # Its addresses came with the subnet; they go with it.

@@ -306,16 +306,18 @@ class Instance(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., image_id: _Optional[str] = ..., flavor_id: _Optional[str] = ..., keypair_id: _Optional[str] = ..., server_group_id: _Optional[str] = ..., node_id: _Optional[str] = ..., state: _Optional[_Union[InstanceState, str]] = ..., fault: _Optional[str] = ..., vcpus: _Optional[int] = ..., ram_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., task: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., launch_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., nics: _Optional[_Iterable[_Union[InstanceNic, _Mapping]]] = ..., volume_ids: _Optional[_Iterable[str]] = ..., boot_volume_id: _Optional[str] = ..., power_state: _Optional[_Union[PowerState, str]] = ...) -> None: ...
 
 class InstanceNic(_message.Message):
-    __slots__ = ("port_id", "network_id", "mac_address", "ip_addresses")
+    __slots__ = ("port_id", "network_id", "mac_address", "ip_addresses", "floating_ip_address")
     PORT_ID_FIELD_NUMBER: _ClassVar[int]
     NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
     MAC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     IP_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    FLOATING_IP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     port_id: str
     network_id: str
     mac_address: str
     ip_addresses: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, port_id: _Optional[str] = ..., network_id: _Optional[str] = ..., mac_address: _Optional[str] = ..., ip_addresses: _Optional[_Iterable[str]] = ...) -> None: ...
+    floating_ip_address: str
+    def __init__(self, port_id: _Optional[str] = ..., network_id: _Optional[str] = ..., mac_address: _Optional[str] = ..., ip_addresses: _Optional[_Iterable[str]] = ..., floating_ip_address: _Optional[str] = ...) -> None: ...
 
 class NetworkRequest(_message.Message):
     __slots__ = ("network", "port_id", "fixed_ip")

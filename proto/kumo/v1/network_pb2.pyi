@@ -12,6 +12,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class NetworkType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NETWORK_TYPE_UNSPECIFIED: _ClassVar[NetworkType]
+    NETWORK_TYPE_VXLAN: _ClassVar[NetworkType]
+    NETWORK_TYPE_FLAT: _ClassVar[NetworkType]
+    NETWORK_TYPE_VLAN: _ClassVar[NetworkType]
+
 class Ipv6AddressMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     IPV6_ADDRESS_MODE_UNSPECIFIED: _ClassVar[Ipv6AddressMode]
@@ -29,6 +36,10 @@ class SecurityGroupRuleDirection(int, metaclass=_enum_type_wrapper.EnumTypeWrapp
     SECURITY_GROUP_RULE_DIRECTION_UNSPECIFIED: _ClassVar[SecurityGroupRuleDirection]
     SECURITY_GROUP_RULE_DIRECTION_INGRESS: _ClassVar[SecurityGroupRuleDirection]
     SECURITY_GROUP_RULE_DIRECTION_EGRESS: _ClassVar[SecurityGroupRuleDirection]
+NETWORK_TYPE_UNSPECIFIED: NetworkType
+NETWORK_TYPE_VXLAN: NetworkType
+NETWORK_TYPE_FLAT: NetworkType
+NETWORK_TYPE_VLAN: NetworkType
 IPV6_ADDRESS_MODE_UNSPECIFIED: Ipv6AddressMode
 IPV6_ADDRESS_MODE_STATIC: Ipv6AddressMode
 IPV6_ADDRESS_MODE_SLAAC: Ipv6AddressMode
@@ -40,7 +51,7 @@ SECURITY_GROUP_RULE_DIRECTION_INGRESS: SecurityGroupRuleDirection
 SECURITY_GROUP_RULE_DIRECTION_EGRESS: SecurityGroupRuleDirection
 
 class Network(_message.Message):
-    __slots__ = ("id", "name", "project_id", "description", "shared", "external_routable", "mtu", "vni", "subnet_ids", "create_time", "update_time")
+    __slots__ = ("id", "name", "project_id", "description", "shared", "external_routable", "mtu", "vni", "subnet_ids", "create_time", "update_time", "external", "network_type", "physical_network", "segmentation_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +63,10 @@ class Network(_message.Message):
     SUBNET_IDS_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PHYSICAL_NETWORK_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTATION_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     project_id: str
@@ -63,7 +78,11 @@ class Network(_message.Message):
     subnet_ids: _containers.RepeatedScalarFieldContainer[str]
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., description: _Optional[str] = ..., shared: _Optional[bool] = ..., external_routable: _Optional[bool] = ..., mtu: _Optional[int] = ..., vni: _Optional[int] = ..., subnet_ids: _Optional[_Iterable[str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    external: bool
+    network_type: NetworkType
+    physical_network: str
+    segmentation_id: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., description: _Optional[str] = ..., shared: _Optional[bool] = ..., external_routable: _Optional[bool] = ..., mtu: _Optional[int] = ..., vni: _Optional[int] = ..., subnet_ids: _Optional[_Iterable[str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., external: _Optional[bool] = ..., network_type: _Optional[_Union[NetworkType, str]] = ..., physical_network: _Optional[str] = ..., segmentation_id: _Optional[int] = ...) -> None: ...
 
 class CreateNetworkRequest(_message.Message):
     __slots__ = ("network", "request_id")
@@ -386,6 +405,180 @@ class CreateSecurityGroupRuleRequest(_message.Message):
     def __init__(self, rule: _Optional[_Union[SecurityGroupRule, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class DeleteSecurityGroupRuleRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class RouterGateway(_message.Message):
+    __slots__ = ("network_id", "ip_address", "port_id")
+    NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    IP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PORT_ID_FIELD_NUMBER: _ClassVar[int]
+    network_id: str
+    ip_address: str
+    port_id: str
+    def __init__(self, network_id: _Optional[str] = ..., ip_address: _Optional[str] = ..., port_id: _Optional[str] = ...) -> None: ...
+
+class RouterInterface(_message.Message):
+    __slots__ = ("subnet_id", "network_id", "ip_address")
+    SUBNET_ID_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    IP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    subnet_id: str
+    network_id: str
+    ip_address: str
+    def __init__(self, subnet_id: _Optional[str] = ..., network_id: _Optional[str] = ..., ip_address: _Optional[str] = ...) -> None: ...
+
+class Router(_message.Message):
+    __slots__ = ("id", "name", "project_id", "description", "external_gateway", "interfaces", "create_time", "update_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    INTERFACES_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    project_id: str
+    description: str
+    external_gateway: RouterGateway
+    interfaces: _containers.RepeatedCompositeFieldContainer[RouterInterface]
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., description: _Optional[str] = ..., external_gateway: _Optional[_Union[RouterGateway, _Mapping]] = ..., interfaces: _Optional[_Iterable[_Union[RouterInterface, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateRouterRequest(_message.Message):
+    __slots__ = ("router", "request_id")
+    ROUTER_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    router: Router
+    request_id: str
+    def __init__(self, router: _Optional[_Union[Router, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class GetRouterRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ListRoutersRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "name")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    name: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ListRoutersResponse(_message.Message):
+    __slots__ = ("routers", "next_page_token")
+    ROUTERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    routers: _containers.RepeatedCompositeFieldContainer[Router]
+    next_page_token: str
+    def __init__(self, routers: _Optional[_Iterable[_Union[Router, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class UpdateRouterRequest(_message.Message):
+    __slots__ = ("router", "update_mask")
+    ROUTER_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    router: Router
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, router: _Optional[_Union[Router, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class DeleteRouterRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class AddRouterInterfaceRequest(_message.Message):
+    __slots__ = ("id", "subnet_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SUBNET_ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    subnet_id: str
+    def __init__(self, id: _Optional[str] = ..., subnet_id: _Optional[str] = ...) -> None: ...
+
+class RemoveRouterInterfaceRequest(_message.Message):
+    __slots__ = ("id", "subnet_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SUBNET_ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    subnet_id: str
+    def __init__(self, id: _Optional[str] = ..., subnet_id: _Optional[str] = ...) -> None: ...
+
+class FloatingIp(_message.Message):
+    __slots__ = ("id", "project_id", "floating_network_id", "floating_ip_address", "port_id", "fixed_ip_address", "router_id", "description", "create_time", "update_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    FLOATING_NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    FLOATING_IP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PORT_ID_FIELD_NUMBER: _ClassVar[int]
+    FIXED_IP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ROUTER_ID_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    project_id: str
+    floating_network_id: str
+    floating_ip_address: str
+    port_id: str
+    fixed_ip_address: str
+    router_id: str
+    description: str
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., floating_network_id: _Optional[str] = ..., floating_ip_address: _Optional[str] = ..., port_id: _Optional[str] = ..., fixed_ip_address: _Optional[str] = ..., router_id: _Optional[str] = ..., description: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateFloatingIpRequest(_message.Message):
+    __slots__ = ("floating_ip", "request_id")
+    FLOATING_IP_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    floating_ip: FloatingIp
+    request_id: str
+    def __init__(self, floating_ip: _Optional[_Union[FloatingIp, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class GetFloatingIpRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ListFloatingIpsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "floating_network_id", "port_id")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FLOATING_NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    PORT_ID_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    floating_network_id: str
+    port_id: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., floating_network_id: _Optional[str] = ..., port_id: _Optional[str] = ...) -> None: ...
+
+class ListFloatingIpsResponse(_message.Message):
+    __slots__ = ("floating_ips", "next_page_token")
+    FLOATING_IPS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    floating_ips: _containers.RepeatedCompositeFieldContainer[FloatingIp]
+    next_page_token: str
+    def __init__(self, floating_ips: _Optional[_Iterable[_Union[FloatingIp, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class UpdateFloatingIpRequest(_message.Message):
+    __slots__ = ("floating_ip", "update_mask")
+    FLOATING_IP_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    floating_ip: FloatingIp
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, floating_ip: _Optional[_Union[FloatingIp, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class DeleteFloatingIpRequest(_message.Message):
     __slots__ = ("id",)
     ID_FIELD_NUMBER: _ClassVar[int]
     id: str

@@ -152,6 +152,66 @@ class NetworkServiceStub:
                 request_serializer=kumo_dot_v1_dot_network__pb2.DeleteSecurityGroupRuleRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.CreateRouter = channel.unary_unary(
+                '/kumo.v1.NetworkService/CreateRouter',
+                request_serializer=kumo_dot_v1_dot_network__pb2.CreateRouterRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_network__pb2.Router.FromString,
+                _registered_method=True)
+        self.GetRouter = channel.unary_unary(
+                '/kumo.v1.NetworkService/GetRouter',
+                request_serializer=kumo_dot_v1_dot_network__pb2.GetRouterRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_network__pb2.Router.FromString,
+                _registered_method=True)
+        self.ListRouters = channel.unary_unary(
+                '/kumo.v1.NetworkService/ListRouters',
+                request_serializer=kumo_dot_v1_dot_network__pb2.ListRoutersRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_network__pb2.ListRoutersResponse.FromString,
+                _registered_method=True)
+        self.UpdateRouter = channel.unary_unary(
+                '/kumo.v1.NetworkService/UpdateRouter',
+                request_serializer=kumo_dot_v1_dot_network__pb2.UpdateRouterRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_network__pb2.Router.FromString,
+                _registered_method=True)
+        self.DeleteRouter = channel.unary_unary(
+                '/kumo.v1.NetworkService/DeleteRouter',
+                request_serializer=kumo_dot_v1_dot_network__pb2.DeleteRouterRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.AddRouterInterface = channel.unary_unary(
+                '/kumo.v1.NetworkService/AddRouterInterface',
+                request_serializer=kumo_dot_v1_dot_network__pb2.AddRouterInterfaceRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_network__pb2.Router.FromString,
+                _registered_method=True)
+        self.RemoveRouterInterface = channel.unary_unary(
+                '/kumo.v1.NetworkService/RemoveRouterInterface',
+                request_serializer=kumo_dot_v1_dot_network__pb2.RemoveRouterInterfaceRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_network__pb2.Router.FromString,
+                _registered_method=True)
+        self.CreateFloatingIp = channel.unary_unary(
+                '/kumo.v1.NetworkService/CreateFloatingIp',
+                request_serializer=kumo_dot_v1_dot_network__pb2.CreateFloatingIpRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_network__pb2.FloatingIp.FromString,
+                _registered_method=True)
+        self.GetFloatingIp = channel.unary_unary(
+                '/kumo.v1.NetworkService/GetFloatingIp',
+                request_serializer=kumo_dot_v1_dot_network__pb2.GetFloatingIpRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_network__pb2.FloatingIp.FromString,
+                _registered_method=True)
+        self.ListFloatingIps = channel.unary_unary(
+                '/kumo.v1.NetworkService/ListFloatingIps',
+                request_serializer=kumo_dot_v1_dot_network__pb2.ListFloatingIpsRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_network__pb2.ListFloatingIpsResponse.FromString,
+                _registered_method=True)
+        self.UpdateFloatingIp = channel.unary_unary(
+                '/kumo.v1.NetworkService/UpdateFloatingIp',
+                request_serializer=kumo_dot_v1_dot_network__pb2.UpdateFloatingIpRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_network__pb2.FloatingIp.FromString,
+                _registered_method=True)
+        self.DeleteFloatingIp = channel.unary_unary(
+                '/kumo.v1.NetworkService/DeleteFloatingIp',
+                request_serializer=kumo_dot_v1_dot_network__pb2.DeleteFloatingIpRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class NetworkServiceServicer:
@@ -307,6 +367,86 @@ class NetworkServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateRouter(self, request, context):
+        """Routers belong to a project: an external gateway on an external network
+        (SNAT for the router's subnets) and interfaces on the project's subnets.
+        A tenant network without a router has no way out. See docs/networks.md.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRouter(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRouters(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateRouter(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteRouter(self, request, context):
+        """A router that still has interfaces answers FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddRouterInterface(self, request, context):
+        """A subnet is on at most one router (ALREADY_EXISTS otherwise).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveRouterInterface(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateFloatingIp(self, request, context):
+        """Floating IPs: an address of an external network's pool, given to one
+        port (1:1 DNAT and SNAT on the node where the port's guest runs).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFloatingIp(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFloatingIps(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateFloatingIp(self, request, context):
+        """port_id in the mask associates (a port id) or disassociates ("").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteFloatingIp(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NetworkServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -418,6 +558,66 @@ def add_NetworkServiceServicer_to_server(servicer, server):
             'DeleteSecurityGroupRule': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteSecurityGroupRule,
                     request_deserializer=kumo_dot_v1_dot_network__pb2.DeleteSecurityGroupRuleRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'CreateRouter': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateRouter,
+                    request_deserializer=kumo_dot_v1_dot_network__pb2.CreateRouterRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_network__pb2.Router.SerializeToString,
+            ),
+            'GetRouter': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRouter,
+                    request_deserializer=kumo_dot_v1_dot_network__pb2.GetRouterRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_network__pb2.Router.SerializeToString,
+            ),
+            'ListRouters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRouters,
+                    request_deserializer=kumo_dot_v1_dot_network__pb2.ListRoutersRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_network__pb2.ListRoutersResponse.SerializeToString,
+            ),
+            'UpdateRouter': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateRouter,
+                    request_deserializer=kumo_dot_v1_dot_network__pb2.UpdateRouterRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_network__pb2.Router.SerializeToString,
+            ),
+            'DeleteRouter': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRouter,
+                    request_deserializer=kumo_dot_v1_dot_network__pb2.DeleteRouterRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'AddRouterInterface': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddRouterInterface,
+                    request_deserializer=kumo_dot_v1_dot_network__pb2.AddRouterInterfaceRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_network__pb2.Router.SerializeToString,
+            ),
+            'RemoveRouterInterface': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveRouterInterface,
+                    request_deserializer=kumo_dot_v1_dot_network__pb2.RemoveRouterInterfaceRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_network__pb2.Router.SerializeToString,
+            ),
+            'CreateFloatingIp': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateFloatingIp,
+                    request_deserializer=kumo_dot_v1_dot_network__pb2.CreateFloatingIpRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_network__pb2.FloatingIp.SerializeToString,
+            ),
+            'GetFloatingIp': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFloatingIp,
+                    request_deserializer=kumo_dot_v1_dot_network__pb2.GetFloatingIpRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_network__pb2.FloatingIp.SerializeToString,
+            ),
+            'ListFloatingIps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFloatingIps,
+                    request_deserializer=kumo_dot_v1_dot_network__pb2.ListFloatingIpsRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_network__pb2.ListFloatingIpsResponse.SerializeToString,
+            ),
+            'UpdateFloatingIp': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateFloatingIp,
+                    request_deserializer=kumo_dot_v1_dot_network__pb2.UpdateFloatingIpRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_network__pb2.FloatingIp.SerializeToString,
+            ),
+            'DeleteFloatingIp': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteFloatingIp,
+                    request_deserializer=kumo_dot_v1_dot_network__pb2.DeleteFloatingIpRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
@@ -1021,6 +1221,330 @@ class NetworkService:
             target,
             '/kumo.v1.NetworkService/DeleteSecurityGroupRule',
             kumo_dot_v1_dot_network__pb2.DeleteSecurityGroupRuleRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateRouter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.NetworkService/CreateRouter',
+            kumo_dot_v1_dot_network__pb2.CreateRouterRequest.SerializeToString,
+            kumo_dot_v1_dot_network__pb2.Router.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRouter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.NetworkService/GetRouter',
+            kumo_dot_v1_dot_network__pb2.GetRouterRequest.SerializeToString,
+            kumo_dot_v1_dot_network__pb2.Router.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRouters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.NetworkService/ListRouters',
+            kumo_dot_v1_dot_network__pb2.ListRoutersRequest.SerializeToString,
+            kumo_dot_v1_dot_network__pb2.ListRoutersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateRouter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.NetworkService/UpdateRouter',
+            kumo_dot_v1_dot_network__pb2.UpdateRouterRequest.SerializeToString,
+            kumo_dot_v1_dot_network__pb2.Router.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRouter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.NetworkService/DeleteRouter',
+            kumo_dot_v1_dot_network__pb2.DeleteRouterRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddRouterInterface(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.NetworkService/AddRouterInterface',
+            kumo_dot_v1_dot_network__pb2.AddRouterInterfaceRequest.SerializeToString,
+            kumo_dot_v1_dot_network__pb2.Router.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveRouterInterface(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.NetworkService/RemoveRouterInterface',
+            kumo_dot_v1_dot_network__pb2.RemoveRouterInterfaceRequest.SerializeToString,
+            kumo_dot_v1_dot_network__pb2.Router.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateFloatingIp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.NetworkService/CreateFloatingIp',
+            kumo_dot_v1_dot_network__pb2.CreateFloatingIpRequest.SerializeToString,
+            kumo_dot_v1_dot_network__pb2.FloatingIp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFloatingIp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.NetworkService/GetFloatingIp',
+            kumo_dot_v1_dot_network__pb2.GetFloatingIpRequest.SerializeToString,
+            kumo_dot_v1_dot_network__pb2.FloatingIp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFloatingIps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.NetworkService/ListFloatingIps',
+            kumo_dot_v1_dot_network__pb2.ListFloatingIpsRequest.SerializeToString,
+            kumo_dot_v1_dot_network__pb2.ListFloatingIpsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateFloatingIp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.NetworkService/UpdateFloatingIp',
+            kumo_dot_v1_dot_network__pb2.UpdateFloatingIpRequest.SerializeToString,
+            kumo_dot_v1_dot_network__pb2.FloatingIp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteFloatingIp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.NetworkService/DeleteFloatingIp',
+            kumo_dot_v1_dot_network__pb2.DeleteFloatingIpRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,

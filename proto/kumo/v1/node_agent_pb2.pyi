@@ -231,7 +231,7 @@ class HeartbeatAck(_message.Message):
     def __init__(self, seq: _Optional[int] = ...) -> None: ...
 
 class NodeDesiredState(_message.Message):
-    __slots__ = ("enabled", "rotate_certificate", "instances", "networks", "ports", "security_groups", "volumes")
+    __slots__ = ("enabled", "rotate_certificate", "instances", "networks", "ports", "security_groups", "volumes", "routers", "floating_ips")
     ENABLED_FIELD_NUMBER: _ClassVar[int]
     ROTATE_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     INSTANCES_FIELD_NUMBER: _ClassVar[int]
@@ -239,6 +239,8 @@ class NodeDesiredState(_message.Message):
     PORTS_FIELD_NUMBER: _ClassVar[int]
     SECURITY_GROUPS_FIELD_NUMBER: _ClassVar[int]
     VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    ROUTERS_FIELD_NUMBER: _ClassVar[int]
+    FLOATING_IPS_FIELD_NUMBER: _ClassVar[int]
     enabled: bool
     rotate_certificate: bool
     instances: _containers.RepeatedCompositeFieldContainer[DesiredInstance]
@@ -246,16 +248,54 @@ class NodeDesiredState(_message.Message):
     ports: _containers.RepeatedCompositeFieldContainer[DesiredPort]
     security_groups: _containers.RepeatedCompositeFieldContainer[DesiredSecurityGroup]
     volumes: _containers.RepeatedCompositeFieldContainer[DesiredVolume]
-    def __init__(self, enabled: _Optional[bool] = ..., rotate_certificate: _Optional[bool] = ..., instances: _Optional[_Iterable[_Union[DesiredInstance, _Mapping]]] = ..., networks: _Optional[_Iterable[_Union[DesiredNetwork, _Mapping]]] = ..., ports: _Optional[_Iterable[_Union[DesiredPort, _Mapping]]] = ..., security_groups: _Optional[_Iterable[_Union[DesiredSecurityGroup, _Mapping]]] = ..., volumes: _Optional[_Iterable[_Union[DesiredVolume, _Mapping]]] = ...) -> None: ...
+    routers: _containers.RepeatedCompositeFieldContainer[DesiredRouter]
+    floating_ips: _containers.RepeatedCompositeFieldContainer[DesiredFloatingIp]
+    def __init__(self, enabled: _Optional[bool] = ..., rotate_certificate: _Optional[bool] = ..., instances: _Optional[_Iterable[_Union[DesiredInstance, _Mapping]]] = ..., networks: _Optional[_Iterable[_Union[DesiredNetwork, _Mapping]]] = ..., ports: _Optional[_Iterable[_Union[DesiredPort, _Mapping]]] = ..., security_groups: _Optional[_Iterable[_Union[DesiredSecurityGroup, _Mapping]]] = ..., volumes: _Optional[_Iterable[_Union[DesiredVolume, _Mapping]]] = ..., routers: _Optional[_Iterable[_Union[DesiredRouter, _Mapping]]] = ..., floating_ips: _Optional[_Iterable[_Union[DesiredFloatingIp, _Mapping]]] = ...) -> None: ...
+
+class DesiredRouter(_message.Message):
+    __slots__ = ("id", "external_network_id", "gateway_address", "external_gateway_ip", "interface_cidrs", "interface_network_ids")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_GATEWAY_IP_FIELD_NUMBER: _ClassVar[int]
+    INTERFACE_CIDRS_FIELD_NUMBER: _ClassVar[int]
+    INTERFACE_NETWORK_IDS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    external_network_id: str
+    gateway_address: str
+    external_gateway_ip: str
+    interface_cidrs: _containers.RepeatedScalarFieldContainer[str]
+    interface_network_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., external_network_id: _Optional[str] = ..., gateway_address: _Optional[str] = ..., external_gateway_ip: _Optional[str] = ..., interface_cidrs: _Optional[_Iterable[str]] = ..., interface_network_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DesiredFloatingIp(_message.Message):
+    __slots__ = ("id", "external_network_id", "floating_address", "fixed_ip_address", "port_id", "network_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    FLOATING_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    FIXED_IP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PORT_ID_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    external_network_id: str
+    floating_address: str
+    fixed_ip_address: str
+    port_id: str
+    network_id: str
+    def __init__(self, id: _Optional[str] = ..., external_network_id: _Optional[str] = ..., floating_address: _Optional[str] = ..., fixed_ip_address: _Optional[str] = ..., port_id: _Optional[str] = ..., network_id: _Optional[str] = ...) -> None: ...
 
 class DesiredNetwork(_message.Message):
-    __slots__ = ("id", "vni", "mtu", "external_routable", "subnets", "peers", "dns_domain", "dns_records")
+    __slots__ = ("id", "vni", "mtu", "external_routable", "subnets", "peers", "external", "network_type", "physical_network", "segmentation_id", "dns_domain", "dns_records")
     ID_FIELD_NUMBER: _ClassVar[int]
     VNI_FIELD_NUMBER: _ClassVar[int]
     MTU_FIELD_NUMBER: _ClassVar[int]
     EXTERNAL_ROUTABLE_FIELD_NUMBER: _ClassVar[int]
     SUBNETS_FIELD_NUMBER: _ClassVar[int]
     PEERS_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PHYSICAL_NETWORK_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTATION_ID_FIELD_NUMBER: _ClassVar[int]
     DNS_DOMAIN_FIELD_NUMBER: _ClassVar[int]
     DNS_RECORDS_FIELD_NUMBER: _ClassVar[int]
     id: str
@@ -264,9 +304,13 @@ class DesiredNetwork(_message.Message):
     external_routable: bool
     subnets: _containers.RepeatedCompositeFieldContainer[DesiredSubnet]
     peers: _containers.RepeatedCompositeFieldContainer[OverlayPeer]
+    external: bool
+    network_type: int
+    physical_network: str
+    segmentation_id: int
     dns_domain: str
     dns_records: _containers.RepeatedCompositeFieldContainer[DnsRecord]
-    def __init__(self, id: _Optional[str] = ..., vni: _Optional[int] = ..., mtu: _Optional[int] = ..., external_routable: _Optional[bool] = ..., subnets: _Optional[_Iterable[_Union[DesiredSubnet, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[OverlayPeer, _Mapping]]] = ..., dns_domain: _Optional[str] = ..., dns_records: _Optional[_Iterable[_Union[DnsRecord, _Mapping]]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., vni: _Optional[int] = ..., mtu: _Optional[int] = ..., external_routable: _Optional[bool] = ..., subnets: _Optional[_Iterable[_Union[DesiredSubnet, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[OverlayPeer, _Mapping]]] = ..., external: _Optional[bool] = ..., network_type: _Optional[int] = ..., physical_network: _Optional[str] = ..., segmentation_id: _Optional[int] = ..., dns_domain: _Optional[str] = ..., dns_records: _Optional[_Iterable[_Union[DnsRecord, _Mapping]]] = ...) -> None: ...
 
 class DnsRecord(_message.Message):
     __slots__ = ("hostname", "ip_addresses")
