@@ -75,6 +75,7 @@ REQUESTS: dict[str, Callable[[], Any]] = {
     "/kumo.v1.NodeService/ListNodes": nodepb.ListNodesRequest,
     "/kumo.v1.NodeService/ListJoinTokens": nodepb.ListJoinTokensRequest,
     "/kumo.v1.VolumeService/ListVolumes": vpb.ListVolumesRequest,
+    "/kumo.v1.VolumeService/ListVolumeTypes": vpb.ListVolumeTypesRequest,
     "/kumo.v1.VolumeService/ListVolumeSnapshots": vpb.ListVolumeSnapshotsRequest,
     "/kumo.v1.EventService/ListEvents": evpb.ListEventsRequest,  # the creates above made plenty
 }
@@ -266,6 +267,10 @@ def populate(base: Path, ctl: InProcess, admin: Client) -> None:
             npb.CreateFloatingIpRequest(
                 floating_ip=npb.FloatingIp(floating_network_id=ext.id, port_id=instances[i].nics[0].port_id)
             )
+        )
+    for i in range(N):
+        vol.CreateVolumeType(
+            vpb.CreateVolumeTypeRequest(volume_type=vpb.VolumeType(name=f"q-type{i}", backend="local"))
         )
     volumes = [
         vol.CreateVolume(vpb.CreateVolumeRequest(volume=vpb.Volume(name=f"q-v{i}", size_gb=1)))

@@ -284,7 +284,20 @@ def test_unmapped_physical_network(world: dict) -> None:
     blob = state / "desired.bin"
     blob.write_bytes(desired().SerializeToString())
     proc = subprocess.run(
-        ["ip", "netns", "exec", HOST, sys.executable, "-c", netutil.RUNNER, str(state), "", str(blob), "{}"],
+        [
+            "ip",
+            "netns",
+            "exec",
+            HOST,
+            sys.executable,
+            "-c",
+            netutil.RUNNER,
+            str(state),
+            "",
+            str(blob),
+            "",
+            "{}",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
