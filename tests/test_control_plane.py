@@ -25,7 +25,7 @@ from kumo.v1 import control_plane_pb2 as cpb
 from kumo.v1 import control_plane_pb2_grpc
 from kumo.v1 import identity_pb2 as idpb
 from kumo.v1 import image_pb2 as ipb
-from tests.harness import Client, ControllerProc, make_user
+from tests.harness import Client, ControllerProc, make_user, start_control_plane
 from tests.waits import wait_until
 
 pytestmark = pytest.mark.postgres
@@ -48,21 +48,8 @@ def plane(
 ) -> Iterator[tuple[str, Path, list[ControllerProc]]]:  # type: ignore[no-untyped-def]
     url = postgres.create_database("kumo_control_plane")
     base = tmp_path_factory.mktemp("plane")
-    shared = base / "shared"
-    procs = []
-    for name in ("a", "b"):
-        data = base / name
-        data.mkdir()
-        procs.append(
-            ControllerProc(
-                data,
-                extra_env={"KUMO_SHARED_DIR": str(shared), "KUMO_CONTROLLER_HEARTBEAT_SECONDS": str(BEAT)},
-                extra_args=["--database-url", url],
-            ).start()
-        )
-    yield url, shared, procs
-    for p in procs:
-        p.stop()
+    for procs in start_control_plane(url, base, extra_env={"KUMO_CONTROLLER_HEARTBEAT_SECONDS": str(BEAT)}):
+        yield url, base / "shared", procs
 
 
 def test_controllers_share_tokens_images_and_see_each_other(plane) -> None:  # type: ignore[no-untyped-def]
@@ -217,3 +204,14 @@ def test_the_old_single_key_is_imported_so_its_tokens_keep_working(tmp_path: Pat
     forged = TokenSigner(b"x" * 32).issue(TokenClaims("t", "u", "p", time.time() + 60))
     with pytest.raises(Unauthenticated):
         ring.verify(forged, time.time())
+
+
+def test_a_key_made_elsewhere_verifies_at_once_and_odd_kids_are_not_looked_up(tmp_path: Path) -> None:
+    d = tmp_path / "keys"
+    here, there = TokenKeyring(d), TokenKeyring(d)
+    kid, _ = there.rotate(3600, time.time())
+    token = there.issue(TokenClaims("t", "u", "p", time.time() + 60))
+    assert kid_of(token) == kid
+    assert here.verify(token, time.time()).token_id == "t"  # no wait for a rescan
+    for odd in ("../../etc/passwd", "x" * 300, ""):
+        assert here._key_for(odd) is None

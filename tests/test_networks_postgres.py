@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from kumo.v1 import network_pb2 as pb
-from tests.harness import ControllerProc
+from tests.harness import ControllerProc, start_control_plane
 from tests.test_networks import make_network, make_subnet, net, racing_ports
 
 pytestmark = pytest.mark.postgres
@@ -18,23 +18,9 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture(scope="module")
 def two_controllers(postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ControllerProc]]:  # type: ignore[no-untyped-def]
-    url = postgres.create_database("kumo_networks")
-    procs = []
-    # One control plane: the same CA and token keys (docs/control-plane.md).
-    shared = tmp_path_factory.mktemp("pgnet-shared")
-    try:
-        for i in range(2):
-            data = tmp_path_factory.mktemp(f"pgnet{i}") / "data"
-            data.mkdir()
-            procs.append(
-                ControllerProc(
-                    data, extra_env={"KUMO_SHARED_DIR": str(shared)}, extra_args=["--database-url", url]
-                ).start()
-            )
-        yield procs
-    finally:
-        for p in procs:
-            p.stop()
+    yield from start_control_plane(
+        postgres.create_database("kumo_networks"), tmp_path_factory.mktemp("pgnet")
+    )
 
 
 def test_racing_port_creates_on_two_controllers(two_controllers: list[ControllerProc]) -> None:

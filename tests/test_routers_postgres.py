@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness import ControllerProc, two_tenants
+from tests.harness import ControllerProc, start_control_plane, two_tenants
 from tests.test_routers import (
     make_external,
     race_delete_router_and_add_interface,
@@ -20,23 +20,7 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture(scope="module")
 def two_controllers(postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ControllerProc]]:  # type: ignore[no-untyped-def]
-    url = postgres.create_database("kumo_routers")
-    procs = []
-    # One control plane: the same CA and token keys (docs/control-plane.md).
-    shared = tmp_path_factory.mktemp("pgrt-shared")
-    try:
-        for i in range(2):
-            data = tmp_path_factory.mktemp(f"pgrt{i}") / "data"
-            data.mkdir()
-            procs.append(
-                ControllerProc(
-                    data, extra_env={"KUMO_SHARED_DIR": str(shared)}, extra_args=["--database-url", url]
-                ).start()
-            )
-        yield procs
-    finally:
-        for p in procs:
-            p.stop()
+    yield from start_control_plane(postgres.create_database("kumo_routers"), tmp_path_factory.mktemp("pgrt"))
 
 
 def test_races_on_two_controllers(two_controllers: list[ControllerProc]) -> None:

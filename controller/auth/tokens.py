@@ -15,6 +15,7 @@ import hmac
 import itertools
 import json
 import os
+import re
 import secrets
 import threading
 import time
@@ -31,6 +32,7 @@ LEGACY_KID = "0"
 # How often a controller looks for a newer signing key (a rotation made by
 # another controller or by the command reaches it within this bound).
 RESCAN_SECONDS = 10.0
+KID = re.compile(r"0|[0-9]{13}-[0-9a-f]{6}")
 
 
 @dataclass(frozen=True)
@@ -113,19 +115,21 @@ def key_check(key: bytes) -> str:
     return _sign(key, "kumo token key check")
 
 
-def new_kid(now: float) -> str:
-    """Sortable by creation time, which rotation relies on."""
-    return f"{int(now):010d}-{secrets.token_hex(3)}"
+def new_kid(now: float, after: str = LEGACY_KID) -> str:
+    """Sortable by creation time (milliseconds), which rotation relies on;
+    later than `after`, so a rotation always makes the newest key."""
+    ms = max(int(now * 1000), int(_kid_time(after) * 1000) + 1)
+    return f"{ms:013d}-{secrets.token_hex(3)}"
 
 
 def _kid_time(kid: str) -> float:
-    return 0.0 if kid == LEGACY_KID else float(kid.split("-", 1)[0])
+    return 0.0 if kid == LEGACY_KID else int(kid.split("-", 1)[0]) / 1000
 
 
 class TokenKeyring(TokenSigner):
     """The keys in a directory, one `<kid>.key` file (0600) each. Reread when a
-    token names a kid not loaded yet (at most once a second) and every
-    RESCAN_SECONDS before signing, so a rotation reaches every controller."""
+    token names a kid whose file has appeared since, and every RESCAN_SECONDS
+    before signing, so a rotation reaches every controller."""
 
     def __init__(self, directory: Path, legacy_file: Path | None = None) -> None:
         self.directory = directory
@@ -156,7 +160,10 @@ class TokenKeyring(TokenSigner):
 
     def _key_for(self, kid: str) -> bytes | None:
         key = self._keys().get(kid)
-        if key is None and time.monotonic() - self._scanned > 1.0:
+        # A key made elsewhere (a rotation on another controller): load it the
+        # first time a token names it. The kid is the caller's text, so only a
+        # well-formed one is looked up, and only its file's existence costs.
+        if key is None and KID.fullmatch(kid) and (self.directory / f"{kid}.key").exists():
             self._scan()
             key = self._keys().get(kid)
         return key
@@ -197,7 +204,8 @@ def rotate(directory: Path, token_ttl: float, now: float) -> tuple[str, list[str
     unexpired token (superseded more than `token_ttl` ago). Returns the new kid
     and the removed ones."""
     ensure_keyring(directory, None)
-    kid = new_kid(now)
+    newest = max(read_keys(directory), key=lambda k: (_kid_time(k), k))
+    kid = new_kid(now, newest)
     write_private(directory / f"{kid}.key", secrets.token_bytes(32))
     ordered = sorted(read_keys(directory), key=lambda k: (_kid_time(k), k))
     removed = []
