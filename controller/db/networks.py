@@ -80,14 +80,15 @@ def update_network(network_id: str, fields: dict[str, Any], now: float) -> None:
         ) from None
 
 
-def delete_network(network_id: str) -> None:
-    """Deletes its ports (with their addresses), subnets and the network."""
+def delete_network(network_id: str) -> int:
+    """Deletes its ports (with their addresses), subnets and the network;
+    returns 1, or 0 when a racing delete already removed it."""
     ports = Port.select(Port.id).where(Port.network == network_id)
     IpAllocation.delete().where(IpAllocation.port.in_(ports)).execute()
     PortSecurityGroup.delete().where(PortSecurityGroup.port.in_(ports)).execute()
     Port.delete().where(Port.network == network_id).execute()
     Subnet.delete().where(Subnet.network == network_id).execute()
-    Network.delete().where(Network.id == network_id).execute()
+    return int(Network.delete().where(Network.id == network_id).execute())
 
 
 def count_networks(project_id: str) -> int:

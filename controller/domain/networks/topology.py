@@ -163,7 +163,10 @@ class Topology:
             ports = store.network_ports(row.id)
             groups = store.groups_of_ports(p.id for p in ports)
             router_store.release_port_floating_ips([p.id for p in ports], clock.now())
-            store.delete_network(row.id)
+            if not store.delete_network(row.id):
+                # A racing delete won while we waited for the row lock: what it
+                # removed it has given back; giving it back twice would undercount.
+                raise not_found("network", network_id)
             self.quotas.release(row.project_id, {"networks": 1})
             for p in ports:  # unbound ports, of other projects too on a shared network
                 self.quotas.release(p.project_id, {"ports": 1})
