@@ -10,6 +10,7 @@ import logging
 import socket
 import uuid
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 
 from controller import clock
@@ -20,7 +21,6 @@ from controller.domain.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
-VERSION = "0.1.0"
 CA_FACT = "ca_fingerprint"
 KEY_FACT = "token_key_check:"
 
@@ -91,7 +91,7 @@ class ControlPlane:
                 "hostname": socket.gethostname(),
                 "endpoint": endpoint,
                 "node_endpoint": node_endpoint,
-                "version": VERSION,
+                "version": metadata.version("kumo-cloud"),
                 "start_time": now,
                 "last_seen_time": now,
                 "node_sessions": self.node_sessions(),
