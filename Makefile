@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMPS  := .stamps
 
-.PHONY: setup host venv proto lint test test-fast bench up clean image
+.PHONY: setup host venv proto lint test test-fast bench up clean image dashboard-assets dashboard-screenshots
 
 setup: host venv
 
@@ -48,3 +48,13 @@ up: setup image
 
 clean:
 	rm -rf $(VENV) $(STAMPS) .kumo
+
+# The dashboard's front-end files (htmx, xterm.js) from the npm lockfile into
+# dashboard/static/vendor/ (committed: CI needs no npm).
+dashboard-assets:
+	scripts/vendor-dashboard-assets.sh
+
+# The screenshots in docs/dashboard.md, taken in headless Chromium against a
+# fresh cloud of fake nodes.
+dashboard-screenshots: setup
+	$(BIN)/python -m tests.dashboard_screenshots docs/dashboard

@@ -35,6 +35,7 @@ from cli.commands import security_group as security_group_cmd
 from cli.commands import subnet as subnet_cmd
 from cli.commands import volume as volume_cmd
 from cli.errors import CliError
+from kumo import errorinfo
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -81,16 +82,9 @@ app.add_typer(event_cmd.app, name="event", help="The event log: who changed what
 
 
 def describe_rpc_error(exc: grpc.RpcError) -> str:
-    code = exc.code() if hasattr(exc, "code") else None
-    details = exc.details() if hasattr(exc, "details") else str(exc)
-    if code == grpc.StatusCode.UNAVAILABLE:
-        return f"cannot reach the controller: {details}"
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return "the controller did not answer in time"
-    if code == grpc.StatusCode.UNAUTHENTICATED:
-        return f"{details} (run 'kumo login')"
-    name = code.name if code is not None else "ERROR"
-    return f"{details} [{name}]"
+    if hasattr(exc, "code") and exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+        return f"{exc.details()} (run 'kumo login')"
+    return errorinfo.describe_rpc_error(exc)
 
 
 # Help piped to a file or a pager: at least this wide (narrower, rich cuts option names with "…").

@@ -35,3 +35,16 @@ def error_metadata(exc: grpc.RpcError) -> dict[str, str]:
     """The ErrorInfo metadata (e.g. a quota refusal's resource, limit, used, requested)."""
     info = _info(exc)
     return dict(info.metadata) if info is not None else {}
+
+
+def describe_rpc_error(exc: grpc.RpcError) -> str:
+    """The one line a person is shown for a failed call (the CLI prints it after
+    "error: ", the dashboard in its error box): the server's message and its code."""
+    code = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return f"cannot reach the controller: {details}"
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return "the controller did not answer in time"
+    name = code.name if code is not None else "ERROR"
+    return f"{details} [{name}]"

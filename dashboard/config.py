@@ -1,0 +1,21 @@
+"""What kumo-dashboard is told at start: where the API is, how to serve."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DashboardConfig:
+    endpoint: str  # the controller's gRPC address, host:port
+    ca_file: Path | None  # the cloud's CA certificate (None: the system roots)
+    listen: str = "127.0.0.1:8443"
+    cert_file: Path | None = None  # the HTTPS certificate (signed by the cloud's CA, or the operator's)
+    key_file: Path | None = None
+    idle_seconds: float = 8 * 3600  # a session unused this long is forgotten
+    api_timeout: float = 30.0
+
+    @property
+    def ca_pem(self) -> bytes | None:
+        return self.ca_file.read_bytes() if self.ca_file else None
