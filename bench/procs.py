@@ -281,3 +281,63 @@ def make_image(
     )
     assert done.status == ipb.IMAGE_STATUS_ACTIVE, done
     return done
+
+
+@dataclass
+class DashboardProc:
+    """A real `kumo-dashboard` process for `ctl`, serving HTTPS with the
+    controller's own server certificate (signed by the cloud's CA)."""
+
+    ctl: ControllerProc
+    work_dir: Path
+    proc: subprocess.Popen | None = None
+    url: str = ""
+
+    @property
+    def cert_file(self) -> Path:
+        return self.ctl.data_dir / "pki" / "server.crt"
+
+    def start(self, timeout: float = 30.0) -> DashboardProc:
+        info = self.work_dir / "dashboard.json"
+        info.unlink(missing_ok=True)
+        log = open(self.work_dir / "dashboard.log", "ab")
+        pki = self.ctl.data_dir / "pki"
+        self.proc = subprocess.Popen(
+            [
+                *DIE_WITH_PARENT,
+                sys.executable,
+                "-m",
+                "dashboard.main",
+                "--endpoint",
+                self.ctl.endpoint,
+                "--ca-file",
+                self.ctl.ca_file,
+                "--listen",
+                "127.0.0.1:0",
+                "--cert-file",
+                str(pki / "server.crt"),
+                "--key-file",
+                str(pki / "server.key"),
+                "--info-file",
+                str(info),
+            ],
+            cwd=ROOT,
+            env=noded_env(),
+            stdout=log,
+            stderr=log,
+        )
+        wait_for(
+            lambda: info.exists() or self.proc.poll() is not None,  # type: ignore[union-attr]
+            timeout=timeout,
+            step=0.05,
+            what="the dashboard to serve",
+        )
+        if not info.exists():
+            raise RuntimeError(f"dashboard exited with {self.proc.returncode}; see {log.name}")
+        self.url = json.loads(info.read_text())["url"].rstrip("/")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.proc = None

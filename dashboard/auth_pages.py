@@ -56,7 +56,7 @@ def routes(web: Web) -> list[Route]:
         session = web.store.create(client)
         resp = RedirectResponse("/", status_code=303)
         resp.set_cookie(COOKIE, session.id, **cookie_args())
-        resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
+        resp.delete_cookie(LOGIN_CSRF_COOKIE, **cookie_args())
         return resp
 
     def logout(ctx: Ctx) -> Response:
@@ -66,7 +66,7 @@ def routes(web: Web) -> list[Route]:
         except grpc.RpcError:
             pass  # already expired or revoked: the session is gone either way
         resp = RedirectResponse("/login", status_code=303)
-        resp.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+        resp.delete_cookie(COOKIE, **cookie_args())
         return resp
 
     return [

@@ -4,6 +4,7 @@ call run off the event loop, and API errors shown as the CLI's one line."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from kumo.v1 import image_pb2 as ipb
 from kumo.v1 import node_pb2 as npb
 from kumo.v1 import volume_pb2 as vpb
 
+log = logging.getLogger("kumo.dashboard")
 TEMPLATES = Path(__file__).parent / "templates"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
@@ -186,5 +188,10 @@ class Web:
                 return self.api_error(request, session, exc)
             except FormError as exc:
                 return self.error(request, session, f"{exc} [INVALID_ARGUMENT]", 400)
+            except Exception:  # a bug here: logged with its traceback, shown as one line
+                log.exception("page %s %s failed", request.method, request.url.path)
+                return self.error(
+                    request, session, "the dashboard failed on this page (logged) [INTERNAL]", 500
+                )
 
         return endpoint
