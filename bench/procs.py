@@ -290,12 +290,10 @@ class DashboardProc:
 
     ctl: ControllerProc
     work_dir: Path
+    cert_file: Path | None = None  # default: the controller's own certificate and key
+    key_file: Path | None = None
     proc: subprocess.Popen | None = None
     url: str = ""
-
-    @property
-    def cert_file(self) -> Path:
-        return self.ctl.data_dir / "pki" / "server.crt"
 
     def start(self, timeout: float = 30.0) -> DashboardProc:
         info = self.work_dir / "dashboard.json"
@@ -315,9 +313,9 @@ class DashboardProc:
                 "--listen",
                 "127.0.0.1:0",
                 "--cert-file",
-                str(pki / "server.crt"),
+                str(self.cert_file or pki / "server.crt"),
                 "--key-file",
-                str(pki / "server.key"),
+                str(self.key_file or pki / "server.key"),
                 "--info-file",
                 str(info),
             ],

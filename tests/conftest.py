@@ -38,3 +38,22 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     yield server
     server.stop()
     shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def dashboard_key() -> bytes:
+    """The one key every test dashboard's certificate is made for (see tests/dashboardutil.py)."""
+    from kumo import keys
+
+    return keys.key_pem(keys.new_key())
+
+
+@pytest.fixture(scope="session")
+def browser(dashboard_key: bytes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One headless Chromium for the whole test session, shared by the dashboard tests."""
+    from tests.dashboardutil import browser_available, new_browser
+
+    assert browser_available(), "chromium and chromium-driver must be installed (scripts/setup-host.sh)"
+    driver = new_browser(dashboard_key, tmp_path_factory.mktemp("browser"))
+    yield driver
+    driver.quit()

@@ -1,0 +1,148 @@
+"""Helpers for the dashboard tests: a real kumo-dashboard process
+(bench.procs.DashboardProc), an HTTPS client that logs in through the login
+form like a browser, and headless Chromium (Debian's chromium and
+chromium-driver, driven by Selenium) pinned to the dashboard's certificate."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import shutil
+import ssl
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from bench.procs import ADMIN_PASSWORD, ControllerProc, DashboardProc
+
+__all__ = [
+    "DashboardProc",
+    "browser_available",
+    "csrf_of",
+    "dashboard_cert",
+    "https",
+    "login",
+    "new_browser",
+    "one_line_error",
+]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def csrf_of(html: str) -> str:
+    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert m, "no CSRF field on the page"
+    return m.group(1)
+
+
+def one_line_error(html: str) -> str:
+    m = re.search(r'id="error-message">([^<]*)<', html)
+    return m.group(1) if m else ""
+
+
+def https(ctl: ControllerProc, base_url: str, **kw: Any) -> httpx.Client:
+    """An HTTPS client that trusts the cloud's CA (and nothing else)."""
+    return httpx.Client(
+        base_url=base_url, verify=ssl.create_default_context(cafile=ctl.ca_file), timeout=60, **kw
+    )
+
+
+def login(
+    dash: DashboardProc, ctl: ControllerProc, user: str = "admin", password: str = ADMIN_PASSWORD
+) -> tuple[httpx.Client, str]:
+    """An HTTPS client (trusting the cloud's CA) logged in through the form; and the session's CSRF token."""
+    client = https(ctl, dash.url)
+    page = client.get("/login")
+    resp = client.post("/login", data={"csrf_token": csrf_of(page.text), "user": user, "password": password})
+    assert resp.status_code == 303, resp.text
+    home = client.get("/")
+    assert home.status_code == 200, home.text
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)"', home.text)
+    assert token
+    return client, token.group(1)
+
+
+def spki_pin(key_pem: bytes) -> str:
+    """The base64 SHA-256 of the key's SubjectPublicKeyInfo, as Chromium's pin list wants it."""
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    spki = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+def browser_available() -> bool:
+    return shutil.which(CHROMIUM) is not None and shutil.which(CHROMEDRIVER) is not None
+
+
+def new_browser(key_pem: bytes, download_dir: Path) -> Any:
+    """Headless Chromium that accepts exactly the certificates of `key_pem`'s
+    public key (Chromium keeps its trust store in NSS, which the cloud's CA
+    is not in; the pin stands in for it)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+        f"--ignore-certificate-errors-spki-list={spki_pin(key_pem)}",
+        f"--user-data-dir={download_dir / 'profile'}",
+    ):
+        opts.add_argument(arg)
+    opts.add_experimental_option(
+        "prefs", {"download.default_directory": str(download_dir), "download.prompt_for_download": False}
+    )
+    driver = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(60)
+    return driver
+
+
+def dashboard_cert(ctl: ControllerProc, key_pem: bytes, out_dir: Path) -> tuple[Path, Path]:
+    """A certificate for `key_pem` (localhost, 127.0.0.1) signed by the cloud's
+    CA, as an operator would give kumo-dashboard. One key for every test
+    dashboard, so the one shared browser can pin it."""
+    import datetime
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    pki = ctl.data_dir / "pki"
+    ca = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), password=None)
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    now = datetime.datetime.now(datetime.UTC)
+    import ipaddress
+
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kumo-dashboard")]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())  # type: ignore[arg-type]
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    crt, kf = out_dir / "dashboard.crt", out_dir / "dashboard.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    kf.write_bytes(key_pem)
+    kf.chmod(0o600)
+    return crt, kf

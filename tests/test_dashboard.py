@@ -1,0 +1,262 @@
+"""kumo-dashboard's security rules and pages over real HTTPS, without a
+browser: a real controller (no nodes), a real dashboard process, and an
+HTTP client that logs in through the login form. The browser tests are
+tests/test_dashboard_browser.py."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from kumo.v1 import compute_pb2 as cpb
+from kumo.v1 import identity_pb2 as idpb
+from kumo.v1 import image_pb2 as ipb
+from tests.dashboardutil import DashboardProc, csrf_of, dashboard_cert, https, login, one_line_error
+from tests.harness import ControllerProc, rpc_error, two_tenants
+from tests.nodeutil import wait_for
+
+PAGES = [
+    "/",
+    "/servers",
+    "/servers/new",
+    "/images",
+    "/volumes",
+    "/networks",
+    "/security-groups",
+    "/keypairs",
+    "/settings",
+]
+ADMIN_PAGES = ["/admin/nodes", "/admin/projects", "/admin/flavors", "/admin/quotas", "/admin/events"]
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory, dashboard_key: bytes) -> Iterator[dict]:
+    base = tmp_path_factory.mktemp("dash")
+    (base / "ctl").mkdir()
+    ctl = ControllerProc(base / "ctl").start()
+    cert, key = dashboard_cert(ctl, dashboard_key, base / "tls")
+    dash = DashboardProc(ctl, base, cert, key).start()
+    try:
+        admin = ctl.login()
+        yield {"ctl": ctl, "dash": dash, "admin": admin, **two_tenants(ctl, admin, "dash")}
+    finally:
+        dash.stop()
+        ctl.stop()
+
+
+def test_login_sets_a_strict_session_cookie_and_a_strict_csp(cloud: dict) -> None:
+    client = https(cloud["ctl"], cloud["dash"].url)
+    page = client.get("/login")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    resp = client.post(
+        "/login", data={"csrf_token": csrf_of(page.text), "user": "dash-alice", "password": "password-123"}
+    )
+    assert resp.status_code == 303
+    cookie = next(c for c in resp.headers.get_list("set-cookie") if c.startswith("kumo_session="))
+    flags = [f.strip().lower() for f in cookie.split(";")]
+    assert {"httponly", "secure", "samesite=strict", "path=/"} <= set(flags), cookie
+    sid = cookie.split(";")[0].split("=", 1)[1]
+    assert len(sid) >= 40 and "." not in sid, "the cookie is a random id, not the token"
+    assert sid not in str(cloud["alice"].token)
+
+
+def test_login_refuses_a_bad_password_and_a_missing_csrf_token(cloud: dict) -> None:
+    client = https(cloud["ctl"], cloud["dash"].url)
+    page = client.get("/login")
+    bad = client.post(
+        "/login", data={"csrf_token": csrf_of(page.text), "user": "dash-alice", "password": "nope"}
+    )
+    assert bad.status_code == 401 and "[UNAUTHENTICATED]" in bad.text and "Traceback" not in bad.text
+    forged = https(cloud["ctl"], cloud["dash"].url).post(
+        "/login", data={"user": "dash-alice", "password": "password-123"}
+    )
+    assert forged.status_code == 403 and "kumo_session" not in forged.headers.get("set-cookie", "")
+
+
+def test_pages_render_with_no_inline_script_or_style(cloud: dict) -> None:
+    client, _ = login(cloud["dash"], cloud["ctl"])
+    for path in PAGES + ADMIN_PAGES:
+        resp = client.get(path)
+        assert resp.status_code == 200, (path, one_line_error(resp.text))
+        assert resp.headers["cache-control"] == "no-store"
+        html = resp.text
+        for tag in re.findall(r"<script[^>]*>", html):
+            assert "src=" in tag, (path, tag)
+        assert not re.search(r"<script[^>]*>[^<]+</script>", html), path
+        assert not re.search(r"\son[a-z]+=", html), f"inline event handler on {path}"
+        assert not re.search(r"\sstyle=", html), f"inline style on {path}"
+        assert "<style" not in html, path
+
+
+def test_a_post_without_or_with_a_wrong_csrf_token_is_refused(cloud: dict) -> None:
+    client, token = login(cloud["dash"], cloud["ctl"], "dash-alice", "password-123")
+    missing = client.post("/keypairs", data={"name": "no-csrf"})
+    wrong = client.post("/keypairs", data={"name": "wrong-csrf", "csrf_token": token[::-1]})
+    header = client.post("/keypairs", data={"name": "wrong-hdr"}, headers={"X-CSRF-Token": "x" * 43})
+    for resp in (missing, wrong, header):
+        assert resp.status_code == 403 and "CSRF" in one_line_error(resp.text)
+    names = {k.name for k in cloud["alice"].compute.ListKeypairs(cpb.ListKeypairsRequest()).keypairs}
+    assert not names & {"no-csrf", "wrong-csrf", "wrong-hdr"}
+    ok = client.post("/keypairs", data={"name": "with-csrf", "csrf_token": token})
+    assert (
+        ok.status_code == 200 and ok.headers["content-disposition"] == 'attachment; filename="with-csrf.pem"'
+    )
+    assert ok.text.startswith("-----BEGIN") and "PRIVATE KEY" in ok.text
+    again = client.get("/keypairs")
+    assert "with-csrf" in again.text and "PRIVATE KEY" not in again.text, "the private key is shown once"
+
+
+def test_a_reader_sees_no_write_forms_and_a_forged_post_is_refused(cloud: dict) -> None:
+    client, token = login(cloud["dash"], cloud["ctl"], "dash-reader", "password-123")
+    for path in PAGES:
+        html = client.get(path).text
+        posts = re.findall(r'<form method="post" action="([^"]+)"', html)
+        # Their own password is a reader's to change; nothing else is.
+        assert set(posts) <= {"/logout", "/settings/password"}, (path, posts)
+        assert 'id="upload-form"' not in html and 'id="launch"' not in html
+    forged = client.post("/keypairs", data={"name": "by-reader", "csrf_token": token})
+    assert forged.status_code == 403
+    line = one_line_error(forged.text)
+    assert line.endswith("[PERMISSION_DENIED]") and "\n" not in line and "Traceback" not in forged.text
+    err = rpc_error(
+        cloud["reader"].compute.CreateKeypair, cpb.CreateKeypairRequest(keypair=cpb.Keypair(name="x"))
+    )
+    assert line.startswith(err.details().replace("'", "&#39;")), (line, err.details())
+    # The admin panel is the API's to refuse, in the same one line.
+    assert client.get("/admin/nodes").status_code == 403
+
+
+def test_forms_are_validated_on_the_server(cloud: dict) -> None:
+    client, token = login(cloud["dash"], cloud["ctl"], "dash-alice", "password-123")
+    resp = client.post("/servers", data={"csrf_token": token, "name": "", "image": "x", "flavor": "y"})
+    assert resp.status_code == 400 and one_line_error(resp.text) == "name: required [INVALID_ARGUMENT]"
+    resp = client.post("/volumes", data={"csrf_token": token, "name": "v", "size_gb": "lots"})
+    assert one_line_error(resp.text) == "size_gb: a whole number is needed [INVALID_ARGUMENT]"
+    resp = client.post("/servers", data={"csrf_token": token, "name": "s", "image": "nope", "flavor": "nope"})
+    assert resp.status_code in (400, 404) and one_line_error(resp.text).endswith("]")
+
+
+def test_a_missing_server_is_a_one_line_not_found(cloud: dict) -> None:
+    client, _ = login(cloud["dash"], cloud["ctl"], "dash-alice", "password-123")
+    resp = client.get("/servers/00000000-0000-4000-8000-000000000000")
+    assert resp.status_code == 404 and one_line_error(resp.text).endswith("not found [NOT_FOUND]")
+
+
+def test_image_upload_is_streamed_to_the_api(cloud: dict) -> None:
+    client, token = login(cloud["dash"], cloud["ctl"], "dash-alice", "password-123")
+    created = client.post("/images", data={"csrf_token": token, "name": "streamed", "disk_format": "raw"})
+    assert created.status_code == 200, created.text
+    image_id = created.json()["id"]
+    piece = bytes(range(256)) * 4096  # 1 MiB
+    total = 9
+
+    def body() -> Iterator[bytes]:
+        for _ in range(total):
+            yield piece
+
+    no_csrf = client.put(f"/images/{image_id}/data", content=piece)
+    assert no_csrf.status_code == 403
+    resp = client.put(
+        f"/images/{image_id}/data",
+        content=body(),
+        headers={"X-CSRF-Token": token, "Content-Length": str(total * len(piece))},
+    )
+    assert resp.status_code == 200, resp.text
+    image = cloud["alice"].images.GetImage(ipb.GetImageRequest(id=image_id))
+    assert image.status == ipb.IMAGE_STATUS_ACTIVE and image.size_bytes == total * len(piece)
+    assert image.checksum_sha256 == hashlib.sha256(piece * total).hexdigest()
+
+
+def test_the_console_websocket_refuses_another_origin(cloud: dict) -> None:
+    import ssl
+
+    from websockets.sync.client import connect
+
+    client, token = login(cloud["dash"], cloud["ctl"], "dash-alice", "password-123")
+    sid = client.cookies["kumo_session"]
+    ctx = ssl.create_default_context(cafile=cloud["ctl"].ca_file)
+    url = cloud["dash"].url.replace("https", "wss") + "/servers/x/console/ws?csrf=" + token
+    with (
+        pytest.raises(Exception) as refused,
+        connect(
+            url,
+            ssl=ctx,
+            additional_headers={"Cookie": f"kumo_session={sid}", "Origin": "https://evil.example"},
+        ) as ws,
+    ):
+        ws.recv(timeout=10)
+    assert "1008" in str(refused.value) or "403" in str(refused.value)
+
+
+def test_logout_revokes_the_token(cloud: dict) -> None:
+    client, token = login(cloud["dash"], cloud["ctl"], "dash-bob", "password-123")
+    sid = client.cookies["kumo_session"]
+    resp = client.post("/logout", data={"csrf_token": token})
+    assert resp.status_code == 303 and resp.headers["location"] == "/login"
+    stale = https(cloud["ctl"], cloud["dash"].url, cookies={"kumo_session": sid})
+    assert stale.get("/servers").headers["location"] == "/login"
+    # The token is dead at the API too: its id is in the controller's revocations.
+    events = (
+        cloud["admin"]
+        .events.ListEvents(
+            __import__("kumo.v1.event_pb2", fromlist=["x"]).ListEventsRequest(action="revoke", page_size=50)
+        )
+        .events
+    )
+    assert any(e.user_name == "dash-bob" for e in events), [e.user_name for e in events]
+
+
+def test_an_expired_token_sends_the_user_back_to_login(tmp_path: Path, dashboard_key: bytes) -> None:
+    (tmp_path / "ctl").mkdir()
+    ctl = ControllerProc(tmp_path / "ctl", extra_env={"KUMO_TOKEN_TTL_SECONDS": "3"}).start()
+    cert, key = dashboard_cert(ctl, dashboard_key, tmp_path / "tls")
+    dash = DashboardProc(ctl, tmp_path, cert, key).start()
+    try:
+        client, _ = login(dash, ctl)
+        resp = wait_for(
+            lambda: (r := client.get("/servers")).status_code == 303 and r,
+            timeout=30,
+            step=0.5,
+            what="the token to expire",
+        )
+        assert resp.headers["location"] == "/login?expired=1"
+        page = client.get("/login?expired=1")
+        assert "expired" in page.text and "log in again" in page.text
+        assert client.get("/servers").headers["location"] == "/login", "the session is gone"
+    finally:
+        dash.stop()
+        ctl.stop()
+
+
+def test_a_member_cannot_read_another_users_identity_through_settings(cloud: dict) -> None:
+    """Changing a password goes to the API as the user themself, with their current password."""
+    client, token = login(cloud["dash"], cloud["ctl"], "dash-bob", "password-123")
+    wrong = client.post(
+        "/settings/password",
+        data={
+            "csrf_token": token,
+            "current_password": "bad",
+            "new_password": "password-456",
+            "confirm": "password-456",
+        },
+    )
+    assert wrong.status_code in (400, 401, 403) and one_line_error(wrong.text).endswith("]")
+    mismatch = client.post(
+        "/settings/password",
+        data={
+            "csrf_token": token,
+            "current_password": "password-123",
+            "new_password": "a" * 12,
+            "confirm": "b",
+        },
+    )
+    assert one_line_error(mismatch.text) == "confirm: does not match the new password [INVALID_ARGUMENT]"
+    with pytest.raises(grpc.RpcError):
+        cloud["ctl"].login("dash-bob", "password-456")
+    _ = idpb
