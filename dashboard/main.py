@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             access_log=False,
             ws="websockets",
             lifespan="off",
+            timeout_graceful_shutdown=2,
         )
     )
     if info_file is not None:

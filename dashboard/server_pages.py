@@ -135,7 +135,7 @@ def routes(web: Web) -> list[Route]:
             attached=[v for v in volumes if v.instance_id == inst.id],
             available=[v for v in volumes if v.state == vpb.VOLUME_STATE_AVAILABLE],
             events=events,
-            console=console.output.decode(errors="replace"),
+            console=console.output,
             free_fips=[f for f in fips if not f.port_id],
             settling=SETTLING,
             ports=ports,
