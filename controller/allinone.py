@@ -16,6 +16,7 @@ from pathlib import Path
 
 from controller.config import load_config
 from controller.domain.idempotency import NO_REQUEST_ID
+from controller.localdashboard import LocalDashboard
 from controller.localnode import LocalNode, local_node_name
 from controller.server import Controller
 from kumo.logs import setup_logging
@@ -246,6 +247,12 @@ def main() -> int:
     except Exception as exc:  # the cloud is still useful without its node; say why
         logging.getLogger("kumo.allinone").exception("the local node could not start")
         node_hint = f"none: {exc}"
+    dashboard = LocalDashboard(ctl)
+    try:
+        dashboard_url = dashboard.start() or f"not started: see {dashboard.log_path}"
+    except Exception as exc:  # the cloud is still useful without its dashboard; say why
+        logging.getLogger("kumo.allinone").exception("the dashboard could not start")
+        dashboard_url = f"not started: {exc}"
     pw_file = cfg.data_dir / "admin-password"
     if os.environ.get("KUMO_ADMIN_PASSWORD"):
         hint = "password from KUMO_ADMIN_PASSWORD"
@@ -254,7 +261,7 @@ def main() -> int:
     else:
         hint = "password as set when the cloud was first made"
     text = banner(ctl, hint, default_subnet_dns()).replace(
-        "\nLog in:", f"  node          {node_hint}\n\nLog in:", 1
+        "\nLog in:", f"  node          {node_hint}\n  dashboard     {dashboard_url}\n\nLog in:", 1
     )
     blocked = blocks_qemu(cfg.data_dir)
     if blocked is not None:
@@ -266,6 +273,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: ctl._stop.set())
     signal.signal(signal.SIGINT, lambda *_: ctl._stop.set())
     ctl.wait()
+    dashboard.stop()
     node.stop()
     ctl.stop()
     return 0

@@ -151,7 +151,7 @@ def test_make_a_volume_and_attach_it(browser: Any, cloud: dict) -> None:
     wait_until(available, what="data1 AVAILABLE", base=30)
     server = cloud["server"]
     browser.get(f"{cloud['dash'].url}/servers/{server.id}")
-    assert not browser.find_elements(By.ID, "error-message"), browser.find_element(By.ID, "error-message").text
+    assert not one_line_error(browser.page_source), one_line_error(browser.page_source)
     Select(browser.find_element(By.ID, "attach-volume")).select_by_visible_text("data1 (1 GiB)")
     browser.find_element(By.ID, "attach").click()
 

@@ -43,6 +43,7 @@ def test_make_up_boots_a_guest_with_the_printed_command() -> None:
             "KUMO_ADMIN_PASSWORD": "allinone-pw-2",
             "KUMO_VIRT_TYPE": "qemu",
             "KUMO_NODE_HEARTBEAT_SECONDS": "1",
+            "KUMO_DASHBOARD_LISTEN": "127.0.0.1:0",
         }
     )
     proc = subprocess.Popen(

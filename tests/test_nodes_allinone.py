@@ -3,13 +3,16 @@ the libvirt driver; a second start reuses it; Ctrl-C stops both."""
 
 from __future__ import annotations
 
+import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 
 from kumo.v1 import identity_pb2 as idpb
@@ -30,6 +33,7 @@ def start(data: Path, port: int, node_port: int) -> subprocess.Popen:
             "KUMO_NODE_LISTEN": f"127.0.0.1:{node_port}",
             "KUMO_ADMIN_PASSWORD": PASSWORD,
             "KUMO_VIRT_TYPE": "qemu",
+            "KUMO_DASHBOARD_LISTEN": "127.0.0.1:0",
         }
     )
     return subprocess.Popen(
@@ -86,6 +90,13 @@ def test_make_up_has_one_ready_local_node(tmp_path: Path) -> None:
         # How to let SSH in, and that guests get a resolver by default.
         assert "kumo security-group rule create default --protocol tcp --port 22" in text, text
         assert "get a resolver by default" in text and "<server name>.kumo-net.kumo" in text, text
+        # The dashboard: its URL printed, HTTPS with a certificate the cloud's CA signed.
+        url = re.search(r"dashboard +(https://\S+)", text)
+        assert url, text
+        login = httpx.get(
+            url.group(1) + "login", verify=ssl.create_default_context(cafile=data / "pki" / "ca.crt")
+        )
+        assert login.status_code == 200 and 'id="login-form"' in login.text
         (node,) = list_nodes(data, port)
         assert node.state == pb.NODE_STATE_READY and node.inventory.driver == "libvirt"
         assert node.inventory.virt_type == "qemu"
@@ -94,6 +105,10 @@ def test_make_up_has_one_ready_local_node(tmp_path: Path) -> None:
     assert "noded" in {p.name for p in data.iterdir()}
     noded_pids = subprocess.run(["pgrep", "-f", f"--state-dir {data}/noded"], capture_output=True, text=True)
     assert noded_pids.stdout.strip() == "", "the node daemon outlived make up"
+    dash_pids = subprocess.run(
+        ["pgrep", "-f", f"--info-file {data}/dashboard.json"], capture_output=True, text=True
+    )
+    assert dash_pids.stdout.strip() == "", "the dashboard outlived make up"
 
     proc = start(data, port, node_port)  # again: the same node, not a second one
     try:
