@@ -1,14 +1,10 @@
 """Helpers for the dashboard tests: a real kumo-dashboard process
 (bench.procs.DashboardProc), an HTTPS client that logs in through the login
-form like a browser, and headless Chromium (Debian's chromium and
-chromium-driver, driven by Selenium) pinned to the dashboard's certificate."""
+form like a browser, and headless Chromium (bench/browser.py) pinned to the dashboard's key."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
-import shutil
 import ssl
 from pathlib import Path
 from typing import Any
@@ -17,6 +13,7 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from bench.browser import browser_available, new_browser
 from bench.procs import ADMIN_PASSWORD, ControllerProc, DashboardProc
 
 __all__ = [
@@ -29,9 +26,6 @@ __all__ = [
     "new_browser",
     "one_line_error",
 ]
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 def csrf_of(html: str) -> str:
@@ -65,46 +59,6 @@ def login(
     token = re.search(r'<meta name="csrf-token" content="([^"]+)"', home.text)
     assert token
     return client, token.group(1)
-
-
-def spki_pin(key_pem: bytes) -> str:
-    """The base64 SHA-256 of the key's SubjectPublicKeyInfo, as Chromium's pin list wants it."""
-    key = serialization.load_pem_private_key(key_pem, password=None)
-    spki = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
-
-
-def browser_available() -> bool:
-    return shutil.which(CHROMIUM) is not None and shutil.which(CHROMEDRIVER) is not None
-
-
-def new_browser(key_pem: bytes, download_dir: Path) -> Any:
-    """Headless Chromium that accepts exactly the certificates of `key_pem`'s
-    public key (Chromium keeps its trust store in NSS, which the cloud's CA
-    is not in; the pin stands in for it)."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1000",
-        f"--ignore-certificate-errors-spki-list={spki_pin(key_pem)}",
-        f"--user-data-dir={download_dir / 'profile'}",
-    ):
-        opts.add_argument(arg)
-    opts.add_experimental_option(
-        "prefs", {"download.default_directory": str(download_dir), "download.prompt_for_download": False}
-    )
-    driver = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
-    driver.set_page_load_timeout(60)
-    return driver
 
 
 def dashboard_cert(ctl: ControllerProc, key_pem: bytes, out_dir: Path) -> tuple[Path, Path]:

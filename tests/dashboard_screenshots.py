@@ -1,0 +1,111 @@
+"""`make dashboard-screenshots`: the pictures in docs/dashboard.md, taken in
+headless Chromium against a fresh cloud of fake nodes with a few servers, a
+volume, a network and a keypair. `python -m tests.dashboard_screenshots DIR`."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from selenium.webdriver.common.by import By
+
+from bench.procs import ADMIN_PASSWORD
+from kumo import keys
+from kumo.v1 import compute_pb2 as cpb
+from kumo.v1 import network_pb2 as npb
+from kumo.v1 import volume_pb2 as vpb
+from tests.cloudutil import fake_cloud
+from tests.dashboardutil import DashboardProc, dashboard_cert, new_browser
+from tests.nodeutil import wait_for
+
+PAGES = [
+    ("login", "/login"),
+    ("overview", "/"),
+    ("servers", "/servers"),
+    ("launch", "/servers/new"),
+    ("server", "/servers/{server}"),
+    ("console", "/servers/{server}/console"),
+    ("images", "/images"),
+    ("volumes", "/volumes"),
+    ("networks", "/networks"),
+    ("security-groups", "/security-groups"),
+    ("nodes", "/admin/nodes"),
+    ("quotas", "/admin/quotas"),
+    ("events", "/admin/events"),
+    ("settings", "/settings"),
+]
+
+
+def populate(admin, image_id: str) -> str:  # type: ignore[no-untyped-def]
+    """A network, three servers on it, a volume attached to the first; returns its id."""
+    net = admin.networks.CreateNetwork(npb.CreateNetworkRequest(network=npb.Network(name="app-net")))
+    admin.networks.CreateSubnet(
+        npb.CreateSubnetRequest(
+            subnet=npb.Subnet(name="app-net-v4", network_id=net.id, ip_version=4, cidr="10.20.0.0/24")
+        )
+    )
+    admin.compute.CreateKeypair(cpb.CreateKeypairRequest(keypair=cpb.Keypair(name="laptop")))
+    ids = [
+        admin.compute.CreateInstance(
+            cpb.CreateInstanceRequest(
+                name=name, image=image_id, flavor="m1.small", networks=[cpb.NetworkRequest(network=net.id)]
+            )
+        ).id
+        for name in ("web-1", "web-2", "db-1")
+    ]
+    wait_for(
+        lambda: all(
+            admin.compute.GetInstance(cpb.GetInstanceRequest(id=i)).state == cpb.INSTANCE_STATE_ACTIVE
+            for i in ids
+        ),
+        timeout=120,
+        what="servers ACTIVE",
+    )
+    vol = admin.volumes.CreateVolume(vpb.CreateVolumeRequest(volume=vpb.Volume(name="db-data", size_gb=2)))
+    wait_for(
+        lambda: admin.volumes.GetVolume(vpb.GetVolumeRequest(id=vol.id)).state == vpb.VOLUME_STATE_AVAILABLE,
+        what="volume AVAILABLE",
+    )
+    admin.volumes.AttachVolume(vpb.AttachVolumeRequest(id=vol.id, instance_id=ids[2]))
+    return ids[2]
+
+
+def main(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    base = Path(tempfile.mkdtemp(prefix="kumo-shots-"))
+    env = {"KUMO_NODE_HEARTBEAT_SECONDS": "1", "KUMO_INSTANCE_SYNC_SECONDS": "0.3"}
+    try:
+        with fake_cloud(base, 2, "node-", env) as c:
+            image = c.public_image("debian-12")
+            c.flavor("m1.small", vcpus=1, ram_mb=1024)
+            server = populate(c.admin, image.id)
+            key = keys.key_pem(keys.new_key())
+            cert, key_file = dashboard_cert(c.ctl, key, base / "tls")
+            dash = DashboardProc(c.ctl, base, cert, key_file).start()
+            browser = new_browser(key, base, 1280, 860)
+            try:
+                for name, path in PAGES:
+                    browser.get(dash.url + path.format(server=server))
+                    if name == "login":
+                        browser.save_screenshot(str(out / f"{name}.png"))
+                        browser.find_element(By.ID, "user").send_keys("admin")
+                        browser.find_element(By.ID, "password").send_keys(ADMIN_PASSWORD)
+                        browser.find_element(By.ID, "login").click()
+                        continue
+                    if name == "console":
+                        wait_for(lambda: browser.find_element(By.ID, "console-status").text == "connected")
+                        box = browser.find_element(By.CSS_SELECTOR, "#terminal .xterm-helper-textarea")
+                        box.send_keys("echo hello from the browser\r")
+                    browser.save_screenshot(str(out / f"{name}.png"))
+                    print(f"wrote {out / name}.png", flush=True)
+            finally:
+                browser.quit()
+                dash.stop()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/dashboard"))
