@@ -92,10 +92,14 @@ def topology(nets: list[TopoNet]) -> str:
             f'<text x="{x + 90}" y="{net_y + 35}" font-size="11" fill="#fff" text-anchor="middle">'
             f"{escape(', '.join(n.cidrs))}</text>"
         )
+        if n.servers:  # one trunk behind the server boxes
+            last = net_y + 64 + (len(n.servers) - 1) * 30
+            parts.append(
+                f'<line x1="{x + 90}" y1="{net_y + 44}" x2="{x + 90}" y2="{last}" stroke="#7f8c8d"/>'
+            )
         for j, s in enumerate(n.servers):
             y = net_y + 64 + j * 30
             parts.append(
-                f'<line x1="{x + 90}" y1="{net_y + 44}" x2="{x + 90}" y2="{y}" stroke="#7f8c8d"/>'
                 f'<rect x="{x + 20}" y="{y}" width="140" height="24" rx="3" fill="#ecf0f1" stroke="#7f8c8d"/>'
                 f'<text x="{x + 90}" y="{y + 16}" font-size="11" text-anchor="middle">{escape(s)}</text>'
             )

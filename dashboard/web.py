@@ -22,6 +22,7 @@ from dashboard.sessions import COOKIE, Session, SessionStore
 from kumo.client import Client
 from kumo.errorinfo import describe_rpc_error
 from kumo.v1 import compute_pb2 as cpb
+from kumo.v1 import event_pb2 as epb
 from kumo.v1 import identity_pb2 as idpb
 from kumo.v1 import image_pb2 as ipb
 from kumo.v1 import node_pb2 as npb
@@ -132,6 +133,7 @@ class Web:
             ImageStatus=ipb.ImageStatus,
             NodeState=npb.NodeState,
             Visibility=ipb.ImageVisibility,
+            EventResult=epb.EventResult,
         )
 
     def render(self, template: str, status: int = 200, **values: Any) -> HTMLResponse:

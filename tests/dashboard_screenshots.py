@@ -77,7 +77,7 @@ def main(out: Path) -> None:
     base = Path(tempfile.mkdtemp(prefix="kumo-shots-"))
     env = {"KUMO_NODE_HEARTBEAT_SECONDS": "1", "KUMO_INSTANCE_SYNC_SECONDS": "0.3"}
     try:
-        with fake_cloud(base, 2, "node-", env) as c:
+        with fake_cloud(base, 1, "node-", env) as c:
             image = c.public_image("debian-12")
             c.flavor("m1.small", vcpus=1, ram_mb=1024)
             server = populate(c.admin, image.id)

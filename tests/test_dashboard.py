@@ -260,3 +260,27 @@ def test_a_member_cannot_read_another_users_identity_through_settings(cloud: dic
     with pytest.raises(grpc.RpcError):
         cloud["ctl"].login("dash-bob", "password-456")
     _ = idpb
+
+
+def test_the_dashboard_is_a_client_of_the_api_only() -> None:
+    """It never imports the controller or the database layer (like the CLI)."""
+    import ast
+
+    from tests.harness import ROOT
+
+    found = []
+    for path in sorted((ROOT / "dashboard").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            found += [
+                f"{path.name}: {n}"
+                for n in names
+                if n.split(".")[0] in ("controller", "peewee", "noded", "cli")
+            ]
+    assert not found, found
