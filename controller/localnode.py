@@ -31,6 +31,18 @@ log = logging.getLogger("kumo.allinone")
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def stop_child(proc: subprocess.Popen | None, grace: float = 15) -> None:
+    """Terminates one of `make up`'s child processes, killing it after `grace` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def local_node_name() -> str:
     name = socket.gethostname().split(".")[0]
     return "".join(c if c.isalnum() or c in "._-" else "-" for c in name)[:63].lstrip("._-") or "local"
@@ -119,11 +131,4 @@ class LocalNode:
         return False
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_child(self.proc)

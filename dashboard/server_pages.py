@@ -52,10 +52,6 @@ def server_rows(ctx: Ctx) -> list[cpb.Instance]:
     return list_all(ctx.api.compute.ListInstances, cpb.ListInstancesRequest(), "instances")
 
 
-def names(items: list) -> dict[str, str]:
-    return {i.id: i.name for i in items}
-
-
 def routes(web: Web) -> list[Route]:
     def overview(ctx: Ctx) -> Response:
         quota = ctx.api.identity.GetQuota(idpb.GetQuotaRequest(project_id=ctx.session.who.project_id))

@@ -100,10 +100,6 @@ class Ctx:
     def api(self) -> Client:
         return self.session.client
 
-    @property
-    def htmx(self) -> bool:
-        return self.request.headers.get("hx-request") == "true"
-
     def render(self, template: str, status: int = 200, **values: Any) -> HTMLResponse:
         return self.web.render(template, status, session=self.session, request=self.request, **values)
 
