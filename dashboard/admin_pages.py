@@ -31,7 +31,7 @@ def capacity(node: npb.Node) -> str:
             Bar("RAM", use.guest_memory_mb, inv.memory_mb, "MiB"),
             Bar("disk", max(inv.disk_gb - use.disk_free_gb, 0), inv.disk_gb, "GiB"),
         ],
-        width=380,
+        width=440,
     )
 
 

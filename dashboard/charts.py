@@ -26,9 +26,9 @@ class Bar:
         return f"{self.used:g} / {limit} {self.unit}".strip()
 
 
-def bars(items: list[Bar], width: int = 420) -> str:
+def bars(items: list[Bar], width: int = 480) -> str:
     """Horizontal usage bars, one row each: green, amber past 75 %, red past 90 %."""
-    row, bar_x, bar_w = 28, 130, width - 130 - 110
+    row, bar_x, bar_w = 28, 130, width - 130 - 170
     parts = [
         f'<svg class="chart" role="img" aria-label="usage" width="{width}" height="{row * len(items) + 6}" '
         f'viewBox="0 0 {width} {row * len(items) + 6}" xmlns="http://www.w3.org/2000/svg">'

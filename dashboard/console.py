@@ -34,7 +34,9 @@ def routes(web: Web) -> list[WebSocketRoute]:
         loop = asyncio.get_running_loop()
         inputs: queue.Queue[bytes | None] = queue.Queue()
         outputs: asyncio.Queue[bytes | str | None] = asyncio.Queue()
-        first = pb.AttachConsoleRequest(id=ws.path_params["id"], mode=pb.CONSOLE_MODE_READ_WRITE)
+        # A reader watches (read-only); a member types too. The API decides either way.
+        mode = pb.CONSOLE_MODE_READ_WRITE if session.can_write else pb.CONSOLE_MODE_READ_ONLY
+        first = pb.AttachConsoleRequest(id=ws.path_params["id"], mode=mode)
 
         def requests() -> Iterator[pb.AttachConsoleRequest]:
             yield first

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             ssl_keyfile=str(cfg.key_file),
             log_level="warning",
             access_log=False,
-            ws="websockets",
+            ws="websockets-sansio",
             lifespan="off",
             timeout_graceful_shutdown=2,
         )

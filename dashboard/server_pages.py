@@ -165,7 +165,9 @@ def routes(web: Web) -> list[Route]:
 
     def console_page(ctx: Ctx) -> Response:
         inst = ctx.api.compute.GetInstance(cpb.GetInstanceRequest(id=ctx.params["id"]))
-        return ctx.render("console.html", inst=inst)
+        # What the guest wrote before: shown first, since a read-write attach starts from now.
+        log = ctx.api.compute.GetConsoleOutput(cpb.GetConsoleOutputRequest(id=inst.id, tail_lines=100))
+        return ctx.render("console.html", inst=inst, history=log.output)
 
     return [
         Route("/", web.page(overview)),

@@ -52,6 +52,13 @@ def test_a_real_guests_console_in_the_browser(browser: Any, cloud: dict) -> None
     inst = admin.compute.CreateInstance(
         pb.CreateInstanceRequest(name="webconsole", image="kumo-test", flavor="dash.small")
     )
+    wait_until(
+        lambda: (
+            admin.compute.GetInstance(pb.GetInstanceRequest(id=inst.id)).state == pb.INSTANCE_STATE_ACTIVE
+        ),
+        what="the guest ACTIVE",
+        explain=lambda: diagnose(admin, inst.id),
+    )
     browser.delete_all_cookies()
     browser.get(cloud["dash"].url + "/login")
     browser.find_element(By.ID, "user").send_keys("admin")

@@ -70,6 +70,8 @@ function setupConsole() {
   const status = document.getElementById('console-status');
   const term = new window.Terminal({ convertEol: false, cursorBlink: true, rows: 30, cols: 100 });
   term.open(el);
+  const history = document.getElementById('console-history');
+  if (history && history.textContent) term.write(history.textContent.replace(/\r?\n/g, '\r\n'));
   window.kumoTerminal = term; // the browser tests read the screen from here
   const url = new URL(el.dataset.ws, window.location.href);
   url.protocol = 'wss:';
