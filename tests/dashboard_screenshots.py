@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 from bench.procs import ADMIN_PASSWORD
 from kumo import keys
@@ -97,7 +98,7 @@ def main(out: Path) -> None:
                     if name == "console":
                         wait_for(lambda: browser.find_element(By.ID, "console-status").text == "connected")
                         box = browser.find_element(By.CSS_SELECTOR, "#terminal .xterm-helper-textarea")
-                        box.send_keys("echo hello from the browser\r")
+                        box.send_keys("echo hello from the browser", Keys.ENTER)
                     browser.save_screenshot(str(out / f"{name}.png"))
                     print(f"wrote {out / name}.png", flush=True)
             finally:

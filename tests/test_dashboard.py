@@ -234,7 +234,7 @@ def test_an_expired_token_sends_the_user_back_to_login(tmp_path: Path, dashboard
         ctl.stop()
 
 
-def test_a_member_cannot_read_another_users_identity_through_settings(cloud: dict) -> None:
+def test_changing_a_password_needs_the_current_one(cloud: dict) -> None:
     """Changing a password goes to the API as the user themself, with their current password."""
     client, token = login(cloud["dash"], cloud["ctl"], "dash-bob", "password-123")
     wrong = client.post(
@@ -259,7 +259,6 @@ def test_a_member_cannot_read_another_users_identity_through_settings(cloud: dic
     assert one_line_error(mismatch.text) == "confirm: does not match the new password [INVALID_ARGUMENT]"
     with pytest.raises(grpc.RpcError):
         cloud["ctl"].login("dash-bob", "password-456")
-    _ = idpb
 
 
 def test_the_dashboard_is_a_client_of_the_api_only() -> None:
@@ -284,3 +283,95 @@ def test_the_dashboard_is_a_client_of_the_api_only() -> None:
                 if n.split(".")[0] in ("controller", "peewee", "noded", "cli")
             ]
     assert not found, found
+
+
+def test_admin_panel_forms_do_what_they_say(cloud: dict) -> None:
+    from kumo.v1 import node_pb2 as npb
+
+    admin = cloud["admin"]
+    client, token = login(cloud["dash"], cloud["ctl"])
+    made = client.post(
+        "/admin/nodes/join-token", data={"csrf_token": token, "description": "rack 2", "max_uses": "2"}
+    )
+    assert made.status_code == 200
+    shown = re.search(r'id="join-token-value">([^<]+)<', made.text)
+    assert shown and shown.group(1).startswith("kumojoin1.")
+    assert shown.group(1) not in client.get("/admin/nodes").text, "a join token is shown once"
+    tokens = admin.nodes.ListJoinTokens(npb.ListJoinTokensRequest()).join_tokens
+    assert any(t.description == "rack 2" and t.max_uses == 2 for t in tokens)
+    flavor = client.post(
+        "/admin/flavors",
+        data={"csrf_token": token, "name": "web.large", "vcpus": "4", "ram_mb": "8192", "disk_gb": "40"},
+    )
+    assert flavor.status_code == 303
+    assert any(f.name == "web.large" for f in admin.compute.ListFlavors(cpb.ListFlavorsRequest()).flavors)
+    project = client.post("/admin/projects", data={"csrf_token": token, "name": "dash-c"})
+    assert project.status_code == 303
+    pid = next(
+        p.id for p in admin.identity.ListProjects(idpb.ListProjectsRequest()).projects if p.name == "dash-c"
+    )
+    client.post(
+        "/admin/users",
+        data={"csrf_token": token, "name": "dash-carol", "password": "password-789", "project": pid},
+    )
+    uid = next(
+        u.id for u in admin.identity.ListUsers(idpb.ListUsersRequest()).users if u.name == "dash-carol"
+    )
+    client.post("/admin/roles", data={"csrf_token": token, "user": uid, "project": pid, "role": "member"})
+    assert cloud["ctl"].login("dash-carol", "password-789").who.role == idpb.ROLE_MEMBER
+    quota = client.post(
+        "/admin/quotas", data={"csrf_token": token, "project": pid, "instances": "7", "vcpus": ""}
+    )
+    assert quota.status_code == 303
+    limits = admin.identity.GetQuota(idpb.GetQuotaRequest(project_id=pid)).limits
+    assert limits.instances == 7
+    page = client.get(f"/admin/quotas?project={pid}")
+    assert 'data-label="servers" data-fraction="0.000"' in page.text
+    events = client.get("/admin/events").text
+    assert "<td>create</td>" in events and "<td>ok</td>" in events
+
+
+def test_networks_and_security_group_forms(cloud: dict) -> None:
+    client, token = login(cloud["dash"], cloud["ctl"], "dash-alice", "password-123")
+    net = client.post("/networks", data={"csrf_token": token, "name": "front", "cidr": "10.77.0.0/24"})
+    assert net.status_code == 303, one_line_error(net.text)
+    page = client.get("/networks").text
+    assert 'data-name="front"' in page and "10.77.0.0/24" in page and "<svg" in page
+    bad = client.post("/networks", data={"csrf_token": token, "name": "back", "cidr": "not-a-cidr"})
+    assert bad.status_code == 400 and "[INVALID_ARGUMENT]" in one_line_error(bad.text)
+    group = client.post("/security-groups", data={"csrf_token": token, "name": "web"})
+    assert group.status_code == 303
+    from kumo.v1 import network_pb2 as npb
+
+    alice = cloud["alice"]
+    sg = next(
+        g
+        for g in alice.networks.ListSecurityGroups(npb.ListSecurityGroupsRequest()).security_groups
+        if g.name == "web"
+    )
+    rule = client.post(
+        f"/security-groups/{sg.id}/rules",
+        data={
+            "csrf_token": token,
+            "direction": "ingress",
+            "protocol": "tcp",
+            "port_min": "443",
+            "remote_cidr": "0.0.0.0/0",
+        },
+    )
+    assert rule.status_code == 303, one_line_error(rule.text)
+    sg = alice.networks.GetSecurityGroup(npb.GetSecurityGroupRequest(id=sg.id))
+    (added,) = [r for r in sg.rules if r.port_range_min == 443]
+    assert added.protocol == "tcp" and added.port_range_max == 443
+    odd = client.post(
+        f"/security-groups/{sg.id}/rules",
+        data={"csrf_token": token, "direction": "sideways", "protocol": "tcp"},
+    )
+    assert one_line_error(odd.text) == "direction: one of ingress, egress [INVALID_ARGUMENT]"
+    gone = client.post(f"/security-groups/{sg.id}/rules/{added.id}/delete", data={"csrf_token": token})
+    assert gone.status_code == 303
+    assert not [
+        r
+        for r in alice.networks.GetSecurityGroup(npb.GetSecurityGroupRequest(id=sg.id)).rules
+        if r.id == added.id
+    ]

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 from bench.procs import ADMIN_PASSWORD
 from kumo.v1 import compute_pb2 as pb
@@ -83,7 +84,7 @@ def test_a_real_guests_console_in_the_browser(browser: Any, cloud: dict) -> None
     def answered() -> bool:
         nonlocal last
         if time.monotonic() - last > 3:  # the shell may not read yet: type again now and then
-            box.send_keys("echo KUMO-WEB-$((6*7))\r")
+            box.send_keys("echo KUMO-WEB-$((6*7))", Keys.ENTER)
             last = time.monotonic()
         return "KUMO-WEB-42" in browser.execute_script(SCREEN)
 
