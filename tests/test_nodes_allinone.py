@@ -34,6 +34,7 @@ def start(data: Path, port: int, node_port: int) -> subprocess.Popen:
             "KUMO_ADMIN_PASSWORD": PASSWORD,
             "KUMO_VIRT_TYPE": "qemu",
             "KUMO_DASHBOARD_LISTEN": "127.0.0.1:0",
+            "KUMO_METRICS_LISTEN": "127.0.0.1:0",
         }
     )
     return subprocess.Popen(
