@@ -146,6 +146,13 @@ def test_a_missing_server_is_a_one_line_not_found(cloud: dict) -> None:
     client, _ = login(cloud["dash"], cloud["ctl"], "dash-alice", "password-123")
     resp = client.get("/servers/00000000-0000-4000-8000-000000000000")
     assert resp.status_code == 404 and one_line_error(resp.text).endswith("not found [NOT_FOUND]")
+    # A live update (htmx) that fails puts the one line in the page's error box instead.
+    polled = client.get("/servers/00000000-0000-4000-8000-000000000000/badge", headers={"HX-Request": "true"})
+    assert polled.status_code == 404 and polled.headers["hx-retarget"] == "#errors"
+    assert one_line_error(polled.text) == one_line_error(resp.text) and "<html" not in polled.text
+    # Without a session, htmx is told to take the whole page to the login form.
+    anon = https(cloud["ctl"], cloud["dash"].url).get("/servers/rows", headers={"HX-Request": "true"})
+    assert anon.status_code == 401 and anon.headers["hx-redirect"] == "/login"
 
 
 def test_image_upload_is_streamed_to_the_api(cloud: dict) -> None:
