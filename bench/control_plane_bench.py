@@ -49,12 +49,11 @@ def _sessions(conns: list[Any]) -> list[tuple[bool, str]]:
 
 
 def run_one(pg: Any, count: int, n_nodes: int, n_instances: int, n_clients: int, base: Path) -> None:
-    from bench.procs import ControllerProc, make_image
+    from bench.procs import ControllerProc, make_image, start_control_plane
     from kumo.v1 import compute_pb2 as cpb
     from kumo.v1 import compute_pb2_grpc
     from kumo.v1 import image_pb2 as ipb
     from kumo.v1 import node_pb2 as npb
-    from tests.harness import start_control_plane
 
     url = pg.create_database(f"kumo_cp_bench_{count}")
     env = {
@@ -197,7 +196,7 @@ def run_one(pg: Any, count: int, n_nodes: int, n_instances: int, n_clients: int,
 
 
 def main() -> None:
-    from tests.pg import PostgresServer
+    from bench.pg import PostgresServer
 
     _raise_fd_limit()
     n_nodes = _env("KUMO_BENCH_CP_NODES", 300)

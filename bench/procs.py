@@ -281,3 +281,23 @@ def make_image(
     )
     assert done.status == ipb.IMAGE_STATUS_ACTIVE, done
     return done
+
+
+def start_control_plane(
+    url: str, base: Path, count: int = 2, extra_env: dict[str, str] | None = None
+) -> Iterator[list[ControllerProc]]:
+    """`count` controllers on the PostgreSQL database `url`, one control plane
+    (a shared directory under `base`: the same CA and token keys; see
+    docs/control-plane.md); stopped when the generator closes."""
+    shared = base / "shared"
+    procs: list[ControllerProc] = []
+    try:
+        for i in range(count):
+            data = base / f"ctl{i}"
+            data.mkdir(parents=True)
+            env = {"KUMO_SHARED_DIR": str(shared), **(extra_env or {})}
+            procs.append(ControllerProc(data, extra_env=env, extra_args=["--database-url", url]).start())
+        yield procs
+    finally:
+        for p in procs:
+            p.stop()

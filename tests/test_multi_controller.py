@@ -28,7 +28,15 @@ from kumo.v1 import identity_pb2 as idpb
 from kumo.v1 import image_pb2 as ipb
 from kumo.v1 import node_pb2 as npb
 from tests.cloudutil import make_flavor
-from tests.harness import ADMIN_PASSWORD, Client, ControllerProc, error_reason, race, start_control_plane
+from tests.harness import (
+    ADMIN_PASSWORD,
+    Client,
+    ControllerProc,
+    error_reason,
+    race,
+    run_cli,
+    start_control_plane,
+)
 from tests.nodeutil import NodedProc, make_token, run_noded
 from tests.test_images import qcow2_bytes
 from tests.waits import wait_until
@@ -146,6 +154,15 @@ def test_every_controller_sees_every_node_and_lists_its_sessions(plane: dict[str
         base=15,
     )
     assert all(c.state == ctlpb.CONTROLLER_STATE_UP for c in listed.values())
+    # The CLI, given all three addresses, lists them with their sessions.
+    env = {"KUMO_CONFIG_DIR": str(plane["base"] / "cli")}
+    login = ["login", "--endpoint", plane["everywhere"], "--ca-file", ctls[0].ca_file, "--user", "admin"]
+    assert run_cli([*login, "--password-stdin"], env, input=ADMIN_PASSWORD + "\n").returncode == 0
+    out = run_cli(["controller", "list"], env)
+    assert out.returncode == 0, out.stderr
+    assert all(c.endpoint in out.stdout for c in ctls), out.stdout
+    shown = run_cli(["node", "show", "mc1"], env)
+    assert shown.returncode == 0 and ids[1] in shown.stdout, shown.stdout + shown.stderr
     # Placement on any controller sees the nodes held by the others: inventory included.
     for view in views:
         assert all(n.inventory.vcpus == 2 and n.inventory.memory_mb == 4096 for n in view.values())
