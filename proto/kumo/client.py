@@ -52,7 +52,10 @@ def channel_target(endpoint: str) -> tuple[str, list[tuple[str, Any]]]:
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
-            info = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+            try:
+                info = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+            except OSError as exc:
+                raise ValueError(f"cannot resolve controller host {host!r}: {exc}") from None
             ip = ipaddress.ip_address(info[0][4][0])
         kind = f"ipv{ip.version}"
         if family and kind != family:
