@@ -134,12 +134,15 @@ class ControllerProc:
             stdout=log,
             stderr=log,
         )
-        deadline = time.monotonic() + timeout
+        # A loaded machine starts a controller slower: stretch the wait by the
+        # load per core (never shorter than `timeout`).
+        load_per_core = os.getloadavg()[0] / (os.cpu_count() or 1)
+        deadline = time.monotonic() + timeout * min(6.0, max(1.0, load_per_core))
         while not info_file.exists():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"controller exited with {self.proc.returncode}; see {log.name}")
             if time.monotonic() > deadline:
-                raise TimeoutError("controller did not start")
+                raise TimeoutError(f"controller did not start; see {log.name}")
             time.sleep(0.05)
         self.info = json.loads(info_file.read_text())
         return self
