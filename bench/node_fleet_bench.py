@@ -44,7 +44,17 @@ def _raise_fd_limit() -> None:
 # The client side: one process holding many simulated nodes.
 
 
-def worker(conn: Any, endpoint: str, token: str, fingerprint: str, index: int, log_dir: str = "") -> None:
+def worker(
+    conn: Any,
+    endpoint: str,
+    token: str,
+    fingerprint: str,
+    index: int,
+    log_dir: str = "",
+    controllers: tuple[str, ...] = (),
+) -> None:
+    """`controllers`: node ports of several controllers; node n starts with
+    the (n mod count)-th and fails over to the others (control_plane_bench)."""
     import logging
 
     from kumo.logs import TextFormatter
@@ -56,10 +66,12 @@ def worker(conn: Any, endpoint: str, token: str, fingerprint: str, index: int, l
     handler.setFormatter(TextFormatter())
     logging.getLogger().handlers[:] = [handler]
     logging.getLogger().setLevel(logging.WARNING)
-    asyncio.run(_worker(conn, endpoint, token, fingerprint, index))
+    asyncio.run(_worker(conn, endpoint, token, fingerprint, index, controllers))
 
 
-async def _worker(conn: Any, endpoint: str, token: str, fingerprint: str, index: int) -> None:
+async def _worker(
+    conn: Any, endpoint: str, token: str, fingerprint: str, index: int, controllers: tuple[str, ...] = ()
+) -> None:
     import grpc
 
     from kumo.keys import key_pem, make_csr, new_key
@@ -103,6 +115,9 @@ async def _worker(conn: Any, endpoint: str, token: str, fingerprint: str, index:
         ep = resp.node_endpoint
         if ep.startswith(":"):
             ep = join_address(split_address(endpoint)[0], int(ep[1:]))
+        if controllers:
+            k = n % len(controllers)
+            ep = ",".join(controllers[k:] + controllers[:k])
         return Credentials(
             NodeIdentity(resp.node_id, name, endpoint, ep, time.time()),
             key_pem(key),
@@ -146,6 +161,9 @@ async def _worker(conn: Any, endpoint: str, token: str, fingerprint: str, index:
             measuring = False
             reconnects = sum(a.sessions - 1 for a in agents)
             conn.send(("rtts", {"rtts": list(rtts), "lags": list(lags), "reconnects": reconnects}))
+        elif cmd == "sessions":
+            # Per node: session open, and with which controller (control_plane_bench).
+            conn.send(("sessions", [(a.connected.is_set(), a.endpoints.current()) for a in agents]))
         elif cmd == "stop":
             for a in agents:
                 a.stop()

@@ -38,7 +38,10 @@ def connect(endpoint: str, ca_file: str, token: str = "") -> Client:
             ca_pem = Path(ca_file).read_bytes()
         except OSError as exc:
             raise CliError(f"cannot read CA file {ca_file}: {exc.strerror}") from None
-    return Client.connect(endpoint, ca_pem, token, timeout=TIMEOUT)
+    try:
+        return Client.connect(endpoint, ca_pem, token, timeout=TIMEOUT)
+    except ValueError as exc:  # a bad list of several controllers
+        raise CliError(str(exc)) from None
 
 
 def store_login(

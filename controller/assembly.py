@@ -40,14 +40,16 @@ from controller.db import volumes as volume_store
 from controller.db.database import db
 from controller.domain.compute_catalog import ComputeCatalog
 from controller.domain.consoles import Consoles
-from controller.domain.control_plane import ControlPlane
+from controller.domain.control_plane import ControlPlane, controller_id
 from controller.domain.events import EventLog
 from controller.domain.extensions import InUseCheck
 from controller.domain.identity import Identity
 from controller.domain.images import Images
 from controller.domain.instances import Instances
 from controller.domain.networks import Networks
+from controller.domain.node_registry import NodeRegistry
 from controller.domain.node_registry.consoles import ConsoleRelay
+from controller.domain.node_registry.notifier import PgNotifier
 from controller.domain.node_state import DesiredStates
 from controller.domain.nodes import Nodes
 from controller.domain.placement import Placement
@@ -143,6 +145,22 @@ def make_metrics() -> ControllerMetrics:
     return ControllerMetrics(CollectorRegistry(auto_describe=False))
 
 
+def node_registry(cfg: ControllerConfig, events: EventLog) -> NodeRegistry:
+    """The node sessions: on PostgreSQL, one of several controllers' (it reads
+    the others' nodes from the database and notifies them of changes)."""
+    notifier = PgNotifier.for_database(db.obj)
+    return NodeRegistry(
+        cfg.node_grace_seconds,
+        cfg.node_heartbeat_seconds,
+        cfg.node_stats_log_seconds,
+        events=events,
+        controller_id=controller_id(cfg.data_dir),
+        peers_seconds=cfg.node_peers_seconds if notifier is not None else 0.0,
+        controller_lost_seconds=3 * cfg.controller_heartbeat_seconds,
+        notifier=notifier,
+    )
+
+
 def assemble(
     cfg: ControllerConfig, pki: ServerPki, node_port: Callable[[], int], metrics: ControllerMetrics
 ) -> Parts:
@@ -153,7 +171,7 @@ def assemble(
     events = EventLog(cfg.event_retention_seconds, cfg.event_prune_seconds)
     keyring = TokenKeyring(cfg.token_key_dir, legacy_file=cfg.shared_path / "token.key")
     identity = Identity(keyring, cfg.token_ttl_seconds, PROJECT_IN_USE)
-    nodes = Nodes(cfg, pki.ca, NODE_IN_USE, events)
+    nodes = Nodes(cfg, pki.ca, NODE_IN_USE, events, node_registry(cfg, events))
     quotas = Quotas(defaults_from(cfg))
     control_plane = ControlPlane(
         cfg.data_dir,

@@ -55,6 +55,9 @@ class ControllerConfig:
     # Empty: node_listen's host (the host the node enrolled through when that
     # is a wildcard) and the node port.
     node_advertise: str = ""
+    # Several controllers (PostgreSQL): how often each reads the nodes whose
+    # sessions live on the others from the database.
+    node_peers_seconds: float = 1.0
     # How often the controller logs node-session figures (0: never).
     node_stats_log_seconds: float = 60.0
     # Compute: allocation ratios (how far a node's real capacity may be

@@ -31,6 +31,7 @@ from kumo.v1 import node_agent_pb2_grpc, node_pb2
 from noded import __version__
 from noded.certcheck import CertificateDoctor
 from noded.console import ConsoleServer
+from noded.endpoints import ControllerEndpoints
 from noded.hypervisor.base import Guest, HostFacts, HostUsage, HypervisorDriver
 from noded.metrics import NodeMetrics
 from noded.reconcile import PassResult, Reconciler, Step, record_desired
@@ -168,14 +169,17 @@ class Agent:
         max_cert_refusals: int = MAX_CERT_REFUSALS,
         storage_backends: tuple[str, ...] = ("local",),
         consoles: ConsoleServer | None = None,
+        endpoints: ControllerEndpoints | None = None,
     ) -> None:
         # Serves the consoles the controller asks for (ConsoleOpen), on the session's channel.
         self.consoles = consoles
         self.current = (
             creds if isinstance(creds, CurrentCredentials) else CurrentCredentials(creds, state_dir)
         )
+        # The controllers to open the session with, one at a time.
+        self.endpoints = endpoints or ControllerEndpoints(self.current.get().identity.node_endpoint)
         # Says why a session could not open when a certificate is the reason.
-        self.doctor = doctor or CertificateDoctor(self.current.get)
+        self.doctor = doctor or CertificateDoctor(self.current.get, endpoint=self.endpoints.current)
         self.max_cert_refusals = max_cert_refusals
         self.cert_refusals = 0
         self.driver = driver
@@ -325,57 +329,70 @@ class Agent:
     async def _session(self) -> None:
         c = self.creds
         creds = grpc.ssl_channel_credentials(c.ca_pem, c.key_pem, c.cert_pem)
-        async with grpc.aio.secure_channel(
-            c.identity.node_endpoint, creds, options=CHANNEL_OPTIONS
-        ) as channel:
-            self._stub = node_agent_pb2_grpc.NodeAgentServiceStub(channel)
-            call = self._stub.Session()
-            self._facts = await self._driver(self.driver.host_facts)
-            assert self._facts is not None
-            await _write(
-                call,
-                pb.SessionRequest(
-                    hello=pb.NodeHello(
-                        inventory=inventory_pb(self._facts, self.tunnel_ip, self.storage_backends),
-                        applied_revision=self.reconciler.applied_revision,
-                    )
-                ),
-            )
-            first = await asyncio.wait_for(call.read(), WELCOME_TIMEOUT)
-            if first is grpc.aio.EOF or first.WhichOneof("kind") != "welcome":
-                await _raise_status(call)
-                raise ConnectionError("the controller did not welcome the session")
-            interval = (
-                self.heartbeat_override
-                or first.welcome.heartbeat_interval.ToTimedelta().total_seconds()
-                or 5.0
-            )
-            self._call = call
-            self.sessions += 1
-            if self.metrics is not None:
-                self.metrics.sessions_opened.inc()
-                self.metrics.session_connected.set(1)
-            self.backoff.reset()
-            self.cert_refusals = 0
-            self.connected.set()
-            log.info("session open", extra={"node_id": self.node_id, "heartbeat_seconds": interval})
-            tasks = {
-                asyncio.create_task(self._heartbeats(call, interval), name="heartbeats"),
-                asyncio.create_task(self._read(call), name="read"),
-                asyncio.create_task(self._renewals(call), name="renewals"),
-                asyncio.create_task(self._stopping.wait(), name="stop"),
-            }
-            try:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                first_done = done.pop()
-                if first_done.get_name() == "stop":
-                    call.cancel()
-                    return
-                first_done.result()  # raises why the session ended
-            finally:
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+        endpoint = self.endpoints.current()
+        try:
+            async with grpc.aio.secure_channel(endpoint, creds, options=CHANNEL_OPTIONS) as channel:
+                await self._session_on(channel, endpoint)
+        except Renewed:
+            raise
+        except BaseException:
+            if not self._stopping.is_set():
+                self.endpoints.failed(endpoint)
+            raise
+        if not self._stopping.is_set():
+            self.endpoints.failed(endpoint)  # the controller ended it: maybe it is stopping
+
+    async def _session_on(self, channel: Any, endpoint: str) -> None:
+        """One session on `channel` (to `endpoint`), until it ends."""
+        self._stub = node_agent_pb2_grpc.NodeAgentServiceStub(channel)
+        call = self._stub.Session()
+        self._facts = await self._driver(self.driver.host_facts)
+        assert self._facts is not None
+        await _write(
+            call,
+            pb.SessionRequest(
+                hello=pb.NodeHello(
+                    inventory=inventory_pb(self._facts, self.tunnel_ip, self.storage_backends),
+                    applied_revision=self.reconciler.applied_revision,
+                )
+            ),
+        )
+        first = await asyncio.wait_for(call.read(), WELCOME_TIMEOUT)
+        if first is grpc.aio.EOF or first.WhichOneof("kind") != "welcome":
+            await _raise_status(call)
+            raise ConnectionError("the controller did not welcome the session")
+        interval = (
+            self.heartbeat_override or first.welcome.heartbeat_interval.ToTimedelta().total_seconds() or 5.0
+        )
+        self._call = call
+        self.sessions += 1
+        if self.metrics is not None:
+            self.metrics.sessions_opened.inc()
+            self.metrics.session_connected.set(1)
+        self.backoff.reset()
+        self.cert_refusals = 0
+        self.connected.set()
+        log.info(
+            "session open",
+            extra={"node_id": self.node_id, "heartbeat_seconds": interval, "controller": endpoint},
+        )
+        tasks = {
+            asyncio.create_task(self._heartbeats(call, interval), name="heartbeats"),
+            asyncio.create_task(self._read(call), name="read"),
+            asyncio.create_task(self._renewals(call), name="renewals"),
+            asyncio.create_task(self._stopping.wait(), name="stop"),
+        }
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            first_done = done.pop()
+            if first_done.get_name() == "stop":
+                call.cancel()
+                return
+            first_done.result()  # raises why the session ended
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _read(self, call: Any) -> None:
         """Handles what the controller sends until the stream ends (then raises its status)."""

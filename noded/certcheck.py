@@ -44,9 +44,16 @@ class Diagnosis:
 
 
 class CertificateDoctor:
-    def __init__(self, creds: Callable[[], Credentials], timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        creds: Callable[[], Credentials],
+        timeout: float = 10.0,
+        endpoint: Callable[[], str] | None = None,
+    ) -> None:
         self._current = creds
         self.timeout = timeout
+        # Which controller to check (the session's; default: the node's only endpoint).
+        self._endpoint = endpoint or (lambda: self.creds.identity.node_endpoint)
 
     @property
     def creds(self) -> Credentials:
@@ -54,7 +61,7 @@ class CertificateDoctor:
 
     def diagnose(self) -> Diagnosis | None:
         """None when the handshake works or the controller cannot be reached."""
-        endpoint = self.creds.identity.node_endpoint
+        endpoint = self._endpoint()
         try:
             accepted = self._handshake(endpoint)
         except ssl.SSLCertVerificationError as exc:

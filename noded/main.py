@@ -159,9 +159,18 @@ def run(
             envvar="KUMO_SHARED_FS_DIR",
         ),
     ] = None,
+    controllers: Annotated[
+        str,
+        typer.Option(
+            help="Node ports of several controllers on one database, HOST:PORT,HOST:PORT: "
+            "the session fails over between them [the endpoint given at join]",
+            envvar="KUMO_NODED_CONTROLLERS",
+        ),
+    ] = "",
 ) -> None:
     """Run the node agent: the session with the controller and the reconcile loop."""
     from noded.agent import Agent, CertificateRefused, Fatal
+    from noded.endpoints import ControllerEndpoints
     from noded.hypervisor import DriverError, make_driver
     from noded.state import CurrentCredentials, StateError
 
@@ -220,13 +229,16 @@ def run(
     except (StorageError, DriverError) as exc:
         raise _fail(str(exc)) from None
     current = CurrentCredentials(creds, state)
-    compute = make_compute(current.get, drv, guests_dir, state.path / "images", backend, metrics)
+    endpoints = ControllerEndpoints(controllers or creds.identity.node_endpoint)
+    compute = make_compute(
+        current.get, drv, guests_dir, state.path / "images", backend, metrics, endpoints.current
+    )
     volumes = VolumeStep(backend, compute.cache)
 
     from noded.network import NetworkStep
     from noded.network.step import default_tunnel_ip
 
-    tunnel = tunnel_ip or default_tunnel_ip(creds.identity.node_endpoint)
+    tunnel = tunnel_ip or default_tunnel_ip(endpoints.all[0])
     # Bridges, DHCP and rules are for real guests: a fake node has none.
     networks = [NetworkStep(state.path, tunnel, dns, physnets)] if driver == "libvirt" else []
 
@@ -252,6 +264,7 @@ def run(
             metrics=metrics,
             storage_backends=tuple(backend.names()),
             consoles=ConsoleServer(drv, compute.console_log),
+            endpoints=endpoints,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

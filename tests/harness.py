@@ -9,13 +9,13 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from bench.procs import ADMIN_PASSWORD, ROOT, ControllerProc, make_user
+from bench.procs import ADMIN_PASSWORD, ROOT, ControllerProc, make_user, start_control_plane
 from kumo.client import Client
 from kumo.errorinfo import error_reason
 from kumo.v1 import identity_pb2 as idpb
@@ -31,6 +31,7 @@ __all__ = [
     "race",
     "rpc_error",
     "run_cli",
+    "start_control_plane",
     "two_tenants",
 ]
 
@@ -105,23 +106,3 @@ def cli_login(
         {"KUMO_CONFIG_DIR": str(config_dir)},
         input=password + "\n",
     )
-
-
-def start_control_plane(
-    url: str, base: Path, count: int = 2, extra_env: dict[str, str] | None = None
-) -> Iterator[list[ControllerProc]]:
-    """`count` controllers on the PostgreSQL database `url`, one control plane
-    (a shared directory under `base`: the same CA and token keys; see
-    docs/control-plane.md); stopped when the generator closes."""
-    shared = base / "shared"
-    procs: list[ControllerProc] = []
-    try:
-        for i in range(count):
-            data = base / f"ctl{i}"
-            data.mkdir(parents=True)
-            env = {"KUMO_SHARED_DIR": str(shared), **(extra_env or {})}
-            procs.append(ControllerProc(data, extra_env=env, extra_args=["--database-url", url]).start())
-        yield procs
-    finally:
-        for p in procs:
-            p.stop()

@@ -35,6 +35,7 @@ DETAIL = [
     ("state", "state"),
     ("disabled reason", "disabled_reason"),
     ("connected", "connected"),
+    ("controller", "controller_id"),
     ("address", "address"),
     ("hostname", "inventory.hostname"),
     ("vcpus", "inventory.vcpus"),

@@ -31,6 +31,7 @@ def node_pb(view: NodeView) -> pb.Node:
         usage=view.usage(),
         desired_revision=row.desired_revision,
         applied_revision=view.applied_revision,
+        controller_id=view.controller_id,
         address=view.address,
         certificate_serial=row.cert_serial,
         certificate_expire_time=ts(row.cert_expire_time),

@@ -151,6 +151,12 @@ class Node(BaseModel):
     last_heartbeat_time = peewee.DoubleField(default=0)
     create_time = peewee.DoubleField()
     update_time = peewee.DoubleField()
+    # The controller holding the node's session ('' when none does) and the
+    # guests it last reported (base64 of a Heartbeat with only `guests`);
+    # its whole inventory (base64 of a NodeInventory).
+    session_controller_id = peewee.CharField(max_length=36, default="")
+    guests = peewee.TextField(default="")
+    inventory = peewee.TextField(default="")
 
 
 class JoinToken(BaseModel):

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import peewee
@@ -206,24 +206,38 @@ def bump_desired_revision(node_id: str, now: float) -> int:
 class PendingWrites:
     """What the node sessions changed since the last flush."""
 
-    # node id -> (last heartbeat wall time, usage JSON)
-    heartbeats: dict[str, tuple[float, str]]
-    # node id -> READY | DOWN
-    statuses: dict[str, str]
+    # node id -> (last heartbeat wall time, usage JSON, guests)
+    heartbeats: dict[str, tuple[float, str, str]] = field(default_factory=dict)
+    # node id -> READY
+    statuses: dict[str, str] = field(default_factory=dict)
     # node id -> inventory column values
-    inventories: dict[str, dict[str, Any]]
+    inventories: dict[str, dict[str, Any]] = field(default_factory=dict)
     # node id -> (applied revision, address)
-    sessions: dict[str, tuple[int, str]]
+    sessions: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # node id -> the controller that now holds its session
+    claims: dict[str, str] = field(default_factory=dict)
+    # node id -> the controller whose session ended (cleared only if it still holds it)
+    releases: dict[str, str] = field(default_factory=dict)
+    # node id -> the controller it is marked DOWN for: only while that one (or
+    # none) holds its session and it is READY, so a controller never marks
+    # DOWN a node whose session lives on another
+    downs: dict[str, str] = field(default_factory=dict)
+
+    NAMES = ("heartbeats", "statuses", "inventories", "sessions", "claims", "releases", "downs")
 
     def empty(self) -> bool:
-        return not (self.heartbeats or self.statuses or self.inventories or self.sessions)
+        return not any(getattr(self, name) for name in self.NAMES)
 
     def requeue(self, failed: PendingWrites) -> None:
         """Puts writes that failed back, under the ones made since."""
-        for name in ("heartbeats", "statuses", "inventories", "sessions"):
+        for name in self.NAMES:
             mine = getattr(self, name)
             for key, value in getattr(failed, name).items():
                 mine.setdefault(key, value)
+
+    def forget(self, node_id: str) -> None:
+        for name in self.NAMES:
+            getattr(self, name).pop(node_id, None)
 
 
 def _executemany(sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
@@ -235,13 +249,24 @@ def _executemany(sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
     cursor.executemany(sql, rows)
 
 
-def flush(pending: PendingWrites, now: float) -> None:
+def flush(pending: PendingWrites, now: float) -> list[str]:
     """Writes a batch of session changes in one transaction (rows of deleted
-    nodes match nothing and are skipped)."""
+    nodes match nothing and are skipped); returns the nodes it marked DOWN."""
     with write_transaction():
         _executemany(
-            "UPDATE node SET last_heartbeat_time = ?, usage = ? WHERE id = ?",
-            ((t, usage, nid) for nid, (t, usage) in pending.heartbeats.items()),
+            "UPDATE node SET last_heartbeat_time = ?, usage = ?, guests = ? WHERE id = ?",
+            ((t, usage, guests, nid) for nid, (t, usage, guests) in pending.heartbeats.items()),
+        )
+        # A claim makes the node READY too: a controller that marked it DOWN
+        # (its old session's controller was lost) cannot outlive the new session.
+        _executemany(
+            "UPDATE node SET session_controller_id = ?, status = 'READY', last_heartbeat_time = ?"
+            " WHERE id = ?",
+            ((ctl, now, nid) for nid, ctl in pending.claims.items()),
+        )
+        _executemany(
+            "UPDATE node SET session_controller_id = '' WHERE id = ? AND session_controller_id = ?",
+            ((nid, ctl) for nid, ctl in pending.releases.items()),
         )
         _executemany(
             "UPDATE node SET status = ?, update_time = ? WHERE id = ?",
@@ -253,6 +278,45 @@ def flush(pending: PendingWrites, now: float) -> None:
         )
         cols = ", ".join(f"{c} = ?" for c in INVENTORY_COLUMNS)
         _executemany(
-            f"UPDATE node SET {cols}, update_time = ? WHERE id = ?",
-            ((*(inv[c] for c in INVENTORY_COLUMNS), now, nid) for nid, inv in pending.inventories.items()),
+            f"UPDATE node SET {cols}, inventory = ?, update_time = ? WHERE id = ?",
+            (
+                (*(inv[c] for c in INVENTORY_COLUMNS), inv.get("inventory", ""), now, nid)
+                for nid, inv in pending.inventories.items()
+            ),
         )
+        down = []
+        sql = (
+            "UPDATE node SET status = 'DOWN', update_time = ? WHERE id = ? AND status = 'READY'"
+            " AND session_controller_id IN (?, '')"
+        ).replace("?", db.param)
+        for nid, ctl in pending.downs.items():
+            if db.execute_sql(sql, (now, nid, ctl)).rowcount == 1:
+                down.append(nid)
+        return down
+
+
+@dataclass(frozen=True)
+class ClusterRow:
+    """A node as the database has it, for the controllers not holding its session."""
+
+    node_id: str
+    status: str
+    holder: str
+    holder_seen: float  # when the holding controller last reported in (0: none, or unknown)
+    holder_endpoint: str
+    last_heartbeat_time: float
+    applied_revision: int
+    address: str
+    usage: str  # JSON of NodeUsage
+    guests: str  # see the Node model
+    inventory: str
+
+
+def cluster_rows() -> list[ClusterRow]:
+    """Every node with its session's controller, in one query."""
+    rows = db.execute_sql(
+        "SELECT n.id, n.status, n.session_controller_id, COALESCE(c.last_seen_time, 0),"
+        " COALESCE(c.endpoint, ''), n.last_heartbeat_time, n.applied_revision, n.address, n.usage,"
+        " n.guests, n.inventory FROM node n LEFT JOIN controller c ON c.id = n.session_controller_id"
+    ).fetchall()
+    return [ClusterRow(*r) for r in rows]

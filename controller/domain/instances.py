@@ -120,10 +120,10 @@ def node_presence(live: LiveView | None) -> str:
 def power_state(row: Instance, live: LiveView | None) -> int:
     """The instance's kumo.v1.PowerState: what its node last reported, or
     UNKNOWN when that report cannot be trusted (node DOWN, or not heard from
-    since this controller started)."""
+    since this controller started, nor by the controller holding its session)."""
     if not row.node_id:
         return cpb.POWER_STATE_NO_GUEST
-    if live is None or live.status == NODE_DOWN or not live.heard:
+    if live is None or live.status == NODE_DOWN or not (live.heard or live.elsewhere):
         return cpb.POWER_STATE_UNKNOWN
     for guest in live.guests:
         if guest.instance_id == row.id:

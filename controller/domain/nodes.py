@@ -88,6 +88,10 @@ class NodeView:
         return self.row.last_heartbeat_time
 
     @property
+    def controller_id(self) -> str:
+        return self.live.controller_id if self.live else ""
+
+    @property
     def applied_revision(self) -> int:
         return self.live.applied_revision if self.live else self.row.applied_revision
 
@@ -123,13 +127,14 @@ class Nodes:
         ca: CertificateAuthority,
         in_use: Sequence[InUseCheck] = (),
         events: EventLog | None = None,
+        registry: NodeRegistry | None = None,
     ) -> None:
         if cfg.node_cert_lifetime_seconds < MIN_CERT_LIFETIME:
             raise ValueError(f"node_cert_lifetime_seconds must be at least {MIN_CERT_LIFETIME:g}")
         self.cfg = cfg
         self.ca = ca
         self.in_use = tuple(in_use)
-        self.registry = NodeRegistry(
+        self.registry = registry or NodeRegistry(
             cfg.node_grace_seconds, cfg.node_heartbeat_seconds, cfg.node_stats_log_seconds, events=events
         )
         self.certificates = NodeCertificates(ca, self.authenticate, LogLimiter())

@@ -27,21 +27,25 @@ CHANNEL_OPTIONS = [
 class NodePortChannel:
     """A blocking channel to the node port with the node's current certificate."""
 
-    def __init__(self, creds: Callable[[], Credentials]) -> None:
+    def __init__(self, creds: Callable[[], Credentials], endpoint: Callable[[], str] | None = None) -> None:
         self._creds = creds
+        # The controller the session uses (noded/endpoints.py); default: the node's endpoint.
+        self._endpoint = endpoint or (lambda: self._creds().identity.node_endpoint)
         self._lock = threading.Lock()
         self._cert = b""
+        self._target = ""
         self._channel: grpc.Channel | None = None
         # Not closed: downloads still running on them finish (renewals are rare).
         self._retired: list[grpc.Channel] = []
 
     def get(self) -> grpc.Channel:
         creds = self._creds()
+        target = self._endpoint()
         with self._lock:
-            if self._channel is None or creds.cert_pem != self._cert:
-                old, self._cert = self._channel, creds.cert_pem
+            if self._channel is None or creds.cert_pem != self._cert or target != self._target:
+                old, self._cert, self._target = self._channel, creds.cert_pem, target
                 self._channel = grpc.secure_channel(
-                    creds.identity.node_endpoint,
+                    target,
                     grpc.ssl_channel_credentials(creds.ca_pem, creds.key_pem, creds.cert_pem),
                     options=CHANNEL_OPTIONS,
                 )
@@ -57,11 +61,12 @@ def make_compute(
     cache_dir: Path,
     storage: StorageBackend | None,
     metrics: NodeMetrics | None = None,
+    endpoint: Callable[[], str] | None = None,
 ) -> ComputeStep:
     """The instances step, talking to the controller's node port over mTLS
     (a blocking channel of its own: the step runs in a worker thread; remade
     with the new certificate after a renewal)."""
-    channels = NodePortChannel(creds)
+    channels = NodePortChannel(creds, endpoint)
 
     def stub() -> node_agent_pb2_grpc.NodeAgentServiceStub:
         return node_agent_pb2_grpc.NodeAgentServiceStub(channels.get())

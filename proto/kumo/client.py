@@ -6,6 +6,8 @@ one class, so "how a call is authenticated" is written once."""
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from typing import Any, TypeVar, cast
 
 import grpc
@@ -26,9 +28,52 @@ S = TypeVar("S")
 DEFAULT_TIMEOUT = 60.0
 
 
+def _host_port(endpoint: str) -> tuple[str, str]:
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"controller address {endpoint!r} is not HOST:PORT")
+    return host.strip("[]"), port
+
+
+def channel_target(endpoint: str) -> tuple[str, list[tuple[str, Any]]]:
+    """The gRPC target and channel options for `endpoint`: one HOST:PORT as
+    is; a comma list of several controllers (HOST:PORT,HOST:PORT) as one
+    multi-address target whose calls go round robin to the controllers that
+    answer. Host names in a list are resolved once, here; every controller's
+    server certificate must hold the first address's host (its server_names),
+    since that is the name checked on each."""
+    parts = [e.strip() for e in endpoint.split(",") if e.strip()]
+    if len(parts) <= 1:
+        return endpoint.strip(), []
+    addresses = []
+    family = ""
+    for part in parts:
+        host, port = _host_port(part)
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            try:
+                info = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+            except OSError as exc:
+                raise ValueError(f"cannot resolve controller host {host!r}: {exc}") from None
+            ip = ipaddress.ip_address(info[0][4][0])
+        kind = f"ipv{ip.version}"
+        if family and kind != family:
+            raise ValueError(f"controller addresses {endpoint!r} mix IPv4 and IPv6")
+        family = kind
+        addresses.append(f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}")
+    options = [
+        ("grpc.lb_policy_name", "round_robin"),
+        ("grpc.ssl_target_name_override", _host_port(parts[0])[0]),
+    ]
+    return f"{family}:{','.join(addresses)}", options
+
+
 def tls_channel(endpoint: str, ca_pem: bytes | None) -> grpc.Channel:
-    """A TLS channel that trusts `ca_pem` (the controller's CA), or the system roots when None."""
-    return grpc.secure_channel(endpoint, grpc.ssl_channel_credentials(ca_pem))
+    """A TLS channel that trusts `ca_pem` (the controller's CA), or the system
+    roots when None; `endpoint` may name several controllers (channel_target)."""
+    target, options = channel_target(endpoint)
+    return grpc.secure_channel(target, grpc.ssl_channel_credentials(ca_pem), options=options)
 
 
 class _Bound:

@@ -165,6 +165,13 @@ class ConsoleRelay:
             console_id=console.console_id, instance_id=instance_id, kind=kind, tail_bytes=tail_bytes
         )
         if not self._registry.send(node_id, pb.SessionResponse(console_open=ask)):
+            elsewhere = self._registry.held_elsewhere(node_id)
+            if elsewhere is not None:
+                raise Unavailable(
+                    f"the instance's node has its session on controller {elsewhere[0]} "
+                    f"({elsewhere[1]}): open the console through that controller",
+                    reason="NODE_ON_OTHER_CONTROLLER",
+                )
             raise Unavailable(
                 "the instance's node is not connected to this controller", reason="NODE_NOT_CONNECTED"
             )

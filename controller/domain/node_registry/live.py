@@ -81,6 +81,16 @@ class Live:
     volumes: list[pb.VolumeStatus] = field(default_factory=list)
     # A heartbeat came since this controller started (so `volumes` is real).
     heard: bool = False
+    # Several controllers: the one holding the session as the database says
+    # (this controller's id while it holds it), where it serves, and whether
+    # it reported in lately; the rest above then comes from the database too.
+    holder: str = ""
+    holder_endpoint: str = ""
+    holder_up: bool = False
+    # The database's text of the last inventory, usage and guests copied (cluster.py).
+    db_inventory: str = ""
+    db_usage: str = ""
+    db_guests: str = ""
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,10 @@ class LiveView:
     # was one since this controller started (else `volumes` is just empty).
     volumes: tuple[pb.VolumeStatus, ...] = ()
     heard: bool = False
+    # The session lives on another controller (`connected` is True then, and
+    # `guests` are what that one last wrote to the database).
+    elsewhere: bool = False
+    controller_id: str = ""
 
 
 def tunnel_host(address: str) -> str:

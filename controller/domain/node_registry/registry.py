@@ -1,6 +1,10 @@
 """The registry itself: node sessions and heartbeats on the event loop, the
 thread-safe calls other threads make, the readers' copies, and the monitor
-that marks a node DOWN when no heartbeat came within the grace period."""
+that marks a node DOWN when no heartbeat came within the grace period.
+
+With several controllers on one database (`peers_seconds` > 0) the registry
+also keeps, from the database, the nodes whose sessions live on other
+controllers (see cluster.py), and sends changes to them through `notifier`."""
 
 from __future__ import annotations
 
@@ -15,8 +19,10 @@ from typing import Any
 from controller import clock
 from controller.db import nodes as store
 from controller.domain.events import EventLog
+from controller.domain.node_registry import cluster
 from controller.domain.node_registry.live import DOWN, READY, Live, LiveView, Session, tunnel_ip
 from controller.domain.node_registry.loopstats import Stats, gc_keeper, lag_probe
+from controller.domain.node_registry.notifier import PgNotifier
 from controller.domain.node_registry.writer import StateWriter, inventory_columns
 from controller.errors import Unauthenticated, Unavailable
 from kumo.v1 import node_agent_pb2 as pb
@@ -39,8 +45,16 @@ class NodeRegistry:
         flush_seconds: float = 1.0,
         heartbeat_flush_seconds: float = 10.0,
         events: EventLog | None = None,
+        controller_id: str = "",
+        peers_seconds: float = 0.0,
+        controller_lost_seconds: float = 15.0,
+        notifier: PgNotifier | None = None,
     ) -> None:
         self.grace = grace_seconds
+        self.controller_id = controller_id
+        self.peers_seconds = peers_seconds
+        self.controller_lost_seconds = controller_lost_seconds
+        self.notifier = notifier
         self.heartbeat_interval = heartbeat_seconds
         self.stats_log_seconds = stats_log_seconds
         self.flush_seconds = flush_seconds
@@ -79,7 +93,12 @@ class NodeRegistry:
                     # a grace period from now to reconnect before calling it DOWN.
                     live.last_seen = now
                 self.live[node_id] = live
-        self._tasks = [
+        if self.peers_seconds > 0:
+            await self._refresh_peers()
+            self._tasks.append(asyncio.create_task(self._peers(), name="node-peers"))
+        if self.notifier is not None:
+            self.notifier.start(self._changed_threadsafe, self._resync_all_threadsafe)
+        self._tasks += [
             asyncio.create_task(self._monitor(), name="node-monitor"),
             asyncio.create_task(self._flusher(), name="node-flush"),
             asyncio.create_task(gc_keeper(), name="node-gc"),
@@ -91,6 +110,8 @@ class NodeRegistry:
         log.info("node registry ready", extra={"nodes": len(rows)})
 
     async def shutdown(self) -> None:
+        if self.notifier is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.notifier.stop)
         for live in list(self.live.values()):
             if live.session is not None:
                 live.session.close(Unavailable("the controller is shutting down; reconnect"))
@@ -123,6 +144,9 @@ class NodeRegistry:
             live.address = peer
             live.inventory = hello.inventory
             live.applied_revision = hello.applied_revision
+            live.holder, live.holder_up = self.controller_id, True
+        if self.controller_id:
+            self.writer.claim(node_id, self.controller_id)
         self._tunnel_check(node_id, before, tunnel_ip(hello.inventory, peer))
         self.writer.pending.inventories[node_id] = inventory_columns(hello.inventory)
         self.writer.pending.sessions[node_id] = (hello.applied_revision, peer)
@@ -144,6 +168,9 @@ class NodeRegistry:
         if live is not None and live.session is session:
             with self._lock:
                 live.session = None
+                live.holder = ""
+            if self.controller_id:
+                self.writer.release(session.node_id, self.controller_id)
             log.info("node session closed", extra={"node_id": session.node_id})
 
     def heartbeat(self, session: Session, hb: pb.Heartbeat) -> pb.SessionResponse:
@@ -200,7 +227,7 @@ class NodeRegistry:
     def _set_status(self, live: Live, status: str) -> None:
         with self._lock:
             live.status = status
-        self.writer.pending.statuses[live.node_id] = status
+        self.writer.set_status(live.node_id, status, self.controller_id)
         log.info(f"node {status.lower()}", extra={"node_id": live.node_id})
 
     # From other threads
@@ -215,8 +242,24 @@ class NodeRegistry:
             pass  # the loop is stopping; nothing to tell
 
     def notify_threadsafe(self, node_id: str) -> None:
-        """The node's desired state changed: its session (if any) sends the change."""
+        """The node's desired state changed: its session (if any) sends the
+        change; a session on another controller is told through the notifier."""
+        live = self.live.get(node_id)
+        if self.notifier is not None and (live is None or live.session is None):
+            self.notifier.publish(node_id)
         self._call(self._notify, node_id)
+
+    def _changed_threadsafe(self, node_ids: list[str]) -> None:
+        """Another controller changed these nodes (on the notifier's thread)."""
+        self._call(self._notify_many, node_ids)
+
+    def _notify_many(self, node_ids: list[str]) -> None:
+        for node_id in node_ids:
+            self._notify(node_id)
+
+    def _resync_all_threadsafe(self) -> None:
+        """Notifications may have been missed: every session here resyncs."""
+        self._call(self._notify_many, list(self.live))
 
     def _notify(self, node_id: str) -> None:
         live = self.live.get(node_id)
@@ -239,7 +282,8 @@ class NodeRegistry:
 
     def capacities(self) -> dict[str, tuple[bool, node_pb2.NodeInventory | None]]:
         """Every known node's (READY?, inventory), under one lock: what the
-        scheduler needs, without a snapshot per node."""
+        scheduler needs, without a snapshot per node (nodes whose sessions
+        live on other controllers included, as the database has them)."""
         with self._lock:
             return {nid: (live.status == READY, live.inventory) for nid, live in self.live.items()}
 
@@ -250,7 +294,7 @@ class NodeRegistry:
                 return None
             return LiveView(
                 live.status,
-                live.session is not None,
+                live.session is not None or (bool(live.holder) and live.holder_up),
                 live.last_seen_wall,
                 live.usage,
                 live.inventory,
@@ -259,7 +303,17 @@ class NodeRegistry:
                 live.address,
                 volumes=tuple(live.volumes),
                 heard=live.heard,
+                elsewhere=live.session is None and bool(live.holder) and live.holder_up,
+                controller_id=live.holder if live.session is not None or live.holder_up else "",
             )
+
+    def held_elsewhere(self, node_id: str) -> tuple[str, str] | None:
+        """(controller id, its endpoint) when the node's session lives on another live controller."""
+        with self._lock:
+            live = self.live.get(node_id)
+            if live is None or live.session is not None or not (live.holder and live.holder_up):
+                return None
+            return live.holder, live.holder_endpoint
 
     def liveness(self) -> list[tuple[str, bool, float]]:
         """(status, has a session, seconds since its last heartbeat) per known node, for metrics."""
@@ -284,8 +338,24 @@ class NodeRegistry:
             await asyncio.sleep(tick)
             deadline = time.monotonic() - self.grace
             for live in list(self.live.values()):
-                if live.status == READY and live.last_seen < deadline:
+                if live.status != READY or live.last_seen >= deadline:
+                    continue
+                if self.peers_seconds <= 0 or live.session is not None or live.holder == self.controller_id:
                     self._set_status(live, DOWN)
+                # else: another controller holds it, or none does (cluster.py)
+
+    async def _peers(self) -> None:
+        while True:
+            await asyncio.sleep(self.peers_seconds)
+            try:
+                await self._refresh_peers()
+            except Exception:
+                log.exception("reading the other controllers' nodes failed; will retry")
+
+    async def _refresh_peers(self) -> None:
+        assert self.loop is not None
+        rows = await self.loop.run_in_executor(self.writer.executor, store.cluster_rows)
+        cluster.apply(self, rows, clock.now(), time.monotonic())
 
     async def _flusher(self) -> None:
         while True:

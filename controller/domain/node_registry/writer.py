@@ -9,6 +9,7 @@ status change (DOWN, READY) is an event, written in the same transaction."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import time
@@ -21,6 +22,7 @@ from controller.db import nodes as store
 from controller.db.database import db, write_transaction
 from controller.domain.events import EventLog, Outcome
 from controller.domain.node_registry.live import DOWN, Live
+from kumo.v1 import node_agent_pb2 as apb
 from kumo.v1 import node_pb2 as pb
 
 log = logging.getLogger("kumo.nodes")
@@ -41,8 +43,15 @@ def usage_json(usage: pb.NodeUsage | None) -> str:
     )
 
 
+def guests_text(guests: list[apb.GuestStatus]) -> str:
+    return base64.b64encode(apb.Heartbeat(guests=guests).SerializeToString()).decode()
+
+
 def inventory_columns(inv: pb.NodeInventory) -> dict[str, Any]:
-    return {c: getattr(inv, c) for c in store.INVENTORY_COLUMNS}
+    """The columns, and the whole inventory for the other controllers."""
+    columns = {c: getattr(inv, c) for c in store.INVENTORY_COLUMNS}
+    columns["inventory"] = base64.b64encode(inv.SerializeToString()).decode()
+    return columns
 
 
 class StateWriter:
@@ -52,7 +61,7 @@ class StateWriter:
     def __init__(self, heartbeat_flush_seconds: float, events: EventLog | None = None) -> None:
         self.heartbeat_flush_seconds = heartbeat_flush_seconds
         self.events = events
-        self.pending = store.PendingWrites({}, {}, {}, {})
+        self.pending = store.PendingWrites()
         self.heartbeat_dirty: set[str] = set()
         self._last_heartbeat_flush = time.monotonic()
         # One thread: writes (and the registry's start-up read) never overlap.
@@ -61,15 +70,28 @@ class StateWriter:
             max_workers=1, thread_name_prefix="node-flush", initializer=db.bind_thread, initargs=(db.obj,)
         )
 
+    def claim(self, node_id: str, controller_id: str) -> None:
+        """This controller opened the node's session (written at the next tick)."""
+        self.pending.releases.pop(node_id, None)
+        self.pending.claims[node_id] = controller_id
+
+    def release(self, node_id: str, controller_id: str) -> None:
+        """Its session here ended: the record is cleared unless another took it."""
+        self.pending.claims.pop(node_id, None)
+        self.pending.releases[node_id] = controller_id
+
+    def set_status(self, node_id: str, status: str, controller_id: str) -> None:
+        """READY is written as is; DOWN only while this controller (or none) holds the session."""
+        if status == DOWN:
+            self.pending.statuses.pop(node_id, None)
+            self.pending.downs[node_id] = controller_id
+        else:
+            self.pending.downs.pop(node_id, None)
+            self.pending.statuses[node_id] = status
+
     def forget(self, node_id: str) -> None:
         """The node was deleted: nothing pending for it is written."""
-        for pending in (
-            self.pending.heartbeats,
-            self.pending.statuses,
-            self.pending.inventories,
-            self.pending.sessions,
-        ):
-            pending.pop(node_id, None)  # type: ignore[attr-defined]
+        self.pending.forget(node_id)
         self.heartbeat_dirty.discard(node_id)
 
     async def flush(
@@ -82,12 +104,12 @@ class StateWriter:
             for node_id in self.heartbeat_dirty:
                 node = live.get(node_id)
                 if node is not None:
-                    self.pending.heartbeats[node_id] = (node.last_seen_wall, node.usage)  # type: ignore[assignment]
+                    self.pending.heartbeats[node_id] = (node.last_seen_wall, node.usage, node.guests)  # type: ignore[assignment]
             self.heartbeat_dirty = set()
             self._last_heartbeat_flush = now
         if self.pending.empty():
             return
-        batch, self.pending = self.pending, store.PendingWrites({}, {}, {}, {})
+        batch, self.pending = self.pending, store.PendingWrites()
         try:
             await loop.run_in_executor(self.executor, self._write, batch)
         except Exception:
@@ -95,18 +117,26 @@ class StateWriter:
             self.pending.requeue(batch)
 
     def _write(self, batch: store.PendingWrites) -> None:
-        # Usage is turned into JSON here, off the event loop.
+        # Usage and guests are serialized here, off the event loop.
         rows = store.PendingWrites(
-            {nid: (t, usage_json(usage)) for nid, (t, usage) in batch.heartbeats.items()},  # type: ignore[arg-type]
+            {
+                nid: (t, usage_json(usage), guests_text(guests))  # type: ignore[arg-type]
+                for nid, (t, usage, guests) in batch.heartbeats.items()
+            },
             batch.statuses,
             batch.inventories,
             batch.sessions,
+            batch.claims,
+            batch.releases,
+            batch.downs,
         )
         with write_transaction():
-            store.flush(rows, clock.now())
+            down = store.flush(rows, clock.now())
             if self.events is not None:
                 for node_id, status in batch.statuses.items():
                     self._status_event(self.events, node_id, status)
+                for node_id in down:
+                    self._status_event(self.events, node_id, DOWN)
 
     @staticmethod
     def _status_event(events: EventLog, node_id: str, status: str) -> None:

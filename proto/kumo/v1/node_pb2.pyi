@@ -83,7 +83,7 @@ class NodeUsage(_message.Message):
     def __init__(self, memory_free_mb: _Optional[int] = ..., disk_free_gb: _Optional[int] = ..., load_1m: _Optional[float] = ..., guests_running: _Optional[int] = ..., guest_vcpus: _Optional[int] = ..., guest_memory_mb: _Optional[int] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("id", "name", "state", "disabled_reason", "connected", "inventory", "usage", "last_heartbeat_time", "desired_revision", "applied_revision", "address", "certificate_serial", "certificate_expire_time", "join_token_id", "create_time", "update_time")
+    __slots__ = ("id", "name", "state", "disabled_reason", "connected", "inventory", "usage", "last_heartbeat_time", "desired_revision", "applied_revision", "address", "certificate_serial", "certificate_expire_time", "join_token_id", "create_time", "update_time", "controller_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +100,7 @@ class Node(_message.Message):
     JOIN_TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CONTROLLER_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     state: NodeState
@@ -116,7 +117,8 @@ class Node(_message.Message):
     join_token_id: str
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[NodeState, str]] = ..., disabled_reason: _Optional[str] = ..., connected: _Optional[bool] = ..., inventory: _Optional[_Union[NodeInventory, _Mapping]] = ..., usage: _Optional[_Union[NodeUsage, _Mapping]] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., desired_revision: _Optional[int] = ..., applied_revision: _Optional[int] = ..., address: _Optional[str] = ..., certificate_serial: _Optional[str] = ..., certificate_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., join_token_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    controller_id: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[NodeState, str]] = ..., disabled_reason: _Optional[str] = ..., connected: _Optional[bool] = ..., inventory: _Optional[_Union[NodeInventory, _Mapping]] = ..., usage: _Optional[_Union[NodeUsage, _Mapping]] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., desired_revision: _Optional[int] = ..., applied_revision: _Optional[int] = ..., address: _Optional[str] = ..., certificate_serial: _Optional[str] = ..., certificate_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., join_token_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., controller_id: _Optional[str] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "name")

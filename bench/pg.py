@@ -1,6 +1,7 @@
-"""A real, throwaway PostgreSQL server for the tests that are about PostgreSQL:
-initdb into a temp dir, listen on a free loopback port, trust auth. Runs the
-server as the `postgres` user when we are root (PostgreSQL refuses root)."""
+"""A real, throwaway PostgreSQL server for the tests that are about PostgreSQL
+and the control-plane benchmark: initdb into a temp dir, listen on a free
+loopback port, trust auth. Runs the server as the `postgres` user when we are
+root (PostgreSQL refuses root)."""
 
 from __future__ import annotations
 
