@@ -44,6 +44,7 @@ def test_make_up_boots_a_guest_with_the_printed_command() -> None:
             "KUMO_VIRT_TYPE": "qemu",
             "KUMO_NODE_HEARTBEAT_SECONDS": "1",
             "KUMO_DASHBOARD_LISTEN": "127.0.0.1:0",
+            "KUMO_METRICS_LISTEN": "127.0.0.1:0",
         }
     )
     proc = subprocess.Popen(
