@@ -17,12 +17,9 @@ from controller.domain.networks.addresses import SLAAC
 from controller.domain.networks.changes import NodeChanges
 from controller.domain.networks.dns import NamedPort, assign_names, network_domain
 from controller.domain.networks.routers import prefix_of
+from controller.domain.networks.snat import NOT_RUNNING, snat_nodes
 from controller.domain.node_registry import NodeRegistry, tunnel_host, tunnel_ip
-from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import node_agent_pb2 as npb
-
-# The node runs no guest of an instance in these states, so none of its ports.
-NOT_RUNNING = (cpb.INSTANCE_STATE_DELETING, cpb.INSTANCE_STATE_ERROR)
 
 
 class NodeProjection:
@@ -151,9 +148,10 @@ class NodeProjection:
     def _routes(
         node_id: str, port_ids: list[str], net_ids: set[str], state: npb.NodeDesiredState
     ) -> set[str]:
-        """The floating IPs of the node's ports, and the routers whose SNAT
-        this node does: one node per router, the first (by id) of those
-        running guests on its subnets. The external networks they need."""
+        """The floating IPs of the node's ports, and the routers of its
+        networks with this node's SNAT address for each (distributed: see
+        snat.py; the first node uses the router's own). The external networks
+        they need."""
         external: set[str] = set()
         gateways: dict[str, str] = {}  # address port id -> "address/prefix"
 
@@ -180,13 +178,18 @@ class NodeProjection:
             )
             external.add(f.network_id)
         router_ids = router_store.routers_of_networks(net_ids)
-        snat_nodes = router_store.nodes_of_routers(router_ids, NOT_RUNNING)
+        running = router_store.nodes_of_routers(router_ids, NOT_RUNNING)
         interfaces = router_store.interfaces_of(router_ids)
+        own = router_store.snat_ports(router_ids)
         for r in router_store.routers_by_id(router_ids):
-            if not r.gateway_port_id or min(snat_nodes.get(r.id, {node_id})) != node_id:
+            if not r.gateway_port_id:
                 continue
+            if node_id in snat_nodes(running.get(r.id, {node_id})):
+                address_port = own.get(r.id, {}).get(node_id, "")
+            else:
+                address_port = r.gateway_port_id
             gw = store.get_port(r.gateway_port_id)
-            address = with_prefix(r.gateway_port_id)
+            address = with_prefix(address_port) if address_port else ""
             if gw is None or not address:
                 continue
             ext_gw = [s.gateway_ip for s in store.subnets_of([gw.network_id]) if s.ip_version == 4]
