@@ -308,3 +308,19 @@ def test_unmapped_physical_network(world: dict) -> None:
     assert ping(G1, "10.70.0.1"), "the tenant network went with the unmapped external one"
     apply_in(HOST, state, pb.NodeDesiredState(), physical_networks=PHYSNETS)
     assert "kumo_" not in ns(HOST, "nft", "list", "ruleset").stdout
+
+
+def test_removing_the_first_external_address_keeps_the_others(world: dict) -> None:
+    """The router's address is the external bridge's first (primary) IPv4
+    address of the subnet; the floating IP's is a secondary, which the kernel
+    removes with the primary unless promote_secondaries is on. One pass
+    taking the router away must leave the floating IP answering."""
+    state = world["state"]
+    apply_in(HOST, state, desired(), physical_networks=PHYSNETS)
+    assert ping(LAN, FIP) and ping(LAN, ROUTER_IP)
+    apply_in(HOST, state, desired(router=False), physical_networks=PHYSNETS)
+    addrs = ns(HOST, "ip", "-br", "addr", "show", bridge_name(EXT)).stdout
+    assert f"{FIP}/24" in addrs and ROUTER_IP not in addrs
+    assert ping(LAN, FIP), "the floating IP went with the router's address"
+    assert seen_by_lan(G1) == FIP
+    apply_in(HOST, state, desired(router=False, fip=False), physical_networks=PHYSNETS)

@@ -245,10 +245,11 @@ class NetworkStep:
             _enable_forwarding()
         # A new bridge: a dnsmasq bound to the one before it serves nothing.
         self.dhcp.ensure(s, br, n, ports, mtu, restart=made, upstreams=upstreams, dns=dns)
+        # A guest's tap outlives a bridge made anew (host reboot, manual
+        # cleanup): put it back on the bridge. One listing, however many ports.
+        devices = links.links_by_name() if ports else {}
         for p in ports:
-            # A guest's tap outlives a bridge made anew (host reboot, manual
-            # cleanup): put it back on the bridge.
-            tap = links.link(tap_name(p.id))
+            tap = devices.get(tap_name(p.id))
             if tap is not None and tap.get("master") != br:
                 links.set_master(tap_name(p.id), br)
 
