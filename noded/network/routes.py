@@ -9,6 +9,7 @@ rules and routes of the tables it owns and changes the difference."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from dataclasses import dataclass
 
 from noded.network.cmd import run, run_json
@@ -37,8 +38,9 @@ def _rules(table: int) -> set[tuple[str, str]]:
     for r in run_json(["ip", "-j", "rule", "show"]) or []:
         if str(r.get("table")) == str(table):
             src = r.get("src", "all")
-            if src != "all" and r.get("srclen") is not None:
-                src = f"{src}/{r['srclen']}"
+            if src != "all":
+                # `ip -j` leaves srclen out for a host address (/32, /128).
+                src = str(ipaddress.ip_interface(f"{src}/{r.get('srclen', 128 if ':' in src else 32)}"))
             out.add((r.get("iif", ""), src))
     return out
 
