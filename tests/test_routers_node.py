@@ -12,6 +12,7 @@ addresses, routes and policy rules exactly as before. Needs root; no libvirt."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -339,3 +340,138 @@ def test_removing_the_first_external_address_keeps_the_others(world: dict) -> No
     assert ping(LAN, FIP), "the floating IP went with the router's address"
     assert seen_by_lan(G1) == FIP
     apply_in(HOST, state, desired(router=False, fip=False), physical_networks=PHYSNETS)
+
+
+P3, MAC3, BRIDGED_IP = "b6b6b6b6-0000-4000-8000-000000000006", "52:54:00:70:00:03", "192.0.2.50"
+G3 = "kbr-g3"
+
+
+def bridged(http: bool) -> pb.NodeDesiredState:
+    """The external network with a bridged guest's port on it (no router, no
+    floating IP), in a group of its own: ICMP in, and TCP 80 if `http`."""
+    state = desired(router=False, fip=False)
+    state.networks.append(
+        pb.DesiredNetwork(
+            id=EXT,
+            external=True,
+            network_type=2,
+            physical_network="lan",
+            subnets=[netutil.desired_subnet("se", "192.0.2.0/24", dns_servers=[LAN_IP])],
+        )
+    )
+    rules = [
+        pb.DesiredSecurityGroupRule(id="b-e4", direction="egress", ip_version=4),
+        pb.DesiredSecurityGroupRule(id="b-icmp", direction="ingress", ip_version=4, protocol="icmp"),
+    ]
+    if http:
+        rules.append(
+            pb.DesiredSecurityGroupRule(
+                id="b-http",
+                direction="ingress",
+                ip_version=4,
+                protocol="tcp",
+                port_range_min=80,
+                port_range_max=80,
+            )
+        )
+    state.security_groups.append(
+        pb.DesiredSecurityGroup(id="sg-bridged", rules=rules, member_ips=[BRIDGED_IP])
+    )
+    state.ports.append(
+        pb.DesiredPort(
+            id=P3,
+            network_id=EXT,
+            mac_address=MAC3,
+            fixed_ips=[pb.FixedIp(subnet_id="se", ip_address=BRIDGED_IP)],
+            security_group_ids=["sg-bridged"],
+        )
+    )
+    return state
+
+
+def test_bridged_guest_on_the_external_network(world: dict) -> None:
+    """A port directly on the provider network: the guest's tap on the
+    external bridge with the uplink, a LAN address of kumo's, no NAT; the
+    LAN reaches it as its group allows, it reaches the LAN and past it
+    through the LAN's router, it cannot spoof, and a DHCP server on the LAN
+    never reaches it."""
+    state, tmp = world["state"], world["tmp"]
+    apply_in(HOST, state, bridged(http=False), physical_networks=PHYSNETS)
+    spaces = netutil.Namespaces()
+    httpd = None
+    try:
+        spaces.add(G3)
+        netutil.add_guest(HOST, G3, tap_name(P3), bridge_name(EXT), MAC3, 1450)
+        # A DHCP server on the LAN: the bridged guest must not get its address from it.
+        ns(
+            LAN,
+            "dnsmasq",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--port=0",
+            "--dhcp-range=192.0.2.150,192.0.2.160",
+            "--interface=eth0",
+            "--bind-interfaces",
+            f"--pid-file={tmp / 'lan-dhcp.pid'}",
+            f"--dhcp-leasefile={tmp / 'lan-dhcp.leases'}",
+        )
+        assert netutil.dhcp(G3, tmp) == "", "the LAN's DHCP server reached a bridged guest"
+        ns(G3, "ip", "addr", "add", f"{BRIDGED_IP}/24", "dev", "eth0")
+        ns(G3, "ip", "route", "add", "default", "via", "192.0.2.1")
+        (tmp / "g3").mkdir()
+        (tmp / "g3" / "index.html").write_text("hello from the LAN guest\n")
+        httpd = subprocess.Popen(
+            ["ip", "netns", "exec", G3, "busybox", "httpd", "-f", "-p", "80", "-h", str(tmp / "g3")]
+        )
+        wait_until(
+            lambda: ns(G3, "ss", "-ltnH", "sport = :80").stdout.strip(), what="httpd", base=10, step=0.05
+        )
+        # The LAN reaches it directly, as its group allows; it leaves with its own address.
+        assert ping(LAN, BRIDGED_IP, count=2)
+        assert not http(LAN, BRIDGED_IP), "TCP reached a bridged guest whose group has no rule for it"
+        assert seen_by_lan(G3) == BRIDGED_IP
+        assert ping(G3, BEYOND), "the bridged guest does not get past the LAN's router"
+        apply_in(HOST, state, bridged(http=True), physical_networks=PHYSNETS)
+        assert http(LAN, BRIDGED_IP) == "hello from the LAN guest"
+        # No other address of the LAN: anti-spoofing drops it.
+        ns(G3, "ip", "addr", "add", "192.0.2.51/24", "dev", "eth0")
+        assert not ping(LAN, "192.0.2.51"), "a bridged guest answered from an address not its own"
+        # The tenant network's guests stay apart from it (no router, nothing routed).
+        assert not ping(G1, BRIDGED_IP)
+        # Its port goes: the tap is off the rules, the LAN no longer reaches it.
+        apply_in(HOST, state, desired(router=False, fip=False), physical_networks=PHYSNETS)
+        assert "tp-" + P3.replace("-", "")[:10] not in ns(HOST, "nft", "list", "ruleset").stdout
+    finally:
+        if httpd is not None:
+            httpd.kill()
+            httpd.wait()
+        spaces.cleanup()
+        pid = tmp / "lan-dhcp.pid"
+        if pid.exists():
+            netutil.sh("kill", pid.read_text().strip(), check=False)
+
+
+def test_bridged_guest_config_drive() -> None:
+    """A bridged guest's config drive: its LAN address static, the LAN's
+    gateway, the subnet's DNS servers (no DHCP: the node serves none on the
+    LAN); a tenant NIC next to it still asks DHCP. Its NIC is on the external bridge."""
+    from noded.network import guest
+
+    state = bridged(http=False)
+    ports = {p.id: p for p in state.ports}
+    nets = {n.id: n for n in state.networks}
+    inst = pb.DesiredInstance(id="vm", port_ids=[P3, P1])
+    config = json.loads(guest.network_config(inst, ports, nets))
+    assert [c["subnets"] for c in config["config"]] == [
+        [
+            {
+                "type": "static",
+                "address": f"{BRIDGED_IP}/24",
+                "gateway": "192.0.2.1",
+                "dns_nameservers": [LAN_IP],
+            }
+        ],
+        [{"type": "dhcp"}],
+    ]
+    assert f'<source bridge="{bridge_name(EXT)}"/>' in guest.interfaces(inst, ports, nets)[0]

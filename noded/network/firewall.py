@@ -163,11 +163,18 @@ def render(
         if n.vxlan:
             b.append(f'    iifname "{n.vxlan}" jump overlay_{n.short}')
     b.append("  }")
+    external = {n.bridge for n in nets if n.external}
     for hook in ("forward", "output"):
         b.append(f"  chain {hook}_ {{\n    type filter hook {hook} priority -200; policy accept;")
         for n in nets:
             if n.vxlan:
                 b.append(f'    oifname "{n.vxlan}" jump overlay_{n.short}')
+        if hook == "forward":
+            # A bridged guest's address is kumo's (its config drive): a DHCP
+            # server on the LAN must not hand it another one.
+            for p in ports:
+                if p.bridge in external:
+                    b.append(f'    oifname "{p.tap}" ether type ip udp sport 67 udp dport 68 drop')
         b.append("  }")
     for p in ports:
         v4, v6 = _v4(p.ips), _v6(p.ips)

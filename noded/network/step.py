@@ -223,9 +223,12 @@ class NetworkStep:
         links.ensure_addresses(br, addresses)
         if n.external:
             self._uplink(n, br, alias)
-            self.dhcp.stop(s)  # no NICs on it (yet): nothing to serve
+            # Bridged guests get their addresses from the config drive: the
+            # node has no address of the LAN to serve DHCP from.
+            self.dhcp.stop(s)
             if n.external_routable:
                 _enable_forwarding()
+            self._attach_taps(br, ports)
             return
         peers = self._peers(n)
         if peers:
@@ -245,8 +248,12 @@ class NetworkStep:
             _enable_forwarding()
         # A new bridge: a dnsmasq bound to the one before it serves nothing.
         self.dhcp.ensure(s, br, n, ports, mtu, restart=made, upstreams=upstreams, dns=dns)
-        # A guest's tap outlives a bridge made anew (host reboot, manual
-        # cleanup): put it back on the bridge. One listing, however many ports.
+        self._attach_taps(br, ports)
+
+    @staticmethod
+    def _attach_taps(br: str, ports: list[pb.DesiredPort]) -> None:
+        """A guest's tap outlives a bridge made anew (host reboot, manual
+        cleanup): put it back on the bridge. One listing, however many ports."""
         devices = links.links_by_name() if ports else {}
         for p in ports:
             tap = devices.get(tap_name(p.id))
