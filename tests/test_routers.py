@@ -181,8 +181,12 @@ def test_router_crud_interfaces_and_wrong_states(world: dict[str, Any], admin: C
     nogw_net = make_network(alice, "rt-nogw")
     nogw = make_subnet(alice, nogw_net.id, "nogw", "10.23.0.0/24", gateway_ip="none")
     assert code_reason(rpc_error(add_if, alice, r2.id, nogw.id)) == (PRECONDITION, "SUBNET_NO_GATEWAY")
+    v6_nogw = make_subnet(alice, nogw_net.id, "v6-nogw", "2001:db8:24::/64", gateway_ip="none")
+    assert code_reason(rpc_error(add_if, alice, r2.id, v6_nogw.id)) == (PRECONDITION, "SUBNET_NO_GATEWAY")
+    # IPv6 subnets with a gateway are routed too (NAT66: docs/networks.md).
     v6 = make_subnet(alice, nogw_net.id, "v6", "2001:db8:23::/64")
-    assert rpc_error(add_if, alice, r2.id, v6.id).code() == INVALID
+    assert v6.id in [i.subnet_id for i in add_if(alice, r2.id, v6.id).interfaces]
+    remove_if(alice, r2.id, v6.id)
     # Another project: its routers and subnets are missing to us, ours to it.
     _, bob_sub = tenant_subnet(bob, "rt-bob", "10.30.0.0/24")
     assert code_reason(rpc_error(add_if, alice, r2.id, bob_sub.id)) == (NOT_FOUND, "SUBNET_NOT_FOUND")

@@ -475,3 +475,115 @@ def test_bridged_guest_config_drive() -> None:
         [{"type": "dhcp"}],
     ]
     assert f'<source bridge="{bridge_name(EXT)}"/>' in guest.interfaces(inst, ports, nets)[0]
+
+
+LAN6, LAN_ROUTER6, ROUTER6, BEYOND6 = "2001:db8:e::100", "2001:db8:e::1", "2001:db8:e::10", "2001:db8:ff::7"
+GUEST6 = {G1: "2001:db8:70::5", G2: "2001:db8:70::6"}
+
+ECHO6 = ECHO.replace("socket.socket()", "socket.socket(socket.AF_INET6)").replace(
+    '("0.0.0.0", 9000)', '("::", 9001)'
+)
+
+
+def desired6(router: bool = True, egress6: bool = True) -> pb.NodeDesiredState:
+    """desired() with IPv6 on the tenant and external networks: the router's
+    IPv6 address on the LAN (NAT66) when `router`."""
+    state = desired(router=router, fip=False, external=True)
+    if not router:  # the external network stays, without the router
+        state.networks.append(
+            pb.DesiredNetwork(
+                id=EXT,
+                external=True,
+                network_type=2,
+                physical_network="lan",
+                subnets=[netutil.desired_subnet("se", "192.0.2.0/24")],
+            )
+        )
+    tenant = next(n for n in state.networks if n.id == TENANT)
+    tenant.subnets.append(netutil.desired_subnet("st6", "2001:db8:70::/64"))
+    ext = next(n for n in state.networks if n.id == EXT)
+    ext.subnets.append(netutil.desired_subnet("se6", "2001:db8:e::/64"))
+    for p, ip in zip(state.ports, GUEST6.values(), strict=True):
+        p.fixed_ips.append(pb.FixedIp(subnet_id="st6", ip_address=ip))
+    group = state.security_groups[0]
+    group.member_ips.extend(GUEST6.values())
+    if egress6:
+        group.rules.append(pb.DesiredSecurityGroupRule(id="e6", direction="egress", ip_version=6))
+    group.rules.append(
+        pb.DesiredSecurityGroupRule(id="icmp6", direction="ingress", ip_version=6, protocol="icmpv6")
+    )
+    for r in state.routers:
+        r.interface_cidrs.append("2001:db8:70::/64")
+        r.gateway_address6 = f"{ROUTER6}/64"
+        r.external_gateway_ip6 = LAN_ROUTER6
+    return state
+
+
+def view6() -> dict[str, str]:
+    """host_view with the IPv6 policy rules, less the links' operational
+    state (a bridge turns from UNKNOWN to UP on its own once its ports are up)."""
+    view = {**host_view(), "rule6": ns(HOST, "ip", "-6", "rule").stdout}
+    # IPv6 forwarding (on once, never off, as IPv4's) gives every link the
+    # subnet-router anycast address of its link-local prefix.
+    view["route"] = "".join(
+        line for line in view["route"].splitlines(keepends=True) if not line.startswith("anycast fe80::")
+    )
+    for key in ("addr", "links"):
+        view[key] = "\n".join(
+            " ".join(line.split()[:1] + line.split()[2:]) for line in view[key].splitlines()
+        )
+    return view
+
+
+def seen_by_lan6(guest: str) -> str:
+    out = ns(guest, "busybox", "nc", "-w", "3", LAN6, "9001", check=False, timeout=15)
+    return out.stdout.strip()
+
+
+def test_ipv6_egress_through_the_router(world: dict) -> None:
+    """NAT66 on the router's IPv6 address: the guests reach the LAN and past
+    its router over IPv6 as over IPv4, seen from the router's address; the
+    LAN never reaches their own addresses; no router or no egress rule, no way
+    out; a second pass changes nothing; the host is as before once the
+    router goes (IPv6 rules and routes too)."""
+    state = world["state"]
+    for addr in (f"{LAN6}/64", f"{LAN_ROUTER6}/64"):
+        ns(LAN, "ip", "addr", "add", addr, "dev", "eth0", "nodad")
+    ns(LAN, "ip", "addr", "add", f"{BEYOND6}/128", "dev", "lo")
+    echo = subprocess.Popen(["ip", "netns", "exec", LAN, sys.executable, "-c", ECHO6])
+    try:
+        apply_in(HOST, state, desired6(router=False), physical_networks=PHYSNETS)
+        for g, ip in GUEST6.items():
+            ns(g, "ip", "addr", "add", f"{ip}/64", "dev", "eth0", "nodad")
+            ns(g, "ip", "-6", "route", "add", "default", "via", "2001:db8:70::1")
+        wait_until(
+            lambda: ns(LAN, "ss", "-ltnH", "sport = :9001").stdout.strip(), what="echo6", base=10, step=0.05
+        )
+        assert ping(G1, "2001:db8:70::1"), "the guest does not reach its IPv6 gateway"
+        assert not ping(G1, LAN6), "IPv6 got out without a router"
+        before = view6()
+        apply_in(HOST, state, desired6(), physical_networks=PHYSNETS)
+        for g in GUEST6:
+            assert ping(g, LAN6, count=2), f"{g} does not reach the LAN over IPv6"
+            assert seen_by_lan6(g) == ROUTER6, f"{g} left without NAT66"
+            assert ping(g, BEYOND6), f"{g} does not get past the LAN's IPv6 router"
+        assert not ping(HOST, BEYOND6), "the host's own IPv6 routing changed"
+        # Only replies come in: a route to the tenant prefix does not reach the guests.
+        ns(LAN, "ip", "-6", "route", "add", "2001:db8:70::/64", "via", ROUTER6)
+        assert not ping(LAN, GUEST6[G1])
+        # Idempotent.
+        applied = view6()
+        apply_in(HOST, state, desired6(), physical_networks=PHYSNETS)
+        assert view6() == applied
+        # Security groups decide as for IPv4: no IPv6 egress rule, no way out (IPv4 still).
+        apply_in(HOST, state, desired6(egress6=False), physical_networks=PHYSNETS)
+        assert not ping(G1, LAN6) and ping(G1, LAN_IP)
+        # The router goes: IPv6 out stops, and the host's rules, routes and addresses are as before.
+        apply_in(HOST, state, desired6(router=False), physical_networks=PHYSNETS)
+        assert not ping(G1, LAN6)
+        after = view6()
+        for what in before:
+            assert after[what] == before[what], f"{what} before:\\n{before[what]}\\nafter:\\n{after[what]}"
+    finally:
+        echo.kill()
+        echo.wait()

@@ -170,12 +170,12 @@ def nodes_of_routers(router_ids: Iterable[str], skip_states: tuple[int, ...]) ->
     return out
 
 
-def port_address(port_id: str) -> tuple[str, str]:
-    """(subnet id, address) of a port's first IPv4 address, or ("", "")."""
+def port_address(port_id: str, version: int = 4) -> tuple[str, str]:
+    """(subnet id, address) of a port's first address of the IP version, or ("", "")."""
     row = (
         IpAllocation.select(IpAllocation.subnet, IpAllocation.ip_address)
         .join(Subnet)
-        .where((IpAllocation.port == port_id) & (Subnet.ip_version == 4))
+        .where((IpAllocation.port == port_id) & (Subnet.ip_version == version))
         .order_by(Subnet.create_time, IpAllocation.ip_address)
         .tuples()
         .first()

@@ -63,6 +63,7 @@ class RouterPlan:
     external_bridge: str
     gateway_ip: str
     host_local: bool  # the external network is this host's own (external_routable)
+    gateway_ip6: str = ""  # NAT66 to this address ("": no IPv6 egress)
 
 
 @dataclass
@@ -86,6 +87,10 @@ def _v4(ips: list[str]) -> list[str]:
 
 def _v6(ips: list[str]) -> list[str]:
     return [i for i in ips if ipaddress.ip_address(i).version == 6]
+
+
+def _cidrs(cidrs: list[str], version: int) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [n for n in (ipaddress.ip_network(c, strict=False) for c in cidrs) if n.version == version]
 
 
 def _nd_targets(items: list[str]) -> str:
@@ -317,13 +322,18 @@ def render(
         for f in floating:
             i.append(f'    oifname "{f.external_bridge}" ip saddr {f.fixed_ip} snat ip to {f.floating_ip}')
         for r in routers:
-            cidrs = _set([str(ipaddress.ip_network(c, strict=False)) for c in r.cidrs])
-            i.append(
-                f'    oifname "{r.external_bridge}" ip saddr {cidrs} ip daddr != {cidrs} snat ip to {r.gateway_ip}'
-            )
-        # A host-local external network: beyond it is this host's own way out.
+            # NAT66 as NAT44: one address per node on the external network, no
+            # route to the tenant prefixes needed on the LAN's router.
+            for fam, gw in (("ip", r.gateway_ip), ("ip6", r.gateway_ip6)):
+                nets_of = [str(n) for n in _cidrs(r.cidrs, 4 if fam == "ip" else 6)]
+                if gw and nets_of:
+                    cidrs = _set(nets_of)
+                    i.append(
+                        f'    oifname "{r.external_bridge}" {fam} saddr {cidrs} {fam} daddr != {cidrs} snat {fam} to {gw}'
+                    )
+        # A host-local external network: beyond it is this host's own way out (IPv4).
         local = sorted(
-            {c for r in routers if r.host_local for c in r.cidrs}
+            {str(c) for r in routers if r.host_local for c in _cidrs(r.cidrs, 4)}
             | {f"{f.fixed_ip}/32" for f in floating if f.host_local}
         )
         for c in local:

@@ -31,11 +31,16 @@ class Table:
     id: int
     routes: frozenset[tuple[str, str, str]]  # (destination, gateway or "", device)
     rules: frozenset[tuple[str, str]]  # (iif, source or "all")
+    family: int = 4  # IPv6 tables (NAT66 egress) share the number, in the other family
 
 
-def _rules(table: int) -> set[tuple[str, str]]:
+def _ip(family: int) -> list[str]:
+    return ["ip", "-6"] if family == 6 else ["ip"]
+
+
+def _rules(table: int, family: int = 4) -> set[tuple[str, str]]:
     out = set()
-    for r in run_json(["ip", "-j", "rule", "show"]) or []:
+    for r in run_json([*_ip(family), "-j", "rule", "show"]) or []:
         if str(r.get("table")) == str(table):
             src = r.get("src", "all")
             if src != "all":
@@ -45,10 +50,10 @@ def _rules(table: int) -> set[tuple[str, str]]:
     return out
 
 
-def _routes(table: int) -> set[tuple[str, str, str]]:
+def _routes(table: int, family: int = 4) -> set[tuple[str, str, str]]:
     return {
         (r.get("dst", ""), r.get("gateway", ""), r.get("dev", ""))
-        for r in run_json(["ip", "-j", "route", "show", "table", str(table)]) or []
+        for r in run_json([*_ip(family), "-j", "route", "show", "table", str(table)]) or []
     }
 
 
@@ -60,20 +65,25 @@ def _rule_args(table: int, iif: str, src: str) -> list[str]:
 
 
 def ensure(table: Table) -> None:
-    have = _rules(table.id)
+    ip = _ip(table.family)
+    have = _rules(table.id, table.family)
     for iif, src in sorted(have - table.rules):
-        run(["ip", "rule", "del", *_rule_args(table.id, iif, src)])
+        run([*ip, "rule", "del", *_rule_args(table.id, iif, src)])
     for iif, src in sorted(table.rules - have):
-        run(["ip", "rule", "add", *_rule_args(table.id, iif, src)])
-    if _routes(table.id) != set(table.routes):
-        run(["ip", "route", "flush", "table", str(table.id)], check=False)
+        run([*ip, "rule", "add", *_rule_args(table.id, iif, src)])
+    if _routes(table.id, table.family) != set(table.routes):
+        run([*ip, "route", "flush", "table", str(table.id)], check=False)
         # Connected routes first: the gateway must be reachable on the bridge.
         for dst, gw, dev in sorted(table.routes, key=lambda r: r[1] != ""):
-            via = ["via", gw] if gw else ["scope", "link"]
-            run(["ip", "route", "add", dst, *via, "dev", dev, "table", str(table.id)])
+            via = ["via", gw] if gw else ["scope", "link"] if table.family == 4 else []
+            run([*ip, "route", "add", dst, *via, "dev", dev, "table", str(table.id)])
 
 
-def remove(table: int) -> None:
-    for iif, src in sorted(_rules(table)):
-        run(["ip", "rule", "del", *_rule_args(table, iif, src)], check=False)
-    run(["ip", "route", "flush", "table", str(table)], check=False)
+def remove(table: int, family: int | None = None) -> None:
+    """The table's rules and routes (in both families unless one is named)."""
+    for fam in (4, 6) if family is None else (family,):
+        ip = _ip(fam)
+        for iif, src in sorted(_rules(table, fam)):
+            run([*ip, "rule", "del", *_rule_args(table, iif, src)], check=False)
+        if _routes(table, fam):
+            run([*ip, "route", "flush", "table", str(table)], check=False)

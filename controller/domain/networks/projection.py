@@ -153,14 +153,14 @@ class NodeProjection:
         snat.py; the first node uses the router's own). The external networks
         they need."""
         external: set[str] = set()
-        gateways: dict[str, str] = {}  # address port id -> "address/prefix"
+        gateways: dict[tuple[str, int], str] = {}  # (address port id, IP version) -> "address/prefix"
 
-        def with_prefix(port_id: str) -> str:
-            if port_id not in gateways:
-                subnet_id, ip = router_store.port_address(port_id)
+        def with_prefix(port_id: str, version: int = 4) -> str:
+            if (port_id, version) not in gateways:
+                subnet_id, ip = router_store.port_address(port_id, version)
                 sub = store.get_subnet(subnet_id) if subnet_id else None
-                gateways[port_id] = f"{ip}/{prefix_of(sub.cidr)}" if sub is not None else ""
-            return gateways[port_id]
+                gateways[port_id, version] = f"{ip}/{prefix_of(sub.cidr)}" if sub is not None else ""
+            return gateways[port_id, version]
 
         for f in router_store.floating_ips_of_ports(port_ids):
             port = store.get_port(f.port_id)
@@ -192,7 +192,9 @@ class NodeProjection:
             address = with_prefix(address_port) if address_port else ""
             if gw is None or not address:
                 continue
-            ext_gw = [s.gateway_ip for s in store.subnets_of([gw.network_id]) if s.ip_version == 4]
+            ext_subnets = store.subnets_of([gw.network_id])
+            ext_gw = [s.gateway_ip for s in ext_subnets if s.ip_version == 4]
+            ext_gw6 = [s.gateway_ip for s in ext_subnets if s.ip_version == 6 and s.gateway_ip]
             subs = interfaces.get(r.id, [])
             state.routers.append(
                 npb.DesiredRouter(
@@ -202,6 +204,8 @@ class NodeProjection:
                     external_gateway_ip=ext_gw[0] if ext_gw else "",
                     interface_cidrs=[s.cidr for s in subs],
                     interface_network_ids=sorted({s.network_id for s in subs}),
+                    gateway_address6=with_prefix(address_port, 6),
+                    external_gateway_ip6=ext_gw6[0] if ext_gw6 else "",
                 )
             )
             external.add(gw.network_id)

@@ -21,7 +21,7 @@ from controller.domain.networks.changes import NodeChanges
 from controller.domain.networks.ports import Ports
 from controller.domain.networks.snat import Snat
 from controller.domain.networks.topology import Topology
-from controller.errors import AlreadyExists, FailedPrecondition, InvalidArgument, not_found
+from controller.errors import AlreadyExists, FailedPrecondition, not_found
 
 GATEWAY = "router_gateway"
 
@@ -182,8 +182,6 @@ class Routers:
         with write_transaction():
             row = self._locked(caller, router_id)
             sub = self._interface_subnet(caller, row, subnet_id)
-            if sub.ip_version != 4:
-                raise InvalidArgument("subnet_id: only IPv4 subnets can be on a router for now")
             if not sub.gateway_ip:
                 raise FailedPrecondition(
                     f"subnet {sub.name!r} has no gateway address for the router", reason="SUBNET_NO_GATEWAY"
