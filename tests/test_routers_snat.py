@@ -9,6 +9,7 @@ address is no NIC (PORT_IN_USE) and another project never sees it."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from typing import Any
 
@@ -75,11 +76,14 @@ def boot(fleet: dict[str, Any], client: Any, name: str, network: str, group: str
 def test_every_node_of_a_router_snats_with_its_own_address(fleet: dict[str, Any]) -> None:
     admin, alice, bob = fleet["admin"], fleet["alice"], fleet["bob"]
     ext = make_external(admin, "sn-ext", "192.0.2.0/24", [POOL])
+    make_subnet(admin, ext.id, "sn-ext-v6", "2001:db8:e::/64")
     n = make_network(alice, "sn-app")
     sub = make_subnet(alice, n.id, "sn-app-v4", "10.91.0.0/24")
+    sub6 = make_subnet(alice, n.id, "sn-app-v6", "2001:db8:91::/64")
     r = make_router(alice, "sn-r", ext.id)
     router_ip = r.external_gateway.ip_address
     add_if(alice, r.id, sub.id)
+    add_if(alice, r.id, sub6.id)
     group = compute(alice).CreateServerGroup(
         cpb.CreateServerGroupRequest(
             server_group=cpb.ServerGroup(name="sn-apart", policy=cpb.SERVER_GROUP_POLICY_ANTI_AFFINITY)
@@ -91,15 +95,22 @@ def test_every_node_of_a_router_snats_with_its_own_address(fleet: dict[str, Any]
     first, second = sorted([i1.node_id, i2.node_id])
     assert first != second
     [snat_port] = ext_ports(admin, ext.id) - before  # one new address: the second node's
-    [snat_ip] = [ip.ip_address for ip in net(admin).GetPort(pb.GetPortRequest(id=snat_port)).fixed_ips]
+    fixed = [ip.ip_address for ip in net(admin).GetPort(pb.GetPortRequest(id=snat_port)).fixed_ips]
+    [snat_ip] = [ip for ip in fixed if ":" not in ip]
     assert snat_ip != router_ip and POOL[0] <= snat_ip <= POOL[1]
     [on_first] = routers_of(
         fleet, first, [f"{router_ip}/24"], "the first node SNATs with the router's address"
     )
     [on_second] = routers_of(fleet, second, [f"{snat_ip}/24"], "the second node SNATs with its own address")
     for told in (on_first, on_second):
-        assert told["externalNetworkId"] == ext.id and told["interfaceCidrs"] == ["10.91.0.0/24"]
+        assert told["externalNetworkId"] == ext.id
+        assert told["interfaceCidrs"] == ["10.91.0.0/24", "2001:db8:91::/64"]
         assert told["externalGatewayIp"] == "192.0.2.1" and told["interfaceNetworkIds"] == [n.id]
+        # IPv6 (NAT66): each node its own IPv6 address of the router too.
+        address6 = ipaddress.ip_interface(told["gatewayAddress6"])
+        assert address6.network == ipaddress.ip_network("2001:db8:e::/64")
+        assert told["externalGatewayIp6"] == "2001:db8:e::1"
+    assert on_first["gatewayAddress6"] != on_second["gatewayAddress6"]
 
     # The address is no NIC: not deleted, not booted with; another project sees nothing of it.
     exc = rpc_error(net(admin).DeletePort, pb.DeletePortRequest(id=snat_port))
@@ -139,7 +150,7 @@ def test_every_node_of_a_router_snats_with_its_own_address(fleet: dict[str, Any]
     net(alice).DeleteRouter(pb.DeleteRouterRequest(id=hog.id))
     add_if(alice, r.id, make_subnet(alice, n.id, "sn-app-v4b", "10.91.1.0/24").id)
     [told] = routers_of(fleet, second, [f"{ip}/24" for ip in addresses(admin, ext.id, full)], "SNAT later")
-    assert sorted(told["interfaceCidrs"]) == ["10.91.0.0/24", "10.91.1.0/24"]
+    assert sorted(told["interfaceCidrs"]) == ["10.91.0.0/24", "10.91.1.0/24", "2001:db8:91::/64"]
 
     # Clearing the gateway takes every node's SNAT; removing the interfaces too.
     net(alice).UpdateRouter(
@@ -178,8 +189,8 @@ def test_every_node_of_a_router_snats_with_its_own_address(fleet: dict[str, Any]
 
 
 def addresses(admin: Any, ext_id: str, without: set[str], expect: int = 1) -> list[str]:
-    """The addresses of the external network's ports other than `without`,
-    less the router gateways' (the nodes' SNAT addresses)."""
+    """The IPv4 addresses of the external network's ports other than
+    `without`, less the router gateways' (the nodes' SNAT addresses)."""
     routers = {
         r.external_gateway.port_id
         for r in net(admin).ListRouters(pb.ListRoutersRequest(page_size=100)).routers
@@ -189,6 +200,7 @@ def addresses(admin: Any, ext_id: str, without: set[str], expect: int = 1) -> li
         for p in net(admin).ListPorts(pb.ListPortsRequest(network_id=ext_id, page_size=100)).ports
         if p.id not in without and p.id not in routers
         for ip in p.fixed_ips
+        if ":" not in ip.ip_address
     ]
     assert len(out) == expect, out
     return out
