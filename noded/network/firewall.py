@@ -254,9 +254,13 @@ def render(
     # A tenant network without a router (or outbound NAT) has no way out.
     routed_out = {b for r in routers if r.host_local for b in r.bridges}
     routed_out |= {f.bridge for f in floating if f.host_local}
+    routed6 = {b for r in routers if r.gateway_ip6 for b in r.bridges}
     for n in nets:
         if not (n.external or n.external_routable or n.bridge in routed_out):
             chains["forward"].append(f'iifname "{n.bridge}" oifname != "kb-*" drop')
+        elif n.bridge in routed_out and n.bridge not in routed6:
+            # The host's own way out is for IPv4 (masqueraded); IPv6 only through a router's NAT66.
+            chains["forward"].append(f'iifname "{n.bridge}" meta nfproto ipv6 oifname != "kb-*" drop')
     for p in ports:
         for fam, ips in (("ip", _v4(p.ips)), ("ip6", _v6(p.ips))):
             if not ips:
