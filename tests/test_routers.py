@@ -127,7 +127,7 @@ def test_external_networks_are_admin_made_and_checked(world: dict[str, Any], adm
         segmentation_id=42,
     )
     assert vlan.segmentation_id == 42
-    # Not changeable, and tenants make no ports on it (not shared; bridged guests not done).
+    # Not changeable, and tenants make no ports on it (not shared: see test_bridged_ports).
     exc = rpc_error(
         net(admin).UpdateNetwork,
         pb.UpdateNetworkRequest(network=pb.Network(id=vlan.id, external=False), update_mask=mask("external")),
@@ -181,8 +181,12 @@ def test_router_crud_interfaces_and_wrong_states(world: dict[str, Any], admin: C
     nogw_net = make_network(alice, "rt-nogw")
     nogw = make_subnet(alice, nogw_net.id, "nogw", "10.23.0.0/24", gateway_ip="none")
     assert code_reason(rpc_error(add_if, alice, r2.id, nogw.id)) == (PRECONDITION, "SUBNET_NO_GATEWAY")
+    v6_nogw = make_subnet(alice, nogw_net.id, "v6-nogw", "2001:db8:24::/64", gateway_ip="none")
+    assert code_reason(rpc_error(add_if, alice, r2.id, v6_nogw.id)) == (PRECONDITION, "SUBNET_NO_GATEWAY")
+    # IPv6 subnets with a gateway are routed too (NAT66: docs/networks.md).
     v6 = make_subnet(alice, nogw_net.id, "v6", "2001:db8:23::/64")
-    assert rpc_error(add_if, alice, r2.id, v6.id).code() == INVALID
+    assert v6.id in [i.subnet_id for i in add_if(alice, r2.id, v6.id).interfaces]
+    remove_if(alice, r2.id, v6.id)
     # Another project: its routers and subnets are missing to us, ours to it.
     _, bob_sub = tenant_subnet(bob, "rt-bob", "10.30.0.0/24")
     assert code_reason(rpc_error(add_if, alice, r2.id, bob_sub.id)) == (NOT_FOUND, "SUBNET_NOT_FOUND")
@@ -506,3 +510,58 @@ def test_floating_ip_quota(world: dict[str, Any], admin: Client) -> None:
     assert get_quota(admin, a).usage.floating_ips == before.floating_ips
     again = make_fip(world["alice"], world["ext"].id)
     net(world["alice"]).DeleteFloatingIp(pb.DeleteFloatingIpRequest(id=again.id))
+
+
+def test_bridged_ports(world: dict[str, Any], admin: Client) -> None:
+    """Ports directly on a provider network (bridged guests): admins may make
+    them, every project on a shared one; the address comes from the pool;
+    another project's is NOT_FOUND; readers make none; no floating IP for
+    such a port; a shared one with other projects' ports stays shared."""
+    alice, bob, reader = world["alice"], world["bob"], world["reader"]
+    lan = make_network(
+        admin,
+        "rt-lan",
+        external=True,
+        shared=True,
+        network_type=pb.NETWORK_TYPE_FLAT,
+        physical_network="physnet1",
+    )
+    make_subnet(
+        admin,
+        lan.id,
+        "rt-lan-v4",
+        "198.51.100.0/24",
+        allocation_pools=[pb.AllocationPool(start="198.51.100.100", end="198.51.100.102")],
+    )
+    # Not shared: admins only (the module's external network).
+    assert code_reason(rpc_error(make_port, alice, world["ext"].id)) == (PRECONDITION, "NETWORK_EXTERNAL")
+    by_admin = make_port(admin, world["ext"].id)
+    assert ipaddress.ip_address(by_admin.fixed_ips[0].ip_address) in ipaddress.ip_network("192.0.2.0/24")
+    # Shared: any project's members, an address of the pool, a port of their own.
+    p = make_port(alice, lan.id, name="bridged")
+    [ip] = [f.ip_address for f in p.fixed_ips]
+    assert "198.51.100.100" <= ip <= "198.51.100.102"
+    assert p.project_id == world["a"].id
+    assert rpc_error(net(bob).GetPort, pb.GetPortRequest(id=p.id)).code() == NOT_FOUND
+    assert rpc_error(net(bob).DeletePort, pb.DeletePortRequest(id=p.id)).code() == NOT_FOUND
+    assert rpc_error(make_port, reader, lan.id).code() == DENIED
+    bad = rpc_error(make_port, alice, lan.id, fixed_ips=[pb.PortFixedIp(ip_address="10.9.9.9")])
+    assert bad.code() == INVALID  # not an address of the network
+    # A floating IP is for a routed port, not one already on the LAN.
+    fip = make_fip(alice, world["ext"].id)
+    assert code_reason(rpc_error(set_port, alice, fip.id, p.id)) == (PRECONDITION, "EXTERNAL_GATEWAY_MISSING")
+    net(alice).DeleteFloatingIp(pb.DeleteFloatingIpRequest(id=fip.id))
+    # Another project's port on it: it must stay shared.
+    exc = rpc_error(
+        net(admin).UpdateNetwork,
+        pb.UpdateNetworkRequest(network=pb.Network(id=lan.id, shared=False), update_mask=mask("shared")),
+    )
+    assert code_reason(exc) == (PRECONDITION, "NETWORK_IN_USE")
+    # The pool runs out like any other.
+    make_port(bob, lan.id)
+    make_port(bob, lan.id)
+    assert code_reason(rpc_error(make_port, alice, lan.id)) == (EXHAUSTED, "IP_POOL_EXHAUSTED")
+    for port in net(admin).ListPorts(pb.ListPortsRequest(network_id=lan.id)).ports:
+        net(admin).DeletePort(pb.DeletePortRequest(id=port.id))
+    net(admin).DeletePort(pb.DeletePortRequest(id=by_admin.id))
+    net(admin).DeleteNetwork(pb.DeleteNetworkRequest(id=lan.id))

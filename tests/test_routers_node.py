@@ -12,6 +12,7 @@ addresses, routes and policy rules exactly as before. Needs root; no libvirt."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -308,3 +309,287 @@ def test_unmapped_physical_network(world: dict) -> None:
     assert ping(G1, "10.70.0.1"), "the tenant network went with the unmapped external one"
     apply_in(HOST, state, pb.NodeDesiredState(), physical_networks=PHYSNETS)
     assert "kumo_" not in ns(HOST, "nft", "list", "ruleset").stdout
+
+
+def test_removing_the_first_external_address_keeps_the_others(world: dict) -> None:
+    """The router's address is the external bridge's first (primary) IPv4
+    address of the subnet; the floating IP's is a secondary, which the kernel
+    removes with the primary unless promote_secondaries is on. One pass
+    taking the router away must leave the floating IP answering."""
+    state = world["state"]
+    apply_in(HOST, state, desired(), physical_networks=PHYSNETS)
+    assert ping(LAN, FIP) and ping(LAN, ROUTER_IP)
+    # A second pass touches no policy rule (a floating IP's /32 one was once
+    # removed and made again every pass) and no address.
+    monitor = subprocess.Popen(
+        ["ip", "netns", "exec", HOST, "ip", "monitor", "rule", "address"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        apply_in(HOST, state, desired(), physical_networks=PHYSNETS)
+        ns(HOST, "ip", "rule", "add", "priority", "999", "iif", "lo", "table", "999")  # a marker event
+        ns(HOST, "ip", "rule", "del", "priority", "999", "iif", "lo", "table", "999")
+        assert monitor.stdout is not None
+        # Up to the marker; the kernel's own link-local addresses (they come when a bridge is up) aside.
+        changed = []
+        for line in monitor.stdout:
+            if "999" in line:
+                break
+            if "fe80::" not in line and not line.startswith(" "):  # indented: an entry's details
+                changed.append(line)
+    finally:
+        monitor.kill()
+        monitor.wait()
+    assert not changed, f"the second pass changed rules or addresses: {changed}"
+    apply_in(HOST, state, desired(router=False), physical_networks=PHYSNETS)
+    addrs = ns(HOST, "ip", "-br", "addr", "show", bridge_name(EXT)).stdout
+    assert f"{FIP}/24" in addrs and ROUTER_IP not in addrs
+    assert ping(LAN, FIP), "the floating IP went with the router's address"
+    assert seen_by_lan(G1) == FIP
+    apply_in(HOST, state, desired(router=False, fip=False), physical_networks=PHYSNETS)
+
+
+P3, MAC3, BRIDGED_IP = "b6b6b6b6-0000-4000-8000-000000000006", "52:54:00:70:00:03", "192.0.2.50"
+G3 = "kbr-g3"
+
+
+def bridged(http: bool) -> pb.NodeDesiredState:
+    """The external network with a bridged guest's port on it (no router, no
+    floating IP), in a group of its own: ICMP in, and TCP 80 if `http`."""
+    state = desired(router=False, fip=False)
+    state.networks.append(
+        pb.DesiredNetwork(
+            id=EXT,
+            external=True,
+            network_type=2,
+            physical_network="lan",
+            subnets=[netutil.desired_subnet("se", "192.0.2.0/24", dns_servers=[LAN_IP])],
+        )
+    )
+    rules = [
+        pb.DesiredSecurityGroupRule(id="b-e4", direction="egress", ip_version=4),
+        pb.DesiredSecurityGroupRule(id="b-icmp", direction="ingress", ip_version=4, protocol="icmp"),
+    ]
+    if http:
+        rules.append(
+            pb.DesiredSecurityGroupRule(
+                id="b-http",
+                direction="ingress",
+                ip_version=4,
+                protocol="tcp",
+                port_range_min=80,
+                port_range_max=80,
+            )
+        )
+    state.security_groups.append(
+        pb.DesiredSecurityGroup(id="sg-bridged", rules=rules, member_ips=[BRIDGED_IP])
+    )
+    state.ports.append(
+        pb.DesiredPort(
+            id=P3,
+            network_id=EXT,
+            mac_address=MAC3,
+            fixed_ips=[pb.FixedIp(subnet_id="se", ip_address=BRIDGED_IP)],
+            security_group_ids=["sg-bridged"],
+        )
+    )
+    return state
+
+
+def test_bridged_guest_on_the_external_network(world: dict) -> None:
+    """A port directly on the provider network: the guest's tap on the
+    external bridge with the uplink, a LAN address of kumo's, no NAT; the
+    LAN reaches it as its group allows, it reaches the LAN and past it
+    through the LAN's router, it cannot spoof, and a DHCP server on the LAN
+    never reaches it."""
+    state, tmp = world["state"], world["tmp"]
+    apply_in(HOST, state, bridged(http=False), physical_networks=PHYSNETS)
+    spaces = netutil.Namespaces()
+    httpd = None
+    try:
+        spaces.add(G3)
+        netutil.add_guest(HOST, G3, tap_name(P3), bridge_name(EXT), MAC3, 1450)
+        # A DHCP server on the LAN: the bridged guest must not get its address from it.
+        ns(
+            LAN,
+            "dnsmasq",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--port=0",
+            "--dhcp-range=192.0.2.150,192.0.2.160",
+            "--interface=eth0",
+            "--bind-interfaces",
+            f"--pid-file={tmp / 'lan-dhcp.pid'}",
+            f"--dhcp-leasefile={tmp / 'lan-dhcp.leases'}",
+        )
+        assert netutil.dhcp(G3, tmp) == "", "the LAN's DHCP server reached a bridged guest"
+        ns(G3, "ip", "addr", "add", f"{BRIDGED_IP}/24", "dev", "eth0")
+        ns(G3, "ip", "route", "add", "default", "via", "192.0.2.1")
+        (tmp / "g3").mkdir()
+        (tmp / "g3" / "index.html").write_text("hello from the LAN guest\n")
+        httpd = subprocess.Popen(
+            ["ip", "netns", "exec", G3, "busybox", "httpd", "-f", "-p", "80", "-h", str(tmp / "g3")]
+        )
+        wait_until(
+            lambda: ns(G3, "ss", "-ltnH", "sport = :80").stdout.strip(), what="httpd", base=10, step=0.05
+        )
+        # The LAN reaches it directly, as its group allows; it leaves with its own address.
+        assert ping(LAN, BRIDGED_IP, count=2)
+        assert not http(LAN, BRIDGED_IP), "TCP reached a bridged guest whose group has no rule for it"
+        assert seen_by_lan(G3) == BRIDGED_IP
+        assert ping(G3, BEYOND), "the bridged guest does not get past the LAN's router"
+        apply_in(HOST, state, bridged(http=True), physical_networks=PHYSNETS)
+        assert http(LAN, BRIDGED_IP) == "hello from the LAN guest"
+        # No other address of the LAN: anti-spoofing drops it.
+        ns(G3, "ip", "addr", "add", "192.0.2.51/24", "dev", "eth0")
+        assert not ping(LAN, "192.0.2.51"), "a bridged guest answered from an address not its own"
+        # The tenant network's guests stay apart from it (no router, nothing routed).
+        assert not ping(G1, BRIDGED_IP)
+        # Its port goes: the tap is off the rules, the LAN no longer reaches it.
+        apply_in(HOST, state, desired(router=False, fip=False), physical_networks=PHYSNETS)
+        assert "tp-" + P3.replace("-", "")[:10] not in ns(HOST, "nft", "list", "ruleset").stdout
+    finally:
+        if httpd is not None:
+            httpd.kill()
+            httpd.wait()
+        spaces.cleanup()
+        pid = tmp / "lan-dhcp.pid"
+        if pid.exists():
+            netutil.sh("kill", pid.read_text().strip(), check=False)
+
+
+def test_bridged_guest_config_drive() -> None:
+    """A bridged guest's config drive: its LAN address static, the LAN's
+    gateway, the subnet's DNS servers (no DHCP: the node serves none on the
+    LAN); a tenant NIC next to it still asks DHCP. Its NIC is on the external bridge."""
+    from noded.network import guest
+
+    state = bridged(http=False)
+    ports = {p.id: p for p in state.ports}
+    nets = {n.id: n for n in state.networks}
+    inst = pb.DesiredInstance(id="vm", port_ids=[P3, P1])
+    config = json.loads(guest.network_config(inst, ports, nets))
+    assert [c["subnets"] for c in config["config"]] == [
+        [
+            {
+                "type": "static",
+                "address": f"{BRIDGED_IP}/24",
+                "gateway": "192.0.2.1",
+                "dns_nameservers": [LAN_IP],
+            }
+        ],
+        [{"type": "dhcp"}],
+    ]
+    assert f'<source bridge="{bridge_name(EXT)}"/>' in guest.interfaces(inst, ports, nets)[0]
+
+
+LAN6, LAN_ROUTER6, ROUTER6, BEYOND6 = "2001:db8:e::100", "2001:db8:e::1", "2001:db8:e::10", "2001:db8:ff::7"
+GUEST6 = {G1: "2001:db8:70::5", G2: "2001:db8:70::6"}
+
+ECHO6 = ECHO.replace("socket.socket()", "socket.socket(socket.AF_INET6)").replace(
+    '("0.0.0.0", 9000)', '("::", 9001)'
+)
+
+
+def desired6(router: bool = True, egress6: bool = True) -> pb.NodeDesiredState:
+    """desired() with IPv6 on the tenant and external networks: the router's
+    IPv6 address on the LAN (NAT66) when `router`."""
+    state = desired(router=router, fip=False, external=True)
+    if not router:  # the external network stays, without the router
+        state.networks.append(
+            pb.DesiredNetwork(
+                id=EXT,
+                external=True,
+                network_type=2,
+                physical_network="lan",
+                subnets=[netutil.desired_subnet("se", "192.0.2.0/24")],
+            )
+        )
+    tenant = next(n for n in state.networks if n.id == TENANT)
+    tenant.subnets.append(netutil.desired_subnet("st6", "2001:db8:70::/64"))
+    ext = next(n for n in state.networks if n.id == EXT)
+    ext.subnets.append(netutil.desired_subnet("se6", "2001:db8:e::/64"))
+    for p, ip in zip(state.ports, GUEST6.values(), strict=True):
+        p.fixed_ips.append(pb.FixedIp(subnet_id="st6", ip_address=ip))
+    group = state.security_groups[0]
+    group.member_ips.extend(GUEST6.values())
+    if egress6:
+        group.rules.append(pb.DesiredSecurityGroupRule(id="e6", direction="egress", ip_version=6))
+    group.rules.append(
+        pb.DesiredSecurityGroupRule(id="icmp6", direction="ingress", ip_version=6, protocol="icmpv6")
+    )
+    for r in state.routers:
+        r.interface_cidrs.append("2001:db8:70::/64")
+        r.gateway_address6 = f"{ROUTER6}/64"
+        r.external_gateway_ip6 = LAN_ROUTER6
+    return state
+
+
+def view6() -> dict[str, str]:
+    """host_view with the IPv6 policy rules, less the links' operational
+    state (a bridge turns from UNKNOWN to UP on its own once its ports are up)."""
+    view = {**host_view(), "rule6": ns(HOST, "ip", "-6", "rule").stdout}
+    # IPv6 forwarding (on once, never off, as IPv4's) gives every link the
+    # subnet-router anycast address of its link-local prefix.
+    view["route"] = "".join(
+        line for line in view["route"].splitlines(keepends=True) if not line.startswith("anycast fe80::")
+    )
+    for key in ("addr", "links"):
+        view[key] = "\n".join(
+            " ".join(line.split()[:1] + line.split()[2:]) for line in view[key].splitlines()
+        )
+    return view
+
+
+def seen_by_lan6(guest: str) -> str:
+    out = ns(guest, "busybox", "nc", "-w", "3", LAN6, "9001", check=False, timeout=15)
+    return out.stdout.strip()
+
+
+def test_ipv6_egress_through_the_router(world: dict) -> None:
+    """NAT66 on the router's IPv6 address: the guests reach the LAN and past
+    its router over IPv6 as over IPv4, seen from the router's address; the
+    LAN never reaches their own addresses; no router or no egress rule, no way
+    out; a second pass changes nothing; the host is as before once the
+    router goes (IPv6 rules and routes too)."""
+    state = world["state"]
+    for addr in (f"{LAN6}/64", f"{LAN_ROUTER6}/64"):
+        ns(LAN, "ip", "addr", "add", addr, "dev", "eth0", "nodad")
+    ns(LAN, "ip", "addr", "add", f"{BEYOND6}/128", "dev", "lo")
+    echo = subprocess.Popen(["ip", "netns", "exec", LAN, sys.executable, "-c", ECHO6])
+    try:
+        apply_in(HOST, state, desired6(router=False), physical_networks=PHYSNETS)
+        for g, ip in GUEST6.items():
+            ns(g, "ip", "addr", "add", f"{ip}/64", "dev", "eth0", "nodad")
+            ns(g, "ip", "-6", "route", "add", "default", "via", "2001:db8:70::1")
+        wait_until(
+            lambda: ns(LAN, "ss", "-ltnH", "sport = :9001").stdout.strip(), what="echo6", base=10, step=0.05
+        )
+        assert ping(G1, "2001:db8:70::1"), "the guest does not reach its IPv6 gateway"
+        assert not ping(G1, LAN6), "IPv6 got out without a router"
+        before = view6()
+        apply_in(HOST, state, desired6(), physical_networks=PHYSNETS)
+        for g in GUEST6:
+            assert ping(g, LAN6, count=2), f"{g} does not reach the LAN over IPv6"
+            assert seen_by_lan6(g) == ROUTER6, f"{g} left without NAT66"
+            assert ping(g, BEYOND6), f"{g} does not get past the LAN's IPv6 router"
+        assert not ping(HOST, BEYOND6), "the host's own IPv6 routing changed"
+        # Only replies come in: a route to the tenant prefix does not reach the guests.
+        ns(LAN, "ip", "-6", "route", "add", "2001:db8:70::/64", "via", ROUTER6)
+        assert not ping(LAN, GUEST6[G1])
+        # Idempotent.
+        applied = view6()
+        apply_in(HOST, state, desired6(), physical_networks=PHYSNETS)
+        assert view6() == applied
+        # Security groups decide as for IPv4: no IPv6 egress rule, no way out (IPv4 still).
+        apply_in(HOST, state, desired6(egress6=False), physical_networks=PHYSNETS)
+        assert not ping(G1, LAN6) and ping(G1, LAN_IP)
+        # The router goes: IPv6 out stops, and the host's rules, routes and addresses are as before.
+        apply_in(HOST, state, desired6(router=False), physical_networks=PHYSNETS)
+        assert not ping(G1, LAN6)
+        after = view6()
+        for what in before:
+            assert after[what] == before[what], f"{what} before:\\n{before[what]}\\nafter:\\n{after[what]}"
+    finally:
+        echo.kill()
+        echo.wait()

@@ -453,6 +453,18 @@ class RouterInterface(BaseModel):
     router = peewee.ForeignKeyField(Router, column_name="router_id")
 
 
+class RouterSnat(BaseModel):
+    """A router's SNAT address on one node (distributed SNAT): keyed by
+    (router, node), the address a port on the external network."""
+
+    router = peewee.ForeignKeyField(Router, column_name="router_id")
+    node_id = peewee.CharField(max_length=36)
+    port = peewee.ForeignKeyField(Port, unique=True, column_name="port_id", backref="+")
+
+    class Meta:
+        primary_key = peewee.CompositeKey("router", "node_id")
+
+
 class FloatingIp(BaseModel):
     id = peewee.CharField(primary_key=True, max_length=36)
     project = peewee.ForeignKeyField(Project, column_name="project_id")

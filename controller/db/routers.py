@@ -14,7 +14,16 @@ from typing import Any
 import peewee
 
 from controller.db.database import db, is_sqlite
-from controller.db.models import FloatingIp, Instance, IpAllocation, Port, Router, RouterInterface, Subnet
+from controller.db.models import (
+    FloatingIp,
+    Instance,
+    IpAllocation,
+    Port,
+    Router,
+    RouterInterface,
+    RouterSnat,
+    Subnet,
+)
 from controller.db.paging import paginate
 from controller.errors import AlreadyExists
 
@@ -161,12 +170,12 @@ def nodes_of_routers(router_ids: Iterable[str], skip_states: tuple[int, ...]) ->
     return out
 
 
-def port_address(port_id: str) -> tuple[str, str]:
-    """(subnet id, address) of a port's first IPv4 address, or ("", "")."""
+def port_address(port_id: str, version: int = 4) -> tuple[str, str]:
+    """(subnet id, address) of a port's first address of the IP version, or ("", "")."""
     row = (
         IpAllocation.select(IpAllocation.subnet, IpAllocation.ip_address)
         .join(Subnet)
-        .where((IpAllocation.port == port_id) & (Subnet.ip_version == 4))
+        .where((IpAllocation.port == port_id) & (Subnet.ip_version == version))
         .order_by(Subnet.create_time, IpAllocation.ip_address)
         .tuples()
         .first()
@@ -261,3 +270,36 @@ def release_port_floating_ips(port_ids: Iterable[str], now: float) -> list[Float
             FloatingIp.id.in_([r.id for r in rows])
         ).execute()
     return rows
+
+
+# Distributed SNAT: a router's address per node
+
+
+def snat_ports(router_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+    """router id -> {node id: the port holding its SNAT address there}."""
+    ids = list(set(router_ids))
+    out: dict[str, dict[str, str]] = defaultdict(dict)
+    if not ids:
+        return out
+    query = RouterSnat.select(RouterSnat.router, RouterSnat.node_id, RouterSnat.port)
+    for router_id, node_id, port_id in query.where(RouterSnat.router.in_(ids)).tuples():
+        out[router_id][node_id] = port_id
+    return out
+
+
+def insert_snat(router_id: str, node_id: str, port_id: str) -> bool:
+    """False when the node has one for the router already (the key decides)."""
+    try:
+        with db.atomic():
+            RouterSnat.insert(router=router_id, node_id=node_id, port=port_id).execute()
+        return True
+    except peewee.IntegrityError:
+        return False
+
+
+def delete_snat(router_id: str, node_id: str) -> int:
+    return (
+        RouterSnat.delete()
+        .where((RouterSnat.router == router_id) & (RouterSnat.node_id == node_id))
+        .execute()
+    )

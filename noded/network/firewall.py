@@ -63,6 +63,7 @@ class RouterPlan:
     external_bridge: str
     gateway_ip: str
     host_local: bool  # the external network is this host's own (external_routable)
+    gateway_ip6: str = ""  # NAT66 to this address ("": no IPv6 egress)
 
 
 @dataclass
@@ -86,6 +87,10 @@ def _v4(ips: list[str]) -> list[str]:
 
 def _v6(ips: list[str]) -> list[str]:
     return [i for i in ips if ipaddress.ip_address(i).version == 6]
+
+
+def _cidrs(cidrs: list[str], version: int) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [n for n in (ipaddress.ip_network(c, strict=False) for c in cidrs) if n.version == version]
 
 
 def _nd_targets(items: list[str]) -> str:
@@ -142,6 +147,7 @@ ND = "ether type ip6 icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert }"
 # of the ICMPv6 message.
 ND_TARGET = "@th,64,128"
 LINK_LOCAL = "fe80::/10"
+PRESENT = "present"
 
 
 def render(
@@ -162,11 +168,18 @@ def render(
         if n.vxlan:
             b.append(f'    iifname "{n.vxlan}" jump overlay_{n.short}')
     b.append("  }")
+    external = {n.bridge for n in nets if n.external}
     for hook in ("forward", "output"):
         b.append(f"  chain {hook}_ {{\n    type filter hook {hook} priority -200; policy accept;")
         for n in nets:
             if n.vxlan:
                 b.append(f'    oifname "{n.vxlan}" jump overlay_{n.short}')
+        if hook == "forward":
+            # A bridged guest's address is kumo's (its config drive): a DHCP
+            # server on the LAN must not hand it another one.
+            for p in ports:
+                if p.bridge in external:
+                    b.append(f'    oifname "{p.tap}" ether type ip udp sport 67 udp dport 68 drop')
         b.append("  }")
     for p in ports:
         v4, v6 = _v4(p.ips), _v6(p.ips)
@@ -203,7 +216,8 @@ def render(
             b.append(f"    {ND} {ND_TARGET} {_nd_targets(gw6)} drop")
         b.append("  }")
 
-    i: list[str] = []  # inet table body
+    # An empty chain: listing it is how `exists` sees the table (cheaply).
+    i: list[str] = [f"  chain {PRESENT} {{\n  }}"]  # inet table body
     chains: dict[str, list[str]] = {"forward": [], "input": [], "output": []}
     for n in nets:
         chains["input"].append(f'iifname "{n.bridge}" udp sport 68 udp dport 67 accept')
@@ -240,9 +254,13 @@ def render(
     # A tenant network without a router (or outbound NAT) has no way out.
     routed_out = {b for r in routers if r.host_local for b in r.bridges}
     routed_out |= {f.bridge for f in floating if f.host_local}
+    routed6 = {b for r in routers if r.gateway_ip6 for b in r.bridges}
     for n in nets:
         if not (n.external or n.external_routable or n.bridge in routed_out):
             chains["forward"].append(f'iifname "{n.bridge}" oifname != "kb-*" drop')
+        elif n.bridge in routed_out and n.bridge not in routed6:
+            # The host's own way out is for IPv4 (masqueraded); IPv6 only through a router's NAT66.
+            chains["forward"].append(f'iifname "{n.bridge}" meta nfproto ipv6 oifname != "kb-*" drop')
     for p in ports:
         for fam, ips in (("ip", _v4(p.ips)), ("ip6", _v6(p.ips))):
             if not ips:
@@ -308,13 +326,18 @@ def render(
         for f in floating:
             i.append(f'    oifname "{f.external_bridge}" ip saddr {f.fixed_ip} snat ip to {f.floating_ip}')
         for r in routers:
-            cidrs = _set([str(ipaddress.ip_network(c, strict=False)) for c in r.cidrs])
-            i.append(
-                f'    oifname "{r.external_bridge}" ip saddr {cidrs} ip daddr != {cidrs} snat ip to {r.gateway_ip}'
-            )
-        # A host-local external network: beyond it is this host's own way out.
+            # NAT66 as NAT44: one address per node on the external network, no
+            # route to the tenant prefixes needed on the LAN's router.
+            for fam, gw in (("ip", r.gateway_ip), ("ip6", r.gateway_ip6)):
+                nets_of = [str(n) for n in _cidrs(r.cidrs, 4 if fam == "ip" else 6)]
+                if gw and nets_of:
+                    cidrs = _set(nets_of)
+                    i.append(
+                        f'    oifname "{r.external_bridge}" {fam} saddr {cidrs} {fam} daddr != {cidrs} snat {fam} to {gw}'
+                    )
+        # A host-local external network: beyond it is this host's own way out (IPv4).
         local = sorted(
-            {c for r in routers if r.host_local for c in r.cidrs}
+            {str(c) for r in routers if r.host_local for c in _cidrs(r.cidrs, 4)}
             | {f"{f.fixed_ip}/32" for f in floating if f.host_local}
         )
         for c in local:
@@ -340,7 +363,10 @@ def apply(script: str) -> None:
 
 
 def exists(table: str) -> bool:
-    return run(["nft", "list", "table", "inet", table], check=False).returncode == 0
+    """Whether the inet table is there, by listing its one empty chain: nft
+    1.0 reads the whole ruleset for `list table` and even `list tables`,
+    seconds every pass with thousands of rules."""
+    return run(["nft", "list", "chain", "inet", table, PRESENT], check=False).returncode == 0
 
 
 def remove(table: str) -> None:

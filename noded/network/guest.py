@@ -64,6 +64,8 @@ def _subnets(p: pb.DesiredPort, net: pb.DesiredNetwork | None) -> list[dict[str,
     """A NIC's cloud-init (v1) subnets: DHCP first, unless the port has only
     IPv6 addresses; then SLAAC (once) or a static address per IPv6 fixed IP."""
     subnets = {s.id: s for s in net.subnets} if net is not None else {}
+    if net is not None and net.external:
+        return _bridged(p, subnets)
     v6 = [ip for ip in p.fixed_ips if ipaddress.ip_address(ip.ip_address).version == 6]
     out: list[dict[str, Any]] = [] if v6 and len(v6) == len(p.fixed_ips) else [{"type": "dhcp"}]
     for ip in v6:
@@ -85,6 +87,29 @@ def _subnets(p: pb.DesiredPort, net: pb.DesiredNetwork | None) -> list[dict[str,
             # The network's resolver on the gateway (SLAAC subnets say so
             # in their router advertisements).
             entry["dns_nameservers"] = [s.gateway_ip]
+        out.append(entry)
+    return out
+
+
+def _bridged(p: pb.DesiredPort, subnets: dict[str, pb.DesiredSubnet]) -> list[dict[str, Any]]:
+    """A bridged guest's NIC on a provider network: each fixed IP static, the
+    LAN's gateway and the subnet's DNS servers (the node serves no DHCP or DNS
+    on the LAN: the LAN's resolvers are the subnet's `dns_servers`)."""
+    out: list[dict[str, Any]] = []
+    for ip in p.fixed_ips:
+        s = subnets.get(ip.subnet_id)
+        if s is None:
+            raise RuntimeError(f"subnet {ip.subnet_id} of port {p.id} is not in the desired state")
+        prefix = ipaddress.ip_network(s.cidr, strict=False).prefixlen
+        v4 = ipaddress.ip_address(ip.ip_address).version == 4
+        entry: dict[str, Any] = {
+            "type": "static" if v4 else "static6",
+            "address": f"{ip.ip_address}/{prefix}",
+        }
+        if s.gateway_ip:
+            entry["gateway"] = s.gateway_ip
+        if s.dns_servers:
+            entry["dns_nameservers"] = list(s.dns_servers)
         out.append(entry)
     return out
 

@@ -96,7 +96,11 @@ def ensure_sysctl(path: Path, value: str) -> None:
 
 def ensure_addresses(name: str, wanted: set[str]) -> None:
     """Exactly `wanted` (addr/prefix) as global addresses on the device
-    (link-local IPv6 addresses are the kernel's and stay)."""
+    (link-local IPv6 addresses are the kernel's and stay), in one `ip -batch`.
+    IPv4 addresses of one subnet after the first are the kernel's
+    "secondaries", which by default go when the first (primary) goes: with
+    `promote_secondaries` on this device, removing one floating or SNAT
+    address of an external network leaves the others where they are."""
     out = run_json(["ip", "-j", "addr", "show", "dev", name]) or []
     have = set()
     for ifc in out:
@@ -104,12 +108,20 @@ def ensure_addresses(name: str, wanted: set[str]) -> None:
             if a.get("scope") == "global":
                 have.add(str(ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}")))
     wanted = {str(ipaddress.ip_interface(w)) for w in wanted}
-    for extra in sorted(have - wanted):
-        run(["ip", "addr", "del", extra, "dev", name])
+    if have == wanted:
+        return
+    if any(":" not in a for a in wanted | have):
+        ensure_sysctl(Path("/proc/sys/net/ipv4/conf") / name / "promote_secondaries", "1")
+    lines = [f"addr del {extra} dev {name}" for extra in sorted(have - wanted)]
     for missing in sorted(wanted - have):
         # nodad: the gateway address is ours by construction; no 1 s wait for DAD.
-        extra_flags = ["nodad"] if ":" in missing else []
-        run(["ip", "addr", "add", missing, "dev", name, *extra_flags])
+        lines.append(f"addr add {missing} dev {name}" + (" nodad" if ":" in missing else ""))
+    run(["ip", "-batch", "-"], stdin="\n".join(lines) + "\n")
+
+
+def links_by_name() -> dict[str, dict[str, Any]]:
+    """Every device's summary (`ip -j link show`) by name, in one call."""
+    return {d["ifname"]: d for d in run_json(["ip", "-j", "link", "show"]) or [] if "ifname" in d}
 
 
 def ensure_vlan(name: str, parent: str, vlan_id: int, alias: str) -> None:

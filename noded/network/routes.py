@@ -9,6 +9,7 @@ rules and routes of the tables it owns and changes the difference."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from dataclasses import dataclass
 
 from noded.network.cmd import run, run_json
@@ -30,23 +31,29 @@ class Table:
     id: int
     routes: frozenset[tuple[str, str, str]]  # (destination, gateway or "", device)
     rules: frozenset[tuple[str, str]]  # (iif, source or "all")
+    family: int = 4  # IPv6 tables (NAT66 egress) share the number, in the other family
 
 
-def _rules(table: int) -> set[tuple[str, str]]:
+def _ip(family: int) -> list[str]:
+    return ["ip", "-6"] if family == 6 else ["ip"]
+
+
+def _rules(table: int, family: int = 4) -> set[tuple[str, str]]:
     out = set()
-    for r in run_json(["ip", "-j", "rule", "show"]) or []:
+    for r in run_json([*_ip(family), "-j", "rule", "show"]) or []:
         if str(r.get("table")) == str(table):
             src = r.get("src", "all")
-            if src != "all" and r.get("srclen") is not None:
-                src = f"{src}/{r['srclen']}"
+            if src != "all":
+                # `ip -j` leaves srclen out for a host address (/32, /128).
+                src = str(ipaddress.ip_interface(f"{src}/{r.get('srclen', 128 if ':' in src else 32)}"))
             out.add((r.get("iif", ""), src))
     return out
 
 
-def _routes(table: int) -> set[tuple[str, str, str]]:
+def _routes(table: int, family: int = 4) -> set[tuple[str, str, str]]:
     return {
         (r.get("dst", ""), r.get("gateway", ""), r.get("dev", ""))
-        for r in run_json(["ip", "-j", "route", "show", "table", str(table)]) or []
+        for r in run_json([*_ip(family), "-j", "route", "show", "table", str(table)]) or []
     }
 
 
@@ -57,21 +64,34 @@ def _rule_args(table: int, iif: str, src: str) -> list[str]:
     return [*args, "table", str(table)]
 
 
+def _batch(family: int, lines: list[str], check: bool = True) -> None:
+    """iproute2 commands in one process (`ip -batch`): a thousand floating
+    IPs' rules are one call, not a thousand."""
+    if lines:
+        force = [] if check else ["-force"]
+        run([*_ip(family), *force, "-batch", "-"], stdin="\n".join(lines) + "\n", check=check)
+
+
 def ensure(table: Table) -> None:
-    have = _rules(table.id)
-    for iif, src in sorted(have - table.rules):
-        run(["ip", "rule", "del", *_rule_args(table.id, iif, src)])
-    for iif, src in sorted(table.rules - have):
-        run(["ip", "rule", "add", *_rule_args(table.id, iif, src)])
-    if _routes(table.id) != set(table.routes):
-        run(["ip", "route", "flush", "table", str(table.id)], check=False)
+    have = _rules(table.id, table.family)
+    lines = [" ".join(["rule", "del", *_rule_args(table.id, i, s)]) for i, s in sorted(have - table.rules)]
+    lines += [" ".join(["rule", "add", *_rule_args(table.id, i, s)]) for i, s in sorted(table.rules - have)]
+    if _routes(table.id, table.family) != set(table.routes):
+        run([*_ip(table.family), "route", "flush", "table", str(table.id)], check=False)
         # Connected routes first: the gateway must be reachable on the bridge.
         for dst, gw, dev in sorted(table.routes, key=lambda r: r[1] != ""):
-            via = ["via", gw] if gw else ["scope", "link"]
-            run(["ip", "route", "add", dst, *via, "dev", dev, "table", str(table.id)])
+            via = ["via", gw] if gw else ["scope", "link"] if table.family == 4 else []
+            lines.append(" ".join(["route", "add", dst, *via, "dev", dev, "table", str(table.id)]))
+    _batch(table.family, lines)
 
 
-def remove(table: int) -> None:
-    for iif, src in sorted(_rules(table)):
-        run(["ip", "rule", "del", *_rule_args(table, iif, src)], check=False)
-    run(["ip", "route", "flush", "table", str(table)], check=False)
+def remove(table: int, family: int | None = None) -> None:
+    """The table's rules and routes (in both families unless one is named)."""
+    for fam in (4, 6) if family is None else (family,):
+        _batch(
+            fam,
+            [" ".join(["rule", "del", *_rule_args(table, i, s)]) for i, s in sorted(_rules(table, fam))],
+            check=False,
+        )
+        if _routes(table, fam):
+            run([*_ip(fam), "route", "flush", "table", str(table)], check=False)

@@ -128,10 +128,14 @@ class NetworkStep:
         extra: dict[str, set[str]] = {}
         for r in desired.routers:
             extra.setdefault(r.external_network_id, set()).add(r.gateway_address)
+            if r.gateway_address6:
+                extra[r.external_network_id].add(r.gateway_address6)
         for f in desired.floating_ips:
             extra.setdefault(f.external_network_id, set()).add(f.floating_address)
         if extra:
             _enable_forwarding()
+        if any(r.gateway_address6 for r in desired.routers):
+            _enable_forwarding6()
         for nid, n in sorted(nets.items()):
             # Its ports keep their rules even when the network is not all there.
             plans.append(self._plan(n, nid in resolving))
@@ -223,9 +227,12 @@ class NetworkStep:
         links.ensure_addresses(br, addresses)
         if n.external:
             self._uplink(n, br, alias)
-            self.dhcp.stop(s)  # no NICs on it (yet): nothing to serve
+            # Bridged guests get their addresses from the config drive: the
+            # node has no address of the LAN to serve DHCP from.
+            self.dhcp.stop(s)
             if n.external_routable:
                 _enable_forwarding()
+            self._attach_taps(br, ports)
             return
         peers = self._peers(n)
         if peers:
@@ -245,10 +252,15 @@ class NetworkStep:
             _enable_forwarding()
         # A new bridge: a dnsmasq bound to the one before it serves nothing.
         self.dhcp.ensure(s, br, n, ports, mtu, restart=made, upstreams=upstreams, dns=dns)
+        self._attach_taps(br, ports)
+
+    @staticmethod
+    def _attach_taps(br: str, ports: list[pb.DesiredPort]) -> None:
+        """A guest's tap outlives a bridge made anew (host reboot, manual
+        cleanup): put it back on the bridge. One listing, however many ports."""
+        devices = links.links_by_name() if ports else {}
         for p in ports:
-            # A guest's tap outlives a bridge made anew (host reboot, manual
-            # cleanup): put it back on the bridge.
-            tap = links.link(tap_name(p.id))
+            tap = devices.get(tap_name(p.id))
             if tap is not None and tap.get("master") != br:
                 links.set_master(tap_name(p.id), br)
 
@@ -302,6 +314,7 @@ class NetworkStep:
                 external_bridge=bridge_name(r.external_network_id),
                 gateway_ip=r.gateway_address.split("/")[0],
                 host_local=nets[r.external_network_id].external_routable,
+                gateway_ip6=r.gateway_address6.split("/")[0],
             )
             for r in desired.routers
             if r.external_network_id in nets
@@ -342,18 +355,31 @@ class NetworkStep:
                 rules.setdefault(f.external_network_id, set()).add(
                     (bridge_name(f.network_id), f"{f.fixed_ip_address}/32")
                 )
+        # IPv6 (NAT66): what a router's interface networks send, when it has an IPv6 address there.
+        rules6: dict[str, set[tuple[str, str]]] = {}
+        for r in desired.routers:
+            if r.gateway_address6 and r.external_gateway_ip6:
+                for nid in r.interface_network_ids:
+                    if nid in nets:
+                        rules6.setdefault(r.external_network_id, set()).add((bridge_name(nid), "all"))
         tables: list[routes.Table] = []
-        for ext_id, wanted in sorted(rules.items()):
-            ext = nets.get(ext_id)
-            if ext is None or ext.external_routable:
-                continue  # host-local: the host's own routes are the way out
-            br = bridge_name(ext_id)
-            v4 = [sub for sub in ext.subnets if sub.ip_version == 4]
-            table_routes = {(str(ipaddress.ip_network(sub.cidr, strict=False)), "", br) for sub in v4}
-            table_routes |= {("default", sub.gateway_ip, br) for sub in v4[:1] if sub.gateway_ip}
-            tables.append(
-                routes.Table(routes.table_id(self.owner, ext_id), frozenset(table_routes), frozenset(wanted))
-            )
+        for family, by_ext in ((4, rules), (6, rules6)):
+            for ext_id, wanted in sorted(by_ext.items()):
+                ext = nets.get(ext_id)
+                if ext is None or ext.external_routable:
+                    continue  # host-local: the host's own routes are the way out
+                br = bridge_name(ext_id)
+                subs = [sub for sub in ext.subnets if sub.ip_version == family]
+                table_routes = {(str(ipaddress.ip_network(sub.cidr, strict=False)), "", br) for sub in subs}
+                table_routes |= {("default", sub.gateway_ip, br) for sub in subs[:1] if sub.gateway_ip}
+                tables.append(
+                    routes.Table(
+                        routes.table_id(self.owner, ext_id),
+                        frozenset(table_routes),
+                        frozenset(wanted),
+                        family,
+                    )
+                )
         ids = sorted({t.id for t in tables})
         recorded = owned.get("route_tables", [])
         if set(ids) - set(recorded):
@@ -361,6 +387,8 @@ class NetworkStep:
             self._save(owned)  # before making them
         for t in tables:
             routes.ensure(t)
+        for t_id in sorted(set(ids) - {t.id for t in tables if t.family == 6}):
+            routes.remove(t_id, 6)  # a router's IPv6 egress went, its IPv4 stays
         stale = sorted(set(owned.get("route_tables", [])) - set(ids))
         for t_id in stale:
             routes.remove(t_id)
@@ -396,3 +424,10 @@ def _enable_forwarding() -> None:
     """Routing for outbound NAT. Turned on, never off: other things on the
     host may rely on it."""
     links.ensure_sysctl(Path("/proc/sys/net/ipv4/ip_forward"), "1")
+
+
+def _enable_forwarding6() -> None:
+    """IPv6 routing for a router's IPv6 subnets (NAT66). Host-wide, as IPv4's:
+    with it on, the host takes router advertisements only on interfaces whose
+    accept_ra is 2; turned on, never off."""
+    links.ensure_sysctl(Path("/proc/sys/net/ipv6/conf/all/forwarding"), "1")

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from controller.auth.principal import Principal
+from controller.db import networks as store
+from controller.db.models import Instance
 from controller.domain.extensions import CreateBind
 from controller.domain.networks.changes import NodeChanges
 from controller.domain.networks.floating_ips import FloatingIps
@@ -16,6 +18,7 @@ from controller.domain.networks.ports import Ports
 from controller.domain.networks.projection import NodeProjection
 from controller.domain.networks.routers import Routers
 from controller.domain.networks.security_groups import SecurityGroups
+from controller.domain.networks.snat import Snat
 from controller.domain.networks.topology import Topology
 from controller.domain.nodes import Nodes
 from controller.domain.quotas import Quotas
@@ -27,12 +30,13 @@ class Networks:
 
     def __init__(self, nodes: Nodes, quotas: Quotas, dns_domain: str = "kumo") -> None:
         self.nodes = nodes
-        changes = NodeChanges(nodes.registry)
+        changes = self.changes = NodeChanges(nodes.registry)
         ipam = Ipam()
         self.topology = Topology(changes, ipam, quotas)
         self.groups = SecurityGroups(changes, quotas)
         self.ports = Ports(changes, ipam, self.topology, self.groups, quotas)
-        self.routers = Routers(changes, self.topology, self.ports)
+        self.snat = Snat(self.ports)
+        self.routers = Routers(changes, self.topology, self.ports, self.snat)
         self.floating_ips = FloatingIps(changes, self.topology, self.ports, self.routers, quotas)
         self.projection = NodeProjection(nodes.registry, changes, dns_domain)
 
@@ -67,7 +71,6 @@ class Networks:
         self.create_port = self.ports.create_port
         self.update_port = self.ports.update_port
         self.delete_port = self.ports.delete_port
-        self.instance_gone = self.ports.instance_gone
         self.nics = self.ports.nics
         # Routers and floating IPs
         self.get_router = self.routers.get_router
@@ -92,8 +95,24 @@ class Networks:
     # As an InstanceExtension (domain/extensions.py)
 
     def prepare_create(self, caller: Principal, options: Mapping[str, Any]) -> CreateBind | None:
-        """The NICs of a create."""
-        return self.ports.prepare_nics(caller, options)
+        """The NICs of a create, and the SNAT address its node may now need."""
+        bind = self.ports.prepare_nics(caller, options)
+        if bind is None:
+            return None
+
+        def bind_and_snat(row: Instance) -> set[str]:
+            nodes = bind(row)
+            nets = {p.network_id for p in store.ports_of_instances([row.id]).get(row.id, [])}
+            return nodes | self.changes.bump(self.snat.for_networks(nets))
+
+        return bind_and_snat
+
+    def instance_gone(self, row: Instance) -> set[str]:
+        """As an InstanceExtension: its ports go, and the SNAT address its node
+        no longer needs."""
+        nets = {p.network_id for p in store.ports_of_instances([row.id]).get(row.id, [])}
+        nodes = self.ports.instance_gone(row)
+        return nodes | self.changes.bump(self.snat.for_networks(nets))
 
     def may_read_blob(self, node_id: str, sha256: str) -> bool:
         return False  # ports use no image blobs

@@ -59,12 +59,13 @@ def device_port(port: Port) -> None:
         )
 
 
-def no_nics_on(net: Network) -> None:
-    """NICs on provider (FLAT/VLAN) networks, bridged guests, are designed
-    (docs/networks.md) but the node does not build them yet."""
-    if net.network_type in (FLAT, VLAN):
+def no_nics_on(caller: Principal, net: Network) -> None:
+    """NICs on a provider (FLAT/VLAN) network are bridged guests on the LAN:
+    admins may make them, and every project on a `shared` one (as Neutron's
+    provider networks); other projects only see the network."""
+    if net.network_type in (FLAT, VLAN) and not (caller.is_admin or net.shared):
         raise FailedPrecondition(
-            f"network {net.name!r} is a provider network; ports on it (bridged guests) are not supported yet",
+            f"network {net.name!r} is a provider network; only admins put ports on it unless it is shared",
             reason="NETWORK_EXTERNAL",
         )
 
@@ -173,7 +174,7 @@ class Ports:
         request_key: RequestKey,
     ) -> Port:
         net = self.topology.get_network(caller, network_id)
-        no_nics_on(net)
+        no_nics_on(caller, net)
         fixed = self._plan_fixed_ips(net, fixed_ips)
         self.groups.check_refs(caller, group_refs)
 
@@ -249,7 +250,7 @@ class Ports:
                 plans.append(_NicPlan(port=port))
             else:
                 net = self.topology.find_network(caller, req.network)
-                no_nics_on(net)
+                no_nics_on(caller, net)
                 fixed = self._plan_fixed_ips(net, [("", req.fixed_ip)]) if req.fixed_ip else []
                 for sub, ip in fixed:
                     if store.is_allocated(sub, ip):

@@ -17,12 +17,9 @@ from controller.domain.networks.addresses import SLAAC
 from controller.domain.networks.changes import NodeChanges
 from controller.domain.networks.dns import NamedPort, assign_names, network_domain
 from controller.domain.networks.routers import prefix_of
+from controller.domain.networks.snat import NOT_RUNNING, snat_nodes
 from controller.domain.node_registry import NodeRegistry, tunnel_host, tunnel_ip
-from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import node_agent_pb2 as npb
-
-# The node runs no guest of an instance in these states, so none of its ports.
-NOT_RUNNING = (cpb.INSTANCE_STATE_DELETING, cpb.INSTANCE_STATE_ERROR)
 
 
 class NodeProjection:
@@ -151,18 +148,19 @@ class NodeProjection:
     def _routes(
         node_id: str, port_ids: list[str], net_ids: set[str], state: npb.NodeDesiredState
     ) -> set[str]:
-        """The floating IPs of the node's ports, and the routers whose SNAT
-        this node does: one node per router, the first (by id) of those
-        running guests on its subnets. The external networks they need."""
+        """The floating IPs of the node's ports, and the routers of its
+        networks with this node's SNAT address for each (distributed: see
+        snat.py; the first node uses the router's own). The external networks
+        they need."""
         external: set[str] = set()
-        gateways: dict[str, str] = {}  # address port id -> "address/prefix"
+        gateways: dict[tuple[str, int], str] = {}  # (address port id, IP version) -> "address/prefix"
 
-        def with_prefix(port_id: str) -> str:
-            if port_id not in gateways:
-                subnet_id, ip = router_store.port_address(port_id)
+        def with_prefix(port_id: str, version: int = 4) -> str:
+            if (port_id, version) not in gateways:
+                subnet_id, ip = router_store.port_address(port_id, version)
                 sub = store.get_subnet(subnet_id) if subnet_id else None
-                gateways[port_id] = f"{ip}/{prefix_of(sub.cidr)}" if sub is not None else ""
-            return gateways[port_id]
+                gateways[port_id, version] = f"{ip}/{prefix_of(sub.cidr)}" if sub is not None else ""
+            return gateways[port_id, version]
 
         for f in router_store.floating_ips_of_ports(port_ids):
             port = store.get_port(f.port_id)
@@ -180,16 +178,23 @@ class NodeProjection:
             )
             external.add(f.network_id)
         router_ids = router_store.routers_of_networks(net_ids)
-        snat_nodes = router_store.nodes_of_routers(router_ids, NOT_RUNNING)
+        running = router_store.nodes_of_routers(router_ids, NOT_RUNNING)
         interfaces = router_store.interfaces_of(router_ids)
+        own = router_store.snat_ports(router_ids)
         for r in router_store.routers_by_id(router_ids):
-            if not r.gateway_port_id or min(snat_nodes.get(r.id, {node_id})) != node_id:
+            if not r.gateway_port_id:
                 continue
+            if node_id in snat_nodes(running.get(r.id, {node_id})):
+                address_port = own.get(r.id, {}).get(node_id, "")
+            else:
+                address_port = r.gateway_port_id
             gw = store.get_port(r.gateway_port_id)
-            address = with_prefix(r.gateway_port_id)
+            address = with_prefix(address_port) if address_port else ""
             if gw is None or not address:
                 continue
-            ext_gw = [s.gateway_ip for s in store.subnets_of([gw.network_id]) if s.ip_version == 4]
+            ext_subnets = store.subnets_of([gw.network_id])
+            ext_gw = [s.gateway_ip for s in ext_subnets if s.ip_version == 4]
+            ext_gw6 = [s.gateway_ip for s in ext_subnets if s.ip_version == 6 and s.gateway_ip]
             subs = interfaces.get(r.id, [])
             state.routers.append(
                 npb.DesiredRouter(
@@ -199,6 +204,8 @@ class NodeProjection:
                     external_gateway_ip=ext_gw[0] if ext_gw else "",
                     interface_cidrs=[s.cidr for s in subs],
                     interface_network_ids=sorted({s.network_id for s in subs}),
+                    gateway_address6=with_prefix(address_port, 6),
+                    external_gateway_ip6=ext_gw6[0] if ext_gw6 else "",
                 )
             )
             external.add(gw.network_id)

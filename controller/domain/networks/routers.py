@@ -19,8 +19,9 @@ from controller.domain.idempotency import RequestKey, idempotent_create
 from controller.domain.networks.addresses import check_no_overlap
 from controller.domain.networks.changes import NodeChanges
 from controller.domain.networks.ports import Ports
+from controller.domain.networks.snat import Snat
 from controller.domain.networks.topology import Topology
-from controller.errors import AlreadyExists, FailedPrecondition, InvalidArgument, not_found
+from controller.errors import AlreadyExists, FailedPrecondition, not_found
 
 GATEWAY = "router_gateway"
 
@@ -34,10 +35,11 @@ def external_network(net: Network) -> Network:
 
 
 class Routers:
-    def __init__(self, changes: NodeChanges, topology: Topology, ports: Ports) -> None:
+    def __init__(self, changes: NodeChanges, topology: Topology, ports: Ports, snat: Snat) -> None:
         self.changes = changes
         self.topology = topology
         self.ports = ports
+        self.snat = snat
 
     def get_router(self, caller: Principal, router_id: str) -> Router:
         row = router_store.get_router(router_id)
@@ -81,7 +83,8 @@ class Routers:
         return store.nodes_with_ports(network_ids=nets)
 
     def _set_gateway(self, caller: Principal, row: Router, network_id: str) -> None:
-        """Inside the write transaction: the gateway port on the network ("" clears it)."""
+        """Inside the write transaction: the gateway port on the network ("" clears
+        it), and the nodes' SNAT addresses on it."""
         old = store.get_port(row.gateway_port_id) if row.gateway_port_id else None
         if old is not None and old.network_id == network_id:
             return
@@ -102,6 +105,7 @@ class Routers:
                 row.project_id, net, [], [], device_owner=GATEWAY, device_id=row.id
             ).id
         router_store.update_router(row.id, {"gateway_port": port_id}, clock.now())
+        self.snat.sync([row.id])
         if old is not None:
             store.delete_port(old.id)
 
@@ -178,8 +182,6 @@ class Routers:
         with write_transaction():
             row = self._locked(caller, router_id)
             sub = self._interface_subnet(caller, row, subnet_id)
-            if sub.ip_version != 4:
-                raise InvalidArgument("subnet_id: only IPv4 subnets can be on a router for now")
             if not sub.gateway_ip:
                 raise FailedPrecondition(
                     f"subnet {sub.name!r} has no gateway address for the router", reason="SUBNET_NO_GATEWAY"
@@ -189,7 +191,9 @@ class Routers:
             check_no_overlap(sub.cidr, router_store.interfaces_of([row.id]).get(row.id, []))
             if not router_store.add_interface(row.id, sub.id):
                 raise AlreadyExists(f"subnet {sub.name!r} is already on a router", reason="SUBNET_ON_ROUTER")
-            nodes = self.changes.bump(store.nodes_with_ports(network_ids=[sub.network_id]))
+            # The router's first node may change: every node of the router hears.
+            self.snat.sync([row.id])
+            nodes = self.changes.bump(self._nodes(row.id))
         self.changes.notify(nodes)
         return self.get_router(caller, router_id)
 
@@ -205,7 +209,10 @@ class Routers:
                     reason="ROUTER_INTERFACE_IN_USE",
                 )
             router_store.remove_interface(row.id, sub.id)
-            nodes = self.changes.bump(store.nodes_with_ports(network_ids=[sub.network_id]))
+            self.snat.sync([row.id])
+            nodes = self.changes.bump(
+                self._nodes(row.id) | store.nodes_with_ports(network_ids=[sub.network_id])
+            )
         self.changes.notify(nodes)
         return self.get_router(caller, router_id)
 

@@ -253,20 +253,24 @@ class NodeDesiredState(_message.Message):
     def __init__(self, enabled: _Optional[bool] = ..., rotate_certificate: _Optional[bool] = ..., instances: _Optional[_Iterable[_Union[DesiredInstance, _Mapping]]] = ..., networks: _Optional[_Iterable[_Union[DesiredNetwork, _Mapping]]] = ..., ports: _Optional[_Iterable[_Union[DesiredPort, _Mapping]]] = ..., security_groups: _Optional[_Iterable[_Union[DesiredSecurityGroup, _Mapping]]] = ..., volumes: _Optional[_Iterable[_Union[DesiredVolume, _Mapping]]] = ..., routers: _Optional[_Iterable[_Union[DesiredRouter, _Mapping]]] = ..., floating_ips: _Optional[_Iterable[_Union[DesiredFloatingIp, _Mapping]]] = ...) -> None: ...
 
 class DesiredRouter(_message.Message):
-    __slots__ = ("id", "external_network_id", "gateway_address", "external_gateway_ip", "interface_cidrs", "interface_network_ids")
+    __slots__ = ("id", "external_network_id", "gateway_address", "external_gateway_ip", "interface_cidrs", "interface_network_ids", "gateway_address6", "external_gateway_ip6")
     ID_FIELD_NUMBER: _ClassVar[int]
     EXTERNAL_NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
     GATEWAY_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     EXTERNAL_GATEWAY_IP_FIELD_NUMBER: _ClassVar[int]
     INTERFACE_CIDRS_FIELD_NUMBER: _ClassVar[int]
     INTERFACE_NETWORK_IDS_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_ADDRESS6_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_GATEWAY_IP6_FIELD_NUMBER: _ClassVar[int]
     id: str
     external_network_id: str
     gateway_address: str
     external_gateway_ip: str
     interface_cidrs: _containers.RepeatedScalarFieldContainer[str]
     interface_network_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., external_network_id: _Optional[str] = ..., gateway_address: _Optional[str] = ..., external_gateway_ip: _Optional[str] = ..., interface_cidrs: _Optional[_Iterable[str]] = ..., interface_network_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    gateway_address6: str
+    external_gateway_ip6: str
+    def __init__(self, id: _Optional[str] = ..., external_network_id: _Optional[str] = ..., gateway_address: _Optional[str] = ..., external_gateway_ip: _Optional[str] = ..., interface_cidrs: _Optional[_Iterable[str]] = ..., interface_network_ids: _Optional[_Iterable[str]] = ..., gateway_address6: _Optional[str] = ..., external_gateway_ip6: _Optional[str] = ...) -> None: ...
 
 class DesiredFloatingIp(_message.Message):
     __slots__ = ("id", "external_network_id", "floating_address", "fixed_ip_address", "port_id", "network_id")
