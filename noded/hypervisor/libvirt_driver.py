@@ -289,6 +289,19 @@ class LibvirtDriver(HypervisorDriver):
 
         self._call(define)
 
+    def redefine_guest(self, spec: GuestSpec) -> None:
+        xml = domain_xml(replace(spec, virt_type=self.virt_type, owner=self.owner))
+
+        def redefine(conn: libvirt.virConnect) -> None:
+            if self._must(conn, spec.instance_id).isActive():
+                raise DriverError("a running guest cannot be redefined")
+            try:
+                conn.defineXML(xml)  # same name and uuid: replaces the definition
+            except libvirt.libvirtError as exc:
+                raise DriverError(f"libvirt refused the new definition: {exc.get_error_message()}") from None
+
+        self._call(redefine)
+
     def start_guest(self, instance_id: str) -> None:
         def start(conn: libvirt.virConnect) -> None:
             dom = self._must(conn, instance_id)
