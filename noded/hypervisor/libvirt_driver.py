@@ -281,7 +281,14 @@ class LibvirtDriver(HypervisorDriver):
         xml = domain_xml(replace(spec, virt_type=self.virt_type, owner=self.owner))
 
         def define(conn: libvirt.virConnect) -> None:
-            if self._domain(conn, spec.instance_id) is None:
+            dom = self._domain(conn, spec.instance_id)
+            if dom is not None and not self._owned(dom):
+                # Several node daemons on one libvirt (tests): the guest's old
+                # node has not let it go yet (a move); the next pass retries.
+                raise DriverError(
+                    f"domain {domain_name(spec.instance_id)} still belongs to another node daemon"
+                )
+            if dom is None:
                 try:
                     conn.defineXML(xml)
                 except libvirt.libvirtError as exc:
