@@ -6,6 +6,7 @@ simulated. Real guests and disk content: tests/test_moves_e2e.py."""
 from __future__ import annotations
 
 import collections
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from kumo.v1 import compute_pb2_grpc, node_pb2
 from kumo.v1 import event_pb2 as epb
 from kumo.v1 import identity_pb2 as idpb
 from tests.cloudutil import fake_cloud, make_flavor
-from tests.harness import Client, error_reason, race, rpc_error, two_tenants
+from tests.harness import Client, error_reason, race, rpc_error, run_cli, two_tenants
 from tests.nodeutil import wait_for
 from tests.test_quotas import set_quota
 
@@ -335,3 +336,32 @@ def test_resizes_racing_creates_never_overcommit(cloud: dict) -> None:
     assert counts["create:ok"] * 1024 + counts["resize:ok"] * 2048 <= 4096, counts
     assert counts["create:ok"] + counts["resize:ok"] >= 2, counts
     delete_all(admin)
+
+
+def test_cli_migrate_and_resize(cloud: dict) -> None:
+    c = cloud["c"]
+    alice = cloud["alice"]
+    inst = create(alice, cloud, "cli-mv")
+    admin_env = {"KUMO_ENDPOINT": c.ctl.endpoint, "KUMO_CA_FILE": c.ctl.ca_file, "KUMO_TOKEN": c.admin.token}
+    env = {**admin_env, "KUMO_TOKEN": alice.token}
+    out = run_cli(["server", "migrate", inst.id, "--wait", "-o", "json"], admin_env)
+    assert out.returncode == 0, out.stderr
+    moved = json.loads(out.stdout)
+    assert moved["state"] == "active" and moved["node_id"] != inst.node_id, moved
+    out = run_cli(["server", "migrate", "cli-mv"], env)  # a member may not
+    assert out.returncode != 0 and "admin" in out.stderr.lower() + out.stdout.lower(), out.stderr
+    out = run_cli(["server", "resize", "cli-mv", "m.2g", "--wait", "-o", "json"], env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["state"] == "verify_resize"
+    out = run_cli(["server", "resize", "revert", "cli-mv", "--wait", "-o", "json"], env)
+    assert out.returncode == 0, out.stderr
+    assert (json.loads(out.stdout)["state"], json.loads(out.stdout)["ram_mb"]) == ("active", 1024)
+    run_cli(["server", "resize", "cli-mv", "m.2g", "--wait"], env)
+    out = run_cli(["server", "resize", "confirm", "cli-mv", "-o", "json"], env)
+    assert out.returncode == 0, out.stderr
+    assert (json.loads(out.stdout)["state"], json.loads(out.stdout)["ram_mb"]) == ("active", 2048)
+    out = run_cli(["server", "resize", "confirm", "cli-mv"], env)
+    assert out.returncode != 0 and "verify_resize" not in out.stderr and "cannot confirm" in out.stderr, (
+        out.stderr
+    )
+    delete_all(c.admin)

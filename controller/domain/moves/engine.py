@@ -319,8 +319,8 @@ class MoveEngine:
             self.images.drop_blob(sha)
         for move in store.all_moves():
             row = instance_store.get_instance(move.instance_id)
-            if row is None or move.phase == VERIFY:
-                continue
+            if row is None or move.phase == VERIFY or row.state not in (MIGRATING, RESIZING):
+                continue  # waiting for the user, or being deleted (the delete frees the move)
             live = self.registry.snapshot(row.node_id)
             guest = next((g for g in live.guests if g.instance_id == row.id), None) if live else None
             if (
