@@ -365,3 +365,27 @@ def test_cli_migrate_and_resize(cloud: dict) -> None:
         out.stderr
     )
     delete_all(c.admin)
+
+
+def test_a_move_survives_its_source_node_restarting(cloud: dict) -> None:
+    """The source is away when the migration starts: the move waits (its
+    claims held), and goes on from the database once the node is back."""
+    c, admin, alice = cloud["c"], cloud["admin"], cloud["alice"]
+    inst = create(alice, cloud, "mv-restart")
+    proc = next(p for p in c.procs if p.state_dir == c.node_states[inst.node_id])
+    proc.stop()
+    try:
+        wait_for(
+            lambda: not admin.nodes.GetNode(node_pb2.GetNodeRequest(id=inst.node_id)).connected, what="away"
+        )
+        moving = compute(admin).MigrateInstance(pb.MigrateInstanceRequest(name=inst.id))
+        assert moving.state == pb.INSTANCE_STATE_MIGRATING
+        held = claims(cloud)
+        assert all(held[n][1] >= 1024 for n in c.node_states), held  # source and target both claimed
+        assert get(admin, inst.id).state == pb.INSTANCE_STATE_MIGRATING  # nothing moves without the source
+    finally:
+        proc.start()
+    done = wait_state(alice, inst.id, pb.INSTANCE_STATE_ACTIVE, timeout=60)
+    assert done.node_id != inst.node_id
+    assert claims(cloud)[inst.node_id][1] == 0
+    delete_all(admin)
