@@ -18,6 +18,7 @@ from kumo.v1 import compute_pb2 as pb
 from kumo.v1 import compute_pb2_grpc, node_pb2
 from kumo.v1 import event_pb2 as epb
 from kumo.v1 import identity_pb2 as idpb
+from kumo.v1 import volume_pb2 as vpb
 from tests.cloudutil import fake_cloud, make_flavor
 from tests.harness import Client, error_reason, race, rpc_error, run_cli, two_tenants
 from tests.nodeutil import wait_for
@@ -389,3 +390,42 @@ def test_a_move_survives_its_source_node_restarting(cloud: dict) -> None:
     assert done.node_id != inst.node_id
     assert claims(cloud)[inst.node_id][1] == 0
     delete_all(admin)
+
+
+def test_a_node_local_volume_keeps_its_server_from_moving(cloud: dict) -> None:
+    admin, alice = cloud["admin"], cloud["alice"]
+    vol = alice.volumes.CreateVolume(
+        vpb.CreateVolumeRequest(
+            volume=vpb.Volume(name="mv-boot", size_gb=1, source_image_id=cloud["image"].id)
+        )
+    )
+    wait_for(
+        lambda: alice.volumes.GetVolume(vpb.GetVolumeRequest(id=vol.id)).state == vpb.VOLUME_STATE_AVAILABLE,
+        what="volume available",
+    )
+    inst = compute(alice).CreateInstance(
+        pb.CreateInstanceRequest(name="mv-bfv", boot_volume=vol.id, flavor="m.disk0")
+    )
+    inst = wait_state(alice, inst.id, pb.INSTANCE_STATE_ACTIVE)
+    err = rpc_error(compute(admin).MigrateInstance, pb.MigrateInstanceRequest(name=inst.id))
+    assert (err.code(), error_reason(err)) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "INSTANCE_HAS_LOCAL_VOLUMES",
+    )
+    assert "mv-boot" in err.details()
+    # Its flavor still changes on its own node (no disk of its own: disk_gb stays 0).
+    compute(alice).ResizeInstance(pb.ResizeInstanceRequest(name=inst.id, flavor="m.2g"))
+    v = wait_state(alice, inst.id, pb.INSTANCE_STATE_VERIFY_RESIZE)
+    assert (v.node_id, v.ram_mb, v.disk_gb) == (inst.node_id, 2048, 0)
+    compute(alice).ConfirmResize(pb.ConfirmResizeRequest(name=inst.id))
+    delete_all(admin)
+
+    def volume_deleted() -> bool:  # once the volume sync has freed it from its instance
+        try:
+            alice.volumes.DeleteVolume(vpb.DeleteVolumeRequest(id=vol.id))
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.FAILED_PRECONDITION, exc.details()
+            return False
+        return True
+
+    wait_for(volume_deleted, what="boot volume deleted")
