@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from controller.db.instances import ensure_usage_row
-from controller.db.models import InstanceMove, NodeUsage
+from controller.db.models import Instance, InstanceMove, NodeUsage
 
 
 def get_move(instance_id: str) -> InstanceMove | None:
@@ -42,8 +42,14 @@ def moves_touching(node_id: str) -> list[InstanceMove]:
     )
 
 
-def moves_with_disk(sha256: str) -> int:
-    return InstanceMove.select().where(InstanceMove.disk_sha256 == sha256).count()
+def node_may_read_disk(node_id: str, sha256: str) -> bool:
+    """Whether a move's disk blob belongs to an instance now on the node."""
+    query = (
+        InstanceMove.select(InstanceMove.id)
+        .join(Instance, on=(Instance.id == InstanceMove.instance_id))
+        .where((InstanceMove.disk_sha256 == sha256) & (Instance.node == node_id))
+    )
+    return query.exists()
 
 
 def claim_growth(
@@ -53,18 +59,21 @@ def claim_growth(
     only if the result still fits under `caps`: one conditional UPDATE, so a
     racing create or resize for the same room cannot both fit."""
     ensure_usage_row(node_id)
+    cond = NodeUsage.node == node_id
+    for column, delta, cap in (
+        (NodeUsage.vcpus_used, vcpus, caps[0]),
+        (NodeUsage.ram_mb_used, ram_mb, caps[1]),
+        (NodeUsage.disk_gb_used, disk_gb, caps[2]),
+    ):
+        if delta > 0:  # what shrinks always fits
+            cond &= column + delta <= cap
     n = (
         NodeUsage.update(
             vcpus_used=NodeUsage.vcpus_used + vcpus,
             ram_mb_used=NodeUsage.ram_mb_used + ram_mb,
             disk_gb_used=NodeUsage.disk_gb_used + disk_gb,
         )
-        .where(
-            (NodeUsage.node == node_id)
-            & ((vcpus <= 0) | (NodeUsage.vcpus_used + vcpus <= caps[0]))
-            & ((ram_mb <= 0) | (NodeUsage.ram_mb_used + ram_mb <= caps[1]))
-            & ((disk_gb <= 0) | (NodeUsage.disk_gb_used + disk_gb <= caps[2]))
-        )
+        .where(cond)
         .execute()
     )
     return n == 1

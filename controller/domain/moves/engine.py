@@ -298,11 +298,8 @@ class MoveEngine:
         return {move.extra_node_id} - {row.node_id}
 
     def may_read_blob(self, node_id: str, sha256: str) -> bool:
-        move = InstanceMove.get_or_none(InstanceMove.disk_sha256 == sha256)
-        if move is None:
-            return False
-        row = instance_store.get_instance(move.instance_id)
-        return row is not None and row.node_id == node_id
+        """A move's disk, for the node its instance is on now."""
+        return store.node_may_read_disk(node_id, sha256)
 
     # Sync: what nodes report -> the next phase
 
