@@ -6,10 +6,12 @@ simulated. Real guests and disk content: tests/test_moves_e2e.py."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import sqlite3
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -32,8 +34,10 @@ def compute(client: Client):  # type: ignore[no-untyped-def]
     return client.stub(compute_pb2_grpc.ComputeServiceStub)
 
 
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+@contextlib.contextmanager
+def start_cloud(base: Path, db_url: str = "") -> Iterator[dict]:
+    """Two fake nodes, the flavors the tests use, two tenants; on SQLite, or
+    on the PostgreSQL database `db_url`."""
     env = {
         "KUMO_NODE_HEARTBEAT_SECONDS": "0.5",
         "KUMO_INSTANCE_SYNC_SECONDS": "0.2",
@@ -41,7 +45,8 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         "KUMO_QUOTA_VCPUS": "1000",
         "KUMO_QUOTA_RAM_MB": "10000000",
     }
-    with fake_cloud(tmp_path_factory.mktemp("moves"), NODES, "mv", env) as c:
+    extra = ["--database-url", db_url] if db_url else []
+    with fake_cloud(base, NODES, "mv", env, extra_args=extra) as c:
         image = c.public_image("tiny")
         for name, vcpus, ram, disk in (
             ("m.1g", 1, 1024, 1),
@@ -49,11 +54,17 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             ("m.3g", 2, 3072, 2),
             ("m.big", 2, 8192, 2),
             ("m.disk0", 1, 1024, 0),
+            ("m.2g-disk2", 1, 2048, 2),
         ):
             make_flavor(c.admin, name, vcpus, ram, disk)
-        make_flavor(c.admin, "m.2g-disk2", 1, 2048, 2)
         tenants = two_tenants(c.ctl, c.admin, "mv")
-        yield {"c": c, "admin": c.admin, "image": image, **tenants}
+        yield {"c": c, "admin": c.admin, "image": image, "db_url": db_url, **tenants}
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    with start_cloud(tmp_path_factory.mktemp("moves")) as c:
+        yield c
 
 
 def create(client: Client, cloud: dict, name: str, flavor: str = "m.1g") -> pb.Instance:
@@ -77,14 +88,20 @@ def wait_state(client: Client, instance_id: str, state: int, timeout: float = 30
 
 def claims(cloud: dict) -> dict[str, tuple[int, int, int, int]]:
     """node id -> (vcpus, ram, disk, instances) claimed, from the controller's database."""
-    db = sqlite3.connect(f"file:{cloud['c'].ctl.data_dir / 'kumo.db'}?mode=ro", uri=True)
+    query = "SELECT node_id, vcpus_used, ram_mb_used, disk_gb_used, instances FROM node_usage"
+    if cloud["db_url"]:
+        import psycopg2
+
+        db = psycopg2.connect(cloud["db_url"])
+    else:
+        db = sqlite3.connect(f"file:{cloud['c'].ctl.data_dir / 'kumo.db'}?mode=ro", uri=True)
     try:
-        rows = db.execute(
-            "SELECT node_id, vcpus_used, ram_mb_used, disk_gb_used, instances FROM node_usage"
-        ).fetchall()
+        cur = db.cursor()
+        cur.execute(query)
+        rows = cur.fetchall()
     finally:
         db.close()
-    return {r[0]: tuple(r[1:]) for r in rows}
+    return {r[0]: tuple(int(x) for x in r[1:]) for r in rows}
 
 
 def delete_all(client: Client) -> None:

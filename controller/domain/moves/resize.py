@@ -58,12 +58,13 @@ class Resizes:
         new = Sizes(flavor.vcpus, flavor.ram_mb, disk_gb)
         growth = new.minus(old)
 
-        def charge() -> None:
+        def charge() -> None:  # lock order: project, node usage, node (as creates)
             image_store.lock_project(row.project_id)
             self.quotas.charge(row.project_id, growth_quota(old, new), caller.project_name)
 
         caps = self._caps(row.node_id)
         with write_transaction():  # nothing is written here unless the growth fits on the node
+            image_store.lock_project(row.project_id)
             here = caps is not None and store.claim_growth(
                 row.node_id, growth.vcpus, growth.ram_mb, growth.disk_gb, caps
             )
