@@ -135,7 +135,7 @@ def test_cold_migration_moves_claims_and_keeps_power(cloud: dict) -> None:
     assert after[inst.node_id][1] == before[inst.node_id][1] - 1024  # the source's claim freed
     assert after[done.node_id][1] == before.get(done.node_id, (0, 0, 0, 0))[1] + 1024
     assert done.power_state == pb.POWER_STATE_RUNNING
-    assert {"migrate", "move", "migrated"} <= set(actions(admin, inst.id))
+    assert {"migrate", "migrate_started", "moved", "migrated"} <= set(actions(admin, inst.id))
 
     # A stopped server moves stopped, to the node the admin names (by name).
     compute(alice).StopInstance(pb.StopInstanceRequest(id=inst.id))
@@ -223,7 +223,9 @@ def test_resize_on_the_same_node_confirm_and_revert(cloud: dict) -> None:
     assert (back.vcpus, back.ram_mb, back.disk_gb, back.node_id) == (1, 2048, 2, inst.node_id)
     assert claims(cloud)[inst.node_id][1] == before[1] + 1024
     names = actions(alice, inst.id)
-    assert {"resize", "resize_confirmed", "revert_resize", "resize_reverted"} <= set(names), names
+    assert {"resize_started", "resized", "resize_confirmed", "resize_reverting", "resize_reverted"} <= set(
+        names
+    )
     delete_all(admin)
 
 

@@ -165,7 +165,7 @@ class MoveEngine:
         )
         node_store.bump_desired_revision(row.node_id, now)
         where = "on its node" if target == row.node_id else f"to node {target}"
-        self._event(row, kind, f"{kind} {where} started: stopping the guest", Cause.of(caller))
+        self._event(row, f"{kind}_started", f"{kind} {where} started: stopping the guest", Cause.of(caller))
         log.info("move started", extra={"instance": row.id, "move": move.id, "kind": kind, "target": target})
         return row
 
@@ -370,7 +370,9 @@ class MoveEngine:
             for node_id in {source, target, *others}:
                 node_store.bump_desired_revision(node_id, now)
             where = f"moved to node {target}" if source != target else "new sizes applied on its node"
-            self._event(row, "move", f"guest stopped; {where}, starting there" if move.was_running else where)
+            self._event(
+                row, "moved", f"guest stopped; {where}, starting there" if move.was_running else where
+            )
         for node_id in {source, target, *others}:
             self.registry.notify_threadsafe(node_id)
         return 1
@@ -382,7 +384,7 @@ class MoveEngine:
                 if store.update_move_if(move.id, ARRIVING, {"phase": VERIFY}, now) != 1:
                     return 0
                 instance_store.update_instance(row.id, {"state": VERIFY_RESIZE}, now)
-                self._event(row, "resize", "resized: confirm or revert the resize")
+                self._event(row, "resized", "resized: confirm or revert the resize")
             return 1
         with write_transaction():
             current = store.get_move(row.id)
