@@ -46,7 +46,8 @@ def start_cloud(base: Path, db_url: str = "") -> Iterator[dict]:
         "KUMO_QUOTA_RAM_MB": "10000000",
     }
     extra = ["--database-url", db_url] if db_url else []
-    with fake_cloud(base, NODES, "mv", env, extra_args=extra) as c:
+    shared = ["--shared-fs-dir", str(base / "shared-fs")]  # both nodes mount it
+    with fake_cloud(base, NODES, "mv", env, extra_args=extra, node_args=shared) as c:
         image = c.public_image("tiny")
         for name, vcpus, ram, disk in (
             ("m.1g", 1, 1024, 1),
@@ -448,3 +449,42 @@ def test_a_node_local_volume_keeps_its_server_from_moving(cloud: dict) -> None:
         return True
 
     wait_for(volume_deleted, what="boot volume deleted")
+
+
+def test_shared_volumes_follow_a_migration(cloud: dict) -> None:
+    """Booted from a shared-fs volume with another attached: nothing is
+    copied, both volumes are worked on by the new node, still in use."""
+    admin, alice = cloud["admin"], cloud["alice"]
+    t = alice.volumes  # volume types are made by admins
+    vtype = admin.volumes.CreateVolumeType(
+        vpb.CreateVolumeTypeRequest(volume_type=vpb.VolumeType(name="mv-nfs", backend="shared-fs"))
+    )
+    boot = t.CreateVolume(
+        vpb.CreateVolumeRequest(volume=vpb.Volume(name="mv-sboot", size_gb=1, volume_type_id=vtype.id))
+    )
+    data = t.CreateVolume(
+        vpb.CreateVolumeRequest(volume=vpb.Volume(name="mv-sdata", size_gb=1, volume_type_id=vtype.id))
+    )
+    for vol in (boot, data):
+        wait_for(
+            lambda v=vol: t.GetVolume(vpb.GetVolumeRequest(id=v.id)).state == vpb.VOLUME_STATE_AVAILABLE,
+            timeout=60,
+            what=f"volume {vol.name} available",
+        )
+    inst = compute(alice).CreateInstance(
+        pb.CreateInstanceRequest(name="mv-shared", boot_volume=boot.id, flavor="m.disk0")
+    )
+    inst = wait_state(alice, inst.id, pb.INSTANCE_STATE_ACTIVE)
+    t.AttachVolume(vpb.AttachVolumeRequest(id=data.id, instance_id=inst.id))
+    wait_for(
+        lambda: t.GetVolume(vpb.GetVolumeRequest(id=data.id)).state == vpb.VOLUME_STATE_IN_USE,
+        what="attached",
+    )
+    compute(admin).MigrateInstance(pb.MigrateInstanceRequest(name=inst.id))
+    moved = wait_state(alice, inst.id, pb.INSTANCE_STATE_ACTIVE)
+    assert moved.node_id != inst.node_id
+    for vol in (boot, data):
+        got = t.GetVolume(vpb.GetVolumeRequest(id=vol.id))
+        assert (got.node_id, got.state, got.instance_id) == (moved.node_id, vpb.VOLUME_STATE_IN_USE, inst.id)
+    assert set(moved.volume_ids) >= {data.id} and moved.boot_volume_id == boot.id
+    delete_all(admin)
