@@ -221,7 +221,7 @@ class MoveEngine:
             for node_id in {source, target, *others}:
                 node_store.bump_desired_revision(node_id, now)
             self._event(
-                row, "revert_resize", "reverting the resize: back to the old flavor", Cause.of(caller)
+                row, "resize_reverting", "reverting the resize: back to the old flavor", Cause.of(caller)
             )
         for node_id in {source, target, *others}:
             self.registry.notify_threadsafe(node_id)
