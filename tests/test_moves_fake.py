@@ -413,13 +413,10 @@ def test_a_move_survives_its_source_node_restarting(cloud: dict) -> None:
 
 def test_a_node_local_volume_keeps_its_server_from_moving(cloud: dict) -> None:
     admin, alice = cloud["admin"], cloud["alice"]
-    vol = alice.volumes.CreateVolume(
-        vpb.CreateVolumeRequest(
-            volume=vpb.Volume(name="mv-boot", size_gb=1, source_image_id=cloud["image"].id)
-        )
-    )
+    vol = alice.volumes.CreateVolume(vpb.CreateVolumeRequest(volume=vpb.Volume(name="mv-boot", size_gb=1)))
     wait_for(
         lambda: alice.volumes.GetVolume(vpb.GetVolumeRequest(id=vol.id)).state == vpb.VOLUME_STATE_AVAILABLE,
+        timeout=60,
         what="volume available",
     )
     inst = compute(alice).CreateInstance(
