@@ -46,6 +46,7 @@ from controller.domain.extensions import InUseCheck
 from controller.domain.identity import Identity
 from controller.domain.images import Images
 from controller.domain.instances import Instances
+from controller.domain.moves.facade import Moves
 from controller.domain.networks import Networks
 from controller.domain.node_registry import NodeRegistry
 from controller.domain.node_registry.consoles import ConsoleRelay
@@ -137,6 +138,7 @@ class Parts:
     public: tuple[Service, ...]
     node: tuple[Service, ...]
     metrics: ControllerMetrics
+    moves: Moves
 
 
 def make_metrics() -> ControllerMetrics:
@@ -191,6 +193,17 @@ def assemble(
     networks = Networks(nodes, quotas, cfg.dns_domain)
     nodes.registry.watch_tunnels(networks.tunnel_moved)
     volumes = Volumes(cfg, images, placement, nodes, quotas, events)
+    # Cold migration and resize: their ports and shared volumes follow a move.
+    moves = Moves(
+        nodes.registry,
+        catalog,
+        images,
+        placement,
+        quotas,
+        (networks, volumes),
+        events,
+        cfg.instance_sync_seconds,
+    )
     instances = Instances(
         cfg,
         catalog,
@@ -198,11 +211,11 @@ def assemble(
         nodes,
         placement,
         quotas,
-        extensions=(networks, volumes),
+        extensions=(networks, volumes, moves),
         boot_volumes=volumes,
         events=events,
     )
-    desired = DesiredStates((instances, networks, volumes))
+    desired = DesiredStates((instances, moves, networks, volumes))
     consoles = Consoles(instances, ConsoleRelay(nodes.registry))
 
     guard = StreamGuard(cfg.image_max_streams or max(1, cfg.workers // 2), cfg.image_upload_idle_seconds)
@@ -234,7 +247,7 @@ def assemble(
             compute_pb2,
             "ComputeService",
             compute_pb2_grpc.add_ComputeServiceServicer_to_server,
-            ComputeServicer(catalog, instances, consoles, instance_api),
+            ComputeServicer(catalog, instances, consoles, instance_api, moves),
         ),
         _service(
             network_pb2,
@@ -260,7 +273,7 @@ def assemble(
             node_agent_pb2,
             "NodeAgentService",
             node_agent_pb2_grpc.add_NodeAgentServiceServicer_to_server,
-            NodeAgentServicer(nodes, desired, instances, images, consoles.relay),
+            NodeAgentServicer(nodes, desired, instances, images, consoles.relay, moves),
         ),
     )
     return Parts(
@@ -279,4 +292,5 @@ def assemble(
         public,
         node,
         metrics,
+        moves,
     )

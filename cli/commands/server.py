@@ -1,4 +1,4 @@
-"""kumo server create | list | show | delete | start | stop | reboot | console | snapshot."""
+"""kumo server create | list | show | delete | start | stop | reboot | console | snapshot | migrate | resize."""
 
 from __future__ import annotations
 
@@ -258,6 +258,74 @@ def reboot(
         "RebootInstance",
         lambda i: pb.RebootInstanceRequest(id=i, type=kind),
         lambda x: x.state in STABLE,
+        wait_,
+        timeout,
+        output,
+        column,
+    )
+
+
+@app.command()
+def migrate(
+    server: ServerArg,
+    node: Annotated[
+        str | None, typer.Option(help="Target node, name or id (default: the scheduler picks)")
+    ] = None,
+    wait_: WaitOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
+) -> None:
+    """Move a server to another node (admins): cold, it stops, moves and starts again if it ran."""
+    _verb(
+        server,
+        "MigrateInstance",
+        lambda i: pb.MigrateInstanceRequest(name=i, node=node or ""),
+        lambda x: x.state in STABLE,
+        wait_,
+        timeout,
+        output,
+        column,
+    )
+
+
+RESIZE_VERBS = {
+    "confirm": ("ConfirmResize", pb.ConfirmResizeRequest),
+    "revert": ("RevertResize", pb.RevertResizeRequest),
+}
+
+
+@app.command(
+    epilog="kumo server resize confirm SERVER keeps the new flavor; kumo server resize revert SERVER "
+    "goes back to the old flavor, node and disk. (A server named confirm or revert: give its id.)"
+)
+def resize(
+    server: ServerArg,
+    flavor: Annotated[str, typer.Argument(help="The new flavor (name or id); or confirm|revert SERVER")],
+    wait_: WaitOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
+) -> None:
+    """Change a server's flavor; it waits in VERIFY_RESIZE for confirm or revert."""
+    if server in RESIZE_VERBS:
+        call, request = RESIZE_VERBS[server]
+        _verb(
+            flavor,
+            call,
+            lambda i: request(name=i),
+            lambda x: x.state in STABLE,
+            wait_,
+            timeout,
+            output,
+            column,
+        )
+        return
+    _verb(
+        server,
+        "ResizeInstance",
+        lambda i: pb.ResizeInstanceRequest(name=i, flavor=flavor),
+        lambda x: x.state in (*STABLE, pb.INSTANCE_STATE_VERIFY_RESIZE),
         wait_,
         timeout,
         output,

@@ -16,7 +16,8 @@ from controller.db.models import Instance
 from controller.domain.compute_catalog import ComputeCatalog
 from controller.domain.consoles import Consoles
 from controller.domain.instances import Instances
-from controller.errors import InvalidArgument
+from controller.domain.moves.facade import Moves
+from controller.errors import FailedPrecondition, InvalidArgument
 from kumo.v1 import compute_pb2 as pb
 from kumo.v1 import compute_pb2_grpc
 
@@ -65,8 +66,10 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
         instances: Instances,
         consoles: Consoles,
         extensions: Sequence[InstanceApiExtension] = (),
+        moves: Moves | None = None,
     ) -> None:
         super().__init__(catalog)
+        self.moves = moves
         self.instances = instances
         self.console_api = ConsoleApi(consoles)
         self.extensions = tuple(extensions)
@@ -149,3 +152,26 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
             context.principal, v.resource_id(request.id), v.name(request.name, "name"), v.request_key(request)
         )
         return pb.CreateInstanceSnapshotResponse(image_id=image_id)
+
+    # Moves (controller/domain/moves/)
+
+    def _moves(self) -> Moves:
+        if self.moves is None:
+            raise FailedPrecondition("this controller moves no instances")
+        return self.moves
+
+    def MigrateInstance(self, request: pb.MigrateInstanceRequest, context: CallContext) -> pb.Instance:
+        ref = v.reference(request.name, "name")
+        node = v.reference(request.node, "node", required=False)
+        return self.instance_pb(self._moves().migrate(context.principal, ref, request.live, node))
+
+    def ResizeInstance(self, request: pb.ResizeInstanceRequest, context: CallContext) -> pb.Instance:
+        ref = v.reference(request.name, "name")
+        flavor = v.reference(request.flavor, "flavor")
+        return self.instance_pb(self._moves().resize(context.principal, ref, flavor))
+
+    def ConfirmResize(self, request: pb.ConfirmResizeRequest, context: CallContext) -> pb.Instance:
+        return self.instance_pb(self._moves().confirm(context.principal, v.reference(request.name, "name")))
+
+    def RevertResize(self, request: pb.RevertResizeRequest, context: CallContext) -> pb.Instance:
+        return self.instance_pb(self._moves().revert(context.principal, v.reference(request.name, "name")))

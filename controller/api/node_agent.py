@@ -11,7 +11,7 @@ import datetime
 import logging
 import queue
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf import empty_pb2
 
@@ -20,6 +20,7 @@ from controller.auth.interceptor import CallContext
 from controller.auth.principal import Principal, Role
 from controller.domain.images import Images, UploadHeader
 from controller.domain.instances import Instances
+from controller.domain.moves.facade import Moves
 from controller.domain.node_certs import MAX_CERT_PEM
 from controller.domain.node_registry import RESYNC, Session
 from controller.domain.node_registry.consoles import ConsoleRelay
@@ -30,6 +31,7 @@ from kumo.desired import diff
 from kumo.v1 import node_agent_pb2 as pb
 from kumo.v1 import node_agent_pb2_grpc, node_pb2
 
+T = TypeVar("T")
 log = logging.getLogger("kumo.nodes")
 
 MAX_CSR = 16 * 1024
@@ -118,8 +120,10 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
         instances: Instances,
         images: Images,
         consoles: ConsoleRelay,
+        moves: Moves | None = None,
     ) -> None:
         self.nodes = nodes
+        self.moves = moves
         self.consoles = consoles
         self.registry = nodes.registry
         self.desired = desired
@@ -284,8 +288,39 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
         first = await anext(aiter(request_iterator), None)
         if first is None:
             raise InvalidArgument("the first message must name instance_id and image_id")
+        if first.move_id:
+            return await self._move_disk(node_id, first, request_iterator)
         row = await self._blocking(self.instances.snapshot_target, node_id, first.instance_id, first.image_id)
         owner = Principal(row.user_id, "node", row.project_id, "", Role.MEMBER, "", 0.0)
+        image = await self._pump(
+            first,
+            request_iterator,
+            lambda chunks: self.images.upload(owner, UploadHeader(first.image_id), chunks),
+        )
+        return pb.UploadSnapshotResponse(image_id=image.id, sha256=image.checksum_sha256)
+
+    async def _move_disk(
+        self, node_id: str, first: pb.UploadSnapshotRequest, rest: AsyncIterator[pb.UploadSnapshotRequest]
+    ) -> pb.UploadSnapshotResponse:
+        """A move's root disk (UploadSnapshot with move_id) into the blob store."""
+        if self.moves is None:
+            raise InvalidArgument("this controller moves no instances")
+        v.resource_id(first.instance_id, "instance_id")
+        v.resource_id(first.move_id, "move_id")
+        moves = self.moves
+        sha = await self._pump(
+            first, rest, lambda chunks: moves.receive_disk(node_id, first.instance_id, first.move_id, chunks)
+        )
+        return pb.UploadSnapshotResponse(sha256=sha)
+
+    @staticmethod
+    async def _pump(
+        first: pb.UploadSnapshotRequest,
+        rest: AsyncIterator[pb.UploadSnapshotRequest],
+        consume: Callable[[Iterator[bytes]], T],
+    ) -> T:
+        """Runs `consume` on a worker thread over the upload's data (the first
+        message's, then the rest's) and returns what it returns."""
         chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
         loop = asyncio.get_running_loop()
 
@@ -295,15 +330,14 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
             while (item := chunks.get()) is not None:
                 yield item
 
-        upload = loop.run_in_executor(None, self.images.upload, owner, UploadHeader(first.image_id), feed())
+        work = loop.run_in_executor(None, consume, feed())
         try:
-            async for msg in request_iterator:
+            async for msg in rest:
                 if msg.data:
                     await loop.run_in_executor(None, chunks.put, msg.data)
         finally:
             await loop.run_in_executor(None, chunks.put, None)
-        image = await upload
-        return pb.UploadSnapshotResponse(image_id=image.id, sha256=image.checksum_sha256)
+        return await work
 
     async def ReportConsole(self, request: pb.ReportConsoleRequest, context: CallContext) -> empty_pb2.Empty:
         v.resource_id(request.instance_id, "instance_id")

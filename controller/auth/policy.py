@@ -128,6 +128,12 @@ POLICY: dict[str, Rule] = {
             # READ_WRITE needs the member role (checked with the instance, domain/consoles.py).
             "AttachConsole": Rule.READER,
             "CreateInstanceSnapshot": Rule.MEMBER,
+            # Moving a guest between hosts is the operator's call.
+            "MigrateInstance": Rule.ADMIN,
+            # Whose instance it is: domain/moves/ (another project's is missing).
+            "ResizeInstance": Rule.MEMBER,
+            "ConfirmResize": Rule.MEMBER,
+            "RevertResize": Rule.MEMBER,
         },
     ),
     **_service(

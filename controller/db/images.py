@@ -8,7 +8,7 @@ from typing import Any
 import peewee
 
 from controller.db.database import is_sqlite
-from controller.db.models import Image, ImageBlob, Project
+from controller.db.models import Image, ImageBlob, InstanceMove, Project
 from controller.db.paging import paginate
 
 # kumo.v1.ImageStatus / ImageVisibility numbers, as stored.
@@ -157,8 +157,9 @@ def ensure_blob(sha256: str, size: int, now: float) -> None:
 
 
 def blob_users(sha256: str) -> int:
-    """How many live images use this blob."""
-    return Image.select().where((Image.checksum_sha256 == sha256) & (Image.status == ACTIVE)).count()
+    """How many live images (and instance moves: their root disk) use this blob."""
+    images = Image.select().where((Image.checksum_sha256 == sha256) & (Image.status == ACTIVE)).count()
+    return images + InstanceMove.select().where(InstanceMove.disk_sha256 == sha256).count()
 
 
 def delete_blob(sha256: str) -> int:
@@ -171,4 +172,10 @@ def all_blobs() -> list[str]:
 
 def unused_blobs() -> list[str]:
     used = Image.select(Image.checksum_sha256).where(Image.status == ACTIVE)
-    return [r.sha256 for r in ImageBlob.select(ImageBlob.sha256).where(ImageBlob.sha256.not_in(used))]
+    moving = InstanceMove.select(InstanceMove.disk_sha256).where(InstanceMove.disk_sha256 != "")
+    return [
+        r.sha256
+        for r in ImageBlob.select(ImageBlob.sha256).where(
+            ImageBlob.sha256.not_in(used) & ImageBlob.sha256.not_in(moving)
+        )
+    ]

@@ -545,3 +545,40 @@ class Event(BaseModel):
     error_reason = peewee.CharField(max_length=64, default="")
     message = peewee.TextField(default="")
     method = peewee.CharField(max_length=128, default="")
+
+
+class InstanceMove(BaseModel):
+    """A cold migration or resize under way (controller/domain/moves/): one per
+    instance. The instance row holds the claim of the node it is on now, with
+    its current sizes; `extra_*` is the other claim the move holds (the target
+    before the switch, the source after it), released when the move ends.
+    `disk_sha256`: the flattened root disk in the blob store (the content from
+    before the move), kept until the move ends."""
+
+    id = peewee.CharField(primary_key=True, max_length=36)
+    # Not a foreign key: the instance's final delete frees the move's claims
+    # (InstanceExtension.instance_gone) after its row went.
+    instance_id = peewee.CharField(max_length=36, unique=True)
+    kind = peewee.CharField(max_length=16)  # migrate | resize
+    phase = peewee.CharField(max_length=16)  # stopping | arriving | verify | reverting
+    source_node_id = peewee.CharField(max_length=36)
+    target_node_id = peewee.CharField(max_length=36)
+    old_flavor_id = peewee.CharField(max_length=36)
+    old_vcpus = peewee.IntegerField()
+    old_ram_mb = peewee.IntegerField()
+    old_disk_gb = peewee.IntegerField()
+    new_flavor_id = peewee.CharField(max_length=36)
+    new_vcpus = peewee.IntegerField()
+    new_ram_mb = peewee.IntegerField()
+    new_disk_gb = peewee.IntegerField()
+    was_running = peewee.BooleanField()
+    copy_disk = peewee.BooleanField()  # a node-local root disk goes through the blob store
+    disk_sha256 = peewee.CharField(max_length=64, default="")
+    disk_size_bytes = peewee.BigIntegerField(default=0)
+    extra_node_id = peewee.CharField(max_length=36)
+    extra_vcpus = peewee.IntegerField(default=0)
+    extra_ram_mb = peewee.BigIntegerField(default=0)
+    extra_disk_gb = peewee.BigIntegerField(default=0)
+    extra_instance = peewee.BooleanField(default=False)  # the extra claim counts an instance on its node
+    create_time = peewee.DoubleField()
+    update_time = peewee.DoubleField()

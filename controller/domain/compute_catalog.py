@@ -18,6 +18,7 @@ from controller.db import instances as instance_store
 from controller.db.models import Flavor, Keypair, ServerGroup
 from controller.domain.idempotency import RequestKey, idempotent_create
 from controller.errors import AlreadyExists, FailedPrecondition, InvalidArgument, not_found
+from kumo.ids import is_uuid
 
 MAX_VCPUS = 256
 MAX_RAM_MB = 4 * 1024 * 1024
@@ -65,6 +66,15 @@ class ComputeCatalog:
         if row is None or not self._flavor_visible(caller, row):
             raise not_found("flavor", flavor_id)
         return row
+
+    def find_flavor(self, caller: Principal, ref: str) -> Flavor:
+        """A flavor the caller may use, by id or name."""
+        if is_uuid(ref):
+            return self.get_flavor(caller, ref)
+        rows, _ = self.list_flavors(caller, 1, "", ref)
+        if not rows:
+            raise not_found("flavor", ref)
+        return rows[0]
 
     def flavor_access(self, flavor_ids: list[str]) -> dict[str, list[str]]:
         """flavor id -> the projects a private flavor is shared with, for a page at once."""

@@ -38,6 +38,23 @@ class InstanceExtension(Protocol):
         ...
 
 
+class MoveExtension(Protocol):
+    """A feature whose resources follow an instance that moves to another node
+    (cold migration, resize elsewhere: controller/domain/moves/)."""
+
+    def move_constraint(self, row: Instance) -> str:
+        """Before a move: raises FailedPrecondition when the feature's resources
+        cannot leave the instance's node; returns the storage backend a new node
+        must reach ("" when any will do)."""
+        ...
+
+    def instance_moved(self, row: Instance, source: str, target: str) -> set[str]:
+        """In the transaction that moves the instance's row from `source` to
+        `target` (already written): the feature's resources follow; returns the
+        other nodes whose desired revision it bumped."""
+        ...
+
+
 @dataclass(frozen=True)
 class BootSource:
     """What a create needs to boot from a volume: the volume, and an image-like

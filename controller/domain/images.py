@@ -121,6 +121,33 @@ class Images:
         if parts or trashed:
             log.info("image store cleaned", extra={"partial_uploads": len(parts), "trash": len(trashed)})
 
+    def store_blob(self, chunks: Iterable[bytes], commit: Callable[[str, int], None]) -> str:
+        """Streams `chunks` into the blob store as a blob no image names (an
+        instance move's disk); `commit(sha256, size)` records its user in the
+        transaction that places it, so a crash or a refusal leaves no orphan."""
+        writer = self.blobs.writer()
+        placed = False
+        try:
+            for data in chunks:
+                writer.write(data)
+            sha = writer.finish()
+            with write_transaction():
+                store.ensure_blob(sha, writer.size, clock.now())
+                store.lock_blob(sha)
+                placed = self.blobs.place(writer)
+                commit(sha, writer.size)
+            return sha
+        except BaseException:
+            if placed:
+                self._drop_blob(writer.sha256)
+            else:
+                writer.discard()
+            raise
+
+    def drop_blob(self, sha: str) -> None:
+        """Removes a blob once nothing uses it (no image, no move)."""
+        self._drop_blob(sha)
+
     def _drop_blob(self, sha: str) -> None:
         trash = None
         try:

@@ -49,7 +49,6 @@ from controller.domain.placement import Placement
 from controller.domain.quotas import Quotas
 from controller.domain.scheduler import Request, schedule
 from controller.errors import FailedPrecondition, InvalidArgument, KumoError, ResourceExhausted, not_found
-from kumo.ids import is_uuid
 from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import image_pb2 as ipb
 from kumo.v1 import node_agent_pb2 as npb
@@ -193,14 +192,6 @@ class Instances:
 
     # Lookups
 
-    def _flavor(self, caller: Principal, ref: str) -> Any:
-        if is_uuid(ref):
-            return self.catalog.get_flavor(caller, ref)
-        rows, _ = self.catalog.list_flavors(caller, 1, "", ref)
-        if not rows:
-            raise not_found("flavor", ref)
-        return rows[0]
-
     def get(self, caller: Principal, instance_id: str) -> Instance:
         return visible_instance(caller, instance_id)
 
@@ -247,7 +238,7 @@ class Instances:
         boot_ref = (options or {}).get("boot_volume", "")
         boot = self.boot_volumes.boot_source(caller, boot_ref) if boot_ref and self.boot_volumes else None
         image = boot.image if boot is not None else self.images.find_active(caller, image_ref)
-        flavor = self._flavor(caller, flavor_ref)
+        flavor = self.catalog.find_flavor(caller, flavor_ref)
         keypair = self.catalog.find_keypair(caller, keypair_ref) if keypair_ref else None
         group = self.catalog.get_server_group(caller, group_id) if group_id else None
         if flavor.ram_mb < image.min_ram_mb:

@@ -75,16 +75,22 @@ def make_compute(
         for msg in stub().DownloadBlob(pb.DownloadBlobRequest(sha256=sha256, offset=offset), timeout=3600):
             yield msg.data
 
-    def upload(instance_id: str, image_id: str, chunks: Iterator[bytes]) -> None:
+    def send(first: pb.UploadSnapshotRequest, chunks: Iterator[bytes]) -> None:
         def messages() -> Iterator[pb.UploadSnapshotRequest]:
-            yield pb.UploadSnapshotRequest(instance_id=instance_id, image_id=image_id)
+            yield first
             for data in chunks:
                 yield pb.UploadSnapshotRequest(data=data)
 
         stub().UploadSnapshot(messages(), timeout=3600)
 
+    def upload(instance_id: str, image_id: str, chunks: Iterator[bytes]) -> None:
+        send(pb.UploadSnapshotRequest(instance_id=instance_id, image_id=image_id), chunks)
+
+    def upload_disk(instance_id: str, move_id: str, chunks: Iterator[bytes]) -> None:
+        send(pb.UploadSnapshotRequest(instance_id=instance_id, move_id=move_id), chunks)
+
     def report(instance_id: str, data: bytes) -> None:
         stub().ReportConsole(pb.ReportConsoleRequest(instance_id=instance_id, data=data), timeout=30)
 
     cache = ImageCache(cache_dir, fetch, metrics) if driver.needs_disks else None
-    return ComputeStep(instances_dir, cache, upload, report, storage)
+    return ComputeStep(instances_dir, cache, upload, report, storage, upload_disk)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from kumo.v1 import node_agent_pb2 as pb
 from noded.compute import guest_files
 from noded.compute.image_cache import ImageCache
+from noded.compute.moves import GuestMoves, UploadDisk, file_chunks
 from noded.hypervisor.base import RUNNING, Guest, HypervisorDriver, disk_serial, domain_name
 from noded.hypervisor.domain_xml import DiskSpec, GuestSpec
 from noded.network import guest as guest_net
@@ -90,6 +91,7 @@ class ComputeStep:
         upload: Upload | None,
         report: Report | None,
         storage: StorageBackend | None = None,
+        upload_disk: UploadDisk | None = None,
     ) -> None:
         self.dir = Path(instances_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -110,6 +112,7 @@ class ComputeStep:
         # (instance, volume serial) -> (when its detach began, whether its
         # slowness was logged), while the guest holds the disk.
         self._detaching: dict[tuple[str, str], tuple[float, bool]] = {}
+        self.moves = GuestMoves(cache, upload_disk, self.applied, self._record, self._stop)
 
     # Per-instance applied state
 
@@ -138,6 +141,14 @@ class ComputeStep:
         os.replace(tmp, self._state_file(iid))
         with self._lock:
             self._applied[iid] = data
+
+    @staticmethod
+    def _guest(driver: HypervisorDriver, iid: str) -> Guest | None:
+        return next((g for g in driver.list_guests() if g.instance_id == iid), None)
+
+    @staticmethod
+    def _stop(driver: HypervisorDriver, iid: str) -> None:
+        driver.stop_guest(iid, STOP_TIMEOUT)
 
     # The step
 
@@ -182,7 +193,7 @@ class ComputeStep:
                     self.faults[iid] = str(exc)[:1000]
                 errors.append(f"{iid}: {exc}")
         if self.cache is not None:
-            self.cache.prune({d.image_sha256 for d in want.values()})
+            self.cache.prune({s for d in want.values() for s in (d.image_sha256, d.import_disk_sha256) if s})
         if errors:
             raise RuntimeError("; ".join(errors)[:2000])
         if pending:
@@ -190,12 +201,21 @@ class ComputeStep:
 
     def _ensure(self, d: pb.DesiredInstance, guest: Guest | None, driver: HypervisorDriver) -> None:
         idir = self.dir / d.id
+        if d.import_disk_sha256 and self.applied(d.id).get("disk_from") != d.import_disk_sha256:
+            self.moves.import_disk(d, idir, guest, driver)
+            guest = self._guest(driver, d.id)
+        if guest is not None and self.moves.needs_resize(d, guest, idir / "disk.qcow2", driver):
+            if guest.power_state == RUNNING:
+                self._stop(driver, d.id)
+            driver.redefine_guest(self._spec(d, idir, driver))
+            log.info("guest resized", extra={"instance": d.id, "vcpus": d.vcpus, "ram_mb": d.ram_mb})
+            guest = self._guest(driver, d.id)
         if guest is None:
             idir.mkdir(exist_ok=True)
             os.chmod(idir, 0o755)
             spec = self._spec(d, idir, driver)
             driver.define_guest(spec)
-            if not self._state_file(d.id).exists():
+            if "reboot_generation" not in self.applied(d.id):
                 self._record(d.id, reboot_generation=d.reboot_generation, snapshot_done="")
             if d.power == pb.DESIRED_POWER_RUNNING:
                 driver.start_guest(d.id)
@@ -217,6 +237,10 @@ class ComputeStep:
         if d.snapshot_image_id and applied.get("snapshot_done") != d.snapshot_image_id:
             self._snapshot(d, idir, driver)
         self._reconcile_volumes(d, driver)
+        if d.export_disk_move_id:
+            self.moves.export(d, idir, driver)
+        if d.move_step and self.applied(d.id).get("move_step") != d.move_step:
+            self._record(d.id, move_step=d.move_step)
 
     # Volumes
 
@@ -315,6 +339,8 @@ class ComputeStep:
                     raise RuntimeError(f"unknown image format {d.image_format}")
                 base = self.cache.ensure(d.image_sha256, d.image_size_bytes)
                 guest_files.make_overlay(base, fmt, disk, d.disk_gb)
+            if not d.boot_volume_id:
+                self.moves.grow(d, disk)
             if not config.exists():
                 guest_files.make_config_drive(
                     config,
@@ -361,13 +387,7 @@ class ComputeStep:
                 self.storage.export_qcow2(d.boot_volume_id, flat, live=True)
             elif not driver.export_root_disk(d.id, flat):
                 guest_files.flatten(idir / "disk.qcow2", flat)
-
-            def chunks() -> Iterator[bytes]:
-                with open(flat, "rb") as fh:
-                    while data := fh.read(1024 * 1024):
-                        yield data
-
-            self.upload(d.id, d.snapshot_image_id, chunks())
+            self.upload(d.id, d.snapshot_image_id, file_chunks(flat))
             log.info("snapshot uploaded", extra={"instance": d.id, "image": d.snapshot_image_id})
         except Exception as exc:
             fault = f"snapshot failed: {_describe(exc)}"[:1000]
@@ -398,6 +418,7 @@ class ComputeStep:
                     snapshot_done_image_id=str(applied.get("snapshot_done", "")),
                     snapshot_fault=str(applied.get("snapshot_fault", "")),
                     attached_volume_ids=[str(v) for v in applied.get("volumes", []) or []],  # type: ignore[attr-defined]
+                    move_step=str(applied.get("move_step", "")),
                 )
             )
         for iid, fault in faults.items():

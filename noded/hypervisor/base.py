@@ -147,6 +147,10 @@ class HypervisorDriver(abc.ABC):
         """Makes the guest known to the hypervisor (persistently), not running."""
 
     @abc.abstractmethod
+    def redefine_guest(self, spec: GuestSpec) -> None:
+        """Replaces a stopped guest's definition (new vCPUs, memory: a resize)."""
+
+    @abc.abstractmethod
     def start_guest(self, instance_id: str) -> None:
         """Powers the guest on."""
 

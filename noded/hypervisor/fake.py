@@ -119,6 +119,17 @@ class FakeDriver(HypervisorDriver):
                 self._disks[spec.instance_id] = {d.serial: (d, 0) for d in spec.disks if d.serial}
                 self._logs[spec.instance_id] = spec.console_log
 
+    def redefine_guest(self, spec: GuestSpec) -> None:
+        with self._lock:
+            g = self._guests.get(spec.instance_id)
+            if g is None:
+                raise DriverError(f"no guest {spec.instance_id}")
+            if g.power_state == RUNNING:
+                raise DriverError("a running guest cannot be redefined")
+            self._guests[spec.instance_id] = Guest(
+                g.instance_id, g.domain_name, g.power_state, spec.vcpus, spec.ram_mb
+            )
+
     def start_guest(self, instance_id: str) -> None:
         self._set(instance_id, RUNNING)
 

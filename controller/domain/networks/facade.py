@@ -116,3 +116,13 @@ class Networks:
 
     def may_read_blob(self, node_id: str, sha256: str) -> bool:
         return False  # ports use no image blobs
+
+    # As a MoveExtension (domain/extensions.py): ports follow the instance's
+    # row (their binding is its node), so the nodes with peers on the same
+    # networks learn the new overlay endpoint in the move's transaction.
+
+    def move_constraint(self, row: Instance) -> str:
+        return ""
+
+    def instance_moved(self, row: Instance, source: str, target: str) -> set[str]:
+        return self.projection.instance_moved(row.id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from controller import clock
 from controller.auth.principal import Principal
 from controller.config import ControllerConfig
 from controller.db import volumes as store
@@ -22,7 +23,8 @@ from controller.domain.volumes.lifecycle import VolumeLifecycle
 from controller.domain.volumes.projection import VolumeProjection
 from controller.domain.volumes.snapshots import Snapshots
 from controller.domain.volumes.sync import VolumeSync
-from controller.domain.volumes.types import VolumeTypes
+from controller.domain.volumes.types import VolumeTypes, is_shared
+from controller.errors import FailedPrecondition
 
 
 class Volumes:
@@ -93,6 +95,25 @@ class Volumes:
 
     def instance_gone(self, row: Instance) -> set[str]:
         self.release_instance(row.id)
+        return set()
+
+    # As a MoveExtension (domain/extensions.py)
+
+    def move_constraint(self, row: Instance) -> str:
+        """Shared volumes (rbd, shared-fs) move with the instance; node-local ones cannot."""
+        volumes = store.volumes_of_instance(row.id)
+        local = [v.name for v in volumes if not is_shared(v.backend)]
+        if local:
+            raise FailedPrecondition(
+                f"instance {row.name!r} uses node-local volume(s) {', '.join(sorted(local))}, which cannot "
+                "leave its node; detach them first (shared-fs and rbd volumes move with it)",
+                reason="INSTANCE_HAS_LOCAL_VOLUMES",
+            )
+        return next((v.backend for v in volumes if v.boot), volumes[0].backend if volumes else "")
+
+    def instance_moved(self, row: Instance, source: str, target: str) -> set[str]:
+        """The instance's shared volumes are worked on by its new node."""
+        store.move_instance_volumes(row.id, target, clock.now())
         return set()
 
     def of_instances(self, instance_ids: list[str]) -> list[Volume]:

@@ -28,6 +28,9 @@ class InstanceState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INSTANCE_STATE_DELETING: _ClassVar[InstanceState]
     INSTANCE_STATE_ERROR: _ClassVar[InstanceState]
     INSTANCE_STATE_DELETED: _ClassVar[InstanceState]
+    INSTANCE_STATE_MIGRATING: _ClassVar[InstanceState]
+    INSTANCE_STATE_RESIZING: _ClassVar[InstanceState]
+    INSTANCE_STATE_VERIFY_RESIZE: _ClassVar[InstanceState]
 
 class PowerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -62,6 +65,9 @@ INSTANCE_STATE_REBOOTING: InstanceState
 INSTANCE_STATE_DELETING: InstanceState
 INSTANCE_STATE_ERROR: InstanceState
 INSTANCE_STATE_DELETED: InstanceState
+INSTANCE_STATE_MIGRATING: InstanceState
+INSTANCE_STATE_RESIZING: InstanceState
+INSTANCE_STATE_VERIFY_RESIZE: InstanceState
 POWER_STATE_UNSPECIFIED: PowerState
 POWER_STATE_RUNNING: PowerState
 POWER_STATE_PAUSED: PowerState
@@ -456,3 +462,33 @@ class CreateInstanceSnapshotResponse(_message.Message):
     IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
     image_id: str
     def __init__(self, image_id: _Optional[str] = ...) -> None: ...
+
+class MigrateInstanceRequest(_message.Message):
+    __slots__ = ("name", "live", "node")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    live: bool
+    node: str
+    def __init__(self, name: _Optional[str] = ..., live: _Optional[bool] = ..., node: _Optional[str] = ...) -> None: ...
+
+class ResizeInstanceRequest(_message.Message):
+    __slots__ = ("name", "flavor")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FLAVOR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    flavor: str
+    def __init__(self, name: _Optional[str] = ..., flavor: _Optional[str] = ...) -> None: ...
+
+class ConfirmResizeRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class RevertResizeRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...

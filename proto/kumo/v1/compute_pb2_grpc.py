@@ -152,6 +152,26 @@ class ComputeServiceStub:
                 request_serializer=kumo_dot_v1_dot_compute__pb2.CreateInstanceSnapshotRequest.SerializeToString,
                 response_deserializer=kumo_dot_v1_dot_compute__pb2.CreateInstanceSnapshotResponse.FromString,
                 _registered_method=True)
+        self.MigrateInstance = channel.unary_unary(
+                '/kumo.v1.ComputeService/MigrateInstance',
+                request_serializer=kumo_dot_v1_dot_compute__pb2.MigrateInstanceRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_compute__pb2.Instance.FromString,
+                _registered_method=True)
+        self.ResizeInstance = channel.unary_unary(
+                '/kumo.v1.ComputeService/ResizeInstance',
+                request_serializer=kumo_dot_v1_dot_compute__pb2.ResizeInstanceRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_compute__pb2.Instance.FromString,
+                _registered_method=True)
+        self.ConfirmResize = channel.unary_unary(
+                '/kumo.v1.ComputeService/ConfirmResize',
+                request_serializer=kumo_dot_v1_dot_compute__pb2.ConfirmResizeRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_compute__pb2.Instance.FromString,
+                _registered_method=True)
+        self.RevertResize = channel.unary_unary(
+                '/kumo.v1.ComputeService/RevertResize',
+                request_serializer=kumo_dot_v1_dot_compute__pb2.RevertResizeRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_compute__pb2.Instance.FromString,
+                _registered_method=True)
 
 
 class ComputeServiceServicer:
@@ -312,6 +332,37 @@ class ComputeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MigrateInstance(self, request, context):
+        """Admin: moves the instance to another node. live = false (cold): stops
+        the guest, copies a node-local root disk, starts it there if it ran.
+        The instance is MIGRATING until it is back to ACTIVE or STOPPED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResizeInstance(self, request, context):
+        """Changes the instance's flavor (on its node when the growth fits there,
+        else by a cold migration); ends in VERIFY_RESIZE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmResize(self, request, context):
+        """Keeps a resize in VERIFY_RESIZE: frees the old claim and the old disk.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevertResize(self, request, context):
+        """Undoes a resize in VERIFY_RESIZE: the old flavor, node and disk content.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ComputeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -429,6 +480,26 @@ def add_ComputeServiceServicer_to_server(servicer, server):
                     servicer.CreateInstanceSnapshot,
                     request_deserializer=kumo_dot_v1_dot_compute__pb2.CreateInstanceSnapshotRequest.FromString,
                     response_serializer=kumo_dot_v1_dot_compute__pb2.CreateInstanceSnapshotResponse.SerializeToString,
+            ),
+            'MigrateInstance': grpc.unary_unary_rpc_method_handler(
+                    servicer.MigrateInstance,
+                    request_deserializer=kumo_dot_v1_dot_compute__pb2.MigrateInstanceRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_compute__pb2.Instance.SerializeToString,
+            ),
+            'ResizeInstance': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResizeInstance,
+                    request_deserializer=kumo_dot_v1_dot_compute__pb2.ResizeInstanceRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_compute__pb2.Instance.SerializeToString,
+            ),
+            'ConfirmResize': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmResize,
+                    request_deserializer=kumo_dot_v1_dot_compute__pb2.ConfirmResizeRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_compute__pb2.Instance.SerializeToString,
+            ),
+            'RevertResize': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevertResize,
+                    request_deserializer=kumo_dot_v1_dot_compute__pb2.RevertResizeRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_compute__pb2.Instance.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1054,6 +1125,114 @@ class ComputeService:
             '/kumo.v1.ComputeService/CreateInstanceSnapshot',
             kumo_dot_v1_dot_compute__pb2.CreateInstanceSnapshotRequest.SerializeToString,
             kumo_dot_v1_dot_compute__pb2.CreateInstanceSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MigrateInstance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.ComputeService/MigrateInstance',
+            kumo_dot_v1_dot_compute__pb2.MigrateInstanceRequest.SerializeToString,
+            kumo_dot_v1_dot_compute__pb2.Instance.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResizeInstance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.ComputeService/ResizeInstance',
+            kumo_dot_v1_dot_compute__pb2.ResizeInstanceRequest.SerializeToString,
+            kumo_dot_v1_dot_compute__pb2.Instance.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmResize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.ComputeService/ConfirmResize',
+            kumo_dot_v1_dot_compute__pb2.ConfirmResizeRequest.SerializeToString,
+            kumo_dot_v1_dot_compute__pb2.Instance.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevertResize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.ComputeService/RevertResize',
+            kumo_dot_v1_dot_compute__pb2.RevertResizeRequest.SerializeToString,
+            kumo_dot_v1_dot_compute__pb2.Instance.FromString,
             options,
             channel_credentials,
             insecure,

@@ -157,7 +157,7 @@ class VolumeStatus(_message.Message):
     def __init__(self, volume_id: _Optional[str] = ..., size_gb: _Optional[int] = ..., snapshot_ids: _Optional[_Iterable[str]] = ..., fault: _Optional[str] = ...) -> None: ...
 
 class GuestStatus(_message.Message):
-    __slots__ = ("instance_id", "domain_name", "power_state", "vcpus", "memory_mb", "reboot_generation", "fault", "snapshot_done_image_id", "attached_volume_ids", "snapshot_fault")
+    __slots__ = ("instance_id", "domain_name", "power_state", "vcpus", "memory_mb", "reboot_generation", "fault", "snapshot_done_image_id", "attached_volume_ids", "snapshot_fault", "move_step")
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     DOMAIN_NAME_FIELD_NUMBER: _ClassVar[int]
     POWER_STATE_FIELD_NUMBER: _ClassVar[int]
@@ -168,6 +168,7 @@ class GuestStatus(_message.Message):
     SNAPSHOT_DONE_IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
     ATTACHED_VOLUME_IDS_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_FAULT_FIELD_NUMBER: _ClassVar[int]
+    MOVE_STEP_FIELD_NUMBER: _ClassVar[int]
     instance_id: str
     domain_name: str
     power_state: GuestPowerState
@@ -178,7 +179,8 @@ class GuestStatus(_message.Message):
     snapshot_done_image_id: str
     attached_volume_ids: _containers.RepeatedScalarFieldContainer[str]
     snapshot_fault: str
-    def __init__(self, instance_id: _Optional[str] = ..., domain_name: _Optional[str] = ..., power_state: _Optional[_Union[GuestPowerState, str]] = ..., vcpus: _Optional[int] = ..., memory_mb: _Optional[int] = ..., reboot_generation: _Optional[int] = ..., fault: _Optional[str] = ..., snapshot_done_image_id: _Optional[str] = ..., attached_volume_ids: _Optional[_Iterable[str]] = ..., snapshot_fault: _Optional[str] = ...) -> None: ...
+    move_step: str
+    def __init__(self, instance_id: _Optional[str] = ..., domain_name: _Optional[str] = ..., power_state: _Optional[_Union[GuestPowerState, str]] = ..., vcpus: _Optional[int] = ..., memory_mb: _Optional[int] = ..., reboot_generation: _Optional[int] = ..., fault: _Optional[str] = ..., snapshot_done_image_id: _Optional[str] = ..., attached_volume_ids: _Optional[_Iterable[str]] = ..., snapshot_fault: _Optional[str] = ..., move_step: _Optional[str] = ...) -> None: ...
 
 class DesiredStateAck(_message.Message):
     __slots__ = ("revision", "error")
@@ -429,7 +431,7 @@ class DesiredVolume(_message.Message):
     def __init__(self, id: _Optional[str] = ..., size_gb: _Optional[int] = ..., image_sha256: _Optional[str] = ..., image_format: _Optional[_Union[_image_pb2.DiskFormat, str]] = ..., image_size_bytes: _Optional[int] = ..., source_snapshot_id: _Optional[str] = ..., snapshot_ids: _Optional[_Iterable[str]] = ..., backend: _Optional[str] = ..., delete: _Optional[bool] = ...) -> None: ...
 
 class DesiredInstance(_message.Message):
-    __slots__ = ("id", "hostname", "image_sha256", "image_format", "image_size_bytes", "vcpus", "ram_mb", "disk_gb", "power", "reboot_generation", "reboot_hard", "user_data", "public_keys", "snapshot_image_id", "image_id", "port_ids", "volume_ids", "boot_volume_id")
+    __slots__ = ("id", "hostname", "image_sha256", "image_format", "image_size_bytes", "vcpus", "ram_mb", "disk_gb", "power", "reboot_generation", "reboot_hard", "user_data", "public_keys", "snapshot_image_id", "image_id", "port_ids", "volume_ids", "boot_volume_id", "move_step", "export_disk_move_id", "import_disk_sha256", "import_disk_size_bytes")
     ID_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     IMAGE_SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -448,6 +450,10 @@ class DesiredInstance(_message.Message):
     PORT_IDS_FIELD_NUMBER: _ClassVar[int]
     VOLUME_IDS_FIELD_NUMBER: _ClassVar[int]
     BOOT_VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    MOVE_STEP_FIELD_NUMBER: _ClassVar[int]
+    EXPORT_DISK_MOVE_ID_FIELD_NUMBER: _ClassVar[int]
+    IMPORT_DISK_SHA256_FIELD_NUMBER: _ClassVar[int]
+    IMPORT_DISK_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     id: str
     hostname: str
     image_sha256: str
@@ -466,7 +472,11 @@ class DesiredInstance(_message.Message):
     port_ids: _containers.RepeatedScalarFieldContainer[str]
     volume_ids: _containers.RepeatedScalarFieldContainer[str]
     boot_volume_id: str
-    def __init__(self, id: _Optional[str] = ..., hostname: _Optional[str] = ..., image_sha256: _Optional[str] = ..., image_format: _Optional[_Union[_image_pb2.DiskFormat, str]] = ..., image_size_bytes: _Optional[int] = ..., vcpus: _Optional[int] = ..., ram_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., power: _Optional[_Union[DesiredPower, str]] = ..., reboot_generation: _Optional[int] = ..., reboot_hard: _Optional[bool] = ..., user_data: _Optional[bytes] = ..., public_keys: _Optional[_Iterable[str]] = ..., snapshot_image_id: _Optional[str] = ..., image_id: _Optional[str] = ..., port_ids: _Optional[_Iterable[str]] = ..., volume_ids: _Optional[_Iterable[str]] = ..., boot_volume_id: _Optional[str] = ...) -> None: ...
+    move_step: str
+    export_disk_move_id: str
+    import_disk_sha256: str
+    import_disk_size_bytes: int
+    def __init__(self, id: _Optional[str] = ..., hostname: _Optional[str] = ..., image_sha256: _Optional[str] = ..., image_format: _Optional[_Union[_image_pb2.DiskFormat, str]] = ..., image_size_bytes: _Optional[int] = ..., vcpus: _Optional[int] = ..., ram_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., power: _Optional[_Union[DesiredPower, str]] = ..., reboot_generation: _Optional[int] = ..., reboot_hard: _Optional[bool] = ..., user_data: _Optional[bytes] = ..., public_keys: _Optional[_Iterable[str]] = ..., snapshot_image_id: _Optional[str] = ..., image_id: _Optional[str] = ..., port_ids: _Optional[_Iterable[str]] = ..., volume_ids: _Optional[_Iterable[str]] = ..., boot_volume_id: _Optional[str] = ..., move_step: _Optional[str] = ..., export_disk_move_id: _Optional[str] = ..., import_disk_sha256: _Optional[str] = ..., import_disk_size_bytes: _Optional[int] = ...) -> None: ...
 
 class DownloadBlobRequest(_message.Message):
     __slots__ = ("sha256", "offset")
@@ -483,14 +493,16 @@ class DownloadBlobResponse(_message.Message):
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
 class UploadSnapshotRequest(_message.Message):
-    __slots__ = ("instance_id", "image_id", "data")
+    __slots__ = ("instance_id", "image_id", "data", "move_id")
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    MOVE_ID_FIELD_NUMBER: _ClassVar[int]
     instance_id: str
     image_id: str
     data: bytes
-    def __init__(self, instance_id: _Optional[str] = ..., image_id: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+    move_id: str
+    def __init__(self, instance_id: _Optional[str] = ..., image_id: _Optional[str] = ..., data: _Optional[bytes] = ..., move_id: _Optional[str] = ...) -> None: ...
 
 class UploadSnapshotResponse(_message.Message):
     __slots__ = ("image_id", "sha256")

@@ -1,0 +1,31 @@
+"""Cold migrations and resizes under way (controller/domain/moves/)."""
+
+STATEMENTS = [
+    "CREATE TABLE instance_move ("
+    " id VARCHAR(36) PRIMARY KEY,"
+    " instance_id VARCHAR(36) NOT NULL,"
+    " kind VARCHAR(16) NOT NULL,"
+    " phase VARCHAR(16) NOT NULL,"
+    " source_node_id VARCHAR(36) NOT NULL,"
+    " target_node_id VARCHAR(36) NOT NULL,"
+    " old_flavor_id VARCHAR(36) NOT NULL,"
+    " old_vcpus INTEGER NOT NULL,"
+    " old_ram_mb INTEGER NOT NULL,"
+    " old_disk_gb INTEGER NOT NULL,"
+    " new_flavor_id VARCHAR(36) NOT NULL,"
+    " new_vcpus INTEGER NOT NULL,"
+    " new_ram_mb INTEGER NOT NULL,"
+    " new_disk_gb INTEGER NOT NULL,"
+    " was_running BOOLEAN NOT NULL,"
+    " copy_disk BOOLEAN NOT NULL,"
+    " disk_sha256 VARCHAR(64) NOT NULL DEFAULT '',"
+    " disk_size_bytes BIGINT NOT NULL DEFAULT 0,"
+    " extra_node_id VARCHAR(36) NOT NULL,"
+    " extra_vcpus INTEGER NOT NULL DEFAULT 0,"
+    " extra_ram_mb BIGINT NOT NULL DEFAULT 0,"
+    " extra_disk_gb BIGINT NOT NULL DEFAULT 0,"
+    " extra_instance BOOLEAN NOT NULL DEFAULT FALSE,"
+    " create_time DOUBLE PRECISION NOT NULL,"
+    " update_time DOUBLE PRECISION NOT NULL)",
+    "CREATE UNIQUE INDEX instance_move_instance_id ON instance_move (instance_id)",
+]

@@ -1,0 +1,84 @@
+"""MigrateInstance with live = false: the target picked with the filters of a
+create (or named by the admin, and still filtered), claimed atomically, then
+the move's state machine (engine.py) stops, copies and starts the guest."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from controller.auth.principal import Principal
+from controller.db.database import write_transaction
+from controller.db.models import Instance, Node
+from controller.domain.instances import ACTIVE, STOPPED, visible_instance
+from controller.domain.moves.engine import MoveEngine, wrong_state
+from controller.domain.moves.plan import MIGRATE, Sizes
+from controller.domain.node_registry import NodeRegistry
+from controller.domain.placement import Placement
+from controller.domain.scheduler import Request, schedule
+from controller.errors import FailedPrecondition, not_found
+from kumo.ids import is_uuid
+
+
+def find_node(ref: str) -> Node:
+    row = Node.get_or_none(Node.id == ref) if is_uuid(ref) else Node.get_or_none(Node.name == ref)
+    if row is None:
+        raise not_found("node", ref)
+    return row
+
+
+def movable(row: Instance, verb: str) -> None:
+    if row.state not in (ACTIVE, STOPPED) or row.task:
+        raise wrong_state(row, verb)
+
+
+class ColdMigration:
+    def __init__(self, engine: MoveEngine, placement: Placement, registry: NodeRegistry) -> None:
+        self.engine = engine
+        self.placement = placement
+        self.registry = registry
+
+    def migrate(self, caller: Principal, ref: str, live: bool, node_ref: str) -> Instance:
+        if live:
+            raise FailedPrecondition("live migration is not available", reason="LIVE_MIGRATION_UNAVAILABLE")
+        row = self.engine.find(caller, ref)
+        movable(row, "migrate")
+        required = ""
+        if node_ref:
+            required = find_node(node_ref).id
+            if required == row.node_id:
+                raise FailedPrecondition(
+                    f"instance {row.name!r} is already on node {node_ref!r}", reason="ALREADY_ON_NODE"
+                )
+        backend = self.engine.constraint(row)
+        sizes = Sizes(row.vcpus, row.ram_mb, row.disk_gb)
+        self.claim_elsewhere(caller, row, row.flavor_id, sizes, required, backend, MIGRATE)
+        self.registry.notify_threadsafe(row.node_id)
+        return visible_instance(caller, row.id)
+
+    def claim_elsewhere(
+        self,
+        caller: Principal,
+        row: Instance,
+        flavor_id: str,
+        sizes: Sizes,
+        required: str,
+        backend: str,
+        kind: str,
+        charge: Callable[[], None] | None = None,
+    ) -> str:
+        """Ranks the other nodes for `sizes` outside the write lock, then in one
+        transaction claims the best that still fits and starts the move.
+        `charge`, when given, runs first in that transaction (a quota growth)."""
+        placement = self.placement
+        req = Request(
+            sizes.vcpus, sizes.ram_mb, sizes.disk_gb, required_node=required, required_backend=backend
+        )
+        candidates = [c for c in placement.candidates() if c.node_id != row.node_id]
+        outcome = schedule(candidates, req, placement.ratios, placement.weigher)
+        with write_transaction():
+            if charge is not None:
+                charge()
+            chosen = placement.claim(outcome, req)
+            self.engine.start(caller, row, kind, flavor_id, sizes, chosen, sizes, True)
+        placement.record("instance", outcome, True)
+        return chosen
