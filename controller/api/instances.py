@@ -11,12 +11,14 @@ from controller import validation as v
 from controller.api.compute import ComputeCatalogServicer
 from controller.api.consoles import ConsoleApi
 from controller.api.convert import ts
+from controller.api.migrations import list_args, live_migration_pb, migrate_args
 from controller.auth.interceptor import CallContext
 from controller.db.models import Instance
 from controller.domain.compute_catalog import ComputeCatalog
 from controller.domain.consoles import Consoles
 from controller.domain.instances import Instances
-from controller.errors import InvalidArgument
+from controller.domain.migrations.live import LiveMigrations
+from controller.errors import FailedPrecondition, InvalidArgument
 from kumo.v1 import compute_pb2 as pb
 from kumo.v1 import compute_pb2_grpc
 
@@ -65,9 +67,11 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
         instances: Instances,
         consoles: Consoles,
         extensions: Sequence[InstanceApiExtension] = (),
+        migrations: LiveMigrations | None = None,
     ) -> None:
         super().__init__(catalog)
         self.instances = instances
+        self.migrations = migrations
         self.console_api = ConsoleApi(consoles)
         self.extensions = tuple(extensions)
 
@@ -131,6 +135,23 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
             raise InvalidArgument("type must be REBOOT_TYPE_SOFT or REBOOT_TYPE_HARD")
         hard = request.type == pb.REBOOT_TYPE_HARD
         return self.instance_pb(self.instances.reboot(context.principal, v.resource_id(request.id), hard))
+
+    def MigrateInstance(self, request: pb.MigrateInstanceRequest, context: CallContext) -> pb.Instance:
+        ref, node, live = migrate_args(request)
+        if self.migrations is None:
+            raise FailedPrecondition("live migration is not available", reason="LIVE_MIGRATION_UNAVAILABLE")
+        return self.instance_pb(self.migrations.migrate(context.principal, ref, node, live))
+
+    def ListLiveMigrations(
+        self, request: pb.ListLiveMigrationsRequest, context: CallContext
+    ) -> pb.ListLiveMigrationsResponse:
+        instance_id, node_id, state = list_args(request)
+        if self.migrations is None:
+            return pb.ListLiveMigrationsResponse()
+        rows, token = self.migrations.list(request.page_size, request.page_token, instance_id, node_id, state)
+        return pb.ListLiveMigrationsResponse(
+            live_migrations=[live_migration_pb(r) for r in rows], next_page_token=token
+        )
 
     def GetConsoleOutput(
         self, request: pb.GetConsoleOutputRequest, context: CallContext

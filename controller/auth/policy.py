@@ -81,6 +81,8 @@ POLICY: dict[str, Rule] = {
             "EnableNode": Rule.ADMIN,
             "DeleteNode": Rule.ADMIN,
             "RotateNodeCertificate": Rule.ADMIN,
+            "DrainNode": Rule.ADMIN,
+            "UndrainNode": Rule.ADMIN,
             "CreateJoinToken": Rule.ADMIN,
             "ListJoinTokens": Rule.ADMIN,
             "DeleteJoinToken": Rule.ADMIN,
@@ -128,6 +130,8 @@ POLICY: dict[str, Rule] = {
             # READ_WRITE needs the member role (checked with the instance, domain/consoles.py).
             "AttachConsole": Rule.READER,
             "CreateInstanceSnapshot": Rule.MEMBER,
+            "MigrateInstance": Rule.ADMIN,
+            "ListLiveMigrations": Rule.ADMIN,
         },
     ),
     **_service(

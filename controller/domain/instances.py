@@ -21,7 +21,7 @@ import base64
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import peewee
@@ -62,6 +62,7 @@ STOPPED = cpb.INSTANCE_STATE_STOPPED
 REBOOTING = cpb.INSTANCE_STATE_REBOOTING
 DELETING = cpb.INSTANCE_STATE_DELETING
 ERROR = cpb.INSTANCE_STATE_ERROR
+MIGRATING = cpb.INSTANCE_STATE_MIGRATING
 STATE_NAMES = {v: k.removeprefix("INSTANCE_STATE_").lower() for k, v in cpb.InstanceState.items()}
 
 POWERING_ON = "powering_on"
@@ -278,7 +279,7 @@ class Instances:
         # Rank nodes outside the write lock (reads do not block in WAL mode);
         # the claim inside it re-checks capacity and group membership, so a
         # ranking that went stale meanwhile costs a retry, never an overcommit.
-        ranked_for = self._group_request(group, req) if group is not None else req
+        ranked_for = self.group_request(group, req) if group is not None else req
         placement = self.placement
         sample = placement.sample()
         outcome = schedule(placement.candidates(sample), ranked_for, placement.ratios, placement.weigher)
@@ -294,7 +295,7 @@ class Instances:
                 self.boot_volumes.lock(boot.volume.id)
             self.quotas.charge(caller.project_id, _holds(flavor.vcpus, flavor.ram_mb), caller.project_name)
             if group is not None:
-                req = self._group_request(group, req, lock=True)
+                req = self.group_request(group, req, lock=True)
             try:
                 chosen = placement.claim(outcome, req, final=sample is None)
             except ResourceExhausted:
@@ -351,14 +352,12 @@ class Instances:
         )
         return row
 
-    def _group_request(self, group: ServerGroup, req: Request, lock: bool = False) -> Request:
+    def group_request(self, group: ServerGroup, req: Request, lock: bool = False) -> Request:
         if lock and not is_sqlite():  # serialise placements within one group
             list(ServerGroup.select(ServerGroup.id).where(ServerGroup.id == group.id).for_update())
         nodes = frozenset(node for _, node in store.group_members(group.id))
         policy = "affinity" if group.policy == cpb.SERVER_GROUP_POLICY_AFFINITY else "anti-affinity"
-        return Request(
-            req.vcpus, req.ram_mb, req.disk_gb, policy, nodes, req.required_node, req.required_backend
-        )
+        return replace(req, group_policy=policy, group_nodes=nodes)
 
     # Verbs
 
@@ -563,7 +562,7 @@ class Instances:
             if node == NODE_GONE or (node == NODE_REPORTING and guest is None):
                 return Observation("delete")
             return Observation(None)
-        if guest is None:
+        if guest is None or row.state == MIGRATING:  # a migration's progress: domain/migrations/
             return Observation(None)
         power = guest.power_state
         update: dict[str, Any] = {}

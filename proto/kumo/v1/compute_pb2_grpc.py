@@ -152,6 +152,16 @@ class ComputeServiceStub:
                 request_serializer=kumo_dot_v1_dot_compute__pb2.CreateInstanceSnapshotRequest.SerializeToString,
                 response_deserializer=kumo_dot_v1_dot_compute__pb2.CreateInstanceSnapshotResponse.FromString,
                 _registered_method=True)
+        self.MigrateInstance = channel.unary_unary(
+                '/kumo.v1.ComputeService/MigrateInstance',
+                request_serializer=kumo_dot_v1_dot_compute__pb2.MigrateInstanceRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_compute__pb2.Instance.FromString,
+                _registered_method=True)
+        self.ListLiveMigrations = channel.unary_unary(
+                '/kumo.v1.ComputeService/ListLiveMigrations',
+                request_serializer=kumo_dot_v1_dot_compute__pb2.ListLiveMigrationsRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_compute__pb2.ListLiveMigrationsResponse.FromString,
+                _registered_method=True)
 
 
 class ComputeServiceServicer:
@@ -312,6 +322,23 @@ class ComputeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MigrateInstance(self, request, context):
+        """Admin only. Moves the instance to another node: live (the guest keeps
+        running; its node-local disks and config drive are copied, shared disks
+        stay) or cold. Returns the instance in MIGRATING; progress is in
+        ListLiveMigrations. See docs/nodes.md, "Live migration".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLiveMigrations(self, request, context):
+        """Admin only. Live migrations, oldest first, with phase and bytes copied.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ComputeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -429,6 +456,16 @@ def add_ComputeServiceServicer_to_server(servicer, server):
                     servicer.CreateInstanceSnapshot,
                     request_deserializer=kumo_dot_v1_dot_compute__pb2.CreateInstanceSnapshotRequest.FromString,
                     response_serializer=kumo_dot_v1_dot_compute__pb2.CreateInstanceSnapshotResponse.SerializeToString,
+            ),
+            'MigrateInstance': grpc.unary_unary_rpc_method_handler(
+                    servicer.MigrateInstance,
+                    request_deserializer=kumo_dot_v1_dot_compute__pb2.MigrateInstanceRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_compute__pb2.Instance.SerializeToString,
+            ),
+            'ListLiveMigrations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLiveMigrations,
+                    request_deserializer=kumo_dot_v1_dot_compute__pb2.ListLiveMigrationsRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_compute__pb2.ListLiveMigrationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1054,6 +1091,60 @@ class ComputeService:
             '/kumo.v1.ComputeService/CreateInstanceSnapshot',
             kumo_dot_v1_dot_compute__pb2.CreateInstanceSnapshotRequest.SerializeToString,
             kumo_dot_v1_dot_compute__pb2.CreateInstanceSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MigrateInstance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.ComputeService/MigrateInstance',
+            kumo_dot_v1_dot_compute__pb2.MigrateInstanceRequest.SerializeToString,
+            kumo_dot_v1_dot_compute__pb2.Instance.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLiveMigrations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.ComputeService/ListLiveMigrations',
+            kumo_dot_v1_dot_compute__pb2.ListLiveMigrationsRequest.SerializeToString,
+            kumo_dot_v1_dot_compute__pb2.ListLiveMigrationsResponse.FromString,
             options,
             channel_credentials,
             insecure,
