@@ -1,4 +1,4 @@
-"""kumo server create | list | show | delete | start | stop | reboot | console | snapshot."""
+"""kumo server create | list | show | delete | start | stop | reboot | console | snapshot | migrate."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from cli import completion
 from cli.client import list_all, resolve
 from cli.commands import event as event_cmd
 from cli.commands import image as image_cmd
+from cli.commands import migration as migration_cmd
 from cli.commands import node as node_cmd
 from cli.commands import project as project_cmd
 from cli.commands.flavor import stub
@@ -36,6 +37,8 @@ from kumo.v1 import image_pb2 as ipb
 app = typer.Typer(no_args_is_help=True)
 event_app = typer.Typer(no_args_is_help=True)
 app.add_typer(event_app, name="event", help="A server's events: what was done to it and what it did.")
+migration_app = typer.Typer(no_args_is_help=True)
+app.add_typer(migration_app, name="migration", help="Live migrations: phase, bytes copied, downtime.")
 
 COLUMNS = [
     ("id", "id"),
@@ -198,6 +201,41 @@ def _verb(  # type: ignore[no-untyped-def]
     if wait_:
         inst = wait(s, inst, target, timeout)
     emit(inst, output, DETAIL, column)
+
+
+@app.command()
+def migrate(
+    server: ServerArg,
+    live: Annotated[bool, typer.Option("--live", help="Keep the guest running while it moves")] = False,
+    node: Annotated[str, typer.Option("--node", help="Target node (name or id) [the scheduler picks]")] = "",
+    wait_: WaitOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
+) -> None:
+    """Move a server to another node (admin); --wait shows the phase and bytes copied."""
+    s = stub()
+    inst = find(s, server)
+    target = node_cmd.find(node_cmd.stub(), node).id if node else ""
+    inst = s.MigrateInstance(pb.MigrateInstanceRequest(name=inst.id, live=live, node=target))
+    if wait_:
+        migration_cmd.follow(s, inst, timeout)
+        inst = s.GetInstance(pb.GetInstanceRequest(id=inst.id))
+    emit(inst, output, DETAIL, column)
+
+
+@migration_app.command("list")
+def migration_list(
+    server: Annotated[str, typer.Option("--server", help="Only this server's (name or id)")] = "",
+    node: Annotated[str, typer.Option("--node", help="Only from or to this node (name or id)")] = "",
+    output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
+) -> None:
+    """List live migrations, oldest first (admin)."""
+    s = stub()
+    instance_id = find(s, server).id if server else ""
+    node_id = node_cmd.find(node_cmd.stub(), node).id if node else ""
+    emit(migration_cmd.migrations(s, instance_id, node_id), output, migration_cmd.COLUMNS, column)
 
 
 @app.command()
