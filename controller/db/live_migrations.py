@@ -140,18 +140,19 @@ def drain_migrations(node_id: str, since: float) -> list[LiveMigration]:
     )
 
 
-def drain_counts(drains: Iterable[NodeDrain]) -> dict[str, tuple[int, int]]:
-    """node id -> (migrated, failed) of each drain since it began, in one query."""
-    drains = list(drains)
-    if not drains:
-        return {}
-    since = {d.node_id: d.start_time for d in drains}
-    out = {nid: (0, 0) for nid in since}
+def drain_counts(node_ids: Iterable[str], drains: dict[str, NodeDrain]) -> dict[str, tuple[int, int]]:
+    """node id -> (migrated, failed) of each node's drain since it began: one
+    query for the page of nodes, drained or not (so a page costs the same)."""
+    ids = list(set(node_ids))
+    out = {nid: (0, 0) for nid in drains}
+    if not ids:
+        return out
     query = LiveMigration.select(
         LiveMigration.drain_node_id, LiveMigration.state, LiveMigration.create_time
-    ).where(LiveMigration.drain_node_id.in_(list(since)) & LiveMigration.state.in_([COMPLETED, FAILED]))
+    ).where(LiveMigration.drain_node_id.in_(ids) & LiveMigration.state.in_([COMPLETED, FAILED]))
     for nid, state, created in query.tuples():
-        if created >= since[nid]:
+        drain = drains.get(nid)
+        if drain is not None and created >= drain.start_time:
             ok, bad = out[nid]
             out[nid] = (ok + (state == COMPLETED), bad + (state == FAILED))
     return out

@@ -79,7 +79,7 @@ class Drains:
         """node id -> (its last drain, guests migrated, guests that could not
         go) for each node that was ever drained (two queries a page)."""
         drains = store.drains_of(node_ids)
-        counts = store.drain_counts(drains.values())
+        counts = store.drain_counts(node_ids, drains)
         return {nid: (d, *counts.get(nid, (0, 0))) for nid, d in drains.items()}
 
     # The pass
