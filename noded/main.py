@@ -124,6 +124,9 @@ def run(
             "[qemu+tls://<migration address>/system]"
         ),
     ] = "",
+    migration_max_bandwidth: Annotated[
+        int, typer.Option(help="Live migrations from this node: at most this many MiB/s (0: unlimited)")
+    ] = 0,
     fake_migration_seconds: Annotated[
         float, typer.Option(help="--driver fake: how long a simulated live migration takes")
     ] = 0.2,
@@ -238,7 +241,9 @@ def run(
     except (StorageError, DriverError) as exc:
         raise _fail(str(exc)) from None
     current = CurrentCredentials(creds, state)
-    compute = make_compute(current.get, drv, guests_dir, state.path / "images", backend, metrics)
+    compute = make_compute(
+        current.get, drv, guests_dir, state.path / "images", backend, metrics, migration_max_bandwidth
+    )
     volumes = VolumeStep(backend, compute.cache)
 
     from noded.network import NetworkStep

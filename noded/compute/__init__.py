@@ -57,6 +57,7 @@ def make_compute(
     cache_dir: Path,
     storage: StorageBackend | None,
     metrics: NodeMetrics | None = None,
+    migration_bandwidth_mib: int = 0,
 ) -> ComputeStep:
     """The instances step, talking to the controller's node port over mTLS
     (a blocking channel of its own: the step runs in a worker thread; remade
@@ -82,4 +83,4 @@ def make_compute(
         stub().ReportConsole(pb.ReportConsoleRequest(instance_id=instance_id, data=data), timeout=30)
 
     cache = ImageCache(cache_dir, fetch, metrics) if driver.needs_disks else None
-    return ComputeStep(instances_dir, cache, upload, report, storage)
+    return ComputeStep(instances_dir, cache, upload, report, storage, migration_bandwidth_mib)

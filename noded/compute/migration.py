@@ -42,8 +42,9 @@ def progress_pb(data: dict[str, object]) -> pb.MigrationProgress:
 
 
 class OutgoingMigrations:
-    def __init__(self, record: Record) -> None:
+    def __init__(self, record: Record, max_bandwidth_mib: int = 0) -> None:
         self.record = record
+        self.max_bandwidth_mib = max_bandwidth_mib
         self._lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}
 
@@ -83,6 +84,7 @@ class OutgoingMigrations:
             order.target_address,
             copy_disks if order.copy_storage else (),
             order.timeout_seconds,
+            self.max_bandwidth_mib,
         )
         threading.Thread(
             target=self._run,

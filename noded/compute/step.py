@@ -91,6 +91,7 @@ class ComputeStep:
         upload: Upload | None,
         report: Report | None,
         storage: StorageBackend | None = None,
+        migration_bandwidth_mib: int = 0,
     ) -> None:
         self.dir = Path(instances_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -112,7 +113,9 @@ class ComputeStep:
         # slowness was logged), while the guest holds the disk.
         self._detaching: dict[tuple[str, str], tuple[float, bool]] = {}
         # Live migrations this node sends (their outcome goes to state.json).
-        self.outgoing = OutgoingMigrations(lambda iid, outcome: self._record(iid, migration=outcome))
+        self.outgoing = OutgoingMigrations(
+            lambda iid, outcome: self._record(iid, migration=outcome), migration_bandwidth_mib
+        )
 
     # Per-instance applied state
 

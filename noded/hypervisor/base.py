@@ -101,6 +101,7 @@ class MigrationTarget:
     address: str
     copy_disks: tuple[str, ...]
     timeout: float
+    max_bandwidth_mib: int = 0  # MiB/s for memory and disks; 0: unlimited
 
 
 @dataclass(frozen=True)

@@ -510,6 +510,8 @@ class LibvirtDriver(HypervisorDriver):
             )
             host = f"[{target.address}]" if ":" in target.address else target.address
             params: dict[str, object] = {libvirt.VIR_MIGRATE_PARAM_URI: f"tcp://{host}"}
+            if target.max_bandwidth_mib:  # libvirt applies it to the disk mirror too
+                params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = target.max_bandwidth_mib
             if target.copy_disks:
                 flags |= libvirt.VIR_MIGRATE_NON_SHARED_DISK
                 params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = list(target.copy_disks)
