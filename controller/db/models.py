@@ -550,9 +550,6 @@ class LiveMigration(BaseModel):
     vcpus = peewee.IntegerField(default=0)
     ram_mb = peewee.IntegerField(default=0)
     disk_gb = peewee.IntegerField(default=0)
-    # The target's desired revision that brought the incoming marker: once
-    # the target applied it, its ports and disk files are ready.
-    target_revision = peewee.BigIntegerField(default=0)
     create_time = peewee.DoubleField()
     update_time = peewee.DoubleField()
     end_time = peewee.DoubleField(default=0)

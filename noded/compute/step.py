@@ -113,6 +113,8 @@ class ComputeStep:
         # slowness was logged), while the guest holds the disk.
         self._detaching: dict[tuple[str, str], tuple[float, bool]] = {}
         # Live migrations this node sends (their outcome goes to state.json).
+        # Incoming live migrations whose files are ready: instance -> migration id.
+        self._prepared: dict[str, str] = {}
         self.outgoing = OutgoingMigrations(
             lambda iid, outcome: self._record(iid, migration=outcome), migration_bandwidth_mib
         )
@@ -154,6 +156,9 @@ class ComputeStep:
         have = {g.instance_id: g for g in driver.list_guests()}
         with self._lock:
             self.wanted = set(want)
+            self._prepared = {
+                i: m for i, m in self._prepared.items() if i in want and want[i].incoming_migration_id == m
+            }
             for gone in set(self.faults) - set(want):
                 self.faults.pop(gone, None)
         for key in [k for k in self._detaching if k[0] not in want]:
@@ -246,11 +251,12 @@ class ComputeStep:
         """The target's side: the guest's files (an overlay of the right size
         for the copy to fill, the config drive) but no guest; the migration
         brings it, paused until it switches over."""
-        if guest is not None:
-            return
-        idir.mkdir(exist_ok=True)
-        os.chmod(idir, 0o755)
-        self._spec(d, idir, driver)
+        if guest is None:
+            idir.mkdir(exist_ok=True)
+            os.chmod(idir, 0o755)
+            self._spec(d, idir, driver)
+        with self._lock:
+            self._prepared[d.id] = d.incoming_migration_id
 
     def _send(self, d: pb.DesiredInstance, guest: Guest | None, driver: HypervisorDriver) -> None:
         """The source's side: migrate the running guest once per migration id;
@@ -464,6 +470,10 @@ class ComputeStep:
     def _add_migration(self, status: pb.GuestStatus) -> bool:
         """The guest's outgoing migration, running or as it ended, if any."""
         prog = self.outgoing.progress(status.instance_id)
+        with self._lock:
+            incoming = self._prepared.get(status.instance_id, "")
+        if prog is None and incoming:
+            prog = pb.MigrationProgress(migration_id=incoming, state=pb.MIGRATION_JOB_STATE_PREPARED)
         if prog is None:
             done = self.applied(status.instance_id).get("migration")
             if not isinstance(done, dict) or not done.get("id"):

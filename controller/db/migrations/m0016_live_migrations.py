@@ -19,7 +19,6 @@ STATEMENTS = [
     " vcpus INTEGER NOT NULL DEFAULT 0,"
     " ram_mb INTEGER NOT NULL DEFAULT 0,"
     " disk_gb INTEGER NOT NULL DEFAULT 0,"
-    " target_revision BIGINT NOT NULL DEFAULT 0,"
     " create_time DOUBLE PRECISION NOT NULL,"
     " update_time DOUBLE PRECISION NOT NULL,"
     " end_time DOUBLE PRECISION NOT NULL DEFAULT 0)",

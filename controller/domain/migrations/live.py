@@ -7,7 +7,7 @@ restart mid-migration simply carries on from the nodes' reports.
 The phases, as the nodes see them:
 - PREPARING: the target's desired state holds the instance with
   `incoming_migration_id` (ports, networks, disk files; the guest is not
-  started). Once the target applied that revision: RUNNING.
+  started). Once the target reports it PREPARED (GuestStatus.migration): RUNNING.
 - RUNNING: the source's desired instance carries an `outgoing_migration`; it
   migrates peer to peer and reports progress in GuestStatus.migration.
 - COMPLETED (the source says so, or the target runs the guest): in one
@@ -63,6 +63,7 @@ FAILED = cpb.LIVE_MIGRATION_STATE_FAILED
 UNFINISHED = (PREPARING, RUNNING_MIGRATION)
 JOB_COMPLETED = npb.MIGRATION_JOB_STATE_COMPLETED
 JOB_FAILED = npb.MIGRATION_JOB_STATE_FAILED
+JOB_PREPARED = npb.MIGRATION_JOB_STATE_PREPARED
 # How long the target may take to make ports and disk files, on top of the
 # migration's own timeout, before the controller gives up on its own.
 PREPARE_SECONDS = 120.0
@@ -196,7 +197,6 @@ class LiveMigrations:
             chosen = placement.claim(outcome, req)
             node_store.bump_desired_revision(row.node_id, now)
             node_store.bump_desired_revision(chosen, now)
-            target_row = node_store.get_node(chosen)
             m = store.insert(
                 id=clock.new_id(),
                 instance_id=row.id,
@@ -209,7 +209,6 @@ class LiveMigrations:
                 vcpus=req.vcpus,
                 ram_mb=req.ram_mb,
                 disk_gb=req.disk_gb,
-                target_revision=target_row.desired_revision if target_row else 0,
                 create_time=now,
                 update_time=now,
             )
@@ -325,7 +324,8 @@ class LiveMigrations:
         if m.state == PREPARING:
             if tgt_guest is not None and tgt_guest.fault and _reporting(target):
                 return self.fail(m, f"the target could not prepare: {tgt_guest.fault}")
-            if _reporting(target) and target.applied_revision >= m.target_revision:
+            ready = tgt_guest is not None and tgt_guest.migration.migration_id == m.id
+            if _reporting(target) and ready and tgt_guest.migration.state == JOB_PREPARED:
                 now = clock.now()
                 with write_transaction():
                     if store.update_if(m.id, (PREPARING,), {"state": RUNNING_MIGRATION}, now) != 1:

@@ -28,6 +28,7 @@ class MigrationJobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MIGRATION_JOB_STATE_RUNNING: _ClassVar[MigrationJobState]
     MIGRATION_JOB_STATE_COMPLETED: _ClassVar[MigrationJobState]
     MIGRATION_JOB_STATE_FAILED: _ClassVar[MigrationJobState]
+    MIGRATION_JOB_STATE_PREPARED: _ClassVar[MigrationJobState]
 
 class ConsoleKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -51,6 +52,7 @@ MIGRATION_JOB_STATE_UNSPECIFIED: MigrationJobState
 MIGRATION_JOB_STATE_RUNNING: MigrationJobState
 MIGRATION_JOB_STATE_COMPLETED: MigrationJobState
 MIGRATION_JOB_STATE_FAILED: MigrationJobState
+MIGRATION_JOB_STATE_PREPARED: MigrationJobState
 CONSOLE_KIND_UNSPECIFIED: ConsoleKind
 CONSOLE_KIND_LOG: ConsoleKind
 CONSOLE_KIND_FOLLOW: ConsoleKind
