@@ -31,6 +31,7 @@ from controller.auth.principal import Principal, Role
 from controller.config import ControllerConfig
 from controller.db import images as image_store
 from controller.db import instances as store
+from controller.db import live_migrations as migration_store
 from controller.db import nodes as node_store
 from controller.db.database import is_sqlite, write_transaction
 from controller.db.models import Instance, Node, ServerGroup
@@ -477,6 +478,8 @@ class Instances:
     def node_may_read_blob(self, node_id: str, sha256: str) -> bool:
         if any(r.image_sha256 == sha256 for r in store.instances_on_node(node_id)):
             return True
+        if any(r.image_sha256 == sha256 for _, r in migration_store.incoming(node_id)):
+            return True  # a live migration's target makes the guest's overlay on it
         return any(ext.may_read_blob(node_id, sha256) for ext in self.extensions)
 
     def snapshot_target(self, node_id: str, instance_id: str, image_id: str) -> Instance:

@@ -491,7 +491,8 @@ class LibvirtDriver(HypervisorDriver):
         self, instance_id: str, target: MigrationTarget, progress: Callable[[MigrationStats], None]
     ) -> MigrationStats:
         """Peer to peer (this libvirtd connects to the target's at target.uri),
-        live, the definition moved (persisted there, undefined here), with
+        live, the definition moved (persisted there, undefined here once the
+        completed job's figures are read), with
         auto-converge for guests that dirty memory fast; the disks in
         target.copy_disks are mirrored into the files the target made
         (copy-storage-all), the rest (read-only config drive, shared volumes)
@@ -505,7 +506,6 @@ class LibvirtDriver(HypervisorDriver):
                 libvirt.VIR_MIGRATE_LIVE
                 | libvirt.VIR_MIGRATE_PEER2PEER
                 | libvirt.VIR_MIGRATE_PERSIST_DEST
-                | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
                 | libvirt.VIR_MIGRATE_AUTO_CONVERGE
             )
             host = f"[{target.address}]" if ":" in target.address else target.address
@@ -544,7 +544,21 @@ class LibvirtDriver(HypervisorDriver):
             finally:
                 done.set()
                 watcher.join(5)
-            return self._migrated_stats(instance_id, target.uri)
+            # The completed job's figures (downtime included) live on the
+            # source's domain: read them, then undefine it (what
+            # VIR_MIGRATE_UNDEFINE_SOURCE would do before they could be read).
+            try:
+                final = _job_stats(dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED))
+            except libvirt.libvirtError:
+                final = MigrationStats()
+            try:
+                dom.undefine()
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise DriverError(
+                        f"migrated, but cannot undefine it here: {exc.get_error_message()}"
+                    ) from None
+            return final
         finally:
             try:
                 conn.close()
@@ -556,22 +570,6 @@ class LibvirtDriver(HypervisorDriver):
             return libvirt.open(self.uri)
         except libvirt.libvirtError as exc:
             raise DriverError(f"cannot connect to libvirt at {self.uri}: {exc.get_error_message()}") from None
-
-    @staticmethod
-    def _migrated_stats(instance_id: str, target_uri: str) -> MigrationStats:
-        """The completed job's figures (downtime included), which libvirt keeps
-        on the target's domain once the source's is gone."""
-        try:
-            conn = libvirt.open(target_uri)
-        except libvirt.libvirtError:
-            return MigrationStats()
-        try:
-            dom = conn.lookupByName(domain_name(instance_id))
-            return _job_stats(dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED))
-        except libvirt.libvirtError:
-            return MigrationStats()
-        finally:
-            conn.close()
 
     def abort_migration(self, instance_id: str) -> None:
         def abort(conn: libvirt.virConnect) -> None:

@@ -312,7 +312,8 @@ class LiveMigrations:
             and _reporting(target)
             and tgt_guest is not None
             and tgt_guest.power_state == RUNNING
-        ):
+            and (not _reporting(source) or src_guest is None)
+        ):  # the source's word (with the downtime) first, while it can give it
             return self.complete(m, row, prog)
         if prog is not None and prog.state == JOB_FAILED:
             return self.fail(m, prog.error or "the source node gave up")

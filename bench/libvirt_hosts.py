@@ -1,4 +1,5 @@
-"""Extra libvirt "hosts" on this one machine, for live migration tests: a
+"""Extra libvirt "hosts" on this one machine, for the live migration tests
+and benchmark: a
 libvirtd and virtlogd of their own in a private mount namespace (own
 /run/libvirt, /var/lib/libvirt, /var/cache/libvirt, /etc/libvirt,
 /var/log/libvirt; own host UUID, migration port range, no cgroup
@@ -28,8 +29,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.procs import noded_env
-from tests.harness import ROOT
+from bench.procs import ROOT, noded_env
 
 SYSTEM_DIRS = {
     "run": "/run/libvirt",
@@ -153,6 +153,16 @@ exec {sys.executable} -m noded.main run --state-dir {self.same_path_as} --log-fo
                 pass
         return out
 
+    def stop_noded(self) -> None:
+        """Stops its kumo-noded only (libvirtd and the guests go on)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
     def stop(self) -> None:
         """Destroys its guests, then stops noded, libvirtd and virtlogd."""
         if Path(self.socket).exists():
@@ -165,13 +175,7 @@ exec {sys.executable} -m noded.main run --state-dir {self.same_path_as} --log-fo
             for name in names:
                 subprocess.run(["virsh", "-c", self.uri, "destroy", name], capture_output=True, timeout=30)
                 subprocess.run(["virsh", "-c", self.uri, "undefine", name], capture_output=True, timeout=30)
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        self.stop_noded()
         for name in ("libvirtd", "virtlogd"):
             pid = self._pid(name)
             if pid:
