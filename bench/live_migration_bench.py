@@ -145,7 +145,7 @@ def main() -> None:
                 "KUMO-NICS" in admin.compute.GetConsoleOutput(pb.GetConsoleOutputRequest(id=g)).output
                 for g in guests
             ),
-            timeout=300,
+            timeout=900,  # TCG boots on a loaded machine
             what="guests booted",
         )
 

@@ -21,7 +21,7 @@ from kumo.v1 import compute_pb2_grpc, node_pb2_grpc
 from kumo.v1 import node_pb2 as npb
 from tests.cloudutil import FakeCloud, fake_cloud
 from tests.harness import Client, error_reason, race, rpc_error, two_tenants
-from tests.nodeutil import NodedProc, wait_for
+from tests.nodeutil import NodedProc, free_port, wait_for
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 NODES = 3  # each: 2 vCPUs (x4 = 8), 4096 MiB, 50 GiB
@@ -45,8 +45,14 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeCloud]:
         "KUMO_QUOTA_VCPUS": "1000",
         "KUMO_QUOTA_RAM_MB": "10000000",
     }
+    ports = ["--listen", f"127.0.0.1:{free_port()}", "--node-listen", f"127.0.0.1:{free_port()}"]
     with fake_cloud(
-        tmp_path_factory.mktemp("livemig"), NODES, "lm", env, node_args=["--heartbeat-seconds", "0.5"]
+        tmp_path_factory.mktemp("livemig"),
+        NODES,
+        "lm",
+        env,
+        extra_args=ports,  # fixed ports: the controller restarts in place
+        node_args=["--heartbeat-seconds", "0.5"],
     ) as c:
         c.public_image("tiny")
         c.flavor("m1.mig", vcpus=1, ram_mb=1024)
@@ -349,31 +355,64 @@ def test_racing_migrations_drains_and_creates_never_overcommit(cloud: FakeCloud)
     delete_all(admin)
 
 
-def test_target_dying_midway_leaves_the_guest_on_the_source(cloud: FakeCloud, tmp_path: Path) -> None:
-    """Last: it stops a node. The source's simulated copy is slowed to 60 s;
-    the target's daemon is killed midway."""
-    admin = cloud.admin
-    inst = running(admin, create(admin, "stays").id)
-    source = inst.node_id
-    # Restart the source's daemon with a slow migration.
-    src_proc = next(p for p in cloud.procs if p.state_dir == cloud.node_states[source])
-    src_proc.stop()
-    slow = NodedProc(src_proc.state_dir, [*src_proc.args, "--fake-migration-seconds", "60"]).start()
-    cloud.procs.append(slow)
-    cloud.procs.remove(src_proc)
-    inst = running(admin, inst.id)  # the restarted fake driver made it again
-    target = next(n for n in node_ids(cloud) if n != source)
-    before = claims(cloud)
+def slow_source(cloud: FakeCloud, node_id: str, seconds: float) -> None:
+    """Restarts the node's daemon with simulated migrations that take `seconds`."""
+    proc = next(p for p in cloud.procs if p.state_dir == cloud.node_states[node_id])
+    proc.stop()
+    cloud.procs.remove(proc)
+    cloud.procs.append(
+        NodedProc(proc.state_dir, [*proc.args, "--fake-migration-seconds", str(seconds)]).start()
+    )
+
+
+def begin(admin: Client, instance_id: str, target: str) -> None:
+    """MigrateInstance, retried while a restarted daemon's session comes back."""
 
     def started() -> bool:
         try:
-            compute(admin).MigrateInstance(pb.MigrateInstanceRequest(name=inst.id, live=True, node=target))
-        except grpc.RpcError as exc:  # until the restarted daemon's session reports again
+            compute(admin).MigrateInstance(
+                pb.MigrateInstanceRequest(name=instance_id, live=True, node=target)
+            )
+        except grpc.RpcError as exc:
             assert error_reason(exc) in ("NODE_DOWN", "INSTANCE_NOT_RUNNING"), exc
             return False
         return True
 
     wait_for(started, timeout=30, what="the migration accepted")
+
+
+def test_a_controller_restart_mid_migration_carries_on(cloud: FakeCloud) -> None:
+    """The record is in the database and the nodes say how it went: a
+    controller that restarts while the copy runs completes it."""
+    admin = cloud.admin
+    inst = running(admin, create(admin, "restarted").id)
+    source = inst.node_id
+    slow_source(cloud, source, 6)
+    target = next(n for n in node_ids(cloud) if n != source)
+    begin(admin, inst.id, target)
+    wait_for(
+        lambda: migrations(admin, instance_id=inst.id)[-1].bytes_processed > 0, what="the copy under way"
+    )
+    cloud.ctl.restart()
+    cloud.admin = admin = cloud.ctl.login()
+    m = finished(admin, inst.id, timeout=60)
+    assert m.state == pb.LIVE_MIGRATION_STATE_COMPLETED, m.fault
+    assert running(admin, inst.id).node_id == target
+    assert_claims_exact(cloud)
+    delete_all(admin)
+
+
+def test_target_dying_midway_leaves_the_guest_on_the_source(cloud: FakeCloud) -> None:
+    """Last: it stops a node. The source's simulated copy is slowed to 60 s;
+    the target's daemon is killed midway."""
+    admin = cloud.admin
+    inst = running(admin, create(admin, "stays").id)
+    source = inst.node_id
+    slow_source(cloud, source, 60)
+    inst = running(admin, inst.id)  # the restarted fake driver made it again
+    target = next(n for n in node_ids(cloud) if n != source)
+    before = claims(cloud)
+    begin(admin, inst.id, target)
     wait_for(
         lambda: migrations(admin, instance_id=inst.id)[-1].bytes_processed > 0,
         timeout=30,
