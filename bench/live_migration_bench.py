@@ -102,11 +102,11 @@ def main() -> None:
         base / "ctl", extra_env={"KUMO_NODE_HEARTBEAT_SECONDS": "1", "KUMO_INSTANCE_SYNC_SECONDS": "0.2"}
     )
     (base / "ctl").mkdir()
-    ctl.start()
     a_state, b_state = base / "node", base / "node2"
     host = LibvirtHost(base / "host2", b_state, same_path_as=a_state)
     a = None
     try:
+        ctl.start(timeout=120)  # a loaded machine starts it slowly
         admin = ctl.login()
         for name, state in (("bench-a", a_state), ("bench-b", b_state)):
             joined = run_noded(
