@@ -8,6 +8,7 @@ drains and creates that never overcommit a node."""
 from __future__ import annotations
 
 import collections
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from kumo.v1 import compute_pb2 as pb
 from kumo.v1 import compute_pb2_grpc, node_pb2_grpc
 from kumo.v1 import node_pb2 as npb
 from tests.cloudutil import FakeCloud, fake_cloud
-from tests.harness import Client, error_reason, race, rpc_error, two_tenants
+from tests.harness import Client, cli_login, error_reason, race, rpc_error, run_cli, two_tenants
 from tests.nodeutil import NodedProc, free_port, wait_for
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
@@ -298,6 +299,36 @@ def test_drain_empties_the_node_and_reports_what_cannot_go(cloud: FakeCloud) -> 
     back = nodes(admin).UndrainNode(npb.UndrainNodeRequest(id=drained))
     assert not back.maintenance
     assert_claims_exact(cloud)
+    delete_all(admin)
+
+
+def test_the_cli_migrates_and_drains_with_progress(cloud: FakeCloud, tmp_path: Path) -> None:
+    admin = cloud.admin
+    cfg = tmp_path / "cli"
+    assert cli_login(cloud.ctl, cfg).returncode == 0
+    env = {"KUMO_CONFIG_DIR": str(cfg)}
+    inst = running(admin, create(admin, "cli-mover").id)
+    names = {n.id: n.name for n in nodes(admin).ListNodes(npb.ListNodesRequest()).nodes}
+    target = next(n for n in node_ids(cloud) if n != inst.node_id)
+    out = run_cli(
+        ["server", "migrate", "cli-mover", "--live", "--node", names[target], "--wait", "-o", "json"], env
+    )
+    assert out.returncode == 0, out.stderr
+    assert "cli-mover: preparing" in out.stderr or "cli-mover: running" in out.stderr, out.stderr
+    assert "completed (1024.0 MiB copied" in out.stderr, out.stderr
+    assert json.loads(out.stdout)["node_id"] == target
+    cold = run_cli(["server", "migrate", "cli-mover"], env)
+    assert cold.returncode != 0 and "cold migration is not available" in cold.stderr
+    listed = run_cli(["server", "migration", "list", "--server", "cli-mover", "-o", "json"], env)
+    assert listed.returncode == 0 and json.loads(listed.stdout)[-1]["state"] == "completed", listed.stdout
+    drained = run_cli(["node", "drain", names[target], "--wait", "-o", "json"], env)
+    assert drained.returncode == 0, drained.stderr
+    assert f"server {inst.id}: completed" in drained.stderr, drained.stderr
+    assert json.loads(drained.stdout)["maintenance"] is True
+    back = run_cli(["node", "undrain", names[target], "-o", "json"], env)
+    assert back.returncode == 0 and json.loads(back.stdout)["maintenance"] is False
+    again = run_cli(["node", "undrain", names[target]], env)
+    assert again.returncode != 0 and "not in maintenance" in again.stderr
     delete_all(admin)
 
 
