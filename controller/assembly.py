@@ -46,6 +46,8 @@ from controller.domain.extensions import InUseCheck
 from controller.domain.identity import Identity
 from controller.domain.images import Images
 from controller.domain.instances import Instances
+from controller.domain.migrations.drain import Drains
+from controller.domain.migrations.live import LiveMigrations, MigrationSettings
 from controller.domain.moves.facade import Moves
 from controller.domain.networks import Networks
 from controller.domain.node_registry import NodeRegistry
@@ -134,6 +136,8 @@ class Parts:
     networks: Networks
     volumes: Volumes
     instances: Instances
+    migrations: LiveMigrations
+    drains: Drains
     desired: DesiredStates
     public: tuple[Service, ...]
     node: tuple[Service, ...]
@@ -215,7 +219,16 @@ def assemble(
         boot_volumes=volumes,
         events=events,
     )
-    desired = DesiredStates((instances, moves, networks, volumes))
+    migrations = LiveMigrations(
+        MigrationSettings(cfg.live_migration_timeout_seconds, cfg.instance_sync_seconds),
+        instances,
+        placement,
+        events,
+    )
+    drains = Drains(nodes, migrations, events, cfg.drain_parallel, cfg.instance_sync_seconds)
+    # Moves and live migrations right after instances: networks and volumes then fill the
+    # incoming instances' port and volume ids too.
+    desired = DesiredStates((instances, moves, migrations, networks, volumes))
     consoles = Consoles(instances, ConsoleRelay(nodes.registry))
 
     guard = StreamGuard(cfg.image_max_streams or max(1, cfg.workers // 2), cfg.image_upload_idle_seconds)
@@ -234,7 +247,10 @@ def assemble(
             ControlPlaneServicer(control_plane),
         ),
         _service(
-            node_pb2, "NodeService", node_pb2_grpc.add_NodeServiceServicer_to_server, NodeServicer(nodes)
+            node_pb2,
+            "NodeService",
+            node_pb2_grpc.add_NodeServiceServicer_to_server,
+            NodeServicer(nodes, drains),
         ),
         _service(
             node_agent_pb2,
@@ -247,7 +263,7 @@ def assemble(
             compute_pb2,
             "ComputeService",
             compute_pb2_grpc.add_ComputeServiceServicer_to_server,
-            ComputeServicer(catalog, instances, consoles, instance_api, moves),
+            ComputeServicer(catalog, instances, consoles, instance_api, moves, migrations),
         ),
         _service(
             network_pb2,
@@ -288,6 +304,8 @@ def assemble(
         networks,
         volumes,
         instances,
+        migrations,
+        drains,
         desired,
         public,
         node,

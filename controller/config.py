@@ -71,6 +71,10 @@ class ControllerConfig:
     quota_ram_mb: int = 512 * 1024
     # How often what nodes observe is folded into instance states.
     instance_sync_seconds: float = 1.0
+    # Live migrations: how long the source may copy before it gives up (the
+    # guest then stays), and how many guests a node drain moves at once.
+    live_migration_timeout_seconds: int = 300
+    drain_parallel: int = 2
     # Volumes: per-project quotas (volumes, their total GiB, volume snapshots).
     quota_volumes: int = 10
     quota_volume_gb: int = 1000

@@ -142,6 +142,8 @@ class Controller:
         parts.instances.start_sync()
         parts.volumes.start_sync()
         parts.moves.start_sync()
+        parts.migrations.start_sync()
+        parts.drains.start_sync()
         parts.events.start_prune()
         parts.control_plane.register(
             advertised(self.cfg.listen, self.port),
@@ -178,6 +180,8 @@ class Controller:
         self.parts.instances.stop_sync()
         self.parts.volumes.stop_sync()
         self.parts.moves.stop_sync()
+        self.parts.migrations.stop_sync()
+        self.parts.drains.stop_sync()
         self.parts.events.stop_prune()
         events = [s.stop(grace) for s in (self.public_server, self.node_server) if s is not None]
         for ev in events:

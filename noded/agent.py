@@ -107,7 +107,10 @@ _POWER = {
 
 
 def inventory_pb(
-    f: HostFacts, tunnel_ip: str = "", storage_backends: tuple[str, ...] = ("local",)
+    f: HostFacts,
+    tunnel_ip: str = "",
+    storage_backends: tuple[str, ...] = ("local",),
+    migration: tuple[str, str] = ("", ""),
 ) -> node_pb2.NodeInventory:
     return node_pb2.NodeInventory(
         hostname=f.hostname[:255],
@@ -124,6 +127,8 @@ def inventory_pb(
         kernel=f.kernel[:128],
         tunnel_ip=tunnel_ip,
         storage_backends=storage_backends,
+        migration_address=migration[0],
+        migration_uri=migration[1],
     )
 
 
@@ -164,6 +169,7 @@ class Agent:
         on_rtt: Callable[[float], None] | None = None,
         facts_refresh_seconds: float = 60.0,
         tunnel_ip: str = "",
+        migration: tuple[str, str] = ("", ""),
         metrics: NodeMetrics | None = None,
         doctor: CertificateDoctor | None = None,
         max_cert_refusals: int = MAX_CERT_REFUSALS,
@@ -198,6 +204,8 @@ class Agent:
         self.facts_refresh = facts_refresh_seconds
         # This node's VXLAN underlay address, for the controller's overlay peers.
         self.tunnel_ip = tunnel_ip
+        # (address, hypervisor URI) where other nodes send live migrations.
+        self.migration = migration
         self.storage_backends = storage_backends
         self.backoff = Backoff()
         self.reconciler = Reconciler(
@@ -352,7 +360,9 @@ class Agent:
             call,
             pb.SessionRequest(
                 hello=pb.NodeHello(
-                    inventory=inventory_pb(self._facts, self.tunnel_ip, self.storage_backends),
+                    inventory=inventory_pb(
+                        self._facts, self.tunnel_ip, self.storage_backends, self.migration
+                    ),
                     applied_revision=self.reconciler.applied_revision,
                 )
             ),
@@ -504,7 +514,9 @@ class Agent:
                 facts = await self._driver(self.driver.host_facts)
                 if facts != self._facts:
                     self._facts = facts
-                    hb.inventory.CopyFrom(inventory_pb(facts, self.tunnel_ip, self.storage_backends))
+                    hb.inventory.CopyFrom(
+                        inventory_pb(facts, self.tunnel_ip, self.storage_backends, self.migration)
+                    )
             self._sent[seq] = time.perf_counter()
             async with self._write_lock:
                 await _write(call, pb.SessionRequest(heartbeat=hb))

@@ -110,6 +110,26 @@ def run(
         str,
         typer.Option(help="VXLAN underlay address [the local address of the connection to the controller]"),
     ] = "",
+    migration_address: Annotated[
+        str,
+        typer.Option(
+            help="Where other nodes send live migrations' data to this one [the VXLAN underlay address]; "
+            "'none': take no live migrations"
+        ),
+    ] = "",
+    migration_uri: Annotated[
+        str,
+        typer.Option(
+            help="The libvirt URI other nodes' libvirtd reach this one's with "
+            "[qemu+tls://<migration address>/system]"
+        ),
+    ] = "",
+    migration_max_bandwidth: Annotated[
+        int, typer.Option(help="Live migrations from this node: at most this many MiB/s (0: unlimited)")
+    ] = 0,
+    fake_migration_seconds: Annotated[
+        float, typer.Option(help="--driver fake: how long a simulated live migration takes")
+    ] = 0.2,
     physical_network: Annotated[
         list[str] | None,
         typer.Option(
@@ -200,6 +220,7 @@ def run(
             instances_dir or state.path / "instances",
             fake_capacity=(fake_vcpus, fake_memory_mb, fake_disk_gb),
             fake_fail_snapshots=fake_fail_snapshots,
+            fake_migration_seconds=fake_migration_seconds,
         )
     except DriverError as exc:
         raise _fail(str(exc)) from None
@@ -231,7 +252,14 @@ def run(
     current = CurrentCredentials(creds, state)
     endpoints = ControllerEndpoints(controllers or creds.identity.node_endpoint)
     compute = make_compute(
-        current.get, drv, guests_dir, state.path / "images", backend, metrics, endpoints.current
+        current.get,
+        drv,
+        guests_dir,
+        state.path / "images",
+        backend,
+        metrics,
+        endpoints.current,
+        migration_max_bandwidth,
     )
     volumes = VolumeStep(backend, compute.cache)
 
@@ -239,6 +267,7 @@ def run(
     from noded.network.step import default_tunnel_ip
 
     tunnel = tunnel_ip or default_tunnel_ip(endpoints.all[0])
+    migration = migration_endpoint(migration_address, migration_uri, tunnel, driver)
     # Bridges, DHCP and rules are for real guests: a fake node has none.
     networks = [NetworkStep(state.path, tunnel, dns, physnets)] if driver == "libvirt" else []
 
@@ -261,6 +290,7 @@ def run(
             volume_reporter=volumes.report,
             periodic=[(2.0, compute.send_consoles)],
             tunnel_ip=tunnel,
+            migration=migration,
             metrics=metrics,
             storage_backends=tuple(backend.names()),
             consoles=ConsoleServer(drv, compute.console_log),
@@ -284,6 +314,17 @@ def run(
 
 
 @app.command()
+def migration_endpoint(address: str, uri: str, tunnel: str, driver: str) -> tuple[str, str]:
+    """(migration address, hypervisor URI) this node advertises; ("", "") when it takes none."""
+    if address == "none":
+        return "", ""
+    address = address or tunnel
+    if not address:
+        return "", ""
+    host = f"[{address}]" if ":" in address else address
+    return address, uri or (f"fake://{host}" if driver == "fake" else f"qemu+tls://{host}/system")
+
+
 def inventory(
     driver: DriverOpt = "libvirt",
     virt_type: VirtTypeOpt = "kvm",

@@ -65,6 +65,7 @@ REQUESTS: dict[str, Callable[[], Any]] = {
     "/kumo.v1.ComputeService/ListKeypairs": cpb.ListKeypairsRequest,
     "/kumo.v1.ComputeService/ListServerGroups": cpb.ListServerGroupsRequest,
     "/kumo.v1.ComputeService/ListInstances": cpb.ListInstancesRequest,
+    "/kumo.v1.ComputeService/ListLiveMigrations": cpb.ListLiveMigrationsRequest,
     "/kumo.v1.NetworkService/ListNetworks": npb.ListNetworksRequest,
     "/kumo.v1.NetworkService/ListSubnets": npb.ListSubnetsRequest,
     "/kumo.v1.NetworkService/ListPorts": npb.ListPortsRequest,
@@ -300,6 +301,20 @@ def populate(base: Path, ctl: InProcess, admin: Client) -> None:
             timeout=WAIT,
         )
         vol.AttachVolume(vpb.AttachVolumeRequest(id=v.id, instance_id=inst.id))
+    # A drain of the one node: each instance gets a FAILED live migration
+    # entry (no other node to go to), and the node a drain status.
+    node = nodes.GetNode(
+        nodepb.GetNodeRequest(id=compute.GetInstance(cpb.GetInstanceRequest(id=instances[0].id)).node_id)
+    )
+    nodes.DrainNode(nodepb.DrainNodeRequest(id=node.id))
+    wait_for(
+        lambda: (
+            nodes.GetNode(nodepb.GetNodeRequest(id=node.id)).drain.state == nodepb.NODE_DRAIN_STATE_INCOMPLETE
+        ),
+        what="the drain over",
+        timeout=WAIT,
+    )
+    nodes.UndrainNode(nodepb.UndrainNodeRequest(id=node.id))
 
 
 @pytest.fixture(scope="module")

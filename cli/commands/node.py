@@ -1,18 +1,21 @@
-"""kumo node list | show | disable | enable | delete, and kumo node token create | list | delete."""
+"""kumo node list | show | disable | enable | drain | undrain | delete, and kumo node token create | list | delete."""
 
 from __future__ import annotations
 
 import re
+import time
 from typing import Annotated
 
 import typer
 from google.protobuf import duration_pb2
 
 from cli.client import list_all, resolve, session
+from cli.commands import migration as migration_cmd
 from cli.errors import CliError
 from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
+from cli.waiting import DEFAULT_TIMEOUT, TimeoutOpt, WaitOpt
+from kumo.v1 import compute_pb2_grpc, node_pb2_grpc
 from kumo.v1 import node_pb2 as pb
-from kumo.v1 import node_pb2_grpc
 
 app = typer.Typer(no_args_is_help=True)
 token_app = typer.Typer(no_args_is_help=True)
@@ -34,6 +37,11 @@ DETAIL = [
     ("name", "name"),
     ("state", "state"),
     ("disabled reason", "disabled_reason"),
+    ("maintenance", "maintenance"),
+    ("drain", "drain.state"),
+    ("drain migrated", "drain.migrated"),
+    ("drain failed", "drain.failed"),
+    ("migration address", "inventory.migration_address"),
     ("connected", "connected"),
     ("controller", "controller_id"),
     ("address", "address"),
@@ -90,6 +98,10 @@ def stub():  # type: ignore[no-untyped-def]
     return session().stub(node_pb2_grpc.NodeServiceStub)
 
 
+def compute_stub():  # type: ignore[no-untyped-def]
+    return session().stub(compute_pb2_grpc.ComputeServiceStub)
+
+
 def find(s, ref: str) -> pb.Node:  # type: ignore[no-untyped-def]
     return resolve(
         "node",
@@ -131,6 +143,56 @@ def enable(node: str, output: OutputOpt = Format.table, column: ColumnOpt = None
     s = stub()
     n = find(s, node)
     emit(s.EnableNode(pb.EnableNodeRequest(id=n.id)), output, DETAIL, column)
+
+
+@app.command()
+def drain(
+    node: str,
+    wait_: WaitOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
+) -> None:
+    """Put a node in maintenance and live-migrate its guests off (admin); --wait shows each guest."""
+    s = stub()
+    n = s.DrainNode(pb.DrainNodeRequest(id=find(s, node).id))
+    if wait_:
+        n = _follow_drain(n, timeout)
+    emit(n, output, DETAIL, column)
+
+
+def _follow_drain(n: pb.Node, timeout: float) -> pb.Node:
+    """Polls the drain until it ends, a line per guest whose migration changed."""
+    s, compute = stub(), compute_stub()
+    deadline = time.monotonic() + timeout if timeout else None
+    shown: dict[str, str] = {}
+    began = n.drain.start_time.ToNanoseconds()
+    while True:
+        for m in migration_cmd.migrations(compute, node_id=n.id):
+            if m.drain_node_id != n.id or m.create_time.ToNanoseconds() < began:
+                continue
+            text = migration_cmd.line(m)
+            if shown.get(m.id) != text:
+                typer.echo(f"{n.name}: server {m.instance_id}: {text}", err=True)
+                shown[m.id] = text
+        if n.drain.state != pb.NODE_DRAIN_STATE_DRAINING:
+            if n.drain.state != pb.NODE_DRAIN_STATE_DRAINED:
+                state = pb.NodeDrainState.Name(n.drain.state).removeprefix("NODE_DRAIN_STATE_").lower()
+                raise CliError(
+                    f"drain of node {n.name} ended {state}: {n.drain.failed} guest(s) could not move"
+                )
+            return n
+        if deadline is not None and time.monotonic() > deadline:
+            raise CliError(f"node {n.name} is still draining after {timeout:.0f} s")
+        time.sleep(0.5)
+        n = s.GetNode(pb.GetNodeRequest(id=n.id))
+
+
+@app.command()
+def undrain(node: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
+    """Return a node in maintenance to service; guests do not move back (admin)."""
+    s = stub()
+    emit(s.UndrainNode(pb.UndrainNodeRequest(id=find(s, node).id)), output, DETAIL, column)
 
 
 @app.command("rotate-certificate")

@@ -11,6 +11,7 @@ from cli import completion
 from cli.client import list_all, resolve
 from cli.commands import event as event_cmd
 from cli.commands import image as image_cmd
+from cli.commands import migration as migration_cmd
 from cli.commands import node as node_cmd
 from cli.commands import project as project_cmd
 from cli.commands.flavor import stub
@@ -36,6 +37,8 @@ from kumo.v1 import image_pb2 as ipb
 app = typer.Typer(no_args_is_help=True)
 event_app = typer.Typer(no_args_is_help=True)
 app.add_typer(event_app, name="event", help="A server's events: what was done to it and what it did.")
+migration_app = typer.Typer(no_args_is_help=True)
+app.add_typer(migration_app, name="migration", help="Live migrations: phase, bytes copied, downtime.")
 
 COLUMNS = [
     ("id", "id"),
@@ -201,6 +204,45 @@ def _verb(  # type: ignore[no-untyped-def]
 
 
 @app.command()
+def migrate(
+    server: ServerArg,
+    live: Annotated[bool, typer.Option("--live", help="Keep the guest running while it moves")] = False,
+    node: Annotated[str, typer.Option("--node", help="Target node (name or id) [the scheduler picks]")] = "",
+    wait_: WaitOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
+) -> None:
+    """Move a server to another node (admin). Cold (the default) stops it, moves it and
+    starts it again if it ran; --live keeps it running (--wait shows the phase and bytes
+    copied)."""
+    s = stub()
+    inst = find(s, server)
+    target = node_cmd.find(node_cmd.stub(), node).id if node else ""
+    inst = s.MigrateInstance(pb.MigrateInstanceRequest(name=inst.id, live=live, node=target))
+    if wait_ and live:
+        migration_cmd.follow(s, inst, timeout)
+        inst = s.GetInstance(pb.GetInstanceRequest(id=inst.id))
+    elif wait_:
+        inst = wait(s, inst, lambda x: x.state in STABLE, timeout)
+    emit(inst, output, DETAIL, column)
+
+
+@migration_app.command("list")
+def migration_list(
+    server: Annotated[str, typer.Option("--server", help="Only this server's (name or id)")] = "",
+    node: Annotated[str, typer.Option("--node", help="Only from or to this node (name or id)")] = "",
+    output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
+) -> None:
+    """List live migrations, oldest first (admin)."""
+    s = stub()
+    instance_id = find(s, server).id if server else ""
+    node_id = node_cmd.find(node_cmd.stub(), node).id if node else ""
+    emit(migration_cmd.migrations(s, instance_id, node_id), output, migration_cmd.COLUMNS, column)
+
+
+@app.command()
 def start(
     server: ServerArg,
     wait_: WaitOpt = False,
@@ -257,30 +299,6 @@ def reboot(
         server,
         "RebootInstance",
         lambda i: pb.RebootInstanceRequest(id=i, type=kind),
-        lambda x: x.state in STABLE,
-        wait_,
-        timeout,
-        output,
-        column,
-    )
-
-
-@app.command()
-def migrate(
-    server: ServerArg,
-    node: Annotated[
-        str | None, typer.Option(help="Target node, name or id (default: the scheduler picks)")
-    ] = None,
-    wait_: WaitOpt = False,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
-    output: OutputOpt = Format.table,
-    column: ColumnOpt = None,
-) -> None:
-    """Move a server to another node (admins): cold, it stops, moves and starts again if it ran."""
-    _verb(
-        server,
-        "MigrateInstance",
-        lambda i: pb.MigrateInstanceRequest(name=i, node=node or ""),
         lambda x: x.state in STABLE,
         wait_,
         timeout,

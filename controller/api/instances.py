@@ -11,13 +11,15 @@ from controller import validation as v
 from controller.api.compute import ComputeCatalogServicer
 from controller.api.consoles import ConsoleApi
 from controller.api.convert import ts
+from controller.api.migrations import list_args, live_migration_pb, migrate_args
 from controller.auth.interceptor import CallContext
 from controller.db.models import Instance
 from controller.domain.compute_catalog import ComputeCatalog
 from controller.domain.consoles import Consoles
 from controller.domain.instances import Instances
+from controller.domain.migrations.live import LiveMigrations
 from controller.domain.moves.facade import Moves
-from controller.errors import FailedPrecondition, InvalidArgument
+from controller.errors import InvalidArgument
 from kumo.v1 import compute_pb2 as pb
 from kumo.v1 import compute_pb2_grpc
 
@@ -65,12 +67,14 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
         catalog: ComputeCatalog,
         instances: Instances,
         consoles: Consoles,
-        extensions: Sequence[InstanceApiExtension] = (),
-        moves: Moves | None = None,
+        extensions: Sequence[InstanceApiExtension],
+        moves: Moves,
+        migrations: LiveMigrations,
     ) -> None:
         super().__init__(catalog)
         self.moves = moves
         self.instances = instances
+        self.migrations = migrations
         self.console_api = ConsoleApi(consoles)
         self.extensions = tuple(extensions)
 
@@ -135,6 +139,20 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
         hard = request.type == pb.REBOOT_TYPE_HARD
         return self.instance_pb(self.instances.reboot(context.principal, v.resource_id(request.id), hard))
 
+    def MigrateInstance(self, request: pb.MigrateInstanceRequest, context: CallContext) -> pb.Instance:
+        ref, node, live = migrate_args(request)
+        mover = self.migrations if live else self.moves
+        return self.instance_pb(mover.migrate(context.principal, ref, node))
+
+    def ListLiveMigrations(
+        self, request: pb.ListLiveMigrationsRequest, context: CallContext
+    ) -> pb.ListLiveMigrationsResponse:
+        instance_id, node_id, state = list_args(request)
+        rows, token = self.migrations.list(request.page_size, request.page_token, instance_id, node_id, state)
+        return pb.ListLiveMigrationsResponse(
+            live_migrations=[live_migration_pb(r) for r in rows], next_page_token=token
+        )
+
     def GetConsoleOutput(
         self, request: pb.GetConsoleOutputRequest, context: CallContext
     ) -> pb.GetConsoleOutputResponse:
@@ -155,23 +173,13 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
 
     # Moves (controller/domain/moves/)
 
-    def _moves(self) -> Moves:
-        if self.moves is None:
-            raise FailedPrecondition("this controller moves no instances")
-        return self.moves
-
-    def MigrateInstance(self, request: pb.MigrateInstanceRequest, context: CallContext) -> pb.Instance:
-        ref = v.reference(request.name, "name")
-        node = v.reference(request.node, "node", required=False)
-        return self.instance_pb(self._moves().migrate(context.principal, ref, request.live, node))
-
     def ResizeInstance(self, request: pb.ResizeInstanceRequest, context: CallContext) -> pb.Instance:
         ref = v.reference(request.name, "name")
         flavor = v.reference(request.flavor, "flavor")
-        return self.instance_pb(self._moves().resize(context.principal, ref, flavor))
+        return self.instance_pb(self.moves.resize(context.principal, ref, flavor))
 
     def ConfirmResize(self, request: pb.ConfirmResizeRequest, context: CallContext) -> pb.Instance:
-        return self.instance_pb(self._moves().confirm(context.principal, v.reference(request.name, "name")))
+        return self.instance_pb(self.moves.confirm(context.principal, v.reference(request.name, "name")))
 
     def RevertResize(self, request: pb.RevertResizeRequest, context: CallContext) -> pb.Instance:
-        return self.instance_pb(self._moves().revert(context.principal, v.reference(request.name, "name")))
+        return self.instance_pb(self.moves.revert(context.principal, v.reference(request.name, "name")))

@@ -9,10 +9,12 @@ from google.protobuf import duration_pb2, empty_pb2
 from controller import clock
 from controller import validation as v
 from controller.api.convert import ts
+from controller.api.migrations import node_drain_pb
 from controller.auth.interceptor import CallContext
 from controller.db.models import JoinToken
+from controller.domain.migrations.drain import Drains
 from controller.domain.nodes import DEFAULT_TTL, Nodes, NodeView, token_state
-from controller.errors import InvalidArgument
+from controller.errors import FailedPrecondition, InvalidArgument
 from kumo.v1 import node_pb2 as pb
 from kumo.v1 import node_pb2_grpc
 
@@ -70,29 +72,54 @@ def _ttl(request: pb.CreateJoinTokenRequest) -> float:
 
 
 class NodeServicer(node_pb2_grpc.NodeServiceServicer):
-    def __init__(self, nodes: Nodes) -> None:
+    def __init__(self, nodes: Nodes, drains: Drains | None = None) -> None:
         self.nodes = nodes
+        self.drains = drains
+
+    def node_pbs(self, views: list[NodeView]) -> list[pb.Node]:
+        msgs = [node_pb(x) for x in views]
+        status = self.drains.status([x.row.id for x in views]) if self.drains is not None else {}
+        for view, msg in zip(views, msgs, strict=True):
+            msg.maintenance = view.row.maintenance
+            if view.row.id in status:
+                msg.drain.CopyFrom(node_drain_pb(*status[view.row.id]))
+        return msgs
+
+    def one(self, view: NodeView) -> pb.Node:
+        return self.node_pbs([view])[0]
+
+    def DrainNode(self, request: pb.DrainNodeRequest, context: CallContext) -> pb.Node:
+        node_id = v.resource_id(request.id)
+        if self.drains is None:
+            raise FailedPrecondition("node drains are not available", reason="DRAIN_UNAVAILABLE")
+        return self.one(self.drains.drain(node_id))
+
+    def UndrainNode(self, request: pb.UndrainNodeRequest, context: CallContext) -> pb.Node:
+        node_id = v.resource_id(request.id)
+        if self.drains is None:
+            raise FailedPrecondition("node drains are not available", reason="DRAIN_UNAVAILABLE")
+        return self.one(self.drains.undrain(node_id))
 
     def ListNodes(self, request: pb.ListNodesRequest, context: CallContext) -> pb.ListNodesResponse:
         if request.name:
             v.name(request.name)
         views, token = self.nodes.list_nodes(request.page_size, request.page_token, request.name)
-        return pb.ListNodesResponse(nodes=[node_pb(x) for x in views], next_page_token=token)
+        return pb.ListNodesResponse(nodes=self.node_pbs(views), next_page_token=token)
 
     def GetNode(self, request: pb.GetNodeRequest, context: CallContext) -> pb.Node:
-        return node_pb(self.nodes.get_node(v.resource_id(request.id)))
+        return self.one(self.nodes.get_node(v.resource_id(request.id)))
 
     def DisableNode(self, request: pb.DisableNodeRequest, context: CallContext) -> pb.Node:
         reason = v.text(request.reason, "reason", 255)
-        return node_pb(self.nodes.set_enabled(v.resource_id(request.id), False, reason))
+        return self.one(self.nodes.set_enabled(v.resource_id(request.id), False, reason))
 
     def EnableNode(self, request: pb.EnableNodeRequest, context: CallContext) -> pb.Node:
-        return node_pb(self.nodes.set_enabled(v.resource_id(request.id), True, ""))
+        return self.one(self.nodes.set_enabled(v.resource_id(request.id), True, ""))
 
     def RotateNodeCertificate(
         self, request: pb.RotateNodeCertificateRequest, context: CallContext
     ) -> pb.Node:
-        return node_pb(self.nodes.rotate_certificate(v.resource_id(request.id)))
+        return self.one(self.nodes.rotate_certificate(v.resource_id(request.id)))
 
     def DeleteNode(self, request: pb.DeleteNodeRequest, context: CallContext) -> empty_pb2.Empty:
         self.nodes.delete_node(v.resource_id(request.id))

@@ -81,6 +81,8 @@ POLICY: dict[str, Rule] = {
             "EnableNode": Rule.ADMIN,
             "DeleteNode": Rule.ADMIN,
             "RotateNodeCertificate": Rule.ADMIN,
+            "DrainNode": Rule.ADMIN,
+            "UndrainNode": Rule.ADMIN,
             "CreateJoinToken": Rule.ADMIN,
             "ListJoinTokens": Rule.ADMIN,
             "DeleteJoinToken": Rule.ADMIN,
@@ -134,6 +136,7 @@ POLICY: dict[str, Rule] = {
             "ResizeInstance": Rule.MEMBER,
             "ConfirmResize": Rule.MEMBER,
             "RevertResize": Rule.MEMBER,
+            "ListLiveMigrations": Rule.ADMIN,
         },
     ),
     **_service(

@@ -107,7 +107,7 @@ def members_of_groups(group_ids: Iterable[str]) -> dict[str, list[str]]:
 def candidates(only: list[str] | None = None) -> list[tuple[Any, ...]]:
     """Every node (or those in `only`) with its capacity and what is claimed on
     it, as tuples: (id, name, enabled, vcpus, memory_mb, disk_gb, vcpus_used,
-    ram_mb_used, disk_gb_used)."""
+    ram_mb_used, disk_gb_used, maintenance)."""
     query = (
         Node.select(
             Node.id,
@@ -119,6 +119,7 @@ def candidates(only: list[str] | None = None) -> list[tuple[Any, ...]]:
             peewee.fn.COALESCE(NodeUsage.vcpus_used, 0),
             peewee.fn.COALESCE(NodeUsage.ram_mb_used, 0),
             peewee.fn.COALESCE(NodeUsage.disk_gb_used, 0),
+            Node.maintenance,
         )
         .join(NodeUsage, peewee.JOIN.LEFT_OUTER, on=(NodeUsage.node == Node.id))
         .tuples()

@@ -145,6 +145,8 @@ class Node(BaseModel):
     qemu_version = peewee.CharField(max_length=32, default="")
     agent_version = peewee.CharField(max_length=32, default="")
     kernel = peewee.CharField(max_length=128, default="")
+    # In maintenance (DrainNode): no new placements.
+    maintenance = peewee.BooleanField(default=False)
     usage = peewee.TextField(default="{}")  # JSON of NodeUsage
     desired_revision = peewee.BigIntegerField(default=1)
     applied_revision = peewee.BigIntegerField(default=0)
@@ -582,3 +584,37 @@ class InstanceMove(BaseModel):
     extra_instance = peewee.BooleanField(default=False)  # the extra claim counts an instance on its node
     create_time = peewee.DoubleField()
     update_time = peewee.DoubleField()
+
+
+class LiveMigration(BaseModel):
+    """One live migration of an instance (domain/migrations/live.py). `vcpus`,
+    `ram_mb`, `disk_gb` are what it claims on the target while unfinished."""
+
+    id = peewee.CharField(primary_key=True, max_length=36)
+    instance_id = peewee.CharField(max_length=36, index=True)
+    project_id = peewee.CharField(max_length=36)
+    source_node_id = peewee.CharField(max_length=36)
+    target_node_id = peewee.CharField(max_length=36, default="")
+    state = peewee.IntegerField(index=True)  # kumo.v1.LiveMigrationState
+    bytes_total = peewee.BigIntegerField(default=0)
+    bytes_processed = peewee.BigIntegerField(default=0)
+    downtime_ms = peewee.BigIntegerField(default=0)
+    fault = peewee.TextField(default="")
+    drain_node_id = peewee.CharField(max_length=36, default="")
+    deadline = peewee.DoubleField(default=0)
+    vcpus = peewee.IntegerField(default=0)
+    ram_mb = peewee.IntegerField(default=0)
+    disk_gb = peewee.IntegerField(default=0)
+    create_time = peewee.DoubleField()
+    update_time = peewee.DoubleField()
+    end_time = peewee.DoubleField(default=0)
+
+
+class NodeDrain(BaseModel):
+    """A node's last drain (DrainNode): its state and how many guests it began with."""
+
+    node = peewee.ForeignKeyField(Node, primary_key=True, on_delete="CASCADE", column_name="node_id")
+    state = peewee.IntegerField()  # kumo.v1.NodeDrainState
+    instances_total = peewee.IntegerField(default=0)
+    start_time = peewee.DoubleField()
+    end_time = peewee.DoubleField(default=0)

@@ -14,6 +14,7 @@ from typing import Any
 import peewee
 
 from controller.db.database import db
+from controller.db.live_migrations import incoming_instances
 from controller.db.models import (
     Instance,
     IpAllocation,
@@ -377,8 +378,10 @@ def nodes_with_ports(network_ids: Iterable[str] = (), group_ids: Iterable[str] =
 
 
 def node_ports(node_id: str, skip_states: tuple[int, ...]) -> list[Port]:
-    """Ports bound to the node's instances that the node should run."""
-    live = Instance.select(Instance.id).where((Instance.node == node_id) & Instance.state.not_in(skip_states))
+    """Ports bound to the node's instances that the node should run, and to
+    the instances live-migrating to it (it makes their ports before the guest comes)."""
+    here = (Instance.node == node_id) | Instance.id.in_(incoming_instances(node_id))
+    live = Instance.select(Instance.id).where(here & Instance.state.not_in(skip_states))
     return list(Port.select().where(Port.instance_id.in_(live)).order_by(Port.id))
 
 

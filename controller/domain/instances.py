@@ -21,7 +21,7 @@ import base64
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import peewee
@@ -31,6 +31,7 @@ from controller.auth.principal import Principal, Role
 from controller.config import ControllerConfig
 from controller.db import images as image_store
 from controller.db import instances as store
+from controller.db import live_migrations as migration_store
 from controller.db import nodes as node_store
 from controller.db.database import is_sqlite, write_transaction
 from controller.db.models import Instance, Node, ServerGroup
@@ -61,6 +62,7 @@ STOPPED = cpb.INSTANCE_STATE_STOPPED
 REBOOTING = cpb.INSTANCE_STATE_REBOOTING
 DELETING = cpb.INSTANCE_STATE_DELETING
 ERROR = cpb.INSTANCE_STATE_ERROR
+MIGRATING = cpb.INSTANCE_STATE_MIGRATING
 STATE_NAMES = {v: k.removeprefix("INSTANCE_STATE_").lower() for k, v in cpb.InstanceState.items()}
 
 POWERING_ON = "powering_on"
@@ -269,7 +271,7 @@ class Instances:
         # Rank nodes outside the write lock (reads do not block in WAL mode);
         # the claim inside it re-checks capacity and group membership, so a
         # ranking that went stale meanwhile costs a retry, never an overcommit.
-        ranked_for = self._group_request(group, req) if group is not None else req
+        ranked_for = self.group_request(group, req) if group is not None else req
         placement = self.placement
         sample = placement.sample()
         outcome = schedule(placement.candidates(sample), ranked_for, placement.ratios, placement.weigher)
@@ -285,7 +287,7 @@ class Instances:
                 self.boot_volumes.lock(boot.volume.id)
             self.quotas.charge(caller.project_id, _holds(flavor.vcpus, flavor.ram_mb), caller.project_name)
             if group is not None:
-                req = self._group_request(group, req, lock=True)
+                req = self.group_request(group, req, lock=True)
             try:
                 chosen = placement.claim(outcome, req, final=sample is None)
             except ResourceExhausted:
@@ -342,14 +344,12 @@ class Instances:
         )
         return row
 
-    def _group_request(self, group: ServerGroup, req: Request, lock: bool = False) -> Request:
+    def group_request(self, group: ServerGroup, req: Request, lock: bool = False) -> Request:
         if lock and not is_sqlite():  # serialise placements within one group
             list(ServerGroup.select(ServerGroup.id).where(ServerGroup.id == group.id).for_update())
         nodes = frozenset(node for _, node in store.group_members(group.id))
         policy = "affinity" if group.policy == cpb.SERVER_GROUP_POLICY_AFFINITY else "anti-affinity"
-        return Request(
-            req.vcpus, req.ram_mb, req.disk_gb, policy, nodes, req.required_node, req.required_backend
-        )
+        return replace(req, group_policy=policy, group_nodes=nodes)
 
     # Verbs
 
@@ -469,6 +469,8 @@ class Instances:
     def node_may_read_blob(self, node_id: str, sha256: str) -> bool:
         if any(r.image_sha256 == sha256 for r in store.instances_on_node(node_id)):
             return True
+        if any(r.image_sha256 == sha256 for _, r in migration_store.incoming(node_id)):
+            return True  # a live migration's target makes the guest's overlay on it
         return any(ext.may_read_blob(node_id, sha256) for ext in self.extensions)
 
     def snapshot_target(self, node_id: str, instance_id: str, image_id: str) -> Instance:
@@ -554,7 +556,7 @@ class Instances:
             if node == NODE_GONE or (node == NODE_REPORTING and guest is None):
                 return Observation("delete")
             return Observation(None)
-        if guest is None:
+        if guest is None or row.state == MIGRATING:  # a migration's progress: domain/migrations/
             return Observation(None)
         power = guest.power_state
         update: dict[str, Any] = {}

@@ -59,7 +59,7 @@ class Placement:
         there is one (the database copy is written in batches)."""
         out = []
         live = self.registry.capacities()
-        for node_id, name, enabled, vcpus, ram, disk, v_used, r_used, d_used in store.candidates(only):
+        for node_id, name, enabled, vcpus, ram, disk, v_used, r_used, d_used, maint in store.candidates(only):
             ready, inv = live.get(node_id, (False, None))
             if inv is not None:
                 vcpus, ram, disk = inv.vcpus, inv.memory_mb, inv.disk_gb
@@ -76,6 +76,8 @@ class Placement:
                     int(r_used),
                     int(d_used),
                     tuple(inv.storage_backends) if inv is not None else (),
+                    bool(maint),
+                    inv.migration_address if inv is not None else "",
                 )
             )
         return out

@@ -35,6 +35,9 @@ class Candidate:
     disk_gb_used: int = 0
     # The storage backends the node advertises (NodeInventory.storage_backends).
     storage_backends: tuple[str, ...] = ()
+    # In maintenance (being drained); where it takes live migrations ("": none).
+    maintenance: bool = False
+    migration_address: str = ""
 
     def free(self, ratios: Ratios) -> tuple[float, float, float]:
         return (
@@ -57,6 +60,8 @@ class Request:
     required_node: str = ""
     # A volume on a shared storage backend: only nodes that reach it.
     required_backend: str = ""
+    # A live migration: not its source node, only nodes that take migrations.
+    migrating_from: str = ""
 
 
 Filter = Callable[[Candidate, Request, Ratios], bool]
@@ -102,9 +107,24 @@ def _backend(c: Candidate, r: Request, ratios: Ratios) -> bool:
     return not r.required_backend or r.required_backend in c.storage_backends
 
 
+def _in_service(c: Candidate, r: Request, ratios: Ratios) -> bool:
+    return not c.maintenance
+
+
+def _not_source(c: Candidate, r: Request, ratios: Ratios) -> bool:
+    return not r.migrating_from or c.node_id != r.migrating_from
+
+
+def _takes_migrations(c: Candidate, r: Request, ratios: Ratios) -> bool:
+    return not r.migrating_from or bool(c.migration_address)
+
+
 FILTERS: list[tuple[str, Filter]] = [
     ("NodeReadyFilter", _ready),
     ("NodeEnabledFilter", _enabled),
+    ("NodeMaintenanceFilter", _in_service),
+    ("SourceNodeFilter", _not_source),
+    ("MigrationAddressFilter", _takes_migrations),
     ("RequiredNodeFilter", _pinned),
     ("StorageBackendFilter", _backend),
     ("VcpuFilter", _cpu),

@@ -62,6 +62,7 @@ def make_compute(
     storage: StorageBackend | None,
     metrics: NodeMetrics | None = None,
     endpoint: Callable[[], str] | None = None,
+    migration_bandwidth_mib: int = 0,
 ) -> ComputeStep:
     """The instances step, talking to the controller's node port over mTLS
     (a blocking channel of its own: the step runs in a worker thread; remade
@@ -93,4 +94,4 @@ def make_compute(
         stub().ReportConsole(pb.ReportConsoleRequest(instance_id=instance_id, data=data), timeout=30)
 
     cache = ImageCache(cache_dir, fetch, metrics) if driver.needs_disks else None
-    return ComputeStep(instances_dir, cache, upload, report, storage, upload_disk)
+    return ComputeStep(instances_dir, cache, upload, report, storage, upload_disk, migration_bandwidth_mib)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from kumo.v1 import node_agent_pb2 as pb
 from noded.compute import guest_files
 from noded.compute.image_cache import ImageCache
+from noded.compute.migration import OutgoingMigrations, progress_pb
 from noded.compute.moves import GuestMoves, UploadDisk, file_chunks
 from noded.hypervisor.base import RUNNING, Guest, HypervisorDriver, disk_serial, domain_name
 from noded.hypervisor.domain_xml import DiskSpec, GuestSpec
@@ -92,6 +93,7 @@ class ComputeStep:
         report: Report | None,
         storage: StorageBackend | None = None,
         upload_disk: UploadDisk | None = None,
+        migration_bandwidth_mib: int = 0,
     ) -> None:
         self.dir = Path(instances_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -113,6 +115,12 @@ class ComputeStep:
         # slowness was logged), while the guest holds the disk.
         self._detaching: dict[tuple[str, str], tuple[float, bool]] = {}
         self.moves = GuestMoves(cache, upload_disk, self.applied, self._record, self._stop)
+        # Live migrations this node sends (their outcome goes to state.json).
+        # Incoming live migrations whose files are ready: instance -> migration id.
+        self._prepared: dict[str, str] = {}
+        self.outgoing = OutgoingMigrations(
+            lambda iid, outcome: self._record(iid, migration=outcome), migration_bandwidth_mib
+        )
 
     # Per-instance applied state
 
@@ -159,10 +167,21 @@ class ComputeStep:
         have = {g.instance_id: g for g in driver.list_guests()}
         with self._lock:
             self.wanted = set(want)
+            self._prepared = {
+                i: m for i, m in self._prepared.items() if i in want and want[i].incoming_migration_id == m
+            }
             for gone in set(self.faults) - set(want):
                 self.faults.pop(gone, None)
         for key in [k for k in self._detaching if k[0] not in want]:
             del self._detaching[key]
+        self.outgoing.abort_others(
+            {
+                i: d.outgoing_migration.migration_id
+                for i, d in want.items()
+                if d.outgoing_migration.migration_id
+            },
+            driver,
+        )
         errors, pending = [], []
         for iid in sorted(set(have) - set(want)):
             try:
@@ -201,6 +220,12 @@ class ComputeStep:
 
     def _ensure(self, d: pb.DesiredInstance, guest: Guest | None, driver: HypervisorDriver) -> None:
         idir = self.dir / d.id
+        if d.incoming_migration_id:
+            self._prepare_incoming(d, guest, idir, driver)
+            return
+        if d.outgoing_migration.migration_id:
+            self._send(d, guest, driver)
+            return
         if d.import_disk_sha256 and self.applied(d.id).get("disk_from") != d.import_disk_sha256:
             self.moves.import_disk(d, idir, guest, driver)
             guest = self._guest(driver, d.id)
@@ -241,6 +266,34 @@ class ComputeStep:
             self.moves.export(d, idir, driver)
         if d.move_step and self.applied(d.id).get("move_step") != d.move_step:
             self._record(d.id, move_step=d.move_step)
+
+    # Live migration
+
+    def _prepare_incoming(
+        self, d: pb.DesiredInstance, guest: Guest | None, idir: Path, driver: HypervisorDriver
+    ) -> None:
+        """The target's side: the guest's files (an overlay of the right size
+        for the copy to fill, the config drive) but no guest; the migration
+        brings it, paused until it switches over."""
+        if guest is None:
+            idir.mkdir(exist_ok=True)
+            os.chmod(idir, 0o755)
+            self._spec(d, idir, driver)
+        with self._lock:
+            self._prepared[d.id] = d.incoming_migration_id
+
+    def _send(self, d: pb.DesiredInstance, guest: Guest | None, driver: HypervisorDriver) -> None:
+        """The source's side: migrate the running guest once per migration id;
+        never make the guest again here while the order stands (it may run on
+        the target now)."""
+        order = d.outgoing_migration
+        done = self.applied(d.id).get("migration") or {}
+        if isinstance(done, dict) and done.get("id") == order.migration_id:
+            return  # ended: the controller acts on how (kept in state.json)
+        if guest is None or guest.power_state != RUNNING or self.outgoing.running(d.id):
+            return
+        copy = ("vda",) if driver.needs_disks and not d.boot_volume_id else ()
+        self.outgoing.start(d.id, order, copy, driver)
 
     # Volumes
 
@@ -421,10 +474,34 @@ class ComputeStep:
                     move_step=str(applied.get("move_step", "")),
                 )
             )
+            self._add_migration(out[-1])
         for iid, fault in faults.items():
             if iid not in seen:
+                seen.add(iid)
                 out.append(pb.GuestStatus(instance_id=iid, fault=fault))
+                self._add_migration(out[-1])
+        with self._lock:
+            wanted = set(self.wanted)
+        for iid in sorted(wanted - seen):  # left with a live migration: say how it ended
+            status = pb.GuestStatus(instance_id=iid)
+            if self._add_migration(status):
+                out.append(status)
         return out
+
+    def _add_migration(self, status: pb.GuestStatus) -> bool:
+        """The guest's outgoing migration, running or as it ended, if any."""
+        prog = self.outgoing.progress(status.instance_id)
+        with self._lock:
+            incoming = self._prepared.get(status.instance_id, "")
+        if prog is None and incoming:
+            prog = pb.MigrationProgress(migration_id=incoming, state=pb.MIGRATION_JOB_STATE_PREPARED)
+        if prog is None:
+            done = self.applied(status.instance_id).get("migration")
+            if not isinstance(done, dict) or not done.get("id"):
+                return False
+            prog = progress_pb(done)
+        status.migration.CopyFrom(prog)
+        return True
 
     # Console logs
 

@@ -14,6 +14,7 @@ def make_driver(
     instances_dir: Path | None = None,
     fake_capacity: tuple[int, int, int] = (32, 128 * 1024, 2000),
     fake_fail_snapshots: bool = False,
+    fake_migration_seconds: float = 0.2,
 ) -> HypervisorDriver:
     """The driver named `name` ("libvirt" or "fake")."""
     if name == "libvirt":
@@ -30,6 +31,7 @@ def make_driver(
             disk_gb=disk_gb,
             virt_type=virt_type,
             fail_snapshots=fake_fail_snapshots,
+            migration_seconds=fake_migration_seconds,
         )
     raise DriverError(f"unknown driver {name!r}: use libvirt or fake")
 

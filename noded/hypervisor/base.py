@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from noded.hypervisor.domain_xml import DiskSpec, GuestSpec
@@ -88,6 +89,29 @@ class AttachedDisk:
     target: str  # vda (a boot volume), vdc, ...
     source: str  # file path, or pool/image of a network disk
     live: bool  # also attached to the running guest now
+
+
+@dataclass(frozen=True)
+class MigrationTarget:
+    """Where a live migration goes: the target's hypervisor URI (peer to peer,
+    the source's hypervisor connects to it) and the host of the migration
+    stream; `copy_disks`: the node-local disks (targets like vda) to copy."""
+
+    uri: str
+    address: str
+    copy_disks: tuple[str, ...]
+    timeout: float
+    max_bandwidth_mib: int = 0  # MiB/s for memory and disks; 0: unlimited
+
+
+@dataclass(frozen=True)
+class MigrationStats:
+    """A live migration's progress (memory plus copied disks) and, once
+    done, how long the guest was paused at the switch-over."""
+
+    bytes_total: int = 0
+    bytes_processed: int = 0
+    downtime_ms: int = 0
 
 
 def disk_serial(volume_id: str) -> str:
@@ -187,6 +211,21 @@ class HypervisorDriver(abc.ABC):
     @abc.abstractmethod
     def resize_disk(self, instance_id: str, serial: str, size_bytes: int) -> None:
         """Grows a disk of a running guest through the hypervisor, so the guest sees it."""
+
+    # Live migration (peer to peer): the target's guest files exist, the
+    # target's hypervisor takes the guest; the source forgets it once done.
+
+    @abc.abstractmethod
+    def migrate_guest(
+        self, instance_id: str, target: MigrationTarget, progress: Callable[[MigrationStats], None]
+    ) -> MigrationStats:
+        """Moves the running guest to `target` and returns the final figures;
+        blocks until done, calling `progress` now and then. DriverError when
+        it failed or was aborted: the guest then still runs here."""
+
+    @abc.abstractmethod
+    def abort_migration(self, instance_id: str) -> None:
+        """Cancels the guest's migration under way (nothing when there is none)."""
 
     def export_root_disk(self, instance_id: str, out: Path) -> bool:
         """Writes the guest's root disk to `out` as a standalone qcow2, for a

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from noded.hypervisor.base import (
@@ -19,6 +21,8 @@ from noded.hypervisor.base import (
     HostFacts,
     HostUsage,
     HypervisorDriver,
+    MigrationStats,
+    MigrationTarget,
     domain_name,
 )
 from noded.hypervisor.console import EchoPort
@@ -38,6 +42,7 @@ class FakeDriver(HypervisorDriver):
         disk_gb: int = 2000,
         virt_type: str = "kvm",
         fail_snapshots: bool = False,
+        migration_seconds: float = 0.2,
     ) -> None:
         self.facts = HostFacts(
             hostname=hostname,
@@ -62,6 +67,9 @@ class FakeDriver(HypervisorDriver):
         self._logs: dict[str, Path] = {}
         # Whether instance snapshots fail (to test how a failure is reported).
         self.fail_snapshots = fail_snapshots
+        # How long a simulated live migration takes, and the ones to abort.
+        self.migration_seconds = migration_seconds
+        self._aborts: dict[str, threading.Event] = {}
 
     def host_facts(self) -> HostFacts:
         return self.facts
@@ -141,6 +149,38 @@ class FakeDriver(HypervisorDriver):
 
     def destroy_guest(self, instance_id: str) -> None:
         self.remove_guest(instance_id)
+
+    def migrate_guest(
+        self, instance_id: str, target: MigrationTarget, progress: Callable[[MigrationStats], None]
+    ) -> MigrationStats:
+        """Simulated: memory "copied" in ten steps over migration_seconds, then
+        the guest is gone here (the target's fake driver makes it when its
+        desired state says so). Fails like a real one when there is no target
+        address, on abort and on timeout."""
+        with self._lock:
+            guest = self._guests.get(instance_id)
+            if guest is None or guest.power_state != RUNNING:
+                raise DriverError(f"guest {instance_id} is not running")
+            abort = self._aborts.setdefault(instance_id, threading.Event())
+            abort.clear()
+        if not target.address or not target.uri:
+            raise DriverError("the target advertises no migration address")
+        total = guest.memory_mb * 1024**2
+        started = time.monotonic()
+        for step in range(1, 11):
+            if abort.wait(self.migration_seconds / 10):
+                raise DriverError("migration aborted")
+            if time.monotonic() - started > target.timeout:
+                raise DriverError(f"migration timed out after {target.timeout:g} s")
+            progress(MigrationStats(total, total * step // 10))
+        self.remove_guest(instance_id)
+        return MigrationStats(total, total, 0)
+
+    def abort_migration(self, instance_id: str) -> None:
+        with self._lock:
+            event = self._aborts.get(instance_id)
+        if event is not None:
+            event.set()
 
     def open_console(self, instance_id: str) -> ConsolePort:
         """An echo: a fake guest's serial device sends back what it is sent."""

@@ -15,7 +15,7 @@ from controller.domain.moves.plan import MIGRATE, Sizes
 from controller.domain.node_registry import NodeRegistry
 from controller.domain.placement import Placement
 from controller.domain.scheduler import Request, schedule
-from controller.errors import FailedPrecondition, not_found
+from controller.errors import InvalidArgument, not_found
 from kumo.ids import is_uuid
 
 
@@ -37,18 +37,14 @@ class ColdMigration:
         self.placement = placement
         self.registry = registry
 
-    def migrate(self, caller: Principal, ref: str, live: bool, node_ref: str) -> Instance:
-        if live:
-            raise FailedPrecondition("live migration is not available", reason="LIVE_MIGRATION_UNAVAILABLE")
+    def migrate(self, caller: Principal, ref: str, node_ref: str) -> Instance:
         row = self.engine.find(caller, ref)
         movable(row, "migrate")
         required = ""
         if node_ref:
             required = find_node(node_ref).id
             if required == row.node_id:
-                raise FailedPrecondition(
-                    f"instance {row.name!r} is already on node {node_ref!r}", reason="ALREADY_ON_NODE"
-                )
+                raise InvalidArgument("node: the instance already runs there", reason="SAME_NODE")
         backend = self.engine.constraint(row)
         sizes = Sizes(row.vcpus, row.ram_mb, row.disk_gb)
         self.claim_elsewhere(caller, row, row.flavor_id, sizes, required, backend, MIGRATE)

@@ -54,6 +54,14 @@ class ConsoleMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONSOLE_MODE_UNSPECIFIED: _ClassVar[ConsoleMode]
     CONSOLE_MODE_READ_ONLY: _ClassVar[ConsoleMode]
     CONSOLE_MODE_READ_WRITE: _ClassVar[ConsoleMode]
+
+class LiveMigrationState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LIVE_MIGRATION_STATE_UNSPECIFIED: _ClassVar[LiveMigrationState]
+    LIVE_MIGRATION_STATE_PREPARING: _ClassVar[LiveMigrationState]
+    LIVE_MIGRATION_STATE_RUNNING: _ClassVar[LiveMigrationState]
+    LIVE_MIGRATION_STATE_COMPLETED: _ClassVar[LiveMigrationState]
+    LIVE_MIGRATION_STATE_FAILED: _ClassVar[LiveMigrationState]
 SERVER_GROUP_POLICY_UNSPECIFIED: ServerGroupPolicy
 SERVER_GROUP_POLICY_AFFINITY: ServerGroupPolicy
 SERVER_GROUP_POLICY_ANTI_AFFINITY: ServerGroupPolicy
@@ -82,6 +90,11 @@ REBOOT_TYPE_HARD: RebootType
 CONSOLE_MODE_UNSPECIFIED: ConsoleMode
 CONSOLE_MODE_READ_ONLY: ConsoleMode
 CONSOLE_MODE_READ_WRITE: ConsoleMode
+LIVE_MIGRATION_STATE_UNSPECIFIED: LiveMigrationState
+LIVE_MIGRATION_STATE_PREPARING: LiveMigrationState
+LIVE_MIGRATION_STATE_RUNNING: LiveMigrationState
+LIVE_MIGRATION_STATE_COMPLETED: LiveMigrationState
+LIVE_MIGRATION_STATE_FAILED: LiveMigrationState
 
 class Flavor(_message.Message):
     __slots__ = ("id", "name", "description", "vcpus", "ram_mb", "disk_gb", "is_public", "project_ids", "create_time", "update_time")
@@ -492,3 +505,57 @@ class RevertResizeRequest(_message.Message):
     NAME_FIELD_NUMBER: _ClassVar[int]
     name: str
     def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class LiveMigration(_message.Message):
+    __slots__ = ("id", "instance_id", "project_id", "source_node_id", "target_node_id", "state", "bytes_total", "bytes_processed", "downtime_ms", "fault", "drain_node_id", "create_time", "update_time", "end_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    BYTES_PROCESSED_FIELD_NUMBER: _ClassVar[int]
+    DOWNTIME_MS_FIELD_NUMBER: _ClassVar[int]
+    FAULT_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    instance_id: str
+    project_id: str
+    source_node_id: str
+    target_node_id: str
+    state: LiveMigrationState
+    bytes_total: int
+    bytes_processed: int
+    downtime_ms: int
+    fault: str
+    drain_node_id: str
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., instance_id: _Optional[str] = ..., project_id: _Optional[str] = ..., source_node_id: _Optional[str] = ..., target_node_id: _Optional[str] = ..., state: _Optional[_Union[LiveMigrationState, str]] = ..., bytes_total: _Optional[int] = ..., bytes_processed: _Optional[int] = ..., downtime_ms: _Optional[int] = ..., fault: _Optional[str] = ..., drain_node_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListLiveMigrationsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "instance_id", "node_id", "state")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    instance_id: str
+    node_id: str
+    state: LiveMigrationState
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., instance_id: _Optional[str] = ..., node_id: _Optional[str] = ..., state: _Optional[_Union[LiveMigrationState, str]] = ...) -> None: ...
+
+class ListLiveMigrationsResponse(_message.Message):
+    __slots__ = ("live_migrations", "next_page_token")
+    LIVE_MIGRATIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    live_migrations: _containers.RepeatedCompositeFieldContainer[LiveMigration]
+    next_page_token: str
+    def __init__(self, live_migrations: _Optional[_Iterable[_Union[LiveMigration, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

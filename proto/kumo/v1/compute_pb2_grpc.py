@@ -157,6 +157,11 @@ class ComputeServiceStub:
                 request_serializer=kumo_dot_v1_dot_compute__pb2.MigrateInstanceRequest.SerializeToString,
                 response_deserializer=kumo_dot_v1_dot_compute__pb2.Instance.FromString,
                 _registered_method=True)
+        self.ListLiveMigrations = channel.unary_unary(
+                '/kumo.v1.ComputeService/ListLiveMigrations',
+                request_serializer=kumo_dot_v1_dot_compute__pb2.ListLiveMigrationsRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_compute__pb2.ListLiveMigrationsResponse.FromString,
+                _registered_method=True)
         self.ResizeInstance = channel.unary_unary(
                 '/kumo.v1.ComputeService/ResizeInstance',
                 request_serializer=kumo_dot_v1_dot_compute__pb2.ResizeInstanceRequest.SerializeToString,
@@ -333,9 +338,19 @@ class ComputeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def MigrateInstance(self, request, context):
-        """Admin: moves the instance to another node. live = false (cold): stops
-        the guest, copies a node-local root disk, starts it there if it ran.
-        The instance is MIGRATING until it is back to ACTIVE or STOPPED.
+        """Admin only. Moves the instance to another node. live = true: the guest
+        keeps running; its node-local disks and config drive are copied, shared
+        disks stay (progress in ListLiveMigrations; docs/nodes.md, "Live
+        migration"). live = false (cold): stops the guest, copies a node-local
+        root disk, starts it there if it ran (docs/moves.md). The instance is
+        MIGRATING until it is back to ACTIVE or STOPPED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLiveMigrations(self, request, context):
+        """Admin only. Live migrations, oldest first, with phase and bytes copied.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -485,6 +500,11 @@ def add_ComputeServiceServicer_to_server(servicer, server):
                     servicer.MigrateInstance,
                     request_deserializer=kumo_dot_v1_dot_compute__pb2.MigrateInstanceRequest.FromString,
                     response_serializer=kumo_dot_v1_dot_compute__pb2.Instance.SerializeToString,
+            ),
+            'ListLiveMigrations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLiveMigrations,
+                    request_deserializer=kumo_dot_v1_dot_compute__pb2.ListLiveMigrationsRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_compute__pb2.ListLiveMigrationsResponse.SerializeToString,
             ),
             'ResizeInstance': grpc.unary_unary_rpc_method_handler(
                     servicer.ResizeInstance,
@@ -1152,6 +1172,33 @@ class ComputeService:
             '/kumo.v1.ComputeService/MigrateInstance',
             kumo_dot_v1_dot_compute__pb2.MigrateInstanceRequest.SerializeToString,
             kumo_dot_v1_dot_compute__pb2.Instance.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLiveMigrations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.ComputeService/ListLiveMigrations',
+            kumo_dot_v1_dot_compute__pb2.ListLiveMigrationsRequest.SerializeToString,
+            kumo_dot_v1_dot_compute__pb2.ListLiveMigrationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

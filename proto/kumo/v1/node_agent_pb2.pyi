@@ -22,6 +22,14 @@ class GuestPowerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     GUEST_POWER_STATE_CRASHED: _ClassVar[GuestPowerState]
     GUEST_POWER_STATE_STOPPED: _ClassVar[GuestPowerState]
 
+class MigrationJobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MIGRATION_JOB_STATE_UNSPECIFIED: _ClassVar[MigrationJobState]
+    MIGRATION_JOB_STATE_RUNNING: _ClassVar[MigrationJobState]
+    MIGRATION_JOB_STATE_COMPLETED: _ClassVar[MigrationJobState]
+    MIGRATION_JOB_STATE_FAILED: _ClassVar[MigrationJobState]
+    MIGRATION_JOB_STATE_PREPARED: _ClassVar[MigrationJobState]
+
 class ConsoleKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CONSOLE_KIND_UNSPECIFIED: _ClassVar[ConsoleKind]
@@ -40,6 +48,11 @@ GUEST_POWER_STATE_PAUSED: GuestPowerState
 GUEST_POWER_STATE_SHUTDOWN: GuestPowerState
 GUEST_POWER_STATE_CRASHED: GuestPowerState
 GUEST_POWER_STATE_STOPPED: GuestPowerState
+MIGRATION_JOB_STATE_UNSPECIFIED: MigrationJobState
+MIGRATION_JOB_STATE_RUNNING: MigrationJobState
+MIGRATION_JOB_STATE_COMPLETED: MigrationJobState
+MIGRATION_JOB_STATE_FAILED: MigrationJobState
+MIGRATION_JOB_STATE_PREPARED: MigrationJobState
 CONSOLE_KIND_UNSPECIFIED: ConsoleKind
 CONSOLE_KIND_LOG: ConsoleKind
 CONSOLE_KIND_FOLLOW: ConsoleKind
@@ -157,7 +170,7 @@ class VolumeStatus(_message.Message):
     def __init__(self, volume_id: _Optional[str] = ..., size_gb: _Optional[int] = ..., snapshot_ids: _Optional[_Iterable[str]] = ..., fault: _Optional[str] = ...) -> None: ...
 
 class GuestStatus(_message.Message):
-    __slots__ = ("instance_id", "domain_name", "power_state", "vcpus", "memory_mb", "reboot_generation", "fault", "snapshot_done_image_id", "attached_volume_ids", "snapshot_fault", "move_step")
+    __slots__ = ("instance_id", "domain_name", "power_state", "vcpus", "memory_mb", "reboot_generation", "fault", "snapshot_done_image_id", "attached_volume_ids", "snapshot_fault", "move_step", "migration")
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     DOMAIN_NAME_FIELD_NUMBER: _ClassVar[int]
     POWER_STATE_FIELD_NUMBER: _ClassVar[int]
@@ -169,6 +182,7 @@ class GuestStatus(_message.Message):
     ATTACHED_VOLUME_IDS_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_FAULT_FIELD_NUMBER: _ClassVar[int]
     MOVE_STEP_FIELD_NUMBER: _ClassVar[int]
+    MIGRATION_FIELD_NUMBER: _ClassVar[int]
     instance_id: str
     domain_name: str
     power_state: GuestPowerState
@@ -180,7 +194,24 @@ class GuestStatus(_message.Message):
     attached_volume_ids: _containers.RepeatedScalarFieldContainer[str]
     snapshot_fault: str
     move_step: str
-    def __init__(self, instance_id: _Optional[str] = ..., domain_name: _Optional[str] = ..., power_state: _Optional[_Union[GuestPowerState, str]] = ..., vcpus: _Optional[int] = ..., memory_mb: _Optional[int] = ..., reboot_generation: _Optional[int] = ..., fault: _Optional[str] = ..., snapshot_done_image_id: _Optional[str] = ..., attached_volume_ids: _Optional[_Iterable[str]] = ..., snapshot_fault: _Optional[str] = ..., move_step: _Optional[str] = ...) -> None: ...
+    migration: MigrationProgress
+    def __init__(self, instance_id: _Optional[str] = ..., domain_name: _Optional[str] = ..., power_state: _Optional[_Union[GuestPowerState, str]] = ..., vcpus: _Optional[int] = ..., memory_mb: _Optional[int] = ..., reboot_generation: _Optional[int] = ..., fault: _Optional[str] = ..., snapshot_done_image_id: _Optional[str] = ..., attached_volume_ids: _Optional[_Iterable[str]] = ..., snapshot_fault: _Optional[str] = ..., move_step: _Optional[str] = ..., migration: _Optional[_Union[MigrationProgress, _Mapping]] = ...) -> None: ...
+
+class MigrationProgress(_message.Message):
+    __slots__ = ("migration_id", "state", "bytes_total", "bytes_processed", "downtime_ms", "error")
+    MIGRATION_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    BYTES_PROCESSED_FIELD_NUMBER: _ClassVar[int]
+    DOWNTIME_MS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    migration_id: str
+    state: MigrationJobState
+    bytes_total: int
+    bytes_processed: int
+    downtime_ms: int
+    error: str
+    def __init__(self, migration_id: _Optional[str] = ..., state: _Optional[_Union[MigrationJobState, str]] = ..., bytes_total: _Optional[int] = ..., bytes_processed: _Optional[int] = ..., downtime_ms: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class DesiredStateAck(_message.Message):
     __slots__ = ("revision", "error")
@@ -431,7 +462,7 @@ class DesiredVolume(_message.Message):
     def __init__(self, id: _Optional[str] = ..., size_gb: _Optional[int] = ..., image_sha256: _Optional[str] = ..., image_format: _Optional[_Union[_image_pb2.DiskFormat, str]] = ..., image_size_bytes: _Optional[int] = ..., source_snapshot_id: _Optional[str] = ..., snapshot_ids: _Optional[_Iterable[str]] = ..., backend: _Optional[str] = ..., delete: _Optional[bool] = ...) -> None: ...
 
 class DesiredInstance(_message.Message):
-    __slots__ = ("id", "hostname", "image_sha256", "image_format", "image_size_bytes", "vcpus", "ram_mb", "disk_gb", "power", "reboot_generation", "reboot_hard", "user_data", "public_keys", "snapshot_image_id", "image_id", "port_ids", "volume_ids", "boot_volume_id", "move_step", "export_disk_move_id", "import_disk_sha256", "import_disk_size_bytes")
+    __slots__ = ("id", "hostname", "image_sha256", "image_format", "image_size_bytes", "vcpus", "ram_mb", "disk_gb", "power", "reboot_generation", "reboot_hard", "user_data", "public_keys", "snapshot_image_id", "image_id", "port_ids", "volume_ids", "boot_volume_id", "move_step", "export_disk_move_id", "import_disk_sha256", "import_disk_size_bytes", "incoming_migration_id", "outgoing_migration")
     ID_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     IMAGE_SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -454,6 +485,8 @@ class DesiredInstance(_message.Message):
     EXPORT_DISK_MOVE_ID_FIELD_NUMBER: _ClassVar[int]
     IMPORT_DISK_SHA256_FIELD_NUMBER: _ClassVar[int]
     IMPORT_DISK_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    INCOMING_MIGRATION_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTGOING_MIGRATION_FIELD_NUMBER: _ClassVar[int]
     id: str
     hostname: str
     image_sha256: str
@@ -476,7 +509,25 @@ class DesiredInstance(_message.Message):
     export_disk_move_id: str
     import_disk_sha256: str
     import_disk_size_bytes: int
-    def __init__(self, id: _Optional[str] = ..., hostname: _Optional[str] = ..., image_sha256: _Optional[str] = ..., image_format: _Optional[_Union[_image_pb2.DiskFormat, str]] = ..., image_size_bytes: _Optional[int] = ..., vcpus: _Optional[int] = ..., ram_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., power: _Optional[_Union[DesiredPower, str]] = ..., reboot_generation: _Optional[int] = ..., reboot_hard: _Optional[bool] = ..., user_data: _Optional[bytes] = ..., public_keys: _Optional[_Iterable[str]] = ..., snapshot_image_id: _Optional[str] = ..., image_id: _Optional[str] = ..., port_ids: _Optional[_Iterable[str]] = ..., volume_ids: _Optional[_Iterable[str]] = ..., boot_volume_id: _Optional[str] = ..., move_step: _Optional[str] = ..., export_disk_move_id: _Optional[str] = ..., import_disk_sha256: _Optional[str] = ..., import_disk_size_bytes: _Optional[int] = ...) -> None: ...
+    incoming_migration_id: str
+    outgoing_migration: OutgoingMigration
+    def __init__(self, id: _Optional[str] = ..., hostname: _Optional[str] = ..., image_sha256: _Optional[str] = ..., image_format: _Optional[_Union[_image_pb2.DiskFormat, str]] = ..., image_size_bytes: _Optional[int] = ..., vcpus: _Optional[int] = ..., ram_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., power: _Optional[_Union[DesiredPower, str]] = ..., reboot_generation: _Optional[int] = ..., reboot_hard: _Optional[bool] = ..., user_data: _Optional[bytes] = ..., public_keys: _Optional[_Iterable[str]] = ..., snapshot_image_id: _Optional[str] = ..., image_id: _Optional[str] = ..., port_ids: _Optional[_Iterable[str]] = ..., volume_ids: _Optional[_Iterable[str]] = ..., boot_volume_id: _Optional[str] = ..., move_step: _Optional[str] = ..., export_disk_move_id: _Optional[str] = ..., import_disk_sha256: _Optional[str] = ..., import_disk_size_bytes: _Optional[int] = ..., incoming_migration_id: _Optional[str] = ..., outgoing_migration: _Optional[_Union[OutgoingMigration, _Mapping]] = ...) -> None: ...
+
+class OutgoingMigration(_message.Message):
+    __slots__ = ("migration_id", "target_node_id", "target_address", "target_uri", "copy_storage", "timeout_seconds")
+    MIGRATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_URI_FIELD_NUMBER: _ClassVar[int]
+    COPY_STORAGE_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    migration_id: str
+    target_node_id: str
+    target_address: str
+    target_uri: str
+    copy_storage: bool
+    timeout_seconds: int
+    def __init__(self, migration_id: _Optional[str] = ..., target_node_id: _Optional[str] = ..., target_address: _Optional[str] = ..., target_uri: _Optional[str] = ..., copy_storage: _Optional[bool] = ..., timeout_seconds: _Optional[int] = ...) -> None: ...
 
 class DownloadBlobRequest(_message.Message):
     __slots__ = ("sha256", "offset")

@@ -27,49 +27,57 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12kumo/v1/node.proto\x12\x07kumo.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9b\x02\n\rNodeInventory\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\r\n\x05vcpus\x18\x02 \x01(\x05\x12\x11\n\tmemory_mb\x18\x03 \x01(\x03\x12\x0f\n\x07\x64isk_gb\x18\x04 \x01(\x03\x12\x11\n\tvirt_type\x18\x05 \x01(\t\x12\x0e\n\x06\x64river\x18\x06 \x01(\t\x12\x0c\n\x04\x61rch\x18\x07 \x01(\t\x12\x11\n\tcpu_model\x18\x08 \x01(\t\x12\x17\n\x0flibvirt_version\x18\t \x01(\t\x12\x14\n\x0cqemu_version\x18\n \x01(\t\x12\x15\n\ragent_version\x18\x0b \x01(\t\x12\x0e\n\x06kernel\x18\x0c \x01(\t\x12\x11\n\ttunnel_ip\x18\r \x01(\t\x12\x18\n\x10storage_backends\x18\x0e \x03(\t\"\x90\x01\n\tNodeUsage\x12\x16\n\x0ememory_free_mb\x18\x01 \x01(\x03\x12\x14\n\x0c\x64isk_free_gb\x18\x02 \x01(\x03\x12\x0f\n\x07load_1m\x18\x03 \x01(\x01\x12\x16\n\x0eguests_running\x18\x04 \x01(\x05\x12\x13\n\x0bguest_vcpus\x18\x05 \x01(\x05\x12\x17\n\x0fguest_memory_mb\x18\x06 \x01(\x03\"\xa4\x04\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x05state\x18\x03 \x01(\x0e\x32\x12.kumo.v1.NodeState\x12\x17\n\x0f\x64isabled_reason\x18\x04 \x01(\t\x12\x11\n\tconnected\x18\x05 \x01(\x08\x12)\n\tinventory\x18\x06 \x01(\x0b\x32\x16.kumo.v1.NodeInventory\x12!\n\x05usage\x18\x07 \x01(\x0b\x32\x12.kumo.v1.NodeUsage\x12\x37\n\x13last_heartbeat_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x64\x65sired_revision\x18\t \x01(\x03\x12\x18\n\x10\x61pplied_revision\x18\n \x01(\x03\x12\x0f\n\x07\x61\x64\x64ress\x18\x0b \x01(\t\x12\x1a\n\x12\x63\x65rtificate_serial\x18\x0c \x01(\t\x12;\n\x17\x63\x65rtificate_expire_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rjoin_token_id\x18\x0e \x01(\t\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rcontroller_id\x18\x11 \x01(\t\"G\n\x10ListNodesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"J\n\x11ListNodesResponse\x12\x1c\n\x05nodes\x18\x01 \x03(\x0b\x32\r.kumo.v1.Node\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1c\n\x0eGetNodeRequest\x12\n\n\x02id\x18\x01 \x01(\t\"0\n\x12\x44isableNodeRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x1f\n\x11\x45nableNodeRequest\x12\n\n\x02id\x18\x01 \x01(\t\"*\n\x1cRotateNodeCertificateRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x1f\n\x11\x44\x65leteNodeRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xa2\x02\n\tJoinToken\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x10\n\x08max_uses\x18\x03 \x01(\x05\x12\x0c\n\x04uses\x18\x04 \x01(\x05\x12&\n\x05state\x18\x05 \x01(\x0e\x32\x17.kumo.v1.JoinTokenState\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_use_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x63reator_user_id\x18\t \x01(\t\"|\n\x16\x43reateJoinTokenRequest\x12&\n\njoin_token\x18\x01 \x01(\x0b\x32\x12.kumo.v1.JoinToken\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"h\n\x17\x43reateJoinTokenResponse\x12&\n\njoin_token\x18\x01 \x01(\x0b\x32\x12.kumo.v1.JoinToken\x12\r\n\x05token\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61_fingerprint\x18\x03 \x01(\t\">\n\x15ListJoinTokensRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Z\n\x16ListJoinTokensResponse\x12\'\n\x0bjoin_tokens\x18\x01 \x03(\x0b\x32\x12.kumo.v1.JoinToken\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x16\x44\x65leteJoinTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t*k\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10NODE_STATE_READY\x10\x01\x12\x13\n\x0fNODE_STATE_DOWN\x10\x02\x12\x17\n\x13NODE_STATE_DISABLED\x10\x03*\x8a\x01\n\x0eJoinTokenState\x12 \n\x1cJOIN_TOKEN_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16JOIN_TOKEN_STATE_VALID\x10\x01\x12\x1c\n\x18JOIN_TOKEN_STATE_EXPIRED\x10\x02\x12\x1c\n\x18JOIN_TOKEN_STATE_USED_UP\x10\x03\x32\xfe\x04\n\x0bNodeService\x12\x42\n\tListNodes\x12\x19.kumo.v1.ListNodesRequest\x1a\x1a.kumo.v1.ListNodesResponse\x12\x31\n\x07GetNode\x12\x17.kumo.v1.GetNodeRequest\x1a\r.kumo.v1.Node\x12\x39\n\x0b\x44isableNode\x12\x1b.kumo.v1.DisableNodeRequest\x1a\r.kumo.v1.Node\x12\x37\n\nEnableNode\x12\x1a.kumo.v1.EnableNodeRequest\x1a\r.kumo.v1.Node\x12@\n\nDeleteNode\x12\x1a.kumo.v1.DeleteNodeRequest\x1a\x16.google.protobuf.Empty\x12M\n\x15RotateNodeCertificate\x12%.kumo.v1.RotateNodeCertificateRequest\x1a\r.kumo.v1.Node\x12T\n\x0f\x43reateJoinToken\x12\x1f.kumo.v1.CreateJoinTokenRequest\x1a .kumo.v1.CreateJoinTokenResponse\x12Q\n\x0eListJoinTokens\x12\x1e.kumo.v1.ListJoinTokensRequest\x1a\x1f.kumo.v1.ListJoinTokensResponse\x12J\n\x0f\x44\x65leteJoinToken\x12\x1f.kumo.v1.DeleteJoinTokenRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12kumo/v1/node.proto\x12\x07kumo.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcd\x02\n\rNodeInventory\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\r\n\x05vcpus\x18\x02 \x01(\x05\x12\x11\n\tmemory_mb\x18\x03 \x01(\x03\x12\x0f\n\x07\x64isk_gb\x18\x04 \x01(\x03\x12\x11\n\tvirt_type\x18\x05 \x01(\t\x12\x0e\n\x06\x64river\x18\x06 \x01(\t\x12\x0c\n\x04\x61rch\x18\x07 \x01(\t\x12\x11\n\tcpu_model\x18\x08 \x01(\t\x12\x17\n\x0flibvirt_version\x18\t \x01(\t\x12\x14\n\x0cqemu_version\x18\n \x01(\t\x12\x15\n\ragent_version\x18\x0b \x01(\t\x12\x0e\n\x06kernel\x18\x0c \x01(\t\x12\x11\n\ttunnel_ip\x18\r \x01(\t\x12\x18\n\x10storage_backends\x18\x0e \x03(\t\x12\x19\n\x11migration_address\x18\x0f \x01(\t\x12\x15\n\rmigration_uri\x18\x10 \x01(\t\"\x90\x01\n\tNodeUsage\x12\x16\n\x0ememory_free_mb\x18\x01 \x01(\x03\x12\x14\n\x0c\x64isk_free_gb\x18\x02 \x01(\x03\x12\x0f\n\x07load_1m\x18\x03 \x01(\x01\x12\x16\n\x0eguests_running\x18\x04 \x01(\x05\x12\x13\n\x0bguest_vcpus\x18\x05 \x01(\x05\x12\x17\n\x0fguest_memory_mb\x18\x06 \x01(\x03\"\xdc\x04\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x05state\x18\x03 \x01(\x0e\x32\x12.kumo.v1.NodeState\x12\x17\n\x0f\x64isabled_reason\x18\x04 \x01(\t\x12\x11\n\tconnected\x18\x05 \x01(\x08\x12)\n\tinventory\x18\x06 \x01(\x0b\x32\x16.kumo.v1.NodeInventory\x12!\n\x05usage\x18\x07 \x01(\x0b\x32\x12.kumo.v1.NodeUsage\x12\x37\n\x13last_heartbeat_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x64\x65sired_revision\x18\t \x01(\x03\x12\x18\n\x10\x61pplied_revision\x18\n \x01(\x03\x12\x0f\n\x07\x61\x64\x64ress\x18\x0b \x01(\t\x12\x1a\n\x12\x63\x65rtificate_serial\x18\x0c \x01(\t\x12;\n\x17\x63\x65rtificate_expire_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rjoin_token_id\x18\x0e \x01(\t\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rcontroller_id\x18\x11 \x01(\t\x12\x13\n\x0bmaintenance\x18\x12 \x01(\x08\x12!\n\x05\x64rain\x18\x13 \x01(\x0b\x32\x12.kumo.v1.NodeDrain\"\xcc\x01\n\tNodeDrain\x12&\n\x05state\x18\x01 \x01(\x0e\x32\x17.kumo.v1.NodeDrainState\x12\x17\n\x0finstances_total\x18\x02 \x01(\x05\x12\x10\n\x08migrated\x18\x03 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x04 \x01(\x05\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1e\n\x10\x44rainNodeRequest\x12\n\n\x02id\x18\x01 \x01(\t\" \n\x12UndrainNodeRequest\x12\n\n\x02id\x18\x01 \x01(\t\"G\n\x10ListNodesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"J\n\x11ListNodesResponse\x12\x1c\n\x05nodes\x18\x01 \x03(\x0b\x32\r.kumo.v1.Node\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1c\n\x0eGetNodeRequest\x12\n\n\x02id\x18\x01 \x01(\t\"0\n\x12\x44isableNodeRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x1f\n\x11\x45nableNodeRequest\x12\n\n\x02id\x18\x01 \x01(\t\"*\n\x1cRotateNodeCertificateRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x1f\n\x11\x44\x65leteNodeRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xa2\x02\n\tJoinToken\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x10\n\x08max_uses\x18\x03 \x01(\x05\x12\x0c\n\x04uses\x18\x04 \x01(\x05\x12&\n\x05state\x18\x05 \x01(\x0e\x32\x17.kumo.v1.JoinTokenState\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_use_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x63reator_user_id\x18\t \x01(\t\"|\n\x16\x43reateJoinTokenRequest\x12&\n\njoin_token\x18\x01 \x01(\x0b\x32\x12.kumo.v1.JoinToken\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"h\n\x17\x43reateJoinTokenResponse\x12&\n\njoin_token\x18\x01 \x01(\x0b\x32\x12.kumo.v1.JoinToken\x12\r\n\x05token\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61_fingerprint\x18\x03 \x01(\t\">\n\x15ListJoinTokensRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Z\n\x16ListJoinTokensResponse\x12\'\n\x0bjoin_tokens\x18\x01 \x03(\x0b\x32\x12.kumo.v1.JoinToken\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x16\x44\x65leteJoinTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t*k\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10NODE_STATE_READY\x10\x01\x12\x13\n\x0fNODE_STATE_DOWN\x10\x02\x12\x17\n\x13NODE_STATE_DISABLED\x10\x03*\xb0\x01\n\x0eNodeDrainState\x12 \n\x1cNODE_DRAIN_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19NODE_DRAIN_STATE_DRAINING\x10\x01\x12\x1c\n\x18NODE_DRAIN_STATE_DRAINED\x10\x02\x12\x1f\n\x1bNODE_DRAIN_STATE_INCOMPLETE\x10\x03\x12\x1e\n\x1aNODE_DRAIN_STATE_CANCELLED\x10\x04*\x8a\x01\n\x0eJoinTokenState\x12 \n\x1cJOIN_TOKEN_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16JOIN_TOKEN_STATE_VALID\x10\x01\x12\x1c\n\x18JOIN_TOKEN_STATE_EXPIRED\x10\x02\x12\x1c\n\x18JOIN_TOKEN_STATE_USED_UP\x10\x03\x32\xf0\x05\n\x0bNodeService\x12\x42\n\tListNodes\x12\x19.kumo.v1.ListNodesRequest\x1a\x1a.kumo.v1.ListNodesResponse\x12\x31\n\x07GetNode\x12\x17.kumo.v1.GetNodeRequest\x1a\r.kumo.v1.Node\x12\x39\n\x0b\x44isableNode\x12\x1b.kumo.v1.DisableNodeRequest\x1a\r.kumo.v1.Node\x12\x37\n\nEnableNode\x12\x1a.kumo.v1.EnableNodeRequest\x1a\r.kumo.v1.Node\x12@\n\nDeleteNode\x12\x1a.kumo.v1.DeleteNodeRequest\x1a\x16.google.protobuf.Empty\x12M\n\x15RotateNodeCertificate\x12%.kumo.v1.RotateNodeCertificateRequest\x1a\r.kumo.v1.Node\x12\x35\n\tDrainNode\x12\x19.kumo.v1.DrainNodeRequest\x1a\r.kumo.v1.Node\x12\x39\n\x0bUndrainNode\x12\x1b.kumo.v1.UndrainNodeRequest\x1a\r.kumo.v1.Node\x12T\n\x0f\x43reateJoinToken\x12\x1f.kumo.v1.CreateJoinTokenRequest\x1a .kumo.v1.CreateJoinTokenResponse\x12Q\n\x0eListJoinTokens\x12\x1e.kumo.v1.ListJoinTokensRequest\x1a\x1f.kumo.v1.ListJoinTokensResponse\x12J\n\x0f\x44\x65leteJoinToken\x12\x1f.kumo.v1.DeleteJoinTokenRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kumo.v1.node_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_NODESTATE']._serialized_start=2167
-  _globals['_NODESTATE']._serialized_end=2274
-  _globals['_JOINTOKENSTATE']._serialized_start=2277
-  _globals['_JOINTOKENSTATE']._serialized_end=2415
+  _globals['_NODESTATE']._serialized_start=2546
+  _globals['_NODESTATE']._serialized_end=2653
+  _globals['_NODEDRAINSTATE']._serialized_start=2656
+  _globals['_NODEDRAINSTATE']._serialized_end=2832
+  _globals['_JOINTOKENSTATE']._serialized_start=2835
+  _globals['_JOINTOKENSTATE']._serialized_end=2973
   _globals['_NODEINVENTORY']._serialized_start=126
-  _globals['_NODEINVENTORY']._serialized_end=409
-  _globals['_NODEUSAGE']._serialized_start=412
-  _globals['_NODEUSAGE']._serialized_end=556
-  _globals['_NODE']._serialized_start=559
-  _globals['_NODE']._serialized_end=1107
-  _globals['_LISTNODESREQUEST']._serialized_start=1109
-  _globals['_LISTNODESREQUEST']._serialized_end=1180
-  _globals['_LISTNODESRESPONSE']._serialized_start=1182
-  _globals['_LISTNODESRESPONSE']._serialized_end=1256
-  _globals['_GETNODEREQUEST']._serialized_start=1258
-  _globals['_GETNODEREQUEST']._serialized_end=1286
-  _globals['_DISABLENODEREQUEST']._serialized_start=1288
-  _globals['_DISABLENODEREQUEST']._serialized_end=1336
-  _globals['_ENABLENODEREQUEST']._serialized_start=1338
-  _globals['_ENABLENODEREQUEST']._serialized_end=1369
-  _globals['_ROTATENODECERTIFICATEREQUEST']._serialized_start=1371
-  _globals['_ROTATENODECERTIFICATEREQUEST']._serialized_end=1413
-  _globals['_DELETENODEREQUEST']._serialized_start=1415
-  _globals['_DELETENODEREQUEST']._serialized_end=1446
-  _globals['_JOINTOKEN']._serialized_start=1449
-  _globals['_JOINTOKEN']._serialized_end=1739
-  _globals['_CREATEJOINTOKENREQUEST']._serialized_start=1741
-  _globals['_CREATEJOINTOKENREQUEST']._serialized_end=1865
-  _globals['_CREATEJOINTOKENRESPONSE']._serialized_start=1867
-  _globals['_CREATEJOINTOKENRESPONSE']._serialized_end=1971
-  _globals['_LISTJOINTOKENSREQUEST']._serialized_start=1973
-  _globals['_LISTJOINTOKENSREQUEST']._serialized_end=2035
-  _globals['_LISTJOINTOKENSRESPONSE']._serialized_start=2037
-  _globals['_LISTJOINTOKENSRESPONSE']._serialized_end=2127
-  _globals['_DELETEJOINTOKENREQUEST']._serialized_start=2129
-  _globals['_DELETEJOINTOKENREQUEST']._serialized_end=2165
-  _globals['_NODESERVICE']._serialized_start=2418
-  _globals['_NODESERVICE']._serialized_end=3056
+  _globals['_NODEINVENTORY']._serialized_end=459
+  _globals['_NODEUSAGE']._serialized_start=462
+  _globals['_NODEUSAGE']._serialized_end=606
+  _globals['_NODE']._serialized_start=609
+  _globals['_NODE']._serialized_end=1213
+  _globals['_NODEDRAIN']._serialized_start=1216
+  _globals['_NODEDRAIN']._serialized_end=1420
+  _globals['_DRAINNODEREQUEST']._serialized_start=1422
+  _globals['_DRAINNODEREQUEST']._serialized_end=1452
+  _globals['_UNDRAINNODEREQUEST']._serialized_start=1454
+  _globals['_UNDRAINNODEREQUEST']._serialized_end=1486
+  _globals['_LISTNODESREQUEST']._serialized_start=1488
+  _globals['_LISTNODESREQUEST']._serialized_end=1559
+  _globals['_LISTNODESRESPONSE']._serialized_start=1561
+  _globals['_LISTNODESRESPONSE']._serialized_end=1635
+  _globals['_GETNODEREQUEST']._serialized_start=1637
+  _globals['_GETNODEREQUEST']._serialized_end=1665
+  _globals['_DISABLENODEREQUEST']._serialized_start=1667
+  _globals['_DISABLENODEREQUEST']._serialized_end=1715
+  _globals['_ENABLENODEREQUEST']._serialized_start=1717
+  _globals['_ENABLENODEREQUEST']._serialized_end=1748
+  _globals['_ROTATENODECERTIFICATEREQUEST']._serialized_start=1750
+  _globals['_ROTATENODECERTIFICATEREQUEST']._serialized_end=1792
+  _globals['_DELETENODEREQUEST']._serialized_start=1794
+  _globals['_DELETENODEREQUEST']._serialized_end=1825
+  _globals['_JOINTOKEN']._serialized_start=1828
+  _globals['_JOINTOKEN']._serialized_end=2118
+  _globals['_CREATEJOINTOKENREQUEST']._serialized_start=2120
+  _globals['_CREATEJOINTOKENREQUEST']._serialized_end=2244
+  _globals['_CREATEJOINTOKENRESPONSE']._serialized_start=2246
+  _globals['_CREATEJOINTOKENRESPONSE']._serialized_end=2350
+  _globals['_LISTJOINTOKENSREQUEST']._serialized_start=2352
+  _globals['_LISTJOINTOKENSREQUEST']._serialized_end=2414
+  _globals['_LISTJOINTOKENSRESPONSE']._serialized_start=2416
+  _globals['_LISTJOINTOKENSRESPONSE']._serialized_end=2506
+  _globals['_DELETEJOINTOKENREQUEST']._serialized_start=2508
+  _globals['_DELETEJOINTOKENREQUEST']._serialized_end=2544
+  _globals['_NODESERVICE']._serialized_start=2976
+  _globals['_NODESERVICE']._serialized_end=3728
 # @@protoc_insertion_point(module_scope)

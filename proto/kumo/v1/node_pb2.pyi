@@ -19,6 +19,14 @@ class NodeState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NODE_STATE_DOWN: _ClassVar[NodeState]
     NODE_STATE_DISABLED: _ClassVar[NodeState]
 
+class NodeDrainState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NODE_DRAIN_STATE_UNSPECIFIED: _ClassVar[NodeDrainState]
+    NODE_DRAIN_STATE_DRAINING: _ClassVar[NodeDrainState]
+    NODE_DRAIN_STATE_DRAINED: _ClassVar[NodeDrainState]
+    NODE_DRAIN_STATE_INCOMPLETE: _ClassVar[NodeDrainState]
+    NODE_DRAIN_STATE_CANCELLED: _ClassVar[NodeDrainState]
+
 class JoinTokenState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     JOIN_TOKEN_STATE_UNSPECIFIED: _ClassVar[JoinTokenState]
@@ -29,13 +37,18 @@ NODE_STATE_UNSPECIFIED: NodeState
 NODE_STATE_READY: NodeState
 NODE_STATE_DOWN: NodeState
 NODE_STATE_DISABLED: NodeState
+NODE_DRAIN_STATE_UNSPECIFIED: NodeDrainState
+NODE_DRAIN_STATE_DRAINING: NodeDrainState
+NODE_DRAIN_STATE_DRAINED: NodeDrainState
+NODE_DRAIN_STATE_INCOMPLETE: NodeDrainState
+NODE_DRAIN_STATE_CANCELLED: NodeDrainState
 JOIN_TOKEN_STATE_UNSPECIFIED: JoinTokenState
 JOIN_TOKEN_STATE_VALID: JoinTokenState
 JOIN_TOKEN_STATE_EXPIRED: JoinTokenState
 JOIN_TOKEN_STATE_USED_UP: JoinTokenState
 
 class NodeInventory(_message.Message):
-    __slots__ = ("hostname", "vcpus", "memory_mb", "disk_gb", "virt_type", "driver", "arch", "cpu_model", "libvirt_version", "qemu_version", "agent_version", "kernel", "tunnel_ip", "storage_backends")
+    __slots__ = ("hostname", "vcpus", "memory_mb", "disk_gb", "virt_type", "driver", "arch", "cpu_model", "libvirt_version", "qemu_version", "agent_version", "kernel", "tunnel_ip", "storage_backends", "migration_address", "migration_uri")
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     VCPUS_FIELD_NUMBER: _ClassVar[int]
     MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +63,8 @@ class NodeInventory(_message.Message):
     KERNEL_FIELD_NUMBER: _ClassVar[int]
     TUNNEL_IP_FIELD_NUMBER: _ClassVar[int]
     STORAGE_BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    MIGRATION_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    MIGRATION_URI_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     vcpus: int
     memory_mb: int
@@ -64,7 +79,9 @@ class NodeInventory(_message.Message):
     kernel: str
     tunnel_ip: str
     storage_backends: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, hostname: _Optional[str] = ..., vcpus: _Optional[int] = ..., memory_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., virt_type: _Optional[str] = ..., driver: _Optional[str] = ..., arch: _Optional[str] = ..., cpu_model: _Optional[str] = ..., libvirt_version: _Optional[str] = ..., qemu_version: _Optional[str] = ..., agent_version: _Optional[str] = ..., kernel: _Optional[str] = ..., tunnel_ip: _Optional[str] = ..., storage_backends: _Optional[_Iterable[str]] = ...) -> None: ...
+    migration_address: str
+    migration_uri: str
+    def __init__(self, hostname: _Optional[str] = ..., vcpus: _Optional[int] = ..., memory_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., virt_type: _Optional[str] = ..., driver: _Optional[str] = ..., arch: _Optional[str] = ..., cpu_model: _Optional[str] = ..., libvirt_version: _Optional[str] = ..., qemu_version: _Optional[str] = ..., agent_version: _Optional[str] = ..., kernel: _Optional[str] = ..., tunnel_ip: _Optional[str] = ..., storage_backends: _Optional[_Iterable[str]] = ..., migration_address: _Optional[str] = ..., migration_uri: _Optional[str] = ...) -> None: ...
 
 class NodeUsage(_message.Message):
     __slots__ = ("memory_free_mb", "disk_free_gb", "load_1m", "guests_running", "guest_vcpus", "guest_memory_mb")
@@ -83,7 +100,7 @@ class NodeUsage(_message.Message):
     def __init__(self, memory_free_mb: _Optional[int] = ..., disk_free_gb: _Optional[int] = ..., load_1m: _Optional[float] = ..., guests_running: _Optional[int] = ..., guest_vcpus: _Optional[int] = ..., guest_memory_mb: _Optional[int] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("id", "name", "state", "disabled_reason", "connected", "inventory", "usage", "last_heartbeat_time", "desired_revision", "applied_revision", "address", "certificate_serial", "certificate_expire_time", "join_token_id", "create_time", "update_time", "controller_id")
+    __slots__ = ("id", "name", "state", "disabled_reason", "connected", "inventory", "usage", "last_heartbeat_time", "desired_revision", "applied_revision", "address", "certificate_serial", "certificate_expire_time", "join_token_id", "create_time", "update_time", "controller_id", "maintenance", "drain")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +118,8 @@ class Node(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     CONTROLLER_ID_FIELD_NUMBER: _ClassVar[int]
+    MAINTENANCE_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     state: NodeState
@@ -118,7 +137,37 @@ class Node(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     controller_id: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[NodeState, str]] = ..., disabled_reason: _Optional[str] = ..., connected: _Optional[bool] = ..., inventory: _Optional[_Union[NodeInventory, _Mapping]] = ..., usage: _Optional[_Union[NodeUsage, _Mapping]] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., desired_revision: _Optional[int] = ..., applied_revision: _Optional[int] = ..., address: _Optional[str] = ..., certificate_serial: _Optional[str] = ..., certificate_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., join_token_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., controller_id: _Optional[str] = ...) -> None: ...
+    maintenance: bool
+    drain: NodeDrain
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[NodeState, str]] = ..., disabled_reason: _Optional[str] = ..., connected: _Optional[bool] = ..., inventory: _Optional[_Union[NodeInventory, _Mapping]] = ..., usage: _Optional[_Union[NodeUsage, _Mapping]] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., desired_revision: _Optional[int] = ..., applied_revision: _Optional[int] = ..., address: _Optional[str] = ..., certificate_serial: _Optional[str] = ..., certificate_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., join_token_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., controller_id: _Optional[str] = ..., maintenance: _Optional[bool] = ..., drain: _Optional[_Union[NodeDrain, _Mapping]] = ...) -> None: ...
+
+class NodeDrain(_message.Message):
+    __slots__ = ("state", "instances_total", "migrated", "failed", "start_time", "end_time")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    INSTANCES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MIGRATED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    state: NodeDrainState
+    instances_total: int
+    migrated: int
+    failed: int
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, state: _Optional[_Union[NodeDrainState, str]] = ..., instances_total: _Optional[int] = ..., migrated: _Optional[int] = ..., failed: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DrainNodeRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class UndrainNodeRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "name")

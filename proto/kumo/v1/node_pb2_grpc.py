@@ -69,6 +69,16 @@ class NodeServiceStub:
                 request_serializer=kumo_dot_v1_dot_node__pb2.RotateNodeCertificateRequest.SerializeToString,
                 response_deserializer=kumo_dot_v1_dot_node__pb2.Node.FromString,
                 _registered_method=True)
+        self.DrainNode = channel.unary_unary(
+                '/kumo.v1.NodeService/DrainNode',
+                request_serializer=kumo_dot_v1_dot_node__pb2.DrainNodeRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_node__pb2.Node.FromString,
+                _registered_method=True)
+        self.UndrainNode = channel.unary_unary(
+                '/kumo.v1.NodeService/UndrainNode',
+                request_serializer=kumo_dot_v1_dot_node__pb2.UndrainNodeRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_node__pb2.Node.FromString,
+                _registered_method=True)
         self.CreateJoinToken = channel.unary_unary(
                 '/kumo.v1.NodeService/CreateJoinToken',
                 request_serializer=kumo_dot_v1_dot_node__pb2.CreateJoinTokenRequest.SerializeToString,
@@ -140,6 +150,25 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DrainNode(self, request, context):
+        """Puts the node in maintenance (nothing new is placed there) and
+        live-migrates its guests away, a few at a time; see Node.drain and
+        ListLiveMigrations. FAILED_PRECONDITION while the node is DOWN. Draining
+        a node in maintenance again retries what is left.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UndrainNode(self, request, context):
+        """Returns a node in maintenance to service (guests do not move back);
+        queued drain migrations are dropped. FAILED_PRECONDITION if it is not in
+        maintenance.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateJoinToken(self, request, context):
         """Makes a join token. The token string is in the response only: the
         controller keeps a hash of its secret, so it cannot be shown again (a
@@ -192,6 +221,16 @@ def add_NodeServiceServicer_to_server(servicer, server):
             'RotateNodeCertificate': grpc.unary_unary_rpc_method_handler(
                     servicer.RotateNodeCertificate,
                     request_deserializer=kumo_dot_v1_dot_node__pb2.RotateNodeCertificateRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_node__pb2.Node.SerializeToString,
+            ),
+            'DrainNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainNode,
+                    request_deserializer=kumo_dot_v1_dot_node__pb2.DrainNodeRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_node__pb2.Node.SerializeToString,
+            ),
+            'UndrainNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.UndrainNode,
+                    request_deserializer=kumo_dot_v1_dot_node__pb2.UndrainNodeRequest.FromString,
                     response_serializer=kumo_dot_v1_dot_node__pb2.Node.SerializeToString,
             ),
             'CreateJoinToken': grpc.unary_unary_rpc_method_handler(
@@ -375,6 +414,60 @@ class NodeService:
             target,
             '/kumo.v1.NodeService/RotateNodeCertificate',
             kumo_dot_v1_dot_node__pb2.RotateNodeCertificateRequest.SerializeToString,
+            kumo_dot_v1_dot_node__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.NodeService/DrainNode',
+            kumo_dot_v1_dot_node__pb2.DrainNodeRequest.SerializeToString,
+            kumo_dot_v1_dot_node__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UndrainNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.NodeService/UndrainNode',
+            kumo_dot_v1_dot_node__pb2.UndrainNodeRequest.SerializeToString,
             kumo_dot_v1_dot_node__pb2.Node.FromString,
             options,
             channel_credentials,

@@ -1,0 +1,250 @@
+"""End to end: live migration of a real TCG guest between two libvirt
+"hosts" on this machine (the system libvirtd and one in its own mount
+namespace, tests/hosts.py), each with its own kumo-noded: with its disk
+copied (copy-storage) the guest keeps running (its uptime goes on, no
+reboot) and its console follows it; a migration whose target dies midway
+leaves it running on the source with the target's claim freed.
+
+Not here (see docs/nodes.md): guests with NICs (the extra host shares the
+machine's network namespace, so its bridges would clash with the first
+node's) and shared volumes."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.libvirt_hosts import LibvirtHost
+from kumo.v1 import compute_pb2 as pb
+from kumo.v1 import node_pb2 as npb
+from tests.cloudutil import destroy_guests, libvirt_and_test_image, libvirt_cloud, ready_nodes, virsh
+from tests.harness import Client
+from tests.netutil import state_dir
+from tests.nodeutil import NodedProc, make_token, run_noded, wait_for
+from tests.waits import diagnose, wait_until
+
+pytestmark = pytest.mark.e2e
+
+TICKER = b"(while :; do echo KUMO-UP $(cut -d. -f1 /proc/uptime); sleep 1; done) &\r"
+TICK = re.compile(rb"KUMO-UP (\d+)\r?\n")
+
+
+@pytest.fixture(scope="module")
+def clouds() -> Iterator[dict]:
+    libvirt_and_test_image()
+    base = state_dir("kumo-livemig-e2e-")
+    host = None
+    try:
+        with libvirt_cloud(base, "lm-source", "lm.small", reconcile_seconds=5) as c:
+            admin = c["admin"]
+            joined = run_noded(
+                [
+                    "join",
+                    c["ctl"].endpoint,
+                    make_token(admin),
+                    "--name",
+                    "lm-target",
+                    "--state-dir",
+                    str(base / "node2"),
+                ]
+            )
+            assert joined.returncode == 0, joined.stderr
+            host = LibvirtHost(base / "host2", base / "node2", same_path_as=c["state"])
+            host.start(
+                [
+                    "--virt-type",
+                    "qemu",
+                    "--reconcile-seconds",
+                    "5",
+                    "--migration-address",
+                    "127.0.0.1",
+                    "--migration-uri",
+                    host.uri,
+                ]
+            )
+            listed = wait_until(
+                lambda: len(ready_nodes(admin)) == 2 and ready_nodes(admin),
+                what="the second host's node READY",
+                base=60,
+                explain=lambda: host.log_path.read_text(errors="replace")[-3000:],
+            )
+            ids = {n.name: n.id for n in listed}
+            yield {**c, "host": host, "source": ids["lm-source"], "target": ids["lm-target"], "base": base}
+    finally:
+        if host is not None:
+            host.stop()
+        destroy_guests(str(base))
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def start_ticks(admin: Client, instance_id: str) -> None:
+    """Has the guest print its uptime to its serial console every second
+    (typed into its shell on the console, which answers once it runs)."""
+    answered = threading.Event()
+
+    def ask() -> Iterator[pb.AttachConsoleRequest]:
+        yield pb.AttachConsoleRequest(id=instance_id, mode=pb.CONSOLE_MODE_READ_WRITE)
+        yield pb.AttachConsoleRequest(data=TICKER)
+        answered.wait(30)  # the input side stays open until the answer came
+
+    seen = b""
+    stream = admin.compute.AttachConsole(ask(), timeout=30)
+    try:
+        for msg in stream:
+            seen += msg.data
+            if TICK.search(seen):
+                return
+    finally:
+        answered.set()
+        stream.cancel()
+    raise AssertionError(f"no ticks on the console: {seen[-500:]!r}")
+
+
+def ticks(admin: Client, instance_id: str) -> list[int]:
+    """The uptimes the guest printed, from its node's console log."""
+    log = admin.compute.GetConsoleOutput(pb.GetConsoleOutputRequest(id=instance_id)).output
+    return [int(t) for t in TICK.findall(log.encode())]
+
+
+def migration(admin: Client, instance_id: str) -> pb.LiveMigration:
+    return admin.compute.ListLiveMigrations(
+        pb.ListLiveMigrationsRequest(instance_id=instance_id)
+    ).live_migrations[-1]
+
+
+def ended(admin: Client, instance_id: str) -> pb.LiveMigration:
+    done = (pb.LIVE_MIGRATION_STATE_COMPLETED, pb.LIVE_MIGRATION_STATE_FAILED)
+    return wait_until(
+        lambda: (m := migration(admin, instance_id)).state in done and m,
+        what="the live migration over",
+        base=120,
+        explain=lambda: diagnose(admin, instance_id),
+    )
+
+
+def booted(admin: Client, name: str) -> pb.Instance:
+    inst = admin.compute.CreateInstance(
+        pb.CreateInstanceRequest(name=name, image="kumo-test", flavor="lm.small")
+    )
+    wait_until(
+        lambda: "KUMO-NICS" in admin.compute.GetConsoleOutput(pb.GetConsoleOutputRequest(id=inst.id)).output,
+        what="the guest booted",
+        explain=lambda: diagnose(admin, inst.id),
+    )
+    return admin.compute.GetInstance(pb.GetInstanceRequest(id=inst.id))
+
+
+def claimed(ctl_data: Path, node_id: str) -> tuple[int, int]:
+    db = sqlite3.connect(ctl_data / "kumo.db")
+    try:
+        row = db.execute(
+            "SELECT vcpus_used, ram_mb_used FROM node_usage WHERE node_id = ?", (node_id,)
+        ).fetchone()
+    finally:
+        db.close()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def test_a_running_guest_moves_with_its_disk_and_keeps_running(clouds: dict) -> None:
+    admin, source, target = clouds["admin"], clouds["source"], clouds["target"]
+    admin.nodes.DisableNode(npb.DisableNodeRequest(id=target, reason="place on the source"))
+    inst = booted(admin, "wanderer")
+    admin.nodes.EnableNode(npb.EnableNodeRequest(id=target))
+    assert inst.node_id == source
+    start_ticks(admin, inst.id)
+    before = max(ticks(admin, inst.id), default=0)
+    began = time.monotonic()
+    admin.compute.MigrateInstance(pb.MigrateInstanceRequest(name=inst.id, live=True, node=target))
+    m = ended(admin, inst.id)
+    wall = time.monotonic() - began
+    assert m.state == pb.LIVE_MIGRATION_STATE_COMPLETED, m.fault
+    print(
+        f"\nlive migration with copy-storage: {wall:.1f} s wall, downtime {m.downtime_ms} ms, {m.bytes_processed} bytes"
+    )
+    moved = wait_until(
+        lambda: (
+            (i := admin.compute.GetInstance(pb.GetInstanceRequest(id=inst.id))).node_id == target
+            and i.power_state == pb.POWER_STATE_RUNNING
+            and i
+        ),
+        what="the instance running on the target",
+        explain=lambda: diagnose(admin, inst.id),
+    )
+    assert moved.state == pb.INSTANCE_STATE_ACTIVE and moved.fault == ""
+    wait_until(
+        lambda: f"kumo-{inst.id}" not in virsh("list", "--all", "--name").split(),
+        what="the guest gone from the source",
+        base=30,
+    )
+    on_target = subprocess.run(
+        ["virsh", "-c", clouds["host"].uri, "domstate", f"kumo-{inst.id}"], capture_output=True, text=True
+    ).stdout
+    assert "running" in on_target
+    # No reboot: the guest's ticker goes on, now in the target's console log.
+    later = wait_until(
+        lambda: [t for t in ticks(admin, inst.id) if t > before + 2],
+        what="the guest's uptime going on on the target",
+        base=30,
+        explain=lambda: diagnose(admin, inst.id),
+    )
+    assert min(later) > before  # not restarted from 0
+    log = admin.compute.GetConsoleOutput(pb.GetConsoleOutputRequest(id=inst.id)).output
+    assert "KUMO-TEST-IMAGE-BOOTED" not in log
+    assert claimed(Path(clouds["ctl"].data_dir), source) == (0, 0)
+    assert claimed(Path(clouds["ctl"].data_dir), target) == (1, 256)
+
+
+def test_a_migration_whose_target_dies_leaves_the_guest_on_the_source(clouds: dict) -> None:
+    """Last: it kills the extra host. The source's migrations are slowed to
+    1 MiB/s so that the host dies while the disk copy runs."""
+    admin, source, target, host = clouds["admin"], clouds["source"], clouds["target"], clouds["host"]
+    clouds["node"].stop()
+    slow = NodedProc(clouds["state"], [*clouds["node"].args, "--migration-max-bandwidth", "1"]).start()
+    try:
+        admin.nodes.DisableNode(npb.DisableNodeRequest(id=target, reason="place on the source"))
+        inst = booted(admin, "stayer")
+        admin.nodes.EnableNode(npb.EnableNodeRequest(id=target))
+        assert inst.node_id == source
+        before_claim = claimed(Path(clouds["ctl"].data_dir), target)
+        wait_for(
+            lambda: (
+                admin.compute.GetInstance(pb.GetInstanceRequest(id=inst.id)).power_state
+                == pb.POWER_STATE_RUNNING
+            ),
+            what="the restarted node reporting the guest",
+        )
+        admin.compute.MigrateInstance(pb.MigrateInstanceRequest(name=inst.id, live=True, node=target))
+        wait_until(
+            lambda: migration(admin, inst.id).bytes_processed > 0,
+            what="the copy under way",
+            base=60,
+            explain=lambda: diagnose(admin, inst.id),
+        )
+        host.kill()
+        m = ended(admin, inst.id)
+        assert m.state == pb.LIVE_MIGRATION_STATE_FAILED, m
+        print(f"\nfailed as it should: {m.fault}")
+        stayed = wait_until(
+            lambda: (
+                (i := admin.compute.GetInstance(pb.GetInstanceRequest(id=inst.id))).state
+                == pb.INSTANCE_STATE_ACTIVE
+                and i.power_state == pb.POWER_STATE_RUNNING
+                and i
+            ),
+            what="the guest still running on the source",
+            explain=lambda: diagnose(admin, inst.id),
+        )
+        assert stayed.node_id == source and "live migration failed" in stayed.fault
+        assert "running" in virsh("domstate", f"kumo-{inst.id}")
+        assert claimed(Path(clouds["ctl"].data_dir), target) == before_claim
+        start_ticks(admin, inst.id)  # its console still answers
+    finally:
+        slow.stop()
