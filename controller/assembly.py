@@ -41,6 +41,7 @@ from controller.db.database import db
 from controller.domain.compute_catalog import ComputeCatalog
 from controller.domain.consoles import Consoles
 from controller.domain.control_plane import ControlPlane
+from controller.domain.evacuation import Evacuations
 from controller.domain.events import EventLog
 from controller.domain.extensions import InUseCheck
 from controller.domain.identity import Identity
@@ -131,6 +132,7 @@ class Parts:
     networks: Networks
     volumes: Volumes
     instances: Instances
+    evacuations: Evacuations
     desired: DesiredStates
     public: tuple[Service, ...]
     node: tuple[Service, ...]
@@ -184,6 +186,8 @@ def assemble(
         boot_volumes=volumes,
         events=events,
     )
+    # Evacuation moves instances with what networks and volumes gave them.
+    evacuations = Evacuations(cfg, nodes, placement, images, moves=(networks, volumes), events=events)
     desired = DesiredStates((instances, networks, volumes))
     consoles = Consoles(instances, ConsoleRelay(nodes.registry))
 
@@ -203,7 +207,10 @@ def assemble(
             ControlPlaneServicer(control_plane),
         ),
         _service(
-            node_pb2, "NodeService", node_pb2_grpc.add_NodeServiceServicer_to_server, NodeServicer(nodes)
+            node_pb2,
+            "NodeService",
+            node_pb2_grpc.add_NodeServiceServicer_to_server,
+            NodeServicer(nodes, evacuations),
         ),
         _service(
             node_agent_pb2,
@@ -257,6 +264,7 @@ def assemble(
         networks,
         volumes,
         instances,
+        evacuations,
         desired,
         public,
         node,

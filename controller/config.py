@@ -68,6 +68,13 @@ class ControllerConfig:
     quota_ram_mb: int = 512 * 1024
     # How often what nodes observe is folded into instance states.
     instance_sync_seconds: float = 1.0
+    # HA: a fenced node's `ha` instances are evacuated once it has been DOWN
+    # this long (checked every ha_check_seconds). ha_auto_fence: the HA pass
+    # fences such a DOWN node itself first; dangerous without real power
+    # fencing (a node that is only cut off keeps running its guests).
+    ha_grace_seconds: float = 60.0
+    ha_check_seconds: float = 5.0
+    ha_auto_fence: bool = False
     # Volumes: per-project quotas (volumes, their total GiB, volume snapshots).
     quota_volumes: int = 10
     quota_volume_gb: int = 1000

@@ -141,6 +141,7 @@ class Controller:
             self.node_server = node
         parts.instances.start_sync()
         parts.volumes.start_sync()
+        parts.evacuations.start()
         parts.events.start_prune()
         parts.control_plane.register(
             advertised(self.cfg.listen, self.port),
@@ -176,6 +177,7 @@ class Controller:
         self.parts.control_plane.stop()
         self.parts.instances.stop_sync()
         self.parts.volumes.stop_sync()
+        self.parts.evacuations.stop()
         self.parts.events.stop_prune()
         events = [s.stop(grace) for s in (self.public_server, self.node_server) if s is not None]
         for ev in events:

@@ -11,6 +11,7 @@ from controller import validation as v
 from controller.api.convert import ts
 from controller.auth.interceptor import CallContext
 from controller.db.models import JoinToken
+from controller.domain.evacuation import FAILED, MOVED, REBUILT, Evacuations
 from controller.domain.nodes import DEFAULT_TTL, Nodes, NodeView, token_state
 from controller.errors import InvalidArgument
 from kumo.v1 import node_pb2 as pb
@@ -37,7 +38,10 @@ def node_pb(view: NodeView) -> pb.Node:
         join_token_id=row.join_token_id,
         create_time=ts(row.create_time),
         update_time=ts(row.update_time),
+        fenced=row.fenced,
     )
+    if row.fenced:
+        out.fence_time.CopyFrom(ts(row.fence_time))
     if view.last_heartbeat_time:
         out.last_heartbeat_time.CopyFrom(ts(view.last_heartbeat_time))
     return out
@@ -68,9 +72,17 @@ def _ttl(request: pb.CreateJoinTokenRequest) -> float:
     return d.seconds + d.nanos / 1e9
 
 
+OUTCOME = {
+    MOVED: pb.EVACUATION_OUTCOME_MOVED,
+    REBUILT: pb.EVACUATION_OUTCOME_REBUILT,
+    FAILED: pb.EVACUATION_OUTCOME_FAILED,
+}
+
+
 class NodeServicer(node_pb2_grpc.NodeServiceServicer):
-    def __init__(self, nodes: Nodes) -> None:
+    def __init__(self, nodes: Nodes, evacuations: Evacuations) -> None:
         self.nodes = nodes
+        self.evacuations = evacuations
 
     def ListNodes(self, request: pb.ListNodesRequest, context: CallContext) -> pb.ListNodesResponse:
         if request.name:
@@ -92,6 +104,32 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         self, request: pb.RotateNodeCertificateRequest, context: CallContext
     ) -> pb.Node:
         return node_pb(self.nodes.rotate_certificate(v.resource_id(request.id)))
+
+    def FenceNode(self, request: pb.FenceNodeRequest, context: CallContext) -> pb.Node:
+        return node_pb(self.nodes.fence(v.resource_id(request.id)))
+
+    def UnfenceNode(self, request: pb.UnfenceNodeRequest, context: CallContext) -> pb.Node:
+        return node_pb(self.nodes.unfence(v.resource_id(request.id)))
+
+    def EvacuateNode(self, request: pb.EvacuateNodeRequest, context: CallContext) -> pb.EvacuateNodeResponse:
+        done = self.evacuations.evacuate(
+            context.principal,
+            v.resource_id(request.id),
+            request.rebuild_local_disks,
+            v.optional_id(request.target_node_id, "target_node_id"),
+        )
+        return pb.EvacuateNodeResponse(
+            evacuations=[
+                pb.InstanceEvacuation(
+                    instance_id=e.instance_id,
+                    instance_name=e.instance_name,
+                    outcome=OUTCOME[e.outcome],
+                    target_node_id=e.target_node_id,
+                    message=e.message,
+                )
+                for e in done
+            ]
+        )
 
     def DeleteNode(self, request: pb.DeleteNodeRequest, context: CallContext) -> empty_pb2.Empty:
         self.nodes.delete_node(v.resource_id(request.id))

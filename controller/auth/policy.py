@@ -81,6 +81,9 @@ POLICY: dict[str, Rule] = {
             "EnableNode": Rule.ADMIN,
             "DeleteNode": Rule.ADMIN,
             "RotateNodeCertificate": Rule.ADMIN,
+            "FenceNode": Rule.ADMIN,
+            "UnfenceNode": Rule.ADMIN,
+            "EvacuateNode": Rule.ADMIN,
             "CreateJoinToken": Rule.ADMIN,
             "ListJoinTokens": Rule.ADMIN,
             "DeleteJoinToken": Rule.ADMIN,
@@ -124,6 +127,7 @@ POLICY: dict[str, Rule] = {
             "StartInstance": Rule.MEMBER,
             "StopInstance": Rule.MEMBER,
             "RebootInstance": Rule.MEMBER,
+            "UpdateInstance": Rule.MEMBER,
             "GetConsoleOutput": Rule.READER,
             # READ_WRITE needs the member role (checked with the instance, domain/consoles.py).
             "AttachConsole": Rule.READER,

@@ -151,6 +151,9 @@ class Node(BaseModel):
     last_heartbeat_time = peewee.DoubleField(default=0)
     create_time = peewee.DoubleField()
     update_time = peewee.DoubleField()
+    # An admin declared it powered off (FenceNode): no session until re-admitted.
+    fenced = peewee.BooleanField(default=False)
+    fence_time = peewee.DoubleField(default=0)
 
 
 class JoinToken(BaseModel):
@@ -227,6 +230,8 @@ class Instance(BaseModel):
     create_time = peewee.DoubleField()
     update_time = peewee.DoubleField()
     launch_time = peewee.DoubleField(default=0)
+    # Evacuated by the controller itself when its node is lost and fenced.
+    ha = peewee.BooleanField(default=False)
 
     class Meta:
         indexes = ((("project", "name"), True),)

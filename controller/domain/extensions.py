@@ -38,6 +38,30 @@ class InstanceExtension(Protocol):
         ...
 
 
+class MoveNeeds(NamedTuple):
+    """What a feature says about moving an instance to another node:
+    `blocker` (why it cannot move, "" if it can), the storage `backends` the
+    new node must reach, and whether its root disk comes along
+    (`keeps_root`: it boots from a volume on a shared backend)."""
+
+    blocker: str = ""
+    backends: tuple[str, ...] = ()
+    keeps_root: bool = False
+
+
+class InstanceMoves(Protocol):
+    """A feature whose resources follow an instance to another node
+    (evacuation: ports, volumes)."""
+
+    def move_needs(self, row: Instance) -> MoveNeeds: ...
+
+    def instance_moved(self, row: Instance, source: str, target: str, now: float) -> set[str]:
+        """In the transaction that moves the instance's row to `target`: moves
+        what the feature gave it; returns the nodes whose desired revision it
+        bumped."""
+        ...
+
+
 @dataclass(frozen=True)
 class BootSource:
     """What a create needs to boot from a volume: the volume, and an image-like

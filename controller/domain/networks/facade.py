@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from controller.auth.principal import Principal
-from controller.domain.extensions import CreateBind
+from controller.db.models import Instance
+from controller.domain.extensions import CreateBind, MoveNeeds
 from controller.domain.networks.changes import NodeChanges
 from controller.domain.networks.floating_ips import FloatingIps
 from controller.domain.networks.ipam import Ipam
@@ -68,6 +69,7 @@ class Networks:
         self.update_port = self.ports.update_port
         self.delete_port = self.ports.delete_port
         self.instance_gone = self.ports.instance_gone
+        self.instance_moved = self.ports.instance_moved
         self.nics = self.ports.nics
         # Routers and floating IPs
         self.get_router = self.routers.get_router
@@ -94,6 +96,11 @@ class Networks:
     def prepare_create(self, caller: Principal, options: Mapping[str, Any]) -> CreateBind | None:
         """The NICs of a create."""
         return self.ports.prepare_nics(caller, options)
+
+    @staticmethod
+    def move_needs(row: Instance) -> MoveNeeds:
+        """As an InstanceMoves: ports move anywhere (same addresses)."""
+        return MoveNeeds()
 
     def may_read_blob(self, node_id: str, sha256: str) -> bool:
         return False  # ports use no image blobs

@@ -9,10 +9,11 @@ from typing import Any
 
 from controller.auth.principal import Principal
 from controller.config import ControllerConfig
+from controller.db import nodes as node_store
 from controller.db import volumes as store
 from controller.db.models import Instance, Volume
 from controller.domain.events import EventLog
-from controller.domain.extensions import CreateBind
+from controller.domain.extensions import CreateBind, MoveNeeds
 from controller.domain.images import Images
 from controller.domain.nodes import Nodes
 from controller.domain.placement import Placement
@@ -22,7 +23,7 @@ from controller.domain.volumes.lifecycle import VolumeLifecycle
 from controller.domain.volumes.projection import VolumeProjection
 from controller.domain.volumes.snapshots import Snapshots
 from controller.domain.volumes.sync import VolumeSync
-from controller.domain.volumes.types import VolumeTypes
+from controller.domain.volumes.types import VolumeTypes, is_shared
 
 
 class Volumes:
@@ -94,6 +95,35 @@ class Volumes:
     def instance_gone(self, row: Instance) -> set[str]:
         self.release_instance(row.id)
         return set()
+
+    # As an InstanceMoves (evacuation)
+
+    @staticmethod
+    def move_needs(row: Instance) -> MoveNeeds:
+        """An instance moves with its volumes only if they are all on a shared
+        backend (the new node must reach each); a node-local one stays behind
+        with its node, so the instance cannot move."""
+        vols = store.volumes_of_instance(row.id)
+        local = [v for v in vols if not is_shared(v.backend)]
+        if local:
+            names = ", ".join(sorted(v.name for v in local))
+            return MoveNeeds(blocker=f"its volume(s) {names} are node-local (backend local) on the lost node")
+        backends = tuple(sorted({v.backend for v in vols}))
+        return MoveNeeds(backends=backends, keeps_root=any(v.boot for v in vols))
+
+    @staticmethod
+    def instance_moved(row: Instance, source: str, target: str, now: float) -> set[str]:
+        """The instance's (shared) volumes, attached as before, are worked
+        by its new node; their snapshots follow them."""
+        vols = store.volumes_of_instance(row.id)
+        for v in vols:
+            store.update_volume(v.id, {"node": target}, now)
+            store.move_snapshots(v.id, target)
+        if not vols:
+            return set()
+        for node_id in (source, target):
+            node_store.bump_desired_revision(node_id, now)
+        return {source, target}
 
     def of_instances(self, instance_ids: list[str]) -> list[Volume]:
         """The volumes attached to (or booting) these instances, in attach order."""

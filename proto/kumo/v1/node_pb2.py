@@ -27,49 +27,61 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12kumo/v1/node.proto\x12\x07kumo.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9b\x02\n\rNodeInventory\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\r\n\x05vcpus\x18\x02 \x01(\x05\x12\x11\n\tmemory_mb\x18\x03 \x01(\x03\x12\x0f\n\x07\x64isk_gb\x18\x04 \x01(\x03\x12\x11\n\tvirt_type\x18\x05 \x01(\t\x12\x0e\n\x06\x64river\x18\x06 \x01(\t\x12\x0c\n\x04\x61rch\x18\x07 \x01(\t\x12\x11\n\tcpu_model\x18\x08 \x01(\t\x12\x17\n\x0flibvirt_version\x18\t \x01(\t\x12\x14\n\x0cqemu_version\x18\n \x01(\t\x12\x15\n\ragent_version\x18\x0b \x01(\t\x12\x0e\n\x06kernel\x18\x0c \x01(\t\x12\x11\n\ttunnel_ip\x18\r \x01(\t\x12\x18\n\x10storage_backends\x18\x0e \x03(\t\"\x90\x01\n\tNodeUsage\x12\x16\n\x0ememory_free_mb\x18\x01 \x01(\x03\x12\x14\n\x0c\x64isk_free_gb\x18\x02 \x01(\x03\x12\x0f\n\x07load_1m\x18\x03 \x01(\x01\x12\x16\n\x0eguests_running\x18\x04 \x01(\x05\x12\x13\n\x0bguest_vcpus\x18\x05 \x01(\x05\x12\x17\n\x0fguest_memory_mb\x18\x06 \x01(\x03\"\x8d\x04\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x05state\x18\x03 \x01(\x0e\x32\x12.kumo.v1.NodeState\x12\x17\n\x0f\x64isabled_reason\x18\x04 \x01(\t\x12\x11\n\tconnected\x18\x05 \x01(\x08\x12)\n\tinventory\x18\x06 \x01(\x0b\x32\x16.kumo.v1.NodeInventory\x12!\n\x05usage\x18\x07 \x01(\x0b\x32\x12.kumo.v1.NodeUsage\x12\x37\n\x13last_heartbeat_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x64\x65sired_revision\x18\t \x01(\x03\x12\x18\n\x10\x61pplied_revision\x18\n \x01(\x03\x12\x0f\n\x07\x61\x64\x64ress\x18\x0b \x01(\t\x12\x1a\n\x12\x63\x65rtificate_serial\x18\x0c \x01(\t\x12;\n\x17\x63\x65rtificate_expire_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rjoin_token_id\x18\x0e \x01(\t\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"G\n\x10ListNodesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"J\n\x11ListNodesResponse\x12\x1c\n\x05nodes\x18\x01 \x03(\x0b\x32\r.kumo.v1.Node\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1c\n\x0eGetNodeRequest\x12\n\n\x02id\x18\x01 \x01(\t\"0\n\x12\x44isableNodeRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x1f\n\x11\x45nableNodeRequest\x12\n\n\x02id\x18\x01 \x01(\t\"*\n\x1cRotateNodeCertificateRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x1f\n\x11\x44\x65leteNodeRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xa2\x02\n\tJoinToken\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x10\n\x08max_uses\x18\x03 \x01(\x05\x12\x0c\n\x04uses\x18\x04 \x01(\x05\x12&\n\x05state\x18\x05 \x01(\x0e\x32\x17.kumo.v1.JoinTokenState\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_use_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x63reator_user_id\x18\t \x01(\t\"|\n\x16\x43reateJoinTokenRequest\x12&\n\njoin_token\x18\x01 \x01(\x0b\x32\x12.kumo.v1.JoinToken\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"h\n\x17\x43reateJoinTokenResponse\x12&\n\njoin_token\x18\x01 \x01(\x0b\x32\x12.kumo.v1.JoinToken\x12\r\n\x05token\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61_fingerprint\x18\x03 \x01(\t\">\n\x15ListJoinTokensRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Z\n\x16ListJoinTokensResponse\x12\'\n\x0bjoin_tokens\x18\x01 \x03(\x0b\x32\x12.kumo.v1.JoinToken\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x16\x44\x65leteJoinTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t*k\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10NODE_STATE_READY\x10\x01\x12\x13\n\x0fNODE_STATE_DOWN\x10\x02\x12\x17\n\x13NODE_STATE_DISABLED\x10\x03*\x8a\x01\n\x0eJoinTokenState\x12 \n\x1cJOIN_TOKEN_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16JOIN_TOKEN_STATE_VALID\x10\x01\x12\x1c\n\x18JOIN_TOKEN_STATE_EXPIRED\x10\x02\x12\x1c\n\x18JOIN_TOKEN_STATE_USED_UP\x10\x03\x32\xfe\x04\n\x0bNodeService\x12\x42\n\tListNodes\x12\x19.kumo.v1.ListNodesRequest\x1a\x1a.kumo.v1.ListNodesResponse\x12\x31\n\x07GetNode\x12\x17.kumo.v1.GetNodeRequest\x1a\r.kumo.v1.Node\x12\x39\n\x0b\x44isableNode\x12\x1b.kumo.v1.DisableNodeRequest\x1a\r.kumo.v1.Node\x12\x37\n\nEnableNode\x12\x1a.kumo.v1.EnableNodeRequest\x1a\r.kumo.v1.Node\x12@\n\nDeleteNode\x12\x1a.kumo.v1.DeleteNodeRequest\x1a\x16.google.protobuf.Empty\x12M\n\x15RotateNodeCertificate\x12%.kumo.v1.RotateNodeCertificateRequest\x1a\r.kumo.v1.Node\x12T\n\x0f\x43reateJoinToken\x12\x1f.kumo.v1.CreateJoinTokenRequest\x1a .kumo.v1.CreateJoinTokenResponse\x12Q\n\x0eListJoinTokens\x12\x1e.kumo.v1.ListJoinTokensRequest\x1a\x1f.kumo.v1.ListJoinTokensResponse\x12J\n\x0f\x44\x65leteJoinToken\x12\x1f.kumo.v1.DeleteJoinTokenRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12kumo/v1/node.proto\x12\x07kumo.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9b\x02\n\rNodeInventory\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\r\n\x05vcpus\x18\x02 \x01(\x05\x12\x11\n\tmemory_mb\x18\x03 \x01(\x03\x12\x0f\n\x07\x64isk_gb\x18\x04 \x01(\x03\x12\x11\n\tvirt_type\x18\x05 \x01(\t\x12\x0e\n\x06\x64river\x18\x06 \x01(\t\x12\x0c\n\x04\x61rch\x18\x07 \x01(\t\x12\x11\n\tcpu_model\x18\x08 \x01(\t\x12\x17\n\x0flibvirt_version\x18\t \x01(\t\x12\x14\n\x0cqemu_version\x18\n \x01(\t\x12\x15\n\ragent_version\x18\x0b \x01(\t\x12\x0e\n\x06kernel\x18\x0c \x01(\t\x12\x11\n\ttunnel_ip\x18\r \x01(\t\x12\x18\n\x10storage_backends\x18\x0e \x03(\t\"\x90\x01\n\tNodeUsage\x12\x16\n\x0ememory_free_mb\x18\x01 \x01(\x03\x12\x14\n\x0c\x64isk_free_gb\x18\x02 \x01(\x03\x12\x0f\n\x07load_1m\x18\x03 \x01(\x01\x12\x16\n\x0eguests_running\x18\x04 \x01(\x05\x12\x13\n\x0bguest_vcpus\x18\x05 \x01(\x05\x12\x17\n\x0fguest_memory_mb\x18\x06 \x01(\x03\"\xcd\x04\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x05state\x18\x03 \x01(\x0e\x32\x12.kumo.v1.NodeState\x12\x17\n\x0f\x64isabled_reason\x18\x04 \x01(\t\x12\x11\n\tconnected\x18\x05 \x01(\x08\x12)\n\tinventory\x18\x06 \x01(\x0b\x32\x16.kumo.v1.NodeInventory\x12!\n\x05usage\x18\x07 \x01(\x0b\x32\x12.kumo.v1.NodeUsage\x12\x37\n\x13last_heartbeat_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x64\x65sired_revision\x18\t \x01(\x03\x12\x18\n\x10\x61pplied_revision\x18\n \x01(\x03\x12\x0f\n\x07\x61\x64\x64ress\x18\x0b \x01(\t\x12\x1a\n\x12\x63\x65rtificate_serial\x18\x0c \x01(\t\x12;\n\x17\x63\x65rtificate_expire_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rjoin_token_id\x18\x0e \x01(\t\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x66\x65nced\x18\x11 \x01(\x08\x12.\n\nfence_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"G\n\x10ListNodesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"J\n\x11ListNodesResponse\x12\x1c\n\x05nodes\x18\x01 \x03(\x0b\x32\r.kumo.v1.Node\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1c\n\x0eGetNodeRequest\x12\n\n\x02id\x18\x01 \x01(\t\"0\n\x12\x44isableNodeRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x1f\n\x11\x45nableNodeRequest\x12\n\n\x02id\x18\x01 \x01(\t\"*\n\x1cRotateNodeCertificateRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x1f\n\x11\x44\x65leteNodeRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x1e\n\x10\x46\x65nceNodeRequest\x12\n\n\x02id\x18\x01 \x01(\t\" \n\x12UnfenceNodeRequest\x12\n\n\x02id\x18\x01 \x01(\t\"V\n\x13\x45vacuateNodeRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1b\n\x13rebuild_local_disks\x18\x02 \x01(\x08\x12\x16\n\x0etarget_node_id\x18\x03 \x01(\t\"\x96\x01\n\x12InstanceEvacuation\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x15\n\rinstance_name\x18\x02 \x01(\t\x12+\n\x07outcome\x18\x03 \x01(\x0e\x32\x1a.kumo.v1.EvacuationOutcome\x12\x16\n\x0etarget_node_id\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"H\n\x14\x45vacuateNodeResponse\x12\x30\n\x0b\x65vacuations\x18\x01 \x03(\x0b\x32\x1b.kumo.v1.InstanceEvacuation\"\xa2\x02\n\tJoinToken\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x10\n\x08max_uses\x18\x03 \x01(\x05\x12\x0c\n\x04uses\x18\x04 \x01(\x05\x12&\n\x05state\x18\x05 \x01(\x0e\x32\x17.kumo.v1.JoinTokenState\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_use_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x63reator_user_id\x18\t \x01(\t\"|\n\x16\x43reateJoinTokenRequest\x12&\n\njoin_token\x18\x01 \x01(\x0b\x32\x12.kumo.v1.JoinToken\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"h\n\x17\x43reateJoinTokenResponse\x12&\n\njoin_token\x18\x01 \x01(\x0b\x32\x12.kumo.v1.JoinToken\x12\r\n\x05token\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61_fingerprint\x18\x03 \x01(\t\">\n\x15ListJoinTokensRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Z\n\x16ListJoinTokensResponse\x12\'\n\x0bjoin_tokens\x18\x01 \x03(\x0b\x32\x12.kumo.v1.JoinToken\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x16\x44\x65leteJoinTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t*k\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10NODE_STATE_READY\x10\x01\x12\x13\n\x0fNODE_STATE_DOWN\x10\x02\x12\x17\n\x13NODE_STATE_DISABLED\x10\x03*\x94\x01\n\x11\x45vacuationOutcome\x12\"\n\x1e\x45VACUATION_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45VACUATION_OUTCOME_MOVED\x10\x01\x12\x1e\n\x1a\x45VACUATION_OUTCOME_REBUILT\x10\x02\x12\x1d\n\x19\x45VACUATION_OUTCOME_FAILED\x10\x03*\x8a\x01\n\x0eJoinTokenState\x12 \n\x1cJOIN_TOKEN_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16JOIN_TOKEN_STATE_VALID\x10\x01\x12\x1c\n\x18JOIN_TOKEN_STATE_EXPIRED\x10\x02\x12\x1c\n\x18JOIN_TOKEN_STATE_USED_UP\x10\x03\x32\xbd\x06\n\x0bNodeService\x12\x42\n\tListNodes\x12\x19.kumo.v1.ListNodesRequest\x1a\x1a.kumo.v1.ListNodesResponse\x12\x31\n\x07GetNode\x12\x17.kumo.v1.GetNodeRequest\x1a\r.kumo.v1.Node\x12\x39\n\x0b\x44isableNode\x12\x1b.kumo.v1.DisableNodeRequest\x1a\r.kumo.v1.Node\x12\x37\n\nEnableNode\x12\x1a.kumo.v1.EnableNodeRequest\x1a\r.kumo.v1.Node\x12@\n\nDeleteNode\x12\x1a.kumo.v1.DeleteNodeRequest\x1a\x16.google.protobuf.Empty\x12M\n\x15RotateNodeCertificate\x12%.kumo.v1.RotateNodeCertificateRequest\x1a\r.kumo.v1.Node\x12\x35\n\tFenceNode\x12\x19.kumo.v1.FenceNodeRequest\x1a\r.kumo.v1.Node\x12\x39\n\x0bUnfenceNode\x12\x1b.kumo.v1.UnfenceNodeRequest\x1a\r.kumo.v1.Node\x12K\n\x0c\x45vacuateNode\x12\x1c.kumo.v1.EvacuateNodeRequest\x1a\x1d.kumo.v1.EvacuateNodeResponse\x12T\n\x0f\x43reateJoinToken\x12\x1f.kumo.v1.CreateJoinTokenRequest\x1a .kumo.v1.CreateJoinTokenResponse\x12Q\n\x0eListJoinTokens\x12\x1e.kumo.v1.ListJoinTokensRequest\x1a\x1f.kumo.v1.ListJoinTokensResponse\x12J\n\x0f\x44\x65leteJoinToken\x12\x1f.kumo.v1.DeleteJoinTokenRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kumo.v1.node_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_NODESTATE']._serialized_start=2144
-  _globals['_NODESTATE']._serialized_end=2251
-  _globals['_JOINTOKENSTATE']._serialized_start=2254
-  _globals['_JOINTOKENSTATE']._serialized_end=2392
+  _globals['_NODESTATE']._serialized_start=2589
+  _globals['_NODESTATE']._serialized_end=2696
+  _globals['_EVACUATIONOUTCOME']._serialized_start=2699
+  _globals['_EVACUATIONOUTCOME']._serialized_end=2847
+  _globals['_JOINTOKENSTATE']._serialized_start=2850
+  _globals['_JOINTOKENSTATE']._serialized_end=2988
   _globals['_NODEINVENTORY']._serialized_start=126
   _globals['_NODEINVENTORY']._serialized_end=409
   _globals['_NODEUSAGE']._serialized_start=412
   _globals['_NODEUSAGE']._serialized_end=556
   _globals['_NODE']._serialized_start=559
-  _globals['_NODE']._serialized_end=1084
-  _globals['_LISTNODESREQUEST']._serialized_start=1086
-  _globals['_LISTNODESREQUEST']._serialized_end=1157
-  _globals['_LISTNODESRESPONSE']._serialized_start=1159
-  _globals['_LISTNODESRESPONSE']._serialized_end=1233
-  _globals['_GETNODEREQUEST']._serialized_start=1235
-  _globals['_GETNODEREQUEST']._serialized_end=1263
-  _globals['_DISABLENODEREQUEST']._serialized_start=1265
-  _globals['_DISABLENODEREQUEST']._serialized_end=1313
-  _globals['_ENABLENODEREQUEST']._serialized_start=1315
-  _globals['_ENABLENODEREQUEST']._serialized_end=1346
-  _globals['_ROTATENODECERTIFICATEREQUEST']._serialized_start=1348
-  _globals['_ROTATENODECERTIFICATEREQUEST']._serialized_end=1390
-  _globals['_DELETENODEREQUEST']._serialized_start=1392
-  _globals['_DELETENODEREQUEST']._serialized_end=1423
-  _globals['_JOINTOKEN']._serialized_start=1426
-  _globals['_JOINTOKEN']._serialized_end=1716
-  _globals['_CREATEJOINTOKENREQUEST']._serialized_start=1718
-  _globals['_CREATEJOINTOKENREQUEST']._serialized_end=1842
-  _globals['_CREATEJOINTOKENRESPONSE']._serialized_start=1844
-  _globals['_CREATEJOINTOKENRESPONSE']._serialized_end=1948
-  _globals['_LISTJOINTOKENSREQUEST']._serialized_start=1950
-  _globals['_LISTJOINTOKENSREQUEST']._serialized_end=2012
-  _globals['_LISTJOINTOKENSRESPONSE']._serialized_start=2014
-  _globals['_LISTJOINTOKENSRESPONSE']._serialized_end=2104
-  _globals['_DELETEJOINTOKENREQUEST']._serialized_start=2106
-  _globals['_DELETEJOINTOKENREQUEST']._serialized_end=2142
-  _globals['_NODESERVICE']._serialized_start=2395
-  _globals['_NODESERVICE']._serialized_end=3033
+  _globals['_NODE']._serialized_end=1148
+  _globals['_LISTNODESREQUEST']._serialized_start=1150
+  _globals['_LISTNODESREQUEST']._serialized_end=1221
+  _globals['_LISTNODESRESPONSE']._serialized_start=1223
+  _globals['_LISTNODESRESPONSE']._serialized_end=1297
+  _globals['_GETNODEREQUEST']._serialized_start=1299
+  _globals['_GETNODEREQUEST']._serialized_end=1327
+  _globals['_DISABLENODEREQUEST']._serialized_start=1329
+  _globals['_DISABLENODEREQUEST']._serialized_end=1377
+  _globals['_ENABLENODEREQUEST']._serialized_start=1379
+  _globals['_ENABLENODEREQUEST']._serialized_end=1410
+  _globals['_ROTATENODECERTIFICATEREQUEST']._serialized_start=1412
+  _globals['_ROTATENODECERTIFICATEREQUEST']._serialized_end=1454
+  _globals['_DELETENODEREQUEST']._serialized_start=1456
+  _globals['_DELETENODEREQUEST']._serialized_end=1487
+  _globals['_FENCENODEREQUEST']._serialized_start=1489
+  _globals['_FENCENODEREQUEST']._serialized_end=1519
+  _globals['_UNFENCENODEREQUEST']._serialized_start=1521
+  _globals['_UNFENCENODEREQUEST']._serialized_end=1553
+  _globals['_EVACUATENODEREQUEST']._serialized_start=1555
+  _globals['_EVACUATENODEREQUEST']._serialized_end=1641
+  _globals['_INSTANCEEVACUATION']._serialized_start=1644
+  _globals['_INSTANCEEVACUATION']._serialized_end=1794
+  _globals['_EVACUATENODERESPONSE']._serialized_start=1796
+  _globals['_EVACUATENODERESPONSE']._serialized_end=1868
+  _globals['_JOINTOKEN']._serialized_start=1871
+  _globals['_JOINTOKEN']._serialized_end=2161
+  _globals['_CREATEJOINTOKENREQUEST']._serialized_start=2163
+  _globals['_CREATEJOINTOKENREQUEST']._serialized_end=2287
+  _globals['_CREATEJOINTOKENRESPONSE']._serialized_start=2289
+  _globals['_CREATEJOINTOKENRESPONSE']._serialized_end=2393
+  _globals['_LISTJOINTOKENSREQUEST']._serialized_start=2395
+  _globals['_LISTJOINTOKENSREQUEST']._serialized_end=2457
+  _globals['_LISTJOINTOKENSRESPONSE']._serialized_start=2459
+  _globals['_LISTJOINTOKENSRESPONSE']._serialized_end=2549
+  _globals['_DELETEJOINTOKENREQUEST']._serialized_start=2551
+  _globals['_DELETEJOINTOKENREQUEST']._serialized_end=2587
+  _globals['_NODESERVICE']._serialized_start=2991
+  _globals['_NODESERVICE']._serialized_end=3820
 # @@protoc_insertion_point(module_scope)
