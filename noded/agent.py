@@ -262,14 +262,22 @@ class Agent:
                             extra={"node_id": self.node_id, "reason": reason},
                         )
                         raise Fatal(f"the controller refuses this node: {exc.details()}") from None
-                    log.warning(
-                        "session lost",
-                        extra={
-                            "node_id": self.node_id,
-                            "code": getattr(code, "name", "?"),
-                            "error": exc.details(),
-                        },
-                    )
+                    if reason == "NODE_FENCED":
+                        # Fenced: no session, so no desired state and no reconcile
+                        # (it starts no guest); it asks again until re-admitted.
+                        log.warning(
+                            f"the controller refuses a session: {exc.details()} [{reason}]",
+                            extra={"node_id": self.node_id, "reason": reason},
+                        )
+                    else:
+                        log.warning(
+                            "session lost",
+                            extra={
+                                "node_id": self.node_id,
+                                "code": getattr(code, "name", "?"),
+                                "error": exc.details(),
+                            },
+                        )
                     if code == grpc.StatusCode.UNAVAILABLE and self.sessions == sessions:
                         await self._check_certificate()
                 except (ConnectionError, TimeoutError, OSError) as exc:
