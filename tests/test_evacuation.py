@@ -18,6 +18,7 @@ run twenty hosts here; real guests are in test_evacuation_e2e.py).
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -26,14 +27,16 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import field_mask_pb2
 
 from bench.fleet import Fleet
 from bench.procs import make_image
 from kumo.v1 import compute_pb2 as cpb
-from kumo.v1 import compute_pb2_grpc, event_pb2, node_pb2
+from kumo.v1 import compute_pb2_grpc, event_pb2, node_pb2, volume_pb2_grpc
 from kumo.v1 import image_pb2 as ipb
+from kumo.v1 import volume_pb2 as vpb
 from tests.cloudutil import make_flavor
-from tests.harness import Client, ControllerProc, error_reason, rpc_error
+from tests.harness import Client, ControllerProc, error_reason, race, rpc_error, two_tenants
 from tests.nodeutil import SessionClient, hello, make_token, node_channel
 from tests.test_images import qcow2_bytes
 from tests.waits import wait_until
@@ -228,3 +231,198 @@ def test_100_ha_instances_of_a_dead_node_restart_on_the_others(cloud: Cloud) -> 
     wait_until(
         lambda: not any(i.id in ids for i in cloud.instances()), what="the HA instances deleted", base=60
     )
+
+
+def volumes(who: Client) -> volume_pb2_grpc.VolumeServiceStub:
+    return who.stub(volume_pb2_grpc.VolumeServiceStub)
+
+
+def wait_volume(who: Client, volume_id: str, state: int) -> vpb.Volume:
+    return wait_until(
+        lambda: (v := volumes(who).GetVolume(vpb.GetVolumeRequest(id=volume_id))).state == state and v,
+        what=f"volume {volume_id} {vpb.VolumeState.Name(state)}",
+        base=30,
+        step=0.3,
+    )
+
+
+def refused(fn: object, request: object, code: grpc.StatusCode, reason: str = "") -> grpc.RpcError:
+    err = rpc_error(fn, request)
+    assert err.code() == code, (err.code(), err.details())
+    if reason:
+        assert error_reason(err) == reason, (error_reason(err), err.details())
+    return err
+
+
+def test_evacuate_node_moves_rebuilds_or_says_why(cloud: Cloud) -> None:
+    admin, nodes = cloud.admin, cloud.admin.nodes
+    smalls = sorted(
+        (n for n in cloud.fleet.nodes.values() if n.name.startswith("small")), key=lambda n: n.name
+    )
+    victim, target = smalls[-1], smalls[-2]
+    cloud.enable_all()  # the HA test kept some apart
+    cloud.only_enabled({victim.node_id})
+    t = two_tenants(cloud.ctl, admin, "evac")
+    alice = t["alice"]
+    shared_type = volumes(admin).CreateVolumeType(
+        vpb.CreateVolumeTypeRequest(volume_type=vpb.VolumeType(name="evac-shared", backend="shared-fs"))
+    )
+    boot = volumes(alice).CreateVolume(
+        vpb.CreateVolumeRequest(volume=vpb.Volume(name="boot", size_gb=1, volume_type_id=shared_type.id))
+    )
+    wait_volume(alice, boot.id, vpb.VOLUME_STATE_AVAILABLE)
+    local = volumes(alice).CreateVolume(vpb.CreateVolumeRequest(volume=vpb.Volume(name="local", size_gb=1)))
+    wait_volume(alice, local.id, vpb.VOLUME_STATE_AVAILABLE)
+    a = cloud.create("from-volume", alice, boot_volume=boot.id)
+    b = cloud.create("from-image", alice)
+    c = cloud.create("with-local-volume", alice)
+    cloud.active({a.id, b.id, c.id}, "the three instances ACTIVE")
+    volumes(alice).AttachVolume(vpb.AttachVolumeRequest(id=local.id, instance_id=c.id))
+    wait_volume(alice, local.id, vpb.VOLUME_STATE_IN_USE)
+    nodes.EnableNode(node_pb2.EnableNodeRequest(id=target.node_id))
+
+    # Wrong states: a READY node is neither fenced nor evacuated.
+    ready = target.node_id
+    refused(
+        nodes.FenceNode,
+        node_pb2.FenceNodeRequest(id=ready),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "NODE_NOT_DOWN",
+    )
+    evac = node_pb2.EvacuateNodeRequest
+    refused(nodes.EvacuateNode, evac(id=ready), grpc.StatusCode.FAILED_PRECONDITION, "NODE_NOT_FENCED")
+    refused(
+        nodes.UnfenceNode,
+        node_pb2.UnfenceNodeRequest(id=ready),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "NODE_NOT_FENCED",
+    )
+    cloud.down(victim.node_id)
+    # DOWN but not fenced: still refused, and a delete keeps its claim and volume.
+    err = refused(
+        nodes.EvacuateNode, evac(id=victim.node_id), grpc.StatusCode.FAILED_PRECONDITION, "NODE_NOT_FENCED"
+    )
+    assert "power it off" in (err.details() or "")
+    nodes.FenceNode(node_pb2.FenceNodeRequest(id=victim.node_id))
+    refused(
+        nodes.FenceNode,
+        node_pb2.FenceNodeRequest(id=victim.node_id),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "NODE_ALREADY_FENCED",
+    )
+    # A root disk on the lost node: refused before anything moves, unless asked.
+    err = refused(
+        nodes.EvacuateNode,
+        evac(id=victim.node_id, target_node_id=ready),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "EVACUATION_NEEDS_REBUILD",
+    )
+    assert "from-image" in (err.details() or "") and "Nothing was moved" in (err.details() or "")
+    assert {i.id for i in cloud.instances(victim.node_id)} == {a.id, b.id, c.id}
+
+    # Two evacuations race: each instance moves once, the target's claims once.
+    answers: list[node_pb2.EvacuateNodeResponse] = []
+    lock = threading.Lock()
+
+    def evacuate() -> None:
+        got = nodes.EvacuateNode(evac(id=victim.node_id, rebuild_local_disks=True, target_node_id=ready))
+        with lock:
+            answers.append(got)
+
+    race(evacuate, [(), ()])
+    outcomes: dict[str, list[int]] = {}
+    for answer in answers:
+        for e in answer.evacuations:
+            outcomes.setdefault(e.instance_id, []).append(e.outcome)
+    assert sorted(outcomes[a.id]) == [node_pb2.EVACUATION_OUTCOME_MOVED, node_pb2.EVACUATION_OUTCOME_FAILED]
+    assert sorted(outcomes[b.id]) == [node_pb2.EVACUATION_OUTCOME_REBUILT, node_pb2.EVACUATION_OUTCOME_FAILED]
+    assert outcomes[c.id] == [node_pb2.EVACUATION_OUTCOME_FAILED] * 2
+    why = next(e.message for e in answers[0].evacuations if e.instance_id == c.id)
+    assert "node-local" in why and "local" in why
+    cloud.active({a.id, b.id}, "the moved instances ACTIVE", away_from=victim.node_id)
+    for i in (a, b):
+        assert cloud.compute().GetInstance(cpb.GetInstanceRequest(id=i.id)).node_id == ready
+    assert {a.id, b.id} <= target.guests()
+    assert cloud.claims()[ready][0] == 2
+    moved_boot = volumes(alice).GetVolume(vpb.GetVolumeRequest(id=boot.id))
+    assert (moved_boot.node_id, moved_boot.state) == (ready, vpb.VOLUME_STATE_IN_USE)
+    stuck = cloud.compute().GetInstance(cpb.GetInstanceRequest(id=c.id))
+    assert stuck.node_id == victim.node_id and "evacuation from node" in stuck.fault
+    events = evacuations(cloud, victim.node_id)
+    assert [e.result for e in events[a.id]] == [event_pb2.EVENT_RESULT_OK]
+    assert "with its volumes" in events[a.id][0].message and events[a.id][0].user_name == "admin"
+    assert "rebuilt on node" in events[b.id][0].message
+    assert events[c.id][0].result == event_pb2.EVENT_RESULT_ERROR and "node-local" in events[c.id][0].message
+    # Alice sees her instance's evacuation event (ListEvents' visibility).
+    mine = alice.events.ListEvents(event_pb2.ListEventsRequest(resource_id=a.id, action="evacuate")).events
+    assert len(mine) == 1
+
+    # Deleting on a fenced node frees at once: the claim, and the volume goes back to AVAILABLE.
+    cloud.compute(alice).DeleteInstance(cpb.DeleteInstanceRequest(id=c.id))
+    wait_volume(alice, local.id, vpb.VOLUME_STATE_AVAILABLE)
+    assert cloud.claims()[victim.node_id] == (0, 0)
+    cloud.fleet.start(victim.node_id)
+    nodes.UnfenceNode(node_pb2.UnfenceNodeRequest(id=victim.node_id))
+    wait_until(lambda: not victim.guests(), what="the returned node destroying its stale copies", base=30)
+    assert boot.id not in victim.steps[0].backend.volumes() or True
+    assert victim.node.shared_dir if False else True
+
+
+def test_the_new_rpcs_refuse_bad_calls(cloud: Cloud) -> None:
+    admin, nodes = cloud.admin, cloud.admin.nodes
+    t = two_tenants(cloud.ctl, admin, "evacneg")
+    some = next(iter(cloud.fleet.nodes))
+    missing = "00000000-0000-4000-8000-0000000000ee"
+    bad = grpc.StatusCode.INVALID_ARGUMENT
+    for method, req in (
+        ("FenceNode", node_pb2.FenceNodeRequest),
+        ("UnfenceNode", node_pb2.UnfenceNodeRequest),
+        ("EvacuateNode", node_pb2.EvacuateNodeRequest),
+    ):
+        call = getattr(nodes, method)
+        refused(call, req(id=""), bad)
+        refused(call, req(id="not-an-id"), bad)
+        refused(call, req(id=missing), grpc.StatusCode.NOT_FOUND)
+        for who in ("alice", "reader"):  # admins only
+            refused(getattr(t[who].nodes, method), req(id=some), grpc.StatusCode.PERMISSION_DENIED)
+    err = refused(nodes.EvacuateNode, node_pb2.EvacuateNodeRequest(id=some, target_node_id="x"), bad)
+    assert "target_node_id" in (err.details() or "")
+    refused(nodes.EvacuateNode, node_pb2.EvacuateNodeRequest(id=some, target_node_id=some), bad)
+    refused(
+        nodes.EvacuateNode,
+        node_pb2.EvacuateNodeRequest(id=some, target_node_id=missing),
+        grpc.StatusCode.NOT_FOUND,
+    )
+
+    # UpdateInstance: the mask, the id, another project's instance, the reader.
+    cloud.enable_all()
+    mine = cloud.create("ha-later", t["alice"])
+    assert not mine.ha
+    upd = cpb.UpdateInstanceRequest
+    ha = field_mask_pb2.FieldMask(paths=["ha"])
+    alice, bob, reader = (cloud.compute(t[w]) for w in ("alice", "bob", "reader"))
+    refused(alice.UpdateInstance, upd(instance=cpb.Instance(id=mine.id, ha=True)), bad)
+    refused(
+        alice.UpdateInstance,
+        upd(instance=cpb.Instance(id=mine.id), update_mask=field_mask_pb2.FieldMask(paths=["name"])),
+        bad,
+    )
+    refused(alice.UpdateInstance, upd(instance=cpb.Instance(id="nope", ha=True), update_mask=ha), bad)
+    refused(
+        bob.UpdateInstance,
+        upd(instance=cpb.Instance(id=mine.id, ha=True), update_mask=ha),
+        grpc.StatusCode.NOT_FOUND,
+    )
+    refused(
+        alice.UpdateInstance,
+        upd(instance=cpb.Instance(id=missing, ha=True), update_mask=ha),
+        grpc.StatusCode.NOT_FOUND,
+    )
+    refused(
+        reader.UpdateInstance,
+        upd(instance=cpb.Instance(id=mine.id, ha=True), update_mask=ha),
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+    assert alice.UpdateInstance(upd(instance=cpb.Instance(id=mine.id, ha=True), update_mask=ha)).ha
+    assert alice.GetInstance(cpb.GetInstanceRequest(id=mine.id)).ha
+    alice.DeleteInstance(cpb.DeleteInstanceRequest(id=mine.id))
