@@ -64,6 +64,9 @@ RENEW_RETRY = 60.0
 # A certificate the node port refused this many times in a row will not be
 # accepted on the next try either: the daemon stops (exit status 4).
 MAX_CERT_REFUSALS = 3
+# A fenced node asks for a session again this often (at random in [half, all]),
+# so that an admin's unfence takes effect within seconds.
+FENCED_RETRY = 4.0
 
 
 class Fatal(Exception):
@@ -242,6 +245,7 @@ class Agent:
             while not self._stopping.is_set():
                 started = time.monotonic()
                 sessions = self.sessions
+                fenced = False
                 try:
                     await self._session()
                     if self._stopping.is_set():
@@ -264,7 +268,9 @@ class Agent:
                         raise Fatal(f"the controller refuses this node: {exc.details()}") from None
                     if reason == "NODE_FENCED":
                         # Fenced: no session, so no desired state and no reconcile
-                        # (it starts no guest); it asks again until re-admitted.
+                        # (it starts no guest); it asks again, every few seconds,
+                        # until re-admitted.
+                        fenced = True
                         log.warning(
                             f"the controller refuses a session: {exc.details()} [{reason}]",
                             extra={"node_id": self.node_id, "reason": reason},
@@ -292,7 +298,7 @@ class Agent:
                         self.metrics.session_connected.set(0)
                 if time.monotonic() - started > 60:
                     self.backoff.reset()  # it was a good session; start over quickly
-                delay = self.backoff.next()
+                delay = random.uniform(FENCED_RETRY / 2, FENCED_RETRY) if fenced else self.backoff.next()
                 try:
                     await asyncio.wait_for(self._stopping.wait(), delay)
                 except TimeoutError:
