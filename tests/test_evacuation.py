@@ -34,8 +34,9 @@ from google.protobuf import field_mask_pb2
 from bench.fleet import Fleet
 from bench.procs import make_image
 from kumo.v1 import compute_pb2 as cpb
-from kumo.v1 import compute_pb2_grpc, event_pb2, node_pb2, volume_pb2_grpc
+from kumo.v1 import compute_pb2_grpc, event_pb2, network_pb2_grpc, node_pb2, volume_pb2_grpc
 from kumo.v1 import image_pb2 as ipb
+from kumo.v1 import network_pb2 as netpb
 from kumo.v1 import volume_pb2 as vpb
 from tests.cloudutil import make_flavor
 from tests.harness import (
@@ -284,7 +285,17 @@ def test_evacuate_node_moves_rebuilds_or_says_why(cloud: Cloud) -> None:
     wait_volume(alice, boot.id, vpb.VOLUME_STATE_AVAILABLE)
     local = volumes(alice).CreateVolume(vpb.CreateVolumeRequest(volume=vpb.Volume(name="local", size_gb=1)))
     wait_volume(alice, local.id, vpb.VOLUME_STATE_AVAILABLE)
-    a = cloud.create("from-volume", alice, boot_volume=boot.id)
+    net = alice.stub(network_pb2_grpc.NetworkServiceStub)
+    network = net.CreateNetwork(netpb.CreateNetworkRequest(network=netpb.Network(name="evac-net")))
+    net.CreateSubnet(
+        netpb.CreateSubnetRequest(
+            subnet=netpb.Subnet(name="s", network_id=network.id, ip_version=4, cidr="10.61.0.0/24")
+        )
+    )
+    a = cloud.create(
+        "from-volume", alice, boot_volume=boot.id, networks=[cpb.NetworkRequest(network=network.id)]
+    )
+    nic = a.nics[0]
     b = cloud.create("from-image", alice)
     c = cloud.create("with-local-volume", alice)
     cloud.active({a.id, b.id, c.id}, "the three instances ACTIVE")
@@ -361,6 +372,11 @@ def test_evacuate_node_moves_rebuilds_or_says_why(cloud: Cloud) -> None:
         assert cloud.compute().GetInstance(cpb.GetInstanceRequest(id=i.id)).node_id == ready
     assert {a.id, b.id} <= target.guests()
     assert cloud.claims()[ready][0] == 2
+    # Its port came along: the same MAC and fixed IP, bound to it on the new node.
+    after = cloud.compute().GetInstance(cpb.GetInstanceRequest(id=a.id)).nics
+    assert [(n.port_id, n.mac_address, list(n.ip_addresses)) for n in after] == [
+        (nic.port_id, nic.mac_address, list(nic.ip_addresses))
+    ]
     moved_boot = volumes(alice).GetVolume(vpb.GetVolumeRequest(id=boot.id))
     assert (moved_boot.node_id, moved_boot.state) == (ready, vpb.VOLUME_STATE_IN_USE)
     stuck = cloud.compute().GetInstance(cpb.GetInstanceRequest(id=c.id))

@@ -14,10 +14,18 @@ The node is fenced and evacuated: the server boots on B from the same boot
 volume, with its data volume attached again. A, restarted while fenced, is
 refused a session and touches nothing; re-admitted, it reconciles and
 removes its stale copy (its instance directory) while both shared volumes
-stay, and exactly one guest runs. The data volume's content is unchanged."""
+stay, and exactly one guest runs. The data volume's content is unchanged.
+
+Not here: the fixed IP seen by the guest through a tenant network. With
+two node daemons on one kernel (sharing its bridges, dnsmasq and nftables)
+the guest got no DHCP answer on its first node in the one try made, not
+investigated further; each "host" would need its own network namespace.
+tests/test_evacuation.py checks that the port (MAC and fixed IP) moves with
+the instance."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import subprocess
@@ -126,8 +134,24 @@ def test_a_shared_fs_server_is_evacuated_and_its_old_node_drops_its_copy(cloud: 
     ], done
     api.wait_instance(srv.id, "ACTIVE")
     assert api.compute.GetInstance(api.cpb.GetInstanceRequest(id=srv.id)).node_id == b
-    api.wait_console(srv.id, rf"^instance-id: {srv.id}")  # booted on B from the same volume
-    api.wait_disks(srv.id, "vda vdb vdc")  # with its data volume
+    # B's own console log (the API's copy may still be A's last report).
+    b_console = cloud["state"].parent / "node-b" / "instances" / srv.id / "console.log"
+
+    def on_b(pattern: str) -> str:
+        return wait_until(
+            lambda: (
+                b_console.exists()
+                and re.search(pattern, t := b_console.read_text(errors="replace"), re.M)
+                and t
+            ),
+            what=f"{pattern!r} on B's console",
+            base=120,
+            step=0.5,
+            explain=lambda: diagnose(api.admin, srv.id),
+        )
+
+    on_b(rf"^instance-id: {srv.id}")  # booted on B from the same volume
+    on_b(r"^KUMO-DISKS: vda vdb vdc\s*$")  # with its data volume
     assert {api.volume(v).node_id for v in (boot.id, data.id)} == {b}
     xml = virsh("dumpxml", domain)
     assert str(shared / f"{boot.id}.qcow2") in xml and str(cloud["state"].parent / "node-b") in xml
