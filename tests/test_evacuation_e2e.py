@@ -34,12 +34,21 @@ from pathlib import Path
 
 import pytest
 
+from kumo.v1 import node_agent_pb2 as npb
 from kumo.v1 import node_pb2, node_pb2_grpc
 from kumo.v1 import volume_pb2 as vpb
-from tests.cloudutil import destroy_guests, libvirt_and_test_image, libvirt_cloud, ready_nodes, virsh
+from tests.cloudutil import (
+    TEST_IMAGE,
+    destroy_guests,
+    libvirt_and_test_image,
+    libvirt_cloud,
+    ready_nodes,
+    virsh,
+)
 from tests.netutil import state_dir
 from tests.nodeutil import NodedProc, make_token, run_noded
 from tests.test_volumes_e2e import Api
+from tests.test_volumes_shared_fs_e2e import Node
 from tests.waits import diagnose, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -182,3 +191,37 @@ def test_a_shared_fs_server_is_evacuated_and_its_old_node_drops_its_copy(cloud: 
     assert read.returncode == 0 and "verification failed" not in read.stdout, read.stdout
     api.compute.DeleteInstance(api.cpb.DeleteInstanceRequest(id=srv.id))
     wait_until(lambda: domain not in virsh("list", "--all", "--name").split(), what="the guest gone", base=60)
+
+
+def test_a_returning_node_destroys_a_running_stale_copy_but_not_its_shared_volume() -> None:
+    """What the returning node's instances step does when the stale copy
+    still runs (a host that was cut off, not powered off, then fenced): with
+    real libvirt, one node's steps (the shared-fs test's Node), a guest with
+    its root disk on the node and a shared-fs volume attached, then a desired
+    state without it (the controller moved it away): the domain is destroyed,
+    its instance directory (overlay disk, config drive) deleted, and the
+    shared volume's file stays."""
+    libvirt_and_test_image()
+    base = state_dir("kumo-evac-stale-")
+    shared = base / "shared"
+    shared.mkdir()
+    shared.chmod(0o755)
+    node = Node(base / "a", shared, TEST_IMAGE.read_bytes())
+    iid, vid = "e7ac0000-0000-4000-8000-00000000000a", "e7ac0000-0000-4000-8000-0000000000ff"
+    want = [npb.DesiredVolume(id=vid, size_gb=1, backend="shared-fs")]
+    try:
+        node.apply(iid, want, [vid])
+        assert [g.instance_id for g in node.drv.list_guests()] == [iid]
+        idir = base / "a" / "instances" / iid
+        assert (idir / "disk.qcow2").exists()
+        moved_away = npb.NodeDesiredState(enabled=True)
+        node.vols(moved_away, node.drv)
+        node.compute(moved_away, node.drv)
+        assert node.drv.list_guests() == [] and f"kumo-{iid}" not in virsh("list", "--all", "--name").split()
+        assert not idir.exists(), "the stale copy's node-local files are deleted in the same pass"
+        assert (shared / f"{vid}.qcow2").exists(), "a shared volume is let go of, never deleted"
+    finally:
+        node.drv.destroy_guest(iid)
+        node.drv.close()
+        destroy_guests(str(base))
+        shutil.rmtree(base, ignore_errors=True)
