@@ -268,9 +268,10 @@ class Agent:
                         raise Fatal(f"the controller refuses this node: {exc.details()}") from None
                     if reason == "NODE_FENCED":
                         # Fenced: no session, so no desired state and no reconcile
-                        # (it starts no guest); it asks again, every few seconds,
-                        # until re-admitted.
+                        # (it starts no guest, not even one it ran before the
+                        # fence); it asks again, every few seconds, until re-admitted.
                         fenced = True
+                        self.reconciler.forget_desired()
                         log.warning(
                             f"the controller refuses a session: {exc.details()} [{reason}]",
                             extra={"node_id": self.node_id, "reason": reason},
