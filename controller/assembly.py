@@ -41,6 +41,7 @@ from controller.db.database import db
 from controller.domain.compute_catalog import ComputeCatalog
 from controller.domain.consoles import Consoles
 from controller.domain.control_plane import ControlPlane, controller_id
+from controller.domain.evacuation import Evacuations
 from controller.domain.events import EventLog
 from controller.domain.extensions import InUseCheck
 from controller.domain.identity import Identity
@@ -138,6 +139,7 @@ class Parts:
     instances: Instances
     migrations: LiveMigrations
     drains: Drains
+    evacuations: Evacuations
     desired: DesiredStates
     public: tuple[Service, ...]
     node: tuple[Service, ...]
@@ -226,6 +228,8 @@ def assemble(
         events,
     )
     drains = Drains(nodes, migrations, events, cfg.drain_parallel, cfg.instance_sync_seconds)
+    # Evacuation moves instances with what networks and volumes gave them.
+    evacuations = Evacuations(cfg, nodes, placement, images, moves=(networks, volumes), events=events)
     # Moves and live migrations right after instances: networks and volumes then fill the
     # incoming instances' port and volume ids too.
     desired = DesiredStates((instances, moves, migrations, networks, volumes))
@@ -250,7 +254,7 @@ def assemble(
             node_pb2,
             "NodeService",
             node_pb2_grpc.add_NodeServiceServicer_to_server,
-            NodeServicer(nodes, drains),
+            NodeServicer(nodes, drains, evacuations),
         ),
         _service(
             node_agent_pb2,
@@ -306,6 +310,7 @@ def assemble(
         instances,
         migrations,
         drains,
+        evacuations,
         desired,
         public,
         node,

@@ -75,6 +75,13 @@ class ControllerConfig:
     # guest then stays), and how many guests a node drain moves at once.
     live_migration_timeout_seconds: int = 300
     drain_parallel: int = 2
+    # HA: a fenced node's `ha` instances are evacuated once it has been DOWN
+    # this long (checked every ha_check_seconds). ha_auto_fence: the HA pass
+    # fences such a DOWN node itself first; dangerous without real power
+    # fencing (a node that is only cut off keeps running its guests).
+    ha_grace_seconds: float = 60.0
+    ha_check_seconds: float = 5.0
+    ha_auto_fence: bool = False
     # Volumes: per-project quotas (volumes, their total GiB, volume snapshots).
     quota_volumes: int = 10
     quota_volume_gb: int = 1000

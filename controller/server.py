@@ -144,6 +144,7 @@ class Controller:
         parts.moves.start_sync()
         parts.migrations.start_sync()
         parts.drains.start_sync()
+        parts.evacuations.start()
         parts.events.start_prune()
         parts.control_plane.register(
             advertised(self.cfg.listen, self.port),
@@ -182,6 +183,7 @@ class Controller:
         self.parts.moves.stop_sync()
         self.parts.migrations.stop_sync()
         self.parts.drains.stop_sync()
+        self.parts.evacuations.stop()
         self.parts.events.stop_prune()
         events = [s.stop(grace) for s in (self.public_server, self.node_server) if s is not None]
         for ev in events:

@@ -65,6 +65,9 @@ RENEW_RETRY = 60.0
 # A certificate the node port refused this many times in a row will not be
 # accepted on the next try either: the daemon stops (exit status 4).
 MAX_CERT_REFUSALS = 3
+# A fenced node asks for a session again this often (at random in [half, all]),
+# so that an admin's unfence takes effect within seconds.
+FENCED_RETRY = 4.0
 
 
 class Fatal(Exception):
@@ -254,6 +257,7 @@ class Agent:
             while not self._stopping.is_set():
                 started = time.monotonic()
                 sessions = self.sessions
+                fenced = False
                 try:
                     await self._session()
                     if self._stopping.is_set():
@@ -274,14 +278,25 @@ class Agent:
                             extra={"node_id": self.node_id, "reason": reason},
                         )
                         raise Fatal(f"the controller refuses this node: {exc.details()}") from None
-                    log.warning(
-                        "session lost",
-                        extra={
-                            "node_id": self.node_id,
-                            "code": getattr(code, "name", "?"),
-                            "error": exc.details(),
-                        },
-                    )
+                    if reason == "NODE_FENCED":
+                        # Fenced: no session, so no desired state and no reconcile
+                        # (it starts no guest, not even one it ran before the
+                        # fence); it asks again, every few seconds, until re-admitted.
+                        fenced = True
+                        self.reconciler.forget_desired()
+                        log.warning(
+                            f"the controller refuses a session: {exc.details()} [{reason}]",
+                            extra={"node_id": self.node_id, "reason": reason},
+                        )
+                    else:
+                        log.warning(
+                            "session lost",
+                            extra={
+                                "node_id": self.node_id,
+                                "code": getattr(code, "name", "?"),
+                                "error": exc.details(),
+                            },
+                        )
                     if code == grpc.StatusCode.UNAVAILABLE and self.sessions == sessions:
                         await self._check_certificate()
                 except (ConnectionError, TimeoutError, OSError) as exc:
@@ -296,7 +311,7 @@ class Agent:
                         self.metrics.session_connected.set(0)
                 if time.monotonic() - started > 60:
                     self.backoff.reset()  # it was a good session; start over quickly
-                delay = self.backoff.next()
+                delay = random.uniform(FENCED_RETRY / 2, FENCED_RETRY) if fenced else self.backoff.next()
                 try:
                     await asyncio.wait_for(self._stopping.wait(), delay)
                 except TimeoutError:

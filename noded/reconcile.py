@@ -87,6 +87,11 @@ class Reconciler:
         self.desired, self.revision = state, revision
         self._wake.set()
 
+    def forget_desired(self) -> None:
+        """No more passes until a session gives a desired state again (a
+        fenced node must not restart guests that may run elsewhere now)."""
+        self.desired = None
+
     def _pass(self, desired: pb.NodeDesiredState, revision: int) -> tuple[str, str]:
         errors, pending = [], []
         Reconciler.current_revision = revision

@@ -132,17 +132,27 @@ def destroy_guests(owner: str = "") -> None:
 
 @contextlib.contextmanager
 def libvirt_cloud(
-    base: Path, node_name: str, flavor: str, reconcile_seconds: int, node_args: list[str] | None = None
+    base: Path,
+    node_name: str,
+    flavor: str,
+    reconcile_seconds: int,
+    node_args: list[str] | None = None,
+    ctl_env: dict[str, str] | None = None,
 ) -> Iterator[dict]:
-    """A controller and one real noded (libvirt driver, virt type qemu;
-    `node_args` added to `kumo-noded run`) under `base`, with the test image
-    uploaded as "kumo-test" and `flavor` (1 vCPU, 256 MiB, 1 GiB). Yields
-    ctl, admin, image, state (the node's state dir) and node; the caller
-    cleans up guests and `base`."""
+    """A controller (`ctl_env` on top of its test settings) and one real
+    noded (libvirt driver, virt type qemu; `node_args` added to `kumo-noded
+    run`) under `base`, with the test image uploaded as "kumo-test" and
+    `flavor` (1 vCPU, 256 MiB, 1 GiB). Yields ctl, admin, image, state (the
+    node's state dir) and node; the caller cleans up guests and `base`."""
     data = base / "ctl"
     data.mkdir()
     ctl = ControllerProc(
-        data, extra_env={"KUMO_NODE_HEARTBEAT_SECONDS": "1", "KUMO_INSTANCE_SYNC_SECONDS": "0.3"}
+        data,
+        extra_env={
+            "KUMO_NODE_HEARTBEAT_SECONDS": "1",
+            "KUMO_INSTANCE_SYNC_SECONDS": "0.3",
+            **(ctl_env or {}),
+        },
     )
     ctl.start()
     node = None

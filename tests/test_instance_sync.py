@@ -1,8 +1,8 @@
 """The instance sync's edge cases: a snapshot the node gave up on KILLs its
 image with the node's reason (the node keeps the failure in every heartbeat
 until the next snapshot), and a DELETING instance keeps its node's claim
-while that node is READY but briefly disconnected, freeing it once the node
-is DOWN. Unit tests of the node's step and the controller's `_observe`, then
+while that node is disconnected, READY or DOWN (it may still run the guest),
+freeing it once an admin fenced the node. Unit tests of the node's step and the controller's `_observe`, then
 a controller with one real fake-driver noded whose snapshots fail."""
 
 from __future__ import annotations
@@ -127,8 +127,9 @@ def test_node_presence() -> None:
         return LiveView(status, connected, 0.0, None, None, (), 0, "", heard=heard)
 
     assert node_presence(None) == NODE_GONE
-    assert node_presence(view(DOWN, False)) == NODE_GONE
-    assert node_presence(view(DOWN, True)) == NODE_GONE
+    assert node_presence(view(DOWN, False)) == NODE_AWAY  # lost, not fenced: it may still run guests
+    assert node_presence(view(DOWN, True)) == NODE_AWAY
+    assert node_presence(view(DOWN, False), fenced=True) == NODE_GONE
     assert node_presence(view(READY, False)) == NODE_AWAY
     assert node_presence(view(READY, True, heard=False)) == NODE_AWAY  # no heartbeat yet: its guests unknown
     assert node_presence(view(READY, True)) == NODE_REPORTING
@@ -226,7 +227,7 @@ def claimed_vcpus(cloud: FakeCloud, node_id: str) -> int:
     return int(used)
 
 
-def test_a_deleting_instance_keeps_its_claim_until_its_node_is_down(cloud: FakeCloud) -> None:
+def test_a_deleting_instance_keeps_its_claim_until_its_node_is_fenced(cloud: FakeCloud) -> None:
     """Last in this module: it stops the node."""
     admin = cloud.admin
     inst = active_instance(admin, "held")
@@ -277,8 +278,16 @@ def test_a_deleting_instance_keeps_its_claim_until_its_node_is_down(cloud: FakeC
     wait_until(held_while_ready, what="the node no longer READY", base=GRACE * 3, step=0.2)
     assert ready_for > 5 * SYNC, f"the node was READY for only {ready_for:.1f} s after the delete"
 
-    # DOWN: the guest is lost with the node, so the claim is freed.
+    # DOWN but not fenced: the guest may still run there, so nothing is freed.
     wait_until(lambda: node().state == node_pb2.NODE_STATE_DOWN, what="the node DOWN", base=GRACE * 3)
+    down_at = time.monotonic()
+    while time.monotonic() - down_at < 6 * SYNC:  # several sync passes see it DOWN
+        current = compute(admin).GetInstance(cpb.GetInstanceRequest(id=inst.id))
+        assert current.state == cpb.INSTANCE_STATE_DELETING, "freed while its node was DOWN, unfenced"
+        assert claimed_vcpus(cloud, inst.node_id) == claimed
+        time.sleep(SYNC)
+    # Fenced: the admin's word that the guest is gone, so the claim is freed.
+    assert nodes.FenceNode(node_pb2.FenceNodeRequest(id=inst.node_id)).fenced
 
     def gone() -> bool:
         try:

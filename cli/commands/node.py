@@ -1,4 +1,5 @@
-"""kumo node list | show | disable | enable | drain | undrain | delete, and kumo node token create | list | delete."""
+"""kumo node list | show | disable | enable | drain | undrain | fence | unfence | evacuate | delete,
+and kumo node token create | list | delete."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ COLUMNS = [
     ("id", "id"),
     ("name", "name"),
     ("state", "state"),
+    ("fenced", "fenced"),
     ("vcpus", "inventory.vcpus"),
     ("memory MiB", "inventory.memory_mb"),
     ("disk GiB", "inventory.disk_gb"),
@@ -42,6 +44,8 @@ DETAIL = [
     ("drain migrated", "drain.migrated"),
     ("drain failed", "drain.failed"),
     ("migration address", "inventory.migration_address"),
+    ("fenced", "fenced"),
+    ("fenced at", "fence_time"),
     ("connected", "connected"),
     ("controller", "controller_id"),
     ("address", "address"),
@@ -69,6 +73,13 @@ DETAIL = [
     ("join token", "join_token_id"),
     ("created", "create_time"),
     ("updated", "update_time"),
+]
+EVACUATION_COLUMNS = [
+    ("server", "instance_name"),
+    ("id", "instance_id"),
+    ("outcome", "outcome"),
+    ("to node", "target_node_id"),
+    ("message", "message"),
 ]
 TOKEN_COLUMNS = [
     ("id", "id"),
@@ -193,6 +204,55 @@ def undrain(node: str, output: OutputOpt = Format.table, column: ColumnOpt = Non
     """Return a node in maintenance to service; guests do not move back (admin)."""
     s = stub()
     emit(s.UndrainNode(pb.UndrainNodeRequest(id=find(s, node).id)), output, DETAIL, column)
+
+
+@app.command()
+def fence(node: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
+    """Declare a DOWN node fenced: you have powered it off (IPMI, PDU) and it
+    runs nothing. It is refused a session until `unfence`, and its servers may
+    be evacuated (admin)."""
+    s = stub()
+    n = find(s, node)
+    emit(s.FenceNode(pb.FenceNodeRequest(id=n.id)), output, DETAIL, column)
+
+
+@app.command()
+def unfence(node: str, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
+    """Re-admit a fenced node: it reconnects and removes the guests that were
+    moved away meanwhile (admin)."""
+    s = stub()
+    n = find(s, node)
+    emit(s.UnfenceNode(pb.UnfenceNodeRequest(id=n.id)), output, DETAIL, column)
+
+
+@app.command()
+def evacuate(
+    node: str,
+    rebuild_local: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild-local",
+            help="Rebuild servers whose root disk was on the node from their image (that disk is lost)",
+        ),
+    ] = False,
+    target: Annotated[
+        str | None,
+        typer.Option("--node", help="Move them to this node (name or id); default: the scheduler's pick"),
+    ] = None,
+    output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
+) -> None:
+    """Restart every server of a fenced node on other nodes (admin); prints what
+    happened to each (moved, rebuilt, failed and why)."""
+    s = stub()
+    n = find(s, node)
+    req = pb.EvacuateNodeRequest(id=n.id, rebuild_local_disks=rebuild_local)
+    if target:
+        req.target_node_id = find(s, target).id
+    done = s.EvacuateNode(req).evacuations
+    emit(list(done), output, EVACUATION_COLUMNS, column)
+    if any(e.outcome == pb.EVACUATION_OUTCOME_FAILED for e in done):
+        raise typer.Exit(1)
 
 
 @app.command("rotate-certificate")

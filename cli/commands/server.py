@@ -29,6 +29,7 @@ from cli.output import (
     enum_text,
     parse_enum,
 )
+from cli.updates import mask
 from cli.waiting import DEFAULT_TIMEOUT, TimeoutOpt, WaitOpt, gone, settle
 from kumo.ids import is_uuid
 from kumo.v1 import compute_pb2 as pb
@@ -58,6 +59,7 @@ DETAIL = [
     ("keypair", "keypair_id"),
     ("server group", "server_group_id"),
     ("fault", "fault"),
+    ("ha", "ha"),
     ("nics", "nics", lambda nics: "; ".join(_nic(n) for n in nics or [])),
     ("boot volume", "boot_volume_id"),
     ("volumes", "volume_ids", lambda ids: ", ".join(ids or [])),
@@ -124,6 +126,10 @@ def create(
     security_group: Annotated[
         list[str] | None, typer.Option(help="Security group for the new ports (repeatable; default: default)")
     ] = None,
+    ha: Annotated[
+        bool,
+        typer.Option("--ha", help="Restart it on another node by itself when its node is lost and fenced"),
+    ] = False,
     wait_: WaitOpt = False,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     output: OutputOpt = Format.table,
@@ -150,6 +156,7 @@ def create(
         networks=[pb.NetworkRequest(network=n) for n in network or []]
         + [pb.NetworkRequest(port_id=p) for p in port or []],
         security_groups=security_group or [],
+        ha=ha,
     )
     inst = s.CreateInstance(req)
     if wait_:
@@ -183,6 +190,30 @@ def list_(
 def show(server: ServerArg, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """Show a server by name or id."""
     emit(find(stub(), server), output, DETAIL, column)
+
+
+@app.command("set")
+def set_(
+    server: ServerArg,
+    ha: Annotated[
+        bool | None,
+        typer.Option("--ha/--no-ha", help="Restart it elsewhere by itself when its node is lost and fenced"),
+    ] = None,
+    output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
+) -> None:
+    """Change a server."""
+    s = stub()
+    changed = pb.Instance(id=find(s, server).id)
+    fields = mask(changed, ha=ha)
+    if not fields.paths:
+        raise CliError("nothing to change: give --ha or --no-ha")
+    emit(
+        s.UpdateInstance(pb.UpdateInstanceRequest(instance=changed, update_mask=fields)),
+        output,
+        DETAIL,
+        column,
+    )
 
 
 def _verb(  # type: ignore[no-untyped-def]

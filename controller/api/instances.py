@@ -5,6 +5,7 @@ CreateInstance fields and fill their part of every Instance message."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from controller import validation as v
@@ -56,7 +57,11 @@ def _instance_pb(row: Instance) -> pb.Instance:
         create_time=ts(row.create_time),
         update_time=ts(row.update_time),
         launch_time=ts(row.launch_time) if row.launch_time else None,
+        ha=row.ha,
     )
+
+
+INSTANCE_UPDATES: v.UpdateRules = MappingProxyType({"ha": lambda inst: bool(inst.ha)})
 
 
 class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceServicer):
@@ -100,8 +105,15 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
             v.optional_id(request.server_group_id, "server_group_id"),
             v.request_key(request),
             options={k: val for ext in self.extensions for k, val in ext.create_options(request).items()},
+            ha=request.ha,
         )
         return self.instance_pb(row)
+
+    def UpdateInstance(self, request: pb.UpdateInstanceRequest, context: CallContext) -> pb.Instance:
+        inst = request.instance
+        fields = v.updates(request.update_mask.paths, inst, INSTANCE_UPDATES)
+        iid = v.resource_id(inst.id, "instance.id")
+        return self.instance_pb(self.instances.update(context.principal, iid, fields))
 
     def GetInstance(self, request: pb.GetInstanceRequest, context: CallContext) -> pb.Instance:
         return self.instance_pb(self.instances.get(context.principal, v.resource_id(request.id)))

@@ -12,9 +12,10 @@ from controller.api.convert import ts
 from controller.api.migrations import node_drain_pb
 from controller.auth.interceptor import CallContext
 from controller.db.models import JoinToken
+from controller.domain.evacuation import FAILED, MOVED, REBUILT, Evacuations
 from controller.domain.migrations.drain import Drains
 from controller.domain.nodes import DEFAULT_TTL, Nodes, NodeView, token_state
-from controller.errors import FailedPrecondition, InvalidArgument
+from controller.errors import InvalidArgument
 from kumo.v1 import node_pb2 as pb
 from kumo.v1 import node_pb2_grpc
 
@@ -40,7 +41,10 @@ def node_pb(view: NodeView) -> pb.Node:
         join_token_id=row.join_token_id,
         create_time=ts(row.create_time),
         update_time=ts(row.update_time),
+        fenced=row.fenced,
     )
+    if row.fenced:
+        out.fence_time.CopyFrom(ts(row.fence_time))
     if view.last_heartbeat_time:
         out.last_heartbeat_time.CopyFrom(ts(view.last_heartbeat_time))
     return out
@@ -71,14 +75,22 @@ def _ttl(request: pb.CreateJoinTokenRequest) -> float:
     return d.seconds + d.nanos / 1e9
 
 
+OUTCOME = {
+    MOVED: pb.EVACUATION_OUTCOME_MOVED,
+    REBUILT: pb.EVACUATION_OUTCOME_REBUILT,
+    FAILED: pb.EVACUATION_OUTCOME_FAILED,
+}
+
+
 class NodeServicer(node_pb2_grpc.NodeServiceServicer):
-    def __init__(self, nodes: Nodes, drains: Drains | None = None) -> None:
+    def __init__(self, nodes: Nodes, drains: Drains, evacuations: Evacuations) -> None:
         self.nodes = nodes
         self.drains = drains
+        self.evacuations = evacuations
 
     def node_pbs(self, views: list[NodeView]) -> list[pb.Node]:
         msgs = [node_pb(x) for x in views]
-        status = self.drains.status([x.row.id for x in views]) if self.drains is not None else {}
+        status = self.drains.status([x.row.id for x in views])
         for view, msg in zip(views, msgs, strict=True):
             msg.maintenance = view.row.maintenance
             if view.row.id in status:
@@ -90,14 +102,10 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
 
     def DrainNode(self, request: pb.DrainNodeRequest, context: CallContext) -> pb.Node:
         node_id = v.resource_id(request.id)
-        if self.drains is None:
-            raise FailedPrecondition("node drains are not available", reason="DRAIN_UNAVAILABLE")
         return self.one(self.drains.drain(node_id))
 
     def UndrainNode(self, request: pb.UndrainNodeRequest, context: CallContext) -> pb.Node:
         node_id = v.resource_id(request.id)
-        if self.drains is None:
-            raise FailedPrecondition("node drains are not available", reason="DRAIN_UNAVAILABLE")
         return self.one(self.drains.undrain(node_id))
 
     def ListNodes(self, request: pb.ListNodesRequest, context: CallContext) -> pb.ListNodesResponse:
@@ -120,6 +128,32 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         self, request: pb.RotateNodeCertificateRequest, context: CallContext
     ) -> pb.Node:
         return self.one(self.nodes.rotate_certificate(v.resource_id(request.id)))
+
+    def FenceNode(self, request: pb.FenceNodeRequest, context: CallContext) -> pb.Node:
+        return self.one(self.nodes.fence(v.resource_id(request.id)))
+
+    def UnfenceNode(self, request: pb.UnfenceNodeRequest, context: CallContext) -> pb.Node:
+        return self.one(self.nodes.unfence(v.resource_id(request.id)))
+
+    def EvacuateNode(self, request: pb.EvacuateNodeRequest, context: CallContext) -> pb.EvacuateNodeResponse:
+        done = self.evacuations.evacuate(
+            context.principal,
+            v.resource_id(request.id),
+            request.rebuild_local_disks,
+            v.optional_id(request.target_node_id, "target_node_id"),
+        )
+        return pb.EvacuateNodeResponse(
+            evacuations=[
+                pb.InstanceEvacuation(
+                    instance_id=e.instance_id,
+                    instance_name=e.instance_name,
+                    outcome=OUTCOME[e.outcome],
+                    target_node_id=e.target_node_id,
+                    message=e.message,
+                )
+                for e in done
+            ]
+        )
 
     def DeleteNode(self, request: pb.DeleteNodeRequest, context: CallContext) -> empty_pb2.Empty:
         self.nodes.delete_node(v.resource_id(request.id))

@@ -164,6 +164,7 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
             _check_inventory(first.hello.inventory)
             if first.hello.applied_revision < 0:
                 raise InvalidArgument("hello.applied_revision must not be negative")
+            await asyncio.get_running_loop().run_in_executor(None, self.nodes.refuse_if_fenced, node_id)
         except BaseException:
             opened()
             raise

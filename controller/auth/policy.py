@@ -83,6 +83,9 @@ POLICY: dict[str, Rule] = {
             "RotateNodeCertificate": Rule.ADMIN,
             "DrainNode": Rule.ADMIN,
             "UndrainNode": Rule.ADMIN,
+            "FenceNode": Rule.ADMIN,
+            "UnfenceNode": Rule.ADMIN,
+            "EvacuateNode": Rule.ADMIN,
             "CreateJoinToken": Rule.ADMIN,
             "ListJoinTokens": Rule.ADMIN,
             "DeleteJoinToken": Rule.ADMIN,
@@ -126,6 +129,7 @@ POLICY: dict[str, Rule] = {
             "StartInstance": Rule.MEMBER,
             "StopInstance": Rule.MEMBER,
             "RebootInstance": Rule.MEMBER,
+            "UpdateInstance": Rule.MEMBER,
             "GetConsoleOutput": Rule.READER,
             # READ_WRITE needs the member role (checked with the instance, domain/consoles.py).
             "AttachConsole": Rule.READER,

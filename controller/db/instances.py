@@ -66,6 +66,37 @@ def update_instance_if(
     return Instance.update(**fields, update_time=now).where(cond).execute()
 
 
+def move_instance(
+    instance_id: str, source: str, target: str, fields: dict[str, Any], now: float, skip_state: int
+) -> int:
+    """Moves an instance to another node only if it is still on `source` and
+    not in `skip_state` (being deleted): of two racing evacuations (or
+    controllers), one matches."""
+    return (
+        Instance.update(**fields, node=target, update_time=now)
+        .where((Instance.id == instance_id) & (Instance.node == source) & (Instance.state != skip_state))
+        .execute()
+    )
+
+
+def instances_to_evacuate(node_id: str, skip_state: int, ha_only: bool = False) -> list[Instance]:
+    """A lost node's instances that an evacuation moves (not in `skip_state`: being deleted)."""
+    query = Instance.select().where((Instance.node == node_id) & (Instance.state != skip_state))
+    if ha_only:
+        query = query.where(Instance.ha == True)  # noqa: E712
+    return list(query.order_by(Instance.id))
+
+
+def nodes_with_ha_instances(skip_state: int) -> list[str]:
+    """The nodes that hold `ha` instances (not in `skip_state`)."""
+    query = (
+        Instance.select(Instance.node)
+        .where((Instance.ha == True) & (Instance.state != skip_state))  # noqa: E712
+        .distinct()
+    )
+    return [node_id for (node_id,) in query.tuples()]
+
+
 def delete_instance(instance_id: str) -> int:
     return Instance.delete().where(Instance.id == instance_id).execute()
 

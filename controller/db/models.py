@@ -159,6 +159,9 @@ class Node(BaseModel):
     session_controller_id = peewee.CharField(max_length=36, default="")
     guests = peewee.TextField(default="")
     inventory = peewee.TextField(default="")
+    # An admin declared it powered off (FenceNode): no session until re-admitted.
+    fenced = peewee.BooleanField(default=False)
+    fence_time = peewee.DoubleField(default=0)
 
 
 class JoinToken(BaseModel):
@@ -235,6 +238,8 @@ class Instance(BaseModel):
     create_time = peewee.DoubleField()
     update_time = peewee.DoubleField()
     launch_time = peewee.DoubleField(default=0)
+    # Evacuated by the controller itself when its node is lost and fenced.
+    ha = peewee.BooleanField(default=False)
 
     class Meta:
         indexes = ((("project", "name"), True),)

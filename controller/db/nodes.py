@@ -188,6 +188,25 @@ def set_enabled(node_id: str, enabled: bool, reason: str, now: float) -> int:
     )
 
 
+def set_fenced(node_id: str, fenced: bool, now: float) -> int:
+    """Fences (or re-admits) a node, only if it is not so already:
+    compare-and-set, so of two racing fences one answers NODE_ALREADY_FENCED."""
+    return (
+        Node.update(fenced=fenced, fence_time=now if fenced else 0, update_time=now)
+        .where((Node.id == node_id) & (Node.fenced == (not fenced)))
+        .execute()
+    )
+
+
+def is_fenced(node_id: str) -> bool:
+    return Node.select().where((Node.id == node_id) & (Node.fenced == True)).exists()  # noqa: E712
+
+
+def fenced_nodes() -> dict[str, float]:
+    """node id -> when it was fenced, of every fenced node."""
+    return dict(Node.select(Node.id, Node.fence_time).where(Node.fenced == True).tuples())  # noqa: E712
+
+
 def delete_node(node_id: str) -> int:
     return Node.delete().where(Node.id == node_id).execute()
 

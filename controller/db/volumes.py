@@ -80,15 +80,6 @@ def volumes_of_instance(instance_id: str) -> list[Volume]:
     return list(Volume.select().where(Volume.instance_id == instance_id).order_by(Volume.device, Volume.id))
 
 
-def move_instance_volumes(instance_id: str, node_id: str, now: float) -> int:
-    """An instance's (shared) volumes follow it to another node."""
-    return (
-        Volume.update(node=node_id, update_time=now)
-        .where((Volume.instance_id == instance_id) & (Volume.backend != "local"))
-        .execute()
-    )
-
-
 def volumes_of_instances(instance_ids: list[str]) -> list[Volume]:
     if not instance_ids:
         return []

@@ -38,20 +38,28 @@ class InstanceExtension(Protocol):
         ...
 
 
-class MoveExtension(Protocol):
-    """A feature whose resources follow an instance that moves to another node
-    (cold migration, resize elsewhere: controller/domain/moves/)."""
+class MoveNeeds(NamedTuple):
+    """What a feature says about moving an instance to another node:
+    `blocker` (why it cannot move, "" if it can), the storage `backends` the
+    new node must reach, and whether its root disk comes along
+    (`keeps_root`: it boots from a volume on a shared backend)."""
 
-    def move_constraint(self, row: Instance) -> str:
-        """Before a move: raises FailedPrecondition when the feature's resources
-        cannot leave the instance's node; returns the storage backend a new node
-        must reach ("" when any will do)."""
-        ...
+    blocker: str = ""
+    backends: tuple[str, ...] = ()
+    keeps_root: bool = False
 
-    def instance_moved(self, row: Instance, source: str, target: str) -> set[str]:
-        """In the transaction that moves the instance's row from `source` to
-        `target` (already written): the feature's resources follow; returns the
-        other nodes whose desired revision it bumped."""
+
+class InstanceMoves(Protocol):
+    """A feature whose resources follow an instance to another node (ports,
+    volumes): in a cold migration, a resize elsewhere (domain/moves/) and an
+    evacuation (domain/evacuation.py)."""
+
+    def move_needs(self, row: Instance) -> MoveNeeds: ...
+
+    def instance_moved(self, row: Instance, source: str, target: str, now: float) -> set[str]:
+        """In the transaction that moves the instance's row to `target`: moves
+        what the feature gave it; returns the nodes whose desired revision it
+        bumped."""
         ...
 
 

@@ -7,9 +7,9 @@ State and the node's desired state:
 - STOPPED, or task "powering_off": the node should keep it stopped;
 - DELETING, ERROR: the guest is not in the node's desired state any more, so
   the node removes it; a DELETING instance is forgotten (and its claim freed)
-  once its connected node no longer reports it, or once the node is DOWN
-  (past its grace period) or deleted; never while the node is only briefly
-  disconnected, since it may still run the guest.
+  once its connected node no longer reports it, or once the node is fenced
+  or deleted; never while the node is only disconnected or DOWN, since it
+  may still run the guest.
 - A snapshot the node gave up on (GuestStatus.snapshot_fault) KILLs its
   image, the fault as the reason, in the transaction that clears the task.
 Every change to what a node should run bumps that node's desired revision in
@@ -104,18 +104,20 @@ def desired_instance(row: Instance) -> npb.DesiredInstance:
 
 
 # How the sync sees an instance's node: connected and heard from since this
-# controller started (its guest list is the truth); away but still READY
-# (within its grace period: wait for it); DOWN or deleted (its guests are lost).
+# controller started (its guest list is the truth); away (within its grace
+# period, or DOWN but not fenced: it may still run the guest, so wait for it);
+# fenced or deleted (its guests are lost for certain).
 NODE_REPORTING = "reporting"
 NODE_AWAY = "away"
 NODE_GONE = "gone"
 
 
-def node_presence(live: LiveView | None) -> str:
-    """The NODE_* presence of a node from its live state (None: no such node)."""
-    if live is None or live.status == NODE_DOWN:
+def node_presence(live: LiveView | None, fenced: bool = False) -> str:
+    """The NODE_* presence of a node from its live state (None: no such node)
+    and whether an admin fenced it."""
+    if live is None or fenced:
         return NODE_GONE
-    return NODE_REPORTING if live.connected and live.heard else NODE_AWAY
+    return NODE_REPORTING if live.connected and live.heard and live.status != NODE_DOWN else NODE_AWAY
 
 
 def power_state(row: Instance, live: LiveView | None) -> int:
@@ -230,6 +232,7 @@ class Instances:
         group_id: str,
         request_key: RequestKey,
         options: Mapping[str, Any] | None = None,
+        ha: bool = False,
     ) -> Instance:
         if request_key:
             existing = idempotency.lookup(request_key, "instance", caller.project_id)
@@ -316,6 +319,7 @@ class Instances:
                 ram_mb=flavor.ram_mb,
                 disk_gb=disk_gb,
                 user_data=base64.b64encode(user_data).decode(),
+                ha=ha,
                 create_time=now,
                 update_time=now,
             )
@@ -390,6 +394,14 @@ class Instances:
             "reboot",
             lambda r: {"state": REBOOTING, "reboot_generation": r.reboot_generation + 1, "reboot_hard": hard},
         )
+
+    def update(self, caller: Principal, instance_id: str, fields: Mapping[str, Any]) -> Instance:
+        """UpdateInstance: the fields an owner may change (`ha`); nothing a
+        node runs changes, so no desired revision moves."""
+        with write_transaction():
+            row = self.get(caller, instance_id)
+            store.update_instance(row.id, dict(fields), clock.now())
+        return self.get(caller, instance_id)
 
     def delete(self, caller: Principal, instance_id: str) -> Instance:
         with write_transaction():
@@ -499,10 +511,11 @@ class Instances:
         by_node: dict[str, list[Instance]] = {}
         for row in Instance.select():
             by_node.setdefault(row.node_id, []).append(row)
+        fenced = node_store.fenced_nodes()
         for node_id, rows in by_node.items():
             live = self.nodes.registry.snapshot(node_id)
             guests = {g.instance_id: g for g in live.guests} if live is not None else {}
-            node = node_presence(live)
+            node = node_presence(live, node_id in fenced)
             notify = False
             others: set[str] = set()
             for row in rows:
@@ -551,8 +564,9 @@ class Instances:
         (or "delete", or None), whether the node's desired state changes, and
         the snapshot image to fail. `node` is a NODE_* presence."""
         if row.state == DELETING:
-            # Freed without the node only once it is DOWN or gone: a node that
-            # is briefly away may still run the guest and hold its resources.
+            # Freed without the node only once it is fenced or deleted: a node
+            # that is away (even DOWN) may still run the guest and hold its
+            # resources (its disk, its volumes' locks, its addresses).
             if node == NODE_GONE or (node == NODE_REPORTING and guest is None):
                 return Observation("delete")
             return Observation(None)

@@ -362,6 +362,47 @@ class Nodes:
         log.info("node enabled" if enabled else "node disabled", extra={"node_id": node_id})
         return self.get_node(node_id)
 
+    # Fencing: the admin's word that a lost node runs nothing any more
+
+    def fence(self, node_id: str) -> NodeView:
+        """Declares a DOWN node fenced (the admin powered it off): it is
+        refused a session until unfenced, and what its instances hold may be
+        freed or moved. A session that opened meanwhile is closed."""
+        with write_transaction():
+            row = self._must(node_id)
+            live = self.registry.snapshot(node_id)
+            if live is not None and (live.status == READY or live.connected):
+                raise FailedPrecondition(
+                    f"node {row.name!r} is READY (heartbeating): only a DOWN node can be fenced; "
+                    "stop its daemon and power it off first",
+                    reason="NODE_NOT_DOWN",
+                )
+            if store.set_fenced(node_id, True, clock.now()) != 1:
+                raise FailedPrecondition(f"node {row.name!r} is fenced already", reason="NODE_ALREADY_FENCED")
+        self.registry.fence_threadsafe(node_id)
+        log.warning("node fenced", extra={"node_id": node_id, "node": row.name})
+        return self.get_node(node_id)
+
+    def unfence(self, node_id: str) -> NodeView:
+        """Re-admits a fenced node: its next session is accepted, and its
+        reconcile removes the guests that moved away meanwhile."""
+        with write_transaction():
+            row = self._must(node_id)
+            if store.set_fenced(node_id, False, clock.now()) != 1:
+                raise FailedPrecondition(f"node {row.name!r} is not fenced", reason="NODE_NOT_FENCED")
+        log.info("node unfenced", extra={"node_id": node_id, "node": row.name})
+        return self.get_node(node_id)
+
+    def refuse_if_fenced(self, node_id: str) -> None:
+        """The session's check: a fenced node gets no session (so it runs
+        nothing: noded reconciles only a desired state a session gave it)."""
+        if store.is_fenced(node_id):
+            raise FailedPrecondition(
+                "this node is fenced: an admin declared it powered off and its guests may run elsewhere; "
+                "it gets no session until an admin re-admits it (kumo node unfence)",
+                reason="NODE_FENCED",
+            )
+
     def delete_node(self, node_id: str) -> None:
         with write_transaction():
             view = self._view(self._must(node_id))

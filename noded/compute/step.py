@@ -184,8 +184,13 @@ class ComputeStep:
         )
         errors, pending = [], []
         for iid in sorted(set(have) - set(want)):
+            # Deleted, or moved to another node while this one was lost (a
+            # returning node must not run a second copy): the guest and its
+            # node-local files go; volumes are only let go of (the volumes
+            # step deletes a volume only when told so).
             try:
                 driver.destroy_guest(iid)
+                del have[iid]
                 log.info("guest removed", extra={"instance": iid})
             except Exception as exc:
                 errors.append(f"remove {iid}: {exc}")

@@ -9,7 +9,7 @@ nodes report (the token of the phase they applied, the guest's power).
                flattened and uploaded to the blob store (UploadSnapshot with a
                move id); once the source echoes the token:
     switch     one transaction: the instance's node, sizes and flavor change,
-               its ports and shared volumes follow (MoveExtension), phase
+               its ports and shared volumes follow (InstanceMoves), phase
                arriving; the target downloads the disk, makes a new config
                drive, defines the guest and starts it if it ran before
     arriving   once the target echoes the token with the guest's power as
@@ -33,7 +33,7 @@ from controller.db import nodes as node_store
 from controller.db.database import write_transaction
 from controller.db.models import Instance, InstanceMove, Node
 from controller.domain.events import CONTROLLER, Cause, EventLog
-from controller.domain.extensions import CreateBind, MoveExtension
+from controller.domain.extensions import CreateBind, InstanceMoves
 from controller.domain.images import Images
 from controller.domain.instances import ACTIVE, OFF, RUNNING, STATE_NAMES, STOPPED, visible_instance
 from controller.domain.moves.plan import (
@@ -84,7 +84,7 @@ class MoveEngine:
         registry: NodeRegistry,
         images: Images,
         quotas: Quotas,
-        extensions: Sequence[MoveExtension],
+        extensions: Sequence[InstanceMoves],
         events: EventLog,
         sync_period: float,
     ) -> None:
@@ -111,10 +111,17 @@ class MoveEngine:
     def constraint(self, row: Instance) -> str:
         """The storage backend a new node must reach ('' for none); raises when
         something of the instance cannot leave its node."""
-        backend = ""
+        backends: list[str] = []
         for ext in self.extensions:
-            backend = ext.move_constraint(row) or backend
-        return backend
+            needs = ext.move_needs(row)
+            if needs.blocker:
+                raise FailedPrecondition(
+                    f"instance {row.name!r} cannot move: {needs.blocker}; detach them first "
+                    "(shared-fs and rbd volumes move with it)",
+                    reason="INSTANCE_HAS_LOCAL_VOLUMES",
+                )
+            backends += needs.backends
+        return backends[0] if backends else ""
 
     # Start
 
@@ -427,7 +434,7 @@ class MoveEngine:
     def _moved(self, row: Instance, source: str, target: str) -> set[str]:
         others: set[str] = set()
         for ext in self.extensions:
-            others |= ext.instance_moved(row, source, target)
+            others |= ext.instance_moved(row, source, target, clock.now())
         return others
 
     def _event(self, row: Instance, action: str, message: str, cause: Cause = CONTROLLER) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from controller.domain.compute_catalog import ComputeCatalog
 from controller.domain.events import EventLog
-from controller.domain.extensions import MoveExtension
+from controller.domain.extensions import InstanceMoves
 from controller.domain.images import Images
 from controller.domain.moves.cold import ColdMigration
 from controller.domain.moves.engine import MoveEngine
@@ -27,7 +27,7 @@ class Moves:
         images: Images,
         placement: Placement,
         quotas: Quotas,
-        extensions: Sequence[MoveExtension],
+        extensions: Sequence[InstanceMoves],
         events: EventLog,
         sync_period: float,
     ) -> None:

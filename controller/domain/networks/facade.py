@@ -10,7 +10,7 @@ from typing import Any
 from controller.auth.principal import Principal
 from controller.db import networks as store
 from controller.db.models import Instance
-from controller.domain.extensions import CreateBind
+from controller.domain.extensions import CreateBind, MoveNeeds
 from controller.domain.networks.changes import NodeChanges
 from controller.domain.networks.floating_ips import FloatingIps
 from controller.domain.networks.ipam import Ipam
@@ -114,15 +114,18 @@ class Networks:
         nodes = self.ports.instance_gone(row)
         return nodes | self.changes.bump(self.snat.for_networks(nets))
 
+    @staticmethod
+    def move_needs(row: Instance) -> MoveNeeds:
+        """As an InstanceMoves: ports move anywhere (same addresses)."""
+        return MoveNeeds()
+
     def may_read_blob(self, node_id: str, sha256: str) -> bool:
         return False  # ports use no image blobs
 
-    # As a MoveExtension (domain/extensions.py): ports follow the instance's
-    # row (their binding is its node), so the nodes with peers on the same
-    # networks learn the new overlay endpoint in the move's transaction.
-
-    def move_constraint(self, row: Instance) -> str:
-        return ""
-
-    def instance_moved(self, row: Instance, source: str, target: str) -> set[str]:
-        return self.projection.instance_moved(row.id)
+    def instance_moved(self, row: Instance, source: str, target: str, now: float) -> set[str]:
+        """As an InstanceMoves: the ports follow the instance (their binding is
+        its node), and the SNAT addresses follow where its networks' guests now
+        run (the new node may need one, the old one may not any more)."""
+        nets = {p.network_id for p in store.ports_of_instances([row.id]).get(row.id, [])}
+        nodes = self.ports.instance_moved(row, source, target, now)
+        return nodes | self.changes.bump(self.snat.for_networks(nets))

@@ -310,6 +310,17 @@ class Ports:
             store.nodes_with_ports(network_ids={p.network_id for p in ports}, group_ids=groups)
         )
 
+    def instance_moved(self, row: Instance, source: str, target: str, now: float) -> set[str]:
+        """As an InstanceMoves: the ports (addresses unchanged) follow the
+        instance, which is on `target` already; every node with a port on its
+        networks or in its groups learns where it went."""
+        ports = store.ports_of_instances([row.id]).get(row.id, [])
+        if not ports:
+            return set()
+        groups = store.groups_of_ports(p.id for p in ports)
+        nodes = store.nodes_with_ports(network_ids={p.network_id for p in ports}, group_ids=groups)
+        return self.changes.bump(nodes | {target})
+
     def nics(self, instance_ids: list[str]) -> dict[str, list[Nic]]:
         by_instance = store.ports_of_instances(instance_ids)
         ips = store.port_ips(p.id for ps in by_instance.values() for p in ps)

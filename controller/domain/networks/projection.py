@@ -46,13 +46,6 @@ class NodeProjection:
             nodes = self.changes.bump(store.nodes_with_ports(network_ids=networks) - {node_id})
         self.changes.notify(nodes)
 
-    def instance_moved(self, instance_id: str) -> set[str]:
-        """In a move's transaction (the instance's row already on its new node):
-        bumps the nodes running ports of its networks, whose overlay peers
-        change; returns them, to tell after the commit."""
-        networks = {p.network_id for p in store.ports_of_instances([instance_id]).get(instance_id, [])}
-        return self.changes.bump(store.nodes_with_ports(network_ids=networks)) if networks else set()
-
     def contribute(self, node_row: Any, state: npb.NodeDesiredState) -> None:
         """The networks part of a node's desired state (a fixed number of
         queries per node, however many ports)."""

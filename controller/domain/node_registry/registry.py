@@ -24,7 +24,7 @@ from controller.domain.node_registry.live import DOWN, READY, Live, LiveView, Se
 from controller.domain.node_registry.loopstats import Stats, gc_keeper, lag_probe
 from controller.domain.node_registry.notifier import PgNotifier
 from controller.domain.node_registry.writer import StateWriter, inventory_columns
-from controller.errors import Unauthenticated, Unavailable
+from controller.errors import FailedPrecondition, Unauthenticated, Unavailable
 from kumo.v1 import node_agent_pb2 as pb
 from kumo.v1 import node_pb2
 
@@ -279,6 +279,15 @@ class NodeRegistry:
         if live is not None and live.session is not None:
             live.session.close(Unauthenticated("this node has been deleted", reason="NODE_DELETED"))
         self.writer.forget(node_id)
+
+    def fence_threadsafe(self, node_id: str) -> None:
+        """The node was fenced: end a session it may have opened meanwhile."""
+        self._call(self._fence, node_id)
+
+    def _fence(self, node_id: str) -> None:
+        live = self.live.get(node_id)
+        if live is not None and live.session is not None:
+            live.session.close(FailedPrecondition("this node has been fenced", reason="NODE_FENCED"))
 
     def capacities(self) -> dict[str, tuple[bool, node_pb2.NodeInventory | None]]:
         """Every known node's (READY?, inventory), under one lock: what the

@@ -7,13 +7,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from controller import clock
 from controller.auth.principal import Principal
 from controller.config import ControllerConfig
+from controller.db import nodes as node_store
 from controller.db import volumes as store
 from controller.db.models import Instance, Volume
 from controller.domain.events import EventLog
-from controller.domain.extensions import CreateBind
+from controller.domain.extensions import CreateBind, MoveNeeds
 from controller.domain.images import Images
 from controller.domain.nodes import Nodes
 from controller.domain.placement import Placement
@@ -24,7 +24,6 @@ from controller.domain.volumes.projection import VolumeProjection
 from controller.domain.volumes.snapshots import Snapshots
 from controller.domain.volumes.sync import VolumeSync
 from controller.domain.volumes.types import VolumeTypes, is_shared
-from controller.errors import FailedPrecondition
 
 
 class Volumes:
@@ -97,24 +96,36 @@ class Volumes:
         self.release_instance(row.id)
         return set()
 
-    # As a MoveExtension (domain/extensions.py)
+    # As an InstanceMoves (domain/extensions.py)
 
-    def move_constraint(self, row: Instance) -> str:
-        """Shared volumes (rbd, shared-fs) move with the instance; node-local ones cannot."""
-        volumes = store.volumes_of_instance(row.id)
-        local = [v.name for v in volumes if not is_shared(v.backend)]
+    @staticmethod
+    def move_needs(row: Instance) -> MoveNeeds:
+        """An instance moves with its volumes only if they are all on a shared
+        backend (the new node must reach each); a node-local one stays behind
+        with its node, so the instance cannot move."""
+        vols = store.volumes_of_instance(row.id)
+        local = [v for v in vols if not is_shared(v.backend)]
         if local:
-            raise FailedPrecondition(
-                f"instance {row.name!r} uses node-local volume(s) {', '.join(sorted(local))}, which cannot "
-                "leave its node; detach them first (shared-fs and rbd volumes move with it)",
-                reason="INSTANCE_HAS_LOCAL_VOLUMES",
+            names = ", ".join(sorted(v.name for v in local))
+            return MoveNeeds(
+                blocker=f"its volume(s) {names} are node-local (backend local) and cannot leave its node"
             )
-        return next((v.backend for v in volumes if v.boot), volumes[0].backend if volumes else "")
+        backends = tuple(sorted({v.backend for v in vols}))
+        return MoveNeeds(backends=backends, keeps_root=any(v.boot for v in vols))
 
-    def instance_moved(self, row: Instance, source: str, target: str) -> set[str]:
-        """The instance's shared volumes are worked on by its new node."""
-        store.move_instance_volumes(row.id, target, clock.now())
-        return set()
+    @staticmethod
+    def instance_moved(row: Instance, source: str, target: str, now: float) -> set[str]:
+        """The instance's (shared) volumes, attached as before, are worked
+        by its new node; their snapshots follow them."""
+        vols = store.volumes_of_instance(row.id)
+        for v in vols:
+            store.update_volume(v.id, {"node": target}, now)
+            store.move_snapshots(v.id, target)
+        if not vols:
+            return set()
+        for node_id in (source, target):
+            node_store.bump_desired_revision(node_id, now)
+        return {source, target}
 
     def of_instances(self, instance_ids: list[str]) -> list[Volume]:
         """The volumes attached to (or booting) these instances, in attach order."""

@@ -277,7 +277,7 @@ class DeleteServerGroupRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class Instance(_message.Message):
-    __slots__ = ("id", "name", "project_id", "user_id", "image_id", "flavor_id", "keypair_id", "server_group_id", "node_id", "state", "fault", "vcpus", "ram_mb", "disk_gb", "task", "create_time", "update_time", "launch_time", "nics", "volume_ids", "boot_volume_id", "power_state")
+    __slots__ = ("id", "name", "project_id", "user_id", "image_id", "flavor_id", "keypair_id", "server_group_id", "node_id", "state", "fault", "vcpus", "ram_mb", "disk_gb", "task", "create_time", "update_time", "launch_time", "nics", "volume_ids", "boot_volume_id", "power_state", "ha")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -300,6 +300,7 @@ class Instance(_message.Message):
     VOLUME_IDS_FIELD_NUMBER: _ClassVar[int]
     BOOT_VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
     POWER_STATE_FIELD_NUMBER: _ClassVar[int]
+    HA_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     project_id: str
@@ -322,7 +323,8 @@ class Instance(_message.Message):
     volume_ids: _containers.RepeatedScalarFieldContainer[str]
     boot_volume_id: str
     power_state: PowerState
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., image_id: _Optional[str] = ..., flavor_id: _Optional[str] = ..., keypair_id: _Optional[str] = ..., server_group_id: _Optional[str] = ..., node_id: _Optional[str] = ..., state: _Optional[_Union[InstanceState, str]] = ..., fault: _Optional[str] = ..., vcpus: _Optional[int] = ..., ram_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., task: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., launch_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., nics: _Optional[_Iterable[_Union[InstanceNic, _Mapping]]] = ..., volume_ids: _Optional[_Iterable[str]] = ..., boot_volume_id: _Optional[str] = ..., power_state: _Optional[_Union[PowerState, str]] = ...) -> None: ...
+    ha: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., image_id: _Optional[str] = ..., flavor_id: _Optional[str] = ..., keypair_id: _Optional[str] = ..., server_group_id: _Optional[str] = ..., node_id: _Optional[str] = ..., state: _Optional[_Union[InstanceState, str]] = ..., fault: _Optional[str] = ..., vcpus: _Optional[int] = ..., ram_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., task: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., launch_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., nics: _Optional[_Iterable[_Union[InstanceNic, _Mapping]]] = ..., volume_ids: _Optional[_Iterable[str]] = ..., boot_volume_id: _Optional[str] = ..., power_state: _Optional[_Union[PowerState, str]] = ..., ha: _Optional[bool] = ...) -> None: ...
 
 class InstanceNic(_message.Message):
     __slots__ = ("port_id", "network_id", "mac_address", "ip_addresses", "floating_ip_address")
@@ -349,7 +351,7 @@ class NetworkRequest(_message.Message):
     def __init__(self, network: _Optional[str] = ..., port_id: _Optional[str] = ..., fixed_ip: _Optional[str] = ...) -> None: ...
 
 class CreateInstanceRequest(_message.Message):
-    __slots__ = ("name", "image", "flavor", "keypair", "user_data", "server_group_id", "request_id", "networks", "security_groups", "boot_volume")
+    __slots__ = ("name", "image", "flavor", "keypair", "user_data", "server_group_id", "request_id", "networks", "security_groups", "boot_volume", "ha")
     NAME_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     FLAVOR_FIELD_NUMBER: _ClassVar[int]
@@ -360,6 +362,7 @@ class CreateInstanceRequest(_message.Message):
     NETWORKS_FIELD_NUMBER: _ClassVar[int]
     SECURITY_GROUPS_FIELD_NUMBER: _ClassVar[int]
     BOOT_VOLUME_FIELD_NUMBER: _ClassVar[int]
+    HA_FIELD_NUMBER: _ClassVar[int]
     name: str
     image: str
     flavor: str
@@ -370,7 +373,16 @@ class CreateInstanceRequest(_message.Message):
     networks: _containers.RepeatedCompositeFieldContainer[NetworkRequest]
     security_groups: _containers.RepeatedScalarFieldContainer[str]
     boot_volume: str
-    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., flavor: _Optional[str] = ..., keypair: _Optional[str] = ..., user_data: _Optional[bytes] = ..., server_group_id: _Optional[str] = ..., request_id: _Optional[str] = ..., networks: _Optional[_Iterable[_Union[NetworkRequest, _Mapping]]] = ..., security_groups: _Optional[_Iterable[str]] = ..., boot_volume: _Optional[str] = ...) -> None: ...
+    ha: bool
+    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., flavor: _Optional[str] = ..., keypair: _Optional[str] = ..., user_data: _Optional[bytes] = ..., server_group_id: _Optional[str] = ..., request_id: _Optional[str] = ..., networks: _Optional[_Iterable[_Union[NetworkRequest, _Mapping]]] = ..., security_groups: _Optional[_Iterable[str]] = ..., boot_volume: _Optional[str] = ..., ha: _Optional[bool] = ...) -> None: ...
+
+class UpdateInstanceRequest(_message.Message):
+    __slots__ = ("instance", "update_mask")
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    instance: Instance
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, instance: _Optional[_Union[Instance, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
 
 class GetInstanceRequest(_message.Message):
     __slots__ = ("id",)

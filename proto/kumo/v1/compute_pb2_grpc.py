@@ -137,6 +137,11 @@ class ComputeServiceStub:
                 request_serializer=kumo_dot_v1_dot_compute__pb2.RebootInstanceRequest.SerializeToString,
                 response_deserializer=kumo_dot_v1_dot_compute__pb2.Instance.FromString,
                 _registered_method=True)
+        self.UpdateInstance = channel.unary_unary(
+                '/kumo.v1.ComputeService/UpdateInstance',
+                request_serializer=kumo_dot_v1_dot_compute__pb2.UpdateInstanceRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_compute__pb2.Instance.FromString,
+                _registered_method=True)
         self.GetConsoleOutput = channel.unary_unary(
                 '/kumo.v1.ComputeService/GetConsoleOutput',
                 request_serializer=kumo_dot_v1_dot_compute__pb2.GetConsoleOutputRequest.SerializeToString,
@@ -305,6 +310,13 @@ class ComputeServiceServicer:
 
     def RebootInstance(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateInstance(self, request, context):
+        """Field mask: `ha`.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -479,6 +491,11 @@ def add_ComputeServiceServicer_to_server(servicer, server):
             'RebootInstance': grpc.unary_unary_rpc_method_handler(
                     servicer.RebootInstance,
                     request_deserializer=kumo_dot_v1_dot_compute__pb2.RebootInstanceRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_compute__pb2.Instance.SerializeToString,
+            ),
+            'UpdateInstance': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateInstance,
+                    request_deserializer=kumo_dot_v1_dot_compute__pb2.UpdateInstanceRequest.FromString,
                     response_serializer=kumo_dot_v1_dot_compute__pb2.Instance.SerializeToString,
             ),
             'GetConsoleOutput': grpc.unary_unary_rpc_method_handler(
@@ -1063,6 +1080,33 @@ class ComputeService:
             target,
             '/kumo.v1.ComputeService/RebootInstance',
             kumo_dot_v1_dot_compute__pb2.RebootInstanceRequest.SerializeToString,
+            kumo_dot_v1_dot_compute__pb2.Instance.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateInstance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.ComputeService/UpdateInstance',
+            kumo_dot_v1_dot_compute__pb2.UpdateInstanceRequest.SerializeToString,
             kumo_dot_v1_dot_compute__pb2.Instance.FromString,
             options,
             channel_credentials,

@@ -27,6 +27,13 @@ class NodeDrainState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NODE_DRAIN_STATE_INCOMPLETE: _ClassVar[NodeDrainState]
     NODE_DRAIN_STATE_CANCELLED: _ClassVar[NodeDrainState]
 
+class EvacuationOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVACUATION_OUTCOME_UNSPECIFIED: _ClassVar[EvacuationOutcome]
+    EVACUATION_OUTCOME_MOVED: _ClassVar[EvacuationOutcome]
+    EVACUATION_OUTCOME_REBUILT: _ClassVar[EvacuationOutcome]
+    EVACUATION_OUTCOME_FAILED: _ClassVar[EvacuationOutcome]
+
 class JoinTokenState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     JOIN_TOKEN_STATE_UNSPECIFIED: _ClassVar[JoinTokenState]
@@ -42,6 +49,10 @@ NODE_DRAIN_STATE_DRAINING: NodeDrainState
 NODE_DRAIN_STATE_DRAINED: NodeDrainState
 NODE_DRAIN_STATE_INCOMPLETE: NodeDrainState
 NODE_DRAIN_STATE_CANCELLED: NodeDrainState
+EVACUATION_OUTCOME_UNSPECIFIED: EvacuationOutcome
+EVACUATION_OUTCOME_MOVED: EvacuationOutcome
+EVACUATION_OUTCOME_REBUILT: EvacuationOutcome
+EVACUATION_OUTCOME_FAILED: EvacuationOutcome
 JOIN_TOKEN_STATE_UNSPECIFIED: JoinTokenState
 JOIN_TOKEN_STATE_VALID: JoinTokenState
 JOIN_TOKEN_STATE_EXPIRED: JoinTokenState
@@ -100,7 +111,7 @@ class NodeUsage(_message.Message):
     def __init__(self, memory_free_mb: _Optional[int] = ..., disk_free_gb: _Optional[int] = ..., load_1m: _Optional[float] = ..., guests_running: _Optional[int] = ..., guest_vcpus: _Optional[int] = ..., guest_memory_mb: _Optional[int] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("id", "name", "state", "disabled_reason", "connected", "inventory", "usage", "last_heartbeat_time", "desired_revision", "applied_revision", "address", "certificate_serial", "certificate_expire_time", "join_token_id", "create_time", "update_time", "controller_id", "maintenance", "drain")
+    __slots__ = ("id", "name", "state", "disabled_reason", "connected", "inventory", "usage", "last_heartbeat_time", "desired_revision", "applied_revision", "address", "certificate_serial", "certificate_expire_time", "join_token_id", "create_time", "update_time", "controller_id", "maintenance", "drain", "fenced", "fence_time")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +131,8 @@ class Node(_message.Message):
     CONTROLLER_ID_FIELD_NUMBER: _ClassVar[int]
     MAINTENANCE_FIELD_NUMBER: _ClassVar[int]
     DRAIN_FIELD_NUMBER: _ClassVar[int]
+    FENCED_FIELD_NUMBER: _ClassVar[int]
+    FENCE_TIME_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     state: NodeState
@@ -139,7 +152,9 @@ class Node(_message.Message):
     controller_id: str
     maintenance: bool
     drain: NodeDrain
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[NodeState, str]] = ..., disabled_reason: _Optional[str] = ..., connected: _Optional[bool] = ..., inventory: _Optional[_Union[NodeInventory, _Mapping]] = ..., usage: _Optional[_Union[NodeUsage, _Mapping]] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., desired_revision: _Optional[int] = ..., applied_revision: _Optional[int] = ..., address: _Optional[str] = ..., certificate_serial: _Optional[str] = ..., certificate_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., join_token_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., controller_id: _Optional[str] = ..., maintenance: _Optional[bool] = ..., drain: _Optional[_Union[NodeDrain, _Mapping]] = ...) -> None: ...
+    fenced: bool
+    fence_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[NodeState, str]] = ..., disabled_reason: _Optional[str] = ..., connected: _Optional[bool] = ..., inventory: _Optional[_Union[NodeInventory, _Mapping]] = ..., usage: _Optional[_Union[NodeUsage, _Mapping]] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., desired_revision: _Optional[int] = ..., applied_revision: _Optional[int] = ..., address: _Optional[str] = ..., certificate_serial: _Optional[str] = ..., certificate_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., join_token_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., controller_id: _Optional[str] = ..., maintenance: _Optional[bool] = ..., drain: _Optional[_Union[NodeDrain, _Mapping]] = ..., fenced: _Optional[bool] = ..., fence_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class NodeDrain(_message.Message):
     __slots__ = ("state", "instances_total", "migrated", "failed", "start_time", "end_time")
@@ -218,6 +233,48 @@ class DeleteNodeRequest(_message.Message):
     ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class FenceNodeRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class UnfenceNodeRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class EvacuateNodeRequest(_message.Message):
+    __slots__ = ("id", "rebuild_local_disks", "target_node_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REBUILD_LOCAL_DISKS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    rebuild_local_disks: bool
+    target_node_id: str
+    def __init__(self, id: _Optional[str] = ..., rebuild_local_disks: _Optional[bool] = ..., target_node_id: _Optional[str] = ...) -> None: ...
+
+class InstanceEvacuation(_message.Message):
+    __slots__ = ("instance_id", "instance_name", "outcome", "target_node_id", "message")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    TARGET_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    instance_name: str
+    outcome: EvacuationOutcome
+    target_node_id: str
+    message: str
+    def __init__(self, instance_id: _Optional[str] = ..., instance_name: _Optional[str] = ..., outcome: _Optional[_Union[EvacuationOutcome, str]] = ..., target_node_id: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class EvacuateNodeResponse(_message.Message):
+    __slots__ = ("evacuations",)
+    EVACUATIONS_FIELD_NUMBER: _ClassVar[int]
+    evacuations: _containers.RepeatedCompositeFieldContainer[InstanceEvacuation]
+    def __init__(self, evacuations: _Optional[_Iterable[_Union[InstanceEvacuation, _Mapping]]] = ...) -> None: ...
 
 class JoinToken(_message.Message):
     __slots__ = ("id", "description", "max_uses", "uses", "state", "expire_time", "create_time", "last_use_time", "creator_user_id")

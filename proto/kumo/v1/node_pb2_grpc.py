@@ -79,6 +79,21 @@ class NodeServiceStub:
                 request_serializer=kumo_dot_v1_dot_node__pb2.UndrainNodeRequest.SerializeToString,
                 response_deserializer=kumo_dot_v1_dot_node__pb2.Node.FromString,
                 _registered_method=True)
+        self.FenceNode = channel.unary_unary(
+                '/kumo.v1.NodeService/FenceNode',
+                request_serializer=kumo_dot_v1_dot_node__pb2.FenceNodeRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_node__pb2.Node.FromString,
+                _registered_method=True)
+        self.UnfenceNode = channel.unary_unary(
+                '/kumo.v1.NodeService/UnfenceNode',
+                request_serializer=kumo_dot_v1_dot_node__pb2.UnfenceNodeRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_node__pb2.Node.FromString,
+                _registered_method=True)
+        self.EvacuateNode = channel.unary_unary(
+                '/kumo.v1.NodeService/EvacuateNode',
+                request_serializer=kumo_dot_v1_dot_node__pb2.EvacuateNodeRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_node__pb2.EvacuateNodeResponse.FromString,
+                _registered_method=True)
         self.CreateJoinToken = channel.unary_unary(
                 '/kumo.v1.NodeService/CreateJoinToken',
                 request_serializer=kumo_dot_v1_dot_node__pb2.CreateJoinTokenRequest.SerializeToString,
@@ -169,6 +184,40 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FenceNode(self, request, context):
+        """Declares a DOWN node fenced: the admin has made sure it runs nothing
+        (powered it off, IPMI). A fenced node is refused a session
+        (FAILED_PRECONDITION NODE_FENCED) until UnfenceNode; only then are its
+        instances' claims, ports and volume attachments freeable, and its
+        instances evacuable. FAILED_PRECONDITION NODE_NOT_DOWN while it is READY,
+        NODE_ALREADY_FENCED if it is fenced.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnfenceNode(self, request, context):
+        """Re-admits a fenced node: its next session is accepted, and its reconcile
+        destroys the guests that were moved away meanwhile.
+        FAILED_PRECONDITION NODE_NOT_FENCED if it is not fenced.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EvacuateNode(self, request, context):
+        """Restarts every instance of a fenced node on other nodes (the scheduler's
+        filters, an atomic claim per instance). Boot-from-volume instances on a
+        shared volume type keep their volumes; instances with a root disk on the
+        node are rebuilt from their image only with `rebuild_local_disks`
+        (without it the call is refused before anything moves,
+        EVACUATION_NEEDS_REBUILD). Each instance's outcome is in the response
+        and in its events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateJoinToken(self, request, context):
         """Makes a join token. The token string is in the response only: the
         controller keeps a hash of its secret, so it cannot be shown again (a
@@ -232,6 +281,21 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.UndrainNode,
                     request_deserializer=kumo_dot_v1_dot_node__pb2.UndrainNodeRequest.FromString,
                     response_serializer=kumo_dot_v1_dot_node__pb2.Node.SerializeToString,
+            ),
+            'FenceNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.FenceNode,
+                    request_deserializer=kumo_dot_v1_dot_node__pb2.FenceNodeRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_node__pb2.Node.SerializeToString,
+            ),
+            'UnfenceNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnfenceNode,
+                    request_deserializer=kumo_dot_v1_dot_node__pb2.UnfenceNodeRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_node__pb2.Node.SerializeToString,
+            ),
+            'EvacuateNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvacuateNode,
+                    request_deserializer=kumo_dot_v1_dot_node__pb2.EvacuateNodeRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_node__pb2.EvacuateNodeResponse.SerializeToString,
             ),
             'CreateJoinToken': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateJoinToken,
@@ -469,6 +533,87 @@ class NodeService:
             '/kumo.v1.NodeService/UndrainNode',
             kumo_dot_v1_dot_node__pb2.UndrainNodeRequest.SerializeToString,
             kumo_dot_v1_dot_node__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FenceNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.NodeService/FenceNode',
+            kumo_dot_v1_dot_node__pb2.FenceNodeRequest.SerializeToString,
+            kumo_dot_v1_dot_node__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnfenceNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.NodeService/UnfenceNode',
+            kumo_dot_v1_dot_node__pb2.UnfenceNodeRequest.SerializeToString,
+            kumo_dot_v1_dot_node__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvacuateNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.NodeService/EvacuateNode',
+            kumo_dot_v1_dot_node__pb2.EvacuateNodeRequest.SerializeToString,
+            kumo_dot_v1_dot_node__pb2.EvacuateNodeResponse.FromString,
             options,
             channel_credentials,
             insecure,
