@@ -226,6 +226,7 @@ def assemble(
         instances,
         placement,
         events,
+        (networks, volumes),
     )
     drains = Drains(nodes, migrations, events, cfg.drain_parallel, cfg.instance_sync_seconds)
     # Evacuation moves instances with what networks and volumes gave them.

@@ -7,7 +7,7 @@ from typing import Any
 
 import peewee
 
-from controller.db.models import Instance, LiveMigration, Node, NodeDrain, Volume
+from controller.db.models import Instance, LiveMigration, Node, NodeDrain
 from controller.db.paging import paginate
 
 # kumo.v1.LiveMigrationState numbers of an unfinished migration.
@@ -78,13 +78,6 @@ def incoming(node_id: str) -> list[tuple[LiveMigration, Instance]]:
         .order_by(LiveMigration.id)
     )
     return [(m, m.instance) for m in rows]
-
-
-def move_shared_volumes(instance_id: str, source: str, target: str, shared: Iterable[str]) -> None:
-    """A migrated instance's shared-backend volumes follow it to the target."""
-    Volume.update(node=target).where(
-        (Volume.instance_id == instance_id) & (Volume.node == source) & Volume.backend.in_(list(shared))
-    ).execute()
 
 
 # Drains

@@ -31,7 +31,7 @@ from controller.db.database import write_transaction
 from controller.db.models import Instance
 from controller.domain import instances as inst
 from controller.domain.events import CONTROLLER, OK, Cause, EventLog, Outcome
-from controller.domain.extensions import InstanceMoves, MoveNeeds
+from controller.domain.extensions import InstanceMoves, MoveNeeds, combined_needs
 from controller.domain.images import Images
 from controller.domain.node_registry import DOWN
 from controller.domain.nodes import Nodes
@@ -104,7 +104,9 @@ class Evacuations:
                 reason="NODE_NOT_FENCED",
                 state=state,
             )
-        plans = [(r, self._needs(r)) for r in store.instances_to_evacuate(node_id, inst.DELETING)]
+        plans = [
+            (r, combined_needs(self.moves, r)) for r in store.instances_to_evacuate(node_id, inst.DELETING)
+        ]
         local = [r.name for r, needs in plans if not needs.blocker and not needs.keeps_root]
         if local and not rebuild_local:
             shown = ", ".join(sorted(local)[:5]) + (f" and {len(local) - 5} more" if len(local) > 5 else "")
@@ -126,16 +128,6 @@ class Evacuations:
             },
         )
         return out
-
-    def _needs(self, row: Instance) -> MoveNeeds:
-        """What every feature says about moving the instance, as one."""
-        blocker, backends, keeps_root = "", set(), False
-        for ext in self.moves:
-            needs = ext.move_needs(row)
-            blocker = blocker or needs.blocker
-            backends |= set(needs.backends)
-            keeps_root = keeps_root or needs.keeps_root
-        return MoveNeeds(blocker, tuple(sorted(backends)), keeps_root)
 
     def _request(self, row: Instance, needs: MoveNeeds, target: str) -> Request:
         policy, group_nodes = "", frozenset[str]()
@@ -252,7 +244,7 @@ class Evacuations:
                     continue  # it came back meanwhile
                 log.warning("node fenced by the HA pass (ha_auto_fence)", extra={"node_id": node_id})
             for row in store.instances_to_evacuate(node_id, inst.DELETING, ha_only=True):
-                done = self._move(row, self._needs(row), node_id, "", CONTROLLER)
+                done = self._move(row, combined_needs(self.moves, row), node_id, "", CONTROLLER)
                 moved += done.outcome != FAILED
         return moved
 

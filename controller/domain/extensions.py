@@ -6,7 +6,7 @@ extend, in the order given there. Nothing registers itself."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -100,6 +100,19 @@ class DesiredStateContributor(Protocol):
     entries an earlier one made (volumes and networks add to the instances')."""
 
     def contribute(self, node: Node, state: npb.NodeDesiredState) -> None: ...
+
+
+def combined_needs(features: Sequence[InstanceMoves], row: Instance) -> MoveNeeds:
+    """What every feature says about moving the instance, as one: the first
+    blocker, every backend the new node must reach, whether the root disk
+    comes along."""
+    blocker, backends, keeps_root = "", set(), False
+    for ext in features:
+        needs = ext.move_needs(row)
+        blocker = blocker or needs.blocker
+        backends |= set(needs.backends)
+        keeps_root = keeps_root or needs.keeps_root
+    return MoveNeeds(blocker, tuple(sorted(backends)), keeps_root)
 
 
 class InUseCheck(NamedTuple):

@@ -21,6 +21,7 @@ The phases, as the nodes see them:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from controller import clock
@@ -28,12 +29,11 @@ from controller.auth.principal import Principal
 from controller.db import compute as compute_store
 from controller.db import instances as instance_store
 from controller.db import live_migrations as store
-from controller.db import networks as net_store
 from controller.db import nodes as node_store
-from controller.db import volumes as volume_store
 from controller.db.database import write_transaction
 from controller.db.models import Instance, LiveMigration, Node
 from controller.domain.events import CONTROLLER, OK, Cause, EventLog, Outcome
+from controller.domain.extensions import InstanceMoves, combined_needs
 from controller.domain.instances import (
     ACTIVE,
     DELETING,
@@ -48,7 +48,6 @@ from controller.domain.node_registry import LiveView
 from controller.domain.periodic import Periodic
 from controller.domain.placement import Placement
 from controller.domain.scheduler import Request, schedule
-from controller.domain.volumes.types import SHARED_BACKENDS, is_shared
 from controller.errors import FailedPrecondition, InvalidArgument, KumoError, not_found
 from kumo.ids import is_uuid
 from kumo.v1 import compute_pb2 as cpb
@@ -95,8 +94,10 @@ class LiveMigrations:
         instances: Instances,
         placement: Placement,
         events: EventLog,
+        moves: Sequence[InstanceMoves],
     ) -> None:
         self.settings = settings
+        self.moves = tuple(moves)
         self.instances = instances
         self.placement = placement
         self.registry = instances.nodes.registry
@@ -155,15 +156,14 @@ class LiveMigrations:
                 f"cannot live-migrate instance {row.name!r}: its guest is not running",
                 reason="INSTANCE_NOT_RUNNING",
             )
-        backend = ""
-        for vol in volume_store.volumes_of_instance(row.id):
-            if not is_shared(vol.backend):
-                raise FailedPrecondition(
-                    f"cannot live-migrate instance {row.name!r}: volume {vol.id} is on its node's local "
-                    "storage (only shared-fs and rbd volumes move)",
-                    reason="LOCAL_VOLUME_ATTACHED",
-                )
-            backend = vol.backend
+        needs = combined_needs(self.moves, row)
+        if needs.blocker:
+            raise FailedPrecondition(
+                f"cannot live-migrate instance {row.name!r}: {needs.blocker} (only shared-fs and rbd "
+                "volumes move)",
+                reason="INSTANCE_HAS_LOCAL_VOLUMES",
+            )
+        backend = needs.backends[0] if needs.backends else ""
         return Request(
             row.vcpus, row.ram_mb, row.disk_gb, required_backend=backend, migrating_from=row.node_id
         )
@@ -361,12 +361,12 @@ class LiveMigrations:
                 row.id, {"node": m.target_node_id, "state": ACTIVE, "fault": ""}, now
             )
             instance_store.release(m.source_node_id, m.vcpus, m.ram_mb, m.disk_gb)
-            store.move_shared_volumes(row.id, m.source_node_id, m.target_node_id, SHARED_BACKENDS)
-            ports = net_store.ports_of_instances([row.id]).get(row.id, [])
-            peers = net_store.nodes_with_ports(network_ids=[p.network_id for p in ports])
-            tell = {m.source_node_id, m.target_node_id} | peers
+            tell = {m.source_node_id, m.target_node_id}
             for node_id in tell:
                 node_store.bump_desired_revision(node_id, now)
+            moved = instance_store.get_instance(row.id) or row
+            for ext in self.moves:  # ports, SNAT addresses, shared volumes
+                tell |= ext.instance_moved(moved, m.source_node_id, m.target_node_id, now)
             self.events.record(
                 "instance",
                 row.id,

@@ -33,7 +33,7 @@ from controller.db import nodes as node_store
 from controller.db.database import write_transaction
 from controller.db.models import Instance, InstanceMove, Node
 from controller.domain.events import CONTROLLER, Cause, EventLog
-from controller.domain.extensions import CreateBind, InstanceMoves
+from controller.domain.extensions import CreateBind, InstanceMoves, combined_needs
 from controller.domain.images import Images
 from controller.domain.instances import ACTIVE, OFF, RUNNING, STATE_NAMES, STOPPED, visible_instance
 from controller.domain.moves.plan import (
@@ -111,17 +111,14 @@ class MoveEngine:
     def constraint(self, row: Instance) -> str:
         """The storage backend a new node must reach ('' for none); raises when
         something of the instance cannot leave its node."""
-        backends: list[str] = []
-        for ext in self.extensions:
-            needs = ext.move_needs(row)
-            if needs.blocker:
-                raise FailedPrecondition(
-                    f"instance {row.name!r} cannot move: {needs.blocker}; detach them first "
-                    "(shared-fs and rbd volumes move with it)",
-                    reason="INSTANCE_HAS_LOCAL_VOLUMES",
-                )
-            backends += needs.backends
-        return backends[0] if backends else ""
+        needs = combined_needs(self.extensions, row)
+        if needs.blocker:
+            raise FailedPrecondition(
+                f"instance {row.name!r} cannot move: {needs.blocker}; detach them first "
+                "(shared-fs and rbd volumes move with it)",
+                reason="INSTANCE_HAS_LOCAL_VOLUMES",
+            )
+        return needs.backends[0] if needs.backends else ""
 
     # Start
 
