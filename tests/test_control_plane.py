@@ -85,9 +85,7 @@ def test_controllers_share_tokens_images_and_see_each_other(plane) -> None:  # t
     # and may reuse that check) within the documented bound, never later.
     for where in (on_a, on_b):
         if where is on_b:
-            wait_until(
-                lambda: time.monotonic() - revoked_at > TOKEN_CHECK_BOUND, what="the bound", base=5
-            )
+            wait_until(lambda: time.monotonic() - revoked_at > TOKEN_CHECK_BOUND, what="the bound", base=5)
         with pytest.raises(grpc.RpcError) as exc:
             where.identity.GetCurrentIdentity(idpb.GetCurrentIdentityRequest())
         assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
