@@ -54,7 +54,8 @@ def _client_proc(conn: Any, endpoint: str, ca: bytes, token: str, image: str, na
     conn.send((lat, errors))
 
 
-def scheduling() -> None:
+def scheduling(database_url: str = "", label: str = "SQLite") -> None:
+    from bench.fakecloud import cpu_seconds, load
     from bench.node_fleet_bench import _raise_fd_limit, worker
     from bench.procs import ControllerProc, make_image
     from kumo.v1 import compute_pb2 as pb
@@ -80,6 +81,7 @@ def scheduling() -> None:
             "KUMO_NODE_STATS_LOG_SECONDS": "0",
             "KUMO_INSTANCE_SYNC_SECONDS": "5",
         },
+        extra_args=["--database-url", database_url] if database_url else [],
     ).start()
     ctx = mp.get_context("spawn")
     procs: list[Any] = []
@@ -139,6 +141,7 @@ def scheduling() -> None:
             cconns.append(parent)
         for c in cconns:
             c.recv()
+        cpu0 = cpu_seconds(ctl.proc.pid)  # type: ignore[union-attr]
         start = time.perf_counter()
         for c in cconns:
             c.send("go")
@@ -149,10 +152,13 @@ def scheduling() -> None:
             lat.extend(got)
             errors += err
         wall = time.perf_counter() - start
+        cpu = cpu_seconds(ctl.proc.pid) - cpu0  # type: ignore[union-attr]
         print(
-            f"scheduling: {len(lat)} instances on {n_nodes} nodes with {n_clients} clients in {wall:.1f} s: "
-            f"{len(lat) / wall:.0f} placements/s; CreateInstance p50 {_pct(lat, 0.5) * 1000:.1f} ms, "
-            f"p99 {_pct(lat, 0.99) * 1000:.1f} ms; {errors} errors",
+            f"scheduling ({label}): {len(lat)} instances on {n_nodes} nodes with {n_clients} clients in "
+            f"{wall:.1f} s: {len(lat) / wall:.0f} placements/s; CreateInstance p50 "
+            f"{_pct(lat, 0.5) * 1000:.1f} ms, p99 {_pct(lat, 0.99) * 1000:.1f} ms; {errors} errors; "
+            f"controller CPU {cpu * 1000 / max(1, len(lat)):.1f} ms per placement "
+            f"({100 * cpu / wall:.0f}% of a core); {load()}",
             flush=True,
         )
         for p in clients:
@@ -262,9 +268,27 @@ def boot_latency() -> None:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def scheduling_postgres() -> None:
+    """The same run with the controller on a real PostgreSQL server."""
+    from bench.pg import PostgresServer
+
+    base = Path(tempfile.mkdtemp(prefix="kumo-sched-pg-"))
+    try:
+        server = PostgresServer(base / "pg").start()
+    except RuntimeError as exc:
+        print(f"scheduling (PostgreSQL): skipped: {exc}", flush=True)
+        return
+    try:
+        scheduling(server.create_database("kumo_sched"), "PostgreSQL")
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def main() -> None:
     boot_latency()
     scheduling()
+    scheduling_postgres()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import typer
-import yaml
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 from rich.console import Console
@@ -227,6 +226,8 @@ def emit(
         if fmt is Format.json:
             typer.echo(json.dumps(out, indent=2))
         else:
+            import yaml  # only -o yaml needs it (CLI start-up time)
+
             typer.echo(yaml.safe_dump(out, sort_keys=False).rstrip())
         return
     if fmt is Format.value:

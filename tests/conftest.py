@@ -29,7 +29,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     import shutil
     import tempfile
 
-    from tests.pg import PostgresServer
+    from bench.pg import PostgresServer
 
     # Not under pytest's tmp dir: its parents are 0700 root and the server runs as postgres.
     base = Path(tempfile.mkdtemp(prefix="kumo-pg-"))

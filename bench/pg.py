@@ -1,4 +1,6 @@
-"""A real, throwaway PostgreSQL server for the tests that are about PostgreSQL:
+"""A real, throwaway PostgreSQL server for the tests that are about PostgreSQL
+(and for the benchmarks that print a PostgreSQL figure; bench never imports
+tests/):
 initdb into a temp dir, listen on a free loopback port, trust auth. Runs the
 server as the `postgres` user when we are root (PostgreSQL refuses root)."""
 
