@@ -9,6 +9,7 @@ KUMO_BENCH_CLI_SERVERS (1000) changes the size."""
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -81,14 +82,16 @@ def main() -> None:
         env = _env(cloud)
         kumo = [sys.executable, "-m", "cli.main"]
         _wall([*kumo, "server", "list"], env)  # warm the page cache
-        lists = [_wall([*kumo, "server", "list"], env) for _ in range(RUNS)]
-        bare = [_wall([sys.executable, "-c", "pass"], env) for _ in range(RUNS)]
-        imports = [_wall([sys.executable, "-c", IMPORTS], env) for _ in range(RUNS)]
-        table(
-            [
-                (f"kumo server list, {SERVERS} servers (whole process)", f"{statistics.median(lists):.2f} s"),
-                ("of it: python start-up alone", f"{statistics.median(bare):.2f} s"),
-                ("of it: python start-up + the CLI's imports", f"{statistics.median(imports):.2f} s"),
-            ]
-        )
+        runs = {
+            f"kumo server list, {SERVERS} servers (whole process)": [*kumo, "server", "list"],
+            "of it: python start-up alone": [sys.executable, "-c", "pass"],
+            "of it: python start-up + the CLI's imports": [sys.executable, "-c", IMPORTS],
+        }
+        rows = []
+        for name, args in runs.items():
+            got = [_run(args, env) for _ in range(RUNS)]
+            wall = statistics.median(w for w, _ in got)
+            cpu = statistics.median(c for _, c in got)
+            rows.append((name, f"{wall:.2f} s wall, {cpu:.2f} s CPU"))
+        table(rows)
         print(f"  (median of {RUNS}; {load()})", flush=True)
