@@ -331,9 +331,10 @@ def scheduling_postgres() -> None:
     from bench.pg import PostgresServer
 
     base = Path(tempfile.mkdtemp(prefix="kumo-sched-pg-"))
+    base.chmod(0o755)  # the server runs as the postgres user
     try:
         server = PostgresServer(base / "pg").start()
-    except RuntimeError as exc:
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
         print(f"scheduling (PostgreSQL): skipped: {exc}", flush=True)
         return
     try:
