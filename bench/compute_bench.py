@@ -6,9 +6,13 @@
    placements per second and p50/p99 CreateInstance latency (placement is the
    claim committed: the call returns BUILDING). Anchors: Nova's scheduler
    ~4 placements/s, Kubernetes ~100 pods/s at 5,000 nodes; goal 500/s.
+   Controller CPU per placement is printed too (less noisy than the rate on a
+   shared machine), and the same run on PostgreSQL (bench/pg.py) after it.
 2. Boot latency of one real TCG guest: CreateInstance to the test image's
    marker on its serial console, next to `virsh create` of the same domain XML
-   on copies of the same disks, and the ratio (kumo's overhead).
+   on copies of the same disks, and the ratio (kumo's overhead), median of
+   BOOTS; kumo's path broken down by stage from the node's log (`desired
+   state` and `guest defined` carry their times).
 
 KUMO_BENCH_NODES, KUMO_BENCH_INSTANCES and KUMO_BENCH_CLIENTS change the sizes."""
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -27,6 +32,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = b"KUMO-TEST-IMAGE-BOOTED"
+BOOTS = 5
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -54,7 +60,8 @@ def _client_proc(conn: Any, endpoint: str, ca: bytes, token: str, image: str, na
     conn.send((lat, errors))
 
 
-def scheduling() -> None:
+def scheduling(database_url: str = "", label: str = "SQLite") -> None:
+    from bench.fakecloud import cpu_seconds, load
     from bench.node_fleet_bench import _raise_fd_limit, worker
     from bench.procs import ControllerProc, make_image
     from kumo.v1 import compute_pb2 as pb
@@ -80,6 +87,7 @@ def scheduling() -> None:
             "KUMO_NODE_STATS_LOG_SECONDS": "0",
             "KUMO_INSTANCE_SYNC_SECONDS": "5",
         },
+        extra_args=["--database-url", database_url] if database_url else [],
     ).start()
     ctx = mp.get_context("spawn")
     procs: list[Any] = []
@@ -139,6 +147,7 @@ def scheduling() -> None:
             cconns.append(parent)
         for c in cconns:
             c.recv()
+        cpu0 = cpu_seconds(ctl.proc.pid)  # type: ignore[union-attr]
         start = time.perf_counter()
         for c in cconns:
             c.send("go")
@@ -149,10 +158,13 @@ def scheduling() -> None:
             lat.extend(got)
             errors += err
         wall = time.perf_counter() - start
+        cpu = cpu_seconds(ctl.proc.pid) - cpu0  # type: ignore[union-attr]
         print(
-            f"scheduling: {len(lat)} instances on {n_nodes} nodes with {n_clients} clients in {wall:.1f} s: "
-            f"{len(lat) / wall:.0f} placements/s; CreateInstance p50 {_pct(lat, 0.5) * 1000:.1f} ms, "
-            f"p99 {_pct(lat, 0.99) * 1000:.1f} ms; {errors} errors",
+            f"scheduling ({label}): {len(lat)} instances on {n_nodes} nodes with {n_clients} clients in "
+            f"{wall:.1f} s: {len(lat) / wall:.0f} placements/s; CreateInstance p50 "
+            f"{_pct(lat, 0.5) * 1000:.1f} ms, p99 {_pct(lat, 0.99) * 1000:.1f} ms; {errors} errors; "
+            f"controller CPU {cpu * 1000 / max(1, len(lat)):.1f} ms per placement "
+            f"({100 * cpu / wall:.0f}% of a core); {load()}",
             flush=True,
         )
         for p in clients:
@@ -172,16 +184,55 @@ def scheduling() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _wait_marker(path: Path, timeout: float = 300) -> float:
+def _wait_marker(path: Path, timeout: float = 300, first_byte: list[float] | None = None) -> float:
+    """When MARKER shows in the console log (perf_counter); `first_byte` gets
+    when the log first held anything (time.time(), for the stage breakdown)."""
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
         try:
-            if MARKER in path.read_bytes():
+            data = path.read_bytes()
+            if data and first_byte is not None and not first_byte:
+                first_byte.append(time.time())
+            if MARKER in data:
                 return time.perf_counter()
         except OSError:
             pass
         time.sleep(0.02)
     raise TimeoutError(f"no marker in {path}")
+
+
+_FIELD = re.compile(r"(\w+)=(\S+)")
+STAGES = ("image_cache_ms", "disk_ms", "config_drive_ms", "define_ms", "start_ms")
+
+
+def _log_fields(log: str, message: str) -> list[dict[str, str]]:
+    """The key=value fields of each text-format log line with `message`."""
+    return [dict(_FIELD.findall(line)) for line in log.splitlines() if f" {message} " in f"{line} "]
+
+
+def _stages(
+    log: str, instance_id: str, called: float, answered: float, first_byte: float
+) -> dict[str, float]:
+    """One kumo boot by stage, in seconds, from the node's log (its `at`
+    times are time.time(), as `called` and `answered` are)."""
+    pushed = min(
+        (float(f["at"]) for f in _log_fields(log, "desired state") if float(f.get("at", 0)) >= called),
+        default=float("nan"),
+    )
+    defined = next((f for f in _log_fields(log, "guest defined") if f.get("instance") == instance_id), {})
+    began = float(defined.get("at", "nan"))
+    ms = {k: float(defined.get(k, 0)) / 1000 for k in STAGES}
+    return {
+        "API call (CreateInstance: schedule, claim, commit)": answered - called,
+        "desired state reaches the node (session push)": pushed - called,
+        "node starts the guest's reconcile": began - pushed,
+        "image cache": ms["image_cache_ms"],
+        "disk (qcow2 overlay)": ms["disk_ms"],
+        "config drive": ms["config_drive_ms"],
+        "define (libvirt)": ms["define_ms"],
+        "start (libvirt)": ms["start_ms"],
+        "start -> first console byte": first_byte - (began + sum(ms.values())),
+    }
 
 
 def boot_latency() -> None:
@@ -222,10 +273,20 @@ def boot_latency() -> None:
         _wait_marker(state / "instances" / warm.id / "console.log", 600)
         c.DeleteInstance(pb.DeleteInstanceRequest(id=warm.id))
         kumo_s, virsh_s = [], []
-        for i in range(3):
+        stages: list[dict[str, float]] = []
+        for i in range(BOOTS):
             t0 = time.perf_counter()
+            called = time.time()
             inst = c.CreateInstance(pb.CreateInstanceRequest(name=f"boot{i}", image=image.id, flavor="t"))
-            kumo_s.append(_wait_marker(state / "instances" / inst.id / "console.log") - t0)
+            answered = time.time()
+            first: list[float] = []
+            marker = _wait_marker(state / "instances" / inst.id / "console.log", first_byte=first)
+            kumo_s.append(marker - t0)
+            stage = _stages(node.log(), inst.id, called, answered, first[0] if first else float("nan"))
+            stage["first console byte -> marker (the guest booting)"] = (
+                called + (marker - t0) - (first[0] if first else float("nan"))
+            )
+            stages.append(stage)
             # The same domain XML on copies of the same disks, started by virsh.
             xml = subprocess.run(
                 [*virsh, "dumpxml", f"kumo-{inst.id}"], capture_output=True, text=True, check=True
@@ -246,10 +307,13 @@ def boot_latency() -> None:
             c.DeleteInstance(pb.DeleteInstanceRequest(id=inst.id))
         k, v = statistics.median(kumo_s), statistics.median(virsh_s)
         print(
-            f"boot latency (TCG, median of 3): kumo API call -> console marker {k:.2f} s; "
+            f"boot latency (TCG, median of {BOOTS}): kumo API call -> console marker {k:.2f} s; "
             f"virsh create -> marker {v:.2f} s; ratio {k / v:.2f} (kumo overhead {k - v:.2f} s)",
             flush=True,
         )
+        print(f"  kumo's path by stage (median of {BOOTS}; the stages overlap where a row says so):")
+        for name in stages[0]:
+            print(f"    {name:<52} {statistics.median(s[name] for s in stages) * 1000:8.0f} ms", flush=True)
     finally:
         if node is not None:
             node.stop()
@@ -262,9 +326,28 @@ def boot_latency() -> None:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def scheduling_postgres() -> None:
+    """The same run with the controller on a real PostgreSQL server."""
+    from bench.pg import PostgresServer
+
+    base = Path(tempfile.mkdtemp(prefix="kumo-sched-pg-"))
+    base.chmod(0o755)  # the server runs as the postgres user
+    try:
+        server = PostgresServer(base / "pg").start()
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        print(f"scheduling (PostgreSQL): skipped: {exc}", flush=True)
+        return
+    try:
+        scheduling(server.create_database("kumo_sched"), "PostgreSQL")
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def main() -> None:
     boot_latency()
     scheduling()
+    scheduling_postgres()
 
 
 if __name__ == "__main__":

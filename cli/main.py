@@ -2,49 +2,45 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import Annotated
 
 import grpc
 import typer
-import typer.rich_utils
 
 from cli import config
-from cli.commands import (
-    auth,
-    controller,
-    flavor,
-    image,
-    keypair,
-    node,
-    project,
-    role,
-    server,
-    server_group,
-    user,
-)
-from cli.commands import event as event_cmd
-from cli.commands import floating_ip as floating_ip_cmd
-from cli.commands import network as network_cmd
-from cli.commands import port as port_cmd
-from cli.commands import profile as profile_cmd
-from cli.commands import quota as quota_cmd
-from cli.commands import router as router_cmd
-from cli.commands import security_group as security_group_cmd
-from cli.commands import subnet as subnet_cmd
-from cli.commands import volume as volume_cmd
 from cli.errors import CliError
 from kumo import errorinfo
 
-app = typer.Typer(
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="kumo: a small, fast IaaS cloud.",
+# The sub-apps: (command, module under cli.commands, help). A command line
+# naming one imports only that module (most of the CLI's start-up time is
+# imports); help, completion and anything else build the whole tree.
+GROUPS: tuple[tuple[str, str, str], ...] = (
+    ("profile", "profile", "Stored logins: kumo login --profile NAME."),
+    ("project", "project", "Projects (tenants)."),
+    ("user", "user", "Users."),
+    ("role", "role", "Role assignments: who may do what in which project."),
+    ("quota", "quota", "Quotas: a project's limits and usage per resource."),
+    ("image", "image", "Disk images: upload, download, share."),
+    ("flavor", "flavor", "Flavors: instance sizes."),
+    ("keypair", "keypair", "SSH keypairs for instances."),
+    ("server-group", "server_group", "Server groups: affinity and anti-affinity."),
+    ("server", "server", "Servers (instances): real guests on the nodes."),
+    ("volume", "volume", "Volumes: disks to attach to servers, snapshots."),
+    ("network", "network", "Networks: virtual L2 segments across nodes."),
+    ("subnet", "subnet", "Subnets: address ranges of a network."),
+    ("port", "port", "Ports: a NIC's MAC and fixed IPs on a network."),
+    ("security-group", "security_group", "Security groups and their rules."),
+    ("router", "router", "Routers: a project's way out (SNAT) to an external network."),
+    ("floating-ip", "floating_ip", "Floating IPs: external addresses for ports."),
+    ("controller", "controller", "The controllers of the control plane (admin)."),
+    ("node", "node", "Nodes (hypervisor hosts) and their join tokens (admin)."),
+    ("event", "event", "The event log: who changed what, when, and how it ended."),
 )
 
 
-@app.callback()
 def root(
     profile: Annotated[
         str | None,
@@ -56,29 +52,47 @@ def root(
         config.chosen = profile
 
 
-auth.register(app)
-app.add_typer(profile_cmd.app, name="profile", help="Stored logins: kumo login --profile NAME.")
-app.add_typer(project.app, name="project", help="Projects (tenants).")
-app.add_typer(user.app, name="user", help="Users.")
-app.add_typer(role.app, name="role", help="Role assignments: who may do what in which project.")
-app.add_typer(quota_cmd.app, name="quota", help="Quotas: a project's limits and usage per resource.")
-app.add_typer(image.app, name="image", help="Disk images: upload, download, share.")
-app.add_typer(flavor.app, name="flavor", help="Flavors: instance sizes.")
-app.add_typer(keypair.app, name="keypair", help="SSH keypairs for instances.")
-app.add_typer(server_group.app, name="server-group", help="Server groups: affinity and anti-affinity.")
-app.add_typer(server.app, name="server", help="Servers (instances): real guests on the nodes.")
-app.add_typer(volume_cmd.app, name="volume", help="Volumes: disks to attach to servers, snapshots.")
-app.add_typer(network_cmd.app, name="network", help="Networks: virtual L2 segments across nodes.")
-app.add_typer(subnet_cmd.app, name="subnet", help="Subnets: address ranges of a network.")
-app.add_typer(port_cmd.app, name="port", help="Ports: a NIC's MAC and fixed IPs on a network.")
-app.add_typer(security_group_cmd.app, name="security-group", help="Security groups and their rules.")
-app.add_typer(
-    router_cmd.app, name="router", help="Routers: a project's way out (SNAT) to an external network."
-)
-app.add_typer(floating_ip_cmd.app, name="floating-ip", help="Floating IPs: external addresses for ports.")
-app.add_typer(controller.app, name="controller", help="The controllers of the control plane (admin).")
-app.add_typer(node.app, name="node", help="Nodes (hypervisor hosts) and their join tokens (admin).")
-app.add_typer(event_cmd.app, name="event", help="The event log: who changed what, when, and how it ended.")
+def build_app(only: str = "") -> typer.Typer:
+    """The CLI's command tree: every sub-app, or just the one named `only`
+    (with the top-level commands left out: that command line cannot reach them)."""
+    app = typer.Typer(
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        help="kumo: a small, fast IaaS cloud.",
+    )
+    app.callback()(root)
+    if not only:
+        from cli.commands import auth
+
+        auth.register(app)
+    for name, module, help_text in GROUPS:
+        if not only or name == only:
+            sub = importlib.import_module(f"cli.commands.{module}")
+            app.add_typer(sub.app, name=name, help=help_text)
+    return app
+
+
+def group_of(argv: list[str]) -> str:
+    """The sub-app a command line names ("" when it names none, asks for
+    completion, or is not one kumo knows: then the whole tree answers)."""
+    if any(k.startswith("_KUMO_COMPLETE") for k in os.environ) or "--show-completion" in argv:
+        return ""
+    args = iter(argv)
+    for arg in args:
+        if arg == "--profile":
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg if any(arg == name for name, _, _ in GROUPS) else ""
+        else:
+            return ""
+    return ""
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """`cli.main.app`: the whole tree (for tests and tools that walk it)."""
+    if name == "app":
+        return build_app()
+    raise AttributeError(name)
 
 
 def describe_rpc_error(exc: grpc.RpcError) -> str:
@@ -103,9 +117,11 @@ def help_width() -> int | None:
 
 
 def main() -> None:
-    typer.rich_utils.MAX_WIDTH = help_width()
+    width = help_width()
+    if width is not None:  # typer reads it when it first lays out help (it imports rich_utils late)
+        os.environ["TERMINAL_WIDTH"] = str(width)
     try:
-        app(prog_name="kumo")
+        build_app(group_of(sys.argv[1:]))(prog_name="kumo")
     except CliError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         sys.exit(exc.exit_code)

@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import typer
-import yaml
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 from rich.console import Console
@@ -206,6 +205,39 @@ def deleted(kind: str, item: Any) -> None:
     typer.echo(f"deleted {kind} {item.name} ({item.id})")
 
 
+def _width(text: str) -> int:
+    if text.isascii():
+        return len(text)
+    from rich.cells import cell_len
+
+    return cell_len(text)
+
+
+def _print_plain_table(headers: list[str], cells: list[list[str]]) -> bool:
+    """Prints a list's table as rich lays one out with box=None (one space of
+    padding each side of a cell), without rich: rich takes seconds for a
+    thousand rows. False (nothing printed) when rich must do it: a cell with a
+    line break, or a terminal too narrow for the table (rich wraps it)."""
+    if any("\n" in cell for line in cells for cell in line):
+        return False
+    widths = [max([_width(h)] + [_width(line[i]) for line in cells]) for i, h in enumerate(headers)]
+    tty = sys.stdout.isatty()
+    if tty:
+        import shutil
+
+        if sum(w + 2 for w in widths) > shutil.get_terminal_size().columns:
+            return False
+
+    def render(line: list[str]) -> str:
+        return "".join(f" {cell}{' ' * (w - _width(cell))} " for cell, w in zip(line, widths, strict=True))
+
+    head = render(headers)
+    out = [f"\x1b[1m{head}\x1b[0m" if tty else head, *(render(line) for line in cells)]
+    sys.stdout.write("\n".join(out) + "\n")
+    sys.stdout.flush()
+    return True
+
+
 def emit(
     data: Message | Sequence[Message] | dict[str, Any],
     fmt: Format,
@@ -227,6 +259,8 @@ def emit(
         if fmt is Format.json:
             typer.echo(json.dumps(out, indent=2))
         else:
+            import yaml  # only -o yaml needs it (CLI start-up time)
+
             typer.echo(yaml.safe_dump(out, sort_keys=False).rstrip())
         return
     if fmt is Format.value:
@@ -245,11 +279,15 @@ def emit(
             writer.writerow([_plain(_lookup(r, c[1])) for c in cols])
         typer.echo(buf.getvalue(), nl=False)
         return
+    if many:
+        cells = [[_cell(row, c) for c in cols] for row in rows]
+        if _print_plain_table([c[0] for c in cols], cells):
+            return
     console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 400)
     if many:
         table = Table(*[c[0] for c in cols], box=None, header_style="bold")
-        for row in rows:
-            table.add_row(*[_cell(row, c) for c in cols])
+        for line in cells:
+            table.add_row(*line)
         console.print(table)
     else:
         table = Table(show_header=False, box=None)

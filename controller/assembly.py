@@ -28,6 +28,7 @@ from controller.api.networks import NetworkInstanceApi, NetworkServicer
 from controller.api.node import NodeServicer
 from controller.api.node_agent import NodeAgentServicer, NodeEnrollmentServicer
 from controller.api.volumes import VolumeInstanceApi, VolumeServicer
+from controller.auth.principal_cache import PrincipalCache
 from controller.auth.tokens import TokenKeyring
 from controller.config import ControllerConfig
 from controller.db import compute as compute_store
@@ -178,7 +179,9 @@ def assemble(
     # The event log first: every feature that changes state records into it.
     events = EventLog(cfg.event_retention_seconds, cfg.event_prune_seconds)
     keyring = TokenKeyring(cfg.token_key_dir, legacy_file=cfg.shared_path / "token.key")
-    identity = Identity(keyring, cfg.token_ttl_seconds, PROJECT_IN_USE)
+    identity = Identity(
+        keyring, cfg.token_ttl_seconds, PROJECT_IN_USE, PrincipalCache(cfg.token_check_cache_seconds)
+    )
     nodes = Nodes(cfg, pki.ca, NODE_IN_USE, events, node_registry(cfg, events))
     quotas = Quotas(defaults_from(cfg))
     control_plane = ControlPlane(

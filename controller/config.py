@@ -31,6 +31,10 @@ class ControllerConfig:
     # Empty: SQLite file in the data directory. Else e.g. postgresql://user@host/db.
     database_url: str = ""
     token_ttl_seconds: int = 3600
+    # How long a token's database check (revoked? user, project enabled? role)
+    # is reused: a change made on another controller of the control plane takes
+    # effect here within this bound (one made here, at once). 0: every call checks.
+    token_check_cache_seconds: float = 2.0
     # How often this controller records that it is up (kumo controller list).
     controller_heartbeat_seconds: float = 5.0
     # Names and addresses put into the server certificate besides localhost.

@@ -145,6 +145,7 @@ class Controller:
         parts.migrations.start_sync()
         parts.drains.start_sync()
         parts.evacuations.start()
+        parts.events.start_writer()
         parts.events.start_prune()
         parts.control_plane.register(
             advertised(self.cfg.listen, self.port),
@@ -188,6 +189,7 @@ class Controller:
         events = [s.stop(grace) for s in (self.public_server, self.node_server) if s is not None]
         for ev in events:
             ev.wait()
+        self.parts.events.stop_writer()  # after the last call: its event is written too
         if self.metrics_server is not None:
             self.metrics_server.stop()
         self._close_database()

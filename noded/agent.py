@@ -501,7 +501,12 @@ class Agent:
             self.revision = update.revision
             log.info(
                 "desired state",
-                extra={"node_id": self.node_id, "revision": update.revision, "full": update.full},
+                extra={
+                    "node_id": self.node_id,
+                    "revision": update.revision,
+                    "full": update.full,
+                    "at": time.time(),  # when it arrived (the boot-latency benchmark's stages)
+                },
             )
             self.reconciler.set_desired(self.desired, self.revision)
             if self.desired.rotate_certificate:

@@ -357,6 +357,38 @@ def test_an_event_that_cannot_be_written_is_logged_and_counted(
     assert sum(r.message == "event not written" for r in caplog.records) == 2
 
 
+def test_batched_call_events_are_all_written_in_order(fresh_db: None) -> None:
+    """With the writer running, calls queue their events; a flush (ListEvents
+    does one) sees every one of them, in call order."""
+    log = EventLog(retention_seconds=0, prune_seconds=60)
+    log.start_writer()
+    try:
+        for i in range(900):  # more than one batch
+            log.record_call("instance", f"i{i}", "start", "p", Cause("r"), OK, "", "m")
+        rows, _ = log.list(ADMIN, EventQuery(None), 2000, "")
+    finally:
+        log.stop_writer()
+    assert [r.resource_id for r in rows] == [f"i{i}" for i in range(900)]
+    assert log.write_failures == 0
+
+
+def test_batched_call_events_that_cannot_be_written_are_counted(
+    fresh_db: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = EventLog(retention_seconds=0, prune_seconds=60)
+    db.execute_sql("DROP TABLE event")
+    log.start_writer()
+    try:
+        with caplog.at_level(logging.ERROR, logger="kumo.events"):
+            for i in range(3):
+                log.record_call("instance", f"i{i}", "start", "p", Cause("r"), OK, "", "m")
+            log.flush()
+    finally:
+        log.stop_writer()
+    assert log.write_failures == 3
+    assert sum(r.message == "event not written" for r in caplog.records) == 3
+
+
 @pytest.mark.postgres
 def test_events_on_postgres(postgres, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The same log on PostgreSQL: calls and refusals recorded, pages in order,

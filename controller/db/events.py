@@ -27,6 +27,11 @@ def insert_event(**fields: Any) -> None:
     Event.insert(**fields).execute()
 
 
+def insert_events(rows: list[dict[str, Any]]) -> None:
+    """Many events in one statement (each row: the columns insert_event takes)."""
+    Event.insert_many(rows).execute()
+
+
 def list_events(q: EventQuery, page_size: int, page_token: str) -> tuple[list[Event], str]:
     query = Event.select()
     if q.project_id is not None:

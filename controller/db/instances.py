@@ -14,9 +14,10 @@ from controller.errors import AlreadyExists
 
 
 def insert_instance(**fields: Any) -> Instance:
+    """Inserts in the caller's write transaction, with no savepoint of its
+    own: a name taken raises ALREADY_EXISTS, which rolls that transaction back."""
     try:
-        with db.atomic():
-            return Instance.create(**fields)
+        return Instance.create(**fields)
     except peewee.IntegrityError:
         raise AlreadyExists(
             f"an instance named {fields['name']!r} already exists in this project", reason="INSTANCE_EXISTS"
@@ -157,7 +158,9 @@ def candidates(only: list[str] | None = None) -> list[tuple[Any, ...]]:
     )
     if only is not None:
         query = query.where(Node.id.in_(only))
-    return list(query)
+    # The driver's rows as they are: every create reads up to SAMPLE of them,
+    # and peewee's per-column conversion cost as much as the query itself.
+    return list(db.execute(query).fetchall())
 
 
 def ensure_usage_row(node_id: str) -> None:
@@ -167,8 +170,17 @@ def ensure_usage_row(node_id: str) -> None:
 def claim(node_id: str, vcpus: int, ram_mb: int, disk_gb: int, caps: tuple[float, float, float]) -> bool:
     """Adds a claim to a node only if it still fits under `caps` (capacity
     times allocation ratio). The check and the write are one statement, so
-    two racing claims cannot both fit, on SQLite or PostgreSQL."""
+    two racing claims cannot both fit, on SQLite or PostgreSQL. The node's
+    usage row is made on its first claim (without it the UPDATE changes nothing)."""
+    if _add_claim(node_id, vcpus, ram_mb, disk_gb, caps):
+        return True
+    if NodeUsage.select().where(NodeUsage.node == node_id).exists():
+        return False  # it does not fit
     ensure_usage_row(node_id)
+    return _add_claim(node_id, vcpus, ram_mb, disk_gb, caps)
+
+
+def _add_claim(node_id: str, vcpus: int, ram_mb: int, disk_gb: int, caps: tuple[float, float, float]) -> bool:
     n = (
         NodeUsage.update(
             vcpus_used=NodeUsage.vcpus_used + vcpus,

@@ -9,7 +9,7 @@ from typing import Any
 
 import peewee
 
-from controller.db.database import db, write_transaction
+from controller.db.database import db, is_sqlite, write_transaction
 from controller.db.models import JoinToken, Node
 from controller.db.paging import paginate
 from controller.errors import AlreadyExists
@@ -209,6 +209,22 @@ def fenced_nodes() -> dict[str, float]:
 
 def delete_node(node_id: str) -> int:
     return Node.delete().where(Node.id == node_id).execute()
+
+
+def bump_desired_revisions(node_ids: set[str], now: float) -> None:
+    """bump_desired_revision for many nodes. SQLite: one statement (its write
+    lock is the whole database's). PostgreSQL: one node at a time in id order,
+    so two transactions bumping overlapping sets never lock rows in a cycle
+    (an UPDATE of many rows locks them in scan order)."""
+    if not node_ids:
+        return
+    if is_sqlite():
+        Node.update(desired_revision=Node.desired_revision + 1, update_time=now).where(
+            Node.id.in_(sorted(node_ids))
+        ).execute()
+        return
+    for node_id in sorted(node_ids):
+        bump_desired_revision(node_id, now)
 
 
 def bump_desired_revision(node_id: str, now: float) -> int:

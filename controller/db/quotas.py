@@ -1,10 +1,16 @@
 """Queries for quota limits and usage counters. A charge is one conditional
 UPDATE (used + n <= limit in its WHERE), so racing charges for the last unit
 cannot both succeed, on SQLite or PostgreSQL (where the row lock makes the
-second re-check the committed count)."""
+second re-check the committed count). `add_all_within` charges every
+resource of a create in that one statement, the limits read inside it."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import peewee
+
+from controller.db.database import is_sqlite
 from controller.db.models import QuotaLimit, QuotaUsage
 
 
@@ -58,6 +64,41 @@ def add_within(project_id: str, resource: str, n: int, limit: int) -> bool:
     # No counter yet (a project's first of this resource): make it, try again.
     QuotaUsage.insert(project=project_id, resource=resource, used=0).on_conflict_ignore().execute()
     return _add(project_id, resource, n, limit) == 1
+
+
+def add_all_within(project_id: str, amounts: list[tuple[str, int]], defaults: dict[str, int]) -> set[str]:
+    """Adds each amount to its counter if it stays within the project's limit
+    (its own, else `defaults`; negative: no limit), in one statement that reads
+    the limits itself. Returns the resources charged: a missing counter or
+    one that would go over is left alone (the caller looks at those)."""
+    amount = peewee.Case(QuotaUsage.resource, amounts)
+    own = QuotaLimit.select(QuotaLimit.hard_limit).where(
+        (QuotaLimit.project == QuotaUsage.project) & (QuotaLimit.resource == QuotaUsage.resource)
+    )
+    limit = peewee.fn.COALESCE(own, peewee.Case(QuotaUsage.resource, list(defaults.items())))
+    names = [r for r, _ in amounts]
+    which: Any = names
+    if not is_sqlite():
+        # PostgreSQL locks the rows an UPDATE changes in scan order, which
+        # changes as rows get new versions: lock them in the callers' one order
+        # first (the amounts' order), so two charges never wait in a cycle.
+        which = (
+            QuotaUsage.select(QuotaUsage.resource)
+            .where((QuotaUsage.project == project_id) & QuotaUsage.resource.in_(names))
+            .order_by(peewee.Case(QuotaUsage.resource, [(r, i) for i, r in enumerate(names)]))
+            .for_update()
+        )
+    query = (
+        QuotaUsage.update(used=QuotaUsage.used + amount)
+        .where(
+            (QuotaUsage.project == project_id)
+            & QuotaUsage.resource.in_(which)
+            & ((limit < 0) | (QuotaUsage.used + amount <= limit))
+        )
+        .returning(QuotaUsage.resource)
+        .tuples()
+    )
+    return {r for (r,) in query.execute()}
 
 
 def subtract(project_id: str, resource: str, n: int) -> None:

@@ -22,6 +22,10 @@ log = logging.getLogger("kumo.compute")
 DEFAULT_TAIL = 4096
 # How long GetConsoleOutput waits for the node's log before it answers with the last report.
 LIVE_LOG_TIMEOUT = 3.0
+# GetConsoleOutput with tail_lines asks the node for about this much a line
+# (at least MIN_TAIL), more only when that held fewer lines than asked.
+LINE_BYTES = 256
+MIN_TAIL = 8192
 
 
 class Consoles:
@@ -49,6 +53,17 @@ class Consoles:
             return self.relay.open(row.node_id, row.id, npb.CONSOLE_KIND_INTERACTIVE, 0)
         return self.relay.open(row.node_id, row.id, npb.CONSOLE_KIND_FOLLOW, tail_bytes or DEFAULT_TAIL)
 
+    def _live_tail(self, node_id: str, instance_id: str, lines: int) -> bytes:
+        """Enough of the node's log for its last `lines` lines (0: all it keeps):
+        a guess of LINE_BYTES a line, grown while it held fewer lines than asked,
+        so a poll for a few lines does not move a megabyte."""
+        want = CONSOLE_LIMIT if not lines else min(CONSOLE_LIMIT, max(MIN_TAIL, lines * LINE_BYTES))
+        while True:
+            data = self.relay.log(node_id, instance_id, want, LIVE_LOG_TIMEOUT)
+            if want >= CONSOLE_LIMIT or len(data) < want or data.count(b"\n") > lines:
+                return data
+            want = min(CONSOLE_LIMIT, want * 4)
+
     def output(self, caller: Principal, instance_id: str, lines: int) -> str:
         """The node's log now when it answers; else the last report it sent."""
         if lines < 0:
@@ -57,7 +72,7 @@ class Consoles:
         data = None
         if row.node_id:
             try:
-                data = self.relay.log(row.node_id, row.id, CONSOLE_LIMIT, LIVE_LOG_TIMEOUT)
+                data = self._live_tail(row.node_id, row.id, lines)
             except KumoError as exc:
                 log.debug("console log from the last report", extra={"instance": row.id, "why": exc.message})
         text = store.get_console(row.id) if data is None else data.decode("utf-8", "replace")

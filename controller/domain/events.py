@@ -6,10 +6,11 @@ Two kinds of writes, and what happens when one cannot be made (disk full):
   change, so the two commit together or not at all. If the event cannot be
   written, the change fails too, and the caller sees the error (an RPC
   answers it; a sync pass logs it and runs again).
-- `record_call`: the event of an API call, written after the call in its
-  own transaction (a refused call made no change to write it with). If it
-  cannot be written, the call's answer stands; the failure is logged at
-  error level and counted in `write_failures`, never dropped silently."""
+- `record_call`: the event of an API call, written after the call (a
+  refused call made no change to write it with), in batches by one writer
+  thread (event_batches.py: concurrent calls share one write transaction).
+  If it cannot be written, the call's answer stands; the failure is logged
+  at error level and counted in `write_failures`, never dropped silently."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import logging
 import re
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from controller import clock
 from controller.auth.principal import Principal
@@ -24,6 +26,7 @@ from controller.db import events as store
 from controller.db.database import write_transaction
 from controller.db.events import EventQuery
 from controller.db.models import Event
+from controller.domain.event_batches import EventBatches
 from controller.domain.periodic import Periodic
 from controller.errors import InvalidArgument, KumoError
 
@@ -80,6 +83,40 @@ def _clean(text: str, limit: int) -> str:
     return text.replace("\x00", "")[:limit]
 
 
+def _row(
+    resource_type: str,
+    resource_id: str,
+    action: str,
+    project_id: str,
+    cause: Cause,
+    outcome: Outcome,
+    message: str,
+    method: str,
+) -> dict[str, Any]:
+    """An event row's columns (its time is now: a queued row keeps its place in order)."""
+    return {
+        "id": clock.new_id(),
+        "time": clock.now(),
+        "request_id": _clean(cause.request_id, 128),
+        "user_id": _clean(cause.user_id, 36),
+        "user_name": _clean(cause.user_name, 64),
+        "project_id": _clean(project_id, 36),
+        "resource_type": _clean(resource_type, 64),
+        "resource_id": _clean(resource_id, 64),
+        "action": _clean(action, 64),
+        "ok": outcome.ok,
+        "error_code": _clean(outcome.error_code, 32),
+        "error_reason": _clean(outcome.error_reason, 64),
+        "message": _clean(message, 4096),
+        "method": _clean(method, 128),
+    }
+
+
+def _write_rows(rows: list[dict[str, Any]]) -> None:
+    with write_transaction():
+        store.insert_events(rows)
+
+
 class EventLog:
     """Writes and lists events, and prunes those older than the retention
     (`retention_seconds`; 0 keeps them forever) every `prune_seconds`."""
@@ -89,6 +126,7 @@ class EventLog:
         self._prune = Periodic("event-prune", prune_seconds, self.prune_once, log)
         self._lock = threading.Lock()
         self._write_failures = 0
+        self._batches = EventBatches(_write_rows, self._not_written)
 
     @property
     def write_failures(self) -> int:
@@ -109,20 +147,7 @@ class EventLog:
     ) -> None:
         """Writes one event in the caller's transaction (or its own, outside one)."""
         store.insert_event(
-            id=clock.new_id(),
-            time=clock.now(),
-            request_id=_clean(cause.request_id, 128),
-            user_id=_clean(cause.user_id, 36),
-            user_name=_clean(cause.user_name, 64),
-            project_id=_clean(project_id, 36),
-            resource_type=_clean(resource_type, 64),
-            resource_id=_clean(resource_id, 64),
-            action=_clean(action, 64),
-            ok=outcome.ok,
-            error_code=_clean(outcome.error_code, 32),
-            error_reason=_clean(outcome.error_reason, 64),
-            message=_clean(message, 4096),
-            method=_clean(method, 128),
+            **_row(resource_type, resource_id, action, project_id, cause, outcome, message, method)
         )
 
     def record_call(
@@ -137,24 +162,43 @@ class EventLog:
         method: str,
     ) -> None:
         """The event of an API call, after it: never raises (see the module doc).
-        Also the way to record a refusal found inside a transaction that then
-        rolls back (a quota refused): write it after, outside that transaction."""
+        Queued for the batch writer when it runs (`start_writer`), else written
+        here. Also the way to record a refusal found inside a transaction that
+        then rolls back (a quota refused): write it after, outside that transaction."""
+        row = _row(resource_type, resource_id, action, project_id, cause, outcome, message, method)
+        if self._batches.put(row):
+            return
         try:
-            with write_transaction():
-                self.record(resource_type, resource_id, action, project_id, cause, outcome, message, method)
-        except Exception:
-            with self._lock:
-                self._write_failures += 1
-                failures = self._write_failures
-            log.exception(
-                "event not written",
-                extra={
-                    "method": method,
-                    "resource_id": resource_id,
-                    "action": action,
-                    "event_write_failures": failures,
-                },
-            )
+            _write_rows([row])
+        except Exception as exc:
+            self._not_written(row, exc)
+
+    def _not_written(self, row: dict[str, Any], exc: Exception) -> None:
+        with self._lock:
+            self._write_failures += 1
+            failures = self._write_failures
+        log.error(
+            "event not written",
+            exc_info=exc,
+            extra={
+                "method": row["method"],
+                "resource_id": row["resource_id"],
+                "action": row["action"],
+                "event_write_failures": failures,
+            },
+        )
+
+    def start_writer(self) -> None:
+        """API-call events from now on go to the batch writer (one thread)."""
+        self._batches.start()
+
+    def stop_writer(self) -> None:
+        """Writes the queued API-call events, then stops the writer."""
+        self._batches.stop()
+
+    def flush(self) -> None:
+        """Waits until the API-call events queued so far are written."""
+        self._batches.flush()
 
     def list(
         self, caller: Principal, query: EventQuery, page_size: int, page_token: str
@@ -180,6 +224,7 @@ class EventLog:
                 query.start_time,
                 query.end_time,
             )
+        self.flush()  # the caller's own finished calls are listed
         return store.list_events(query, page_size, page_token)
 
     # Retention

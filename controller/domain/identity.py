@@ -16,6 +16,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from controller import clock
 from controller.auth.principal import Principal, Role
+from controller.auth.principal_cache import PrincipalCache
 from controller.auth.tokens import TokenClaims, TokenSigner
 from controller.db import identity as store
 from controller.db.database import write_transaction
@@ -57,9 +58,17 @@ class IssuedToken:
 
 
 class Identity:
-    def __init__(self, signer: TokenSigner, token_ttl: float, in_use: Sequence[InUseCheck] = ()) -> None:
+    def __init__(
+        self,
+        signer: TokenSigner,
+        token_ttl: float,
+        in_use: Sequence[InUseCheck] = (),
+        principals: PrincipalCache | None = None,
+    ) -> None:
         self.signer = signer
         self.token_ttl = token_ttl
+        # Recent token checks (bounded staleness; cleared by every change made here).
+        self.principals = principals or PrincipalCache(0)
         # What keeps a project from being deleted (every feature's resources).
         self.in_use = tuple(in_use)
         self.hasher = PasswordHasher()
@@ -157,9 +166,19 @@ class Identity:
 
     def principal_for(self, token: str) -> Principal:
         """What the interceptor calls on every RPC: signature and expiry first
-        (no I/O), then revocation, user, project and role from the database."""
+        (no I/O), then revocation, user, project and role from the database,
+        or from what it said less than `principals.max_age` seconds ago."""
         now = clock.now()
         claims = self.signer.verify(token, now)
+        cached = self.principals.get(token)
+        if cached is not None:
+            return cached
+        generation, checked_at = self.principals.generation(), self.principals.now()
+        principal = self._check(claims)
+        self.principals.put(token, principal, generation, checked_at)
+        return principal
+
+    def _check(self, claims: TokenClaims) -> Principal:
         found = store.token_context(claims.token_id)
         if found is None:
             raise Unauthenticated("token is not known (revoked or expired)", reason="TOKEN_REVOKED")
@@ -182,10 +201,13 @@ class Identity:
     def revoke(self, caller: Principal, token_id: str) -> None:
         if not token_id or token_id == caller.token_id:
             store.revoke_token(caller.token_id)
+            self.principals.clear()
             return
         if not caller.is_admin:
             raise PermissionDenied("only admins can revoke other tokens")
-        if store.revoke_token(token_id) == 0:
+        revoked = store.revoke_token(token_id)
+        self.principals.clear()
+        if revoked == 0:
             raise not_found("token", token_id)
 
     # Projects
@@ -222,7 +244,9 @@ class Identity:
         row = self._must_project(project_id)
         if fields.get("enabled") is False and project_id == caller.project_id:
             raise FailedPrecondition("you cannot disable the project your token is scoped to")
-        return store.update_project(row, fields, clock.now())
+        updated = store.update_project(row, fields, clock.now())
+        self.principals.clear()
+        return updated
 
     def delete_project(self, caller: Principal, project_id: str) -> None:
         """Deletes an empty project: no resources, no members (the caller's
@@ -243,6 +267,7 @@ class Identity:
                         count=n,
                     )
             store.delete_project(row.id)
+        self.principals.clear()
 
     # Users
 
@@ -297,6 +322,7 @@ class Identity:
         updated = store.update_user(row, fields, clock.now())
         if fields.get("enabled") is False:
             store.revoke_user_tokens(row.id)
+        self.principals.clear()
         return updated
 
     def delete_user(self, caller: Principal, user_id: str) -> None:
@@ -304,6 +330,7 @@ class Identity:
         if row.id == caller.user_id:
             raise FailedPrecondition("you cannot delete yourself")
         store.delete_user(row.id)
+        self.principals.clear()
 
     def set_password(self, caller: Principal, user_id: str, new_password: str, current_password: str) -> None:
         check_password(new_password, "new_password")
@@ -319,6 +346,7 @@ class Identity:
                 raise PermissionDenied("current_password is wrong", reason="WRONG_CURRENT_PASSWORD") from None
         store.update_user(row, {"password_hash": self.hasher.hash(new_password)}, clock.now())
         store.revoke_user_tokens(row.id)
+        self.principals.clear()
 
     # Role assignments
 
@@ -330,6 +358,7 @@ class Identity:
         def make() -> RoleAssignment:
             user, project = self._must_user(user_id), self._must_project(project_id)
             store.grant_role(user.id, project.id, int(role), clock.now())
+            self.principals.clear()
             return self._assignment(user.id, project.id, role)
 
         return idempotent_create(
@@ -363,7 +392,9 @@ class Identity:
     def revoke_role(self, caller: Principal, user_id: str, project_id: str, role: Role) -> None:
         if user_id == caller.user_id and project_id == caller.project_id and role == Role.ADMIN:
             raise FailedPrecondition("you cannot remove your own admin role on the project you are using")
-        if store.revoke_role(user_id, project_id, int(role)) == 0:
+        revoked = store.revoke_role(user_id, project_id, int(role))
+        self.principals.clear()
+        if revoked == 0:
             raise NotFound(
                 f"user {user_id!r} has no {role.name.lower()} role on project {project_id!r}",
                 reason="ROLE_ASSIGNMENT_NOT_FOUND",

@@ -120,14 +120,17 @@ def node_presence(live: LiveView | None, fenced: bool = False) -> str:
     return NODE_REPORTING if live.connected and live.heard and live.status != NODE_DOWN else NODE_AWAY
 
 
-def power_state(row: Instance, live: LiveView | None) -> int:
+def power_state(row: Instance, live: LiveView | None, powers: Mapping[str, int] | None = None) -> int:
     """The instance's kumo.v1.PowerState: what its node last reported, or
     UNKNOWN when that report cannot be trusted (node DOWN, or not heard from
-    since this controller started, nor by the controller holding its session)."""
+    since this controller started, nor by the controller holding its session). `powers`: the
+    node's guests' power states by instance id, made once for a page of rows."""
     if not row.node_id:
         return cpb.POWER_STATE_NO_GUEST
     if live is None or live.status == NODE_DOWN or not (live.heard or live.elsewhere):
         return cpb.POWER_STATE_UNKNOWN
+    if powers is not None:
+        return powers.get(row.id) or cpb.POWER_STATE_NO_GUEST
     for guest in live.guests:
         if guest.instance_id == row.id:
             # GuestPowerState and PowerState share their numbers (1..5).
@@ -217,7 +220,12 @@ class Instances:
     def power_states(self, rows: Sequence[Instance]) -> list[int]:
         """Each row's power_state(), one registry snapshot per node."""
         lives = {nid: self.nodes.registry.snapshot(nid) for nid in {r.node_id for r in rows if r.node_id}}
-        return [power_state(r, lives.get(r.node_id)) for r in rows]
+        powers = {
+            nid: {g.instance_id: g.power_state for g in live.guests}
+            for nid, live in lives.items()
+            if live is not None
+        }
+        return [power_state(r, lives.get(r.node_id), powers.get(r.node_id)) for r in rows]
 
     # Create
 

@@ -106,8 +106,15 @@ class Quotas:
         if not wanted:
             return
         assert db.in_transaction(), "quota charges belong in the caller's write transaction"
+        # One statement charges every counter that exists and fits; only a
+        # project's first charge of a resource, or a refusal, costs more.
+        charged = store.add_all_within(project_id, wanted, {r: self.defaults[r] for r, _ in wanted})
+        if len(charged) == len(wanted):
+            return
         limits = self.limits(project_id)
         for resource, n in wanted:
+            if resource in charged:
+                continue
             limit = limits[resource]
             if not store.add_within(project_id, resource, n, limit):
                 used = store.used(project_id, resource)

@@ -17,10 +17,8 @@ class NodeChanges:
 
     def bump(self, node_ids: Iterable[str]) -> set[str]:
         """Bumps the nodes' desired revision (inside the write transaction)."""
-        now = clock.now()
         out = set(node_ids)
-        for node_id in sorted(out):
-            node_store.bump_desired_revision(node_id, now)
+        node_store.bump_desired_revisions(out, clock.now())
         return out
 
     def notify(self, node_ids: Iterable[str]) -> None:
