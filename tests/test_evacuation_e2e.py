@@ -73,6 +73,7 @@ def cloud() -> Iterator[dict]:
     shared.mkdir()
     shared.chmod(0o755)
     second = None
+    env: dict = {}
     try:
         with libvirt_cloud(
             base,
@@ -90,10 +91,13 @@ def cloud() -> Iterator[dict]:
             assert joined.returncode == 0, joined.stderr
             second = NodedProc(state_b, node_args(shared)).start()
             wait_until(lambda: len(ready_nodes(c["admin"])) == 2, what="both nodes READY", base=60, step=0.2)
-            yield {**c, "shared": shared}
+            env = {**c, "shared": shared}
+            yield env
     finally:
         if second is not None:
             second.stop()
+        if "node" in env and env["node"] is not c["node"]:
+            env["node"].stop()  # node A's daemon restarted by the test
         destroy_guests(str(base))
         shutil.rmtree(base, ignore_errors=True)
 
