@@ -33,7 +33,11 @@ from tests.waits import diagnose, wait_until
 
 pytestmark = pytest.mark.e2e
 
-TICKER = b"(while :; do echo KUMO-UP $(cut -d. -f1 /proc/uptime); sleep 1; done) &\r"
+# Typed again until it answers (the shell may not read its console yet right
+# after boot); the guard keeps a second copy from starting a second ticker.
+TICKER = (
+    b'[ -z "$KT" ] && { KT=1; (while :; do echo KUMO-UP $(cut -d. -f1 /proc/uptime); sleep 1; done) & }\r'
+)
 TICK = re.compile(rb"KUMO-UP (\d+)\r?\n")
 
 
@@ -92,11 +96,13 @@ def start_ticks(admin: Client, instance_id: str) -> None:
 
     def ask() -> Iterator[pb.AttachConsoleRequest]:
         yield pb.AttachConsoleRequest(id=instance_id, mode=pb.CONSOLE_MODE_READ_WRITE)
-        yield pb.AttachConsoleRequest(data=TICKER)
-        answered.wait(30)  # the input side stays open until the answer came
+        deadline = time.monotonic() + 85
+        while not answered.is_set() and time.monotonic() < deadline:
+            yield pb.AttachConsoleRequest(data=TICKER)
+            answered.wait(4)  # the input side stays open until the answer came
 
     seen = b""
-    stream = admin.compute.AttachConsole(ask(), timeout=30)
+    stream = admin.compute.AttachConsole(ask(), timeout=90)
     try:
         for msg in stream:
             seen += msg.data
