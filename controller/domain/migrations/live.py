@@ -43,6 +43,7 @@ from controller.domain.instances import (
     Instances,
     desired_instance,
 )
+from controller.domain.moves.cold import find_node
 from controller.domain.node_registry import DOWN as NODE_DOWN
 from controller.domain.node_registry import LiveView
 from controller.domain.periodic import Periodic
@@ -116,13 +117,6 @@ class LiveMigrations:
             raise InvalidArgument(f"name: {ref!r} names instances in several projects; give the id")
         return rows[0]
 
-    @staticmethod
-    def find_node(ref: str) -> Node:
-        row = node_store.get_node(ref) if is_uuid(ref) else Node.get_or_none(Node.name == ref)
-        if row is None:
-            raise not_found("node", ref)
-        return row
-
     def list(
         self, page_size: int, page_token: str, instance_id: str, node_id: str, state: int
     ) -> tuple[list[LiveMigration], str]:
@@ -132,7 +126,7 @@ class LiveMigrations:
 
     def migrate(self, caller: Principal, ref: str, node_ref: str) -> Instance:
         row = self.find_instance(caller, ref)
-        target = self.find_node(node_ref).id if node_ref else ""
+        target = find_node(node_ref).id if node_ref else ""
         self.begin(row, target, Cause.of(caller))
         return self.instances.get(caller, row.id)
 
