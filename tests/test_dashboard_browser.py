@@ -62,9 +62,16 @@ def sign_in(browser: Any, cloud: dict, user: str) -> None:
     wait_until(lambda: "Overview of" in browser.page_source, what=f"{user} logged in", base=30)
 
 
+def text_of(browser: Any, css: str) -> str:
+    """The element's visible text, read in one script call: htmx swaps live
+    parts of the page, so an element found first and read second can be gone."""
+    return browser.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.innerText.trim() : '';", css
+    )
+
+
 def row_state(browser: Any, table_row: str) -> str:
-    found = browser.find_elements(By.CSS_SELECTOR, f"{table_row} .badge")
-    return found[0].text if found else ""
+    return text_of(browser, f"{table_row} .badge")
 
 
 def test_the_session_cookie_as_the_browser_holds_it(browser: Any, cloud: dict) -> None:
@@ -157,7 +164,7 @@ def test_make_a_volume_and_attach_it(browser: Any, cloud: dict) -> None:
 
     def in_use() -> bool:
         browser.get(f"{cloud['dash'].url}/servers/{server.id}")
-        return "IN_USE" in browser.find_element(By.ID, "attached").text
+        return "IN_USE" in text_of(browser, "#attached")
 
     wait_until(in_use, what="data1 attached", base=30)
     vol = next(
@@ -170,7 +177,7 @@ def test_type_into_the_serial_console_in_the_browser(browser: Any, cloud: dict) 
     server = cloud["server"]
     browser.get(f"{cloud['dash'].url}/servers/{server.id}/console")
     wait_until(
-        lambda: browser.find_element(By.ID, "console-status").text == "connected",
+        lambda: text_of(browser, "#console-status") == "connected",
         what="console connected",
         base=30,
     )
@@ -232,6 +239,13 @@ def test_delete_everything(browser: Any, cloud: dict) -> None:
     wait_until(detached, what="data1 detached", base=30)
     browser.get(f"{cloud['dash'].url}/servers/{server.id}")
     browser.find_element(By.CSS_SELECTOR, "#actions button.danger").click()  # Delete
+    # The form's POST navigates to the list; mark that page, not the one left behind.
+    wait_until(
+        lambda: browser.current_url.rstrip("/").endswith("/servers")
+        and browser.execute_script("return document.readyState") == "complete",
+        what="the server list after the delete",
+        base=30,
+    )
     browser.execute_script("window.kumoMarker = 'not reloaded';")
     wait_until(
         lambda: not browser.find_elements(By.CSS_SELECTOR, 'tr[data-name="web1"]'),
