@@ -108,7 +108,7 @@ def test_boots_under_libvirt_and_reads_its_config_drive(image: Path, workdir: Pa
     instance_id = str(uuid.uuid4())
     config = make_config_drive(workdir, instance_id, "e2e-guest")
     log = workdir / "serial.log"
-    name = f"kumo-e2e-{instance_id[:8]}"
+    name = f"e2e-guest-{instance_id[:8]}"
     xml = workdir / "domain.xml"
     xml.write_text(DOMAIN_XML.format(name=name, disk=disk, config=config, log=log))
     virsh = ["virsh", "-c", "qemu:///system"]

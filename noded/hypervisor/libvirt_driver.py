@@ -265,14 +265,19 @@ class LibvirtDriver(HypervisorDriver):
         return str(self.instances_dir.resolve())
 
     def _owned(self, dom: libvirt.virDomain) -> bool:
-        """Whether this node daemon manages the domain (guests defined before
-        owners were recorded have none, and count as ours)."""
+        """Whether this node daemon manages the domain. A guest defined before
+        owners were recorded has none: it counts as ours only if its files are
+        in our instances directory, so a `kumo-` domain someone else made on a
+        shared libvirtd is never ours to reconcile away."""
         try:
             xml = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, OWNER_NS, 0)
+            owner = ET.fromstring(xml).text or ""
         except libvirt.libvirtError:
-            return True
-        owner = ET.fromstring(xml).text or ""
-        return owner in ("", self.owner)
+            owner = ""
+        if owner:
+            return owner == self.owner
+        instance_id = dom.name().removeprefix(DOMAIN_PREFIX)
+        return bool(instance_id) and (self.instances_dir / instance_id).is_dir()
 
     def _domain(self, conn: libvirt.virConnect, instance_id: str) -> libvirt.virDomain | None:
         try:
