@@ -46,6 +46,8 @@ pytestmark = pytest.mark.postgres
 
 NODES = 4
 GRACE = 6.0
+# How long a revoked token may still pass another controller's check (its cache).
+TOKEN_CHECK_BOUND = ControllerConfig().token_check_cache_seconds
 ENV = {
     "KUMO_CONTROLLER_HEARTBEAT_SECONDS": "0.5",
     "KUMO_NODE_HEARTBEAT_SECONDS": "1",
@@ -134,9 +136,6 @@ def plane(postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
 
 def holder_of(plane: dict[str, Any], node: npb.Node) -> ControllerProc:
     return plane["ctls"][plane["ids"].index(node.controller_id)]
-
-
-TOKEN_CHECK_BOUND = ControllerConfig().token_check_cache_seconds
 
 
 def test_every_controller_sees_every_node_and_lists_its_sessions(plane: dict[str, Any]) -> None:
