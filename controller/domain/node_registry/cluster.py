@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import TYPE_CHECKING
+import threading
 
 from controller.db.nodes import ClusterRow
 from controller.domain.node_registry.live import READY, Live
+from controller.domain.node_registry.writer import StateWriter
 from controller.errors import Unauthenticated
 from kumo.v1 import node_agent_pb2 as apb
 from kumo.v1 import node_pb2
-
-if TYPE_CHECKING:
-    from controller.domain.node_registry.registry import NodeRegistry
 
 
 def _inventory(text: str) -> node_pb2.NodeInventory | None:
@@ -38,22 +36,33 @@ def _usage(text: str) -> node_pb2.NodeUsage | None:
     return node_pb2.NodeUsage(**values) if values else None
 
 
-def apply(registry: NodeRegistry, rows: list[ClusterRow], now: float, mono: float) -> None:
+def apply(
+    entries: dict[str, Live],
+    lock: threading.Lock,
+    writer: StateWriter,
+    *,
+    me: str,
+    grace: float,
+    controller_lost_seconds: float,
+    rows: list[ClusterRow],
+    now: float,
+    mono: float,
+) -> None:
     """On the registry's loop: the database's view into the entries this
-    controller holds no session for; DOWN for nodes no live controller holds."""
-    me = registry.controller_id
+    controller (`me`) holds no session for; DOWN for nodes no live controller
+    holds. `lock` is the one that guards the registry's readers' copies."""
     present = set()
     gone: list[Live] = []
-    with registry._lock:
+    with lock:
         for row in rows:
             present.add(row.node_id)
-            live = registry.live.get(row.node_id)
+            live = entries.get(row.node_id)
             if live is None:
-                live = registry.live[row.node_id] = Live(row.node_id, last_seen=mono)
+                live = entries[row.node_id] = Live(row.node_id, last_seen=mono)
             if live.session is not None:
                 continue  # held here: this controller's memory is the truth
             holder = "" if row.holder == me else row.holder
-            up = bool(holder) and now - row.holder_seen <= registry.controller_lost_seconds
+            up = bool(holder) and now - row.holder_seen <= controller_lost_seconds
             if up:
                 live.last_seen = mono  # the grace period counts from when its controller was lost
             live.status = row.status
@@ -70,13 +79,13 @@ def apply(registry: NodeRegistry, rows: list[ClusterRow], now: float, mono: floa
             if (
                 row.status == READY
                 and not up
-                and now - row.last_heartbeat_time > registry.grace
-                and mono - live.last_seen > registry.grace
+                and now - row.last_heartbeat_time > grace
+                and mono - live.last_seen > grace
             ):
-                registry.writer.set_status(row.node_id, "DOWN", holder)
-        for node_id in [n for n in registry.live if n not in present]:
-            gone.append(registry.live.pop(node_id))
+                writer.set_status(row.node_id, "DOWN", holder)
+        for node_id in [n for n in entries if n not in present]:
+            gone.append(entries.pop(node_id))
     for live in gone:  # deleted through another controller
         if live.session is not None:
             live.session.close(Unauthenticated("this node has been deleted", reason="NODE_DELETED"))
-        registry.writer.forget(live.node_id)
+        writer.forget(live.node_id)

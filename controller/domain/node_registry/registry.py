@@ -364,7 +364,17 @@ class NodeRegistry:
     async def _refresh_peers(self) -> None:
         assert self.loop is not None
         rows = await self.loop.run_in_executor(self.writer.executor, store.cluster_rows)
-        cluster.apply(self, rows, clock.now(), time.monotonic())
+        cluster.apply(
+            self.live,
+            self._lock,
+            self.writer,
+            me=self.controller_id,
+            grace=self.grace,
+            controller_lost_seconds=self.controller_lost_seconds,
+            rows=rows,
+            now=clock.now(),
+            mono=time.monotonic(),
+        )
 
     async def _flusher(self) -> None:
         while True:
