@@ -15,9 +15,11 @@ from dashboard import (
     auth_pages,
     console,
     network_pages,
+    server_group_pages,
     server_pages,
     settings_pages,
     storage_pages,
+    topology_edit_pages,
 )
 from dashboard.config import DashboardConfig
 from dashboard.security import SecurityHeaders
@@ -37,6 +39,8 @@ def build_app(cfg: DashboardConfig) -> Starlette:
         *server_pages.routes(web),
         *storage_pages.routes(web),
         *network_pages.routes(web),
+        *topology_edit_pages.routes(web),
+        *server_group_pages.routes(web),
         *admin_pages.routes(web),
         *settings_pages.routes(web),
         *console.routes(web),

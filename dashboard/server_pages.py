@@ -73,6 +73,7 @@ def routes(web: Web) -> list[Route]:
             flavors=list_all(api.compute.ListFlavors, cpb.ListFlavorsRequest(), "flavors"),
             networks=list_all(api.networks.ListNetworks, npb.ListNetworksRequest(), "networks"),
             keypairs=list_all(api.compute.ListKeypairs, cpb.ListKeypairsRequest(), "keypairs"),
+            groups=list_all(api.compute.ListServerGroups, cpb.ListServerGroupsRequest(), "server_groups"),
         )
 
     def launch(ctx: Ctx) -> Response:
@@ -87,6 +88,7 @@ def routes(web: Web) -> list[Route]:
                 image=f.required("image"),
                 flavor=f.required("flavor"),
                 keypair=f.get("keypair"),
+                server_group_id=f.get("server_group"),
                 user_data=user_data.encode(),
                 networks=[cpb.NetworkRequest(network=network)] if network else [],
                 request_id=f.get("request_id") or str(uuid.uuid4()),

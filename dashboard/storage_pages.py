@@ -73,8 +73,14 @@ def routes(web: Web) -> list[Route]:
         rows = list_all(api.volumes.ListVolumes, vpb.ListVolumesRequest(), "volumes")
         snaps = list_all(api.volumes.ListVolumeSnapshots, vpb.ListVolumeSnapshotsRequest(), "snapshots")
         servers = list_all(api.compute.ListInstances, cpb.ListInstancesRequest(), "instances")
+        types = list_all(api.volumes.ListVolumeTypes, vpb.ListVolumeTypesRequest(), "volume_types")
         return ctx.render(
-            "volumes.html", volumes=rows, snapshots=snaps, servers={s.id: s.name for s in servers}
+            "volumes.html",
+            volumes=rows,
+            snapshots=snaps,
+            servers={s.id: s.name for s in servers},
+            types=types,
+            type_names={t.id: t.name for t in types},
         )
 
     def create_volume(ctx: Ctx) -> Response:
@@ -85,6 +91,7 @@ def routes(web: Web) -> list[Route]:
                     name=f.required("name", 63),
                     size_gb=f.integer("size_gb", 1, 16384),
                     source_snapshot_id=f.get("snapshot"),
+                    volume_type_id=f.get("volume_type"),
                 ),
                 request_id=f.get("request_id") or str(uuid.uuid4()),
             )

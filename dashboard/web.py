@@ -53,8 +53,9 @@ class FormError(Exception):
 class Form:
     """A submitted form's fields, with the checks every handler needs."""
 
-    def __init__(self, fields: dict[str, str]) -> None:
+    def __init__(self, fields: dict[str, str], lists: dict[str, list[str]] | None = None) -> None:
         self.fields = fields
+        self.lists = lists or {}
 
     def get(self, name: str, default: str = "") -> str:
         return self.fields.get(name, default).strip()
@@ -78,6 +79,13 @@ class Form:
         if not low <= value <= high:
             raise FormError(f"{name}: between {low} and {high}")
         return value
+
+    def many(self, name: str, max_items: int = 32) -> list[str]:
+        """Every value of a repeated field (checkboxes, a multiple select), blanks dropped."""
+        values = [v.strip() for v in self.lists.get(name, []) if v.strip()]
+        if len(values) > max_items:
+            raise FormError(f"{name}: at most {max_items} values")
+        return values
 
     def choice(self, name: str, choices: dict[str, Any]) -> Any:
         value = self.get(name)
@@ -170,16 +178,20 @@ class Web:
             if session is None:
                 return self.to_login(request)
             fields: dict[str, str] = {}
+            lists: dict[str, list[str]] = {}
             if request.method != "GET":
                 if read_form:
                     form = await request.form()
                     fields = {k: v for k, v in form.items() if isinstance(v, str)}
+                    for k, v in form.multi_items():
+                        if isinstance(v, str):
+                            lists.setdefault(k, []).append(v)
                 given = request.headers.get(CSRF_HEADER) or fields.get(CSRF_FIELD, "")
                 if not session.csrf_ok(given):
                     return self.error(
                         request, session, "missing or wrong CSRF token [PERMISSION_DENIED]", 403
                     )
-            ctx = Ctx(self, request, session, Form(fields), dict(request.path_params))
+            ctx = Ctx(self, request, session, Form(fields, lists), dict(request.path_params))
             try:
                 return await run_in_threadpool(fn, ctx)
             except grpc.RpcError as exc:

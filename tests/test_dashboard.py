@@ -29,9 +29,10 @@ PAGES = [
     "/networks",
     "/security-groups",
     "/keypairs",
+    "/server-groups",
     "/settings",
 ]
-ADMIN_PAGES = ["/admin/nodes", "/admin/projects", "/admin/flavors", "/admin/quotas", "/admin/events"]
+ADMIN_PAGES = ["/admin/nodes", "/admin/projects", "/admin/flavors", "/admin/volume-types", "/admin/quotas", "/admin/events"]
 
 
 @pytest.fixture(scope="module")
