@@ -24,6 +24,7 @@ from dashboard import (
 from dashboard.config import DashboardConfig
 from dashboard.security import SecurityHeaders
 from dashboard.sessions import SessionStore
+from dashboard.throttle import LoginThrottle
 from dashboard.web import Web
 from kumo.client import Client
 
@@ -33,7 +34,8 @@ STATIC = Path(__file__).parent / "static"
 def build_app(cfg: DashboardConfig) -> Starlette:
     """The ASGI app for `cfg`; every API call goes through one TLS channel to cfg.endpoint."""
     login_client = Client.connect(cfg.endpoint, cfg.ca_pem, timeout=cfg.api_timeout)
-    web = Web(cfg, SessionStore(cfg.idle_seconds), login_client)
+    store = SessionStore(cfg.sessions_file, cfg.idle_seconds, login_client)
+    web = Web(cfg, store, login_client, LoginThrottle(cfg.login_limits))
     routes = [
         *auth_pages.routes(web),
         *server_pages.routes(web),

@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from dashboard import listing
 from dashboard.config import DashboardConfig
 from dashboard.sessions import COOKIE, Session, SessionStore
+from dashboard.throttle import LoginThrottle
 from kumo.client import Client
 from kumo.errorinfo import describe_rpc_error
 from kumo.v1 import compute_pb2 as cpb
@@ -123,9 +124,12 @@ Handler = Callable[[Ctx], Response]
 class Web:
     """Templates and the page wrapper, shared by every page module."""
 
-    def __init__(self, cfg: DashboardConfig, store: SessionStore, login_client: Client) -> None:
+    def __init__(
+        self, cfg: DashboardConfig, store: SessionStore, login_client: Client, throttle: LoginThrottle
+    ) -> None:
         self.cfg = cfg
         self.store = store
+        self.throttle = throttle
         self.login_client = login_client  # no token: Authenticate only
         self.env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
         self.env.filters.update(when=listing.when, size=listing.size)
@@ -174,9 +178,10 @@ class Web:
         """An endpoint running `fn` for a logged-in session; a POST must carry the CSRF token."""
 
         async def endpoint(request: Request) -> Response:
-            session = self.session_of(request)
+            sid = request.cookies.get(COOKIE, "")
+            session, expired = self.store.lookup(sid) if sid else (None, False)
             if session is None:
-                return self.to_login(request)
+                return self.to_login(request, EXPIRED_URL if expired else "/login")
             fields: dict[str, str] = {}
             lists: dict[str, list[str]] = {}
             if request.method != "GET":

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 
 from kumo.v1 import compute_pb2 as cpb
@@ -32,7 +33,14 @@ PAGES = [
     "/server-groups",
     "/settings",
 ]
-ADMIN_PAGES = ["/admin/nodes", "/admin/projects", "/admin/flavors", "/admin/volume-types", "/admin/quotas", "/admin/events"]
+ADMIN_PAGES = [
+    "/admin/nodes",
+    "/admin/projects",
+    "/admin/flavors",
+    "/admin/volume-types",
+    "/admin/quotas",
+    "/admin/events",
+]
 
 
 @pytest.fixture(scope="module")
@@ -383,3 +391,89 @@ def test_networks_and_security_group_forms(cloud: dict) -> None:
         for r in alice.networks.GetSecurityGroup(npb.GetSecurityGroupRequest(id=sg.id)).rules
         if r.id == added.id
     ]
+
+
+def login_message(html: str) -> str:
+    m = re.search(r'id="login-message">([^<]*)<', html)
+    return m.group(1) if m else ""
+
+
+def try_login(dash: DashboardProc, ctl: ControllerProc, user: str, password: str) -> httpx.Response:
+    client = https(ctl, dash.url)
+    page = client.get("/login")
+    return client.post("/login", data={"csrf_token": csrf_of(page.text), "user": user, "password": password})
+
+
+def test_repeated_failed_logins_are_refused_for_a_while(cloud: dict, tmp_path: Path) -> None:
+    """Per user name (even with the right password then) and per client address; both end."""
+    ctl = cloud["ctl"]
+    args = ["--login-max-user-failures", "2", "--login-max-address-failures", "4", "--login-lockout", "3"]
+    dash = DashboardProc(ctl, tmp_path, cloud["dash"].cert_file, cloud["dash"].key_file, extra_args=args)
+    dash.start()
+    try:
+        for _ in range(2):
+            assert try_login(dash, ctl, "dash-alice", "wrong").status_code == 401
+        locked = try_login(dash, ctl, "dash-alice", "password-123")
+        assert locked.status_code == 429, locked.text
+        line = login_message(locked.text)
+        assert line.startswith("too many failed logins for user dash-alice: try again in ")
+        assert line.endswith(" s [RESOURCE_EXHAUSTED]") and int(locked.headers["retry-after"]) >= 1
+        assert "kumo_session" not in locked.headers.get("set-cookie", "")
+        # Another user from the same address is still let in (2 failures < 4).
+        assert try_login(dash, ctl, "dash-bob", "password-123").status_code == 303
+        wait_for(
+            lambda: try_login(dash, ctl, "dash-alice", "password-123").status_code == 303,
+            timeout=30,
+            step=0.5,
+            what="the user's lockout to end",
+        )
+        # Guessing across many user names trips the address's limit (its 2 failures above count).
+        answers = [try_login(dash, ctl, f"nobody-{i}", "guess").status_code for i in range(3)]
+        assert answers == [401, 401, 429], answers
+        by_address = try_login(dash, ctl, "dash-bob", "password-123")
+        assert by_address.status_code == 429
+        assert login_message(by_address.text).startswith("too many failed logins from this address")
+        wait_for(
+            lambda: try_login(dash, ctl, "dash-bob", "password-123").status_code == 303,
+            timeout=30,
+            step=0.5,
+            what="the address's lockout to end",
+        )
+    finally:
+        dash.stop()
+
+
+def test_sessions_survive_a_dashboard_restart_and_logout_ends_them(cloud: dict, tmp_path: Path) -> None:
+    ctl = cloud["ctl"]
+    dash = DashboardProc(ctl, tmp_path, cloud["dash"].cert_file, cloud["dash"].key_file).start()
+    try:
+        kept, _ = login(dash, ctl, "dash-alice", "password-123")
+        ended, ended_csrf = login(dash, ctl, "dash-alice", "password-123")
+        ended_sid = ended.cookies["kumo_session"]
+        assert ended.post("/logout", data={"csrf_token": ended_csrf}).status_code == 303
+        state = tmp_path / "dashboard-state"
+        db = state / "sessions.db"
+        assert oct(db.stat().st_mode & 0o777) == "0o600" and oct(state.stat().st_mode & 0o777) == "0o700"
+        sid = kept.cookies["kumo_session"]
+        assert sid.encode() not in db.read_bytes(), "rows are keyed by the id's hash"
+        dash.stop()
+        dash.start()
+        kept.base_url = dash.url  # type: ignore[misc]
+        page = kept.get("/servers")
+        assert page.status_code == 200 and "dash-alice" in page.text, page.headers.get("location")
+        # The CSRF token came through the restart too.
+        token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page.text)
+        assert token
+        made = kept.post("/keypairs", data={"name": "after-restart", "csrf_token": token.group(1)})
+        assert made.status_code == 200 and "PRIVATE KEY" in made.text
+        stale = https(ctl, dash.url, cookies={"kumo_session": ended_sid})
+        assert stale.get("/servers").headers["location"] == "/login"
+        import sqlite3
+
+        with sqlite3.connect(db) as rows:
+            assert rows.execute("SELECT count(*) FROM sessions").fetchone()[0] == 1
+    finally:
+        dash.stop()
+        for kp in cloud["alice"].compute.ListKeypairs(cpb.ListKeypairsRequest()).keypairs:
+            if kp.name == "after-restart":
+                cloud["alice"].compute.DeleteKeypair(cpb.DeleteKeypairRequest(id=kp.id))
