@@ -148,8 +148,8 @@ def routes(web: Web) -> list[Route]:
         return ctx.redirect("/security-groups", "rule deleted")
 
     def keypairs(ctx: Ctx) -> Response:
-        rows = list_all(ctx.api.compute.ListKeypairs, cpb.ListKeypairsRequest(), "keypairs")
-        return ctx.render("keypairs.html", keypairs=rows)
+        page = ctx.page_of(ctx.api.compute.ListKeypairs, cpb.ListKeypairsRequest(), "keypairs")
+        return ctx.render("keypairs.html", keypairs=page.items, page=page)
 
     def create_keypair(ctx: Ctx) -> Response:
         f = ctx.form

@@ -112,6 +112,15 @@ class Ctx:
     def render(self, template: str, status: int = 200, **values: Any) -> HTMLResponse:
         return self.web.render(template, status, session=self.session, request=self.request, **values)
 
+    def page_of(self, call: Callable[[Any], Any], request: Any, field: str, path: str = "") -> listing.Page:
+        """The page of a list the URL names (`?page=&trail=&size=`), linked to its neighbours at `path`."""
+        try:
+            return listing.one_page(
+                call, request, field, path or self.request.url.path, self.request.query_params
+            )
+        except ValueError as exc:
+            raise FormError(str(exc)) from None
+
     def redirect(self, url: str, flash: str = "") -> Response:
         if flash:
             self.session.flash("ok", flash)

@@ -21,10 +21,11 @@ from selenium.webdriver.support.ui import Select
 
 from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import image_pb2 as ipb
+from kumo.v1 import node_pb2 as npb
 from kumo.v1 import volume_pb2 as vpb
 from tests.cloudutil import fake_cloud
 from tests.dashboardutil import DashboardProc, dashboard_cert, login, one_line_error
-from tests.harness import two_tenants
+from tests.harness import ADMIN_PASSWORD, two_tenants
 from tests.waits import wait_until
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
@@ -53,11 +54,11 @@ def cloud(tmp_path_factory: pytest.TempPathFactory, dashboard_key: bytes) -> Ite
             dash.stop()
 
 
-def sign_in(browser: Any, cloud: dict, user: str) -> None:
+def sign_in(browser: Any, cloud: dict, user: str, password: str = "password-123") -> None:
     browser.delete_all_cookies()
     browser.get(cloud["dash"].url + "/login")
     browser.find_element(By.ID, "user").send_keys(user)
-    browser.find_element(By.ID, "password").send_keys("password-123")
+    browser.find_element(By.ID, "password").send_keys(password)
     browser.find_element(By.ID, "login").click()
     wait_until(lambda: "Overview of" in browser.page_source, what=f"{user} logged in", base=30)
 
@@ -150,12 +151,23 @@ def test_make_a_volume_and_attach_it(browser: Any, cloud: dict) -> None:
     browser.get(cloud["dash"].url + "/volumes")
     browser.find_element(By.ID, "volume-name").send_keys("data1")
     browser.find_element(By.ID, "volume-create").click()
-
-    def available() -> bool:
-        browser.get(cloud["dash"].url + "/volumes")
-        return row_state(browser, 'tr[data-name="data1"]') == "AVAILABLE"
-
-    wait_until(available, what="data1 AVAILABLE", base=30)
+    wait_until(
+        lambda: (
+            browser.current_url.rstrip("/").endswith("/volumes")
+            and browser.execute_script("return document.readyState") == "complete"
+            and row_state(browser, 'tr[data-name="data1"]')
+        ),
+        what="the volume list after the create",
+        base=30,
+    )
+    browser.execute_script("window.kumoMarker = 'not reloaded';")
+    wait_until(
+        lambda: row_state(browser, 'tr[data-name="data1"]') == "AVAILABLE",
+        what="data1's badge to turn AVAILABLE by itself",
+        base=30,
+        step=0.2,
+    )
+    assert browser.execute_script("return window.kumoMarker") == "not reloaded", "the page was reloaded"
     server = cloud["server"]
     browser.get(f"{cloud['dash'].url}/servers/{server.id}")
     assert not one_line_error(browser.page_source), one_line_error(browser.page_source)
@@ -226,17 +238,51 @@ def test_a_reader_sees_no_write_buttons_and_a_forged_post_is_refused(browser: An
     )
 
 
+def test_node_states_and_overcommitted_capacity_update_without_reloading(browser: Any, cloud: dict) -> None:
+    """The bars are the scheduler's view: web1's flavor claimed against inventory
+    times the allocation ratio (vCPU 4, the controller's default)."""
+    admin = cloud["admin"]
+    (node,) = admin.nodes.ListNodes(npb.ListNodesRequest()).nodes
+    a = node.allocation
+    assert a.cpu_allocation_ratio == 4 and a.allocatable_vcpus == 4 * node.inventory.vcpus
+    assert a.allocatable_memory_mb == node.inventory.memory_mb and a.allocated_vcpus == 1
+    assert a.allocated_memory_mb == 512
+    sign_in(browser, cloud, "admin", ADMIN_PASSWORD)
+    browser.get(cloud["dash"].url + "/admin/nodes")
+    row = f'tr[data-id="{node.id}"]'
+    bar = browser.execute_script(
+        "const g = document.querySelector(arguments[0] + ' g.bar[data-label=\\'vCPU x4\\']');"
+        "return g ? [g.dataset.fraction, g.textContent] : null;",
+        row,
+    )
+    assert bar and bar[1].endswith(f"1 / {a.allocatable_vcpus}"), bar
+    assert float(bar[0]) == round(1 / a.allocatable_vcpus, 3)
+    browser.execute_script("window.kumoMarker = 'not reloaded';")
+    admin.nodes.DisableNode(npb.DisableNodeRequest(id=node.id, reason="by the test"))
+    try:
+        wait_until(
+            lambda: row_state(browser, row) == "DISABLED", what="the node's badge to turn DISABLED", base=30
+        )
+    finally:
+        admin.nodes.EnableNode(npb.EnableNodeRequest(id=node.id))
+    wait_until(lambda: row_state(browser, row) == "READY", what="the node's badge back to READY", base=30)
+    assert browser.execute_script("return window.kumoMarker") == "not reloaded", "the page was reloaded"
+
+
 def test_delete_everything(browser: Any, cloud: dict) -> None:
     sign_in(browser, cloud, "br-alice")
     server = cloud["server"]
     browser.get(f"{cloud['dash'].url}/servers/{server.id}")
     browser.find_element(By.CSS_SELECTOR, "#attached button").click()  # Detach
-
-    def detached() -> bool:
-        browser.get(cloud["dash"].url + "/volumes")
-        return row_state(browser, 'tr[data-name="data1"]') == "AVAILABLE"
-
-    wait_until(detached, what="data1 detached", base=30)
+    browser.get(cloud["dash"].url + "/volumes")
+    browser.execute_script("window.kumoMarker = 'not reloaded';")
+    wait_until(
+        lambda: row_state(browser, 'tr[data-name="data1"]') == "AVAILABLE",
+        what="data1 detached, seen without a reload",
+        base=30,
+        step=0.2,
+    )
+    assert browser.execute_script("return window.kumoMarker") == "not reloaded"
     browser.get(f"{cloud['dash'].url}/servers/{server.id}")
     browser.find_element(By.CSS_SELECTOR, "#actions button.danger").click()  # Delete
     # The form's POST navigates to the list; mark that page, not the one left behind.

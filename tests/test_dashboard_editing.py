@@ -223,3 +223,46 @@ def test_another_projects_ids_are_the_same_as_missing_ones(cloud: dict) -> None:
     assert bob.networks.GetSubnet(npb.GetSubnetRequest(id=sub.id)).id == sub.id
     assert bob.networks.GetPort(npb.GetPortRequest(id=port.id)).id == port.id
     assert bob.compute.GetServerGroup(cpb.GetServerGroupRequest(id=group.id)).id == group.id
+
+
+def names_on(html: str) -> list[str]:
+    return re.findall(r'<tr data-name="([^"]+)"><td>', html)
+
+
+def link(html: str, cls: str) -> str:
+    m = re.search(rf'<a href="([^"]+)" class="{cls}"', html)
+    return m.group(1).replace("&amp;", "&") if m else ""
+
+
+def test_lists_page_through_the_apis_page_tokens(cloud: dict) -> None:
+    alice = cloud["alice"].compute
+    made = [f"pk-{i}" for i in range(7)]
+    for name in made:
+        alice.CreateKeypair(cpb.CreateKeypairRequest(keypair=cpb.Keypair(name=name)))
+    client, _ = login(cloud["dash"], cloud["ctl"], "ed-alice", "password-123")
+    first = client.get("/keypairs?size=3").text
+    pages = [names_on(first)]
+    assert not link(first, "prev-page") and "page 1" in first
+    html = first
+    while nxt := link(html, "next-page"):
+        html = client.get(nxt).text
+        pages.append(names_on(html))
+    assert [len(p) for p in pages] == [3, 3, 1] and sorted(n for p in pages for n in p) == sorted(made), pages
+    assert "page 3" in html
+    back = client.get(link(html, "prev-page")).text
+    assert names_on(back) == pages[1] and "page 2" in back
+    start = client.get(link(back, "prev-page")).text
+    assert names_on(start) == pages[0] and not link(start, "prev-page")
+    bad = client.get("/keypairs?page=bm90LWEtdG9rZW4")
+    assert bad.status_code == 400 and one_line_error(bad.text).endswith("[INVALID_ARGUMENT]")
+    # Filters ride along the links (the event log's resource type).
+    admin, _ = login(cloud["dash"], cloud["ctl"])
+    events = admin.get("/admin/events?type=keypair&size=2").text
+    assert "type=keypair" in link(events, "next-page")
+    # The live parts poll the page they are on.
+    for path, body in (("/volumes", 'id="volume-rows"'), ("/admin/nodes", 'id="node-rows"')):
+        rows = admin.get(f"{path}/rows?size=5", headers={"HX-Request": "true"})
+        assert rows.status_code == 200 and rows.text.lstrip().startswith(f"<tbody {body}"), path
+        assert f'hx-get="{path}/rows?size=5"' in rows.text
+    for kp in alice.ListKeypairs(cpb.ListKeypairsRequest()).keypairs:
+        alice.DeleteKeypair(cpb.DeleteKeypairRequest(id=kp.id))
