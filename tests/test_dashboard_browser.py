@@ -21,6 +21,7 @@ from selenium.webdriver.support.ui import Select
 
 from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import image_pb2 as ipb
+from kumo.v1 import network_pb2 as netpb
 from kumo.v1 import node_pb2 as npb
 from kumo.v1 import volume_pb2 as vpb
 from tests.cloudutil import fake_cloud
@@ -318,3 +319,62 @@ def test_delete_everything(browser: Any, cloud: dict) -> None:
         i for i in alice.images.ListImages(ipb.ListImagesRequest()).images if i.project_id == cloud["a"].id
     ]
     _ = time
+
+
+def test_build_a_network_with_a_router_and_a_port_in_the_browser(browser: Any, cloud: dict) -> None:
+    """Subnet, router and its interface, a port with a security group, a server
+    group: each form in the page, each result in the page that follows and at the API."""
+    sign_in(browser, cloud, "br-alice")
+    url = cloud["dash"].url
+    browser.get(url + "/networks")
+    form = browser.find_element(By.ID, "network-form")
+    form.find_element(By.NAME, "name").send_keys("br-net")
+    form.find_element(By.CSS_SELECTOR, "button").click()
+    wait_until(lambda: text_of(browser, 'tr[data-name="br-net"]'), what="br-net listed", base=30)
+    Select(browser.find_element(By.ID, "subnet-network")).select_by_visible_text("br-net")
+    browser.find_element(By.ID, "subnet-name").send_keys("br-sub")
+    browser.find_element(By.ID, "subnet-cidr").send_keys("10.61.0.0/24")
+    browser.find_element(By.ID, "subnet-create").click()
+    wait_until(lambda: "10.61.0.0/24" in text_of(browser, "#subnets"), what="br-sub listed", base=30)
+    browser.find_element(By.ID, "router-name").send_keys("br-router")
+    browser.find_element(By.ID, "router-create").click()
+    wait_until(lambda: text_of(browser, 'tr[data-name="br-router"]'), what="br-router listed", base=30)
+    browser.find_element(By.CSS_SELECTOR, 'tr[data-name="br-router"] button.add-interface').click()
+    wait_until(
+        lambda: "10.61.0.1" in text_of(browser, 'tr[data-name="br-router"] .interfaces'),
+        what="the router's interface on br-sub",
+        base=30,
+    )
+    assert "br-router" in text_of(browser, "#topology")
+    Select(browser.find_element(By.ID, "port-network")).select_by_visible_text("br-net")
+    browser.find_element(By.ID, "port-name").send_keys("br-port")
+    browser.find_element(By.CSS_SELECTOR, '#port-form input[name="security_group"]').click()
+    browser.find_element(By.ID, "port-create").click()
+    wait_until(lambda: "10.61.0." in text_of(browser, 'tr[data-name="br-port"]'), what="br-port", base=30)
+    assert not one_line_error(browser.page_source)
+    net = cloud["alice"].networks
+    (port,) = [p for p in net.ListPorts(netpb.ListPortsRequest()).ports if p.name == "br-port"]
+    assert len(port.security_group_ids) == 1
+    (router,) = [r for r in net.ListRouters(netpb.ListRoutersRequest()).routers if r.name == "br-router"]
+    assert [i.ip_address for i in router.interfaces] == ["10.61.0.1"]
+
+    browser.get(url + "/server-groups")
+    browser.find_element(By.ID, "server-group-name").send_keys("br-spread")
+    browser.find_element(By.ID, "server-group-create").click()
+    wait_until(lambda: text_of(browser, 'tr[data-name="br-spread"]'), what="br-spread listed", base=30)
+    assert "anti-affinity" in text_of(browser, 'tr[data-name="br-spread"]')
+    browser.get(url + "/servers/new")
+    Select(browser.find_element(By.ID, "server_group")).select_by_visible_text("br-spread")
+
+    # Taken down again through the page: the port, the interface, the router.
+    browser.get(url + "/networks")
+    browser.find_element(By.CSS_SELECTOR, 'tr[data-name="br-port"] button.danger').click()
+    wait_until(lambda: not text_of(browser, 'tr[data-name="br-port"]'), what="br-port gone", base=30)
+    browser.find_element(By.CSS_SELECTOR, 'tr[data-name="br-router"] button.remove-interface').click()
+    wait_until(
+        lambda: "10.61.0.1" not in text_of(browser, 'tr[data-name="br-router"] .interfaces'),
+        what="the interface removed",
+        base=30,
+    )
+    browser.find_element(By.CSS_SELECTOR, 'tr[data-name="br-router"] button.danger').click()
+    wait_until(lambda: not text_of(browser, 'tr[data-name="br-router"]'), what="br-router gone", base=30)
