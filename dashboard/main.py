@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             log_level="warning",
             access_log=False,
             ws="websockets-sansio",
+            proxy_headers=False,  # the client address is the TCP peer (login throttling counts it)
             lifespan="off",
             timeout_graceful_shutdown=2,
         )

@@ -17,7 +17,15 @@ import pytest
 from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import identity_pb2 as idpb
 from kumo.v1 import image_pb2 as ipb
-from tests.dashboardutil import DashboardProc, csrf_of, dashboard_cert, https, login, one_line_error
+from tests.dashboardutil import (
+    DashboardProc,
+    controller_and_dashboard,
+    csrf_of,
+    dashboard_cert,
+    https,
+    login,
+    one_line_error,
+)
 from tests.harness import ControllerProc, rpc_error, two_tenants
 from tests.nodeutil import wait_for
 
@@ -45,17 +53,9 @@ ADMIN_PAGES = [
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory, dashboard_key: bytes) -> Iterator[dict]:
-    base = tmp_path_factory.mktemp("dash")
-    (base / "ctl").mkdir()
-    ctl = ControllerProc(base / "ctl").start()
-    cert, key = dashboard_cert(ctl, dashboard_key, base / "tls")
-    dash = DashboardProc(ctl, base, cert, key).start()
-    try:
+    with controller_and_dashboard(tmp_path_factory.mktemp("dash"), dashboard_key) as (ctl, dash):
         admin = ctl.login()
         yield {"ctl": ctl, "dash": dash, "admin": admin, **two_tenants(ctl, admin, "dash")}
-    finally:
-        dash.stop()
-        ctl.stop()
 
 
 def test_login_sets_a_strict_session_cookie_and_a_strict_csp(cloud: dict) -> None:

@@ -76,6 +76,13 @@ def row_state(browser: Any, table_row: str) -> str:
     return text_of(browser, f"{table_row} .badge")
 
 
+def watch_without_reload(browser: Any, row: str, state: str, what: str) -> None:
+    """Waits for `row`'s badge to read `state` on the page already shown, and checks it was not reloaded."""
+    browser.execute_script("window.kumoMarker = 'not reloaded';")
+    wait_until(lambda: row_state(browser, row) == state, what=what, base=30, step=0.2)
+    assert browser.execute_script("return window.kumoMarker") == "not reloaded", "the page was reloaded"
+
+
 def test_the_session_cookie_as_the_browser_holds_it(browser: Any, cloud: dict) -> None:
     sign_in(browser, cloud, "br-alice")
     cookie = browser.get_cookie("kumo_session")
@@ -161,14 +168,7 @@ def test_make_a_volume_and_attach_it(browser: Any, cloud: dict) -> None:
         what="the volume list after the create",
         base=30,
     )
-    browser.execute_script("window.kumoMarker = 'not reloaded';")
-    wait_until(
-        lambda: row_state(browser, 'tr[data-name="data1"]') == "AVAILABLE",
-        what="data1's badge to turn AVAILABLE by itself",
-        base=30,
-        step=0.2,
-    )
-    assert browser.execute_script("return window.kumoMarker") == "not reloaded", "the page was reloaded"
+    watch_without_reload(browser, 'tr[data-name="data1"]', "AVAILABLE", "data1's badge to turn AVAILABLE")
     server = cloud["server"]
     browser.get(f"{cloud['dash'].url}/servers/{server.id}")
     assert not one_line_error(browser.page_source), one_line_error(browser.page_source)
@@ -276,14 +276,7 @@ def test_delete_everything(browser: Any, cloud: dict) -> None:
     browser.get(f"{cloud['dash'].url}/servers/{server.id}")
     browser.find_element(By.CSS_SELECTOR, "#attached button").click()  # Detach
     browser.get(cloud["dash"].url + "/volumes")
-    browser.execute_script("window.kumoMarker = 'not reloaded';")
-    wait_until(
-        lambda: row_state(browser, 'tr[data-name="data1"]') == "AVAILABLE",
-        what="data1 detached, seen without a reload",
-        base=30,
-        step=0.2,
-    )
-    assert browser.execute_script("return window.kumoMarker") == "not reloaded"
+    watch_without_reload(browser, 'tr[data-name="data1"]', "AVAILABLE", "data1 detached")
     browser.get(f"{cloud['dash'].url}/servers/{server.id}")
     browser.find_element(By.CSS_SELECTOR, "#actions button.danger").click()  # Delete
     # The form's POST navigates to the list; mark that page, not the one left behind.

@@ -15,8 +15,8 @@ import pytest
 from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import network_pb2 as npb
 from kumo.v1 import volume_pb2 as vpb
-from tests.dashboardutil import DashboardProc, dashboard_cert, login, one_line_error
-from tests.harness import ControllerProc, two_tenants
+from tests.dashboardutil import controller_and_dashboard, login, one_line_error
+from tests.harness import two_tenants
 from tests.test_routers import make_external
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
@@ -24,18 +24,10 @@ UNKNOWN = "00000000-0000-4000-8000-000000000000"
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory, dashboard_key: bytes) -> Iterator[dict]:
-    base = tmp_path_factory.mktemp("dashed")
-    (base / "ctl").mkdir()
-    ctl = ControllerProc(base / "ctl").start()
-    cert, key = dashboard_cert(ctl, dashboard_key, base / "tls")
-    dash = DashboardProc(ctl, base, cert, key).start()
-    try:
+    with controller_and_dashboard(tmp_path_factory.mktemp("dashed"), dashboard_key) as (ctl, dash):
         admin = ctl.login()
         ext = make_external(admin, "ed-public", "203.0.113.0/24")
         yield {"ctl": ctl, "dash": dash, "admin": admin, "ext": ext, **two_tenants(ctl, admin, "ed")}
-    finally:
-        dash.stop()
-        ctl.stop()
 
 
 def named(items: object, name: str) -> object:
