@@ -297,6 +297,7 @@ class DashboardProc:
     key_file: Path | None = None
     proc: subprocess.Popen | None = None
     url: str = ""
+    extra_args: list[str] = field(default_factory=list)
 
     def start(self, timeout: float = 30.0) -> DashboardProc:
         info = self.work_dir / "dashboard.json"
@@ -321,6 +322,9 @@ class DashboardProc:
                 str(self.key_file or pki / "server.key"),
                 "--info-file",
                 str(info),
+                "--state-dir",
+                str(self.work_dir / "dashboard-state"),
+                *self.extra_args,
             ],
             cwd=ROOT,
             env=noded_env(),

@@ -258,7 +258,7 @@ def assemble(
             node_pb2,
             "NodeService",
             node_pb2_grpc.add_NodeServiceServicer_to_server,
-            NodeServicer(nodes, drains, evacuations),
+            NodeServicer(nodes, drains, evacuations, placement),
         ),
         _service(
             node_agent_pb2,

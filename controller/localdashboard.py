@@ -52,6 +52,7 @@ class LocalDashboard:
         args = [sys.executable, "-m", "dashboard.main", "--endpoint", f"127.0.0.1:{self.ctl.port}"]
         args += ["--ca-file", str(self.pki / "ca.crt"), "--listen", self.listen]
         args += ["--cert-file", str(crt), "--key-file", str(key), "--info-file", str(self.info_file)]
+        args += ["--state-dir", str(self.info_file.parent / "dashboard-state")]
         log_file = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log_file, stderr=log_file)
         deadline = time.monotonic() + timeout

@@ -23,24 +23,42 @@ from kumo.v1 import node_pb2 as npb
 ROLES = {"reader": idpb.ROLE_READER, "member": idpb.ROLE_MEMBER, "admin": idpb.ROLE_ADMIN}
 
 
+def ratio(r: float) -> str:
+    return f" x{r:g}" if r and r != 1 else ""
+
+
 def capacity(node: npb.Node) -> str:
-    inv, use = node.inventory, node.usage
-    return bars(
-        [
+    """Claimed vs allocatable as the scheduler counts them (inventory times the
+    allocation ratio, shown when not 1); from the host's own figures only
+    when the controller sends no allocation."""
+    if node.HasField("allocation"):
+        a = node.allocation
+        items = [
+            Bar(f"vCPU{ratio(a.cpu_allocation_ratio)}", a.allocated_vcpus, a.allocatable_vcpus),
+            Bar(f"RAM{ratio(a.ram_allocation_ratio)}", a.allocated_memory_mb, a.allocatable_memory_mb, "MiB"),
+            Bar(f"disk{ratio(a.disk_allocation_ratio)}", a.allocated_disk_gb, a.allocatable_disk_gb, "GiB"),
+        ]
+    else:
+        inv, use = node.inventory, node.usage
+        items = [
             Bar("vCPU", use.guest_vcpus, inv.vcpus),
             Bar("RAM", use.guest_memory_mb, inv.memory_mb, "MiB"),
             Bar("disk", max(inv.disk_gb - use.disk_free_gb, 0), inv.disk_gb, "GiB"),
-        ],
-        width=440,
-    )
+        ]
+    return bars(items, width=440)
 
 
 def routes(web: Web) -> list[Route]:
+    def node_table(ctx: Ctx) -> dict:
+        page = ctx.page_of(ctx.api.nodes.ListNodes, npb.ListNodesRequest(), "nodes", "/admin/nodes")
+        return {"page": page, "nodes": page.items, "charts": {n.id: capacity(n) for n in page.items}}
+
     def nodes(ctx: Ctx, token: npb.CreateJoinTokenResponse | None = None) -> Response:
-        rows = list_all(ctx.api.nodes.ListNodes, npb.ListNodesRequest(), "nodes")
-        return ctx.render(
-            "admin_nodes.html", nodes=rows, charts={n.id: capacity(n) for n in rows}, token=token
-        )
+        return ctx.render("admin_nodes.html", token=token, **node_table(ctx))
+
+    def node_rows(ctx: Ctx) -> Response:
+        """The node table's rows alone: htmx polls them, so states and bars change without a reload."""
+        return ctx.render("_node_rows.html", **node_table(ctx))
 
     def node_action(ctx: Ctx) -> Response:
         nid, verb = ctx.params["id"], ctx.params["action"]
@@ -153,13 +171,13 @@ def routes(web: Web) -> list[Route]:
         return ctx.redirect(f"/admin/quotas?project={pid}", "quota updated")
 
     def events(ctx: Ctx) -> Response:
-        resp = ctx.api.events.ListEvents(
-            epb.ListEventsRequest(page_size=200, resource_type=ctx.request.query_params.get("type", ""))
-        )
-        return ctx.render("admin_events.html", events=resp.events)
+        request = epb.ListEventsRequest(resource_type=ctx.request.query_params.get("type", ""))
+        page = ctx.page_of(ctx.api.events.ListEvents, request, "events")
+        return ctx.render("admin_events.html", events=page.items, page=page)
 
     return [
         Route("/admin/nodes", web.page(nodes)),
+        Route("/admin/nodes/rows", web.page(node_rows)),
         Route("/admin/nodes/join-token", web.page(join_token), methods=["POST"]),
         Route("/admin/nodes/{id}/{action}", web.page(node_action), methods=["POST"]),
         Route("/admin/projects", web.page(projects)),

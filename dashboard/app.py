@@ -15,13 +15,16 @@ from dashboard import (
     auth_pages,
     console,
     network_pages,
+    server_group_pages,
     server_pages,
     settings_pages,
     storage_pages,
+    topology_edit_pages,
 )
 from dashboard.config import DashboardConfig
 from dashboard.security import SecurityHeaders
 from dashboard.sessions import SessionStore
+from dashboard.throttle import LoginThrottle
 from dashboard.web import Web
 from kumo.client import Client
 
@@ -31,12 +34,15 @@ STATIC = Path(__file__).parent / "static"
 def build_app(cfg: DashboardConfig) -> Starlette:
     """The ASGI app for `cfg`; every API call goes through one TLS channel to cfg.endpoint."""
     login_client = Client.connect(cfg.endpoint, cfg.ca_pem, timeout=cfg.api_timeout)
-    web = Web(cfg, SessionStore(cfg.idle_seconds), login_client)
+    store = SessionStore(cfg.sessions_file, cfg.idle_seconds, login_client)
+    web = Web(cfg, store, login_client, LoginThrottle(cfg.login_limits))
     routes = [
         *auth_pages.routes(web),
         *server_pages.routes(web),
         *storage_pages.routes(web),
         *network_pages.routes(web),
+        *topology_edit_pages.routes(web),
+        *server_group_pages.routes(web),
         *admin_pages.routes(web),
         *settings_pages.routes(web),
         *console.routes(web),

@@ -49,10 +49,19 @@ def routes(web: Web) -> list[Route]:
         project = str(form.get("project", "")).strip()
         if not user or not password:
             return login_form(request, "user and password are required", 400)
+        address = request.client.host if request.client else ""
+        refused, wait = web.throttle.refusal(user, address)
+        if refused:
+            resp = login_form(request, refused, 429)
+            resp.headers["retry-after"] = str(wait)
+            return resp
         try:
             client = await run_in_threadpool(web.login_client.authenticate, user, password, project)
         except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                web.throttle.failed(user, address)
             return login_form(request, describe_rpc_error(exc), 401)
+        web.throttle.succeeded(user)
         session = web.store.create(client)
         resp = RedirectResponse("/", status_code=303)
         resp.set_cookie(COOKIE, session.id, **cookie_args())

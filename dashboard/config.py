@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from dashboard.throttle import ThrottleLimits
 
 
 @dataclass(frozen=True)
@@ -15,6 +17,12 @@ class DashboardConfig:
     key_file: Path | None = None
     idle_seconds: float = 8 * 3600  # a session unused this long is forgotten
     api_timeout: float = 30.0
+    state_dir: Path = Path("kumo-dashboard-state")  # the dashboard's own files (sessions.db), 0700
+    login_limits: ThrottleLimits = field(default_factory=ThrottleLimits)
+
+    @property
+    def sessions_file(self) -> Path:
+        return self.state_dir / "sessions.db"
 
     @property
     def ca_pem(self) -> bytes | None:

@@ -16,7 +16,13 @@ import uvicorn
 
 from dashboard.app import build_app
 from dashboard.config import DashboardConfig
+from dashboard.throttle import ThrottleLimits
 from kumo.logs import setup_logging
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "kumo-dashboard"
 
 
 def parse(argv: list[str] | None) -> tuple[DashboardConfig, Path | None]:
@@ -30,6 +36,16 @@ def parse(argv: list[str] | None) -> tuple[DashboardConfig, Path | None]:
     p.add_argument("--key-file", required=True, help="its private key (PEM)")
     p.add_argument("--info-file", default="", help="write {url} here once serving (tests, make up)")
     p.add_argument("--idle-minutes", type=float, default=480)
+    p.add_argument(
+        "--state-dir",
+        default=os.environ.get("KUMO_DASHBOARD_STATE_DIR", str(default_state_dir())),
+        help="where the dashboard keeps its session file (made 0700)",
+    )
+    d = ThrottleLimits()
+    p.add_argument("--login-max-user-failures", type=int, default=d.per_user)
+    p.add_argument("--login-max-address-failures", type=int, default=d.per_address)
+    p.add_argument("--login-failure-window", type=float, default=d.window, help="seconds")
+    p.add_argument("--login-lockout", type=float, default=d.lockout, help="seconds")
     a = p.parse_args(argv)
     cfg = DashboardConfig(
         endpoint=a.endpoint,
@@ -38,6 +54,10 @@ def parse(argv: list[str] | None) -> tuple[DashboardConfig, Path | None]:
         cert_file=Path(a.cert_file),
         key_file=Path(a.key_file),
         idle_seconds=a.idle_minutes * 60,
+        state_dir=Path(a.state_dir),
+        login_limits=ThrottleLimits(
+            a.login_max_user_failures, a.login_max_address_failures, a.login_failure_window, a.login_lockout
+        ),
     )
     return cfg, Path(a.info_file) if a.info_file else None
 
@@ -68,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             log_level="warning",
             access_log=False,
             ws="websockets-sansio",
+            proxy_headers=False,  # the client address is the TCP peer (login throttling counts it)
             lifespan="off",
             timeout_graceful_shutdown=2,
         )

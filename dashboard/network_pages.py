@@ -30,6 +30,7 @@ def routes(web: Web) -> list[Route]:
         ports = list_all(n.ListPorts, npb.ListPortsRequest(), "ports")
         routers = list_all(n.ListRouters, npb.ListRoutersRequest(), "routers")
         fips = list_all(n.ListFloatingIps, npb.ListFloatingIpsRequest(), "floating_ips")
+        groups = list_all(n.ListSecurityGroups, npb.ListSecurityGroupsRequest(), "security_groups")
         servers = {
             s.id: s.name
             for s in list_all(ctx.api.compute.ListInstances, cpb.ListInstancesRequest(), "instances")
@@ -63,6 +64,9 @@ def routes(web: Web) -> list[Route]:
             routers=routers,
             fips=fips,
             servers=servers,
+            groups=groups,
+            group_names={g.id: g.name for g in groups},
+            subnet_names={x.id: f"{x.name} {x.cidr}" for x in subnets},
             net_names={x.id: x.name for x in nets},
             picture=topology(pictures) if nets else "",
         )
@@ -144,8 +148,8 @@ def routes(web: Web) -> list[Route]:
         return ctx.redirect("/security-groups", "rule deleted")
 
     def keypairs(ctx: Ctx) -> Response:
-        rows = list_all(ctx.api.compute.ListKeypairs, cpb.ListKeypairsRequest(), "keypairs")
-        return ctx.render("keypairs.html", keypairs=rows)
+        page = ctx.page_of(ctx.api.compute.ListKeypairs, cpb.ListKeypairsRequest(), "keypairs")
+        return ctx.render("keypairs.html", keypairs=page.items, page=page)
 
     def create_keypair(ctx: Ctx) -> Response:
         f = ctx.form

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from dashboard.charts import Bar, bars
-from dashboard.listing import list_all
+from dashboard.listing import Page, list_all
 from dashboard.web import Ctx, FormError, Web
 from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import event_pb2 as epb
@@ -48,8 +48,8 @@ def quota_chart(quota: idpb.Quota) -> str:
     )
 
 
-def server_rows(ctx: Ctx) -> list[cpb.Instance]:
-    return list_all(ctx.api.compute.ListInstances, cpb.ListInstancesRequest(), "instances")
+def server_rows(ctx: Ctx) -> Page:
+    return ctx.page_of(ctx.api.compute.ListInstances, cpb.ListInstancesRequest(), "instances", "/servers")
 
 
 def routes(web: Web) -> list[Route]:
@@ -58,11 +58,12 @@ def routes(web: Web) -> list[Route]:
         return ctx.render("overview.html", chart=quota_chart(quota), quota=quota)
 
     def servers(ctx: Ctx) -> Response:
-        rows = server_rows(ctx)
-        return ctx.render("servers.html", servers=rows, settling=SETTLING)
+        page = server_rows(ctx)
+        return ctx.render("servers.html", servers=page.items, page=page, settling=SETTLING)
 
     def rows(ctx: Ctx) -> Response:
-        return ctx.render("_server_rows.html", servers=server_rows(ctx), settling=SETTLING)
+        page = server_rows(ctx)
+        return ctx.render("_server_rows.html", servers=page.items, page=page, settling=SETTLING)
 
     def launch_form(ctx: Ctx) -> Response:
         api = ctx.api
@@ -73,6 +74,7 @@ def routes(web: Web) -> list[Route]:
             flavors=list_all(api.compute.ListFlavors, cpb.ListFlavorsRequest(), "flavors"),
             networks=list_all(api.networks.ListNetworks, npb.ListNetworksRequest(), "networks"),
             keypairs=list_all(api.compute.ListKeypairs, cpb.ListKeypairsRequest(), "keypairs"),
+            groups=list_all(api.compute.ListServerGroups, cpb.ListServerGroupsRequest(), "server_groups"),
         )
 
     def launch(ctx: Ctx) -> Response:
@@ -87,6 +89,7 @@ def routes(web: Web) -> list[Route]:
                 image=f.required("image"),
                 flavor=f.required("flavor"),
                 keypair=f.get("keypair"),
+                server_group_id=f.get("server_group"),
                 user_data=user_data.encode(),
                 networks=[cpb.NetworkRequest(network=network)] if network else [],
                 request_id=f.get("request_id") or str(uuid.uuid4()),

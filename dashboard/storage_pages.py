@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import grpc
 from starlette.requests import Request
@@ -21,10 +22,25 @@ DISK_FORMATS = {"qcow2": ipb.DISK_FORMAT_QCOW2, "raw": ipb.DISK_FORMAT_RAW}
 VISIBILITIES = {"private": ipb.IMAGE_VISIBILITY_PRIVATE, "public": ipb.IMAGE_VISIBILITY_PUBLIC}
 
 
+def volume_table(ctx: Ctx) -> dict[str, Any]:
+    """What the volume table shows: one page of volumes, server names, volume types."""
+    api = ctx.api
+    page = ctx.page_of(api.volumes.ListVolumes, vpb.ListVolumesRequest(), "volumes", "/volumes")
+    servers = list_all(api.compute.ListInstances, cpb.ListInstancesRequest(), "instances")
+    types = list_all(api.volumes.ListVolumeTypes, vpb.ListVolumeTypesRequest(), "volume_types")
+    return {
+        "page": page,
+        "volumes": page.items,
+        "servers": {s.id: s.name for s in servers},
+        "types": types,
+        "type_names": {t.id: t.name for t in types},
+    }
+
+
 def routes(web: Web) -> list[Route]:
     def images(ctx: Ctx) -> Response:
-        rows = list_all(ctx.api.images.ListImages, ipb.ListImagesRequest(), "images")
-        return ctx.render("images.html", images=rows)
+        page = ctx.page_of(ctx.api.images.ListImages, ipb.ListImagesRequest(), "images")
+        return ctx.render("images.html", images=page.items, page=page)
 
     def create_image(ctx: Ctx) -> Response:
         """The upload's first step (from app.js): a QUEUED image; its id comes back as JSON."""
@@ -70,12 +86,12 @@ def routes(web: Web) -> list[Route]:
 
     def volumes(ctx: Ctx) -> Response:
         api = ctx.api
-        rows = list_all(api.volumes.ListVolumes, vpb.ListVolumesRequest(), "volumes")
         snaps = list_all(api.volumes.ListVolumeSnapshots, vpb.ListVolumeSnapshotsRequest(), "snapshots")
-        servers = list_all(api.compute.ListInstances, cpb.ListInstancesRequest(), "instances")
-        return ctx.render(
-            "volumes.html", volumes=rows, snapshots=snaps, servers={s.id: s.name for s in servers}
-        )
+        return ctx.render("volumes.html", snapshots=snaps, **volume_table(ctx))
+
+    def volume_rows(ctx: Ctx) -> Response:
+        """The volume table's rows alone: htmx polls them, so states change without a reload."""
+        return ctx.render("_volume_rows.html", **volume_table(ctx))
 
     def create_volume(ctx: Ctx) -> Response:
         f = ctx.form
@@ -85,6 +101,7 @@ def routes(web: Web) -> list[Route]:
                     name=f.required("name", 63),
                     size_gb=f.integer("size_gb", 1, 16384),
                     source_snapshot_id=f.get("snapshot"),
+                    volume_type_id=f.get("volume_type"),
                 ),
                 request_id=f.get("request_id") or str(uuid.uuid4()),
             )
@@ -114,6 +131,7 @@ def routes(web: Web) -> list[Route]:
         Route("/images/{id}/data", image_data, methods=["PUT"]),
         Route("/images/{id}/delete", web.page(delete_image), methods=["POST"]),
         Route("/volumes", web.page(volumes)),
+        Route("/volumes/rows", web.page(volume_rows)),
         Route("/volumes", web.page(create_volume), methods=["POST"]),
         Route("/volumes/{id}/delete", web.page(delete_volume), methods=["POST"]),
         Route("/volumes/{id}/snapshot", web.page(snapshot_volume), methods=["POST"]),

@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from dashboard import listing
 from dashboard.config import DashboardConfig
 from dashboard.sessions import COOKIE, Session, SessionStore
+from dashboard.throttle import LoginThrottle
 from kumo.client import Client
 from kumo.errorinfo import describe_rpc_error
 from kumo.v1 import compute_pb2 as cpb
@@ -53,8 +54,9 @@ class FormError(Exception):
 class Form:
     """A submitted form's fields, with the checks every handler needs."""
 
-    def __init__(self, fields: dict[str, str]) -> None:
+    def __init__(self, fields: dict[str, str], lists: dict[str, list[str]] | None = None) -> None:
         self.fields = fields
+        self.lists = lists or {}
 
     def get(self, name: str, default: str = "") -> str:
         return self.fields.get(name, default).strip()
@@ -78,6 +80,13 @@ class Form:
         if not low <= value <= high:
             raise FormError(f"{name}: between {low} and {high}")
         return value
+
+    def many(self, name: str, max_items: int = 32) -> list[str]:
+        """Every value of a repeated field (checkboxes, a multiple select), blanks dropped."""
+        values = [v.strip() for v in self.lists.get(name, []) if v.strip()]
+        if len(values) > max_items:
+            raise FormError(f"{name}: at most {max_items} values")
+        return values
 
     def choice(self, name: str, choices: dict[str, Any]) -> Any:
         value = self.get(name)
@@ -103,6 +112,15 @@ class Ctx:
     def render(self, template: str, status: int = 200, **values: Any) -> HTMLResponse:
         return self.web.render(template, status, session=self.session, request=self.request, **values)
 
+    def page_of(self, call: Callable[[Any], Any], request: Any, field: str, path: str = "") -> listing.Page:
+        """The page of a list the URL names (`?page=&trail=&size=`), linked to its neighbours at `path`."""
+        try:
+            return listing.one_page(
+                call, request, field, path or self.request.url.path, self.request.query_params
+            )
+        except ValueError as exc:
+            raise FormError(str(exc)) from None
+
     def redirect(self, url: str, flash: str = "") -> Response:
         if flash:
             self.session.flash("ok", flash)
@@ -115,9 +133,12 @@ Handler = Callable[[Ctx], Response]
 class Web:
     """Templates and the page wrapper, shared by every page module."""
 
-    def __init__(self, cfg: DashboardConfig, store: SessionStore, login_client: Client) -> None:
+    def __init__(
+        self, cfg: DashboardConfig, store: SessionStore, login_client: Client, throttle: LoginThrottle
+    ) -> None:
         self.cfg = cfg
         self.store = store
+        self.throttle = throttle
         self.login_client = login_client  # no token: Authenticate only
         self.env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
         self.env.filters.update(when=listing.when, size=listing.size)
@@ -166,20 +187,25 @@ class Web:
         """An endpoint running `fn` for a logged-in session; a POST must carry the CSRF token."""
 
         async def endpoint(request: Request) -> Response:
-            session = self.session_of(request)
+            sid = request.cookies.get(COOKIE, "")
+            session, expired = self.store.lookup(sid) if sid else (None, False)
             if session is None:
-                return self.to_login(request)
+                return self.to_login(request, EXPIRED_URL if expired else "/login")
             fields: dict[str, str] = {}
+            lists: dict[str, list[str]] = {}
             if request.method != "GET":
                 if read_form:
                     form = await request.form()
                     fields = {k: v for k, v in form.items() if isinstance(v, str)}
+                    for k, v in form.multi_items():
+                        if isinstance(v, str):
+                            lists.setdefault(k, []).append(v)
                 given = request.headers.get(CSRF_HEADER) or fields.get(CSRF_FIELD, "")
                 if not session.csrf_ok(given):
                     return self.error(
                         request, session, "missing or wrong CSRF token [PERMISSION_DENIED]", 403
                     )
-            ctx = Ctx(self, request, session, Form(fields), dict(request.path_params))
+            ctx = Ctx(self, request, session, Form(fields, lists), dict(request.path_params))
             try:
                 return await run_in_threadpool(fn, ctx)
             except grpc.RpcError as exc:

@@ -9,6 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from google.protobuf import field_mask_pb2
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
@@ -32,7 +33,9 @@ PAGES = [
     ("volumes", "/volumes"),
     ("networks", "/networks"),
     ("security-groups", "/security-groups"),
+    ("server-groups", "/server-groups"),
     ("nodes", "/admin/nodes"),
+    ("volume-types", "/admin/volume-types"),
     ("quotas", "/admin/quotas"),
     ("events", "/admin/events"),
     ("settings", "/settings"),
@@ -40,18 +43,45 @@ PAGES = [
 
 
 def populate(admin, image_id: str) -> str:  # type: ignore[no-untyped-def]
-    """A network, three servers on it, a volume attached to the first; returns its id."""
-    net = admin.networks.CreateNetwork(npb.CreateNetworkRequest(network=npb.Network(name="app-net")))
-    admin.networks.CreateSubnet(
+    """A network behind a router to an external one, three servers on it (two
+    in a server group), a volume attached to the last; returns that server's id."""
+    n = admin.networks
+    ext = n.CreateNetwork(
+        npb.CreateNetworkRequest(
+            network=npb.Network(
+                name="public", external=True, network_type=npb.NETWORK_TYPE_FLAT, physical_network="physnet1"
+            )
+        )
+    )
+    n.CreateSubnet(
+        npb.CreateSubnetRequest(subnet=npb.Subnet(name="public-v4", network_id=ext.id, cidr="203.0.113.0/24"))
+    )
+    net = n.CreateNetwork(npb.CreateNetworkRequest(network=npb.Network(name="app-net")))
+    sub = n.CreateSubnet(
         npb.CreateSubnetRequest(
             subnet=npb.Subnet(name="app-net-v4", network_id=net.id, ip_version=4, cidr="10.20.0.0/24")
+        )
+    )
+    router = n.CreateRouter(
+        npb.CreateRouterRequest(
+            router=npb.Router(name="edge", external_gateway=npb.RouterGateway(network_id=ext.id))
+        )
+    )
+    n.AddRouterInterface(npb.AddRouterInterfaceRequest(id=router.id, subnet_id=sub.id))
+    group = admin.compute.CreateServerGroup(
+        cpb.CreateServerGroupRequest(
+            server_group=cpb.ServerGroup(name="web", policy=cpb.SERVER_GROUP_POLICY_AFFINITY)
         )
     )
     admin.compute.CreateKeypair(cpb.CreateKeypairRequest(keypair=cpb.Keypair(name="laptop")))
     ids = [
         admin.compute.CreateInstance(
             cpb.CreateInstanceRequest(
-                name=name, image=image_id, flavor="m1.small", networks=[cpb.NetworkRequest(network=net.id)]
+                name=name,
+                image=image_id,
+                flavor="m1.small",
+                networks=[cpb.NetworkRequest(network=net.id)],
+                server_group_id=group.id if name.startswith("web") else "",
             )
         ).id
         for name in ("web-1", "web-2", "db-1")
@@ -70,6 +100,16 @@ def populate(admin, image_id: str) -> str:  # type: ignore[no-untyped-def]
         what="volume AVAILABLE",
     )
     admin.volumes.AttachVolume(vpb.AttachVolumeRequest(id=vol.id, instance_id=ids[2]))
+    fip = n.CreateFloatingIp(
+        npb.CreateFloatingIpRequest(floating_ip=npb.FloatingIp(floating_network_id=ext.id))
+    )
+    port = n.ListPorts(npb.ListPortsRequest(instance_id=ids[0])).ports[0]
+    n.UpdateFloatingIp(
+        npb.UpdateFloatingIpRequest(
+            floating_ip=npb.FloatingIp(id=fip.id, port_id=port.id),
+            update_mask=field_mask_pb2.FieldMask(paths=["port_id"]),
+        )
+    )
     return ids[2]
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from bench.procs import ADMIN_PASSWORD, ControllerProc, DashboardProc
 __all__ = [
     "DashboardProc",
     "browser_available",
+    "controller_and_dashboard",
     "csrf_of",
     "dashboard_cert",
     "https",
@@ -100,3 +103,19 @@ def dashboard_cert(ctl: ControllerProc, key_pem: bytes, out_dir: Path) -> tuple[
     kf.write_bytes(key_pem)
     kf.chmod(0o600)
     return crt, kf
+
+
+@contextmanager
+def controller_and_dashboard(base: Path, key_pem: bytes) -> Iterator[tuple[ControllerProc, DashboardProc]]:
+    """A real controller (no nodes) under `base` and a dashboard for it; both stopped after."""
+    (base / "ctl").mkdir()
+    ctl = ControllerProc(base / "ctl").start()
+    try:
+        cert, key = dashboard_cert(ctl, key_pem, base / "tls")
+        dash = DashboardProc(ctl, base, cert, key).start()
+        try:
+            yield ctl, dash
+        finally:
+            dash.stop()
+    finally:
+        ctl.stop()

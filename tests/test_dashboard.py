@@ -11,12 +11,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 
 from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import identity_pb2 as idpb
 from kumo.v1 import image_pb2 as ipb
-from tests.dashboardutil import DashboardProc, csrf_of, dashboard_cert, https, login, one_line_error
+from tests.dashboardutil import (
+    DashboardProc,
+    controller_and_dashboard,
+    csrf_of,
+    dashboard_cert,
+    https,
+    login,
+    one_line_error,
+)
 from tests.harness import ControllerProc, rpc_error, two_tenants
 from tests.nodeutil import wait_for
 
@@ -29,24 +38,24 @@ PAGES = [
     "/networks",
     "/security-groups",
     "/keypairs",
+    "/server-groups",
     "/settings",
 ]
-ADMIN_PAGES = ["/admin/nodes", "/admin/projects", "/admin/flavors", "/admin/quotas", "/admin/events"]
+ADMIN_PAGES = [
+    "/admin/nodes",
+    "/admin/projects",
+    "/admin/flavors",
+    "/admin/volume-types",
+    "/admin/quotas",
+    "/admin/events",
+]
 
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory, dashboard_key: bytes) -> Iterator[dict]:
-    base = tmp_path_factory.mktemp("dash")
-    (base / "ctl").mkdir()
-    ctl = ControllerProc(base / "ctl").start()
-    cert, key = dashboard_cert(ctl, dashboard_key, base / "tls")
-    dash = DashboardProc(ctl, base, cert, key).start()
-    try:
+    with controller_and_dashboard(tmp_path_factory.mktemp("dash"), dashboard_key) as (ctl, dash):
         admin = ctl.login()
         yield {"ctl": ctl, "dash": dash, "admin": admin, **two_tenants(ctl, admin, "dash")}
-    finally:
-        dash.stop()
-        ctl.stop()
 
 
 def test_login_sets_a_strict_session_cookie_and_a_strict_csp(cloud: dict) -> None:
@@ -382,3 +391,92 @@ def test_networks_and_security_group_forms(cloud: dict) -> None:
         for r in alice.networks.GetSecurityGroup(npb.GetSecurityGroupRequest(id=sg.id)).rules
         if r.id == added.id
     ]
+
+
+def login_message(html: str) -> str:
+    m = re.search(r'id="login-message">([^<]*)<', html)
+    return m.group(1) if m else ""
+
+
+def try_login(
+    dash: DashboardProc, ctl: ControllerProc, user: str, password: str, **headers: str
+) -> httpx.Response:
+    client = https(ctl, dash.url, headers=headers)
+    page = client.get("/login")
+    return client.post("/login", data={"csrf_token": csrf_of(page.text), "user": user, "password": password})
+
+
+def test_repeated_failed_logins_are_refused_for_a_while(cloud: dict, tmp_path: Path) -> None:
+    """Per user name (even with the right password then) and per client address; both end."""
+    ctl = cloud["ctl"]
+    args = ["--login-max-user-failures", "2", "--login-max-address-failures", "4", "--login-lockout", "3"]
+    dash = DashboardProc(ctl, tmp_path, cloud["dash"].cert_file, cloud["dash"].key_file, extra_args=args)
+    dash.start()
+    try:
+        for _ in range(2):
+            assert try_login(dash, ctl, "dash-alice", "wrong").status_code == 401
+        locked = try_login(dash, ctl, "dash-alice", "password-123")
+        assert locked.status_code == 429, locked.text
+        line = login_message(locked.text)
+        assert line.startswith("too many failed logins for user dash-alice: try again in ")
+        assert line.endswith(" s [RESOURCE_EXHAUSTED]") and int(locked.headers["retry-after"]) >= 1
+        assert "kumo_session" not in locked.headers.get("set-cookie", "")
+        # Another user from the same address is still let in (2 failures < 4).
+        assert try_login(dash, ctl, "dash-bob", "password-123").status_code == 303
+        wait_for(
+            lambda: try_login(dash, ctl, "dash-alice", "password-123").status_code == 303,
+            timeout=30,
+            step=0.5,
+            what="the user's lockout to end",
+        )
+        # Guessing across many user names trips the address's limit (its 2 failures above count).
+        answers = [try_login(dash, ctl, f"nobody-{i}", "guess").status_code for i in range(3)]
+        assert answers == [401, 401, 429], answers
+        # A forwarded-for header is not believed: the address is the TCP peer.
+        by_address = try_login(dash, ctl, "dash-bob", "password-123", **{"X-Forwarded-For": "10.9.9.9"})
+        assert by_address.status_code == 429
+        assert login_message(by_address.text).startswith("too many failed logins from this address")
+        wait_for(
+            lambda: try_login(dash, ctl, "dash-bob", "password-123").status_code == 303,
+            timeout=30,
+            step=0.5,
+            what="the address's lockout to end",
+        )
+    finally:
+        dash.stop()
+
+
+def test_sessions_survive_a_dashboard_restart_and_logout_ends_them(cloud: dict, tmp_path: Path) -> None:
+    ctl = cloud["ctl"]
+    dash = DashboardProc(ctl, tmp_path, cloud["dash"].cert_file, cloud["dash"].key_file).start()
+    try:
+        kept, _ = login(dash, ctl, "dash-alice", "password-123")
+        ended, ended_csrf = login(dash, ctl, "dash-alice", "password-123")
+        ended_sid = ended.cookies["kumo_session"]
+        assert ended.post("/logout", data={"csrf_token": ended_csrf}).status_code == 303
+        state = tmp_path / "dashboard-state"
+        db = state / "sessions.db"
+        assert oct(db.stat().st_mode & 0o777) == "0o600" and oct(state.stat().st_mode & 0o777) == "0o700"
+        sid = kept.cookies["kumo_session"]
+        assert sid.encode() not in db.read_bytes(), "rows are keyed by the id's hash"
+        dash.stop()
+        dash.start()
+        kept.base_url = dash.url  # type: ignore[misc]
+        page = kept.get("/servers")
+        assert page.status_code == 200 and "dash-alice" in page.text, page.headers.get("location")
+        # The CSRF token came through the restart too.
+        token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page.text)
+        assert token
+        made = kept.post("/keypairs", data={"name": "after-restart", "csrf_token": token.group(1)})
+        assert made.status_code == 200 and "PRIVATE KEY" in made.text
+        stale = https(ctl, dash.url, cookies={"kumo_session": ended_sid})
+        assert stale.get("/servers").headers["location"] == "/login"
+        import sqlite3
+
+        with sqlite3.connect(db) as rows:
+            assert rows.execute("SELECT count(*) FROM sessions").fetchone()[0] == 1
+    finally:
+        dash.stop()
+        for kp in cloud["alice"].compute.ListKeypairs(cpb.ListKeypairsRequest()).keypairs:
+            if kp.name == "after-restart":
+                cloud["alice"].compute.DeleteKeypair(cpb.DeleteKeypairRequest(id=kp.id))

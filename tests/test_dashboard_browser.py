@@ -21,10 +21,12 @@ from selenium.webdriver.support.ui import Select
 
 from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import image_pb2 as ipb
+from kumo.v1 import network_pb2 as netpb
+from kumo.v1 import node_pb2 as npb
 from kumo.v1 import volume_pb2 as vpb
 from tests.cloudutil import fake_cloud
 from tests.dashboardutil import DashboardProc, dashboard_cert, login, one_line_error
-from tests.harness import two_tenants
+from tests.harness import ADMIN_PASSWORD, two_tenants
 from tests.waits import wait_until
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
@@ -53,11 +55,11 @@ def cloud(tmp_path_factory: pytest.TempPathFactory, dashboard_key: bytes) -> Ite
             dash.stop()
 
 
-def sign_in(browser: Any, cloud: dict, user: str) -> None:
+def sign_in(browser: Any, cloud: dict, user: str, password: str = "password-123") -> None:
     browser.delete_all_cookies()
     browser.get(cloud["dash"].url + "/login")
     browser.find_element(By.ID, "user").send_keys(user)
-    browser.find_element(By.ID, "password").send_keys("password-123")
+    browser.find_element(By.ID, "password").send_keys(password)
     browser.find_element(By.ID, "login").click()
     wait_until(lambda: "Overview of" in browser.page_source, what=f"{user} logged in", base=30)
 
@@ -72,6 +74,13 @@ def text_of(browser: Any, css: str) -> str:
 
 def row_state(browser: Any, table_row: str) -> str:
     return text_of(browser, f"{table_row} .badge")
+
+
+def watch_without_reload(browser: Any, row: str, state: str, what: str) -> None:
+    """Waits for `row`'s badge to read `state` on the page already shown, and checks it was not reloaded."""
+    browser.execute_script("window.kumoMarker = 'not reloaded';")
+    wait_until(lambda: row_state(browser, row) == state, what=what, base=30, step=0.2)
+    assert browser.execute_script("return window.kumoMarker") == "not reloaded", "the page was reloaded"
 
 
 def test_the_session_cookie_as_the_browser_holds_it(browser: Any, cloud: dict) -> None:
@@ -150,12 +159,16 @@ def test_make_a_volume_and_attach_it(browser: Any, cloud: dict) -> None:
     browser.get(cloud["dash"].url + "/volumes")
     browser.find_element(By.ID, "volume-name").send_keys("data1")
     browser.find_element(By.ID, "volume-create").click()
-
-    def available() -> bool:
-        browser.get(cloud["dash"].url + "/volumes")
-        return row_state(browser, 'tr[data-name="data1"]') == "AVAILABLE"
-
-    wait_until(available, what="data1 AVAILABLE", base=30)
+    wait_until(
+        lambda: (
+            browser.current_url.rstrip("/").endswith("/volumes")
+            and browser.execute_script("return document.readyState") == "complete"
+            and row_state(browser, 'tr[data-name="data1"]')
+        ),
+        what="the volume list after the create",
+        base=30,
+    )
+    watch_without_reload(browser, 'tr[data-name="data1"]', "AVAILABLE", "data1's badge to turn AVAILABLE")
     server = cloud["server"]
     browser.get(f"{cloud['dash'].url}/servers/{server.id}")
     assert not one_line_error(browser.page_source), one_line_error(browser.page_source)
@@ -226,23 +239,52 @@ def test_a_reader_sees_no_write_buttons_and_a_forged_post_is_refused(browser: An
     )
 
 
+def test_node_states_and_overcommitted_capacity_update_without_reloading(browser: Any, cloud: dict) -> None:
+    """The bars are the scheduler's view: web1's flavor claimed against inventory
+    times the allocation ratio (vCPU 4, the controller's default)."""
+    admin = cloud["admin"]
+    (node,) = admin.nodes.ListNodes(npb.ListNodesRequest()).nodes
+    a = node.allocation
+    assert a.cpu_allocation_ratio == 4 and a.allocatable_vcpus == 4 * node.inventory.vcpus
+    assert a.allocatable_memory_mb == node.inventory.memory_mb and a.allocated_vcpus == 1
+    assert a.allocated_memory_mb == 512
+    sign_in(browser, cloud, "admin", ADMIN_PASSWORD)
+    browser.get(cloud["dash"].url + "/admin/nodes")
+    row = f'tr[data-id="{node.id}"]'
+    bar = browser.execute_script(
+        "const g = document.querySelector(arguments[0] + ' g.bar[data-label=\\'vCPU x4\\']');"
+        "return g ? [g.dataset.fraction, g.textContent] : null;",
+        row,
+    )
+    assert bar and bar[1].endswith(f"1 / {a.allocatable_vcpus}"), bar
+    assert float(bar[0]) == round(1 / a.allocatable_vcpus, 3)
+    browser.execute_script("window.kumoMarker = 'not reloaded';")
+    admin.nodes.DisableNode(npb.DisableNodeRequest(id=node.id, reason="by the test"))
+    try:
+        wait_until(
+            lambda: row_state(browser, row) == "DISABLED", what="the node's badge to turn DISABLED", base=30
+        )
+    finally:
+        admin.nodes.EnableNode(npb.EnableNodeRequest(id=node.id))
+    wait_until(lambda: row_state(browser, row) == "READY", what="the node's badge back to READY", base=30)
+    assert browser.execute_script("return window.kumoMarker") == "not reloaded", "the page was reloaded"
+
+
 def test_delete_everything(browser: Any, cloud: dict) -> None:
     sign_in(browser, cloud, "br-alice")
     server = cloud["server"]
     browser.get(f"{cloud['dash'].url}/servers/{server.id}")
     browser.find_element(By.CSS_SELECTOR, "#attached button").click()  # Detach
-
-    def detached() -> bool:
-        browser.get(cloud["dash"].url + "/volumes")
-        return row_state(browser, 'tr[data-name="data1"]') == "AVAILABLE"
-
-    wait_until(detached, what="data1 detached", base=30)
+    browser.get(cloud["dash"].url + "/volumes")
+    watch_without_reload(browser, 'tr[data-name="data1"]', "AVAILABLE", "data1 detached")
     browser.get(f"{cloud['dash'].url}/servers/{server.id}")
     browser.find_element(By.CSS_SELECTOR, "#actions button.danger").click()  # Delete
     # The form's POST navigates to the list; mark that page, not the one left behind.
     wait_until(
-        lambda: browser.current_url.rstrip("/").endswith("/servers")
-        and browser.execute_script("return document.readyState") == "complete",
+        lambda: (
+            browser.current_url.rstrip("/").endswith("/servers")
+            and browser.execute_script("return document.readyState") == "complete"
+        ),
         what="the server list after the delete",
         base=30,
     )
@@ -270,3 +312,62 @@ def test_delete_everything(browser: Any, cloud: dict) -> None:
         i for i in alice.images.ListImages(ipb.ListImagesRequest()).images if i.project_id == cloud["a"].id
     ]
     _ = time
+
+
+def test_build_a_network_with_a_router_and_a_port_in_the_browser(browser: Any, cloud: dict) -> None:
+    """Subnet, router and its interface, a port with a security group, a server
+    group: each form in the page, each result in the page that follows and at the API."""
+    sign_in(browser, cloud, "br-alice")
+    url = cloud["dash"].url
+    browser.get(url + "/networks")
+    form = browser.find_element(By.ID, "network-form")
+    form.find_element(By.NAME, "name").send_keys("br-net")
+    form.find_element(By.CSS_SELECTOR, "button").click()
+    wait_until(lambda: text_of(browser, 'tr[data-name="br-net"]'), what="br-net listed", base=30)
+    Select(browser.find_element(By.ID, "subnet-network")).select_by_visible_text("br-net")
+    browser.find_element(By.ID, "subnet-name").send_keys("br-sub")
+    browser.find_element(By.ID, "subnet-cidr").send_keys("10.61.0.0/24")
+    browser.find_element(By.ID, "subnet-create").click()
+    wait_until(lambda: "10.61.0.0/24" in text_of(browser, "#subnets"), what="br-sub listed", base=30)
+    browser.find_element(By.ID, "router-name").send_keys("br-router")
+    browser.find_element(By.ID, "router-create").click()
+    wait_until(lambda: text_of(browser, 'tr[data-name="br-router"]'), what="br-router listed", base=30)
+    browser.find_element(By.CSS_SELECTOR, 'tr[data-name="br-router"] button.add-interface').click()
+    wait_until(
+        lambda: "10.61.0.1" in text_of(browser, 'tr[data-name="br-router"] .interfaces'),
+        what="the router's interface on br-sub",
+        base=30,
+    )
+    assert "br-router" in text_of(browser, "#topology")
+    Select(browser.find_element(By.ID, "port-network")).select_by_visible_text("br-net")
+    browser.find_element(By.ID, "port-name").send_keys("br-port")
+    browser.find_element(By.CSS_SELECTOR, '#port-form input[name="security_group"]').click()
+    browser.find_element(By.ID, "port-create").click()
+    wait_until(lambda: "10.61.0." in text_of(browser, 'tr[data-name="br-port"]'), what="br-port", base=30)
+    assert not one_line_error(browser.page_source)
+    net = cloud["alice"].networks
+    (port,) = [p for p in net.ListPorts(netpb.ListPortsRequest()).ports if p.name == "br-port"]
+    assert len(port.security_group_ids) == 1
+    (router,) = [r for r in net.ListRouters(netpb.ListRoutersRequest()).routers if r.name == "br-router"]
+    assert [i.ip_address for i in router.interfaces] == ["10.61.0.1"]
+
+    browser.get(url + "/server-groups")
+    browser.find_element(By.ID, "server-group-name").send_keys("br-spread")
+    browser.find_element(By.ID, "server-group-create").click()
+    wait_until(lambda: text_of(browser, 'tr[data-name="br-spread"]'), what="br-spread listed", base=30)
+    assert "anti-affinity" in text_of(browser, 'tr[data-name="br-spread"]')
+    browser.get(url + "/servers/new")
+    Select(browser.find_element(By.ID, "server_group")).select_by_visible_text("br-spread")
+
+    # Taken down again through the page: the port, the interface, the router.
+    browser.get(url + "/networks")
+    browser.find_element(By.CSS_SELECTOR, 'tr[data-name="br-port"] button.danger').click()
+    wait_until(lambda: not text_of(browser, 'tr[data-name="br-port"]'), what="br-port gone", base=30)
+    browser.find_element(By.CSS_SELECTOR, 'tr[data-name="br-router"] button.remove-interface').click()
+    wait_until(
+        lambda: "10.61.0.1" not in text_of(browser, 'tr[data-name="br-router"] .interfaces'),
+        what="the interface removed",
+        base=30,
+    )
+    browser.find_element(By.CSS_SELECTOR, 'tr[data-name="br-router"] button.danger').click()
+    wait_until(lambda: not text_of(browser, 'tr[data-name="br-router"]'), what="br-router gone", base=30)

@@ -77,7 +77,9 @@ def test_node_list_show_disable_enable_delete(kumo, controller: ControllerProc, 
     assert name in kumo("node", "list").stdout
     shown = json.loads(kumo("node", "show", name, "-o", "json").stdout)
     assert shown["id"] == e.node_id
-    assert "certificate serial" in kumo("node", "show", e.node_id).stdout
+    text = kumo("node", "show", e.node_id).stdout
+    assert "certificate serial" in text and "vcpus allocatable" in text
+    assert shown["allocation"]["cpu_allocation_ratio"] == 4.0  # the controller's default overcommit
 
     disabled = json.loads(kumo("node", "disable", name, "--reason", "bad fan", "-o", "json").stdout)
     assert disabled["state"] == "disabled" and disabled["disabled_reason"] == "bad fan"

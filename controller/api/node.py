@@ -15,6 +15,7 @@ from controller.db.models import JoinToken
 from controller.domain.evacuation import FAILED, MOVED, REBUILT, Evacuations
 from controller.domain.migrations.drain import Drains
 from controller.domain.nodes import DEFAULT_TTL, Nodes, NodeView, token_state
+from controller.domain.placement import Placement
 from controller.errors import InvalidArgument
 from kumo.v1 import node_pb2 as pb
 from kumo.v1 import node_pb2_grpc
@@ -82,19 +83,43 @@ OUTCOME = {
 }
 
 
+def node_allocations(placement: Placement, node_ids: list[str]) -> dict[str, pb.NodeAllocation]:
+    """Each node's capacity as placement counts it (the live inventory, the ratios, the claims)."""
+    r = placement.ratios
+    return {
+        c.node_id: pb.NodeAllocation(
+            cpu_allocation_ratio=r.cpu,
+            ram_allocation_ratio=r.ram,
+            disk_allocation_ratio=r.disk,
+            allocatable_vcpus=int(c.vcpus * r.cpu),
+            allocatable_memory_mb=int(c.ram_mb * r.ram),
+            allocatable_disk_gb=int(c.disk_gb * r.disk),
+            allocated_vcpus=c.vcpus_used,
+            allocated_memory_mb=c.ram_mb_used,
+            allocated_disk_gb=c.disk_gb_used,
+        )
+        for c in placement.candidates(node_ids)
+    }
+
+
 class NodeServicer(node_pb2_grpc.NodeServiceServicer):
-    def __init__(self, nodes: Nodes, drains: Drains, evacuations: Evacuations) -> None:
+    def __init__(self, nodes: Nodes, drains: Drains, evacuations: Evacuations, placement: Placement) -> None:
         self.nodes = nodes
         self.drains = drains
         self.evacuations = evacuations
+        self.placement = placement
 
     def node_pbs(self, views: list[NodeView]) -> list[pb.Node]:
         msgs = [node_pb(x) for x in views]
-        status = self.drains.status([x.row.id for x in views])
+        ids = [x.row.id for x in views]
+        status = self.drains.status(ids)
+        allocations = node_allocations(self.placement, ids) if ids else {}
         for view, msg in zip(views, msgs, strict=True):
             msg.maintenance = view.row.maintenance
             if view.row.id in status:
                 msg.drain.CopyFrom(node_drain_pb(*status[view.row.id]))
+            if view.row.id in allocations:
+                msg.allocation.CopyFrom(allocations[view.row.id])
         return msgs
 
     def one(self, view: NodeView) -> pb.Node:

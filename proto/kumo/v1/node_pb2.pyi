@@ -111,7 +111,7 @@ class NodeUsage(_message.Message):
     def __init__(self, memory_free_mb: _Optional[int] = ..., disk_free_gb: _Optional[int] = ..., load_1m: _Optional[float] = ..., guests_running: _Optional[int] = ..., guest_vcpus: _Optional[int] = ..., guest_memory_mb: _Optional[int] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("id", "name", "state", "disabled_reason", "connected", "inventory", "usage", "last_heartbeat_time", "desired_revision", "applied_revision", "address", "certificate_serial", "certificate_expire_time", "join_token_id", "create_time", "update_time", "controller_id", "maintenance", "drain", "fenced", "fence_time")
+    __slots__ = ("id", "name", "state", "disabled_reason", "connected", "inventory", "usage", "last_heartbeat_time", "desired_revision", "applied_revision", "address", "certificate_serial", "certificate_expire_time", "join_token_id", "create_time", "update_time", "controller_id", "maintenance", "drain", "fenced", "fence_time", "allocation")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +133,7 @@ class Node(_message.Message):
     DRAIN_FIELD_NUMBER: _ClassVar[int]
     FENCED_FIELD_NUMBER: _ClassVar[int]
     FENCE_TIME_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATION_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     state: NodeState
@@ -154,7 +155,30 @@ class Node(_message.Message):
     drain: NodeDrain
     fenced: bool
     fence_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[NodeState, str]] = ..., disabled_reason: _Optional[str] = ..., connected: _Optional[bool] = ..., inventory: _Optional[_Union[NodeInventory, _Mapping]] = ..., usage: _Optional[_Union[NodeUsage, _Mapping]] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., desired_revision: _Optional[int] = ..., applied_revision: _Optional[int] = ..., address: _Optional[str] = ..., certificate_serial: _Optional[str] = ..., certificate_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., join_token_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., controller_id: _Optional[str] = ..., maintenance: _Optional[bool] = ..., drain: _Optional[_Union[NodeDrain, _Mapping]] = ..., fenced: _Optional[bool] = ..., fence_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    allocation: NodeAllocation
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[NodeState, str]] = ..., disabled_reason: _Optional[str] = ..., connected: _Optional[bool] = ..., inventory: _Optional[_Union[NodeInventory, _Mapping]] = ..., usage: _Optional[_Union[NodeUsage, _Mapping]] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., desired_revision: _Optional[int] = ..., applied_revision: _Optional[int] = ..., address: _Optional[str] = ..., certificate_serial: _Optional[str] = ..., certificate_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., join_token_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., controller_id: _Optional[str] = ..., maintenance: _Optional[bool] = ..., drain: _Optional[_Union[NodeDrain, _Mapping]] = ..., fenced: _Optional[bool] = ..., fence_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., allocation: _Optional[_Union[NodeAllocation, _Mapping]] = ...) -> None: ...
+
+class NodeAllocation(_message.Message):
+    __slots__ = ("cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio", "allocatable_vcpus", "allocatable_memory_mb", "allocatable_disk_gb", "allocated_vcpus", "allocated_memory_mb", "allocated_disk_gb")
+    CPU_ALLOCATION_RATIO_FIELD_NUMBER: _ClassVar[int]
+    RAM_ALLOCATION_RATIO_FIELD_NUMBER: _ClassVar[int]
+    DISK_ALLOCATION_RATIO_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATABLE_VCPUS_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATABLE_MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATABLE_DISK_GB_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATED_VCPUS_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATED_MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATED_DISK_GB_FIELD_NUMBER: _ClassVar[int]
+    cpu_allocation_ratio: float
+    ram_allocation_ratio: float
+    disk_allocation_ratio: float
+    allocatable_vcpus: int
+    allocatable_memory_mb: int
+    allocatable_disk_gb: int
+    allocated_vcpus: int
+    allocated_memory_mb: int
+    allocated_disk_gb: int
+    def __init__(self, cpu_allocation_ratio: _Optional[float] = ..., ram_allocation_ratio: _Optional[float] = ..., disk_allocation_ratio: _Optional[float] = ..., allocatable_vcpus: _Optional[int] = ..., allocatable_memory_mb: _Optional[int] = ..., allocatable_disk_gb: _Optional[int] = ..., allocated_vcpus: _Optional[int] = ..., allocated_memory_mb: _Optional[int] = ..., allocated_disk_gb: _Optional[int] = ...) -> None: ...
 
 class NodeDrain(_message.Message):
     __slots__ = ("state", "instances_total", "migrated", "failed", "start_time", "end_time")
