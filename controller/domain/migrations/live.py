@@ -263,6 +263,7 @@ class LiveMigrations:
                     target_uri=inv.migration_uri if inv is not None else "",
                     copy_storage=m.disk_gb > 0,
                     timeout_seconds=self.settings.timeout_seconds,
+                    target_port=inv.migration_port if inv is not None else 0,
                 )
             )
 

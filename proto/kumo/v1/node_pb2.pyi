@@ -59,7 +59,7 @@ JOIN_TOKEN_STATE_EXPIRED: JoinTokenState
 JOIN_TOKEN_STATE_USED_UP: JoinTokenState
 
 class NodeInventory(_message.Message):
-    __slots__ = ("hostname", "vcpus", "memory_mb", "disk_gb", "virt_type", "driver", "arch", "cpu_model", "libvirt_version", "qemu_version", "agent_version", "kernel", "tunnel_ip", "storage_backends", "migration_address", "migration_uri")
+    __slots__ = ("hostname", "vcpus", "memory_mb", "disk_gb", "virt_type", "driver", "arch", "cpu_model", "libvirt_version", "qemu_version", "agent_version", "kernel", "tunnel_ip", "storage_backends", "migration_address", "migration_uri", "migration_port")
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     VCPUS_FIELD_NUMBER: _ClassVar[int]
     MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +76,7 @@ class NodeInventory(_message.Message):
     STORAGE_BACKENDS_FIELD_NUMBER: _ClassVar[int]
     MIGRATION_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     MIGRATION_URI_FIELD_NUMBER: _ClassVar[int]
+    MIGRATION_PORT_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     vcpus: int
     memory_mb: int
@@ -92,7 +93,8 @@ class NodeInventory(_message.Message):
     storage_backends: _containers.RepeatedScalarFieldContainer[str]
     migration_address: str
     migration_uri: str
-    def __init__(self, hostname: _Optional[str] = ..., vcpus: _Optional[int] = ..., memory_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., virt_type: _Optional[str] = ..., driver: _Optional[str] = ..., arch: _Optional[str] = ..., cpu_model: _Optional[str] = ..., libvirt_version: _Optional[str] = ..., qemu_version: _Optional[str] = ..., agent_version: _Optional[str] = ..., kernel: _Optional[str] = ..., tunnel_ip: _Optional[str] = ..., storage_backends: _Optional[_Iterable[str]] = ..., migration_address: _Optional[str] = ..., migration_uri: _Optional[str] = ...) -> None: ...
+    migration_port: int
+    def __init__(self, hostname: _Optional[str] = ..., vcpus: _Optional[int] = ..., memory_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., virt_type: _Optional[str] = ..., driver: _Optional[str] = ..., arch: _Optional[str] = ..., cpu_model: _Optional[str] = ..., libvirt_version: _Optional[str] = ..., qemu_version: _Optional[str] = ..., agent_version: _Optional[str] = ..., kernel: _Optional[str] = ..., tunnel_ip: _Optional[str] = ..., storage_backends: _Optional[_Iterable[str]] = ..., migration_address: _Optional[str] = ..., migration_uri: _Optional[str] = ..., migration_port: _Optional[int] = ...) -> None: ...
 
 class NodeUsage(_message.Message):
     __slots__ = ("memory_free_mb", "disk_free_gb", "load_1m", "guests_running", "guest_vcpus", "guest_memory_mb")
