@@ -18,7 +18,7 @@ import grpc
 import pytest
 
 from kumo.v1 import compute_pb2 as pb
-from kumo.v1 import compute_pb2_grpc, node_pb2_grpc
+from kumo.v1 import compute_pb2_grpc, event_pb2, node_pb2_grpc
 from kumo.v1 import node_pb2 as npb
 from tests.cloudutil import FakeCloud, fake_cloud
 from tests.harness import Client, cli_login, error_reason, race, rpc_error, run_cli, two_tenants
@@ -424,6 +424,65 @@ def test_a_controller_restart_mid_migration_carries_on(cloud: FakeCloud) -> None
     m = finished(admin, inst.id, timeout=60)
     assert m.state == pb.LIVE_MIGRATION_STATE_COMPLETED, m.fault
     assert running(admin, inst.id).node_id == target
+    assert_claims_exact(cloud)
+    delete_all(admin)
+
+
+def test_cancel_migration_aborts_the_copy_and_keeps_the_guest_on_the_source(cloud: FakeCloud) -> None:
+    """CancelMigration: its refusals, then a cancel while the simulated copy
+    runs (slowed to 30 s): the source aborts it, the guest stays, the
+    target's claim goes, the fault and the event log say who."""
+    admin = cloud.admin
+    t = two_tenants(cloud.ctl, admin, "lmcancel")
+    inst = running(admin, create(admin, "cancelled").id)
+    idle = running(admin, create(admin, "not-moving").id)
+    source = inst.node_id
+    slow_source(cloud, source, 30)
+    inst = running(admin, inst.id)
+    target = next(n for n in node_ids(cloud) if n != source)
+    before = claims(cloud)
+    begin(admin, inst.id, target)
+    wait_for(
+        lambda: migrations(admin, instance_id=inst.id)[-1].bytes_processed > 0,
+        timeout=30,
+        what="the copy under way",
+    )
+
+    def refused(code: grpc.StatusCode, reason: str, client: Client = admin, name: str = "") -> str:
+        err = rpc_error(compute(client).CancelMigration, pb.CancelMigrationRequest(name=name))
+        assert err.code() == code, (err.code(), err.details())
+        if reason:
+            assert error_reason(err) == reason, err.details()
+        return err.details()
+
+    assert "name" in refused(grpc.StatusCode.INVALID_ARGUMENT, "")
+    assert "name" in refused(grpc.StatusCode.INVALID_ARGUMENT, "", name="bad\x01")
+    refused(grpc.StatusCode.NOT_FOUND, "", name=UNKNOWN)
+    refused(grpc.StatusCode.NOT_FOUND, "", name="nobody-has-this")
+    for who in ("alice", "bob", "reader"):  # members and readers: not theirs to call
+        refused(grpc.StatusCode.PERMISSION_DENIED, "", client=t[who], name=inst.id)
+    refused(grpc.StatusCode.FAILED_PRECONDITION, "NOT_LIVE_MIGRATING", name=idle.id)
+    assert get(admin, inst.id).state == pb.INSTANCE_STATE_MIGRATING  # the refusals changed nothing
+
+    out = compute(admin).CancelMigration(pb.CancelMigrationRequest(name="cancelled"))
+    assert out.id == inst.id
+    assert migrations(admin, instance_id=inst.id)[-1].cancelled_by == "admin"
+    compute(admin).CancelMigration(pb.CancelMigrationRequest(name=inst.id))  # again: no harm
+    m = finished(admin, inst.id, timeout=30)
+    assert m.state == pb.LIVE_MIGRATION_STATE_FAILED and m.fault == "cancelled by admin", m
+    after = running(admin, inst.id)
+    assert after.node_id == source and after.fault == "live migration cancelled by admin"
+    assert claims(cloud)[target] == before.get(target, (0, 0))
+    events = {
+        e.action: e
+        for e in admin.events.ListEvents(
+            event_pb2.ListEventsRequest(page_size=100, resource_type="instance", resource_id=inst.id)
+        ).events
+    }
+    assert events["live_migrate_cancel"].user_name == "admin"
+    cancelled = events["live_migrate_cancelled"]
+    assert cancelled.error_reason == "LIVE_MIGRATION_CANCELLED" and "cancelled by admin" in cancelled.message
+    refused(grpc.StatusCode.FAILED_PRECONDITION, "NOT_LIVE_MIGRATING", name=inst.id)  # over
     assert_claims_exact(cloud)
     delete_all(admin)
 

@@ -24,6 +24,7 @@ def live_migration_pb(row: LiveMigration) -> cpb.LiveMigration:
         downtime_ms=row.downtime_ms,
         fault=row.fault,
         drain_node_id=row.drain_node_id,
+        cancelled_by=row.cancelled_by,
         create_time=ts(row.create_time),
         update_time=ts(row.update_time),
     )

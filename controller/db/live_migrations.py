@@ -27,6 +27,15 @@ def unfinished() -> list[LiveMigration]:
     return list(LiveMigration.select().where(LiveMigration.state.in_(UNFINISHED)).order_by(LiveMigration.id))
 
 
+def unfinished_of(instance_id: str) -> LiveMigration | None:
+    """The instance's live migration under way, if any."""
+    return (
+        LiveMigration.select()
+        .where((LiveMigration.instance_id == instance_id) & LiveMigration.state.in_(UNFINISHED))
+        .first()
+    )
+
+
 def unfinished_on_node(node_id: str) -> list[LiveMigration]:
     """Unfinished migrations from or to the node."""
     return list(

@@ -613,6 +613,7 @@ class LiveMigration(BaseModel):
     create_time = peewee.DoubleField()
     update_time = peewee.DoubleField()
     end_time = peewee.DoubleField(default=0)
+    cancelled_by = peewee.CharField(max_length=255, default="")  # CancelMigration's caller
 
 
 class NodeDrain(BaseModel):

@@ -16,7 +16,10 @@ The phases, as the nodes see them:
   volumes follow, the source's claim is freed.
 - FAILED (the source says so, the target went DOWN, the deadline passed, the
   instance was deleted): the guest stays on the source, the target's claim is
-  freed, the instance's fault and the event log say why."""
+  freed, the instance's fault and the event log say why.
+- CancelMigration: PREPARING fails at once; RUNNING records who cancelled and
+  withdraws the source's order (its daemon aborts the copy), then fails once
+  the source says the copy stopped (or completes, if it finished first)."""
 
 from __future__ import annotations
 
@@ -234,6 +237,37 @@ class LiveMigrations:
             end_time=now,
         )
 
+    # Cancel
+
+    def cancel(self, caller: Principal, ref: str) -> Instance:
+        row = self.find_instance(caller, ref)
+        m = store.unfinished_of(row.id)
+        if row.state != MIGRATING or m is None:
+            raise FailedPrecondition(
+                f"instance {row.name!r} has no live migration under way",
+                reason="NOT_LIVE_MIGRATING",
+                state=STATE_NAMES.get(row.state, ""),
+            )
+        who = caller.user_name or caller.user_id
+        if m.state == PREPARING:  # no copy runs yet: the target's files go with its order
+            self.fail(m, f"cancelled by {who}", cancelled=True, cause=Cause.of(caller))
+        elif not m.cancelled_by:
+            now = clock.now()
+            with write_transaction():
+                if store.update_if(m.id, (RUNNING_MIGRATION,), {"cancelled_by": who}, now) == 1:
+                    node_store.bump_desired_revision(m.source_node_id, now)
+                    self.events.record(
+                        "instance",
+                        row.id,
+                        "live_migrate_cancel",
+                        row.project_id,
+                        Cause.of(caller),
+                        message=f"live migration {m.id}: cancelling (the source aborts the copy)",
+                    )
+            self.registry.notify_threadsafe(m.source_node_id)
+            log.info("live migration cancelling", extra={"instance": row.id, "migration": m.id})
+        return self.instances.get(caller, row.id)
+
     # The nodes' part
 
     def contribute(self, node: Node, state: npb.NodeDesiredState) -> None:
@@ -247,8 +281,10 @@ class LiveMigrations:
                 inst.incoming_migration_id = m.id
                 state.instances.append(inst)
         outgoing = {
-            m.instance_id: m for m in moving if m.source_node_id == node.id and m.state == RUNNING_MIGRATION
-        }
+            m.instance_id: m
+            for m in moving
+            if m.source_node_id == node.id and m.state == RUNNING_MIGRATION and not m.cancelled_by
+        }  # a withdrawn order (cancelled) makes the source abort the copy
         for inst in state.instances:
             m = outgoing.get(inst.id)
             if m is None:
@@ -308,6 +344,9 @@ class LiveMigrations:
             and (not _reporting(source) or src_guest is None)
         ):  # the source's word (with the downtime) first, while it can give it
             return self.complete(m, row, prog)
+        source_has_it = _reporting(source) and src_guest is not None and src_guest.power_state == RUNNING
+        if m.cancelled_by and (prog is None or prog.state == JOB_FAILED) and source_has_it:
+            return self.fail(m, f"cancelled by {m.cancelled_by}", cancelled=True)  # the copy stopped
         if prog is not None and prog.state == JOB_FAILED:
             return self.fail(m, prog.error or "the source node gave up")
         source_sure = _reporting(source) and src_guest is not None and src_guest.power_state != 0
@@ -377,9 +416,9 @@ class LiveMigrations:
         log.info("live migration completed", extra={"instance": row.id, "migration": m.id})
         return 1
 
-    def fail(self, m: LiveMigration, reason: str) -> int:
+    def fail(self, m: LiveMigration, reason: str, cancelled: bool = False, cause: Cause = CONTROLLER) -> int:
         now = clock.now()
-        fault = f"live migration failed: {reason}"[:2000]
+        fault = (f"live migration {reason}" if cancelled else f"live migration failed: {reason}")[:2000]
         with write_transaction():
             if (
                 store.update_if(
@@ -397,10 +436,10 @@ class LiveMigrations:
             self.events.record(
                 "instance",
                 m.instance_id,
-                "live_migrate_failed",
+                "live_migrate_cancelled" if cancelled else "live_migrate_failed",
                 m.project_id,
-                CONTROLLER,
-                Outcome.failed("LIVE_MIGRATION_FAILED"),
+                cause,
+                Outcome.failed("LIVE_MIGRATION_CANCELLED" if cancelled else "LIVE_MIGRATION_FAILED"),
                 f"live migration {m.id} to node {m.target_node_id}: {reason}",
             )
         self.registry.notify_threadsafe(m.source_node_id)
