@@ -231,7 +231,7 @@ def assemble(
         events,
         (networks, volumes),
     )
-    drains = Drains(nodes, migrations, events, cfg.drain_parallel, cfg.instance_sync_seconds)
+    drains = Drains(nodes, migrations, moves.cold, events, cfg.drain_parallel, cfg.instance_sync_seconds)
     # Evacuation moves instances with what networks and volumes gave them.
     evacuations = Evacuations(cfg, nodes, placement, images, moves=(networks, volumes), events=events)
     # Moves and live migrations right after instances: networks and volumes then fill the

@@ -299,6 +299,99 @@ def test_drain_empties_the_node_and_reports_what_cannot_go(cloud: FakeCloud) -> 
     delete_all(admin)
 
 
+def settled(admin: Client) -> None:
+    """No instance is moving (cold moves hold a claim on both nodes until they end)."""
+    wait_for(
+        lambda: (
+            not compute(admin)
+            .ListInstances(pb.ListInstancesRequest(page_size=1000, state=pb.INSTANCE_STATE_MIGRATING))
+            .instances
+        ),
+        timeout=120,
+        what="every move ended",
+    )
+
+
+def test_a_cold_drain_moves_stopped_guests_too_and_races_creates_without_overcommit(
+    cloud: FakeCloud,
+) -> None:
+    """DrainNode cold: two running guests go live, two stopped ones cold, the
+    node ends empty (DRAINED). Then a cold drain of a node racing creates for
+    the last room: no node is ever claimed beyond its capacity."""
+    admin = cloud.admin
+    c = compute(admin)
+    drained, *others = node_ids(cloud)
+    for n in others:
+        nodes(admin).DisableNode(npb.DisableNodeRequest(id=n, reason="place on the drained one"))
+    made = [running(admin, create(admin, f"cd-{i}").id) for i in range(4)]
+    for n in others:
+        nodes(admin).EnableNode(npb.EnableNodeRequest(id=n))
+    assert {i.node_id for i in made} == {drained}
+    for inst in made[2:]:
+        c.StopInstance(pb.StopInstanceRequest(id=inst.id))
+    for inst in made[2:]:
+        wait_for(lambda i=inst: get(admin, i.id).state == pb.INSTANCE_STATE_STOPPED, what="stopped")
+    node = nodes(admin).DrainNode(npb.DrainNodeRequest(id=drained, cold=True))
+    assert node.drain.cold
+    done = wait_for(
+        lambda: (
+            (x := nodes(admin).GetNode(npb.GetNodeRequest(id=drained))).drain.state
+            != npb.NODE_DRAIN_STATE_DRAINING
+            and x
+        ),
+        timeout=90,
+        what="cold drain finished",
+    )
+    assert done.drain.state == npb.NODE_DRAIN_STATE_DRAINED, done.drain
+    assert done.drain.migrated == 2 and done.drain.cold_started == 2 and done.drain.failed == 0
+    assert not c.ListInstances(pb.ListInstancesRequest(node_id=drained, page_size=100)).instances
+    for inst in made[2:]:  # moved cold and still stopped, as before
+        after = get(admin, inst.id)
+        assert after.node_id != drained and after.state == pb.INSTANCE_STATE_STOPPED, after
+    for inst in made[:2]:
+        assert running(admin, inst.id).node_id != drained
+    nodes(admin).UndrainNode(npb.UndrainNodeRequest(id=drained))
+    assert_claims_exact(cloud)
+
+    # The race: the guests of one node (one of them stopped) drained cold
+    # while creates take the room (each node holds 4 of these guests).
+    busiest = max(others, key=lambda n: len(c.ListInstances(pb.ListInstancesRequest(node_id=n)).instances))
+    clients = [cloud.ctl.login() for _ in range(4)]
+    codes: collections.Counter[str] = collections.Counter()
+    lock = threading.Lock()
+
+    def worker(k: int, client: Client) -> None:
+        for j in range(4 if k else 1):
+            try:
+                if k == 0:
+                    nodes(client).DrainNode(npb.DrainNodeRequest(id=busiest, cold=True))
+                else:
+                    create(client, f"cd-race-{k}-{j}")
+                code = "OK"
+            except grpc.RpcError as exc:
+                code = exc.code().name
+            with lock:
+                codes[code] += 1
+
+    race(worker, enumerate(clients))
+    assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}, codes
+    wait_for(
+        lambda: (
+            nodes(admin).GetNode(npb.GetNodeRequest(id=busiest)).drain.state != npb.NODE_DRAIN_STATE_DRAINING
+        ),
+        timeout=90,
+        what="the racing drain finished",
+    )
+    settled(admin)
+    now = claims(cloud)
+    for n in node_ids(cloud):
+        vcpus, ram = now.get(n, (0, 0))
+        assert vcpus <= 8 and ram <= 4096, (n, now)
+    assert_claims_exact(cloud)
+    nodes(admin).UndrainNode(npb.UndrainNodeRequest(id=busiest))
+    delete_all(admin)
+
+
 def test_the_cli_migrates_and_drains_with_progress(cloud: FakeCloud, tmp_path: Path) -> None:
     admin = cloud.admin
     cfg = tmp_path / "cli"

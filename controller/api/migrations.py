@@ -59,6 +59,8 @@ def node_drain_pb(drain: NodeDrain, migrated: int, failed: int) -> npb.NodeDrain
         migrated=migrated,
         failed=failed,
         start_time=ts(drain.start_time),
+        cold=drain.cold,
+        cold_started=drain.cold_started,
     )
     if drain.end_time:
         out.end_time.CopyFrom(ts(drain.end_time))

@@ -624,3 +624,5 @@ class NodeDrain(BaseModel):
     instances_total = peewee.IntegerField(default=0)
     start_time = peewee.DoubleField()
     end_time = peewee.DoubleField(default=0)
+    cold = peewee.BooleanField(default=False)  # guests that cannot go live are cold-migrated
+    cold_started = peewee.IntegerField(default=0)

@@ -39,21 +39,34 @@ class ColdMigration:
 
     def migrate(self, caller: Principal, ref: str, node_ref: str) -> Instance:
         row = self.engine.find(caller, ref)
-        movable(row, "migrate")
         required = ""
         if node_ref:
             required = find_node(node_ref).id
             if required == row.node_id:
                 raise InvalidArgument("node: the instance already runs there", reason="SAME_NODE")
+        self.begin(caller, row, required)
+        return visible_instance(caller, row.id)
+
+    def begin(
+        self,
+        caller: Principal | None,
+        row: Instance,
+        required: str = "",
+        during: Callable[[], None] | None = None,
+    ) -> str:
+        """Starts the cold migration of `row` (to `required`, or the best other
+        node); `during` runs in the transaction that claims the target (a
+        drain counts it). `caller` None: the controller's own (a drain)."""
+        movable(row, "migrate")
         backend = self.engine.constraint(row)
         sizes = Sizes(row.vcpus, row.ram_mb, row.disk_gb)
-        self.claim_elsewhere(caller, row, row.flavor_id, sizes, required, backend, MIGRATE)
+        chosen = self.claim_elsewhere(caller, row, row.flavor_id, sizes, required, backend, MIGRATE, during)
         self.registry.notify_threadsafe(row.node_id)
-        return visible_instance(caller, row.id)
+        return chosen
 
     def claim_elsewhere(
         self,
-        caller: Principal,
+        caller: Principal | None,
         row: Instance,
         flavor_id: str,
         sizes: Sizes,

@@ -159,26 +159,32 @@ class Node(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[NodeState, str]] = ..., disabled_reason: _Optional[str] = ..., connected: _Optional[bool] = ..., inventory: _Optional[_Union[NodeInventory, _Mapping]] = ..., usage: _Optional[_Union[NodeUsage, _Mapping]] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., desired_revision: _Optional[int] = ..., applied_revision: _Optional[int] = ..., address: _Optional[str] = ..., certificate_serial: _Optional[str] = ..., certificate_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., join_token_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., controller_id: _Optional[str] = ..., maintenance: _Optional[bool] = ..., drain: _Optional[_Union[NodeDrain, _Mapping]] = ..., fenced: _Optional[bool] = ..., fence_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class NodeDrain(_message.Message):
-    __slots__ = ("state", "instances_total", "migrated", "failed", "start_time", "end_time")
+    __slots__ = ("state", "instances_total", "migrated", "failed", "start_time", "end_time", "cold", "cold_started")
     STATE_FIELD_NUMBER: _ClassVar[int]
     INSTANCES_TOTAL_FIELD_NUMBER: _ClassVar[int]
     MIGRATED_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
+    COLD_FIELD_NUMBER: _ClassVar[int]
+    COLD_STARTED_FIELD_NUMBER: _ClassVar[int]
     state: NodeDrainState
     instances_total: int
     migrated: int
     failed: int
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
-    def __init__(self, state: _Optional[_Union[NodeDrainState, str]] = ..., instances_total: _Optional[int] = ..., migrated: _Optional[int] = ..., failed: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    cold: bool
+    cold_started: int
+    def __init__(self, state: _Optional[_Union[NodeDrainState, str]] = ..., instances_total: _Optional[int] = ..., migrated: _Optional[int] = ..., failed: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cold: _Optional[bool] = ..., cold_started: _Optional[int] = ...) -> None: ...
 
 class DrainNodeRequest(_message.Message):
-    __slots__ = ("id",)
+    __slots__ = ("id", "cold")
     ID_FIELD_NUMBER: _ClassVar[int]
+    COLD_FIELD_NUMBER: _ClassVar[int]
     id: str
-    def __init__(self, id: _Optional[str] = ...) -> None: ...
+    cold: bool
+    def __init__(self, id: _Optional[str] = ..., cold: _Optional[bool] = ...) -> None: ...
 
 class UndrainNodeRequest(_message.Message):
     __slots__ = ("id",)
