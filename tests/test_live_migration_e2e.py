@@ -3,7 +3,8 @@
 namespace, tests/hosts.py), each with its own kumo-noded: with its disk
 copied (copy-storage) the guest keeps running (its uptime goes on, no
 reboot) and its console follows it; a migration whose target dies midway
-leaves it running on the source with the target's claim freed.
+leaves it running on the source with the target's claim freed, and so does
+a cancelled one.
 
 Not here (see docs/nodes.md): guests with NICs (the extra host shares the
 machine's network namespace, so its bridges would clash with the first
@@ -251,10 +252,34 @@ def test_a_migration_whose_target_dies_leaves_the_guest_on_the_source(clouds: di
             ),
             what="the restarted node reporting the guest",
         )
+        # CancelMigration first: the source's libvirt aborts the real copy, the guest stays.
         admin.compute.MigrateInstance(pb.MigrateInstanceRequest(name=inst.id, live=True, node=target))
         wait_until(
             lambda: migration(admin, inst.id).bytes_processed > 0,
             what="the copy under way",
+            base=60,
+            explain=lambda: diagnose(admin, inst.id),
+        )
+        admin.compute.CancelMigration(pb.CancelMigrationRequest(name=inst.id))
+        cancelled = ended(admin, inst.id)
+        assert cancelled.state == pb.LIVE_MIGRATION_STATE_FAILED, cancelled
+        assert cancelled.fault.startswith("cancelled by "), cancelled.fault
+        wait_until(
+            lambda: (
+                (i := admin.compute.GetInstance(pb.GetInstanceRequest(id=inst.id))).state
+                == pb.INSTANCE_STATE_ACTIVE
+                and i.power_state == pb.POWER_STATE_RUNNING
+                and i.node_id == source
+            ),
+            what="the guest running on the source after the cancel",
+            explain=lambda: diagnose(admin, inst.id),
+        )
+        assert "running" in virsh("domstate", f"kumo-{inst.id}")
+        assert claimed(Path(clouds["ctl"].data_dir), target) == before_claim
+        admin.compute.MigrateInstance(pb.MigrateInstanceRequest(name=inst.id, live=True, node=target))
+        wait_until(
+            lambda: (m := migration(admin, inst.id)).id != cancelled.id and m.bytes_processed > 0,
+            what="the copy under way again",
             base=60,
             explain=lambda: diagnose(admin, inst.id),
         )

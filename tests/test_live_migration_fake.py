@@ -127,6 +127,19 @@ def assert_claims_exact(cloud: FakeCloud) -> None:
     assert have == expected_claims(cloud)
 
 
+def drain_over(admin: Client, node_id: str, timeout: float) -> npb.Node:
+    """The node once its drain is no longer DRAINING."""
+    return wait_for(
+        lambda: (
+            (x := nodes(admin).GetNode(npb.GetNodeRequest(id=node_id))).drain.state
+            != npb.NODE_DRAIN_STATE_DRAINING
+            and x
+        ),
+        timeout=timeout,
+        what="the drain over",
+    )
+
+
 def node_ids(cloud: FakeCloud) -> list[str]:
     return sorted(cloud.node_states)
 
@@ -275,15 +288,7 @@ def test_drain_empties_the_node_and_reports_what_cannot_go(cloud: FakeCloud) -> 
     # Nothing new lands on a node in maintenance.
     for i in range(3):
         assert create(admin, f"dr-new-{i}").node_id != drained
-    done = wait_for(
-        lambda: (
-            (x := nodes(admin).GetNode(npb.GetNodeRequest(id=drained))).drain.state
-            != npb.NODE_DRAIN_STATE_DRAINING
-            and x
-        ),
-        timeout=60,
-        what="drain finished",
-    )
+    done = drain_over(admin, drained, 60)
     assert done.drain.state == npb.NODE_DRAIN_STATE_INCOMPLETE, done.drain
     assert done.drain.failed == 1 and done.drain.migrated == len(on_node)
     left = c.ListInstances(pb.ListInstancesRequest(node_id=drained, page_size=100)).instances
@@ -333,15 +338,7 @@ def test_a_cold_drain_moves_stopped_guests_too_and_races_creates_without_overcom
         wait_for(lambda i=inst: get(admin, i.id).state == pb.INSTANCE_STATE_STOPPED, what="stopped")
     node = nodes(admin).DrainNode(npb.DrainNodeRequest(id=drained, cold=True))
     assert node.drain.cold
-    done = wait_for(
-        lambda: (
-            (x := nodes(admin).GetNode(npb.GetNodeRequest(id=drained))).drain.state
-            != npb.NODE_DRAIN_STATE_DRAINING
-            and x
-        ),
-        timeout=90,
-        what="cold drain finished",
-    )
+    done = drain_over(admin, drained, 90)
     assert done.drain.state == npb.NODE_DRAIN_STATE_DRAINED, done.drain
     assert done.drain.migrated == 2 and done.drain.cold_started == 2 and done.drain.failed == 0
     assert not c.ListInstances(pb.ListInstancesRequest(node_id=drained, page_size=100)).instances
@@ -375,13 +372,7 @@ def test_a_cold_drain_moves_stopped_guests_too_and_races_creates_without_overcom
 
     race(worker, enumerate(clients))
     assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}, codes
-    wait_for(
-        lambda: (
-            nodes(admin).GetNode(npb.GetNodeRequest(id=busiest)).drain.state != npb.NODE_DRAIN_STATE_DRAINING
-        ),
-        timeout=90,
-        what="the racing drain finished",
-    )
+    drain_over(admin, busiest, 90)
     settled(admin)
     now = claims(cloud)
     for n in node_ids(cloud):

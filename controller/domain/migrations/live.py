@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from controller import clock
 from controller.auth.principal import Principal
-from controller.db import compute as compute_store
 from controller.db import instances as instance_store
 from controller.db import live_migrations as store
 from controller.db import nodes as node_store
@@ -46,12 +45,11 @@ from controller.domain.instances import (
     Instances,
     desired_instance,
 )
-from controller.domain.moves.cold import find_node
+from controller.domain.move_target import MoveTargets
 from controller.domain.node_registry import DOWN as NODE_DOWN
 from controller.domain.node_registry import LiveView
+from controller.domain.nodes import find_node
 from controller.domain.periodic import Periodic
-from controller.domain.placement import Placement
-from controller.domain.scheduler import Request, schedule
 from controller.errors import FailedPrecondition, InvalidArgument, KumoError, not_found
 from kumo.ids import is_uuid
 from kumo.v1 import compute_pb2 as cpb
@@ -96,14 +94,14 @@ class LiveMigrations:
         self,
         settings: MigrationSettings,
         instances: Instances,
-        placement: Placement,
+        targets: MoveTargets,
         events: EventLog,
         moves: Sequence[InstanceMoves],
     ) -> None:
         self.settings = settings
         self.moves = tuple(moves)
         self.instances = instances
-        self.placement = placement
+        self.targets = targets
         self.registry = instances.nodes.registry
         self.events = events
         self._pass = Periodic("live-migrations", settings.period_seconds, self.sync_once, log)
@@ -133,8 +131,9 @@ class LiveMigrations:
         self.begin(row, target, Cause.of(caller))
         return self.instances.get(caller, row.id)
 
-    def check_movable(self, row: Instance) -> Request:
-        """What a target must offer the instance, or why it cannot go live now."""
+    def check_movable(self, row: Instance) -> str:
+        """The storage backend a target must reach ('' for none), or why the
+        instance cannot go live now."""
         if row.state != ACTIVE or row.task:
             busy = f" (busy: {row.task})" if row.task else ""
             raise FailedPrecondition(
@@ -160,28 +159,19 @@ class LiveMigrations:
                 "volumes move)",
                 reason="INSTANCE_HAS_LOCAL_VOLUMES",
             )
-        backend = needs.backends[0] if needs.backends else ""
-        return Request(
-            row.vcpus, row.ram_mb, row.disk_gb, required_backend=backend, migrating_from=row.node_id
-        )
+        return needs.backends[0] if needs.backends else ""
 
     def begin(self, row: Instance, target: str, cause: Cause, drain_node: str = "") -> LiveMigration:
         """Claims a target (`target`, or the scheduler's pick) and records the
         migration, in one transaction with the instance's move to MIGRATING."""
         if target and target == row.node_id:
             raise InvalidArgument("node: the instance already runs there", reason="SAME_NODE")
-        req = self.check_movable(row)
-        if target:
-            req = replace(req, required_node=target)
-        group = compute_store.get_server_group(row.server_group_id) if row.server_group_id else None
-        if group is not None:
-            req = self.instances.group_request(group, req)
-        placement = self.placement
-        outcome = schedule(placement.candidates(), req, placement.ratios, placement.weigher)
+        backend = self.check_movable(row)
+        ranked = self.targets.rank(row, row.vcpus, row.ram_mb, row.disk_gb, target, backend, live=True)
+        req = ranked.req
         with write_transaction():
             now = clock.now()
-            if group is not None:
-                req = self.instances.group_request(group, req, lock=True)
+            chosen = self.targets.claim(ranked)
             if (
                 instance_store.update_instance_if(row.id, ACTIVE, {"state": MIGRATING}, now, expect_task="")
                 != 1
@@ -189,7 +179,6 @@ class LiveMigrations:
                 raise FailedPrecondition(
                     f"instance {row.name!r} changed state; try again", reason="INSTANCE_WRONG_STATE"
                 )
-            chosen = placement.claim(outcome, req)
             node_store.bump_desired_revision(row.node_id, now)
             node_store.bump_desired_revision(chosen, now)
             m = store.insert(
@@ -215,7 +204,7 @@ class LiveMigrations:
                 cause,
                 message=f"live migration {m.id} from node {row.node_id} to node {chosen}",
             )
-        placement.record("instance", outcome, True)
+        self.targets.placed(ranked)
         self.registry.notify_threadsafe(row.node_id)
         self.registry.notify_threadsafe(chosen)
         log.info("live migration started", extra={"instance": row.id, "migration": m.id, "node": chosen})
