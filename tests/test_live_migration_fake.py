@@ -400,10 +400,20 @@ def test_the_cli_migrates_and_drains_with_progress(cloud: FakeCloud, tmp_path: P
     assert json.loads(out.stdout)["node_id"] == target
     listed = run_cli(["server", "migration", "list", "--server", "cli-mover", "-o", "json"], env)
     assert listed.returncode == 0 and json.loads(listed.stdout)[-1]["state"] == "completed", listed.stdout
-    drained = run_cli(["node", "drain", names[target], "--wait", "-o", "json"], env)
+    not_moving = run_cli(["server", "migration", "cancel", "cli-mover"], env)
+    assert not_moving.returncode != 0 and "no live migration under way" in not_moving.stderr
+    cold = running(admin, create(admin, "cli-cold").id)
+    if cold.node_id != target:
+        compute(admin).MigrateInstance(pb.MigrateInstanceRequest(name=cold.id, live=True, node=target))
+        assert finished(admin, cold.id).state == pb.LIVE_MIGRATION_STATE_COMPLETED
+    compute(admin).StopInstance(pb.StopInstanceRequest(id=cold.id))
+    wait_for(lambda: get(admin, cold.id).state == pb.INSTANCE_STATE_STOPPED, what="stopped")
+    drained = run_cli(["node", "drain", names[target], "--cold", "--wait", "-o", "json"], env)
     assert drained.returncode == 0, drained.stderr
     assert f"server {inst.id}: completed" in drained.stderr, drained.stderr
-    assert json.loads(drained.stdout)["maintenance"] is True
+    shown = json.loads(drained.stdout)
+    assert shown["maintenance"] is True and shown["drain"]["cold_started"] == 1, shown
+    assert get(admin, cold.id).node_id != target
     back = run_cli(["node", "undrain", names[target], "-o", "json"], env)
     assert back.returncode == 0 and json.loads(back.stdout)["maintenance"] is False
     again = run_cli(["node", "undrain", names[target]], env)
