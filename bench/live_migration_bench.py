@@ -13,8 +13,9 @@ bench/libvirt_hosts.py), each with its own kumo-noded, through the API.
 
 Shared disks are not measured yet (shared-fs would need the extra host to
 see the shared directory at the same path: it does, but the guests'
-root disks are overlays, not volumes). The migration stream is plain TCP
-on 127.0.0.1 here (docs/nodes.md)."""
+root disks are overlays, not volumes). kumo's migrations go through the
+node daemons' TLS tunnel (docs/nodes.md); the `virsh migrate` comparison
+sends plain TCP on 127.0.0.1."""
 
 from __future__ import annotations
 

@@ -50,6 +50,7 @@ from controller.domain.images import Images
 from controller.domain.instances import Instances
 from controller.domain.migrations.drain import Drains
 from controller.domain.migrations.live import LiveMigrations, MigrationSettings
+from controller.domain.move_target import MoveTargets
 from controller.domain.moves.facade import Moves
 from controller.domain.networks import Networks
 from controller.domain.node_registry import NodeRegistry
@@ -202,12 +203,15 @@ def assemble(
     networks = Networks(nodes, quotas, cfg.dns_domain)
     nodes.registry.watch_tunnels(networks.tunnel_moved)
     volumes = Volumes(cfg, images, placement, nodes, quotas, events)
+    # Live and cold migrations (and resizes that move) claim their target one way.
+    targets = MoveTargets(placement)
     # Cold migration and resize: their ports and shared volumes follow a move.
     moves = Moves(
         nodes.registry,
         catalog,
         images,
         placement,
+        targets,
         quotas,
         (networks, volumes),
         events,
@@ -227,11 +231,11 @@ def assemble(
     migrations = LiveMigrations(
         MigrationSettings(cfg.live_migration_timeout_seconds, cfg.instance_sync_seconds),
         instances,
-        placement,
+        targets,
         events,
         (networks, volumes),
     )
-    drains = Drains(nodes, migrations, events, cfg.drain_parallel, cfg.instance_sync_seconds)
+    drains = Drains(nodes, migrations, moves.cold, events, cfg.drain_parallel, cfg.instance_sync_seconds)
     # Evacuation moves instances with what networks and volumes gave them.
     evacuations = Evacuations(cfg, nodes, placement, images, moves=(networks, volumes), events=events)
     # Moves and live migrations right after instances: networks and volumes then fill the

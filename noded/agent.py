@@ -113,7 +113,7 @@ def inventory_pb(
     f: HostFacts,
     tunnel_ip: str = "",
     storage_backends: tuple[str, ...] = ("local",),
-    migration: tuple[str, str] = ("", ""),
+    migration: tuple[str, str, int] = ("", "", 0),
 ) -> node_pb2.NodeInventory:
     return node_pb2.NodeInventory(
         hostname=f.hostname[:255],
@@ -132,6 +132,7 @@ def inventory_pb(
         storage_backends=storage_backends,
         migration_address=migration[0],
         migration_uri=migration[1],
+        migration_port=migration[2],
     )
 
 
@@ -172,7 +173,7 @@ class Agent:
         on_rtt: Callable[[float], None] | None = None,
         facts_refresh_seconds: float = 60.0,
         tunnel_ip: str = "",
-        migration: tuple[str, str] = ("", ""),
+        migration: tuple[str, str, int] = ("", "", 0),
         metrics: NodeMetrics | None = None,
         doctor: CertificateDoctor | None = None,
         max_cert_refusals: int = MAX_CERT_REFUSALS,
@@ -207,7 +208,7 @@ class Agent:
         self.facts_refresh = facts_refresh_seconds
         # This node's VXLAN underlay address, for the controller's overlay peers.
         self.tunnel_ip = tunnel_ip
-        # (address, hypervisor URI) where other nodes send live migrations.
+        # (address, hypervisor URI, tunnel port) where other nodes send live migrations.
         self.migration = migration
         self.storage_backends = storage_backends
         self.backoff = Backoff()

@@ -124,6 +124,13 @@ def run(
             "[qemu+tls://<migration address>/system]"
         ),
     ] = "",
+    migration_port: Annotated[
+        int,
+        typer.Option(
+            help="The TCP port of this node's TLS migration tunnel on the migration address "
+            "(the live migration stream arrives there; 0: any free port, advertised to the controller)"
+        ),
+    ] = 0,
     migration_max_bandwidth: Annotated[
         int, typer.Option(help="Live migrations from this node: at most this many MiB/s (0: unlimited)")
     ] = 0,
@@ -229,6 +236,7 @@ def run(
 
     from kumo.metrics import MetricsConfigError, serve_metrics
     from noded.compute import make_compute
+    from noded.compute.migration_tunnel import MigrationTunnel
     from noded.console import ConsoleServer
     from noded.metrics import GuestCollector, ImageCacheCollector, NodeMetrics
     from noded.storage import RbdSettings, StorageError, VolumeStep, make_backend
@@ -251,6 +259,25 @@ def run(
         raise _fail(str(exc)) from None
     current = CurrentCredentials(creds, state)
     endpoints = ControllerEndpoints(controllers or creds.identity.node_endpoint)
+
+    from noded.network.step import default_tunnel_ip
+
+    tunnel = tunnel_ip or default_tunnel_ip(endpoints.all[0])
+    migration = migration_endpoint(migration_address, migration_uri, tunnel, driver)
+    # The live migration streams go through the node daemons' TLS tunnel
+    # (real guests only: a fake driver sends no streams).
+    mig_tunnel = None
+    if driver == "libvirt" and migration[0]:
+        mig_tunnel = MigrationTunnel(
+            current.get, guests_dir.parent / "migration", migration[0], migration_port
+        )
+        try:
+            migration = (*migration[:2], mig_tunnel.start())
+        except OSError as exc:
+            drv.close()
+            raise _fail(
+                f"--migration-port: cannot listen on {migration[0]}:{migration_port}: {exc}"
+            ) from None
     compute = make_compute(
         current.get,
         drv,
@@ -260,14 +287,12 @@ def run(
         metrics,
         endpoints.current,
         migration_max_bandwidth,
+        mig_tunnel,
     )
     volumes = VolumeStep(backend, compute.cache)
 
     from noded.network import NetworkStep
-    from noded.network.step import default_tunnel_ip
 
-    tunnel = tunnel_ip or default_tunnel_ip(endpoints.all[0])
-    migration = migration_endpoint(migration_address, migration_uri, tunnel, driver)
     # Bridges, DHCP and rules are for real guests: a fake node has none.
     networks = [NetworkStep(state.path, tunnel, dns, physnets)] if driver == "libvirt" else []
 
@@ -310,19 +335,22 @@ def run(
     finally:
         if metrics_server is not None:
             metrics_server.stop()
+        if mig_tunnel is not None:
+            mig_tunnel.stop()
         drv.close()
 
 
 @app.command()
-def migration_endpoint(address: str, uri: str, tunnel: str, driver: str) -> tuple[str, str]:
-    """(migration address, hypervisor URI) this node advertises; ("", "") when it takes none."""
+def migration_endpoint(address: str, uri: str, tunnel: str, driver: str) -> tuple[str, str, int]:
+    """(migration address, hypervisor URI, tunnel port: 0 until it listens)
+    this node advertises; ("", "", 0) when it takes none."""
     if address == "none":
-        return "", ""
+        return "", "", 0
     address = address or tunnel
     if not address:
-        return "", ""
+        return "", "", 0
     host = f"[{address}]" if ":" in address else address
-    return address, uri or (f"fake://{host}" if driver == "fake" else f"qemu+tls://{host}/system")
+    return address, uri or (f"fake://{host}" if driver == "fake" else f"qemu+tls://{host}/system"), 0
 
 
 def inventory(

@@ -3,7 +3,8 @@
 namespace, tests/hosts.py), each with its own kumo-noded: with its disk
 copied (copy-storage) the guest keeps running (its uptime goes on, no
 reboot) and its console follows it; a migration whose target dies midway
-leaves it running on the source with the target's claim freed.
+leaves it running on the source with the target's claim freed, and so does
+a cancelled one.
 
 Not here (see docs/nodes.md): guests with NICs (the extra host shares the
 machine's network namespace, so its bridges would clash with the first
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -159,6 +161,28 @@ def claimed(ctl_data: Path, node_id: str) -> tuple[int, int]:
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
+def assert_over_the_tls_tunnel(admin: Client, target: str, host: LibvirtHost, migration_id: str) -> None:
+    """The stream went through the node daemons' TLS tunnel (docs/nodes.md):
+    the target's daemon carried both streams of this migration from a node
+    with a certificate of the cloud's CA, and its tunnel port answers no
+    plaintext."""
+    port = admin.nodes.GetNode(npb.GetNodeRequest(id=target)).inventory.migration_port
+    assert port > 0
+    carried = re.findall(
+        rf"migration tunnel stream done\s+migration={migration_id} stream=([md]) source_node=\S+ bytes=(\d+)",
+        host.log_path.read_text(errors="replace"),
+    )
+    streams = {s: int(n) for s, n in carried}
+    assert streams.get("m", 0) > 1024**2 and streams.get("d", 0) > 0, carried  # memory and the disk copy
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as plain:
+        plain.sendall(b'{"migration_id": "x", "stream": "m"}\n')
+        try:
+            answer = plain.recv(64)
+        except ConnectionError:
+            answer = b""
+    assert not answer.startswith(b"OK")
+
+
 def test_a_running_guest_moves_with_its_disk_and_keeps_running(clouds: dict) -> None:
     admin, source, target = clouds["admin"], clouds["source"], clouds["target"]
     admin.nodes.DisableNode(npb.DisableNodeRequest(id=target, reason="place on the source"))
@@ -172,6 +196,7 @@ def test_a_running_guest_moves_with_its_disk_and_keeps_running(clouds: dict) -> 
     m = ended(admin, inst.id)
     wall = time.monotonic() - began
     assert m.state == pb.LIVE_MIGRATION_STATE_COMPLETED, m.fault
+    assert_over_the_tls_tunnel(admin, target, clouds["host"], m.id)
     print(
         f"\nlive migration with copy-storage: {wall:.1f} s wall, downtime {m.downtime_ms} ms, {m.bytes_processed} bytes"
     )
@@ -227,10 +252,34 @@ def test_a_migration_whose_target_dies_leaves_the_guest_on_the_source(clouds: di
             ),
             what="the restarted node reporting the guest",
         )
+        # CancelMigration first: the source's libvirt aborts the real copy, the guest stays.
         admin.compute.MigrateInstance(pb.MigrateInstanceRequest(name=inst.id, live=True, node=target))
         wait_until(
             lambda: migration(admin, inst.id).bytes_processed > 0,
             what="the copy under way",
+            base=60,
+            explain=lambda: diagnose(admin, inst.id),
+        )
+        admin.compute.CancelMigration(pb.CancelMigrationRequest(name=inst.id))
+        cancelled = ended(admin, inst.id)
+        assert cancelled.state == pb.LIVE_MIGRATION_STATE_FAILED, cancelled
+        assert cancelled.fault.startswith("cancelled by "), cancelled.fault
+        wait_until(
+            lambda: (
+                (i := admin.compute.GetInstance(pb.GetInstanceRequest(id=inst.id))).state
+                == pb.INSTANCE_STATE_ACTIVE
+                and i.power_state == pb.POWER_STATE_RUNNING
+                and i.node_id == source
+            ),
+            what="the guest running on the source after the cancel",
+            explain=lambda: diagnose(admin, inst.id),
+        )
+        assert "running" in virsh("domstate", f"kumo-{inst.id}")
+        assert claimed(Path(clouds["ctl"].data_dir), target) == before_claim
+        admin.compute.MigrateInstance(pb.MigrateInstanceRequest(name=inst.id, live=True, node=target))
+        wait_until(
+            lambda: (m := migration(admin, inst.id)).id != cancelled.id and m.bytes_processed > 0,
+            what="the copy under way again",
             base=60,
             explain=lambda: diagnose(admin, inst.id),
         )

@@ -18,7 +18,7 @@ import grpc
 import pytest
 
 from kumo.v1 import compute_pb2 as pb
-from kumo.v1 import compute_pb2_grpc, node_pb2_grpc
+from kumo.v1 import compute_pb2_grpc, event_pb2, node_pb2_grpc
 from kumo.v1 import node_pb2 as npb
 from tests.cloudutil import FakeCloud, fake_cloud
 from tests.harness import Client, cli_login, error_reason, race, rpc_error, run_cli, two_tenants
@@ -125,6 +125,19 @@ def assert_claims_exact(cloud: FakeCloud) -> None:
     """Every node claims exactly what runs (or is arriving) there."""
     have = {k: v for k, v in claims(cloud).items() if v != (0, 0)}
     assert have == expected_claims(cloud)
+
+
+def drain_over(admin: Client, node_id: str, timeout: float) -> npb.Node:
+    """The node once its drain is no longer DRAINING."""
+    return wait_for(
+        lambda: (
+            (x := nodes(admin).GetNode(npb.GetNodeRequest(id=node_id))).drain.state
+            != npb.NODE_DRAIN_STATE_DRAINING
+            and x
+        ),
+        timeout=timeout,
+        what="the drain over",
+    )
 
 
 def node_ids(cloud: FakeCloud) -> list[str]:
@@ -275,15 +288,7 @@ def test_drain_empties_the_node_and_reports_what_cannot_go(cloud: FakeCloud) -> 
     # Nothing new lands on a node in maintenance.
     for i in range(3):
         assert create(admin, f"dr-new-{i}").node_id != drained
-    done = wait_for(
-        lambda: (
-            (x := nodes(admin).GetNode(npb.GetNodeRequest(id=drained))).drain.state
-            != npb.NODE_DRAIN_STATE_DRAINING
-            and x
-        ),
-        timeout=60,
-        what="drain finished",
-    )
+    done = drain_over(admin, drained, 60)
     assert done.drain.state == npb.NODE_DRAIN_STATE_INCOMPLETE, done.drain
     assert done.drain.failed == 1 and done.drain.migrated == len(on_node)
     left = c.ListInstances(pb.ListInstancesRequest(node_id=drained, page_size=100)).instances
@@ -296,6 +301,85 @@ def test_drain_empties_the_node_and_reports_what_cannot_go(cloud: FakeCloud) -> 
     back = nodes(admin).UndrainNode(npb.UndrainNodeRequest(id=drained))
     assert not back.maintenance
     assert_claims_exact(cloud)
+    delete_all(admin)
+
+
+def settled(admin: Client) -> None:
+    """No instance is moving (cold moves hold a claim on both nodes until they end)."""
+    wait_for(
+        lambda: (
+            not compute(admin)
+            .ListInstances(pb.ListInstancesRequest(page_size=1000, state=pb.INSTANCE_STATE_MIGRATING))
+            .instances
+        ),
+        timeout=120,
+        what="every move ended",
+    )
+
+
+def test_a_cold_drain_moves_stopped_guests_too_and_races_creates_without_overcommit(
+    cloud: FakeCloud,
+) -> None:
+    """DrainNode cold: two running guests go live, two stopped ones cold, the
+    node ends empty (DRAINED). Then a cold drain of a node racing creates for
+    the last room: no node is ever claimed beyond its capacity."""
+    admin = cloud.admin
+    c = compute(admin)
+    drained, *others = node_ids(cloud)
+    for n in others:
+        nodes(admin).DisableNode(npb.DisableNodeRequest(id=n, reason="place on the drained one"))
+    made = [running(admin, create(admin, f"cd-{i}").id) for i in range(4)]
+    for n in others:
+        nodes(admin).EnableNode(npb.EnableNodeRequest(id=n))
+    assert {i.node_id for i in made} == {drained}
+    for inst in made[2:]:
+        c.StopInstance(pb.StopInstanceRequest(id=inst.id))
+    for inst in made[2:]:
+        wait_for(lambda i=inst: get(admin, i.id).state == pb.INSTANCE_STATE_STOPPED, what="stopped")
+    node = nodes(admin).DrainNode(npb.DrainNodeRequest(id=drained, cold=True))
+    assert node.drain.cold
+    done = drain_over(admin, drained, 90)
+    assert done.drain.state == npb.NODE_DRAIN_STATE_DRAINED, done.drain
+    assert done.drain.migrated == 2 and done.drain.cold_started == 2 and done.drain.failed == 0
+    assert not c.ListInstances(pb.ListInstancesRequest(node_id=drained, page_size=100)).instances
+    for inst in made[2:]:  # moved cold and still stopped, as before
+        after = get(admin, inst.id)
+        assert after.node_id != drained and after.state == pb.INSTANCE_STATE_STOPPED, after
+    for inst in made[:2]:
+        assert running(admin, inst.id).node_id != drained
+    nodes(admin).UndrainNode(npb.UndrainNodeRequest(id=drained))
+    assert_claims_exact(cloud)
+
+    # The race: the guests of one node (one of them stopped) drained cold
+    # while creates take the room (each node holds 4 of these guests).
+    busiest = max(others, key=lambda n: len(c.ListInstances(pb.ListInstancesRequest(node_id=n)).instances))
+    clients = [cloud.ctl.login() for _ in range(4)]
+    codes: collections.Counter[str] = collections.Counter()
+    lock = threading.Lock()
+
+    def worker(k: int, client: Client) -> None:
+        for j in range(4 if k else 1):
+            try:
+                if k == 0:
+                    nodes(client).DrainNode(npb.DrainNodeRequest(id=busiest, cold=True))
+                else:
+                    create(client, f"cd-race-{k}-{j}")
+                code = "OK"
+            except grpc.RpcError as exc:
+                code = exc.code().name
+            with lock:
+                codes[code] += 1
+
+    race(worker, enumerate(clients))
+    assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}, codes
+    drain_over(admin, busiest, 90)
+    settled(admin)
+    now = claims(cloud)
+    for n in node_ids(cloud):
+        vcpus, ram = now.get(n, (0, 0))
+        assert vcpus <= 8 and ram <= 4096, (n, now)
+    assert_claims_exact(cloud)
+    nodes(admin).UndrainNode(npb.UndrainNodeRequest(id=busiest))
     delete_all(admin)
 
 
@@ -316,10 +400,20 @@ def test_the_cli_migrates_and_drains_with_progress(cloud: FakeCloud, tmp_path: P
     assert json.loads(out.stdout)["node_id"] == target
     listed = run_cli(["server", "migration", "list", "--server", "cli-mover", "-o", "json"], env)
     assert listed.returncode == 0 and json.loads(listed.stdout)[-1]["state"] == "completed", listed.stdout
-    drained = run_cli(["node", "drain", names[target], "--wait", "-o", "json"], env)
+    not_moving = run_cli(["server", "migration", "cancel", "cli-mover"], env)
+    assert not_moving.returncode != 0 and "no live migration under way" in not_moving.stderr
+    cold = running(admin, create(admin, "cli-cold").id)
+    if cold.node_id != target:
+        compute(admin).MigrateInstance(pb.MigrateInstanceRequest(name=cold.id, live=True, node=target))
+        assert finished(admin, cold.id).state == pb.LIVE_MIGRATION_STATE_COMPLETED
+    compute(admin).StopInstance(pb.StopInstanceRequest(id=cold.id))
+    wait_for(lambda: get(admin, cold.id).state == pb.INSTANCE_STATE_STOPPED, what="stopped")
+    drained = run_cli(["node", "drain", names[target], "--cold", "--wait", "-o", "json"], env)
     assert drained.returncode == 0, drained.stderr
     assert f"server {inst.id}: completed" in drained.stderr, drained.stderr
-    assert json.loads(drained.stdout)["maintenance"] is True
+    shown = json.loads(drained.stdout)
+    assert shown["maintenance"] is True and shown["drain"]["cold_started"] == 1, shown
+    assert get(admin, cold.id).node_id != target
     back = run_cli(["node", "undrain", names[target], "-o", "json"], env)
     assert back.returncode == 0 and json.loads(back.stdout)["maintenance"] is False
     again = run_cli(["node", "undrain", names[target]], env)
@@ -424,6 +518,65 @@ def test_a_controller_restart_mid_migration_carries_on(cloud: FakeCloud) -> None
     m = finished(admin, inst.id, timeout=60)
     assert m.state == pb.LIVE_MIGRATION_STATE_COMPLETED, m.fault
     assert running(admin, inst.id).node_id == target
+    assert_claims_exact(cloud)
+    delete_all(admin)
+
+
+def test_cancel_migration_aborts_the_copy_and_keeps_the_guest_on_the_source(cloud: FakeCloud) -> None:
+    """CancelMigration: its refusals, then a cancel while the simulated copy
+    runs (slowed to 30 s): the source aborts it, the guest stays, the
+    target's claim goes, the fault and the event log say who."""
+    admin = cloud.admin
+    t = two_tenants(cloud.ctl, admin, "lmcancel")
+    inst = running(admin, create(admin, "cancelled").id)
+    idle = running(admin, create(admin, "not-moving").id)
+    source = inst.node_id
+    slow_source(cloud, source, 30)
+    inst = running(admin, inst.id)
+    target = next(n for n in node_ids(cloud) if n != source)
+    before = claims(cloud)
+    begin(admin, inst.id, target)
+    wait_for(
+        lambda: migrations(admin, instance_id=inst.id)[-1].bytes_processed > 0,
+        timeout=30,
+        what="the copy under way",
+    )
+
+    def refused(code: grpc.StatusCode, reason: str, client: Client = admin, name: str = "") -> str:
+        err = rpc_error(compute(client).CancelMigration, pb.CancelMigrationRequest(name=name))
+        assert err.code() == code, (err.code(), err.details())
+        if reason:
+            assert error_reason(err) == reason, err.details()
+        return err.details()
+
+    assert "name" in refused(grpc.StatusCode.INVALID_ARGUMENT, "")
+    assert "name" in refused(grpc.StatusCode.INVALID_ARGUMENT, "", name="bad\x01")
+    refused(grpc.StatusCode.NOT_FOUND, "", name=UNKNOWN)
+    refused(grpc.StatusCode.NOT_FOUND, "", name="nobody-has-this")
+    for who in ("alice", "bob", "reader"):  # members and readers: not theirs to call
+        refused(grpc.StatusCode.PERMISSION_DENIED, "", client=t[who], name=inst.id)
+    refused(grpc.StatusCode.FAILED_PRECONDITION, "NOT_LIVE_MIGRATING", name=idle.id)
+    assert get(admin, inst.id).state == pb.INSTANCE_STATE_MIGRATING  # the refusals changed nothing
+
+    out = compute(admin).CancelMigration(pb.CancelMigrationRequest(name="cancelled"))
+    assert out.id == inst.id
+    assert migrations(admin, instance_id=inst.id)[-1].cancelled_by == "admin"
+    compute(admin).CancelMigration(pb.CancelMigrationRequest(name=inst.id))  # again: no harm
+    m = finished(admin, inst.id, timeout=30)
+    assert m.state == pb.LIVE_MIGRATION_STATE_FAILED and m.fault == "cancelled by admin", m
+    after = running(admin, inst.id)
+    assert after.node_id == source and after.fault == "live migration cancelled by admin"
+    assert claims(cloud)[target] == before.get(target, (0, 0))
+    events = {
+        e.action: e
+        for e in admin.events.ListEvents(
+            event_pb2.ListEventsRequest(page_size=100, resource_type="instance", resource_id=inst.id)
+        ).events
+    }
+    assert events["live_migrate_cancel"].user_name == "admin"
+    cancelled = events["live_migrate_cancelled"]
+    assert cancelled.error_reason == "LIVE_MIGRATION_CANCELLED" and "cancelled by admin" in cancelled.message
+    refused(grpc.StatusCode.FAILED_PRECONDITION, "NOT_LIVE_MIGRATING", name=inst.id)  # over
     assert_claims_exact(cloud)
     delete_all(admin)
 

@@ -152,6 +152,47 @@ def test_cold_migration_moves_claims_and_keeps_power(cloud: dict) -> None:
     assert all(c == (0, 0, 0, 0) for c in claims(cloud).values()), claims(cloud)
 
 
+def test_cold_moves_keep_server_groups_as_creates_do(cloud: dict) -> None:
+    """A cold migration checks the target against the instance's server
+    group as a create does (the filters named on a refusal), leaving the
+    instance itself out of the group's nodes."""
+    admin, alice = cloud["admin"], cloud["alice"]
+    c = compute(admin)
+
+    def group(name: str, policy: int) -> pb.ServerGroup:
+        return compute(alice).CreateServerGroup(
+            pb.CreateServerGroupRequest(server_group=pb.ServerGroup(name=name, policy=policy))
+        )
+
+    def member(name: str, g: pb.ServerGroup) -> pb.Instance:
+        inst = compute(alice).CreateInstance(
+            pb.CreateInstanceRequest(name=name, image=cloud["image"].id, flavor="m.1g", server_group_id=g.id)
+        )
+        return wait_state(alice, inst.id, pb.INSTANCE_STATE_ACTIVE)
+
+    def no_room(inst: pb.Instance, filter_name: str) -> None:
+        before = claims(cloud)
+        err = rpc_error(c.MigrateInstance, pb.MigrateInstanceRequest(name=inst.id))
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.details()
+        assert error_reason(err) == "NO_VALID_HOST" and filter_name in err.details(), err.details()
+        assert get(admin, inst.id).state == pb.INSTANCE_STATE_ACTIVE and claims(cloud) == before
+
+    spread = group("spread", pb.SERVER_GROUP_POLICY_ANTI_AFFINITY)
+    x, y = member("spread-x", spread), member("spread-y", spread)
+    assert x.node_id != y.node_id  # two nodes: the only other one holds the other member
+    no_room(x, "AntiAffinityFilter rejected 1")
+    together = group("together", pb.SERVER_GROUP_POLICY_AFFINITY)
+    a = member("together-a", together)
+    c.MigrateInstance(pb.MigrateInstanceRequest(name=a.id))  # alone in its group: it may go
+    a = wait_state(alice, a.id, pb.INSTANCE_STATE_ACTIVE)
+    b = member("together-b", together)
+    assert b.node_id == a.node_id
+    no_room(a, "AffinityFilter rejected 1")
+    delete_all(admin)
+    for g in (spread, together):
+        compute(alice).DeleteServerGroup(pb.DeleteServerGroupRequest(id=g.id))
+
+
 def test_migrate_refusals(cloud: dict) -> None:
     admin, alice, bob = cloud["admin"], cloud["alice"], cloud["bob"]
     inst = create(alice, cloud, "mig-no")

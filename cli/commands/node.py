@@ -15,6 +15,7 @@ from cli.commands import migration as migration_cmd
 from cli.errors import CliError
 from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
 from cli.waiting import DEFAULT_TIMEOUT, TimeoutOpt, WaitOpt
+from kumo.v1 import compute_pb2 as cpb
 from kumo.v1 import compute_pb2_grpc, node_pb2_grpc
 from kumo.v1 import node_pb2 as pb
 
@@ -43,6 +44,7 @@ DETAIL = [
     ("drain", "drain.state"),
     ("drain migrated", "drain.migrated"),
     ("drain failed", "drain.failed"),
+    ("drain cold started", "drain.cold_started"),
     ("migration address", "inventory.migration_address"),
     ("fenced", "fenced"),
     ("fenced at", "fence_time"),
@@ -165,14 +167,18 @@ def enable(node: str, output: OutputOpt = Format.table, column: ColumnOpt = None
 @app.command()
 def drain(
     node: str,
+    cold: Annotated[
+        bool, typer.Option("--cold", help="Cold-migrate the guests that cannot go live (stopped ones)")
+    ] = False,
     wait_: WaitOpt = False,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     output: OutputOpt = Format.table,
     column: ColumnOpt = None,
 ) -> None:
-    """Put a node in maintenance and live-migrate its guests off (admin); --wait shows each guest."""
+    """Put a node in maintenance and live-migrate its guests off (admin); --cold moves the
+    ones that cannot go live cold; --wait shows each guest."""
     s = stub()
-    n = s.DrainNode(pb.DrainNodeRequest(id=find(s, node).id))
+    n = s.DrainNode(pb.DrainNodeRequest(id=find(s, node).id, cold=cold))
     if wait_:
         n = _follow_drain(n, timeout)
     emit(n, output, DETAIL, column)
@@ -192,6 +198,12 @@ def _follow_drain(n: pb.Node, timeout: float) -> pb.Node:
             if shown.get(m.id) != text:
                 typer.echo(f"{n.name}: server {m.instance_id}: {text}", err=True)
                 shown[m.id] = text
+        if n.drain.cold_started:  # cold moves: the guests still on the node, as they move
+            req = cpb.ListInstancesRequest(page_size=500, node_id=n.id, state=cpb.INSTANCE_STATE_MIGRATING)
+            for inst in compute.ListInstances(req).instances:
+                if shown.get(inst.id) != "cold":
+                    typer.echo(f"{n.name}: server {inst.id}: cold migration under way", err=True)
+                    shown[inst.id] = "cold"
         if n.drain.state != pb.NODE_DRAIN_STATE_DRAINING:
             if n.drain.state != pb.NODE_DRAIN_STATE_DRAINED:
                 state = pb.NodeDrainState.Name(n.drain.state).removeprefix("NODE_DRAIN_STATE_").lower()

@@ -478,3 +478,20 @@ def event_list(
         page_size=500, resource_type="instance", resource_id=inst.id, action=action or ""
     )
     event_cmd.show_events(req, since, until, output, column)
+
+
+@migration_app.command("cancel")
+def migration_cancel(
+    server: ServerArg,
+    wait_: WaitOpt = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    output: OutputOpt = Format.table,
+    column: ColumnOpt = None,
+) -> None:
+    """Cancel a server's live migration under way (admin): the source aborts the copy and the
+    guest keeps running there. --wait: until the migration has ended."""
+    s = stub()
+    inst = s.CancelMigration(pb.CancelMigrationRequest(name=find(s, server).id))
+    if wait_:
+        inst = wait(s, inst, lambda x: x.state != pb.INSTANCE_STATE_MIGRATING, timeout)
+    emit(inst, output, DETAIL, column)

@@ -165,6 +165,10 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
             live_migrations=[live_migration_pb(r) for r in rows], next_page_token=token
         )
 
+    def CancelMigration(self, request: pb.CancelMigrationRequest, context: CallContext) -> pb.Instance:
+        ref = v.reference(request.name, "name")
+        return self.instance_pb(self.migrations.cancel(context.principal, ref))
+
     def GetConsoleOutput(
         self, request: pb.GetConsoleOutputRequest, context: CallContext
     ) -> pb.GetConsoleOutputResponse:

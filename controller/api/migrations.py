@@ -24,6 +24,7 @@ def live_migration_pb(row: LiveMigration) -> cpb.LiveMigration:
         downtime_ms=row.downtime_ms,
         fault=row.fault,
         drain_node_id=row.drain_node_id,
+        cancelled_by=row.cancelled_by,
         create_time=ts(row.create_time),
         update_time=ts(row.update_time),
     )
@@ -58,6 +59,8 @@ def node_drain_pb(drain: NodeDrain, migrated: int, failed: int) -> npb.NodeDrain
         migrated=migrated,
         failed=failed,
         start_time=ts(drain.start_time),
+        cold=drain.cold,
+        cold_started=drain.cold_started,
     )
     if drain.end_time:
         out.end_time.CopyFrom(ts(drain.end_time))

@@ -127,7 +127,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
 
     def DrainNode(self, request: pb.DrainNodeRequest, context: CallContext) -> pb.Node:
         node_id = v.resource_id(request.id)
-        return self.one(self.drains.drain(node_id))
+        return self.one(self.drains.drain(node_id, cold=request.cold))
 
     def UndrainNode(self, request: pb.UndrainNodeRequest, context: CallContext) -> pb.Node:
         node_id = v.resource_id(request.id)

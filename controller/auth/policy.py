@@ -141,6 +141,7 @@ POLICY: dict[str, Rule] = {
             "ConfirmResize": Rule.MEMBER,
             "RevertResize": Rule.MEMBER,
             "ListLiveMigrations": Rule.ADMIN,
+            "CancelMigration": Rule.ADMIN,
         },
     ),
     **_service(

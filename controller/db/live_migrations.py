@@ -27,6 +27,15 @@ def unfinished() -> list[LiveMigration]:
     return list(LiveMigration.select().where(LiveMigration.state.in_(UNFINISHED)).order_by(LiveMigration.id))
 
 
+def unfinished_of(instance_id: str) -> LiveMigration | None:
+    """The instance's live migration under way, if any."""
+    return (
+        LiveMigration.select()
+        .where((LiveMigration.instance_id == instance_id) & LiveMigration.state.in_(UNFINISHED))
+        .first()
+    )
+
+
 def unfinished_on_node(node_id: str) -> list[LiveMigration]:
     """Unfinished migrations from or to the node."""
     return list(
@@ -98,9 +107,9 @@ def drains_of(node_ids: Iterable[str]) -> dict[str, NodeDrain]:
     return {d.node_id: d for d in NodeDrain.select().where(NodeDrain.node.in_(ids))}
 
 
-def put_drain(node_id: str, state: int, total: int, now: float) -> None:
+def put_drain(node_id: str, state: int, total: int, now: float, cold: bool = False) -> None:
     NodeDrain.insert(
-        node=node_id, state=state, instances_total=total, start_time=now, end_time=0
+        node=node_id, state=state, instances_total=total, start_time=now, end_time=0, cold=cold
     ).on_conflict(
         conflict_target=[NodeDrain.node],
         update={
@@ -108,8 +117,14 @@ def put_drain(node_id: str, state: int, total: int, now: float) -> None:
             NodeDrain.instances_total: total,
             NodeDrain.start_time: now,
             NodeDrain.end_time: 0,
+            NodeDrain.cold: cold,
+            NodeDrain.cold_started: 0,
         },
     ).execute()
+
+
+def count_cold_start(node_id: str) -> None:
+    NodeDrain.update(cold_started=NodeDrain.cold_started + 1).where(NodeDrain.node == node_id).execute()
 
 
 def end_drain(node_id: str, expect: int, state: int, now: float) -> int:

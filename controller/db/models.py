@@ -613,6 +613,7 @@ class LiveMigration(BaseModel):
     create_time = peewee.DoubleField()
     update_time = peewee.DoubleField()
     end_time = peewee.DoubleField(default=0)
+    cancelled_by = peewee.CharField(max_length=255, default="")  # CancelMigration's caller
 
 
 class NodeDrain(BaseModel):
@@ -623,3 +624,5 @@ class NodeDrain(BaseModel):
     instances_total = peewee.IntegerField(default=0)
     start_time = peewee.DoubleField()
     end_time = peewee.DoubleField(default=0)
+    cold = peewee.BooleanField(default=False)  # guests that cannot go live are cold-migrated
+    cold_started = peewee.IntegerField(default=0)

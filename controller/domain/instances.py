@@ -21,7 +21,7 @@ import base64
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import peewee
@@ -33,7 +33,7 @@ from controller.db import images as image_store
 from controller.db import instances as store
 from controller.db import live_migrations as migration_store
 from controller.db import nodes as node_store
-from controller.db.database import is_sqlite, write_transaction
+from controller.db.database import write_transaction
 from controller.db.models import Instance, Node, ServerGroup
 from controller.domain import idempotency
 from controller.domain.compute_catalog import ComputeCatalog
@@ -42,6 +42,7 @@ from controller.domain.extensions import BootVolumes, InstanceExtension
 from controller.domain.idempotency import NO_REQUEST_ID, RequestKey
 from controller.domain.images import Images
 from controller.domain.instance_events import observed
+from controller.domain.move_target import group_request
 from controller.domain.node_registry import DOWN as NODE_DOWN
 from controller.domain.node_registry import LiveView
 from controller.domain.nodes import Nodes
@@ -357,11 +358,7 @@ class Instances:
         return row
 
     def group_request(self, group: ServerGroup, req: Request, lock: bool = False) -> Request:
-        if lock and not is_sqlite():  # serialise placements within one group
-            list(ServerGroup.select(ServerGroup.id).where(ServerGroup.id == group.id).for_update())
-        nodes = frozenset(node for _, node in store.group_members(group.id))
-        policy = "affinity" if group.policy == cpb.SERVER_GROUP_POLICY_AFFINITY else "anti-affinity"
-        return replace(req, group_policy=policy, group_nodes=nodes)
+        return group_request(group, req, lock)
 
     # Verbs
 

@@ -63,6 +63,14 @@ def _check_csr(csr_pem: str, field: str) -> None:
         raise InvalidArgument(f"{field} must be for an EC P-256 key", field=field)
 
 
+def find_node(ref: str) -> Node:
+    """A node by id or name (a move's target); NOT_FOUND otherwise."""
+    row = Node.get_or_none(Node.id == ref) if is_uuid(ref) else Node.get_or_none(Node.name == ref)
+    if row is None:
+        raise not_found("node", ref)
+    return row
+
+
 def token_state(row: JoinToken, now: float) -> int:
     if row.uses >= row.max_uses:
         return pb.JOIN_TOKEN_STATE_USED_UP

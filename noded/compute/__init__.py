@@ -12,6 +12,7 @@ import grpc
 from kumo.v1 import node_agent_pb2 as pb
 from kumo.v1 import node_agent_pb2_grpc
 from noded.compute.image_cache import ImageCache
+from noded.compute.migration_tunnel import MigrationTunnel
 from noded.compute.step import ComputeStep
 from noded.hypervisor.base import HypervisorDriver
 from noded.metrics import NodeMetrics
@@ -63,6 +64,7 @@ def make_compute(
     metrics: NodeMetrics | None = None,
     endpoint: Callable[[], str] | None = None,
     migration_bandwidth_mib: int = 0,
+    tunnel: MigrationTunnel | None = None,
 ) -> ComputeStep:
     """The instances step, talking to the controller's node port over mTLS
     (a blocking channel of its own: the step runs in a worker thread; remade
@@ -94,4 +96,6 @@ def make_compute(
         stub().ReportConsole(pb.ReportConsoleRequest(instance_id=instance_id, data=data), timeout=30)
 
     cache = ImageCache(cache_dir, fetch, metrics) if driver.needs_disks else None
-    return ComputeStep(instances_dir, cache, upload, report, storage, upload_disk, migration_bandwidth_mib)
+    return ComputeStep(
+        instances_dir, cache, upload, report, storage, upload_disk, migration_bandwidth_mib, tunnel
+    )

@@ -8,9 +8,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from kumo.v1 import node_agent_pb2 as pb
+from noded.compute.migration_tunnel import MigrationTunnel
 from noded.hypervisor.base import HypervisorDriver, MigrationStats, MigrationTarget
 
 log = logging.getLogger("kumo.noded.migration")
@@ -42,9 +43,13 @@ def progress_pb(data: dict[str, object]) -> pb.MigrationProgress:
 
 
 class OutgoingMigrations:
-    def __init__(self, record: Record, max_bandwidth_mib: int = 0) -> None:
+    def __init__(
+        self, record: Record, max_bandwidth_mib: int = 0, tunnel: MigrationTunnel | None = None
+    ) -> None:
         self.record = record
         self.max_bandwidth_mib = max_bandwidth_mib
+        # The TLS tunnel the streams go through (None: a fake driver, no streams).
+        self.tunnel = tunnel
         self._lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}
 
@@ -88,7 +93,7 @@ class OutgoingMigrations:
         )
         threading.Thread(
             target=self._run,
-            args=(instance_id, job, target, driver),
+            args=(instance_id, job, target, order.target_node_id, order.target_port, driver),
             name=f"migrate-{instance_id}",
             daemon=True,
         ).start()
@@ -105,7 +110,15 @@ class OutgoingMigrations:
             except Exception as exc:
                 log.warning("abort failed", extra={"instance": iid, "error": str(exc)})
 
-    def _run(self, instance_id: str, job: _Job, target: MigrationTarget, driver: HypervisorDriver) -> None:
+    def _run(
+        self,
+        instance_id: str,
+        job: _Job,
+        target: MigrationTarget,
+        node_id: str,
+        port: int,
+        driver: HypervisorDriver,
+    ) -> None:
         def progress(stats: MigrationStats) -> None:
             with self._lock:
                 job.stats = stats
@@ -113,7 +126,12 @@ class OutgoingMigrations:
         outcome: dict[str, object] = {"id": job.migration_id}
         try:
             log.info("live migration started", extra={"instance": instance_id, "target": target.uri})
-            final = driver.migrate_guest(instance_id, target, progress)
+            if self.tunnel is None:
+                final = driver.migrate_guest(instance_id, target, progress)
+            else:
+                with self.tunnel.outgoing(job.migration_id, target.address, port, node_id) as ends:
+                    secured = replace(target, memory_socket=ends.memory, disks_socket=ends.disks)
+                    final = driver.migrate_guest(instance_id, secured, progress)
             outcome.update(
                 state=JOB_COMPLETED,
                 bytes_total=final.bytes_total,

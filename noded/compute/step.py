@@ -26,6 +26,7 @@ from kumo.v1 import node_agent_pb2 as pb
 from noded.compute import guest_files
 from noded.compute.image_cache import ImageCache
 from noded.compute.migration import OutgoingMigrations, progress_pb
+from noded.compute.migration_tunnel import MigrationTunnel
 from noded.compute.moves import GuestMoves, UploadDisk, file_chunks
 from noded.hypervisor.base import RUNNING, Guest, HypervisorDriver, disk_serial, domain_name
 from noded.hypervisor.domain_xml import DiskSpec, GuestSpec
@@ -105,6 +106,7 @@ class ComputeStep:
         storage: StorageBackend | None = None,
         upload_disk: UploadDisk | None = None,
         migration_bandwidth_mib: int = 0,
+        tunnel: MigrationTunnel | None = None,
     ) -> None:
         self.dir = Path(instances_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -130,8 +132,9 @@ class ComputeStep:
         # Incoming live migrations whose files are ready: instance -> migration id.
         self._prepared: dict[str, str] = {}
         self.outgoing = OutgoingMigrations(
-            lambda iid, outcome: self._record(iid, migration=outcome), migration_bandwidth_mib
+            lambda iid, outcome: self._record(iid, migration=outcome), migration_bandwidth_mib, tunnel
         )
+        self.tunnel = tunnel
 
     # Per-instance applied state
 
@@ -181,6 +184,10 @@ class ComputeStep:
             self._prepared = {
                 i: m for i, m in self._prepared.items() if i in want and want[i].incoming_migration_id == m
             }
+            prepared = set(self._prepared.values())
+        if self.tunnel is not None:
+            self.tunnel.expect_only(prepared)
+        with self._lock:
             for gone in set(self.faults) - set(want):
                 self.faults.pop(gone, None)
         for key in [k for k in self._detaching if k[0] not in want]:
@@ -305,6 +312,8 @@ class ComputeStep:
             self._spec(d, idir, driver)
         with self._lock:
             self._prepared[d.id] = d.incoming_migration_id
+        if self.tunnel is not None:
+            self.tunnel.expect(d.incoming_migration_id)
 
     def _send(self, d: pb.DesiredInstance, guest: Guest | None, driver: HypervisorDriver) -> None:
         """The source's side: migrate the running guest once per migration id;

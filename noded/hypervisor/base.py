@@ -102,6 +102,10 @@ class MigrationTarget:
     copy_disks: tuple[str, ...]
     timeout: float
     max_bandwidth_mib: int = 0  # MiB/s for memory and disks; 0: unlimited
+    # The unix sockets of the node daemons' TLS tunnel (migration_tunnel.py)
+    # for the memory stream and the disks' copy; a real driver needs them.
+    memory_socket: str = ""
+    disks_socket: str = ""
 
 
 @dataclass(frozen=True)

@@ -523,7 +523,15 @@ class LibvirtDriver(HypervisorDriver):
         (copy-storage-all), the rest (read-only config drive, shared volumes)
         copy nothing. The data stream goes to target.address (qemu picks a
         port of the target's migration range). Its own connection, so the
-        driver's other calls go on meanwhile; aborted after target.timeout s."""
+        driver's other calls go on meanwhile; aborted after target.timeout s.
+
+        The streams go only through the node daemons' TLS tunnel: qemu sends
+        to the unix sockets target.memory_socket and target.disks_socket
+        (the same paths on the target, where its qemu listens); never plain TCP."""
+        if not target.memory_socket or not target.disks_socket:
+            raise DriverError(
+                "live migration refused: no secured migration channel (the node daemons' tunnel)"
+            )
         conn = self._migration_connection()
         try:
             dom = self._must(conn, instance_id)
@@ -533,13 +541,13 @@ class LibvirtDriver(HypervisorDriver):
                 | libvirt.VIR_MIGRATE_PERSIST_DEST
                 | libvirt.VIR_MIGRATE_AUTO_CONVERGE
             )
-            host = f"[{target.address}]" if ":" in target.address else target.address
-            params: dict[str, object] = {libvirt.VIR_MIGRATE_PARAM_URI: f"tcp://{host}"}
+            params: dict[str, object] = {libvirt.VIR_MIGRATE_PARAM_URI: f"unix://{target.memory_socket}"}
             if target.max_bandwidth_mib:  # libvirt applies it to the disk mirror too
                 params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = target.max_bandwidth_mib
             if target.copy_disks:
                 flags |= libvirt.VIR_MIGRATE_NON_SHARED_DISK
                 params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = list(target.copy_disks)
+                params[libvirt.VIR_MIGRATE_PARAM_DISKS_URI] = f"unix://{target.disks_socket}"
             done = threading.Event()
             timed_out = threading.Event()
 

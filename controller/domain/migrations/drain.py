@@ -1,10 +1,11 @@
 """Node drains: DrainNode puts a node in maintenance (the scheduler's
 NodeMaintenanceFilter keeps new placements away) and a periodic pass
 live-migrates its guests off, at most `parallel` at a time. A guest that
-cannot go live (stopped, no target with room, a local volume) gets a FAILED
-live migration entry saying why; cold migration of those is not built yet.
-Targets are claimed like any migration, so drains racing each other and
-creates never overcommit a node."""
+cannot go live (stopped, or its guest not running) is cold-migrated when the
+drain was asked to (DrainNode cold), else it and any guest that cannot move
+at all (no target with room, a local volume) gets a FAILED live migration
+entry saying why. Targets are claimed like any migration, so drains racing
+each other and creates never overcommit a node."""
 
 from __future__ import annotations
 
@@ -13,11 +14,15 @@ import logging
 from controller import clock
 from controller.db import instances as instance_store
 from controller.db import live_migrations as store
+from controller.db import moves as move_store
 from controller.db.database import write_transaction
-from controller.db.models import NodeDrain
+from controller.db.models import Instance, NodeDrain
 from controller.domain.events import CONTROLLER, EventLog
-from controller.domain.instances import DELETING
+from controller.domain.instances import ACTIVE, DELETING, STOPPED
 from controller.domain.migrations.live import FAILED, UNFINISHED, LiveMigrations
+from controller.domain.moves.cold import ColdMigration
+from controller.domain.moves.engine import MIGRATING, RESIZING
+from controller.domain.moves.plan import MIGRATE
 from controller.domain.node_registry import DOWN as NODE_DOWN
 from controller.domain.nodes import Nodes, NodeView
 from controller.domain.periodic import Periodic
@@ -30,19 +35,28 @@ DRAINING = pb.NODE_DRAIN_STATE_DRAINING
 DRAINED = pb.NODE_DRAIN_STATE_DRAINED
 INCOMPLETE = pb.NODE_DRAIN_STATE_INCOMPLETE
 CANCELLED = pb.NODE_DRAIN_STATE_CANCELLED
+# Why a guest cannot go live where a cold migration still can move it.
+NOT_LIVE = ("INSTANCE_WRONG_STATE", "INSTANCE_NOT_RUNNING")
 
 
 class Drains:
     def __init__(
-        self, nodes: Nodes, migrations: LiveMigrations, events: EventLog, parallel: int, period: float
+        self,
+        nodes: Nodes,
+        migrations: LiveMigrations,
+        cold: ColdMigration,
+        events: EventLog,
+        parallel: int,
+        period: float,
     ) -> None:
         self.nodes = nodes
         self.migrations = migrations
+        self.cold = cold
         self.events = events
         self.parallel = max(1, parallel)
         self._pass = Periodic("node-drains", period, self.sync_once, log)
 
-    def drain(self, node_id: str) -> NodeView:
+    def drain(self, node_id: str, cold: bool = False) -> NodeView:
         view = self.nodes.get_node(node_id)
         live = view.live
         if live is None or live.status == NODE_DOWN:
@@ -52,9 +66,10 @@ class Drains:
         with write_transaction():
             now = clock.now()
             store.set_maintenance(view.row.id, True, now)
-            store.put_drain(view.row.id, DRAINING, instance_store.count_on_node(view.row.id), now)
+            store.put_drain(view.row.id, DRAINING, instance_store.count_on_node(view.row.id), now, cold)
+            how = " (cold-migrated if they cannot go live)" if cold else ""
             self.events.record(
-                "node", view.row.id, "drain", message="maintenance: guests are being migrated off"
+                "node", view.row.id, "drain", message=f"maintenance: guests are being migrated off{how}"
             )
         log.info("node drain started", extra={"node_id": view.row.id})
         self.sync_once()
@@ -102,26 +117,37 @@ class Drains:
         running = sum(1 for m in made if m.state in UNFINISHED)
         gave_up = {m.instance_id for m in made if m.state == FAILED}
         busy = {m.instance_id for m in made if m.state in UNFINISHED}
+        on_node = instance_store.instances_on_node(node_id)
+        # Moving by other means (a cold move, a resize), or arriving elsewhere
+        # from here: the drain waits for those moves to end.
+        moving = {r.id for r in on_node if r.state in (MIGRATING, RESIZING)} - busy
+        moving |= {
+            m.instance_id
+            for m in move_store.moves_touching(node_id)
+            if m.source_node_id == node_id and m.kind == MIGRATE  # a resize may wait for its user
+        }
+        running += len(moving)
         left = [
             r
-            for r in instance_store.instances_on_node(node_id)
-            if r.id not in gave_up | busy and r.state != DELETING  # deleting ones go by themselves
+            for r in on_node
+            if r.id not in gave_up | busy
+            and r.state not in (DELETING, MIGRATING, RESIZING)  # deleting ones go by themselves
         ]
         started = 0
         for row in left:
             if running >= self.parallel:
                 break
             try:
-                self.migrations.begin(row, "", CONTROLLER, drain_node=node_id)
+                self._move(d, row)
                 running += 1
                 started += 1
             except KumoError as exc:
                 fault = str(exc)
-                if getattr(exc, "reason", "") in ("INSTANCE_WRONG_STATE", "INSTANCE_NOT_RUNNING"):
-                    fault += "; a drain moves only running guests: cold-migrate it (kumo server migrate)"
+                if getattr(exc, "reason", "") in NOT_LIVE and not d.cold:
+                    fault += "; a drain moves only running guests unless asked to cold-migrate: kumo node drain --cold"
                 with write_transaction():
                     self.migrations.record_refusal(row, node_id, fault)
-        if running == 0 and started == 0 and not left:
+        if running == 0 and started == 0 and not left and not moving:
             failed = len(
                 {m.instance_id for m in made if m.state == FAILED}
                 & {r.id for r in instance_store.instances_on_node(node_id)}
@@ -136,3 +162,14 @@ class Drains:
                         message="drained" if not failed else f"{failed} guest(s) could not move",
                     )
         return started
+
+    def _move(self, d: NodeDrain, row: Instance) -> None:
+        """Live if it can; else, when the drain was asked to, cold (a stopped
+        guest, or one whose node does not report it running)."""
+        try:
+            self.migrations.begin(row, "", CONTROLLER, drain_node=d.node_id)
+        except KumoError as exc:
+            if not d.cold or getattr(exc, "reason", "") not in NOT_LIVE or row.state not in (ACTIVE, STOPPED):
+                raise
+            self.cold.begin(None, row, during=lambda: store.count_cold_start(d.node_id))
+            log.info("drain: cold migration", extra={"node_id": d.node_id, "instance": row.id})

@@ -16,17 +16,19 @@ The phases, as the nodes see them:
   volumes follow, the source's claim is freed.
 - FAILED (the source says so, the target went DOWN, the deadline passed, the
   instance was deleted): the guest stays on the source, the target's claim is
-  freed, the instance's fault and the event log say why."""
+  freed, the instance's fault and the event log say why.
+- CancelMigration: PREPARING fails at once; RUNNING records who cancelled and
+  withdraws the source's order (its daemon aborts the copy), then fails once
+  the source says the copy stopped (or completes, if it finished first)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from controller import clock
 from controller.auth.principal import Principal
-from controller.db import compute as compute_store
 from controller.db import instances as instance_store
 from controller.db import live_migrations as store
 from controller.db import nodes as node_store
@@ -43,12 +45,11 @@ from controller.domain.instances import (
     Instances,
     desired_instance,
 )
-from controller.domain.moves.cold import find_node
+from controller.domain.move_target import MoveTargets
 from controller.domain.node_registry import DOWN as NODE_DOWN
 from controller.domain.node_registry import LiveView
+from controller.domain.nodes import find_node
 from controller.domain.periodic import Periodic
-from controller.domain.placement import Placement
-from controller.domain.scheduler import Request, schedule
 from controller.errors import FailedPrecondition, InvalidArgument, KumoError, not_found
 from kumo.ids import is_uuid
 from kumo.v1 import compute_pb2 as cpb
@@ -93,14 +94,14 @@ class LiveMigrations:
         self,
         settings: MigrationSettings,
         instances: Instances,
-        placement: Placement,
+        targets: MoveTargets,
         events: EventLog,
         moves: Sequence[InstanceMoves],
     ) -> None:
         self.settings = settings
         self.moves = tuple(moves)
         self.instances = instances
-        self.placement = placement
+        self.targets = targets
         self.registry = instances.nodes.registry
         self.events = events
         self._pass = Periodic("live-migrations", settings.period_seconds, self.sync_once, log)
@@ -130,8 +131,9 @@ class LiveMigrations:
         self.begin(row, target, Cause.of(caller))
         return self.instances.get(caller, row.id)
 
-    def check_movable(self, row: Instance) -> Request:
-        """What a target must offer the instance, or why it cannot go live now."""
+    def check_movable(self, row: Instance) -> str:
+        """The storage backend a target must reach ('' for none), or why the
+        instance cannot go live now."""
         if row.state != ACTIVE or row.task:
             busy = f" (busy: {row.task})" if row.task else ""
             raise FailedPrecondition(
@@ -157,28 +159,19 @@ class LiveMigrations:
                 "volumes move)",
                 reason="INSTANCE_HAS_LOCAL_VOLUMES",
             )
-        backend = needs.backends[0] if needs.backends else ""
-        return Request(
-            row.vcpus, row.ram_mb, row.disk_gb, required_backend=backend, migrating_from=row.node_id
-        )
+        return needs.backends[0] if needs.backends else ""
 
     def begin(self, row: Instance, target: str, cause: Cause, drain_node: str = "") -> LiveMigration:
         """Claims a target (`target`, or the scheduler's pick) and records the
         migration, in one transaction with the instance's move to MIGRATING."""
         if target and target == row.node_id:
             raise InvalidArgument("node: the instance already runs there", reason="SAME_NODE")
-        req = self.check_movable(row)
-        if target:
-            req = replace(req, required_node=target)
-        group = compute_store.get_server_group(row.server_group_id) if row.server_group_id else None
-        if group is not None:
-            req = self.instances.group_request(group, req)
-        placement = self.placement
-        outcome = schedule(placement.candidates(), req, placement.ratios, placement.weigher)
+        backend = self.check_movable(row)
+        ranked = self.targets.rank(row, row.vcpus, row.ram_mb, row.disk_gb, target, backend, live=True)
+        req = ranked.req
         with write_transaction():
             now = clock.now()
-            if group is not None:
-                req = self.instances.group_request(group, req, lock=True)
+            chosen = self.targets.claim(ranked)
             if (
                 instance_store.update_instance_if(row.id, ACTIVE, {"state": MIGRATING}, now, expect_task="")
                 != 1
@@ -186,7 +179,6 @@ class LiveMigrations:
                 raise FailedPrecondition(
                     f"instance {row.name!r} changed state; try again", reason="INSTANCE_WRONG_STATE"
                 )
-            chosen = placement.claim(outcome, req)
             node_store.bump_desired_revision(row.node_id, now)
             node_store.bump_desired_revision(chosen, now)
             m = store.insert(
@@ -212,7 +204,7 @@ class LiveMigrations:
                 cause,
                 message=f"live migration {m.id} from node {row.node_id} to node {chosen}",
             )
-        placement.record("instance", outcome, True)
+        self.targets.placed(ranked)
         self.registry.notify_threadsafe(row.node_id)
         self.registry.notify_threadsafe(chosen)
         log.info("live migration started", extra={"instance": row.id, "migration": m.id, "node": chosen})
@@ -234,6 +226,37 @@ class LiveMigrations:
             end_time=now,
         )
 
+    # Cancel
+
+    def cancel(self, caller: Principal, ref: str) -> Instance:
+        row = self.find_instance(caller, ref)
+        m = store.unfinished_of(row.id)
+        if row.state != MIGRATING or m is None:
+            raise FailedPrecondition(
+                f"instance {row.name!r} has no live migration under way",
+                reason="NOT_LIVE_MIGRATING",
+                state=STATE_NAMES.get(row.state, ""),
+            )
+        who = caller.user_name or caller.user_id
+        if m.state == PREPARING:  # no copy runs yet: the target's files go with its order
+            self.fail(m, f"cancelled by {who}", cancelled=True, cause=Cause.of(caller))
+        elif not m.cancelled_by:
+            now = clock.now()
+            with write_transaction():
+                if store.update_if(m.id, (RUNNING_MIGRATION,), {"cancelled_by": who}, now) == 1:
+                    node_store.bump_desired_revision(m.source_node_id, now)
+                    self.events.record(
+                        "instance",
+                        row.id,
+                        "live_migrate_cancel",
+                        row.project_id,
+                        Cause.of(caller),
+                        message=f"live migration {m.id}: cancelling (the source aborts the copy)",
+                    )
+            self.registry.notify_threadsafe(m.source_node_id)
+            log.info("live migration cancelling", extra={"instance": row.id, "migration": m.id})
+        return self.instances.get(caller, row.id)
+
     # The nodes' part
 
     def contribute(self, node: Node, state: npb.NodeDesiredState) -> None:
@@ -247,8 +270,10 @@ class LiveMigrations:
                 inst.incoming_migration_id = m.id
                 state.instances.append(inst)
         outgoing = {
-            m.instance_id: m for m in moving if m.source_node_id == node.id and m.state == RUNNING_MIGRATION
-        }
+            m.instance_id: m
+            for m in moving
+            if m.source_node_id == node.id and m.state == RUNNING_MIGRATION and not m.cancelled_by
+        }  # a withdrawn order (cancelled) makes the source abort the copy
         for inst in state.instances:
             m = outgoing.get(inst.id)
             if m is None:
@@ -263,6 +288,7 @@ class LiveMigrations:
                     target_uri=inv.migration_uri if inv is not None else "",
                     copy_storage=m.disk_gb > 0,
                     timeout_seconds=self.settings.timeout_seconds,
+                    target_port=inv.migration_port if inv is not None else 0,
                 )
             )
 
@@ -307,6 +333,9 @@ class LiveMigrations:
             and (not _reporting(source) or src_guest is None)
         ):  # the source's word (with the downtime) first, while it can give it
             return self.complete(m, row, prog)
+        source_has_it = _reporting(source) and src_guest is not None and src_guest.power_state == RUNNING
+        if m.cancelled_by and (prog is None or prog.state == JOB_FAILED) and source_has_it:
+            return self.fail(m, f"cancelled by {m.cancelled_by}", cancelled=True)  # the copy stopped
         if prog is not None and prog.state == JOB_FAILED:
             return self.fail(m, prog.error or "the source node gave up")
         source_sure = _reporting(source) and src_guest is not None and src_guest.power_state != 0
@@ -376,9 +405,9 @@ class LiveMigrations:
         log.info("live migration completed", extra={"instance": row.id, "migration": m.id})
         return 1
 
-    def fail(self, m: LiveMigration, reason: str) -> int:
+    def fail(self, m: LiveMigration, reason: str, cancelled: bool = False, cause: Cause = CONTROLLER) -> int:
         now = clock.now()
-        fault = f"live migration failed: {reason}"[:2000]
+        fault = (f"live migration {reason}" if cancelled else f"live migration failed: {reason}")[:2000]
         with write_transaction():
             if (
                 store.update_if(
@@ -396,10 +425,10 @@ class LiveMigrations:
             self.events.record(
                 "instance",
                 m.instance_id,
-                "live_migrate_failed",
+                "live_migrate_cancelled" if cancelled else "live_migrate_failed",
                 m.project_id,
-                CONTROLLER,
-                Outcome.failed("LIVE_MIGRATION_FAILED"),
+                cause,
+                Outcome.failed("LIVE_MIGRATION_CANCELLED" if cancelled else "LIVE_MIGRATION_FAILED"),
                 f"live migration {m.id} to node {m.target_node_id}: {reason}",
             )
         self.registry.notify_threadsafe(m.source_node_id)

@@ -1,6 +1,7 @@
 """MigrateInstance with live = false: the target picked with the filters of a
-create (or named by the admin, and still filtered), claimed atomically, then
-the move's state machine (engine.py) stops, copies and starts the guest."""
+create, server groups included (or named by the admin, and still filtered),
+claimed atomically (move_target.py, as live migrations do), then the move's
+state machine (engine.py) stops, copies and starts the guest."""
 
 from __future__ import annotations
 
@@ -8,22 +9,14 @@ from collections.abc import Callable
 
 from controller.auth.principal import Principal
 from controller.db.database import write_transaction
-from controller.db.models import Instance, Node
+from controller.db.models import Instance
 from controller.domain.instances import ACTIVE, STOPPED, visible_instance
+from controller.domain.move_target import MoveTargets
 from controller.domain.moves.engine import MoveEngine, wrong_state
 from controller.domain.moves.plan import MIGRATE, Sizes
 from controller.domain.node_registry import NodeRegistry
-from controller.domain.placement import Placement
-from controller.domain.scheduler import Request, schedule
-from controller.errors import InvalidArgument, not_found
-from kumo.ids import is_uuid
-
-
-def find_node(ref: str) -> Node:
-    row = Node.get_or_none(Node.id == ref) if is_uuid(ref) else Node.get_or_none(Node.name == ref)
-    if row is None:
-        raise not_found("node", ref)
-    return row
+from controller.domain.nodes import find_node
+from controller.errors import InvalidArgument
 
 
 def movable(row: Instance, verb: str) -> None:
@@ -32,28 +25,41 @@ def movable(row: Instance, verb: str) -> None:
 
 
 class ColdMigration:
-    def __init__(self, engine: MoveEngine, placement: Placement, registry: NodeRegistry) -> None:
+    def __init__(self, engine: MoveEngine, targets: MoveTargets, registry: NodeRegistry) -> None:
         self.engine = engine
-        self.placement = placement
+        self.targets = targets
         self.registry = registry
 
     def migrate(self, caller: Principal, ref: str, node_ref: str) -> Instance:
         row = self.engine.find(caller, ref)
-        movable(row, "migrate")
         required = ""
         if node_ref:
             required = find_node(node_ref).id
             if required == row.node_id:
                 raise InvalidArgument("node: the instance already runs there", reason="SAME_NODE")
+        self.begin(caller, row, required)
+        return visible_instance(caller, row.id)
+
+    def begin(
+        self,
+        caller: Principal | None,
+        row: Instance,
+        required: str = "",
+        during: Callable[[], None] | None = None,
+    ) -> str:
+        """Starts the cold migration of `row` (to `required`, or the best other
+        node); `during` runs in the transaction that claims the target (a
+        drain counts it). `caller` None: the controller's own (a drain)."""
+        movable(row, "migrate")
         backend = self.engine.constraint(row)
         sizes = Sizes(row.vcpus, row.ram_mb, row.disk_gb)
-        self.claim_elsewhere(caller, row, row.flavor_id, sizes, required, backend, MIGRATE)
+        chosen = self.claim_elsewhere(caller, row, row.flavor_id, sizes, required, backend, MIGRATE, during)
         self.registry.notify_threadsafe(row.node_id)
-        return visible_instance(caller, row.id)
+        return chosen
 
     def claim_elsewhere(
         self,
-        caller: Principal,
+        caller: Principal | None,
         row: Instance,
         flavor_id: str,
         sizes: Sizes,
@@ -65,16 +71,11 @@ class ColdMigration:
         """Ranks the other nodes for `sizes` outside the write lock, then in one
         transaction claims the best that still fits and starts the move.
         `charge`, when given, runs first in that transaction (a quota growth)."""
-        placement = self.placement
-        req = Request(
-            sizes.vcpus, sizes.ram_mb, sizes.disk_gb, required_node=required, required_backend=backend
-        )
-        candidates = [c for c in placement.candidates() if c.node_id != row.node_id]
-        outcome = schedule(candidates, req, placement.ratios, placement.weigher)
+        ranked = self.targets.rank(row, sizes.vcpus, sizes.ram_mb, sizes.disk_gb, required, backend)
         with write_transaction():
             if charge is not None:
                 charge()
-            chosen = placement.claim(outcome, req)
+            chosen = self.targets.claim(ranked)
             self.engine.start(caller, row, kind, flavor_id, sizes, chosen, sizes, True)
-        placement.record("instance", outcome, True)
+        self.targets.placed(ranked)
         return chosen

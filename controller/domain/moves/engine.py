@@ -124,7 +124,7 @@ class MoveEngine:
 
     def start(
         self,
-        caller: Principal,
+        caller: Principal | None,
         row: Instance,
         kind: str,
         flavor_id: str,

@@ -11,6 +11,7 @@ from controller.domain.compute_catalog import ComputeCatalog
 from controller.domain.events import EventLog
 from controller.domain.extensions import InstanceMoves
 from controller.domain.images import Images
+from controller.domain.move_target import MoveTargets
 from controller.domain.moves.cold import ColdMigration
 from controller.domain.moves.engine import MoveEngine
 from controller.domain.moves.resize import Resizes
@@ -26,13 +27,14 @@ class Moves:
         catalog: ComputeCatalog,
         images: Images,
         placement: Placement,
+        targets: MoveTargets,
         quotas: Quotas,
         extensions: Sequence[InstanceMoves],
         events: EventLog,
         sync_period: float,
     ) -> None:
         self.engine = MoveEngine(registry, images, quotas, extensions, events, sync_period)
-        self.cold = ColdMigration(self.engine, placement, registry)
+        self.cold = ColdMigration(self.engine, targets, registry)
         self.resizes = Resizes(self.engine, self.cold, catalog, placement, quotas)
         self.migrate = self.cold.migrate
         self.resize = self.resizes.resize

@@ -519,7 +519,7 @@ class RevertResizeRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class LiveMigration(_message.Message):
-    __slots__ = ("id", "instance_id", "project_id", "source_node_id", "target_node_id", "state", "bytes_total", "bytes_processed", "downtime_ms", "fault", "drain_node_id", "create_time", "update_time", "end_time")
+    __slots__ = ("id", "instance_id", "project_id", "source_node_id", "target_node_id", "state", "bytes_total", "bytes_processed", "downtime_ms", "fault", "drain_node_id", "create_time", "update_time", "end_time", "cancelled_by")
     ID_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -534,6 +534,7 @@ class LiveMigration(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_BY_FIELD_NUMBER: _ClassVar[int]
     id: str
     instance_id: str
     project_id: str
@@ -548,7 +549,8 @@ class LiveMigration(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., instance_id: _Optional[str] = ..., project_id: _Optional[str] = ..., source_node_id: _Optional[str] = ..., target_node_id: _Optional[str] = ..., state: _Optional[_Union[LiveMigrationState, str]] = ..., bytes_total: _Optional[int] = ..., bytes_processed: _Optional[int] = ..., downtime_ms: _Optional[int] = ..., fault: _Optional[str] = ..., drain_node_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    cancelled_by: str
+    def __init__(self, id: _Optional[str] = ..., instance_id: _Optional[str] = ..., project_id: _Optional[str] = ..., source_node_id: _Optional[str] = ..., target_node_id: _Optional[str] = ..., state: _Optional[_Union[LiveMigrationState, str]] = ..., bytes_total: _Optional[int] = ..., bytes_processed: _Optional[int] = ..., downtime_ms: _Optional[int] = ..., fault: _Optional[str] = ..., drain_node_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancelled_by: _Optional[str] = ...) -> None: ...
 
 class ListLiveMigrationsRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "instance_id", "node_id", "state")
@@ -563,6 +565,12 @@ class ListLiveMigrationsRequest(_message.Message):
     node_id: str
     state: LiveMigrationState
     def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., instance_id: _Optional[str] = ..., node_id: _Optional[str] = ..., state: _Optional[_Union[LiveMigrationState, str]] = ...) -> None: ...
+
+class CancelMigrationRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class ListLiveMigrationsResponse(_message.Message):
     __slots__ = ("live_migrations", "next_page_token")

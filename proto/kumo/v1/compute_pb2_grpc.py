@@ -167,6 +167,11 @@ class ComputeServiceStub:
                 request_serializer=kumo_dot_v1_dot_compute__pb2.ListLiveMigrationsRequest.SerializeToString,
                 response_deserializer=kumo_dot_v1_dot_compute__pb2.ListLiveMigrationsResponse.FromString,
                 _registered_method=True)
+        self.CancelMigration = channel.unary_unary(
+                '/kumo.v1.ComputeService/CancelMigration',
+                request_serializer=kumo_dot_v1_dot_compute__pb2.CancelMigrationRequest.SerializeToString,
+                response_deserializer=kumo_dot_v1_dot_compute__pb2.Instance.FromString,
+                _registered_method=True)
         self.ResizeInstance = channel.unary_unary(
                 '/kumo.v1.ComputeService/ResizeInstance',
                 request_serializer=kumo_dot_v1_dot_compute__pb2.ResizeInstanceRequest.SerializeToString,
@@ -368,6 +373,16 @@ class ComputeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelMigration(self, request, context):
+        """Admin only. Cancels the instance's live migration under way: the source
+        aborts the copy, the guest keeps running there, the target's claim is
+        freed, and the instance's fault and the event log say who cancelled it.
+        A migration that completes before the source aborts it stays completed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ResizeInstance(self, request, context):
         """Changes the instance's flavor (on its node when the growth fits there,
         else by a cold migration); ends in VERIFY_RESIZE.
@@ -522,6 +537,11 @@ def add_ComputeServiceServicer_to_server(servicer, server):
                     servicer.ListLiveMigrations,
                     request_deserializer=kumo_dot_v1_dot_compute__pb2.ListLiveMigrationsRequest.FromString,
                     response_serializer=kumo_dot_v1_dot_compute__pb2.ListLiveMigrationsResponse.SerializeToString,
+            ),
+            'CancelMigration': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelMigration,
+                    request_deserializer=kumo_dot_v1_dot_compute__pb2.CancelMigrationRequest.FromString,
+                    response_serializer=kumo_dot_v1_dot_compute__pb2.Instance.SerializeToString,
             ),
             'ResizeInstance': grpc.unary_unary_rpc_method_handler(
                     servicer.ResizeInstance,
@@ -1243,6 +1263,33 @@ class ComputeService:
             '/kumo.v1.ComputeService/ListLiveMigrations',
             kumo_dot_v1_dot_compute__pb2.ListLiveMigrationsRequest.SerializeToString,
             kumo_dot_v1_dot_compute__pb2.ListLiveMigrationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelMigration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumo.v1.ComputeService/CancelMigration',
+            kumo_dot_v1_dot_compute__pb2.CancelMigrationRequest.SerializeToString,
+            kumo_dot_v1_dot_compute__pb2.Instance.FromString,
             options,
             channel_credentials,
             insecure,

@@ -514,20 +514,22 @@ class DesiredInstance(_message.Message):
     def __init__(self, id: _Optional[str] = ..., hostname: _Optional[str] = ..., image_sha256: _Optional[str] = ..., image_format: _Optional[_Union[_image_pb2.DiskFormat, str]] = ..., image_size_bytes: _Optional[int] = ..., vcpus: _Optional[int] = ..., ram_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., power: _Optional[_Union[DesiredPower, str]] = ..., reboot_generation: _Optional[int] = ..., reboot_hard: _Optional[bool] = ..., user_data: _Optional[bytes] = ..., public_keys: _Optional[_Iterable[str]] = ..., snapshot_image_id: _Optional[str] = ..., image_id: _Optional[str] = ..., port_ids: _Optional[_Iterable[str]] = ..., volume_ids: _Optional[_Iterable[str]] = ..., boot_volume_id: _Optional[str] = ..., move_step: _Optional[str] = ..., export_disk_move_id: _Optional[str] = ..., import_disk_sha256: _Optional[str] = ..., import_disk_size_bytes: _Optional[int] = ..., incoming_migration_id: _Optional[str] = ..., outgoing_migration: _Optional[_Union[OutgoingMigration, _Mapping]] = ...) -> None: ...
 
 class OutgoingMigration(_message.Message):
-    __slots__ = ("migration_id", "target_node_id", "target_address", "target_uri", "copy_storage", "timeout_seconds")
+    __slots__ = ("migration_id", "target_node_id", "target_address", "target_uri", "copy_storage", "timeout_seconds", "target_port")
     MIGRATION_ID_FIELD_NUMBER: _ClassVar[int]
     TARGET_NODE_ID_FIELD_NUMBER: _ClassVar[int]
     TARGET_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     TARGET_URI_FIELD_NUMBER: _ClassVar[int]
     COPY_STORAGE_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_PORT_FIELD_NUMBER: _ClassVar[int]
     migration_id: str
     target_node_id: str
     target_address: str
     target_uri: str
     copy_storage: bool
     timeout_seconds: int
-    def __init__(self, migration_id: _Optional[str] = ..., target_node_id: _Optional[str] = ..., target_address: _Optional[str] = ..., target_uri: _Optional[str] = ..., copy_storage: _Optional[bool] = ..., timeout_seconds: _Optional[int] = ...) -> None: ...
+    target_port: int
+    def __init__(self, migration_id: _Optional[str] = ..., target_node_id: _Optional[str] = ..., target_address: _Optional[str] = ..., target_uri: _Optional[str] = ..., copy_storage: _Optional[bool] = ..., timeout_seconds: _Optional[int] = ..., target_port: _Optional[int] = ...) -> None: ...
 
 class DownloadBlobRequest(_message.Message):
     __slots__ = ("sha256", "offset")

@@ -59,7 +59,7 @@ JOIN_TOKEN_STATE_EXPIRED: JoinTokenState
 JOIN_TOKEN_STATE_USED_UP: JoinTokenState
 
 class NodeInventory(_message.Message):
-    __slots__ = ("hostname", "vcpus", "memory_mb", "disk_gb", "virt_type", "driver", "arch", "cpu_model", "libvirt_version", "qemu_version", "agent_version", "kernel", "tunnel_ip", "storage_backends", "migration_address", "migration_uri")
+    __slots__ = ("hostname", "vcpus", "memory_mb", "disk_gb", "virt_type", "driver", "arch", "cpu_model", "libvirt_version", "qemu_version", "agent_version", "kernel", "tunnel_ip", "storage_backends", "migration_address", "migration_uri", "migration_port")
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     VCPUS_FIELD_NUMBER: _ClassVar[int]
     MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +76,7 @@ class NodeInventory(_message.Message):
     STORAGE_BACKENDS_FIELD_NUMBER: _ClassVar[int]
     MIGRATION_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     MIGRATION_URI_FIELD_NUMBER: _ClassVar[int]
+    MIGRATION_PORT_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     vcpus: int
     memory_mb: int
@@ -92,7 +93,8 @@ class NodeInventory(_message.Message):
     storage_backends: _containers.RepeatedScalarFieldContainer[str]
     migration_address: str
     migration_uri: str
-    def __init__(self, hostname: _Optional[str] = ..., vcpus: _Optional[int] = ..., memory_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., virt_type: _Optional[str] = ..., driver: _Optional[str] = ..., arch: _Optional[str] = ..., cpu_model: _Optional[str] = ..., libvirt_version: _Optional[str] = ..., qemu_version: _Optional[str] = ..., agent_version: _Optional[str] = ..., kernel: _Optional[str] = ..., tunnel_ip: _Optional[str] = ..., storage_backends: _Optional[_Iterable[str]] = ..., migration_address: _Optional[str] = ..., migration_uri: _Optional[str] = ...) -> None: ...
+    migration_port: int
+    def __init__(self, hostname: _Optional[str] = ..., vcpus: _Optional[int] = ..., memory_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., virt_type: _Optional[str] = ..., driver: _Optional[str] = ..., arch: _Optional[str] = ..., cpu_model: _Optional[str] = ..., libvirt_version: _Optional[str] = ..., qemu_version: _Optional[str] = ..., agent_version: _Optional[str] = ..., kernel: _Optional[str] = ..., tunnel_ip: _Optional[str] = ..., storage_backends: _Optional[_Iterable[str]] = ..., migration_address: _Optional[str] = ..., migration_uri: _Optional[str] = ..., migration_port: _Optional[int] = ...) -> None: ...
 
 class NodeUsage(_message.Message):
     __slots__ = ("memory_free_mb", "disk_free_gb", "load_1m", "guests_running", "guest_vcpus", "guest_memory_mb")
@@ -181,26 +183,32 @@ class NodeAllocation(_message.Message):
     def __init__(self, cpu_allocation_ratio: _Optional[float] = ..., ram_allocation_ratio: _Optional[float] = ..., disk_allocation_ratio: _Optional[float] = ..., allocatable_vcpus: _Optional[int] = ..., allocatable_memory_mb: _Optional[int] = ..., allocatable_disk_gb: _Optional[int] = ..., allocated_vcpus: _Optional[int] = ..., allocated_memory_mb: _Optional[int] = ..., allocated_disk_gb: _Optional[int] = ...) -> None: ...
 
 class NodeDrain(_message.Message):
-    __slots__ = ("state", "instances_total", "migrated", "failed", "start_time", "end_time")
+    __slots__ = ("state", "instances_total", "migrated", "failed", "start_time", "end_time", "cold", "cold_started")
     STATE_FIELD_NUMBER: _ClassVar[int]
     INSTANCES_TOTAL_FIELD_NUMBER: _ClassVar[int]
     MIGRATED_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
+    COLD_FIELD_NUMBER: _ClassVar[int]
+    COLD_STARTED_FIELD_NUMBER: _ClassVar[int]
     state: NodeDrainState
     instances_total: int
     migrated: int
     failed: int
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
-    def __init__(self, state: _Optional[_Union[NodeDrainState, str]] = ..., instances_total: _Optional[int] = ..., migrated: _Optional[int] = ..., failed: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    cold: bool
+    cold_started: int
+    def __init__(self, state: _Optional[_Union[NodeDrainState, str]] = ..., instances_total: _Optional[int] = ..., migrated: _Optional[int] = ..., failed: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cold: _Optional[bool] = ..., cold_started: _Optional[int] = ...) -> None: ...
 
 class DrainNodeRequest(_message.Message):
-    __slots__ = ("id",)
+    __slots__ = ("id", "cold")
     ID_FIELD_NUMBER: _ClassVar[int]
+    COLD_FIELD_NUMBER: _ClassVar[int]
     id: str
-    def __init__(self, id: _Optional[str] = ...) -> None: ...
+    cold: bool
+    def __init__(self, id: _Optional[str] = ..., cold: _Optional[bool] = ...) -> None: ...
 
 class UndrainNodeRequest(_message.Message):
     __slots__ = ("id",)
