@@ -564,15 +564,9 @@ def test_fencing_and_session_admission_are_exclusive(cloud: Cloud) -> None:
         channel.close()
     for r in racers:
         wait_until(
-            lambda: not cloud.node(r.node_id).connected, what="the racer's session gone", base=GRACE * 5
+            lambda n=r.node_id: not cloud.node(n).connected, what="the racer's session gone", base=GRACE * 5
         )
         if fenced[r.node_id]:
             cloud.admin.nodes.UnfenceNode(node_pb2.UnfenceNodeRequest(id=r.node_id))
-    for r in racers:
-        wait_until(
-            lambda: cloud.node(r.node_id).state != node_pb2.NODE_STATE_READY,
-            what="the racer no longer READY",
-            base=GRACE * 5,
-        )
-        cloud.admin.nodes.DeleteNode(node_pb2.DeleteNodeRequest(id=r.node_id))
+        cloud.admin.nodes.DeleteNode(node_pb2.DeleteNodeRequest(id=r.node_id))  # DISABLED: not in service
     print("fence race outcomes:", dict(outcomes))
