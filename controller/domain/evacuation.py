@@ -6,7 +6,9 @@ write transaction: the scheduler's claim on the new node (a conditional
 UPDATE: racing evacuations never overcommit), the release of the old node's
 claim, and a compare-and-set of the instance's node (`node == source`: of two
 racing evacuations, or two controllers' HA passes, one moves it; the other's
-claim rolls back). Its ports and shared volumes follow it (InstanceMoves).
+claim rolls back). Its ports and shared volumes follow it (InstanceMoves),
+locked first (lock_moving): the order project, volume, node usage, node of
+a create, or PostgreSQL deadlocks the two.
 Instances with a root disk on the lost node are rebuilt from their image,
 and only when asked (`rebuild_local_disks`; HA instances always are: that
 is what `ha` asks for). Every instance's outcome is an event.
@@ -160,6 +162,8 @@ class Evacuations:
         notify: set[str] = set()
         try:
             with write_transaction():
+                for ext in self.moves:  # lock order: volume, then node usage (as a create)
+                    ext.lock_moving(row)
                 chosen = self.placement.claim(outcome, req)
                 now = clock.now()
                 stopped = row.state == inst.STOPPED and row.task != inst.POWERING_ON

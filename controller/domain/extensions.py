@@ -56,6 +56,12 @@ class InstanceMoves(Protocol):
 
     def move_needs(self, row: Instance) -> MoveNeeds: ...
 
+    def lock_moving(self, row: Instance) -> None:
+        """First in the move's write transaction, before the claim on the new
+        node: locks the rows `instance_moved` will write that other paths lock
+        before node usage (volumes: project, volume, node usage, node)."""
+        ...
+
     def instance_moved(self, row: Instance, source: str, target: str, now: float) -> set[str]:
         """In the transaction that moves the instance's row to `target`: moves
         what the feature gave it; returns the nodes whose desired revision it
