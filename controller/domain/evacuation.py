@@ -32,6 +32,7 @@ from controller.db import nodes as node_store
 from controller.db.database import write_transaction
 from controller.db.models import Instance
 from controller.domain import instances as inst
+from controller.domain.evacuation_retries import Retries, capacity
 from controller.domain.events import CONTROLLER, OK, Cause, EventLog, Outcome
 from controller.domain.extensions import InstanceMoves, MoveNeeds, combined_needs
 from controller.domain.images import Images
@@ -59,6 +60,7 @@ class Evacuated:
     outcome: str  # MOVED | REBUILT | FAILED
     target_node_id: str
     message: str
+    reason: str = ""  # a failure's code and reason: what the HA pass says once
 
 
 class _Lost(Exception):
@@ -83,6 +85,8 @@ class Evacuations:
         self.node_grace = cfg.node_grace_seconds
         self.ha_grace = cfg.ha_grace_seconds
         self.auto_fence = cfg.ha_auto_fence
+        # A failed HA move waits two passes, then twice as long each time.
+        self.retries = Retries(2 * cfg.ha_check_seconds, cfg.ha_retry_max_seconds)
         self._ha = Periodic("ha-evacuate", cfg.ha_check_seconds, self.ha_pass, log)
 
     # The admin's call
@@ -149,9 +153,12 @@ class Evacuations:
             required_backend=needs.backends[0] if needs.backends else "",
         )
 
-    def _move(self, row: Instance, needs: MoveNeeds, source: str, target: str, cause: Cause) -> Evacuated:
+    def _move(
+        self, row: Instance, needs: MoveNeeds, source: str, target: str, cause: Cause, said: str = ""
+    ) -> Evacuated:
+        """Moves one instance; a failure is recorded unless its reason is `said` already."""
         if needs.blocker:
-            return self._failed(row, source, f"cannot be moved: {needs.blocker}", cause)
+            return self._failed(row, source, f"cannot be moved: {needs.blocker}", cause, said=said)
         req = self._request(row, needs, target)
         extra = set(needs.backends[1:])
         candidates = [
@@ -200,23 +207,34 @@ class Evacuations:
             )
             return Evacuated(row.id, row.name, FAILED, "", f"changed meanwhile: it {where}")
         except KumoError as exc:
-            return self._failed(row, source, exc.message, cause, Outcome.of(exc))
+            return self._failed(row, source, exc.message, cause, Outcome.of(exc), said)
         self.placement.record("instance", outcome, True)
         for node_id in notify:
             self.nodes.registry.notify_threadsafe(node_id)
         return Evacuated(row.id, row.name, REBUILT if rebuilt else MOVED, chosen, message)
 
     def _failed(
-        self, row: Instance, source: str, why: str, cause: Cause, outcome: Outcome | None = None
+        self,
+        row: Instance,
+        source: str,
+        why: str,
+        cause: Cause,
+        outcome: Outcome | None = None,
+        said: str = "",
     ) -> Evacuated:
-        """A failed move: recorded as the instance's fault and event (it stays where it was)."""
+        """A failed move: recorded as the instance's fault and event (it stays
+        where it was), once: not again when that reason was `said` already
+        (the HA pass's earlier try) or the fault says it word for word."""
+        outcome = outcome or Outcome.failed("EVACUATION_FAILED")
+        reason = f"{outcome.error_code}/{outcome.error_reason}" + (
+            f"/{why}" if not outcome.error_code else ""
+        )
         message = f"evacuation from node {source} failed: {why}"
-        if row.fault == message[:1000]:
-            return Evacuated(row.id, row.name, FAILED, "", message)  # said so already (the HA pass retries)
-        with write_transaction():
-            store.update_instance(row.id, {"fault": message[:1000]}, clock.now())
-            self._event(row, message, cause, outcome or Outcome.failed("EVACUATION_FAILED"))
-        return Evacuated(row.id, row.name, FAILED, "", message)
+        if reason != said and row.fault != message[:1000]:
+            with write_transaction():
+                store.update_instance(row.id, {"fault": message[:1000]}, clock.now())
+                self._event(row, message, cause, outcome)
+        return Evacuated(row.id, row.name, FAILED, "", message, reason)
 
     def _event(self, row: Instance, message: str, cause: Cause, outcome: Outcome = OK) -> None:
         if self.events is not None:
@@ -238,6 +256,8 @@ class Evacuations:
         now = clock.now()
         fenced = node_store.fenced_nodes()
         moved = 0
+        free = capacity(self.placement.candidates(), self.placement.ratios)
+        seen: set[str] = set()
         for node_id, down_for in self._lost_nodes(now, fenced):
             if down_for < self.ha_grace:
                 continue
@@ -248,8 +268,24 @@ class Evacuations:
                     continue  # it came back meanwhile
                 log.warning("node fenced by the HA pass (ha_auto_fence)", extra={"node_id": node_id})
             for row in store.instances_to_evacuate(node_id, inst.DELETING, ha_only=True):
-                done = self._move(row, combined_needs(self.moves, row), node_id, "", CONTROLLER)
-                moved += done.outcome != FAILED
+                seen.add(row.id)
+                due, early = self.retries.due(row.id, now, free)
+                if not due:
+                    continue
+                if early:
+                    log.info("HA evacuation retried early: capacity grew", extra={"instance_id": row.id})
+                said = self.retries.said(row.id)
+                done = self._move(row, combined_needs(self.moves, row), node_id, "", CONTROLLER, said)
+                if done.outcome != FAILED or not done.reason:  # moved, or changed meanwhile
+                    self.retries.forget(row.id)
+                    moved += done.outcome != FAILED
+                    continue
+                delay = self.retries.failed(row.id, now, free, done.reason)
+                log.info(
+                    "HA evacuation failed; backing off",
+                    extra={"instance_id": row.id, "retry_in_seconds": delay, "reason": done.reason},
+                )
+        self.retries.keep_only(seen)
         return moved
 
     def _lost_nodes(self, now: float, fenced: dict[str, float]) -> list[tuple[str, float]]:
