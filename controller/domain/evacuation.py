@@ -34,7 +34,7 @@ from controller.db.models import Instance
 from controller.domain import instances as inst
 from controller.domain.evacuation_retries import Retries, capacity
 from controller.domain.events import CONTROLLER, OK, Cause, EventLog, Outcome
-from controller.domain.extensions import InstanceMoves, MoveNeeds, combined_needs
+from controller.domain.extensions import InstanceMoves, MoveNeeds, UnfinishedMoves, combined_needs
 from controller.domain.images import Images
 from controller.domain.node_registry import DOWN
 from controller.domain.nodes import Nodes
@@ -76,8 +76,10 @@ class Evacuations:
         images: Images,
         moves: Sequence[InstanceMoves] = (),
         events: EventLog | None = None,
+        unfinished: Sequence[UnfinishedMoves] = (),
     ) -> None:
         self.nodes = nodes
+        self.unfinished = tuple(unfinished)
         self.placement = placement
         self.images = images
         self.moves = tuple(moves)
@@ -110,6 +112,7 @@ class Evacuations:
                 reason="NODE_NOT_FENCED",
                 state=state,
             )
+        self._end_moves(node_id)
         plans = [
             (r, combined_needs(self.moves, r)) for r in store.instances_to_evacuate(node_id, inst.DELETING)
         ]
@@ -134,6 +137,12 @@ class Evacuations:
             },
         )
         return out
+
+    def _end_moves(self, node_id: str) -> None:
+        """Moves from or to the lost node end first (failed; their other claim
+        freed), so what is evacuated is an instance at rest on its recorded node."""
+        for ext in self.unfinished:
+            ext.end_moves_on(node_id)
 
     def _request(self, row: Instance, needs: MoveNeeds, target: str) -> Request:
         policy, group_nodes = "", frozenset[str]()
@@ -267,6 +276,7 @@ class Evacuations:
                 except KumoError:
                     continue  # it came back meanwhile
                 log.warning("node fenced by the HA pass (ha_auto_fence)", extra={"node_id": node_id})
+            self._end_moves(node_id)
             for row in store.instances_to_evacuate(node_id, inst.DELETING, ha_only=True):
                 seen.add(row.id)
                 due, early = self.retries.due(row.id, now, free)

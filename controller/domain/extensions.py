@@ -69,6 +69,19 @@ class InstanceMoves(Protocol):
         ...
 
 
+class UnfinishedMoves(Protocol):
+    """A feature that moves instances over time (live migration, cold moves):
+    an evacuation of a lost node first ends, as failed, its moves from or to
+    that node, as a real cloud does: the claim on the other node goes, and
+    the instance stays on the node it is recorded on (evacuated next when
+    that is the lost one)."""
+
+    def end_moves_on(self, lost_node: str) -> int:
+        """Ends the unfinished moves touching `lost_node` that cannot go on
+        without it (each in its own transaction); returns how many."""
+        ...
+
+
 @dataclass(frozen=True)
 class BootSource:
     """What a create needs to boot from a volume: the volume, and an image-like
