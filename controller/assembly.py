@@ -234,7 +234,13 @@ def assemble(
     drains = Drains(nodes, migrations, events, cfg.drain_parallel, cfg.instance_sync_seconds)
     # Evacuation moves instances with what networks and volumes gave them.
     evacuations = Evacuations(
-        cfg, nodes, placement, images, moves=(networks, volumes), events=events, unfinished=(migrations, moves)
+        cfg,
+        nodes,
+        placement,
+        images,
+        moves=(networks, volumes),
+        events=events,
+        unfinished=(migrations, moves),
     )
     # Moves and live migrations right after instances: networks and volumes then fill the
     # incoming instances' port and volume ids too.
