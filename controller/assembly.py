@@ -237,7 +237,15 @@ def assemble(
     )
     drains = Drains(nodes, migrations, moves.cold, events, cfg.drain_parallel, cfg.instance_sync_seconds)
     # Evacuation moves instances with what networks and volumes gave them.
-    evacuations = Evacuations(cfg, nodes, placement, images, moves=(networks, volumes), events=events)
+    evacuations = Evacuations(
+        cfg,
+        nodes,
+        placement,
+        images,
+        moves=(networks, volumes),
+        events=events,
+        unfinished=(migrations, moves),
+    )
     # Moves and live migrations right after instances: networks and volumes then fill the
     # incoming instances' port and volume ids too.
     desired = DesiredStates((instances, moves, migrations, networks, volumes))

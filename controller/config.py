@@ -85,6 +85,9 @@ class ControllerConfig:
     # fencing (a node that is only cut off keeps running its guests).
     ha_grace_seconds: float = 60.0
     ha_check_seconds: float = 5.0
+    # An HA instance that could not move is tried again after two passes,
+    # then twice as long each time up to this (sooner when capacity grew).
+    ha_retry_max_seconds: float = 300.0
     ha_auto_fence: bool = False
     # Volumes: per-project quotas (volumes, their total GiB, volume snapshots).
     quota_volumes: int = 10

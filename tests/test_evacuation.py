@@ -18,6 +18,7 @@ run twenty hosts here; real guests are in test_evacuation_e2e.py).
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import threading
@@ -49,7 +50,7 @@ from tests.harness import (
     run_cli,
     two_tenants,
 )
-from tests.nodeutil import SessionClient, hello, make_token, node_channel
+from tests.nodeutil import Enrolled, SessionClient, enroll, hello, make_token, node_channel
 from tests.test_images import qcow2_bytes
 from tests.waits import wait_until
 
@@ -57,6 +58,7 @@ GRACE = 3.0  # a silent node is DOWN after this
 HA_GRACE = 1.0
 SMALL = 4  # vCPUs of a simulated node (x4 allocation ratio: 16 one-vCPU guests)
 BIG = 32
+MAX_RETRY = 8.0  # ha_retry_max_seconds
 NODES = 22  # small ones: 19 for the HA test, 3 for the others
 
 
@@ -132,6 +134,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
         "KUMO_INSTANCE_SYNC_SECONDS": "0.3",
         "KUMO_HA_GRACE_SECONDS": str(HA_GRACE),
         "KUMO_HA_CHECK_SECONDS": "0.5",
+        "KUMO_HA_RETRY_MAX_SECONDS": str(MAX_RETRY),
         "KUMO_QUOTA_INSTANCES": "1000",
         "KUMO_QUOTA_VCPUS": "4000",
         "KUMO_QUOTA_RAM_MB": str(1024 * 1024),
@@ -397,8 +400,10 @@ def test_evacuate_node_moves_rebuilds_or_says_why(cloud: Cloud) -> None:
     cloud.fleet.start(victim.node_id)
     nodes.UnfenceNode(node_pb2.UnfenceNodeRequest(id=victim.node_id))
     wait_until(lambda: not victim.guests(), what="the returned node destroying its stale copies", base=30)
-    assert boot.id not in victim.steps[0].backend.volumes() or True
-    assert victim.node.shared_dir if False else True
+    shared = cloud.fleet.shared_dir
+    assert shared is not None and (shared / f"{boot.id}.qcow2").exists(), (
+        "a shared volume is let go of, not deleted"
+    )
 
 
 def test_the_new_rpcs_refuse_bad_calls(cloud: Cloud) -> None:
@@ -501,3 +506,120 @@ def test_the_cli_fences_evacuates_and_marks_servers_ha(cloud: Cloud, tmp_path: P
     back = kumo("node", "unfence", victim.name, "-o", "json")
     assert back.returncode == 0 and json.loads(back.stdout)["fenced"] is False, back.stderr
     cloud.compute().DeleteInstance(cpb.DeleteInstanceRequest(id=srv["id"]))
+
+
+RACERS = 12
+
+
+def test_fencing_and_session_admission_are_exclusive(cloud: Cloud) -> None:
+    """A node's hello and FenceNode race, on a dozen never-connected nodes at
+    once (their sessions and fences released together): whichever wins, a
+    fenced node never keeps a session. Either the fence was refused (the
+    session opened first: NODE_NOT_DOWN) and the session lives, or it
+    committed and the session ends NODE_FENCED, also the one whose hello
+    check passed just before the commit (it reads `fenced` with its first
+    desired state, or the fence finds it registered and closes it)."""
+    token = make_token(cloud.admin, uses=RACERS)
+    racers = [enroll(cloud.ctl, token, f"racer{i:02}") for i in range(RACERS)]
+    for r in racers:  # never scheduled on (a session's hello would make it READY)
+        cloud.admin.nodes.DisableNode(node_pb2.DisableNodeRequest(id=r.node_id, reason="fence race"))
+    fenced: dict[str, bool] = {}
+    sessions: dict[str, tuple[grpc.Channel, SessionClient]] = {}
+    lock = threading.Lock()
+
+    def fence(node_id: str) -> None:
+        try:
+            cloud.admin.nodes.FenceNode(node_pb2.FenceNodeRequest(id=node_id))
+            won = True
+        except grpc.RpcError as err:
+            assert error_reason(err) == "NODE_NOT_DOWN", err.details()
+            won = False
+        with lock:
+            fenced[node_id] = won
+
+    def connect(r: Enrolled) -> None:
+        channel = node_channel(cloud.ctl, r.key_pem, r.cert_pem)
+        with lock:
+            sessions[r.node_id] = (channel, SessionClient(channel, hello()))
+
+    race(lambda f, *a: f(*a), [(fence, r.node_id) for r in racers] + [(connect, r) for r in racers])
+    outcomes = Counter()
+    for r in racers:
+        channel, session = sessions[r.node_id]
+        try:
+            kinds = [session.read().WhichOneof("kind") for _ in range(2)]
+            error = None
+        except grpc.RpcError as err:
+            kinds, error = [], err
+        if fenced[r.node_id]:
+            # It may have got its welcome and a desired state read just before
+            # the fence committed; then it ends (with the bug, it lived on).
+            while error is None:
+                try:
+                    session.read()
+                except grpc.RpcError as err:
+                    error = err
+            assert error_reason(error) == "NODE_FENCED", (error.code(), error.details())
+            outcomes["fenced"] += 1
+        else:
+            assert error is None and kinds == ["welcome", "desired_state"], (kinds, error)
+            assert not cloud.node(r.node_id).fenced
+            outcomes["session"] += 1
+        session.close()
+        channel.close()
+    for r in racers:
+        wait_until(
+            lambda n=r.node_id: not cloud.node(n).connected, what="the racer's session gone", base=GRACE * 5
+        )
+        if fenced[r.node_id]:
+            cloud.admin.nodes.UnfenceNode(node_pb2.UnfenceNodeRequest(id=r.node_id))
+        cloud.admin.nodes.DeleteNode(node_pb2.DeleteNodeRequest(id=r.node_id))  # DISABLED: not in service
+    print("fence race outcomes:", dict(outcomes))
+
+
+def backoffs(cloud: Cloud, instance_id: str, what: str) -> list[str]:
+    """The controller's log lines about the HA pass's tries of this instance."""
+    data = Path(cloud.ctl.data_dir)
+    log = (data.parent / f"{data.name}-controller.log").read_text(errors="replace")
+    return [line for line in log.splitlines() if what in line and instance_id in line]
+
+
+def test_an_ha_instance_that_cannot_move_backs_off_and_says_why_once(cloud: Cloud) -> None:
+    """Nowhere to go (every other node disabled): the HA pass tries again
+    after 1, 2, 4, then 8 s (two passes, doubling, capped by
+    ha_retry_max_seconds), not every pass; the fault and one event say why,
+    once. A node enabled meanwhile (capacity grew) cuts the wait short and
+    the instance moves, its fault cleared."""
+    smalls = sorted(
+        (n for n in cloud.fleet.nodes.values() if n.name.startswith("small")), key=lambda n: n.name
+    )
+    victim, spare = smalls[0], smalls[1]
+    cloud.enable_all()
+    cloud.only_enabled({victim.node_id})
+    stuck = cloud.create("ha-stuck", ha=True)
+    cloud.active({stuck.id}, "ha-stuck ACTIVE")
+    cloud.down(victim.node_id)
+    cloud.admin.nodes.FenceNode(node_pb2.FenceNodeRequest(id=victim.node_id))
+
+    def waits() -> list[float]:
+        lines = backoffs(cloud, stuck.id, "backing off")
+        return [float(m.group(1)) for line in lines if (m := re.search(r"retry_in_seconds\W+([\d.]+)", line))]
+
+    wait_until(lambda: len(waits()) >= 4, what="four failed HA tries", base=30)
+    assert waits()[:4] == [1.0, 2.0, 4.0, MAX_RETRY], waits()
+    got = cloud.compute().GetInstance(cpb.GetInstanceRequest(id=stuck.id))
+    assert got.node_id == victim.node_id and "evacuation from node" in got.fault
+    [failed] = evacuations(cloud, victim.node_id)[stuck.id]
+    assert failed.result == event_pb2.EVENT_RESULT_ERROR and failed.message == got.fault
+
+    # Capacity grows: the wait (8 s) is cut short; it moves, and says so.
+    cloud.admin.nodes.EnableNode(node_pb2.EnableNodeRequest(id=spare.node_id))
+    [moved] = cloud.active({stuck.id}, "ha-stuck moved", away_from=victim.node_id)
+    assert moved.node_id == spare.node_id and not moved.fault
+    assert backoffs(cloud, stuck.id, "retried early: capacity grew"), "moved before its wait was over"
+    assert len(waits()) == 4, "no failed try after the last logged one"
+    events = evacuations(cloud, victim.node_id)[stuck.id]
+    assert [e.result for e in events] == [event_pb2.EVENT_RESULT_ERROR, event_pb2.EVENT_RESULT_OK]
+    cloud.compute().DeleteInstance(cpb.DeleteInstanceRequest(id=stuck.id))
+    cloud.fleet.start(victim.node_id)
+    cloud.admin.nodes.UnfenceNode(node_pb2.UnfenceNodeRequest(id=victim.node_id))

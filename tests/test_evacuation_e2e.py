@@ -25,9 +25,7 @@ the instance."""
 
 from __future__ import annotations
 
-import re
 import shutil
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,28 +35,15 @@ import pytest
 from kumo.v1 import node_agent_pb2 as npb
 from kumo.v1 import node_pb2, node_pb2_grpc
 from kumo.v1 import volume_pb2 as vpb
-from tests.cloudutil import (
-    TEST_IMAGE,
-    destroy_guests,
-    libvirt_and_test_image,
-    libvirt_cloud,
-    ready_nodes,
-    virsh,
-)
+from tests.cloudutil import TEST_IMAGE, destroy_guests, libvirt_and_test_image, ready_nodes, virsh
+from tests.evacuationutil import Evacuation, two_hosts
 from tests.netutil import state_dir
-from tests.nodeutil import NodedProc, make_token, run_noded
 from tests.test_volumes_e2e import Api
 from tests.test_volumes_shared_fs_e2e import Node
-from tests.waits import diagnose, wait_until
 
 pytestmark = pytest.mark.e2e
 
 MiB = 1024**2
-GRACE = 4
-
-
-def node_args(shared: Path) -> list[str]:
-    return ["--virt-type", "qemu", "--reconcile-seconds", "3", "--shared-fs-dir", str(shared)]
 
 
 def qemu_io(path: Path, cmd: str) -> subprocess.CompletedProcess:
@@ -67,39 +52,12 @@ def qemu_io(path: Path, cmd: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[dict]:
-    libvirt_and_test_image()
     base = state_dir("kumo-evac-e2e-")
     shared = base / "shared"
     shared.mkdir()
     shared.chmod(0o755)
-    second = None
-    env: dict = {}
-    try:
-        with libvirt_cloud(
-            base,
-            "evac-a",
-            "vol.small",
-            reconcile_seconds=3,
-            node_args=["--shared-fs-dir", str(shared)],
-            ctl_env={"KUMO_NODE_GRACE_SECONDS": str(GRACE)},
-        ) as c:
-            state_b = base / "node-b"
-            token = make_token(c["admin"])
-            joined = run_noded(
-                ["join", c["ctl"].endpoint, token, "--name", "evac-b", "--state-dir", str(state_b)]
-            )
-            assert joined.returncode == 0, joined.stderr
-            second = NodedProc(state_b, node_args(shared)).start()
-            wait_until(lambda: len(ready_nodes(c["admin"])) == 2, what="both nodes READY", base=60, step=0.2)
-            env = {**c, "shared": shared}
-            yield env
-    finally:
-        if second is not None:
-            second.stop()
-        if "node" in env and env["node"] is not c["node"]:
-            env["node"].stop()  # node A's daemon restarted by the test
-        destroy_guests(str(base))
-        shutil.rmtree(base, ignore_errors=True)
+    with two_hosts("evac", ["--shared-fs-dir", str(shared)], base) as c:
+        yield {**c, "shared": shared}
 
 
 def test_a_shared_fs_server_is_evacuated_and_its_old_node_drops_its_copy(cloud: dict) -> None:
@@ -108,9 +66,6 @@ def test_a_shared_fs_server_is_evacuated_and_its_old_node_drops_its_copy(cloud: 
     shared: Path = cloud["shared"]
     listed = {n.name: n for n in ready_nodes(api.admin)}
     a, b = listed["evac-a"].id, listed["evac-b"].id
-
-    def node(node_id: str) -> node_pb2.Node:
-        return nodes.GetNode(node_pb2.GetNodeRequest(id=node_id))
 
     api.vol.CreateVolumeType(
         vpb.CreateVolumeTypeRequest(volume_type=vpb.VolumeType(name="evac-nfs", backend="shared-fs"))
@@ -127,74 +82,24 @@ def test_a_shared_fs_server_is_evacuated_and_its_old_node_drops_its_copy(cloud: 
     assert api.compute.GetInstance(api.cpb.GetInstanceRequest(id=srv.id)).node_id == a
     api.attach(data.id, srv.id)
     api.wait_disks(srv.id, "vda vdb vdc")
-    a_dir = cloud["state"] / "instances" / srv.id
-    assert (a_dir / "config.iso").exists()
+    evac = Evacuation(cloud, srv.id)
+    assert (evac.a_dir / "config.iso").exists()
 
-    # Host A is lost: its daemon dies; DOWN, the server keeps its state, power unknown.
-    cloud["node"].stop(signal.SIGKILL)
-    wait_until(lambda: node(a).state == node_pb2.NODE_STATE_DOWN, what="evac-a DOWN", base=GRACE * 5)
-    lost = api.compute.GetInstance(api.cpb.GetInstanceRequest(id=srv.id))
-    assert (lost.state, lost.power_state) == (api.cpb.INSTANCE_STATE_ACTIVE, api.cpb.POWER_STATE_UNKNOWN)
-    # The operator powers A off (IPMI): its guest stops (see the module doc).
-    domain = f"kumo-{srv.id}"
-    virsh("destroy", domain)
-    virsh("undefine", domain)
-    assert nodes.FenceNode(node_pb2.FenceNodeRequest(id=a)).fenced
-
-    done = nodes.EvacuateNode(node_pb2.EvacuateNodeRequest(id=a)).evacuations
-    assert [(e.instance_id, e.outcome, e.target_node_id) for e in done] == [
-        (srv.id, node_pb2.EVACUATION_OUTCOME_MOVED, b)
-    ], done
-    api.wait_instance(srv.id, "ACTIVE")
-    assert api.compute.GetInstance(api.cpb.GetInstanceRequest(id=srv.id)).node_id == b
-    # B's own console log (the API's copy may still be A's last report).
-    b_console = cloud["state"].parent / "node-b" / "instances" / srv.id / "console.log"
-
-    def on_b(pattern: str) -> str:
-        return wait_until(
-            lambda: (
-                b_console.exists()
-                and re.search(pattern, t := b_console.read_text(errors="replace"), re.M)
-                and t
-            ),
-            what=f"{pattern!r} on B's console",
-            base=120,
-            step=0.5,
-            explain=lambda: diagnose(api.admin, srv.id),
-        )
-
-    on_b(rf"^instance-id: {srv.id}")  # booted on B from the same volume
-    on_b(r"^KUMO-DISKS: vda vdb vdc\s*$")  # with its data volume
+    # Host A is lost, fenced and evacuated (evacuationutil): the server runs on B.
+    evac.lose_and_evacuate()
+    evac.on_b(rf"^instance-id: {srv.id}")  # booted on B from the same volume
+    evac.on_b(r"^KUMO-DISKS: vda vdb vdc\s*$")  # with its data volume
     assert {api.volume(v).node_id for v in (boot.id, data.id)} == {b}
-    xml = virsh("dumpxml", domain)
-    assert str(shared / f"{boot.id}.qcow2") in xml and str(cloud["state"].parent / "node-b") in xml
+    xml = virsh("dumpxml", evac.domain)
+    assert str(shared / f"{boot.id}.qcow2") in xml and str(cloud["state_b"]) in xml
 
-    # A returns while fenced: refused, it reconciles nothing.
-    again = NodedProc(cloud["state"], node_args(shared)).start()
-    cloud["node"] = again
-    wait_until(lambda: "NODE_FENCED" in again.log(), what="evac-a refused (fenced)", base=30)
-    assert not node(a).connected and a_dir.exists()
-    # Re-admitted: it drops its stale copy, not the shared volumes; one guest runs.
-    nodes.UnfenceNode(node_pb2.UnfenceNodeRequest(id=a))
-    wait_until(
-        lambda: not a_dir.exists(),
-        what="evac-a removing its stale copy",
-        base=60,
-        explain=lambda: diagnose(api.admin, srv.id),
-    )
-    assert node(a).state == node_pb2.NODE_STATE_READY
-    assert (shared / f"{boot.id}.qcow2").exists() and data_file.exists()
-    running = [n for n in virsh("list", "--name").split() if n == domain]
-    assert running == [domain]
-    assert (
-        api.compute.GetInstance(api.cpb.GetInstanceRequest(id=srv.id)).state == api.cpb.INSTANCE_STATE_ACTIVE
-    )
+    # A returns: refused while fenced; re-admitted, it drops its stale copy, not the volumes.
+    evac.return_and_drop_copy(lambda: (shared / f"{boot.id}.qcow2").exists() and data_file.exists())
 
     api.detach(data.id)
     read = qemu_io(data_file, f"read -P 0x6b 0 {MiB}")
     assert read.returncode == 0 and "verification failed" not in read.stdout, read.stdout
-    api.compute.DeleteInstance(api.cpb.DeleteInstanceRequest(id=srv.id))
-    wait_until(lambda: domain not in virsh("list", "--all", "--name").split(), what="the guest gone", base=60)
+    evac.delete()
 
 
 def test_a_returning_node_destroys_a_running_stale_copy_but_not_its_shared_volume() -> None:

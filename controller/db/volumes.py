@@ -80,6 +80,15 @@ def volumes_of_instance(instance_id: str) -> list[Volume]:
     return list(Volume.select().where(Volume.instance_id == instance_id).order_by(Volume.device, Volume.id))
 
 
+def lock_volumes_of_instance(instance_id: str) -> None:
+    """Inside a write transaction: locks the instance's volume rows (by id, one
+    order for every caller) on PostgreSQL; SQLite's write lock covers them."""
+    if not is_sqlite():
+        list(
+            Volume.select(Volume.id).where(Volume.instance_id == instance_id).order_by(Volume.id).for_update()
+        )
+
+
 def volumes_of_instances(instance_ids: list[str]) -> list[Volume]:
     if not instance_ids:
         return []

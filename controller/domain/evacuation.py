@@ -6,7 +6,9 @@ write transaction: the scheduler's claim on the new node (a conditional
 UPDATE: racing evacuations never overcommit), the release of the old node's
 claim, and a compare-and-set of the instance's node (`node == source`: of two
 racing evacuations, or two controllers' HA passes, one moves it; the other's
-claim rolls back). Its ports and shared volumes follow it (InstanceMoves).
+claim rolls back). Its ports and shared volumes follow it (InstanceMoves),
+locked first (lock_moving): the order project, volume, node usage, node of
+a create, or PostgreSQL deadlocks the two.
 Instances with a root disk on the lost node are rebuilt from their image,
 and only when asked (`rebuild_local_disks`; HA instances always are: that
 is what `ha` asks for). Every instance's outcome is an event.
@@ -30,8 +32,9 @@ from controller.db import nodes as node_store
 from controller.db.database import write_transaction
 from controller.db.models import Instance
 from controller.domain import instances as inst
+from controller.domain.evacuation_retries import Retries, capacity
 from controller.domain.events import CONTROLLER, OK, Cause, EventLog, Outcome
-from controller.domain.extensions import InstanceMoves, MoveNeeds, combined_needs
+from controller.domain.extensions import InstanceMoves, MoveNeeds, UnfinishedMoves, combined_needs
 from controller.domain.images import Images
 from controller.domain.node_registry import DOWN
 from controller.domain.nodes import Nodes
@@ -57,6 +60,7 @@ class Evacuated:
     outcome: str  # MOVED | REBUILT | FAILED
     target_node_id: str
     message: str
+    reason: str = ""  # a failure's code and reason: what the HA pass says once
 
 
 class _Lost(Exception):
@@ -72,8 +76,10 @@ class Evacuations:
         images: Images,
         moves: Sequence[InstanceMoves] = (),
         events: EventLog | None = None,
+        unfinished: Sequence[UnfinishedMoves] = (),
     ) -> None:
         self.nodes = nodes
+        self.unfinished = tuple(unfinished)
         self.placement = placement
         self.images = images
         self.moves = tuple(moves)
@@ -81,6 +87,8 @@ class Evacuations:
         self.node_grace = cfg.node_grace_seconds
         self.ha_grace = cfg.ha_grace_seconds
         self.auto_fence = cfg.ha_auto_fence
+        # A failed HA move waits two passes, then twice as long each time.
+        self.retries = Retries(2 * cfg.ha_check_seconds, cfg.ha_retry_max_seconds)
         self._ha = Periodic("ha-evacuate", cfg.ha_check_seconds, self.ha_pass, log)
 
     # The admin's call
@@ -104,6 +112,7 @@ class Evacuations:
                 reason="NODE_NOT_FENCED",
                 state=state,
             )
+        self._end_moves(node_id)
         plans = [
             (r, combined_needs(self.moves, r)) for r in store.instances_to_evacuate(node_id, inst.DELETING)
         ]
@@ -129,6 +138,12 @@ class Evacuations:
         )
         return out
 
+    def _end_moves(self, node_id: str) -> None:
+        """Moves from or to the lost node end first (failed; their other claim
+        freed), so what is evacuated is an instance at rest on its recorded node."""
+        for ext in self.unfinished:
+            ext.end_moves_on(node_id)
+
     def _request(self, row: Instance, needs: MoveNeeds, target: str) -> Request:
         policy, group_nodes = "", frozenset[str]()
         if row.server_group_id:
@@ -147,9 +162,12 @@ class Evacuations:
             required_backend=needs.backends[0] if needs.backends else "",
         )
 
-    def _move(self, row: Instance, needs: MoveNeeds, source: str, target: str, cause: Cause) -> Evacuated:
+    def _move(
+        self, row: Instance, needs: MoveNeeds, source: str, target: str, cause: Cause, said: str = ""
+    ) -> Evacuated:
+        """Moves one instance; a failure is recorded unless its reason is `said` already."""
         if needs.blocker:
-            return self._failed(row, source, f"cannot be moved: {needs.blocker}", cause)
+            return self._failed(row, source, f"cannot be moved: {needs.blocker}", cause, said=said)
         req = self._request(row, needs, target)
         extra = set(needs.backends[1:])
         candidates = [
@@ -160,6 +178,8 @@ class Evacuations:
         notify: set[str] = set()
         try:
             with write_transaction():
+                for ext in self.moves:  # lock order: volume, then node usage (as a create)
+                    ext.lock_moving(row)
                 chosen = self.placement.claim(outcome, req)
                 now = clock.now()
                 stopped = row.state == inst.STOPPED and row.task != inst.POWERING_ON
@@ -196,23 +216,34 @@ class Evacuations:
             )
             return Evacuated(row.id, row.name, FAILED, "", f"changed meanwhile: it {where}")
         except KumoError as exc:
-            return self._failed(row, source, exc.message, cause, Outcome.of(exc))
+            return self._failed(row, source, exc.message, cause, Outcome.of(exc), said)
         self.placement.record("instance", outcome, True)
         for node_id in notify:
             self.nodes.registry.notify_threadsafe(node_id)
         return Evacuated(row.id, row.name, REBUILT if rebuilt else MOVED, chosen, message)
 
     def _failed(
-        self, row: Instance, source: str, why: str, cause: Cause, outcome: Outcome | None = None
+        self,
+        row: Instance,
+        source: str,
+        why: str,
+        cause: Cause,
+        outcome: Outcome | None = None,
+        said: str = "",
     ) -> Evacuated:
-        """A failed move: recorded as the instance's fault and event (it stays where it was)."""
+        """A failed move: recorded as the instance's fault and event (it stays
+        where it was), once: not again when that reason was `said` already
+        (the HA pass's earlier try) or the fault says it word for word."""
+        outcome = outcome or Outcome.failed("EVACUATION_FAILED")
+        reason = f"{outcome.error_code}/{outcome.error_reason}" + (
+            f"/{why}" if not outcome.error_code else ""
+        )
         message = f"evacuation from node {source} failed: {why}"
-        if row.fault == message[:1000]:
-            return Evacuated(row.id, row.name, FAILED, "", message)  # said so already (the HA pass retries)
-        with write_transaction():
-            store.update_instance(row.id, {"fault": message[:1000]}, clock.now())
-            self._event(row, message, cause, outcome or Outcome.failed("EVACUATION_FAILED"))
-        return Evacuated(row.id, row.name, FAILED, "", message)
+        if reason != said and row.fault != message[:1000]:
+            with write_transaction():
+                store.update_instance(row.id, {"fault": message[:1000]}, clock.now())
+                self._event(row, message, cause, outcome)
+        return Evacuated(row.id, row.name, FAILED, "", message, reason)
 
     def _event(self, row: Instance, message: str, cause: Cause, outcome: Outcome = OK) -> None:
         if self.events is not None:
@@ -234,6 +265,8 @@ class Evacuations:
         now = clock.now()
         fenced = node_store.fenced_nodes()
         moved = 0
+        free = capacity(self.placement.candidates(), self.placement.ratios)
+        seen: set[str] = set()
         for node_id, down_for in self._lost_nodes(now, fenced):
             if down_for < self.ha_grace:
                 continue
@@ -243,9 +276,26 @@ class Evacuations:
                 except KumoError:
                     continue  # it came back meanwhile
                 log.warning("node fenced by the HA pass (ha_auto_fence)", extra={"node_id": node_id})
+            self._end_moves(node_id)
             for row in store.instances_to_evacuate(node_id, inst.DELETING, ha_only=True):
-                done = self._move(row, combined_needs(self.moves, row), node_id, "", CONTROLLER)
-                moved += done.outcome != FAILED
+                seen.add(row.id)
+                due, early = self.retries.due(row.id, now, free)
+                if not due:
+                    continue
+                if early:
+                    log.info("HA evacuation retried early: capacity grew", extra={"instance_id": row.id})
+                said = self.retries.said(row.id)
+                done = self._move(row, combined_needs(self.moves, row), node_id, "", CONTROLLER, said)
+                if done.outcome != FAILED or not done.reason:  # moved, or changed meanwhile
+                    self.retries.forget(row.id)
+                    moved += done.outcome != FAILED
+                    continue
+                delay = self.retries.failed(row.id, now, free, done.reason)
+                log.info(
+                    "HA evacuation failed; backing off",
+                    extra={"instance_id": row.id, "retry_in_seconds": delay, "reason": done.reason},
+                )
+        self.retries.keep_only(seen)
         return moved
 
     def _lost_nodes(self, now: float, fenced: dict[str, float]) -> list[tuple[str, float]]:

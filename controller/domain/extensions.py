@@ -56,10 +56,29 @@ class InstanceMoves(Protocol):
 
     def move_needs(self, row: Instance) -> MoveNeeds: ...
 
+    def lock_moving(self, row: Instance) -> None:
+        """First in the move's write transaction, before the claim on the new
+        node: locks the rows `instance_moved` will write that other paths lock
+        before node usage (volumes: project, volume, node usage, node)."""
+        ...
+
     def instance_moved(self, row: Instance, source: str, target: str, now: float) -> set[str]:
         """In the transaction that moves the instance's row to `target`: moves
         what the feature gave it; returns the nodes whose desired revision it
         bumped."""
+        ...
+
+
+class UnfinishedMoves(Protocol):
+    """A feature that moves instances over time (live migration, cold moves):
+    an evacuation of a lost node first ends, as failed, its moves from or to
+    that node, as a real cloud does: the claim on the other node goes, and
+    the instance stays on the node it is recorded on (evacuated next when
+    that is the lost one)."""
+
+    def end_moves_on(self, lost_node: str) -> int:
+        """Ends the unfinished moves touching `lost_node` that cannot go on
+        without it (each in its own transaction); returns how many."""
         ...
 
 

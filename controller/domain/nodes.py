@@ -28,6 +28,7 @@ from controller.domain.extensions import InUseCheck
 from controller.domain.idempotency import NO_REQUEST_ID, RequestKey, idempotent_create
 from controller.domain.node_certs import NodeCertificates
 from controller.domain.node_registry import DOWN, READY, LiveView, NodeRegistry
+from controller.domain.node_state import fenced_error
 from controller.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -375,7 +376,15 @@ class Nodes:
     def fence(self, node_id: str) -> NodeView:
         """Declares a DOWN node fenced (the admin powered it off): it is
         refused a session until unfenced, and what its instances hold may be
-        freed or moved. A session that opened meanwhile is closed."""
+        freed or moved. A session that opened meanwhile is closed.
+
+        Exclusive with session admission: a session registers itself, then
+        reads its desired state, which refuses a fenced node (DesiredStates.
+        for_node); the fence commits, then closes the session registered here
+        and tells every session (this controller's, another's through the
+        notifier) to re-read it. A session whose hello check passed just
+        before this commit is thus either seen registered here, or reads
+        `fenced` itself and ends."""
         with write_transaction():
             row = self._must(node_id)
             live = self.registry.snapshot(node_id)
@@ -388,6 +397,7 @@ class Nodes:
             if store.set_fenced(node_id, True, clock.now()) != 1:
                 raise FailedPrecondition(f"node {row.name!r} is fenced already", reason="NODE_ALREADY_FENCED")
         self.registry.fence_threadsafe(node_id)
+        self.registry.notify_threadsafe(node_id)
         log.warning("node fenced", extra={"node_id": node_id, "node": row.name})
         return self.get_node(node_id)
 
@@ -405,11 +415,7 @@ class Nodes:
         """The session's check: a fenced node gets no session (so it runs
         nothing: noded reconciles only a desired state a session gave it)."""
         if store.is_fenced(node_id):
-            raise FailedPrecondition(
-                "this node is fenced: an admin declared it powered off and its guests may run elsewhere; "
-                "it gets no session until an admin re-admits it (kumo node unfence)",
-                reason="NODE_FENCED",
-            )
+            raise fenced_error()
 
     def delete_node(self, node_id: str) -> None:
         with write_transaction():

@@ -309,6 +309,15 @@ class LiveMigrations:
                 log.info("live migration pass", extra={"migration": m.id, "error": str(exc)})
         return changed
 
+    def end_moves_on(self, lost_node: str) -> int:
+        """As an UnfinishedMoves: a migration from or to a lost (fenced) node
+        fails at once: the target's claim goes, the instance stays on its
+        source (evacuated next when the source is the lost node)."""
+        return sum(
+            self.fail(m, f"node {lost_node} was lost (fenced) during the migration")
+            for m in store.unfinished_on_node(lost_node)
+        )
+
     def _follow(self, m: LiveMigration) -> int:
         row = instance_store.get_instance(m.instance_id)
         if row is None or row.state != MIGRATING:

@@ -301,6 +301,31 @@ class MoveEngine:
             self._orphans.add(move.disk_sha256)
         return {move.extra_node_id} - {row.node_id}
 
+    def end_moves_on(self, lost_node: str) -> int:
+        """As an UnfinishedMoves: a move whose instance is recorded on the lost
+        node, or still stopping on its source for a lost target, fails: the
+        other claim and quota go, the instance stays where it is recorded.
+        (A move past its switch whose source was lost goes on: the target
+        has it, and ending it frees the lost source's claim.)"""
+        ended = 0
+        for move in store.moves_touching(lost_node):
+            row = instance_store.get_instance(move.instance_id)
+            if row is None or not (
+                row.node_id == lost_node or (move.phase == STOPPING and move.target_node_id == lost_node)
+            ):
+                continue
+            with write_transaction():
+                current = store.get_move(row.id)
+                if current is None or current.id != move.id:
+                    continue
+                row = instance_store.get_instance(row.id) or row
+                self._finish(row, move, "move_failed", f"move failed: node {lost_node} was lost (fenced)")
+            self.registry.notify_threadsafe(row.node_id)
+            if move.disk_sha256:
+                self._orphans.add(move.disk_sha256)
+            ended += 1
+        return ended
+
     def may_read_blob(self, node_id: str, sha256: str) -> bool:
         """A move's disk, for the node its instance is on now."""
         return store.node_may_read_disk(node_id, sha256)

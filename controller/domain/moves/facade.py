@@ -50,3 +50,5 @@ class Moves:
         self.prepare_create = self.engine.prepare_create
         self.instance_gone = self.engine.instance_gone
         self.may_read_blob = self.engine.may_read_blob
+        # As an UnfinishedMoves (an evacuation ends the moves of a lost node)
+        self.end_moves_on = self.engine.end_moves_on

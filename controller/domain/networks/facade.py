@@ -119,6 +119,11 @@ class Networks:
         """As an InstanceMoves: ports move anywhere (same addresses)."""
         return MoveNeeds()
 
+    @staticmethod
+    def lock_moving(row: Instance) -> None:
+        """As an InstanceMoves: nothing to lock first (every path writes ports
+        after node usage and nodes, as a move does)."""
+
     def may_read_blob(self, node_id: str, sha256: str) -> bool:
         return False  # ports use no image blobs
 

@@ -114,6 +114,13 @@ class Volumes:
         return MoveNeeds(backends=backends, keeps_root=any(v.boot for v in vols))
 
     @staticmethod
+    def lock_moving(row: Instance) -> None:
+        """Its volumes, locked before the move claims node usage: the order a
+        boot-from-volume create and an attach take (else, on PostgreSQL, a
+        create of one of them racing the move deadlocks with it)."""
+        store.lock_volumes_of_instance(row.id)
+
+    @staticmethod
     def instance_moved(row: Instance, source: str, target: str, now: float) -> set[str]:
         """The instance's (shared) volumes, attached as before, are worked
         by its new node; their snapshots follow them."""
