@@ -203,8 +203,8 @@ def assemble(
     networks = Networks(nodes, quotas, cfg.dns_domain)
     nodes.registry.watch_tunnels(networks.tunnel_moved)
     volumes = Volumes(cfg, images, placement, nodes, quotas, events)
-    # Live and cold migrations (and resizes that move) claim their target one way.
-    targets = MoveTargets(placement)
+    # Live and cold migrations, resizes that move and evacuations claim their target one way.
+    targets = MoveTargets(placement, (networks, volumes))
     # Cold migration and resize: their ports and shared volumes follow a move.
     moves = Moves(
         nodes.registry,
@@ -241,6 +241,7 @@ def assemble(
         cfg,
         nodes,
         placement,
+        targets,
         images,
         moves=(networks, volumes),
         events=events,

@@ -116,6 +116,17 @@ class Cloud:
 
         return wait_until(done, what=what, base=60, step=0.3)
 
+    def back(self, node_id: str) -> None:
+        """A fenced node's daemon started again and unfenced, READY once more:
+        waited for, so a later test's disabling of other nodes does not miss it."""
+        self.fleet.start(node_id)
+        self.admin.nodes.UnfenceNode(node_pb2.UnfenceNodeRequest(id=node_id))
+        wait_until(
+            lambda: self.node(node_id).state == node_pb2.NODE_STATE_READY,
+            what="the node READY again",
+            base=60,
+        )
+
     def down(self, node_id: str) -> None:
         self.fleet.kill(node_id)
         wait_until(
@@ -505,6 +516,11 @@ def test_the_cli_fences_evacuates_and_marks_servers_ha(cloud: Cloud, tmp_path: P
     cloud.fleet.start(victim.node_id)
     back = kumo("node", "unfence", victim.name, "-o", "json")
     assert back.returncode == 0 and json.loads(back.stdout)["fenced"] is False, back.stderr
+    wait_until(
+        lambda: cloud.node(victim.node_id).state == node_pb2.NODE_STATE_READY,
+        what="the node READY again",
+        base=60,
+    )
     cloud.compute().DeleteInstance(cpb.DeleteInstanceRequest(id=srv["id"]))
 
 
@@ -621,5 +637,4 @@ def test_an_ha_instance_that_cannot_move_backs_off_and_says_why_once(cloud: Clou
     events = evacuations(cloud, victim.node_id)[stuck.id]
     assert [e.result for e in events] == [event_pb2.EVENT_RESULT_ERROR, event_pb2.EVENT_RESULT_OK]
     cloud.compute().DeleteInstance(cpb.DeleteInstanceRequest(id=stuck.id))
-    cloud.fleet.start(victim.node_id)
-    cloud.admin.nodes.UnfenceNode(node_pb2.UnfenceNodeRequest(id=victim.node_id))
+    cloud.back(victim.node_id)

@@ -23,6 +23,7 @@ from kumo.v1 import node_pb2 as npb
 from tests.cloudutil import FakeCloud, fake_cloud
 from tests.harness import Client, cli_login, error_reason, race, rpc_error, run_cli, two_tenants
 from tests.nodeutil import NodedProc, free_port, wait_for
+from tests.waits import machine_load, scaled_timeout
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 NODES = 3  # each: 2 vCPUs (x4 = 8), 4096 MiB, 50 GiB
@@ -40,7 +41,9 @@ def nodes(client: Client):  # type: ignore[no-untyped-def]
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeCloud]:
     env = {
         "KUMO_NODE_HEARTBEAT_SECONDS": "1",
-        "KUMO_NODE_GRACE_SECONDS": "4",
+        # Short, so a dead target is seen soon; stretched on a loaded box, where a
+        # restarted controller's nodes take longer to reconnect within it.
+        "KUMO_NODE_GRACE_SECONDS": str(scaled_timeout(4, *machine_load(), cap=12)),
         "KUMO_INSTANCE_SYNC_SECONDS": "0.3",
         "KUMO_QUOTA_INSTANCES": "1000",
         "KUMO_QUOTA_VCPUS": "1000",

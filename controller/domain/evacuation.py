@@ -6,9 +6,9 @@ write transaction: the scheduler's claim on the new node (a conditional
 UPDATE: racing evacuations never overcommit), the release of the old node's
 claim, and a compare-and-set of the instance's node (`node == source`: of two
 racing evacuations, or two controllers' HA passes, one moves it; the other's
-claim rolls back). Its ports and shared volumes follow it (InstanceMoves),
-locked first (lock_moving): the order project, volume, node usage, node of
-a create, or PostgreSQL deadlocks the two.
+claim rolls back). The target is ranked and claimed as for any move
+(MoveTargets, which locks the shared volumes first, in a create's order);
+its ports and shared volumes follow it (InstanceMoves).
 Instances with a root disk on the lost node are rebuilt from their image,
 and only when asked (`rebuild_local_disks`; HA instances always are: that
 is what `ha` asks for). Every instance's outcome is an event.
@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from controller import clock
 from controller.auth.principal import Principal
 from controller.config import ControllerConfig
-from controller.db import compute as catalog_store
 from controller.db import instances as store
 from controller.db import nodes as node_store
 from controller.db.database import write_transaction
@@ -36,13 +35,12 @@ from controller.domain.evacuation_retries import Retries, capacity
 from controller.domain.events import CONTROLLER, OK, Cause, EventLog, Outcome
 from controller.domain.extensions import InstanceMoves, MoveNeeds, UnfinishedMoves, combined_needs
 from controller.domain.images import Images
+from controller.domain.move_target import MoveTargets
 from controller.domain.node_registry import DOWN
 from controller.domain.nodes import Nodes
 from controller.domain.periodic import Periodic
 from controller.domain.placement import Placement
-from controller.domain.scheduler import Request, schedule
 from controller.errors import FailedPrecondition, InvalidArgument, KumoError, not_found
-from kumo.v1 import compute_pb2 as cpb
 
 log = logging.getLogger("kumo.evacuation")
 
@@ -73,6 +71,7 @@ class Evacuations:
         cfg: ControllerConfig,
         nodes: Nodes,
         placement: Placement,
+        targets: MoveTargets,
         images: Images,
         moves: Sequence[InstanceMoves] = (),
         events: EventLog | None = None,
@@ -81,6 +80,7 @@ class Evacuations:
         self.nodes = nodes
         self.unfinished = tuple(unfinished)
         self.placement = placement
+        self.targets = targets
         self.images = images
         self.moves = tuple(moves)
         self.events = events
@@ -144,43 +144,26 @@ class Evacuations:
         for ext in self.unfinished:
             ext.end_moves_on(node_id)
 
-    def _request(self, row: Instance, needs: MoveNeeds, target: str) -> Request:
-        policy, group_nodes = "", frozenset[str]()
-        if row.server_group_id:
-            group = catalog_store.get_server_group(row.server_group_id)
-            if group is not None:
-                policy = "affinity" if group.policy == cpb.SERVER_GROUP_POLICY_AFFINITY else "anti-affinity"
-                members = store.group_members(group.id)
-                group_nodes = frozenset(n for iid, n in members if iid != row.id)
-        return Request(
-            row.vcpus,
-            row.ram_mb,
-            row.disk_gb,  # 0 when it boots from a volume
-            policy,
-            group_nodes,
-            required_node=target,
-            required_backend=needs.backends[0] if needs.backends else "",
-        )
-
     def _move(
         self, row: Instance, needs: MoveNeeds, source: str, target: str, cause: Cause, said: str = ""
     ) -> Evacuated:
         """Moves one instance; a failure is recorded unless its reason is `said` already."""
         if needs.blocker:
             return self._failed(row, source, f"cannot be moved: {needs.blocker}", cause, said=said)
-        req = self._request(row, needs, target)
-        extra = set(needs.backends[1:])
-        candidates = [
-            c for c in self.placement.candidates() if c.node_id != source and extra <= set(c.storage_backends)
-        ]
-        outcome = schedule(candidates, req, self.placement.ratios, self.placement.weigher)
+        ranked = self.targets.rank(
+            row,
+            row.vcpus,
+            row.ram_mb,
+            row.disk_gb,  # 0 when it boots from a volume
+            required=target,
+            backend=needs.backends[0] if needs.backends else "",
+            also_backends=needs.backends[1:],
+        )
         rebuilt = not needs.keeps_root
         notify: set[str] = set()
         try:
             with write_transaction():
-                for ext in self.moves:  # lock order: volume, then node usage (as a create)
-                    ext.lock_moving(row)
-                chosen = self.placement.claim(outcome, req)
+                chosen = self.targets.claim(ranked)  # locks the volumes first, as a create
                 now = clock.now()
                 stopped = row.state == inst.STOPPED and row.task != inst.POWERING_ON
                 fields = {
@@ -217,7 +200,7 @@ class Evacuations:
             return Evacuated(row.id, row.name, FAILED, "", f"changed meanwhile: it {where}")
         except KumoError as exc:
             return self._failed(row, source, exc.message, cause, Outcome.of(exc), said)
-        self.placement.record("instance", outcome, True)
+        self.targets.placed(ranked)
         for node_id in notify:
             self.nodes.registry.notify_threadsafe(node_id)
         return Evacuated(row.id, row.name, REBUILT if rebuilt else MOVED, chosen, message)
