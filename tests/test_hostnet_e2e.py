@@ -3,9 +3,10 @@ network namespace on a test LAN with its own libvirtd and kumo-noded
 (tests/hostnet.py), real TCG guests on a tenant network (VXLAN between the
 hosts' LAN addresses).
 
-- A guest live-migrated with its disk copied keeps running (its console
-  ticker goes on), keeps its fixed IP, and answers ping throughout but for
-  a downtime the test measures and prints. The pings come from the source's
+- A guest live-migrated with its root disk copied and a shared-fs volume
+  attached keeps running (its console ticker goes on), keeps its fixed IP
+  and the volume, and answers ping throughout but for a downtime the test
+  measures and prints. The pings come from the source's
   and the destination's host namespaces (each host's bridge is the guest's
   gateway while the guest runs there: what reaches the guest from outside
   its network comes through it); the guest answers at a moment when either
@@ -15,8 +16,9 @@ hosts' LAN addresses).
   fenced) and comes back on the other host with the same fixed IP, which it
   gets by DHCP there and answers ping on.
 
-Not here: a shared-fs volume attached during a live migration (see
-docs/nodes.md), and the returning node's cleanup (tests/test_evacuation_e2e.py)."""
+Not here: an rbd volume (tests/test_volumes_rbd_e2e.py has the Ceph cluster),
+the returning node's cleanup and the volume content after an evacuation
+(tests/test_evacuation_e2e.py)."""
 
 from __future__ import annotations
 
@@ -27,22 +29,43 @@ from pathlib import Path
 
 import pytest
 
+from bench.host_cloud import fixed_ip
+from bench.pinger import Pinger, downtime
 from kumo.v1 import compute_pb2 as pb
 from kumo.v1 import node_pb2 as npb
 from kumo.v1 import volume_pb2 as vpb
-from tests.hostnet import HostCloud, Pinger, downtime, fixed_ip, host_cloud, now
+from tests.hostnet import HostCloud, explain, netns_host_cloud
 from tests.test_live_migration_e2e import ended, start_ticks, ticks
 from tests.waits import wait_until
 
 pytestmark = pytest.mark.e2e
 
 FLAVOR = "hn.small"
+NFS = "hn-nfs"
 
 
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[HostCloud]:
-    with host_cloud("hn", FLAVOR) as c:
+    with netns_host_cloud("hn", FLAVOR) as c:
+        c.admin.volumes.CreateVolumeType(
+            vpb.CreateVolumeTypeRequest(volume_type=vpb.VolumeType(name=NFS, backend="shared-fs"))
+        )
         yield c
+
+
+def volume(cloud: HostCloud, name: str, **kw: str) -> vpb.Volume:
+    """A 1 GiB shared-fs volume, AVAILABLE."""
+    vols = cloud.admin.volumes
+    v = vols.CreateVolume(
+        vpb.CreateVolumeRequest(volume=vpb.Volume(name=name, size_gb=1, volume_type_id=NFS, **kw))
+    )
+    return wait_until(
+        lambda: (
+            (got := vols.GetVolume(vpb.GetVolumeRequest(id=v.id))).state == vpb.VOLUME_STATE_AVAILABLE and got
+        ),
+        what=f"volume {name} AVAILABLE",
+        base=60,
+    )
 
 
 def placed_on(cloud: HostCloud, h: str, req: pb.CreateInstanceRequest) -> pb.Instance:
@@ -68,7 +91,7 @@ def on_console(cloud: HostCloud, h: str, instance_id: str, pattern: str, base: f
         lambda: path.exists() and re.findall(pattern, path.read_text(errors="replace"), re.M),
         what=f"{pattern!r} on host {h}'s console",
         base=base,
-        explain=lambda: cloud.explain(instance_id),
+        explain=lambda: explain(cloud, instance_id),
     )
 
 
@@ -91,19 +114,28 @@ def test_a_live_migrated_guest_keeps_its_fixed_ip_and_answers_ping(cloud: HostCl
     )
     ip = fixed_ip(admin, inst.id)
     assert leases(cloud, "a", inst.id) == [ip]  # its port's fixed IP, by DHCP from host a
+    data = volume(cloud, "hn-data")
+    admin.volumes.AttachVolume(vpb.AttachVolumeRequest(id=data.id, instance_id=inst.id))
+    wait_until(
+        lambda: admin.volumes.GetVolume(vpb.GetVolumeRequest(id=data.id)).state == vpb.VOLUME_STATE_IN_USE,
+        what="the shared-fs volume attached",
+        base=60,
+        explain=lambda: explain(cloud, inst.id),
+    )
+    on_console(cloud, "a", inst.id, r"^KUMO-DISKS: vda vdb vdc\s*$", base=60)
     pinger = Pinger(ip, [cloud.netns("a"), cloud.netns("b")], tmp_path).start()
     try:
-        t0 = now()
+        t0 = time.time()
         wait_until(
             lambda: pinger.answered_since(t0),
             what="the guest answering ping on host a",
             base=60,
-            explain=lambda: cloud.explain(inst.id),
+            explain=lambda: explain(cloud, inst.id),
         )
         start_ticks(admin, inst.id)
         before = max(ticks(admin, inst.id), default=0)
 
-        began, t_began = time.monotonic(), now()
+        began, t_began = time.monotonic(), time.time()
         admin.compute.MigrateInstance(
             pb.MigrateInstanceRequest(name=inst.id, live=True, node=cloud.node_ids["b"])
         )
@@ -118,35 +150,36 @@ def test_a_live_migrated_guest_keeps_its_fixed_ip_and_answers_ping(cloud: HostCl
                 and i
             ),
             what="the instance running on host b",
-            explain=lambda: cloud.explain(inst.id),
+            explain=lambda: explain(cloud, inst.id),
         )
-        t_done = now()
+        t_done = time.time()
         # Ping recovers: replies again after the migration ended (host b's gateway, now the guest's).
         wait_until(
             lambda: pinger.answered_since(t_done + 1),
             what="the guest answering ping after the migration",
             base=90,
-            explain=lambda: cloud.explain(inst.id),
+            explain=lambda: explain(cloud, inst.id),
         )
-        t_after = now()
+        t_after = time.time()
     finally:
         pinger.stop()
     replies = pinger.replies()
     gap = downtime(replies, t_began, t_after)
     print(
-        f"\nlive migration with a NIC, copy-storage: {wall:.1f} s wall, libvirt downtime {m.downtime_ms} ms, "
+        f"\nlive migration with a NIC and a shared-fs volume, root disk copied: {wall:.1f} s wall, libvirt downtime {m.downtime_ms} ms, "
         f"ping downtime {gap * 1000:.0f} ms (pings every {pinger.interval * 1000:.0f} ms "
         f"from both hosts' gateways, {len(replies)} replies)"
     )
     assert moved.state == pb.INSTANCE_STATE_ACTIVE and moved.fault == ""
     assert fixed_ip(admin, inst.id) == ip
     assert "running" in cloud.virsh("b", "domstate", f"kumo-{inst.id}")
+    assert str(cloud.shared / f"{data.id}.qcow2") in cloud.virsh("b", "dumpxml", f"kumo-{inst.id}")
     # Its ticker goes on (no reboot), and it never asked for a new address.
     later = wait_until(
         lambda: [t for t in ticks(admin, inst.id) if t > before + 2],
         what="the guest's uptime going on on host b",
         base=30,
-        explain=lambda: cloud.explain(inst.id),
+        explain=lambda: explain(cloud, inst.id),
     )
     assert min(later) > before
     log = admin.compute.GetConsoleOutput(pb.GetConsoleOutputRequest(id=inst.id)).output
@@ -162,21 +195,7 @@ def test_a_live_migrated_guest_keeps_its_fixed_ip_and_answers_ping(cloud: HostCl
 def test_an_evacuated_shared_fs_server_comes_back_with_its_fixed_ip(cloud: HostCloud, tmp_path: Path) -> None:
     """Last: it kills host a."""
     admin = cloud.admin
-    admin.volumes.CreateVolumeType(
-        vpb.CreateVolumeTypeRequest(volume_type=vpb.VolumeType(name="hn-nfs", backend="shared-fs"))
-    )
-    boot = admin.volumes.CreateVolume(
-        vpb.CreateVolumeRequest(
-            volume=vpb.Volume(
-                name="hn-boot", size_gb=1, volume_type_id="hn-nfs", source_image_id=cloud.image_id
-            )
-        )
-    )
-    wait_until(
-        lambda: admin.volumes.GetVolume(vpb.GetVolumeRequest(id=boot.id)).state == vpb.VOLUME_STATE_AVAILABLE,
-        what="the boot volume AVAILABLE",
-        base=60,
-    )
+    boot = volume(cloud, "hn-boot", source_image_id=cloud.image_id)
     srv = placed_on(
         cloud,
         "a",
@@ -208,12 +227,12 @@ def test_an_evacuated_shared_fs_server_comes_back_with_its_fixed_ip(cloud: HostC
     on_console(cloud, "b", srv.id, rf"^instance-id: {srv.id}", base=60)  # booted from the same volume
     pinger = Pinger(ip, [cloud.netns("b")], tmp_path).start()
     try:
-        t0 = now()
+        t0 = time.time()
         wait_until(
             lambda: pinger.answered_since(t0),
             what="the evacuated guest answering ping on host b",
             base=60,
-            explain=lambda: cloud.explain(srv.id),
+            explain=lambda: explain(cloud, srv.id),
         )
     finally:
         pinger.stop()
