@@ -78,9 +78,6 @@ class HostCloud:
     def state(self, h: str) -> Path:
         return self.hosts[h].state_dir
 
-    def host_of(self, node_id: str) -> str:
-        return next(h for h, n in self.node_ids.items() if n == node_id)
-
     def start_host(self, h: str) -> LibvirtHost:
         """(Re)starts host `h`: its libvirtd and its kumo-noded."""
         return self.hosts[h].start(self.node_args[h])

@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,12 +79,16 @@ class Pinger:
         return any(r > t for r in self.replies())
 
     def stop(self) -> None:
+        """Ends every ping (SIGINT: ping writes out what it has), also one a
+        thread started just as the stop came."""
         self.stopping.set()
-        for p in list(self.current.values()):
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)  # ping writes out what it has on SIGINT
-        for t in self.threads:
-            t.join(15)
+        deadline = time.monotonic() + 15
+        while any(t.is_alive() for t in self.threads) and time.monotonic() < deadline:
+            for p in list(self.current.values()):
+                if p.poll() is None:
+                    p.send_signal(signal.SIGINT)
+            for t in self.threads:
+                t.join(0.2)
 
 
 def downtime(replies: list[float], since: float, until: float) -> float:
