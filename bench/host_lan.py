@@ -11,10 +11,13 @@ never touch each other's namespaces or bridge."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
 from dataclasses import dataclass, field
+
+from bench.procs import ROOT
 
 PREFIX = 24
 
@@ -26,18 +29,28 @@ def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return proc
 
 
+def worktree_tag(prefix: str) -> str:
+    """`prefix` (at most 3 characters) and 3 hex digits of this checkout's
+    path: parallel runs from several checkouts get their own names."""
+    return prefix + hashlib.sha256(str(ROOT).encode()).hexdigest()[:3]
+
+
 @dataclass
 class HostLan:
     """`tag` (at most 6 characters) names everything; `subnet` is the first
-    three octets of the LAN's /24 (the bridge is .1, hosts .11, .12, ...)."""
+    three octets of the LAN's /24 (the bridge is .1, hosts .11, .12, ...),
+    by default one of 198.18.20-219 picked by the tag (two LANs on one
+    machine must not share a subnet: both are routes of its namespace)."""
 
     tag: str
-    subnet: str = "198.18.77"
+    subnet: str = ""
     hosts: dict[str, str] = field(default_factory=dict)  # namespace -> LAN address
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.tag) <= 6 or not self.tag.isalnum():
             raise ValueError("tag: 1 to 6 letters or digits (interface names have at most 15 characters)")
+        if not self.subnet:
+            self.subnet = f"198.18.{20 + int(hashlib.sha256(self.tag.encode()).hexdigest(), 16) % 200}"
 
     @property
     def bridge(self) -> str:

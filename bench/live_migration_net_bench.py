@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bench.fakecloud import pct, table
 from bench.host_cloud import TEST_IMAGE, HostCloud, fixed_ip, host_cloud
+from bench.host_lan import worktree_tag
 from bench.pinger import Pinger, downtime
 from bench.procs import ROOT, wait_for
 from kumo.v1 import compute_pb2 as pb
@@ -98,7 +99,7 @@ def main() -> None:
     )
     assert built.returncode == 0, built.stderr
     subprocess.run([str(ROOT / "scripts" / "start-libvirt.sh")], check=True)
-    with host_cloud("hnbn", FLAVOR) as cloud, tempfile.TemporaryDirectory() as tmp:
+    with host_cloud(worktree_tag("lmb"), FLAVOR) as cloud, tempfile.TemporaryDirectory() as tmp:
         admin = cloud.admin
         admin.volumes.CreateVolumeType(
             vpb.CreateVolumeTypeRequest(volume_type=vpb.VolumeType(name="bn-nfs", backend="shared-fs"))

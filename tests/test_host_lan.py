@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from bench.host_lan import HostLan
+from bench.host_lan import HostLan, worktree_tag
 from bench.pinger import Pinger, downtime
 from tests.netutil import need_root_networking, ping, sh
 from tests.waits import wait_until
@@ -17,7 +17,7 @@ from tests.waits import wait_until
 
 def test_hosts_on_the_lan_and_a_measured_outage(tmp_path: Path) -> None:
     need_root_networking()
-    lan = HostLan("hnlt", subnet="198.18.79").up()
+    lan = HostLan(worktree_tag("hl")).up()
     try:
         a, b = lan.add_host("a"), lan.add_host("b")
         assert ping(a, lan.hosts[b]) and ping(b, lan.address)
@@ -39,6 +39,6 @@ def test_hosts_on_the_lan_and_a_measured_outage(tmp_path: Path) -> None:
         assert up - down <= gap < up - down + 5, (gap, up - down)
     finally:
         lan.down()
-    for name in ("hnlt-a", "hnlt-b"):
+    for name in (a, b):
         assert name not in sh("ip", "netns", "list").stdout
     assert sh("ip", "link", "show", lan.bridge, check=False).returncode != 0

@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from bench.host_cloud import fixed_ip
+from bench.host_lan import worktree_tag
 from bench.pinger import Pinger, downtime
 from kumo.v1 import compute_pb2 as pb
 from kumo.v1 import node_pb2 as npb
@@ -46,7 +47,7 @@ NFS = "hn-nfs"
 
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[HostCloud]:
-    with netns_host_cloud("hn", FLAVOR) as c:
+    with netns_host_cloud(worktree_tag("hn"), FLAVOR) as c:
         c.admin.volumes.CreateVolumeType(
             vpb.CreateVolumeTypeRequest(volume_type=vpb.VolumeType(name=NFS, backend="shared-fs"))
         )
