@@ -11,10 +11,12 @@ a migrated guest's disk paths mean the same on the target. Here the host's
 noded state directory is bind-mounted, inside its namespace, over the path
 the first node uses (`same_path_as`): the host sees its own files there.
 
-The host shares the machine's network namespace (its qemu listens for the
-migration stream on 127.0.0.1, in its own port range), so its node must not
-run guest networks that would clash with the first node's bridges: the tests
-that use it boot guests without NICs."""
+By default the host shares the machine's network namespace (its qemu
+listens for the migration stream on 127.0.0.1, in its own port range), so its
+node must not run guest networks that would clash with the first node's
+bridges: the tests that use it so boot guests without NICs. With `netns` (a
+namespace of bench/host_lan.py) the whole host runs inside that network
+namespace, with its own guest networks."""
 
 from __future__ import annotations
 
@@ -75,6 +77,7 @@ class LibvirtHost:
     same_path_as: Path  # where the host sees it (the first node's state directory)
     ports: tuple[int, int] = (49400, 49499)
     host_uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    netns: str = ""  # a network namespace of its own ("": the machine's)
     proc: subprocess.Popen | None = None
 
     @property
@@ -103,7 +106,10 @@ class LibvirtHost:
         """Starts virtlogd, libvirtd and `kumo-noded run` (with `noded_args`) in the namespace."""
         self.prepare()
         binds = "\n".join(f"mount --bind {self.base / n} {d}" for n, d in SYSTEM_DIRS.items())
+        # `ip netns exec` mounts a sysfs of the namespace over /sys, without the cgroup tree.
+        cgroup = "mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup || true"
         script = f"""set -e
+{cgroup if self.netns else ""}
 {binds}
 mount --bind {self.state_dir} {self.same_path_as}
 virtlogd -d -p {self.base}/virtlogd.pid
@@ -115,8 +121,18 @@ exec {sys.executable} -m noded.main run --state-dir {self.same_path_as} --log-fo
 """
         (self.base / "start.sh").write_text(script)
         log = open(self.log_path, "ab")
+        netns = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.proc = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "--", "bash", str(self.base / "start.sh")],
+            [
+                *netns,
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "bash",
+                str(self.base / "start.sh"),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=noded_env(),

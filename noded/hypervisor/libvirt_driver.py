@@ -541,6 +541,11 @@ class LibvirtDriver(HypervisorDriver):
                 | libvirt.VIR_MIGRATE_PERSIST_DEST
                 | libvirt.VIR_MIGRATE_AUTO_CONVERGE
             )
+            # Every disk not copied is shared by kumo's own rules (a shared-fs volume: a
+            # directory all nodes mount at one path, cache='none'; rbd), or read-only; libvirt
+            # knows shared storage only by filesystem type (NFS, CephFS, GlusterFS, ...) and
+            # would refuse a shared-fs directory on any other ("without shared storage is unsafe").
+            flags |= libvirt.VIR_MIGRATE_UNSAFE
             params: dict[str, object] = {libvirt.VIR_MIGRATE_PARAM_URI: f"unix://{target.memory_socket}"}
             if target.max_bandwidth_mib:  # libvirt applies it to the disk mirror too
                 params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = target.max_bandwidth_mib
