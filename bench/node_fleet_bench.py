@@ -27,7 +27,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-HEARTBEAT_SECONDS = 10
+from controller.config import ControllerConfig
+
+# The production interval (the controller's default), unless KUMO_BENCH_FLEET_HEARTBEAT says otherwise.
+HEARTBEAT_SECONDS = (
+    float(os.environ.get("KUMO_BENCH_FLEET_HEARTBEAT", "0")) or ControllerConfig.node_heartbeat_seconds
+)
 WORKERS = 4
 WINDOW_SECONDS = 20.0
 ENROLL_CONCURRENCY = 4

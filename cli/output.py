@@ -16,8 +16,6 @@ from typing import Annotated, Any
 import typer
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
-from rich.console import Console
-from rich.table import Table
 
 from cli.errors import CliError
 
@@ -283,6 +281,9 @@ def emit(
         cells = [[_cell(row, c) for c in cols] for row in rows]
         if _print_plain_table([c[0] for c in cols], cells):
             return
+    from rich.console import Console  # only here: importing rich costs every command start-up
+    from rich.table import Table
+
     console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 400)
     if many:
         table = Table(*[c[0] for c in cols], box=None, header_style="bold")
