@@ -183,6 +183,7 @@ async def _worker(
                         "enroll_s": enroll_s,
                         "connect_s": time.monotonic() - t1,
                         "unconnected": sum(not a.connected.is_set() for a in new),
+                        "errors": _errors(new),
                     },
                 )
             )
@@ -206,6 +207,15 @@ async def _worker(
             await public.close()
             conn.send(("stopped", None))
             return
+
+
+def _errors(nodes: list[Any]) -> dict[str, int]:
+    """Why the nodes' sessions ended or failed to open, summed (wire nodes count them)."""
+    out: dict[str, int] = {}
+    for node in nodes:
+        for why, n in getattr(node, "errors", {}).items():
+            out[why] = out.get(why, 0) + n
+    return out
 
 
 # The controller side.
@@ -301,6 +311,10 @@ def main() -> None:
             grown = [c.recv()[1] for c in conns]
             enroll_s = max(g["enroll_s"] for g in grown)
             unconnected = sum(g["unconnected"] for g in grown)
+            errors: dict[str, int] = {}
+            for g in grown:
+                for why, n in g["errors"].items():
+                    errors[why] = errors.get(why, 0) + n
             have = size
             time.sleep(HEARTBEAT_SECONDS + 2)  # every node has heartbeated; the connect burst is over
             for c in conns:
@@ -337,6 +351,8 @@ def main() -> None:
                     f"       ({unconnected} nodes had no session {CONNECT_DEADLINE:g} s after starting)",
                     flush=True,
                 )
+            if errors:
+                print(f"       (sessions that failed or ended while growing: {errors})", flush=True)
             if reconnects:
                 print(f"       ({reconnects} session reconnects during the run)", flush=True)
             print(

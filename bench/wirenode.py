@@ -36,7 +36,7 @@ class WireNode:
         self.connected = asyncio.Event()
         self.sessions = 0
         self.revision = 0
-        self.last_error = ""
+        self.errors: dict[str, int] = {}  # why sessions ended: gRPC code or exception type -> count
         self._stopping = asyncio.Event()
         self._sent: dict[int, float] = {}
 
@@ -52,9 +52,9 @@ class WireNode:
             except asyncio.CancelledError:
                 raise
             except grpc.aio.AioRpcError as exc:  # the stream broke or the controller refused
-                self.last_error = exc.code().name
+                self._count(exc.code().name)
             except Exception as exc:  # no welcome in time, the stream ended
-                self.last_error = type(exc).__name__
+                self._count(type(exc).__name__)
             finally:
                 self.connected.clear()
             if self._stopping.is_set():
@@ -62,6 +62,9 @@ class WireNode:
             # Jittered backoff, as the agent's: a fleet that lost its controller does not come back in step.
             await asyncio.sleep(random.uniform(0.5, 1.0) * backoff)
             backoff = min(backoff * 2, 30.0)
+
+    def _count(self, why: str) -> None:
+        self.errors[why] = self.errors.get(why, 0) + 1
 
     async def _session(self) -> None:
         c = self.creds
