@@ -208,6 +208,16 @@ def _wait_marker(path: Path, timeout: float = 300, first_byte: list[float] | Non
     raise TimeoutError(f"no marker in {path}")
 
 
+def _wait_gone(virsh: list[str], domain: str, timeout: float = 120) -> None:
+    """Until libvirt no longer has `domain` (the node removed the deleted guest)."""
+    deadline = time.perf_counter() + timeout * _load_scale()
+    while time.perf_counter() < deadline:
+        if subprocess.run([*virsh, "domstate", domain], capture_output=True).returncode != 0:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{domain} was not removed")
+
+
 _FIELD = re.compile(r"(\w+)=(\S+)")
 STAGES = ("image_cache_ms", "disk_ms", "config_drive_ms", "define_ms", "start_ms")
 
@@ -283,6 +293,7 @@ def boot_latency() -> None:
         mine.append(f"kumo-{warm.id}")
         _wait_marker(state / "instances" / warm.id / "console.log", 600)
         c.DeleteInstance(pb.DeleteInstanceRequest(id=warm.id))
+        _wait_gone(virsh, f"kumo-{warm.id}")
         kumo_s, virsh_s = [], []
         stages: list[dict[str, float]] = []
         for i in range(BOOTS):
@@ -319,6 +330,8 @@ def boot_latency() -> None:
             virsh_s.append(_wait_marker(twin / "console.log") - t0)
             subprocess.run([*virsh, "destroy", twin_name], capture_output=True)
             c.DeleteInstance(pb.DeleteInstanceRequest(id=inst.id))
+            # The next boot starts on an idle node: else its reconcile waits for this guest's removal.
+            _wait_gone(virsh, f"kumo-{inst.id}")
         k, v = statistics.median(kumo_s), statistics.median(virsh_s)
         print(
             f"boot latency (TCG, median of {BOOTS}): kumo API call -> console marker {k:.2f} s; "
