@@ -30,6 +30,9 @@ IMPORTS = (
 
 def _env(cloud: object) -> dict[str, str]:
     env = dict(os.environ)
+    # As installed (pip compiles bytecode): a CLI that recompiled its modules
+    # on every run would time the compiler, not the CLI.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update(
         {
             "PYTHONPATH": f"{ROOT}:{ROOT / 'proto'}",

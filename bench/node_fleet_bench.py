@@ -1,10 +1,14 @@
-"""Node fleet: simulated nodes (the real agent with the fake hypervisor driver)
-enroll with a join token and heartbeat every 10 s into one controller process.
+"""Node fleet: simulated nodes (bench/wirenode.py: the node's session
+protocol with the fake hypervisor driver's inventory, usage and guests)
+enroll with a join token and heartbeat at the production interval (the
+controller's default, 5 s; KUMO_BENCH_FLEET_HEARTBEAT overrides it) into one
+controller process.
 
-The fleet grows 1,000 -> 5,000 nodes (KUMO_BENCH_FLEET=1000,5000,10000 adds
-the 10,000 goal; it takes about 5 minutes). The nodes live in a few
-client processes (asyncio, one mTLS session per node), never in the
-controller's, so the controller's CPU and memory are its own. For each size:
+The fleet grows 1,000 -> 5,000 -> 10,000 nodes (KUMO_BENCH_FLEET sets the
+steps). The nodes live in a few client processes (asyncio, one mTLS channel
+and session per node, as real nodes), never in the controller's, so the
+controller's CPU and memory are its own; CPU and RSS per 1,000 nodes are
+printed too. For each size:
 heartbeats handled per second, the time to process one as a node sees it
 (heartbeat sent -> ack received: controller queueing and handling included)
 and the controller's own handler time, the controller's CPU (% of one core)
@@ -27,12 +31,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-HEARTBEAT_SECONDS = 10
+from controller.config import ControllerConfig
+
+# The production interval (the controller's default), unless KUMO_BENCH_FLEET_HEARTBEAT says otherwise.
+HEARTBEAT_SECONDS = (
+    float(os.environ.get("KUMO_BENCH_FLEET_HEARTBEAT", "0")) or ControllerConfig.node_heartbeat_seconds
+)
 WORKERS = 4
 WINDOW_SECONDS = 20.0
 ENROLL_CONCURRENCY = 4
 # Each worker starts a node every CONNECT_SPACING s (all workers: WORKERS / CONNECT_SPACING nodes/s).
 CONNECT_SPACING = 0.04
+# How long the nodes of one step may take to connect after the last has started.
+CONNECT_DEADLINE = 180.0
 
 
 def _raise_fd_limit() -> None:
@@ -52,9 +63,11 @@ def worker(
     index: int,
     log_dir: str = "",
     controllers: tuple[str, ...] = (),
+    wire: bool = False,
 ) -> None:
     """`controllers`: node ports of several controllers; node n starts with
-    the (n mod count)-th and fails over to the others (control_plane_bench)."""
+    the (n mod count)-th and fails over to the others (control_plane_bench).
+    `wire`: the nodes are bench/wirenode.py's (light), not the real agent."""
     import logging
 
     from kumo.logs import TextFormatter
@@ -66,14 +79,21 @@ def worker(
     handler.setFormatter(TextFormatter())
     logging.getLogger().handlers[:] = [handler]
     logging.getLogger().setLevel(logging.WARNING)
-    asyncio.run(_worker(conn, endpoint, token, fingerprint, index, controllers))
+    asyncio.run(_worker(conn, endpoint, token, fingerprint, index, controllers, wire))
 
 
 async def _worker(
-    conn: Any, endpoint: str, token: str, fingerprint: str, index: int, controllers: tuple[str, ...] = ()
+    conn: Any,
+    endpoint: str,
+    token: str,
+    fingerprint: str,
+    index: int,
+    controllers: tuple[str, ...] = (),
+    wire: bool = False,
 ) -> None:
     import grpc
 
+    from bench.wirenode import WireNode
     from kumo.keys import key_pem, make_csr, new_key
     from kumo.v1 import node_agent_pb2 as pb
     from kumo.v1 import node_agent_pb2_grpc
@@ -86,7 +106,7 @@ async def _worker(
     ca_pem = fetch_pinned_ca(endpoint, fingerprint)
     public = grpc.aio.secure_channel(endpoint, grpc.ssl_channel_credentials(ca_pem))
     stub = node_agent_pb2_grpc.NodeAgentServiceStub(public)
-    agents: list[Agent] = []
+    agents: list[Any] = []  # Agent, or WireNode
     tasks: list[asyncio.Task[None]] = []
     rtts: list[float] = []
     lags: list[float] = []
@@ -138,20 +158,35 @@ async def _worker(
             t0 = time.monotonic()
             creds = await asyncio.gather(*(one(n) for n in range(start, start + arg)))
             enroll_s = time.monotonic() - t0
-            new = []
+            new: list[Any] = []
             for c in creds:
                 driver = FakeDriver(hostname=c.identity.name)
                 for g in range(4):  # a few guests per host, as a real fleet reports
                     driver.add_guest(f"{c.identity.node_id[:8]}-{g}", vcpus=2, memory_mb=2048)
-                agent = Agent(c, driver, None, on_rtt=on_rtt, reconcile_seconds=300)
-                agents.append(agent)
-                new.append(agent)
+                if wire:
+                    new.append(WireNode(c, driver, on_rtt))
+                else:
+                    new.append(Agent(c, driver, None, on_rtt=on_rtt, reconcile_seconds=300))
+            agents.extend(new)
             t1 = time.monotonic()
             for agent in new:
                 tasks.append(asyncio.create_task(agent.run()))
                 await asyncio.sleep(CONNECT_SPACING)  # nodes come up over time, not in one instant
-            await asyncio.gather(*(a.connected.wait() for a in new))
-            conn.send(("grown", {"enroll_s": enroll_s, "connect_s": time.monotonic() - t1}))
+            # Every node connected, or the deadline passed (then the figures say how many).
+            deadline = time.monotonic() + CONNECT_DEADLINE
+            while time.monotonic() < deadline and not all(a.connected.is_set() for a in new):
+                await asyncio.sleep(0.5)
+            conn.send(
+                (
+                    "grown",
+                    {
+                        "enroll_s": enroll_s,
+                        "connect_s": time.monotonic() - t1,
+                        "unconnected": sum(not a.connected.is_set() for a in new),
+                        "errors": _errors(new),
+                    },
+                )
+            )
         elif cmd == "measure":
             rtts.clear()
             lags.clear()
@@ -159,7 +194,7 @@ async def _worker(
             conn.send(("ok", None))
         elif cmd == "collect":
             measuring = False
-            reconnects = sum(a.sessions - 1 for a in agents)
+            reconnects = sum(max(0, a.sessions - 1) for a in agents)
             conn.send(("rtts", {"rtts": list(rtts), "lags": list(lags), "reconnects": reconnects}))
         elif cmd == "sessions":
             # Per node: session open, and with which controller (control_plane_bench).
@@ -172,6 +207,15 @@ async def _worker(
             await public.close()
             conn.send(("stopped", None))
             return
+
+
+def _errors(nodes: list[Any]) -> dict[str, int]:
+    """Why the nodes' sessions ended or failed to open, summed (wire nodes count them)."""
+    out: dict[str, int] = {}
+    for node in nodes:
+        for why, n in getattr(node, "errors", {}).items():
+            out[why] = out.get(why, 0) + n
+    return out
 
 
 # The controller side.
@@ -213,7 +257,7 @@ def main() -> None:
     from kumo.v1 import node_pb2 as pb
     from kumo.v1 import node_pb2_grpc
 
-    sizes = [int(x) for x in os.environ.get("KUMO_BENCH_FLEET", "1000,5000").split(",") if x.strip()]
+    sizes = [int(x) for x in os.environ.get("KUMO_BENCH_FLEET", "1000,5000,10000").split(",") if x.strip()]
     _raise_fd_limit()
     tmp = Path(tempfile.mkdtemp(prefix="kumo-fleet-"))
     data = tmp / "data"
@@ -244,14 +288,17 @@ def main() -> None:
         for i in range(WORKERS):
             parent, child = ctx.Pipe()
             p = ctx.Process(
-                target=worker, args=(child, ctl.endpoint, token, fingerprint, i, str(tmp)), daemon=True
+                target=worker,
+                args=(child, ctl.endpoint, token, fingerprint, i, str(tmp), (), True),
+                daemon=True,
             )
             p.start()
             procs.append(p)
             conns.append(parent)
         print(
             f"{'nodes':>6} {'hb/s':>6} {'rtt p50':>8} {'rtt p99':>8} {'handler p50':>11} {'handler p99':>11} "
-            f"{'ctl lag p99':>11} {'sim lag p99':>11} {'ctl CPU':>7} {'ctl RSS':>7} {'enroll/s':>8}",
+            f"{'ctl lag p99':>11} {'sim lag p99':>11} {'ctl CPU':>7} {'ctl RSS':>7} {'enroll/s':>8} "
+            f"{'CPU/1k':>6} {'RSS/1k':>6}",
             flush=True,
         )
         have = 0
@@ -263,6 +310,11 @@ def main() -> None:
                 c.send(("grow", n))
             grown = [c.recv()[1] for c in conns]
             enroll_s = max(g["enroll_s"] for g in grown)
+            unconnected = sum(g["unconnected"] for g in grown)
+            errors: dict[str, int] = {}
+            for g in grown:
+                for why, n in g["errors"].items():
+                    errors[why] = errors.get(why, 0) + n
             have = size
             time.sleep(HEARTBEAT_SECONDS + 2)  # every node has heartbeated; the connect burst is over
             for c in conns:
@@ -290,9 +342,17 @@ def main() -> None:
             print(
                 f"{size:>6} {rate:>6.0f} {_pct(rtts, 0.5) * 1000:>6.1f}ms {_pct(rtts, 0.99) * 1000:>6.1f}ms "
                 f"{h50:>9.0f}us {h99:>9.0f}us {lag99:>9.1f}ms {_pct(lags, 0.99) * 1000:>9.1f}ms "
-                f"{100 * (cpu1 - cpu0) / (w1 - w0):>6.0f}% {rss:>5.0f}MB {add / enroll_s:>8.0f}",
+                f"{100 * (cpu1 - cpu0) / (w1 - w0):>6.0f}% {rss:>5.0f}MB {add / enroll_s:>8.0f} "
+                f"{100 * (cpu1 - cpu0) / (w1 - w0) / (size / 1000):>5.1f}% {rss / (size / 1000):>4.0f}MB",
                 flush=True,
             )
+            if unconnected:
+                print(
+                    f"       ({unconnected} nodes had no session {CONNECT_DEADLINE:g} s after starting)",
+                    flush=True,
+                )
+            if errors:
+                print(f"       (sessions that failed or ended while growing: {errors})", flush=True)
             if reconnects:
                 print(f"       ({reconnects} session reconnects during the run)", flush=True)
             print(

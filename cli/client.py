@@ -11,7 +11,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import typer
@@ -21,8 +21,9 @@ from cli.errors import CliError
 from kumo.client import Client
 from kumo.errorinfo import error_reason
 from kumo.ids import is_uuid
-from kumo.v1 import identity_pb2 as idpb
-from kumo.v1 import identity_pb2_grpc
+
+if TYPE_CHECKING:
+    from kumo.v1 import identity_pb2 as idpb
 
 # Longer than the library's default: a command may wait on a busy controller.
 TIMEOUT = 120.0
@@ -48,6 +49,9 @@ def store_login(
     endpoint: str, ca_file: str, user: str, password: str, project: str
 ) -> idpb.AuthenticateResponse:
     """Authenticates and stores the token (and where it came from) as the profile in use."""
+    from kumo.v1 import identity_pb2 as idpb  # here: only logins need it (CLI start-up time)
+    from kumo.v1 import identity_pb2_grpc
+
     resp = (
         connect(endpoint, ca_file)
         .stub(identity_pb2_grpc.IdentityServiceStub)

@@ -6,30 +6,21 @@ and prints nothing."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-
-from kumo.v1 import (
-    compute_pb2,
-    compute_pb2_grpc,
-    image_pb2,
-    image_pb2_grpc,
-    network_pb2,
-    network_pb2_grpc,
-    volume_pb2,
-    volume_pb2_grpc,
-)
 
 DEADLINE = 2.0  # seconds: a shell waits for this while the user waits for it
 PAGE = 1000
 
 
-def names_from(
-    stub_cls: type, method: str, request: Callable[[], Any], field: str
-) -> Callable[[str], list[str]]:
-    """A typer completion callback listing the names a List RPC returns."""
+def names_from(service: str, stub_name: str, method: str, field: str) -> Callable[[str], list[str]]:
+    """A typer completion callback listing the names a List RPC returns:
+    `method` of `stub_name` in kumo.v1's `service`_pb2_grpc (its request type
+    is `method` + "Request"). The modules are imported only when completing:
+    a command line pays nothing for them."""
 
     def complete(incomplete: str) -> list[str]:
         from cli import config
@@ -39,8 +30,11 @@ def names_from(
             s = config.effective()
             if not s.token:
                 return []
-            stub = connect(s.endpoint, s.ca_file, s.token).stub(stub_cls)
-            resp = getattr(stub, method)(request(), timeout=DEADLINE)
+            messages = importlib.import_module(f"kumo.v1.{service}_pb2")
+            services = importlib.import_module(f"kumo.v1.{service}_pb2_grpc")
+            stub = connect(s.endpoint, s.ca_file, s.token).stub(getattr(services, stub_name))
+            request = getattr(messages, f"{method}Request")(page_size=PAGE)
+            resp = getattr(stub, method)(request, timeout=DEADLINE)
             found = {item.name for item in getattr(resp, field)}
         except Exception:  # completion stays silent, whatever went wrong
             return []
@@ -49,36 +43,11 @@ def names_from(
     return complete
 
 
-servers = names_from(
-    compute_pb2_grpc.ComputeServiceStub,
-    "ListInstances",
-    lambda: compute_pb2.ListInstancesRequest(page_size=PAGE),
-    "instances",
-)
-flavors = names_from(
-    compute_pb2_grpc.ComputeServiceStub,
-    "ListFlavors",
-    lambda: compute_pb2.ListFlavorsRequest(page_size=PAGE),
-    "flavors",
-)
-images = names_from(
-    image_pb2_grpc.ImageServiceStub,
-    "ListImages",
-    lambda: image_pb2.ListImagesRequest(page_size=PAGE),
-    "images",
-)
-networks = names_from(
-    network_pb2_grpc.NetworkServiceStub,
-    "ListNetworks",
-    lambda: network_pb2.ListNetworksRequest(page_size=PAGE),
-    "networks",
-)
-volumes = names_from(
-    volume_pb2_grpc.VolumeServiceStub,
-    "ListVolumes",
-    lambda: volume_pb2.ListVolumesRequest(page_size=PAGE),
-    "volumes",
-)
+servers = names_from("compute", "ComputeServiceStub", "ListInstances", "instances")
+flavors = names_from("compute", "ComputeServiceStub", "ListFlavors", "flavors")
+images = names_from("image", "ImageServiceStub", "ListImages", "images")
+networks = names_from("network", "NetworkServiceStub", "ListNetworks", "networks")
+volumes = names_from("volume", "VolumeServiceStub", "ListVolumes", "volumes")
 
 ServerArg = Annotated[str, typer.Argument(help="Server name or id", autocompletion=servers)]
 ImageArg = Annotated[str, typer.Argument(help="Image name or id", autocompletion=images)]

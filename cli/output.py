@@ -16,8 +16,6 @@ from typing import Annotated, Any
 import typer
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
-from rich.console import Console
-from rich.table import Table
 
 from cli.errors import CliError
 
@@ -105,6 +103,35 @@ def _scalar(field: FieldDescriptor, value: Any) -> Any:
     return value
 
 
+# How each field of a message type converts, worked out once per type: a list of a thousand
+# servers would otherwise ask the descriptors the same questions a thousand times.
+_PLAIN, _SCALAR, _MAP, _REPEATED, _OPTIONAL = range(5)
+_PLANS: dict[str, list[tuple[str, int, FieldDescriptor]]] = {}
+
+
+def _plan(desc: Descriptor) -> list[tuple[str, int, FieldDescriptor]]:
+    plan = _PLANS.get(desc.full_name)
+    if plan is None:
+        plan = []
+        for field in desc.fields:
+            if field.message_type is not None and field.message_type.GetOptions().map_entry:
+                plan.append((field.name, _MAP, field.message_type.fields_by_name["value"]))
+            elif field.is_repeated:
+                plan.append((field.name, _REPEATED, field))
+            elif field.has_presence:
+                plan.append((field.name, _OPTIONAL, field))
+            elif field.type in (
+                FieldDescriptor.TYPE_ENUM,
+                FieldDescriptor.TYPE_BYTES,
+                FieldDescriptor.TYPE_MESSAGE,
+            ):
+                plan.append((field.name, _SCALAR, field))
+            else:
+                plan.append((field.name, _PLAIN, field))
+        _PLANS[desc.full_name] = plan
+    return plan
+
+
 def to_data(msg: Message) -> Any:
     """A message as plain data for every output format: every field by its proto name in field
     order; enums lower-case without their prefix (zero: null); all integers as numbers; Timestamps
@@ -117,17 +144,18 @@ def to_data(msg: Message) -> Any:
     if desc.full_name == "google.protobuf.FieldMask":
         return list(msg.paths)  # type: ignore[attr-defined]
     out: dict[str, Any] = {}
-    for field in desc.fields:
-        value = getattr(msg, field.name)
-        if field.message_type is not None and field.message_type.GetOptions().map_entry:
-            value_field = field.message_type.fields_by_name["value"]
-            out[field.name] = {k: _scalar(value_field, v) for k, v in sorted(value.items())}
-        elif field.is_repeated:
-            out[field.name] = [_scalar(field, v) for v in value]
-        elif field.has_presence and not msg.HasField(field.name):
-            out[field.name] = None
-        else:
-            out[field.name] = _scalar(field, value)
+    for name, kind, field in _plan(desc):
+        value = getattr(msg, name)
+        if kind == _PLAIN:
+            out[name] = value
+        elif kind == _SCALAR:
+            out[name] = _scalar(field, value)
+        elif kind == _MAP:
+            out[name] = {k: _scalar(field, v) for k, v in sorted(value.items())}
+        elif kind == _REPEATED:
+            out[name] = [_scalar(field, v) for v in value]
+        else:  # _OPTIONAL
+            out[name] = _scalar(field, value) if msg.HasField(name) else None
     return out
 
 
@@ -283,6 +311,9 @@ def emit(
         cells = [[_cell(row, c) for c in cols] for row in rows]
         if _print_plain_table([c[0] for c in cols], cells):
             return
+    from rich.console import Console  # only here: importing rich costs every command start-up
+    from rich.table import Table
+
     console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 400)
     if many:
         table = Table(*[c[0] for c in cols], box=None, header_style="bold")

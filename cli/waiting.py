@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 import grpc
 import typer
-from rich.console import Console
 
 from cli.errors import CliError
 
@@ -30,6 +29,8 @@ def _progress(what: str, timeout: float, lines: bool = True) -> Iterator[Callabl
     """Yields note(text), called on every poll: prints "<what>: <text>" to stderr when the text
     changes (with `lines`); on a terminal also keeps a live line "waiting for <what>: <text> (N s of
     T s)" under it."""
+    from rich.console import Console  # here, not at import: rich costs every command start-up
+
     console = Console(stderr=True)
     began = time.monotonic()
     state = [""]

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import datetime
 import re
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from google.protobuf import timestamp_pb2
 
 from cli.client import list_all, session
 from cli.errors import CliError
 from cli.output import ColumnOpt, Format, OutputOpt, emit
 from kumo.v1 import event_pb2 as pb
-from kumo.v1 import event_pb2_grpc
+
+if TYPE_CHECKING:
+    from google.protobuf import timestamp_pb2
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -55,6 +56,8 @@ def parse_time(text: str, option: str) -> timestamp_pb2.Timestamp:
             raise CliError(f"{option}: {text!r} is neither an RFC 3339 time nor an age like 30m") from None
         if when.tzinfo is None:
             when = when.replace(tzinfo=datetime.UTC)
+    from google.protobuf import timestamp_pb2  # here: `server list` imports this module
+
     out = timestamp_pb2.Timestamp()
     out.FromDatetime(when)
     return out
@@ -71,6 +74,8 @@ def show_events(
         req.start_time.CopyFrom(parse_time(since, "--since"))
     if until:
         req.end_time.CopyFrom(parse_time(until, "--until"))
+    from kumo.v1 import event_pb2_grpc
+
     events = session().stub(event_pb2_grpc.EventServiceStub)
     emit(list_all(events.ListEvents, req, "events"), output, COLUMNS, column)
 

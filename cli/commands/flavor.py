@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from cli.client import list_all, resolve, session
-from cli.commands import project as project_cmd
 from cli.completion import FlavorArg
 from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
 from cli.updates import mask
@@ -41,6 +40,8 @@ def find(s, ref: str) -> pb.Flavor:  # type: ignore[no-untyped-def]
 
 
 def _project_ids(projects: list[str]) -> list[str]:
+    from cli.commands import project as project_cmd  # here: `server list` imports this module
+
     ident = project_cmd.stub()
     return [project_cmd.find(ident, p).id for p in projects]
 

@@ -14,15 +14,6 @@ from typing import Annotated, Any
 
 import grpc
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from cli import transfer
 from cli.client import list_all, resolve, session
@@ -112,6 +103,16 @@ def _properties(values: list[str] | None) -> dict[str, str]:
 def _progress(label: str, total: int, start: int = 0) -> Iterator[Any]:
     """A progress bar (bytes, throughput, time left) on stderr; on a non-terminal
     a one-line summary at the end instead."""
+    from rich.console import Console  # here, not at import: rich costs every command start-up
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     console = Console(stderr=True)
     began = time.monotonic()
     moved = [0]

@@ -10,10 +10,6 @@ import typer
 from cli import completion
 from cli.client import list_all, resolve
 from cli.commands import event as event_cmd
-from cli.commands import image as image_cmd
-from cli.commands import migration as migration_cmd
-from cli.commands import node as node_cmd
-from cli.commands import project as project_cmd
 from cli.commands.flavor import stub
 from cli.commands.server_group import find as find_group
 from cli.completion import ServerArg
@@ -176,6 +172,10 @@ def list_(
     column: ColumnOpt = None,
 ) -> None:
     """List servers (admins see every project's)."""
+    # The other commands' modules are imported where used: `server list` start-up time.
+    from cli.commands import node as node_cmd
+    from cli.commands import project as project_cmd
+
     req = pb.ListInstancesRequest(page_size=500, name=name or "")
     if state:
         req.state = parse_enum(pb.InstanceState.DESCRIPTOR, state, "--state")
@@ -247,6 +247,9 @@ def migrate(
     """Move a server to another node (admin). Cold (the default) stops it, moves it and
     starts it again if it ran; --live keeps it running (--wait shows the phase and bytes
     copied)."""
+    from cli.commands import migration as migration_cmd
+    from cli.commands import node as node_cmd
+
     s = stub()
     inst = find(s, server)
     target = node_cmd.find(node_cmd.stub(), node).id if node else ""
@@ -267,6 +270,9 @@ def migration_list(
     column: ColumnOpt = None,
 ) -> None:
     """List live migrations, oldest first (admin)."""
+    from cli.commands import migration as migration_cmd
+    from cli.commands import node as node_cmd
+
     s = stub()
     instance_id = find(s, server).id if server else ""
     node_id = node_cmd.find(node_cmd.stub(), node).id if node else ""
@@ -437,6 +443,8 @@ def snapshot(
     column: ColumnOpt = None,
 ) -> None:
     """Save the server's disk as a new image (uploaded by its node)."""
+    from cli.commands import image as image_cmd
+
     s = stub()
     inst = find(s, server)
     resp = s.CreateInstanceSnapshot(pb.CreateInstanceSnapshotRequest(id=inst.id, name=name))

@@ -160,7 +160,7 @@ class Node(BaseModel):
     guests = peewee.TextField(default="")
     inventory = peewee.TextField(default="")
     # An admin declared it powered off (FenceNode): no session until re-admitted.
-    fenced = peewee.BooleanField(default=False)
+    fenced = peewee.BooleanField(default=False, index=True)
     fence_time = peewee.DoubleField(default=0)
 
 

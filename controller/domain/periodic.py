@@ -1,6 +1,6 @@
 """A background pass that runs every few seconds on its own thread (the
 instance and volume syncs): one failing pass is logged and the next one runs;
-each pass gives its database connection back, since the thread is long-lived."""
+each pass gives a PostgreSQL connection back, since the thread is long-lived."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from controller.db.database import db
+from controller.db.database import db, is_sqlite
 
 
 class Periodic:
@@ -32,11 +32,21 @@ class Periodic:
             self._thread.join(5)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.period):
-            try:
-                self.fn()
-            except Exception:
-                self.log.exception("%s failed", self.name)
-            finally:
-                if not db.is_closed():
-                    db.close()
+        # A SQLite connection is kept from pass to pass: opening one re-reads the
+        # schema and sets the pragmas (about 1.1-1.5 ms of CPU, against 0.01 ms for
+        # a pass's query on an open one: measured on a 10,000-node database), and
+        # holding it costs SQLite nothing. A PostgreSQL one (a server process) is
+        # given back after each pass.
+        keep = is_sqlite()
+        try:
+            while not self._stop.wait(self.period):
+                try:
+                    self.fn()
+                except Exception:
+                    self.log.exception("%s failed", self.name)
+                finally:
+                    if not keep and not db.is_closed():
+                        db.close()
+        finally:
+            if not db.is_closed():
+                db.close()

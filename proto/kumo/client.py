@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import grpc
 
-from kumo.v1 import (
-    compute_pb2_grpc,
-    event_pb2_grpc,
-    identity_pb2_grpc,
-    image_pb2_grpc,
-    network_pb2_grpc,
-    node_pb2_grpc,
-    volume_pb2_grpc,
-)
-from kumo.v1 import identity_pb2 as idpb
+if TYPE_CHECKING:  # each property imports its service's module when used: a CLI command loads one
+    from kumo.v1 import (
+        compute_pb2_grpc,
+        event_pb2_grpc,
+        identity_pb2_grpc,
+        image_pb2_grpc,
+        network_pb2_grpc,
+        node_pb2_grpc,
+        volume_pb2_grpc,
+    )
+    from kumo.v1 import identity_pb2 as idpb
 
 S = TypeVar("S")
 
@@ -127,6 +128,8 @@ class Client:
 
     def authenticate(self, user: str, password: str, project: str = "") -> Client:
         """Logs in on this client's channel; the answer is a client carrying the new token."""
+        from kumo.v1 import identity_pb2 as idpb
+
         resp = self.identity.Authenticate(
             idpb.AuthenticateRequest(user=user, password=password, project=project)
         )
@@ -138,28 +141,42 @@ class Client:
 
     @property
     def identity(self) -> identity_pb2_grpc.IdentityServiceStub:
+        from kumo.v1 import identity_pb2_grpc
+
         return self.stub(identity_pb2_grpc.IdentityServiceStub)
 
     @property
     def images(self) -> image_pb2_grpc.ImageServiceStub:
+        from kumo.v1 import image_pb2_grpc
+
         return self.stub(image_pb2_grpc.ImageServiceStub)
 
     @property
     def compute(self) -> compute_pb2_grpc.ComputeServiceStub:
+        from kumo.v1 import compute_pb2_grpc
+
         return self.stub(compute_pb2_grpc.ComputeServiceStub)
 
     @property
     def networks(self) -> network_pb2_grpc.NetworkServiceStub:
+        from kumo.v1 import network_pb2_grpc
+
         return self.stub(network_pb2_grpc.NetworkServiceStub)
 
     @property
     def volumes(self) -> volume_pb2_grpc.VolumeServiceStub:
+        from kumo.v1 import volume_pb2_grpc
+
         return self.stub(volume_pb2_grpc.VolumeServiceStub)
 
     @property
     def nodes(self) -> node_pb2_grpc.NodeServiceStub:
+        from kumo.v1 import node_pb2_grpc
+
         return self.stub(node_pb2_grpc.NodeServiceStub)
 
     @property
     def events(self) -> event_pb2_grpc.EventServiceStub:
+        from kumo.v1 import event_pb2_grpc
+
         return self.stub(event_pb2_grpc.EventServiceStub)

@@ -5,12 +5,19 @@ on message text; kumo-noded, the tests and the benchmarks all read it here."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
+
+if TYPE_CHECKING:
+    from google.rpc import error_details_pb2
 
 
 def _info(exc: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
+    # Imported here, when an error is read: a command that succeeds never loads them.
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
     try:
         status = rpc_status.from_call(exc)  # type: ignore[arg-type]
     except Exception:
