@@ -241,8 +241,10 @@ def test_delete_everything(browser: Any, cloud: dict) -> None:
     browser.find_element(By.CSS_SELECTOR, "#actions button.danger").click()  # Delete
     # The form's POST navigates to the list; mark that page, not the one left behind.
     wait_until(
-        lambda: browser.current_url.rstrip("/").endswith("/servers")
-        and browser.execute_script("return document.readyState") == "complete",
+        lambda: (
+            browser.current_url.rstrip("/").endswith("/servers")
+            and browser.execute_script("return document.readyState") == "complete"
+        ),
         what="the server list after the delete",
         base=30,
     )

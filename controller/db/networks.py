@@ -13,8 +13,8 @@ from typing import Any
 
 import peewee
 
-from controller.db.database import db
-from controller.db.live_migrations import incoming_instances
+from controller.db.database import cached, db
+from controller.db.live_migrations import UNFINISHED, incoming_instances
 from controller.db.models import (
     Instance,
     IpAllocation,
@@ -336,7 +336,8 @@ def ports_of_instances(instance_ids: Iterable[str]) -> dict[str, list[Port]]:
     out: dict[str, list[Port]] = defaultdict(list)
     if not ids:
         return out
-    for p in Port.select().where(Port.instance_id.in_(ids)).order_by(Port.nic_index, Port.id):
+    query = Port.select().where(Port.instance_id.in_(ids)).order_by(Port.nic_index, Port.id)
+    for p in cached(("ports of instances", len(ids)), query, ids):
         out[p.instance_id].append(p)
     return out
 
@@ -382,7 +383,9 @@ def node_ports(node_id: str, skip_states: tuple[int, ...]) -> list[Port]:
     the instances live-migrating to it (it makes their ports before the guest comes)."""
     here = (Instance.node == node_id) | Instance.id.in_(incoming_instances(node_id))
     live = Instance.select(Instance.id).where(here & Instance.state.not_in(skip_states))
-    return list(Port.select().where(Port.instance_id.in_(live)).order_by(Port.id))
+    query = Port.select().where(Port.instance_id.in_(live)).order_by(Port.id)
+    params = [node_id, node_id, *UNFINISHED, *skip_states]
+    return cached(("node ports", len(skip_states)), query, params)
 
 
 def peer_ports(
