@@ -27,6 +27,11 @@ T = TypeVar("T")
 WriteObserver = Callable[[float, float], None]
 
 
+# Enough for every hot query in each shape it takes; IN lists that grow with
+# the data (a node's instances) would otherwise add a text per length forever.
+MAX_SQL_TEXTS = 2048
+
+
 class SqlTextCache:
     """The SQL text of hot queries, made by peewee once per database and
     reused (`cached`): peewee spends about ten times as long writing a
@@ -48,7 +53,8 @@ class SqlTextCache:
             sql, made = self.get_sql_context(**context_options).sql(query).query()  # type: ignore[attr-defined]
             if list(made) != list(params):  # the caller's parameters must be peewee's, in its order
                 raise RuntimeError(f"cached query {key!r}: parameters {params!r}, peewee made {made!r}")
-            self.sql_texts[key] = sql
+            if len(self.sql_texts) < MAX_SQL_TEXTS:
+                self.sql_texts[key] = sql
         return self.execute_sql(sql, params)  # type: ignore[attr-defined]
 
 
@@ -149,6 +155,14 @@ def cached(key: Hashable, query: Any, params: Sequence[Any]) -> Any:
         return _run(query)
     finally:
         database._next_sql.pending = None
+
+
+def padded(ids: Sequence[Any]) -> list[Any]:
+    """A non-empty IN list made as long as the next power of two by repeating
+    its last item (the same rows match): a list that grows with the data
+    (a node's ports) then takes a handful of `cached` shapes, not one per length."""
+    out = list(ids)
+    return out + out[-1:] * ((1 << (len(out) - 1).bit_length()) - len(out))
 
 
 def cached_rows(key: Hashable, query: Any, params: Sequence[Any]) -> list[tuple[Any, ...]]:

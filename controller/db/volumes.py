@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.db.database import cached, insert_unique, is_sqlite
+from controller.db.database import cached, insert_unique, is_sqlite, padded
 from controller.db.models import Instance, NodeUsage, Volume, VolumeSnapshot
 from controller.db.paging import paginate
 
@@ -85,8 +85,9 @@ def volumes_of_instance(instance_id: str) -> list[Volume]:
 def volumes_of_instances(instance_ids: list[str]) -> list[Volume]:
     if not instance_ids:
         return []
-    query = Volume.select().where(Volume.instance_id.in_(instance_ids)).order_by(Volume.device, Volume.id)
-    return cached(("volumes of instances", len(instance_ids)), query, list(instance_ids))
+    ids = padded(instance_ids)
+    query = Volume.select().where(Volume.instance_id.in_(ids)).order_by(Volume.device, Volume.id)
+    return cached(("volumes of instances", len(ids)), query, ids)
 
 
 def count_on_node(node_id: str) -> int:
