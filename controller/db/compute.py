@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from controller.db.database import db, insert_unique
+from controller.db.database import cached_first, db, insert_unique
 from controller.db.models import Flavor, FlavorAccess, Keypair, ServerGroup
 from controller.db.paging import paginate
 
@@ -20,7 +20,7 @@ def insert_flavor(flavor_id: str, name: str, now: float, project_ids: list[str],
 
 
 def get_flavor(flavor_id: str) -> Flavor | None:
-    return Flavor.get_or_none(Flavor.id == flavor_id)
+    return cached_first("flavor", Flavor.select().where(Flavor.id == flavor_id), [flavor_id])
 
 
 def flavor_access(flavor_id: str) -> list[str]:
@@ -71,6 +71,18 @@ def list_flavors(
         shared = FlavorAccess.select(FlavorAccess.flavor).where(FlavorAccess.project == project_id)
         query = query.where(Flavor.is_public | Flavor.id.in_(shared))
     return paginate(query, (Flavor.name, Flavor.id), page_size, page_token)
+
+
+def flavor_by_name(name: str, project_id: str | None) -> Flavor | None:
+    """The first flavor named `name` (in list order) that `project_id` may use (None: any)."""
+    query = Flavor.select().where(Flavor.name == name)
+    params: list[Any] = [name]
+    if project_id is not None:
+        shared = FlavorAccess.select(FlavorAccess.flavor).where(FlavorAccess.project == project_id)
+        query = query.where(Flavor.is_public | Flavor.id.in_(shared))
+        params.append(project_id)
+    query = query.order_by(Flavor.name, Flavor.id)
+    return cached_first(("flavor by name", project_id is None), query, params)
 
 
 # Keypairs

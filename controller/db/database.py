@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,7 +27,38 @@ T = TypeVar("T")
 WriteObserver = Callable[[float, float], None]
 
 
-class KumoSqlite(peewee.SqliteDatabase):
+# Enough for every hot query in each shape it takes; IN lists that grow with
+# the data (a node's instances) would otherwise add a text per length forever.
+MAX_SQL_TEXTS = 2048
+
+
+class SqlTextCache:
+    """The SQL text of hot queries, made by peewee once per database and
+    reused (`cached`): peewee spends about ten times as long writing a
+    statement's SQL as building the query, and a create runs a dozen of them.
+    Mixed into the database classes, so each controller has its own."""
+
+    def init_sql_cache(self) -> None:
+        self.sql_texts: dict[Hashable, str] = {}
+        self._next_sql = threading.local()
+
+    def execute(self, query: Any, **context_options: Any) -> Any:
+        pending = getattr(self._next_sql, "pending", None)
+        if pending is None:
+            return super().execute(query, **context_options)  # type: ignore[misc]
+        self._next_sql.pending = None
+        key, params = pending
+        sql = self.sql_texts.get(key)
+        if sql is None:
+            sql, made = self.get_sql_context(**context_options).sql(query).query()  # type: ignore[attr-defined]
+            if list(made) != list(params):  # the caller's parameters must be peewee's, in its order
+                raise RuntimeError(f"cached query {key!r}: parameters {params!r}, peewee made {made!r}")
+            if len(self.sql_texts) < MAX_SQL_TEXTS:
+                self.sql_texts[key] = sql
+        return self.execute_sql(sql, params)  # type: ignore[attr-defined]
+
+
+class KumoSqlite(SqlTextCache, peewee.SqliteDatabase):
     """SQLite with its own in-process writer lock: SQLite's busy handler polls,
     and under many concurrent writers it can starve one past busy_timeout."""
 
@@ -35,14 +66,16 @@ class KumoSqlite(peewee.SqliteDatabase):
         super().__init__(*args, **kwargs)
         self.writer_lock = threading.RLock()
         self.on_write = on_write
+        self.init_sql_cache()
 
 
-class KumoPostgres(peewee.PostgresqlDatabase):
+class KumoPostgres(SqlTextCache, peewee.PostgresqlDatabase):
     """PostgreSQL with the write-transaction observer (metrics)."""
 
     def __init__(self, *args: Any, on_write: WriteObserver | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.on_write = on_write
+        self.init_sql_cache()
 
 
 class ThreadBoundDatabase(peewee.DatabaseProxy):
@@ -106,6 +139,66 @@ def open_database(url: str, sqlite_path: Path, on_write: WriteObserver | None = 
     db.bind_thread(database)
     database.connect(reuse_if_open=True)
     return database
+
+
+def cached(key: Hashable, query: Any, params: Sequence[Any]) -> Any:
+    """Runs `query` as `query.execute()` would (a select: its rows, as a list),
+    with the SQL text peewee made for `key` the first time. `params` are the
+    query's parameters in peewee's order (checked against peewee's own on
+    that first run); `key` names the query's shape: whatever changes its SQL
+    (how many ids an IN lists, an optional clause) must be part of it."""
+    database = db.obj
+    if not isinstance(database, SqlTextCache):
+        return _run(query)
+    database._next_sql.pending = (key, params)
+    try:
+        return _run(query)
+    finally:
+        database._next_sql.pending = None
+
+
+def padded(ids: Sequence[Any]) -> list[Any]:
+    """A non-empty IN list made as long as the next power of two by repeating
+    its last item (the same rows match): a list that grows with the data
+    (a node's ports) then takes a handful of `cached` shapes, not one per length."""
+    out = list(ids)
+    return out + out[-1:] * ((1 << (len(out) - 1).bit_length()) - len(out))
+
+
+def cached_rows(key: Hashable, query: Any, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """A `cached` select's rows as the driver gives them (no per-column
+    conversion by peewee: for hot reads of plain columns)."""
+    database = db.obj
+    if not isinstance(database, SqlTextCache):
+        return list(database.execute(query).fetchall())
+    database._next_sql.pending = (key, params)
+    try:
+        return list(database.execute(query).fetchall())
+    finally:
+        database._next_sql.pending = None
+
+
+def cached_first(key: Hashable, query: Any, params: Sequence[Any]) -> Any:
+    """The first row of a `cached` select (None: no row), as get_or_none."""
+    rows = cached(key, query.limit(1), [*params, 1])
+    return rows[0] if rows else None
+
+
+def cached_insert(model: type[peewee.Model], **fields: Any) -> Any:
+    """`model.create(**fields)` with `cached` SQL: the row, its defaults filled in."""
+    row = model(**fields)
+    data = row.__data__
+    columns = sorted((model._meta.fields[name] for name in data), key=lambda f: f._sort_key)
+    params = [f.db_value(data[f.name]) for f in columns]
+    cached(("insert", model.__name__, tuple(f.name for f in columns)), model.insert(**data), params)
+    row._dirty.clear()
+    return row
+
+
+def _run(query: Any) -> Any:
+    if isinstance(query, peewee.SelectBase):
+        return list(query)
+    return query.execute()
 
 
 def is_sqlite() -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from controller.db.database import cached_insert
 from controller.db.models import Event
 from controller.db.paging import paginate
 
@@ -24,7 +25,7 @@ class EventQuery:
 
 
 def insert_event(**fields: Any) -> None:
-    Event.insert(**fields).execute()
+    cached_insert(Event, **fields)
 
 
 def insert_events(rows: list[dict[str, Any]]) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import peewee
 
-from controller.db.database import is_sqlite
+from controller.db.database import cached_first, is_sqlite
 from controller.db.models import Image, ImageBlob, InstanceMove, Project
 from controller.db.paging import paginate
 
@@ -37,7 +37,7 @@ def lock_blob(sha256: str) -> None:
 
 
 def get_image(image_id: str) -> Image | None:
-    return Image.get_or_none(Image.id == image_id)
+    return cached_first("image", Image.select().where(Image.id == image_id), [image_id])
 
 
 def insert_image(

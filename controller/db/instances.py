@@ -7,7 +7,7 @@ from typing import Any
 
 import peewee
 
-from controller.db.database import db
+from controller.db.database import cached, cached_first, cached_insert, cached_rows
 from controller.db.models import ConsoleLog, Instance, Node, NodeUsage
 from controller.db.paging import paginate
 from controller.errors import AlreadyExists
@@ -17,7 +17,7 @@ def insert_instance(**fields: Any) -> Instance:
     """Inserts in the caller's write transaction, with no savepoint of its
     own: a name taken raises ALREADY_EXISTS, which rolls that transaction back."""
     try:
-        return Instance.create(**fields)
+        return cached_insert(Instance, **fields)
     except peewee.IntegrityError:
         raise AlreadyExists(
             f"an instance named {fields['name']!r} already exists in this project", reason="INSTANCE_EXISTS"
@@ -25,7 +25,7 @@ def insert_instance(**fields: Any) -> Instance:
 
 
 def get_instance(instance_id: str) -> Instance | None:
-    return Instance.get_or_none(Instance.id == instance_id)
+    return cached_first("instance", Instance.select().where(Instance.id == instance_id), [instance_id])
 
 
 def list_instances(
@@ -103,7 +103,8 @@ def delete_instance(instance_id: str) -> int:
 
 
 def instances_on_node(node_id: str) -> list[Instance]:
-    return list(Instance.select().where(Instance.node == node_id).order_by(Instance.id))
+    query = Instance.select().where(Instance.node == node_id).order_by(Instance.id)
+    return cached("instances on node", query, [node_id])
 
 
 def count_on_node(node_id: str) -> int:
@@ -160,7 +161,7 @@ def candidates(only: list[str] | None = None) -> list[tuple[Any, ...]]:
         query = query.where(Node.id.in_(only))
     # The driver's rows as they are: every create reads up to SAMPLE of them,
     # and peewee's per-column conversion cost as much as the query itself.
-    return list(db.execute(query).fetchall())
+    return cached_rows(("candidates", None if only is None else len(only)), query, [0, 0, 0, *(only or ())])
 
 
 def ensure_usage_row(node_id: str) -> None:
@@ -181,22 +182,19 @@ def claim(node_id: str, vcpus: int, ram_mb: int, disk_gb: int, caps: tuple[float
 
 
 def _add_claim(node_id: str, vcpus: int, ram_mb: int, disk_gb: int, caps: tuple[float, float, float]) -> bool:
-    n = (
-        NodeUsage.update(
-            vcpus_used=NodeUsage.vcpus_used + vcpus,
-            ram_mb_used=NodeUsage.ram_mb_used + ram_mb,
-            disk_gb_used=NodeUsage.disk_gb_used + disk_gb,
-            instances=NodeUsage.instances + 1,
-        )
-        .where(
-            (NodeUsage.node == node_id)
-            & (NodeUsage.vcpus_used + vcpus <= caps[0])
-            & (NodeUsage.ram_mb_used + ram_mb <= caps[1])
-            & (NodeUsage.disk_gb_used + disk_gb <= caps[2])
-        )
-        .execute()
+    query = NodeUsage.update(
+        vcpus_used=NodeUsage.vcpus_used + vcpus,
+        ram_mb_used=NodeUsage.ram_mb_used + ram_mb,
+        disk_gb_used=NodeUsage.disk_gb_used + disk_gb,
+        instances=NodeUsage.instances + 1,
+    ).where(
+        (NodeUsage.node == node_id)
+        & (NodeUsage.vcpus_used + vcpus <= caps[0])
+        & (NodeUsage.ram_mb_used + ram_mb <= caps[1])
+        & (NodeUsage.disk_gb_used + disk_gb <= caps[2])
     )
-    return n == 1
+    params = [vcpus, ram_mb, disk_gb, 1, node_id, vcpus, caps[0], ram_mb, caps[1], disk_gb, caps[2]]
+    return cached("claim", query, params) == 1
 
 
 def release(node_id: str, vcpus: int, ram_mb: int, disk_gb: int) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import peewee
 
+from controller.db.database import cached
 from controller.db.models import Instance, LiveMigration, Node, NodeDrain
 from controller.db.paging import paginate
 
@@ -38,7 +39,7 @@ def unfinished_of(instance_id: str) -> LiveMigration | None:
 
 def unfinished_on_node(node_id: str) -> list[LiveMigration]:
     """Unfinished migrations from or to the node."""
-    return list(
+    query = (
         LiveMigration.select()
         .where(
             LiveMigration.state.in_(UNFINISHED)
@@ -46,6 +47,7 @@ def unfinished_on_node(node_id: str) -> list[LiveMigration]:
         )
         .order_by(LiveMigration.id)
     )
+    return cached("unfinished migrations on node", query, [*UNFINISHED, node_id, node_id])
 
 
 def update_if(migration_id: str, expect: Iterable[int], fields: dict[str, Any], now: float) -> int:

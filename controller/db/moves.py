@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from controller.db.database import cached
 from controller.db.instances import ensure_usage_row
 from controller.db.models import Instance, InstanceMove, NodeUsage
 
@@ -35,11 +36,10 @@ def all_moves() -> list[InstanceMove]:
 
 def moves_touching(node_id: str) -> list[InstanceMove]:
     """Moves from or to the node (what its desired state needs to know)."""
-    return list(
-        InstanceMove.select().where(
-            (InstanceMove.source_node_id == node_id) | (InstanceMove.target_node_id == node_id)
-        )
+    query = InstanceMove.select().where(
+        (InstanceMove.source_node_id == node_id) | (InstanceMove.target_node_id == node_id)
     )
+    return cached("moves touching", query, [node_id, node_id])
 
 
 def node_may_read_disk(node_id: str, sha256: str) -> bool:

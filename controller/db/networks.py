@@ -13,8 +13,8 @@ from typing import Any
 
 import peewee
 
-from controller.db.database import db
-from controller.db.live_migrations import incoming_instances
+from controller.db.database import cached, db, padded
+from controller.db.live_migrations import UNFINISHED, incoming_instances
 from controller.db.models import (
     Instance,
     IpAllocation,
@@ -124,7 +124,8 @@ def subnets_of(network_ids: Iterable[str]) -> list[Subnet]:
     ids = list(set(network_ids))
     if not ids:
         return []
-    return list(Subnet.select().where(Subnet.network.in_(ids)).order_by(Subnet.create_time, Subnet.id))
+    query = Subnet.select().where(Subnet.network.in_(ids)).order_by(Subnet.create_time, Subnet.id)
+    return cached(("subnets of", len(ids)), query, ids)
 
 
 def list_subnets(
@@ -297,6 +298,7 @@ def port_ips(port_ids: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
     out: dict[str, list[tuple[str, str]]] = defaultdict(list)
     if not ids:
         return out
+    ids = padded(ids)
     query = (
         IpAllocation.select(IpAllocation.port, IpAllocation.subnet, IpAllocation.ip_address)
         .join(Subnet)
@@ -304,7 +306,7 @@ def port_ips(port_ids: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
         .order_by(Subnet.ip_version, Subnet.create_time, IpAllocation.ip_address)
         .tuples()
     )
-    for port_id, subnet_id, ip in query:
+    for port_id, subnet_id, ip in cached(("port ips", len(ids)), query, ids):
         out[port_id].append((subnet_id, ip))
     return out
 
@@ -314,13 +316,14 @@ def port_groups(port_ids: Iterable[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = defaultdict(list)
     if not ids:
         return out
+    ids = padded(ids)
     query = (
         PortSecurityGroup.select(PortSecurityGroup.port, PortSecurityGroup.security_group)
         .where(PortSecurityGroup.port.in_(ids))
         .order_by(PortSecurityGroup.security_group)
         .tuples()
     )
-    for port_id, group_id in query:
+    for port_id, group_id in cached(("port groups", len(ids)), query, ids):
         out[port_id].append(group_id)
     return out
 
@@ -336,7 +339,9 @@ def ports_of_instances(instance_ids: Iterable[str]) -> dict[str, list[Port]]:
     out: dict[str, list[Port]] = defaultdict(list)
     if not ids:
         return out
-    for p in Port.select().where(Port.instance_id.in_(ids)).order_by(Port.nic_index, Port.id):
+    ids = padded(ids)
+    query = Port.select().where(Port.instance_id.in_(ids)).order_by(Port.nic_index, Port.id)
+    for p in cached(("ports of instances", len(ids)), query, ids):
         out[p.instance_id].append(p)
     return out
 
@@ -382,7 +387,9 @@ def node_ports(node_id: str, skip_states: tuple[int, ...]) -> list[Port]:
     the instances live-migrating to it (it makes their ports before the guest comes)."""
     here = (Instance.node == node_id) | Instance.id.in_(incoming_instances(node_id))
     live = Instance.select(Instance.id).where(here & Instance.state.not_in(skip_states))
-    return list(Port.select().where(Port.instance_id.in_(live)).order_by(Port.id))
+    query = Port.select().where(Port.instance_id.in_(live)).order_by(Port.id)
+    params = [node_id, node_id, *UNFINISHED, *skip_states]
+    return cached(("node ports", len(skip_states)), query, params)
 
 
 def peer_ports(
@@ -391,7 +398,7 @@ def peer_ports(
     """(network id, node id, MAC) of the networks' ports on other nodes."""
     if not network_ids:
         return []
-    return list(
+    query = (
         Port.select(Port.network, Instance.node, Port.mac_address)
         .join(Instance, on=(Port.instance_id == Instance.id))
         .where(
@@ -400,6 +407,8 @@ def peer_ports(
         .order_by(Instance.node, Port.mac_address)
         .tuples()
     )
+    key = ("peer ports", len(network_ids), len(skip_states))
+    return cached(key, query, [*network_ids, node_id, *skip_states])
 
 
 def named_ports(network_ids: list[str], skip_states: tuple[int, ...]) -> list[tuple[str, str, str]]:
@@ -407,20 +416,23 @@ def named_ports(network_ids: list[str], skip_states: tuple[int, ...]) -> list[tu
     node runs, oldest port first: what the networks' resolvers name."""
     if not network_ids:
         return []
-    return list(
+    query = (
         Port.select(Port.network, Port.id, Instance.name)
         .join(Instance, on=(Port.instance_id == Instance.id))
         .where(Port.network.in_(network_ids) & Instance.state.not_in(skip_states))
         .order_by(Port.create_time, Port.id)
         .tuples()
     )
+    key = ("named ports", len(network_ids), len(skip_states))
+    return cached(key, query, [*network_ids, *skip_states])
 
 
 def networks_by_id(network_ids: Iterable[str]) -> list[Network]:
     ids = list(set(network_ids))
     if not ids:
         return []
-    return list(Network.select().where(Network.id.in_(ids)).order_by(Network.id))
+    query = Network.select().where(Network.id.in_(ids)).order_by(Network.id)
+    return cached(("networks by id", len(ids)), query, ids)
 
 
 def group_member_ips(group_ids: Iterable[str]) -> dict[str, list[str]]:
@@ -438,7 +450,7 @@ def group_member_ips(group_ids: Iterable[str]) -> dict[str, list[str]]:
         .order_by(PortSecurityGroup.security_group, IpAllocation.ip_address)
         .tuples()
     )
-    for group_id, ip in query:
+    for group_id, ip in cached(("group member ips", len(ids)), query, [*ids, ""]):
         out[group_id].append(ip)
     return out
 
@@ -537,7 +549,7 @@ def rules_of(group_ids: Iterable[str]) -> dict[str, list[SecurityGroupRule]]:
         .where(SecurityGroupRule.security_group.in_(ids))
         .order_by(SecurityGroupRule.create_time, SecurityGroupRule.id)
     )
-    for r in query:
+    for r in cached(("rules of", len(ids)), query, ids):
         out[r.security_group_id].append(r)
     return out
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import peewee
 
-from controller.db.database import db, is_sqlite, write_transaction
+from controller.db.database import cached, cached_first, db, is_sqlite, write_transaction
 from controller.db.models import JoinToken, Node
 from controller.db.paging import paginate
 from controller.errors import AlreadyExists
@@ -106,7 +106,7 @@ def insert_node(
 
 
 def get_node(node_id: str) -> Node | None:
-    return Node.get_or_none(Node.id == node_id)
+    return cached_first("node", Node.select().where(Node.id == node_id), [node_id])
 
 
 def node_auth_row(node_id: str) -> tuple[str, str] | None:
@@ -230,11 +230,8 @@ def bump_desired_revisions(node_ids: set[str], now: float) -> None:
 def bump_desired_revision(node_id: str, now: float) -> int:
     """For features that change what a node should run: call in the same
     transaction as the change, then notify the node's session."""
-    return (
-        Node.update(desired_revision=Node.desired_revision + 1, update_time=now)
-        .where(Node.id == node_id)
-        .execute()
-    )
+    query = Node.update(desired_revision=Node.desired_revision + 1, update_time=now).where(Node.id == node_id)
+    return cached("bump desired revision", query, [1, now, node_id])
 
 
 @dataclass

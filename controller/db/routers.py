@@ -13,7 +13,7 @@ from typing import Any
 
 import peewee
 
-from controller.db.database import db, is_sqlite
+from controller.db.database import cached, db, is_sqlite, padded
 from controller.db.models import (
     FloatingIp,
     Instance,
@@ -249,7 +249,9 @@ def floating_ips_of_ports(port_ids: Iterable[str]) -> list[FloatingIp]:
     ids = list(set(port_ids))
     if not ids:
         return []
-    return list(FloatingIp.select().where(FloatingIp.port.in_(ids)).order_by(FloatingIp.id))
+    ids = padded(ids)
+    query = FloatingIp.select().where(FloatingIp.port.in_(ids)).order_by(FloatingIp.id)
+    return cached(("floating ips of ports", len(ids)), query, ids)
 
 
 def floating_ips_on_subnet_ports(subnet_id: str) -> int:

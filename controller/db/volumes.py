@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.db.database import insert_unique, is_sqlite
+from controller.db.database import cached, insert_unique, is_sqlite, padded
 from controller.db.models import Instance, NodeUsage, Volume, VolumeSnapshot
 from controller.db.paging import paginate
 
@@ -73,7 +73,9 @@ def all_volumes() -> list[Volume]:
 
 
 def volumes_on_node(node_id: str) -> list[Volume]:
-    return list(Volume.select().where(Volume.node == node_id).order_by(Volume.id))
+    return cached(
+        "volumes on node", Volume.select().where(Volume.node == node_id).order_by(Volume.id), [node_id]
+    )
 
 
 def volumes_of_instance(instance_id: str) -> list[Volume]:
@@ -92,9 +94,9 @@ def lock_volumes_of_instance(instance_id: str) -> None:
 def volumes_of_instances(instance_ids: list[str]) -> list[Volume]:
     if not instance_ids:
         return []
-    return list(
-        Volume.select().where(Volume.instance_id.in_(instance_ids)).order_by(Volume.device, Volume.id)
-    )
+    ids = padded(instance_ids)
+    query = Volume.select().where(Volume.instance_id.in_(ids)).order_by(Volume.device, Volume.id)
+    return cached(("volumes of instances", len(ids)), query, ids)
 
 
 def count_on_node(node_id: str) -> int:
@@ -172,7 +174,8 @@ def snapshots_of(volume_id: str) -> list[VolumeSnapshot]:
 
 
 def snapshots_on_node(node_id: str) -> list[VolumeSnapshot]:
-    return list(VolumeSnapshot.select().where(VolumeSnapshot.node_id == node_id).order_by(VolumeSnapshot.id))
+    query = VolumeSnapshot.select().where(VolumeSnapshot.node_id == node_id).order_by(VolumeSnapshot.id)
+    return cached("snapshots on node", query, [node_id])
 
 
 def all_snapshots() -> list[VolumeSnapshot]:

@@ -71,10 +71,10 @@ class ComputeCatalog:
         """A flavor the caller may use, by id or name."""
         if is_uuid(ref):
             return self.get_flavor(caller, ref)
-        rows, _ = self.list_flavors(caller, 1, "", ref)
-        if not rows:
+        row = store.flavor_by_name(ref, None if caller.is_admin else caller.project_id)
+        if row is None:
             raise not_found("flavor", ref)
-        return rows[0]
+        return row
 
     def flavor_access(self, flavor_ids: list[str]) -> dict[str, list[str]]:
         """flavor id -> the projects a private flavor is shared with, for a page at once."""
