@@ -66,24 +66,19 @@ def _running(admin, iid: str, node: str = "") -> pb.Instance:  # type: ignore[no
     )
 
 
-def _migrate(admin, iid: str, target: str) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+def migrate(admin, iid: str, target: str, timeout: float = 300) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+    """(wall s, libvirt downtime ms) of one live migration of `iid` to node `target`."""
     began = time.monotonic()
     admin.compute.MigrateInstance(pb.MigrateInstanceRequest(name=iid, live=True, node=target))
     done = (pb.LIVE_MIGRATION_STATE_COMPLETED, pb.LIVE_MIGRATION_STATE_FAILED)
-    m = wait_for(
-        lambda: (
-            (
-                x := admin.compute.ListLiveMigrations(
-                    pb.ListLiveMigrationsRequest(instance_id=iid)
-                ).live_migrations[-1]
-            ).state
-            in done
-            and x
-        ),
-        timeout=300,
-        step=0.1,
-        what="migration done",
-    )
+
+    def ended() -> pb.LiveMigration | None:
+        m = admin.compute.ListLiveMigrations(pb.ListLiveMigrationsRequest(instance_id=iid)).live_migrations[
+            -1
+        ]
+        return m if m.state in done else None
+
+    m = wait_for(ended, timeout=timeout, step=0.1, what="migration done")
     if m.state != pb.LIVE_MIGRATION_STATE_COMPLETED:
         raise RuntimeError(f"live migration failed: {m.fault}")
     return time.monotonic() - began, m.downtime_ms
@@ -154,7 +149,7 @@ def main() -> None:
         where = na
         for _ in range(ROUNDS):
             to = nb if where == na else na
-            wall, down = _migrate(admin, guests[0], to)
+            wall, down = migrate(admin, guests[0], to)
             _running(admin, guests[0], to)
             walls.append(wall)
             downs.append(down)
@@ -173,7 +168,7 @@ def main() -> None:
         for g in guests:
             i = admin.compute.GetInstance(pb.GetInstanceRequest(id=g))
             if i.node_id != na:
-                _migrate(admin, g, na)
+                migrate(admin, g, na)
                 _running(admin, g, na)
         began = time.monotonic()
         admin.nodes.DrainNode(npb.DrainNodeRequest(id=na))

@@ -22,6 +22,7 @@ from pathlib import Path
 from bench.fakecloud import pct, table
 from bench.host_cloud import TEST_IMAGE, HostCloud, fixed_ip, host_cloud
 from bench.host_lan import worktree_tag
+from bench.live_migration_bench import migrate
 from bench.pinger import Pinger, downtime
 from bench.procs import ROOT, wait_for
 from kumo.v1 import compute_pb2 as pb
@@ -63,26 +64,8 @@ def _migrate(cloud: HostCloud, iid: str, ip: str, to: str, files: Path) -> tuple
     try:
         t0 = time.time()
         wait_for(lambda: pinger.answered_since(t0), timeout=_load_scaled(60), what="ping answered before")
-        began, t_began = time.monotonic(), time.time()
-        admin.compute.MigrateInstance(pb.MigrateInstanceRequest(name=iid, live=True, node=cloud.node_ids[to]))
-        done = (pb.LIVE_MIGRATION_STATE_COMPLETED, pb.LIVE_MIGRATION_STATE_FAILED)
-        m = wait_for(
-            lambda: (
-                (
-                    x := admin.compute.ListLiveMigrations(
-                        pb.ListLiveMigrationsRequest(instance_id=iid)
-                    ).live_migrations[-1]
-                ).state
-                in done
-                and x
-            ),
-            timeout=_load_scaled(300),
-            step=0.1,
-            what="migration done",
-        )
-        wall = time.monotonic() - began
-        if m.state != pb.LIVE_MIGRATION_STATE_COMPLETED:
-            raise RuntimeError(f"live migration failed: {m.fault}")
+        t_began = time.time()
+        wall, downtime_ms = migrate(admin, iid, cloud.node_ids[to], timeout=_load_scaled(300))
         t_done = time.time()
         wait_for(
             lambda: pinger.answered_since(t_done + 0.5), timeout=_load_scaled(90), what="ping answered after"
@@ -90,7 +73,7 @@ def _migrate(cloud: HostCloud, iid: str, ip: str, to: str, files: Path) -> tuple
         t_after = time.time()
     finally:
         pinger.stop()
-    return wall, m.downtime_ms, downtime(pinger.replies(), t_began, t_after)
+    return wall, downtime_ms, downtime(pinger.replies(), t_began, t_after)
 
 
 def main() -> None:
