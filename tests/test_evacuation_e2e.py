@@ -16,12 +16,11 @@ refused a session and touches nothing; re-admitted, it reconciles and
 removes its stale copy (its instance directory) while both shared volumes
 stay, and exactly one guest runs. The data volume's content is unchanged.
 
-Not here: the fixed IP seen by the guest through a tenant network. With
-two node daemons on one kernel (sharing its bridges, dnsmasq and nftables)
-the guest got no DHCP answer on its first node in the one try made, not
-investigated further; each "host" would need its own network namespace.
-tests/test_evacuation.py checks that the port (MAC and fixed IP) moves with
-the instance."""
+The fixed IP seen by the guest through a tenant network after an
+evacuation, with each host in its own network namespace (these two node
+daemons share one kernel's bridges, dnsmasq and nftables):
+tests/test_hostnet_e2e.py; tests/test_evacuation.py checks that the port
+(MAC and fixed IP) moves with the instance."""
 
 from __future__ import annotations
 
