@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.ceph import ceph_cluster  # noqa: F401 - one session-wide cluster for every rbd test module
 from tests.harness import Client, ControllerProc
 
 

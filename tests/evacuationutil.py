@@ -60,13 +60,14 @@ def two_hosts(prefix: str, backend_args: list[str], base: Path | None = None) ->
             assert joined.returncode == 0, joined.stderr
             second = NodedProc(state_b, node_args(backend_args)).start()
             wait_until(lambda: len(ready_nodes(c["admin"])) == 2, what="both nodes READY", base=60, step=0.2)
-            env = {**c, "state_b": state_b, "prefix": prefix, "backend_args": backend_args}
+            # `restarted` is shared by every shallow copy a fixture makes of this dict.
+            env = {**c, "state_b": state_b, "prefix": prefix, "backend_args": backend_args, "restarted": []}
             yield env
     finally:
         if second is not None:
             second.stop()
-        if "node" in env and env["node"] is not c["node"]:
-            env["node"].stop()  # node A's daemon restarted by the test
+        for restarted in env.get("restarted", ()):
+            restarted.stop()  # node A's daemon as the test started it again
         destroy_guests(str(base))
         shutil.rmtree(base, ignore_errors=True)
 
@@ -129,6 +130,7 @@ class Evacuation:
         volumes (`volumes_kept`), and exactly one guest runs."""
         again = NodedProc(self.cloud["state"], node_args(self.cloud["backend_args"])).start()
         self.cloud["node"] = again
+        self.cloud["restarted"].append(again)
         wait_until(lambda: "NODE_FENCED" in again.log(), what="host A refused (fenced)", base=30)
         assert not self.node(self.a).connected and self.a_dir.exists()
         self.nodes.UnfenceNode(node_pb2.UnfenceNodeRequest(id=self.a))

@@ -21,7 +21,7 @@ import pytest
 
 from kumo.v1 import node_pb2, node_pb2_grpc
 from kumo.v1 import volume_pb2 as vpb
-from tests.ceph import CephCluster, ceph_cluster  # noqa: F401 - the session fixture
+from tests.ceph import CephCluster
 from tests.cloudutil import ready_nodes, virsh
 from tests.evacuationutil import Evacuation, two_hosts
 from tests.test_volumes_e2e import Api
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def cloud(ceph_cluster: CephCluster) -> Iterator[dict]:  # noqa: F811
+def cloud(ceph_cluster: CephCluster) -> Iterator[dict]:
     with two_hosts("evrbd", rbd_args(ceph_cluster)) as c:
         yield {**c, "ceph": ceph_cluster}
 

@@ -22,7 +22,7 @@ import pytest
 
 from kumo.v1 import node_pb2, node_pb2_grpc
 from kumo.v1 import volume_pb2 as vpb
-from tests.ceph import CephCluster, ceph_cluster  # noqa: F401 - the session fixture
+from tests.ceph import CephCluster
 from tests.cloudutil import destroy_guests, libvirt_and_test_image, libvirt_cloud, ready_nodes, virsh
 from tests.harness import rpc_error
 from tests.netutil import state_dir
@@ -72,7 +72,7 @@ def has_pattern(c: CephCluster, image: str, pattern: int, offset: int = 0) -> bo
 
 
 @pytest.fixture(scope="module")
-def cloud(ceph_cluster: CephCluster) -> Iterator[dict]:  # noqa: F811
+def cloud(ceph_cluster: CephCluster) -> Iterator[dict]:
     libvirt_and_test_image()
     base = state_dir("kumo-rbd-e2e-")
     second = None
