@@ -31,12 +31,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from controller.config import ControllerConfig
+from kumo.heartbeats import DEFAULT_NODE_HEARTBEAT_SECONDS
 
 # The production interval (the controller's default), unless KUMO_BENCH_FLEET_HEARTBEAT says otherwise.
-HEARTBEAT_SECONDS = (
-    float(os.environ.get("KUMO_BENCH_FLEET_HEARTBEAT", "0")) or ControllerConfig.node_heartbeat_seconds
-)
+HEARTBEAT_SECONDS = float(os.environ.get("KUMO_BENCH_FLEET_HEARTBEAT", "0")) or DEFAULT_NODE_HEARTBEAT_SECONDS
 WORKERS = 4
 WINDOW_SECONDS = 20.0
 ENROLL_CONCURRENCY = 4

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kumo.heartbeats import DEFAULT_NODE_HEARTBEAT_SECONDS
+
 
 @dataclass
 class ControllerConfig:
@@ -52,7 +54,7 @@ class ControllerConfig:
     image_max_streams: int = 0
     # Nodes
     node_grace_seconds: float = 30.0
-    node_heartbeat_seconds: float = 5.0
+    node_heartbeat_seconds: float = DEFAULT_NODE_HEARTBEAT_SECONDS
     # How long node client certificates last; nodes renew at 2/3 of it.
     node_cert_lifetime_seconds: float = 30 * 86400.0
     # Where nodes open their session (host:port), told to them at enrollment.
