@@ -3,8 +3,6 @@ admin's volume types (picked when a volume is made)."""
 
 from __future__ import annotations
 
-import uuid
-
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -39,7 +37,7 @@ def routes(web: Web) -> list[Route]:
                 server_group=cpb.ServerGroup(
                     name=f.required("name", 63), policy=f.choice("policy", POLICIES)
                 ),
-                request_id=f.get("request_id") or str(uuid.uuid4()),
+                request_id=f.request_id(),
             )
         )
         return ctx.redirect("/server-groups", f"server group {group.name} created")
@@ -62,7 +60,7 @@ def routes(web: Web) -> list[Route]:
                     description=f.get("description"),
                     is_default=f.get("is_default") == "on",
                 ),
-                request_id=f.get("request_id") or str(uuid.uuid4()),
+                request_id=f.request_id(),
             )
         )
         return ctx.redirect("/admin/volume-types", f"volume type {vt.name} created")

@@ -92,7 +92,7 @@ def routes(web: Web) -> list[Route]:
                 server_group_id=f.get("server_group"),
                 user_data=user_data.encode(),
                 networks=[cpb.NetworkRequest(network=network)] if network else [],
-                request_id=f.get("request_id") or str(uuid.uuid4()),
+                request_id=f.request_id(),
             )
         )
         return ctx.redirect("/servers", f"server {inst.name} is being built")

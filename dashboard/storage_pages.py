@@ -54,7 +54,7 @@ def routes(web: Web) -> list[Route]:
                     if f.get("visibility")
                     else ipb.IMAGE_VISIBILITY_PRIVATE,
                 ),
-                request_id=f.get("request_id") or str(uuid.uuid4()),
+                request_id=f.request_id(),
             )
         )
         return JSONResponse({"id": image.id, "name": image.name})
@@ -103,7 +103,7 @@ def routes(web: Web) -> list[Route]:
                     source_snapshot_id=f.get("snapshot"),
                     volume_type_id=f.get("volume_type"),
                 ),
-                request_id=f.get("request_id") or str(uuid.uuid4()),
+                request_id=f.request_id(),
             )
         )
         return ctx.redirect("/volumes", f"volume {vol.name} is being created")

@@ -5,8 +5,6 @@ the request (the networks page itself is network_pages.py)."""
 
 from __future__ import annotations
 
-import uuid
-
 from google.protobuf import field_mask_pb2
 from starlette.responses import Response
 from starlette.routing import Route
@@ -34,7 +32,7 @@ def routes(web: Web) -> list[Route]:
                     gateway_ip=f.get("gateway_ip"),
                     dns_servers=dns,
                 ),
-                request_id=f.get("request_id") or str(uuid.uuid4()),
+                request_id=f.request_id(),
             )
         )
         return ctx.redirect(BACK, f"subnet {sub.name} ({sub.cidr}) created")
@@ -51,7 +49,7 @@ def routes(web: Web) -> list[Route]:
                     name=f.required("name", 63),
                     external_gateway=npb.RouterGateway(network_id=f.get("gateway_network")),
                 ),
-                request_id=f.get("request_id") or str(uuid.uuid4()),
+                request_id=f.request_id(),
             )
         )
         return ctx.redirect(BACK, f"router {router.name} created")
@@ -94,7 +92,7 @@ def routes(web: Web) -> list[Route]:
                     network_id=f.required("network"),
                     security_group_ids=f.many("security_group"),
                 ),
-                request_id=f.get("request_id") or str(uuid.uuid4()),
+                request_id=f.request_id(),
             )
         )
         return ctx.redirect(BACK, f"port {port.name or port.id[:8]} created")

@@ -5,6 +5,7 @@ call run off the event loop, and API errors shown as the CLI's one line."""
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,11 @@ class Form:
 
     def get(self, name: str, default: str = "") -> str:
         return self.fields.get(name, default).strip()
+
+    def request_id(self) -> str:
+        """The form's request id (a resubmitted form repeats it, so the create
+        is not made twice), or a fresh one."""
+        return self.get("request_id") or str(uuid.uuid4())
 
     def required(self, name: str, max_len: int = 255) -> str:
         value = self.get(name)
