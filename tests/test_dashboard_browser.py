@@ -76,6 +76,20 @@ def row_state(browser: Any, table_row: str) -> str:
     return text_of(browser, f"{table_row} .badge")
 
 
+def submit(browser: Any, css: str, what: str) -> None:
+    """Clicks the form button at `css` and waits for the page its POST leads to:
+    a navigation started right after the click would abort the POST unsent."""
+    browser.execute_script("window.kumoMarker = 'before the submit';")
+    browser.find_element(By.CSS_SELECTOR, css).click()
+    wait_until(
+        lambda: browser.execute_script(
+            "return window.kumoMarker === undefined && document.readyState === 'complete'"
+        ),
+        what=f"the page after {what}",
+        base=30,
+    )
+
+
 def watch_without_reload(browser: Any, row: str, state: str, what: str) -> None:
     """Waits for `row`'s badge to read `state` on the page already shown, and checks it was not reloaded."""
     browser.execute_script("window.kumoMarker = 'not reloaded';")
@@ -173,7 +187,7 @@ def test_make_a_volume_and_attach_it(browser: Any, cloud: dict) -> None:
     browser.get(f"{cloud['dash'].url}/servers/{server.id}")
     assert not one_line_error(browser.page_source), one_line_error(browser.page_source)
     Select(browser.find_element(By.ID, "attach-volume")).select_by_visible_text("data1 (1 GiB)")
-    browser.find_element(By.ID, "attach").click()
+    submit(browser, "#attach", "the attach")
 
     def in_use() -> bool:
         browser.get(f"{cloud['dash'].url}/servers/{server.id}")
@@ -274,7 +288,7 @@ def test_delete_everything(browser: Any, cloud: dict) -> None:
     sign_in(browser, cloud, "br-alice")
     server = cloud["server"]
     browser.get(f"{cloud['dash'].url}/servers/{server.id}")
-    browser.find_element(By.CSS_SELECTOR, "#attached button").click()  # Detach
+    submit(browser, "#attached button", "the detach")
     browser.get(cloud["dash"].url + "/volumes")
     watch_without_reload(browser, 'tr[data-name="data1"]', "AVAILABLE", "data1 detached")
     browser.get(f"{cloud['dash'].url}/servers/{server.id}")
@@ -298,7 +312,7 @@ def test_delete_everything(browser: Any, cloud: dict) -> None:
     assert browser.execute_script("return window.kumoMarker") == "not reloaded"
     for page, row in (("/volumes", 'tr[data-name="data1"]'), ("/images", 'tr[data-name="uploaded"]')):
         browser.get(cloud["dash"].url + page)
-        browser.find_element(By.CSS_SELECTOR, f"{row} button.danger").click()
+        submit(browser, f"{row} button.danger", f"deleting {row}")
 
         def gone(page: str = page, row: str = row) -> bool:
             browser.get(cloud["dash"].url + page)
@@ -322,17 +336,17 @@ def test_build_a_network_with_a_router_and_a_port_in_the_browser(browser: Any, c
     browser.get(url + "/networks")
     form = browser.find_element(By.ID, "network-form")
     form.find_element(By.NAME, "name").send_keys("br-net")
-    form.find_element(By.CSS_SELECTOR, "button").click()
+    submit(browser, "#network-form button", "the network create")
     wait_until(lambda: text_of(browser, 'tr[data-name="br-net"]'), what="br-net listed", base=30)
     Select(browser.find_element(By.ID, "subnet-network")).select_by_visible_text("br-net")
     browser.find_element(By.ID, "subnet-name").send_keys("br-sub")
     browser.find_element(By.ID, "subnet-cidr").send_keys("10.61.0.0/24")
-    browser.find_element(By.ID, "subnet-create").click()
+    submit(browser, "#subnet-create", "the subnet create")
     wait_until(lambda: "10.61.0.0/24" in text_of(browser, "#subnets"), what="br-sub listed", base=30)
     browser.find_element(By.ID, "router-name").send_keys("br-router")
-    browser.find_element(By.ID, "router-create").click()
+    submit(browser, "#router-create", "the router create")
     wait_until(lambda: text_of(browser, 'tr[data-name="br-router"]'), what="br-router listed", base=30)
-    browser.find_element(By.CSS_SELECTOR, 'tr[data-name="br-router"] button.add-interface').click()
+    submit(browser, 'tr[data-name="br-router"] button.add-interface', "adding the interface")
     wait_until(
         lambda: "10.61.0.1" in text_of(browser, 'tr[data-name="br-router"] .interfaces'),
         what="the router's interface on br-sub",
@@ -342,7 +356,7 @@ def test_build_a_network_with_a_router_and_a_port_in_the_browser(browser: Any, c
     Select(browser.find_element(By.ID, "port-network")).select_by_visible_text("br-net")
     browser.find_element(By.ID, "port-name").send_keys("br-port")
     browser.find_element(By.CSS_SELECTOR, '#port-form input[name="security_group"]').click()
-    browser.find_element(By.ID, "port-create").click()
+    submit(browser, "#port-create", "the port create")
     wait_until(lambda: "10.61.0." in text_of(browser, 'tr[data-name="br-port"]'), what="br-port", base=30)
     assert not one_line_error(browser.page_source)
     net = cloud["alice"].networks
@@ -353,7 +367,7 @@ def test_build_a_network_with_a_router_and_a_port_in_the_browser(browser: Any, c
 
     browser.get(url + "/server-groups")
     browser.find_element(By.ID, "server-group-name").send_keys("br-spread")
-    browser.find_element(By.ID, "server-group-create").click()
+    submit(browser, "#server-group-create", "the server group create")
     wait_until(lambda: text_of(browser, 'tr[data-name="br-spread"]'), what="br-spread listed", base=30)
     assert "anti-affinity" in text_of(browser, 'tr[data-name="br-spread"]')
     browser.get(url + "/servers/new")
@@ -361,13 +375,13 @@ def test_build_a_network_with_a_router_and_a_port_in_the_browser(browser: Any, c
 
     # Taken down again through the page: the port, the interface, the router.
     browser.get(url + "/networks")
-    browser.find_element(By.CSS_SELECTOR, 'tr[data-name="br-port"] button.danger').click()
+    submit(browser, 'tr[data-name="br-port"] button.danger', "deleting br-port")
     wait_until(lambda: not text_of(browser, 'tr[data-name="br-port"]'), what="br-port gone", base=30)
-    browser.find_element(By.CSS_SELECTOR, 'tr[data-name="br-router"] button.remove-interface').click()
+    submit(browser, 'tr[data-name="br-router"] button.remove-interface', "removing the interface")
     wait_until(
         lambda: "10.61.0.1" not in text_of(browser, 'tr[data-name="br-router"] .interfaces'),
         what="the interface removed",
         base=30,
     )
-    browser.find_element(By.CSS_SELECTOR, 'tr[data-name="br-router"] button.danger').click()
+    submit(browser, 'tr[data-name="br-router"] button.danger', "deleting br-router")
     wait_until(lambda: not text_of(browser, 'tr[data-name="br-router"]'), what="br-router gone", base=30)
