@@ -22,6 +22,7 @@ from dashboard import (
     topology_edit_pages,
 )
 from dashboard.config import DashboardConfig
+from dashboard.devices import KnownDevices
 from dashboard.security import SecurityHeaders
 from dashboard.sessions import SessionStore
 from dashboard.throttle import LoginThrottle
@@ -35,7 +36,8 @@ def build_app(cfg: DashboardConfig) -> Starlette:
     """The ASGI app for `cfg`; every API call goes through one TLS channel to cfg.endpoint."""
     login_client = Client.connect(cfg.endpoint, cfg.ca_pem, timeout=cfg.api_timeout)
     store = SessionStore(cfg.sessions_file, cfg.idle_seconds, login_client)
-    web = Web(cfg, store, login_client, LoginThrottle(cfg.login_limits))
+    devices = KnownDevices(cfg.devices_file, cfg.device_seconds)
+    web = Web(cfg, store, login_client, LoginThrottle(cfg.login_limits), devices)
     routes = [
         *auth_pages.routes(web),
         *server_pages.routes(web),

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from dashboard.devices import DEVICE_COOKIE
 from dashboard.sessions import COOKIE
 from dashboard.web import CSRF_FIELD, Ctx, Web
 from kumo.errorinfo import describe_rpc_error
@@ -50,7 +51,8 @@ def routes(web: Web) -> list[Route]:
         if not user or not password:
             return login_form(request, "user and password are required", 400)
         address = request.client.host if request.client else ""
-        refused, wait = web.throttle.refusal(user, address)
+        device = await run_in_threadpool(web.devices.known, request.cookies.get(DEVICE_COOKIE, ""), user)
+        refused, wait = web.throttle.refusal(user, address, device)
         if refused:
             resp = login_form(request, refused, 429)
             resp.headers["retry-after"] = str(wait)
@@ -59,12 +61,15 @@ def routes(web: Web) -> list[Route]:
             client = await run_in_threadpool(web.login_client.authenticate, user, password, project)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
-                web.throttle.failed(user, address)
+                web.throttle.failed(user, address, device)
             return login_form(request, describe_rpc_error(exc), 401)
-        web.throttle.succeeded(user)
+        web.throttle.succeeded(user, device)
         session = web.store.create(client)
         resp = RedirectResponse("/", status_code=303)
         resp.set_cookie(COOKIE, session.id, **cookie_args())
+        if not device:
+            cookie = await run_in_threadpool(web.devices.remember, user)
+            resp.set_cookie(DEVICE_COOKIE, cookie, max_age=int(web.devices.lifetime), **cookie_args())
         resp.delete_cookie(LOGIN_CSRF_COOKIE, **cookie_args())
         return resp
 

@@ -19,6 +19,11 @@ class DashboardConfig:
     api_timeout: float = 30.0
     state_dir: Path = Path("kumo-dashboard-state")  # the dashboard's own files (sessions.db), 0700
     login_limits: ThrottleLimits = field(default_factory=ThrottleLimits)
+    device_seconds: float = 30 * 86400  # a browser stays a known device this long after a login
+
+    @property
+    def devices_file(self) -> Path:
+        return self.state_dir / "devices.db"
 
     @property
     def sessions_file(self) -> Path:

@@ -79,15 +79,19 @@ def _key(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
-def open_private(path: Path) -> sqlite3.Connection:
-    """The session file, made 0600 in a 0700 directory before anything is written to it."""
+def open_private(path: Path, schema: str = SCHEMA) -> sqlite3.Connection:
+    """A state file of the dashboard's, made 0600 in a 0700 directory before anything is written to it."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path.parent, 0o700)
     os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
     os.chmod(path, 0o600)
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute(SCHEMA)
+    db.execute(schema)
+    for suffix in ("-wal", "-shm"):
+        extra = path.with_name(path.name + suffix)
+        if extra.exists():
+            os.chmod(extra, 0o600)
     return db
 
 
@@ -101,10 +105,6 @@ class SessionStore:
         self._base = base
         self._lock = threading.Lock()
         self._db = open_private(path)
-        for suffix in ("-wal", "-shm"):
-            extra = path.with_name(path.name + suffix)
-            if extra.exists():
-                os.chmod(extra, 0o600)
         self._cache: dict[str, Session] = {}
         self._touched: dict[str, float] = {}
 

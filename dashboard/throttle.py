@@ -1,7 +1,10 @@
 """Failed logins counted per user name and per client address: past a
 limit in a window, that user (or that address) is refused for a while, so a
-password cannot be guessed at the speed of the network. In memory: a
-restart forgets the counts (and the API's own password checks stay)."""
+password cannot be guessed at the speed of the network. A browser the user
+logged in from before (a known device, dashboard/devices.py) is counted on
+its own instead of under the user name, so a stranger's failures cannot lock
+the user out of their own browser. In memory: a restart forgets the counts
+(and the API's own password checks stay)."""
 
 from __future__ import annotations
 
@@ -30,27 +33,32 @@ class LoginThrottle:
         self._locked_until: dict[str, float] = {}
 
     @staticmethod
-    def _keys(user: str, address: str) -> tuple[str, str]:
-        return f"user:{user.lower()}", f"addr:{address}"
+    def _keys(user: str, address: str, device: str = "") -> tuple[str, str]:
+        return (f"device:{device}" if device else f"user:{user.lower()}"), f"addr:{address}"
 
-    def refusal(self, user: str, address: str) -> tuple[str, int]:
-        """Why a login of `user` from `address` is refused now, and for how many
-        more seconds ("" and 0 when it may try)."""
+    def refusal(self, user: str, address: str, device: str = "") -> tuple[str, int]:
+        """Why a login of `user` from `address` (from known `device`, if not "") is
+        refused now, and for how many more seconds ("" and 0 when it may try)."""
         now = time.monotonic()
-        user_key, addr_key = self._keys(user, address)
+        user_key, addr_key = self._keys(user, address, device)
         with self._lock:
-            for key, who in ((addr_key, "from this address"), (user_key, f"for user {user}")):
+            for key, who in (
+                (addr_key, "from this address"),
+                (user_key, f"for user {user}" + (" from this browser" if device else "")),
+            ):
                 until = self._locked_until.get(key, 0.0)
                 if until > now:
                     wait = math.ceil(until - now)
                     return f"too many failed logins {who}: try again in {wait} s [RESOURCE_EXHAUSTED]", wait
         return "", 0
 
-    def failed(self, user: str, address: str) -> None:
+    def failed(self, user: str, address: str, device: str = "") -> None:
         now = time.monotonic()
         lim = self.limits
         with self._lock:
-            for key, limit in zip(self._keys(user, address), (lim.per_user, lim.per_address), strict=True):
+            for key, limit in zip(
+                self._keys(user, address, device), (lim.per_user, lim.per_address), strict=True
+            ):
                 times = self._failures.pop(key, None) or deque()
                 self._failures[key] = times  # re-inserted: the dict's order is least recently failed first
                 times.append(now)
@@ -64,8 +72,8 @@ class LoginThrottle:
             for key in [k for k, until in self._locked_until.items() if until <= now]:
                 del self._locked_until[key]
 
-    def succeeded(self, user: str) -> None:
-        """A right password clears the user's count (not the address's: one good account
-        must not reset the guessing of others)."""
+    def succeeded(self, user: str, device: str = "") -> None:
+        """A right password clears the user's (or the device's) count, not the address's:
+        one good account must not reset the guessing of others."""
         with self._lock:
-            self._failures.pop(self._keys(user, "")[0], None)
+            self._failures.pop(self._keys(user, "", device)[0], None)

@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from dashboard import listing
 from dashboard.config import DashboardConfig
+from dashboard.devices import KnownDevices
 from dashboard.sessions import COOKIE, Session, SessionStore
 from dashboard.throttle import LoginThrottle
 from kumo.client import Client
@@ -140,11 +141,17 @@ class Web:
     """Templates and the page wrapper, shared by every page module."""
 
     def __init__(
-        self, cfg: DashboardConfig, store: SessionStore, login_client: Client, throttle: LoginThrottle
+        self,
+        cfg: DashboardConfig,
+        store: SessionStore,
+        login_client: Client,
+        throttle: LoginThrottle,
+        devices: KnownDevices,
     ) -> None:
         self.cfg = cfg
         self.store = store
         self.throttle = throttle
+        self.devices = devices
         self.login_client = login_client  # no token: Authenticate only
         self.env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
         self.env.filters.update(when=listing.when, size=listing.size)

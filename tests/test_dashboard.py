@@ -399,9 +399,14 @@ def login_message(html: str) -> str:
 
 
 def try_login(
-    dash: DashboardProc, ctl: ControllerProc, user: str, password: str, **headers: str
+    dash: DashboardProc,
+    ctl: ControllerProc,
+    user: str,
+    password: str,
+    device: str = "",
+    **headers: str,
 ) -> httpx.Response:
-    client = https(ctl, dash.url, headers=headers)
+    client = https(ctl, dash.url, headers=headers, cookies={"kumo_device": device} if device else None)
     page = client.get("/login")
     return client.post("/login", data={"csrf_token": csrf_of(page.text), "user": user, "password": password})
 
@@ -442,6 +447,51 @@ def test_repeated_failed_logins_are_refused_for_a_while(cloud: dict, tmp_path: P
             step=0.5,
             what="the address's lockout to end",
         )
+    finally:
+        dash.stop()
+
+
+def test_a_stranger_cannot_lock_a_user_out_of_a_browser_they_logged_in_from(
+    cloud: dict, tmp_path: Path
+) -> None:
+    """Known devices: failures without the user's device cookie lock only logins
+    without it; failures with it lock only that browser; the cookie is the
+    dashboard's own (HttpOnly, Secure, SameSite=Strict) and bound to its user."""
+    ctl = cloud["ctl"]
+    args = ["--login-max-user-failures", "2", "--login-max-address-failures", "100", "--login-lockout", "600"]
+    dash = DashboardProc(ctl, tmp_path, cloud["dash"].cert_file, cloud["dash"].key_file, extra_args=args)
+    dash.start()
+    try:
+        first = try_login(dash, ctl, "dash-alice", "password-123")
+        assert first.status_code == 303
+        set_cookie = [v for k, v in first.headers.multi_items() if k == "set-cookie" and "kumo_device=" in v]
+        assert len(set_cookie) == 1, first.headers
+        attrs = set_cookie[0].lower()
+        assert (
+            "httponly" in attrs and "secure" in attrs and "samesite=strict" in attrs and "max-age=" in attrs
+        )
+        device = first.cookies["kumo_device"]
+        for _ in range(2):  # a stranger (no device cookie) guesses alice's password
+            assert try_login(dash, ctl, "dash-alice", "wrong").status_code == 401
+        assert try_login(dash, ctl, "dash-alice", "password-123").status_code == 429
+        # Alice's own browser still gets in, and is not given a second device cookie.
+        mine = try_login(dash, ctl, "dash-alice", "password-123", device=device)
+        assert mine.status_code == 303, login_message(mine.text)
+        assert "kumo_device=" not in mine.headers.get("set-cookie", "")
+        # The cookie is alice's: it does not exempt another user name.
+        for _ in range(2):
+            assert try_login(dash, ctl, "dash-bob", "wrong").status_code == 401
+        bob = try_login(dash, ctl, "dash-bob", "password-123", device=device)
+        assert bob.status_code == 429
+        # Failures from alice's browser count against that browser only.
+        for _ in range(2):
+            assert try_login(dash, ctl, "dash-alice", "wrong", device=device).status_code == 401
+        locked = try_login(dash, ctl, "dash-alice", "password-123", device=device)
+        assert locked.status_code == 429
+        assert login_message(locked.text).startswith(
+            "too many failed logins for user dash-alice from this browser"
+        )
+        assert (tmp_path / "dashboard-state" / "devices.db").stat().st_mode & 0o777 == 0o600
     finally:
         dash.stop()
 
