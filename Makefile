@@ -29,7 +29,7 @@ lint: venv
 	$(BIN)/buf lint
 
 test: setup
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra --durations=25
 
 # The tests that need no libvirt guests: quick feedback while coding.
 test-fast: venv
