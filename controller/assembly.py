@@ -18,6 +18,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from controller.api.console_forward import ConsoleForwarder
+from controller.api.consoles import ConsoleApi
 from controller.api.control_plane import ControlPlaneServicer
 from controller.api.events import EventServicer
 from controller.api.identity import IdentityServicer
@@ -284,7 +286,14 @@ def assemble(
             compute_pb2,
             "ComputeService",
             compute_pb2_grpc.add_ComputeServiceServicer_to_server,
-            ComputeServicer(catalog, instances, consoles, instance_api, moves, migrations),
+            ComputeServicer(
+                catalog,
+                instances,
+                ConsoleApi(consoles, ConsoleForwarder(pki.ca.cert_pem)),
+                instance_api,
+                moves,
+                migrations,
+            ),
         ),
         _service(
             network_pb2,

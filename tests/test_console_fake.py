@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import sqlite3
 import subprocess
 import termios
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,59 +18,13 @@ import pytest
 
 from kumo.v1 import compute_pb2 as pb
 from tests.cloudutil import fake_cloud
+from tests.consoleutil import Attached, attach
 from tests.harness import Client, cli_login, error_reason, rpc_error, two_tenants
 from tests.nodeutil import wait_for
 from tests.ptyutil import read_some, spawn_cli
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 RO, RW = pb.CONSOLE_MODE_READ_ONLY, pb.CONSOLE_MODE_READ_WRITE
-
-
-class Attached:
-    """An AttachConsole call: input from a queue, output gathered on a thread."""
-
-    def __init__(self, client: Client, first: pb.AttachConsoleRequest) -> None:
-        self.input: queue.Queue[pb.AttachConsoleRequest | None] = queue.Queue()
-        self.input.put(first)
-        self.output = b""
-        self.error: grpc.RpcError | None = None
-        self.ended = threading.Event()
-        self.call = client.compute.AttachConsole(self._requests(), timeout=120)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _requests(self) -> Iterator[pb.AttachConsoleRequest]:
-        while (msg := self.input.get()) is not None:
-            yield msg
-
-    def _read(self) -> None:
-        try:
-            for msg in self.call:
-                self.output += msg.data
-        except grpc.RpcError as exc:
-            self.error = exc
-        finally:
-            self.ended.set()
-
-    def send(self, data: bytes) -> None:
-        self.input.put(pb.AttachConsoleRequest(data=data))
-
-    def wait_output(self, want: bytes) -> None:
-        wait_for(lambda: want in self.output or self.ended.is_set(), what=f"{want!r} on the console")
-        assert want in self.output, (self.output[-200:], self.error)
-
-    def failure(self) -> grpc.RpcError:
-        assert self.ended.wait(30), "the call did not end"
-        assert self.error is not None, f"the call succeeded: {self.output[-200:]!r}"
-        return self.error
-
-    def close(self) -> None:
-        self.call.cancel()
-        self.input.put(None)
-        self.ended.wait(10)
-
-
-def attach(client: Client, iid: str, mode: int, **kw: object) -> Attached:
-    return Attached(client, pb.AttachConsoleRequest(id=iid, mode=mode, **kw))
 
 
 def stored_report(data_dir: Path, iid: str) -> str:

@@ -7,10 +7,11 @@ import threading
 from collections.abc import Iterator
 
 from controller import validation as v
+from controller.api.console_forward import ConsoleForwarder
 from controller.auth.interceptor import CallContext
 from controller.domain.consoles import Consoles
-from controller.domain.node_registry.consoles import Console
-from controller.errors import InvalidArgument
+from controller.domain.node_registry.consoles import Console, HeldElsewhere
+from controller.errors import InvalidArgument, Unavailable
 from kumo.v1 import compute_pb2 as pb
 
 MAX_INPUT = 64 * 1024
@@ -37,13 +38,22 @@ def _pump_input(requests: Iterator[pb.AttachConsoleRequest], console: Console, w
 
 
 class ConsoleApi:
-    def __init__(self, consoles: Consoles) -> None:
+    def __init__(self, consoles: Consoles, forwarder: ConsoleForwarder) -> None:
         self.consoles = consoles
+        self.forwarder = forwarder
 
     def output(
         self, request: pb.GetConsoleOutputRequest, context: CallContext
     ) -> pb.GetConsoleOutputResponse:
-        text = self.consoles.output(context.principal, v.resource_id(request.id), request.tail_lines)
+        instance_id = v.resource_id(request.id)
+        forwardable = self.forwarder.forwardable(context)
+        try:
+            text = self.consoles.output(context.principal, instance_id, request.tail_lines, forwardable)
+        except HeldElsewhere as away:
+            try:
+                return self.forwarder.output(away, context, request)
+            except Unavailable:  # that controller is unreachable: the last report the node sent
+                text = self.consoles.output(context.principal, instance_id, request.tail_lines)
         return pb.GetConsoleOutputResponse(output=text)
 
     def attach(
@@ -60,7 +70,13 @@ class ConsoleApi:
             raise InvalidArgument("a read-only console takes no input (data)")
         if len(first.data) > MAX_INPUT:
             raise InvalidArgument(f"data must be at most {MAX_INPUT} bytes a message")
-        console = self.consoles.attach(context.principal, instance_id, write, first.tail_bytes)
+        try:
+            console = self.consoles.attach(context.principal, instance_id, write, first.tail_bytes)
+        except HeldElsewhere as away:
+            if not self.forwarder.forwardable(context):
+                raise
+            yield from self.forwarder.attach(away, context, first, requests)
+            return
         try:
             context.add_callback(console.close)  # the client cancelled or went away
             console.send(first.data)

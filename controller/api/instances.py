@@ -16,7 +16,6 @@ from controller.api.migrations import list_args, live_migration_pb, migrate_args
 from controller.auth.interceptor import CallContext
 from controller.db.models import Instance
 from controller.domain.compute_catalog import ComputeCatalog
-from controller.domain.consoles import Consoles
 from controller.domain.instances import Instances
 from controller.domain.migrations.live import LiveMigrations
 from controller.domain.moves.facade import Moves
@@ -71,7 +70,7 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
         self,
         catalog: ComputeCatalog,
         instances: Instances,
-        consoles: Consoles,
+        console_api: ConsoleApi,
         extensions: Sequence[InstanceApiExtension],
         moves: Moves,
         migrations: LiveMigrations,
@@ -80,7 +79,7 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
         self.moves = moves
         self.instances = instances
         self.migrations = migrations
-        self.console_api = ConsoleApi(consoles)
+        self.console_api = console_api
         self.extensions = tuple(extensions)
 
     def instance_pbs(self, rows: list[Instance]) -> list[pb.Instance]:

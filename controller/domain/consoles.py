@@ -13,7 +13,7 @@ import logging
 from controller.auth.principal import Principal, Role
 from controller.db import instances as store
 from controller.domain.instances import ACTIVE, CONSOLE_LIMIT, REBOOTING, STATE_NAMES, Instances, tail_lines
-from controller.domain.node_registry.consoles import Console, ConsoleRelay
+from controller.domain.node_registry.consoles import Console, ConsoleRelay, HeldElsewhere
 from controller.errors import FailedPrecondition, InvalidArgument, KumoError, PermissionDenied
 from kumo.v1 import node_agent_pb2 as npb
 
@@ -64,8 +64,10 @@ class Consoles:
                 return data
             want = min(CONSOLE_LIMIT, want * 4)
 
-    def output(self, caller: Principal, instance_id: str, lines: int) -> str:
-        """The node's log now when it answers; else the last report it sent."""
+    def output(self, caller: Principal, instance_id: str, lines: int, forwardable: bool = False) -> str:
+        """The node's log now when it answers; else the last report it sent.
+        With `forwardable`, a node whose session another controller holds raises
+        HeldElsewhere (the caller asks that controller) instead."""
         if lines < 0:
             raise InvalidArgument(f"tail_lines must not be negative, got {lines}")
         row = self.instances.get(caller, instance_id)
@@ -73,6 +75,9 @@ class Consoles:
         if row.node_id:
             try:
                 data = self._live_tail(row.node_id, row.id, lines)
+            except HeldElsewhere:
+                if forwardable:
+                    raise
             except KumoError as exc:
                 log.debug("console log from the last report", extra={"instance": row.id, "why": exc.message})
         text = store.get_console(row.id) if data is None else data.decode("utf-8", "replace")

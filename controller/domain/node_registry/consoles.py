@@ -101,6 +101,20 @@ class Console:
             return False
 
 
+class HeldElsewhere(Unavailable):
+    """The node's session is on another live controller (the public API
+    relays the console through it; see controller/api/console_forward.py)."""
+
+    def __init__(self, controller_id: str, endpoint: str) -> None:
+        super().__init__(
+            f"the instance's node has its session on controller {controller_id} "
+            f"({endpoint}): open the console through that controller",
+            reason="NODE_ON_OTHER_CONTROLLER",
+        )
+        self.controller_id = controller_id
+        self.endpoint = endpoint
+
+
 class ConsoleRelay:
     """The consoles being opened or open on this controller."""
 
@@ -167,11 +181,7 @@ class ConsoleRelay:
         if not self._registry.send(node_id, pb.SessionResponse(console_open=ask)):
             elsewhere = self._registry.held_elsewhere(node_id)
             if elsewhere is not None:
-                raise Unavailable(
-                    f"the instance's node has its session on controller {elsewhere[0]} "
-                    f"({elsewhere[1]}): open the console through that controller",
-                    reason="NODE_ON_OTHER_CONTROLLER",
-                )
+                raise HeldElsewhere(*elsewhere)
             raise Unavailable(
                 "the instance's node is not connected to this controller", reason="NODE_NOT_CONNECTED"
             )
