@@ -361,12 +361,16 @@ def test_a_guest_moved_to_another_host_keeps_its_gateway_neighbour(tmp_path: Pat
     with netutil.two_hosts(MOVE_HOSTS, [guest, wire], "kumo-mv-") as states:
         for h in MOVE_HOSTS:
             apply_in(h, states[h], mover_desired("kbt-mva", h), MOVE_HOSTS[h])
-        netutil.sh("ip", "link", "add", "eth0", "netns", guest, "type", "veth", "peer", "name", "g", "netns", wire)
+        netutil.sh(
+            "ip", "link", "add", "eth0", "netns", guest, "type", "veth", "peer", "name", "g", "netns", wire
+        )
         ns(guest, "ip", "link", "set", "eth0", "address", MOVER_MAC, "mtu", "1450", "up")
         ns(wire, "ip", "link", "add", "sw", "type", "bridge", "stp_state", "0", "forward_delay", "0")
         ns(wire, "ip", "link", "set", "g", "mtu", "1450", "master", "sw", "up")
         for h, end in (("kbt-mva", "wa"), ("kbt-mvb", "wb")):
-            netutil.sh("ip", "link", "add", tap, "netns", h, "type", "veth", "peer", "name", end, "netns", wire)
+            netutil.sh(
+                "ip", "link", "add", tap, "netns", h, "type", "veth", "peer", "name", end, "netns", wire
+            )
             ns(h, "ip", "link", "set", tap, "mtu", "1450", "master", br, "up")
             ns(wire, "ip", "link", "set", end, "mtu", "1450", "master", "sw")
         ns(wire, "ip", "link", "set", "wa", "up")
@@ -380,8 +384,10 @@ def test_a_guest_moved_to_another_host_keeps_its_gateway_neighbour(tmp_path: Pat
             dev = json.loads(ns(h, "ip", "-j", "link", "show", br).stdout)[0]
             assert dev["address"] == gw_mac, f"{h}'s bridge is at {dev['address']}, not {gw_mac}"
             wait_until(
-                lambda h=h: (a := ns(h, "ip", "-6", "addr", "show", "dev", br).stdout)
-                and ("tentative" not in a or "dadfailed" in a),
+                lambda h=h: (
+                    (a := ns(h, "ip", "-6", "addr", "show", "dev", br).stdout)
+                    and ("tentative" not in a or "dadfailed" in a)
+                ),
                 what=f"DAD of {h}'s bridge link-local address",
                 base=10,
                 step=0.2,
