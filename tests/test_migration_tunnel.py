@@ -3,7 +3,9 @@
 from a kumo CA and real unix sockets: what a source's qemu writes reaches the
 target's qemu socket and back; a plaintext client, a certificate from
 another CA, a migration the target does not expect and a target that is not
-the node named are all refused."""
+the node named are all refused. On the host, only root and the guest user
+reach the unix sockets (clients of other uids, SO_PEERCRED); a large
+two-way random stream with slow readers crosses byte for byte."""
 
 from __future__ import annotations
 

@@ -5,7 +5,9 @@ attached to the bridge with the port's MAC) gets its fixed IP by DHCP from its
 own host and reaches the other across VXLAN, and resolves the other host's
 ports' names through its own host's gateway; a third network, same subnet but
 another VNI, stays isolated; security groups decide; teardown leaves nothing.
-Needs root; no libvirt."""
+A network's gateway has one MAC (and link-local address) on both hosts, kept
+off the overlay, so a guest moved from one host to the other keeps its ARP
+and NDP entries for it. Needs root; no libvirt."""
 
 from __future__ import annotations
 
