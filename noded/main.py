@@ -236,7 +236,7 @@ def run(
 
     from kumo.metrics import MetricsConfigError, serve_metrics
     from noded.compute import make_compute
-    from noded.compute.migration_tunnel import MigrationTunnel
+    from noded.compute.migration_tunnel import LocalPeers, MigrationTunnel
     from noded.console import ConsoleServer
     from noded.metrics import GuestCollector, ImageCacheCollector, NodeMetrics
     from noded.storage import RbdSettings, StorageError, VolumeStep, make_backend
@@ -268,8 +268,13 @@ def run(
     # (real guests only: a fake driver sends no streams).
     mig_tunnel = None
     if driver == "libvirt" and migration[0]:
+        try:
+            guest_user = drv.guest_user()  # who, besides root, may use the tunnel's sockets
+        except DriverError as exc:
+            drv.close()
+            raise _fail(str(exc)) from None
         mig_tunnel = MigrationTunnel(
-            current.get, guests_dir.parent / "migration", migration[0], migration_port
+            current.get, guests_dir.parent / "migration", migration[0], migration_port, LocalPeers(guest_user)
         )
         try:
             migration = (*migration[:2], mig_tunnel.start())

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from kumo.v1 import node_agent_pb2 as pb
-from noded.network import bridge_name, firewall, guest, tap_name
+from noded.network import bridge_name, firewall, guest, tap_name, vxlan_name
 from noded.network.dhcp import Dhcp
 from tests import netutil
 from tests.netutil import apply_in, ns, ping
@@ -463,8 +463,12 @@ def check_slaac(sockets: dict[str, socket.socket]) -> None:
 
     # An advertisement, asked for from :: so that it goes to all nodes: on
     # the prefix (autonomous, on-link), the MTU, no DHCPv6 (M, O clear), no
-    # DNS server but the gateway (RDNSS); and it does not reach the other host's guest.
-    for asker, other, ll in (("ga", "gb", ll_a), ("gb", "ga", ll_b)):
+    # DNS server but the gateway (RDNSS); and it does not cross the overlay
+    # (both bridges have the network's one gateway MAC and link-local
+    # address, so what arrives at the other host's VXLAN device is watched).
+    assert (mac_a, ll_a) == (mac_b, ll_b), "the hosts' bridges are different gateways"
+    overlay = {h: packet_socket(f"kbt-6{h}", vxlan_name(NET)) for h in UNDERLAY}
+    for asker, other, ll in (("ga", "b", ll_a), ("gb", "a", ll_b)):
         sockets[asker].send(router_solicitation(GUESTS[asker][1]))
         ra = receive(sockets[asker], lambda m, ll=ll: m.type == RA and m.src == ll and m.dst == "ff02::1", 5)
         assert ra is not None, f"{asker} got no router advertisement from its host"
@@ -475,8 +479,10 @@ def check_slaac(sockets: dict[str, socket.socket]) -> None:
         assert ipaddress.IPv6Address(prefix[16:32]) == ipaddress.IPv6Address("fd00:62::")
         assert [struct.unpack("!I", o[4:8])[0] for o in opts[5]] == [1450]
         assert [ipaddress.IPv6Address(o[8:24]) for o in opts[25]] == [ipaddress.IPv6Address(GW6)]  # RDNSS
-        crossed = receive(sockets[other], lambda m, ll=ll: m.type == RA and m.src == ll, 0.5)
-        assert crossed is None, f"{other} got the other host's router advertisement"
+        crossed = receive(overlay[other], lambda m, ll=ll: m.type == RA and m.src == ll, 0.5)
+        assert crossed is None, f"host {other} got the other host's router advertisement"
+    for sock in overlay.values():
+        sock.close()
 
     # Ping the gateway (its own host's bridge), and each other across VXLAN.
     for name, mac in (("ga", mac_a), ("gb", mac_b)):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -313,3 +314,37 @@ def test_tunnel_ip_default_and_inventory() -> None:
         kernel="",
     )
     assert inventory_pb(facts, "198.51.100.7").tunnel_ip == "198.51.100.7"
+
+
+UPGRADE = """
+import json, subprocess, sys
+from noded.network import links
+def show():
+    dev = json.loads(subprocess.run(["ip", "-j", "addr", "show", "kb-upg"], capture_output=True, text=True).stdout)[0]
+    return dev["address"], sorted(a["local"] for a in dev["addr_info"] if a["family"] == "inet6")
+links.ensure_bridge("kb-upg", 1450, "kumo t n")  # as made before gateway MACs
+# A port with carrier: the kernel gives a bridge a link-local address only then.
+subprocess.run(["ip", "link", "add", "upg0", "type", "veth", "peer", "name", "upg1"], check=True)
+subprocess.run(["ip", "link", "set", "upg0", "master", "kb-upg", "up"], check=True)
+subprocess.run(["ip", "link", "set", "upg1", "up"], check=True)
+old = show()
+made = links.ensure_bridge("kb-upg", 1450, "kumo t n", sys.argv[1])
+again = links.ensure_bridge("kb-upg", 1450, "kumo t n", sys.argv[1])
+print(json.dumps([old, show(), made, again]))
+"""
+
+
+def test_a_bridge_made_before_gateway_macs_gets_its_mac_and_link_local_address() -> None:
+    """An existing bridge (its MAC the kernel's) takes the network's gateway
+    MAC and the link-local address of it at the next pass, reported as made
+    anew (dnsmasq restarts on it); a further pass changes nothing."""
+    netutil.need_root_networking()
+    spaces = netutil.Namespaces()
+    try:
+        where = spaces.add("kbt-upg")
+        out = netutil.ns(where, sys.executable, "-c", UPGRADE, "fa:16:3f:0a:0b:0c")
+        (old_mac, _), (mac, ll), made, again = json.loads(out.stdout)
+        assert old_mac != mac == "fa:16:3f:0a:0b:0c"
+        assert ll == ["fe80::f816:3fff:fe0a:b0c"] and made is True and again is False
+    finally:
+        spaces.cleanup()

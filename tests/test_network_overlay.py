@@ -5,7 +5,9 @@ attached to the bridge with the port's MAC) gets its fixed IP by DHCP from its
 own host and reaches the other across VXLAN, and resolves the other host's
 ports' names through its own host's gateway; a third network, same subnet but
 another VNI, stays isolated; security groups decide; teardown leaves nothing.
-Needs root; no libvirt."""
+A network's gateway has one MAC (and link-local address) on both hosts, kept
+off the overlay, so a guest moved from one host to the other keeps its ARP
+and NDP entries for it. Needs root; no libvirt."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import pytest
 
 from kumo.v1 import node_agent_pb2 as pb
 from noded.network import bridge_name, tap_name
+from noded.network.names import gateway_mac
 from tests import netutil
 from tests.netutil import apply_in, lookup, ns, ping
 from tests.waits import wait_until
@@ -276,3 +279,147 @@ def test_outbound_nat_and_no_routing_between_networks(tmp_path: Path) -> None:
     finally:
         spaces.cleanup()
         shutil.rmtree(state, ignore_errors=True)
+
+
+MOVER = "a7a7a7a7-0000-4000-8000-000000000007"
+MOVER_PORT = port_id("a7")
+MOVER_MAC = "52:54:00:62:00:a7"
+MOVER_IP = "10.62.0.10"
+MOVER_GW = "10.62.0.1"
+MOVE_HOSTS = {"kbt-mva": "198.51.100.1", "kbt-mvb": "198.51.100.2"}
+
+
+def mover_desired(on: str, here: str) -> pb.NodeDesiredState:
+    """Host `here`'s desired state while the port runs on host `on`: the
+    network on both (the controller would send it with another port on the
+    other host), the port's MAC a remote one on the other."""
+    other = next(h for h in MOVE_HOSTS if h != here)
+    state = pb.NodeDesiredState(
+        security_groups=[
+            pb.DesiredSecurityGroup(
+                id=SG,
+                rules=[
+                    pb.DesiredSecurityGroupRule(id="e4", direction="egress", ip_version=4),
+                    pb.DesiredSecurityGroupRule(id="e6", direction="egress", ip_version=6),
+                ],
+            )
+        ],
+        networks=[
+            pb.DesiredNetwork(
+                id=MOVER,
+                vni=4107,
+                mtu=1450,
+                subnets=[netutil.desired_subnet("sub-4107", "10.62.0.0/24")],
+                peers=[
+                    pb.OverlayPeer(
+                        node_id=other,
+                        tunnel_ip=MOVE_HOSTS[other],
+                        mac_addresses=[MOVER_MAC] if on == other else [],
+                    )
+                ],
+            )
+        ],
+    )
+    if on == here:
+        state.ports.append(
+            pb.DesiredPort(
+                id=MOVER_PORT,
+                network_id=MOVER,
+                mac_address=MOVER_MAC,
+                fixed_ips=[pb.FixedIp(subnet_id="sub-4107", ip_address=MOVER_IP)],
+                instance_id="vm-mover",
+                security_group_ids=[SG],
+            )
+        )
+    return state
+
+
+def gateway_neighbours(guest: str) -> dict[str, str]:
+    """The guest's neighbour cache entries (address -> MAC) on eth0."""
+    out = json.loads(ns(guest, "ip", "-j", "neigh", "show", "dev", "eth0").stdout or "[]")
+    return {e["dst"]: e.get("lladdr", "") for e in out}
+
+
+def link_local(mac: str) -> str:
+    """The EUI-64 IPv6 link-local address of a MAC."""
+    b = [int(x, 16) for x in mac.split(":")]
+    b[0] ^= 0x02
+    words = [(b[0] << 8) | b[1], (b[2] << 8) | 0xFF, 0xFE00 | b[3], (b[4] << 8) | b[5]]
+    return "fe80::" + ":".join(f"{w:x}" for w in words)
+
+
+def test_a_guest_moved_to_another_host_keeps_its_gateway_neighbour(tmp_path: Path) -> None:
+    """Each tenant network's gateway has one MAC on every node, so a guest
+    that moves (a live migration) keeps a right ARP and NDP entry for it.
+    The "guest" is a namespace whose eth0 goes to a "wire" namespace (a
+    bridge with one link to each host's kumo bridge, named as the port's
+    tap): its link never goes down, so the kernel keeps its neighbour cache,
+    as a migrated guest's does. Moving switches the wire's links and the
+    desired states; host a's network then goes altogether."""
+    guest, wire = "kbt-mvg", "kbt-mvw"  # the guest; the hypervisors' wire it moves on
+    tap = tap_name(MOVER_PORT)
+    br = bridge_name(MOVER)
+    gw_mac = gateway_mac(MOVER)
+    with netutil.two_hosts(MOVE_HOSTS, [guest, wire], "kumo-mv-") as states:
+        for h in MOVE_HOSTS:
+            apply_in(h, states[h], mover_desired("kbt-mva", h), MOVE_HOSTS[h])
+        netutil.sh(
+            "ip", "link", "add", "eth0", "netns", guest, "type", "veth", "peer", "name", "g", "netns", wire
+        )
+        ns(guest, "ip", "link", "set", "eth0", "address", MOVER_MAC, "mtu", "1450", "up")
+        ns(wire, "ip", "link", "add", "sw", "type", "bridge", "stp_state", "0", "forward_delay", "0")
+        ns(wire, "ip", "link", "set", "g", "mtu", "1450", "master", "sw", "up")
+        for h, end in (("kbt-mva", "wa"), ("kbt-mvb", "wb")):
+            netutil.sh(
+                "ip", "link", "add", tap, "netns", h, "type", "veth", "peer", "name", end, "netns", wire
+            )
+            ns(h, "ip", "link", "set", tap, "mtu", "1450", "master", br, "up")
+            ns(wire, "ip", "link", "set", end, "mtu", "1450", "master", "sw")
+        ns(wire, "ip", "link", "set", "wa", "up")
+        ns(wire, "ip", "link", "set", "sw", "up")
+
+        # Both hosts' bridges have the network's gateway MAC, and the same
+        # link-local address, which passed DAD on both: the overlay does not
+        # carry the gateway MAC (else each host hears the other's DAD).
+        gw6 = link_local(gw_mac)
+        for h in MOVE_HOSTS:
+            dev = json.loads(ns(h, "ip", "-j", "link", "show", br).stdout)[0]
+            assert dev["address"] == gw_mac, f"{h}'s bridge is at {dev['address']}, not {gw_mac}"
+            wait_until(
+                lambda h=h: (
+                    (a := ns(h, "ip", "-6", "addr", "show", "dev", br).stdout)
+                    and ("tentative" not in a or "dadfailed" in a)
+                ),
+                what=f"DAD of {h}'s bridge link-local address",
+                base=10,
+                step=0.2,
+            )
+            addrs = ns(h, "ip", "-6", "addr", "show", "dev", br).stdout
+            assert gw6 in addrs and "dadfailed" not in addrs, addrs
+            learned = ns(h, "bridge", "fdb", "show", "br", br).stdout
+            assert not any(gw_mac in line and "kv-" in line for line in learned.splitlines()), learned
+
+        # On host a: DHCP from its bridge, the gateway by ARP and by NDP.
+        assert netutil.dhcp(guest, tmp_path) == MOVER_IP
+        # (the test's udhcpc script flushed every address of eth0, its link-local one too)
+        ns(guest, "ip", "addr", "replace", f"{link_local(MOVER_MAC)}/64", "dev", "eth0", "nodad")
+        assert ping(guest, MOVER_GW)
+        assert ns(guest, "ping", "-c", "1", "-W", "1", f"{gw6}%eth0", check=False).returncode == 0
+        before = gateway_neighbours(guest)
+        assert before.get(MOVER_GW) == gw_mac and before.get(gw6) == gw_mac, before
+
+        # The move: the port's desired state goes to host b, the guest's wire
+        # with it (b's first, so the guest's link never drops), then host a's
+        # network goes: what answers now can only be host b's bridge.
+        for h in MOVE_HOSTS:
+            apply_in(h, states[h], mover_desired("kbt-mvb", h), MOVE_HOSTS[h])
+        ns(wire, "ip", "link", "set", "wb", "up")
+        ns(wire, "ip", "link", "set", "wa", "down")
+        apply_in("kbt-mva", states["kbt-mva"], pb.NodeDesiredState(), MOVE_HOSTS["kbt-mva"])
+        assert gateway_neighbours(guest) == before, "the guest's neighbour cache was flushed"
+        assert ping(guest, MOVER_GW), "the moved guest does not reach its gateway with its cached entry"
+        assert ns(guest, "ping", "-c", "1", "-W", "1", f"{gw6}%eth0", check=False).returncode == 0
+        after = gateway_neighbours(guest)
+        assert after.get(MOVER_GW) == gw_mac and after.get(gw6) == gw_mac, after
+        # DHCP renews from host b at the same gateway.
+        assert netutil.dhcp_lease(guest, tmp_path).get("ROUTER") == MOVER_GW

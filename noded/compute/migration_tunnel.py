@@ -18,6 +18,14 @@ copy of node-local disks). Node certificates are client certificates only
 (no serverAuth), so the source checks the target's certificate itself:
 issued by the cloud's CA, valid now, and naming the target node it expects.
 
+On the host, only root and the user qemu runs guests as may use the
+sockets (docs/nodes.md, "Who may use the sockets"): the directory is
+root:<qemu's group> 0730 (qemu makes the target's socket there; nobody lists
+it; nobody else enters it), the source's entrance root:<qemu's group> 0660,
+and the daemon checks the other end of every unix connection with
+SO_PEERCRED: the process that connects to an entrance, and the one that
+listens on a target's socket, must run as root or as qemu's user.
+
 qemu's own TLS (VIR_MIGRATE_TLS) is not used: libvirt takes its certificates
 from one directory per libvirtd (qemu.conf `migrate_tls_x509_cert_dir`, read
 when libvirtd starts; no per-migration parameter), which kumo does not own
@@ -33,7 +41,9 @@ import datetime
 import json
 import logging
 import os
+import socket
 import ssl
+import struct
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -58,6 +68,37 @@ CHUNK = 256 * 1024
 
 class TunnelError(Exception):
     """The tunnel could not be opened; the message says why."""
+
+
+@dataclass(frozen=True)
+class LocalPeers:
+    """Who on this host may be at the other end of the tunnel's unix sockets:
+    root and the hypervisor's guest user (`guest`: its uid and gid; None when
+    the driver does not say, and then root alone)."""
+
+    guest: tuple[int, int] | None = None
+
+    @property
+    def uids(self) -> frozenset[int]:
+        return frozenset({0, os.geteuid()} | ({self.guest[0]} if self.guest else set()))
+
+    @property
+    def gid(self) -> int:
+        return self.guest[1] if self.guest else 0
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of a connected unix socket
+    (the kernel's record from connect or listen time: SO_PEERCRED)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return int(struct.unpack("3i", creds)[1])
+
+
+def check_local_peer(writer: asyncio.StreamWriter, peers: LocalPeers, what: str) -> None:
+    sock = writer.get_extra_info("socket")
+    uid = peer_uid(sock) if sock is not None else -1
+    if uid not in peers.uids:
+        raise TunnelError(f"{what} runs as uid {uid}, not root or the hypervisor's guest user")
 
 
 @dataclass(frozen=True)
@@ -146,9 +187,17 @@ class MigrationTunnel:
     compute step says it expects, and the unix-socket entrances of outgoing
     ones. `creds` is asked at every connection (certificate renewals)."""
 
-    def __init__(self, creds: Callable[[], Credentials], socket_dir: Path, address: str, port: int) -> None:
+    def __init__(
+        self,
+        creds: Callable[[], Credentials],
+        socket_dir: Path,
+        address: str,
+        port: int,
+        peers: LocalPeers | None = None,
+    ) -> None:
         self.creds = creds
         self.dir = Path(socket_dir)
+        self.peers = peers or LocalPeers()
         self.address = address
         self.port = port
         self._expected: set[str] = set()
@@ -164,8 +213,11 @@ class MigrationTunnel:
     def start(self) -> int:
         """Listens on address:port (port 0: any); the port it got."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        # qemu (its own user) makes the target's sockets here; nobody lists it.
-        os.chmod(self.dir, 0o1733)
+        # qemu (its group) makes the target's sockets here; nobody lists it,
+        # and nobody but root and qemu's group enters it.
+        if self.dir.stat().st_gid != self.peers.gid:
+            os.chown(self.dir, -1, self.peers.gid)
+        os.chmod(self.dir, 0o730)
         self._thread = threading.Thread(target=self._loop.run_forever, name="migration-tunnel", daemon=True)
         self._thread.start()
         self._server = self._run(self._listen())
@@ -239,6 +291,12 @@ class MigrationTunnel:
             if not expected or stream not in STREAMS:
                 raise TunnelError(f"no incoming migration {mid!r} (stream {stream!r}) is expected here")
             local = await asyncio.open_unix_connection(str(self._path(mid, stream)))
+            try:
+                # Only qemu's own socket: not one someone else put there first.
+                check_local_peer(local[1], self.peers, "the process listening on the migration socket")
+            except TunnelError:
+                local[1].close()
+                raise
         except (TimeoutError, TunnelError, ValueError, OSError) as exc:
             log.warning("migration tunnel refused", extra={"peer": str(peer), "error": str(exc)})
             with suppress(Exception):
@@ -288,6 +346,14 @@ class MigrationTunnel:
     ) -> asyncio.base_events.Server:
         async def carry(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
+                check_local_peer(writer, self.peers, "the process connecting to the migration entrance")
+            except (TunnelError, OSError) as exc:
+                log.warning(
+                    "migration tunnel refused a local peer", extra={"migration": mid, "error": str(exc)}
+                )
+                writer.close()
+                return
+            try:
                 remote = await asyncio.wait_for(
                     self._dial(mid, stream, host, port, node_id), HANDSHAKE_SECONDS
                 )
@@ -301,7 +367,9 @@ class MigrationTunnel:
             )
 
         server = await asyncio.start_unix_server(carry, str(path))
-        os.chmod(path, 0o666)  # the source's qemu (its own user) may connect
+        # The source's qemu (its group) may connect; nobody else (and SO_PEERCRED in `carry`).
+        os.chown(path, -1, self.peers.gid)
+        os.chmod(path, 0o660)
         return server
 
     async def _dial(

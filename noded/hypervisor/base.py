@@ -231,6 +231,12 @@ class HypervisorDriver(abc.ABC):
     def abort_migration(self, instance_id: str) -> None:
         """Cancels the guest's migration under way (nothing when there is none)."""
 
+    def guest_user(self) -> tuple[int, int] | None:
+        """The (uid, gid) the hypervisor runs guest processes as: who may use
+        the migration tunnel's sockets on this host. None: unknown (or no
+        guest processes), and then only root may."""
+        return None
+
     def export_root_disk(self, instance_id: str, out: Path) -> bool:
         """Writes the guest's root disk to `out` as a standalone qcow2, for a
         snapshot, when the driver keeps that disk itself; False (the default):

@@ -60,6 +60,15 @@ def _version(n: int) -> str:
     return f"{n // 1_000_000}.{(n // 1000) % 1000}.{n % 1000}"
 
 
+def parse_dac_label(text: str) -> tuple[int, int] | None:
+    """`+UID:+GID` (libvirt's DAC label) as numbers; None when it is not one."""
+    uid, sep, gid = text.strip().partition(":")
+    try:
+        return (int(uid.lstrip("+")), int(gid.lstrip("+"))) if sep and uid.startswith("+") else None
+    except ValueError:
+        return None
+
+
 def _serial_disks(xml: str) -> dict[str, ET.Element]:
     """serial -> <disk> element, for the disks of a domain XML that have one."""
     out = {}
@@ -190,6 +199,21 @@ class LibvirtDriver(HypervisorDriver):
             )
 
         return self._call(facts)
+
+    def guest_user(self) -> tuple[int, int] | None:
+        """From the host capabilities: the DAC security model's base label for
+        this virt type (`+64055:+64055`: qemu.conf's user and group)."""
+
+        def label(conn: libvirt.virConnect) -> str:
+            caps = ET.fromstring(conn.getCapabilities())
+            for model in caps.findall("./host/secmodel"):
+                if model.findtext("model") != "dac":
+                    continue
+                labels = {b.get("type"): (b.text or "") for b in model.findall("baselabel")}
+                return labels.get(self.virt_type) or labels.get("kvm") or ""
+            return ""
+
+        return parse_dac_label(self._call(label))
 
     def usage(self) -> HostUsage:
         def usage(conn: libvirt.virConnect) -> HostUsage:

@@ -8,9 +8,9 @@ other's rules) and replaces atomically in one `nft -f` transaction:
   advertisements only for its own addresses, no router advertisements or
   redirects: only the node's bridge is a router), and what must not cross the
   VXLAN: DHCP and DHCPv6, router solicitations and advertisements (each node
-  answers for its own ports), and ARP and neighbour discovery for or from the
-  gateway addresses (each node's bridge owns the gateway address for its own
-  ports).
+  answers for its own ports), ARP and neighbour discovery for or from the
+  gateway addresses, and any frame from or to the gateway's MAC (each node's
+  bridge owns the gateway address and MAC for its own ports).
 - `inet kumo_<owner>` (stateful: bridged IP reaches the inet hooks through
   br_netfilter, so conntrack works; this kernel has no bridge conntrack):
   security groups per port, matched by the port's fixed IPs on its bridge
@@ -42,6 +42,7 @@ class NetPlan:
     external_routable: bool
     dns: bool = True  # its dnsmasq is its resolver on the gateways
     external: bool = False
+    gateway_mac: str = ""  # the bridge's, the same on every node ("" for an external network)
 
 
 @dataclass
@@ -203,6 +204,14 @@ def render(
         if not n.vxlan:
             continue
         b.append(f"  chain overlay_{n.short} {{")
+        if n.gateway_mac:
+            # Every node's bridge has this MAC (the gateway of its own ports):
+            # nothing to or from it crosses, as Neutron DVR keeps its
+            # distributed routers' MACs off the tunnels. Otherwise a peer's
+            # bridge would be heard at this bridge's own address (its IPv6
+            # link-local address too, DAD failing on both).
+            b.append(f"    ether saddr {n.gateway_mac} drop")
+            b.append(f"    ether daddr {n.gateway_mac} drop")
         b.append("    ether type ip udp dport { 67, 68 } drop")
         b.append("    ether type ip6 udp dport { 546, 547 } drop")
         # Each node's bridge is the router of its own ports.

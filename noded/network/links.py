@@ -39,10 +39,16 @@ def require_br_netfilter() -> None:
         )
 
 
-def ensure_bridge(name: str, mtu: int, alias: str) -> bool:
+def ensure_bridge(name: str, mtu: int, alias: str, mac: str = "") -> bool:
     """A bridge without STP (a leaf: nothing loops), passing bridged IP to the
     inet netfilter hooks (br_netfilter), where security groups are stateful.
-    True when it was made now."""
+    `mac`: its address, set explicitly (a bridge otherwise takes the lowest
+    of its ports' MACs, which differs from node to node and changes as ports
+    come and go); its IPv6 link-local address is the EUI-64 of it
+    (`addrgenmode eui64`), so that too is the same on every node. A bridge
+    with another MAC gets it by a down/up (the kernel derives the link-local
+    address only when the device comes up). True when it was made (or its
+    addresses were renewed) now: what listens on it must start again."""
     have = link(name)
     if have is not None and have.get("ifalias", "") != alias:
         raise NetworkError(f"{name} exists and is not ours ({have.get('ifalias', '')!r}); not touching it")
@@ -58,12 +64,22 @@ def ensure_bridge(name: str, mtu: int, alias: str) -> bool:
             "nf_call_ip6tables",
             "1",
         ]
-        run(["ip", "link", "add", name, "type", "bridge", *bridge_opts])
+        address = ["address", mac] if mac else []
+        run(["ip", "link", "add", name, *address, "type", "bridge", *bridge_opts])
         run(["ip", "link", "set", "dev", name, "alias", alias])
+        if mac:
+            run(["ip", "link", "set", "dev", name, "addrgenmode", "eui64"])
         have = link(name) or {}
         made = True
     else:
         made = False
+    if mac and have.get("address", "").lower() != mac.lower():
+        # A bridge made before gateway MACs were fixed: renew its link-local
+        # address with the MAC (a short outage of this network on this node, once).
+        run(["ip", "link", "set", "dev", name, "down"])
+        run(["ip", "link", "set", "dev", name, "address", mac, "addrgenmode", "eui64"])
+        have = link(name) or {}
+        made = True
     if have.get("mtu") != mtu:
         run(["ip", "link", "set", "dev", name, "mtu", str(mtu)])
     if "UP" not in have.get("flags", []):

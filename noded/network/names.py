@@ -37,6 +37,20 @@ def tap_name(port_id: str) -> str:
     return f"tp-{short(port_id)}"
 
 
+GATEWAY_MAC_PREFIX = "fa:16:3f"  # ports' MACs are fa:16:3e (as Neutron's, whose DVR MACs are fa:16:3f)
+
+
+def gateway_mac(network_id: str) -> str:
+    """The MAC of a tenant network's gateway (its bridge) on every node: a
+    function of the network id alone, so a guest moved to another node finds
+    its gateway at the MAC its ARP/NDP cache already holds. Locally
+    administered, unicast; two networks sharing one (24 bits of a hash) are
+    harmless: they are different L2 segments, and a host may have two
+    devices with one MAC."""
+    digest = hashlib.sha256(f"kumo-gateway {network_id}".encode()).digest()
+    return GATEWAY_MAC_PREFIX + "".join(f":{b:02x}" for b in digest[:3])
+
+
 def owner_tag(state_path: str) -> str:
     """Which node daemon made a device or table: several daemons may run on
     one host (tests, `make up`), and each removes only its own things."""

@@ -24,7 +24,16 @@ from noded.hypervisor.base import HypervisorDriver
 from noded.network import firewall, links, resolvers, routes
 from noded.network.cmd import NetworkError, run
 from noded.network.dhcp import Dhcp
-from noded.network.names import bridge_name, owner_tag, short, table_name, tap_name, vlan_name, vxlan_name
+from noded.network.names import (
+    bridge_name,
+    gateway_mac,
+    owner_tag,
+    short,
+    table_name,
+    tap_name,
+    vlan_name,
+    vxlan_name,
+)
 
 log = logging.getLogger("kumo.noded.network")
 
@@ -170,6 +179,7 @@ class NetworkStep:
             external_routable=n.external_routable,
             dns=dns,
             external=n.external,
+            gateway_mac=_gateway_mac(n),
         )
 
     def _uplink(self, n: pb.DesiredNetwork, br: str, alias: str) -> None:
@@ -214,7 +224,7 @@ class NetworkStep:
         if n.id not in owned["networks"]:
             owned["networks"][n.id] = {"bridge": br, "vxlan": vx, "vlan": vlan_name(n.id)}
             self._save(owned)  # before making anything: a crash leaves nothing unrecorded
-        made = links.ensure_bridge(br, mtu, alias)
+        made = links.ensure_bridge(br, mtu, alias, _gateway_mac(n))
         addresses = set(extra)
         for sub in n.subnets:
             # An external network's gateway is the LAN's router, not this host,
@@ -402,6 +412,13 @@ class NetworkStep:
     def teardown_all(self) -> None:
         """Removes everything this daemon made (tests; decommissioning a node)."""
         self(pb.NodeDesiredState())
+
+
+def _gateway_mac(n: pb.DesiredNetwork) -> str:
+    """A tenant network's bridge is its guests' gateway on every node, at one
+    MAC (names.gateway_mac); an external network's bridge keeps its own: it
+    is on the LAN, where one MAC on several hosts would confuse the switches."""
+    return "" if n.external else gateway_mac(n.id)
 
 
 def _resolving(nets: dict[str, pb.DesiredNetwork]) -> set[str]:
