@@ -182,6 +182,7 @@ async def _worker(
                         "connect_s": time.monotonic() - t1,
                         "unconnected": sum(not a.connected.is_set() for a in new),
                         "errors": _errors(new),
+                        "details": _details(new),
                     },
                 )
             )
@@ -213,6 +214,15 @@ def _errors(nodes: list[Any]) -> dict[str, int]:
     for node in nodes:
         for why, n in getattr(node, "errors", {}).items():
             out[why] = out.get(why, 0) + n
+    return out
+
+
+def _details(nodes: list[Any]) -> dict[str, str]:
+    """One sample of the details of each kind of failure in `_errors`."""
+    out: dict[str, str] = {}
+    for node in nodes:
+        for why, text in getattr(node, "error_details", {}).items():
+            out.setdefault(why, text)
     return out
 
 
@@ -310,7 +320,10 @@ def main() -> None:
             enroll_s = max(g["enroll_s"] for g in grown)
             unconnected = sum(g["unconnected"] for g in grown)
             errors: dict[str, int] = {}
+            details: dict[str, str] = {}
             for g in grown:
+                for why, text in g["details"].items():
+                    details.setdefault(why, text)
                 for why, n in g["errors"].items():
                     errors[why] = errors.get(why, 0) + n
             have = size
@@ -351,6 +364,8 @@ def main() -> None:
                 )
             if errors:
                 print(f"       (sessions that failed or ended while growing: {errors})", flush=True)
+                for why, text in sorted(details.items()):
+                    print(f"         {why}: {text}", flush=True)
             if reconnects:
                 print(f"       ({reconnects} session reconnects during the run)", flush=True)
             print(

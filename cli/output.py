@@ -132,10 +132,12 @@ def _plan(desc: Descriptor) -> list[tuple[str, int, FieldDescriptor]]:
     return plan
 
 
-def to_data(msg: Message) -> Any:
+def to_data(msg: Message, only: frozenset[str] | None = None) -> Any:
     """A message as plain data for every output format: every field by its proto name in field
     order; enums lower-case without their prefix (zero: null); all integers as numbers; Timestamps
-    as RFC 3339 strings, Durations as seconds, unset messages as null; bytes as base64."""
+    as RFC 3339 strings, Durations as seconds, unset messages as null; bytes as base64.
+    `only`: just these top-level fields (what a table's columns show: a list of a thousand
+    servers need not convert the fields no column shows), converted the same way."""
     desc: Descriptor = msg.DESCRIPTOR
     if desc.full_name == "google.protobuf.Timestamp":
         return msg.ToJsonString()  # type: ignore[attr-defined]
@@ -145,6 +147,8 @@ def to_data(msg: Message) -> Any:
         return list(msg.paths)  # type: ignore[attr-defined]
     out: dict[str, Any] = {}
     for name, kind, field in _plan(desc):
+        if only is not None and name not in only:
+            continue
         value = getattr(msg, name)
         if kind == _PLAIN:
             out[name] = value
@@ -201,7 +205,8 @@ def pick_columns(columns: Sequence[Column], wanted: Sequence[str] | None, sample
 
 def _cell(row: dict[str, Any], col: Column) -> str:
     """A table cell: the column's formatter if it has one; yes/no, lists joined."""
-    value = _lookup(row, col[1])
+    path = col[1]
+    value = row.get(path) if "." not in path else _lookup(row, path)
     if len(col) == 3:
         return col[2](value)  # type: ignore[misc]
     if value is None:
@@ -275,11 +280,15 @@ def emit(
     """Prints a result (one message, or a list) in `fmt`. `columns` are the table's; `wanted` (the
     command's -c) narrows every format to those columns."""
     many = isinstance(data, list | tuple)
-    rows = [to_data(m) if isinstance(m, Message) else m for m in (data if many else [data])]  # type: ignore[union-attr]
+    items = list(data if many else [data])  # type: ignore[arg-type]
+    sample = to_data(items[0]) if items and isinstance(items[0], Message) else (items or [None])[0]
     wanted = list(wanted or [])
-    cols = pick_columns(columns, wanted, rows[0] if rows else None)
-    if not cols and rows and fmt in (Format.value, Format.csv):
-        cols = [(k, k) for k in rows[0]]
+    cols = pick_columns(columns, wanted, sample)
+    if not cols and sample is not None and fmt in (Format.value, Format.csv):
+        cols = [(k, k) for k in sample]
+    # A table, value or csv shows only its columns' fields: convert just those.
+    only = None if fmt in (Format.json, Format.yaml) else frozenset(c[1].split(".")[0] for c in cols)
+    rows = [to_data(m, only) if isinstance(m, Message) else m for m in items]
     if fmt in (Format.json, Format.yaml):
         if wanted:
             rows = [{c[1]: _lookup(r, c[1]) for c in cols} for r in rows]
