@@ -14,8 +14,10 @@ heartbeats handled per second, the time to process one as a node sees it
 and the controller's own handler time, the controller's CPU (% of one core)
 and resident memory. The simulated nodes share this machine's cores with the
 controller, so the load generator's own event-loop lag is printed too.
-Connections are paced (WORKERS / CONNECT_SPACING nodes a second), as hosts
-come up in a real fleet."""
+Connections are paced (CONNECT_RATE nodes a second), as hosts come up in a
+real fleet. Why sessions failed while the fleet grew is printed by kind
+(before or after the welcome, gRPC code, how long after the attempt began),
+with one sample of each's details."""
 
 from __future__ import annotations
 
@@ -35,11 +37,15 @@ from kumo.heartbeats import DEFAULT_NODE_HEARTBEAT_SECONDS
 
 # The production interval (the controller's default), unless KUMO_BENCH_FLEET_HEARTBEAT says otherwise.
 HEARTBEAT_SECONDS = float(os.environ.get("KUMO_BENCH_FLEET_HEARTBEAT", "0")) or DEFAULT_NODE_HEARTBEAT_SECONDS
-WORKERS = 4
+# Client processes holding the simulated nodes: 8 keep each at 1,250 nodes at 10,000 (with 4,
+# each process's event loop ran 2,500 and its lag, which the rtt includes, grew with them).
+WORKERS = int(os.environ.get("KUMO_BENCH_FLEET_WORKERS", "8"))
 WINDOW_SECONDS = 20.0
-ENROLL_CONCURRENCY = 4
-# Each worker starts a node every CONNECT_SPACING s (all workers: WORKERS / CONNECT_SPACING nodes/s).
-CONNECT_SPACING = 0.04
+# Enrolments at once per worker: 16 in all, as many as the public port's workers.
+ENROLL_CONCURRENCY = max(1, 16 // WORKERS)
+# Nodes start at CONNECT_RATE a second in all (each worker every WORKERS / CONNECT_RATE s).
+CONNECT_RATE = 100.0
+CONNECT_SPACING = WORKERS / CONNECT_RATE
 # How long the nodes of one step may take to connect after the last has started.
 CONNECT_DEADLINE = 180.0
 
