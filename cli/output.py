@@ -105,12 +105,17 @@ def _scalar(field: FieldDescriptor, value: Any) -> Any:
 
 # How each field of a message type converts, worked out once per type: a list of a thousand
 # servers would otherwise ask the descriptors the same questions a thousand times.
-_PLAIN, _SCALAR, _MAP, _REPEATED, _OPTIONAL = range(5)
-_PLANS: dict[str, list[tuple[str, int, FieldDescriptor]]] = {}
+_PLAIN, _SCALAR, _MAP, _REPEATED, _OPTIONAL, _ENUM = range(6)
+Plan = list[tuple[str, int, Any]]  # (field name, kind, its descriptor, or an enum's names by number)
+_PLANS: dict[tuple[str, frozenset[str] | None], Plan] = {}
 
 
-def _plan(desc: Descriptor) -> list[tuple[str, int, FieldDescriptor]]:
-    plan = _PLANS.get(desc.full_name)
+def _plan(desc: Descriptor, only: frozenset[str] | None = None) -> Plan:
+    key = (desc.full_name, only)
+    plan = _PLANS.get(key)
+    if plan is None and only is not None:
+        plan = [step for step in _plan(desc) if step[0] in only]
+        _PLANS[key] = plan
     if plan is None:
         plan = []
         for field in desc.fields:
@@ -120,6 +125,9 @@ def _plan(desc: Descriptor) -> list[tuple[str, int, FieldDescriptor]]:
                 plan.append((field.name, _REPEATED, field))
             elif field.has_presence:
                 plan.append((field.name, _OPTIONAL, field))
+            elif field.type == FieldDescriptor.TYPE_ENUM:
+                names = {v.number: enum_value(field.enum_type, v.number) for v in field.enum_type.values}
+                plan.append((field.name, _ENUM, names))
             elif field.type in (
                 FieldDescriptor.TYPE_ENUM,
                 FieldDescriptor.TYPE_BYTES,
@@ -128,7 +136,7 @@ def _plan(desc: Descriptor) -> list[tuple[str, int, FieldDescriptor]]:
                 plan.append((field.name, _SCALAR, field))
             else:
                 plan.append((field.name, _PLAIN, field))
-        _PLANS[desc.full_name] = plan
+        _PLANS[key] = plan
     return plan
 
 
@@ -146,12 +154,12 @@ def to_data(msg: Message, only: frozenset[str] | None = None) -> Any:
     if desc.full_name == "google.protobuf.FieldMask":
         return list(msg.paths)  # type: ignore[attr-defined]
     out: dict[str, Any] = {}
-    for name, kind, field in _plan(desc):
-        if only is not None and name not in only:
-            continue
+    for name, kind, field in _plan(desc, only):
         value = getattr(msg, name)
         if kind == _PLAIN:
             out[name] = value
+        elif kind == _ENUM:
+            out[name] = field.get(value, value)  # as enum_value: an unknown number as is
         elif kind == _SCALAR:
             out[name] = _scalar(field, value)
         elif kind == _MAP:
