@@ -363,6 +363,11 @@ def main() -> None:
                 f"{100 * (cpu1 - cpu0) / (w1 - w0) / (size / 1000):>5.1f}% {rss / (size / 1000):>4.0f}MB",
                 flush=True,
             )
+            one, five, _ = os.getloadavg()
+            print(
+                f"       (load average {one:.1f} / {five:.1f} over 1 / 5 min on {os.cpu_count()} CPUs)",
+                flush=True,
+            )
             if unconnected:
                 print(
                     f"       ({unconnected} nodes had no session {CONNECT_DEADLINE:g} s after starting)",
