@@ -14,8 +14,10 @@ heartbeats handled per second, the time to process one as a node sees it
 and the controller's own handler time, the controller's CPU (% of one core)
 and resident memory. The simulated nodes share this machine's cores with the
 controller, so the load generator's own event-loop lag is printed too.
-Connections are paced (WORKERS / CONNECT_SPACING nodes a second), as hosts
-come up in a real fleet."""
+Connections are paced (CONNECT_RATE nodes a second), as hosts come up in a
+real fleet. Why sessions failed while the fleet grew is printed by kind
+(before or after the welcome, gRPC code, how long after the attempt began),
+with one sample of each's details."""
 
 from __future__ import annotations
 
@@ -35,11 +37,15 @@ from kumo.heartbeats import DEFAULT_NODE_HEARTBEAT_SECONDS
 
 # The production interval (the controller's default), unless KUMO_BENCH_FLEET_HEARTBEAT says otherwise.
 HEARTBEAT_SECONDS = float(os.environ.get("KUMO_BENCH_FLEET_HEARTBEAT", "0")) or DEFAULT_NODE_HEARTBEAT_SECONDS
-WORKERS = 4
+# Client processes holding the simulated nodes: 8 keep each at 1,250 nodes at 10,000 (with 4,
+# each process's event loop ran 2,500 and its lag, which the rtt includes, grew with them).
+WORKERS = int(os.environ.get("KUMO_BENCH_FLEET_WORKERS", "8"))
 WINDOW_SECONDS = 20.0
-ENROLL_CONCURRENCY = 4
-# Each worker starts a node every CONNECT_SPACING s (all workers: WORKERS / CONNECT_SPACING nodes/s).
-CONNECT_SPACING = 0.04
+# Enrolments at once per worker: 16 in all, as many as the public port's workers.
+ENROLL_CONCURRENCY = max(1, 16 // WORKERS)
+# Nodes start at CONNECT_RATE a second in all (each worker every WORKERS / CONNECT_RATE s).
+CONNECT_RATE = 100.0
+CONNECT_SPACING = WORKERS / CONNECT_RATE
 # How long the nodes of one step may take to connect after the last has started.
 CONNECT_DEADLINE = 180.0
 
@@ -182,6 +188,7 @@ async def _worker(
                         "connect_s": time.monotonic() - t1,
                         "unconnected": sum(not a.connected.is_set() for a in new),
                         "errors": _errors(new),
+                        "details": _details(new),
                     },
                 )
             )
@@ -213,6 +220,15 @@ def _errors(nodes: list[Any]) -> dict[str, int]:
     for node in nodes:
         for why, n in getattr(node, "errors", {}).items():
             out[why] = out.get(why, 0) + n
+    return out
+
+
+def _details(nodes: list[Any]) -> dict[str, str]:
+    """One sample of the details of each kind of failure in `_errors`."""
+    out: dict[str, str] = {}
+    for node in nodes:
+        for why, text in getattr(node, "error_details", {}).items():
+            out.setdefault(why, text)
     return out
 
 
@@ -310,7 +326,10 @@ def main() -> None:
             enroll_s = max(g["enroll_s"] for g in grown)
             unconnected = sum(g["unconnected"] for g in grown)
             errors: dict[str, int] = {}
+            details: dict[str, str] = {}
             for g in grown:
+                for why, text in g["details"].items():
+                    details.setdefault(why, text)
                 for why, n in g["errors"].items():
                     errors[why] = errors.get(why, 0) + n
             have = size
@@ -344,6 +363,11 @@ def main() -> None:
                 f"{100 * (cpu1 - cpu0) / (w1 - w0) / (size / 1000):>5.1f}% {rss / (size / 1000):>4.0f}MB",
                 flush=True,
             )
+            one, five, _ = os.getloadavg()
+            print(
+                f"       (load average {one:.1f} / {five:.1f} over 1 / 5 min on {os.cpu_count()} CPUs)",
+                flush=True,
+            )
             if unconnected:
                 print(
                     f"       ({unconnected} nodes had no session {CONNECT_DEADLINE:g} s after starting)",
@@ -351,6 +375,8 @@ def main() -> None:
                 )
             if errors:
                 print(f"       (sessions that failed or ended while growing: {errors})", flush=True)
+                for why, text in sorted(details.items()):
+                    print(f"         {why}: {text}", flush=True)
             if reconnects:
                 print(f"       ({reconnects} session reconnects during the run)", flush=True)
             print(

@@ -36,7 +36,12 @@ class WireNode:
         self.connected = asyncio.Event()
         self.sessions = 0
         self.revision = 0
-        self.errors: dict[str, int] = {}  # why sessions ended: gRPC code or exception type -> count
+        # Why sessions ended: "stage code" (stage: before the welcome, or after it) -> count,
+        # and one sample of each's details, so the bench can say where failures come from.
+        self.errors: dict[str, int] = {}
+        self.error_details: dict[str, str] = {}
+        self._stage = "open"
+        self._started = time.monotonic()
         self._stopping = asyncio.Event()
         self._sent: dict[int, float] = {}
 
@@ -52,9 +57,9 @@ class WireNode:
             except asyncio.CancelledError:
                 raise
             except grpc.aio.AioRpcError as exc:  # the stream broke or the controller refused
-                self._count(exc.code().name)
+                self._count(exc.code().name, f"{exc.details()} {exc.debug_error_string()}")
             except Exception as exc:  # no welcome in time, the stream ended
-                self._count(type(exc).__name__)
+                self._count(type(exc).__name__, str(exc))
             finally:
                 self.connected.clear()
             if self._stopping.is_set():
@@ -63,10 +68,16 @@ class WireNode:
             await asyncio.sleep(random.uniform(0.5, 1.0) * backoff)
             backoff = min(backoff * 2, 30.0)
 
-    def _count(self, why: str) -> None:
-        self.errors[why] = self.errors.get(why, 0) + 1
+    def _count(self, why: str, details: str) -> None:
+        took = time.monotonic() - self._started
+        after = next((f"<{b}s" for b in (1, 5, 15, 30, 60) if took < b), ">60s")
+        key = f"{self._stage} {why} {after}"
+        self.errors[key] = self.errors.get(key, 0) + 1
+        self.error_details.setdefault(key, details[:200])
 
     async def _session(self) -> None:
+        self._stage = "open"
+        self._started = time.monotonic()
         c = self.creds
         creds = grpc.ssl_channel_credentials(c.ca_pem, c.key_pem, c.cert_pem)
         async with grpc.aio.secure_channel(
@@ -82,6 +93,7 @@ class WireNode:
                 raise ConnectionError("the controller did not welcome the session")
             interval = first.welcome.heartbeat_interval.ToTimedelta().total_seconds() or 5.0
             self.sessions += 1
+            self._stage = "session"
             self.connected.set()
             lock = asyncio.Lock()  # one write at a time on the stream
             tasks = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 import os
 import sys
@@ -52,9 +53,30 @@ def root(
         config.chosen = profile
 
 
-def build_app(only: str = "") -> typer.Typer:
+def _narrowed(sub: typer.Typer, command: str) -> typer.Typer:
+    """`sub` with only its command (or nested group) named `command`, when it has one: typer
+    builds every command of a group it is given, reading each one's options from its signature,
+    and a command line runs one. A name `sub` does not have leaves it whole (click then says so)."""
+    from typer.main import get_command_name
+
+    commands = [
+        c
+        for c in sub.registered_commands
+        if c.name == command
+        or (c.name is None and c.callback is not None and get_command_name(c.callback.__name__) == command)
+    ]
+    groups = [g for g in sub.registered_groups if g.name == command]
+    if not commands and not groups:
+        return sub
+    narrowed = copy.copy(sub)
+    narrowed.registered_commands, narrowed.registered_groups = commands, groups
+    return narrowed
+
+
+def build_app(only: str = "", command: str = "") -> typer.Typer:
     """The CLI's command tree: every sub-app, or just the one named `only`
-    (with the top-level commands left out: that command line cannot reach them)."""
+    (with the top-level commands left out: that command line cannot reach them),
+    and of it just `command` when one is named."""
     app = typer.Typer(
         no_args_is_help=True,
         pretty_exceptions_enable=False,
@@ -67,8 +89,8 @@ def build_app(only: str = "") -> typer.Typer:
         auth.register(app)
     for name, module, help_text in GROUPS:
         if not only or name == only:
-            sub = importlib.import_module(f"cli.commands.{module}")
-            app.add_typer(sub.app, name=name, help=help_text)
+            sub = importlib.import_module(f"cli.commands.{module}").app
+            app.add_typer(_narrowed(sub, command) if command else sub, name=name, help=help_text)
     return app
 
 
@@ -86,6 +108,14 @@ def group_of(argv: list[str]) -> str:
         else:
             return ""
     return ""
+
+
+def command_of(argv: list[str], group: str) -> str:
+    """The command a command line names in `group` ("" when it names none: `kumo server --help`)."""
+    if not group:
+        return ""
+    args = argv[argv.index(group) + 1 :]
+    return args[0] if args and not args[0].startswith("-") else ""
 
 
 def __getattr__(name: str) -> typer.Typer:
@@ -121,7 +151,9 @@ def main() -> None:
     if width is not None:  # typer reads it when it first lays out help (it imports rich_utils late)
         os.environ["TERMINAL_WIDTH"] = str(width)
     try:
-        build_app(group_of(sys.argv[1:]))(prog_name="kumo")
+        argv = sys.argv[1:]
+        group = group_of(argv)
+        build_app(group, command_of(argv, group))(prog_name="kumo")
     except CliError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         sys.exit(exc.exit_code)

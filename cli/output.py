@@ -105,12 +105,17 @@ def _scalar(field: FieldDescriptor, value: Any) -> Any:
 
 # How each field of a message type converts, worked out once per type: a list of a thousand
 # servers would otherwise ask the descriptors the same questions a thousand times.
-_PLAIN, _SCALAR, _MAP, _REPEATED, _OPTIONAL = range(5)
-_PLANS: dict[str, list[tuple[str, int, FieldDescriptor]]] = {}
+_PLAIN, _SCALAR, _MAP, _REPEATED, _OPTIONAL, _ENUM = range(6)
+Plan = list[tuple[str, int, Any]]  # (field name, kind, its descriptor, or an enum's names by number)
+_PLANS: dict[tuple[str, frozenset[str] | None], Plan] = {}
 
 
-def _plan(desc: Descriptor) -> list[tuple[str, int, FieldDescriptor]]:
-    plan = _PLANS.get(desc.full_name)
+def _plan(desc: Descriptor, only: frozenset[str] | None = None) -> Plan:
+    key = (desc.full_name, only)
+    plan = _PLANS.get(key)
+    if plan is None and only is not None:
+        plan = [step for step in _plan(desc) if step[0] in only]
+        _PLANS[key] = plan
     if plan is None:
         plan = []
         for field in desc.fields:
@@ -120,6 +125,9 @@ def _plan(desc: Descriptor) -> list[tuple[str, int, FieldDescriptor]]:
                 plan.append((field.name, _REPEATED, field))
             elif field.has_presence:
                 plan.append((field.name, _OPTIONAL, field))
+            elif field.type == FieldDescriptor.TYPE_ENUM:
+                names = {v.number: enum_value(field.enum_type, v.number) for v in field.enum_type.values}
+                plan.append((field.name, _ENUM, names))
             elif field.type in (
                 FieldDescriptor.TYPE_ENUM,
                 FieldDescriptor.TYPE_BYTES,
@@ -128,14 +136,16 @@ def _plan(desc: Descriptor) -> list[tuple[str, int, FieldDescriptor]]:
                 plan.append((field.name, _SCALAR, field))
             else:
                 plan.append((field.name, _PLAIN, field))
-        _PLANS[desc.full_name] = plan
+        _PLANS[key] = plan
     return plan
 
 
-def to_data(msg: Message) -> Any:
+def to_data(msg: Message, only: frozenset[str] | None = None) -> Any:
     """A message as plain data for every output format: every field by its proto name in field
     order; enums lower-case without their prefix (zero: null); all integers as numbers; Timestamps
-    as RFC 3339 strings, Durations as seconds, unset messages as null; bytes as base64."""
+    as RFC 3339 strings, Durations as seconds, unset messages as null; bytes as base64.
+    `only`: just these top-level fields (what a table's columns show: a list of a thousand
+    servers need not convert the fields no column shows), converted the same way."""
     desc: Descriptor = msg.DESCRIPTOR
     if desc.full_name == "google.protobuf.Timestamp":
         return msg.ToJsonString()  # type: ignore[attr-defined]
@@ -144,10 +154,12 @@ def to_data(msg: Message) -> Any:
     if desc.full_name == "google.protobuf.FieldMask":
         return list(msg.paths)  # type: ignore[attr-defined]
     out: dict[str, Any] = {}
-    for name, kind, field in _plan(desc):
+    for name, kind, field in _plan(desc, only):
         value = getattr(msg, name)
         if kind == _PLAIN:
             out[name] = value
+        elif kind == _ENUM:
+            out[name] = field.get(value, value)  # as enum_value: an unknown number as is
         elif kind == _SCALAR:
             out[name] = _scalar(field, value)
         elif kind == _MAP:
@@ -201,7 +213,8 @@ def pick_columns(columns: Sequence[Column], wanted: Sequence[str] | None, sample
 
 def _cell(row: dict[str, Any], col: Column) -> str:
     """A table cell: the column's formatter if it has one; yes/no, lists joined."""
-    value = _lookup(row, col[1])
+    path = col[1]
+    value = row.get(path) if "." not in path else _lookup(row, path)
     if len(col) == 3:
         return col[2](value)  # type: ignore[misc]
     if value is None:
@@ -275,11 +288,15 @@ def emit(
     """Prints a result (one message, or a list) in `fmt`. `columns` are the table's; `wanted` (the
     command's -c) narrows every format to those columns."""
     many = isinstance(data, list | tuple)
-    rows = [to_data(m) if isinstance(m, Message) else m for m in (data if many else [data])]  # type: ignore[union-attr]
+    items = list(data if many else [data])  # type: ignore[arg-type]
+    sample = to_data(items[0]) if items and isinstance(items[0], Message) else (items or [None])[0]
     wanted = list(wanted or [])
-    cols = pick_columns(columns, wanted, rows[0] if rows else None)
-    if not cols and rows and fmt in (Format.value, Format.csv):
-        cols = [(k, k) for k in rows[0]]
+    cols = pick_columns(columns, wanted, sample)
+    if not cols and sample is not None and fmt in (Format.value, Format.csv):
+        cols = [(k, k) for k in sample]
+    # A table, value or csv shows only its columns' fields: convert just those.
+    only = None if fmt in (Format.json, Format.yaml) else frozenset(c[1].split(".")[0] for c in cols)
+    rows = [to_data(m, only) if isinstance(m, Message) else m for m in items]
     if fmt in (Format.json, Format.yaml):
         if wanted:
             rows = [{c[1]: _lookup(r, c[1]) for c in cols} for r in rows]

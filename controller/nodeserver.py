@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kumo.controller")
 
+UNREQUESTED_CALL_SECONDS = 120
+MAX_PENDING_CALLS = 50_000
+
 NODE_GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
@@ -39,6 +42,16 @@ NODE_GRPC_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.so_reuseport", 0),
+    # A grpc.aio server takes one new call from grpc-core per turn of its event loop; the calls
+    # it has not taken yet wait in core, which cancels those waiting longer than 30 s by default
+    # (the node sees CANCELLED) and refuses more than 3,000 waiting. When a whole fleet connects
+    # at once on a busy loop (measured: 5,000 nodes, loop turns of 0.1-1 s, about 2,000 sessions
+    # CANCELLED between 30 and 60 s after they started), cancelling only makes each node redo its
+    # TLS handshake and queue again: calls wait here longer than a node waits for its welcome
+    # (noded.agent.WELCOME_TIMEOUT), so the node's own timeout and backoff decide.
+    ("grpc.server_max_unrequested_time_in_server", UNREQUESTED_CALL_SECONDS),
+    ("grpc.server.max_pending_requests", MAX_PENDING_CALLS * 4 // 5),  # above it core sheds at random
+    ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
 ]
 
 

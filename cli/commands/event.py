@@ -11,10 +11,11 @@ import typer
 from cli.client import list_all, session
 from cli.errors import CliError
 from cli.output import ColumnOpt, Format, OutputOpt, emit
-from kumo.v1 import event_pb2 as pb
 
 if TYPE_CHECKING:
     from google.protobuf import timestamp_pb2
+
+    from kumo.v1 import event_pb2 as pb
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -95,6 +96,8 @@ def list_(
     column: ColumnOpt = None,
 ) -> None:
     """List events, oldest first (members see their project's; admins every project's)."""
+    from kumo.v1 import event_pb2 as pb  # here: `kumo server list` imports this module (start-up time)
+
     req = pb.ListEventsRequest(page_size=500, action=action or "", project_id=project or "")
     if resource:
         kind, _, ident = resource.partition("/")

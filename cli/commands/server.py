@@ -29,7 +29,6 @@ from cli.updates import mask
 from cli.waiting import DEFAULT_TIMEOUT, TimeoutOpt, WaitOpt, gone, settle
 from kumo.ids import is_uuid
 from kumo.v1 import compute_pb2 as pb
-from kumo.v1 import image_pb2 as ipb
 
 app = typer.Typer(no_args_is_help=True)
 event_app = typer.Typer(no_args_is_help=True)
@@ -444,6 +443,7 @@ def snapshot(
 ) -> None:
     """Save the server's disk as a new image (uploaded by its node)."""
     from cli.commands import image as image_cmd
+    from kumo.v1 import image_pb2 as ipb
 
     s = stub()
     inst = find(s, server)
@@ -481,8 +481,10 @@ def event_list(
     column: ColumnOpt = None,
 ) -> None:
     """List a server's events, oldest first (as OpenStack's server event list)."""
+    from kumo.v1 import event_pb2
+
     inst = find(stub(), server)
-    req = event_cmd.pb.ListEventsRequest(
+    req = event_pb2.ListEventsRequest(
         page_size=500, resource_type="instance", resource_id=inst.id, action=action or ""
     )
     event_cmd.show_events(req, since, until, output, column)
