@@ -7,7 +7,9 @@
    claim committed: the call returns BUILDING). Anchors: Nova's scheduler
    ~4 placements/s, Kubernetes ~100 pods/s at 5,000 nodes; goal 500/s.
    Controller CPU per placement is printed too (less noisy than the rate on a
-   shared machine), and the same run on PostgreSQL (bench/pg.py) after it.
+   shared machine), also net of what the controller spends idle (measured for
+   IDLE_SECONDS before the creates), and the same run on PostgreSQL
+   (bench/pg.py) after it. docs/nodes.md ("Scale: what a create costs") has figures.
 2. Boot latency of one real TCG guest: CreateInstance to the test image's
    marker on its serial console, next to `virsh create` of the same domain XML
    on copies of the same disks, and the ratio (kumo's overhead), median of
