@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from controller.config import load_config
+from controller.config import apply_switch_interval, load_config
 from controller.domain.idempotency import NO_REQUEST_ID
 from controller.localdashboard import LocalDashboard
 from controller.localnode import LocalNode, local_node_name
@@ -221,6 +221,7 @@ def main() -> int:
         }
     )
     setup_logging(cfg.log_level, "text")
+    apply_switch_interval(cfg)
     ctl = Controller(cfg)
     ctl.start()
     # The guest test image (`make image`): public in the admin project, ready to boot.

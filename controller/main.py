@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from controller.config import load_config
+from controller.config import apply_switch_interval, load_config
 from kumo.logs import setup_logging
 
 app = typer.Typer(add_completion=False, help="The kumo controller.")
@@ -50,6 +50,7 @@ def serve(
         typer.echo(f"kumo-controller: bad configuration: {exc}", err=True)
         raise typer.Exit(2) from None
     setup_logging(cfg.log_level, cfg.log_format)
+    apply_switch_interval(cfg)
     from controller.server import Controller
 
     try:

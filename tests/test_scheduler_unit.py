@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from controller.domain.scheduler import Candidate, Ratios, Request, no_valid_host, schedule
+import random
+
+from controller.domain.scheduler import FILTERS, Candidate, Ratios, Request, no_valid_host, schedule
 
 RATIOS = Ratios(cpu=2.0, ram=1.0, disk=1.0)
 
@@ -66,3 +68,53 @@ def test_no_valid_host_names_the_filters() -> None:
     assert "VcpuFilter rejected 1" in err.message and "NodeReadyFilter rejected 1" in err.message
     assert "2 node(s) considered" in err.message
     assert "there are no nodes" in no_valid_host(schedule([], req, RATIOS), req).message
+
+
+def _every_filter(nodes: list[Candidate], r: Request) -> tuple[list[str], dict[str, int]]:
+    """The ranking's survivors and counts with every filter run on every node."""
+    kept, rejected = [], {name: 0 for name, _ in FILTERS}
+    for c in nodes:
+        for name, check in FILTERS:
+            if not check(c, r, RATIOS):
+                rejected[name] += 1
+                break
+        else:
+            kept.append(c.name)
+    return kept, rejected
+
+
+def test_leaving_out_idle_filters_changes_no_result() -> None:
+    """schedule() skips the filters that cannot reject a node for the request
+    (no group, no pinning, not a migration); survivors and counts must be what
+    running all of them gives, for every kind of request."""
+    rng = random.Random(7)
+    nodes = [
+        node(
+            f"n{i}",
+            ready=rng.random() > 0.1,
+            enabled=rng.random() > 0.1,
+            maintenance=rng.random() < 0.1,
+            vcpus_used=rng.randint(0, 9),
+            ram_mb_used=rng.randint(0, 4096),
+            disk_gb_used=rng.randint(0, 100),
+            storage_backends=("rbd",) if rng.random() < 0.5 else (),
+            migration_address="10.0.0.1:1" if rng.random() < 0.5 else "",
+        )
+        for i in range(200)
+    ]
+    some = frozenset(f"n{i}" for i in range(0, 200, 3))
+    requests = [
+        Request(1, 512, 1),
+        Request(2, 1024, 10, group_policy="affinity", group_nodes=some),
+        Request(2, 1024, 10, group_policy="affinity"),
+        Request(1, 512, 1, group_policy="anti-affinity", group_nodes=some),
+        Request(1, 512, 0, required_node="n5"),
+        Request(1, 512, 0, required_backend="rbd"),
+        Request(1, 512, 1, migrating_from="n9"),
+    ]
+    for r in requests:
+        out = schedule(nodes, r, RATIOS)
+        kept, rejected = _every_filter(nodes, r)
+        assert sorted(c.name for c in out.ranked) == sorted(kept), r
+        assert out.rejected == rejected, r
+        assert out.considered == len(nodes)

@@ -76,7 +76,7 @@ MAX_USER_DATA = 64 * 1024
 CONSOLE_LIMIT = 1024 * 1024
 
 
-def desired_power(row: Instance) -> int:
+def desired_power(row: Instance | store.DesiredRow) -> int:
     if row.state == STOPPED and row.task != POWERING_ON:
         return npb.DESIRED_POWER_STOPPED
     if row.task == POWERING_OFF:
@@ -84,7 +84,7 @@ def desired_power(row: Instance) -> int:
     return npb.DESIRED_POWER_RUNNING
 
 
-def desired_instance(row: Instance) -> npb.DesiredInstance:
+def desired_instance(row: Instance | store.DesiredRow) -> npb.DesiredInstance:
     return npb.DesiredInstance(
         id=row.id,
         hostname=row.name,
@@ -285,8 +285,7 @@ class Instances:
         # ranking that went stale meanwhile costs a retry, never an overcommit.
         ranked_for = self.group_request(group, req) if group is not None else req
         placement = self.placement
-        sample = placement.sample()
-        outcome = schedule(placement.candidates(sample), ranked_for, placement.ratios, placement.weigher)
+        outcome, sampled = placement.rank(ranked_for)
         with write_transaction():
             image_store.lock_project(caller.project_id)
             # After the lock: a racing twin's key is committed or not begun.
@@ -301,9 +300,9 @@ class Instances:
             if group is not None:
                 req = self.group_request(group, req, lock=True)
             try:
-                chosen = placement.claim(outcome, req, final=sample is None)
+                chosen = placement.claim(outcome, req, final=not sampled)
             except ResourceExhausted:
-                if sample is None:
+                if not sampled:
                     raise
                 # Nothing in the sample fits: look at every node before saying no.
                 outcome = schedule(placement.candidates(), req, placement.ratios, placement.weigher)
@@ -479,7 +478,7 @@ class Instances:
 
     def contribute(self, node: Node, state: npb.NodeDesiredState) -> None:
         """The instances part of a node's desired state (the first contributor)."""
-        for row in store.instances_on_node(node.id):
+        for row in store.desired_rows_on_node(node.id):
             if row.state not in (DELETING, ERROR):
                 state.instances.append(desired_instance(row))
 

@@ -18,8 +18,13 @@ from controller.domain.scheduler import (
     affinity_ok,
     anti_affinity_ok,
     no_valid_host,
+    schedule,
 )
 from controller.metrics import ControllerMetrics
+from kumo.v1 import node_pb2
+
+# The registry's capacities(): node id -> (READY?, its live inventory or None).
+Capacities = dict[str, tuple[bool, node_pb2.NodeInventory | None]]
 
 # On fleets over twice this size, a create ranks this many random READY nodes.
 SAMPLE = 64
@@ -45,42 +50,71 @@ class Placement:
             worst = max(outcome.rejected.items(), key=lambda kv: kv[1], default=("", 0))
             m.no_valid_host.labels(kind, worst[0] if worst[1] else "NoNodes").inc()
 
-    def sample(self) -> list[str] | None:
+    def sample(self, live: Capacities | None = None) -> list[str] | None:
         """A random subset of the READY nodes to rank, on big fleets (as
         Kubernetes scores a share of its nodes): a create reads SAMPLE nodes,
-        not all of them. None: rank every node."""
-        ready = [nid for nid, (ok, _) in self.registry.capacities().items() if ok]
+        not all of them. None: rank every node. `live`: the registry's
+        capacities() when the caller has them already."""
+        live = self.registry.capacities() if live is None else live
+        ready = [nid for nid, (ok, _) in live.items() if ok]
         if len(ready) <= 2 * SAMPLE:
             return None
         return random.sample(ready, SAMPLE)
 
-    def candidates(self, only: list[str] | None = None) -> list[Candidate]:
+    def candidates(self, only: list[str] | None = None, live: Capacities | None = None) -> list[Candidate]:
         """Nodes with capacity and claims; capacity from the live session when
-        there is one (the database copy is written in batches)."""
+        there is one (the database copy is written in batches). `live`: as for sample()."""
         out = []
-        live = self.registry.capacities()
+        live = self.registry.capacities() if live is None else live
+        absent = (False, None)
         for node_id, name, enabled, vcpus, ram, disk, v_used, r_used, d_used, maint in store.candidates(only):
-            ready, inv = live.get(node_id, (False, None))
-            if inv is not None:
-                vcpus, ram, disk = inv.vcpus, inv.memory_mb, inv.disk_gb
+            ready, inv = live.get(node_id, absent)
+            if inv is None:
+                out.append(
+                    Candidate(
+                        node_id,
+                        name,
+                        ready,
+                        bool(enabled),
+                        vcpus,
+                        ram,
+                        disk,
+                        v_used,
+                        r_used,
+                        d_used,
+                        (),
+                        bool(maint),
+                        "",
+                    )
+                )
+                continue
             out.append(
                 Candidate(
                     node_id,
                     name,
                     ready,
                     bool(enabled),
-                    int(vcpus),
-                    int(ram),
-                    int(disk),
-                    int(v_used),
-                    int(r_used),
-                    int(d_used),
-                    tuple(inv.storage_backends) if inv is not None else (),
+                    inv.vcpus,
+                    inv.memory_mb,
+                    inv.disk_gb,
+                    v_used,
+                    r_used,
+                    d_used,
+                    tuple(inv.storage_backends),
                     bool(maint),
-                    inv.migration_address if inv is not None else "",
+                    inv.migration_address,
                 )
             )
         return out
+
+    def rank(self, request: Request) -> tuple[Outcome, bool]:
+        """A create's ranking, outside the write lock: of a random sample of
+        the READY nodes on big fleets (True: sampled, so a refusal is not yet
+        the answer), of every node on small ones. One registry snapshot serves both."""
+        live = self.registry.capacities()
+        sample = self.sample(live)
+        outcome = schedule(self.candidates(sample, live), request, self.ratios, self.weigher)
+        return outcome, sample is not None
 
     def disk_cap(self, node_id: str) -> float:
         """The node's disk with the allocation ratio applied (0 for an unknown node)."""
