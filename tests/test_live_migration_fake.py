@@ -11,6 +11,7 @@ import collections
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -404,7 +405,7 @@ def test_the_cli_migrates_and_drains_with_progress(cloud: FakeCloud, tmp_path: P
     listed = run_cli(["server", "migration", "list", "--server", "cli-mover", "-o", "json"], env)
     assert listed.returncode == 0 and json.loads(listed.stdout)[-1]["state"] == "completed", listed.stdout
     not_moving = run_cli(["server", "migration", "cancel", "cli-mover"], env)
-    assert not_moving.returncode != 0 and "no live migration under way" in not_moving.stderr
+    assert not_moving.returncode != 0 and "no migration or resize under way" in not_moving.stderr
     cold = running(admin, create(admin, "cli-cold").id)
     if cold.node_id != target:
         compute(admin).MigrateInstance(pb.MigrateInstanceRequest(name=cold.id, live=True, node=target))
@@ -556,9 +557,10 @@ def test_cancel_migration_aborts_the_copy_and_keeps_the_guest_on_the_source(clou
     assert "name" in refused(grpc.StatusCode.INVALID_ARGUMENT, "", name="bad\x01")
     refused(grpc.StatusCode.NOT_FOUND, "", name=UNKNOWN)
     refused(grpc.StatusCode.NOT_FOUND, "", name="nobody-has-this")
-    for who in ("alice", "bob", "reader"):  # members and readers: not theirs to call
-        refused(grpc.StatusCode.PERMISSION_DENIED, "", client=t[who], name=inst.id)
-    refused(grpc.StatusCode.FAILED_PRECONDITION, "NOT_LIVE_MIGRATING", name=idle.id)
+    for who in ("alice", "bob"):  # another project's instance: as missing
+        refused(grpc.StatusCode.NOT_FOUND, "", client=t[who], name=inst.id)
+    refused(grpc.StatusCode.PERMISSION_DENIED, "", client=t["reader"], name=inst.id)
+    refused(grpc.StatusCode.FAILED_PRECONDITION, "NOT_MOVING", name=idle.id)
     assert get(admin, inst.id).state == pb.INSTANCE_STATE_MIGRATING  # the refusals changed nothing
 
     out = compute(admin).CancelMigration(pb.CancelMigrationRequest(name="cancelled"))
@@ -579,7 +581,46 @@ def test_cancel_migration_aborts_the_copy_and_keeps_the_guest_on_the_source(clou
     assert events["live_migrate_cancel"].user_name == "admin"
     cancelled = events["live_migrate_cancelled"]
     assert cancelled.error_reason == "LIVE_MIGRATION_CANCELLED" and "cancelled by admin" in cancelled.message
-    refused(grpc.StatusCode.FAILED_PRECONDITION, "NOT_LIVE_MIGRATING", name=inst.id)  # over
+    refused(grpc.StatusCode.FAILED_PRECONDITION, "NOT_MOVING", name=inst.id)  # over
+    assert_claims_exact(cloud)
+    delete_all(admin)
+
+
+def test_a_cancel_while_the_source_is_down_ends_once_it_is_seen_down(cloud: FakeCloud) -> None:
+    """The source's daemon dies mid-copy (slowed to 60 s) and the admin
+    cancels: once the source is DOWN and the target does not run the guest,
+    the migration fails at once (not at its deadline, minutes away), the
+    target's claim goes; the source, back, runs the guest again."""
+    admin = cloud.admin
+    inst = running(admin, create(admin, "cancel-down").id)
+    source = inst.node_id
+    slow_source(cloud, source, 60)
+    inst = running(admin, inst.id)
+    target = next(n for n in node_ids(cloud) if n != source)
+    before = claims(cloud)
+    begin(admin, inst.id, target)
+    wait_for(
+        lambda: migrations(admin, instance_id=inst.id)[-1].bytes_processed > 0,
+        timeout=30,
+        what="the copy under way",
+    )
+    src_proc = next(p for p in cloud.procs if p.state_dir == cloud.node_states[source])
+    src_proc.stop(9)
+    cloud.procs.remove(src_proc)
+    began = time.monotonic()
+    compute(admin).CancelMigration(pb.CancelMigrationRequest(name=inst.id))
+    m = finished(admin, inst.id, timeout=30)
+    took = time.monotonic() - began
+    assert m.state == pb.LIVE_MIGRATION_STATE_FAILED, m
+    assert m.fault == f"cancelled by admin (source node {source} down)", m
+    assert took < 30, took  # the deadline was 420 s away
+    after = get(admin, inst.id)
+    assert after.node_id == source and after.state == pb.INSTANCE_STATE_ACTIVE, after
+    assert after.fault.startswith("live migration cancelled by admin"), after.fault
+    assert claims(cloud)[target] == before.get(target, (0, 0))
+    cloud.procs.append(NodedProc(src_proc.state_dir, src_proc.args).start())
+    back = running(admin, inst.id, timeout=60)
+    assert back.node_id == source
     assert_claims_exact(cloud)
     delete_all(admin)
 
