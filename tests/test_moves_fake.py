@@ -662,3 +662,35 @@ def test_cancel_a_resize_before_its_switch_and_refused_after(cloud: dict) -> Non
     done = wait_state(alice, inst.id, pb.INSTANCE_STATE_ACTIVE, timeout=60)
     assert done.node_id == target
     delete_all(admin)
+
+
+def test_a_cancelled_cold_move_of_a_drain_is_left_where_it_is(cloud: dict) -> None:
+    """A cold drain's move cancelled while stopping (its node away, not yet
+    DOWN): the drain does not start it again; it ends INCOMPLETE with that
+    guest on the node, the entry's fault naming who cancelled."""
+    admin, alice = cloud["admin"], cloud["alice"]
+    inst = create(alice, cloud, "cx-drain")
+    compute(alice).StopInstance(pb.StopInstanceRequest(id=inst.id))
+    wait_state(alice, inst.id, pb.INSTANCE_STATE_STOPPED)
+    node = inst.node_id
+    with node_away(cloud, node):
+        admin.nodes.DrainNode(node_pb2.DrainNodeRequest(id=node, cold=True))
+        assert get(admin, inst.id).state == pb.INSTANCE_STATE_MIGRATING  # the drain's cold move
+        compute(admin).CancelMigration(pb.CancelMigrationRequest(name=inst.id))
+        done = wait_for(
+            lambda: (
+                (n := admin.nodes.GetNode(node_pb2.GetNodeRequest(id=node))).drain.state
+                != node_pb2.NODE_DRAIN_STATE_DRAINING
+                and n
+            ),
+            timeout=30,
+            what="the drain over",
+        )
+        entries = compute(admin).ListLiveMigrations(pb.ListLiveMigrationsRequest(instance_id=inst.id))
+        assert done.drain.state == node_pb2.NODE_DRAIN_STATE_INCOMPLETE, done.drain
+        assert done.drain.failed == 1 and done.drain.cold_started == 1, (done.drain, entries)
+        after = get(admin, inst.id)
+        assert (after.state, after.node_id) == (pb.INSTANCE_STATE_STOPPED, node)
+        assert entries.live_migrations[-1].fault.startswith("cold migration cancelled by admin"), entries
+    admin.nodes.UndrainNode(node_pb2.UndrainNodeRequest(id=node))
+    delete_all(admin)
