@@ -505,6 +505,25 @@ def begin(admin: Client, instance_id: str, target: str) -> None:
     wait_for(started, timeout=30, what="the migration accepted")
 
 
+def copy_under_way(cloud: FakeCloud, name: str, seconds: float) -> tuple[pb.Instance, str, str, dict]:
+    """A new running guest whose live migration's simulated copy (slowed to
+    `seconds`) is under way: (the instance, source, target, claims before)."""
+    admin = cloud.admin
+    inst = running(admin, create(admin, name).id)
+    source = inst.node_id
+    slow_source(cloud, source, seconds)
+    inst = running(admin, inst.id)  # the restarted fake driver made it again
+    target = next(n for n in node_ids(cloud) if n != source)
+    before = claims(cloud)
+    begin(admin, inst.id, target)
+    wait_for(
+        lambda: migrations(admin, instance_id=inst.id)[-1].bytes_processed > 0,
+        timeout=30,
+        what="the copy under way",
+    )
+    return inst, source, target, before
+
+
 def test_a_controller_restart_mid_migration_carries_on(cloud: FakeCloud) -> None:
     """The record is in the database and the nodes say how it went: a
     controller that restarts while the copy runs completes it."""
@@ -532,19 +551,8 @@ def test_cancel_migration_aborts_the_copy_and_keeps_the_guest_on_the_source(clou
     target's claim goes, the fault and the event log say who."""
     admin = cloud.admin
     t = two_tenants(cloud.ctl, admin, "lmcancel")
-    inst = running(admin, create(admin, "cancelled").id)
     idle = running(admin, create(admin, "not-moving").id)
-    source = inst.node_id
-    slow_source(cloud, source, 30)
-    inst = running(admin, inst.id)
-    target = next(n for n in node_ids(cloud) if n != source)
-    before = claims(cloud)
-    begin(admin, inst.id, target)
-    wait_for(
-        lambda: migrations(admin, instance_id=inst.id)[-1].bytes_processed > 0,
-        timeout=30,
-        what="the copy under way",
-    )
+    inst, source, target, before = copy_under_way(cloud, "cancelled", 30)
 
     def refused(code: grpc.StatusCode, reason: str, client: Client = admin, name: str = "") -> str:
         err = rpc_error(compute(client).CancelMigration, pb.CancelMigrationRequest(name=name))
@@ -592,18 +600,7 @@ def test_a_cancel_while_the_source_is_down_ends_once_it_is_seen_down(cloud: Fake
     the migration fails at once (not at its deadline, minutes away), the
     target's claim goes; the source, back, runs the guest again."""
     admin = cloud.admin
-    inst = running(admin, create(admin, "cancel-down").id)
-    source = inst.node_id
-    slow_source(cloud, source, 60)
-    inst = running(admin, inst.id)
-    target = next(n for n in node_ids(cloud) if n != source)
-    before = claims(cloud)
-    begin(admin, inst.id, target)
-    wait_for(
-        lambda: migrations(admin, instance_id=inst.id)[-1].bytes_processed > 0,
-        timeout=30,
-        what="the copy under way",
-    )
+    inst, source, target, before = copy_under_way(cloud, "cancel-down", 60)
     src_proc = next(p for p in cloud.procs if p.state_dir == cloud.node_states[source])
     src_proc.stop(9)
     cloud.procs.remove(src_proc)
@@ -629,18 +626,7 @@ def test_target_dying_midway_leaves_the_guest_on_the_source(cloud: FakeCloud) ->
     """Last: it stops a node. The source's simulated copy is slowed to 60 s;
     the target's daemon is killed midway."""
     admin = cloud.admin
-    inst = running(admin, create(admin, "stays").id)
-    source = inst.node_id
-    slow_source(cloud, source, 60)
-    inst = running(admin, inst.id)  # the restarted fake driver made it again
-    target = next(n for n in node_ids(cloud) if n != source)
-    before = claims(cloud)
-    begin(admin, inst.id, target)
-    wait_for(
-        lambda: migrations(admin, instance_id=inst.id)[-1].bytes_processed > 0,
-        timeout=30,
-        what="the copy under way",
-    )
+    inst, source, target, before = copy_under_way(cloud, "stays", 60)
     tgt_proc = next(p for p in cloud.procs if p.state_dir == cloud.node_states[target])
     tgt_proc.stop(9)
     cloud.procs.remove(tgt_proc)

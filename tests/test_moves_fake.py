@@ -24,6 +24,7 @@ from kumo.v1 import volume_pb2 as vpb
 from tests.cloudutil import fake_cloud, make_flavor
 from tests.harness import Client, error_reason, race, rpc_error, run_cli, two_tenants
 from tests.nodeutil import wait_for
+from tests.test_live_migration_fake import drain_over
 from tests.test_quotas import set_quota
 
 NODES = 2  # each: 2 vCPUs (x4 ratio = 8), 4096 MiB (x1), 50 GiB
@@ -677,15 +678,7 @@ def test_a_cancelled_cold_move_of_a_drain_is_left_where_it_is(cloud: dict) -> No
         admin.nodes.DrainNode(node_pb2.DrainNodeRequest(id=node, cold=True))
         assert get(admin, inst.id).state == pb.INSTANCE_STATE_MIGRATING  # the drain's cold move
         compute(admin).CancelMigration(pb.CancelMigrationRequest(name=inst.id))
-        done = wait_for(
-            lambda: (
-                (n := admin.nodes.GetNode(node_pb2.GetNodeRequest(id=node))).drain.state
-                != node_pb2.NODE_DRAIN_STATE_DRAINING
-                and n
-            ),
-            timeout=30,
-            what="the drain over",
-        )
+        done = drain_over(admin, node, 30)
         entries = compute(admin).ListLiveMigrations(pb.ListLiveMigrationsRequest(instance_id=inst.id))
         assert done.drain.state == node_pb2.NODE_DRAIN_STATE_INCOMPLETE, done.drain
         assert done.drain.failed == 1 and done.drain.cold_started == 1, (done.drain, entries)
