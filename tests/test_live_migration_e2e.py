@@ -21,6 +21,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -279,8 +280,8 @@ def test_draining_a_node_live_migrates_its_three_guests_and_undrain_keeps_them(
         )
     admin.nodes.EnableNode(npb.EnableNodeRequest(id=target))
     assert {admin.compute.GetInstance(pb.GetInstanceRequest(id=iid)).node_id for iid in ids} == {source}
-    for iid in ids:
-        start_ticks(admin, iid)
+    with ThreadPoolExecutor(len(ids)) as pool:  # each console answers in its own time
+        list(pool.map(lambda iid: start_ticks(admin, iid), ids))
     before = {iid: max(ticks(admin, iid), default=0) for iid in ids}
     explain = lambda: drain_account(admin, ids, [source, target])  # noqa: E731
 
