@@ -180,18 +180,24 @@ exec {sys.executable} -m noded.main run --state-dir {self.same_path_as} --log-fo
                 self.proc.wait(10)
 
     def stop(self) -> None:
-        """Destroys its guests, then stops noded, libvirtd and virtlogd."""
-        if Path(self.socket).exists():
-            names = subprocess.run(
-                ["virsh", "-c", self.uri, "list", "--all", "--name"],
-                capture_output=True,
-                text=True,
-                timeout=30,
-            ).stdout.split()
-            for name in names:
-                subprocess.run(["virsh", "-c", self.uri, "destroy", name], capture_output=True, timeout=30)
-                subprocess.run(["virsh", "-c", self.uri, "undefine", name], capture_output=True, timeout=30)
+        """Stops noded (so it does not remove or make guests meanwhile: its
+        undefine racing ours hung virsh on a loaded box), destroys its guests
+        (a virsh call that still hangs is given up: libvirtd goes next), then
+        stops libvirtd and virtlogd."""
         self.stop_noded()
+        if Path(self.socket).exists():
+            try:
+                names = subprocess.run(
+                    ["virsh", "-c", self.uri, "list", "--all", "--name"],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                ).stdout.split()
+                for name in names:
+                    for verb in ("destroy", "undefine"):
+                        subprocess.run(["virsh", "-c", self.uri, verb, name], capture_output=True, timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
         for name in ("libvirtd", "virtlogd"):
             pid = self._pid(name)
             if pid:

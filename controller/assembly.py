@@ -53,6 +53,7 @@ from controller.domain.instances import Instances
 from controller.domain.migrations.drain import Drains
 from controller.domain.migrations.live import LiveMigrations, MigrationSettings
 from controller.domain.move_target import MoveTargets
+from controller.domain.moves.cancel import MoveCancels
 from controller.domain.moves.facade import Moves
 from controller.domain.networks import Networks
 from controller.domain.node_registry import NodeRegistry
@@ -237,6 +238,8 @@ def assemble(
         events,
         (networks, volumes),
     )
+    # CancelMigration: a live migration, or a cold move still on its source.
+    cancels = MoveCancels(moves.engine, migrations)
     drains = Drains(nodes, migrations, moves.cold, events, cfg.drain_parallel, cfg.instance_sync_seconds)
     # Evacuation moves instances with what networks and volumes gave them.
     evacuations = Evacuations(
@@ -293,6 +296,7 @@ def assemble(
                 instance_api,
                 moves,
                 migrations,
+                cancels,
             ),
         ),
         _service(

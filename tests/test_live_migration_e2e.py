@@ -12,6 +12,7 @@ tests/test_hostnet_e2e.py."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import socket
@@ -20,18 +21,20 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import pytest
 
 from bench.libvirt_hosts import LibvirtHost
 from kumo.v1 import compute_pb2 as pb
 from kumo.v1 import node_pb2 as npb
 from tests.cloudutil import destroy_guests, libvirt_and_test_image, libvirt_cloud, ready_nodes, virsh
-from tests.harness import Client
+from tests.harness import Client, cli_login, run_cli
 from tests.netutil import state_dir
 from tests.nodeutil import NodedProc, make_token, run_noded, wait_for
-from tests.waits import diagnose, wait_until
+from tests.waits import diagnose, node_line, wait_reconciled, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -231,6 +234,130 @@ def test_a_running_guest_moves_with_its_disk_and_keeps_running(clouds: dict) -> 
     assert "KUMO-TEST-IMAGE-BOOTED" not in log
     assert claimed(Path(clouds["ctl"].data_dir), source) == (0, 0)
     assert claimed(Path(clouds["ctl"].data_dir), target) == (1, 256)
+
+
+def drain_account(admin: Client, ids: list[str], node_ids: list[str]) -> str:
+    """What each guest and node was doing, and the drain's live migrations,
+    for a drain wait that timed out."""
+    parts = [diagnose(admin, iid) for iid in ids]
+    parts += [node_line(admin, n) for n in node_ids]
+    for iid in ids:
+        for m in admin.compute.ListLiveMigrations(
+            pb.ListLiveMigrationsRequest(instance_id=iid)
+        ).live_migrations:
+            parts.append(
+                f"migration {m.id} of {iid}: {pb.LiveMigrationState.Name(m.state)} {m.source_node_id}"
+                f" -> {m.target_node_id}, {m.bytes_processed}/{m.bytes_total} bytes, fault {m.fault!r}"
+            )
+    return "\n".join(parts)
+
+
+def test_draining_a_node_live_migrates_its_three_guests_and_undrain_keeps_them(
+    clouds: dict, tmp_path: Path
+) -> None:
+    """DrainNode with three running guests: each is live-migrated off (the
+    per-instance progress is in ListLiveMigrations and the node's drain
+    counts while it runs), their consoles' tickers go on without a reboot,
+    the node stays in maintenance (a create finds no room there), and
+    `kumo node undrain` returns it to service with the guests left where
+    they are."""
+    admin, source, target = clouds["admin"], clouds["source"], clouds["target"]
+    admin.nodes.DisableNode(npb.DisableNodeRequest(id=target, reason="place on the source"))
+    made = [
+        admin.compute.CreateInstance(
+            pb.CreateInstanceRequest(name=f"drained-{i}", image="kumo-test", flavor="lm.small")
+        )
+        for i in range(3)
+    ]
+    ids = [i.id for i in made]
+    for iid in ids:
+        wait_until(
+            lambda iid=iid: (
+                "KUMO-NICS" in admin.compute.GetConsoleOutput(pb.GetConsoleOutputRequest(id=iid)).output
+            ),
+            what="the guest booted",
+            explain=lambda iid=iid: diagnose(admin, iid),
+        )
+    admin.nodes.EnableNode(npb.EnableNodeRequest(id=target))
+    assert {admin.compute.GetInstance(pb.GetInstanceRequest(id=iid)).node_id for iid in ids} == {source}
+    with ThreadPoolExecutor(len(ids)) as pool:  # each console answers in its own time
+        list(pool.map(lambda iid: start_ticks(admin, iid), ids))
+    before = {iid: max(ticks(admin, iid), default=0) for iid in ids}
+    explain = lambda: drain_account(admin, ids, [source, target])  # noqa: E731
+
+    began = time.monotonic()
+    node = admin.nodes.DrainNode(npb.DrainNodeRequest(id=source))
+    assert node.maintenance and node.drain.state == npb.NODE_DRAIN_STATE_DRAINING, node.drain
+    assert node.drain.instances_total == 3, node.drain
+    seen: set[tuple[str, int]] = set()  # (instance, migration state) seen while it ran
+    counts: list[int] = []
+
+    def drained() -> npb.Node | None:
+        for iid in ids:
+            for m in admin.compute.ListLiveMigrations(
+                pb.ListLiveMigrationsRequest(instance_id=iid)
+            ).live_migrations:
+                if m.drain_node_id == source:
+                    seen.add((iid, m.state))
+        n = admin.nodes.GetNode(npb.GetNodeRequest(id=source))
+        counts.append(n.drain.migrated)
+        return n if n.drain.state != npb.NODE_DRAIN_STATE_DRAINING else None
+
+    done = wait_until(drained, what="the drain of three guests over", base=240, step=0.3, explain=explain)
+    wall = time.monotonic() - began
+    print(f"\nnode drain of 3 guests (live, copy-storage, 2 at a time): {wall:.1f} s wall")
+    assert done.drain.state == npb.NODE_DRAIN_STATE_DRAINED, f"{done.drain}\n{explain()}"
+    assert done.drain.migrated == 3 and done.drain.failed == 0 and done.maintenance, done.drain
+    # Progress per instance while it ran: each was seen under way, and the count grew.
+    under_way = (pb.LIVE_MIGRATION_STATE_PREPARING, pb.LIVE_MIGRATION_STATE_RUNNING)
+    assert {iid for iid, st in seen if st in under_way} == set(ids), seen
+    assert counts[0] < 3 and sorted(counts) == counts, counts
+    for iid in ids:
+        m = migration(admin, iid)
+        assert m.state == pb.LIVE_MIGRATION_STATE_COMPLETED and m.drain_node_id == source, m
+        assert m.target_node_id == target and m.bytes_processed > 0, m
+    assert not admin.compute.ListInstances(pb.ListInstancesRequest(node_id=source)).instances
+    for iid in ids:  # no reboot: each ticker goes on in the target's console log
+        later = wait_until(
+            lambda iid=iid: [t for t in ticks(admin, iid) if t > before[iid] + 2],
+            what="the guest's uptime going on on the target",
+            base=30,
+            explain=lambda iid=iid: diagnose(admin, iid),
+        )
+        assert min(later) > before[iid]
+        out = admin.compute.GetConsoleOutput(pb.GetConsoleOutputRequest(id=iid)).output
+        assert "KUMO-TEST-IMAGE-BOOTED" not in out
+        assert admin.compute.GetInstance(pb.GetInstanceRequest(id=iid)).node_id == target
+    # In maintenance nothing new lands there: with the other node disabled, no room at all.
+    admin.nodes.DisableNode(npb.DisableNodeRequest(id=target, reason="only the drained node left"))
+    try:
+        with pytest.raises(grpc.RpcError) as refused:
+            admin.compute.CreateInstance(
+                pb.CreateInstanceRequest(name="drain-probe", image="kumo-test", flavor="lm.small")
+            )
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "NodeMaintenanceFilter" in (refused.value.details() or ""), refused.value.details()
+    finally:
+        admin.nodes.EnableNode(npb.EnableNodeRequest(id=target))
+    # Undrain through the CLI: back in service, and nothing moves back.
+    cfg = tmp_path / "cli"
+    assert cli_login(clouds["ctl"], cfg).returncode == 0
+    back = run_cli(["node", "undrain", "lm-source", "-o", "json"], {"KUMO_CONFIG_DIR": str(cfg)})
+    assert back.returncode == 0, back.stderr
+    assert json.loads(back.stdout)["maintenance"] is False
+    wait_reconciled(admin, source, clouds["state"])
+    for iid in ids:
+        assert admin.compute.GetInstance(pb.GetInstanceRequest(id=iid)).node_id == target
+        assert (
+            len(
+                admin.compute.ListLiveMigrations(
+                    pb.ListLiveMigrationsRequest(instance_id=iid)
+                ).live_migrations
+            )
+            == 1
+        )
+    for iid in ids:  # room for the next test's guests
+        admin.compute.DeleteInstance(pb.DeleteInstanceRequest(id=iid))
 
 
 def test_a_migration_whose_target_dies_leaves_the_guest_on_the_source(clouds: dict) -> None:

@@ -11,6 +11,7 @@ import collections
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -404,7 +405,7 @@ def test_the_cli_migrates_and_drains_with_progress(cloud: FakeCloud, tmp_path: P
     listed = run_cli(["server", "migration", "list", "--server", "cli-mover", "-o", "json"], env)
     assert listed.returncode == 0 and json.loads(listed.stdout)[-1]["state"] == "completed", listed.stdout
     not_moving = run_cli(["server", "migration", "cancel", "cli-mover"], env)
-    assert not_moving.returncode != 0 and "no live migration under way" in not_moving.stderr
+    assert not_moving.returncode != 0 and "no migration or resize under way" in not_moving.stderr
     cold = running(admin, create(admin, "cli-cold").id)
     if cold.node_id != target:
         compute(admin).MigrateInstance(pb.MigrateInstanceRequest(name=cold.id, live=True, node=target))
@@ -504,6 +505,25 @@ def begin(admin: Client, instance_id: str, target: str) -> None:
     wait_for(started, timeout=30, what="the migration accepted")
 
 
+def copy_under_way(cloud: FakeCloud, name: str, seconds: float) -> tuple[pb.Instance, str, str, dict]:
+    """A new running guest whose live migration's simulated copy (slowed to
+    `seconds`) is under way: (the instance, source, target, claims before)."""
+    admin = cloud.admin
+    inst = running(admin, create(admin, name).id)
+    source = inst.node_id
+    slow_source(cloud, source, seconds)
+    inst = running(admin, inst.id)  # the restarted fake driver made it again
+    target = next(n for n in node_ids(cloud) if n != source)
+    before = claims(cloud)
+    begin(admin, inst.id, target)
+    wait_for(
+        lambda: migrations(admin, instance_id=inst.id)[-1].bytes_processed > 0,
+        timeout=30,
+        what="the copy under way",
+    )
+    return inst, source, target, before
+
+
 def test_a_controller_restart_mid_migration_carries_on(cloud: FakeCloud) -> None:
     """The record is in the database and the nodes say how it went: a
     controller that restarts while the copy runs completes it."""
@@ -531,19 +551,8 @@ def test_cancel_migration_aborts_the_copy_and_keeps_the_guest_on_the_source(clou
     target's claim goes, the fault and the event log say who."""
     admin = cloud.admin
     t = two_tenants(cloud.ctl, admin, "lmcancel")
-    inst = running(admin, create(admin, "cancelled").id)
     idle = running(admin, create(admin, "not-moving").id)
-    source = inst.node_id
-    slow_source(cloud, source, 30)
-    inst = running(admin, inst.id)
-    target = next(n for n in node_ids(cloud) if n != source)
-    before = claims(cloud)
-    begin(admin, inst.id, target)
-    wait_for(
-        lambda: migrations(admin, instance_id=inst.id)[-1].bytes_processed > 0,
-        timeout=30,
-        what="the copy under way",
-    )
+    inst, source, target, before = copy_under_way(cloud, "cancelled", 30)
 
     def refused(code: grpc.StatusCode, reason: str, client: Client = admin, name: str = "") -> str:
         err = rpc_error(compute(client).CancelMigration, pb.CancelMigrationRequest(name=name))
@@ -556,9 +565,10 @@ def test_cancel_migration_aborts_the_copy_and_keeps_the_guest_on_the_source(clou
     assert "name" in refused(grpc.StatusCode.INVALID_ARGUMENT, "", name="bad\x01")
     refused(grpc.StatusCode.NOT_FOUND, "", name=UNKNOWN)
     refused(grpc.StatusCode.NOT_FOUND, "", name="nobody-has-this")
-    for who in ("alice", "bob", "reader"):  # members and readers: not theirs to call
-        refused(grpc.StatusCode.PERMISSION_DENIED, "", client=t[who], name=inst.id)
-    refused(grpc.StatusCode.FAILED_PRECONDITION, "NOT_LIVE_MIGRATING", name=idle.id)
+    for who in ("alice", "bob"):  # another project's instance: as missing
+        refused(grpc.StatusCode.NOT_FOUND, "", client=t[who], name=inst.id)
+    refused(grpc.StatusCode.PERMISSION_DENIED, "", client=t["reader"], name=inst.id)
+    refused(grpc.StatusCode.FAILED_PRECONDITION, "NOT_MOVING", name=idle.id)
     assert get(admin, inst.id).state == pb.INSTANCE_STATE_MIGRATING  # the refusals changed nothing
 
     out = compute(admin).CancelMigration(pb.CancelMigrationRequest(name="cancelled"))
@@ -579,7 +589,36 @@ def test_cancel_migration_aborts_the_copy_and_keeps_the_guest_on_the_source(clou
     assert events["live_migrate_cancel"].user_name == "admin"
     cancelled = events["live_migrate_cancelled"]
     assert cancelled.error_reason == "LIVE_MIGRATION_CANCELLED" and "cancelled by admin" in cancelled.message
-    refused(grpc.StatusCode.FAILED_PRECONDITION, "NOT_LIVE_MIGRATING", name=inst.id)  # over
+    refused(grpc.StatusCode.FAILED_PRECONDITION, "NOT_MOVING", name=inst.id)  # over
+    assert_claims_exact(cloud)
+    delete_all(admin)
+
+
+def test_a_cancel_while_the_source_is_down_ends_once_it_is_seen_down(cloud: FakeCloud) -> None:
+    """The source's daemon dies mid-copy (slowed to 60 s) and the admin
+    cancels: once the source is DOWN and the target does not run the guest,
+    the migration fails at once (not at its deadline, minutes away), the
+    target's claim goes; the source, back, runs the guest again."""
+    admin = cloud.admin
+    inst, source, target, before = copy_under_way(cloud, "cancel-down", 60)
+    src_proc = next(p for p in cloud.procs if p.state_dir == cloud.node_states[source])
+    src_proc.stop(9)
+    cloud.procs.remove(src_proc)
+    began = time.monotonic()
+    compute(admin).CancelMigration(pb.CancelMigrationRequest(name=inst.id))
+    m = finished(admin, inst.id, timeout=30)
+    took = time.monotonic() - began
+    assert m.state == pb.LIVE_MIGRATION_STATE_FAILED, m
+    assert m.fault == f"cancelled by admin (source node {source} down)", m
+    assert took < 30, took  # the deadline was 420 s away
+    print(f"\ncancel with the source down: failed {took:.1f} s after the cancel")
+    after = get(admin, inst.id)
+    assert after.node_id == source and after.state == pb.INSTANCE_STATE_ACTIVE, after
+    assert after.fault.startswith("live migration cancelled by admin"), after.fault
+    assert claims(cloud)[target] == before.get(target, (0, 0))
+    cloud.procs.append(NodedProc(src_proc.state_dir, src_proc.args).start())
+    back = running(admin, inst.id, timeout=60)
+    assert back.node_id == source
     assert_claims_exact(cloud)
     delete_all(admin)
 
@@ -588,18 +627,7 @@ def test_target_dying_midway_leaves_the_guest_on_the_source(cloud: FakeCloud) ->
     """Last: it stops a node. The source's simulated copy is slowed to 60 s;
     the target's daemon is killed midway."""
     admin = cloud.admin
-    inst = running(admin, create(admin, "stays").id)
-    source = inst.node_id
-    slow_source(cloud, source, 60)
-    inst = running(admin, inst.id)  # the restarted fake driver made it again
-    target = next(n for n in node_ids(cloud) if n != source)
-    before = claims(cloud)
-    begin(admin, inst.id, target)
-    wait_for(
-        lambda: migrations(admin, instance_id=inst.id)[-1].bytes_processed > 0,
-        timeout=30,
-        what="the copy under way",
-    )
+    inst, source, target, before = copy_under_way(cloud, "stays", 60)
     tgt_proc = next(p for p in cloud.procs if p.state_dir == cloud.node_states[target])
     tgt_proc.stop(9)
     cloud.procs.remove(tgt_proc)

@@ -24,6 +24,7 @@ from kumo.v1 import volume_pb2 as vpb
 from tests.cloudutil import fake_cloud, make_flavor
 from tests.harness import Client, error_reason, race, rpc_error, run_cli, two_tenants
 from tests.nodeutil import wait_for
+from tests.test_live_migration_fake import drain_over
 from tests.test_quotas import set_quota
 
 NODES = 2  # each: 2 vCPUs (x4 ratio = 8), 4096 MiB (x1), 50 GiB
@@ -523,4 +524,166 @@ def test_shared_volumes_follow_a_migration(cloud: dict) -> None:
         got = t.GetVolume(vpb.GetVolumeRequest(id=vol.id))
         assert (got.node_id, got.state, got.instance_id) == (moved.node_id, vpb.VOLUME_STATE_IN_USE, inst.id)
     assert set(moved.volume_ids) >= {data.id} and moved.boot_volume_id == boot.id
+    delete_all(admin)
+
+
+def cancel_refused(client: Client, ref: str, code: grpc.StatusCode, reason: str = "") -> str:
+    err = rpc_error(compute(client).CancelMigration, pb.CancelMigrationRequest(name=ref))
+    assert err.code() == code, (err.code(), err.details())
+    if reason:
+        assert error_reason(err) == reason, err.details()
+    return err.details() or ""
+
+
+def ram_used(client: Client, project_id: str) -> int:
+    return client.identity.GetQuota(idpb.GetQuotaRequest(project_id=project_id)).usage.ram_mb
+
+
+def event(client: Client, instance_id: str, action: str) -> epb.Event:
+    events = client.events.ListEvents(
+        epb.ListEventsRequest(resource_type="instance", resource_id=instance_id, page_size=200)
+    ).events
+    return next(e for e in events if e.action == action)
+
+
+@contextlib.contextmanager
+def node_away(cloud: dict, node_id: str) -> Iterator[None]:
+    """The node's daemon stopped (the move waits on it: its phase cannot
+    advance), started again afterwards."""
+    c = cloud["c"]
+    proc = next(p for p in c.procs if p.state_dir == c.node_states[node_id])
+    proc.stop()
+    try:
+        wait_for(
+            lambda: not cloud["admin"].nodes.GetNode(node_pb2.GetNodeRequest(id=node_id)).connected,
+            what="the node away",
+        )
+        yield
+    finally:
+        proc.start()
+
+
+def test_cancel_a_cold_migration_still_on_its_source_even_while_the_source_is_away(cloud: dict) -> None:
+    """The source is away, so the move is held before its switch (stopping):
+    CancelMigration reverts it at once, without waiting for the node (the
+    target's claim goes, the instance is ACTIVE or STOPPED as before, the fault
+    and the event say who); the node, back, runs the guest where it was.
+    Refusals: a member (even of the instance's project: migrations are
+    admins'), a reader, another project's member (as missing)."""
+    c, admin, alice = cloud["c"], cloud["admin"], cloud["alice"]
+    inst = create(alice, cloud, "cx-run")
+    off = create(alice, cloud, "cx-off")
+    compute(alice).StopInstance(pb.StopInstanceRequest(id=off.id))
+    wait_state(alice, off.id, pb.INSTANCE_STATE_STOPPED)
+    if off.node_id != inst.node_id:
+        compute(admin).MigrateInstance(pb.MigrateInstanceRequest(name=off.id, node=inst.node_id))
+        off = wait_state(alice, off.id, pb.INSTANCE_STATE_STOPPED)
+    source = inst.node_id
+    target = next(n for n in c.node_states if n != source)
+    before = claims(cloud)
+    with node_away(cloud, source):
+        for row in (inst, off):
+            moving = compute(admin).MigrateInstance(pb.MigrateInstanceRequest(name=row.id, node=target))
+            assert moving.state == pb.INSTANCE_STATE_MIGRATING
+        assert claims(cloud)[target][1] == before.get(target, (0, 0, 0, 0))[1] + 2048
+        cancel_refused(alice, inst.id, grpc.StatusCode.PERMISSION_DENIED)  # a member: admins' call
+        cancel_refused(cloud["reader"], inst.id, grpc.StatusCode.PERMISSION_DENIED)
+        cancel_refused(cloud["bob"], inst.id, grpc.StatusCode.NOT_FOUND)
+        cancel_refused(admin, UNKNOWN, grpc.StatusCode.NOT_FOUND)
+        assert get(admin, inst.id).state == pb.INSTANCE_STATE_MIGRATING  # the refusals changed nothing
+        out = compute(admin).CancelMigration(pb.CancelMigrationRequest(name=inst.id))
+        assert (out.state, out.node_id, out.fault) == (
+            pb.INSTANCE_STATE_ACTIVE,
+            source,
+            "cold migration cancelled by admin",
+        )
+        stopped = compute(admin).CancelMigration(pb.CancelMigrationRequest(name=off.id))
+        assert stopped.state == pb.INSTANCE_STATE_STOPPED and stopped.node_id == source
+        assert claims(cloud)[target] == before.get(target, (0, 0, 0, 0))  # freed at once
+        assert claims(cloud)[source] == before[source]
+        cancel_refused(admin, inst.id, grpc.StatusCode.FAILED_PRECONDITION, "NOT_MOVING")
+    cancelled = event(admin, inst.id, "migrate_cancelled")
+    assert cancelled.user_name == "admin" and cancelled.error_reason == "MOVE_CANCELLED", cancelled
+    assert f"to node {target} cancelled by admin" in cancelled.message, cancelled.message
+    back = wait_for(
+        lambda: (i := get(alice, inst.id)).power_state == pb.POWER_STATE_RUNNING and i,
+        timeout=60,
+        what="the guest running on its source again",
+    )
+    assert back.node_id == source and back.state == pb.INSTANCE_STATE_ACTIVE
+    assert get(alice, off.id).state == pb.INSTANCE_STATE_STOPPED
+    # It moves later as any instance does.
+    compute(admin).MigrateInstance(pb.MigrateInstanceRequest(name=inst.id, node=target))
+    moved = wait_state(alice, inst.id, pb.INSTANCE_STATE_ACTIVE, timeout=60)
+    assert moved.node_id == target and moved.fault == ""
+    delete_all(admin)
+
+
+def test_cancel_a_resize_before_its_switch_and_refused_after(cloud: dict) -> None:
+    """A member cancels their resize while it is still stopping on its node
+    (held there by the node being away): the old flavor, the growth's claim
+    and quota freed. Past the switch (arriving on its target, or waiting in
+    verify_resize) CancelMigration is refused with the reason and what to do."""
+    c, admin, alice = cloud["c"], cloud["admin"], cloud["alice"]
+    project = cloud["a"].id
+    inst = create(alice, cloud, "cx-rs")
+    home = inst.node_id
+    before, ram = claims(cloud)[home], ram_used(admin, project)
+    with node_away(cloud, home):
+        resizing = compute(alice).ResizeInstance(pb.ResizeInstanceRequest(name=inst.id, flavor="m.2g"))
+        assert resizing.state == pb.INSTANCE_STATE_RESIZING
+        assert claims(cloud)[home][1] == before[1] + 1024 and ram_used(admin, project) == ram + 1024
+        cancel_refused(cloud["reader"], inst.id, grpc.StatusCode.PERMISSION_DENIED)
+        cancel_refused(cloud["bob"], inst.id, grpc.StatusCode.NOT_FOUND)
+        out = compute(alice).CancelMigration(pb.CancelMigrationRequest(name="cx-rs"))
+        assert (out.state, out.ram_mb, out.flavor_id) == (pb.INSTANCE_STATE_ACTIVE, 1024, inst.flavor_id)
+        assert out.fault.startswith("resize cancelled by ") and out.node_id == home
+        assert claims(cloud)[home] == before and ram_used(admin, project) == ram
+    assert event(alice, inst.id, "resize_cancelled").error_reason == "MOVE_CANCELLED"
+    running = wait_for(
+        lambda: (i := get(alice, inst.id)).power_state == pb.POWER_STATE_RUNNING and i,
+        timeout=60,
+        what="the guest running again",
+    )
+    assert running.ram_mb == 1024
+    # Waiting in verify_resize: RevertResize is the way back.
+    compute(alice).ResizeInstance(pb.ResizeInstanceRequest(name=inst.id, flavor="m.2g"))
+    wait_state(alice, inst.id, pb.INSTANCE_STATE_VERIFY_RESIZE)
+    why = cancel_refused(alice, inst.id, grpc.StatusCode.FAILED_PRECONDITION, "MOVE_NOT_CANCELLABLE")
+    assert "RevertResize" in why, why
+    compute(alice).RevertResize(pb.RevertResizeRequest(name=inst.id))
+    wait_state(alice, inst.id, pb.INSTANCE_STATE_ACTIVE)
+    # Arriving: switched to a target that is away (the guest is the target's now).
+    target = next(n for n in c.node_states if n != home)
+    with node_away(cloud, target):
+        compute(admin).MigrateInstance(pb.MigrateInstanceRequest(name=inst.id, node=target))
+        wait_for(lambda: get(admin, inst.id).node_id == target, timeout=30, what="the switch to the target")
+        why = cancel_refused(admin, inst.id, grpc.StatusCode.FAILED_PRECONDITION, "MOVE_NOT_CANCELLABLE")
+        assert f"already on node {target}" in why, why
+    done = wait_state(alice, inst.id, pb.INSTANCE_STATE_ACTIVE, timeout=60)
+    assert done.node_id == target
+    delete_all(admin)
+
+
+def test_a_cancelled_cold_move_of_a_drain_is_left_where_it_is(cloud: dict) -> None:
+    """A cold drain's move cancelled while stopping (its node away, not yet
+    DOWN): the drain does not start it again; it ends INCOMPLETE with that
+    guest on the node, the entry's fault naming who cancelled."""
+    admin, alice = cloud["admin"], cloud["alice"]
+    inst = create(alice, cloud, "cx-drain")
+    compute(alice).StopInstance(pb.StopInstanceRequest(id=inst.id))
+    wait_state(alice, inst.id, pb.INSTANCE_STATE_STOPPED)
+    node = inst.node_id
+    with node_away(cloud, node):
+        admin.nodes.DrainNode(node_pb2.DrainNodeRequest(id=node, cold=True))
+        assert get(admin, inst.id).state == pb.INSTANCE_STATE_MIGRATING  # the drain's cold move
+        compute(admin).CancelMigration(pb.CancelMigrationRequest(name=inst.id))
+        done = drain_over(admin, node, 30)
+        entries = compute(admin).ListLiveMigrations(pb.ListLiveMigrationsRequest(instance_id=inst.id))
+        assert done.drain.state == node_pb2.NODE_DRAIN_STATE_INCOMPLETE, done.drain
+        assert done.drain.failed == 1 and done.drain.cold_started == 1, (done.drain, entries)
+        after = get(admin, inst.id)
+        assert (after.state, after.node_id) == (pb.INSTANCE_STATE_STOPPED, node)
+        assert entries.live_migrations[-1].fault.startswith("cold migration cancelled by admin"), entries
+    admin.nodes.UndrainNode(node_pb2.UndrainNodeRequest(id=node))
     delete_all(admin)

@@ -1,7 +1,8 @@
 """The move tests that race or hold two claims, again with the controller on
 a real PostgreSQL server: there the conditional UPDATEs of node_usage (their
 row locks), not SQLite's single writer, must keep racing resizes and creates
-from overcommitting a node."""
+from overcommitting a node, and a cancel's row lock (SELECT ... FOR UPDATE
+of the move) must hold off its switch."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from tests.test_moves_fake import (  # noqa: F401  (collected here again, with this module's `cloud`)
     start_cloud,
+    test_cancel_a_resize_before_its_switch_and_refused_after,
     test_resize_elsewhere_when_the_node_is_full_and_revert_comes_back,
     test_resizes_racing_creates_never_overcommit,
 )

@@ -498,10 +498,12 @@ def migration_cancel(
     output: OutputOpt = Format.table,
     column: ColumnOpt = None,
 ) -> None:
-    """Cancel a server's live migration under way (admin): the source aborts the copy and the
-    guest keeps running there. --wait: until the migration has ended."""
+    """Cancel a server's migration or resize under way: a live migration's copy is aborted
+    (admin), a cold migration (admin) or resize still stopping on its node is reverted; the
+    guest stays where it was. --wait: until the move has ended."""
     s = stub()
     inst = s.CancelMigration(pb.CancelMigrationRequest(name=find(s, server).id))
+    moving = (pb.INSTANCE_STATE_MIGRATING, pb.INSTANCE_STATE_RESIZING)
     if wait_:
-        inst = wait(s, inst, lambda x: x.state != pb.INSTANCE_STATE_MIGRATING, timeout)
+        inst = wait(s, inst, lambda x: x.state not in moving, timeout)
     emit(inst, output, DETAIL, column)

@@ -18,6 +18,7 @@ from controller.db.models import Instance
 from controller.domain.compute_catalog import ComputeCatalog
 from controller.domain.instances import Instances
 from controller.domain.migrations.live import LiveMigrations
+from controller.domain.moves.cancel import MoveCancels
 from controller.domain.moves.facade import Moves
 from controller.errors import InvalidArgument
 from kumo.v1 import compute_pb2 as pb
@@ -74,8 +75,10 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
         extensions: Sequence[InstanceApiExtension],
         moves: Moves,
         migrations: LiveMigrations,
+        cancels: MoveCancels,
     ) -> None:
         super().__init__(catalog)
+        self.cancels = cancels
         self.moves = moves
         self.instances = instances
         self.migrations = migrations
@@ -166,7 +169,7 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
 
     def CancelMigration(self, request: pb.CancelMigrationRequest, context: CallContext) -> pb.Instance:
         ref = v.reference(request.name, "name")
-        return self.instance_pb(self.migrations.cancel(context.principal, ref))
+        return self.instance_pb(self.cancels.cancel(context.principal, ref))
 
     def GetConsoleOutput(
         self, request: pb.GetConsoleOutputRequest, context: CallContext

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.db.database import cached
+from controller.db.database import cached, is_sqlite
 from controller.db.instances import ensure_usage_row
 from controller.db.models import Instance, InstanceMove, NodeUsage
 
@@ -21,6 +21,25 @@ def update_move_if(move_id: str, expect_phase: str, fields: dict[str, Any], now:
     """Compare-and-set on the move's phase: a racing change of the same move loses."""
     return (
         InstanceMove.update(**fields, update_time=now)
+        .where((InstanceMove.id == move_id) & (InstanceMove.phase == expect_phase))
+        .execute()
+    )
+
+
+def locked_move(instance_id: str) -> InstanceMove | None:
+    """In a write transaction: the instance's move, its row locked on
+    PostgreSQL (SQLite's write lock already serialises), so a racing phase
+    change or disk upload waits for the caller's decision."""
+    query = InstanceMove.select().where(InstanceMove.instance_id == instance_id)
+    if not is_sqlite():
+        query = query.for_update()
+    return query.first()
+
+
+def delete_move_if(move_id: str, expect_phase: str) -> int:
+    """Compare-and-set delete: only while the move is still in `expect_phase`."""
+    return (
+        InstanceMove.delete()
         .where((InstanceMove.id == move_id) & (InstanceMove.phase == expect_phase))
         .execute()
     )

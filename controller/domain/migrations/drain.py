@@ -10,6 +10,7 @@ each other and creates never overcommit a node."""
 from __future__ import annotations
 
 import logging
+import threading
 
 from controller import clock
 from controller.db import instances as instance_store
@@ -55,6 +56,7 @@ class Drains:
         self.events = events
         self.parallel = max(1, parallel)
         self._pass = Periodic("node-drains", period, self.sync_once, log)
+        self._passing = threading.Lock()
 
     def drain(self, node_id: str, cold: bool = False) -> NodeView:
         view = self.nodes.get_node(node_id)
@@ -106,18 +108,24 @@ class Drains:
         self._pass.stop()
 
     def sync_once(self) -> int:
-        started = 0
-        for d in store.drains_in(DRAINING):
-            started += self._step(d)
-        return started
+        """One pass; DrainNode's own pass and the periodic one never overlap
+        (two passes moving the same guest: the loser would record it FAILED)."""
+        with self._passing:
+            started = 0
+            for d in store.drains_in(DRAINING):
+                started += self._step(d)
+            return started
 
     def _step(self, d: NodeDrain) -> int:
         node_id = d.node_id
+        # The instances first: a move that ends (or is cancelled) between the
+        # two reads has its FAILED entry in the same transaction, so it is
+        # seen as moving or as given up, never as one still to move.
+        on_node = instance_store.instances_on_node(node_id)
         made = store.drain_migrations(node_id, d.start_time)
         running = sum(1 for m in made if m.state in UNFINISHED)
         gave_up = {m.instance_id for m in made if m.state == FAILED}
         busy = {m.instance_id for m in made if m.state in UNFINISHED}
-        on_node = instance_store.instances_on_node(node_id)
         # Moving by other means (a cold move, a resize), or arriving elsewhere
         # from here: the drain waits for those moves to end.
         moving = {r.id for r in on_node if r.state in (MIGRATING, RESIZING)} - busy

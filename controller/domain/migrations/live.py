@@ -345,6 +345,16 @@ class LiveMigrations:
         source_has_it = _reporting(source) and src_guest is not None and src_guest.power_state == RUNNING
         if m.cancelled_by and (prog is None or prog.state == JOB_FAILED) and source_has_it:
             return self.fail(m, f"cancelled by {m.cancelled_by}", cancelled=True)  # the copy stopped
+        if (
+            m.cancelled_by
+            and source is not None
+            and source.status == NODE_DOWN
+            and _reporting(target)
+            and (tgt_guest is None or tgt_guest.power_state != RUNNING)
+        ):  # the target has not taken the guest over: its incoming side goes, the copy cannot end there
+            return self.fail(
+                m, f"cancelled by {m.cancelled_by} (source node {m.source_node_id} down)", cancelled=True
+            )
         if prog is not None and prog.state == JOB_FAILED:
             return self.fail(m, prog.error or "the source node gave up")
         source_sure = _reporting(source) and src_guest is not None and src_guest.power_state != 0

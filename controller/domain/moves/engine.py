@@ -22,7 +22,7 @@ nodes report (the token of the phase they applied, the guest's power).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from controller import clock
@@ -32,7 +32,7 @@ from controller.db import moves as store
 from controller.db import nodes as node_store
 from controller.db.database import write_transaction
 from controller.db.models import Instance, InstanceMove, Node
-from controller.domain.events import CONTROLLER, Cause, EventLog
+from controller.domain.events import CONTROLLER, Cause, EventLog, Outcome
 from controller.domain.extensions import CreateBind, InstanceMoves, combined_needs
 from controller.domain.images import Images
 from controller.domain.instances import ACTIVE, OFF, RUNNING, STATE_NAMES, STOPPED, visible_instance
@@ -70,6 +70,33 @@ def wrong_state(row: Instance, verb: str) -> FailedPrecondition:
         f"cannot {verb} instance {row.name!r}: it is {STATE_NAMES.get(row.state)}{busy}",
         reason="INSTANCE_WRONG_STATE",
         state=STATE_NAMES.get(row.state, ""),
+    )
+
+
+def not_moving(row: Instance) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"instance {row.name!r} has no migration or resize under way",
+        reason="NOT_MOVING",
+        state=STATE_NAMES.get(row.state, ""),
+    )
+
+
+def not_cancellable(row: Instance, move: InstanceMove) -> FailedPrecondition:
+    """Past the switch the instance is recorded on its target, which holds
+    (and may already run) the guest: a cancel would lose what it wrote."""
+    if move.phase == VERIFY:
+        why = "it waits in verify_resize: RevertResize returns it to the old flavor"
+    elif move.phase == REVERTING:
+        why = "its resize is being reverted"
+    else:
+        why = f"it is already on node {move.target_node_id}, starting there: wait for the move to end"
+        if move.kind == RESIZE:
+            why += ", then revert the resize"
+    return FailedPrecondition(
+        f"cannot cancel the {'cold migration' if move.kind == MIGRATE else 'resize'} of instance "
+        f"{row.name!r}: {why}",
+        reason="MOVE_NOT_CANCELLABLE",
+        phase=move.phase,
     )
 
 
@@ -230,6 +257,57 @@ class MoveEngine:
         for node_id in {source, target, *others}:
             self.registry.notify_threadsafe(node_id)
         return visible_instance(caller, row.id)
+
+    # CancelMigration
+
+    def cancel(
+        self, caller: Principal, row: Instance, during: Callable[[Instance, str], None] | None = None
+    ) -> None:
+        """Reverts a move still stopping on its source (before the switch:
+        the target has nothing yet): the move's row, the target's claim (or
+        the growth on the same node) and the quota growth go in one
+        transaction, and the instance is ACTIVE or STOPPED as before, on its
+        source, which starts the guest again if it ran. Past the switch the
+        guest is the target's: FAILED_PRECONDITION MOVE_NOT_CANCELLABLE.
+        `during` runs in that transaction (a drain gives the guest up)."""
+        who = caller.user_name or caller.user_id
+        with write_transaction():
+            move = store.locked_move(row.id)
+            if move is None:
+                raise not_moving(row)
+            if move.phase != STOPPING:
+                raise not_cancellable(row, move)
+            if store.delete_move_if(move.id, STOPPING) != 1:
+                raise Aborted("the move changed meanwhile; try again", reason="INSTANCE_CHANGED")
+            now = clock.now()
+            what = "cold migration" if move.kind == MIGRATE else "resize"
+            power = ACTIVE if move.was_running else STOPPED
+            moving = MIGRATING if move.kind == MIGRATE else RESIZING
+            fields: dict[str, Any] = {"state": power, "fault": f"{what} cancelled by {who}"}
+            if instance_store.update_instance_if(row.id, moving, fields, now) != 1:
+                raise Aborted(
+                    f"instance {row.name!r} changed meanwhile; try again", reason="INSTANCE_CHANGED"
+                )
+            self._release_extra(row, move)
+            for node_id in {move.source_node_id, move.target_node_id}:
+                node_store.bump_desired_revision(node_id, now)
+            where = "" if move.target_node_id == move.source_node_id else f" to node {move.target_node_id}"
+            again = ", started again" if move.was_running else ""
+            self.events.record(
+                "instance",
+                row.id,
+                f"{move.kind}_cancelled",
+                row.project_id,
+                Cause.of(caller),
+                Outcome.failed("MOVE_CANCELLED"),
+                f"{what}{where} cancelled by {who}: the guest stays on node {move.source_node_id}{again}",
+            )
+            if during is not None:
+                during(row, fields["fault"])
+        self.registry.notify_threadsafe(move.source_node_id)
+        if move.disk_sha256:
+            self.images.drop_blob(move.disk_sha256)
+        log.info("move cancelled", extra={"instance": row.id, "move": move.id, "by": who})
 
     def _verifying(self, caller: Principal, ref: str, verb: str) -> tuple[Instance, InstanceMove]:
         row = self.find(caller, ref)

@@ -374,10 +374,14 @@ class ComputeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelMigration(self, request, context):
-        """Admin only. Cancels the instance's live migration under way: the source
-        aborts the copy, the guest keeps running there, the target's claim is
-        freed, and the instance's fault and the event log say who cancelled it.
-        A migration that completes before the source aborts it stays completed.
+        """Cancels the instance's move under way. A live migration (admin): the
+        source aborts the copy, the guest keeps running there, the target's claim
+        is freed, and the instance's fault and the event log say who cancelled
+        it; one that completes before the source aborts it stays completed. A
+        cold migration (admin) or a resize (members too) still stopping on its
+        source is reverted at once (prior power state, old flavor, the target's
+        claim and the quota growth freed); past its switch FAILED_PRECONDITION
+        MOVE_NOT_CANCELLABLE. Nothing under way: FAILED_PRECONDITION NOT_MOVING.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
