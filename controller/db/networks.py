@@ -361,6 +361,7 @@ def nodes_with_ports(network_ids: Iterable[str] = (), group_ids: Iterable[str] =
     the groups, or in a group with a rule whose remote is one of the groups:
     the nodes whose desired state changes when those change."""
     nets, groups = list(set(network_ids)), list(set(group_ids))
+    nets, groups = padded(nets) if nets else [], padded(groups) if groups else []
     conds = []
     if nets:
         conds.append(Port.network.in_(nets))
@@ -376,7 +377,9 @@ def nodes_with_ports(network_ids: Iterable[str] = (), group_ids: Iterable[str] =
         return set()
     cond = conds[0] if len(conds) == 1 else (conds[0] | conds[1])
     bound = Port.select(Port.instance_id).where(cond & (Port.instance_id != ""))
-    return {r[0] for r in Instance.select(Instance.node).where(Instance.id.in_(bound)).distinct().tuples()}
+    query = Instance.select(Instance.node).where(Instance.id.in_(bound)).distinct().tuples()
+    key = ("nodes with ports", len(nets), len(groups))
+    return {r[0] for r in cached(key, query, [*nets, *groups, *groups, ""])}
 
 
 # Desired state
@@ -392,23 +395,21 @@ def node_ports(node_id: str, skip_states: tuple[int, ...]) -> list[Port]:
     return cached(("node ports", len(skip_states)), query, params)
 
 
-def peer_ports(
-    network_ids: list[str], node_id: str, skip_states: tuple[int, ...]
-) -> list[tuple[str, str, str]]:
-    """(network id, node id, MAC) of the networks' ports on other nodes."""
+def peer_ports(network_ids: list[str], skip_states: tuple[int, ...]) -> list[tuple[str, str, str]]:
+    """(network id, node id, MAC) of the networks' ports, by node: each node
+    that runs them is a VXLAN peer of the others."""
     if not network_ids:
         return []
+    ids = padded(network_ids)
     query = (
         Port.select(Port.network, Instance.node, Port.mac_address)
         .join(Instance, on=(Port.instance_id == Instance.id))
-        .where(
-            Port.network.in_(network_ids) & (Instance.node != node_id) & Instance.state.not_in(skip_states)
-        )
+        .where(Port.network.in_(ids) & Instance.state.not_in(skip_states))
         .order_by(Instance.node, Port.mac_address)
         .tuples()
     )
-    key = ("peer ports", len(network_ids), len(skip_states))
-    return cached(key, query, [*network_ids, node_id, *skip_states])
+    key = ("peer ports", len(ids), len(skip_states))
+    return cached(key, query, [*ids, *skip_states])
 
 
 def named_ports(network_ids: list[str], skip_states: tuple[int, ...]) -> list[tuple[str, str, str]]:
