@@ -35,7 +35,7 @@ from tests.test_networks import make_network, make_subnet, net
 from tests.test_query_counts import InProcess
 
 NODES = 3
-STEPS = 24
+STEPS = 14
 WAIT = 120.0
 
 
@@ -173,7 +173,9 @@ def test_random_port_changes_converge_to_the_full_state(cloud: dict[str, Any]) -
     live: set[str] = set()
     ops = {"create": 0, "delete": 0, "move": 0, "group": 0}
     for step in range(STEPS):
-        op = rnd.choice(["create", "create", "delete", "move", "group"] if live else ["create"])
+        first = ["create", "create", "create", "group", "move", "delete"]  # each kind at least once
+        op = first[step] if step < len(first) else rnd.choice(["create", "create", "delete", "move", "group"])
+        op = op if live else "create"
         if op == "create":
             wanted = rnd.sample(nets, rnd.choice([1, 1, 2]))
             row = compute(admin).CreateInstance(
@@ -216,7 +218,7 @@ def test_random_port_changes_converge_to_the_full_state(cloud: dict[str, Any]) -
                 )
             )
         ops[op] += 1
-        if step % 8 == 7:
+        if step == STEPS // 2:
             settle(admin, live)
             converged(cloud)
     assert min(ops.values()) > 0, ops
