@@ -146,20 +146,25 @@ def settle(admin: Client, ids: set[str]) -> None:
     wait_for(done, timeout=WAIT, what="instances ACTIVE")
 
 
-def converged(cloud: dict[str, Any]) -> None:
-    """Each node's state, kept by applying deltas, is the one read from scratch."""
+def converged(cloud: dict[str, Any]) -> bool:
+    """Each node's state, kept by applying deltas, is the one read from scratch.
+    True when some node had VXLAN peers (ports of a network on two nodes)."""
     ctl, states = cloud["ctl"], cloud["states"]
+    peers = False
     for node_id, path in states.items():
         wait_for(
             lambda path=path, node_id=node_id: applied(path) == from_scratch(ctl, node_id),
             timeout=WAIT,
             what=f"node {node_id} at its state read from scratch",
         )
-        assert applied(path) == from_scratch(ctl, node_id)
+        got = applied(path)
+        assert got == from_scratch(ctl, node_id)
+        peers = peers or any(n.get("peers") for n in got[1].get("networks", []))
+    return peers
 
 
 def test_random_port_changes_converge_to_the_full_state(cloud: dict[str, Any]) -> None:
-    admin, ctl = cloud["admin"], cloud["ctl"]
+    admin = cloud["admin"]
     rnd = random.Random(20)
     nets = []
     for k in range(2):
@@ -172,6 +177,7 @@ def test_random_port_changes_converge_to_the_full_state(cloud: dict[str, Any]) -
     node_ids = sorted(cloud["states"])
     live: set[str] = set()
     ops = {"create": 0, "delete": 0, "move": 0, "group": 0}
+    saw_peers = False
     for step in range(STEPS):
         first = ["create", "create", "create", "group", "move", "delete"]  # each kind at least once
         op = first[step] if step < len(first) else rnd.choice(["create", "create", "delete", "move", "group"])
@@ -218,15 +224,14 @@ def test_random_port_changes_converge_to_the_full_state(cloud: dict[str, Any]) -
                 )
             )
         ops[op] += 1
-        if step == STEPS // 2:
+        if step in (4, STEPS // 2):
             settle(admin, live)
-            converged(cloud)
+            saw_peers = converged(cloud) or saw_peers
     assert min(ops.values()) > 0, ops
     settle(admin, live)
-    converged(cloud)
-    # Peers saw each other: a node with ports on a network shared with another node lists it.
-    peers = {n: from_scratch(ctl, n)[1].get("networks", []) for n in node_ids}
-    assert any(net.get("peers") for ns in peers.values() for net in ns), peers
+    saw_peers = converged(cloud) or saw_peers
+    # Some check saw nodes as each other's peers (ports of one network on two nodes).
+    assert saw_peers
 
 
 def test_a_batch_reads_what_single_reads_do(cloud: dict[str, Any]) -> None:
