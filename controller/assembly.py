@@ -254,7 +254,9 @@ def assemble(
     )
     # Moves and live migrations right after instances: networks and volumes then fill the
     # incoming instances' port and volume ids too.
-    desired = DesiredStates((instances, moves, migrations, networks, volumes))
+    desired = DesiredStates(
+        (instances, moves, migrations, networks, volumes), sharing=(networks.projection.shared_reads,)
+    )
     consoles = Consoles(instances, ConsoleRelay(nodes.registry))
 
     guard = StreamGuard(cfg.image_max_streams or max(1, cfg.workers // 2), cfg.image_upload_idle_seconds)

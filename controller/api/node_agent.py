@@ -18,6 +18,7 @@ from google.protobuf import empty_pb2
 from controller import validation as v
 from controller.auth.interceptor import CallContext
 from controller.auth.principal import Principal, Role
+from controller.domain.desired_batches import DesiredBatches
 from controller.domain.images import Images, UploadHeader
 from controller.domain.instances import Instances
 from controller.domain.moves.facade import Moves
@@ -127,6 +128,8 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
         self.consoles = consoles
         self.registry = nodes.registry
         self.desired = desired
+        # Sessions read their nodes' states in batches (what peers share, once).
+        self.batches = DesiredBatches(desired.for_nodes)
         self.instances = instances
         self.images = images
         self.opening = asyncio.Semaphore(MAX_OPENING)
@@ -235,9 +238,8 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
         return pb.SessionResponse(certificate=pb.RenewedCertificate(certificate_pem=pem.decode()))
 
     async def _desired_update(self, session: Session) -> pb.DesiredStateUpdate | None:
-        loop = asyncio.get_running_loop()
         try:
-            revision, state = await loop.run_in_executor(None, self.desired.for_node, session.node_id)
+            revision, state = await self.batches.state_of(session.node_id)
         except Unauthenticated:  # deleted meanwhile: forget it here too
             self.registry.forget_threadsafe(session.node_id)
             raise

@@ -13,7 +13,7 @@ from typing import Any
 
 import peewee
 
-from controller.db.database import cached, db, padded
+from controller.db.database import cached, cached_first, cached_insert, cached_rows, db, padded
 from controller.db.live_migrations import UNFINISHED, incoming_instances
 from controller.db.models import (
     Instance,
@@ -46,7 +46,7 @@ def insert_network(fields: dict[str, Any]) -> Network | None:
 
 
 def get_network(network_id: str) -> Network | None:
-    return Network.get_or_none(Network.id == network_id)
+    return cached_first("network", Network.select().where(Network.id == network_id), [network_id])
 
 
 def find_networks(name: str, project_id: str | None) -> list[Network]:
@@ -171,7 +171,7 @@ def insert_port(fields: dict[str, Any]) -> Port | None:
     """The new port, or None when its MAC was taken meanwhile (pick another)."""
     try:
         with db.atomic():
-            return Port.create(**fields)
+            return cached_insert(Port, **fields)
     except peewee.IntegrityError:
         return None
 
@@ -196,7 +196,7 @@ def allocate(subnet_id: str, ip: str, port_id: str) -> bool:
     primary key decides, also between racing controllers)."""
     try:
         with db.atomic():
-            IpAllocation.insert(subnet=subnet_id, ip_address=ip, port=port_id).execute()
+            cached_insert(IpAllocation, subnet=subnet_id, ip_address=ip, port=port_id)
         return True
     except peewee.IntegrityError:
         return False
@@ -231,11 +231,11 @@ def update_port(port_id: str, fields: dict[str, Any], now: float) -> None:
 
 
 def set_port_groups(port_id: str, group_ids: list[str]) -> None:
-    PortSecurityGroup.delete().where(PortSecurityGroup.port == port_id).execute()
-    if group_ids:
-        PortSecurityGroup.insert_many(
-            [{"port": port_id, "security_group": g} for g in dict.fromkeys(group_ids)]
-        ).execute()
+    cached(
+        "port groups delete", PortSecurityGroup.delete().where(PortSecurityGroup.port == port_id), [port_id]
+    )
+    for g in dict.fromkeys(group_ids):
+        cached_insert(PortSecurityGroup, port=port_id, security_group=g)
 
 
 def bind_port(port_id: str, instance_id: str, nic_index: int, now: float) -> bool:
@@ -306,7 +306,7 @@ def port_ips(port_ids: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
         .order_by(Subnet.ip_version, Subnet.create_time, IpAllocation.ip_address)
         .tuples()
     )
-    for port_id, subnet_id, ip in cached(("port ips", len(ids)), query, ids):
+    for port_id, subnet_id, ip in cached_rows(("port ips", len(ids)), query, ids):
         out[port_id].append((subnet_id, ip))
     return out
 
@@ -323,7 +323,7 @@ def port_groups(port_ids: Iterable[str]) -> dict[str, list[str]]:
         .order_by(PortSecurityGroup.security_group)
         .tuples()
     )
-    for port_id, group_id in cached(("port groups", len(ids)), query, ids):
+    for port_id, group_id in cached_rows(("port groups", len(ids)), query, ids):
         out[port_id].append(group_id)
     return out
 
@@ -361,6 +361,7 @@ def nodes_with_ports(network_ids: Iterable[str] = (), group_ids: Iterable[str] =
     the groups, or in a group with a rule whose remote is one of the groups:
     the nodes whose desired state changes when those change."""
     nets, groups = list(set(network_ids)), list(set(group_ids))
+    nets, groups = padded(nets) if nets else [], padded(groups) if groups else []
     conds = []
     if nets:
         conds.append(Port.network.in_(nets))
@@ -376,7 +377,9 @@ def nodes_with_ports(network_ids: Iterable[str] = (), group_ids: Iterable[str] =
         return set()
     cond = conds[0] if len(conds) == 1 else (conds[0] | conds[1])
     bound = Port.select(Port.instance_id).where(cond & (Port.instance_id != ""))
-    return {r[0] for r in Instance.select(Instance.node).where(Instance.id.in_(bound)).distinct().tuples()}
+    query = Instance.select(Instance.node).where(Instance.id.in_(bound)).distinct().tuples()
+    key = ("nodes with ports", len(nets), len(groups))
+    return {r[0] for r in cached(key, query, [*nets, *groups, *groups, ""])}
 
 
 # Desired state
@@ -392,23 +395,21 @@ def node_ports(node_id: str, skip_states: tuple[int, ...]) -> list[Port]:
     return cached(("node ports", len(skip_states)), query, params)
 
 
-def peer_ports(
-    network_ids: list[str], node_id: str, skip_states: tuple[int, ...]
-) -> list[tuple[str, str, str]]:
-    """(network id, node id, MAC) of the networks' ports on other nodes."""
+def peer_ports(network_ids: list[str], skip_states: tuple[int, ...]) -> list[tuple[str, str, str]]:
+    """(network id, node id, MAC) of the networks' ports, by node: each node
+    that runs them is a VXLAN peer of the others."""
     if not network_ids:
         return []
+    ids = padded(network_ids)
     query = (
         Port.select(Port.network, Instance.node, Port.mac_address)
         .join(Instance, on=(Port.instance_id == Instance.id))
-        .where(
-            Port.network.in_(network_ids) & (Instance.node != node_id) & Instance.state.not_in(skip_states)
-        )
+        .where(Port.network.in_(ids) & Instance.state.not_in(skip_states))
         .order_by(Instance.node, Port.mac_address)
         .tuples()
     )
-    key = ("peer ports", len(network_ids), len(skip_states))
-    return cached(key, query, [*network_ids, node_id, *skip_states])
+    key = ("peer ports", len(ids), len(skip_states))
+    return cached_rows(key, query, [*ids, *skip_states])  # type: ignore[return-value]
 
 
 def named_ports(network_ids: list[str], skip_states: tuple[int, ...]) -> list[tuple[str, str, str]]:
@@ -424,7 +425,7 @@ def named_ports(network_ids: list[str], skip_states: tuple[int, ...]) -> list[tu
         .tuples()
     )
     key = ("named ports", len(network_ids), len(skip_states))
-    return cached(key, query, [*network_ids, *skip_states])
+    return cached_rows(key, query, [*network_ids, *skip_states])  # type: ignore[return-value]
 
 
 def networks_by_id(network_ids: Iterable[str]) -> list[Network]:
@@ -450,7 +451,7 @@ def group_member_ips(group_ids: Iterable[str]) -> dict[str, list[str]]:
         .order_by(PortSecurityGroup.security_group, IpAllocation.ip_address)
         .tuples()
     )
-    for group_id, ip in cached(("group member ips", len(ids)), query, [*ids, ""]):
+    for group_id, ip in cached_rows(("group member ips", len(ids)), query, [*ids, ""]):
         out[group_id].append(ip)
     return out
 
@@ -477,7 +478,8 @@ def find_group(project_id: str, name: str) -> SecurityGroup | None:
 
 
 def default_group(project_id: str) -> SecurityGroup | None:
-    return SecurityGroup.get_or_none((SecurityGroup.project == project_id) & SecurityGroup.is_default)
+    query = SecurityGroup.select().where((SecurityGroup.project == project_id) & SecurityGroup.is_default)
+    return cached_first("default group", query, [project_id])
 
 
 def insert_default_group(fields: dict[str, Any], rules: list[dict[str, Any]]) -> SecurityGroup | None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import peewee
 
-from controller.db.database import cached, cached_first, db, is_sqlite, write_transaction
+from controller.db.database import cached, cached_first, db, is_sqlite, padded, write_transaction
 from controller.db.models import JoinToken, Node
 from controller.db.paging import paginate
 from controller.errors import AlreadyExists
@@ -222,9 +222,11 @@ def bump_desired_revisions(node_ids: set[str], now: float) -> None:
     if not node_ids:
         return
     if is_sqlite():
-        Node.update(desired_revision=Node.desired_revision + 1, update_time=now).where(
-            Node.id.in_(sorted(node_ids))
-        ).execute()
+        ids = padded(sorted(node_ids))
+        query = Node.update(desired_revision=Node.desired_revision + 1, update_time=now).where(
+            Node.id.in_(ids)
+        )
+        cached(("bump revisions", len(ids)), query, [1, now, *ids])
         return
     for node_id in sorted(node_ids):
         bump_desired_revision(node_id, now)

@@ -13,7 +13,7 @@ from typing import Any
 
 import peewee
 
-from controller.db.database import cached, db, is_sqlite, padded
+from controller.db.database import cached, cached_rows, db, is_sqlite, padded
 from controller.db.models import (
     FloatingIp,
     Instance,
@@ -134,13 +134,14 @@ def routers_of_networks(network_ids: Iterable[str]) -> set[str]:
     ids = list(set(network_ids))
     if not ids:
         return set()
+    ids = padded(ids)
     query = (
         RouterInterface.select(RouterInterface.router)
         .join(Subnet, on=(RouterInterface.subnet == Subnet.id))
         .where(Subnet.network.in_(ids))
         .tuples()
     )
-    return {r[0] for r in query}
+    return {r[0] for r in cached_rows(("routers of networks", len(ids)), query, ids)}
 
 
 def routers_by_id(router_ids: Iterable[str]) -> list[Router]:

@@ -349,8 +349,7 @@ class Instances:
                     message=f"scheduled on node {chosen}",
                 )
         placement.record("instance", outcome, True)  # committed
-        for node_id in {chosen, *others}:
-            self.nodes.registry.notify_threadsafe(node_id)
+        self.nodes.registry.notify_many_threadsafe({chosen, *others})
         log.info(
             "instance scheduled", extra={"instance": row.id, "node": chosen, "project": caller.project_id}
         )

@@ -23,5 +23,4 @@ class NodeChanges:
 
     def notify(self, node_ids: Iterable[str]) -> None:
         """After the commit: each node's session sends its new desired state."""
-        for node_id in node_ids:
-            self.registry.notify_threadsafe(node_id)
+        self.registry.notify_many_threadsafe(node_ids)

@@ -101,8 +101,7 @@ class Networks:
             return None
 
         def bind_and_snat(row: Instance) -> set[str]:
-            nodes = bind(row)
-            nets = {p.network_id for p in store.ports_of_instances([row.id]).get(row.id, [])}
+            nodes, nets = bind(row)
             return nodes | self.changes.bump(self.snat.for_networks(nets))
 
         return bind_and_snat

@@ -224,7 +224,8 @@ class Ports:
 
     def prepare_nics(self, caller: Principal, options: Mapping[str, Any]) -> Any:
         """Resolves the NICs of a create before its write
-        transaction; returns the bind step (or None with no NICs asked for)."""
+        transaction; returns the bind step (or None with no NICs asked for),
+        which gives the nodes to tell and the NICs' networks."""
         requests: list[NicRequest] = list(options.get("networks") or [])
         group_refs: list[str] = list(options.get("security_groups") or [])
         if not requests:
@@ -258,7 +259,8 @@ class Ports:
                 plans.append(_NicPlan(network=net, fixed=fixed))
         self.groups.check_refs(caller, group_refs)
 
-        def bind(row: Instance) -> set[str]:
+        def bind(row: Instance) -> tuple[set[str], set[str]]:
+            """(nodes to tell, networks of the NICs)."""
             groups = (
                 self.groups.groups_for(caller, caller.project_id, group_refs)
                 if any(p.network for p in plans)
@@ -290,7 +292,7 @@ class Ports:
                         auto_delete=True,
                     )
                     nets.add(plan.network.id)
-            return self.changes.bump(store.nodes_with_ports(network_ids=nets, group_ids=all_groups))
+            return self.changes.bump(store.nodes_with_ports(network_ids=nets, group_ids=all_groups)), nets
 
         return bind
 

@@ -6,7 +6,11 @@ security groups (with every member's addresses)."""
 from __future__ import annotations
 
 import json
+import threading
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from controller.db import networks as store
@@ -27,6 +31,7 @@ class NodeProjection:
         self.registry = registry
         self.changes = changes
         self.dns_domain = dns_domain
+        self._shared = threading.local()  # the batch's _SharedReads (see shared_reads)
 
     def tunnel_ip(self, node_id: str, db_address: str = "") -> str:
         """The node's VXLAN endpoint: from its live inventory, else its
@@ -46,29 +51,45 @@ class NodeProjection:
             nodes = self.changes.bump(store.nodes_with_ports(network_ids=networks) - {node_id})
         self.changes.notify(nodes)
 
+    @contextmanager
+    def shared_reads(self) -> Iterator[None]:
+        """Around a batch of nodes read in one transaction (DesiredStates):
+        a network's subnets, ports, names and peers, and a group's rules and
+        members, are read once for all of them (on this thread)."""
+        self._shared.reads = _SharedReads()
+        try:
+            yield
+        finally:
+            self._shared.reads = None
+
     def contribute(self, node_row: Any, state: npb.NodeDesiredState) -> None:
         """The networks part of a node's desired state (a fixed number of
-        queries per node, however many ports)."""
+        queries per node, however many ports; what its networks and groups
+        need, once per batch of nodes)."""
         ports = store.node_ports(node_row.id, NOT_RUNNING)
         if not ports:
             return
+        shared = getattr(self._shared, "reads", None) or _SharedReads()
         ids = [p.id for p in ports]
         net_ids = sorted({p.network_id for p in ports})
-        named = store.named_ports(net_ids, NOT_RUNNING)
-        ips = store.port_ips(ids + [pid for _, pid, _ in named])
-        names = self._names(named, ips)
+        self._read_networks(shared, net_ids)
+        own_ips = dict(store.port_ips(pid for pid in ids if pid not in shared.ips))
         groups = store.port_groups(ids)
         by_instance: dict[str, list[Port]] = defaultdict(list)
         for p in ports:
+            view = shared.networks.get(p.network_id)
             state.ports.append(
                 npb.DesiredPort(
                     id=p.id,
                     network_id=p.network_id,
                     mac_address=p.mac_address,
-                    fixed_ips=[npb.FixedIp(subnet_id=s, ip_address=ip) for s, ip in ips.get(p.id, [])],
+                    fixed_ips=[
+                        npb.FixedIp(subnet_id=s, ip_address=ip)
+                        for s, ip in shared.ips.get(p.id, own_ips.get(p.id, []))
+                    ],
                     instance_id=p.instance_id,
                     security_group_ids=groups.get(p.id, []),
-                    dns_name=names.get(p.id, ""),
+                    dns_name=view.names.get(p.id, "") if view is not None else "",
                 )
             )
             by_instance[p.instance_id].append(p)
@@ -77,14 +98,82 @@ class NodeProjection:
             if nics:
                 del inst.port_ids[:]
                 inst.port_ids.extend(p.id for p in nics)
+        external = self._routes(node_row.id, ids, set(net_ids), state)
+        own_nets = set(net_ids)
+        all_nets = sorted(own_nets | external)
+        self._read_networks(shared, all_nets)
+        for net_id in all_nets:
+            view = shared.networks.get(net_id)
+            if view is None:
+                continue
+            state.networks.append(view.message)
+            entry = state.networks[-1]
+            if node_row.id in view.peer_index:  # a node is not its own peer
+                del entry.peers[view.peer_index[node_row.id]]
+            if net_id not in own_nets:  # an external network its routes need: no names
+                entry.ClearField("dns_records")
+        self._security_groups(shared, {g for gs in groups.values() for g in gs}, state)
+
+    def _read_networks(self, shared: _SharedReads, net_ids: list[str]) -> None:
+        """The networks' entries with every node that runs their ports as a
+        peer, their ports' names and addresses, into `shared` (those not there yet)."""
+        missing = [n for n in net_ids if n not in shared.networks]
+        if not missing:
+            return
+        named = store.named_ports(missing, NOT_RUNNING)
+        ips = store.port_ips(pid for _, pid, _ in named)
+        shared.ips.update(ips)
+        names = self._names(named, ips)
         records: dict[str, list[npb.DnsRecord]] = defaultdict(list)
         for net_id, pid, _ in named:
             records[net_id].append(
                 npb.DnsRecord(hostname=names[pid], ip_addresses=[ip for _, ip in ips.get(pid, [])])
             )
-        external = self._routes(node_row.id, ids, set(net_ids), state)
-        self._networks(node_row.id, sorted(set(net_ids) | external), state, records)
-        self._security_groups({g for gs in groups.values() for g in gs}, state)
+        subnets: dict[str, list[Subnet]] = defaultdict(list)
+        for s in store.subnets_of(missing):
+            subnets[s.network_id].append(s)
+        peers: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        for net_id, peer_node, mac in store.peer_ports(missing, NOT_RUNNING):
+            peers[net_id][peer_node].append(mac)
+        peer_nodes = {n for by_node in peers.values() for n in by_node} - set(shared.tunnels)
+        if peer_nodes:
+            addresses = dict(Node.select(Node.id, Node.address).where(Node.id.in_(list(peer_nodes))).tuples())
+            for n in peer_nodes:
+                shared.tunnels[n] = self.tunnel_ip(n, addresses.get(n, ""))
+        for net in store.networks_by_id(missing):
+            by_node = sorted(peers.get(net.id, {}).items())
+            message = npb.DesiredNetwork(
+                id=net.id,
+                vni=net.vni,
+                mtu=net.mtu,
+                external_routable=net.external_routable,
+                external=net.external,
+                network_type=net.network_type,
+                physical_network=net.physical_network,
+                segmentation_id=net.segmentation_id,
+                subnets=[
+                    npb.DesiredSubnet(
+                        id=s.id,
+                        cidr=s.cidr,
+                        ip_version=s.ip_version,
+                        gateway_ip=s.gateway_ip,
+                        dns_servers=json.loads(s.dns_servers),
+                        ipv6_slaac=s.ipv6_address_mode == SLAAC,
+                    )
+                    for s in subnets.get(net.id, [])
+                ],
+                peers=[
+                    npb.OverlayPeer(node_id=n, tunnel_ip=shared.tunnels[n], mac_addresses=macs)
+                    for n, macs in by_node
+                ],
+                dns_domain=network_domain(net.name, net.id, self.dns_domain),
+                dns_records=records.get(net.id, []),
+            )
+            shared.networks[net.id] = _NetworkView(
+                message,
+                {pid: names[pid] for n, pid, _ in named if n == net.id},
+                {n: i for i, (n, _) in enumerate(by_node)},
+            )
 
     @staticmethod
     def _names(named: list[tuple[str, str, str]], ips: dict[str, list[tuple[str, str]]]) -> dict[str, str]:
@@ -93,56 +182,6 @@ class NodeProjection:
         for net_id, pid, instance_name in named:
             by_net[net_id].append(NamedPort(pid, instance_name, tuple(ip for _, ip in ips.get(pid, []))))
         return {pid: name for ports in by_net.values() for pid, name in assign_names(ports).items()}
-
-    def _networks(
-        self,
-        node_id: str,
-        net_ids: list[str],
-        state: npb.NodeDesiredState,
-        records: dict[str, list[npb.DnsRecord]],
-    ) -> None:
-        """The networks of the node's ports, with subnets, VXLAN peers and names."""
-        subnets: dict[str, list[Subnet]] = defaultdict(list)
-        for s in store.subnets_of(net_ids):
-            subnets[s.network_id].append(s)
-        peers: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-        for net_id, peer_node, mac in store.peer_ports(net_ids, node_id, NOT_RUNNING):
-            peers[net_id][peer_node].append(mac)
-        addresses: dict[str, str] = {}
-        peer_nodes = {n for by_node in peers.values() for n in by_node}
-        if peer_nodes:
-            addresses = dict(Node.select(Node.id, Node.address).where(Node.id.in_(list(peer_nodes))).tuples())
-        tunnel = {n: self.tunnel_ip(n, addresses.get(n, "")) for n in peer_nodes}
-        for net in store.networks_by_id(net_ids):
-            state.networks.append(
-                npb.DesiredNetwork(
-                    id=net.id,
-                    vni=net.vni,
-                    mtu=net.mtu,
-                    external_routable=net.external_routable,
-                    external=net.external,
-                    network_type=net.network_type,
-                    physical_network=net.physical_network,
-                    segmentation_id=net.segmentation_id,
-                    subnets=[
-                        npb.DesiredSubnet(
-                            id=s.id,
-                            cidr=s.cidr,
-                            ip_version=s.ip_version,
-                            gateway_ip=s.gateway_ip,
-                            dns_servers=json.loads(s.dns_servers),
-                            ipv6_slaac=s.ipv6_address_mode == SLAAC,
-                        )
-                        for s in subnets.get(net.id, [])
-                    ],
-                    peers=[
-                        npb.OverlayPeer(node_id=n, tunnel_ip=tunnel[n], mac_addresses=macs)
-                        for n, macs in sorted(peers.get(net.id, {}).items())
-                    ],
-                    dns_domain=network_domain(net.name, net.id, self.dns_domain),
-                    dns_records=records.get(net.id, []),
-                )
-            )
 
     @staticmethod
     def _routes(
@@ -212,19 +251,29 @@ class NodeProjection:
         return external
 
     @staticmethod
-    def _security_groups(group_ids: set[str], state: npb.NodeDesiredState) -> None:
+    def _security_groups(shared: _SharedReads, group_ids: set[str], state: npb.NodeDesiredState) -> None:
         """The groups of the node's ports with their rules, and the groups
         their rules name as remotes (members only: a remote's own rules do not
         apply here)."""
-        rules = store.rules_of(group_ids)
-        remote = {r.remote_group_id for rs in rules.values() for r in rs if r.remote_group_id} - group_ids
-        if remote:
-            rules.update(store.rules_of(remote))
+        missing = group_ids - shared.rules.keys()
+        if missing:
+            rules = store.rules_of(missing)
+            for g in missing:
+                shared.rules[g] = rules.get(g, [])
+        remote = {
+            r.remote_group_id for g in group_ids for r in shared.rules[g] if r.remote_group_id
+        } - group_ids
         all_groups = group_ids | remote
-        members = store.group_member_ips(all_groups)
+        missing = all_groups - shared.members.keys()
+        if missing:
+            members = store.group_member_ips(missing)
+            for g in missing:
+                shared.members[g] = members.get(g, [])
         for g in sorted(all_groups):
-            state.security_groups.append(
-                npb.DesiredSecurityGroup(
+            key = (g, g in group_ids)
+            message = shared.groups.get(key)
+            if message is None:
+                message = shared.groups[key] = npb.DesiredSecurityGroup(
                     id=g,
                     rules=[
                         npb.DesiredSecurityGroupRule(
@@ -237,8 +286,30 @@ class NodeProjection:
                             remote_cidr=r.remote_cidr,
                             remote_group_id=r.remote_group_id or "",
                         )
-                        for r in (rules.get(g, []) if g in group_ids else [])
+                        for r in (shared.rules[g] if g in group_ids else [])
                     ],
-                    member_ips=members.get(g, []),
+                    member_ips=shared.members[g],
                 )
-            )
+            state.security_groups.append(message)
+
+
+@dataclass
+class _NetworkView:
+    """A network's entry as every node that runs its ports gets it, but with
+    all of them as peers (`peer_index`: where each is among them)."""
+
+    message: npb.DesiredNetwork
+    names: dict[str, str]  # port id -> its name in the network
+    peer_index: dict[str, int]
+
+
+@dataclass
+class _SharedReads:
+    """What the nodes of one batch share, read once (see shared_reads)."""
+
+    networks: dict[str, _NetworkView] = field(default_factory=dict)
+    ips: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # named ports' addresses
+    tunnels: dict[str, str] = field(default_factory=dict)  # node id -> its VXLAN endpoint
+    rules: dict[str, list[Any]] = field(default_factory=dict)
+    members: dict[str, list[str]] = field(default_factory=dict)
+    groups: dict[tuple[str, bool], npb.DesiredSecurityGroup] = field(default_factory=dict)

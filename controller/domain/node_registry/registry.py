@@ -13,7 +13,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from controller import clock
@@ -244,10 +244,19 @@ class NodeRegistry:
     def notify_threadsafe(self, node_id: str) -> None:
         """The node's desired state changed: its session (if any) sends the
         change; a session on another controller is told through the notifier."""
-        live = self.live.get(node_id)
-        if self.notifier is not None and (live is None or live.session is None):
-            self.notifier.publish(node_id)
-        self._call(self._notify, node_id)
+        self.notify_many_threadsafe((node_id,))
+
+    def notify_many_threadsafe(self, node_ids: Iterable[str]) -> None:
+        """notify_threadsafe for several nodes, in one hop to the loop."""
+        ids = list(node_ids)
+        if not ids:
+            return
+        if self.notifier is not None:
+            for node_id in ids:
+                live = self.live.get(node_id)
+                if live is None or live.session is None:
+                    self.notifier.publish(node_id)
+        self._call(self._notify_many, ids)
 
     def _changed_threadsafe(self, node_ids: list[str]) -> None:
         """Another controller changed these nodes (on the notifier's thread)."""
