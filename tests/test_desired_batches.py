@@ -134,16 +134,17 @@ def from_scratch(ctl: Controller, node_id: str) -> tuple[int, dict[str, Any]]:
 
 
 def settle(admin: Client, ids: set[str]) -> None:
-    """Every instance left ACTIVE (creates and moves done)."""
+    """Every instance left ACTIVE with its guest reported running (creates and
+    moves done; a live move needs the node's report of a running guest)."""
 
     def done() -> bool:
         for i in ids:
             row = compute(admin).GetInstance(cpb.GetInstanceRequest(id=i))
-            if row.state != cpb.INSTANCE_STATE_ACTIVE:
+            if row.state != cpb.INSTANCE_STATE_ACTIVE or row.power_state != cpb.POWER_STATE_RUNNING:
                 return False
         return True
 
-    wait_for(done, timeout=WAIT, what="instances ACTIVE")
+    wait_for(done, timeout=WAIT, what="instances ACTIVE and running")
 
 
 def converged(cloud: dict[str, Any]) -> bool:
