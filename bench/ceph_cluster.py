@@ -78,10 +78,14 @@ def _stale_daemons() -> list[int]:
             continue
         if Path(argv[0].decode(errors="replace")).name not in ("ceph-mon", "ceph-mgr", "ceph-osd"):
             continue
-        conf = argv[argv.index(b"-c") + 1].decode(errors="replace") if b"-c" in argv[:-1] else ""
-        if conf.endswith("/ceph.conf") and any(part.startswith("kumo-") for part in Path(conf).parts):
+        confs = [argv[i + 1].decode(errors="replace") for i, a in enumerate(argv[:-1]) if a == b"-c"]
+        if any(_ours(conf) for conf in confs):
             found.append(int(proc.name))
     return found
+
+
+def _ours(conf: str) -> bool:
+    return conf.endswith("/ceph.conf") and any(part.startswith("kumo-") for part in Path(conf).parts)
 
 
 def reap_stale() -> None:
