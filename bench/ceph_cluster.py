@@ -3,7 +3,7 @@ bluestore OSD on a sparse file, pool `rbd` with size 1, and a `client.kumo`
 key for qemu (cephx). Every path is under one directory; the daemons run as
 root and are stopped by pid (OSD, mgr, mon). ~15 s to every PG active+clean.
 
-Its daemons listen on ADDRESS alone (mon 3300/6789, OSD and mgr on ports of
+Its daemons listen on MON_HOST alone (mon 3300/6789, OSD and mgr on ports of
 Ceph's range): an address on a bridge of its own (`kumo-ceph0`, no ports) in
 this machine's network namespace, so that the test hosts' own namespaces
 (bench/host_lan.py) reach it through their LAN bridge, as real hosts reach a
