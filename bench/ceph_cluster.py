@@ -1,12 +1,20 @@
-"""A real single-node Ceph cluster on loopback: one mon, one mgr, one
+"""A real single-node Ceph cluster for the tests: one mon, one mgr, one
 bluestore OSD on a sparse file, pool `rbd` with size 1, and a `client.kumo`
 key for qemu (cephx). Every path is under one directory; the daemons run as
 root and are stopped by pid (OSD, mgr, mon). ~15 s to every PG active+clean.
 
+Its daemons listen on MON_HOST alone (mon 3300/6789, OSD and mgr on ports of
+Ceph's range): an address on a bridge of its own (`kumo-ceph0`, no ports) in
+this machine's network namespace, so that the test hosts' own namespaces
+(bench/host_lan.py) reach it through their LAN bridge, as real hosts reach a
+real cluster, and nothing else does: an nftables table of its own drops what
+comes for it from any interface but `lo` and the test LANs' bridges (`kln-*`).
+
 Used by the rbd tests (tests/ceph.py: a session fixture) and the storage
 benchmark; the facts it relies on are in ../shared/notes/ceph-single-node.md.
-Ceph's ports are fixed (mon 3300/6789 on 127.0.0.1): one cluster per host.
-Not a benchmark itself (the runner only picks up *_bench modules)."""
+Ceph's ports and address are fixed: one cluster per host (a lock file; the
+holder first kills what a killed session left running). Not a benchmark
+itself (the runner only picks up *_bench modules)."""
 
 from __future__ import annotations
 
@@ -16,6 +24,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,8 +42,11 @@ def _wait(pred: Callable[[], Any], what: str, base: float) -> Any:
     return wait_for(pred, timeout=base, step=0.2, what=what)
 
 
-MON_HOST = "127.0.0.1"
+# 198.18.0.0/15 is for benchmarks (RFC 2544); the test LANs use 198.18.20-219.
+MON_HOST = "198.19.250.1"
 MON_PORT = 6789
+BRIDGE = "kumo-ceph0"
+GUARD = "kumo_ceph_guard"  # the nftables table (inet) that keeps the address to the tests
 POOL = "rbd"
 CLIENT = "kumo"
 LOCK = Path("/tmp/kumo-ceph-cluster.lock")
@@ -42,16 +54,69 @@ LOCK = Path("/tmp/kumo-ceph-cluster.lock")
 
 @contextlib.contextmanager
 def one_per_host() -> Iterator[None]:
-    """Ceph's ports are fixed: tests and benchmarks take turns (a lock file)."""
+    """Ceph's ports are fixed: tests and benchmarks take turns (a lock file).
+    Whoever holds it owns the only cluster there may be, so a cluster still
+    running then was left by a killed session (it would hold the ports):
+    it is killed first."""
     LOCK.touch(exist_ok=True)
     with LOCK.open() as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        reap_stale()
         yield
+
+
+def _stale_daemons() -> list[int]:
+    """The pids of the Ceph daemons of a kumo test cluster (`-c` names a
+    ceph.conf under a `kumo-*` directory, as start() makes them)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if Path(argv[0].decode(errors="replace")).name not in ("ceph-mon", "ceph-mgr", "ceph-osd"):
+            continue
+        confs = [argv[i + 1].decode(errors="replace") for i, a in enumerate(argv[:-1]) if a == b"-c"]
+        if any(_ours(conf) for conf in confs):
+            found.append(int(proc.name))
+    return found
+
+
+def _ours(conf: str) -> bool:
+    return conf.endswith("/ceph.conf") and any(part.startswith("kumo-") for part in Path(conf).parts)
+
+
+def reap_stale() -> None:
+    """Only while holding the lock: kills the daemons of a test cluster a
+    killed session left (SIGKILL: nothing of theirs is kept) and removes
+    its directories under /tmp/kumo-ceph-*."""
+    pids = _stale_daemons()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    wait_for(
+        lambda: not set(pids) & set(_stale_daemons()), timeout=30, step=0.1, what="stale Ceph daemons gone"
+    )
+    for root in Path(tempfile.gettempdir()).glob("kumo-ceph-*"):
+        if root.is_dir():
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def available() -> str:
     """Why a cluster cannot start here ("" when it can)."""
-    for tool in ("ceph-mon", "ceph-mgr", "ceph-osd", "ceph", "rbd", "ceph-authtool", "monmaptool"):
+    for tool in (
+        "ceph-mon",
+        "ceph-mgr",
+        "ceph-osd",
+        "ceph",
+        "rbd",
+        "ceph-authtool",
+        "monmaptool",
+        "ip",
+        "nft",
+    ):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (scripts/setup-host.sh installs ceph-mon ceph-osd ceph-mgr ceph-common)"
     if os.geteuid() != 0:
@@ -80,6 +145,19 @@ class CephCluster:
         out = self.rbd("ls").split()
         return sorted(out)
 
+    def node_args(self) -> list[str]:
+        """The `kumo-noded run` flags of a node using this cluster's pool."""
+        return [
+            "--rbd-monitors",
+            ",".join(f"{h}:{p}" for h, p in self.monitors),
+            "--rbd-pool",
+            self.pool,
+            "--rbd-user",
+            self.client,
+            "--rbd-keyring",
+            str(self.client_keyring),
+        ]
+
 
 def _run(cmd: list[str], timeout: float = 60) -> str:
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -92,7 +170,8 @@ CONF = """[global]
 fsid = {fsid}
 mon_initial_members = a
 mon_host = v2:{host}:3300,v1:{host}:{port}
-public_network = 127.0.0.0/8
+public_network = {host}/32
+public_addr = {host}
 auth_cluster_required = cephx
 auth_service_required = cephx
 auth_client_required = cephx
@@ -130,6 +209,7 @@ osd_memory_target = 1073741824
 def start(root: Path, wait: Wait = _wait) -> tuple[CephCluster, list[int]]:
     """Bootstraps the cluster under `root`; returns it and the daemon pids
     (mon first). Raises with the daemon's log tail when a step fails."""
+    address_up()
     for d in ("run", "log", "mon/ceph-a", "mgr/ceph-x", "osd/ceph-0"):
         (root / d).mkdir(parents=True, exist_ok=True)
     fsid = str(uuid.uuid4())
@@ -261,8 +341,34 @@ def _daemon(cmd: list[str], out: Path) -> int:
     return p.pid
 
 
+def address_up() -> None:
+    """ADDRESS on its own bridge, and the guard that drops what comes for it
+    from anywhere but this machine and the test LANs (made afresh)."""
+    address_down()
+    _run(["ip", "link", "add", BRIDGE, "type", "bridge"])
+    _run(["ip", "addr", "add", f"{MON_HOST}/32", "dev", BRIDGE])
+    _run(["ip", "link", "set", BRIDGE, "up"])
+    rules = f"""table inet {GUARD} {{
+  chain input {{
+    type filter hook input priority filter - 5; policy accept;
+    ip daddr {MON_HOST} iifname "lo" accept
+    ip daddr {MON_HOST} iifname "kln-*" accept
+    ip daddr {MON_HOST} drop
+  }}
+}}
+"""
+    p = subprocess.run(["nft", "-f", "-"], input=rules, capture_output=True, text=True, timeout=30)
+    if p.returncode != 0:
+        raise RuntimeError(f"nft: {p.stderr.strip()}")
+
+
+def address_down() -> None:
+    subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, timeout=30)
+    subprocess.run(["nft", "delete", "table", "inet", GUARD], capture_output=True, timeout=30)
+
+
 def stop(pids: list[int]) -> None:
-    """OSD, mgr, then mon, by pid."""
+    """OSD, mgr, then mon, by pid; then the address goes."""
     for pid in reversed(pids):
         try:
             os.kill(pid, signal.SIGTERM)
@@ -282,3 +388,4 @@ def stop(pids: list[int]) -> None:
                 os.waitpid(pid, 0)
             except (ProcessLookupError, ChildProcessError):
                 pass
+    address_down()

@@ -98,11 +98,16 @@ class HostCloud:
 
 
 @contextlib.contextmanager
-def host_cloud(tag: str, flavor: str) -> Iterator[HostCloud]:
+def host_cloud(
+    tag: str, flavor: str, node_args: tuple[str, ...] = (), services: tuple[str, ...] = ()
+) -> Iterator[HostCloud]:
     """A HostCloud under a fresh directory, with a shared-fs directory both
     hosts see (`shared`); `tag` (unique to the caller's worktree) names its
-    namespaces and LAN bridge. Needs root, libvirt's binaries and the test
-    image (scripts/build-test-image.sh). Everything goes afterwards."""
+    namespaces and LAN bridge. `node_args`: more `kumo-noded run` flags of
+    both hosts (e.g. an rbd pool's); `services`: addresses of this machine
+    the hosts route to through the LAN (e.g. the test Ceph cluster's).
+    Needs root, libvirt's binaries and the test image
+    (scripts/build-test-image.sh). Everything goes afterwards."""
     # Under /var/tmp, 0755: dnsmasq (as nobody) and qemu (libvirt-qemu) read below it.
     base = Path(tempfile.mkdtemp(prefix=f"kumo-{tag}-", dir="/var/tmp"))
     base.chmod(0o755)
@@ -125,7 +130,7 @@ def host_cloud(tag: str, flavor: str) -> Iterator[HostCloud]:
         ctl.start()
         cloud = HostCloud(base, ctl, ctl.login(), lan)
         for i, h in enumerate(("a", "b")):
-            netns = lan.add_host(h)
+            netns = lan.add_host(h, services)
             cloud.lan_ips[h] = lan.hosts[netns]
             state = base / f"node-{h}"
             joined = run_noded(
@@ -148,7 +153,9 @@ def host_cloud(tag: str, flavor: str) -> Iterator[HostCloud]:
                 netns=netns,
             )
             cloud.hosts[h] = host
-            cloud.node_args[h] = host_args(host, cloud.lan_ips[h], ["--shared-fs-dir", str(cloud.shared)])
+            cloud.node_args[h] = host_args(
+                host, cloud.lan_ips[h], ["--shared-fs-dir", str(cloud.shared), *node_args]
+            )
             cloud.start_host(h)
         listed = wait_for(
             lambda: len(ready := ready_nodes(cloud.admin)) == 2 and ready,

@@ -68,8 +68,10 @@ class HostLan:
         _run("ip", "link", "set", self.bridge, "up")
         return self
 
-    def add_host(self, name: str) -> str:
-        """A host namespace `<tag>-<name>` on the LAN; returns its name."""
+    def add_host(self, name: str, services: tuple[str, ...] = ()) -> str:
+        """A host namespace `<tag>-<name>` on the LAN; returns its name.
+        `services`: addresses of this machine's namespace (not on the LAN,
+        e.g. the test Ceph cluster's) the host reaches through the bridge."""
         netns = f"{self.tag}-{name}"
         addr = f"{self.subnet}.{11 + len(self.hosts)}"
         outside = f"kl{self.tag}{len(self.hosts)}"
@@ -81,6 +83,8 @@ class HostLan:
         _run(*inside, "link", "set", "lo", "up")
         _run(*inside, "addr", "add", f"{addr}/{PREFIX}", "dev", "lan0")
         _run(*inside, "link", "set", "lan0", "up")
+        for service in services:
+            _run(*inside, "route", "add", f"{service}/32", "via", self.address, "dev", "lan0")
         self.hosts[netns] = addr
         return netns
 

@@ -1,5 +1,5 @@
 """Storage backends on this host: local qcow2 files against Ceph RBD images
-(a real single-node cluster on loopback, bench/ceph_cluster.py).
+(a real single-node cluster, bench/ceph_cluster.py).
 
 1. The cluster's bootstrap time (to every PG active+clean).
 2. Per backend, ROUNDS times: create an empty 1 GiB volume, grow it to

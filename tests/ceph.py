@@ -1,7 +1,8 @@
 """The real single-node Ceph cluster of bench/ceph_cluster.py as a session
 fixture for the rbd tests: started once (~15 s), torn down at the end, all
-paths under one temp dir. Ceph's ports are fixed, so a lock file lets one
-session per host run it at a time. tests/conftest.py registers it once: a
+paths under one temp dir. Ceph's address and ports are fixed, so a lock file
+lets one session per host run it at a time (and the holder kills a cluster
+a killed session left behind). tests/conftest.py registers it once: a
 test module importing it would get its own instance, whose lock waits for
 the other's forever."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from bench.ceph_cluster import CephCluster
 from bench.host_cloud import HostCloud, host_cloud
 from tests.cloudutil import libvirt_and_test_image
 from tests.netutil import need_root_networking
@@ -17,10 +18,17 @@ __all__ = ["HostCloud", "explain", "netns_host_cloud"]
 
 
 @contextlib.contextmanager
-def netns_host_cloud(tag: str, flavor: str) -> Iterator[HostCloud]:
+def netns_host_cloud(tag: str, flavor: str, ceph: CephCluster | None = None) -> Iterator[HostCloud]:
+    """With `ceph`, both hosts reach the test Ceph cluster (its address is
+    routed through the LAN) and their node daemons have its rbd pool."""
     need_root_networking()
     libvirt_and_test_image()
-    with host_cloud(tag, flavor) as cloud:
+    node_args: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+    if ceph is not None:
+        node_args = tuple(ceph.node_args())
+        services = tuple(sorted({h for h, _ in ceph.monitors}))
+    with host_cloud(tag, flavor, node_args, services) as cloud:
         yield cloud
 
 

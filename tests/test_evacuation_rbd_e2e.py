@@ -1,5 +1,5 @@
 """Evacuation of a server booted from a Ceph RBD volume, with real guests:
-a real single-node Ceph cluster on loopback (tests/ceph.py), the real
+a real single-node Ceph cluster (tests/ceph.py), the real
 controller and two real kumo-noded daemons on this host's libvirt that both
 reach the pool, TCG guests; the scenario's steps are the shared-fs test's
 (tests/evacuationutil.py).
@@ -25,14 +25,14 @@ from tests.ceph import CephCluster
 from tests.cloudutil import ready_nodes, virsh
 from tests.evacuationutil import Evacuation, two_hosts
 from tests.test_volumes_e2e import Api
-from tests.test_volumes_rbd_e2e import has_pattern, rbd_args, write_pattern
+from tests.test_volumes_rbd_e2e import has_pattern, write_pattern
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def cloud(ceph_cluster: CephCluster) -> Iterator[dict]:
-    with two_hosts("evrbd", rbd_args(ceph_cluster)) as c:
+    with two_hosts("evrbd", ceph_cluster.node_args()) as c:
         yield {**c, "ceph": ceph_cluster}
 
 

@@ -1,4 +1,4 @@
-"""Volumes on Ceph RBD end to end: a real single-node Ceph cluster on loopback
+"""Volumes on Ceph RBD end to end: a real single-node Ceph cluster
 (tests/ceph.py), the real controller and two real kumo-noded daemons on this
 host's libvirt (two "hosts" that both reach the pool), TCG guests.
 
@@ -36,20 +36,6 @@ MiB = 1024**2
 GiB = 1024**3
 
 
-def rbd_args(c: CephCluster) -> list[str]:
-    mons = ",".join(f"{h}:{p}" for h, p in c.monitors)
-    return [
-        "--rbd-monitors",
-        mons,
-        "--rbd-pool",
-        c.pool,
-        "--rbd-user",
-        c.client,
-        "--rbd-keyring",
-        str(c.client_keyring),
-    ]
-
-
 def rbd_uri(c: CephCluster, image: str) -> str:
     mons = ",".join(f"{h}:{p}" for h, p in c.monitors).replace(":", "\\:")
     return f"rbd:{c.pool}/{image}:conf=/dev/null:mon_host={mons}:id={c.client}:keyring={c.client_keyring}"
@@ -78,7 +64,7 @@ def cloud(ceph_cluster: CephCluster) -> Iterator[dict]:
     second = None
     try:
         with libvirt_cloud(
-            base, "rbd-a", "vol.small", reconcile_seconds=3, node_args=rbd_args(ceph_cluster)
+            base, "rbd-a", "vol.small", reconcile_seconds=3, node_args=ceph_cluster.node_args()
         ) as c:
             state_b = base / "node-b"
             joined = run_noded(
@@ -94,7 +80,7 @@ def cloud(ceph_cluster: CephCluster) -> Iterator[dict]:
             )
             assert joined.returncode == 0, joined.stderr
             second = NodedProc(
-                state_b, ["--virt-type", "qemu", "--reconcile-seconds", "3", *rbd_args(ceph_cluster)]
+                state_b, ["--virt-type", "qemu", "--reconcile-seconds", "3", *ceph_cluster.node_args()]
             ).start()
             wait_until(lambda: len(ready_nodes(c["admin"])) == 2, what="both nodes READY", base=60, step=0.2)
             yield {**c, "ceph": ceph_cluster, "state_b": state_b}
