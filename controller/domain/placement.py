@@ -69,40 +69,25 @@ class Placement:
         absent = (False, None)
         for node_id, name, enabled, vcpus, ram, disk, v_used, r_used, d_used, maint in store.candidates(only):
             ready, inv = live.get(node_id, absent)
-            if inv is None:
-                out.append(
-                    Candidate(
-                        node_id,
-                        name,
-                        ready,
-                        bool(enabled),
-                        vcpus,
-                        ram,
-                        disk,
-                        v_used,
-                        r_used,
-                        d_used,
-                        (),
-                        bool(maint),
-                        "",
-                    )
-                )
-                continue
+            backends, migration_address = (), ""
+            if inv is not None:
+                vcpus, ram, disk = inv.vcpus, inv.memory_mb, inv.disk_gb
+                backends, migration_address = tuple(inv.storage_backends), inv.migration_address
             out.append(
                 Candidate(
                     node_id,
                     name,
                     ready,
                     bool(enabled),
-                    inv.vcpus,
-                    inv.memory_mb,
-                    inv.disk_gb,
+                    vcpus,
+                    ram,
+                    disk,
                     v_used,
                     r_used,
                     d_used,
-                    tuple(inv.storage_backends),
+                    backends,
                     bool(maint),
-                    inv.migration_address,
+                    migration_address,
                 )
             )
         return out
