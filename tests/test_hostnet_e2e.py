@@ -37,6 +37,7 @@ import re
 import socket
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -185,6 +186,57 @@ def left(cloud: HostCloud, h: str, instance_id: str) -> None:
     )
 
 
+@dataclass
+class PingedMigration:
+    migration: pb.LiveMigration
+    wall: float  # s, MigrateInstance to COMPLETED
+    moved: pb.Instance
+    ticks_before: int  # the guest's uptime ticker just before the move
+    gap: float  # s without a ping answer around the switch-over
+
+
+def migrate_under_ping(
+    cloud: HostCloud, instance_id: str, ip: str, source: str, target: str, tmp_path: Path, what: str
+) -> PingedMigration:
+    """Live-migrates the guest from host `source` to `target` while both hosts'
+    namespaces ping its fixed IP every 50 ms (its gateway on either), with its
+    console ticker started first; waits for ping to recover and prints the figures."""
+    admin = cloud.admin
+    pinger = Pinger(ip, [cloud.netns("a"), cloud.netns("b")], tmp_path).start()
+    try:
+        t0 = time.time()
+        wait_until(
+            lambda: pinger.answered_since(t0),
+            what=f"the guest answering ping on host {source}",
+            base=60,
+            explain=lambda: explain(cloud, instance_id),
+        )
+        start_ticks(admin, instance_id)
+        before = max(ticks(admin, instance_id), default=0)
+        t_began = time.time()
+        m, wall = live_migrate(cloud, instance_id, target)
+        moved = running_on(cloud, instance_id, target)
+        t_done = time.time()
+        # Ping recovers: replies again after the migration ended (the target's gateway, now the guest's).
+        wait_until(
+            lambda: pinger.answered_since(t_done + 1),
+            what="the guest answering ping after the migration",
+            base=90,
+            explain=lambda: explain(cloud, instance_id),
+        )
+        t_after = time.time()
+    finally:
+        pinger.stop()
+    replies = pinger.replies()
+    gap = downtime(replies, t_began, t_after)
+    print(
+        f"\nlive migration {what}: {wall:.1f} s wall, libvirt downtime {m.downtime_ms} ms, "
+        f"{m.bytes_processed} bytes, ping downtime {gap * 1000:.0f} ms (pings every {pinger.interval * 1000:.0f} ms "
+        f"from both hosts' gateways, {len(replies)} replies)"
+    )
+    return PingedMigration(m, wall, moved, before, gap)
+
+
 def test_a_live_migrated_guest_keeps_its_fixed_ip_and_answers_ping(cloud: HostCloud, tmp_path: Path) -> None:
     admin = cloud.admin
     inst = placed_on(
@@ -208,41 +260,12 @@ def test_a_live_migrated_guest_keeps_its_fixed_ip_and_answers_ping(cloud: HostCl
         explain=lambda: explain(cloud, inst.id),
     )
     on_console(cloud, "a", inst.id, r"^KUMO-DISKS: vda vdb vdc\s*$", base=60)
-    pinger = Pinger(ip, [cloud.netns("a"), cloud.netns("b")], tmp_path).start()
-    try:
-        t0 = time.time()
-        wait_until(
-            lambda: pinger.answered_since(t0),
-            what="the guest answering ping on host a",
-            base=60,
-            explain=lambda: explain(cloud, inst.id),
-        )
-        start_ticks(admin, inst.id)
-        before = max(ticks(admin, inst.id), default=0)
-        ctl_data = Path(cloud.ctl.data_dir)
-        claims = {h: claimed(ctl_data, cloud.node_ids[h]) for h in ("a", "b")}
-
-        t_began = time.time()
-        m, wall = live_migrate(cloud, inst.id, "b")
-        moved = running_on(cloud, inst.id, "b")
-        t_done = time.time()
-        # Ping recovers: replies again after the migration ended (host b's gateway, now the guest's).
-        wait_until(
-            lambda: pinger.answered_since(t_done + 1),
-            what="the guest answering ping after the migration",
-            base=90,
-            explain=lambda: explain(cloud, inst.id),
-        )
-        t_after = time.time()
-    finally:
-        pinger.stop()
-    replies = pinger.replies()
-    gap = downtime(replies, t_began, t_after)
-    print(
-        f"\nlive migration with a NIC and a shared-fs volume, root disk copied: {wall:.1f} s wall, libvirt downtime {m.downtime_ms} ms, "
-        f"{m.bytes_processed} bytes, ping downtime {gap * 1000:.0f} ms (pings every {pinger.interval * 1000:.0f} ms "
-        f"from both hosts' gateways, {len(replies)} replies)"
+    ctl_data = Path(cloud.ctl.data_dir)
+    claims = {h: claimed(ctl_data, cloud.node_ids[h]) for h in ("a", "b")}
+    run = migrate_under_ping(
+        cloud, inst.id, ip, "a", "b", tmp_path, "with a NIC and a shared-fs volume, root disk copied"
     )
+    m, moved, before, gap = run.migration, run.moved, run.ticks_before, run.gap
     streams = tunnel_streams(cloud, "b", m.id)
     assert streams.get("m", 0) > MiB and streams.get("d", 0) > 0, streams  # memory and the disk copy
     assert_tunnel_refuses_plaintext(cloud, "b")
@@ -320,37 +343,8 @@ def test_an_rbd_server_live_migrates_with_nothing_copied(
     cloud: HostCloud, rbd_server: dict[str, str], tmp_path: Path
 ) -> None:
     admin, iid, ip = cloud.admin, rbd_server["server"], rbd_server["ip"]
-    pinger = Pinger(ip, [cloud.netns("a"), cloud.netns("b")], tmp_path).start()
-    try:
-        t0 = time.time()
-        wait_until(
-            lambda: pinger.answered_since(t0),
-            what="the rbd guest answering ping on host b",
-            base=60,
-            explain=lambda: explain(cloud, iid),
-        )
-        start_ticks(admin, iid)
-        before = max(ticks(admin, iid), default=0)
-        t_began = time.time()
-        m, wall = live_migrate(cloud, iid, "a")
-        moved = running_on(cloud, iid, "a")
-        t_done = time.time()
-        wait_until(
-            lambda: pinger.answered_since(t_done + 1),
-            what="the rbd guest answering ping after the migration",
-            base=90,
-            explain=lambda: explain(cloud, iid),
-        )
-        t_after = time.time()
-    finally:
-        pinger.stop()
-    replies = pinger.replies()
-    gap = downtime(replies, t_began, t_after)
-    print(
-        f"\nlive migration from rbd volumes, nothing copied: {wall:.1f} s wall, libvirt downtime {m.downtime_ms} ms, "
-        f"{m.bytes_processed} bytes, ping downtime {gap * 1000:.0f} ms (pings every {pinger.interval * 1000:.0f} ms "
-        f"from both hosts' gateways, {len(replies)} replies)"
-    )
+    run = migrate_under_ping(cloud, iid, ip, "b", "a", tmp_path, "from rbd volumes, nothing copied")
+    m, moved, before, gap = run.migration, run.moved, run.ticks_before, run.gap
     # Nothing but memory went: no disk stream through the tunnel (copy-storage would open one).
     streams = tunnel_streams(cloud, "a", m.id)
     assert streams.get("m", 0) > MiB and "d" not in streams, streams
