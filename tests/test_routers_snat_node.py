@@ -185,3 +185,60 @@ def test_guests_on_both_nodes_get_out_through_their_own_node(world: dict) -> Non
     for h in UNDERLAY:
         apply_in(host(h), states[h], pb.NodeDesiredState(), physical_networks=PHYSNETS)
         assert "kumo_" not in ns(host(h), "nft", "list", "ruleset").stdout
+
+
+FLOATING = "192.0.2.50"
+
+
+def with_floating_ip(h: str) -> pb.NodeDesiredState:
+    """Host h's desired state with the floating IP on its guest's port (as after
+    the guest's live migration to h: the controller moves the association's node)."""
+    state = desired(h)
+    pid, _, ip, _ = PORTS[h]
+    state.floating_ips.append(
+        pb.DesiredFloatingIp(
+            id="f1",
+            external_network_id=EXT,
+            floating_address=f"{FLOATING}/24",
+            fixed_ip_address=ip,
+            port_id=pid,
+            network_id=TENANT,
+        )
+    )
+    return state
+
+
+def lan_neighbour(ip: str) -> str:
+    """The LAN host's neighbour entry for `ip` ("" when it has none)."""
+    return ns(LAN, "ip", "neigh", "show", ip, "dev", "lanbr").stdout.strip()
+
+
+def test_a_floating_ip_that_moves_nodes_is_announced_to_the_lan(world: dict) -> None:
+    """The node a floating IP comes to sends gratuitous ARP: the LAN's neighbour
+    entry (which still names the old node's MAC) turns to the new node's at
+    once, without waiting for it to go stale and be probed again."""
+    states = world["states"]
+    macs = {
+        h: ns(host(h), "cat", f"/sys/class/net/{bridge_name(EXT)}/address").stdout.strip() for h in UNDERLAY
+    }
+    for h in UNDERLAY:
+        apply_in(host(h), states[h], desired(h), UNDERLAY[h], physical_networks=PHYSNETS)
+    apply_in(host("a"), states["a"], with_floating_ip("a"), UNDERLAY["a"], physical_networks=PHYSNETS)
+    assert ping(LAN, FLOATING, count=2), "the floating IP does not answer on node a"
+    assert macs["a"] in lan_neighbour(FLOATING), lan_neighbour(FLOATING)
+    # The guest "moved": the floating IP leaves node a and comes to node b.
+    apply_in(host("a"), states["a"], desired("a"), UNDERLAY["a"], physical_networks=PHYSNETS)
+    apply_in(host("b"), states["b"], with_floating_ip("b"), UNDERLAY["b"], physical_networks=PHYSNETS)
+    # No traffic from the LAN in between: only the announcement can have changed the entry.
+    wait_until(
+        lambda: macs["b"] in lan_neighbour(FLOATING),
+        what=f"the LAN's entry for {FLOATING} naming node b ({macs['b']})",
+        base=5,
+        step=0.05,
+        explain=lambda: f"LAN neighbour: {lan_neighbour(FLOATING)!r}",
+    )
+    assert ping(LAN, FLOATING, count=1), "the floating IP does not answer on node b"
+    # A pass that adds nothing announces nothing (the address is already there): idempotent.
+    apply_in(host("b"), states["b"], with_floating_ip("b"), UNDERLAY["b"], physical_networks=PHYSNETS)
+    for h in UNDERLAY:
+        apply_in(host(h), states[h], pb.NodeDesiredState(), physical_networks=PHYSNETS)

@@ -5,6 +5,8 @@ it reads what the kernel has and changes only the difference."""
 from __future__ import annotations
 
 import ipaddress
+import socket
+import struct
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -110,7 +112,7 @@ def ensure_sysctl(path: Path, value: str) -> None:
         path.write_text(f"{value}\n")
 
 
-def ensure_addresses(name: str, wanted: set[str]) -> None:
+def ensure_addresses(name: str, wanted: set[str]) -> list[str]:
     """Exactly `wanted` (addr/prefix) as global addresses on the device
     (link-local IPv6 addresses are the kernel's and stay), in one `ip -batch`.
     IPv4 addresses of one subnet after the first are the kernel's
@@ -125,7 +127,7 @@ def ensure_addresses(name: str, wanted: set[str]) -> None:
                 have.add(str(ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}")))
     wanted = {str(ipaddress.ip_interface(w)) for w in wanted}
     if have == wanted:
-        return
+        return []
     if any(":" not in a for a in wanted | have):
         ensure_sysctl(Path("/proc/sys/net/ipv4/conf") / name / "promote_secondaries", "1")
     lines = [f"addr del {extra} dev {name}" for extra in sorted(have - wanted)]
@@ -133,6 +135,26 @@ def ensure_addresses(name: str, wanted: set[str]) -> None:
         # nodad: the gateway address is ours by construction; no 1 s wait for DAD.
         lines.append(f"addr add {missing} dev {name}" + (" nodad" if ":" in missing else ""))
     run(["ip", "-batch", "-"], stdin="\n".join(lines) + "\n")
+    return sorted(wanted - have)
+
+
+def announce(name: str, addresses: list[str]) -> None:
+    """Gratuitous ARP (a request and a reply, broadcast) for each IPv4 address
+    (addr/prefix) from the device's MAC: a floating or SNAT address that has
+    just come to this node, e.g. with its guest's live migration, is found
+    here at once by the LAN, whose neighbour entries still name the node it
+    was on. Linux hosts and most routers update an entry they have from it."""
+    dev = link(name)
+    v4 = [ipaddress.ip_interface(a).ip for a in addresses if ":" not in a]
+    if dev is None or not v4:
+        return
+    mac = bytes.fromhex(dev["address"].replace(":", ""))
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
+        s.bind((name, 0))
+        for ip in v4:
+            for op, target_mac in ((1, bytes(6)), (2, b"\xff" * 6)):
+                arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, op) + mac + ip.packed + target_mac + ip.packed
+                s.send(b"\xff" * 6 + mac + b"\x08\x06" + arp)
 
 
 def links_by_name() -> dict[str, dict[str, Any]]:

@@ -234,9 +234,10 @@ class NetworkStep:
                 addresses.add(f"{sub.gateway_ip}/{prefix}")
         if any(":" in a for a in addresses):
             links.ensure_ipv6_router(br)
-        links.ensure_addresses(br, addresses)
+        added = links.ensure_addresses(br, addresses)
         if n.external:
             self._uplink(n, br, alias)
+            links.announce(br, added)
             # Bridged guests get their addresses from the config drive: the
             # node has no address of the LAN to serve DHCP from.
             self.dhcp.stop(s)
