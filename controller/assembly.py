@@ -325,7 +325,7 @@ def assemble(
             node_agent_pb2,
             "NodeAgentService",
             node_agent_pb2_grpc.add_NodeAgentServiceServicer_to_server,
-            NodeAgentServicer(nodes, desired, instances, images, consoles.relay, moves),
+            NodeAgentServicer(nodes, desired, instances, images, consoles.relay, control_plane, moves),
         ),
     )
     return Parts(

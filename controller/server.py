@@ -149,7 +149,9 @@ class Controller:
         parts.events.start_prune()
         parts.control_plane.register(
             advertised(self.cfg.listen, self.port),
-            advertised(self.cfg.node_listen, self.node_port) if self.node_port else "",
+            (self.cfg.node_advertise or advertised(self.cfg.node_listen, self.node_port))
+            if self.node_port
+            else "",
         )
         for entry in parts.public + parts.node:
             self.health.set(entry.name, health_pb2.HealthCheckResponse.SERVING)

@@ -390,6 +390,7 @@ class Agent:
         interval = (
             self.heartbeat_override or first.welcome.heartbeat_interval.ToTimedelta().total_seconds() or 5.0
         )
+        self.endpoints.learn(list(first.welcome.controller_node_endpoints))
         self._call = call
         self.sessions += 1
         if self.metrics is not None:

@@ -258,11 +258,11 @@ def run(
     except (StorageError, DriverError) as exc:
         raise _fail(str(exc)) from None
     current = CurrentCredentials(creds, state)
-    endpoints = ControllerEndpoints(controllers or creds.identity.node_endpoint)
+    endpoints = ControllerEndpoints(controllers or creds.identity.node_endpoint, state.controllers_file)
 
     from noded.network.step import default_tunnel_ip
 
-    tunnel = tunnel_ip or default_tunnel_ip(endpoints.all[0])
+    tunnel = tunnel_ip or default_tunnel_ip(endpoints.given[0])
     migration = migration_endpoint(migration_address, migration_uri, tunnel, driver)
     # The live migration streams go through the node daemons' TLS tunnel
     # (real guests only: a fake driver sends no streams).

@@ -53,6 +53,11 @@ class StateDir:
     def identity_file(self) -> Path:
         return self.path / "node.json"
 
+    @property
+    def controllers_file(self) -> Path:
+        """The live controllers the last welcome named (noded/endpoints.py)."""
+        return self.path / "controllers.json"
+
     def joined(self) -> bool:
         return self.identity_file.exists()
 

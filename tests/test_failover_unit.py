@@ -4,6 +4,8 @@ endpoint rotation."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from kumo.client import channel_target
@@ -41,3 +43,19 @@ def test_a_node_moves_to_the_next_controller_only_from_the_one_that_failed() -> 
     single = ControllerEndpoints("only:7444")
     assert single.failed("only:7444") == "only:7444"
     assert split_endpoints(" , x:1 ,") == ["x:1"]
+
+
+def test_learned_controllers_follow_the_given_ones_replace_the_old_and_survive_a_restart(
+    tmp_path: Path,
+) -> None:
+    kept = tmp_path / "controllers.json"
+    eps = ControllerEndpoints("a:1", kept)
+    eps.learn(["a:1", "b:2", "c:3"])  # the welcome's list: the controller itself first
+    assert eps.all == ["a:1", "b:2", "c:3"]
+    assert eps.failed("a:1") == "b:2"
+    eps.learn(["b:2", "d:4"])  # c left the control plane; d joined; the session stays on b
+    assert eps.all == ["a:1", "b:2", "d:4"] and eps.current() == "b:2"
+    again = ControllerEndpoints("a:1", kept)  # a restart remembers what was learned
+    assert again.all == ["a:1", "b:2", "d:4"] and again.current() == "a:1"
+    kept.write_text("not json")
+    assert ControllerEndpoints("a:1", kept).all == ["a:1"]  # a spoiled file is ignored

@@ -9,6 +9,7 @@ none is marked DOWN, no acknowledged write is lost and clients carry on."""
 from __future__ import annotations
 
 import collections
+import json
 import signal
 import statistics
 import threading
@@ -414,3 +415,53 @@ def test_kill_9_of_a_controller_moves_its_nodes_without_losing_anything(plane: d
     for node_id in held:
         node = moved[node_id]
         _change_latency(survivors[1], holder_of(plane, node), node, 2)
+
+
+def test_a_node_given_one_controller_learns_the_others_and_fails_over_to_them(plane: dict[str, Any]) -> None:
+    """After the kill test (controller 0 is gone): a node given only controller
+    1's node port learns controller 2 from its welcome (not the lost controller
+    0) and keeps it in its state directory; restarted while controller 1 is
+    dead too, its session opens on controller 2."""
+    ctls, ids = plane["ctls"], plane["ids"]
+    state = plane["base"] / "learner"
+    joined = run_noded(
+        [
+            "join",
+            ctls[1].endpoint,
+            make_token(ctls[1].login()),
+            "--name",
+            "mc-learner",
+            "--state-dir",
+            str(state),
+        ]
+    )
+    assert joined.returncode == 0, joined.stderr
+    args = [
+        "--driver",
+        "fake",
+        "--fake-vcpus",
+        "1",
+        "--fake-memory-mb",
+        "1024",
+        "--controllers",
+        ctls[1].node_endpoint,
+    ]
+    learner = NodedProc(state, args).start()
+    plane["procs"].append(learner)
+    learned = state / "controllers.json"
+    wait_until(
+        lambda: learned.exists() and json.loads(learned.read_text()) == [ctls[2].node_endpoint],
+        what=f"the learner to know controller 2 ({ctls[2].node_endpoint}) and not the lost controller 0",
+        base=30,
+        explain=lambda: learned.read_text() if learned.exists() else "no controllers.json",
+    )
+    learner.stop()
+    ctls[1].stop(signal.SIGKILL)
+    learner.start()
+    watch = ctls[2].login()
+
+    def on_controller_2() -> bool:
+        node = next((n for n in node_list(watch) if n.name == "mc-learner"), None)
+        return node is not None and node.controller_id == ids[2] and node.connected
+
+    wait_until(on_controller_2, what="the learner's session on controller 2", base=30, explain=learner.log)

@@ -18,6 +18,7 @@ from google.protobuf import empty_pb2
 from controller import validation as v
 from controller.auth.interceptor import CallContext
 from controller.auth.principal import Principal, Role
+from controller.domain.control_plane import ControlPlane
 from controller.domain.desired_batches import DesiredBatches
 from controller.domain.images import Images, UploadHeader
 from controller.domain.instances import Instances
@@ -121,9 +122,11 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
         instances: Instances,
         images: Images,
         consoles: ConsoleRelay,
+        control_plane: ControlPlane,
         moves: Moves | None = None,
     ) -> None:
         self.nodes = nodes
+        self.control_plane = control_plane
         self.moves = moves
         self.consoles = consoles
         self.registry = nodes.registry
@@ -180,6 +183,9 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServiceServicer):
                 datetime.timedelta(seconds=self.registry.heartbeat_interval)
             )
             welcome.grace_period.FromTimedelta(datetime.timedelta(seconds=self.registry.grace))
+            welcome.controller_node_endpoints.extend(
+                await asyncio.get_running_loop().run_in_executor(None, self.control_plane.node_endpoints)
+            )
             yield pb.SessionResponse(welcome=welcome)
             while True:
                 item = await session.outbox.get()

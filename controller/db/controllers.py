@@ -42,3 +42,10 @@ def seen(controller_id: str, now: float, node_sessions: int) -> None:
 def list_controllers(page_size: int, page_token: str) -> tuple[list[Controller], str]:
     query: peewee.ModelSelect = Controller.select()
     return paginate(query, (Controller.id,), page_size, page_token)
+
+
+def node_endpoints() -> list[tuple[str, str, float]]:
+    """(id, node endpoint, last seen) of every controller that ever joined."""
+    return list(
+        Controller.select(Controller.id, Controller.node_endpoint, Controller.last_seen_time).tuples()
+    )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from importlib import metadata
@@ -58,6 +60,8 @@ class ControlPlane:
         self.node_sessions = node_sessions
         self.heartbeat_seconds = heartbeat_seconds
         self._beat = Periodic("controller-heartbeat", heartbeat_seconds, self.heartbeat, log)
+        self._endpoints_lock = threading.Lock()
+        self._endpoints: tuple[float, list[str]] = (0.0, [])  # (read at, monotonic), the list
 
     def join(self) -> None:
         """Refuses to run with another CA or other token keys than the ones the
@@ -106,7 +110,27 @@ class ControlPlane:
         self._beat.stop()
 
     def up(self, row: Controller, now: float) -> bool:
-        return now - row.last_seen_time <= 3 * self.heartbeat_seconds
+        return self._seen_lately(row.last_seen_time, now)
+
+    def _seen_lately(self, last_seen: float, now: float) -> bool:
+        return now - last_seen <= 3 * self.heartbeat_seconds
+
+    def node_endpoints(self) -> list[str]:
+        """The node ports of the live controllers, this one first (told to each
+        node at its welcome, so it can fail over to controllers it was not
+        given); read from the database at most once a heartbeat interval."""
+        with self._endpoints_lock:
+            read_at, cached = self._endpoints
+            if time.monotonic() - read_at < self.heartbeat_seconds:
+                return cached
+        now = clock.now()
+        rows = store.node_endpoints()
+        mine = [e for cid, e, _ in rows if cid == self.id and e]
+        others = sorted(e for cid, e, seen in rows if cid != self.id and e and self._seen_lately(seen, now))
+        found = list(dict.fromkeys(mine + others))
+        with self._endpoints_lock:
+            self._endpoints = (time.monotonic(), found)
+        return found
 
     def rotate_token_key(self) -> tuple[str, list[str]]:
         """A new signing key, recorded so controllers that join later must hold it too."""

@@ -248,14 +248,16 @@ class ConsoleOpen(_message.Message):
     def __init__(self, console_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., kind: _Optional[_Union[ConsoleKind, str]] = ..., tail_bytes: _Optional[int] = ...) -> None: ...
 
 class SessionWelcome(_message.Message):
-    __slots__ = ("node_id", "heartbeat_interval", "grace_period")
+    __slots__ = ("node_id", "heartbeat_interval", "grace_period", "controller_node_endpoints")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     GRACE_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    CONTROLLER_NODE_ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     heartbeat_interval: _duration_pb2.Duration
     grace_period: _duration_pb2.Duration
-    def __init__(self, node_id: _Optional[str] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    controller_node_endpoints: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node_id: _Optional[str] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., controller_node_endpoints: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class HeartbeatAck(_message.Message):
     __slots__ = ("seq",)
