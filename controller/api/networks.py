@@ -592,11 +592,7 @@ class NetworkInstanceApi:
         """The instances' NICs, for a page in one go."""
         ids = [r.id for r in rows]
         nics = self.networks.nics(ids)
-        floating = {
-            f.port_id: f.floating_ip_address
-            for fs in self.networks.instance_floating_ips(ids).values()
-            for f in fs
-        }
+        floating = self.networks.port_floating_ips([n.port_id for ns in nics.values() for n in ns])
         for row, msg in zip(rows, msgs, strict=True):
             for n in nics.get(row.id, []):
                 msg.nics.append(

@@ -83,7 +83,7 @@ class Networks:
         self.remove_router_interface = self.routers.remove_interface
         self.get_floating_ip = self.floating_ips.get_floating_ip
         self.list_floating_ips = self.floating_ips.list_floating_ips
-        self.instance_floating_ips = self.floating_ips.of_instances
+        self.port_floating_ips = self.floating_ips.addresses_of_ports
         self.create_floating_ip = self.floating_ips.create_floating_ip
         self.update_floating_ip = self.floating_ips.update_floating_ip
         self.delete_floating_ip = self.floating_ips.delete_floating_ip

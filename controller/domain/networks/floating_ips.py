@@ -49,14 +49,9 @@ class FloatingIps:
             page_size, page_token, None if caller.is_admin else caller.project_id, network_id, port_id
         )
 
-    def of_instances(self, instance_ids: list[str]) -> dict[str, list[FloatingIp]]:
-        """instance id -> the floating IPs of its ports (for server show)."""
-        by_instance = store.ports_of_instances(instance_ids)
-        owner = {p.id: iid for iid, ports in by_instance.items() for p in ports}
-        out: dict[str, list[FloatingIp]] = {}
-        for f in router_store.floating_ips_of_ports(owner):
-            out.setdefault(owner[f.port_id], []).append(f)
-        return out
+    def addresses_of_ports(self, port_ids: list[str]) -> dict[str, str]:
+        """port id -> its floating IP's address (for the NICs of server show and lists)."""
+        return {f.port_id: f.floating_ip_address for f in router_store.floating_ips_of_ports(port_ids)}
 
     def create_floating_ip(
         self, caller: Principal, network_id: str, port_id: str, description: str, request_key: RequestKey
