@@ -33,7 +33,7 @@ from tests.cloudutil import destroy_guests, libvirt_and_test_image, libvirt_clou
 from tests.harness import Client, cli_login, run_cli
 from tests.netutil import state_dir
 from tests.nodeutil import NodedProc, make_token, run_noded, wait_for
-from tests.waits import diagnose, node_line, wait_reconciled, wait_until
+from tests.waits import LoadScaledDeadline, diagnose, node_line, wait_reconciled, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -111,15 +111,24 @@ def type_until(admin: Client, instance_id: str, line: bytes, answer: re.Pattern[
             answered.wait(4)  # the input side stays open until the answer came
 
     seen = b""
-    stream = admin.compute.AttachConsole(ask(), timeout=90)
-    try:
-        for msg in stream:
-            seen += msg.data
-            if found := answer.search(seen):
-                return found
-    finally:
-        answered.set()
-        stream.cancel()
+    # A node busy with a migration's end (its target just died) may be slow to
+    # open the console: the controller then answers UNAVAILABLE; attach again.
+    deadline = LoadScaledDeadline(60)
+    while True:
+        stream = admin.compute.AttachConsole(ask(), timeout=90)
+        try:
+            for msg in stream:
+                seen += msg.data
+                if found := answer.search(seen):
+                    return found
+            break
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE or seen or deadline.expired():
+                raise
+        finally:
+            answered.set()
+            stream.cancel()
+        answered.clear()
     raise AssertionError(f"no {answer.pattern!r} on the console: {seen[-500:]!r}")
 
 
