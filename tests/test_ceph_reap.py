@@ -28,9 +28,12 @@ def procs() -> Iterator[list[subprocess.Popen]]:
 
 
 def as_daemon(procs: list[subprocess.Popen], name: str, conf: Path) -> int:
-    """A process with argv `name -c CODE -c CONF`: a sleeping Python under that argv[0]."""
+    """A process with argv `name -c CODE -c CONF`: a Python under that argv[0]
+    blocked reading its stdin, alive until the test kills it (no timer)."""
     p = subprocess.Popen(
-        [name, "-c", "import time; time.sleep(300)", "-c", str(conf)], executable=sys.executable
+        [name, "-c", "import sys; sys.stdin.read()", "-c", str(conf)],
+        executable=sys.executable,
+        stdin=subprocess.PIPE,
     )
     procs.append(p)
     return p.pid
