@@ -99,6 +99,18 @@ def volumes_of_instances(instance_ids: list[str]) -> list[Volume]:
     return cached(("volumes of instances", len(ids)), query, ids)
 
 
+def volumes_for_node(node_id: str, instance_ids: list[str]) -> list[Volume]:
+    """The volumes on the node and those of the instances (volumes_on_node and
+    volumes_of_instances in one query: a node's desired state reads both on
+    every change to it, and most nodes have neither)."""
+    where = Volume.node == node_id
+    if not instance_ids:
+        return cached("volumes for node", Volume.select().where(where), [node_id])
+    ids = padded(instance_ids)
+    query = Volume.select().where(where | Volume.instance_id.in_(ids))
+    return cached(("volumes for node", len(ids)), query, [node_id, *ids])
+
+
 def count_on_node(node_id: str) -> int:
     return Volume.select().where(Volume.node == node_id).count()
 
