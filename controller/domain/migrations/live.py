@@ -262,6 +262,8 @@ class LiveMigrations:
 
     def contribute(self, node: NodeHead, state: npb.NodeDesiredState) -> None:
         """Incoming guests (to prepare) and outgoing orders, after the instances contributor."""
+        if not store.any_unfinished_on_node(node.id):  # the cheap answer for almost every node
+            return
         moving = store.unfinished_on_node(node.id)
         if not moving:
             return

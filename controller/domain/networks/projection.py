@@ -67,6 +67,8 @@ class NodeProjection:
         """The networks part of a node's desired state (a fixed number of
         queries per node, however many ports; what its networks and groups
         need, once per batch of nodes)."""
+        if not store.may_have_ports(node_row.id):  # a node without NICs: one cheap probe
+            return
         ports = store.node_ports(node_row.id, NOT_RUNNING)
         if not ports:
             return
