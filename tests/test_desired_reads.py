@@ -188,4 +188,9 @@ def test_the_probes_answer_as_the_reads_they_guard(database: peewee.Database) ->
     assert [moves.any_move_touching(n) for n in NODES] == [False, True, True, False]
     assert [live_migrations.any_unfinished_on_node(n) for n in NODES] == [True, True, False, False]
     assert [networks.may_have_ports(n) for n in NODES] == [False, True, False, False]
+    for n in (*NODES, "gone"):
+        for ids in ([], ["i1"], ["i1", "i2", "i3", "i4"], ["none"]):
+            assert volume_store.any_volume_for_node(n, ids) == bool(volume_store.volumes_for_node(n, ids))
+    assert not volume_store.any_volume_for_node("n4", [])
+    assert volume_store.any_volume_for_node("n4", ["i1"])  # v2 and v6, by their instance
     assert networks.node_ports("n2", NOT_RUNNING)

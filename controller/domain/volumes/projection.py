@@ -25,6 +25,8 @@ class VolumeProjection:
         """The volumes part of a node's desired state, and the volumes of the
         instances the instances contributor put there (it runs first)."""
         instance_ids = {i.id for i in state.instances}
+        if not store.any_volume_for_node(node_row.id, sorted(instance_ids)):
+            return  # most nodes: one cheap probe
         both = store.volumes_for_node(node_row.id, sorted(instance_ids))
         on_node = sorted((v for v in both if v.node_id == node_row.id), key=lambda v: v.id)
         snaps: dict[str, list[str]] = {}
