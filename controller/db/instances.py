@@ -139,6 +139,43 @@ def desired_rows_on_node(node_id: str) -> list[DesiredRow]:
     return [DesiredRow._make(r) for r in cached_rows("desired rows on node", query, [node_id])]
 
 
+class SyncRow(NamedTuple):
+    """The columns of an instance the sync reads on every pass (of every
+    instance), as plain tuples: peewee's model building for each was most of a pass."""
+
+    id: str
+    node_id: str
+    project_id: str
+    state: int
+    task: str
+    fault: str
+    snapshot_image_id: str
+    reboot_generation: int
+    vcpus: int
+    ram_mb: int
+    disk_gb: int
+
+
+_SYNC_COLUMNS = [
+    Instance.id,
+    Instance.node,
+    Instance.project,
+    Instance.state,
+    Instance.task,
+    Instance.fault,
+    Instance.snapshot_image_id,
+    Instance.reboot_generation,
+    Instance.vcpus,
+    Instance.ram_mb,
+    Instance.disk_gb,
+]
+
+
+def sync_rows() -> list[SyncRow]:
+    """Every instance, as SyncRow."""
+    return [SyncRow._make(r) for r in cached_rows("sync rows", Instance.select(*_SYNC_COLUMNS), [])]
+
+
 def count_on_node(node_id: str) -> int:
     return Instance.select().where(Instance.node == node_id).count()
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import peewee
 
-from controller.db.database import cached
+from controller.db.database import cached, db
 from controller.db.models import Instance, LiveMigration, Node, NodeDrain
 from controller.db.paging import paginate
 
@@ -35,6 +35,16 @@ def unfinished_of(instance_id: str) -> LiveMigration | None:
         .where((LiveMigration.instance_id == instance_id) & LiveMigration.state.in_(UNFINISHED))
         .first()
     )
+
+
+def any_unfinished_on_node(node_id: str) -> bool:
+    """Whether unfinished_on_node has anything (a plain-SQL probe: see moves.any_move_touching)."""
+    p = db.param
+    sql = (
+        f"SELECT 1 FROM {LiveMigration._meta.table_name} WHERE state IN ({p}, {p}) "
+        f"AND (source_node_id = {p} OR target_node_id = {p}) LIMIT 1"
+    )
+    return db.execute_sql(sql, (*UNFINISHED, node_id, node_id)).fetchone() is not None
 
 
 def unfinished_on_node(node_id: str) -> list[LiveMigration]:

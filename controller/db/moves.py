@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.db.database import cached, is_sqlite
+from controller.db.database import cached, db, is_sqlite
 from controller.db.instances import ensure_usage_row
 from controller.db.models import Instance, InstanceMove, NodeUsage
 
@@ -51,6 +51,17 @@ def delete_move(move_id: str) -> int:
 
 def all_moves() -> list[InstanceMove]:
     return list(InstanceMove.select().order_by(InstanceMove.id))
+
+
+def any_move_touching(node_id: str) -> bool:
+    """Whether moves_touching has anything: a node's desired state asks on
+    every change to it and the answer is almost always no, which a plain-SQL
+    probe gives for a tenth of what building the peewee select costs."""
+    sql = (
+        f"SELECT 1 FROM {InstanceMove._meta.table_name} "
+        f"WHERE source_node_id = {db.param} OR target_node_id = {db.param} LIMIT 1"
+    )
+    return db.execute_sql(sql, (node_id, node_id)).fetchone() is not None
 
 
 def moves_touching(node_id: str) -> list[InstanceMove]:

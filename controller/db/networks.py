@@ -18,6 +18,7 @@ from controller.db.live_migrations import UNFINISHED, incoming_instances
 from controller.db.models import (
     Instance,
     IpAllocation,
+    LiveMigration,
     Network,
     Port,
     PortSecurityGroup,
@@ -383,6 +384,21 @@ def nodes_with_ports(network_ids: Iterable[str] = (), group_ids: Iterable[str] =
 
 
 # Desired state
+
+
+def may_have_ports(node_id: str) -> bool:
+    """False only when node_ports(node_id, ...) is empty for any states: no
+    port on an instance of the node, and no unfinished migration to it (a
+    plain-SQL probe: a node's desired state asks on every change to it, and a
+    node without NICs is asked for nothing else by the networks part)."""
+    p = db.param
+    sql = (
+        f"SELECT 1 FROM {Port._meta.table_name} WHERE instance_id IN "
+        f"(SELECT id FROM {Instance._meta.table_name} WHERE node_id = {p}) "
+        f"UNION ALL SELECT 1 FROM {LiveMigration._meta.table_name} "
+        f"WHERE target_node_id = {p} AND state IN ({p}, {p}) LIMIT 1"
+    )
+    return db.execute_sql(sql, (node_id, node_id, *UNFINISHED)).fetchone() is not None
 
 
 def node_ports(node_id: str, skip_states: tuple[int, ...]) -> list[Port]:

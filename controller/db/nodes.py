@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import peewee
 
@@ -107,6 +107,31 @@ def insert_node(
 
 def get_node(node_id: str) -> Node | None:
     return cached_first("node", Node.select().where(Node.id == node_id), [node_id])
+
+
+class NodeHead(NamedTuple):
+    """The columns of a node that its desired state starts from (and that its
+    contributors key on: `id`), read as a plain tuple: every change to a node
+    rebuilds its state, and a whole Node model was the largest single read of it."""
+
+    id: str
+    enabled: bool
+    fenced: bool
+    cert_rotate_requested: bool
+    desired_revision: int
+
+
+def node_head(node_id: str) -> NodeHead | None:
+    # Plain SQL, like node_auth_row: peewee's query and model building cost
+    # more than the indexed lookup.
+    row = db.execute_sql(
+        "SELECT id, enabled, fenced, cert_rotate_requested, desired_revision FROM node "
+        f"WHERE id = {db.param}",
+        (node_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    return NodeHead(row[0], bool(row[1]), bool(row[2]), bool(row[3]), int(row[4]))
 
 
 def node_auth_row(node_id: str) -> tuple[str, str] | None:

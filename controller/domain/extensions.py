@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from controller.auth.principal import Principal
-from controller.db.models import Instance, Node
+from controller.db.models import Instance
+from controller.db.nodes import NodeHead
 from kumo.v1 import node_agent_pb2 as npb
 
 # Runs inside the transaction that inserts the instance (its failure rolls the
@@ -118,7 +119,7 @@ class DesiredStateContributor(Protocol):
     transaction that also reads the node's revision; a later one may add to
     entries an earlier one made (volumes and networks add to the instances')."""
 
-    def contribute(self, node: Node, state: npb.NodeDesiredState) -> None: ...
+    def contribute(self, node: NodeHead, state: npb.NodeDesiredState) -> None: ...
 
 
 def combined_needs(features: Sequence[InstanceMoves], row: Instance) -> MoveNeeds:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from controller.db.instances import SyncRow
 from controller.db.models import Instance
 from controller.domain.events import OK, Outcome
 from kumo.v1 import compute_pb2 as cpb
@@ -18,7 +19,7 @@ REACHED = {
 }
 
 
-def observed(row: Instance, update: dict[str, Any]) -> list[tuple[str, Outcome, str]]:
+def observed(row: Instance | SyncRow, update: dict[str, Any]) -> list[tuple[str, Outcome, str]]:
     """(action, outcome, message) for each thing a sync update of `row` says."""
     out: list[tuple[str, Outcome, str]] = []
     node = f"on node {row.node_id}"

@@ -34,7 +34,8 @@ from controller.db import instances as store
 from controller.db import live_migrations as migration_store
 from controller.db import nodes as node_store
 from controller.db.database import write_transaction
-from controller.db.models import Instance, Node, ServerGroup
+from controller.db.models import Instance, ServerGroup
+from controller.db.nodes import NodeHead
 from controller.domain import idempotency
 from controller.domain.compute_catalog import ComputeCatalog
 from controller.domain.events import CONTROLLER, OK, Cause, EventLog, Outcome
@@ -475,7 +476,7 @@ class Instances:
 
     # Node-facing
 
-    def contribute(self, node: Node, state: npb.NodeDesiredState) -> None:
+    def contribute(self, node: NodeHead, state: npb.NodeDesiredState) -> None:
         """The instances part of a node's desired state (the first contributor)."""
         for row in store.desired_rows_on_node(node.id):
             if row.state not in (DELETING, ERROR):
@@ -511,8 +512,8 @@ class Instances:
     def sync_once(self) -> int:
         """One pass over every instance; returns how many changed."""
         changed = 0
-        by_node: dict[str, list[Instance]] = {}
-        for row in Instance.select():
+        by_node: dict[str, list[store.SyncRow]] = {}
+        for row in store.sync_rows():
             by_node.setdefault(row.node_id, []).append(row)
         fenced = node_store.fenced_nodes()
         for node_id, rows in by_node.items():
@@ -528,7 +529,10 @@ class Instances:
                 with write_transaction():
                     now = clock.now()
                     if seen.update == "delete":
-                        if store.delete_instance(row.id):
+                        # The whole row, for the features that free its parts
+                        # (rare: once per instance deleted).
+                        whole = store.get_instance(row.id)
+                        if whole is not None and store.delete_instance(row.id):
                             store.release(node_id, row.vcpus, row.ram_mb, row.disk_gb)
                             self.quotas.release(row.project_id, _holds(row.vcpus, row.ram_mb))
                             if row.snapshot_image_id:  # its snapshot will never come
@@ -538,7 +542,7 @@ class Instances:
                                     "the instance was deleted before its snapshot",
                                 )
                             for ext in self.extensions:
-                                others |= ext.instance_gone(row)
+                                others |= ext.instance_gone(whole)
                             self._event(row, "deleted", f"deleted; its claim on node {node_id} freed")
                             log.info("instance deleted", extra={"instance": row.id})
                     elif store.update_instance_if(row.id, row.state, seen.update, now) == 1:
@@ -556,13 +560,13 @@ class Instances:
                 self.nodes.registry.notify_threadsafe(other)
         return changed
 
-    def _event(self, row: Instance, action: str, message: str, outcome: Outcome = OK) -> None:
+    def _event(self, row: Instance | store.SyncRow, action: str, message: str, outcome: Outcome = OK) -> None:
         """A change the sync made, recorded in its transaction."""
         if self.events is not None:
             self.events.record("instance", row.id, action, row.project_id, CONTROLLER, outcome, message)
 
     @staticmethod
-    def _observe(row: Instance, guest: npb.GuestStatus | None, node: str) -> Observation:
+    def _observe(row: Instance | store.SyncRow, guest: npb.GuestStatus | None, node: str) -> Observation:
         """What a node's report means for one instance: the fields to change
         (or "delete", or None), whether the node's desired state changes, and
         the snapshot image to fail. `node` is a NODE_* presence."""

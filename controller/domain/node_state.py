@@ -52,7 +52,7 @@ class DesiredStates:
         return out
 
     def _build(self, node_id: str) -> Built:
-        row = store.get_node(node_id)
+        row = store.node_head(node_id)
         if row is None:
             return Unauthenticated("this node has been deleted", reason="NODE_DELETED")
         if row.fenced:

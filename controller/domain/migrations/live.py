@@ -33,7 +33,8 @@ from controller.db import instances as instance_store
 from controller.db import live_migrations as store
 from controller.db import nodes as node_store
 from controller.db.database import write_transaction
-from controller.db.models import Instance, LiveMigration, Node
+from controller.db.models import Instance, LiveMigration
+from controller.db.nodes import NodeHead
 from controller.domain.events import CONTROLLER, OK, Cause, EventLog, Outcome
 from controller.domain.extensions import InstanceMoves, combined_needs
 from controller.domain.instances import (
@@ -259,8 +260,10 @@ class LiveMigrations:
 
     # The nodes' part
 
-    def contribute(self, node: Node, state: npb.NodeDesiredState) -> None:
+    def contribute(self, node: NodeHead, state: npb.NodeDesiredState) -> None:
         """Incoming guests (to prepare) and outgoing orders, after the instances contributor."""
+        if not store.any_unfinished_on_node(node.id):  # the cheap answer for almost every node
+            return
         moving = store.unfinished_on_node(node.id)
         if not moving:
             return

@@ -17,6 +17,7 @@ from controller.db import networks as store
 from controller.db import routers as router_store
 from controller.db.database import write_transaction
 from controller.db.models import Node, Port, Subnet
+from controller.db.nodes import NodeHead
 from controller.domain.networks.addresses import SLAAC
 from controller.domain.networks.changes import NodeChanges
 from controller.domain.networks.dns import NamedPort, assign_names, network_domain
@@ -62,10 +63,12 @@ class NodeProjection:
         finally:
             self._shared.reads = None
 
-    def contribute(self, node_row: Any, state: npb.NodeDesiredState) -> None:
+    def contribute(self, node_row: NodeHead, state: npb.NodeDesiredState) -> None:
         """The networks part of a node's desired state (a fixed number of
         queries per node, however many ports; what its networks and groups
         need, once per batch of nodes)."""
+        if not store.may_have_ports(node_row.id):  # a node without NICs: one cheap probe
+            return
         ports = store.node_ports(node_row.id, NOT_RUNNING)
         if not ports:
             return

@@ -3,10 +3,9 @@ may download for its volumes."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from controller.db import volumes as store
 from controller.db.models import Volume
+from controller.db.nodes import NodeHead
 from controller.domain.volumes.states import (
     ATTACHED_STATES,
     DELETING,
@@ -22,14 +21,20 @@ class VolumeProjection:
     def may_read_blob(self, node_id: str, sha256: str) -> bool:
         return store.uses_image_blob(node_id, sha256)
 
-    def contribute(self, node_row: Any, state: npb.NodeDesiredState) -> None:
+    def contribute(self, node_row: NodeHead, state: npb.NodeDesiredState) -> None:
         """The volumes part of a node's desired state, and the volumes of the
         instances the instances contributor put there (it runs first)."""
+        instance_ids = {i.id for i in state.instances}
+        if not store.any_volume_for_node(node_row.id, sorted(instance_ids)):
+            return  # most nodes: one cheap probe
+        both = store.volumes_for_node(node_row.id, sorted(instance_ids))
+        on_node = sorted((v for v in both if v.node_id == node_row.id), key=lambda v: v.id)
         snaps: dict[str, list[str]] = {}
-        for s in store.snapshots_on_node(node_row.id):
-            if s.state in (SNAP_CREATING, SNAP_AVAILABLE):
-                snaps.setdefault(s.volume_id, []).append(s.id)
-        for v in store.volumes_on_node(node_row.id):
+        if on_node:  # a volume's snapshots are on its node: no volumes there, none to read
+            for s in store.snapshots_on_node(node_row.id):
+                if s.state in (SNAP_CREATING, SNAP_AVAILABLE):
+                    snaps.setdefault(s.volume_id, []).append(s.id)
+        for v in on_node:
             gone = v.state == DELETING
             if gone and not is_shared(v.backend):  # a local volume goes by its absence
                 continue
@@ -46,10 +51,9 @@ class VolumeProjection:
                     snapshot_ids=snaps.get(v.id, []),
                 )
             )
-        if not state.instances:
-            return
         by_instance: dict[str, list[Volume]] = {}
-        for v in store.volumes_of_instances([i.id for i in state.instances]):
+        attached = (v for v in both if v.instance_id in instance_ids)
+        for v in sorted(attached, key=lambda v: (v.device, v.id)):
             by_instance.setdefault(v.instance_id, []).append(v)
         for inst in state.instances:
             for v in by_instance.get(inst.id, []):
