@@ -202,8 +202,10 @@ def ensure_usage_row(node_id: str) -> None:
 
 def claim(node_id: str, vcpus: int, ram_mb: int, disk_gb: int, caps: tuple[float, float, float]) -> bool:
     """Adds a claim to a node only if it still fits under `caps` (capacity
-    times allocation ratio). The check and the write are one statement, so
-    two racing claims cannot both fit, on SQLite or PostgreSQL. The node's
+    times allocation ratio) and the node is enabled and not in maintenance.
+    The check and the write are one statement, so two racing claims cannot
+    both fit, on SQLite or PostgreSQL, and a ranking from a stale copy of the
+    nodes (domain/usage_copy.py) cannot place on a node disabled meanwhile. The node's
     usage row is made on its first claim (without it the UPDATE changes nothing)."""
     if _add_claim(node_id, vcpus, ram_mb, disk_gb, caps):
         return True
@@ -224,8 +226,16 @@ def _add_claim(node_id: str, vcpus: int, ram_mb: int, disk_gb: int, caps: tuple[
         & (NodeUsage.vcpus_used + vcpus <= caps[0])
         & (NodeUsage.ram_mb_used + ram_mb <= caps[1])
         & (NodeUsage.disk_gb_used + disk_gb <= caps[2])
+        & NodeUsage.node.in_(
+            Node.select(Node.id).where(
+                (Node.id == node_id) & (Node.enabled == True) & (Node.maintenance == False)  # noqa: E712
+            )
+        )
     )
-    params = [vcpus, ram_mb, disk_gb, 1, node_id, vcpus, caps[0], ram_mb, caps[1], disk_gb, caps[2]]
+    params = [
+        *(vcpus, ram_mb, disk_gb, 1, node_id, vcpus, caps[0], ram_mb, caps[1], disk_gb, caps[2]),
+        *(node_id, True, False),
+    ]
     return cached("claim", query, params) == 1
 
 
