@@ -187,3 +187,26 @@ def test_concurrent_creates_through_the_copy_fill_the_fleet_exactly(fleet: list[
         t.join()
     assert len(placed) == 2 * N
     assert set(claimed_vcpus().values()) == {2}
+
+
+def test_a_sampled_ranking_sees_its_own_claims_and_new_inventories_at_once(fleet: list[str]) -> None:
+    """The Candidates reused from earlier rankings follow the copy's row (a
+    claim) and the session's inventory (a heartbeat that brought a new one)."""
+    p = make_placement(fleet)
+    req = Request(vcpus=1, ram_mb=512, disk_gb=1)
+    outcome, _ = p.rank(req)
+    with write_transaction():
+        chosen = p.claim(outcome, req, final=False)
+    registry = p.registry
+    assert isinstance(registry, Registry)
+    registry.inv = node_pb2.NodeInventory(vcpus=3, memory_mb=4096, disk_gb=100)
+
+    def seen(node_id: str) -> list[Any]:
+        for _ in range(500):  # sampled 64 of N at random: it shows up soon
+            for c in p.rank(req)[0].ranked:
+                if c.node_id == node_id:
+                    return [c.vcpus, c.vcpus_used]
+        raise AssertionError(f"{node_id} never sampled")
+
+    assert seen(chosen) == [3, 1]
+    assert seen(next(n for n in fleet if n != chosen)) == [3, 0]

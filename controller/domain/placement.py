@@ -51,6 +51,12 @@ class Placement:
         self.weigher = weigher
         self.metrics = metrics
         self.usage = usage if usage is not None else UsageCopy(USAGE_MAX_AGE)
+        # node id -> (its copy row, live inventory and READY? when built, the
+        # Candidate): a sampled node whose row and session entry are the same
+        # objects as last time reuses its Candidate (building 64 was 4% of the
+        # controller's time). Emptied when the copy is read again whole.
+        self._built: dict[str, tuple[Row, node_pb2.NodeInventory | None, bool, Candidate]] = {}
+        self._built_generation = -1
 
     def record(self, kind: str, outcome: Outcome, placed: bool) -> None:
         """Counts a placement (or a refusal, under the filter that rejected
@@ -117,8 +123,28 @@ class Placement:
         sample = self.sample()
         if sample is None:
             return schedule(self.candidates(), request, self.ratios, self.weigher), False
-        cands = self._candidates(self.usage.rows(sample), self.registry.capacities(sample))
+        rows = self.usage.rows(sample)
+        cands = self._reused(rows, self.registry.capacities(sample))
         return schedule(cands, request, self.ratios, self.weigher), True
+
+    def _reused(self, rows: list[Row], live: Capacities) -> list[Candidate]:
+        """_candidates of a sample, reusing the Candidates of unchanged nodes."""
+        if self._built_generation != self.usage.generation:
+            self._built = {}
+            self._built_generation = self.usage.generation
+        built = self._built
+        out = []
+        absent = (False, None)
+        for row in rows:
+            ready, inv = live.get(row[0], absent)
+            memo = built.get(row[0])
+            if memo is not None and memo[0] is row and memo[1] is inv and memo[2] is ready:
+                out.append(memo[3])
+                continue
+            cand = self._candidates([row], {row[0]: (ready, inv)})[0]
+            built[row[0]] = (row, inv, ready, cand)
+            out.append(cand)
+        return out
 
     def disk_cap(self, node_id: str) -> float:
         """The node's disk with the allocation ratio applied (0 for an unknown node)."""

@@ -44,6 +44,9 @@ class UsageCopy:
         self._now = now
         self._rows: dict[str, Row] = {}
         self._read_at = float("-inf")
+        # Counts the whole reads: what is derived from the rows (Placement's
+        # candidates) is dropped when it moves, so it lasts no longer than they do.
+        self.generation = 0
         self._lock = threading.Lock()  # guards _rows' entries
         self._reading = threading.Lock()  # one whole read at a time
 
@@ -77,6 +80,7 @@ class UsageCopy:
             fresh = {row[0]: row for row in self._read(None)}
             with self._lock:
                 self._rows = fresh
+                self.generation += 1
             self._read_at = started
 
     def claimed(self, node_id: str, vcpus: int, ram_mb: int, disk_gb: int) -> None:
