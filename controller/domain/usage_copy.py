@@ -9,7 +9,8 @@ nothing fits is ranked again from the database before a create is refused.
 So a stale row costs a lost claim or a worse spread, never an overcommit.
 
 Invalidation:
-- a claim this controller wins is added to the node's row at once (claimed);
+- a claim this controller wins is added to the node's row at once (claimed;
+  if its transaction rolls back, the row stays high until the next whole read);
 - a claim that loses (the node filled up or was disabled meanwhile) drops the
   row at once (forget), and the next ranking that samples the node reads it;
 - a release through this controller's deletes drops the row at once (forget);
