@@ -61,9 +61,10 @@ from controller.domain.node_registry.consoles import ConsoleRelay
 from controller.domain.node_registry.notifier import PgNotifier
 from controller.domain.node_state import DesiredStates
 from controller.domain.nodes import Nodes
-from controller.domain.placement import Placement
+from controller.domain.placement import USAGE_MAX_AGE, Placement
 from controller.domain.quotas import Quotas, defaults_from
 from controller.domain.scheduler import Ratios
+from controller.domain.usage_copy import UsageCopy
 from controller.domain.volumes import Volumes
 from controller.metrics import ControllerMetrics, StateCollector
 from controller.pki import ServerPki
@@ -201,7 +202,7 @@ def assemble(
     images.recover()
     catalog = ComputeCatalog()
     ratios = Ratios(cfg.cpu_allocation_ratio, cfg.ram_allocation_ratio, cfg.disk_allocation_ratio)
-    placement = Placement(nodes.registry, ratios, cfg.scheduler_weigher, metrics)
+    placement = Placement(nodes.registry, ratios, cfg.scheduler_weigher, metrics, UsageCopy(USAGE_MAX_AGE))
     metrics.registry.register(StateCollector(db.obj, nodes.registry.liveness))
     networks = Networks(nodes, quotas, cfg.dns_domain)
     nodes.registry.watch_tunnels(networks.tunnel_moved)

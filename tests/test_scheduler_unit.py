@@ -85,8 +85,9 @@ def _every_filter(nodes: list[Candidate], r: Request) -> tuple[list[str], dict[s
 
 def test_leaving_out_idle_filters_changes_no_result() -> None:
     """schedule() skips the filters that cannot reject a node for the request
-    (no group, no pinning, not a migration); survivors and counts must be what
-    running all of them gives, for every kind of request."""
+    (no group, no pinning, not a migration) and inlines a plain create's;
+    survivors and counts must be what running all of them gives, for every
+    kind of request (capacity limits met exactly included)."""
     rng = random.Random(7)
     nodes = [
         node(
@@ -105,6 +106,8 @@ def test_leaving_out_idle_filters_changes_no_result() -> None:
     some = frozenset(f"n{i}" for i in range(0, 200, 3))
     requests = [
         Request(1, 512, 1),
+        Request(8, 4096, 100),  # only the empty nodes: used + asked == capacity
+        Request(3, 2048, 40),
         Request(2, 1024, 10, group_policy="affinity", group_nodes=some),
         Request(2, 1024, 10, group_policy="affinity"),
         Request(1, 512, 1, group_policy="anti-affinity", group_nodes=some),

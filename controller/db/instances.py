@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import peewee
 
-from controller.db.database import cached, cached_first, cached_insert, cached_rows
+from controller.db.database import cached, cached_first, cached_insert, cached_rows, db
 from controller.db.models import ConsoleLog, Instance, Node, NodeUsage
 from controller.db.paging import paginate
 from controller.errors import AlreadyExists
@@ -239,8 +239,10 @@ def ensure_usage_row(node_id: str) -> None:
 
 def claim(node_id: str, vcpus: int, ram_mb: int, disk_gb: int, caps: tuple[float, float, float]) -> bool:
     """Adds a claim to a node only if it still fits under `caps` (capacity
-    times allocation ratio). The check and the write are one statement, so
-    two racing claims cannot both fit, on SQLite or PostgreSQL. The node's
+    times allocation ratio) and the node is enabled and not in maintenance.
+    The check and the write are one statement, so two racing claims cannot
+    both fit, on SQLite or PostgreSQL, and a ranking from a stale copy of the
+    nodes (domain/usage_copy.py) cannot place on a node disabled meanwhile. The node's
     usage row is made on its first claim (without it the UPDATE changes nothing)."""
     if _add_claim(node_id, vcpus, ram_mb, disk_gb, caps):
         return True
@@ -261,8 +263,13 @@ def _add_claim(node_id: str, vcpus: int, ram_mb: int, disk_gb: int, caps: tuple[
         & (NodeUsage.vcpus_used + vcpus <= caps[0])
         & (NodeUsage.ram_mb_used + ram_mb <= caps[1])
         & (NodeUsage.disk_gb_used + disk_gb <= caps[2])
+        # As text: peewee building the subquery per claim cost as much as the rest of it.
+        & peewee.SQL(
+            f'EXISTS (SELECT 1 FROM "node" WHERE "id" = {db.param} AND "enabled" AND NOT "maintenance")',
+            [node_id],
+        )
     )
-    params = [vcpus, ram_mb, disk_gb, 1, node_id, vcpus, caps[0], ram_mb, caps[1], disk_gb, caps[2]]
+    params = [vcpus, ram_mb, disk_gb, 1, node_id, vcpus, caps[0], ram_mb, caps[1], disk_gb, caps[2], node_id]
     return cached("claim", query, params) == 1
 
 

@@ -553,6 +553,8 @@ class Instances:
                         if seen.bump:
                             node_store.bump_desired_revision(node_id, now)
                             notify = True
+                if seen.update == "delete":  # committed: rankings read the freed room at once
+                    self.placement.usage.forget(node_id)
                 changed += 1
             if notify:
                 self.nodes.registry.notify_threadsafe(node_id)

@@ -298,12 +298,28 @@ class NodeRegistry:
         if live is not None and live.session is not None:
             live.session.close(FailedPrecondition("this node has been fenced", reason="NODE_FENCED"))
 
-    def capacities(self) -> dict[str, tuple[bool, node_pb2.NodeInventory | None]]:
-        """Every known node's (READY?, inventory), under one lock: what the
-        scheduler needs, without a snapshot per node (nodes whose sessions
-        live on other controllers included, as the database has them)."""
+    def capacities(
+        self, only: Iterable[str] | None = None
+    ) -> dict[str, tuple[bool, node_pb2.NodeInventory | None]]:
+        """Every known node's (or those of `only` that are known) (READY?,
+        inventory), under one lock: what the scheduler needs, without a
+        snapshot per node (nodes whose sessions live on other controllers
+        included, as the database has them). A create's sample passes `only`:
+        a dict of every node per create was 6% of the controller's time."""
         with self._lock:
-            return {nid: (live.status == READY, live.inventory) for nid, live in self.live.items()}
+            if only is None:
+                return {nid: (live.status == READY, live.inventory) for nid, live in self.live.items()}
+            known = self.live
+            return {
+                nid: (live.status == READY, live.inventory)
+                for nid in only
+                if (live := known.get(nid)) is not None
+            }
+
+    def ready_ids(self) -> list[str]:
+        """The READY nodes' ids (a create samples from them)."""
+        with self._lock:
+            return [nid for nid, live in self.live.items() if live.status == READY]
 
     def snapshot(self, node_id: str) -> LiveView | None:
         with self._lock:
