@@ -342,6 +342,25 @@ def port_groups(port_ids: Iterable[str]) -> dict[str, list[str]]:
     return out
 
 
+def network_port_groups(network_ids: list[str]) -> dict[str, list[str]]:
+    """port_groups of every port on the networks, in one query (a node's
+    desired state: the ports of a batch's nodes are on these networks)."""
+    out: dict[str, list[str]] = defaultdict(list)
+    if not network_ids:
+        return out
+    ids = padded(network_ids)
+    query = (
+        PortSecurityGroup.select(PortSecurityGroup.port, PortSecurityGroup.security_group)
+        .join(Port, on=(PortSecurityGroup.port == Port.id))
+        .where(Port.network.in_(ids))
+        .order_by(PortSecurityGroup.port, PortSecurityGroup.security_group)
+        .tuples()
+    )
+    for port_id, group_id in cached_rows(("network port groups", len(ids)), query, ids):
+        out[port_id].append(group_id)
+    return out
+
+
 def groups_of_ports(port_ids: Iterable[str]) -> set[str]:
     """The security groups any of the ports is in."""
     return {g for gs in port_groups(port_ids).values() for g in gs}
