@@ -15,7 +15,7 @@ import peewee
 import pytest
 
 from controller.db import compute, quotas
-from controller.db.database import cached, cached_first, cached_insert, db, open_database
+from controller.db.database import cached, cached_first, cached_insert, cached_insert_new, db, open_database
 from controller.db.migrations import migrate
 from controller.db.models import Event, Flavor, FlavorAccess, Project, QuotaUsage
 
@@ -85,6 +85,21 @@ def test_a_cached_insert_writes_the_row_with_its_defaults(database: peewee.Datab
     again = cached_insert(Event, **{**fields, "id": "e2"})
     assert (row.id, again.id, row.message) == ("e1", "e2", "")
     assert [e.id for e in Event.select().order_by(Event.id)] == ["e1", "e2"]
+
+
+def test_an_insert_of_a_new_row_says_none_on_a_taken_key_and_the_transaction_goes_on(
+    database: peewee.Database,
+) -> None:
+    """cached_insert_new (ON CONFLICT DO NOTHING: a port's MAC, an address):
+    a clash writes nothing and leaves the transaction usable, on PostgreSQL too
+    (where a failed INSERT would abort it)."""
+    fields = dict(id="e1", time=2.0, resource_type="instance", resource_id="i1", action="create", ok=True)
+    with database.atomic():
+        row = cached_insert_new(Event, **fields)
+        assert row is not None and (row.id, row.message) == ("e1", "")
+        assert cached_insert_new(Event, **{**fields, "resource_id": "other"}) is None
+        assert cached_insert_new(Event, **{**fields, "id": "e2"}).id == "e2"
+    assert [(e.id, e.resource_id) for e in Event.select().order_by(Event.id)] == [("e1", "i1"), ("e2", "i1")]
 
 
 def test_parameters_that_are_not_peewees_are_refused_on_the_first_run(database: peewee.Database) -> None:

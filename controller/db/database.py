@@ -195,6 +195,31 @@ def cached_insert(model: type[peewee.Model], **fields: Any) -> Any:
     return row
 
 
+def cached_insert_new(model: type[peewee.Model], **fields: Any) -> Any:
+    """`cached_insert`, or None when a unique key already holds a row with
+    those values (INSERT OR IGNORE / ON CONFLICT DO NOTHING): one statement
+    where a savepoint around a plain INSERT takes three, and the transaction
+    goes on either way. Only for rows whose other constraints the caller
+    meets (SQLite's OR IGNORE also skips a NOT NULL or CHECK failure)."""
+    row = model(**fields)
+    data = row.__data__
+    columns = sorted((model._meta.fields[name] for name in data), key=lambda f: f._sort_key)
+    params = [f.db_value(data[f.name]) for f in columns]
+    query = model.insert(**data).on_conflict_ignore()
+    database = db.obj
+    if isinstance(database, SqlTextCache):
+        database._next_sql.pending = (("insert new", model.__name__, tuple(f.name for f in columns)), params)
+    try:
+        cursor = database.execute(query)
+    finally:
+        if isinstance(database, SqlTextCache):
+            database._next_sql.pending = None
+    if cursor.rowcount != 1:
+        return None
+    row._dirty.clear()
+    return row
+
+
 def _run(query: Any) -> Any:
     if isinstance(query, peewee.SelectBase):
         return list(query)

@@ -3,7 +3,9 @@
 Every insert that takes something unique (a name, a VNI, a MAC, an address)
 runs in a savepoint, so a clash fails only that statement and the caller's
 transaction can go on and try the next candidate (PostgreSQL aborts the whole
-transaction on a failed statement otherwise)."""
+transaction on a failed statement otherwise). The hot ones of a create (a
+port's MAC, an address) say ON CONFLICT DO NOTHING instead: the same outcome
+in one statement, not three."""
 
 from __future__ import annotations
 
@@ -13,19 +15,30 @@ from typing import Any
 
 import peewee
 
-from controller.db.database import cached, cached_first, cached_insert, cached_rows, db, padded
+from controller.db.database import (
+    cached,
+    cached_first,
+    cached_insert,
+    cached_insert_new,
+    cached_rows,
+    db,
+    is_sqlite,
+    padded,
+)
 from controller.db.live_migrations import UNFINISHED, incoming_instances
 from controller.db.models import (
     Instance,
     IpAllocation,
     LiveMigration,
     Network,
+    Node,
     Port,
     PortSecurityGroup,
     SecurityGroup,
     SecurityGroupRule,
     Subnet,
 )
+from controller.db.nodes import bump_desired_revisions
 from controller.db.paging import paginate
 from controller.errors import AlreadyExists
 
@@ -170,11 +183,7 @@ def count_allocations(subnet_id: str) -> int:
 
 def insert_port(fields: dict[str, Any]) -> Port | None:
     """The new port, or None when its MAC was taken meanwhile (pick another)."""
-    try:
-        with db.atomic():
-            return cached_insert(Port, **fields)
-    except peewee.IntegrityError:
-        return None
+    return cached_insert_new(Port, **fields)  # type: ignore[no-any-return]
 
 
 def allocated(subnet_id: str) -> set[str]:
@@ -195,12 +204,7 @@ def is_allocated(subnet_id: str, ip: str) -> bool:
 def allocate(subnet_id: str, ip: str, port_id: str) -> bool:
     """Takes one address for a port; False when another port holds it (the
     primary key decides, also between racing controllers)."""
-    try:
-        with db.atomic():
-            cached_insert(IpAllocation, subnet=subnet_id, ip_address=ip, port=port_id)
-        return True
-    except peewee.IntegrityError:
-        return False
+    return cached_insert_new(IpAllocation, subnet=subnet_id, ip_address=ip, port=port_id) is not None
 
 
 def get_port(port_id: str) -> Port | None:
@@ -237,6 +241,16 @@ def set_port_groups(port_id: str, group_ids: list[str]) -> None:
     )
     for g in dict.fromkeys(group_ids):
         cached_insert(PortSecurityGroup, port=port_id, security_group=g)
+
+
+def add_port_groups(port_id: str, group_ids: list[str]) -> None:
+    """A new port's groups (it has none yet), in one statement."""
+    groups = list(dict.fromkeys(group_ids))
+    if groups:
+        query = PortSecurityGroup.insert_many(
+            [(port_id, g) for g in groups], fields=[PortSecurityGroup.port, PortSecurityGroup.security_group]
+        )
+        cached(("port groups add", len(groups)), query, [x for g in groups for x in (port_id, g)])
 
 
 def bind_port(port_id: str, instance_id: str, nic_index: int, now: float) -> bool:
@@ -329,6 +343,25 @@ def port_groups(port_ids: Iterable[str]) -> dict[str, list[str]]:
     return out
 
 
+def network_port_groups(network_ids: list[str]) -> dict[str, list[str]]:
+    """port_groups of every port on the networks, in one query (a node's
+    desired state: the ports of a batch's nodes are on these networks)."""
+    out: dict[str, list[str]] = defaultdict(list)
+    if not network_ids:
+        return out
+    ids = padded(network_ids)
+    query = (
+        PortSecurityGroup.select(PortSecurityGroup.port, PortSecurityGroup.security_group)
+        .join(Port, on=(PortSecurityGroup.port == Port.id))
+        .where(Port.network.in_(ids))
+        .order_by(PortSecurityGroup.port, PortSecurityGroup.security_group)
+        .tuples()
+    )
+    for port_id, group_id in cached_rows(("network port groups", len(ids)), query, ids):
+        out[port_id].append(group_id)
+    return out
+
+
 def groups_of_ports(port_ids: Iterable[str]) -> set[str]:
     """The security groups any of the ports is in."""
     return {g for gs in port_groups(port_ids).values() for g in gs}
@@ -357,12 +390,9 @@ def instance_nodes(instance_ids: Iterable[str]) -> dict[str, str]:
 # Which nodes care
 
 
-def nodes_with_ports(network_ids: Iterable[str] = (), group_ids: Iterable[str] = ()) -> set[str]:
-    """Nodes running instances with a port on one of the networks, or in one of
-    the groups, or in a group with a rule whose remote is one of the groups:
-    the nodes whose desired state changes when those change."""
-    nets, groups = list(set(network_ids)), list(set(group_ids))
-    nets, groups = padded(nets) if nets else [], padded(groups) if groups else []
+def _bound_instances(nets: list[str], groups: list[str]) -> Any:
+    """The instances with a port on one of the networks or in one of the groups,
+    or in a group with a rule whose remote is one of them (None: neither given)."""
     conds = []
     if nets:
         conds.append(Port.network.in_(nets))
@@ -375,12 +405,46 @@ def nodes_with_ports(network_ids: Iterable[str] = (), group_ids: Iterable[str] =
         )
         conds.append(Port.id.in_(members))
     if not conds:
-        return set()
+        return None
     cond = conds[0] if len(conds) == 1 else (conds[0] | conds[1])
-    bound = Port.select(Port.instance_id).where(cond & (Port.instance_id != ""))
+    return Port.select(Port.instance_id).where(cond & (Port.instance_id != ""))
+
+
+def nodes_with_ports(network_ids: Iterable[str] = (), group_ids: Iterable[str] = ()) -> set[str]:
+    """Nodes running instances with a port on one of the networks, or in one of
+    the groups, or in a group with a rule whose remote is one of the groups:
+    the nodes whose desired state changes when those change."""
+    nets, groups = list(set(network_ids)), list(set(group_ids))
+    nets, groups = padded(nets) if nets else [], padded(groups) if groups else []
+    bound = _bound_instances(nets, groups)
+    if bound is None:
+        return set()
     query = Instance.select(Instance.node).where(Instance.id.in_(bound)).distinct().tuples()
     key = ("nodes with ports", len(nets), len(groups))
     return {r[0] for r in cached(key, query, [*nets, *groups, *groups, ""])}
+
+
+def bump_nodes_with_ports(network_ids: Iterable[str], group_ids: Iterable[str], now: float) -> set[str]:
+    """nodes_with_ports, with their desired revisions bumped (inside the write
+    transaction). SQLite: one UPDATE ... RETURNING, where a read and an update
+    take two statements under the write lock; PostgreSQL: bump_desired_revisions
+    (one node at a time, in id order)."""
+    if not is_sqlite():
+        nodes = nodes_with_ports(network_ids, group_ids)
+        bump_desired_revisions(nodes, now)
+        return nodes
+    nets, groups = list(set(network_ids)), list(set(group_ids))
+    nets, groups = padded(nets) if nets else [], padded(groups) if groups else []
+    bound = _bound_instances(nets, groups)
+    if bound is None:
+        return set()
+    query = (
+        Node.update(desired_revision=Node.desired_revision + 1, update_time=now)
+        .where(Node.id.in_(Instance.select(Instance.node).where(Instance.id.in_(bound))))
+        .returning(Node.id)
+    )
+    key = ("bump nodes with ports", len(nets), len(groups))
+    return {r[0] for r in cached_rows(key, query, [1, now, *nets, *groups, *groups, ""])}
 
 
 # Desired state

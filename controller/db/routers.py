@@ -255,6 +255,34 @@ def floating_ips_of_ports(port_ids: Iterable[str]) -> list[FloatingIp]:
     return cached(("floating ips of ports", len(ids)), query, ids)
 
 
+def floating_ips_on_networks(network_ids: list[str]) -> list[FloatingIp]:
+    """The floating IPs given to ports on the networks (floating_ips_of_ports
+    for every port of a batch's networks at once), by id."""
+    if not network_ids:
+        return []
+    ids = padded(network_ids)
+    holders = Port.select(Port.id).where(Port.network.in_(ids))
+    query = FloatingIp.select().where(FloatingIp.port.in_(holders)).order_by(FloatingIp.id)
+    return cached(("floating ips on networks", len(ids)), query, ids)
+
+
+def network_routers(network_ids: list[str]) -> dict[str, set[str]]:
+    """network id -> the routers with an interface on it (routers_of_networks, per network)."""
+    out: dict[str, set[str]] = defaultdict(set)
+    if not network_ids:
+        return out
+    ids = padded(network_ids)
+    query = (
+        RouterInterface.select(Subnet.network, RouterInterface.router)
+        .join(Subnet, on=(RouterInterface.subnet == Subnet.id))
+        .where(Subnet.network.in_(ids))
+        .tuples()
+    )
+    for net_id, router_id in cached_rows(("network routers", len(ids)), query, ids):
+        out[net_id].add(router_id)
+    return out
+
+
 def floating_ips_on_subnet_ports(subnet_id: str) -> int:
     """Floating IPs given to ports with an address on the subnet."""
     holders = IpAllocation.select(IpAllocation.port).where(IpAllocation.subnet == subnet_id)

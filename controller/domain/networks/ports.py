@@ -160,7 +160,7 @@ class Ports:
                 )
             raise ResourceExhausted("could not find a free MAC address; try again", reason="MAC_EXHAUSTED")
         self.ipam.allocate(row, net, subnets, fixed)
-        store.set_port_groups(row.id, group_ids)
+        store.add_port_groups(row.id, group_ids)
         return row
 
     def create_port(
@@ -258,14 +258,17 @@ class Ports:
                         raise AlreadyExists(f"IP address {ip} is already in use", reason="IP_ADDRESS_IN_USE")
                 plans.append(_NicPlan(network=net, fixed=fixed))
         self.groups.check_refs(caller, group_refs)
+        new_ports = any(p.network for p in plans)
+        default = self.groups.existing_default(caller.project_id) if new_ports and not group_refs else ""
 
         def bind(row: Instance) -> tuple[set[str], set[str]]:
             """(nodes to tell, networks of the NICs)."""
-            groups = (
-                self.groups.groups_for(caller, caller.project_id, group_refs)
-                if any(p.network for p in plans)
-                else []
-            )
+            if default:
+                groups = [default]
+            elif new_ports:
+                groups = self.groups.groups_for(caller, caller.project_id, group_refs)
+            else:
+                groups = []
             nets: set[str] = set()
             all_groups: set[str] = set(groups)
             now = clock.now()
@@ -292,7 +295,7 @@ class Ports:
                         auto_delete=True,
                     )
                     nets.add(plan.network.id)
-            return self.changes.bump(store.nodes_with_ports(network_ids=nets, group_ids=all_groups)), nets
+            return self.changes.bump_nodes_with_ports(nets, all_groups), nets
 
         return bind
 

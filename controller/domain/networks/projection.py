@@ -77,7 +77,7 @@ class NodeProjection:
         net_ids = sorted({p.network_id for p in ports})
         self._read_networks(shared, net_ids)
         own_ips = dict(store.port_ips(pid for pid in ids if pid not in shared.ips))
-        groups = store.port_groups(ids)
+        groups = {pid: shared.port_groups[pid] for pid in ids if shared.port_groups.get(pid)}
         by_instance: dict[str, list[Port]] = defaultdict(list)
         for p in ports:
             view = shared.networks.get(p.network_id)
@@ -101,7 +101,7 @@ class NodeProjection:
             if nics:
                 del inst.port_ids[:]
                 inst.port_ids.extend(p.id for p in nics)
-        external = self._routes(node_row.id, ids, set(net_ids), state)
+        external = self._routes(shared, node_row.id, ids, net_ids, state)
         own_nets = set(net_ids)
         all_nets = sorted(own_nets | external)
         self._read_networks(shared, all_nets)
@@ -143,6 +143,12 @@ class NodeProjection:
             addresses = dict(Node.select(Node.id, Node.address).where(Node.id.in_(list(peer_nodes))).tuples())
             for n in peer_nodes:
                 shared.tunnels[n] = self.tunnel_ip(n, addresses.get(n, ""))
+        shared.port_groups.update(store.network_port_groups(missing))
+        for f in router_store.floating_ips_on_networks(missing):
+            shared.floating[f.port_id] = f
+        routers = router_store.network_routers(missing)
+        for net_id in missing:
+            shared.routers[net_id] = routers.get(net_id, set())
         for net in store.networks_by_id(missing):
             by_node = sorted(peers.get(net.id, {}).items())
             message = npb.DesiredNetwork(
@@ -188,12 +194,17 @@ class NodeProjection:
 
     @staticmethod
     def _routes(
-        node_id: str, port_ids: list[str], net_ids: set[str], state: npb.NodeDesiredState
+        shared: _SharedReads,
+        node_id: str,
+        port_ids: list[str],
+        net_ids: list[str],
+        state: npb.NodeDesiredState,
     ) -> set[str]:
         """The floating IPs of the node's ports, and the routers of its
         networks with this node's SNAT address for each (distributed: see
         snat.py; the first node uses the router's own). The external networks
-        they need."""
+        they need. Which ports have floating IPs and which routers the networks
+        have come from `shared` (read with the networks, once per batch)."""
         external: set[str] = set()
         gateways: dict[tuple[str, int], str] = {}  # (address port id, IP version) -> "address/prefix"
 
@@ -204,7 +215,8 @@ class NodeProjection:
                 gateways[port_id, version] = f"{ip}/{prefix_of(sub.cidr)}" if sub is not None else ""
             return gateways[port_id, version]
 
-        for f in router_store.floating_ips_of_ports(port_ids):
+        floating = sorted((shared.floating[p] for p in port_ids if p in shared.floating), key=lambda f: f.id)
+        for f in floating:
             port = store.get_port(f.port_id)
             if port is None or not with_prefix(f.address_port_id):
                 continue
@@ -219,7 +231,7 @@ class NodeProjection:
                 )
             )
             external.add(f.network_id)
-        router_ids = router_store.routers_of_networks(net_ids)
+        router_ids = {r for n in net_ids for r in shared.routers.get(n, ())}
         running = router_store.nodes_of_routers(router_ids, NOT_RUNNING)
         interfaces = router_store.interfaces_of(router_ids)
         own = router_store.snat_ports(router_ids)
@@ -316,3 +328,7 @@ class _SharedReads:
     rules: dict[str, list[Any]] = field(default_factory=dict)
     members: dict[str, list[str]] = field(default_factory=dict)
     groups: dict[tuple[str, bool], npb.DesiredSecurityGroup] = field(default_factory=dict)
+    # Of every port on the networks read: its groups, its floating IP; each network's routers.
+    port_groups: dict[str, list[str]] = field(default_factory=dict)
+    floating: dict[str, Any] = field(default_factory=dict)  # port id -> FloatingIp
+    routers: dict[str, set[str]] = field(default_factory=dict)

@@ -146,6 +146,15 @@ class SecurityGroups:
             if ref != DEFAULT_GROUP:
                 self.find_group(caller, caller.project_id, ref)
 
+    def existing_default(self, project_id: str) -> str:
+        """The project's default group's id, read before a write transaction
+        that will give a port that group: a default group is never deleted
+        (SECURITY_GROUP_DEFAULT), so the id read here still holds inside it,
+        and the transaction needs no read of its own. Empty: not made yet
+        (groups_for makes it then)."""
+        row = store.default_group(project_id)
+        return row.id if row is not None else ""
+
     def groups_for(self, caller: Principal, project_id: str, refs: list[str]) -> list[str]:
         """The group ids a port gets: the ones named (each once), or the
         project's default group."""
