@@ -15,7 +15,15 @@ import peewee
 import pytest
 
 from controller.db import compute, quotas
-from controller.db.database import cached, cached_first, cached_insert, cached_insert_new, db, open_database
+from controller.db.database import (
+    cached,
+    cached_first,
+    cached_insert,
+    cached_insert_new,
+    db,
+    insert_rows,
+    open_database,
+)
 from controller.db.migrations import migrate
 from controller.db.models import Event, Flavor, FlavorAccess, Project, QuotaUsage
 
@@ -85,6 +93,22 @@ def test_a_cached_insert_writes_the_row_with_its_defaults(database: peewee.Datab
     again = cached_insert(Event, **{**fields, "id": "e2"})
     assert (row.id, again.id, row.message) == ("e1", "e2", "")
     assert [e.id for e in Event.select().order_by(Event.id)] == ["e1", "e2"]
+
+
+def test_rows_inserted_in_one_executemany_read_back_as_written(database: peewee.Database) -> None:
+    """insert_rows (the event batches' writer): every column of every row,
+    booleans and floats included, as peewee would have written them; a key
+    that is not a column is refused before anything is written."""
+    base = dict(resource_type="instance", resource_id="i1", action="create", message="", method="m")
+    rows = [{**base, "id": f"e{k}", "time": k + 0.25, "ok": k % 2 == 0} for k in range(5)]
+    with database.atomic():
+        insert_rows(Event, rows)
+        insert_rows(Event, [])
+    got = [(e.id, e.time, e.ok, e.method, e.user_id) for e in Event.select().order_by(Event.id)]
+    assert got == [(f"e{k}", k + 0.25, k % 2 == 0, "m", "") for k in range(5)]
+    with pytest.raises(ValueError, match="colour"):
+        insert_rows(Event, [{**rows[0], "id": "x", "colour": "red"}])
+    assert Event.select().count() == 5
 
 
 def test_an_insert_of_a_new_row_says_none_on_a_taken_key_and_the_transaction_goes_on(

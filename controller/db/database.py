@@ -220,6 +220,24 @@ def cached_insert_new(model: type[peewee.Model], **fields: Any) -> Any:
     return row
 
 
+def insert_rows(model: type[peewee.Model], rows: Sequence[dict[str, Any]]) -> None:
+    """Many rows of `model` in one executemany of a one-row INSERT (every row
+    with the same columns): the driver loops in C, where peewee's insert_many
+    writes SQL for every value of every row, which cost an event batch's
+    writer thread more than the write itself."""
+    if not rows:
+        return
+    fields = [f for f in model._meta.sorted_fields if f.name in rows[0]]
+    if len(fields) != len(rows[0]):
+        raise ValueError(
+            f"{sorted(set(rows[0]) - {f.name for f in fields})} are not columns of {model.__name__}"
+        )
+    columns = ", ".join(f'"{f.column_name}"' for f in fields)
+    marks = ", ".join([db.param] * len(fields))
+    sql = f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES ({marks})'
+    db.cursor().executemany(sql, [[f.db_value(row[f.name]) for f in fields] for row in rows])
+
+
 def _run(query: Any) -> Any:
     if isinstance(query, peewee.SelectBase):
         return list(query)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from controller.db.database import cached_insert
+from controller.db.database import cached_insert, insert_rows
 from controller.db.models import Event
 from controller.db.paging import paginate
 
@@ -29,8 +29,8 @@ def insert_event(**fields: Any) -> None:
 
 
 def insert_events(rows: list[dict[str, Any]]) -> None:
-    """Many events in one statement (each row: the columns insert_event takes)."""
-    Event.insert_many(rows).execute()
+    """Many events in one executemany (each row: the columns insert_event takes)."""
+    insert_rows(Event, rows)
 
 
 def list_events(q: EventQuery, page_size: int, page_token: str) -> tuple[list[Event], str]:
