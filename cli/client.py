@@ -5,7 +5,6 @@ name-or-id resolution and paging shared by every command."""
 from __future__ import annotations
 
 import collections
-import getpass
 import os
 import sys
 import uuid
@@ -27,6 +26,9 @@ if TYPE_CHECKING:
 
 # Longer than the library's default: a command may wait on a busy controller.
 TIMEOUT = 120.0
+# What every list asks for: the API's largest page (controller/db/paging.py MAX_PAGE_SIZE; a larger
+# ask is served as the largest), so a thousand servers come in one round trip, not two.
+PAGE_SIZE = 1000
 
 
 def connect(endpoint: str, ca_file: str, token: str = "") -> Client:
@@ -80,6 +82,8 @@ def relogin(why: str) -> str:
     endpoint = os.environ.get("KUMO_ENDPOINT") or stored.endpoint
     ca_file = os.environ.get("KUMO_CA_FILE") or stored.ca_file
     typer.echo(f"{why}: log in again as {stored.user} (profile {config.profile_name()})", err=True)
+    import getpass  # only a relogin asks (CLI start-up time)
+
     password = getpass.getpass(f"password for {stored.user}: ")
     return store_login(endpoint, ca_file, stored.user, password, stored.project).token
 

@@ -5,7 +5,6 @@ message into plain data, so tables and scripts see the same values (docs/cli.md)
 from __future__ import annotations
 
 import base64
-import csv
 import enum
 import io
 import json
@@ -119,7 +118,10 @@ def _plan(desc: Descriptor, only: frozenset[str] | None = None) -> Plan:
     if plan is None:
         plan = []
         for field in desc.fields:
-            if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            # has_options first (as json_format does): GetOptions imports descriptor_pb2, and
+            # only a map's entry type (map_entry) has options here.
+            entry = field.message_type
+            if entry is not None and entry.has_options and entry.GetOptions().map_entry:
                 plan.append((field.name, _MAP, field.message_type.fields_by_name["value"]))
             elif field.is_repeated:
                 plan.append((field.name, _REPEATED, field))
@@ -219,6 +221,8 @@ def _cell(row: dict[str, Any], col: Column) -> str:
         return col[2](value)  # type: ignore[misc]
     if value is None:
         return ""
+    if type(value) is str:  # most cells: first, a table of a thousand rows asks 8,000 times
+        return value
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list) and all(not isinstance(v, dict | list) for v in value):
@@ -261,7 +265,10 @@ def _print_plain_table(headers: list[str], cells: list[list[str]]) -> bool:
     line break, or a terminal too narrow for the table (rich wraps it)."""
     if any("\n" in cell for line in cells for cell in line):
         return False
-    widths = [max([_width(h)] + [_width(line[i]) for line in cells]) for i, h in enumerate(headers)]
+    # All ASCII (the usual list): a cell's width is its length, and str.ljust pads it.
+    plain = all(cell.isascii() for line in (headers, *cells) for cell in line)
+    width = len if plain else _width
+    widths = [max(map(width, column)) for column in zip(headers, *cells, strict=True)]
     tty = sys.stdout.isatty()
     if tty:
         import shutil
@@ -270,6 +277,8 @@ def _print_plain_table(headers: list[str], cells: list[list[str]]) -> bool:
             return False
 
     def render(line: list[str]) -> str:
+        if plain:
+            return f" {'  '.join(cell.ljust(w) for cell, w in zip(line, widths, strict=True))} "
         return "".join(f" {cell}{' ' * (w - _width(cell))} " for cell, w in zip(line, widths, strict=True))
 
     head = render(headers)
@@ -317,6 +326,8 @@ def emit(
                 typer.echo(_plain(_lookup(rows[0], c[1])))
         return
     if fmt is Format.csv:
+        import csv  # only -f csv needs it
+
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow([c[1] for c in cols])

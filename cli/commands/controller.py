@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli.client import list_all, session
+from cli.client import PAGE_SIZE, list_all, session
 from cli.output import ColumnOpt, Format, OutputOpt, emit
 from kumo.v1 import control_plane_pb2 as pb
 from kumo.v1 import control_plane_pb2_grpc
@@ -29,7 +29,7 @@ def list_(output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List the controllers, their node sessions and when each was last seen (admin)."""
     s = session().stub(control_plane_pb2_grpc.ControlPlaneServiceStub)
     emit(
-        list_all(s.ListControllers, pb.ListControllersRequest(page_size=500), "controllers"),
+        list_all(s.ListControllers, pb.ListControllersRequest(page_size=PAGE_SIZE), "controllers"),
         output,
         COLUMNS,
         column,

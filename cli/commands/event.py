@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.client import list_all, session
+from cli.client import PAGE_SIZE, list_all, session
 from cli.errors import CliError
 from cli.output import ColumnOpt, Format, OutputOpt, emit
 
@@ -98,7 +98,7 @@ def list_(
     """List events, oldest first (members see their project's; admins every project's)."""
     from kumo.v1 import event_pb2 as pb  # here: `kumo server list` imports this module (start-up time)
 
-    req = pb.ListEventsRequest(page_size=500, action=action or "", project_id=project or "")
+    req = pb.ListEventsRequest(page_size=PAGE_SIZE, action=action or "", project_id=project or "")
     if resource:
         kind, _, ident = resource.partition("/")
         req.resource_type, req.resource_id = kind, ident

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.client import list_all, resolve, session
+from cli.client import PAGE_SIZE, list_all, resolve, session
 from cli.completion import FlavorArg
 from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
 from cli.updates import mask
@@ -76,7 +76,7 @@ def create(
 @app.command("list")
 def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List the flavors you may use."""
-    req = pb.ListFlavorsRequest(page_size=500, name=name or "")
+    req = pb.ListFlavorsRequest(page_size=PAGE_SIZE, name=name or "")
     emit(list_all(stub().ListFlavors, req, "flavors"), output, COLUMNS, column)
 
 

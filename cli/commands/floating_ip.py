@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.client import list_all
+from cli.client import PAGE_SIZE, list_all
 from cli.commands.network import find as find_network
 from cli.commands.network import stub
 from cli.commands.port import find as find_port
@@ -39,7 +39,7 @@ def find(s, ref: str) -> pb.FloatingIp:  # type: ignore[no-untyped-def]
     """By id or by address."""
     if is_uuid(ref):
         return s.GetFloatingIp(pb.GetFloatingIpRequest(id=ref))
-    for f in list_all(s.ListFloatingIps, pb.ListFloatingIpsRequest(page_size=500), "floating_ips"):
+    for f in list_all(s.ListFloatingIps, pb.ListFloatingIpsRequest(page_size=PAGE_SIZE), "floating_ips"):
         if f.floating_ip_address == ref:
             return f
     raise CliError(f"no floating IP {ref!r} (give its id or address)")
@@ -73,7 +73,7 @@ def list_(
     """List your project's floating IPs."""
     s = stub()
     req = pb.ListFloatingIpsRequest(
-        page_size=500,
+        page_size=PAGE_SIZE,
         floating_network_id=find_network(s, network).id if network else "",
         port_id=find_port(s, port).id if port else "",
     )

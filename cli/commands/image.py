@@ -16,7 +16,7 @@ import grpc
 import typer
 
 from cli import transfer
-from cli.client import list_all, resolve, session
+from cli.client import PAGE_SIZE, list_all, resolve, session
 from cli.commands import project as project_cmd
 from cli.completion import ImageArg
 from cli.errors import CliError
@@ -230,7 +230,7 @@ def list_(
     column: ColumnOpt = None,
 ) -> None:
     """List your project's images and the public ones."""
-    req = pb.ListImagesRequest(page_size=500, name=name or "")
+    req = pb.ListImagesRequest(page_size=PAGE_SIZE, name=name or "")
     if visibility:
         vis = {"public": pb.IMAGE_VISIBILITY_PUBLIC, "private": pb.IMAGE_VISIBILITY_PRIVATE}.get(visibility)
         if vis is None:

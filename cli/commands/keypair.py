@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli.client import list_all, resolve
+from cli.client import PAGE_SIZE, list_all, resolve
 from cli.commands.flavor import stub
 from cli.errors import CliError
 from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
@@ -76,7 +76,7 @@ def import_(
 @app.command("list")
 def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List your keypairs."""
-    req = pb.ListKeypairsRequest(page_size=500, name=name or "")
+    req = pb.ListKeypairsRequest(page_size=PAGE_SIZE, name=name or "")
     emit(list_all(stub().ListKeypairs, req, "keypairs"), output, COLUMNS, column)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from cli.client import list_all
+from cli.client import PAGE_SIZE, list_all
 from cli.errors import CliError
 from cli.output import enum_text
 from kumo.v1 import compute_pb2 as pb
@@ -44,7 +44,7 @@ def line(m: pb.LiveMigration) -> str:
 
 
 def migrations(s: Any, instance_id: str = "", node_id: str = "") -> list[pb.LiveMigration]:
-    req = pb.ListLiveMigrationsRequest(page_size=500, instance_id=instance_id, node_id=node_id)
+    req = pb.ListLiveMigrationsRequest(page_size=PAGE_SIZE, instance_id=instance_id, node_id=node_id)
     return list_all(s.ListLiveMigrations, req, "live_migrations")
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.client import list_all, resolve, session
+from cli.client import PAGE_SIZE, list_all, resolve, session
 from cli.completion import NetworkArg
 from cli.errors import CliError
 from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
@@ -95,7 +95,7 @@ def create(
 @app.command("list")
 def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List your project's networks and the shared ones."""
-    req = pb.ListNetworksRequest(page_size=500, name=name or "")
+    req = pb.ListNetworksRequest(page_size=PAGE_SIZE, name=name or "")
     emit(list_all(stub().ListNetworks, req, "networks"), output, COLUMNS, column)
 
 

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from google.protobuf import duration_pb2
 
-from cli.client import list_all, resolve, session
+from cli.client import PAGE_SIZE, list_all, resolve, session
 from cli.commands import migration as migration_cmd
 from cli.errors import CliError
 from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
@@ -133,7 +133,7 @@ def find(s, ref: str) -> pb.Node:  # type: ignore[no-untyped-def]
 @app.command("list")
 def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List the nodes (admin)."""
-    req = pb.ListNodesRequest(page_size=500, name=name or "")
+    req = pb.ListNodesRequest(page_size=PAGE_SIZE, name=name or "")
     emit(list_all(stub().ListNodes, req, "nodes"), output, COLUMNS, column)
 
 
@@ -199,7 +199,9 @@ def _follow_drain(n: pb.Node, timeout: float) -> pb.Node:
                 typer.echo(f"{n.name}: server {m.instance_id}: {text}", err=True)
                 shown[m.id] = text
         if n.drain.cold_started:  # cold moves: the guests still on the node, as they move
-            req = cpb.ListInstancesRequest(page_size=500, node_id=n.id, state=cpb.INSTANCE_STATE_MIGRATING)
+            req = cpb.ListInstancesRequest(
+                page_size=PAGE_SIZE, node_id=n.id, state=cpb.INSTANCE_STATE_MIGRATING
+            )
             for inst in compute.ListInstances(req).instances:
                 if shown.get(inst.id) != "cold":
                     typer.echo(f"{n.name}: server {inst.id}: cold migration under way", err=True)
@@ -326,7 +328,7 @@ def token_list(output: OutputOpt = Format.table, column: ColumnOpt = None) -> No
     """List join tokens (their secrets are never shown again) (admin)."""
     s = stub()
     emit(
-        list_all(s.ListJoinTokens, pb.ListJoinTokensRequest(page_size=500), "join_tokens"),
+        list_all(s.ListJoinTokens, pb.ListJoinTokensRequest(page_size=PAGE_SIZE), "join_tokens"),
         output,
         TOKEN_COLUMNS,
         column,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.client import list_all, resolve
+from cli.client import PAGE_SIZE, list_all, resolve
 from cli.commands import server as server_cmd
 from cli.commands.network import find as find_network
 from cli.commands.network import stub
@@ -101,7 +101,7 @@ def list_(
     """List your project's ports."""
     s = stub()
     req = pb.ListPortsRequest(
-        page_size=500,
+        page_size=PAGE_SIZE,
         name=name or "",
         network_id=find_network(s, network).id if network else "",
         instance_id=server_cmd.find(server_cmd.stub(), server).id if server else "",

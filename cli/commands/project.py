@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.client import list_all, resolve, session
+from cli.client import PAGE_SIZE, list_all, resolve, session
 from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
 from cli.updates import mask
 from kumo.v1 import identity_pb2 as pb
@@ -50,7 +50,7 @@ def create(
 @app.command("list")
 def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List the projects you can see."""
-    req = pb.ListProjectsRequest(page_size=500, name=name or "")
+    req = pb.ListProjectsRequest(page_size=PAGE_SIZE, name=name or "")
     emit(list_all(stub().ListProjects, req, "projects"), output, COLUMNS, column)
 
 

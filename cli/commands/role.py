@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.client import list_all
+from cli.client import PAGE_SIZE, list_all
 from cli.commands import project as project_cmd
 from cli.commands import user as user_cmd
 from cli.errors import CliError
@@ -76,7 +76,7 @@ def list_(
     """List role assignments you can see."""
     s = project_cmd.stub()
     req = pb.ListRoleAssignmentsRequest(
-        page_size=500,
+        page_size=PAGE_SIZE,
         user_id=user_cmd.find(s, user).id if user else "",
         project_id=project_cmd.find(s, project).id if project else "",
     )

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.client import list_all, resolve
+from cli.client import PAGE_SIZE, list_all, resolve
 from cli.commands.network import find as find_network
 from cli.commands.network import stub
 from cli.commands.subnet import find as find_subnet
@@ -71,7 +71,7 @@ def create(
 def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List your project's routers."""
     emit(
-        list_all(stub().ListRouters, pb.ListRoutersRequest(page_size=500, name=name or ""), "routers"),
+        list_all(stub().ListRouters, pb.ListRoutersRequest(page_size=PAGE_SIZE, name=name or ""), "routers"),
         output,
         COLUMNS,
         column,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.client import list_all, resolve
+from cli.client import PAGE_SIZE, list_all, resolve
 from cli.commands.network import stub
 from cli.errors import CliError
 from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
@@ -67,7 +67,7 @@ def create(
 @app.command("list")
 def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List your project's security groups."""
-    req = pb.ListSecurityGroupsRequest(page_size=500, name=name or "")
+    req = pb.ListSecurityGroupsRequest(page_size=PAGE_SIZE, name=name or "")
     emit(list_all(stub().ListSecurityGroups, req, "security_groups"), output, COLUMNS, column)
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cli import completion
-from cli.client import list_all, resolve
+from cli.client import PAGE_SIZE, list_all, resolve
 from cli.commands import event as event_cmd
 from cli.commands.flavor import stub
 from cli.commands.server_group import find as find_group
@@ -171,17 +171,23 @@ def list_(
     column: ColumnOpt = None,
 ) -> None:
     """List servers (admins see every project's)."""
-    # The other commands' modules are imported where used: `server list` start-up time.
-    from cli.commands import node as node_cmd
-    from cli.commands import project as project_cmd
-
-    req = pb.ListInstancesRequest(page_size=500, name=name or "")
+    # The other commands' modules (and their services' messages) are imported only for a name to
+    # look up: a plain `server list` would otherwise load node, migration and identity's too.
+    req = pb.ListInstancesRequest(page_size=PAGE_SIZE, name=name or "")
     if state:
         req.state = parse_enum(pb.InstanceState.DESCRIPTOR, state, "--state")
+    if node and not is_uuid(node):
+        from cli.commands import node as node_cmd
+
+        node = node_cmd.find(node_cmd.stub(), node).id
     if node:
-        req.node_id = node if is_uuid(node) else node_cmd.find(node_cmd.stub(), node).id
+        req.node_id = node
+    if project and not is_uuid(project):
+        from cli.commands import project as project_cmd
+
+        project = project_cmd.find(project_cmd.stub(), project).id
     if project:
-        req.project_id = project if is_uuid(project) else project_cmd.find(project_cmd.stub(), project).id
+        req.project_id = project
     emit(list_all(stub().ListInstances, req, "instances"), output, COLUMNS, column)
 
 
@@ -485,7 +491,7 @@ def event_list(
 
     inst = find(stub(), server)
     req = event_pb2.ListEventsRequest(
-        page_size=500, resource_type="instance", resource_id=inst.id, action=action or ""
+        page_size=PAGE_SIZE, resource_type="instance", resource_id=inst.id, action=action or ""
     )
     event_cmd.show_events(req, since, until, output, column)
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.client import list_all, resolve
+from cli.client import PAGE_SIZE, list_all, resolve
 from cli.commands.flavor import stub
 from cli.errors import CliError
 from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
@@ -52,7 +52,7 @@ def create(
 @app.command("list")
 def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List your project's server groups."""
-    req = pb.ListServerGroupsRequest(page_size=500, name=name or "")
+    req = pb.ListServerGroupsRequest(page_size=PAGE_SIZE, name=name or "")
     emit(list_all(stub().ListServerGroups, req, "server_groups"), output, COLUMNS, column)
 
 

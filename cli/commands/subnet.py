@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.client import list_all, resolve
+from cli.client import PAGE_SIZE, list_all, resolve
 from cli.commands.network import find as find_network
 from cli.commands.network import stub
 from cli.errors import CliError
@@ -100,7 +100,7 @@ def list_(
     """List the subnets you may see."""
     s = stub()
     req = pb.ListSubnetsRequest(
-        page_size=500, name=name or "", network_id=find_network(s, network).id if network else ""
+        page_size=PAGE_SIZE, name=name or "", network_id=find_network(s, network).id if network else ""
     )
     emit(list_all(s.ListSubnets, req, "subnets"), output, COLUMNS, column)
 

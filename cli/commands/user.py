@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli.client import list_all, resolve
+from cli.client import PAGE_SIZE, list_all, resolve
 from cli.commands import project as project_cmd
 from cli.errors import CliError
 from cli.output import ColumnOpt, Format, NameFilter, OutputOpt, deleted, emit
@@ -71,7 +71,7 @@ def create(
 @app.command("list")
 def list_(name: NameFilter = None, output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List users (admins see all; others the users of their project)."""
-    req = pb.ListUsersRequest(page_size=500, name=name or "")
+    req = pb.ListUsersRequest(page_size=PAGE_SIZE, name=name or "")
     emit(list_all(project_cmd.stub().ListUsers, req, "users"), output, COLUMNS, column)
 
 

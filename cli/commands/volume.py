@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli.client import list_all, resolve, session
+from cli.client import PAGE_SIZE, list_all, resolve, session
 from cli.commands import server as server_cmd
 from cli.commands import volume_type as type_cmd
 from cli.completion import VolumeArg
@@ -143,7 +143,7 @@ def list_(
     column: ColumnOpt = None,
 ) -> None:
     """List volumes (admins see every project's)."""
-    req = pb.ListVolumesRequest(page_size=500, name=name or "")
+    req = pb.ListVolumesRequest(page_size=PAGE_SIZE, name=name or "")
     if state:
         req.state = parse_enum(pb.VolumeState.DESCRIPTOR, state, "--state")
     emit(list_all(stub().ListVolumes, req, "volumes"), output, COLUMNS, column)
@@ -286,7 +286,7 @@ def snapshot_list(
     """List volume snapshots."""
     s = stub()
     req = pb.ListVolumeSnapshotsRequest(
-        page_size=500, name=name or "", volume_id=find(s, volume).id if volume else ""
+        page_size=PAGE_SIZE, name=name or "", volume_id=find(s, volume).id if volume else ""
     )
     emit(list_all(s.ListVolumeSnapshots, req, "snapshots"), output, SNAP_COLUMNS, column)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.client import list_all, session
+from cli.client import PAGE_SIZE, list_all, session
 from cli.output import ColumnOpt, Format, OutputOpt, deleted, emit
 from kumo.v1 import volume_pb2 as pb
 from kumo.v1 import volume_pb2_grpc
@@ -40,7 +40,7 @@ def create(
 def list_(output: OutputOpt = Format.table, column: ColumnOpt = None) -> None:
     """List volume types."""
     emit(
-        list_all(stub().ListVolumeTypes, pb.ListVolumeTypesRequest(page_size=500), "volume_types"),
+        list_all(stub().ListVolumeTypes, pb.ListVolumeTypesRequest(page_size=PAGE_SIZE), "volume_types"),
         output,
         COLUMNS,
         column,
