@@ -327,9 +327,6 @@ class Ports:
         return self.changes.bump(nodes | {target})
 
     def nics(self, instance_ids: list[str]) -> dict[str, list[Nic]]:
-        by_instance = store.ports_of_instances(instance_ids)
-        ips = store.port_ips(p.id for ps in by_instance.values() for p in ps)
         return {
-            iid: [Nic(p.id, p.network_id, p.mac_address, [ip for _, ip in ips.get(p.id, [])]) for p in ports]
-            for iid, ports in by_instance.items()
+            iid: [Nic(*nic) for nic in nics] for iid, nics in store.instance_nic_rows(instance_ids).items()
         }
