@@ -13,7 +13,8 @@ heartbeats handled per second, the time to process one as a node sees it
 (heartbeat sent -> ack received: controller queueing and handling included)
 and the controller's own handler time, the controller's CPU (% of one core)
 and resident memory. The simulated nodes share this machine's cores with the
-controller, so the load generator's own event-loop lag is printed too.
+controller, so the load generator's own event-loop lag and CPU are printed
+too, with the sessions still open at the end of each window.
 Connections are paced (CONNECT_RATE nodes a second), as hosts come up in a
 real fleet. Why sessions failed while the fleet grew is printed by kind
 (before or after the welcome, gRPC code, how long after the attempt began),
