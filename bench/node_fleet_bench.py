@@ -13,7 +13,8 @@ heartbeats handled per second, the time to process one as a node sees it
 (heartbeat sent -> ack received: controller queueing and handling included)
 and the controller's own handler time, the controller's CPU (% of one core)
 and resident memory. The simulated nodes share this machine's cores with the
-controller, so the load generator's own event-loop lag is printed too.
+controller, so the load generator's own event-loop lag and CPU are printed
+too, with the sessions still open at the end of each window.
 Connections are paced (CONNECT_RATE nodes a second), as hosts come up in a
 real fleet. Why sessions failed while the fleet grew is printed by kind
 (before or after the welcome, gRPC code, how long after the attempt began),
@@ -115,6 +116,7 @@ async def _worker(
     rtts: list[float] = []
     lags: list[float] = []
     measuring = False
+    cpu_start = 0.0
 
     async def lag_probe() -> None:
         # How late this process's loop runs: load-generator lag that inflates the RTTs.
@@ -196,11 +198,23 @@ async def _worker(
             rtts.clear()
             lags.clear()
             measuring = True
+            cpu_start = _own_cpu_seconds()
             conn.send(("ok", None))
         elif cmd == "collect":
             measuring = False
             reconnects = sum(max(0, a.sessions - 1) for a in agents)
-            conn.send(("rtts", {"rtts": list(rtts), "lags": list(lags), "reconnects": reconnects}))
+            conn.send(
+                (
+                    "rtts",
+                    {
+                        "rtts": list(rtts),
+                        "lags": list(lags),
+                        "reconnects": reconnects,
+                        "cpu_s": _own_cpu_seconds() - cpu_start,
+                        "held": sum(a.connected.is_set() for a in agents),
+                    },
+                )
+            )
         elif cmd == "sessions":
             # Per node: session open, and with which controller (control_plane_bench).
             conn.send(("sessions", [(a.connected.is_set(), a.endpoints.current()) for a in agents]))
@@ -212,6 +226,12 @@ async def _worker(
             await public.close()
             conn.send(("stopped", None))
             return
+
+
+def _own_cpu_seconds() -> float:
+    """This process's CPU, every thread's (grpc-core's TLS and HTTP/2 included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _errors(nodes: list[Any]) -> dict[str, int]:
@@ -345,12 +365,16 @@ def main() -> None:
             rtts: list[float] = []
             lags: list[float] = []
             reconnects = 0
+            sim_cpu = 0.0
+            held = 0
             for c in conns:
                 c.send(("collect", None))
                 got = c.recv()[1]
                 rtts.extend(got["rtts"])
                 lags.extend(got["lags"])
                 reconnects += got["reconnects"]
+                sim_cpu += got["cpu_s"]
+                held += got["held"]
             _, server = _server_stats(log, log_pos)
             rate = len(rtts) / (w1 - w0)
             h50 = statistics.median([s[1] for s in server]) if server else float("nan")
@@ -365,7 +389,9 @@ def main() -> None:
             )
             one, five, _ = os.getloadavg()
             print(
-                f"       (load average {one:.1f} / {five:.1f} over 1 / 5 min on {os.cpu_count()} CPUs)",
+                f"       (load average {one:.1f} / {five:.1f} over 1 / 5 min on {os.cpu_count()} CPUs; "
+                f"the {WORKERS} simulated-node processes took {100 * sim_cpu / (w1 - w0):.0f}% of one core; "
+                f"{held} of {size} sessions open at the end of the window)",
                 flush=True,
             )
             if unconnected:

@@ -52,6 +52,13 @@ NODE_GRPC_OPTIONS = [
     ("grpc.server_max_unrequested_time_in_server", UNREQUESTED_CALL_SECONDS),
     ("grpc.server.max_pending_requests", MAX_PENDING_CALLS * 4 // 5),  # above it core sheds at random
     ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
+    # grpc-core's bandwidth-delay probe pings the peer after data arrives, to size the flow-control
+    # windows of big transfers: on a session that meant two pings (and their acks, each a TLS record)
+    # per heartbeat, more frames than the heartbeat and its ack themselves (measured with
+    # GRPC_TRACE=http2_ping, grpcio 1.85). The node port's windows are fixed instead, large enough
+    # for its big streams (UploadSnapshot's 1 MiB chunks; no more than the probe grew them to).
+    ("grpc.http2.bdp_probe", 0),
+    ("grpc.http2.lookahead_bytes", 4 * 1024 * 1024),
 ]
 
 

@@ -54,6 +54,12 @@ CHANNEL_OPTIONS = [
     # We do our own backoff; don't let a channel sit in its own long one.
     ("grpc.initial_reconnect_backoff_ms", 500),
     ("grpc.max_reconnect_backoff_ms", 5_000),
+    # No bandwidth-delay probe on the session: it pinged the controller after every ack that came
+    # (a ping and its ack per heartbeat, which 10,000 nodes make 2,000 a second for the controller
+    # to answer). The session carries small messages; blobs and snapshots go over another channel
+    # (noded.compute), which keeps the probe. A full desired state still gets a 1 MiB window.
+    ("grpc.http2.bdp_probe", 0),
+    ("grpc.http2.lookahead_bytes", 1024 * 1024),
 ]
 
 

@@ -248,11 +248,15 @@ class Evacuations:
         now = clock.now()
         fenced = node_store.fenced_nodes()
         moved = 0
-        free = capacity(self.placement.candidates(), self.placement.ratios)
         seen: set[str] = set()
-        for node_id, down_for in self._lost_nodes(now, fenced):
-            if down_for < self.ha_grace:
-                continue
+        lost = [node_id for node_id, down_for in self._lost_nodes(now, fenced) if down_for >= self.ha_grace]
+        if not lost:  # nothing to move: no waits to keep either
+            self.retries.keep_only(seen)
+            return moved
+        # The fleet's free capacity (a pass over every node) only when there is something to move:
+        # the pass runs every ha_check_seconds, and on a healthy fleet that read was nearly all it did.
+        free = capacity(self.placement.candidates(), self.placement.ratios)
+        for node_id in lost:
             if node_id not in fenced:
                 try:
                     self.nodes.fence(node_id)
