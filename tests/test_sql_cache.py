@@ -17,9 +17,11 @@ import pytest
 from controller.db import compute, quotas
 from controller.db.database import (
     cached,
+    cached_count,
     cached_first,
     cached_insert,
     cached_insert_new,
+    cached_rows,
     db,
     insert_rows,
     open_database,
@@ -85,6 +87,36 @@ def test_the_quota_charge_counts_within_limits_on_either_backend(database: peewe
     charged = [quotas.add_all_within("p1", [("instances", 1), ("vcpus", 2)], defaults) for _ in range(2)]
     assert charged == [{"instances", "vcpus"}, {"instances"}]  # the second would take vcpus to 4 > 3
     assert quotas.usage("p1") == {"instances": 2, "vcpus": 2}
+
+
+def test_a_query_given_as_a_function_is_built_on_its_first_run_only(database: peewee.Database) -> None:
+    """cached_rows and cached_count with a builder (the claim, the quota
+    charge): once the SQL is known the query object is never built again, and
+    every run still answers for its own parameters."""
+    _cloud()
+    built: list[str] = []
+
+    def flavors(name: str) -> Any:
+        built.append("select")
+        return Flavor.select(Flavor.id, Flavor.ram_mb).where(Flavor.name == name).tuples()
+
+    def grow(flavor_id: str, most: int) -> Any:
+        built.append("update")
+        return Flavor.update(ram_mb=Flavor.ram_mb + 64).where(
+            (Flavor.id == flavor_id) & (Flavor.ram_mb < most)
+        )
+
+    assert cached_rows("flavor ram", lambda: flavors("pub"), ["pub"]) == [("f-pub", 64)]
+    assert cached_rows("flavor ram", lambda: flavors("own"), ["own"]) == [("f-own", 64)]
+    assert cached_rows("flavor ram", lambda: flavors("none"), ["none"]) == []
+    assert [cached_count("grow", lambda: grow("f-pub", 192), [64, "f-pub", 192]) for _ in range(3)] == [
+        1,
+        1,
+        0,
+    ]
+    assert cached_count("grow", lambda: grow("f-own", 100), [64, "f-own", 100]) == 1
+    assert built == ["select", "update"]
+    assert compute.get_flavor("f-pub").ram_mb == 192 and compute.get_flavor("f-own").ram_mb == 128
 
 
 def test_a_cached_insert_writes_the_row_with_its_defaults(database: peewee.Database) -> None:

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import peewee
 
-from controller.db.database import cached, cached_first, cached_insert, cached_rows, db
+from controller.db.database import cached, cached_count, cached_first, cached_insert, cached_rows, db
 from controller.db.models import ConsoleLog, Instance, Node, NodeUsage
 from controller.db.paging import paginate
 from controller.errors import AlreadyExists
@@ -253,7 +253,14 @@ def claim(node_id: str, vcpus: int, ram_mb: int, disk_gb: int, caps: tuple[float
 
 
 def _add_claim(node_id: str, vcpus: int, ram_mb: int, disk_gb: int, caps: tuple[float, float, float]) -> bool:
-    query = NodeUsage.update(
+    params = [vcpus, ram_mb, disk_gb, 1, node_id, vcpus, caps[0], ram_mb, caps[1], disk_gb, caps[2], node_id]
+    return cached_count("claim", lambda: _claim_query(node_id, vcpus, ram_mb, disk_gb, caps), params) == 1
+
+
+def _claim_query(
+    node_id: str, vcpus: int, ram_mb: int, disk_gb: int, caps: tuple[float, float, float]
+) -> Any:
+    return NodeUsage.update(
         vcpus_used=NodeUsage.vcpus_used + vcpus,
         ram_mb_used=NodeUsage.ram_mb_used + ram_mb,
         disk_gb_used=NodeUsage.disk_gb_used + disk_gb,
@@ -269,8 +276,6 @@ def _add_claim(node_id: str, vcpus: int, ram_mb: int, disk_gb: int, caps: tuple[
             [node_id],
         )
     )
-    params = [vcpus, ram_mb, disk_gb, 1, node_id, vcpus, caps[0], ram_mb, caps[1], disk_gb, caps[2], node_id]
-    return cached("claim", query, params) == 1
 
 
 def release(node_id: str, vcpus: int, ram_mb: int, disk_gb: int) -> None:

@@ -66,9 +66,11 @@ def get_network(network_id: str) -> Network | None:
 def find_networks(name: str, project_id: str | None) -> list[Network]:
     """By name: the project's own first, then shared ones (all, for admins)."""
     query = Network.select().where(Network.name == name)
+    params: list[Any] = [name]
     if project_id is not None:
         query = query.where((Network.project == project_id) | Network.shared | Network.external)
-    rows = list(query.limit(10))
+        params.append(project_id)
+    rows = cached(("networks by name", project_id is None), query.limit(10), [*params, 10])
     rows.sort(key=lambda r: (r.project_id != project_id, r.id))
     return rows
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import peewee
 
-from controller.db.database import cached, is_sqlite
+from controller.db.database import cached_rows, is_sqlite
 from controller.db.models import QuotaLimit, QuotaUsage
 
 
@@ -71,6 +71,18 @@ def add_all_within(project_id: str, amounts: list[tuple[str, int]], defaults: di
     (its own, else `defaults`; negative: no limit), in one statement that reads
     the limits itself. Returns the resources charged: a missing counter or
     one that would go over is left alone (the caller looks at those)."""
+    names = [r for r, _ in amounts]
+    amount_params = [x for pair in amounts for x in pair]
+    default_params = [x for pair in defaults.items() for x in pair]
+    lock_params: list[Any] = [*names]
+    if not is_sqlite():
+        lock_params = [project_id, *names, *(x for i, r in enumerate(names) for x in (r, i))]
+    params = [*amount_params, project_id, *lock_params, *default_params, 0, *amount_params, *default_params]
+    key = ("quota charge", tuple(names), tuple(defaults))
+    return {r for (r,) in cached_rows(key, lambda: _charge_query(project_id, amounts, defaults), params)}
+
+
+def _charge_query(project_id: str, amounts: list[tuple[str, int]], defaults: dict[str, int]) -> Any:
     amount = peewee.Case(QuotaUsage.resource, amounts)
     own = QuotaLimit.select(QuotaLimit.hard_limit).where(
         (QuotaLimit.project == QuotaUsage.project) & (QuotaLimit.resource == QuotaUsage.resource)
@@ -78,9 +90,6 @@ def add_all_within(project_id: str, amounts: list[tuple[str, int]], defaults: di
     limit = peewee.fn.COALESCE(own, peewee.Case(QuotaUsage.resource, list(defaults.items())))
     names = [r for r, _ in amounts]
     which: Any = names
-    amount_params = [x for pair in amounts for x in pair]
-    default_params = [x for pair in defaults.items() for x in pair]
-    lock_params: list[Any] = [*names]
     if not is_sqlite():
         # PostgreSQL locks the rows an UPDATE changes in scan order, which
         # changes as rows get new versions: lock them in the callers' one order
@@ -91,8 +100,7 @@ def add_all_within(project_id: str, amounts: list[tuple[str, int]], defaults: di
             .order_by(peewee.Case(QuotaUsage.resource, [(r, i) for i, r in enumerate(names)]))
             .for_update()
         )
-        lock_params = [project_id, *names, *(x for i, r in enumerate(names) for x in (r, i))]
-    query = (
+    return (
         QuotaUsage.update(used=QuotaUsage.used + amount)
         .where(
             (QuotaUsage.project == project_id)
@@ -102,9 +110,6 @@ def add_all_within(project_id: str, amounts: list[tuple[str, int]], defaults: di
         .returning(QuotaUsage.resource)
         .tuples()
     )
-    params = [*amount_params, project_id, *lock_params, *default_params, 0, *amount_params, *default_params]
-    key = ("quota charge", tuple(names), tuple(defaults))
-    return {r for (r,) in cached(key, query, params)}
 
 
 def subtract(project_id: str, resource: str, n: int) -> None:
