@@ -165,39 +165,35 @@ def padded(ids: Sequence[Any]) -> list[Any]:
     return out + out[-1:] * ((1 << (len(out) - 1).bit_length()) - len(out))
 
 
-def _known_sql(key: Hashable) -> str | None:
+def _cached_cursor(key: Hashable, query: Any, params: Sequence[Any]) -> Any:
+    """The driver's cursor of `query` run with the SQL text made for `key`
+    (as `cached`). `query` may be a function that builds it: it is then built
+    only while the SQL is not known yet, since a cursor needs nothing of the
+    query object and building one cost peewee 20-60 us."""
     database = db.obj
-    return database.sql_texts.get(key) if isinstance(database, SqlTextCache) else None
+    if not isinstance(database, SqlTextCache):
+        return database.execute(query() if callable(query) else query)
+    sql = database.sql_texts.get(key)
+    if sql is not None:
+        return database.execute_sql(sql, params)
+    database._next_sql.pending = (key, params)
+    try:
+        return database.execute(query() if callable(query) else query)
+    finally:
+        database._next_sql.pending = None
 
 
 def cached_rows(key: Hashable, query: Any, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """A `cached` select's rows as the driver gives them (no per-column
     conversion by peewee: for hot reads of plain columns; an UPDATE ...
-    RETURNING too). `query` may be a function that builds it: it is then
-    built only on the first run, since once the SQL is known the rows need
-    nothing of the query object, and building one cost peewee 20-60 us."""
-    sql = _known_sql(key)
-    if sql is not None:
-        return list(db.obj.execute_sql(sql, params).fetchall())
-    if callable(query):
-        query = query()
-    database = db.obj
-    if not isinstance(database, SqlTextCache):
-        return list(database.execute(query).fetchall())
-    database._next_sql.pending = (key, params)
-    try:
-        return list(database.execute(query).fetchall())
-    finally:
-        database._next_sql.pending = None
+    RETURNING too). `query` may be a function that builds it (_cached_cursor)."""
+    return list(_cached_cursor(key, query, params).fetchall())
 
 
 def cached_count(key: Hashable, build: Callable[[], Any], params: Sequence[Any]) -> int:
     """How many rows a `cached` UPDATE or DELETE changed; `build` makes the
-    query, and only on the first run (as `cached_rows` with a function)."""
-    sql = _known_sql(key)
-    if sql is not None:
-        return int(db.obj.execute_sql(sql, params).rowcount)
-    return int(cached(key, build(), params))
+    query, only while its SQL is not known (_cached_cursor)."""
+    return int(_cached_cursor(key, build, params).rowcount)
 
 
 def cached_first(key: Hashable, query: Any, params: Sequence[Any]) -> Any:
@@ -206,18 +202,21 @@ def cached_first(key: Hashable, query: Any, params: Sequence[Any]) -> Any:
     return rows[0] if rows else None
 
 
-def cached_insert(model: type[peewee.Model], **fields: Any) -> Any:
-    """`model.create(**fields)` with `cached` SQL: the row, its defaults filled in."""
+def _insert_values(
+    model: type[peewee.Model], fields: dict[str, Any]
+) -> tuple[Any, tuple[str, ...], list[Any]]:
+    """The new row (its defaults filled in), its column names in peewee's
+    order and their parameters."""
     row = model(**fields)
     data = row.__data__
     columns = sorted((model._meta.fields[name] for name in data), key=lambda f: f._sort_key)
-    params = [f.db_value(data[f.name]) for f in columns]
-    key = ("insert", model.__name__, tuple(f.name for f in columns))
-    sql = _known_sql(key)
-    if sql is not None:
-        db.obj.execute_sql(sql, params)
-    else:
-        cached(key, model.insert(**data), params)
+    return row, tuple(f.name for f in columns), [f.db_value(data[f.name]) for f in columns]
+
+
+def cached_insert(model: type[peewee.Model], **fields: Any) -> Any:
+    """`model.create(**fields)` with `cached` SQL: the row, its defaults filled in."""
+    row, names, params = _insert_values(model, fields)
+    _cached_cursor(("insert", model.__name__, names), lambda: model.insert(**row.__data__), params)
     row._dirty.clear()
     return row
 
@@ -228,20 +227,12 @@ def cached_insert_new(model: type[peewee.Model], **fields: Any) -> Any:
     where a savepoint around a plain INSERT takes three, and the transaction
     goes on either way. Only for rows whose other constraints the caller
     meets (SQLite's OR IGNORE also skips a NOT NULL or CHECK failure)."""
-    row = model(**fields)
-    data = row.__data__
-    columns = sorted((model._meta.fields[name] for name in data), key=lambda f: f._sort_key)
-    params = [f.db_value(data[f.name]) for f in columns]
-    query = model.insert(**data).on_conflict_ignore()
-    database = db.obj
-    if isinstance(database, SqlTextCache):
-        database._next_sql.pending = (("insert new", model.__name__, tuple(f.name for f in columns)), params)
-    try:
-        cursor = database.execute(query)
-    finally:
-        if isinstance(database, SqlTextCache):
-            database._next_sql.pending = None
-    if cursor.rowcount != 1:
+    row, names, params = _insert_values(model, fields)
+
+    def query() -> Any:
+        return model.insert(**row.__data__).on_conflict_ignore()
+
+    if _cached_cursor(("insert new", model.__name__, names), query, params).rowcount != 1:
         return None
     row._dirty.clear()
     return row

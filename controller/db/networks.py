@@ -420,9 +420,14 @@ def instance_nodes(instance_ids: Iterable[str]) -> dict[str, str]:
 # Which nodes care
 
 
-def _bound_instances(nets: list[str], groups: list[str]) -> Any:
-    """The instances with a port on one of the networks or in one of the groups,
-    or in a group with a rule whose remote is one of them (None: neither given)."""
+def _bound_instances(
+    network_ids: Iterable[str], group_ids: Iterable[str]
+) -> tuple[list[str], list[str], Any]:
+    """The networks and groups as padded IN lists, and a query of the instances
+    with a port on one of the networks or in one of the groups, or in a group
+    with a rule whose remote is one of them (None: neither given)."""
+    nets, groups = list(set(network_ids)), list(set(group_ids))
+    nets, groups = padded(nets) if nets else [], padded(groups) if groups else []
     conds = []
     if nets:
         conds.append(Port.network.in_(nets))
@@ -435,18 +440,16 @@ def _bound_instances(nets: list[str], groups: list[str]) -> Any:
         )
         conds.append(Port.id.in_(members))
     if not conds:
-        return None
+        return nets, groups, None
     cond = conds[0] if len(conds) == 1 else (conds[0] | conds[1])
-    return Port.select(Port.instance_id).where(cond & (Port.instance_id != ""))
+    return nets, groups, Port.select(Port.instance_id).where(cond & (Port.instance_id != ""))
 
 
 def nodes_with_ports(network_ids: Iterable[str] = (), group_ids: Iterable[str] = ()) -> set[str]:
     """Nodes running instances with a port on one of the networks, or in one of
     the groups, or in a group with a rule whose remote is one of the groups:
     the nodes whose desired state changes when those change."""
-    nets, groups = list(set(network_ids)), list(set(group_ids))
-    nets, groups = padded(nets) if nets else [], padded(groups) if groups else []
-    bound = _bound_instances(nets, groups)
+    nets, groups, bound = _bound_instances(network_ids, group_ids)
     if bound is None:
         return set()
     query = Instance.select(Instance.node).where(Instance.id.in_(bound)).distinct().tuples()
@@ -463,9 +466,7 @@ def bump_nodes_with_ports(network_ids: Iterable[str], group_ids: Iterable[str], 
         nodes = nodes_with_ports(network_ids, group_ids)
         bump_desired_revisions(nodes, now)
         return nodes
-    nets, groups = list(set(network_ids)), list(set(group_ids))
-    nets, groups = padded(nets) if nets else [], padded(groups) if groups else []
-    bound = _bound_instances(nets, groups)
+    nets, groups, bound = _bound_instances(network_ids, group_ids)
     if bound is None:
         return set()
     query = (
