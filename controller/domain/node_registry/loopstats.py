@@ -20,14 +20,26 @@ class Stats:
         self.started = time.monotonic()
         self.samples: list[float] = []
         self.lags: list[float] = []
-        self.gc_pauses: list[float] = getattr(self, "gc_pauses", [])
+        # (wall seconds, this thread's CPU seconds, generation) per collection.
+        self.gc_pauses: list[tuple[float, float, int]] = getattr(self, "gc_pauses", [])
         self._gc_start = 0.0
+        self._gc_cpu_start = 0.0
 
     def on_gc(self, phase: str, info: dict[str, int]) -> None:
+        """Wall time and CPU time apart: a pause much longer in wall time
+        than in CPU time is the thread waiting for a core (or the GIL, which
+        finalizers run during a collection may hand over), not collecting."""
         if phase == "start":
             self._gc_start = time.perf_counter()
+            self._gc_cpu_start = time.thread_time()
         elif self._gc_start:
-            self.gc_pauses.append(time.perf_counter() - self._gc_start)
+            self.gc_pauses.append(
+                (
+                    time.perf_counter() - self._gc_start,
+                    time.thread_time() - self._gc_cpu_start,
+                    info.get("generation", 0),
+                )
+            )
 
     def add(self, seconds: float) -> None:
         self.count += 1
@@ -43,8 +55,13 @@ class Stats:
 
         lags = sorted(self.lags)
         pauses, self.gc_pauses = self.gc_pauses, []
+        worst = max(pauses, default=(0.0, 0.0, 0))
         return {
-            "gc_max_ms": round(max(pauses, default=0.0) * 1e3, 1),
+            "gc_max_ms": round(worst[0] * 1e3, 1),
+            "gc_max_cpu_ms": round(worst[1] * 1e3, 1),
+            "gc_max_generation": worst[2],
+            "gc_count": len(pauses),
+            "gc_cpu_ms": round(sum(p[1] for p in pauses) * 1e3, 1),
             "loop_lag_p99_ms": round(lags[int(0.99 * (len(lags) - 1))] * 1e3, 1) if lags else 0.0,
             "loop_lag_max_ms": round(lags[-1] * 1e3, 1) if lags else 0.0,
             "heartbeats": self.count,
