@@ -12,9 +12,10 @@ classes, so they work on any message of that shape."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 from typing import Protocol, TypeVar
 
-from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 M = TypeVar("M", bound=Message)
@@ -41,12 +42,23 @@ def _is_resource_list(field: FieldDescriptor) -> bool:
     )
 
 
-def _resource_fields(msg: Message) -> list[FieldDescriptor]:
-    return [f for f in msg.DESCRIPTOR.fields if _is_resource_list(f)]
+@cache
+def _split(descriptor: Descriptor) -> tuple[tuple[FieldDescriptor, ...], tuple[FieldDescriptor, ...]]:
+    """(node-level fields, resource lists) of a message type, worked out once
+    per type: the controller diffs a node's state on every change it sends."""
+    fields = descriptor.fields
+    return (
+        tuple(f for f in fields if not _is_resource_list(f)),
+        tuple(f for f in fields if _is_resource_list(f)),
+    )
 
 
-def _node_fields(msg: Message) -> list[FieldDescriptor]:
-    return [f for f in msg.DESCRIPTOR.fields if not _is_resource_list(f)]
+def _resource_fields(msg: Message) -> tuple[FieldDescriptor, ...]:
+    return _split(msg.DESCRIPTOR)[1]
+
+
+def _node_fields(msg: Message) -> tuple[FieldDescriptor, ...]:
+    return _split(msg.DESCRIPTOR)[0]
 
 
 def _copy_field(src: Message, dst: Message, field: FieldDescriptor) -> None:
@@ -73,11 +85,15 @@ def diff(old: M, new: M) -> tuple[M, list[str], bool]:
         if getattr(old, field.name) != getattr(new, field.name):
             changed = True
     for field in _resource_fields(new):
-        before = {m.id: m for m in getattr(old, field.name)}
-        after = {m.id: m for m in getattr(new, field.name)}
+        olds, news = getattr(old, field.name), getattr(new, field.name)
+        if olds == news:  # the common case (one message compare, in C): nothing to walk
+            continue
+        before = {m.id: m for m in olds}
+        after = {m.id: m for m in news}
+        out = getattr(delta, field.name)
         for rid, item in after.items():
             if before.get(rid) != item:
-                getattr(delta, field.name).append(item)
+                out.append(item)
                 changed = True
         for rid in before:
             if rid not in after:
