@@ -7,7 +7,15 @@ from typing import Any, NamedTuple
 
 import peewee
 
-from controller.db.database import cached, cached_count, cached_first, cached_insert, cached_rows, db
+from controller.db.database import (
+    cached,
+    cached_count,
+    cached_first,
+    cached_insert,
+    cached_insert_new,
+    cached_rows,
+    db,
+)
 from controller.db.models import ConsoleLog, Instance, Node, NodeUsage
 from controller.db.paging import paginate
 from controller.errors import AlreadyExists
@@ -234,7 +242,8 @@ def candidates(only: list[str] | None = None) -> list[tuple[Any, ...]]:
 
 
 def ensure_usage_row(node_id: str) -> None:
-    NodeUsage.insert(node=node_id).on_conflict_ignore().execute()
+    """The node's usage row, made if missing (the claims' UPDATE needs it)."""
+    cached_insert_new(NodeUsage, node=node_id)
 
 
 def claim(node_id: str, vcpus: int, ram_mb: int, disk_gb: int, caps: tuple[float, float, float]) -> bool:
@@ -243,11 +252,13 @@ def claim(node_id: str, vcpus: int, ram_mb: int, disk_gb: int, caps: tuple[float
     The check and the write are one statement, so two racing claims cannot
     both fit, on SQLite or PostgreSQL, and a ranking from a stale copy of the
     nodes (domain/usage_copy.py) cannot place on a node disabled meanwhile. The node's
-    usage row is made on its first claim (without it the UPDATE changes nothing)."""
+    usage row is made on its first claim (without it the UPDATE changes nothing):
+    a refused UPDATE is tried once more after an INSERT that does nothing when
+    the row is there, three cached statements where a peewee-built EXISTS and
+    INSERT cost more than the claim (a fleet's first claims are a fifth of a
+    5,000-instance run on 1,000 nodes); the second UPDATE is still the check."""
     if _add_claim(node_id, vcpus, ram_mb, disk_gb, caps):
         return True
-    if NodeUsage.select().where(NodeUsage.node == node_id).exists():
-        return False  # it does not fit
     ensure_usage_row(node_id)
     return _add_claim(node_id, vcpus, ram_mb, disk_gb, caps)
 
