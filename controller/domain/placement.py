@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import time
+from typing import Any
 
 from controller.db import instances as store
 from controller.domain.node_registry import NodeRegistry
@@ -37,6 +38,32 @@ SAMPLE = 64
 USAGE_MAX_AGE = 1.0
 
 
+def _candidate(row: Row, ready: bool, inv: node_pb2.NodeInventory | None) -> Candidate:
+    """A node's Candidate from its row (store.candidates) and live state;
+    capacity from the live inventory when there is one."""
+    node_id, name, enabled, vcpus, ram, disk, v_used, r_used, d_used, maint = row
+    backends: tuple[str, ...] = ()
+    migration_address = ""
+    if inv is not None:
+        vcpus, ram, disk = inv.vcpus, inv.memory_mb, inv.disk_gb
+        backends, migration_address = tuple(inv.storage_backends), inv.migration_address
+    return Candidate(
+        node_id,
+        name,
+        ready,
+        bool(enabled),
+        vcpus,
+        ram,
+        disk,
+        v_used,
+        r_used,
+        d_used,
+        backends,
+        bool(maint),
+        migration_address,
+    )
+
+
 class Placement:
     def __init__(
         self,
@@ -57,14 +84,19 @@ class Placement:
         # controller's time). Emptied when the copy is read again whole.
         self._built: dict[str, tuple[Row, node_pb2.NodeInventory | None, bool, Candidate]] = {}
         self._built_generation = -1
+        # kind -> its scheduling_seconds and placements series.
+        self._series: dict[str, tuple[Any, Any]] = {}
 
     def record(self, kind: str, outcome: Outcome, placed: bool) -> None:
         """Counts a placement (or a refusal, under the filter that rejected
         most nodes) and how long it took since `outcome` was ranked."""
         m = self.metrics
-        m.scheduling_seconds.labels(kind).observe(time.perf_counter() - outcome.started)
+        series = self._series.get(kind)
+        if series is None:  # labels() costs a lock and a tuple per call: once per kind
+            series = self._series[kind] = (m.scheduling_seconds.labels(kind), m.placements.labels(kind))
+        series[0].observe(time.perf_counter() - outcome.started)
         if placed:
-            m.placements.labels(kind).inc()
+            series[1].inc()
         else:
             worst = max(outcome.rejected.items(), key=lambda kv: kv[1], default=("", 0))
             m.no_valid_host.labels(kind, worst[0] if worst[1] else "NoNodes").inc()
@@ -87,32 +119,8 @@ class Placement:
 
     @staticmethod
     def _candidates(rows: list[Row], live: Capacities) -> list[Candidate]:
-        out = []
         absent = (False, None)
-        for node_id, name, enabled, vcpus, ram, disk, v_used, r_used, d_used, maint in rows:
-            ready, inv = live.get(node_id, absent)
-            backends, migration_address = (), ""
-            if inv is not None:
-                vcpus, ram, disk = inv.vcpus, inv.memory_mb, inv.disk_gb
-                backends, migration_address = tuple(inv.storage_backends), inv.migration_address
-            out.append(
-                Candidate(
-                    node_id,
-                    name,
-                    ready,
-                    bool(enabled),
-                    vcpus,
-                    ram,
-                    disk,
-                    v_used,
-                    r_used,
-                    d_used,
-                    backends,
-                    bool(maint),
-                    migration_address,
-                )
-            )
-        return out
+        return [_candidate(row, *live.get(row[0], absent)) for row in rows]
 
     def rank(self, request: Request) -> tuple[Outcome, bool]:
         """A create's ranking, outside the write lock: of a random sample of
@@ -141,7 +149,7 @@ class Placement:
             if memo is not None and memo[0] is row and memo[1] is inv and memo[2] is ready:
                 out.append(memo[3])
                 continue
-            cand = self._candidates([row], {row[0]: (ready, inv)})[0]
+            cand = _candidate(row, ready, inv)
             built[row[0]] = (row, inv, ready, cand)
             out.append(cand)
         return out
