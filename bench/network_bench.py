@@ -17,7 +17,8 @@ One real controller (SQLite, as `make up` uses) and fake nodes (real
     then the time until all are ACTIVE.
 (d) the time to build one node's desired state (Nodes.desired_state, all
     contributors, and the networks contributor alone), in a separate process
-    that opens the same SQLite file (the controller keeps running), after (c)
+    on an online copy of the SQLite file (the controller keeps running and
+    holds the file's controller lock), after (c)
     and again after EXTRA_MEMBERS more ports join the instances' security
     group (members are sent to every node with a port in the group).
 
@@ -37,6 +38,7 @@ import os
 import statistics
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.fakecloud import cpu_seconds, fake_cloud, load, ms, pct, run_threads, table, wait_for
@@ -273,10 +275,27 @@ def instances(cloud: Any, clients: list[Any]) -> None:
     table([("all ACTIVE", settle)])
 
 
-# (d): in a process of its own, against the same SQLite file.
+# (d): in a process of its own, on a snapshot of the SQLite file (a running
+# controller holds the file's controller lock, controller/db/sqlite_lock.py).
 
 
-def _desired_proc(conn: Any, data_dir: str) -> None:
+def _snapshot(data_dir: Path, dest: Path) -> Path:
+    """A copy of the controller's data directory with a consistent copy of
+    its database (SQLite's online backup, taken while the controller runs)."""
+    import shutil
+    import sqlite3
+
+    shutil.copytree(data_dir, dest, ignore=shutil.ignore_patterns("kumo.db*"))
+    src, dst = sqlite3.connect(data_dir / "kumo.db"), sqlite3.connect(dest / "kumo.db")
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+    return dest
+
+
+def _desired_proc(conn: Any, data_dir: str, node_ids: list[str]) -> None:
     import logging
 
     logging.disable(logging.CRITICAL)
@@ -286,41 +305,36 @@ def _desired_proc(conn: Any, data_dir: str) -> None:
     from controller.server import Controller
 
     ctl = Controller(load_config(overrides={"data_dir": data_dir}))
-    conn.send("ready")
-    while True:
-        cmd = conn.recv()
-        if cmd is None:
-            return
-        out = []
-        for node_id in cmd:
-            total, contrib = [], []
-            state = None
-            for _ in range(3):
-                t = time.perf_counter()
-                _, state = ctl.parts.desired.for_node(node_id)
-                total.append(time.perf_counter() - t)
-                with db.atomic():
-                    row = node_store.get_node(node_id)
-                    from kumo.v1 import node_agent_pb2 as npb
+    out = []
+    for node_id in node_ids:
+        total, contrib = [], []
+        state = None
+        for _ in range(3):
+            t = time.perf_counter()
+            _, state = ctl.parts.desired.for_node(node_id)
+            total.append(time.perf_counter() - t)
+            with db.atomic():
+                row = node_store.get_node(node_id)
+                from kumo.v1 import node_agent_pb2 as npb
 
-                    s2 = npb.NodeDesiredState()
-                    t = time.perf_counter()
-                    ctl.parts.networks.contribute(row, s2)
-                    contrib.append(time.perf_counter() - t)
-            assert state is not None
-            out.append(
-                {
-                    "total": min(total),
-                    "networks": min(contrib),
-                    "ports": len(state.ports),
-                    "instances": len(state.instances),
-                    "groups": len(state.security_groups),
-                    "members": sum(len(g.member_ips) for g in state.security_groups),
-                    "peers": sum(len(n.peers) for n in state.networks),
-                    "bytes": state.ByteSize(),
-                }
-            )
-        conn.send(out)
+                s2 = npb.NodeDesiredState()
+                t = time.perf_counter()
+                ctl.parts.networks.contribute(row, s2)
+                contrib.append(time.perf_counter() - t)
+        assert state is not None
+        out.append(
+            {
+                "total": min(total),
+                "networks": min(contrib),
+                "ports": len(state.ports),
+                "instances": len(state.instances),
+                "groups": len(state.security_groups),
+                "members": sum(len(g.member_ips) for g in state.security_groups),
+                "peers": sum(len(n.peers) for n in state.networks),
+                "bytes": state.ByteSize(),
+            }
+        )
+    conn.send(out)
 
 
 def _report_desired(label: str, got: list[dict[str, Any]]) -> None:
@@ -344,45 +358,51 @@ def _report_desired(label: str, got: list[dict[str, Any]]) -> None:
     )
 
 
+def _build_times(cloud: Any, snapshot: Path) -> list[dict[str, Any]]:
+    """(d)'s figures for every node, built in a fresh process on `snapshot`."""
+    import shutil
+
+    _snapshot(cloud.ctl.data_dir, snapshot)
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    env_before = dict(os.environ)
+    os.environ.update(cloud.ctl.env())
+    proc = ctx.Process(target=_desired_proc, args=(child, str(snapshot), cloud.node_ids), daemon=True)
+    proc.start()
+    os.environ.clear()
+    os.environ.update(env_before)
+    child.close()  # the child's end: recv() raises EOFError if the child dies
+    try:
+        return parent.recv()  # type: ignore[no-any-return]
+    finally:
+        proc.join(30)
+        if proc.is_alive():
+            proc.kill()
+        shutil.rmtree(snapshot, ignore_errors=True)
+
+
 def desired(cloud: Any, clients: list[Any]) -> None:
     import grpc
 
     from kumo.v1 import network_pb2 as pb
 
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    env_before = dict(os.environ)
-    os.environ.update(cloud.ctl.env())
-    proc = ctx.Process(target=_desired_proc, args=(child, str(cloud.ctl.data_dir)), daemon=True)
-    proc.start()
-    os.environ.clear()
-    os.environ.update(env_before)
+    print(
+        "(d) building a node's desired state (in another process, on a copy of the SQLite file):", flush=True
+    )
     try:
-        parent.recv()
-        print("(d) building a node's desired state (in another process, same SQLite file):", flush=True)
-        parent.send(cloud.node_ids)
-        _report_desired("after (c)", parent.recv())
+        _report_desired("after (c)", _build_times(cloud, cloud.base / "snapshot-c"))
         if SG_EXTRA:
             net_id = _net(clients[0]).ListNetworks(pb.ListNetworksRequest(name="inst")).networks[0].id
             done, errors, wall = _create_ports(clients, net_id, SG_EXTRA)
             if errors:
                 print(f"  (extra ports: errors {errors})")
-            parent.send(cloud.node_ids)
             _report_desired(
                 f"after {len(done)} more ports in the instances' default group "
                 f"({len(done) / wall:.0f} ports/s on that network)",
-                parent.recv(),
+                _build_times(cloud, cloud.base / "snapshot-extra"),
             )
     except (EOFError, grpc.RpcError) as exc:
-        print(f"  (d) skipped: {exc}")
-    finally:
-        try:
-            parent.send(None)
-        except OSError:
-            pass
-        proc.join(10)
-        if proc.is_alive():
-            proc.kill()
+        print(f"  (d) skipped: {exc!r}")
 
 
 def main() -> None:
@@ -398,6 +418,7 @@ def main() -> None:
         "KUMO_QUOTA_INSTANCES": "1000000",
         "KUMO_QUOTA_VCPUS": "1000000",
         "KUMO_QUOTA_RAM_MB": "1000000000",
+        "KUMO_QUOTA_PORTS": "1000000",  # (a) and (c) make more than the default 500
     }
     node_args = ["--fake-vcpus", "64", "--fake-memory-mb", str(256 * 1024), "--fake-disk-gb", "4000"]
     print(load(), flush=True)
