@@ -17,10 +17,20 @@ READY = "READY"
 DOWN = "DOWN"
 
 RESYNC = object()  # outbox marker: recompute the desired state and send a change
-# A session recomputes its node's desired state at most this often: in a burst
-# of changes (a create bumps every node with a port on its network) the changes
-# that arrive meanwhile go out together. After a quiet spell a change goes at once.
+# A session recomputes its node's desired state once per slot of this length
+# at most: in a burst of changes (a create bumps every node with a port on its
+# network) the changes that arrive meanwhile go out together, at the slot's
+# end, when every other session waiting does too (next_resync_slot). After a
+# quiet spell a change goes at once.
 RESYNC_INTERVAL = 0.5
+
+
+def next_resync_slot(now: float) -> float:
+    """The first multiple of RESYNC_INTERVAL after `now` on the monotonic
+    clock: every session that recomputed in one slot waits for the same
+    instant, so a burst that changes many nodes is read in one batch (see
+    domain/desired_batches.py) instead of one per session's own timer."""
+    return (now // RESYNC_INTERVAL + 1) * RESYNC_INTERVAL
 
 
 @dataclass(eq=False)
@@ -57,7 +67,7 @@ class Session:
     def resynced(self) -> None:
         """The session took RESYNC off its outbox and recomputes now."""
         self.resync_pending = False
-        self.next_resync = time.monotonic() + RESYNC_INTERVAL
+        self.next_resync = next_resync_slot(time.monotonic())
 
     def close(self, error: KumoError | None = None) -> None:
         if not self.closed:
