@@ -23,6 +23,7 @@ from kumo.v1 import node_pb2 as npb
 from tests.cloudutil import fake_cloud
 from tests.harness import Client, ControllerProc, error_reason, make_user, race, rpc_error
 from tests.nodeutil import wait_for
+from tests.test_images import qcow2_bytes
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 NODES = 3  # each: 2 vCPUs (x4 ratio = 8), 4096 MiB (x1), 50 GiB
@@ -293,6 +294,70 @@ def test_quota_and_tenancy(fleet: dict, tmp_path: Path) -> None:
     ).code() == (grpc.StatusCode.NOT_FOUND)
     compute(alice).DeleteInstance(pb.DeleteInstanceRequest(id=mine.id))
     wait_gone(alice, mine.id)
+
+
+def test_a_create_uses_only_images_and_flavors_its_project_may(fleet: dict, tmp_path: Path) -> None:
+    """Another project's private image and a private flavor not shared with
+    the caller's project are NOT_FOUND by id and by name, as missing ones are,
+    and so is a deleted image; an image not ACTIVE yet is refused; the owning
+    (sharing) project creates from them, and the answer has no NICs or
+    volumes, since the create asked for none."""
+    admin, ctl = fleet["admin"], fleet["ctl"]
+    pa = admin.identity.CreateProject(idpb.CreateProjectRequest(project=idpb.Project(name="cl-a")))
+    pb_ = admin.identity.CreateProject(idpb.CreateProjectRequest(project=idpb.Project(name="cl-b")))
+    make_user(admin, pa.id, "cl-alice", idpb.ROLE_MEMBER)
+    make_user(admin, pb_.id, "cl-bob", idpb.ROLE_MEMBER)
+    alice, bob = (ctl.login(u, "password-123") for u in ("cl-alice", "cl-bob"))
+    data = qcow2_bytes(tmp_path, "cl.qcow2", size="64M")
+    image = make_image(bob, "cl-bobs", data, ipb.DISK_FORMAT_QCOW2)
+    assert image.visibility == ipb.IMAGE_VISIBILITY_PRIVATE
+    flavor = compute(admin).CreateFlavor(
+        pb.CreateFlavorRequest(
+            flavor=pb.Flavor(
+                name="cl.bobs", vcpus=1, ram_mb=512, disk_gb=1, is_public=False, project_ids=[pb_.id]
+            )
+        )
+    )
+    missing = grpc.StatusCode.NOT_FOUND
+    for image_ref, flavor_ref in [
+        (image.id, "m1.tiny"),
+        ("cl-bobs", "m1.tiny"),
+        (fleet["image"].id, flavor.id),
+        (fleet["image"].id, "cl.bobs"),
+    ]:
+        req = pb.CreateInstanceRequest(name="cl-x", image=image_ref, flavor=flavor_ref)
+        assert rpc_error(compute(alice).CreateInstance, req).code() == missing, (image_ref, flavor_ref)
+    made = [
+        compute(bob).CreateInstance(pb.CreateInstanceRequest(name=f"cl-{i}", image=i_ref, flavor=f_ref))
+        for i, (i_ref, f_ref) in enumerate([(image.id, flavor.id), ("cl-bobs", "cl.bobs")])
+    ]
+    for inst in made:
+        assert (inst.image_id, inst.flavor_id, inst.vcpus, inst.ram_mb, inst.disk_gb) == (
+            image.id,
+            flavor.id,
+            1,
+            512,
+            1,
+        )
+        assert (list(inst.nics), list(inst.volume_ids), inst.boot_volume_id) == ([], [], "")
+        assert inst.state == pb.INSTANCE_STATE_BUILDING and inst.node_id
+    queued = bob.images.CreateImage(
+        ipb.CreateImageRequest(image=ipb.Image(name="cl-queued", disk_format=ipb.DISK_FORMAT_QCOW2))
+    )
+    err = rpc_error(
+        compute(bob).CreateInstance, pb.CreateInstanceRequest(name="cl-q", image=queued.id, flavor=flavor.id)
+    )
+    assert (err.code(), error_reason(err)) == (grpc.StatusCode.FAILED_PRECONDITION, "IMAGE_NOT_ACTIVE")
+    gone = make_image(bob, "cl-gone", data, ipb.DISK_FORMAT_QCOW2)
+    bob.images.DeleteImage(ipb.DeleteImageRequest(id=gone.id))
+    err = rpc_error(
+        compute(bob).CreateInstance, pb.CreateInstanceRequest(name="cl-g", image=gone.id, flavor=flavor.id)
+    )
+    assert err.code() == missing
+    for inst in made:
+        compute(bob).DeleteInstance(pb.DeleteInstanceRequest(id=inst.id))
+    for inst in made:
+        wait_gone(bob, inst.id)
 
 
 def test_bad_input_and_missing_things(fleet: dict) -> None:

@@ -431,7 +431,7 @@ def test_other_projects_volumes_and_servers_are_not_found(cloud: dict) -> None:
 def test_attach_detach_and_wrong_states(cloud: dict) -> None:
     member, _, _ = tenant(cloud, "att")
     v = volumes(member)
-    vm = server(member, "att-vm")
+    vm = server(member, "att-vm", request_id="att-vm")
     vol = volume_on(cloud, member, vm.node_id, "att")
     # A volume on another node cannot be attached to it.
     other_node = next(
@@ -453,6 +453,11 @@ def test_attach_detach_and_wrong_states(cloud: dict) -> None:
     assert in_use.instance_id == vm.id and not in_use.boot
     inst = compute(member).GetInstance(cpb.GetInstanceRequest(id=vm.id))
     assert list(inst.volume_ids) == [vol.id] and inst.boot_volume_id == ""
+    # A retried create (its request_id) answers with the instance as it is now, volume and all.
+    again = compute(member).CreateInstance(
+        cpb.CreateInstanceRequest(name="att-vm", flavor="v.tiny", image="vtiny", request_id="att-vm")
+    )
+    assert again.id == vm.id and list(again.volume_ids) == [vol.id]
     # Wrong states: attach an IN_USE volume, delete it, snapshot is fine.
     assert code_reason(v.AttachVolume, pb.AttachVolumeRequest(id=vol.id, instance_id=vm.id)) == (
         grpc.StatusCode.FAILED_PRECONDITION,
@@ -568,7 +573,9 @@ def test_boot_from_volume(cloud: dict) -> None:
     assert rpc_error(c.CreateInstance, neither).code() == grpc.StatusCode.INVALID_ARGUMENT
     missing = cpb.CreateInstanceRequest(name="bfv", flavor="v.tiny", boot_volume="no-such")
     assert code_reason(c.CreateInstance, missing) == (grpc.StatusCode.NOT_FOUND, "VOLUME_NOT_FOUND")
-    vm = server(member, "bfv", boot_volume="root")
+    made = c.CreateInstance(cpb.CreateInstanceRequest(name="bfv", flavor="v.tiny", boot_volume="root"))
+    assert made.boot_volume_id == bootvol.id and list(made.volume_ids) == []  # the create's own answer
+    vm = wait_state(member, made.id, cpb.INSTANCE_STATE_ACTIVE)
     assert vm.node_id == bootvol.node_id
     assert vm.boot_volume_id == bootvol.id and list(vm.volume_ids) == [] and vm.disk_gb == 0
     assert vm.image_id == ""

@@ -36,6 +36,13 @@ class InstanceApiExtension(Protocol):
         """Fills the feature's part of a page of Instance messages (one query per page)."""
         ...
 
+    def decorate_created(self, row: Instance, msg: pb.Instance, options: Mapping[str, Any]) -> None:
+        """`decorate` for the instance a CreateInstance has just made with these
+        `options` (every feature's create_options): when they asked nothing of
+        this feature, the new instance has none of its resources and there is
+        nothing to read."""
+        ...
+
 
 def _instance_pb(row: Instance) -> pb.Instance:
     return pb.Instance(
@@ -85,10 +92,15 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
         self.console_api = console_api
         self.extensions = tuple(extensions)
 
-    def instance_pbs(self, rows: list[Instance]) -> list[pb.Instance]:
+    def _own_pbs(self, rows: list[Instance]) -> list[pb.Instance]:
+        """The rows' messages without the extensions' parts."""
         msgs = [_instance_pb(r) for r in rows]
         for msg, power in zip(msgs, self.instances.power_states(rows), strict=True):
             msg.power_state = power
+        return msgs
+
+    def instance_pbs(self, rows: list[Instance]) -> list[pb.Instance]:
+        msgs = self._own_pbs(rows)
         for ext in self.extensions:
             ext.decorate(rows, msgs)
         return msgs
@@ -97,7 +109,8 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
         return self.instance_pbs([row])[0]
 
     def CreateInstance(self, request: pb.CreateInstanceRequest, context: CallContext) -> pb.Instance:
-        row = self.instances.create(
+        options = {k: val for ext in self.extensions for k, val in ext.create_options(request).items()}
+        row, new = self.instances.create(
             context.principal,
             v.name(request.name),
             "" if request.boot_volume and not request.image else v.reference(request.image, "image"),
@@ -106,10 +119,15 @@ class ComputeServicer(ComputeCatalogServicer, compute_pb2_grpc.ComputeServiceSer
             request.user_data,
             v.optional_id(request.server_group_id, "server_group_id"),
             v.request_key(request),
-            options={k: val for ext in self.extensions for k, val in ext.create_options(request).items()},
+            options=options,
             ha=request.ha,
         )
-        return self.instance_pb(row)
+        if not new:  # an earlier create of this request_id: the instance as it is now
+            return self.instance_pb(row)
+        msg = self._own_pbs([row])[0]
+        for ext in self.extensions:
+            ext.decorate_created(row, msg, options)
+        return msg
 
     def UpdateInstance(self, request: pb.UpdateInstanceRequest, context: CallContext) -> pb.Instance:
         inst = request.instance

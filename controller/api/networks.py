@@ -5,6 +5,7 @@ CreateInstance fields that ask for NICs (networks, security_groups)."""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -604,3 +605,8 @@ class NetworkInstanceApi:
                         floating_ip_address=floating.get(n.port_id, ""),
                     )
                 )
+
+    def decorate_created(self, row: Instance, msg: cpb.Instance, options: Mapping[str, Any]) -> None:
+        """A create without networks bound no port to the instance."""
+        if options.get("networks"):
+            self.decorate([row], [msg])

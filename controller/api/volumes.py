@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -233,3 +234,8 @@ class VolumeInstanceApi:
                     msg.boot_volume_id = vol.id
                 elif vol.state in ATTACHED_STATES:
                     msg.volume_ids.append(vol.id)
+
+    def decorate_created(self, row: Instance, msg: cpb.Instance, options: Mapping[str, Any]) -> None:
+        """A create without boot_volume attached no volume (attaching comes after)."""
+        if options.get("boot_volume"):
+            self.decorate([row], [msg])

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
-from controller.db.database import cached_first, db, insert_unique
+from controller.db.database import cached_first, cached_rows, db, insert_unique
 from controller.db.models import Flavor, FlavorAccess, Keypair, ServerGroup
 from controller.db.paging import paginate
 
@@ -73,16 +73,49 @@ def list_flavors(
     return paginate(query, (Flavor.name, Flavor.id), page_size, page_token)
 
 
-def flavor_by_name(name: str, project_id: str | None) -> Flavor | None:
+class LaunchFlavor(NamedTuple):
+    """What a create or a resize reads of its flavor (and checks who may use
+    it by), as a plain tuple: building the whole Flavor model (and the select)
+    cost peewee more than the read itself, once per create."""
+
+    id: str
+    name: str
+    vcpus: int
+    ram_mb: int
+    disk_gb: int
+    is_public: bool
+
+
+_LAUNCH_COLUMNS = [Flavor.id, Flavor.name, Flavor.vcpus, Flavor.ram_mb, Flavor.disk_gb, Flavor.is_public]
+
+
+def _launch_flavor(rows: list[tuple[Any, ...]]) -> LaunchFlavor | None:
+    if not rows:
+        return None
+    fid, name, vcpus, ram_mb, disk_gb, is_public = rows[0]
+    return LaunchFlavor(fid, name, vcpus, ram_mb, disk_gb, bool(is_public))  # SQLite's 0/1 as a bool
+
+
+def launch_flavor(flavor_id: str) -> LaunchFlavor | None:
+    """The flavor's LaunchFlavor (None: no such row), read from the database every time."""
+    rows = cached_rows(
+        "launch flavor", lambda: Flavor.select(*_LAUNCH_COLUMNS).where(Flavor.id == flavor_id), [flavor_id]
+    )
+    return _launch_flavor(rows)
+
+
+def flavor_by_name(name: str, project_id: str | None) -> LaunchFlavor | None:
     """The first flavor named `name` (in list order) that `project_id` may use (None: any)."""
-    query = Flavor.select().where(Flavor.name == name)
-    params: list[Any] = [name]
-    if project_id is not None:
-        shared = FlavorAccess.select(FlavorAccess.flavor).where(FlavorAccess.project == project_id)
-        query = query.where(Flavor.is_public | Flavor.id.in_(shared))
-        params.append(project_id)
-    query = query.order_by(Flavor.name, Flavor.id)
-    return cached_first(("flavor by name", project_id is None), query, params)
+
+    def query() -> Any:
+        q = Flavor.select(*_LAUNCH_COLUMNS).where(Flavor.name == name)
+        if project_id is not None:
+            shared = FlavorAccess.select(FlavorAccess.flavor).where(FlavorAccess.project == project_id)
+            q = q.where(Flavor.is_public | Flavor.id.in_(shared))
+        return q.order_by(Flavor.name, Flavor.id).limit(1)
+
+    params: list[Any] = [name] if project_id is None else [name, project_id]
+    return _launch_flavor(cached_rows(("flavor by name", project_id is None), query, [*params, 1]))
 
 
 # Keypairs

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -24,6 +24,9 @@ MAX_VCPUS = 256
 MAX_RAM_MB = 4 * 1024 * 1024
 MAX_DISK_GB = 64 * 1024
 MAX_PUBLIC_KEY = 16 * 1024
+
+
+_Row = TypeVar("_Row", Flavor, store.LaunchFlavor)
 
 
 def check_sizes(vcpus: int, ram_mb: int, disk_gb: int) -> None:
@@ -58,19 +61,24 @@ def parse_public_key(line: str) -> str:
 class ComputeCatalog:
     # Flavors
 
-    def _flavor_visible(self, caller: Principal, row: Flavor) -> bool:
+    def _flavor_visible(self, caller: Principal, row: Flavor | store.LaunchFlavor) -> bool:
         return caller.is_admin or row.is_public or caller.project_id in store.flavor_access(row.id)
 
-    def get_flavor(self, caller: Principal, flavor_id: str) -> Flavor:
-        row = store.get_flavor(flavor_id)
+    def _seen(self, caller: Principal, flavor_id: str, row: _Row | None) -> _Row:
+        """`row` (the flavor `flavor_id` as read) if the caller may use it;
+        NOT_FOUND otherwise, exactly as for a missing one."""
         if row is None or not self._flavor_visible(caller, row):
             raise not_found("flavor", flavor_id)
         return row
 
-    def find_flavor(self, caller: Principal, ref: str) -> Flavor:
-        """A flavor the caller may use, by id or name."""
+    def get_flavor(self, caller: Principal, flavor_id: str) -> Flavor:
+        return self._seen(caller, flavor_id, store.get_flavor(flavor_id))
+
+    def find_flavor(self, caller: Principal, ref: str) -> store.LaunchFlavor:
+        """A flavor the caller may use, by id or name: only the columns a
+        create or a resize needs (store.LaunchFlavor)."""
         if is_uuid(ref):
-            return self.get_flavor(caller, ref)
+            return self._seen(caller, ref, store.launch_flavor(ref))
         row = store.flavor_by_name(ref, None if caller.is_admin else caller.project_id)
         if row is None:
             raise not_found("flavor", ref)

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -70,6 +70,20 @@ STATUS_NAMES = {QUEUED: "queued", SAVING: "saving", ACTIVE: "active", KILLED: "k
 CUT_OFF = "the stream was cut off before it finished (client gone or cancelled)"
 # During an upload, the quota and the image's state are checked this often.
 RECHECK_BYTES = 256 * 1024 * 1024
+
+
+_Row = TypeVar("_Row", Image, store.LaunchImage)
+
+
+def _seen(caller: Principal, image_id: str, row: _Row | None) -> _Row:
+    """`row` (the image `image_id` as read) if the caller may see it; NOT_FOUND
+    otherwise, exactly as for a missing or deleted one: its project's members
+    and admins see it, everyone a public one."""
+    if row is None or row.status == DELETED:
+        raise not_found("image", image_id)
+    if not (caller.can_see(row.project_id) or row.visibility == PUBLIC):
+        raise not_found("image", image_id)
+    return row
 
 
 def _gib(n: int) -> str:
@@ -169,12 +183,7 @@ class Images:
     def _visible(self, caller: Principal, image_id: str) -> Image:
         """The image if the caller may see it; NOT_FOUND otherwise, exactly as
         for a missing one."""
-        row = store.get_image(image_id)
-        if row is None or row.status == DELETED:
-            raise not_found("image", image_id)
-        if not (caller.can_see(row.project_id) or row.visibility == PUBLIC):
-            raise not_found("image", image_id)
-        return row
+        return _seen(caller, image_id, store.get_image(image_id))
 
     def _owned(self, caller: Principal, image_id: str) -> Image:
         """The image if the caller may change it: its project's members, admins."""
@@ -192,11 +201,12 @@ class Images:
     def get(self, caller: Principal, image_id: str) -> Image:
         return self._visible(caller, image_id)
 
-    def find_active(self, caller: Principal, ref: str) -> Image:
+    def find_active(self, caller: Principal, ref: str) -> store.LaunchImage:
         """The active image an instance or a volume is made from, by id or by
-        name (a name must be unambiguous among the images the caller sees)."""
+        name (a name must be unambiguous among the images the caller sees);
+        by id, only the columns a create needs are read (store.LaunchImage)."""
         if is_uuid(ref):
-            row = self.get(caller, ref)
+            row = _seen(caller, ref, store.launch_image(ref))
         else:
             rows, _ = store.list_images(
                 2, "", None if caller.is_admin else caller.project_id, name=ref, status=ACTIVE
@@ -205,7 +215,7 @@ class Images:
                 raise not_found("image", ref)
             if len(rows) > 1:
                 raise InvalidArgument(f"more than one image is named {ref!r}; use its id")
-            row = rows[0]
+            row = store.launch_of(rows[0])
         if row.status != ACTIVE:
             raise FailedPrecondition(f"image {row.name!r} is not active", reason="IMAGE_NOT_ACTIVE")
         return row

@@ -22,7 +22,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import peewee
 
@@ -140,6 +140,14 @@ def power_state(row: Instance, live: LiveView | None, powers: Mapping[str, int] 
     return cpb.POWER_STATE_NO_GUEST
 
 
+class Created(NamedTuple):
+    """What Instances.create gives: the instance, and whether this call made
+    it (False: an earlier create of the same request_id, as it is now)."""
+
+    row: Instance
+    new: bool
+
+
 @dataclass(frozen=True)
 class Observation:
     """What the sync does for one instance: `update` (fields, "delete" or
@@ -243,11 +251,11 @@ class Instances:
         request_key: RequestKey,
         options: Mapping[str, Any] | None = None,
         ha: bool = False,
-    ) -> Instance:
+    ) -> Created:
         if request_key:
             existing = idempotency.lookup(request_key, "instance", caller.project_id)
             if existing:
-                return self.get(caller, existing)
+                return Created(self.get(caller, existing), False)
         if len(user_data) > MAX_USER_DATA:
             raise InvalidArgument(f"user_data must be at most {MAX_USER_DATA} bytes, got {len(user_data)}")
         boot_ref = (options or {}).get("boot_volume", "")
@@ -292,7 +300,7 @@ class Instances:
             # After the lock: a racing twin's key is committed or not begun.
             existing = idempotency.lookup(request_key, "instance", caller.project_id)
             if existing:
-                return self.get(caller, existing)
+                return Created(self.get(caller, existing), False)
             if (
                 boot is not None and self.boot_volumes is not None
             ):  # lock order: project, volume, node usage, node
@@ -354,7 +362,7 @@ class Instances:
         log.info(
             "instance scheduled", extra={"instance": row.id, "node": chosen, "project": caller.project_id}
         )
-        return row
+        return Created(row, True)
 
     def group_request(self, group: ServerGroup, req: Request, lock: bool = False) -> Request:
         return group_request(group, req, lock)
