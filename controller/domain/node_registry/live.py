@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,11 +85,12 @@ class Live:
     last_seen_wall: float = 0.0
     usage: node_pb2.NodeUsage | None = None
     inventory: node_pb2.NodeInventory | None = None
-    guests: list[pb.GuestStatus] = field(default_factory=list)
+    # Read-only: the last heartbeat's own fields (or the database's copy, cluster.py).
+    guests: Sequence[pb.GuestStatus] = field(default_factory=list)
     applied_revision: int = 0
     address: str = ""
     session: Session | None = None
-    volumes: list[pb.VolumeStatus] = field(default_factory=list)
+    volumes: Sequence[pb.VolumeStatus] = field(default_factory=list)
     # A heartbeat came since this controller started (so `volumes` is real).
     heard: bool = False
     # Several controllers: the one holding the session as the database says

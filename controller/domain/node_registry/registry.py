@@ -180,8 +180,10 @@ class NodeRegistry:
             raise Unauthenticated("this session is no longer valid", reason="SESSION_GONE")
         with self._lock:
             live.usage = hb.usage
-            live.guests = list(hb.guests)
-            live.volumes = list(hb.volumes)
+            # The message's own fields, not copies: nothing mutates them or the
+            # message after it is read, and readers copy them (snapshot) or compare.
+            live.guests = hb.guests
+            live.volumes = hb.volumes
             live.heard = True
             moved = None
             if hb.HasField("inventory"):

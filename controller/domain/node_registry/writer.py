@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -66,7 +66,7 @@ _USAGE_FORMAT = (
 )
 
 
-def guests_text(guests: list[apb.GuestStatus]) -> str:
+def guests_text(guests: Sequence[apb.GuestStatus]) -> str:
     return base64.b64encode(apb.Heartbeat(guests=guests).SerializeToString()).decode()
 
 
@@ -88,7 +88,7 @@ class Encodings:
 
     def __init__(self) -> None:
         self._usage: dict[str, tuple[pb.NodeUsage | None, str]] = {}
-        self._guests: dict[str, tuple[list[apb.GuestStatus], str]] = {}
+        self._guests: dict[str, tuple[Sequence[apb.GuestStatus], str]] = {}
 
     def usage(self, node_id: str, usage: pb.NodeUsage | None) -> str:
         last = self._usage.get(node_id)
@@ -96,7 +96,7 @@ class Encodings:
         self._usage[node_id] = (usage, text)
         return text
 
-    def guests(self, node_id: str, guests: list[apb.GuestStatus]) -> str:
+    def guests(self, node_id: str, guests: Sequence[apb.GuestStatus]) -> str:
         last = self._guests.get(node_id)
         text = last[1] if last is not None and last[0] == guests else guests_text(guests)
         self._guests[node_id] = (guests, text)
