@@ -299,6 +299,23 @@ def test_draining_a_node_live_migrates_its_three_guests_and_undrain_keeps_them(
         )
     for iid in ids:  # room for the next test's guests
         admin.compute.DeleteInstance(pb.DeleteInstanceRequest(id=iid))
+    # Gone, and so their claims freed: the next test compares the target's claim before and after.
+    for iid in ids:
+        wait_until(
+            lambda iid=iid: _gone(admin, iid),
+            what=f"instance {iid} deleted",
+            explain=lambda iid=iid: diagnose(admin, iid),
+        )
+
+
+def _gone(admin: Client, instance_id: str) -> bool:
+    try:
+        admin.compute.GetInstance(pb.GetInstanceRequest(id=instance_id))
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            return True
+        raise
+    return False
 
 
 def test_a_migration_whose_target_dies_leaves_the_guest_on_the_source(clouds: dict) -> None:
