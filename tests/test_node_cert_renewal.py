@@ -44,7 +44,9 @@ def check(controller: ControllerProc, cert_pem: bytes) -> apb.CheckCertificateRe
 
 
 class StateWatch:
-    """Polls a node's state in the background and records every one seen."""
+    """Polls a node's state in the background and records every one seen,
+    from the first poll (taken at once, so a fast rotation is still sampled)
+    to a last one when stopped."""
 
     def __init__(self, admin: Client, node_id: str) -> None:
         self.seen: set[int] = set()
@@ -53,8 +55,11 @@ class StateWatch:
         self._thread.start()
 
     def _run(self, admin: Client, node_id: str) -> None:
-        while not self._stop.wait(0.2):
+        while True:
             self.seen.add(nodes(admin).GetNode(pb.GetNodeRequest(id=node_id)).state)
+            if self._stop.wait(0.2):
+                self.seen.add(nodes(admin).GetNode(pb.GetNodeRequest(id=node_id)).state)
+                return
 
     def stop(self) -> set[int]:
         self._stop.set()
