@@ -63,6 +63,10 @@ class NodeRegistry:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stats = Stats()
         self._lock = threading.Lock()  # guards readers' copies against the loop's writes
+        # ready_ids' answer, made again after a status or membership change
+        # (under _lock): a list over 1,000 nodes per create was 1.7% of the
+        # controller's time.
+        self._ready: tuple[str, ...] | None = None
         self.writer = StateWriter(heartbeat_flush_seconds, events)
         self._tasks: list[asyncio.Task[None]] = []
         self._tunnel_listeners: list[Callable[[str], None]] = []
@@ -93,6 +97,7 @@ class NodeRegistry:
                     # a grace period from now to reconnect before calling it DOWN.
                     live.last_seen = now
                 self.live[node_id] = live
+            self._ready = None
         if self.peers_seconds > 0:
             await self._refresh_peers()
             self._tasks.append(asyncio.create_task(self._peers(), name="node-peers"))
@@ -229,6 +234,7 @@ class NodeRegistry:
     def _set_status(self, live: Live, status: str) -> None:
         with self._lock:
             live.status = status
+            self._ready = None
         self.writer.set_status(live.node_id, status, self.controller_id)
         log.info(f"node {status.lower()}", extra={"node_id": live.node_id})
 
@@ -287,6 +293,7 @@ class NodeRegistry:
     def _forget(self, node_id: str) -> None:
         with self._lock:
             live = self.live.pop(node_id, None)
+            self._ready = None
         if live is not None and live.session is not None:
             live.session.close(Unauthenticated("this node has been deleted", reason="NODE_DELETED"))
         self.writer.forget(node_id)
@@ -318,10 +325,12 @@ class NodeRegistry:
                 if (live := known.get(nid)) is not None
             }
 
-    def ready_ids(self) -> list[str]:
+    def ready_ids(self) -> tuple[str, ...]:
         """The READY nodes' ids (a create samples from them)."""
         with self._lock:
-            return [nid for nid, live in self.live.items() if live.status == READY]
+            if self._ready is None:
+                self._ready = tuple(nid for nid, live in self.live.items() if live.status == READY)
+            return self._ready
 
     def snapshot(self, node_id: str) -> LiveView | None:
         with self._lock:
@@ -402,6 +411,8 @@ class NodeRegistry:
             now=clock.now(),
             mono=time.monotonic(),
         )
+        with self._lock:  # statuses and members may have changed
+            self._ready = None
 
     async def _flusher(self) -> None:
         while True:
