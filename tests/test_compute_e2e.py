@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-import grpc
 import pytest
 
 from kumo.v1 import compute_pb2 as pb
@@ -15,7 +14,7 @@ from kumo.v1 import compute_pb2_grpc, image_pb2_grpc
 from kumo.v1 import image_pb2 as ipb
 from tests.cloudutil import e2e_cloud, ready_nodes, virsh
 from tests.harness import Client
-from tests.waits import diagnose, node_line, wait_reconciled, wait_until
+from tests.waits import diagnose, node_line, wait_gone, wait_reconciled, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -63,17 +62,6 @@ def wait_console(client: Client, iid: str, pattern: str, count: int = 1, timeout
         step=0.5,
         explain=lambda: diagnose(client, iid),
     )
-
-
-def wait_gone(client: Client, iid: str) -> None:
-    def gone() -> bool:
-        try:
-            compute(client).GetInstance(pb.GetInstanceRequest(id=iid))
-        except grpc.RpcError as exc:
-            return exc.code() == grpc.StatusCode.NOT_FOUND
-        return False
-
-    wait_until(gone, what=f"{iid} deleted", base=90, step=0.1, explain=lambda: diagnose(client, iid))
 
 
 def test_server_lifecycle_snapshot_and_cleanup(cloud: dict) -> None:

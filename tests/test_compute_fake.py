@@ -24,6 +24,7 @@ from tests.cloudutil import fake_cloud
 from tests.harness import Client, ControllerProc, error_reason, make_user, race, rpc_error
 from tests.nodeutil import wait_for
 from tests.test_images import qcow2_bytes
+from tests.waits import instance_gone
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 NODES = 3  # each: 2 vCPUs (x4 ratio = 8), 4096 MiB (x1), 50 GiB
@@ -63,14 +64,8 @@ def wait_state(client: Client, instance_id: str, state: int, timeout: float = 30
 
 
 def wait_gone(client: Client, instance_id: str, timeout: float = 30) -> None:
-    def gone() -> bool:
-        try:
-            compute(client).GetInstance(pb.GetInstanceRequest(id=instance_id))
-        except grpc.RpcError as exc:
-            return exc.code() == grpc.StatusCode.NOT_FOUND
-        return False
-
-    wait_for(gone, timeout=timeout, what="instance deleted")
+    """Fake nodes: a fixed budget (no guest to boot or stop)."""
+    wait_for(lambda: instance_gone(client, instance_id), timeout=timeout, what="instance deleted")
 
 
 def delete_all(client: Client) -> None:

@@ -33,7 +33,7 @@ from tests.cloudutil import destroy_guests, libvirt_and_test_image, libvirt_clou
 from tests.harness import Client, cli_login, run_cli
 from tests.netutil import state_dir
 from tests.nodeutil import NodedProc, make_token, run_noded, wait_for
-from tests.waits import LoadScaledDeadline, diagnose, node_line, wait_reconciled, wait_until
+from tests.waits import LoadScaledDeadline, diagnose, node_line, wait_gone, wait_reconciled, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -301,21 +301,7 @@ def test_draining_a_node_live_migrates_its_three_guests_and_undrain_keeps_them(
         admin.compute.DeleteInstance(pb.DeleteInstanceRequest(id=iid))
     # Gone, and so their claims freed: the next test compares the target's claim before and after.
     for iid in ids:
-        wait_until(
-            lambda iid=iid: _gone(admin, iid),
-            what=f"instance {iid} deleted",
-            explain=lambda iid=iid: diagnose(admin, iid),
-        )
-
-
-def _gone(admin: Client, instance_id: str) -> bool:
-    try:
-        admin.compute.GetInstance(pb.GetInstanceRequest(id=instance_id))
-    except grpc.RpcError as exc:
-        if exc.code() == grpc.StatusCode.NOT_FOUND:
-            return True
-        raise
-    return False
+        wait_gone(admin, iid)
 
 
 def test_a_migration_whose_target_dies_leaves_the_guest_on_the_source(clouds: dict) -> None:

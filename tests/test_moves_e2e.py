@@ -22,8 +22,8 @@ from kumo.v1 import compute_pb2 as pb
 from tests.cloudutil import destroy_guests, libvirt_and_test_image, libvirt_cloud, make_flavor, ready_nodes
 from tests.netutil import state_dir
 from tests.nodeutil import NodedProc, make_token, run_noded
-from tests.test_compute_e2e import compute, wait_console, wait_gone, wait_state
-from tests.waits import wait_until
+from tests.test_compute_e2e import compute, wait_console, wait_state
+from tests.waits import wait_gone, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -25,9 +25,9 @@ from noded.network import bridge_name
 from tests import netutil
 from tests.cloudutil import destroy_guests, libvirt_and_test_image, libvirt_cloud
 from tests.harness import Client
-from tests.test_compute_e2e import compute, wait_console, wait_gone, wait_state
+from tests.test_compute_e2e import compute, wait_console, wait_state
 from tests.test_network_e2e import dnsmasq_for
-from tests.waits import wait_until
+from tests.waits import wait_gone, wait_until
 
 pytestmark = pytest.mark.e2e
 

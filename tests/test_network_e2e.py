@@ -26,8 +26,8 @@ from noded.network.names import owner_tag, table_name
 from tests.cloudutil import destroy_guests, libvirt_and_test_image, libvirt_cloud, virsh
 from tests.harness import Client
 from tests.netutil import need_root_networking, ping, state_dir
-from tests.test_compute_e2e import compute, wait_console, wait_gone, wait_state
-from tests.waits import diagnose, wait_until
+from tests.test_compute_e2e import compute, wait_console, wait_state
+from tests.waits import diagnose, wait_gone, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -25,9 +25,9 @@ from noded.network.names import owner_tag, table_name
 from tests.cloudutil import destroy_guests, libvirt_and_test_image, libvirt_cloud
 from tests.harness import Client
 from tests.netutil import Namespaces, need_root_networking, ns, ping, sh, state_dir
-from tests.test_compute_e2e import compute, wait_console, wait_gone, wait_state
+from tests.test_compute_e2e import compute, wait_console, wait_state
 from tests.test_network_e2e import net
-from tests.waits import diagnose, wait_until
+from tests.waits import diagnose, wait_gone, wait_until
 
 pytestmark = pytest.mark.e2e
 

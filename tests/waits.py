@@ -123,6 +123,28 @@ def wait_until(
         time.sleep(step)
 
 
+def instance_gone(client: Stubs, instance_id: str) -> bool:
+    """The instance is NOT_FOUND (deleted, its claim freed); any other error is raised."""
+    try:
+        client.stub(compute_pb2_grpc.ComputeServiceStub).GetInstance(cpb.GetInstanceRequest(id=instance_id))
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            return True
+        raise
+    return False
+
+
+def wait_gone(client: Stubs, instance_id: str, base: float = 90) -> None:
+    """Waits, load-scaled, for a deleted guest to be gone from its node and the controller."""
+    wait_until(
+        lambda: instance_gone(client, instance_id),
+        what=f"{instance_id} deleted",
+        base=base,
+        step=0.1,
+        explain=lambda: diagnose(client, instance_id),
+    )
+
+
 def _safely(fn: Callable[[], str]) -> str:
     """A diagnosis must never hide the failure it explains."""
     try:
